@@ -1,0 +1,36 @@
+# `make run`  : create .venv, install, import+canonicalize a bundled model, write a cost report.
+# `make test` : same setup, then the fast test suite.  `make test-all` also runs tests marked slow.
+PY      ?= python3.11
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+TORCH   := torch==2.13.0
+MODEL   ?= zoo:squeezenet
+OUT     ?= out/run
+
+.PHONY: run test test-all bench clean
+
+$(STAMP): pyproject.toml
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	# torch first, pinned: a plain `torch` requirement would pull the multi-GB CUDA build.
+	$(BIN)/pip install --quiet $(TORCH)
+	$(BIN)/pip install --quiet -e '.[dev,torch]'
+	touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/alohac compile $(MODEL) -p canonicalize,analyze-cost --emit nn -o $(OUT) --time-passes
+	$(BIN)/alohac analyze $(MODEL) --json > $(OUT)/cost.json
+	@echo "wrote $(OUT)/ (nn IR, weights, report.md, cost.json)"
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -q -m ''
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/import.py
+
+clean:
+	rm -rf $(VENV) out .pytest_cache

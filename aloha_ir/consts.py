@@ -1,0 +1,42 @@
+"""Between `nn.const` ops and `ConstTensor` values (see weights.py for the three kinds)."""
+
+from __future__ import annotations
+
+import numpy as np
+from xdsl.dialects.builtin import StringAttr, TensorType, f32
+
+from aloha_ir.dialects.nn import ConstOp, float_attr, int_attr, shape_of
+from aloha_ir.weights import ConstTensor, WeightStore
+
+
+def const_tensor(op: ConstOp, store: WeightStore) -> ConstTensor:
+    shape = shape_of(op.output)
+    if op.splat is not None:
+        return ConstTensor(shape, splat=op.splat.value.data)
+    if op.seed is not None:
+        mean = op.mean.value.data if op.mean is not None else 0.0
+        std = op.std.value.data if op.std is not None else 1.0
+        return ConstTensor(shape, random=(op.seed.value.data, mean, std))
+    array = store[op.blob.data]
+    if tuple(array.shape) != shape:
+        raise ValueError(f"blob '{op.blob.data}' has shape {list(array.shape)}, its nn.const says "
+                         f"{list(shape)}")
+    return ConstTensor(shape, array=array)
+
+
+def make_const(value: ConstTensor, store: WeightStore, hint: str = "w", element_type=f32) -> ConstOp:
+    """An nn.const for `value`; dense arrays go to `store` under a key derived from `hint`."""
+    props: dict = {}
+    if value.splat is not None:
+        props["splat"] = float_attr(value.splat)
+    elif value.random is not None:
+        seed, mean, std = value.random
+        props["seed"] = int_attr(seed)
+        if mean:
+            props["mean"] = float_attr(mean)
+        props["std"] = float_attr(std)
+    else:
+        array = value.array
+        assert array is not None
+        props["blob"] = StringAttr(store.add(np.asarray(array, dtype=np.float32), hint))
+    return ConstOp.create(result_types=[TensorType(element_type, value.shape)], properties=props)

@@ -1,0 +1,38 @@
+"""The xDSL context every ALOHA tool parses and runs passes in.
+
+`AlohaContext` extends xDSL's Context with what a compilation scopes (TVM's PassContext idea): the
+analysis results passes produce, and later the target platform. Passes receive it as `ctx`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import Builtin
+
+
+def _nn():
+    from aloha_ir.dialects.nn import NN
+    return NN
+
+
+@dataclass
+class AlohaContext(Context):
+    analyses: dict[str, Any] = field(default_factory=dict)
+    target: Any = None
+
+
+def make_context() -> AlohaContext:
+    """A context that knows builtin and (lazily) the project's dialects."""
+    ctx = AlohaContext()
+    ctx.load_dialect(Builtin)
+    ctx.register_dialect("nn", _nn)
+    return ctx
+
+
+def record_analysis(ctx: Context, name: str, result: Any) -> None:
+    """Store a pass's typed result where the PassManager returns it (ignored on a plain Context)."""
+    if isinstance(ctx, AlohaContext):
+        ctx.analyses[name] = result

@@ -1,0 +1,83 @@
+"""One exception family for the whole compiler.
+
+Every error a user can cause is an `AlohaError` subclass carrying a stable exit code, the place it
+happened (file, ONNX node, IR op, pass) and what to do. The driver prints `str(error)` as one line and
+exits with `error.exit_code`; `--debug` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+
+class AlohaError(Exception):
+    """Base of all user-facing errors."""
+
+    exit_code = 1
+    kind = "error"
+
+    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
+        self.message = message
+        self.where = where
+        self.hint = hint
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        text = f"{self.where}: {self.message}" if self.where else self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return " ".join(text.split())
+
+
+class InputFileError(AlohaError):
+    """A file is missing, unreadable, truncated or not of the expected format."""
+
+    exit_code = 3
+    kind = "input error"
+
+
+class UnsupportedError(AlohaError):
+    """The input uses an operator, attribute or feature the compiler does not handle."""
+
+    exit_code = 4
+    kind = "unsupported"
+
+
+class ShapeError(AlohaError):
+    """A shape that is dynamic, inconsistent, or cannot be inferred statically."""
+
+    exit_code = 5
+    kind = "shape error"
+
+
+class IRParseError(AlohaError):
+    """Textual IR that does not parse."""
+
+    exit_code = 6
+    kind = "parse error"
+
+
+class IRVerifyError(AlohaError):
+    """IR that parses but breaks an op's invariant (shape rule, operand kinds, references)."""
+
+    exit_code = 7
+    kind = "verification error"
+
+
+class PassError(AlohaError):
+    """A pass failed, or a pipeline text names an unknown pass or option."""
+
+    exit_code = 8
+    kind = "pass error"
+
+
+class UsageError(AlohaError):
+    """Bad command-line use that argparse cannot catch (e.g. an unknown zoo name)."""
+
+    exit_code = 2
+    kind = "usage error"
+
+
+EXIT_CODES: dict[str, int] = {
+    cls.__name__: cls.exit_code
+    for cls in (AlohaError, UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,
+                IRVerifyError, PassError)
+}

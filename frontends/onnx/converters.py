@@ -1,0 +1,580 @@
+"""One converter per ONNX op type (registered in importer.CONVERTERS).
+
+A converter reads its node through the ImportContext, folds it when all its inputs are compile-time
+constants, and otherwise emits nn ops with statically inferred result shapes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+from xdsl.dialects.builtin import StringAttr
+
+from aloha_ir import shapes
+from aloha_ir.dialects import nn
+from aloha_ir.weights import ConstTensor
+from frontends.onnx.importer import ImportContext, attrs, converter
+
+
+def _norm_axis(axis: int, rank: int) -> int:
+    return axis + rank if axis < 0 else axis
+
+
+def _out_type(ctx: ImportContext, shape):
+    return [ctx.tensor_type(shape)]
+
+
+# --- windows: Conv, pools --------------------------------------------------------------------------
+
+def _window(ctx: ImportContext, node, a: dict, x_shape, kernel) -> tuple:
+    rank = len(kernel)
+    if rank != 2:
+        raise ctx.unsupported(f"{rank}-D windows are not supported; supported: 2-D (NCHW)")
+    strides = list(a.get("strides", [1] * rank))
+    dilations = list(a.get("dilations", [1] * rank))
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
+        pads = shapes.same_pads(x_shape[2:], kernel, strides, dilations, auto_pad == "SAME_UPPER")
+    elif auto_pad == "VALID":
+        pads = [0] * (2 * rank)
+    elif auto_pad == "NOTSET":
+        pads = list(a.get("pads", [0] * (2 * rank)))
+    else:
+        raise ctx.unsupported(f"auto_pad '{auto_pad}' is not supported; supported: NOTSET, VALID, "
+                              "SAME_UPPER, SAME_LOWER")
+    return strides, pads, dilations
+
+
+@converter("Conv")
+def conv(ctx: ImportContext, node) -> None:
+    a = attrs(node)
+    x, w = node.input[0], node.input[1]
+    xs, ws = ctx.shape(x), ctx.shape(w)
+    if len(xs) != 4:
+        raise ctx.unsupported(f"Conv on a rank-{len(xs)} input is not supported; supported: 2-D "
+                              "convolution on NCHW")
+    kernel = list(a.get("kernel_shape", ws[2:]))
+    strides, pads, dilations = _window(ctx, node, a, xs, kernel)
+    group = int(a.get("group", 1))
+    out = shapes.conv_out_shape(xs, ws[0], kernel, strides, pads, dilations)
+    if min(out) < 1:
+        raise ctx.shape_error(f"the output of Conv on {list(xs)} would be empty {list(out)}")
+    operands = [ctx.operand(x), ctx.operand(w)]
+    if len(node.input) > 2 and node.input[2]:
+        operands.append(ctx.operand(node.input[2]))
+    ctx.emit(nn.ConvOp.create(operands=operands, result_types=_out_type(ctx, out), properties={
+        "kernel": nn.ints_attr(kernel), "strides": nn.ints_attr(strides), "pads": nn.ints_attr(pads),
+        "dilations": nn.ints_attr(dilations), "group": nn.int_attr(group)}))
+
+
+@converter("MaxPool", "AveragePool")
+def pool(ctx: ImportContext, node) -> None:
+    a = attrs(node)
+    if len(node.output) > 1 and node.output[1]:
+        raise ctx.unsupported("MaxPool's Indices output is not supported; supported: the pooled "
+                              "values only")
+    xs = ctx.shape(node.input[0])
+    kernel = list(a["kernel_shape"])
+    strides, pads, dilations = _window(ctx, node, a, xs, kernel)
+    ceil_mode = int(a.get("ceil_mode", 0))
+    out = shapes.conv_out_shape(xs, xs[1], kernel, strides, pads, dilations, bool(ceil_mode))
+    props = {"kind": StringAttr("max" if node.op_type == "MaxPool" else "avg"),
+             "kernel": nn.ints_attr(kernel), "strides": nn.ints_attr(strides),
+             "pads": nn.ints_attr(pads), "dilations": nn.ints_attr(dilations)}
+    if ceil_mode:
+        props["ceil_mode"] = nn.int_attr(1)
+    if node.op_type == "AveragePool" and a.get("count_include_pad", 0):
+        props["count_include_pad"] = nn.int_attr(1)
+    if a.get("storage_order", 0):
+        raise ctx.unsupported("MaxPool storage_order=1 is not supported; supported: row major")
+    ctx.emit(nn.PoolOp.create(operands=[ctx.operand(node.input[0])],
+                              result_types=_out_type(ctx, out), properties=props))
+
+
+@converter("GlobalAveragePool", "GlobalMaxPool")
+def global_pool(ctx: ImportContext, node) -> None:
+    xs = ctx.shape(node.input[0])
+    if len(xs) != 4:
+        raise ctx.unsupported(f"{node.op_type} on rank {len(xs)} is not supported; supported: NCHW")
+    kind = "global_avg" if node.op_type == "GlobalAveragePool" else "global_max"
+    ctx.emit(nn.PoolOp.create(operands=[ctx.operand(node.input[0])],
+                              result_types=_out_type(ctx, (xs[0], xs[1], 1, 1)),
+                              properties={"kind": StringAttr(kind)}))
+
+
+# --- dense -----------------------------------------------------------------------------------------
+
+def _bias_vector(ctx: ImportContext, name: str, m: int, scale: float) -> ConstTensor | None:
+    c = ctx.const(name)
+    if c.size != m and c.size != 1:
+        return None
+    vec = c.reshape((c.size,))
+    if c.size == 1:
+        vec = ConstTensor.full((m,), vec.materialize()[0]) if vec.splat is None else \
+            ConstTensor.full((m,), vec.splat)
+    if scale != 1.0:
+        vec = vec.unary(lambda v: v * np.float32(scale))
+    return vec
+
+
+def _dense(ctx: ImportContext, x: str, weight_mk: ConstTensor, bias: ConstTensor | None,
+           hint: str) -> None:
+    xs = ctx.shape(x)
+    if len(xs) != 2:
+        raise ctx.unsupported(f"a dense layer on a rank-{len(xs)} input is not supported; "
+                              "supported: [N, K] (flatten first)")
+    m, k = weight_mk.shape
+    if xs[1] != k:
+        raise ctx.shape_error(f"input {list(xs)} does not match weight [{m}, {k}]")
+    operands = [ctx.operand(x), ctx.operand_from(weight_mk, hint + ".weight")]
+    if bias is not None:
+        operands.append(ctx.operand_from(bias, hint + ".bias"))
+    ctx.emit(nn.DenseOp.create(operands=operands, result_types=_out_type(ctx, (xs[0], m))))
+
+
+@converter("Gemm")
+def gemm(ctx: ImportContext, node) -> None:
+    a = attrs(node)
+    if a.get("transA", 0):
+        raise ctx.unsupported("Gemm with transA=1 is not supported; supported: A as [N, K]")
+    b = node.input[1]
+    if not ctx.is_const(b):
+        raise ctx.unsupported("Gemm with a run-time B is not supported; supported: constant weights")
+    w = ctx.const(b)
+    if len(w.shape) != 2:
+        raise ctx.shape_error(f"Gemm weight must be 2-D, got {list(w.shape)}")
+    w = w if a.get("transB", 0) else w.transpose((1, 0))
+    alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
+    if alpha != 1.0:
+        w = w.unary(lambda v: v * np.float32(alpha))
+    bias = None
+    if len(node.input) > 2 and node.input[2]:
+        bias = _bias_vector(ctx, node.input[2], w.shape[0], beta)
+        if bias is None:
+            raise ctx.unsupported(f"Gemm bias of shape {list(ctx.shape(node.input[2]))} is not "
+                                  f"supported; supported: [M] or [1, M] with M={w.shape[0]}")
+    _dense(ctx, node.input[0], w, bias, node.name or node.output[0])
+
+
+@converter("MatMul")
+def matmul(ctx: ImportContext, node) -> None:
+    a_name, b_name = node.input
+    if ctx.is_const(a_name) and ctx.is_const(b_name):
+        ctx.set_const(node.output[0], ConstTensor.of(ctx.value(a_name) @ ctx.value(b_name)))
+        return
+    if not ctx.is_const(b_name):
+        raise ctx.unsupported("MatMul of two run-time tensors is not supported; supported: "
+                              "constant right-hand side")
+    w = ctx.const(b_name)
+    if len(w.shape) != 2:
+        raise ctx.unsupported(f"MatMul with a rank-{len(w.shape)} weight is not supported")
+    _dense(ctx, a_name, w.transpose((1, 0)), None, node.name or node.output[0])
+
+
+# --- elementwise -----------------------------------------------------------------------------------
+
+_FOLD = {"Add": np.add, "Sum": np.add, "Sub": np.subtract, "Mul": np.multiply, "Div": np.divide}
+
+
+@converter("Add", "Sum", "Sub", "Mul", "Div")
+def binary(ctx: ImportContext, node) -> None:
+    names = list(node.input)
+    if all(ctx.is_const(n) for n in names):
+        vals = [ctx.consts[n] for n in names]
+        if all(isinstance(v, ConstTensor) for v in vals):
+            out = vals[0]
+            for v in vals[1:]:
+                out = out.elementwise(v, _FOLD[node.op_type])
+        else:
+            out = ctx.value(names[0])
+            for n in names[1:]:
+                if node.op_type == "Div" and out.dtype.kind in "iu":
+                    out = out // ctx.value(n)
+                else:
+                    out = _FOLD[node.op_type](out, ctx.value(n))
+            out = np.asarray(out)
+        ctx.set_const(node.output[0], out)
+        return
+    if node.op_type == "Sum" and len(names) == 1:
+        ctx.alias(node.output[0], names[0])
+        return
+    if node.op_type in ("Sub", "Div"):
+        lhs, rhs = names
+        if not ctx.is_const(rhs):
+            raise ctx.unsupported(f"{node.op_type} by a run-time tensor is not supported; supported: "
+                                  "a constant right-hand side")
+        c = ctx.const(rhs)
+        c = c.unary(np.negative) if node.op_type == "Sub" else c.unary(lambda v: 1.0 / v)
+        op_cls, operands = (nn.AddOp if node.op_type == "Sub" else nn.MulOp), \
+            [ctx.operand(lhs), ctx.operand_from(c, rhs)]
+        out = shapes.broadcast(ctx.shape(lhs), c.shape)
+        if out is None:
+            raise ctx.shape_error(f"shapes {list(ctx.shape(lhs))} and {list(c.shape)} do not "
+                                  "broadcast")
+        ctx.emit(op_cls.create(operands=operands, result_types=_out_type(ctx, out)))
+        return
+    op_cls = nn.MulOp if node.op_type == "Mul" else nn.AddOp
+    acc = names[0]
+    for i, rhs in enumerate(names[1:]):
+        out = shapes.broadcast(ctx.shape(acc), ctx.shape(rhs))
+        if out is None:
+            raise ctx.shape_error(f"shapes {list(ctx.shape(acc))} and {list(ctx.shape(rhs))} do not "
+                                  "broadcast")
+        last = i == len(names) - 2
+        target = node.output[0] if last else f"{node.output[0]}.partial{i}"
+        ctx.emit(op_cls.create(operands=[ctx.operand(acc), ctx.operand(rhs)],
+                               result_types=_out_type(ctx, out)), target)
+        acc = target
+
+
+def _act(ctx: ImportContext, node, kind: str, params=(), axis: int | None = None) -> None:
+    x = node.input[0]
+    if ctx.is_const(x):
+        raise ctx.unsupported(f"{node.op_type} on a constant is not supported")
+    props = {"kind": StringAttr(kind)}
+    if params:
+        props["params"] = nn.floats_attr(params)
+    if axis is not None:
+        props["axis"] = nn.int_attr(axis)
+    ctx.emit(nn.ActOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, ctx.shape(x)),
+                             properties=props))
+
+
+@converter("Relu")
+def relu(ctx, node):
+    _act(ctx, node, "relu")
+
+
+@converter("LeakyRelu")
+def leaky_relu(ctx, node):
+    _act(ctx, node, "leaky_relu", [float(attrs(node).get("alpha", 0.01))])
+
+
+@converter("Sigmoid")
+def sigmoid(ctx, node):
+    _act(ctx, node, "sigmoid")
+
+
+@converter("Tanh")
+def tanh(ctx, node):
+    _act(ctx, node, "tanh")
+
+
+@converter("Clip")
+def clip(ctx, node):
+    a = attrs(node)
+    if ctx.opset < 11:
+        lo, hi = float(a.get("min", -3.4e38)), float(a.get("max", 3.4e38))
+    else:
+        ins = list(node.input) + ["", ""]
+        lo = float(ctx.value(ins[1]).reshape(-1)[0]) if ins[1] else -3.4e38
+        hi = float(ctx.value(ins[2]).reshape(-1)[0]) if ins[2] else 3.4e38
+    if lo == 0.0 and hi >= 3.4e38:
+        _act(ctx, node, "relu")
+    else:
+        _act(ctx, node, "clip", [lo, hi])
+
+
+@converter("Softmax")
+def softmax(ctx, node):
+    xs = ctx.shape(node.input[0])
+    default = -1 if ctx.opset >= 13 else 1
+    axis = _norm_axis(int(attrs(node).get("axis", default)), len(xs))
+    if ctx.opset < 13 and shapes.numel(xs[axis + 1:]) != 1:
+        # Before opset 13 Softmax flattened [axis:] into one dimension.
+        raise ctx.unsupported(f"opset-{ctx.opset} Softmax over the flattened dims {list(xs[axis:])} "
+                              "is not supported; supported: trailing dims of size 1")
+    _act(ctx, node, "softmax", axis=axis)
+
+
+@converter("LRN")
+def lrn(ctx, node):
+    a = attrs(node)
+    x = node.input[0]
+    ctx.emit(nn.LrnOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, ctx.shape(x)),
+                             properties={"size": nn.int_attr(int(a["size"])),
+                                         "alpha": nn.float_attr(a.get("alpha", 1e-4)),
+                                         "beta": nn.float_attr(a.get("beta", 0.75)),
+                                         "bias": nn.float_attr(a.get("bias", 1.0))}))
+
+
+@converter("BatchNormalization")
+def batchnorm(ctx, node):
+    if any(o for o in node.output[1:]):
+        raise ctx.unsupported("BatchNormalization in training mode (running statistics outputs) is "
+                              "not supported; supported: inference mode")
+    x = node.input[0]
+    for p in node.input[1:5]:
+        if not ctx.is_const(p):
+            raise ctx.unsupported("BatchNormalization with run-time parameters is not supported")
+    ctx.emit(nn.BatchNormOp.create(
+        operands=[ctx.operand(x)] + [ctx.operand(p) for p in node.input[1:5]],
+        result_types=_out_type(ctx, ctx.shape(x)),
+        properties={"epsilon": nn.float_attr(attrs(node).get("epsilon", 1e-5))}))
+
+
+@converter("Dropout")
+def dropout(ctx, node):
+    if len(node.output) > 1 and node.output[1]:
+        pass  # the mask output is a training artefact; nothing in an inference graph reads it
+    a = attrs(node)
+    ratio = float(a.get("ratio", 0.5))
+    if len(node.input) > 1 and node.input[1]:
+        ratio = float(ctx.value(node.input[1]).reshape(-1)[0])
+    x = node.input[0]
+    ctx.emit(nn.DropoutOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, ctx.shape(x)),
+                                 properties={"ratio": nn.float_attr(ratio)}))
+
+
+@converter("Identity")
+def identity(ctx, node):
+    ctx.alias(node.output[0], node.input[0])
+
+
+# --- data movement ---------------------------------------------------------------------------------
+
+def _reshape_to(ctx: ImportContext, x: str, shape) -> None:
+    shape = tuple(int(d) for d in shape)
+    if ctx.is_const(x):
+        c = ctx.consts[x]
+        ctx.set_const(ctx.node.output[0], c.reshape(shape))
+        return
+    if ctx.shape(x) == shape:
+        ctx.alias(ctx.node.output[0], x)
+        return
+    ctx.emit(nn.ReshapeOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, shape)))
+
+
+@converter("Reshape")
+def reshape(ctx, node):
+    x = node.input[0]
+    spec = attrs(node).get("shape") if ctx.opset < 5 else ctx.ints(node.input[1]).tolist()
+    target = shapes.reshape_target(ctx.shape(x), spec, bool(attrs(node).get("allowzero", 0)))
+    if target is None:
+        raise ctx.shape_error(f"cannot reshape {list(ctx.shape(x))} to {list(spec)}")
+    _reshape_to(ctx, x, target)
+
+
+@converter("Flatten")
+def flatten(ctx, node):
+    x = node.input[0]
+    xs = ctx.shape(x)
+    axis = _norm_axis(int(attrs(node).get("axis", 1)), len(xs))
+    out = (shapes.numel(xs[:axis]), shapes.numel(xs[axis:]))
+    if ctx.is_const(x):
+        _reshape_to(ctx, x, out)
+        return
+    ctx.emit(nn.FlattenOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                 properties={"axis": nn.int_attr(axis)}))
+
+
+def _axes(ctx: ImportContext, node) -> list[int]:
+    a = attrs(node)
+    if "axes" in a:
+        return list(a["axes"])
+    if len(node.input) > 1 and node.input[1]:
+        return ctx.ints(node.input[1]).tolist()
+    return []
+
+
+@converter("Unsqueeze")
+def unsqueeze(ctx, node):
+    x = node.input[0]
+    xs = list(ctx.shape(x))
+    axes = sorted(_norm_axis(ax, len(xs) + len(_axes(ctx, node))) for ax in _axes(ctx, node))
+    for ax in axes:
+        xs.insert(ax, 1)
+    _reshape_to(ctx, x, xs)
+
+
+@converter("Squeeze")
+def squeeze(ctx, node):
+    x = node.input[0]
+    xs = ctx.shape(x)
+    axes = {_norm_axis(ax, len(xs)) for ax in _axes(ctx, node)} or \
+        {i for i, d in enumerate(xs) if d == 1}
+    if any(xs[ax] != 1 for ax in axes):
+        raise ctx.shape_error(f"cannot squeeze axes {sorted(axes)} of {list(xs)}")
+    _reshape_to(ctx, x, [d for i, d in enumerate(xs) if i not in axes])
+
+
+@converter("Transpose")
+def transpose(ctx, node):
+    x = node.input[0]
+    xs = ctx.shape(x)
+    perm = list(attrs(node).get("perm", list(reversed(range(len(xs))))))
+    if ctx.is_const(x):
+        c = ctx.consts[x]
+        ctx.set_const(node.output[0], c.transpose(perm) if isinstance(c, ConstTensor)
+                      else np.transpose(c, perm))
+        return
+    ctx.emit(nn.TransposeOp.create(operands=[ctx.operand(x)],
+                                   result_types=_out_type(ctx, [xs[p] for p in perm]),
+                                   properties={"perm": nn.ints_attr(perm)}))
+
+
+@converter("Concat")
+def concat(ctx, node):
+    names = [n for n in node.input if n]
+    rank = len(ctx.shape(names[0]))
+    axis = _norm_axis(int(attrs(node)["axis"]), rank)
+    if all(ctx.is_const(n) for n in names):
+        vals = [ctx.consts[n] for n in names]
+        if all(isinstance(v, np.ndarray) for v in vals):
+            ctx.set_const(node.output[0], np.concatenate(vals, axis=axis))
+        else:
+            ctx.set_const(node.output[0], ConstTensor.of(
+                np.concatenate([ctx.const(n).materialize() for n in names], axis=axis)))
+        return
+    out = list(ctx.shape(names[0]))
+    out[axis] = sum(ctx.shape(n)[axis] for n in names)
+    ctx.emit(nn.ConcatOp.create(operands=[ctx.operand(n) for n in names],
+                                result_types=_out_type(ctx, out),
+                                properties={"axis": nn.int_attr(axis)}))
+
+
+@converter("Pad")
+def pad(ctx, node):
+    a = attrs(node)
+    x = node.input[0]
+    xs = ctx.shape(x)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if ctx.opset < 11:
+        pads, value = list(a["pads"]), float(a.get("value", 0.0))
+    else:
+        pads = ctx.ints(node.input[1]).tolist()
+        value = float(ctx.value(node.input[2]).reshape(-1)[0]) if len(node.input) > 2 and \
+            node.input[2] else 0.0
+        if len(node.input) > 3 and node.input[3]:
+            raise ctx.unsupported("Pad with an axes input is not supported; supported: all axes")
+    if min(pads) < 0:
+        raise ctx.unsupported("negative Pad (cropping) is not supported")
+    if mode not in ("constant", "reflect", "edge"):
+        raise ctx.unsupported(f"Pad mode '{mode}' is not supported; supported: constant, reflect, "
+                              "edge")
+    r = len(xs)
+    out = [d + pads[i] + pads[i + r] for i, d in enumerate(xs)]
+    ctx.emit(nn.PadOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                             properties={"pads": nn.ints_attr(pads), "mode": StringAttr(mode),
+                                         "value": nn.float_attr(value)}))
+
+
+@converter("ReduceMean")
+def reduce_mean(ctx, node):
+    x = node.input[0]
+    xs = ctx.shape(x)
+    axes = sorted({_norm_axis(ax, len(xs)) for ax in _axes(ctx, node)}) or list(range(len(xs)))
+    keep = int(attrs(node).get("keepdims", 1))
+    out = [1 if i in axes else d for i, d in enumerate(xs)] if keep else \
+        [d for i, d in enumerate(xs) if i not in axes]
+    if keep and len(xs) == 4 and axes == [2, 3]:
+        # torch's x.mean((2, 3), keepdim=True) is global average pooling
+        ctx.emit(nn.PoolOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                  properties={"kind": StringAttr("global_avg")}))
+        return
+    ctx.emit(nn.ReduceMeanOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                    properties={"axes": nn.ints_attr(axes),
+                                                "keepdims": nn.int_attr(keep)}))
+
+
+# --- constants and shape subgraphs (folded) --------------------------------------------------------
+
+@converter("Constant")
+def constant(ctx, node):
+    a = node.attribute[0]
+    if a.name == "value":
+        arr = numpy_helper.to_array(a.t)
+    elif a.name in ("value_float", "value_floats"):
+        arr = np.asarray(onnx.helper.get_attribute_value(a), dtype=np.float32)
+    elif a.name in ("value_int", "value_ints"):
+        arr = np.asarray(onnx.helper.get_attribute_value(a), dtype=np.int64)
+    else:
+        raise ctx.unsupported(f"Constant with '{a.name}' is not supported; supported: value, "
+                              "value_float(s), value_int(s)")
+    ctx.set_const(node.output[0], ConstTensor.of(arr) if arr.dtype.kind == "f" else arr)
+
+
+@converter("ConstantOfShape")
+def constant_of_shape(ctx, node):
+    shape = ctx.ints(node.input[0]).tolist()
+    a = attrs(node)
+    value = numpy_helper.to_array(a["value"]).reshape(-1)[0] if "value" in a else np.float32(0)
+    if np.asarray(value).dtype.kind == "f":
+        ctx.set_const(node.output[0], ConstTensor.full(shape, float(value)))
+    else:
+        ctx.set_const(node.output[0], np.full(shape, value))
+
+
+@converter("RandomNormal")
+def random_normal(ctx, node):
+    """A seeded random constant (the model zoo's lazily drawn weights); see weights.ConstTensor."""
+    a = attrs(node)
+    if "seed" not in a:
+        raise ctx.unsupported("RandomNormal without a seed is not a constant; give it a seed")
+    ctx.set_const(node.output[0], ConstTensor(tuple(int(d) for d in a["shape"]),
+                                              random=(int(a["seed"]), float(a.get("mean", 0.0)),
+                                                      float(a.get("scale", 1.0)))))
+
+
+@converter("Shape")
+def shape_op(ctx, node):
+    xs = ctx.shape(node.input[0])
+    a = attrs(node)
+    start, end = a.get("start", 0), a.get("end", len(xs))
+    ctx.set_const(node.output[0], np.asarray(xs, dtype=np.int64)[start:end])
+
+
+@converter("Gather")
+def gather(ctx, node):
+    data, idx = node.input
+    if not ctx.is_const(data):
+        raise ctx.unsupported("Gather on a run-time tensor is not supported; supported: shape "
+                              "subgraphs on constants")
+    axis = int(attrs(node).get("axis", 0))
+    ctx.set_const(node.output[0], _keep_kind(ctx, data, np.take(ctx.value(data), ctx.ints(idx),
+                                                                axis=axis)))
+
+
+@converter("Cast")
+def cast(ctx, node):
+    x = node.input[0]
+    to = onnx.helper.tensor_dtype_to_np_dtype(int(attrs(node)["to"]))
+    if ctx.is_const(x):
+        arr = ctx.value(x).astype(to)
+        ctx.set_const(node.output[0], ConstTensor.of(arr) if arr.dtype.kind == "f" else arr)
+    elif np.dtype(to) == np.float32:
+        ctx.alias(node.output[0], x)
+    else:
+        raise ctx.unsupported(f"Cast of a run-time tensor to {np.dtype(to)} is not supported; "
+                              "supported: float32")
+
+
+@converter("Slice")
+def slice_op(ctx, node):
+    x = node.input[0]
+    if not ctx.is_const(x):
+        raise ctx.unsupported("Slice of a run-time tensor is not supported; supported: shape "
+                              "subgraphs on constants")
+    arr = ctx.value(x)
+    if ctx.opset < 10:
+        a = attrs(node)
+        starts, ends = a["starts"], a["ends"]
+        axes = a.get("axes", list(range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
+        axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
+            list(range(len(starts)))
+        steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
+            [1] * len(starts)
+    index = [slice(None)] * arr.ndim
+    for s, e, ax, st in zip(starts, ends, axes, steps):
+        index[_norm_axis(ax, arr.ndim)] = slice(s, e, st)
+    ctx.set_const(node.output[0], _keep_kind(ctx, x, arr[tuple(index)]))
+
+
+def _keep_kind(ctx: ImportContext, source: str, arr: np.ndarray):
+    return ConstTensor.of(arr) if isinstance(ctx.consts[source], ConstTensor) else arr

@@ -1,0 +1,35 @@
+"""Pass names -> their classes, imported on demand (listing passes imports nothing heavy)."""
+
+from __future__ import annotations
+
+import importlib
+
+from aloha_ir.errors import PassError
+
+# kebab-case name -> "module:Class"; one pass per module.
+PASSES: dict[str, str] = {
+    "canonicalize": "passes.canonicalize:CanonicalizePass",
+    "analyze-cost": "passes.analyze_cost:AnalyzeCostPass",
+}
+
+
+def pass_class(name: str):
+    try:
+        target = PASSES[name]
+    except KeyError:
+        raise PassError(f"unknown pass '{name}'", hint="known passes: " + ", ".join(sorted(PASSES))
+                        ) from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def describe_passes() -> list[tuple[str, str, list[tuple[str, str]]]]:
+    """(name, one-line summary, [(option, type)]) for `alohac list passes`."""
+    import dataclasses
+    rows = []
+    for name in sorted(PASSES):
+        cls = pass_class(name)
+        doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
+        opts = [(f.name, getattr(f.type, "__name__", str(f.type))) for f in dataclasses.fields(cls)]
+        rows.append((name, doc, opts))
+    return rows

@@ -1,0 +1,106 @@
+"""Test helpers: independent references for the frontend and canonicalize tests."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
+LIGHT_MODELS = ["bvlc_alexnet", "inception_v1", "vgg19", "resnet50", "squeezenet", "densenet121",
+                "inception_v2", "shufflenet", "zfnet512"]
+
+
+def light_path(name: str) -> str:
+    return os.path.join(LIGHT_DIR, f"light_{name}.onnx")
+
+
+def data_dir() -> str | None:
+    return os.environ.get("ALOHA_DATA") or None
+
+
+def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:
+    """Replace every float ConstantOfShape (the light models' 0.02 weights) by seeded random values.
+
+    Values are chosen so that deep networks keep a usable signal: He-normal weights, batch-norm
+    scales and variances in [0.5, 1.5], other vectors in [-0.2, 0.2].
+    """
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    rng = np.random.default_rng(seed)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    role: dict[str, str] = {}
+    for n in g.node:
+        if n.op_type == "BatchNormalization":
+            role[n.input[1]] = role[n.input[4]] = "positive"
+    keep = []
+    for n in g.node:
+        if n.op_type == "ConstantOfShape" and n.input[0] in inits:
+            shape = numpy_helper.to_array(inits[n.input[0]]).astype(int).tolist()
+            value = next((a for a in n.attribute if a.name == "value"), None)
+            if value is not None and value.t.data_type != onnx.TensorProto.FLOAT:
+                keep.append(n)
+                continue
+            out = n.output[0]
+            if role.get(out) == "positive":
+                arr = rng.uniform(0.5, 1.5, shape)
+            elif len(shape) >= 2:
+                fan_in = math.prod(shape[1:])
+                arr = rng.standard_normal(shape) * math.sqrt(2.0 / fan_in)
+            else:
+                arr = rng.uniform(-0.2, 0.2, shape)
+            g.initializer.append(numpy_helper.from_array(arr.astype(np.float32), out))
+        else:
+            keep.append(n)
+    del g.node[:]
+    g.node.extend(keep)
+    used = {i for n in g.node for i in n.input}
+    dropped = {t.name for t in g.initializer if t.name.endswith("__SHAPE") and t.name not in used}
+    for t in [t for t in g.initializer if t.name in dropped]:
+        g.initializer.remove(t)
+    for vi in [vi for vi in g.input if vi.name in dropped]:
+        g.input.remove(vi)
+    return model
+
+
+def strip_final_softmax(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Make the logits (the Softmax input) the output: comparing probabilities can hide errors."""
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    last = g.node[-1]
+    if last.op_type != "Softmax":
+        return model
+    logits = last.input[0]
+    del g.node[-1]
+    del g.output[:]
+    g.output.append(helper.make_tensor_value_info(logits, onnx.TensorProto.FLOAT, None))
+    return model
+
+
+def run_ort(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import onnxruntime as ort
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    if model.ir_version > 10:
+        model.ir_version = 10
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    opts.intra_op_num_threads = 2
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    return sess.run(None, feeds)
+
+
+def graph_inputs(model: onnx.ModelProto) -> dict[str, list[int]]:
+    inits = {t.name for t in model.graph.initializer}
+    out = {}
+    for vi in model.graph.input:
+        if vi.name in inits:
+            continue
+        out[vi.name] = [d.dim_value if d.dim_value > 0 else 1 for d in vi.type.tensor_type.shape.dim]
+    return out
+
+
+def relative_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-from xdsl.dialects.builtin import StringAttr, TensorType, f32
+from xdsl.dialects.builtin import FloatAttr, StringAttr, TensorType, f32
 
-from aloha_ir.dialects.nn import ConstOp, float_attr, int_attr, shape_of
+from aloha_ir.dialects.nn import ConstOp, int_attr, shape_of
 from aloha_ir.weights import ConstTensor, WeightStore
 
 
@@ -24,17 +24,22 @@ def const_tensor(op: ConstOp, store: WeightStore) -> ConstTensor:
     return ConstTensor(shape, array=array)
 
 
+def _f32(value: float) -> FloatAttr:
+    # f32 prints short and exact for float32 values (f64 would show 0.019999999552965164)
+    return FloatAttr(float(np.float32(value)), f32)
+
+
 def make_const(value: ConstTensor, store: WeightStore, hint: str = "w", element_type=f32) -> ConstOp:
     """An nn.const for `value`; dense arrays go to `store` under a key derived from `hint`."""
     props: dict = {}
     if value.splat is not None:
-        props["splat"] = float_attr(value.splat)
+        props["splat"] = _f32(value.splat)
     elif value.random is not None:
         seed, mean, std = value.random
         props["seed"] = int_attr(seed)
         if mean:
-            props["mean"] = float_attr(mean)
-        props["std"] = float_attr(std)
+            props["mean"] = _f32(mean)
+        props["std"] = _f32(std)
     else:
         array = value.array
         assert array is not None

@@ -88,11 +88,20 @@ class ConstTensor:
 
     def elementwise(self, other: "ConstTensor", fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
                     ) -> "ConstTensor":
-        """fn applied with numpy broadcasting; two splats give a splat."""
+        """fn applied with numpy broadcasting; two splats give a splat, and a random tensor scaled
+        or shifted by a splat stays a (lazy) random tensor."""
+        shape = tuple(np.broadcast_shapes(self.shape, other.shape))
         if self.splat is not None and other.splat is not None:
-            shape = np.broadcast_shapes(self.shape, other.shape)
             value = fn(np.float32(self.splat), np.float32(other.splat))
-            return ConstTensor(tuple(shape), splat=float(value))
+            return ConstTensor(shape, splat=float(value))
+        rand, splat = (self, other) if other.splat is not None else (other, self)
+        if rand.random is not None and splat.splat is not None and shape == rand.shape:
+            seed, mean, std = rand.random
+            s = splat.splat
+            if fn is np.multiply:
+                return ConstTensor(shape, random=(seed, mean * s, std * s))
+            if fn is np.add:
+                return ConstTensor(shape, random=(seed, mean + s, std))
         return ConstTensor.of(fn(self.materialize(), other.materialize()))
 
     def unary(self, fn: Callable[[np.ndarray], np.ndarray]) -> "ConstTensor":

@@ -28,6 +28,9 @@ from aloha_ir.dialects.nn import GraphOp, InputOp, OutputOp, floats_attr, int_at
 from aloha_ir.errors import InputFileError, ShapeError, UnsupportedError
 from aloha_ir.weights import ConstTensor, WeightStore, attach_weights
 
+# metadata_props key prefix recording an input's expected value range: "<prefix><input>" -> "low,high"
+RANGE_KEY = "aloha.input_range."
+
 Converter = Callable[["ImportContext", onnx.NodeProto], None]
 CONVERTERS: dict[str, Converter] = {}
 
@@ -281,6 +284,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
     ctx = ImportContext(source=source, opset=opset, store=store)
     g = model.graph
     overrides = dict(input_shapes or {})
+    input_ranges = {**_recorded_ranges(model, source), **(input_ranges or {})}
 
     for init in g.initializer:
         ctx.set_const(init.name, _initializer(init, source))
@@ -337,6 +341,19 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
     module = ModuleOp(Region(Block([graph])))
     attach_weights(module, store)
     return module
+
+
+def _recorded_ranges(model: onnx.ModelProto, source: str) -> dict[str, tuple[float, float]]:
+    ranges = {}
+    for p in model.metadata_props:
+        if p.key.startswith(RANGE_KEY):
+            try:
+                lo, hi = (float(v) for v in p.value.split(","))
+            except ValueError:
+                raise InputFileError(f"metadata '{p.key}' must be 'low,high', got '{p.value}'",
+                                     where=source) from None
+            ranges[p.key[len(RANGE_KEY):]] = (lo, hi)
+    return ranges
 
 
 def _live_ops(ops: list[Operation]) -> list[Operation]:

@@ -1,0 +1,247 @@
+"""`alohac`: the ALOHA compiler driver.
+
+Exit codes: 0 success; 1 internal error (a compiler bug: rerun with --debug); 2 usage; 3 unreadable or
+malformed input file; 4 unsupported operator or feature; 5 shape error (dynamic or inconsistent);
+6 IR text that does not parse; 7 IR that does not verify; 8 pass error (unknown pass, bad option,
+failing pass).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from aloha_ir.errors import AlohaError, UsageError
+
+DEFAULT_PIPELINE = "canonicalize,analyze-cost"
+EMIT_KINDS = ("nn", "onnx")
+
+EXIT_CODES_HELP = """exit codes:
+  0  success                      5  shape error (dynamic or inconsistent shapes)
+  1  internal error (--debug)     6  IR text that does not parse
+  2  usage error                  7  IR that does not verify
+  3  unreadable/malformed input   8  pass error (unknown pass, bad option, failure)
+  4  unsupported operator/feature
+"""
+
+
+def _input_shapes(values: list[str] | None) -> dict[str, list[int]]:
+    shapes = {}
+    for v in values or []:
+        name, _, dims = v.rpartition("=")
+        try:
+            shapes[name] = [int(d) for d in dims.split(",")]
+            if not name or min(shapes[name]) < 1:
+                raise ValueError
+        except ValueError:
+            raise UsageError(f"--input-shape '{v}' must be NAME=d0,d1,... with positive dims"
+                             ) from None
+    return shapes
+
+
+def _pass_manager(args, pipeline: str):
+    from aloha_ir.passmanager import PassManager
+    return PassManager.parse(pipeline, time_passes=args.time_passes,
+                             print_ir_after_all=args.print_ir_after_all, dump_dir=args.dump_dir)
+
+
+def _emit_kinds(text: str) -> list[str]:
+    kinds = [k.strip() for k in text.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in EMIT_KINDS]
+    if bad:
+        raise UsageError(f"--emit {','.join(bad)} is not available",
+                         hint=f"available: {', '.join(EMIT_KINDS)}")
+    return kinds
+
+
+def _cost_markdown(report, title: str) -> str:
+    lines = [f"# {title}", "", "| figure | value |", "|---|---:|",
+             f"| MACs | {report.macs:,} |", f"| params (as imported) | {report.params:,} |",
+             f"| params deployed | {report.params_deployed:,} |",
+             f"| activation bytes | {report.activation_bytes:,} |", "",
+             "| block | op | output shape | MACs | params | activation bytes |",
+             "|---|---|---|---:|---:|---:|"]
+    for b in report.blocks:
+        lines.append(f"| {b.name} | {b.op} | {'x'.join(map(str, b.shape))} | {b.macs:,} | "
+                     f"{b.params:,} | {b.activation_bytes:,} |")
+    return "\n".join(lines) + "\n"
+
+
+def cmd_compile(args) -> int:
+    from aloha_ir.textio import save_module
+    from frontends.loader import load_model, model_stem
+    if args.target:
+        raise UsageError(f"--target {args.target}: no platforms are bundled yet",
+                         hint="architecture descriptions arrive with the archdesc work; omit --target")
+    kinds = _emit_kinds(args.emit)
+    module = load_model(args.model, _input_shapes(args.input_shape))
+    result = _pass_manager(args, args.pipeline).run(module)
+    stem = model_stem(args.model)
+    os.makedirs(args.output, exist_ok=True)
+    written = []
+    if "nn" in kinds:
+        written += save_module(module, os.path.join(args.output, f"{stem}.mlir"))
+    if "onnx" in kinds:
+        from backends.onnx.export import save_onnx
+        path = os.path.join(args.output, f"{stem}.onnx")
+        save_onnx(module, path)
+        written.append(path)
+    cost = result.analyses.get("analyze-cost")
+    if cost is not None and not isinstance(cost, list):
+        path = os.path.join(args.output, "report.md")
+        with open(path, "w") as f:
+            f.write(_cost_markdown(cost, f"{stem}: cost report"))
+        written.append(path)
+    for w in written:
+        print(f"wrote {w}")
+    return 0
+
+
+def cmd_opt(args) -> int:
+    from aloha_ir.textio import load_module, print_module, save_module
+    module = load_module(args.file)
+    _pass_manager(args, args.pipeline).run(module)
+    if args.output:
+        save_module(module, args.output)
+    else:
+        sys.stdout.write(print_module(module))
+    return 0
+
+
+def cmd_analyze(args) -> int:
+    from frontends.loader import load_model
+    if args.target:
+        raise UsageError(f"--target {args.target}: no platforms are bundled yet",
+                         hint="omit --target for the platform-independent figures")
+    module = load_model(args.model, _input_shapes(args.input_shape))
+    pipeline = args.pipeline if "analyze-cost" in args.pipeline else \
+        f"{args.pipeline},analyze-cost" if args.pipeline else "analyze-cost"
+    result = _pass_manager(args, pipeline).run(module)
+    report = result.analyses["analyze-cost"]
+    if args.json:
+        data = report.to_json()
+        print(json.dumps({"model": args.model, "macs": data["macs"], "params": data["params"],
+                          "params_deployed": data["params_deployed"],
+                          "activation_bytes": data["activation_bytes"],
+                          "blocks": data["blocks"]}))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+    table = Table(title=f"{args.model}: cost")
+    for col in ("block", "op", "output", "MACs", "params", "act. bytes"):
+        table.add_column(col, justify="right" if col in ("MACs", "params", "act. bytes") else "left")
+    for b in report.blocks:
+        table.add_row(b.name, b.op, "x".join(map(str, b.shape)), f"{b.macs:,}", f"{b.params:,}",
+                      f"{b.activation_bytes:,}")
+    console = Console()
+    console.print(table)
+    console.print(f"MACs {report.macs:,}   params {report.params:,} (deployed "
+                  f"{report.params_deployed:,})   activation bytes {report.activation_bytes:,}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    if args.what == "passes":
+        from passes.registry import describe_passes
+        for name, doc, opts in describe_passes():
+            options = ", ".join(f"{o}: {t}" for o, t in opts)
+            print(f"{name:<16} {doc}" + (f"  [options: {options}]" if options else ""))
+    elif args.what == "zoo":
+        from frontends.zoo import ALIASES, entries
+        for e in entries():
+            alias = [a for a, n in ALIASES.items() if n == e.name]
+            print(f"zoo:{e.name:<15} {e.kind:<8} {e.description}" +
+                  (f" (alias zoo:{alias[0]})" if alias else ""))
+    else:
+        print(f"no {args.what} are registered yet (they arrive with the archdesc and backend work)")
+    return 0
+
+
+def _add_pipeline_options(p: argparse.ArgumentParser, default: str) -> None:
+    p.add_argument("-p", "--pipeline", default=default,
+                   help=f"pass pipeline, e.g. 'canonicalize,analyze-cost' (default: {default!r}; "
+                        "`alohac list passes`)")
+    p.add_argument("--time-passes", action="store_true", help="print a pass timing report")
+    p.add_argument("--print-ir-after-all", action="store_true",
+                   help="print the IR after every pass (stderr)")
+    p.add_argument("--dump-dir", metavar="DIR", help="save the IR (and weights) after every pass")
+
+
+def _add_model_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", metavar="MODEL", help="an .onnx or .mlir file, or zoo:NAME")
+    p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
+                   help="static shape for a dynamic model input (repeatable)")
+    p.add_argument("--target", metavar="PLATFORM", help="target platform (archdesc name)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alohac", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="ALOHA: compile a DNN (ONNX, or zoo:NAME) into an analysed nn/csdf IR for an "
+                    "embedded platform.", epilog=EXIT_CODES_HELP)
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    p = sub.add_parser("compile", help="import, run a pipeline, write IR/ONNX and a report",
+                       description="Import MODEL, run the pipeline, and write the results to OUT.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_options(p)
+    _add_pipeline_options(p, DEFAULT_PIPELINE)
+    p.add_argument("--emit", default="nn", help=f"what to write, comma-separated from "
+                                                f"{', '.join(EMIT_KINDS)} (default: nn)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
+    p.set_defaults(func=cmd_compile)
+
+    p = sub.add_parser("opt", help="run a pipeline on IR text (text in, text out)",
+                       description="Parse FILE.mlir (and its .weights.npz), run the pipeline, print "
+                                   "the resulting IR.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("file", metavar="FILE.mlir")
+    _add_pipeline_options(p, "")
+    p.add_argument("-o", "--output", metavar="OUT.mlir", help="write here (with weights) instead "
+                                                               "of standard output")
+    p.set_defaults(func=cmd_opt)
+
+    p = sub.add_parser("analyze", help="cost figures of a model (MACs, params, activations)",
+                       description="Report MACs, parameters and activation bytes per block and in "
+                                   "total. --json prints one JSON object as the last line.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_options(p)
+    _add_pipeline_options(p, "canonicalize")
+    p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
+    p.set_defaults(func=cmd_analyze)
+
+    p = sub.add_parser("list", help="list passes, zoo models, platforms or backends")
+    p.add_argument("what", choices=["passes", "zoo", "platforms", "backends"])
+    p.set_defaults(func=cmd_list)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return args.func(args)
+    except AlohaError as e:
+        if args.debug:
+            raise
+        print(f"alohac: {e.kind}: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("alohac: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # a compiler bug: one line unless --debug
+        if args.debug:
+            raise
+        print(f"alohac: internal error: {e.__class__.__name__}: {e} (rerun with --debug for the "
+              "traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

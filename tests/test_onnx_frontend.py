@@ -1,0 +1,312 @@
+"""ONNX import + canonicalize: structure, numerical equivalence (onnxruntime), counts, bad inputs."""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from aloha_ir.errors import InputFileError, ShapeError, UnsupportedError
+from aloha_ir.passmanager import PassManager
+from aloha_ir.textio import parse_module, print_module, verify_module
+from backends.onnx.export import export_onnx
+from frontends.onnx import import_model, import_onnx
+from frontends.zoo import BUILDERS, load_zoo, zoo_onnx
+from model_helpers import (LIGHT_MODELS, graph_inputs, light_path, randomize_weights,
+                           relative_error, run_ort, strip_final_softmax)
+
+ZOO_NAMES = LIGHT_MODELS + ["mnist-8"] + list(BUILDERS)
+
+
+def _zoo(name: str, aloha_data_fixture=None):
+    return load_zoo(name)
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_import_canonicalize_verify_print_parse(name, request):
+    if name == "mnist-8":
+        request.getfixturevalue("aloha_data")
+    module = load_zoo(name)
+    verify_module(module)
+    PassManager.parse("canonicalize,analyze-cost").run(module)
+    text = print_module(module)
+    again = parse_module(text)
+    verify_module(again)
+    assert print_module(again) == text
+
+
+# --- numerical equivalence: onnxruntime on the original vs. on our canonicalized export -----------
+
+def _check_equivalent(model: onnx.ModelProto, source: str, tol: float = 1e-4) -> dict:
+    feeds = {k: np.random.default_rng(7).uniform(0, 1, s).astype(np.float32)
+             for k, s in graph_inputs(model).items()}
+    module = import_model(model, source=source)
+    stats = PassManager.parse("canonicalize").run(module).analyses["canonicalize"]
+    ours = run_ort(export_onnx(module), feeds)
+    ref = run_ort(model, feeds)
+    assert len(ours) == len(ref)
+    for a, b in zip(ours, ref):
+        assert a.shape == b.shape
+        assert relative_error(a, b) < tol, source
+    return stats
+
+
+@pytest.mark.parametrize("name", ["squeezenet", "inception_v1", "resnet50", "densenet121"])
+def test_light_models_match_onnxruntime_with_random_weights(name):
+    model = strip_final_softmax(randomize_weights(onnx.load(light_path(name)), seed=3))
+    stats = _check_equivalent(model, name)
+    if name in ("resnet50", "densenet121"):
+        assert stats.get("batchnorm-folded", 0) > 0
+    if name == "densenet121":  # BN written as Mul/Add with Unsqueezed constants
+        assert stats["mul-folded"] == 121 and stats["add-folded"] == 121
+
+
+def test_mnist8_matches_onnxruntime(aloha_data):
+    model = onnx.load(os.path.join(aloha_data, "onnx", "mnist-8.onnx"))
+    stats = _check_equivalent(model, "mnist-8")
+    assert stats["add-folded"] == 3  # the two conv biases and the dense bias
+
+
+def _torch_cnn(kind: str):
+    torch = pytest.importorskip("torch")
+    nn = torch.nn
+
+    class Plain(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.c1 = nn.Conv2d(3, 8, 3, padding=1)
+            self.b1 = nn.BatchNorm2d(8)
+            self.c2 = nn.Conv2d(8, 16, 3, stride=2, padding=(0, 1), bias=False)
+            self.b2 = nn.BatchNorm2d(16)
+            self.fc = nn.Linear(16 * 6 * 8, 10)
+            self.bfc = nn.BatchNorm1d(10)
+
+        def forward(self, x):
+            x = torch.relu(self.b1(self.c1(x)))
+            x = nn.functional.max_pool2d(x, 2)
+            x = nn.functional.leaky_relu(self.b2(self.c2(x)), 0.1)
+            x = x.view(x.size(0), -1)  # Shape/Gather/Unsqueeze/Concat feeding a Reshape
+            return self.bfc(self.fc(nn.functional.dropout(x, 0.5, self.training)))
+
+    class Residual(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.stem = nn.Sequential(nn.Conv2d(3, 16, 5, stride=2, padding=2), nn.BatchNorm2d(16),
+                                      nn.ReLU6())
+            self.a = nn.Sequential(nn.Conv2d(16, 16, 3, padding=2, dilation=2, groups=4),
+                                   nn.BatchNorm2d(16), nn.ReLU())
+            self.b = nn.Conv2d(16, 8, 1)
+            self.head = nn.Linear(24, 5)
+
+        def forward(self, x):
+            x = self.stem(x)
+            y = self.a(x) + x
+            z = torch.cat([y, torch.sigmoid(self.b(y))], dim=1)
+            z = nn.functional.avg_pool2d(z, 2, ceil_mode=True)
+            z = z.mean(dim=(2, 3))
+            return torch.tanh(self.head(torch.flatten(z, 1)))
+
+    model = Plain() if kind == "plain" else Residual()
+    torch.manual_seed(0)
+    for m in model.modules():  # non-trivial running statistics, so BN folding is really tested
+        if isinstance(m, (nn.BatchNorm1d, nn.BatchNorm2d)):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+            m.weight.data.uniform_(0.5, 1.5)
+            m.bias.data.uniform_(-0.2, 0.2)
+    return torch, model.eval()
+
+
+@pytest.mark.parametrize("kind", ["plain", "residual"])
+def test_torch_exported_cnns_with_batchnorm_match_onnxruntime(kind, tmp_path):
+    torch, model = _torch_cnn(kind)
+    path = str(tmp_path / f"{kind}.onnx")
+    x = torch.rand(1, 3, 28, 32)
+    # TrainingMode.PRESERVE keeps the BatchNormalization nodes (in eval mode torch would fuse them)
+    torch.onnx.export(model, (x,), path, dynamo=False, opset_version=13,
+                      training=torch.onnx.TrainingMode.PRESERVE, do_constant_folding=False,
+                      input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch"}})
+    onnx_model = onnx.load(path)
+    ops = {n.op_type for n in onnx_model.graph.node}
+    assert "BatchNormalization" in ops
+    if kind == "plain":
+        assert {"Shape", "Gather", "Reshape"} <= ops  # the shape subgraph is there to be folded
+    module = import_onnx(path)
+    assert not any(op.name == "nn.batchnorm" for op in
+                   (PassManager.parse("canonicalize").run(module).module.walk()))
+    _check_equivalent(onnx_model, path)
+    with torch.no_grad():  # and against torch itself
+        ref = model(x).numpy()
+    got = run_ort(export_onnx(module), {"x": x.numpy()})[0]
+    assert relative_error(got, ref) < 1e-4
+
+
+# --- MACs and params: an independent count from the ONNX file itself -------------------------------
+
+def _independent_counts(model: onnx.ModelProto) -> tuple[int, int]:
+    """MACs from ONNX's own shape inference and the weight shapes; params from the float tensors
+    (initializers, ConstantOfShape and RandomNormal outputs) that nodes read."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(inferred.graph.value_info) + list(inferred.graph.output)
+              + list(inferred.graph.input)}
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    weight_shape: dict[str, list[int]] = {}
+    float_tensors: dict[str, int] = {}
+    for t in g.initializer:
+        if t.data_type == TensorProto.FLOAT:
+            weight_shape[t.name] = list(t.dims)
+            float_tensors[t.name] = math.prod(t.dims)
+    for n in g.node:
+        if n.op_type == "ConstantOfShape":
+            dims = numpy_helper.to_array(inits[n.input[0]]).astype(int).tolist()
+            weight_shape[n.output[0]] = dims
+            float_tensors[n.output[0]] = math.prod(dims)
+        elif n.op_type == "RandomNormal":
+            dims = list(helper.get_attribute_value(next(a for a in n.attribute if a.name == "shape")))
+            weight_shape[n.output[0]] = dims
+            float_tensors[n.output[0]] = math.prod(dims)
+        elif n.op_type in ("Reshape", "Unsqueeze") and n.input[0] in weight_shape:
+            weight_shape[n.output[0]] = shapes.get(n.output[0]) or weight_shape[n.input[0]]
+    macs = 0
+    for n in g.node:
+        if n.op_type == "Conv":
+            w = weight_shape[n.input[1]]
+            macs += math.prod(shapes[n.output[0]]) * w[1] * w[2] * w[3]
+        elif n.op_type in ("Gemm", "MatMul"):
+            out = shapes[n.output[0]]
+            a = shapes.get(n.input[0])
+            k = a[-1] if a else weight_shape[n.input[1]][0]
+            macs += math.prod(out) * k
+    read = {i for n in g.node for i in n.input}
+    params = sum(c for name, c in float_tensors.items() if name in read)
+    return macs, params
+
+
+@pytest.mark.parametrize("name", ZOO_NAMES)
+def test_macs_and_params_equal_an_independent_count(name, request):
+    if name == "mnist-8":
+        request.getfixturevalue("aloha_data")
+    model = zoo_onnx(name)
+    macs, params = _independent_counts(model)
+    module = load_zoo(name)
+    report = PassManager.parse("canonicalize,analyze-cost").run(module).analyses["analyze-cost"]
+    assert report.macs == macs
+    assert report.params == params
+
+
+def test_contract_macs_of_the_builders():
+    """The exact figures of DESIGN.md's contract (the architectures' published counts)."""
+    expected = {"vgg16": 15_470_264_320, "resnet18": 1_814_073_344, "mobilenet_v1": 568_740_352}
+    for name, macs in expected.items():
+        report = PassManager.parse("analyze-cost").run(load_zoo(name)).analyses["analyze-cost"]
+        assert report.macs == macs, name
+    # squeezenet1_1 and the ONNX zoo's squeezenet are the same architecture
+    a = PassManager.parse("analyze-cost").run(load_zoo("squeezenet1_1")).analyses["analyze-cost"]
+    b = PassManager.parse("analyze-cost").run(load_zoo("squeezenet")).analyses["analyze-cost"]
+    assert a.macs == b.macs
+
+
+def test_builder_weights_stay_lazy_through_canonicalize():
+    from aloha_ir.weights import weights_of
+    module = load_zoo("resnet18")  # BN folding into random convs keeps them seeded-random
+    PassManager.parse("canonicalize").run(module)
+    assert weights_of(module).nbytes() < 10_000
+    assert "seed =" in print_module(module)
+
+
+# --- bad inputs --------------------------------------------------------------------------------------
+
+def _tiny(nodes, inputs, outputs, inits=(), opset=13) -> onnx.ModelProto:
+    g = helper.make_graph(nodes, "t", inputs, outputs, list(inits))
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+    m.ir_version = 10
+    return m
+
+
+def _vi(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+
+def test_truncated_file_is_an_input_error(tmp_path):
+    data = open(light_path("squeezenet"), "rb").read()
+    p = tmp_path / "cut.onnx"
+    p.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InputFileError, match="cut.onnx: not an ONNX model"):
+        import_onnx(str(p))
+
+
+def test_random_bytes_are_an_input_error(tmp_path):
+    p = tmp_path / "noise.onnx"
+    p.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(InputFileError, match="noise.onnx"):
+        import_onnx(str(p))
+
+
+def test_unsupported_op_names_file_node_op_and_supported_set(tmp_path):
+    m = _tiny([helper.make_node("Einsum", ["x", "x"], ["y"], name="mix", equation="ij,ij->ij")],
+              [_vi("x", [2, 2])], [_vi("y", [2, 2])])
+    p = tmp_path / "einsum.onnx"
+    onnx.save(m, str(p))
+    with pytest.raises(UnsupportedError) as e:
+        import_onnx(str(p))
+    text = str(e.value)
+    assert "einsum.onnx" in text and "'mix'" in text and "Einsum" in text and "Conv" in text
+    assert "\n" not in text
+
+
+def test_missing_input_shape_asks_for_it():
+    m = _tiny([helper.make_node("Relu", ["x"], ["y"])],
+              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 3, "h", "w"])],
+              [_vi("y", None)])
+    with pytest.raises(ShapeError, match="dimension 2 is dynamic.*--input-shape"):
+        import_model(m, source="dyn.onnx")
+    module = import_model(m, source="dyn.onnx", input_shapes={"x": [1, 3, 5, 6]})
+    verify_module(module)
+    no_shape = _tiny([helper.make_node("Relu", ["x"], ["y"])],
+                     [helper.make_tensor_value_info("x", TensorProto.FLOAT, None)], [_vi("y", None)])
+    with pytest.raises(ShapeError, match="has no shape"):
+        import_model(no_shape, source="noshape.onnx")
+
+
+def test_cyclic_graph_is_an_error():
+    m = _tiny([helper.make_node("Add", ["x", "b"], ["a"], name="n1"),
+               helper.make_node("Relu", ["a"], ["b"], name="n2")],
+              [_vi("x", [1, 4])], [_vi("b", [1, 4])])
+    with pytest.raises(ShapeError, match="cyclic"):
+        import_model(m, source="cycle.onnx")
+
+
+def test_unsorted_graph_is_accepted():
+    m = _tiny([helper.make_node("Relu", ["a"], ["y"]), helper.make_node("Sigmoid", ["x"], ["a"])],
+              [_vi("x", [1, 4])], [_vi("y", [1, 4])])
+    verify_module(import_model(m))
+
+
+def test_shape_subgraph_folds_and_reshape_matches_onnxruntime():
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape, as torch exports x.view(x.size(0), -1)."""
+    nodes = [
+        helper.make_node("Shape", ["x"], ["s"]),
+        helper.make_node("Gather", ["s", "zero"], ["n"], axis=0),
+        helper.make_node("Unsqueeze", ["n", "ax0"], ["n1"]),
+        helper.make_node("Concat", ["n1", "minus1"], ["spec"], axis=0),
+        helper.make_node("Cast", ["spec"], ["spec64"], to=TensorProto.INT64),
+        helper.make_node("Reshape", ["x", "spec64"], ["flat"]),
+        helper.make_node("Gemm", ["flat", "w"], ["y"], transB=1),
+    ]
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(np.asarray(0, np.int64), "zero"),
+             numpy_helper.from_array(np.asarray([0], np.int64), "ax0"),
+             numpy_helper.from_array(np.asarray([-1], np.int64), "minus1"),
+             numpy_helper.from_array(rng.standard_normal((4, 24)).astype(np.float32), "w")]
+    m = _tiny(nodes, [_vi("x", [1, 2, 3, 4])], [_vi("y", [1, 4])], inits)
+    module = import_model(m)
+    assert "nn.flatten" not in print_module(module)  # a reshape: the shape ops left no trace
+    assert not any(op.name in ("nn.concat", "nn.input") and op.name == "nn.concat"
+                   for op in module.walk())
+    _check_equivalent(m, "shape-subgraph")

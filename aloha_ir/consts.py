@@ -6,6 +6,7 @@ import numpy as np
 from xdsl.dialects.builtin import FloatAttr, StringAttr, TensorType, f32
 
 from aloha_ir.dialects.nn import ConstOp, int_attr, shape_of
+from aloha_ir.errors import IRVerifyError
 from aloha_ir.weights import ConstTensor, WeightStore
 
 
@@ -19,14 +20,22 @@ def const_tensor(op: ConstOp, store: WeightStore) -> ConstTensor:
         return ConstTensor(shape, random=(op.seed.value.data, mean, std))
     array = store[op.blob.data]
     if tuple(array.shape) != shape:
-        raise ValueError(f"blob '{op.blob.data}' has shape {list(array.shape)}, its nn.const says "
-                         f"{list(shape)}")
+        raise IRVerifyError(f"weight blob '{op.blob.data}' has shape {list(array.shape)}, its "
+                            f"nn.const says {list(shape)}", hint="the .weights.npz does not belong "
+                                                                 "to this .mlir")
     return ConstTensor(shape, array=array)
+
+
+_F32_CACHE: dict[float, FloatAttr] = {}
 
 
 def _f32(value: float) -> FloatAttr:
     # f32 prints short and exact for float32 values (f64 would show 0.019999999552965164)
-    return FloatAttr(float(np.float32(value)), f32)
+    value = float(np.float32(value))
+    attr = _F32_CACHE.get(value)
+    if attr is None:
+        attr = _F32_CACHE[value] = FloatAttr(value, f32)
+    return attr
 
 
 def make_const(value: ConstTensor, store: WeightStore, hint: str = "w", element_type=f32) -> ConstOp:

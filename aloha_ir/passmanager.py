@@ -4,7 +4,8 @@
     result.module, result.analyses["analyze-cost"]
 
 Pipeline text is xDSL's (`quantize{bits=8,method=ptq},analyze-cost`); options are the passes' dataclass
-fields. After every pass the IR is verified; a failure names the pass and the op. Instruments
+fields. After every pass the IR is verified (each op's shape rules; xDSL's full generic verification with
+verify_full=True); a failure names the pass and the op. Instruments
 (`time_passes`, `print_ir_after_all`, `dump_dir`) observe the run without touching the passes.
 """
 
@@ -24,6 +25,7 @@ from xdsl.utils.exceptions import ArgSpecParseError, VerifyException
 from aloha_ir.context import AlohaContext, make_context
 from aloha_ir.errors import AlohaError, IRVerifyError, PassError
 from aloha_ir.textio import print_module, save_module
+from aloha_ir.verify import verify_fast, verify_full
 
 
 @dataclass
@@ -46,10 +48,12 @@ def _spec_error(spec: str, e: Exception) -> PassError:
 
 class PassManager:
     def __init__(self, passes: list[ModulePass], *, verify_each: bool = True,
+                 verify_full: bool = False,
                  time_passes: bool = False, print_ir_after_all: bool = False,
                  dump_dir: str | None = None, stream: TextIO | None = None):
         self.passes = list(passes)
         self.verify_each = verify_each
+        self.verify_full = verify_full
         self.time_passes = time_passes
         self.print_ir_after_all = print_ir_after_all
         self.dump_dir = dump_dir
@@ -99,7 +103,7 @@ class PassManager:
             result.timings.append(PassTiming(p.name, elapsed))
             if self.verify_each:
                 try:
-                    module.verify()
+                    (verify_full if self.verify_full else verify_fast)(module)
                 except VerifyException as e:
                     raise IRVerifyError(str(e).splitlines()[0],
                                         where=f"IR after pass '{p.name}'",

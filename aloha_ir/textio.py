@@ -15,6 +15,23 @@ from aloha_ir.errors import InputFileError, IRParseError, IRVerifyError
 from aloha_ir.weights import WeightStore, attach_weights, sidecar_path, weights_of
 
 
+def _harden_string_lexer() -> None:
+    """xDSL 0.74 lexes string literals with `"(?:[^"...]+|escape)*"`: a nested quantifier that
+    backtracks exponentially on a line with an unterminated string (a one-character typo in an
+    .mlir file hangs the parser; found by tests/test_fuzz.py). The possessive form matches the same
+    language without backtracking. Applied only to the exact pattern we know."""
+    import re
+
+    from xdsl.utils.mlir_lexer import MLIRLexer
+    bad = r'"(?:[^"\\\n\v\f]+|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*"'
+    if MLIRLexer._unescaped_characters_regex.pattern == bad:
+        MLIRLexer._unescaped_characters_regex = re.compile(
+            r'"(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
+
+
+_harden_string_lexer()
+
+
 def print_module(module: ModuleOp) -> str:
     out = io.StringIO()
     Printer(stream=out).print_op(module)

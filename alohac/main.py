@@ -43,7 +43,7 @@ def _input_shapes(values: list[str] | None) -> dict[str, list[int]]:
 
 def _pass_manager(args, pipeline: str):
     from aloha_ir.passmanager import PassManager
-    return PassManager.parse(pipeline, time_passes=args.time_passes,
+    return PassManager.parse(pipeline, time_passes=args.time_passes, verify_full=args.verify_full,
                              print_ir_after_all=args.print_ir_after_all, dump_dir=args.dump_dir)
 
 
@@ -167,6 +167,9 @@ def _add_pipeline_options(p: argparse.ArgumentParser, default: str) -> None:
     p.add_argument("--print-ir-after-all", action="store_true",
                    help="print the IR after every pass (stderr)")
     p.add_argument("--dump-dir", metavar="DIR", help="save the IR (and weights) after every pass")
+    p.add_argument("--verify-full", action="store_true",
+                   help="after every pass run xDSL's full generic verification, not only the ops' "
+                        "shape rules")
 
 
 def _add_model_options(p: argparse.ArgumentParser) -> None:

@@ -310,3 +310,49 @@ def test_shape_subgraph_folds_and_reshape_matches_onnxruntime():
     assert not any(op.name in ("nn.concat", "nn.input") and op.name == "nn.concat"
                    for op in module.walk())
     _check_equivalent(m, "shape-subgraph")
+
+
+@pytest.mark.parametrize("opset", [9, 13])
+def test_remaining_ops_match_onnxruntime(opset):
+    """Pad (constant, reflect), ReduceMean, Transpose, Sum of three, run-time Mul, Sub/Div by
+    constants, Squeeze/Unsqueeze, Clip, Sigmoid, Softmax on an axis, GlobalMaxPool, Flatten."""
+    rng = np.random.default_rng(5)
+    c = lambda name, shape: numpy_helper.from_array(  # noqa: E731
+        rng.uniform(0.5, 1.5, shape).astype(np.float32), name)
+    inits = [c("k", [1, 3, 1, 1]), c("d", [3, 1, 1]), c("w", [4, 3, 3, 3])]
+    if opset >= 11:
+        inits += [numpy_helper.from_array(np.asarray([0, 0, 1, 2, 0, 0, 2, 1], np.int64), "p"),
+                  numpy_helper.from_array(np.asarray([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "p2"),
+                  numpy_helper.from_array(np.asarray(-0.5, np.float32), "lo"),
+                  numpy_helper.from_array(np.asarray(0.7, np.float32), "hi")]
+        pad = helper.make_node("Pad", ["x", "p"], ["xp"], mode="constant")
+        pad2 = helper.make_node("Pad", ["r", "p2"], ["rp"], mode="reflect")
+        clip = helper.make_node("Clip", ["m", "lo", "hi"], ["cl"])
+    else:
+        pad = helper.make_node("Pad", ["x"], ["xp"], mode="constant", pads=[0, 0, 1, 2, 0, 0, 2, 1])
+        pad2 = helper.make_node("Pad", ["r"], ["rp"], mode="reflect", pads=[0, 0, 1, 1, 0, 0, 1, 1])
+        clip = helper.make_node("Clip", ["m"], ["cl"], min=-0.5, max=0.7)
+    axes_kw = {"axes": [1]}
+    nodes = [
+        pad,                                                        # [1,3,9,9]
+        helper.make_node("Sub", ["xp", "k"], ["s"]),
+        helper.make_node("Div", ["s", "d"], ["q"]),
+        helper.make_node("Conv", ["q", "w"], ["cv"], kernel_shape=[3, 3]),  # [1,4,7,7]
+        helper.make_node("Sigmoid", ["cv"], ["r"]),
+        pad2,                                                       # [1,4,9,9]
+        helper.make_node("Transpose", ["rp"], ["t"], perm=[0, 1, 3, 2]),
+        helper.make_node("Mul", ["t", "rp"], ["m"]),
+        clip,
+        helper.make_node("Sum", ["cl", "rp", "t"], ["sm"]),
+        helper.make_node("ReduceMean", ["sm"], ["rm"], keepdims=1, **axes_kw),  # [1,1,9,9]
+        helper.make_node("Squeeze", ["rm"], ["sq"], **({"axes": [1]} if opset < 13 else {})),
+        helper.make_node("GlobalMaxPool", ["sm"], ["g"]),
+        helper.make_node("Flatten", ["g"], ["f"], axis=1),
+        helper.make_node("Softmax", ["f"], ["y"], axis=1),
+    ]
+    if opset >= 13:  # Squeeze takes its axes as an input from opset 13
+        inits.append(numpy_helper.from_array(np.asarray([1], np.int64), "sqa"))
+        nodes[11] = helper.make_node("Squeeze", ["rm", "sqa"], ["sq"])
+    m = _tiny(nodes, [_vi("x", [1, 3, 6, 6])], [_vi("y", [1, 4]), _vi("sq", [1, 9, 9])], inits,
+              opset=opset)
+    _check_equivalent(m, f"ops-opset{opset}")

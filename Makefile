@@ -30,7 +30,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)
-	$(BIN)/python benchmarks/import.py
+	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/import.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -18,7 +18,6 @@ from typing import ClassVar
 from xdsl.dialects.builtin import (
     ArrayAttr,
     DenseArrayBase,
-    Float64Type,
     FloatAttr,
     IntAttr,
     IntegerAttr,
@@ -713,4 +712,4 @@ NN = Dialect("nn", NN_OPS, [FixedPointType])
 
 __all__ = [op.__name__ for op in NN_OPS] + ["NN", "FixedPointType", "NnOp", "element_bytes",
                                              "shape_of", "int_attr", "ints_attr", "float_attr",
-                                             "floats_attr", "ints", "floats", "Float64Type"]
+                                             "floats_attr", "ints", "floats"]

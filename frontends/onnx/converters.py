@@ -317,8 +317,7 @@ def batchnorm(ctx, node):
 
 @converter("Dropout")
 def dropout(ctx, node):
-    if len(node.output) > 1 and node.output[1]:
-        pass  # the mask output is a training artefact; nothing in an inference graph reads it
+    # the optional mask output is a training artefact: no inference graph reads it
     a = attrs(node)
     ratio = float(a.get("ratio", 0.5))
     if len(node.input) > 1 and node.input[1]:

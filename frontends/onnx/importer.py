@@ -169,11 +169,6 @@ def attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
-def inputs(node: onnx.NodeProto) -> list[str]:
-    """Node inputs with ONNX's empty-string placeholders for omitted optional inputs kept."""
-    return list(node.input)
-
-
 # --- the import -----------------------------------------------------------------------------------
 
 _SYMBOL = re.compile(r"[^A-Za-z0-9_]")

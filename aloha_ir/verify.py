@@ -1,6 +1,6 @@
 """Verification levels.
 
-`verify_fast` runs every op's own invariant (`verify_`: the shape rules, operand kinds) in one walk:
+`verify_fast` runs every op's own invariant (`check`: the shape rules, operand kinds) in one walk:
 what a pass can break. `verify_full` is xDSL's generic verification (IRDL constraints on every operand,
 result and attribute, traits), ~3x slower; it runs on parsed text, in tests, and with --verify-full.
 """
@@ -19,7 +19,8 @@ def verify_fast(module: ModuleOp) -> None:
             owner = operand.owner
             if getattr(owner, "parent", True) is None:
                 raise VerifyException(f"{op.name} uses a value whose defining op was erased")
-        op.verify_()
+        check = getattr(op, "check", None)
+        (check or op.verify_)()
 
 
 def verify_full(module: ModuleOp) -> None:

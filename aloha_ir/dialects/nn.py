@@ -13,7 +13,6 @@ aloha_ir.shapes. All ops share one compact syntax, types of operands coming from
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
 
 from xdsl.dialects.builtin import (
     ArrayAttr,
@@ -151,7 +150,12 @@ def floats(a: DenseArrayBase | None) -> tuple[float, ...]:
 class NnOp(IRDLOperation):
     """Base of the nn ops: the compact custom syntax and small property accessors."""
 
-    PROPS: ClassVar[tuple[str, ...]] = ()
+    def check(self) -> None:
+        """The op's own invariant (shape rule); `verify_fast` runs only this."""
+
+    def verify_(self) -> None:
+        # irdl_op_definition wraps this with the generic IRDL constraint check
+        self.check()
 
     def print(self, printer: Printer) -> None:
         if self.operands:
@@ -296,7 +300,7 @@ class InputOp(NnOp):
     port = prop_def(StringAttr)
     value_range = opt_prop_def(DenseArrayBase)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         if self.value_range is not None:
             lo_hi = floats(self.value_range)
             if len(lo_hi) != 2 or lo_hi[0] >= lo_hi[1]:
@@ -311,7 +315,7 @@ class OutputOp(NnOp):
     inputs = var_operand_def(TensorType)
     ports = prop_def(ArrayAttr[StringAttr])
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         if len(self.ports.data) != len(self.inputs):
             raise VerifyException("nn.output needs one port name per operand")
 
@@ -328,7 +332,7 @@ class ConstOp(NnOp):
     mean = opt_prop_def(FloatAttr)
     std = opt_prop_def(FloatAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         kinds = [k for k in ("splat", "blob", "seed") if self.properties.get(k) is not None]
         if len(kinds) != 1:
             raise VerifyException("nn.const needs exactly one of splat, blob or seed, got "
@@ -375,7 +379,7 @@ class ConvOp(NnOp, _FusedActivation):
     activation = opt_prop_def(StringAttr)
     act_params = opt_prop_def(DenseArrayBase)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         kernel, strides, pads, dilations = _window_props(self)
         x, w = shape_of(self.input), shape_of(self.weight)
         g = self.prop_int("group", 1)
@@ -420,7 +424,7 @@ class PoolOp(NnOp, _FusedActivation):
     def is_global(self) -> bool:
         return self.kind.data.startswith("global")
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x = shape_of(self.input)
         if self.kind.data not in POOL_KINDS:
             raise VerifyException(f"nn.pool kind must be one of {', '.join(POOL_KINDS)}")
@@ -451,7 +455,7 @@ class DenseOp(NnOp, _FusedActivation):
     activation = opt_prop_def(StringAttr)
     act_params = opt_prop_def(DenseArrayBase)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x, w = shape_of(self.input), shape_of(self.weight)
         if len(x) != 2 or len(w) != 2 or x[1] != w[1]:
             raise VerifyException(f"nn.dense: input {list(x)} and weight {list(w)} must be [N, K] "
@@ -467,7 +471,7 @@ class _Binary(NnOp):
     rhs = operand_def(TensorType)
     output = result_def(TensorType)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         self._expect_shape(shapes.broadcast(shape_of(self.lhs), shape_of(self.rhs)), "broadcast")
 
 
@@ -479,8 +483,8 @@ class AddOp(_Binary, _FusedActivation):
     activation = opt_prop_def(StringAttr)
     act_params = opt_prop_def(DenseArrayBase)
 
-    def verify_(self) -> None:
-        super().verify_()
+    def check(self) -> None:
+        super().check()
         self._verify_activation()
 
 
@@ -498,7 +502,7 @@ class ConcatOp(NnOp):
     output = result_def(TensorType)
     axis = prop_def(IntegerAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         ins = [shape_of(v) for v in self.inputs]
         if not ins:
             raise VerifyException("nn.concat needs at least one input")
@@ -526,7 +530,7 @@ class ActOp(NnOp):
     params = opt_prop_def(DenseArrayBase)
     axis = opt_prop_def(IntegerAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         if self.kind.data not in ACTIVATIONS:
             raise VerifyException(f"nn.act kind must be one of {', '.join(ACTIVATIONS)}, got "
                                   f"'{self.kind.data}'")
@@ -548,7 +552,7 @@ class LrnOp(NnOp):
     beta = prop_def(FloatAttr)
     bias = prop_def(FloatAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         if self.prop_int("size") < 1:
             raise VerifyException("nn.lrn size must be >= 1")
         self._expect_shape(shape_of(self.input), "elementwise")
@@ -570,7 +574,7 @@ class BatchNormOp(NnOp, _FusedActivation):
     activation = opt_prop_def(StringAttr)
     act_params = opt_prop_def(DenseArrayBase)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x = shape_of(self.input)
         if len(self.params) not in (2, 4):
             raise VerifyException("nn.batchnorm takes (scale, bias) or (scale, bias, mean, var)")
@@ -590,7 +594,7 @@ class ReshapeOp(NnOp):
     input = operand_def(TensorType)
     output = result_def(TensorType)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         a, b = shape_of(self.input), self.out_shape()
         if shapes.numel(a) != shapes.numel(b):
             raise VerifyException(f"nn.reshape changes the element count: {list(a)} "
@@ -606,7 +610,7 @@ class FlattenOp(NnOp):
     output = result_def(TensorType)
     axis = prop_def(IntegerAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x = shape_of(self.input)
         axis = self.prop_int("axis")
         if not 0 <= axis <= len(x):
@@ -621,7 +625,7 @@ class TransposeOp(NnOp):
     output = result_def(TensorType)
     perm = prop_def(DenseArrayBase)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x = shape_of(self.input)
         perm = self.prop_ints("perm")
         if sorted(perm) != list(range(len(x))):
@@ -639,7 +643,7 @@ class ChannelShuffleOp(NnOp):
     output = result_def(TensorType)
     groups = prop_def(IntegerAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x = shape_of(self.input)
         g = self.prop_int("groups")
         if len(x) != 4 or g < 1 or x[1] % g:
@@ -659,7 +663,7 @@ class PadOp(NnOp):
     mode = prop_def(StringAttr)
     value = prop_def(FloatAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x = shape_of(self.input)
         pads = self.prop_ints("pads")
         if len(pads) != 2 * len(x):
@@ -678,7 +682,7 @@ class ReduceMeanOp(NnOp):
     axes = prop_def(DenseArrayBase)
     keepdims = prop_def(IntegerAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         x = shape_of(self.input)
         axes = self.prop_ints("axes")
         if any(not 0 <= a < len(x) for a in axes):
@@ -698,7 +702,7 @@ class DropoutOp(NnOp):
     output = result_def(TensorType)
     ratio = prop_def(FloatAttr)
 
-    def verify_(self) -> None:
+    def check(self) -> None:
         if not 0.0 <= self.prop_float("ratio") < 1.0:
             raise VerifyException("nn.dropout ratio must be in [0, 1)")
         self._expect_shape(shape_of(self.input), "elementwise")

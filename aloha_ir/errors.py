@@ -70,14 +70,19 @@ class PassError(AlohaError):
 
 
 class UsageError(AlohaError):
-    """Bad command-line use that argparse cannot catch (e.g. an unknown zoo name)."""
+    """Bad command-line use (argparse's own errors, an unknown zoo name, a malformed option)."""
 
     exit_code = 2
     kind = "usage error"
 
 
-EXIT_CODES: dict[str, int] = {
-    cls.__name__: cls.exit_code
-    for cls in (AlohaError, UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,
-                IRVerifyError, PassError)
-}
+ERROR_CLASSES = (UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,
+                 IRVerifyError, PassError)
+
+
+def exit_code_help() -> str:
+    """The exit-code table of `alohac --help`, from the classes themselves (so it cannot drift)."""
+    rows = [(0, "success"), (AlohaError.exit_code, "internal error (a compiler bug; --debug)")]
+    rows += [(c.exit_code, (c.__doc__ or c.kind).strip().splitlines()[0].rstrip("."))
+             for c in ERROR_CLASSES]
+    return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(rows)) + "\n"

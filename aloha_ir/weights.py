@@ -65,14 +65,6 @@ class ConstTensor:
         values = np.random.default_rng(seed).standard_normal(self.size, dtype=np.float32)
         return (values * np.float32(std) + np.float32(mean)).reshape(self.shape)
 
-    def splat_value(self) -> float | None:
-        """The single value of a splat, or of a materialised array whose elements are all equal."""
-        if self.splat is not None:
-            return self.splat
-        if self.array is not None and self.array.size and np.all(self.array == self.array.flat[0]):
-            return float(self.array.flat[0])
-        return None
-
     def reshape(self, shape) -> "ConstTensor":
         shape = tuple(int(d) for d in shape)
         if self.array is not None:

@@ -1,10 +1,4 @@
-"""`alohac`: the ALOHA compiler driver.
-
-Exit codes: 0 success; 1 internal error (a compiler bug: rerun with --debug); 2 usage; 3 unreadable or
-malformed input file; 4 unsupported operator or feature; 5 shape error (dynamic or inconsistent);
-6 IR text that does not parse; 7 IR that does not verify; 8 pass error (unknown pass, bad option,
-failing pass).
-"""
+"""`alohac`: the ALOHA compiler driver. Exit codes: see aloha_ir.errors (and `alohac --help`)."""
 
 from __future__ import annotations
 
@@ -13,18 +7,12 @@ import json
 import os
 import sys
 
-from aloha_ir.errors import AlohaError, UsageError
+from aloha_ir.errors import AlohaError, UsageError, exit_code_help
 
 DEFAULT_PIPELINE = "canonicalize,analyze-cost"
 EMIT_KINDS = ("nn", "onnx")
 
-EXIT_CODES_HELP = """exit codes:
-  0  success                      5  shape error (dynamic or inconsistent shapes)
-  1  internal error (--debug)     6  IR text that does not parse
-  2  usage error                  7  IR that does not verify
-  3  unreadable/malformed input   8  pass error (unknown pass, bad option, failure)
-  4  unsupported operator/feature
-"""
+EXIT_CODES_HELP = exit_code_help()
 
 
 def _input_shapes(values: list[str] | None) -> dict[str, list[int]]:

@@ -20,6 +20,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from aloha_ir import shapes
 from aloha_ir.errors import InputFileError, UsageError
 
 LIGHT = ["bvlc_alexnet", "inception_v1", "vgg19", "resnet50", "squeezenet", "densenet121",
@@ -89,9 +90,8 @@ class NetBuilder:
         ins = [x, self.random((cout, cin // groups, k, k), math.sqrt(2.0 / fan_in), "conv_w")]
         if bias:
             ins.append(self.random((cout,), 0.01, "conv_b"))
-        ho = (h + pads[0] + pads[2] - k) // stride + 1
-        wo = (w + pads[1] + pads[3] - k) // stride + 1
-        return self._node("Conv", ins, (n, cout, ho, wo), "conv", kernel_shape=[k, k],
+        out = shapes.conv_out_shape((n, cin, h, w), cout, (k, k), (stride, stride), pads, (1, 1))
+        return self._node("Conv", ins, out, "conv", kernel_shape=[k, k],
                           strides=[stride, stride], pads=pads, group=groups)
 
     def bn(self, x: str) -> str:
@@ -108,18 +108,11 @@ class NetBuilder:
 
     def pool(self, x: str, k: int, stride: int, kind: str = "MaxPool", pad: int = 0,
              pads: list[int] | None = None, ceil: bool = False) -> str:
-        n, c, h, w = self.shapes[x]
+        s = self.shapes[x]
         pads = pads or [pad] * 4
-
-        def out(size, b, e):
-            span = size + b + e - k
-            o = (-(-span // stride) if ceil else span // stride) + 1
-            if ceil and (o - 1) * stride >= size + b:
-                o -= 1
-            return o
+        out = shapes.conv_out_shape(s, s[1], (k, k), (stride, stride), pads, (1, 1), ceil)
         kw = {"ceil_mode": 1} if ceil else {}
-        return self._node(kind, [x], (n, c, out(h, pads[0], pads[2]), out(w, pads[1], pads[3])),
-                          "pool", kernel_shape=[k, k], strides=[stride, stride], pads=pads, **kw)
+        return self._node(kind, [x], out, "pool", kernel_shape=[k, k], strides=[stride, stride], pads=pads, **kw)
 
     def gap(self, x: str) -> str:
         n, c, _, _ = self.shapes[x]

@@ -107,23 +107,26 @@ class _Canonicalizer:
         op.results[0].replace_all_uses_with(value)
         self.erase(op)
 
+    @staticmethod
+    def erase_if_dead_const(value: SSAValue) -> None:
+        owner = value.owner
+        if isinstance(owner, nn.ConstOp) and not value.uses and owner.parent is not None:
+            owner.detach()
+            owner.erase()
+
     def erase(self, op: Operation) -> None:
         operands = list(op.operands)
         op.detach()
         op.erase()
         for v in operands:  # constants that lost their last user go too
-            if isinstance(v.owner, nn.ConstOp) and not v.uses and v.owner.parent is not None:
-                v.owner.detach()
-                v.owner.erase()
+            self.erase_if_dead_const(v)
 
     def set_operand(self, op: Operation, index: int, value: SSAValue) -> None:
         old = op.operands[index]
         ops = list(op.operands)
         ops[index] = value
         op.operands = ops
-        if isinstance(old.owner, nn.ConstOp) and not old.uses:
-            old.owner.detach()
-            old.owner.erase()
+        self.erase_if_dead_const(old)
 
     @staticmethod
     def hint(op: Operation, suffix: str) -> str:
@@ -286,9 +289,7 @@ class _Canonicalizer:
         old = list(bn.params)
         bn.operands = new
         for v in old:
-            if not v.uses and v.owner.parent is not None:
-                v.owner.detach()
-                v.owner.erase()
+            self.erase_if_dead_const(v)
 
     def batchnorm(self, bn: nn.BatchNormOp) -> bool:
         producer = bn.input.owner

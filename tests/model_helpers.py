@@ -10,16 +10,11 @@ import onnx
 from onnx import helper, numpy_helper
 
 LIGHT_DIR = os.path.join(os.path.dirname(onnx.__file__), "backend", "test", "data", "light")
-LIGHT_MODELS = ["bvlc_alexnet", "inception_v1", "vgg19", "resnet50", "squeezenet", "densenet121",
-                "inception_v2", "shufflenet", "zfnet512"]
+from frontends.zoo import LIGHT as LIGHT_MODELS  # noqa: E402  (one list of the light models)
 
 
 def light_path(name: str) -> str:
     return os.path.join(LIGHT_DIR, f"light_{name}.onnx")
-
-
-def data_dir() -> str | None:
-    return os.environ.get("ALOHA_DATA") or None
 
 
 def randomize_weights(model: onnx.ModelProto, seed: int = 0) -> onnx.ModelProto:

@@ -7,6 +7,8 @@ become initializers. Fused activations become their own nodes again.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
@@ -190,5 +192,4 @@ def save_onnx(module: ModuleOp, path: str) -> None:
     model = export_onnx(module)
     tmp = f"{path}.tmp"
     onnx.save(model, tmp)
-    import os
     os.replace(tmp, path)

@@ -46,7 +46,7 @@ def test_mutated_ir_text_never_crashes(data):
         assert "\n" not in e.one_line()
 
 
-@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_corrupted_onnx_never_crashes(data):
     raw = bytearray(_valid_onnx())

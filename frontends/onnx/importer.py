@@ -21,6 +21,7 @@ import onnx
 from onnx import numpy_helper
 from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
+from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir.consts import make_const
 from aloha_ir.cost import count_params
@@ -67,8 +68,7 @@ class ImportContext:
     def where(self) -> str:
         if self.node is None:
             return self.source
-        name = self.node.name or (self.node.output[0] if self.node.output else "?")
-        return f"{self.source}: node '{name}' ({self.node.op_type})"
+        return f"{self.source}: node '{node_label(self.node)}' ({self.node.op_type})"
 
     def unsupported(self, what: str) -> UnsupportedError:
         return UnsupportedError(what, where=self.where())
@@ -169,6 +169,24 @@ def attrs(node: onnx.NodeProto) -> dict:
     return {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
 
 
+def node_label(node: onnx.NodeProto) -> str:
+    return node.name or (node.output[0] if node.output else f"<unnamed {node.op_type}>")
+
+
+def _check_text(model: onnx.ModelProto, source: str) -> None:
+    """Names must be text: protobuf hands back invalid UTF-8 string fields (a corrupted file) as
+    bytes, which would fail far from here."""
+    g = model.graph
+    fields = [g.name] + [p.key for p in model.metadata_props] + \
+        [p.value for p in model.metadata_props] + \
+        [v.name for v in list(g.input) + list(g.output) + list(g.initializer)]
+    for n in g.node:
+        fields += [n.name, n.op_type, n.domain, *n.input, *n.output]
+    if any(isinstance(f, bytes) for f in fields):
+        raise InputFileError("corrupted model: a name or op type is not valid UTF-8 text",
+                             where=source)
+
+
 # --- the import -----------------------------------------------------------------------------------
 
 _SYMBOL = re.compile(r"[^A-Za-z0-9_]")
@@ -234,10 +252,10 @@ def _sorted_nodes(graph: onnx.GraphProto, known: set[str], source: str) -> list[
             producers = {o for m in rest for o in m.output}
             if any(i in producers for i in missing):
                 raise ShapeError("the graph is cyclic: " + ", ".join(
-                    f"'{m.name or m.output[0]}' ({m.op_type})" for m in rest[:4]) +
+                    f"'{node_label(m)}' ({m.op_type})" for m in rest[:4]) +
                     (" ..." if len(rest) > 4 else "") + " wait on each other",
                     where=source)
-            raise ShapeError(f"node '{n.name or n.output[0]}' ({n.op_type}) reads '{missing[0]}', "
+            raise ShapeError(f"node '{node_label(n)}' ({n.op_type}) reads '{missing[0]}', "
                              "which no node, initializer or input defines", where=source)
         ordered.extend(progress)
         pending = rest
@@ -274,6 +292,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
     """Convert an in-memory ONNX model to a module holding one nn.graph, with its weights bound."""
     from frontends.onnx import converters  # noqa: F401  (registers the converters)
 
+    _check_text(model, source)
     opset = _opset(model)
     store = WeightStore()
     ctx = ImportContext(source=source, opset=opset, store=store)
@@ -314,8 +333,9 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
             conv(ctx, node)
         except (UnsupportedError, ShapeError):
             raise
-        except (ValueError, IndexError, KeyError, TypeError) as e:
-            raise ctx.shape_error(f"cannot convert: {e}") from None
+        except (ValueError, IndexError, KeyError, TypeError, VerifyException) as e:
+            # a malformed node (missing inputs, out-of-range attribute values, ...)
+            raise ctx.shape_error(f"cannot convert: {str(e).splitlines()[0]}") from None
     ctx.node = None
 
     outs, ports = [], []
@@ -341,13 +361,14 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
 def _recorded_ranges(model: onnx.ModelProto, source: str) -> dict[str, tuple[float, float]]:
     ranges = {}
     for p in model.metadata_props:
-        if p.key.startswith(RANGE_KEY):
+        key, value = p.key, p.value
+        if key.startswith(RANGE_KEY):
             try:
-                lo, hi = (float(v) for v in p.value.split(","))
+                lo, hi = (float(v) for v in value.split(","))
             except ValueError:
-                raise InputFileError(f"metadata '{p.key}' must be 'low,high', got '{p.value}'",
+                raise InputFileError(f"metadata '{key}' must be 'low,high', got '{value}'",
                                      where=source) from None
-            ranges[p.key[len(RANGE_KEY):]] = (lo, hi)
+            ranges[key[len(RANGE_KEY):]] = (lo, hi)
     return ranges
 
 

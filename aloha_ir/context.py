@@ -18,6 +18,11 @@ def _nn():
     return NN
 
 
+def _csdf():
+    from aloha_ir.dialects.csdf import CSDF
+    return CSDF
+
+
 @dataclass
 class AlohaContext(Context):
     analyses: dict[str, Any] = field(default_factory=dict)
@@ -29,6 +34,7 @@ def make_context() -> AlohaContext:
     ctx = AlohaContext()
     ctx.load_dialect(Builtin)
     ctx.register_dialect("nn", _nn)
+    ctx.register_dialect("csdf", _csdf)
     return ctx
 
 

@@ -91,11 +91,18 @@ def save_module(module: ModuleOp, path: str) -> list[str]:
         side = sidecar_path(path)
         weights_of(module).save(side, keys)
         written.append(side)
+    write_text(path, text)
+    return [path] + written
+
+
+def write_text(path: str, text: str) -> str:
+    """Write through a temporary and rename, so a failure never leaves half a file behind."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"
     with open(tmp, "w") as f:
         f.write(text)
     os.replace(tmp, path)
-    return [path] + written
+    return path
 
 
 def load_module(path: str, verify: bool = True) -> ModuleOp:

@@ -10,7 +10,9 @@ import sys
 from aloha_ir.errors import AlohaError, UsageError, exit_code_help
 
 DEFAULT_PIPELINE = "canonicalize,analyze-cost"
-EMIT_KINDS = ("nn", "onnx")
+EMIT_KINDS = ("nn", "onnx", "csdf", "sdf3", "json", "dot")
+CSDF_KINDS = ("csdf", "sdf3", "json", "dot")
+LOWERING = "convert-nn-to-csdf"
 
 EXIT_CODES_HELP = exit_code_help()
 
@@ -57,15 +59,67 @@ def _cost_markdown(report, title: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _emit_csdf(module, kinds: list[str], out_dir: str, stem: str) -> list[str]:
+    """Write the csdf graph as IR text (alone in a module), SDF3 XML, JSON and DOT."""
+    from aloha_ir.dialects.csdf import csdf_graphs
+    from aloha_ir.textio import print_module, write_text
+    graphs = csdf_graphs(module)
+    if not graphs or not any(k in CSDF_KINDS for k in kinds):
+        return []
+    written = []
+    if "csdf" in kinds:
+        from xdsl.dialects.builtin import ModuleOp
+        alone = ModuleOp([g.clone() for g in graphs])
+        written.append(write_text(os.path.join(out_dir, f"{stem}.csdf.mlir"), print_module(alone)))
+    for g in graphs:
+        suffix = "" if len(graphs) == 1 else f".{g.sym_name.data}"
+        if "sdf3" in kinds:
+            from backends.csdf.sdf3 import to_sdf3
+            written.append(write_text(os.path.join(out_dir, f"{stem}{suffix}.sdf3.xml"),
+                                      to_sdf3(g)))
+        if "json" in kinds:
+            from backends.csdf.jsonform import to_json
+            written.append(write_text(os.path.join(out_dir, f"{stem}{suffix}.csdf.json"),
+                                      json.dumps(to_json(g), indent=1) + "\n"))
+        if "dot" in kinds:
+            from backends.csdf.dot import to_dot
+            written.append(write_text(os.path.join(out_dir, f"{stem}{suffix}.dot"), to_dot(g)))
+    return written
+
+
+def _csdf_markdown(module) -> str:
+    from aloha_ir import dataflow, rle
+    from aloha_ir.dialects.csdf import csdf_graphs
+    text = ""
+    for g in csdf_graphs(module):
+        phases, edges = g.dataflow_graph()
+        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+        loops = sum(1 for c in g.channels() if c.is_self_loop)
+        text += (f"\n## CSDF graph @{g.sym_name.data}\n\n{len(phases)} actors, "
+                 f"{len(edges) - loops} FIFO channels, {loops} reuse self-loops, "
+                 f"{sum(q.values()):,} firings per inference.\n\n"
+                 "| actor | operator | phases | work (ops) | memory units (B) |\n"
+                 "|---|---|---:|---:|---:|\n")
+        for a in g.actors():
+            text += (f"| {a.sym_name.data} | {a.kind.data} | {a.phase_count} | "
+                     f"{rle.total(a.work_runs):,} | {a.memory_bytes():,} |\n")
+    return text
+
+
 def cmd_compile(args) -> int:
-    from aloha_ir.textio import save_module
+    from aloha_ir.textio import save_module, write_text
     from frontends.loader import load_model, model_stem
     if args.target:
         raise UsageError(f"--target {args.target}: no platforms are bundled yet",
                          hint="architecture descriptions arrive with the archdesc work; omit --target")
     kinds = _emit_kinds(args.emit)
+    pipeline = args.pipeline
+    if any(k in CSDF_KINDS for k in kinds) and LOWERING not in pipeline:
+        pipeline = f"{pipeline},{LOWERING}" if pipeline.strip() else LOWERING
+        print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf graph; "
+              f"pipeline is now '{pipeline}'", file=sys.stderr)
     module = load_model(args.model, _input_shapes(args.input_shape))
-    result = _pass_manager(args, args.pipeline).run(module)
+    result = _pass_manager(args, pipeline).run(module)
     stem = model_stem(args.model)
     os.makedirs(args.output, exist_ok=True)
     written = []
@@ -76,12 +130,12 @@ def cmd_compile(args) -> int:
         path = os.path.join(args.output, f"{stem}.onnx")
         save_onnx(module, path)
         written.append(path)
+    written += _emit_csdf(module, kinds, args.output, stem)
     cost = result.analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
-        path = os.path.join(args.output, "report.md")
-        with open(path, "w") as f:
-            f.write(_cost_markdown(cost, f"{stem}: cost report"))
-        written.append(path)
+        text = _cost_markdown(cost, f"{stem}: cost report")
+        text += _csdf_markdown(module)
+        written.append(write_text(os.path.join(args.output, "report.md"), text))
     for w in written:
         print(f"wrote {w}")
     return 0
@@ -180,8 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
     _add_pipeline_options(p, DEFAULT_PIPELINE)
-    p.add_argument("--emit", default="nn", help=f"what to write, comma-separated from "
-                                                f"{', '.join(EMIT_KINDS)} (default: nn)")
+    p.add_argument("--emit", default="nn", metavar="KINDS",
+                   help="what to write, comma-separated (default: nn): nn = NAME.mlir (+ weights "
+                        "NAME.weights.npz), onnx = NAME.onnx, csdf = NAME.csdf.mlir, sdf3 = "
+                        "NAME.sdf3.xml (for SDF3's sdf3analysis-csdf), json = NAME.csdf.json, dot = "
+                        "NAME.dot (Graphviz); csdf kinds add convert-nn-to-csdf to the pipeline "
+                        "when it is missing")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.set_defaults(func=cmd_compile)
 

@@ -10,6 +10,8 @@ from aloha_ir.errors import PassError
 PASSES: dict[str, str] = {
     "canonicalize": "passes.canonicalize:CanonicalizePass",
     "analyze-cost": "passes.analyze_cost:AnalyzeCostPass",
+    "convert-nn-to-csdf": "passes.convert_nn_to_csdf:ConvertNnToCsdfPass",
+    "analyze-repetition": "passes.analyze_repetition:AnalyzeRepetitionPass",
 }
 
 

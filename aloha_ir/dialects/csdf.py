@@ -1,0 +1,423 @@
+"""The `csdf` dialect: a DNN as a cyclo-static dataflow graph (the seeds' G(A, C)).
+
+One `csdf.graph` symbol op holds `csdf.actor` symbols and `csdf.channel` ops that reference actors by
+symbol (a graph region: cycles and self-loops are legal). Rates, execution counts and work are stored
+run-length encoded (`6 x 18`), as i64 arrays of (count, value) pairs.
+
+    csdf.graph @net_csdf {
+      csdf.actor @conv1 "conv3x3" block "conv1" phases 6 times [6 x 96] work [6 x 2592]
+          memory {weights = tensor<16x3x3x3xf32>, bias = tensor<16xf32>}
+      csdf.channel @c0 @input out0 -> @conv1 in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 : f32
+      csdf.channel @conv1_reuse0 @conv1 reuse_out0 -> @conv1 reuse_in0 prod [5 x 36, 1 x 0]
+          cons [1 x 0, 5 x 36] init 0 : f32
+    }
+
+Actor: the operator (`conv3x3`, `maxpool2x2`, `dense`, ...), the nn block it came from, its phase
+count, per phase how many times the operator runs (`times`) and the elementary operations that takes
+(`work`: MACs for conv/dense), and its memory units (parameter tensors). Channel: ports, production and
+consumption per phase, initial tokens, the token element type (one token = one tensor element).
+Analyses add discardable attributes (`pe`, `buffer`, ...), printed after `attributes`.
+
+The graph verifier checks references, port uniqueness, equal phase counts on all ports of an actor,
+balance (a repetition vector exists) and liveness (one iteration completes from the initial marking).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from xdsl.dialects.builtin import (
+    DenseArrayBase,
+    DictionaryAttr,
+    IntegerAttr,
+    StringAttr,
+    SymbolRefAttr,
+    TensorType,
+)
+from xdsl.ir import Attribute, Block, Dialect, Region
+from xdsl.irdl import IRDLOperation, irdl_op_definition, opt_prop_def, prop_def, region_def, traits_def
+from xdsl.parser import Parser
+from xdsl.printer import Printer
+from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, SymbolTable
+from xdsl.utils.exceptions import VerifyException
+
+from aloha_ir import dataflow, rle
+from aloha_ir.dialects.nn import element_bytes, int_attr, ints_attr
+
+_SYMREF_CACHE: dict[str, SymbolRefAttr] = {}
+_STR_CACHE: dict[str, StringAttr] = {}
+
+
+def symref(name: str) -> SymbolRefAttr:
+    a = _SYMREF_CACHE.get(name)
+    if a is None:
+        a = _SYMREF_CACHE[name] = SymbolRefAttr(name)
+    return a
+
+
+def str_attr(s: str) -> StringAttr:
+    a = _STR_CACHE.get(s)
+    if a is None:
+        a = _STR_CACHE[s] = StringAttr(s)
+    return a
+
+
+def runs_attr(runs: rle.Runs) -> DenseArrayBase:
+    return ints_attr(rle.flat(runs))
+
+
+def runs_of(attr: DenseArrayBase) -> rle.Runs:
+    return rle.unflat(attr.get_values())
+
+
+def _check_runs(op: IRDLOperation, what: str, attr: DenseArrayBase, phases: int | None = None
+                ) -> rle.Runs:
+    values = attr.get_values()
+    if len(values) % 2:
+        raise VerifyException(f"{op.name} @{_sym(op)}: {what} must be (count x value) runs")
+    runs = rle.unflat(values)
+    for c, v in runs:
+        if c < 1:
+            raise VerifyException(f"{op.name} @{_sym(op)}: {what} has a run of {c} phases "
+                                  "(counts must be >= 1)")
+        if v < 0:
+            raise VerifyException(f"{op.name} @{_sym(op)}: {what} has a negative value {v}")
+    if phases is not None and rle.length(runs) != phases:
+        raise VerifyException(f"{op.name} @{_sym(op)}: {what} covers {rle.length(runs)} phases, "
+                              f"the actor has {phases}")
+    return runs
+
+
+def _sym(op: IRDLOperation) -> str:
+    s = op.properties.get("sym_name")
+    return s.data if isinstance(s, StringAttr) else "?"
+
+
+def _print_runs(printer: Printer, runs: rle.Runs) -> None:
+    printer.print_string(f"[{rle.text(runs)}]")
+
+
+def _parse_runs(parser: Parser) -> DenseArrayBase:
+    def run() -> tuple[int, int]:
+        count = parser.parse_integer(allow_boolean=False)
+        parser.parse_keyword("x")
+        return count, parser.parse_integer(allow_boolean=False)
+
+    runs = parser.parse_comma_separated_list(Parser.Delimiter.SQUARE, run, "run 'N x value'")
+    return ints_attr([x for r in runs for x in r])
+
+
+class CsdfOp(IRDLOperation):
+    """Base: `check` is the op's own invariant, which `verify_fast` runs."""
+
+    def check(self) -> None:
+        """Local invariant."""
+
+    def verify_(self) -> None:
+        self.check()
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@irdl_op_definition
+class GraphOp(CsdfOp):
+    """A CSDF graph; `source` names the nn.graph it was lowered from (its blocks hold the weights)."""
+
+    name = "csdf.graph"
+    sym_name = prop_def(StringAttr)
+    source = opt_prop_def(StringAttr)
+    body = region_def("single_block")
+    traits = traits_def(SymbolOpInterface(), SymbolTable(), IsolatedFromAbove(), NoTerminator())
+
+    @staticmethod
+    def build_graph(name: str, ops: list, source: str | None = None) -> "GraphOp":
+        props: dict[str, Attribute] = {"sym_name": StringAttr(name)}
+        if source is not None:
+            props["source"] = StringAttr(source)
+        return GraphOp.create(properties=props, regions=[Region(Block(ops))])
+
+    @property
+    def ops(self):
+        return self.body.block.ops
+
+    def actors(self) -> list["ActorOp"]:
+        return [op for op in self.ops if isinstance(op, ActorOp)]
+
+    def channels(self) -> list["ChannelOp"]:
+        return [op for op in self.ops if isinstance(op, ChannelOp)]
+
+    def actor_map(self) -> dict[str, "ActorOp"]:
+        return {op.sym_name.data: op for op in self.ops if isinstance(op, ActorOp)}
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" @{self.sym_name.data}")
+        if self.source is not None:
+            printer.print_string(" from ")
+            printer.print_string_literal(self.source.data)
+        if self.attributes:
+            printer.print_string(" attributes ")
+            printer.print_attr_dict(self.attributes)
+        printer.print_string(" ")
+        printer.print_region(self.body, print_entry_block_args=False, print_empty_block=True)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> "GraphOp":
+        props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name()}
+        if parser.parse_optional_keyword("from"):
+            props["source"] = StringAttr(parser.parse_str_literal())
+        attrs = {}
+        if parser.parse_optional_keyword("attributes"):
+            attrs = parser.parse_optional_attr_dict()
+        region = parser.parse_region()
+        return cls.create(properties=props, attributes=attrs, regions=[region])
+
+    def dataflow_graph(self) -> tuple[dict[str, int], list[dataflow.Edge]]:
+        """(phases per actor, edges): the plain form the algorithms of aloha_ir.dataflow take."""
+        phases = {a.sym_name.data: a.phase_count for a in self.actors()}
+        edges = [c.edge() for c in self.channels()]
+        return phases, edges
+
+    def check(self) -> None:
+        actors: dict[str, ActorOp] = {}
+        for op in self.ops:
+            if isinstance(op, ActorOp):
+                actors[op.sym_name.data] = op
+            elif not isinstance(op, ChannelOp):
+                raise VerifyException(f"csdf.graph may only hold csdf.actor and csdf.channel, "
+                                      f"found {op.name}")
+        seen_ports: dict[tuple[str, str, str], str] = {}
+        phases = {n: a.phase_count for n, a in actors.items()}
+        edges = []
+        for ch in self.channels():
+            name = ch.sym_name.data
+            for end, port, direction, seq in ((ch.src_name, ch.src_port.data, "out", ch.prod),
+                                              (ch.dst_name, ch.dst_port.data, "in", ch.cons)):
+                actor = actors.get(end)
+                if actor is None:
+                    raise VerifyException(f"csdf.channel @{name}: no actor @{end} in graph "
+                                          f"@{self.sym_name.data} (dangling channel)")
+                key = (end, port, direction)
+                if key in seen_ports:
+                    raise VerifyException(f"csdf.channel @{name}: {direction} port {port} of @{end} "
+                                          f"is already used by channel @{seen_ports[key]}")
+                seen_ports[key] = name
+                n = rle.length(runs_of(seq))
+                if n != phases[end]:
+                    what = "production" if direction == "out" else "consumption"
+                    raise VerifyException(
+                        f"csdf.channel @{name}: {what} sequence has {n} phases but actor @{end} has "
+                        f"{phases[end]} (all ports of an actor need equal phase counts)")
+            edges.append(ch.edge())
+        try:
+            r = dataflow.repetition_vector(phases, edges)
+            dataflow.check_live(phases, edges, r)
+        except dataflow.DataflowError as e:
+            raise VerifyException(f"csdf.graph @{self.sym_name.data}: {e}") from None
+
+
+@irdl_op_definition
+class ActorOp(CsdfOp):
+    name = "csdf.actor"
+    sym_name = prop_def(StringAttr)
+    kind = prop_def(StringAttr)
+    block = prop_def(StringAttr)
+    phases = prop_def(IntegerAttr)
+    times = prop_def(DenseArrayBase)
+    work = prop_def(DenseArrayBase)
+    memory = opt_prop_def(DictionaryAttr)
+    traits = traits_def(SymbolOpInterface())
+
+    @staticmethod
+    def build(name: str, kind: str, block: str, phases: int, times: rle.Runs, work: rle.Runs,
+              memory: dict[str, Attribute] | None = None) -> "ActorOp":
+        props: dict[str, Attribute] = {
+            "sym_name": StringAttr(name), "kind": str_attr(kind), "block": StringAttr(block),
+            "phases": int_attr(phases), "times": runs_attr(times), "work": runs_attr(work)}
+        if memory:
+            props["memory"] = DictionaryAttr(memory)
+        return ActorOp.create(properties=props)
+
+    @property
+    def phase_count(self) -> int:
+        return self.phases.value.data
+
+    @property
+    def times_runs(self) -> rle.Runs:
+        return runs_of(self.times)
+
+    @property
+    def work_runs(self) -> rle.Runs:
+        return runs_of(self.work)
+
+    def memory_units(self) -> dict[str, TensorType]:
+        return dict(self.memory.data) if self.memory is not None else {}  # type: ignore[arg-type]
+
+    def memory_bytes(self) -> int:
+        total = 0
+        for t in self.memory_units().values():
+            n = 1
+            for d in t.get_shape():
+                n *= d
+            total += n * element_bytes(t.element_type)
+        return total
+
+    def check(self) -> None:
+        p = self.phase_count
+        if p < 1:
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: phases must be >= 1, got {p}")
+        _check_runs(self, "times", self.times, p)
+        _check_runs(self, "work", self.work, p)
+        for k, t in self.memory_units().items():
+            if not isinstance(t, TensorType):
+                raise VerifyException(f"csdf.actor @{self.sym_name.data}: memory unit {k} must be "
+                                      "a tensor type")
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" @{self.sym_name.data} ")
+        printer.print_string_literal(self.kind.data)
+        printer.print_string(" block ")
+        printer.print_string_literal(self.block.data)
+        printer.print_string(f" phases {self.phase_count} times ")
+        _print_runs(printer, runs_of(self.times))
+        printer.print_string(" work ")
+        _print_runs(printer, runs_of(self.work))
+        if self.memory is not None:
+            printer.print_string(" memory ")
+            printer.print_attr_dict(self.memory.data)
+        if self.attributes:
+            printer.print_string(" attributes ")
+            printer.print_attr_dict(self.attributes)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> "ActorOp":
+        props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name(),
+                                       "kind": StringAttr(parser.parse_str_literal("operator"))}
+        parser.parse_keyword("block")
+        props["block"] = StringAttr(parser.parse_str_literal("source block name"))
+        parser.parse_keyword("phases")
+        props["phases"] = int_attr(parser.parse_integer(allow_boolean=False))
+        parser.parse_keyword("times")
+        props["times"] = _parse_runs(parser)
+        parser.parse_keyword("work")
+        props["work"] = _parse_runs(parser)
+        if parser.parse_optional_keyword("memory"):
+            props["memory"] = DictionaryAttr(parser.parse_optional_attr_dict())
+        attrs = {}
+        if parser.parse_optional_keyword("attributes"):
+            attrs = parser.parse_optional_attr_dict()
+        return cls.create(properties=props, attributes=attrs)
+
+
+@irdl_op_definition
+class ChannelOp(CsdfOp):
+    """A FIFO from `src`'s output port to `dst`'s input port (src == dst: a self-loop)."""
+
+    name = "csdf.channel"
+    sym_name = prop_def(StringAttr)
+    src = prop_def(SymbolRefAttr)
+    src_port = prop_def(StringAttr)
+    dst = prop_def(SymbolRefAttr)
+    dst_port = prop_def(StringAttr)
+    prod = prop_def(DenseArrayBase)
+    cons = prop_def(DenseArrayBase)
+    initial = prop_def(IntegerAttr)
+    token = prop_def(Attribute)
+    traits = traits_def(SymbolOpInterface())
+
+    @staticmethod
+    def build(name: str, src: str, src_port: str, dst: str, dst_port: str, prod: rle.Runs,
+              cons: rle.Runs, token: Attribute, initial: int = 0) -> "ChannelOp":
+        return ChannelOp.create(properties={
+            "sym_name": StringAttr(name), "src": symref(src), "src_port": str_attr(src_port),
+            "dst": symref(dst), "dst_port": str_attr(dst_port), "prod": runs_attr(prod),
+            "cons": runs_attr(cons), "initial": int_attr(initial), "token": token})
+
+    @property
+    def src_name(self) -> str:
+        return self.src.root_reference.data
+
+    @property
+    def dst_name(self) -> str:
+        return self.dst.root_reference.data
+
+    @property
+    def is_self_loop(self) -> bool:
+        return self.src_name == self.dst_name
+
+    @property
+    def initial_tokens(self) -> int:
+        return self.initial.value.data
+
+    @property
+    def token_bytes(self) -> int:
+        return element_bytes(self.token)
+
+    @property
+    def prod_runs(self) -> rle.Runs:
+        return runs_of(self.prod)
+
+    @property
+    def cons_runs(self) -> rle.Runs:
+        return runs_of(self.cons)
+
+    def edge(self) -> dataflow.Edge:
+        return dataflow.Edge(self.sym_name.data, self.src_name, self.dst_name, runs_of(self.prod),
+                             runs_of(self.cons), self.initial_tokens)
+
+    def check(self) -> None:
+        name = self.sym_name.data
+        if self.src.nested_references.data or self.dst.nested_references.data:
+            raise VerifyException(f"csdf.channel @{name}: endpoints must be flat actor symbols")
+        _check_runs(self, "production", self.prod)
+        _check_runs(self, "consumption", self.cons)
+        if self.initial_tokens < 0:
+            raise VerifyException(f"csdf.channel @{name}: initial tokens must be >= 0, got "
+                                  f"{self.initial_tokens} (negative tokens)")
+        if not self.src_port.data or not self.dst_port.data:
+            raise VerifyException(f"csdf.channel @{name}: ports need names")
+
+    def print(self, printer: Printer) -> None:
+        printer.print_string(f" @{self.sym_name.data} @{self.src_name} {self.src_port.data} -> "
+                             f"@{self.dst_name} {self.dst_port.data} prod ")
+        _print_runs(printer, runs_of(self.prod))
+        printer.print_string(" cons ")
+        _print_runs(printer, runs_of(self.cons))
+        printer.print_string(f" init {self.initial_tokens}")
+        if self.attributes:
+            printer.print_string(" attributes ")
+            printer.print_attr_dict(self.attributes)
+        printer.print_string(" : ")
+        printer.print_attribute(self.token)
+
+    @classmethod
+    def parse(cls, parser: Parser) -> "ChannelOp":
+        props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name()}
+        props["src"] = SymbolRefAttr(parser.parse_symbol_name())
+        props["src_port"] = StringAttr(parser.parse_identifier("source port"))
+        parser.parse_punctuation("->")
+        props["dst"] = SymbolRefAttr(parser.parse_symbol_name())
+        props["dst_port"] = StringAttr(parser.parse_identifier("destination port"))
+        parser.parse_keyword("prod")
+        props["prod"] = _parse_runs(parser)
+        parser.parse_keyword("cons")
+        props["cons"] = _parse_runs(parser)
+        parser.parse_keyword("init")
+        props["initial"] = int_attr(parser.parse_integer(allow_boolean=False))
+        attrs = {}
+        if parser.parse_optional_keyword("attributes"):
+            attrs = parser.parse_optional_attr_dict()
+        parser.parse_punctuation(":")
+        props["token"] = parser.parse_type()
+        return cls.create(properties=props, attributes=attrs)
+
+
+def csdf_graphs(module) -> list[GraphOp]:
+    return [op for op in module.ops if isinstance(op, GraphOp)]
+
+
+CSDF_OPS = [GraphOp, ActorOp, ChannelOp]
+CSDF = Dialect("csdf", CSDF_OPS, [])
+
+__all__ = ["CSDF", "GraphOp", "ActorOp", "ChannelOp", "csdf_graphs", "runs_attr", "runs_of",
+           "symref"]

@@ -1,0 +1,317 @@
+"""`convert-nn-to-csdf`: the seeds' DNN-to-CSDF conversion (deliverable 2.5.4, DESIGN.md).
+
+- topology: every nn block becomes an actor (one sink actor per network output), every edge a FIFO
+  channel between an output port of the producer and an input port of the consumer;
+- parameters: the actor inherits the operator (`conv3x3`, `maxpool2x2`, `dense`, ...), runs it `times`
+  per firing for `work` elementary operations (MACs for conv/dense), and lists the block's constant
+  operands as memory units;
+- data flow: aloha_ir.rowflow's row calculus gives the rates: one firing per output row for windowed
+  and row-aligned ops, with reuse self-loops where windows overlap; ops that need the whole input
+  read it row by row and produce at their last firing; a rank-2 tensor is one row.
+
+The nn.graph stays in the module (it holds the weights and the blocks' full semantics); the new
+`csdf.graph @NAME_csdf from "NAME"` follows it, and each actor names its block (the lowering gives
+every block a unique `name` first). Running the pass again replaces the csdf graph.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.ir import Attribute, Operation, SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from aloha_ir import rle, rowflow
+from aloha_ir.dialects import csdf
+from aloha_ir.dialects import nn
+from aloha_ir.errors import UnsupportedError
+
+# elementary operations per output element of elementwise operators (an estimate the cost models
+# of later passes may refine per platform)
+ELEMENT_OPS = {"relu": 1, "leaky_relu": 2, "clip": 2, "sigmoid": 4, "tanh": 4, "softmax": 3,
+               "add": 1, "mul": 1, "batchnorm": 2, "concat": 0, "channel_shuffle": 0,
+               "dropout": 0, "pad": 0, "resize": 1}
+PARAM_NAMES = {"nn.conv": ("weights", "bias"), "nn.dense": ("weights", "bias"),
+               "nn.batchnorm": ("scale", "bias", "mean", "var")}
+
+
+@dataclass
+class _Plan:
+    """What the lowering decides for one block, before any IR is built."""
+
+    kind: str
+    phases: int
+    inputs: list[tuple[SSAValue, list[rowflow.Range]]]
+    produce_per_row: bool  # True: one output row per firing; False: everything at the last firing
+    times: rle.Runs
+    work: rle.Runs
+
+
+@dataclass
+class _Producer:
+    actor: str
+    prod: rle.Runs
+    ports: int = 0
+
+
+@dataclass
+class _Builder:
+    graph: nn.GraphOp
+    ops: list[Operation] = field(default_factory=list)
+    producers: dict[SSAValue, _Producer] = field(default_factory=dict)
+    names: set[str] = field(default_factory=set)
+    channels: int = 0
+
+    def unique(self, label: str) -> str:
+        base = re.sub(r"[^A-Za-z0-9_]", "_", label) or "block"
+        if not (base[0].isalpha() or base[0] == "_"):
+            base = "a_" + base
+        name, k = base, 1
+        while name in self.names:
+            k += 1
+            name = f"{base}_{k}"
+        self.names.add(name)
+        return name
+
+    def connect(self, value: SSAValue, actor: str, port: int, ranges: list[rowflow.Range]) -> None:
+        producer = self.producers[value]
+        rows, row_tokens = rowflow.rows_of(nn.shape_of(value))
+        rates = rowflow.input_rates(ranges, rows)
+        token = value.type.element_type  # type: ignore[attr-defined]
+        self.ops.append(csdf.ChannelOp.build(
+            f"c{self.channels}", producer.actor, f"out{producer.ports}", actor, f"in{port}",
+            producer.prod, rle.encode(n * row_tokens for n in rates.new), token))
+        self.channels += 1
+        producer.ports += 1
+        if rates.has_reuse:
+            self.ops.append(csdf.ChannelOp.build(
+                f"{actor}_reuse{port}", actor, f"reuse_out{port}", actor, f"reuse_in{port}",
+                rle.encode(n * row_tokens for n in rates.reuse_out),
+                rle.encode(n * row_tokens for n in rates.reuse_in), token))
+
+
+def _activation_inputs(op: Operation) -> list[SSAValue]:
+    return [v for v in op.operands if not isinstance(v.owner, nn.ConstOp)]
+
+
+def _memory_units(op: Operation) -> dict[str, Attribute]:
+    names = PARAM_NAMES.get(op.name, ())
+    units: dict[str, Attribute] = {}
+    params = 0
+    for i, v in enumerate(op.operands):
+        if isinstance(v.owner, nn.ConstOp):
+            key = names[i - 1] if 0 < i <= len(names) else f"param{params}"
+            units[key] = v.type
+            params += 1
+    return units
+
+
+def _per_row(phases: int, tokens: int, ops_per_token: int) -> tuple[rle.Runs, rle.Runs]:
+    return ((phases, tokens),), ((phases, tokens * ops_per_token),)
+
+
+def _whole(op: Operation, ins: list[SSAValue], kind: str, ops_per_input: int,
+           final: tuple[int, int] | None = None) -> _Plan:
+    """Read the inputs row by row (firing j: row j of the first input), produce at the last firing.
+    `final` = (times, work) done at the last firing (a dense layer's neurons and MACs)."""
+    rows_in = [rowflow.rows_of(nn.shape_of(v)) for v in ins]
+    phases = rows_in[0][0] if rows_in else 1
+    inputs = [(v, rowflow.spread_ranges(r, phases)) for v, (r, _) in zip(ins, rows_in)]
+    per_firing = [0] * phases
+    for r, t in rows_in:
+        for j, (lo, hi) in enumerate(rowflow.spread_ranges(r, phases)):
+            per_firing[j] += (hi - lo + 1) * t
+    times = list(per_firing)
+    work = [n * ops_per_input for n in per_firing]
+    if final is not None:
+        times[-1], work[-1] = final
+    return _Plan(kind, phases, inputs, False, rle.encode(times), rle.encode(work))
+
+
+def _elementwise(op: Operation, ins: list[SSAValue], kind: str, ops: int) -> _Plan:
+    rows_out, t_out = rowflow.rows_of(nn.shape_of(op.results[0]))
+    inputs = []
+    for v in ins:
+        rows_in = rowflow.rows_of(nn.shape_of(v))[0]
+        if rows_in not in (rows_out, 1):
+            return _whole(op, ins, kind, ops)
+        inputs.append((v, rowflow.aligned_ranges(rows_in, rows_out)))
+    times, work = _per_row(rows_out, t_out, ops)
+    return _Plan(kind, rows_out, inputs, True, times, work)
+
+
+def _window(op: Operation, x: SSAValue, kind: str, kernel, strides, pads, dilations,
+            ops_per_output: int) -> _Plan:
+    h_in = nn.shape_of(x)[2]
+    rows_out, t_out = rowflow.rows_of(nn.shape_of(op.results[0]))
+    ranges = rowflow.window_ranges(h_in, rows_out, kernel[0], strides[0], pads[0], dilations[0])
+    times, work = _per_row(rows_out, t_out, ops_per_output)
+    return _Plan(kind, rows_out, [(x, ranges)], True, times, work)
+
+
+def _pad_ranges(mode: str, h_in: int, h_out: int, top: int) -> list[rowflow.Range]:
+    if mode == "constant":
+        return rowflow.shifted_ranges(h_in, h_out, top)
+    out = []
+    for j in range(h_out):
+        i = j - top
+        if mode == "edge":
+            i = min(max(i, 0), h_in - 1)
+        else:  # reflect (needs h_in >= 2 for a non-zero pad; ONNX's rule)
+            period = 2 * (h_in - 1) or 1
+            i = abs(i) % period
+            i = period - i if i >= h_in else i
+        out.append((i, i))
+    return out
+
+
+def plan_block(op: Operation) -> _Plan:
+    ins = _activation_inputs(op)
+    out_shape = nn.shape_of(op.results[0]) if op.results else ()
+    if isinstance(op, nn.InputOp):
+        rows, t = rowflow.rows_of(out_shape)
+        return _Plan("input", rows, [], True, ((rows, t),), ((rows, 0),))
+    if isinstance(op, nn.ConvOp):
+        kernel, strides, pads, dilations = nn._window_props(op)  # noqa: SLF001
+        w = nn.shape_of(op.weight)
+        return _window(op, op.input, f"conv{kernel[0]}x{kernel[1]}", kernel, strides, pads,
+                       dilations, w[1] * w[2] * w[3])
+    if isinstance(op, nn.PoolOp):
+        kind = op.kind.data
+        if op.is_global:
+            return _whole(op, ins, f"{kind}pool", 1)
+        kernel, strides, pads, dilations = nn._window_props(op)  # noqa: SLF001
+        return _window(op, op.input, f"{kind}pool{kernel[0]}x{kernel[1]}", kernel, strides, pads,
+                       dilations, kernel[0] * kernel[1])
+    if isinstance(op, nn.DenseOp):
+        n, m = out_shape
+        k = nn.shape_of(op.weight)[1]
+        return _whole(op, ins, "dense", 0, final=(n * m, n * m * k))
+    if isinstance(op, nn.ActOp):
+        kind = op.kind.data
+        axis = op.prop_int("axis", 1)
+        if kind == "softmax" and (len(out_shape) != 4 or axis != 1):
+            return _whole(op, ins, "softmax", ELEMENT_OPS["softmax"])
+        return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
+    if isinstance(op, nn.LrnOp):
+        return _elementwise(op, ins, "lrn", op.prop_int("size") + 2)
+    if isinstance(op, (nn.AddOp, nn.MulOp, nn.BatchNormOp, nn.ChannelShuffleOp, nn.DropoutOp)):
+        kind = op.name.split(".")[1]
+        return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
+    if isinstance(op, nn.ConcatOp):
+        if len(out_shape) == 4 and op.prop_int("axis") == 2:
+            rows_out, t_out = rowflow.rows_of(out_shape)
+            inputs, offset = [], 0
+            for v in op.inputs:
+                h = nn.shape_of(v)[2]
+                inputs.append((v, rowflow.shifted_ranges(h, rows_out, offset)))
+                offset += h
+            times, work = _per_row(rows_out, t_out, 0)
+            return _Plan("concat", rows_out, inputs, True, times, work)
+        return _elementwise(op, ins, "concat", 0)
+    if isinstance(op, nn.ReduceMeanOp):
+        axes = set(op.prop_ints("axes"))
+        if len(out_shape) == 4 and op.prop_int("keepdims", 1) and 2 not in axes:
+            rows_out, t_out = rowflow.rows_of(out_shape)
+            t_in = rowflow.rows_of(nn.shape_of(op.input))[1]
+            return _Plan("reduce_mean", rows_out, [(op.input, rowflow.aligned_ranges(
+                rows_out, rows_out))], True, ((rows_out, t_out),), ((rows_out, t_in),))
+        return _whole(op, ins, "reduce_mean", 1)
+    if isinstance(op, nn.PadOp):
+        x = nn.shape_of(op.input)
+        if len(x) == 4:
+            pads = op.prop_ints("pads")
+            rows_out, t_out = rowflow.rows_of(out_shape)
+            ranges = _pad_ranges(op.mode.data, x[2], rows_out, pads[2])
+            times, work = _per_row(rows_out, t_out, 0)
+            return _Plan("pad", rows_out, [(op.input, ranges)], True, times, work)
+        return _whole(op, ins, "pad", 0)
+    if isinstance(op, (nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)):
+        return _whole(op, ins, op.name.split(".")[1], 0)
+    raise UnsupportedError(f"convert-nn-to-csdf has no rule for {op.name}",
+                           where=_label(op) or op.name)
+
+
+def _label(op: Operation) -> str:
+    name = op.attributes.get("name")
+    if isinstance(name, StringAttr):
+        return name.data
+    if isinstance(op, nn.InputOp):
+        return op.port.data
+    return ""
+
+
+def _block_names(graph: nn.GraphOp) -> dict[Operation, str]:
+    """A unique label per block; blocks without one (or with a duplicate) get `name` set."""
+    names: dict[Operation, str] = {}
+    taken: set[str] = set()
+    for i, op in enumerate(graph.ops):
+        if isinstance(op, (nn.ConstOp, nn.OutputOp)):
+            continue
+        label = _label(op)
+        if not label or label in taken:
+            base = label or f"{op.name.split('.')[1]}{i}"
+            label, k = base, 1
+            while label in taken:
+                k += 1
+                label = f"{base}_{k}"
+            if not isinstance(op, nn.InputOp) or _label(op) in taken:
+                op.attributes["name"] = StringAttr(label)
+        taken.add(label)
+        names[op] = label
+    return names
+
+
+def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
+    b = _Builder(graph)
+    block_names = _block_names(graph)
+    for op in graph.ops:
+        if isinstance(op, nn.ConstOp):
+            continue
+        if isinstance(op, nn.OutputOp):
+            for port_name, v in zip(op.ports.data, op.inputs):
+                rows, t = rowflow.rows_of(nn.shape_of(v))
+                actor = b.unique(f"output_{port_name.data}")
+                b.ops.append(csdf.ActorOp.build(actor, "output", port_name.data, rows,
+                                                ((rows, t),), ((rows, 0),)))
+                b.connect(v, actor, 0, rowflow.aligned_ranges(rows, rows))
+            continue
+        plan = plan_block(op)
+        block = block_names[op]
+        actor = b.unique(block)
+        b.ops.append(csdf.ActorOp.build(actor, plan.kind, block, plan.phases, plan.times,
+                                        plan.work, _memory_units(op)))
+        for port, (v, ranges) in enumerate(plan.inputs):
+            b.connect(v, actor, port, ranges)
+        rows, t = rowflow.rows_of(nn.shape_of(op.results[0]))
+        if plan.produce_per_row:
+            prod: rle.Runs = ((plan.phases, t),)
+        else:
+            prod = rle.normalize(((plan.phases - 1, 0), (1, rows * t)))
+        b.producers[op.results[0]] = _Producer(actor, prod)
+    # actors first, then channels: a reader sees the nodes before the edges
+    ordered = [o for o in b.ops if isinstance(o, csdf.ActorOp)] + \
+        [o for o in b.ops if isinstance(o, csdf.ChannelOp)]
+    return csdf.GraphOp.build_graph(f"{graph.sym_name.data}_csdf", ordered, graph.sym_name.data)
+
+
+@dataclass(frozen=True)
+class ConvertNnToCsdfPass(ModulePass):
+    """Lower each nn.graph to a csdf.graph (actors, FIFO channels, row-granular rates)."""
+
+    name = "convert-nn-to-csdf"
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        existing = {g.source.data: g for g in csdf.csdf_graphs(op) if g.source is not None}
+        for graph in [g for g in op.ops if isinstance(g, nn.GraphOp)]:
+            lowered = lower_graph(graph)
+            old = existing.get(graph.sym_name.data)
+            if old is not None:
+                Rewriter.replace_op(old, lowered)
+            else:
+                Rewriter.insert_op(lowered, InsertPoint.after(graph))
+

@@ -1,0 +1,296 @@
+"""The csdf dialect, the nn -> csdf lowering and analyze-repetition.
+
+Expected rates are hand computations: reference/csdf.md's normative worked example, the seeds'
+U12 = 6 x 18, SDF3's own buffer-sizing example, and further cases worked out in the comments.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from aloha_ir import dataflow, rle, rowflow
+from aloha_ir.dialects import csdf
+from aloha_ir.errors import IRParseError, IRVerifyError, PassError
+from aloha_ir.passmanager import PassManager
+from aloha_ir.textio import parse_module, print_module, verify_module
+from frontends.onnx.importer import import_model
+from frontends.zoo import NetBuilder
+from passes.convert_nn_to_csdf import lower_graph
+
+
+def lower(builder: NetBuilder, out: str) -> csdf.GraphOp:
+    module = import_model(builder.model(out))
+    PassManager.parse("convert-nn-to-csdf,analyze-repetition").run(module)
+    (graph,) = csdf.csdf_graphs(module)
+    return graph
+
+
+def channels_into(graph: csdf.GraphOp, actor: str) -> dict[str, csdf.ChannelOp]:
+    return {c.dst_port.data: c for c in graph.channels() if c.dst_name == actor}
+
+
+def actor_of(graph: csdf.GraphOp, kind_prefix: str) -> csdf.ActorOp:
+    (a,) = [a for a in graph.actors() if a.kind.data.startswith(kind_prefix)]
+    return a
+
+
+def rows(channel_runs: rle.Runs, row_tokens: int) -> list[int]:
+    values = rle.expand(channel_runs)
+    assert all(v % row_tokens == 0 for v in values)
+    return [v // row_tokens for v in values]
+
+
+# ---------------------------------------------------------------------------------------------------
+# reference/csdf.md's worked example, through the whole lowering
+
+
+def test_conv3x3_stride1_pad1_h6_and_the_seeds_u12():
+    b = NetBuilder("t", (1, 3, 6, 6))
+    g = lower(b, b.conv("input", 4, 3, 1, 1))
+    conv = actor_of(g, "conv3x3")
+    assert conv.phase_count == 6
+    ins = channels_into(g, conv.sym_name.data)
+    # the seeds: an RGB 6x6 input actor produces 6 rows of 3 x 6 = 18 tokens
+    assert ins["in0"].prod_runs == ((6, 18),)
+    assert rows(ins["in0"].cons_runs, 18) == [2, 1, 1, 1, 1, 0]
+    loop = ins["reuse_in0"]
+    assert loop.is_self_loop and loop.initial_tokens == 0
+    assert rows(loop.cons_runs, 18) == [0, 2, 2, 2, 2, 2]
+    assert rows(loop.prod_runs, 18) == [2, 2, 2, 2, 2, 0]
+    assert rle.total(loop.prod_runs) == rle.total(loop.cons_runs) == 10 * 18
+    # one firing per output row, each computing 4 channels x 6 columns with 3*3*3 MACs
+    assert conv.times_runs == ((6, 24),) and conv.work_runs == ((6, 24 * 27),)
+    assert set(conv.memory_units()) == {"weights", "bias"}
+
+
+@pytest.mark.parametrize("h, new, reuse_out, reuse_in", [
+    (7, [3, 2, 2], [1, 1, 0], [0, 1, 1]),
+    (8, [3, 2, 3], [1, 1, 0], [0, 1, 1]),  # row 7 is never used but still consumed, last firing
+])
+def test_conv3x3_stride2_pad0(h, new, reuse_out, reuse_in):
+    b = NetBuilder("t", (1, 2, h, 5))
+    g = lower(b, b.conv("input", 3, 3, 2, 0))
+    ins = channels_into(g, actor_of(g, "conv3x3").sym_name.data)
+    assert rows(ins["in0"].cons_runs, 10) == new
+    assert rows(ins["reuse_in0"].prod_runs, 10) == reuse_out
+    assert rows(ins["reuse_in0"].cons_runs, 10) == reuse_in
+
+
+def test_maxpool2x2_stride2_has_no_self_loop():
+    b = NetBuilder("t", (1, 4, 6, 6))
+    g = lower(b, b.pool("input", 2, 2))
+    pool = actor_of(g, "maxpool2x2")
+    ins = channels_into(g, pool.sym_name.data)
+    assert set(ins) == {"in0"}
+    assert rows(ins["in0"].cons_runs, 24) == [2, 2, 2]
+
+
+# ---------------------------------------------------------------------------------------------------
+# further hand-computed cases
+
+
+def test_asymmetric_padding():
+    # 3x3, stride 1, pads top 0 / bottom 2, H = 5 -> 5 output rows reading [j, j+2] clipped to 0..4:
+    # (0-2) (1-3) (2-4) (3-4) (4-4): new 3,1,1,0,0; kept for the next firing 2,2,2,1,0
+    b = NetBuilder("t", (1, 1, 5, 5))
+    g = lower(b, b.conv("input", 2, 3, pads=[0, 1, 2, 1]))
+    ins = channels_into(g, actor_of(g, "conv3x3").sym_name.data)
+    assert rows(ins["in0"].cons_runs, 5) == [3, 1, 1, 0, 0]
+    assert rows(ins["reuse_in0"].prod_runs, 5) == [2, 2, 2, 1, 0]
+    assert rows(ins["reuse_in0"].cons_runs, 5) == [0, 2, 2, 2, 1]
+    # pads top 2 / bottom 0: [j-2, j] -> (0-0) (0-1) (0-2) (1-3) (2-4): one new row per firing
+    b = NetBuilder("t", (1, 1, 5, 5))
+    g = lower(b, b.conv("input", 2, 3, pads=[2, 1, 0, 1]))
+    ins = channels_into(g, actor_of(g, "conv3x3").sym_name.data)
+    assert rows(ins["in0"].cons_runs, 5) == [1, 1, 1, 1, 1]
+    assert rows(ins["reuse_in0"].prod_runs, 5) == [1, 2, 2, 2, 0]
+
+
+DILATED = """builtin.module {
+  nn.graph @net {
+    %0 = nn.input {port = "x"} : tensor<1x1x6x6xf32>
+    %1 = nn.const {splat = 1.0 : f64} : tensor<1x1x3x3xf32>
+    %2 = nn.conv %0, %1 {kernel = array<i64: 3, 3>, strides = array<i64: 1, 1>, pads = array<i64: 2, 2, 2, 2>, dilations = array<i64: 2, 2>, group = 1 : i64, name = "dil"} : tensor<1x1x6x6xf32>
+    nn.output %2 {ports = ["y"]}
+  }
+}
+"""
+
+
+def test_dilation_holds_the_whole_span():
+    # 3x3 dilation 2 (span 5), pad 2, H = 6: firing j reads [j-2, j+2] clipped:
+    # (0-2) (0-3) (0-4) (1-5) (2-5) (3-5): new 3,1,1,1,0,0; overlaps 3,4,4,4,3
+    module = parse_module(DILATED)
+    (graph,) = [op for op in module.ops]
+    g = lower_graph(graph)
+    g.check()
+    ins = channels_into(g, "dil")
+    assert rows(ins["in0"].cons_runs, 6) == [3, 1, 1, 1, 0, 0]
+    assert rows(ins["reuse_in0"].prod_runs, 6) == [3, 4, 4, 4, 3, 0]
+    assert rows(ins["reuse_in0"].cons_runs, 6) == [0, 3, 4, 4, 4, 3]
+
+
+def test_1x1_conv_reads_one_row_per_firing():
+    b = NetBuilder("t", (1, 8, 4, 3))
+    g = lower(b, b.conv("input", 2, 1, pad=0))
+    ins = channels_into(g, actor_of(g, "conv1x1").sym_name.data)
+    assert set(ins) == {"in0"} and ins["in0"].cons_runs == ((4, 24),)
+
+
+def test_global_pooling_then_dense_after_flatten():
+    b = NetBuilder("t", (1, 5, 4, 3))
+    x = b.conv("input", 6, 3)
+    g = lower(b, b.dense(b.flatten(b.gap(x)), 7))
+    gap = actor_of(g, "global_avgpool")
+    # reads the 4 rows of 6 x 3 tokens one per firing, produces the 6 averages at the last one
+    assert gap.phase_count == 4
+    assert channels_into(g, gap.sym_name.data)["in0"].cons_runs == ((4, 18),)
+    (out,) = [c for c in g.channels() if c.src_name == gap.sym_name.data]
+    assert out.prod_runs == ((3, 0), (1, 6))
+    # [1, 6, 1, 1] is one row of 6 tokens: flatten and dense have one phase
+    flat, dense = actor_of(g, "flatten"), actor_of(g, "dense")
+    assert flat.phase_count == dense.phase_count == 1
+    assert channels_into(g, dense.sym_name.data)["in0"].cons_runs == ((1, 6),)
+    assert dense.work_runs == ((1, 42),) and dense.times_runs == ((1, 7),)
+
+
+def test_dense_after_flatten_of_a_feature_map():
+    b = NetBuilder("t", (1, 2, 5, 3))
+    g = lower(b, b.dense(b.flatten("input"), 4))
+    flat = actor_of(g, "flatten")
+    assert flat.phase_count == 5
+    assert channels_into(g, flat.sym_name.data)["in0"].cons_runs == ((5, 6),)
+    (out,) = [c for c in g.channels() if c.src_name == flat.sym_name.data]
+    assert out.prod_runs == ((4, 0), (1, 30)) and out.cons_runs == ((1, 30),)
+
+
+def test_concat_and_residual_add_are_row_aligned():
+    b = NetBuilder("t", (1, 3, 6, 4))
+    a1 = b.conv("input", 2, 3)
+    a2 = b.conv("input", 5, 1, pad=0)
+    cat = b.concat([a1, a2])
+    res = b.add(b.conv(cat, 7, 3), b.conv(cat, 7, 1, pad=0))
+    g = lower(b, res)
+    concat = actor_of(g, "concat")
+    ins = channels_into(g, concat.sym_name.data)
+    assert concat.phase_count == 6
+    assert ins["in0"].cons_runs == ((6, 8),) and ins["in1"].cons_runs == ((6, 20),)
+    add = actor_of(g, "add")
+    ins = channels_into(g, add.sym_name.data)
+    assert ins["in0"].cons_runs == ins["in1"].cons_runs == ((6, 28),)
+    # the input feeds two convs: one output port each, the same production
+    from_input = [c for c in g.channels() if c.src_name == "input"]
+    assert sorted(c.src_port.data for c in from_input) == ["out0", "out1"]
+    assert all(c.prod_runs == ((6, 12),) for c in from_input)
+
+
+def test_rowflow_rules_directly():
+    # stride larger than the window: rows 2 and 5 are skipped but consumed with the next firing
+    r = rowflow.input_rates(rowflow.window_ranges(6, 2, 2, 3, 0), 6)
+    assert r.new == (2, 4) and not r.has_reuse
+    # reflect padding reads rows in decreasing order: the monotone hull keeps them
+    assert rowflow.monotone_hull([(2, 2), (1, 1), (0, 0), (1, 1), (2, 2)]) == \
+        [(0, 2), (0, 2), (0, 2), (1, 2), (2, 2)]
+    assert rowflow.spread_ranges(4, 4) == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert rowflow.rows_of((1, 3, 6, 6)) == (6, 18) and rowflow.rows_of((1, 10)) == (1, 10)
+
+
+# ---------------------------------------------------------------------------------------------------
+# algorithms
+
+
+def test_sdf3_buffer_sizing_example_repetition_vector():
+    # reference/csdf.md: a (out 3,1), b (in 4,2; out 2,4), c (in 6,6): firings a=6, b=4, c=2
+    phases = {"a": 2, "b": 2, "c": 2}
+    edges = [dataflow.Edge("ab", "a", "b", ((1, 3), (1, 1)), ((1, 4), (1, 2))),
+             dataflow.Edge("bc", "b", "c", ((1, 2), (1, 4)), ((2, 6),))]
+    edges += [dataflow.Edge(f"{x}{x}", x, x, ((2, 1),), ((2, 1),), 1) for x in "abc"]
+    r = dataflow.repetition_vector(phases, edges)
+    assert dataflow.firings(phases, r) == {"a": 6, "b": 4, "c": 2}
+    dataflow.check_live(phases, edges, r)
+
+
+def test_inconsistent_and_deadlocking_graphs_name_channel_and_actors():
+    phases = {"a": 1, "b": 1, "c": 1}
+    edges = [dataflow.Edge("ab", "a", "b", ((1, 2),), ((1, 1),)),
+             dataflow.Edge("bc", "b", "c", ((1, 1),), ((1, 1),)),
+             dataflow.Edge("ac", "a", "c", ((1, 1),), ((1, 1),))]
+    with pytest.raises(dataflow.DataflowError) as e:
+        dataflow.repetition_vector(phases, edges)
+    assert e.value.channel in ("ab", "bc", "ac") and "@" in str(e.value)
+    # a two-actor cycle without initial tokens deadlocks; one token on the back edge fixes it
+    phases = {"a": 1, "b": 1}
+    cycle = [dataflow.Edge("ab", "a", "b", ((1, 1),), ((1, 1),)),
+             dataflow.Edge("ba", "b", "a", ((1, 1),), ((1, 1),))]
+    with pytest.raises(dataflow.DataflowError, match="deadlock") as e:
+        dataflow.check_live(phases, cycle)
+    assert e.value.channel in ("ab", "ba")
+    dataflow.check_live(phases, [cycle[0], dataflow.Edge("ba", "b", "a", ((1, 1),), ((1, 1),), 1)])
+
+
+# ---------------------------------------------------------------------------------------------------
+# the dialect: text round trip, malformed text
+
+
+GOOD = """builtin.module {
+  csdf.graph @g {
+    csdf.actor @a "input" block "x" phases 2 times [2 x 3] work [2 x 0]
+    csdf.actor @b "conv3x3" block "conv" phases 2 times [2 x 3] work [1 x 9, 1 x 18]
+    csdf.channel @c0 @a out0 -> @b in0 prod [2 x 3] cons [1 x 6, 1 x 0] init 0 : f32
+    csdf.channel @b_reuse0 @b reuse_out0 -> @b reuse_in0 prod [1 x 3, 1 x 0] cons [1 x 0, 1 x 3] init 0 : f32
+  }
+}
+"""
+
+
+def test_text_round_trip():
+    module = parse_module(GOOD)
+    verify_module(module)
+    assert print_module(module) == GOOD
+
+
+@pytest.mark.parametrize("edit, message", [
+    (("cons [1 x 0, 1 x 3]", "cons [1 x 0, 1 x 2]"), "inconsistent graph: channel @b_reuse0"),
+    (("@a out0 -> @b in0", "@a out0 -> @zz in0"), "dangling channel"),
+    (("init 0 : f32\n    csdf.channel @b_", "init -2 : f32\n    csdf.channel @b_"),
+     "negative tokens"),
+    (("cons [1 x 6, 1 x 0]", "cons [1 x 6, 2 x 0]"), "equal phase counts"),
+    (("prod [1 x 3, 1 x 0] cons [1 x 0, 1 x 3]", "prod [1 x 0, 1 x 3] cons [1 x 3, 1 x 0]"),
+     "deadlock"),
+    (("work [2 x 0]", "work [2 x -1]"), "negative value"),
+    (("init 0 : f32\n  }", "init 0 : f32\n    csdf.channel @c1 @a out0 -> @b in1 prod [2 x 3] "
+                              "cons [1 x 6, 1 x 0] init 0 : f32\n  }"), "already used"),
+])
+def test_malformed_csdf_text_names_the_op(edit, message):
+    text = GOOD.replace(*edit)
+    assert text != GOOD
+    with pytest.raises(IRVerifyError, match=message) as e:
+        verify_module(parse_module(text))
+    assert "csdf." in str(e.value)
+
+
+def test_syntax_errors_have_a_position():
+    with pytest.raises(IRParseError) as e:
+        parse_module(GOOD.replace("prod [2 x 3]", "prod [2 3]"), "g.mlir")
+    assert "g.mlir:5:" in str(e.value)
+
+
+def test_analyze_repetition_annotates_and_requires_a_csdf_graph():
+    module = parse_module(GOOD)
+    result = PassManager.parse("analyze-repetition").run(module)
+    report = result.analyses["analyze-repetition"]
+    assert report.firings == {"a": 2, "b": 2} and report.iteration_firings == 4
+    b = csdf.csdf_graphs(module)[0].actor_map()["b"]
+    assert b.attributes["firings"].value.data == 2
+    b2 = NetBuilder("t", (1, 1, 4, 4))
+    empty = import_model(b2.model(b2.relu("input")))
+    with pytest.raises(PassError, match="convert-nn-to-csdf first"):
+        PassManager.parse("analyze-repetition").run(empty)
+
+
+def test_lowering_again_replaces_the_csdf_graph():
+    b = NetBuilder("t", (1, 1, 4, 4))
+    module = import_model(b.model(b.relu("input")))
+    PassManager.parse("convert-nn-to-csdf,convert-nn-to-csdf").run(module)
+    assert len(csdf.csdf_graphs(module)) == 1
+    verify_module(module)

@@ -37,6 +37,39 @@ def test_compile_writes_ir_weights_onnx_and_report(tmp_path):
     assert "macs = 349151936" in r.stdout
 
 
+def test_compile_emits_csdf_sdf3_json_dot(tmp_path):
+    out = tmp_path / "out"
+    r = run("compile", "zoo:lenet5", "-o", str(out), "--emit", "csdf,sdf3,json,dot")
+    assert r.returncode == 0, r.stderr
+    assert "convert-nn-to-csdf" in r.stderr  # says it added the lowering to the pipeline
+    names = {p.name for p in out.iterdir()}
+    assert {"lenet5.csdf.mlir", "lenet5.sdf3.xml", "lenet5.csdf.json", "lenet5.dot",
+            "report.md"} <= names
+    data = json.loads((out / "lenet5.csdf.json").read_text())
+    conv = next(a for a in data["actors"] if a["operator"] == "conv5x5")
+    # LeNet-5's first conv: 6 x 28 outputs per row, 25 MACs each, 28 rows
+    assert conv["phases"] == 28 and conv["work"] == [[28, 6 * 28 * 25]]
+    assert "CSDF graph" in (out / "report.md").read_text()
+    # the csdf text is valid input to `alohac opt`, which runs analyses on it
+    r = run("opt", str(out / "lenet5.csdf.mlir"), "-p", "analyze-repetition")
+    assert r.returncode == 0, r.stderr
+    assert "firings = 28 : i64" in r.stdout
+
+
+def test_malformed_csdf_file_is_a_verifier_error_naming_the_op(tmp_path):
+    bad = tmp_path / "bad.mlir"
+    bad.write_text("""builtin.module {
+  csdf.graph @g {
+    csdf.actor @a "input" block "x" phases 2 times [2 x 3] work [2 x 0]
+    csdf.channel @c0 @a out0 -> @b in0 prod [2 x 3] cons [2 x 3] init 0 : f32
+  }
+}
+""")
+    r = run("opt", str(bad), "-p", "analyze-repetition")
+    assert r.returncode == 7, r.stderr
+    assert r.stderr.count("\n") == 1 and "csdf.channel @c0" in r.stderr and "@b" in r.stderr
+
+
 def test_analyze_json_contract_keys():
     r = run("analyze", "zoo:lenet5", "--json")
     assert r.returncode == 0, r.stderr

@@ -90,3 +90,51 @@ def reshape_target(src: Shape, spec: Sequence[int], allowzero: bool = False) -> 
             return None
         dims[infer] = total // rest
     return tuple(dims) if numel(dims) == total else None
+
+
+RESIZE_COORD_MODES = ("half_pixel", "pytorch_half_pixel", "align_corners", "asymmetric",
+                      "tf_half_pixel_for_nn")
+RESIZE_NEAREST_MODES = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+
+
+def resize_out(size: int, scale: float) -> int:
+    """ONNX Resize output length: floor(size * scale) (a hair of tolerance for sizes given as
+    out/in ratios)."""
+    return int(math.floor(size * scale + 1e-9))
+
+
+def resize_source(x: int, in_size: int, out_size: int, scale: float, coord_mode: str) -> float:
+    """Source coordinate of output index x along one axis (ONNX Resize's coordinate transforms)."""
+    if coord_mode == "half_pixel":
+        return (x + 0.5) / scale - 0.5
+    if coord_mode == "pytorch_half_pixel":
+        return (x + 0.5) / scale - 0.5 if out_size > 1 else 0.0
+    if coord_mode == "align_corners":
+        return x * (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+    if coord_mode == "asymmetric":
+        return x / scale
+    if coord_mode == "tf_half_pixel_for_nn":
+        return (x + 0.5) / scale
+    raise ValueError(f"unknown coordinate_transformation_mode '{coord_mode}'")
+
+
+def resize_taps(x: int, in_size: int, out_size: int, scale: float, mode: str, coord_mode: str,
+                nearest_mode: str = "round_prefer_floor") -> tuple[int, int]:
+    """(first, last) input index output index x reads: one for nearest, two neighbours for linear,
+    clamped to the input."""
+    src = resize_source(x, in_size, out_size, scale, coord_mode)
+    if mode == "nearest":
+        fl = math.floor(src)
+        frac = src - fl
+        if nearest_mode == "floor":
+            i = fl
+        elif nearest_mode == "ceil":
+            i = math.ceil(src)
+        elif nearest_mode == "round_prefer_ceil":
+            i = fl + 1 if frac >= 0.5 else fl
+        else:  # round_prefer_floor
+            i = fl + 1 if frac > 0.5 else fl
+        i = min(max(i, 0), in_size - 1)
+        return i, i
+    lo = math.floor(src)
+    return min(max(lo, 0), in_size - 1), min(max(lo + 1, 0), in_size - 1)

@@ -34,7 +34,7 @@ from aloha_ir.errors import UnsupportedError
 # of later passes may refine per platform)
 ELEMENT_OPS = {"relu": 1, "leaky_relu": 2, "clip": 2, "sigmoid": 4, "tanh": 4, "softmax": 3,
                "add": 1, "mul": 1, "batchnorm": 2, "concat": 0, "channel_shuffle": 0,
-               "dropout": 0, "pad": 0, "resize": 1}
+               "dropout": 0}
 PARAM_NAMES = {"nn.conv": ("weights", "bias"), "nn.dense": ("weights", "bias"),
                "nn.batchnorm": ("scale", "bias", "mean", "var")}
 
@@ -230,6 +230,11 @@ def plan_block(op: Operation) -> _Plan:
             times, work = _per_row(rows_out, t_out, 0)
             return _Plan("pad", rows_out, [(op.input, ranges)], True, times, work)
         return _whole(op, ins, "pad", 0)
+    if isinstance(op, nn.ResizeOp):
+        rows_out, t_out = rowflow.rows_of(out_shape)
+        times, work = _per_row(rows_out, t_out, 1 if op.mode.data == "nearest" else 4)
+        return _Plan(f"resize_{op.mode.data}", rows_out, [(op.input, op.taps(2))], True, times,
+                     work)
     if isinstance(op, (nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)):
         return _whole(op, ins, op.name.split(".")[1], 0)
     raise UnsupportedError(f"convert-nn-to-csdf has no rule for {op.name}",

@@ -294,3 +294,25 @@ def test_lowering_again_replaces_the_csdf_graph():
     PassManager.parse("convert-nn-to-csdf,convert-nn-to-csdf").run(module)
     assert len(csdf.csdf_graphs(module)) == 1
     verify_module(module)
+
+
+UPSAMPLE = """builtin.module {
+  nn.graph @net {
+    %0 = nn.input {port = "x"} : tensor<1x2x3x4xf32>
+    %1 = nn.resize %0 {mode = "nearest", scales = array<f64: 2.0, 2.0>, coord_mode = "asymmetric", nearest_mode = "floor", name = "up"} : tensor<1x2x6x8xf32>
+    nn.output %1 {ports = ["y"]}
+  }
+}
+"""
+
+
+def test_nearest_upsample_reads_each_row_once_and_reuses_it():
+    # output rows 0..5 read input rows 0,0,1,1,2,2: a new row every other firing, kept for the next
+    g = lower_graph(next(iter(parse_module(UPSAMPLE).ops)))
+    g.check()
+    ins = channels_into(g, "up")
+    assert rows(ins["in0"].cons_runs, 8) == [1, 0, 1, 0, 1, 0]
+    assert rows(ins["reuse_in0"].prod_runs, 8) == [1, 0, 1, 0, 1, 0]
+    assert rows(ins["reuse_in0"].cons_runs, 8) == [0, 1, 0, 1, 0, 1]
+    (out,) = [c for c in g.channels() if c.src_name == "up" and not c.is_self_loop]
+    assert out.prod_runs == ((6, 16),)

@@ -674,6 +674,49 @@ class PadOp(NnOp):
         self._expect_shape(tuple(d + pads[i] + pads[i + r] for i, d in enumerate(x)), "pad")
 
 
+RESIZE_MODES = ("nearest", "linear")
+
+
+@irdl_op_definition
+class ResizeOp(NnOp):
+    """Nearest or (bi)linear resize of H and W, NCHW; `scales` (h, w) and the coordinate transform
+    are ONNX Resize's (aloha_ir.shapes.resize_source)."""
+
+    name = "nn.resize"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    mode = prop_def(StringAttr)
+    scales = prop_def(DenseArrayBase)
+    coord_mode = prop_def(StringAttr)
+    nearest_mode = opt_prop_def(StringAttr)
+
+    def check(self) -> None:
+        x = shape_of(self.input)
+        scales = floats(self.scales)
+        if len(x) != 4 or len(scales) != 2 or min(scales) <= 0:
+            raise VerifyException(f"nn.resize needs a rank-4 input and two positive scales (h, w), "
+                                  f"got {list(x)} and {list(scales)}")
+        if self.mode.data not in RESIZE_MODES:
+            raise VerifyException(f"nn.resize mode must be one of {', '.join(RESIZE_MODES)}")
+        if self.coord_mode.data not in shapes.RESIZE_COORD_MODES:
+            raise VerifyException(f"nn.resize coord_mode must be one of "
+                                  f"{', '.join(shapes.RESIZE_COORD_MODES)}")
+        if self.nearest_mode is not None and \
+                self.nearest_mode.data not in shapes.RESIZE_NEAREST_MODES:
+            raise VerifyException(f"nn.resize nearest_mode must be one of "
+                                  f"{', '.join(shapes.RESIZE_NEAREST_MODES)}")
+        self._expect_shape((x[0], x[1], shapes.resize_out(x[2], scales[0]),
+                            shapes.resize_out(x[3], scales[1])), "floor(size x scale)")
+
+    def taps(self, axis: int) -> list[tuple[int, int]]:
+        """Per output index along H (axis 2) or W (axis 3): the input indices it reads."""
+        n_in, n_out = shape_of(self.input)[axis], self.out_shape()[axis]
+        scale = floats(self.scales)[axis - 2]
+        nearest = self.nearest_mode.data if self.nearest_mode is not None else "round_prefer_floor"
+        return [shapes.resize_taps(i, n_in, n_out, scale, self.mode.data, self.coord_mode.data,
+                                   nearest) for i in range(n_out)]
+
+
 @irdl_op_definition
 class ReduceMeanOp(NnOp):
     name = "nn.reduce_mean"
@@ -710,7 +753,7 @@ class DropoutOp(NnOp):
 
 NN_OPS = [GraphOp, InputOp, OutputOp, ConstOp, ConvOp, PoolOp, DenseOp, AddOp, MulOp, ConcatOp, ActOp,
           LrnOp, BatchNormOp, ReshapeOp, FlattenOp, TransposeOp, ChannelShuffleOp, PadOp,
-          ReduceMeanOp, DropoutOp]
+          ResizeOp, ReduceMeanOp, DropoutOp]
 
 NN = Dialect("nn", NN_OPS, [FixedPointType])
 

@@ -166,6 +166,19 @@ class _Exporter:
             pads = self.int_init(list(op.prop_ints("pads")), "pads")
             return self.node("Pad", [ins[0], pads, self.float_init(op.prop_float("value"))], out,
                              mode=op.mode.data)
+        elif isinstance(op, nn.ResizeOp):
+            scales = self.fresh("scales")
+            self.inits.append(numpy_helper.from_array(
+                np.asarray([1.0, 1.0, *nn.floats(op.scales)], dtype=np.float32), scales))
+            kw = {"nearest_mode": op.nearest_mode.data} if op.nearest_mode is not None else {}
+            f32 = np.asarray([1.0, 1.0, *nn.floats(op.scales)], dtype=np.float32)
+            if list(op.out_shape()) == np.floor(
+                    np.asarray(nn.shape_of(op.input), dtype=np.float32) * f32).astype(int).tolist():
+                inputs = [ins[0], "", scales]
+            else:  # float32 scales would round the size differently: give the sizes
+                inputs = [ins[0], "", "", self.int_init(list(op.out_shape()), "sizes")]
+            return self.node("Resize", inputs, out, mode=op.mode.data,
+                             coordinate_transformation_mode=op.coord_mode.data, **kw)
         elif isinstance(op, nn.ReduceMeanOp):
             return self.node("ReduceMean", ins, out, axes=list(op.prop_ints("axes")),
                              keepdims=op.prop_int("keepdims", 1))

@@ -461,6 +461,68 @@ def pad(ctx, node):
                                          "value": nn.float_attr(value)}))
 
 
+def _text(a: dict, key: str, default: str) -> str:
+    v = a.get(key, default)
+    return v.decode() if isinstance(v, bytes) else v
+
+
+@converter("Resize", "Upsample")
+def resize(ctx, node):
+    """Resize (opsets 10-19) and Upsample (7-9) of H and W, nearest or linear."""
+    a = attrs(node)
+    x = node.input[0]
+    xs = ctx.shape(x)
+    if len(xs) != 4:
+        raise ctx.unsupported(f"{node.op_type} of a rank-{len(xs)} tensor; supported: NCHW")
+    mode = _text(a, "mode", "nearest")
+    if mode == "bilinear":
+        mode = "linear"
+    if mode not in nn.RESIZE_MODES:
+        raise ctx.unsupported(f"{node.op_type} mode '{mode}' is not supported; supported: "
+                              "nearest, linear")
+    legacy = node.op_type == "Upsample" or ctx.opset < 11
+    coord = "asymmetric" if legacy else _text(a, "coordinate_transformation_mode", "half_pixel")
+    nearest = "floor" if legacy else _text(a, "nearest_mode", "round_prefer_floor")
+    if coord not in shapes.RESIZE_COORD_MODES:
+        raise ctx.unsupported(f"coordinate_transformation_mode '{coord}' is not supported; "
+                              f"supported: {', '.join(shapes.RESIZE_COORD_MODES)}")
+    if nearest not in shapes.RESIZE_NEAREST_MODES:
+        raise ctx.unsupported(f"nearest_mode '{nearest}'; supported: "
+                              f"{', '.join(shapes.RESIZE_NEAREST_MODES)}")
+    if a.get("antialias", 0) or "axes" in a or \
+            _text(a, "keep_aspect_ratio_policy", "stretch") != "stretch":
+        raise ctx.unsupported("Resize with antialias, axes or keep_aspect_ratio_policy is not "
+                              "supported")
+    if "scales" in a:  # Upsample-7
+        scales = [float(v) for v in a["scales"]]
+        sizes = None
+    else:
+        scales_name = node.input[1] if legacy else (node.input[2] if len(node.input) > 2 else "")
+        sizes_name = node.input[3] if not legacy and len(node.input) > 3 else ""
+        scales = [float(v) for v in ctx.value(scales_name).reshape(-1)] if scales_name and \
+            ctx.shape(scales_name) != (0,) else None
+        sizes = [int(v) for v in ctx.ints(sizes_name)] if sizes_name else None
+    if sizes is not None:
+        if len(sizes) != 4:
+            raise ctx.shape_error(f"Resize sizes {sizes} must have 4 entries")
+        scales = [o / i for o, i in zip(sizes, xs)]
+        out = sizes
+    elif scales is not None and len(scales) == 4:
+        out = [shapes.resize_out(d, s) for d, s in zip(xs, scales)]
+    else:
+        raise ctx.shape_error(f"{node.op_type} needs 4 scales or 4 sizes")
+    if out[0] != xs[0] or out[1] != xs[1]:
+        raise ctx.unsupported("Resize of the batch or channel axis is not supported")
+    if min(out) < 1:
+        raise ctx.shape_error(f"{node.op_type} output {out} is empty")
+    props = {"mode": StringAttr(mode), "scales": nn.floats_attr(scales[2:]),
+             "coord_mode": StringAttr(coord)}
+    if mode == "nearest":
+        props["nearest_mode"] = StringAttr(nearest)
+    ctx.emit(nn.ResizeOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                properties=props))
+
+
 @converter("ReduceMean")
 def reduce_mean(ctx, node):
     x = node.input[0]

@@ -1,4 +1,4 @@
-# `make run`  : create .venv, install, import+canonicalize a bundled model, write a cost report.
+# `make run`  : create .venv, install, compile a bundled model to nn + csdf IR, SDF3/JSON/DOT, a report.
 # `make test` : same setup, then the fast test suite.  `make test-all` also runs tests marked slow.
 PY      ?= python3.11
 VENV    := .venv
@@ -19,9 +19,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/alohac compile $(MODEL) -p canonicalize,analyze-cost --emit nn -o $(OUT) --time-passes
+	$(BIN)/alohac compile $(MODEL) -p canonicalize,analyze-cost,convert-nn-to-csdf,analyze-repetition \
+		--emit nn,csdf,sdf3,json,dot -o $(OUT) --time-passes
 	$(BIN)/alohac analyze $(MODEL) --json > $(OUT)/cost.json
-	@echo "wrote $(OUT)/ (nn IR, weights, report.md, cost.json)"
+	@echo "wrote $(OUT)/ (nn + csdf IR, weights, SDF3 XML, JSON, DOT, report.md, cost.json)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -31,6 +32,7 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/import.py
+	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/conversion.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

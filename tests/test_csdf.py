@@ -316,3 +316,23 @@ def test_nearest_upsample_reads_each_row_once_and_reuses_it():
     assert rows(ins["reuse_in0"].cons_runs, 8) == [0, 1, 0, 1, 0, 1]
     (out,) = [c for c in g.channels() if c.src_name == "up" and not c.is_self_loop]
     assert out.prod_runs == ((6, 16),)
+
+
+def test_token_type_follows_the_tensor_element_type():
+    text = """builtin.module {
+  nn.graph @q {
+    %0 = nn.input {port = "x"} : tensor<1x2x4x4x!nn.fixed<8, 4>>
+    %1 = nn.act %0 {kind = "relu", name = "r"} : tensor<1x2x4x4x!nn.fixed<8, 4, unsigned>>
+    nn.output %1 {ports = ["y"]}
+  }
+}
+"""
+    module = parse_module(text)
+    PassManager.parse("convert-nn-to-csdf").run(module)
+    (g,) = csdf.csdf_graphs(module)
+    tokens = {c.dst_name: c for c in g.channels()}
+    assert str(tokens["r"].token) == "!nn.fixed<8, 4>" and tokens["r"].token_bytes == 1
+    assert str(tokens["output_y"].token) == "!nn.fixed<8, 4, unsigned>"
+    from backends.csdf.sdf3 import to_sdf3
+    assert '<tokenSize sz="8" />' in to_sdf3(g)
+    verify_module(parse_module(print_module(module)))

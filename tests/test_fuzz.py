@@ -20,7 +20,7 @@ def _valid_text() -> str:
     global _TEXT
     if _TEXT is None:
         module = load_zoo("lenet5")
-        PassManager.parse("canonicalize").run(module)
+        PassManager.parse("canonicalize,convert-nn-to-csdf").run(module)  # both dialects
         _TEXT = print_module(module)
     return _TEXT
 
@@ -32,7 +32,7 @@ def _valid_onnx() -> bytes:
     return _ONNX
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_mutated_ir_text_never_crashes(data):
     text = _valid_text()

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import onnx
+from timing import median_ms
 
 from aloha_ir.passmanager import PassManager
 from frontends.onnx import import_model, import_onnx
@@ -26,17 +25,6 @@ from frontends.zoo import tiny_yolov2, zoo_path
 
 # model -> the seeds' conversion time in ms (Table 5; bvlc_googlenet and inception_v1 both 59 ms)
 SEEDS_MS = {"mnist-8": 13, "bvlc_alexnet": 15, "inception_v1": 59, "tiny_yolov2": 18, "vgg19": 19}
-
-
-def median_ms(fn, repeat: int, setup=None) -> float:
-    times = []
-    for i in range(repeat + 1):
-        arg = setup() if setup else None
-        start = time.perf_counter()
-        fn(arg)
-        if i:  # the first run warms caches
-            times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> int:

@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
-import time
 
 import onnx
 
@@ -23,18 +21,9 @@ from model_helpers import LIGHT_MODELS, light_path  # noqa: E402
 
 from aloha_ir.passmanager import PassManager  # noqa: E402
 from frontends.onnx import import_onnx  # noqa: E402
+from timing import median_ms  # noqa: E402
 
 BUDGET_MS = {"mnist-8": 10, "bvlc_alexnet": 10, "vgg19": 10, "inception_v1": 30}
-
-
-def median_ms(fn, repeat: int) -> float:
-    fn()  # warm caches (first calls build attribute caches, import lazily loaded modules)
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(times)
 
 
 def main() -> int:
@@ -50,10 +39,10 @@ def main() -> int:
     pm = PassManager.parse("canonicalize", verify_each=True)
 
     def ours(path):
-        return lambda: pm.run(import_onnx(path))
+        return lambda _: pm.run(import_onnx(path))
 
     def peer(path):
-        return lambda: onnx.shape_inference.infer_shapes(onnx.load(path))
+        return lambda _: onnx.shape_inference.infer_shapes(onnx.load(path))
 
     print(f"{'model':<14} {'aloha ms':>9} {'onnx ms':>9} {'ratio':>6}  budget")
     failures = 0

@@ -60,7 +60,6 @@ class _Producer:
 
 @dataclass
 class _Builder:
-    graph: nn.GraphOp
     ops: list[Operation] = field(default_factory=list)
     producers: dict[SSAValue, _Producer] = field(default_factory=dict)
     names: set[str] = field(default_factory=set)
@@ -114,7 +113,7 @@ def _per_row(phases: int, tokens: int, ops_per_token: int) -> tuple[rle.Runs, rl
     return ((phases, tokens),), ((phases, tokens * ops_per_token),)
 
 
-def _whole(op: Operation, ins: list[SSAValue], kind: str, ops_per_input: int,
+def _whole(ins: list[SSAValue], kind: str, ops_per_input: int,
            final: tuple[int, int] | None = None) -> _Plan:
     """Read the inputs row by row (firing j: row j of the first input), produce at the last firing.
     `final` = (times, work) done at the last firing (a dense layer's neurons and MACs)."""
@@ -138,7 +137,7 @@ def _elementwise(op: Operation, ins: list[SSAValue], kind: str, ops: int) -> _Pl
     for v in ins:
         rows_in = rowflow.rows_of(nn.shape_of(v))[0]
         if rows_in not in (rows_out, 1):
-            return _whole(op, ins, kind, ops)
+            return _whole(ins, kind, ops)
         inputs.append((v, rowflow.aligned_ranges(rows_in, rows_out)))
     times, work = _per_row(rows_out, t_out, ops)
     return _Plan(kind, rows_out, inputs, True, times, work)
@@ -176,26 +175,26 @@ def plan_block(op: Operation) -> _Plan:
         rows, t = rowflow.rows_of(out_shape)
         return _Plan("input", rows, [], True, ((rows, t),), ((rows, 0),))
     if isinstance(op, nn.ConvOp):
-        kernel, strides, pads, dilations = nn._window_props(op)  # noqa: SLF001
+        kernel, strides, pads, dilations = op.window()
         w = nn.shape_of(op.weight)
         return _window(op, op.input, f"conv{kernel[0]}x{kernel[1]}", kernel, strides, pads,
                        dilations, w[1] * w[2] * w[3])
     if isinstance(op, nn.PoolOp):
         kind = op.kind.data
         if op.is_global:
-            return _whole(op, ins, f"{kind}pool", 1)
-        kernel, strides, pads, dilations = nn._window_props(op)  # noqa: SLF001
+            return _whole(ins, f"{kind}pool", 1)
+        kernel, strides, pads, dilations = op.window()
         return _window(op, op.input, f"{kind}pool{kernel[0]}x{kernel[1]}", kernel, strides, pads,
                        dilations, kernel[0] * kernel[1])
     if isinstance(op, nn.DenseOp):
         n, m = out_shape
         k = nn.shape_of(op.weight)[1]
-        return _whole(op, ins, "dense", 0, final=(n * m, n * m * k))
+        return _whole(ins, "dense", 0, final=(n * m, n * m * k))
     if isinstance(op, nn.ActOp):
         kind = op.kind.data
         axis = op.prop_int("axis", 1)
         if kind == "softmax" and (len(out_shape) != 4 or axis != 1):
-            return _whole(op, ins, "softmax", ELEMENT_OPS["softmax"])
+            return _whole(ins, "softmax", ELEMENT_OPS["softmax"])
         return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
     if isinstance(op, nn.LrnOp):
         return _elementwise(op, ins, "lrn", op.prop_int("size") + 2)
@@ -220,7 +219,7 @@ def plan_block(op: Operation) -> _Plan:
             t_in = rowflow.rows_of(nn.shape_of(op.input))[1]
             return _Plan("reduce_mean", rows_out, [(op.input, rowflow.aligned_ranges(
                 rows_out, rows_out))], True, ((rows_out, t_out),), ((rows_out, t_in),))
-        return _whole(op, ins, "reduce_mean", 1)
+        return _whole(ins, "reduce_mean", 1)
     if isinstance(op, nn.PadOp):
         x = nn.shape_of(op.input)
         if len(x) == 4:
@@ -229,14 +228,14 @@ def plan_block(op: Operation) -> _Plan:
             ranges = _pad_ranges(op.mode.data, x[2], rows_out, pads[2])
             times, work = _per_row(rows_out, t_out, 0)
             return _Plan("pad", rows_out, [(op.input, ranges)], True, times, work)
-        return _whole(op, ins, "pad", 0)
+        return _whole(ins, "pad", 0)
     if isinstance(op, nn.ResizeOp):
         rows_out, t_out = rowflow.rows_of(out_shape)
         times, work = _per_row(rows_out, t_out, 1 if op.mode.data == "nearest" else 4)
         return _Plan(f"resize_{op.mode.data}", rows_out, [(op.input, op.taps(2))], True, times,
                      work)
     if isinstance(op, (nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)):
-        return _whole(op, ins, op.name.split(".")[1], 0)
+        return _whole(ins, op.name.split(".")[1], 0)
     raise UnsupportedError(f"convert-nn-to-csdf has no rule for {op.name}",
                            where=_label(op) or op.name)
 
@@ -264,15 +263,14 @@ def _block_names(graph: nn.GraphOp) -> dict[Operation, str]:
             while label in taken:
                 k += 1
                 label = f"{base}_{k}"
-            if not isinstance(op, nn.InputOp) or _label(op) in taken:
-                op.attributes["name"] = StringAttr(label)
+            op.attributes["name"] = StringAttr(label)
         taken.add(label)
         names[op] = label
     return names
 
 
 def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
-    b = _Builder(graph)
+    b = _Builder()
     block_names = _block_names(graph)
     for op in graph.ops:
         if isinstance(op, nn.ConstOp):

@@ -191,8 +191,9 @@ class GraphOp(CsdfOp):
         edges = []
         for ch in self.channels():
             name = ch.sym_name.data
-            for end, port, direction, seq in ((ch.src_name, ch.src_port.data, "out", ch.prod),
-                                              (ch.dst_name, ch.dst_port.data, "in", ch.cons)):
+            edge = ch.edge()
+            for end, port, direction, runs in ((edge.src, ch.src_port.data, "out", edge.prod),
+                                               (edge.dst, ch.dst_port.data, "in", edge.cons)):
                 actor = actors.get(end)
                 if actor is None:
                     raise VerifyException(f"csdf.channel @{name}: no actor @{end} in graph "
@@ -202,13 +203,13 @@ class GraphOp(CsdfOp):
                     raise VerifyException(f"csdf.channel @{name}: {direction} port {port} of @{end} "
                                           f"is already used by channel @{seen_ports[key]}")
                 seen_ports[key] = name
-                n = rle.length(runs_of(seq))
+                n = rle.length(runs)
                 if n != phases[end]:
                     what = "production" if direction == "out" else "consumption"
                     raise VerifyException(
                         f"csdf.channel @{name}: {what} sequence has {n} phases but actor @{end} has "
                         f"{phases[end]} (all ports of an actor need equal phase counts)")
-            edges.append(ch.edge())
+            edges.append(edge)
         try:
             r = dataflow.repetition_vector(phases, edges)
             dataflow.check_live(phases, edges, r)

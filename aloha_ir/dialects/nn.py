@@ -379,6 +379,10 @@ class ConvOp(NnOp, _FusedActivation):
     activation = opt_prop_def(StringAttr)
     act_params = opt_prop_def(DenseArrayBase)
 
+    def window(self) -> tuple:
+        """(kernel, strides, pads, dilations) as tuples; pads are (top, left, bottom, right)."""
+        return _window_props(self)
+
     def check(self) -> None:
         kernel, strides, pads, dilations = _window_props(self)
         x, w = shape_of(self.input), shape_of(self.weight)
@@ -423,6 +427,10 @@ class PoolOp(NnOp, _FusedActivation):
     @property
     def is_global(self) -> bool:
         return self.kind.data.startswith("global")
+
+    def window(self) -> tuple:
+        """(kernel, strides, pads, dilations) of a windowed pool; pads are (top, left, bottom, right)."""
+        return _window_props(self)
 
     def check(self) -> None:
         x = shape_of(self.input)

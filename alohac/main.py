@@ -187,9 +187,11 @@ def cmd_analyze(args) -> int:
 def cmd_list(args) -> int:
     if args.what == "passes":
         from passes.registry import describe_passes
-        for name, doc, opts in describe_passes():
+        rows = describe_passes()
+        width = max(len(name) for name, _, _ in rows)
+        for name, doc, opts in rows:
             options = ", ".join(f"{o}: {t}" for o, t in opts)
-            print(f"{name:<16} {doc}" + (f"  [options: {options}]" if options else ""))
+            print(f"{name:<{width}}  {doc}" + (f"  [options: {options}]" if options else ""))
     elif args.what == "zoo":
         from frontends.zoo import ALIASES, entries
         for e in entries():

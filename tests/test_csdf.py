@@ -336,3 +336,46 @@ def test_token_type_follows_the_tensor_element_type():
     from backends.csdf.sdf3 import to_sdf3
     assert '<tokenSize sz="8" />' in to_sdf3(g)
     verify_module(parse_module(print_module(module)))
+
+
+GOLDEN_IN = """builtin.module {
+  nn.graph @net {
+    %0 = nn.input {port = "x"} : tensor<1x3x6x6xf32>
+    %1 = nn.const {splat = 1.0 : f64} : tensor<4x3x3x3xf32>
+    %2 = nn.const {splat = 0.0 : f64} : tensor<4xf32>
+    %3 = nn.conv %0, %1, %2 {kernel = array<i64: 3, 3>, strides = array<i64: 1, 1>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, group = 1 : i64, activation = "relu", name = "conv"} : tensor<1x4x6x6xf32>
+    %4 = nn.pool %3 {kind = "max", kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, name = "pool"} : tensor<1x4x3x3xf32>
+    %5 = nn.flatten %4 {axis = 1 : i64, name = "flat"} : tensor<1x36xf32>
+    %6 = nn.const {splat = 1.0 : f64} : tensor<10x36xf32>
+    %7 = nn.dense %5, %6 {name = "fc"} : tensor<1x10xf32>
+    nn.output %7 {ports = ["y"]}
+  }
+}
+"""
+
+# checked by hand: conv times = 4 channels x 6 columns, work x 27 MACs; the input reads rows 0-1, then
+# one row per firing, none at the last; pool reads 2 rows of 4 x 6; flatten gathers 3 rows of 12 and
+# emits 36 at its last firing; dense 10 x 36 MACs in one phase.
+GOLDEN_OUT = """  csdf.graph @net_csdf from "net" {
+    csdf.actor @x "input" block "x" phases 6 times [6 x 18] work [6 x 0]
+    csdf.actor @conv "conv3x3" block "conv" phases 6 times [6 x 24] work [6 x 648] memory {weights = tensor<4x3x3x3xf32>, bias = tensor<4xf32>}
+    csdf.actor @pool "maxpool2x2" block "pool" phases 3 times [3 x 12] work [3 x 48]
+    csdf.actor @flat "flatten" block "flat" phases 3 times [3 x 12] work [3 x 0]
+    csdf.actor @fc "dense" block "fc" phases 1 times [1 x 10] work [1 x 360] memory {weights = tensor<10x36xf32>}
+    csdf.actor @output_y "output" block "y" phases 1 times [1 x 10] work [1 x 0]
+    csdf.channel @c0 @x out0 -> @conv in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 : f32
+    csdf.channel @conv_reuse0 @conv reuse_out0 -> @conv reuse_in0 prod [5 x 36, 1 x 0] cons [1 x 0, 5 x 36] init 0 : f32
+    csdf.channel @c1 @conv out0 -> @pool in0 prod [6 x 24] cons [3 x 48] init 0 : f32
+    csdf.channel @c2 @pool out0 -> @flat in0 prod [3 x 12] cons [3 x 12] init 0 : f32
+    csdf.channel @c3 @flat out0 -> @fc in0 prod [2 x 0, 1 x 36] cons [1 x 36] init 0 : f32
+    csdf.channel @c4 @fc out0 -> @output_y in0 prod [1 x 10] cons [1 x 10] init 0 : f32
+  }
+"""
+
+
+def test_lowering_text_in_text_out():
+    module = parse_module(GOLDEN_IN)
+    PassManager.parse("convert-nn-to-csdf").run(module)
+    text = print_module(module)
+    assert text[text.index("  csdf.graph"):].rstrip().removesuffix("}").rstrip() == \
+        GOLDEN_OUT.rstrip()

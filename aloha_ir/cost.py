@@ -11,7 +11,7 @@ import math
 
 from xdsl.ir import Operation
 
-from aloha_ir.dialects.nn import ConstOp, ConvOp, DenseOp, GraphOp, OutputOp, element_bytes, shape_of
+from aloha_ir.dialects.nn import ConstOp, ConvOp, DenseOp, GraphOp, OutputOp, shape_of, tensor_bytes
 
 
 def block_macs(op: Operation) -> int:
@@ -30,7 +30,7 @@ def block_params(op: Operation) -> int:
 
 
 def activation_bytes(op: Operation) -> int:
-    return sum(math.prod(shape_of(r)) * element_bytes(r.type.element_type) for r in op.results)
+    return sum(tensor_bytes(r.type) for r in op.results)
 
 
 def count_params(graph: GraphOp) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 
 from aloha_ir.context import record_analysis
@@ -42,12 +42,7 @@ class CostReport:
 
 
 def _block_name(op, index: int) -> str:
-    name = op.attributes.get("name")
-    if isinstance(name, StringAttr):
-        return name.data
-    if isinstance(op, nn.InputOp):
-        return op.port.data
-    return f"{op.name.split('.')[-1]}_{index}"
+    return nn.block_label(op) or f"{op.name.split('.')[-1]}_{index}"
 
 
 def analyze_graph(graph: nn.GraphOp, annotate: bool = True) -> CostReport:

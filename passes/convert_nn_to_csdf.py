@@ -237,16 +237,7 @@ def plan_block(op: Operation) -> _Plan:
     if isinstance(op, (nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)):
         return _whole(ins, op.name.split(".")[1], 0)
     raise UnsupportedError(f"convert-nn-to-csdf has no rule for {op.name}",
-                           where=_label(op) or op.name)
-
-
-def _label(op: Operation) -> str:
-    name = op.attributes.get("name")
-    if isinstance(name, StringAttr):
-        return name.data
-    if isinstance(op, nn.InputOp):
-        return op.port.data
-    return ""
+                           where=nn.block_label(op) or op.name)
 
 
 def _block_names(graph: nn.GraphOp) -> dict[Operation, str]:
@@ -256,7 +247,7 @@ def _block_names(graph: nn.GraphOp) -> dict[Operation, str]:
     for i, op in enumerate(graph.ops):
         if isinstance(op, (nn.ConstOp, nn.OutputOp)):
             continue
-        label = _label(op)
+        label = nn.block_label(op)
         if not label or label in taken:
             base = label or f"{op.name.split('.')[1]}{i}"
             label, k = base, 1

@@ -132,7 +132,7 @@ def test_zoo_model_lowers_and_exports(name, lowered, request):
     assert print_module(again) == text
 
 
-def test_names_that_need_escaping_stay_valid(lowered):
+def test_names_that_need_escaping_stay_valid():
     from frontends.zoo import NetBuilder
     from frontends.onnx.importer import import_model
     b = NetBuilder('we<ird> "name"', (1, 1, 4, 4))

@@ -24,8 +24,6 @@ balance (a repetition vector exists) and liveness (one iteration completes from 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     DictionaryAttr,
@@ -42,7 +40,14 @@ from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, Symb
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import dataflow, rle
-from aloha_ir.dialects.nn import element_bytes, int_attr, ints_attr
+from aloha_ir.dialects.nn import (
+    element_bytes,
+    int_attr,
+    ints_attr,
+    parse_graph_body,
+    print_graph_body,
+    tensor_bytes,
+)
 
 _SYMREF_CACHE: dict[str, SymbolRefAttr] = {}
 _STR_CACHE: dict[str, StringAttr] = {}
@@ -155,21 +160,14 @@ class GraphOp(CsdfOp):
         if self.source is not None:
             printer.print_string(" from ")
             printer.print_string_literal(self.source.data)
-        if self.attributes:
-            printer.print_string(" attributes ")
-            printer.print_attr_dict(self.attributes)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False, print_empty_block=True)
+        print_graph_body(printer, self)
 
     @classmethod
     def parse(cls, parser: Parser) -> "GraphOp":
         props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name()}
         if parser.parse_optional_keyword("from"):
             props["source"] = StringAttr(parser.parse_str_literal())
-        attrs = {}
-        if parser.parse_optional_keyword("attributes"):
-            attrs = parser.parse_optional_attr_dict()
-        region = parser.parse_region()
+        attrs, region = parse_graph_body(parser)
         return cls.create(properties=props, attributes=attrs, regions=[region])
 
     def dataflow_graph(self) -> tuple[dict[str, int], list[dataflow.Edge]]:
@@ -255,13 +253,7 @@ class ActorOp(CsdfOp):
         return dict(self.memory.data) if self.memory is not None else {}  # type: ignore[arg-type]
 
     def memory_bytes(self) -> int:
-        total = 0
-        for t in self.memory_units().values():
-            n = 1
-            for d in t.get_shape():
-                n *= d
-            total += n * element_bytes(t.element_type)
-        return total
+        return sum(tensor_bytes(t) for t in self.memory_units().values())
 
     def check(self) -> None:
         p = self.phase_count

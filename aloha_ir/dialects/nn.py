@@ -98,6 +98,37 @@ def element_bytes(element_type: Attribute) -> int:
     return (int(width) + 7) // 8
 
 
+def tensor_bytes(t: TensorType) -> int:
+    """Storage bytes of a statically shaped tensor type."""
+    return shapes.numel(t.get_shape()) * element_bytes(t.element_type)
+
+
+def block_label(op) -> str:
+    """A block's user-facing name: its `name` attribute, an input's port, or "" when unnamed."""
+    name = op.attributes.get("name")
+    if isinstance(name, StringAttr):
+        return name.data
+    if isinstance(op, InputOp):
+        return op.port.data
+    return ""
+
+
+def print_graph_body(printer: Printer, op: IRDLOperation) -> None:
+    """` attributes {...} { region }`: the tail both dialects' graph ops print."""
+    if op.attributes:
+        printer.print_string(" attributes ")
+        printer.print_attr_dict(op.attributes)
+    printer.print_string(" ")
+    printer.print_region(op.regions[0], print_entry_block_args=False, print_empty_block=True)
+
+
+def parse_graph_body(parser: Parser) -> tuple[dict[str, Attribute], Region]:
+    attrs = {}
+    if parser.parse_optional_keyword("attributes"):
+        attrs = parser.parse_optional_attr_dict()
+    return attrs, parser.parse_region()
+
+
 def shape_of(value: SSAValue) -> tuple[int, ...]:
     t = value.type
     if not isinstance(t, TensorType):
@@ -261,21 +292,13 @@ class GraphOp(IRDLOperation):
         return self.body.block.ops
 
     def print(self, printer: Printer) -> None:
-        printer.print_string(" @")
-        printer.print_string(self.sym_name.data)
-        if self.attributes:
-            printer.print_string(" attributes ")
-            printer.print_attr_dict(self.attributes)
-        printer.print_string(" ")
-        printer.print_region(self.body, print_entry_block_args=False, print_empty_block=True)
+        printer.print_string(f" @{self.sym_name.data}")
+        print_graph_body(printer, self)
 
     @classmethod
     def parse(cls, parser: Parser) -> "GraphOp":
         name = parser.parse_symbol_name()
-        attrs = {}
-        if parser.parse_optional_keyword("attributes"):
-            attrs = parser.parse_optional_attr_dict()
-        region = parser.parse_region()
+        attrs, region = parse_graph_body(parser)
         return cls.create(properties={"sym_name": name}, attributes=attrs, regions=[region])
 
     def verify_(self) -> None:

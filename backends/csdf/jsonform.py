@@ -10,7 +10,7 @@ from xdsl.dialects.builtin import IntegerAttr, StringAttr
 
 from aloha_ir import rle
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import element_bytes
+from aloha_ir.dialects.nn import tensor_bytes
 
 
 def _runs(runs: rle.Runs) -> list[list[int]]:
@@ -30,12 +30,8 @@ def to_json(graph: csdf.GraphOp) -> dict:
     for a in graph.actors():
         units = []
         for key, t in a.memory_units().items():
-            shape = list(t.get_shape())
-            n = 1
-            for d in shape:
-                n *= d
-            units.append({"name": key, "shape": shape, "type": str(t.element_type),
-                          "bytes": n * element_bytes(t.element_type)})
+            units.append({"name": key, "shape": list(t.get_shape()), "type": str(t.element_type),
+                          "bytes": tensor_bytes(t)})
         actors.append({
             "name": a.sym_name.data, "operator": a.kind.data, "block": a.block.data,
             "phases": a.phase_count, "times": _runs(a.times_runs), "work": _runs(a.work_runs),

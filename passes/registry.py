@@ -12,6 +12,9 @@ PASSES: dict[str, str] = {
     "analyze-cost": "passes.analyze_cost:AnalyzeCostPass",
     "convert-nn-to-csdf": "passes.convert_nn_to_csdf:ConvertNnToCsdfPass",
     "analyze-repetition": "passes.analyze_repetition:AnalyzeRepetitionPass",
+    "map": "passes.map:MapPass",
+    "partition": "passes.partition:PartitionPass",
+    "analyze-schedule": "passes.analyze_schedule:AnalyzeSchedulePass",
 }
 
 

@@ -1,0 +1,164 @@
+"""`analyze-schedule`: self-timed execution of the mapped CSDF graph (aloha_ir.selftimed).
+
+Two runs: one frame on an empty pipeline gives `latency_s` and each actor's start and end; `frames`
+frames back to back, at most `in_flight` unfinished at once (2: NEURAghe's two CE contexts, one running
+and one waiting), give the periodic regime: `period_s`, `throughput_fps`, and per processing unit its
+busy time per frame and utilisation (busy / period). Firing times are the `exec_times` the `map` pass
+wrote (ns); an unmapped graph runs every actor on its own processor with its work as its time, which
+is the setting of reference/csdf.md's closed form. Results: a `ScheduleReport`; actors get `start_s`
+and `end_s` (latency run), channels `buffer` (maximum occupancy in the stream, in tokens).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
+from xdsl.passes import ModulePass
+
+from aloha_ir import dataflow, rle, selftimed
+from aloha_ir.context import record_analysis
+from aloha_ir.dialects import csdf
+from aloha_ir.dialects.nn import int_attr
+from aloha_ir.errors import PassError
+from passes.target import mapped_graphs
+
+
+@dataclass
+class PeUsage:
+    unit: str
+    kind: str
+    busy_s: float  # per frame
+    utilisation: float  # busy / period
+    actors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ActorTiming:
+    actor: str
+    operator: str
+    pe: str
+    cost_s: float  # per frame
+    start_s: float  # in the one-frame run
+    end_s: float
+
+
+@dataclass
+class ScheduleReport:
+    graph: str
+    mapped: bool
+    latency_s: float
+    period_s: float
+    per_pe: dict[str, PeUsage]
+    per_actor: dict[str, ActorTiming]
+    buffers: dict[str, int]  # channel -> tokens
+    peak_tokens_bytes: int  # largest live set of the stream, at the IR's token sizes
+    timeline: list[selftimed.Firing] = field(default_factory=list)  # the stream run
+
+    @property
+    def throughput_fps(self) -> float:
+        return 1.0 / self.period_s if self.period_s > 0 else float("inf")
+
+
+def exec_seconds(actor: csdf.ActorOp) -> tuple[list[float], bool]:
+    """Per-phase seconds from `exec_times` (ns), or the work as time if the actor is unmapped."""
+    mapped = actor.attributes.get("exec_times")
+    if mapped is not None:
+        return [v * 1e-9 for v in rle.expand(csdf.runs_of(mapped))], True
+    return [float(v) for v in rle.expand(actor.work_runs)], False
+
+
+def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: bool = False,
+             annotate: bool = True) -> ScheduleReport:
+    phases, edges = graph.dataflow_graph()
+    try:
+        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+    except dataflow.DataflowError as e:
+        raise PassError(str(e), where=f"csdf.graph @{graph.sym_name.data}") from None
+    actors = graph.actors()
+    times, unit, mapped_any = {}, {}, False
+    for a in actors:
+        name = a.sym_name.data
+        times[name], mapped = exec_seconds(a)
+        mapped_any |= mapped
+        pe = a.attributes.get("pe")
+        unit[name] = pe.data if isinstance(pe, StringAttr) and pe.data else ""
+    delay, tbytes = {}, {}
+    for c in graph.channels():
+        d = c.attributes.get("delay_ns")
+        if d is not None:
+            delay[c.sym_name.data] = d.value.data * 1e-9  # type: ignore[union-attr]
+        tbytes[c.sym_name.data] = c.token_bytes
+    order = [a.sym_name.data for a in actors]
+    cpu_units = {unit[a.sym_name.data] for a in actors if isinstance(a.attributes.get("pe_kind"),
+                 StringAttr) and a.attributes["pe_kind"].data == "cpu"}  # type: ignore[union-attr]
+    common = dict(unit=unit, delay=delay, token_bytes=tbytes, order=order, layer_first=cpu_units)
+    try:
+        one = selftimed.simulate(phases, edges, times, q, frames=1, record=True, **common)
+        stream = selftimed.simulate(phases, edges, times, q, frames=max(1, frames),
+                                    in_flight=in_flight, record=record, **common)
+    except dataflow.DataflowError as e:
+        raise PassError(str(e), where=f"csdf.graph @{graph.sym_name.data}") from None
+    period = stream.period()
+    n = max(1, frames)
+    per_pe: dict[str, PeUsage] = {}
+    for a in actors:
+        name = a.sym_name.data
+        if not unit[name]:
+            continue
+        kind = a.attributes.get("pe_kind")
+        u = per_pe.setdefault(unit[name], PeUsage(unit[name], kind.data if isinstance(
+            kind, StringAttr) else "", stream.busy[unit[name]] / n, 0.0))
+        u.actors.append(name)
+    for u in per_pe.values():
+        u.utilisation = u.busy_s / period if period > 0 else 0.0
+    starts: dict[str, float] = {}
+    ends: dict[str, float] = {}
+    for f in one.timeline:
+        starts.setdefault(f.actor, f.start)
+        ends[f.actor] = f.end
+    per_actor = {}
+    for a in actors:
+        name = a.sym_name.data
+        per_actor[name] = ActorTiming(name, a.kind.data, unit[name], sum(times[name]) * q[name] /
+                                      phases[name], starts.get(name, 0.0), ends.get(name, 0.0))
+        if annotate:
+            a.attributes["start_s"] = FloatAttr(starts.get(name, 0.0), f64)
+            a.attributes["end_s"] = FloatAttr(ends.get(name, 0.0), f64)
+    if annotate:
+        for c in graph.channels():
+            c.attributes["buffer"] = int_attr(stream.max_tokens[c.sym_name.data])
+        graph.attributes["latency_s"] = FloatAttr(one.latency, f64)
+        graph.attributes["period_s"] = FloatAttr(period, f64)
+    return ScheduleReport(graph.sym_name.data, mapped_any, one.latency, period, per_pe, per_actor,
+                          stream.max_tokens, stream.peak_bytes, stream.timeline)
+
+
+def schedule_of(ctx, graph: csdf.GraphOp) -> ScheduleReport:
+    """The report analyze-schedule left in the context for `graph`, or a fresh one."""
+    from aloha_ir.context import AlohaContext
+    if isinstance(ctx, AlohaContext):
+        found = ctx.analyses.get(AnalyzeSchedulePass.name)
+        for r in found if isinstance(found, list) else [found]:
+            if isinstance(r, ScheduleReport) and r.graph == graph.sym_name.data:
+                return r
+    return schedule(graph, annotate=False)
+
+
+@dataclass(frozen=True)
+class AnalyzeSchedulePass(ModulePass):
+    """Self-timed schedule: latency, period/throughput, per-PE utilisation, timeline."""
+
+    name = "analyze-schedule"
+
+    frames: int = 6
+    in_flight: int = 2
+    timeline: bool = False
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.frames < 1 or self.in_flight < 0:
+            raise PassError("analyze-schedule: frames must be >= 1 and in_flight >= 0")
+        reports = [schedule(g, self.frames, self.in_flight, self.timeline)
+                   for g in mapped_graphs(op, self.name)]
+        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)

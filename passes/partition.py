@@ -1,0 +1,182 @@
+"""`partition`: split actors into sub-actors along output channels, and merge their outputs back.
+
+Sub-actor k of an actor computes output channels [lo_k, hi_k): it reads the whole input (each
+producer gets one more output port per sub-actor, producing the same tokens), keeps its own copy of
+the reuse self-loops, and produces its share of every output row. A `gather` actor (zero cost: the
+sub-actors write disjoint channel slices of one buffer) collects the slices and feeds the original
+consumers. The graph stays consistent: every sub-actor has the original's phases.
+
+Which actors: `actors=conv1:2,fc6:4` names them; otherwise (`auto`, the default) every conv and dense
+actor whose fastest PE on the target has several units is split into that many parts, never below
+the PE's output-channel granularity (grid rows). Sub-actors carry `split = [lo, hi]`, the gather
+`parts`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from xdsl.context import Context
+from xdsl.dialects.builtin import ModuleOp, TensorType
+from xdsl.passes import ModulePass
+from xdsl.rewriter import InsertPoint, Rewriter
+
+from aloha_ir import rle
+from aloha_ir.context import record_analysis
+from aloha_ir.dialects import csdf
+from aloha_ir.dialects.nn import int_attr, ints_attr
+from aloha_ir.errors import PassError
+from archdesc import costmodel
+from archdesc.costmodel import Unsupported
+from passes.target import actor_layers, datatype_of, mapped_graphs, opp_of, platform_of
+
+SPLITTABLE = ("conv", "dense")
+
+
+def _scale(runs: rle.Runs, part: int, whole: int) -> rle.Runs:
+    return rle.normalize((c, v * part // whole) for c, v in runs)
+
+
+def _bounds(channels: int, parts: int) -> list[tuple[int, int]]:
+    step, extra = divmod(channels, parts)
+    out, lo = [], 0
+    for k in range(parts):
+        hi = lo + step + (1 if k < extra else 0)
+        out.append((lo, hi))
+        lo = hi
+    return out
+
+
+def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> list[str]:
+    """Split actor `name` (with `channels` output channels) into `parts`; returns the new names."""
+    actors = graph.actor_map()
+    actor = actors[name]
+    taken = set(actors) | {c.sym_name.data for c in graph.channels()}
+
+    def fresh(base: str) -> str:
+        out, k = base, 1
+        while out in taken:
+            k += 1
+            out = f"{base}_{k}"
+        taken.add(out)
+        return out
+
+    bounds = _bounds(channels, parts)
+    ins = [c for c in graph.channels() if c.dst_name == name and not c.is_self_loop]
+    loops = [c for c in graph.channels() if c.is_self_loop and c.src_name == name]
+    outs = [c for c in graph.channels() if c.src_name == name and not c.is_self_loop]
+    subs = []
+    anchor = actor
+    for k, (lo, hi) in enumerate(bounds):
+        width = hi - lo
+        memory = {}
+        for key, t in actor.memory_units().items():
+            shape = list(t.get_shape())
+            if shape and shape[0] == channels:
+                shape[0] = width
+            memory[key] = TensorType(t.get_element_type(), shape)
+        sub = csdf.ActorOp.build(fresh(f"{name}_p{k}"), actor.kind.data, actor.block.data,
+                                 actor.phase_count, _scale(actor.times_runs, width, channels),
+                                 _scale(actor.work_runs, width, channels), memory)
+        sub.attributes["split"] = ints_attr([lo, hi])
+        Rewriter.insert_op(sub, InsertPoint.after(anchor))
+        anchor = sub
+        subs.append(sub.sym_name.data)
+    gather = csdf.ActorOp.build(fresh(f"{name}_gather"), "gather", actor.block.data,
+                                actor.phase_count, actor.times_runs, ((actor.phase_count, 0),))
+    gather.attributes["parts"] = int_attr(parts)
+    Rewriter.insert_op(gather, InsertPoint.after(anchor))
+    last = graph.channels()[-1]
+    new_channels = []
+    for c in ins:
+        for k, sub in enumerate(subs):
+            new_channels.append(csdf.ChannelOp.build(
+                fresh(f"{c.sym_name.data}_p{k}"), c.src_name, f"{c.src_port.data}_p{k}", sub,
+                c.dst_port.data, c.prod_runs, c.cons_runs, c.token, c.initial_tokens))
+    for c in loops:
+        for k, sub in enumerate(subs):
+            new_channels.append(csdf.ChannelOp.build(
+                fresh(f"{c.sym_name.data}_p{k}"), sub, c.src_port.data, sub, c.dst_port.data,
+                c.prod_runs, c.cons_runs, c.token, c.initial_tokens))
+    for port, c in enumerate(outs):
+        for k, (sub, (lo, hi)) in enumerate(zip(subs, bounds)):
+            slice_runs = _scale(c.prod_runs, hi - lo, channels)
+            new_channels.append(csdf.ChannelOp.build(
+                fresh(f"{c.sym_name.data}_p{k}"), sub, c.src_port.data, gather.sym_name.data,
+                f"in{port}_{k}", slice_runs, slice_runs, c.token))
+        c.properties["src"] = csdf.symref(gather.sym_name.data)
+    for ch in new_channels:
+        Rewriter.insert_op(ch, InsertPoint.after(last))
+        last = ch
+    for c in ins + loops:
+        Rewriter.erase_op(c)
+    Rewriter.erase_op(actor)
+    return subs
+
+
+def _requested(spec: str) -> dict[str, int]:
+    out = {}
+    for item in filter(None, (s.strip() for s in spec.split(";" if ";" in spec else ","))):
+        name, _, n = item.rpartition(":")
+        if not name or not n.isdigit() or int(n) < 1:
+            raise PassError(f"partition: '{item}' must be ACTOR:PARTS with PARTS >= 1")
+        out[name] = int(n)
+    return out
+
+
+@dataclass(frozen=True)
+class PartitionPass(ModulePass):
+    """Split actors along output channels into sub-actors, gathered back (auto: per PE count)."""
+
+    name = "partition"
+
+    target: str = ""
+    actors: str = ""
+    auto: bool = True
+    grain: int = 4
+    bits: int = 0
+    opp: str = ""
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        done: dict[str, list[str]] = {}
+        requested = _requested(self.actors)
+        for graph in mapped_graphs(op, self.name):
+            layers = actor_layers(op, graph)
+            plan = {}
+            if requested:
+                for name, n in requested.items():
+                    if name not in layers:
+                        raise PassError(f"partition: no actor @{name}",
+                                        where=f"csdf.graph @{graph.sym_name.data}")
+                    if layers[name].op not in SPLITTABLE:
+                        raise PassError(f"partition: @{name} is a {layers[name].op}; only "
+                                        f"{', '.join(SPLITTABLE)} actors split along channels")
+                    plan[name] = min(n, layers[name].cout)
+            elif self.auto:
+                platform = platform_of(ctx, self.target, self.name)
+                datatype = datatype_of(platform, self.bits)
+                opp = opp_of(platform, self.opp)
+                for name, layer in layers.items():
+                    if layer.op not in SPLITTABLE or graph.actor_map()[name].attributes.get(
+                            "split") is not None:
+                        continue
+                    best = None
+                    for pe in platform.pes:
+                        try:
+                            c = costmodel.cost(platform, pe, layer, datatype, opp)
+                        except Unsupported:
+                            continue
+                        if best is None or c.seconds < best[1]:
+                            best = (pe, c.seconds)
+                    if best is None or (best[0].count < 2 and best[0].kind == "conv-engine"):
+                        continue
+                    engine = best[0].kind == "conv-engine"
+                    granule = best[0].grid[0] if engine else 1
+                    wanted = best[0].count * (1 if engine else self.grain)
+                    parts = min(wanted, max(1, layer.cout // granule))
+                    if parts > 1:
+                        plan[name] = parts
+            for name, parts in plan.items():
+                if parts > 1:
+                    done[name] = split_actor(graph, name, layers[name].cout, parts)
+        record_analysis(ctx, self.name, done)

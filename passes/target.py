@@ -1,0 +1,115 @@
+"""What the target-aware passes share: finding the platform, the data type, and each actor's `Layer`.
+
+A pass takes the platform from its own `target` option (so `alohac opt -p 'map{target=orlando}'`
+works) or from the context the driver filled from `--target`. An actor's Layer comes from the nn
+block it was lowered from (the csdf.graph names its source nn.graph; an actor names its block), sliced
+when `partition` split the actor along output channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+from xdsl.ir import Operation
+
+from aloha_ir.context import AlohaContext
+from aloha_ir.cost import block_macs
+from aloha_ir.dialects import csdf, nn
+from aloha_ir.errors import PassError
+from archdesc.costmodel import Layer
+from archdesc.model import DATATYPE_BITS, Platform
+
+# actors that stand for the graph's boundary or a view of buffers: no processing element runs them
+ZERO_COST_KINDS = ("input", "output", "gather")
+BITS_TO_DATATYPE = {bits: name for name, bits in DATATYPE_BITS.items()}
+
+
+def platform_of(ctx, target: str, pass_name: str) -> Platform:
+    from archdesc.loader import load_platform
+    if target:
+        return load_platform(target)
+    if isinstance(ctx, AlohaContext) and ctx.target is not None:
+        return ctx.target
+    raise PassError(f"{pass_name} needs a target platform",
+                    hint=f"give --target PLATFORM, or write {pass_name}{{target=NAME}}")
+
+
+def datatype_of(platform: Platform, bits: int) -> str:
+    if not bits:
+        return platform.default_datatype
+    dt = BITS_TO_DATATYPE.get(bits)
+    if dt is None or dt not in platform.datatypes:
+        supported = ", ".join(str(DATATYPE_BITS[d]) for d in platform.datatypes)
+        raise PassError(f"{platform.name} has no {bits}-bit data type",
+                        hint=f"supported bits: {supported}")
+    return dt
+
+
+def opp_of(platform: Platform, opp: str) -> str | None:
+    if opp and opp not in platform.operating_points:
+        raise PassError(f"{platform.name} has no operating point '{opp}'",
+                        hint="declared: " + (", ".join(platform.operating_points) or "none"))
+    return opp or platform.default_operating_point
+
+
+def nn_blocks(module, graph: csdf.GraphOp) -> dict[str, Operation]:
+    """Block label -> nn op of the nn.graph `graph` was lowered from (empty if there is none)."""
+    source = graph.source.data if graph.source is not None else None
+    for op in module.ops:
+        if isinstance(op, nn.GraphOp) and op.sym_name.data == source:
+            return {nn.block_label(b): b for b in op.ops if nn.block_label(b)}
+    return {}
+
+
+def _elems(v) -> int:
+    return math.prod(nn.shape_of(v))
+
+
+def _nchw(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    if len(shape) == 4:
+        return shape[1], shape[2], shape[3]
+    return (shape[-1] if shape else 1), 1, 1
+
+
+def layer_of(actor: csdf.ActorOp, block: Operation | None) -> Layer:
+    """The actor's Layer: the nn block's shapes and window, scaled to the actor's output slice."""
+    from aloha_ir import rle
+    work = rle.total(actor.work_runs)
+    phases = actor.phase_count
+    if block is None:
+        return Layer(actor.kind.data, work=work, firings=phases)
+    family = block.name.split(".")[1]
+    ins = [v for v in block.operands if not isinstance(v.owner, nn.ConstOp)]
+    params = sum(_elems(v) for v in block.operands if isinstance(v.owner, nn.ConstOp))
+    cin, hin, win = _nchw(nn.shape_of(ins[0])) if ins else (1, 1, 1)
+    cout, hout, wout = _nchw(nn.shape_of(block.results[0]))
+    kernel, stride, pads, dil, group = (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1
+    if isinstance(block, (nn.ConvOp, nn.PoolOp)) and (
+            isinstance(block, nn.ConvOp) or block.kernel is not None):
+        kernel, stride, pads, dil = block.window()
+        if isinstance(block, nn.ConvOp):
+            group = block.prop_int("group", 1)
+    layer = Layer(family, cin, hin, win, cout, hout, wout, tuple(kernel), tuple(stride),
+                  tuple(pads), tuple(dil), group, block_macs(block), work, params,
+                  sum(_elems(v) for v in ins), _elems(block.results[0]), phases)
+    split = actor.attributes.get("split")
+    if split is not None:  # [lo, hi) of the output channels
+        lo, hi = nn.ints(split)
+        share = (hi - lo) / cout
+        layer = Layer(family, cin, hin, win, hi - lo, hout, wout, layer.kernel, layer.stride,
+                      layer.pads, layer.dilation, group, round(layer.macs * share), work,
+                      round(params * share), layer.in_elems, round(layer.out_elems * share),
+                      phases)
+    return layer
+
+
+def actor_layers(module, graph: csdf.GraphOp) -> dict[str, Layer]:
+    blocks = nn_blocks(module, graph)
+    return {a.sym_name.data: layer_of(a, blocks.get(a.block.data)) for a in graph.actors()}
+
+
+def mapped_graphs(module, pass_name: str) -> list[csdf.GraphOp]:
+    graphs = csdf.csdf_graphs(module)
+    if not graphs:
+        raise PassError(f"{pass_name}: no csdf.graph", hint="run convert-nn-to-csdf first")
+    return graphs

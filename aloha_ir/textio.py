@@ -103,10 +103,15 @@ def save_module(module: ModuleOp, path: str) -> list[str]:
 
 def write_text(path: str, text: str) -> str:
     """Write through a temporary and rename, so a failure never leaves half a file behind."""
+    return write_bytes(path, text.encode())
+
+
+def write_bytes(path: str, data: bytes) -> str:
+    """`write_text` for bytes (plots, binary blobs)."""
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     tmp = f"{path}.tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
+    with open(tmp, "wb") as f:
+        f.write(data)
     os.replace(tmp, path)
     return path
 

@@ -37,6 +37,27 @@ def _pass_manager(args, pipeline: str):
                              print_ir_after_all=args.print_ir_after_all, dump_dir=args.dump_dir)
 
 
+def _run(args, module, pipeline: str):
+    """Run `pipeline` with the --target platform (if any) in the context."""
+    from aloha_ir.context import make_context
+    ctx = make_context()
+    if getattr(args, "target", None):
+        from archdesc.loader import load_platform
+        ctx.target = load_platform(args.target)
+    return _pass_manager(args, pipeline).run(module, ctx)
+
+
+def _target_pipeline(args, timeline: bool = False) -> str:
+    from alohac.report import target_pipeline
+    return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline)
+
+
+def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
+    """The user's pipeline followed by the target analyses (the default one is subsumed)."""
+    tail = _target_pipeline(args, timeline)
+    return tail if user.strip() in ("", default) else f"{user},{tail}"
+
+
 def _emit_kinds(text: str) -> list[str]:
     kinds = [k.strip() for k in text.split(",") if k.strip()]
     bad = [k for k in kinds if k not in EMIT_KINDS]
@@ -109,17 +130,16 @@ def _csdf_markdown(module) -> str:
 def cmd_compile(args) -> int:
     from aloha_ir.textio import save_module, write_text
     from frontends.loader import load_model, model_stem
-    if args.target:
-        raise UsageError(f"--target {args.target}: no platforms are bundled yet",
-                         hint="architecture descriptions arrive with the archdesc work; omit --target")
     kinds = _emit_kinds(args.emit)
     pipeline = args.pipeline
+    if args.target:
+        pipeline = _with_target(args, pipeline, DEFAULT_PIPELINE, timeline=bool(args.gantt))
     if any(k in CSDF_KINDS for k in kinds) and LOWERING not in pipeline:
         pipeline = f"{pipeline},{LOWERING}" if pipeline.strip() else LOWERING
         print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf graph; "
               f"pipeline is now '{pipeline}'", file=sys.stderr)
     module = load_model(args.model, _input_shapes(args.input_shape))
-    result = _pass_manager(args, pipeline).run(module)
+    result = _run(args, module, pipeline)
     stem = model_stem(args.model)
     os.makedirs(args.output, exist_ok=True)
     written = []
@@ -133,7 +153,17 @@ def cmd_compile(args) -> int:
     written += _emit_csdf(module, kinds, args.output, stem)
     cost = result.analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
-        text = _cost_markdown(cost, f"{stem}: cost report")
+        text = ""
+        if args.target:
+            from alohac.report import gantt, markdown, target_figures
+            fig = target_figures(result.analyses)
+            text += markdown(fig, f"{stem} on {args.target}") + "\n"
+            written.append(write_text(os.path.join(args.output, "report.json"),
+                                      json.dumps({"model": args.model, **fig}, indent=1) + "\n"))
+            if args.gantt:
+                written.append(gantt(result.analyses["analyze-schedule"], args.gantt,
+                                     f"{stem} on {args.target}"))
+        text += _cost_markdown(cost, f"{stem}: cost report")
         text += _csdf_markdown(module)
         written.append(write_text(os.path.join(args.output, "report.md"), text))
     for w in written:
@@ -154,13 +184,14 @@ def cmd_opt(args) -> int:
 
 def cmd_analyze(args) -> int:
     from frontends.loader import load_model
-    if args.target:
-        raise UsageError(f"--target {args.target}: no platforms are bundled yet",
-                         hint="omit --target for the platform-independent figures")
     module = load_model(args.model, _input_shapes(args.input_shape))
+    if args.target:
+        return _analyze_target(args, module)
+    if args.gantt:
+        raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
     pipeline = args.pipeline if "analyze-cost" in args.pipeline else \
         f"{args.pipeline},analyze-cost" if args.pipeline else "analyze-cost"
-    result = _pass_manager(args, pipeline).run(module)
+    result = _run(args, module, pipeline)
     report = result.analyses["analyze-cost"]
     if args.json:
         data = report.to_json()
@@ -184,6 +215,24 @@ def cmd_analyze(args) -> int:
     return 0
 
 
+def _analyze_target(args, module) -> int:
+    from alohac.report import gantt, markdown, target_figures
+    result = _run(args, module, _with_target(args, args.pipeline, "canonicalize",
+                                              timeline=bool(args.gantt)))
+    fig = target_figures(result.analyses)
+    if args.gantt:
+        path = gantt(result.analyses["analyze-schedule"], args.gantt,
+                     f"{args.model} on {args.target}")
+        print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
+    if args.json:
+        print(json.dumps({"model": args.model, **fig}))
+        return 0
+    from rich.console import Console
+    from rich.markdown import Markdown
+    Console().print(Markdown(markdown(fig, f"{args.model} on {args.target}")))
+    return 0
+
+
 def cmd_list(args) -> int:
     if args.what == "passes":
         from passes.registry import describe_passes
@@ -198,8 +247,18 @@ def cmd_list(args) -> int:
             alias = [a for a, n in ALIASES.items() if n == e.name]
             print(f"zoo:{e.name:<15} {e.kind:<8} {e.description}" +
                   (f" (alias zoo:{alias[0]})" if alias else ""))
+    elif args.what == "platforms":
+        from archdesc.loader import load_platform, platform_names
+        platforms = [load_platform(n) for n in platform_names()]
+        if args.json:
+            print(json.dumps({p.name: p.to_json() for p in platforms}))
+            return 0
+        width = max(len(p.name) for p in platforms)
+        for p in platforms:
+            units = ", ".join(f"{pe.count} x {pe.name} ({pe.kind})" for pe in p.pes)
+            print(f"{p.name:<{width}}  {p.description}  [{units}; backend {p.backend}]")
     else:
-        print(f"no {args.what} are registered yet (they arrive with the archdesc and backend work)")
+        print(f"no {args.what} are registered yet (they arrive with the backend work)")
     return 0
 
 
@@ -220,7 +279,20 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", metavar="MODEL", help="an .onnx or .mlir file, or zoo:NAME")
     p.add_argument("--input-shape", action="append", metavar="NAME=D0,D1,...",
                    help="static shape for a dynamic model input (repeatable)")
-    p.add_argument("--target", metavar="PLATFORM", help="target platform (archdesc name)")
+    p.add_argument("--target", metavar="PLATFORM",
+                   help="target platform: a bundled name (`alohac list platforms`) or an .arch "
+                        "file; adds partition, map and the schedule/memory/energy/processors "
+                        "analyses to the pipeline")
+    p.add_argument("--bits", type=int, choices=(8, 16, 32),
+                   help="deployment precision for the target's cost model (default: the "
+                        "platform's default data type)")
+    p.add_argument("--opp", metavar="NAME", help="operating point of the target (default: its "
+                                                 "default_operating_point)")
+    p.add_argument("--allow-overflow", action="store_true",
+                   help="report a model that does not fit the target's memories instead of "
+                        "failing")
+    p.add_argument("--gantt", metavar="FILE.png",
+                   help="draw the per-unit schedule timeline (needs --target)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -255,9 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "of standard output")
     p.set_defaults(func=cmd_opt)
 
-    p = sub.add_parser("analyze", help="cost figures of a model (MACs, params, activations)",
+    p = sub.add_parser("analyze", help="cost figures of a model; with --target: latency, "
+                                       "throughput, energy, processors, memory",
                        description="Report MACs, parameters and activation bytes per block and in "
-                                   "total. --json prints one JSON object as the last line.",
+                                   "total. With --target: map the model on the platform and report "
+                                   "the seeds' Table 6 columns (latency s, energy J, processors, "
+                                   "memory B) plus throughput, GOps/s, per-unit utilisation and a "
+                                   "per-actor table. --json prints one JSON object as the last "
+                                   "line.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
     _add_pipeline_options(p, "canonicalize")
@@ -266,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list passes, zoo models, platforms or backends")
     p.add_argument("what", choices=["passes", "zoo", "platforms", "backends"])
+    p.add_argument("--json", action="store_true", help="platforms: print the loaded models as "
+                                                       "one JSON object")
     p.set_defaults(func=cmd_list)
     return parser
 

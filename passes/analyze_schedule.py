@@ -89,7 +89,7 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
         d = c.attributes.get("delay_ns")
         if d is not None:
             delay[c.sym_name.data] = d.value.data * 1e-9  # type: ignore[union-attr]
-        tbytes[c.sym_name.data] = c.token_bytes
+        tbytes[c.sym_name.data] = c.token_bytes  # IR token size; analyze-memory rescales
     order = [a.sym_name.data for a in actors]
     cpu_units = {unit[a.sym_name.data] for a in actors if isinstance(a.attributes.get("pe_kind"),
                  StringAttr) and a.attributes["pe_kind"].data == "cpu"}  # type: ignore[union-attr]
@@ -100,8 +100,10 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
                                     in_flight=in_flight, record=record, **common)
     except dataflow.DataflowError as e:
         raise PassError(str(e), where=f"csdf.graph @{graph.sym_name.data}") from None
-    period = stream.period()
     n = max(1, frames)
+    # a finite run can end inside a transient; no stream is faster than its busiest processor
+    period = max(stream.period(), max((b / n for p, b in stream.busy.items()
+                                       if not p.startswith("@") or not mapped_any), default=0.0))
     per_pe: dict[str, PeUsage] = {}
     for a in actors:
         name = a.sym_name.data

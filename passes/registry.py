@@ -15,6 +15,9 @@ PASSES: dict[str, str] = {
     "map": "passes.map:MapPass",
     "partition": "passes.partition:PartitionPass",
     "analyze-schedule": "passes.analyze_schedule:AnalyzeSchedulePass",
+    "analyze-memory": "passes.analyze_memory:AnalyzeMemoryPass",
+    "analyze-energy": "passes.analyze_energy:AnalyzeEnergyPass",
+    "analyze-processors": "passes.analyze_processors:AnalyzeProcessorsPass",
 }
 
 

@@ -333,7 +333,8 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
     ops = _get(sec, s, "ops")
     for op in ops:
         if op != "*" and op not in OPERATORS:
-            close = difflib.get_close_matches(op, OPERATORS, 1)
+            close = [o for o in OPERATORS if op.startswith(o) or o.startswith(op)] or \
+                difflib.get_close_matches(op, OPERATORS, 1)
             raise ArchError(f"pe {sec.name}: unknown operator '{op}'", where=sec.props["ops"].pos,
                             hint=f"did you mean '{close[0]}'?" if close else
                             "operators: " + ", ".join(OPERATORS))

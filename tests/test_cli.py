@@ -155,3 +155,55 @@ def test_bad_inputs_give_one_line_and_a_distinct_exit_code(case, tmp_path):
         assert not (tmp_path / "o").exists()  # nothing half-written
     else:
         _assert_one_line_error(run("analyze", "zoo:resnet1000"), 2, "zoo:resnet1000")
+
+
+TABLE6_KEYS = {"macs", "params", "params_deployed", "activation_bytes", "blocks", "latency_s",
+               "throughput_fps", "gops_per_s", "energy_j", "processors", "memory_bytes", "per_pe",
+               "per_actor"}
+
+
+def test_analyze_with_target_prints_the_contract_keys(tmp_path):
+    png = tmp_path / "gantt.png"
+    r = run("analyze", "zoo:lenet5", "--target", "neuraghe-losa", "--json", "--gantt", str(png))
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout.strip().splitlines()[-1])
+    assert TABLE6_KEYS <= set(data)
+    assert data["gops_per_s"] == pytest.approx(2 * data["macs"] * data["throughput_fps"] / 1e9)
+    assert data["platform"] == "neuraghe-losa" and data["datatype"] == "fixed16"
+    assert set(data["per_pe"]) <= {"ce", "arm0", "arm1"} and data["processors"] >= 1
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    r8 = run("analyze", "zoo:lenet5", "--target", "neuraghe-losa", "--bits", "8", "--json")
+    assert json.loads(r8.stdout.strip().splitlines()[-1])["datatype"] == "fixed8"
+
+
+def test_compile_with_target_writes_report_json_with_the_same_keys(tmp_path):
+    out = tmp_path / "out"
+    r = run("compile", "zoo:lenet5", "--target", "host-cpu", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    data = json.loads((out / "report.json").read_text())
+    assert TABLE6_KEYS <= set(data)
+    assert "Performance (s)" in (out / "report.md").read_text()
+
+
+def test_list_platforms_and_json():
+    r = run("list", "platforms")
+    assert r.returncode == 0 and "neuraghe-losa" in r.stdout and "orlando" in r.stdout
+    r = run("list", "platforms", "--json")
+    data = json.loads(r.stdout.strip().splitlines()[-1])
+    assert data["orlando"]["operating_points"] == ["low", "high"]
+
+
+def test_bad_target_errors(tmp_path):
+    r = run("analyze", "zoo:lenet5", "--target", "neuraghe-lose")
+    assert r.returncode == 3 and "did you mean 'neuraghe-losa'" in r.stderr
+    bad = tmp_path / "bad.arch"
+    bad.write_text("platform bad {\n  backend = host\n  datatypes = f32\n  static_power = 1 W\n"
+                   "  pe c : cpu {\n    ops = conv\n    clock = 1 GHz\n"
+                   "    ops_per_cycle = f32: 1\n  }\n}\n")
+    r = run("analyze", "zoo:lenet5", "--target", str(bad))
+    assert r.returncode == 4 and "cannot run on bad" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+    r = run("analyze", "zoo:vgg16", "--target", "orlando")
+    assert r.returncode == 8 and "--allow-overflow" in r.stderr
+    r = run("analyze", "zoo:lenet5", "--gantt", "x.png")
+    assert r.returncode == 2 and "needs --target" in r.stderr

@@ -133,7 +133,7 @@ class PartitionPass(ModulePass):
     target: str = ""
     actors: str = ""
     auto: bool = True
-    grain: int = 4
+    grain: int = 16
     bits: int = 0
     opp: str = ""
 

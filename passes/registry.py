@@ -13,6 +13,7 @@ PASSES: dict[str, str] = {
     "convert-nn-to-csdf": "passes.convert_nn_to_csdf:ConvertNnToCsdfPass",
     "analyze-repetition": "passes.analyze_repetition:AnalyzeRepetitionPass",
     "map": "passes.map:MapPass",
+    "align-to-arch": "passes.align_to_arch:AlignToArchPass",
     "partition": "passes.partition:PartitionPass",
     "analyze-schedule": "passes.analyze_schedule:AnalyzeSchedulePass",
     "analyze-memory": "passes.analyze_memory:AnalyzeMemoryPass",

@@ -1,4 +1,5 @@
-# `make run`  : create .venv, install, compile a bundled model to nn + csdf IR, SDF3/JSON/DOT, a report.
+# `make run`  : create .venv, install, compile a bundled model for a bundled platform: nn + csdf IR,
+#               SDF3/JSON/DOT, a report (latency, throughput, energy, processors, memory) and a Gantt chart.
 # `make test` : same setup, then the fast test suite.  `make test-all` also runs tests marked slow.
 PY      ?= python3.11
 VENV    := .venv
@@ -6,6 +7,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 MODEL   ?= zoo:squeezenet
+TARGET  ?= neuraghe-losa
 OUT     ?= out/run
 
 .PHONY: run test test-all bench clean
@@ -19,10 +21,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/alohac compile $(MODEL) -p canonicalize,analyze-cost,convert-nn-to-csdf,analyze-repetition \
-		--emit nn,csdf,sdf3,json,dot -o $(OUT) --time-passes
+	$(BIN)/alohac compile $(MODEL) --target $(TARGET) --emit nn,csdf,sdf3,json,dot -o $(OUT) \
+		--gantt $(OUT)/gantt.png --time-passes
 	$(BIN)/alohac analyze $(MODEL) --json > $(OUT)/cost.json
-	@echo "wrote $(OUT)/ (nn + csdf IR, weights, SDF3 XML, JSON, DOT, report.md, cost.json)"
+	@echo "wrote $(OUT)/ (nn + mapped csdf IR, weights, SDF3 XML, JSON, DOT, report.md/json, gantt.png, cost.json)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
@@ -33,6 +35,7 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/import.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/conversion.py
+	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/platforms.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -7,8 +7,9 @@ sub-actors write disjoint channel slices of one buffer) collects the slices and 
 consumers. The graph stays consistent: every sub-actor has the original's phases.
 
 Which actors: `actors=conv1:2,fc6:4` names them; otherwise (`auto`, the default) every conv and dense
-actor whose fastest PE on the target has several units is split into that many parts, never below
-the PE's output-channel granularity (grid rows). Sub-actors carry `split = [lo, hi]`, the gather
+actor whose fastest PE on the target has several units is split into that many parts (a dense layer
+on cores into `grain` times as many: it fires once per frame, and pieces let a core interleave other
+work), never below the PE's output-channel granularity (grid rows). Sub-actors carry `split = [lo, hi]`, the gather
 `parts`.
 """
 
@@ -172,7 +173,10 @@ class PartitionPass(ModulePass):
                         continue
                     engine = best[0].kind == "conv-engine"
                     granule = best[0].grid[0] if engine else 1
-                    wanted = best[0].count * (1 if engine else self.grain)
+                    # a dense layer is one long firing: cut it finer so that a core running it
+                    # can take other work (the next frame's pooling) between the pieces
+                    wanted = best[0].count * (self.grain if layer.op == "dense" and not engine
+                                              else 1)
                     parts = min(wanted, max(1, layer.cout // granule))
                     if parts > 1:
                         plan[name] = parts

@@ -144,7 +144,7 @@ class MapPass(ModulePass):
         pe_of[""] = ""
         ready = {u: 0.0 for u in pe_of}
         finish: dict[str, float] = {}
-        object.__setattr__(self, "_load", {})
+        load: dict[str, float] = {}  # seconds already assigned to each unit
         preds: dict[str, list[tuple[str, int]]] = {}
         for c in graph.channels():
             if not c.is_self_loop:
@@ -168,14 +168,14 @@ class MapPass(ModulePass):
                                             f"{', '.join(runs)} cannot run this instance"),
                     where=f"csdf.graph @{graph.sym_name.data}",
                     hint="pick another --target, or change the layer (kernel, groups)")
-            unit, pe_name, c = self._choose(options, name, preds, finish, ready, platform, pe_of)
+            unit, pe_name, c = self._choose(options, name, preds, finish, ready, load)
             start = max([ready[unit]] + [finish.get(p, 0.0) + transfer_s(
                 platform, pe_of, report.assignment.get(p, ""), unit, nbytes)
                 for p, nbytes in preds.get(name, [])])
             finish[name] = ready[unit] = start + c.seconds
             report.assignment[name], report.cost_s[name], report.notes[name] = unit, c.seconds, c.note
             self._annotate(actor, unit, platform.pe(pe_name).kind, c.seconds)
-            self._load[unit] = self._load.get(unit, 0.0) + c.seconds
+            load[unit] = load.get(unit, 0.0) + c.seconds
             rule = costmodel.native_kernel(platform.pe(pe_name), _kernel(layer)) \
                 if platform.pe(pe_name).kind == "conv-engine" else None
             if rule is not None and rule.merge_on:
@@ -184,14 +184,14 @@ class MapPass(ModulePass):
                 m_opts = [o for o in candidates(platform, mlayer, datatype, opp)
                           if o[1] == rule.merge_on]
                 munit, _, mc = self._choose(m_opts, merge.sym_name.data, {merge.sym_name.data: [
-                    (name, 0)]}, finish, ready, platform, pe_of)
+                    (name, 0)]}, finish, ready, load)
                 mname = merge.sym_name.data
                 mstart = max(ready[munit], finish[name])
                 finish[mname] = ready[munit] = mstart + mc.seconds
                 report.assignment[mname], report.cost_s[mname] = munit, mc.seconds
                 report.notes[mname] = f"merge of {rule.jobs} partial outputs"
                 self._annotate(merge, munit, platform.pe(rule.merge_on).kind, mc.seconds)
-                self._load[munit] = self._load.get(munit, 0.0) + mc.seconds
+                load[munit] = load.get(munit, 0.0) + mc.seconds
         for ch in graph.channels():
             a = report.assignment.get(ch.src_name, "")
             b = report.assignment.get(ch.dst_name, "")
@@ -207,7 +207,8 @@ class MapPass(ModulePass):
             graph.attributes["operating_point"] = StringAttr(opp)
         return report
 
-    def _choose(self, options, name, preds, finish, ready, platform, pe_of):
+    def _choose(self, options, name, preds, finish, ready, load):
+        """The (unit, PE, cost) option the strategy picks for actor `name`."""
         def finish_on(opt):
             unit, _, c = opt
             start = max([ready[unit]] + [finish.get(p, 0.0) for p, _ in preds.get(name, [])])
@@ -215,12 +216,11 @@ class MapPass(ModulePass):
         if self.strategy == "fastest":
             return min(options, key=lambda o: o[2].seconds)
         # ties (a chain leaves several units equally early) go to the least loaded unit
-        return min(options, key=lambda o: (round(finish_on(o), 12), self._load.get(o[0], 0.0),
+        return min(options, key=lambda o: (round(finish_on(o), 12), load.get(o[0], 0.0),
                                            o[2].seconds))
 
     @staticmethod
-    def _annotate(actor: csdf.ActorOp, unit: str, kind: str, seconds: float,
-                  load: dict | None = None) -> None:
+    def _annotate(actor: csdf.ActorOp, unit: str, kind: str, seconds: float) -> None:
         actor.attributes["pe"] = StringAttr(unit)
         actor.attributes["pe_kind"] = StringAttr(kind)
         actor.attributes["cost_s"] = FloatAttr(seconds, f64)

@@ -217,3 +217,17 @@ def test_mapped_graph_prints_parses_and_exports_sdf3_exec_times():
     again = parse_module(text)
     graph = [g for g in again.ops if g.name == "csdf.graph"][0]
     assert "executionTime" in to_sdf3(graph)
+
+
+def test_map_strategies():
+    def units(strategy):
+        m = load_model("zoo:resnet18", {})
+        ctx = make_context()
+        ctx.target = load_platform("neuraghe-losa")
+        res = PassManager.parse(f"canonicalize,convert-nn-to-csdf,map{{strategy={strategy}}}"
+                                ).run(m, ctx)
+        return set(res.analyses["map"].assignment.values()) - {""}
+    assert units("fastest") == {"ce", "arm0"}  # each actor on its fastest PE's first unit
+    assert units("greedy") == {"ce", "arm0", "arm1"}  # earliest finish spreads the ARM work
+    with pytest.raises(PassError, match="unknown strategy"):
+        units("random")

@@ -344,6 +344,11 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
         if not points:
             raise ArchError(f"pe {sec.name} needs 'clock' or operating points", where=sec.pos)
         clock = points[0].clock_hz
+    for where, hz in [(sec, clock)] + [(sub, p.clock_hz) for p, sub in zip(
+            points, [sub for (k, _), sub in sec.sections.items()])]:
+        if hz <= 0:
+            raise ArchError(f"pe {sec.name}: a clock must be > 0",
+                            where=where.props["clock"].pos if "clock" in where.props else where.pos)
     count = _get(sec, s, "count", 1)
     if count < 1:
         raise ArchError(f"pe {sec.name}: count must be >= 1", where=sec.props["count"].pos)

@@ -227,3 +227,8 @@ def test_fuzz_mutations_of_a_valid_file(start, length, insert):
         loads(text, "fuzz.arch")
     except ArchError:
         pass
+
+
+def test_zero_clock_is_an_error():
+    e = _error(MINIMAL.replace("clock = 1 GHz", "clock = 0 Hz"))
+    assert "clock must be > 0" in str(e) and "bad.arch:9:" in str(e)

@@ -54,7 +54,7 @@ class Run:
         if n < 3:
             return self.frame_end[-1] - self.frame_start[0] if n == 1 else \
                 self.frame_end[1] - self.frame_end[0]
-        k = max(1, n // 3)
+        k = n // 3
         return (self.frame_end[-1] - self.frame_end[k]) / (n - 1 - k)
 
 
@@ -100,7 +100,6 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
     iters_done = dict.fromkeys(actors, 0)
     frames_done = 0
     total_firings = {a: firings[a] * frames for a in actors}
-    sources = {proc[a] for a in actors if not ins[a] or all(edges[i].src == a for i in ins[a])}
     timeline: list[Firing] = []
     events: list[tuple[float, int, int, object]] = []  # (time, seq, kind 0=end 1=arrival, data)
     seq = 0
@@ -191,7 +190,7 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
                 while frames_done < frames and all(iters_done[x] > frames_done for x in actors):
                     frame_end.append(t)
                     frames_done += 1
-                    dirty |= sources
+                    dirty |= set(by_proc)  # actors held back by in_flight may start now
         try_start(sorted(dirty), t)
     if frames_done < frames:
         stuck = [a for a in actors if done[a] < total_firings[a]]

@@ -53,9 +53,33 @@ def _target_pipeline(args, timeline: bool = False) -> str:
 
 
 def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
-    """The user's pipeline followed by the target analyses (the default one is subsumed)."""
+    """The user's pipeline followed by the target stages it does not already name (so a user's
+    `map{strategy=fastest}` is kept, not overridden); the default pipeline is subsumed."""
     tail = _target_pipeline(args, timeline)
-    return tail if user.strip() in ("", default) else f"{user},{tail}"
+    if user.strip() in ("", default):
+        return tail
+    named = {stage.split("{")[0].strip() for stage in _stages(user)}
+    stages = _stages(tail)
+    names = [s.split("{")[0] for s in stages]
+    # stages before the last one the user named would run out of order (partition after map)
+    last = max((i for i, n in enumerate(names) if n in named), default=-1)
+    extra = [s for s, n in zip(stages[last + 1:], names[last + 1:]) if n not in named]
+    if "analyze-cost" not in named and "analyze-cost" not in [s.split("{")[0] for s in extra]:
+        extra.insert(0, "analyze-cost")  # the figures need the MACs; an analysis runs anywhere
+    return ",".join([user] + extra)
+
+
+def _stages(pipeline: str) -> list[str]:
+    """Top-level comma-separated stages of pipeline text (commas inside {...} belong to options)."""
+    out, depth, cur = [], 0, ""
+    for ch in pipeline:
+        depth += (ch == "{") - (ch == "}")
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    return [x for x in out + [cur] if x.strip()]
 
 
 def _emit_kinds(text: str) -> list[str]:
@@ -132,6 +156,8 @@ def cmd_compile(args) -> int:
     from frontends.loader import load_model, model_stem
     kinds = _emit_kinds(args.emit)
     pipeline = args.pipeline
+    if args.gantt and not args.target:
+        raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
     if args.target:
         pipeline = _with_target(args, pipeline, DEFAULT_PIPELINE, timeline=bool(args.gantt))
     if any(k in CSDF_KINDS for k in kinds) and LOWERING not in pipeline:

@@ -8,8 +8,6 @@ them (period, GOps/s/W, DARTS processors, peak activations, whether the model fi
 
 from __future__ import annotations
 
-import math
-
 
 def target_pipeline(bits: int = 0, opp: str = "", allow_overflow: bool = False,
                     timeline: bool = False) -> str:
@@ -34,8 +32,8 @@ def target_figures(analyses: dict) -> dict:
     energy = _one(analyses["analyze-energy"])
     procs = _one(analyses["analyze-processors"])
     mapping = _one(analyses["map"])
-    fps = sched.throughput_fps
-    gops = 2 * cost.macs * fps / 1e9
+    fps = sched.throughput_fps if sched.period_s > 0 else None  # JSON has no Infinity
+    gops = 2 * cost.macs * fps / 1e9 if fps else None
     return {
         "platform": mapping.platform, "datatype": mapping.datatype,
         "operating_point": mapping.operating_point,
@@ -45,7 +43,7 @@ def target_figures(analyses: dict) -> dict:
         "gops_per_s": gops, "energy_j": energy.energy_j,
         "latency_energy_j": energy.latency_energy_j, "static_j": energy.static_j,
         "average_power_w": energy.average_power_w,
-        "gops_per_w": 2 * cost.macs / energy.energy_j / 1e9 if energy.energy_j else math.inf,
+        "gops_per_w": 2 * cost.macs / energy.energy_j / 1e9 if energy.energy_j else None,
         "processors": procs.processors, "darts_processors": procs.darts_processors,
         "memory_bytes": mem.memory_bytes, "buffer_bytes": mem.buffer_bytes,
         "parameter_bytes": mem.parameter_bytes,
@@ -63,10 +61,13 @@ def target_figures(analyses: dict) -> dict:
 
 
 def _si(x: float, unit: str) -> str:
-    for scale, prefix in ((1, ""), (1e-3, "m"), (1e-6, "u"), (1e-9, "n")):
-        if abs(x) >= scale or scale == 1e-9:
-            return f"{x / scale:.3g} {prefix}{unit}"
-    return f"{x} {unit}"
+    scale, prefix = next(((s, p) for s, p in ((1, ""), (1e-3, "m"), (1e-6, "u"))
+                          if abs(x) >= s), (1e-9, "n"))
+    return f"{x / scale:.3g} {prefix}{unit}"
+
+
+def _g(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
 
 
 def markdown(fig: dict, title: str) -> str:
@@ -75,8 +76,8 @@ def markdown(fig: dict, title: str) -> str:
              (f", operating point {fig['operating_point']}" if fig["operating_point"] else "") + ".",
              "", "| Performance (s) | Throughput (fps) | GOps/s | Energy (J/frame) | GOps/s/W | "
              "Processors | Memory (B) |", "|---:|---:|---:|---:|---:|---:|---:|",
-             f"| {fig['latency_s']:.4g} | {fig['throughput_fps']:.4g} | {fig['gops_per_s']:.4g} | "
-             f"{fig['energy_j']:.4g} | {fig['gops_per_w']:.4g} | {fig['processors']} "
+             f"| {fig['latency_s']:.4g} | {_g(fig['throughput_fps'])} | {_g(fig['gops_per_s'])} | "
+             f"{fig['energy_j']:.4g} | {_g(fig['gops_per_w'])} | {fig['processors']} "
              f"(DARTS {fig['darts_processors']}) | {fig['memory_bytes']:,} |", "",
              f"Peak activation memory {fig['peak_activation_bytes']:,} B, buffers "
              f"{fig['buffer_bytes']:,} B, parameters {fig['parameter_bytes']:,} B"
@@ -118,4 +119,8 @@ def gantt(schedule, path: str, title: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return write_bytes(path, buf.getvalue())
+    try:
+        return write_bytes(path, buf.getvalue())
+    except OSError as e:
+        from aloha_ir.errors import UsageError
+        raise UsageError(f"--gantt {path}: cannot write: {e.strerror or e}") from None

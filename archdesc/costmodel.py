@@ -140,7 +140,7 @@ def _engine(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: s
     wpad = w1 + nw - 1  # columns streamed per row: the native kernel's padded width
     b = _bytes(datatype)
     ppc = pe.pixels_per_cycle * pe.pack(datatype)
-    weight_bytes = layer.cout * layer.cin // max(1, layer.group) * kh * kw * b
+    weight_bytes = layer.cout * layer.cin * layer.kernel[0] * layer.kernel[1] * b  # group is 1 here
     out_bytes = layer.cout * layer.hout * layer.wout * b
     scratch = platform.memory(pe.scratchpad).size_bytes if pe.scratchpad else float("inf")
     act_bw = platform.link(pe.activation_dma).bandwidth_bps if pe.activation_dma else float("inf")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 
 from lark import Lark, Token, Tree
-from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
 from aloha_ir.errors import InputFileError
 from archdesc import units
@@ -33,7 +33,7 @@ from archdesc.model import (
     ProcessingElement,
 )
 
-# nn operator families a PE may list in `ops` (the nn dialect's block ops; `*` = all of them)
+# nn operator families a PE may list in `ops` (the nn dialect's block ops; a test keeps them equal)
 OPERATORS = ("conv", "pool", "dense", "add", "mul", "concat", "act", "lrn", "batchnorm", "reshape",
              "flatten", "transpose", "channel_shuffle", "pad", "resize", "reduce_mean", "dropout")
 PLATFORM_DIR = os.path.join(os.path.dirname(__file__), "platforms")
@@ -71,10 +71,10 @@ def _parser() -> Lark:
 _TOKEN_NAMES = {"LBRACE": "'{'", "RBRACE": "'}'", "EQUAL": "'='", "COLON": "':'", "COMMA": "','",
                 "NAME": "a name", "QUANTITY": "a number with a unit", "INT": "an integer",
                 "NUMBER": "a number", "DIMS": "a size like 3x3", "STRING": "a quoted string",
-                "SECTION": "a section (pe, memory, link, operating_point)", "SEMICOLON": "';'",
-                "__ANON_0": "'->'", "STAR": "'*'", "$END": "end of file", "PLATFORM": "'platform'",
-                "EXTENDS": "'extends'", "KERNEL": "'kernel'", "MERGE": "'merge'", "MINUS": "'-'",
-                "MORETHAN": "'>'"}
+                "SEMICOLON": "';'", "__ANON_0": "'->'", "STAR": "'*'", "$END": "end of file",
+                "PLATFORM": "'platform'", "EXTENDS": "'extends'", "KERNEL": "'kernel'",
+                "MERGE": "'merge'", "PE": "'pe'", "MEMORY": "'memory'", "LINK": "'link'",
+                "OPERATING_POINT": "'operating_point'"}
 
 
 def _syntax_error(path: str, e: UnexpectedInput) -> ArchError:
@@ -332,7 +332,7 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
     _check_keys(sec, s)
     ops = _get(sec, s, "ops")
     for op in ops:
-        if op != "*" and op not in OPERATORS:
+        if op not in OPERATORS:
             close = [o for o in OPERATORS if op.startswith(o) or o.startswith(op)] or \
                 difflib.get_close_matches(op, OPERATORS, 1)
             raise ArchError(f"pe {sec.name}: unknown operator '{op}'", where=sec.props["ops"].pos,
@@ -373,6 +373,10 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
         raise ArchError(f"pe {sec.name}: stride must be native or subsample, got '{stride}'",
                         where=sec.props["stride"].pos)
     grid = _get(sec, s, "grid")
+    for dt, pack in _get(sec, s, "simd", ()):
+        if pack < 1:
+            raise ArchError(f"pe {sec.name}: simd for {dt} must be >= 1",
+                            where=sec.props["simd"].pos)
     for key in ("multipliers", "pixels_per_cycle"):
         if _get(sec, s, key) < 1:
             raise ArchError(f"pe {sec.name}: {key} must be >= 1", where=sec.props[key].pos)

@@ -78,7 +78,7 @@ class ProcessingElement:
         return dict(self.simd).get(datatype, 1)
 
     def supports(self, op: str) -> bool:
-        return op in self.ops or "*" in self.ops
+        return op in self.ops
 
     def operating_point(self, name: str | None) -> OperatingPoint | None:
         for p in self.operating_points:

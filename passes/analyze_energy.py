@@ -23,7 +23,8 @@ from aloha_ir.context import record_analysis
 from aloha_ir.dialects import csdf
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
-from passes.target import mapped_graphs, platform_of
+from aloha_ir.errors import PassError
+from passes.target import mapped_datatype, mapped_graphs, mapped_platform
 
 
 @dataclass
@@ -40,23 +41,14 @@ class EnergyReport:
     per_pe_j: dict[str, float] = field(default_factory=dict)
 
 
-def graph_platform(ctx, graph: csdf.GraphOp, target: str, pass_name: str):
-    """The platform the graph was mapped to (its `platform` attribute), else the pass's target."""
-    name = graph.attributes.get("platform")
-    return platform_of(ctx, target or (name.data if isinstance(name, StringAttr) else ""),
-                       pass_name)
-
-
-def graph_datatype(graph: csdf.GraphOp, platform) -> str:
-    dt = graph.attributes.get("datatype")
-    return dt.data if isinstance(dt, StringAttr) else platform.default_datatype
-
-
 def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
-    platform = graph_platform(ctx, graph, target, name)
+    platform = mapped_platform(ctx, graph, target, name)
     opp_attr = graph.attributes.get("operating_point")
     opp = opp_attr.data if isinstance(opp_attr, StringAttr) else platform.default_operating_point
     sched = schedule_of(ctx, graph)
+    if not sched.mapped:
+        raise PassError(f"{name} needs a mapped graph (its times are work units, not seconds)",
+                        where=f"csdf.graph @{graph.sym_name.data}", hint="run map first")
     period, latency = sched.period_s, sched.latency_s
     per_pe: dict[str, float] = {}
     dynamic = latency_dynamic = 0.0
@@ -71,7 +63,7 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
     phases, edges = graph.dataflow_graph()
     q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
     transfer = 0.0
-    nbytes = DATATYPE_BITS[graph_datatype(graph, platform)] // 8
+    nbytes = DATATYPE_BITS[mapped_datatype(graph, platform)] // 8
     for c in graph.channels():
         link_name = c.attributes.get("link")
         if not isinstance(link_name, StringAttr) or link_name.data == "local":

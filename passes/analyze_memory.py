@@ -23,9 +23,8 @@ from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
 from archdesc.model import DATATYPE_BITS
-from passes.analyze_energy import graph_datatype, graph_platform
 from passes.analyze_schedule import schedule_of
-from passes.target import mapped_graphs
+from passes.target import mapped_datatype, mapped_graphs, mapped_platform
 
 
 @dataclass
@@ -51,8 +50,8 @@ def human(n: float) -> str:
 
 def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: str
             ) -> MemoryReport:
-    platform = graph_platform(ctx, graph, target, name)
-    nbytes = DATATYPE_BITS[graph_datatype(graph, platform)] // 8
+    platform = mapped_platform(ctx, graph, target, name)
+    nbytes = DATATYPE_BITS[mapped_datatype(graph, platform)] // 8
     sched = schedule_of(ctx, graph)
     buffers = {c: t * nbytes for c, t in sched.buffers.items()}
     params = sum(math.prod(t.get_shape()) for a in graph.actors()

@@ -15,7 +15,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
-from aloha_ir import dataflow, rle
+from aloha_ir import dataflow
 from aloha_ir.context import record_analysis
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
@@ -45,8 +45,7 @@ def analyze(graph: csdf.GraphOp) -> ProcessorsReport:
     phases, edges = graph.dataflow_graph()
     wcet, units = {}, set()
     for a in graph.actors():
-        mapped = a.attributes.get("exec_times")
-        runs = csdf.runs_of(mapped) if mapped is not None else a.work_runs  # type: ignore
+        runs = a.exec_runs() or a.work_runs
         wcet[a.sym_name.data] = max((v for _, v in runs), default=0)
         pe = a.attributes.get("pe")
         if isinstance(pe, StringAttr) and pe.data:

@@ -63,9 +63,9 @@ class ScheduleReport:
 
 def exec_seconds(actor: csdf.ActorOp) -> tuple[list[float], bool]:
     """Per-phase seconds from `exec_times` (ns), or the work as time if the actor is unmapped."""
-    mapped = actor.attributes.get("exec_times")
+    mapped = actor.exec_runs()
     if mapped is not None:
-        return [v * 1e-9 for v in rle.expand(csdf.runs_of(mapped))], True
+        return [v * 1e-9 for v in rle.expand(mapped)], True
     return [float(v) for v in rle.expand(actor.work_runs)], False
 
 

@@ -90,7 +90,7 @@ def transfer_s(platform: Platform, pe_of: dict[str, str], a: str, b: str, nbytes
     return link.latency_s + (0.0 if engine else nbytes / link.bandwidth_bps)
 
 
-def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int, on: str) -> csdf.ActorOp:
+def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.ActorOp:
     """Route `actor`'s outputs through a new merge actor (same phases, row-aligned)."""
     name = actor.sym_name.data
     taken = set(graph.actor_map())
@@ -138,6 +138,10 @@ class MapPass(ModulePass):
 
     def _map(self, module, graph: csdf.GraphOp, platform: Platform, datatype: str,
              opp: str | None) -> MappingReport:
+        if any(a.kind.data == "merge" for a in graph.actors()):
+            raise PassError("map: the graph is mapped already (it has merge actors)",
+                            where=f"csdf.graph @{graph.sym_name.data}",
+                            hint="run convert-nn-to-csdf again before mapping anew")
         report = MappingReport(graph.sym_name.data, platform.name, datatype, opp)
         layers = actor_layers(module, graph)
         pe_of = {u: p.name for u, p in platform.units()}
@@ -179,7 +183,7 @@ class MapPass(ModulePass):
             rule = costmodel.native_kernel(platform.pe(pe_name), _kernel(layer)) \
                 if platform.pe(pe_name).kind == "conv-engine" else None
             if rule is not None and rule.merge_on:
-                merge = _insert_merge(graph, actor, rule.jobs, rule.merge_on)
+                merge = _insert_merge(graph, actor, rule.jobs)
                 mlayer = costmodel.merge_layer(layer, rule.jobs)
                 m_opts = [o for o in candidates(platform, mlayer, datatype, opp)
                           if o[1] == rule.merge_on]

@@ -6,7 +6,7 @@ the reuse self-loops, and produces its share of every output row. A `gather` act
 sub-actors write disjoint channel slices of one buffer) collects the slices and feeds the original
 consumers. The graph stays consistent: every sub-actor has the original's phases.
 
-Which actors: `actors=conv1:2,fc6:4` names them; otherwise (`auto`, the default) every conv and dense
+Which actors: `actors="conv1:2,fc6:4"` names them; otherwise (`auto`, the default) every conv and dense
 actor whose fastest PE on the target has several units is split into that many parts (a dense layer
 on cores into `grain` times as many: it fires once per frame, and pieces let a core interleave other
 work), never below the PE's output-channel granularity (grid rows). Sub-actors carry `split = [lo, hi]`, the gather
@@ -26,6 +26,7 @@ from aloha_ir import rle
 from aloha_ir.context import record_analysis
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr, ints_attr
+from aloha_ir.dialects.nn import ints as nn_ints
 from aloha_ir.errors import PassError
 from archdesc import costmodel
 from archdesc.costmodel import Unsupported
@@ -62,6 +63,7 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
         taken.add(out)
         return out
 
+    base = nn_ints(actor.attributes["split"])[0] if "split" in actor.attributes else 0
     bounds = _bounds(channels, parts)
     ins = [c for c in graph.channels() if c.dst_name == name and not c.is_self_loop]
     loops = [c for c in graph.channels() if c.is_self_loop and c.src_name == name]
@@ -79,7 +81,7 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
         sub = csdf.ActorOp.build(fresh(f"{name}_p{k}"), actor.kind.data, actor.block.data,
                                  actor.phase_count, _scale(actor.times_runs, width, channels),
                                  _scale(actor.work_runs, width, channels), memory)
-        sub.attributes["split"] = ints_attr([lo, hi])
+        sub.attributes["split"] = ints_attr([base + lo, base + hi])
         Rewriter.insert_op(sub, InsertPoint.after(anchor))
         anchor = sub
         subs.append(sub.sym_name.data)
@@ -139,6 +141,8 @@ class PartitionPass(ModulePass):
     opp: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
+        if self.grain < 1:
+            raise PassError("partition: grain must be >= 1")
         done: dict[str, list[str]] = {}
         requested = _requested(self.actors)
         for graph in mapped_graphs(op, self.name):
@@ -149,17 +153,18 @@ class PartitionPass(ModulePass):
                     if name not in layers:
                         raise PassError(f"partition: no actor @{name}",
                                         where=f"csdf.graph @{graph.sym_name.data}")
-                    if layers[name].op not in SPLITTABLE:
+                    if layers[name].op not in SPLITTABLE or layers[name].group > 1:
                         raise PassError(f"partition: @{name} is a {layers[name].op}; only "
-                                        f"{', '.join(SPLITTABLE)} actors split along channels")
+                                        f"{', '.join(SPLITTABLE)} actors (ungrouped) split along "
+                                        "channels")
                     plan[name] = min(n, layers[name].cout)
             elif self.auto:
                 platform = platform_of(ctx, self.target, self.name)
                 datatype = datatype_of(platform, self.bits)
                 opp = opp_of(platform, self.opp)
                 for name, layer in layers.items():
-                    if layer.op not in SPLITTABLE or graph.actor_map()[name].attributes.get(
-                            "split") is not None:
+                    if layer.op not in SPLITTABLE or layer.group > 1 or \
+                            graph.actor_map()[name].attributes.get("split") is not None:
                         continue
                     best = None
                     for pe in platform.pes:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 
+from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation
 
 from aloha_ir.context import AlohaContext
@@ -32,6 +33,30 @@ def platform_of(ctx, target: str, pass_name: str) -> Platform:
         return ctx.target
     raise PassError(f"{pass_name} needs a target platform",
                     hint=f"give --target PLATFORM, or write {pass_name}{{target=NAME}}")
+
+
+def mapped_platform(ctx, graph: csdf.GraphOp, target: str, pass_name: str) -> Platform:
+    """The platform `graph` was mapped to: the pass's target or the context's, which must be the one
+    `map` recorded on the graph (analyses of a graph mapped elsewhere would mix two platforms)."""
+    recorded = graph.attributes.get("platform")
+    if not isinstance(recorded, StringAttr):
+        raise PassError(f"{pass_name} needs a mapped graph", where=f"csdf.graph @{graph.sym_name.data}",
+                        hint="run map first")
+    platform = platform_of(ctx, target, pass_name) if target or (
+        isinstance(ctx, AlohaContext) and ctx.target is not None) else None
+    if platform is None:
+        from archdesc.loader import load_platform
+        platform = load_platform(recorded.data)
+    if platform.name != recorded.data:
+        raise PassError(f"{pass_name}: the graph is mapped to {recorded.data}, the target is "
+                        f"{platform.name}", where=f"csdf.graph @{graph.sym_name.data}",
+                        hint="map again for this target")
+    return platform
+
+
+def mapped_datatype(graph: csdf.GraphOp, platform: Platform) -> str:
+    dt = graph.attributes.get("datatype")
+    return dt.data if isinstance(dt, StringAttr) else platform.default_datatype
 
 
 def datatype_of(platform: Platform, bits: int) -> str:

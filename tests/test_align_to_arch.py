@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 
 from aloha_ir.context import make_context
 from aloha_ir.dialects import nn

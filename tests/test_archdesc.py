@@ -232,3 +232,9 @@ def test_fuzz_mutations_of_a_valid_file(start, length, insert):
 def test_zero_clock_is_an_error():
     e = _error(MINIMAL.replace("clock = 1 GHz", "clock = 0 Hz"))
     assert "clock must be > 0" in str(e) and "bad.arch:9:" in str(e)
+
+
+def test_operators_are_the_nn_block_ops():
+    from aloha_ir.dialects.nn import NN_OPS
+    blocks = {op.name.split(".")[1] for op in NN_OPS} - {"graph", "input", "output", "const"}
+    assert set(loader.OPERATORS) == blocks

@@ -207,3 +207,11 @@ def test_bad_target_errors(tmp_path):
     assert r.returncode == 8 and "--allow-overflow" in r.stderr
     r = run("analyze", "zoo:lenet5", "--gantt", "x.png")
     assert r.returncode == 2 and "needs --target" in r.stderr
+
+
+def test_a_user_pipeline_with_target_is_kept():
+    r = run("analyze", "zoo:resnet18", "--target", "neuraghe-losa", "--json", "-p",
+            "canonicalize,convert-nn-to-csdf,map{strategy=fastest}")
+    assert r.returncode == 0, r.stderr
+    data = json.loads(r.stdout.strip().splitlines()[-1])
+    assert "arm1" not in data["per_pe"]  # fastest keeps every ARM actor on arm0

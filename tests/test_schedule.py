@@ -231,3 +231,43 @@ def test_map_strategies():
     assert units("greedy") == {"ce", "arm0", "arm1"}  # earliest finish spreads the ARM work
     with pytest.raises(PassError, match="unknown strategy"):
         units("random")
+
+
+def test_review_cases_map_twice_unmapped_energy_and_grouped_convs():
+    m = load_model("zoo:resnet18", {})
+    ctx = make_context()
+    ctx.target = load_platform("neuraghe-losa")
+    with pytest.raises(PassError, match="mapped already"):
+        PassManager.parse("canonicalize,convert-nn-to-csdf,map,map").run(m, ctx)
+    m = load_model("zoo:lenet5", {})
+    with pytest.raises(PassError, match="needs a mapped graph"):
+        PassManager.parse("canonicalize,convert-nn-to-csdf,analyze-energy").run(m)
+    # depthwise convs are not split along output channels (their groups would not follow)
+    m = load_model("zoo:mobilenet_v1", {})
+    ctx = make_context()
+    ctx.target = load_platform("orlando")
+    res = PassManager.parse("canonicalize,convert-nn-to-csdf,partition").run(m, ctx)
+    from aloha_ir.dialects import nn as nn_dialect
+    graph = [g for g in m.ops if isinstance(g, nn_dialect.GraphOp)][0]
+    grouped = {nn_dialect.block_label(op) for op in graph.ops
+               if isinstance(op, nn_dialect.ConvOp) and op.prop_int("group", 1) > 1}
+    assert grouped and not grouped & set(res.analyses["partition"])
+
+
+def test_a_custom_arch_file_is_the_platform_the_analyses_use(tmp_path):
+    # a file named like a bundled platform but with other figures: its own figures are used
+    text = open(load_platform("neuraghe-losa").source).read().replace("neuraghe-losa extends",
+                                                                       "mine extends")
+    path = tmp_path / "mine.arch"
+    path.write_text(text.replace("platform mine extends _neuraghe {",
+                                 "platform mine extends _neuraghe {\n  static_power = 1 W  # [E]"))
+    import shutil
+    shutil.copy(load_platform("neuraghe-losa").source.replace("neuraghe-losa", "_neuraghe"),
+                tmp_path / "_neuraghe.arch")
+    m = load_model("zoo:lenet5", {})
+    ctx = make_context()
+    ctx.target = load_platform(str(path))
+    res = PassManager.parse("canonicalize,convert-nn-to-csdf,map,analyze-energy").run(m, ctx)
+    e = res.analyses["analyze-energy"]
+    assert e.platform == "mine" and e.static_j == pytest.approx(
+        1.0 * res.analyses["analyze-energy"].energy_j - e.dynamic_j - e.transfer_j)

@@ -249,6 +249,11 @@ class ActorOp(CsdfOp):
     def work_runs(self) -> rle.Runs:
         return runs_of(self.work)
 
+    def exec_runs(self) -> rle.Runs | None:
+        """Per-phase execution times (ns) that `map` wrote, or None if the actor is unmapped."""
+        mapped = self.attributes.get("exec_times")
+        return runs_of(mapped) if isinstance(mapped, DenseArrayBase) else None
+
     def memory_units(self) -> dict[str, TensorType]:
         return dict(self.memory.data) if self.memory is not None else {}  # type: ignore[arg-type]
 

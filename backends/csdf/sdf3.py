@@ -20,9 +20,9 @@ PROCESSOR = "p"
 
 
 def _exec_times(actor: csdf.ActorOp) -> rle.Runs:
-    mapped = actor.attributes.get("exec_times")
+    mapped = actor.exec_runs()
     if mapped is not None:
-        return csdf.runs_of(mapped)  # type: ignore[arg-type]
+        return mapped
     return rle.normalize((c, max(1, w)) for c, w in actor.work_runs)
 
 

@@ -93,11 +93,8 @@ def transfer_s(platform: Platform, pe_of: dict[str, str], a: str, b: str, nbytes
 def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.ActorOp:
     """Route `actor`'s outputs through a new merge actor (same phases, row-aligned)."""
     name = actor.sym_name.data
-    taken = set(graph.actor_map())
-    merge_name, k = f"{name}_merge", 1
-    while merge_name in taken:
-        k += 1
-        merge_name = f"{name}_merge{k}"
+    taken = set(graph.actor_map()) | {c.sym_name.data for c in graph.channels()}
+    merge_name = csdf.unique_name(f"{name}_merge", taken)
     outs = [c for c in graph.channels() if c.src_name == name and not c.is_self_loop]
     merge = csdf.ActorOp.build(merge_name, "merge", actor.block.data, actor.phase_count,
                                actor.times_runs, rle.normalize((c, v * jobs) for c, v in
@@ -108,7 +105,8 @@ def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.A
         first = outs[0]
         for c in outs:
             c.properties["src"] = csdf.symref(merge_name)
-        link = csdf.ChannelOp.build(f"{name}_to_merge", name, "out_merge", merge_name, "in0",
+        link = csdf.ChannelOp.build(csdf.unique_name(f"{name}_to_merge", taken), name,
+                                    "out_merge", merge_name, "in0",
                                     first.prod_runs, first.prod_runs, first.token)
         Rewriter.insert_op(link, InsertPoint.after(outs[-1]))
     return merge

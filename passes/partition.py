@@ -56,12 +56,7 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
     taken = set(actors) | {c.sym_name.data for c in graph.channels()}
 
     def fresh(base: str) -> str:
-        out, k = base, 1
-        while out in taken:
-            k += 1
-            out = f"{base}_{k}"
-        taken.add(out)
-        return out
+        return csdf.unique_name(base, taken)
 
     base = nn_ints(actor.attributes["split"])[0] if "split" in actor.attributes else 0
     bounds = _bounds(channels, parts)

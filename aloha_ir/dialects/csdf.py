@@ -410,6 +410,16 @@ class ChannelOp(CsdfOp):
         return cls.create(properties=props, attributes=attrs)
 
 
+def unique_name(base: str, taken: set[str]) -> str:
+    """`base`, or `base_2`, `base_3`, ... whichever is not in `taken`; adds it to `taken`."""
+    out, k = base, 1
+    while out in taken:
+        k += 1
+        out = f"{base}_{k}"
+    taken.add(out)
+    return out
+
+
 def csdf_graphs(module) -> list[GraphOp]:
     return [op for op in module.ops if isinstance(op, GraphOp)]
 

@@ -15,6 +15,7 @@ import xml.etree.ElementTree as ET
 
 from aloha_ir import rle
 from aloha_ir.dialects import csdf
+from aloha_ir.dialects.csdf import unique_name
 
 PROCESSOR = "p"
 
@@ -24,15 +25,6 @@ def _exec_times(actor: csdf.ActorOp) -> rle.Runs:
     if mapped is not None:
         return mapped
     return rle.normalize((c, max(1, w)) for c, w in actor.work_runs)
-
-
-def _unique(name: str, taken: set[str]) -> str:
-    out, k = name, 1
-    while out in taken:
-        k += 1
-        out = f"{name}_{k}"
-    taken.add(out)
-    return out
 
 
 def to_element(graph: csdf.GraphOp) -> ET.Element:
@@ -54,11 +46,11 @@ def to_element(graph: csdf.GraphOp) -> ET.Element:
         p = actor.phase_count
         el = ET.SubElement(g, "actor", {"name": a, "type": actor.kind.data})
         taken = {port for port, _, _ in ports[a]}
-        out_port, in_port = _unique("sched_out", taken), _unique("sched_in", taken)
+        out_port, in_port = unique_name("sched_out", taken), unique_name("sched_in", taken)
         for port, direction, runs in ports[a] + [(out_port, "out", ((p, 1),)),
                                                  (in_port, "in", ((p, 1),))]:
             ET.SubElement(el, "port", {"name": port, "type": direction, "rate": rle.sdf3(runs)})
-        loops.append((a, out_port, in_port, _unique(f"{a}_sched", channel_names)))
+        loops.append((a, out_port, in_port, unique_name(f"{a}_sched", channel_names)))
         ap = ET.SubElement(props, "actorProperties", {"actor": a})
         proc = ET.SubElement(ap, "processor", {"type": PROCESSOR, "default": "true"})
         ET.SubElement(proc, "executionTime", {"time": rle.sdf3(_exec_times(actor))})

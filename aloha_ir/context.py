@@ -42,3 +42,9 @@ def record_analysis(ctx: Context, name: str, result: Any) -> None:
     """Store a pass's typed result where the PassManager returns it (ignored on a plain Context)."""
     if isinstance(ctx, AlohaContext):
         ctx.analyses[name] = result
+
+
+def record_reports(ctx: Context, name: str, reports: list) -> None:
+    """One report per graph: stored alone when the module has one graph (the usual case), else
+    the list."""
+    record_analysis(ctx, name, reports[0] if len(reports) == 1 else reports)

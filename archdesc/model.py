@@ -18,6 +18,14 @@ DATATYPE_BITS = {"f32": 32, "fixed16": 16, "fixed8": 8}
 PE_KINDS = ("conv-engine", "cpu")
 
 
+def _named(items, name: str):
+    """The item called `name` (PEs, memories and links are looked up by name); KeyError if none."""
+    for x in items:
+        if x.name == name:
+            return x
+    raise KeyError(name)
+
+
 @dataclass(frozen=True)
 class KernelRule:
     """A kernel the engine does not run natively: `jobs` runs of `native`, merged on `merge_on`."""
@@ -121,22 +129,13 @@ class Platform:
     source: str = field(default="", compare=False)
 
     def pe(self, name: str) -> ProcessingElement:
-        for p in self.pes:
-            if p.name == name:
-                return p
-        raise KeyError(name)
+        return _named(self.pes, name)
 
     def memory(self, name: str) -> Memory:
-        for m in self.memories:
-            if m.name == name:
-                return m
-        raise KeyError(name)
+        return _named(self.memories, name)
 
     def link(self, name: str) -> Link:
-        for x in self.links:
-            if x.name == name:
-                return x
-        raise KeyError(name)
+        return _named(self.links, name)
 
     def units(self) -> list[tuple[str, ProcessingElement]]:
         """(unit name, its PE) for every physical processing unit, in declaration order."""

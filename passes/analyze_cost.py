@@ -13,7 +13,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.cost import activation_bytes, block_macs, block_params, count_params, is_block
 from aloha_ir.dialects import nn
 
@@ -82,4 +82,4 @@ class AnalyzeCostPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         reports = [analyze_graph(g, self.annotate) for g in op.walk() if isinstance(g, nn.GraphOp)]
-        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)
+        record_reports(ctx, self.name, reports)

@@ -19,7 +19,7 @@ from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
 from xdsl.passes import ModulePass
 
 from aloha_ir import dataflow, rle
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
@@ -90,4 +90,4 @@ class AnalyzeEnergyPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         reports = [analyze(ctx, g, self.target, self.name) for g in mapped_graphs(op, self.name)]
-        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)
+        record_reports(ctx, self.name, reports)

@@ -18,7 +18,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
@@ -93,4 +93,4 @@ class AnalyzeMemoryPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         reports = [analyze(ctx, g, self.target, self.allow_overflow, self.name)
                    for g in mapped_graphs(op, self.name)]
-        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)
+        record_reports(ctx, self.name, reports)

@@ -16,7 +16,7 @@ from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 
 from aloha_ir import dataflow
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from passes.target import mapped_graphs
@@ -67,4 +67,4 @@ class AnalyzeProcessorsPass(ModulePass):
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         reports = [analyze(g) for g in mapped_graphs(op, self.name)]
-        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)
+        record_reports(ctx, self.name, reports)

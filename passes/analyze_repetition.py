@@ -14,7 +14,7 @@ from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
 from aloha_ir import dataflow
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
@@ -68,4 +68,4 @@ class AnalyzeRepetitionPass(ModulePass):
         if not graphs:
             raise PassError("no csdf.graph to analyse", hint="run convert-nn-to-csdf first")
         reports = [analyze(g, self.annotate) for g in graphs]
-        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)
+        record_reports(ctx, self.name, reports)

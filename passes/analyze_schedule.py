@@ -18,7 +18,7 @@ from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
 from xdsl.passes import ModulePass
 
 from aloha_ir import dataflow, rle, selftimed
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
@@ -163,4 +163,4 @@ class AnalyzeSchedulePass(ModulePass):
             raise PassError("analyze-schedule: frames must be >= 1 and in_flight >= 0")
         reports = [schedule(g, self.frames, self.in_flight, self.timeline)
                    for g in mapped_graphs(op, self.name)]
-        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)
+        record_reports(ctx, self.name, reports)

@@ -22,7 +22,7 @@ from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from aloha_ir import rle
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError, UnsupportedError
@@ -132,7 +132,7 @@ class MapPass(ModulePass):
         opp = opp_of(platform, self.opp)
         reports = [self._map(op, g, platform, datatype, opp)
                    for g in mapped_graphs(op, self.name)]
-        record_analysis(ctx, self.name, reports[0] if len(reports) == 1 else reports)
+        record_reports(ctx, self.name, reports)
 
     def _map(self, module, graph: csdf.GraphOp, platform: Platform, datatype: str,
              opp: str | None) -> MappingReport:

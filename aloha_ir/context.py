@@ -27,6 +27,7 @@ def _csdf():
 class AlohaContext(Context):
     analyses: dict[str, Any] = field(default_factory=dict)
     target: Any = None
+    dataset: Any = None  # frontends.datasets.Splits from the driver's --data (passes that execute)
 
 
 def make_context() -> AlohaContext:

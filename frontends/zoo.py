@@ -37,7 +37,8 @@ class NetBuilder:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.shapes: dict[str, tuple[int, ...]] = {"input": tuple(input_shape)}
-        self.seed = zlib.crc32(name.encode()) if seed is None else seed
+        # seeds travel as float32 attributes: keep them below 2**24 so every layer's seed is exact
+        self.seed = (zlib.crc32(name.encode()) if seed is None else seed) % (1 << 20)
         self.count = 0
 
     def _name(self, base: str) -> str:
@@ -129,7 +130,9 @@ class NetBuilder:
         return self._node("Gemm", [x, w, b], (n, m), "fc", transB=1)
 
     def dropout(self, x: str, ratio: float) -> str:
-        return self._node("Dropout", [x], self.shapes[x], "dropout", ratio=ratio)
+        # opset 13: the ratio is an input, not an attribute
+        r = self.const(np.asarray(ratio, dtype=np.float32), "dropout_ratio")
+        return self._node("Dropout", [x, r], self.shapes[x], "dropout")
 
     def add(self, a: str, b: str) -> str:
         return self._node("Add", [a, b], self.shapes[a], "add")

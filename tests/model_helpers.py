@@ -99,3 +99,24 @@ def graph_inputs(model: onnx.ModelProto) -> dict[str, list[int]]:
 
 def relative_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-12))
+
+
+def materialize_random(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Replace the zoo builders' seeded RandomNormal nodes by initializers holding the values the
+    importer draws (onnxruntime's RandomNormal uses its own generator)."""
+    from aloha_ir.weights import ConstTensor
+    model = onnx.ModelProto.FromString(model.SerializeToString())
+    g = model.graph
+    keep = []
+    for n in g.node:
+        if n.op_type != "RandomNormal":
+            keep.append(n)
+            continue
+        a = {x.name: helper.get_attribute_value(x) for x in n.attribute}
+        value = ConstTensor(tuple(int(d) for d in a["shape"]),
+                            random=(int(a["seed"]), float(a.get("mean", 0.0)),
+                                    float(a.get("scale", 1.0)))).materialize()
+        g.initializer.append(numpy_helper.from_array(value, n.output[0]))
+    del g.node[:]
+    g.node.extend(keep)
+    return model

@@ -1,0 +1,360 @@
+"""`quantize`: power-of-two fixed-point formats for every tensor of an nn graph.
+
+The result is the IR's own: every block's result type becomes `!nn.fixed<bits, frac[, unsigned]>`,
+weights carry their format in the constant's type (and a `fracs` attribute per output channel when
+`granularity=channel`), biases live in the accumulator's format (32 bits). Executors read formats from
+types; aloha_ir.fixedpoint defines the arithmetic.
+
+Methods (`method=`, the CLI's `--method`):
+- `ptq`: naive post-training quantization. Weights: the smallest format holding max |w| (per layer or
+  output channel). Activations: the range seen on calibration images (max, or a percentile of |x|).
+- `pact`, `dorefa`, `inq`: quantization-aware fine-tuning in torch (backends/torch/qat.py), with the
+  precision-relaxation heuristic for pact; then the trained network is snapped to power-of-two formats
+  and the accuracy after snapping is what is reported.
+The precision-exploration grid (`grid` in this module) evaluates (weight bits, activation bits) pairs
+without training and suggests the relaxation's starting point.
+
+The pass needs data: `data=SPEC` (frontends.datasets) or the driver's `--data` (ctx.dataset).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.context import Context
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, TensorType, i64
+from xdsl.ir import SSAValue
+from xdsl.passes import ModulePass
+from xdsl.rewriter import Rewriter
+
+from aloha_ir import fixedpoint as fp
+from aloha_ir.consts import const_tensor
+from aloha_ir.context import record_analysis
+from aloha_ir.dialects import nn
+from aloha_ir.errors import PassError, UsageError
+from aloha_ir.weights import weights_of
+
+METHODS = ("ptq", "pact", "dorefa", "inq")
+WEIGHTED = (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)
+# ops whose output keeps the input's format exactly (integers only move)
+SAME_FORMAT = (nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp, nn.DropoutOp,
+               nn.PadOp)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Statistics and formats
+
+
+@dataclass
+class Range:
+    """What calibration saw of one tensor."""
+
+    lo: float = math.inf
+    hi: float = -math.inf
+    level: float = 0.0  # max |x| or the running mean of per-batch percentiles
+    batches: int = 0
+
+    def update(self, x: np.ndarray, percentile: float | None) -> None:
+        self.lo = min(self.lo, float(x.min()))
+        self.hi = max(self.hi, float(x.max()))
+        a = np.abs(x)
+        if percentile is None:
+            self.level = max(self.level, float(a.max()))
+        else:
+            self.level += (float(np.percentile(a, percentile)) - self.level) / (self.batches + 1)
+        self.batches += 1
+
+
+def calibrate(module: ModuleOp, data, samples: int, percentile: float | None,
+              batch_size: int = 128) -> dict[SSAValue, Range]:
+    """Run the float network on calibration inputs and record every block output's range."""
+    import torch
+
+    from backends.torch.module import GraphModule
+    from backends.reference import graph_of
+    graph = graph_of(module)
+    m = GraphModule(graph, weights_of(module)).eval()
+    stats: dict[SSAValue, Range] = {}
+    with torch.no_grad():
+        for x, _ in data.head(samples).batches(batch_size):
+            for v, t in m.values(torch.from_numpy(x)).items():
+                stats.setdefault(v, Range()).update(t.numpy(), percentile)
+    return stats
+
+
+def _weight_format(values: np.ndarray, bits: int, per_channel: bool) -> tuple[fp.Fixed, np.ndarray]:
+    """A weight tensor's format and its per-output-channel fracs (all equal when per layer)."""
+    a = np.abs(values.reshape(values.shape[0], -1)) if values.ndim else np.abs(values).reshape(1, 1)
+    if per_channel and values.ndim >= 2:
+        fracs = np.array([fp.frac_for(float(r.max()), bits) for r in a])
+    else:
+        fracs = np.full(a.shape[0], fp.frac_for(float(a.max()), bits))
+    return fp.Fixed(bits, int(fracs.min())), fracs
+
+
+@dataclass
+class Formats:
+    """The formats chosen for one graph: values -> format, constants -> per-channel fracs."""
+
+    values: dict[SSAValue, fp.Fixed] = field(default_factory=dict)
+    fracs: dict[SSAValue, np.ndarray] = field(default_factory=dict)
+
+
+def choose_formats(graph: nn.GraphOp, store, stats: dict[SSAValue, Range], wbits: int, abits: int,
+                   per_channel: bool, input_bits: int | None = None) -> Formats:
+    """Formats for every value of the graph (see the module docstring)."""
+    f = Formats()
+    for op in graph.ops:
+        if isinstance(op, (nn.ConstOp, nn.OutputOp)):
+            continue
+        out = op.results[0]
+        if isinstance(op, nn.InputOp):
+            lo, hi = nn.floats(op.value_range) or (stats[out].lo, stats[out].hi)
+            f.values[out] = fp.format_for(max(abs(lo), abs(hi)), input_bits or abits, lo < 0)
+            continue
+        _const_formats(op, store, f, wbits, per_channel)
+        x = op.operands[0]
+        if isinstance(op, SAME_FORMAT) or isinstance(op, nn.PoolOp) or \
+                (isinstance(op, nn.ResizeOp) and op.mode.data == "nearest"):
+            f.values[out] = f.values[x]
+        elif isinstance(op, nn.ActOp) and op.kind.data == "relu":
+            fin = f.values[x]
+            f.values[out] = fp.Fixed(fin.bits, fin.frac, signed=False)
+        elif isinstance(op, nn.ActOp) and op.kind.data in ("softmax", "sigmoid"):
+            f.values[out] = fp.Fixed(abits, abits, signed=False)
+        elif isinstance(op, nn.ActOp) and op.kind.data == "tanh":
+            f.values[out] = fp.Fixed(abits, abits - 1)
+        else:
+            r = stats[out]
+            f.values[out] = fp.format_for(max(abs(r.lo), abs(r.hi)) if r.batches and
+                                          r.level == 0 else r.level, abits, r.lo < 0)
+        if isinstance(op, WEIGHTED) and len(op.operands) > 2:
+            _bias_format(op, f)
+    return f
+
+
+def _const_formats(op, store, f: Formats, wbits: int, per_channel: bool) -> None:
+    """Weights (operand 1 of conv/dense, the scale of a batch norm) and other constant operands."""
+    for pos, v in enumerate(op.operands):
+        c = v.owner
+        if not isinstance(c, nn.ConstOp) or v in f.values:
+            continue
+        if isinstance(op, WEIGHTED) and pos == 2:
+            continue  # the bias: accumulator format, set by _bias_format
+        values = const_tensor(c, store).materialize()
+        channel = per_channel and isinstance(op, WEIGHTED) and pos == 1
+        f.values[v], f.fracs[v] = _weight_format(values, wbits, channel)
+
+
+def _bias_format(op, f: Formats) -> None:
+    x, w, b = op.operands[0], op.operands[1], op.operands[2]
+    acc = f.values[x].frac + f.fracs[w]
+    f.values[b] = fp.Fixed(fp.BIAS_BITS, int(acc.min()))
+    f.fracs[b] = acc
+
+
+def apply_formats(graph: nn.GraphOp, f: Formats) -> None:
+    """Retype every value to its fixed-point format (recorded per channel on constants)."""
+    for v, fmt in list(f.values.items()):
+        t = v.type
+        assert isinstance(t, TensorType)
+        owner = v.owner
+        new = Rewriter.replace_value_with_new_type(v, TensorType(fmt.type(), t.get_shape()))
+        if isinstance(owner, nn.ConstOp):
+            fracs = f.fracs.get(v)
+            fp.set_const_fracs(owner, fracs if fracs is not None else fmt.frac)
+        del new
+
+
+def strip_formats(graph: nn.GraphOp) -> None:
+    """Back to float (a quantized graph being re-quantized)."""
+    from xdsl.dialects.builtin import f32
+    for op in graph.ops:
+        for v in op.results:
+            if fp.format_of(v) is not None:
+                Rewriter.replace_value_with_new_type(v, TensorType(f32, v.type.get_shape()))
+        op.attributes.pop("fracs", None)
+
+
+def format_table(graph: nn.GraphOp) -> dict[str, dict]:
+    """Per block: its output format, and the weight format (fracs per channel) of weighted blocks:
+    the `formats` of the JSON report and of the ONNX sidecar."""
+    from backends.reference import op_label
+    table: dict[str, dict] = {}
+    for i, op in enumerate(graph.ops):
+        if isinstance(op, (nn.ConstOp, nn.OutputOp)):
+            continue
+        out = fp.format_of(op.results[0])
+        if out is None:
+            continue
+        row: dict = {"op": op.name, "output": out.to_json()}
+        if isinstance(op, WEIGHTED):
+            w = op.operands[1]
+            wf = fp.format_of(w)
+            row["weight"] = wf.to_json()
+            fracs = np.atleast_1d(fp.const_fracs(w.owner))
+            if len(fracs) > 1:
+                row["weight"]["fracs"] = [int(x) for x in fracs]
+        table[op_label(op, i)] = row
+    return table
+
+
+def check_bits(*bits: int) -> None:
+    for b in bits:
+        if not fp.MIN_BITS <= b <= fp.MAX_BITS:
+            raise UsageError(f"{b} bits is outside {fp.MIN_BITS}..{fp.MAX_BITS}",
+                             hint="fixed-point formats here are 2 to 16 bits wide")
+
+
+def check_finite_weights(graph: nn.GraphOp, store) -> None:
+    from backends.reference import op_label
+    for i, op in enumerate(graph.ops):
+        if isinstance(op, nn.ConstOp):
+            values = const_tensor(op, store).materialize()
+            if not np.isfinite(values).all():
+                user = next(iter(op.output.uses)).operation if op.output.uses else op
+                raise PassError(f"{int((~np.isfinite(values)).sum())} weight values are NaN or "
+                                "infinite", where=op_label(user, i),
+                                hint="the model is broken; retrain or re-export it")
+
+
+# ---------------------------------------------------------------------------------------------------
+# The pass
+
+
+@dataclass
+class QuantizeReport:
+    graph: str
+    method: str
+    weight_bits: int
+    activation_bits: int
+    granularity: str
+    float_accuracy: float | None
+    quantized_accuracy: float | None
+    formats: dict[str, dict]
+    log: list[dict] = field(default_factory=list)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+def dataset_for(ctx: Context, spec: str, graph: nn.GraphOp):
+    """The pass's data: its own `data=` option, else the driver's --data; rescaled to the range the
+    model's input declares (mnist-8 takes 0..255)."""
+    if spec:
+        from frontends.datasets import load
+        splits = load(spec)
+    else:
+        splits = getattr(ctx, "dataset", None)
+        if splits is None:
+            raise PassError("quantize needs data to calibrate and evaluate on",
+                            hint="give the pass data=digits (or mnist:DIR, ...) or --data")
+    inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
+    if inp.value_range is not None:
+        splits = splits.to_range(*nn.floats(inp.value_range))
+    return splits
+
+
+def accuracy(model, dataset) -> float:
+    from backends.torch.train import evaluate
+    return float(evaluate(model, dataset).accuracy)
+
+
+@dataclass(frozen=True)
+class QuantizePass(ModulePass):
+    """Power-of-two fixed-point formats: naive PTQ, or PACT/DoReFa/INQ fine-tuning then snapping."""
+
+    name = "quantize"
+
+    method: str = "ptq"
+    bits: int = 8
+    abits: int = 0
+    granularity: str = "layer"
+    data: str = ""
+    calibration: str = "max"
+    percentile: float = 99.99
+    samples: int = 512
+    evaluate: bool = True
+    # fine-tuning (pact/dorefa/inq); Table 4's relaxation parameters are the defaults
+    epochs: int = 30
+    lr: float = 1e-3
+    batch_size: int = 64
+    start_bits: float = 16.0
+    relaxation_factor: float = math.sqrt(2.0)
+    delta_loss_window: int = 20
+    delta_loss_avg_thresh: float = 5.0
+    delta_loss_stdev_thresh: float = 5.0
+    stale_checks: int = 2
+    loss_target: float = 100.0
+    insert_bn: bool = False
+    checkpoint: str = ""
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise PassError(f"unknown quantization method '{self.method}'",
+                            hint="methods: " + ", ".join(METHODS))
+        if self.granularity not in ("layer", "channel"):
+            raise PassError("granularity must be layer or channel")
+        if self.calibration not in ("max", "percentile"):
+            raise PassError("calibration must be max or percentile")
+        check_bits(self.bits, self.abits or self.bits)
+
+    @property
+    def activation_bits(self) -> int:
+        return self.abits or self.bits
+
+    def apply(self, ctx: Context, op: ModuleOp) -> None:
+        from backends.reference import graph_of
+        graph = graph_of(op)
+        store = weights_of(op)
+        if any(fp.format_of(o.results[0]) for o in graph.ops if o.results):
+            raise PassError(f"@{graph.sym_name.data} is already quantized",
+                            hint="quantize the float model")
+        for o in graph.ops:
+            if isinstance(o, nn.BatchNormOp) and len(o.params) == 4:
+                raise PassError("batch norms with statistics must be folded first",
+                                hint="run canonicalize before quantize")
+        check_finite_weights(graph, store)
+        splits = dataset_for(ctx, self.data, graph)
+        seconds: dict[str, float] = {}
+        t0 = time.perf_counter()
+        float_acc = self._float_accuracy(op, splits) if self.evaluate else None
+        seconds["float_eval"] = time.perf_counter() - t0
+        log: list[dict] = []
+        if self.method != "ptq":
+            from backends.torch.qat import fine_tune
+            t0 = time.perf_counter()
+            log = fine_tune(op, splits, self)
+            seconds["fine_tune"] = time.perf_counter() - t0
+            graph = graph_of(op)
+        t0 = time.perf_counter()
+        stats = calibrate(op, splits.train, self.samples,
+                          self.percentile if self.calibration == "percentile" else None)
+        formats = choose_formats(graph, store, stats, self.bits, self.activation_bits,
+                                 self.granularity == "channel")
+        apply_formats(graph, formats)
+        seconds["calibrate"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        q_acc = self._fixed_accuracy(op, splits) if self.evaluate else None
+        seconds["fixed_eval"] = time.perf_counter() - t0
+        graph.attributes["quantization"] = DictionaryAttr({
+            "method": StringAttr(self.method), "weight_bits": IntegerAttr(self.bits, i64),
+            "activation_bits": IntegerAttr(self.activation_bits, i64),
+            "granularity": StringAttr(self.granularity)})
+        record_analysis(ctx, self.name, QuantizeReport(
+            graph.sym_name.data, self.method, self.bits, self.activation_bits, self.granularity,
+            float_acc, q_acc, format_table(graph), log, seconds))
+
+    def _float_accuracy(self, module: ModuleOp, splits) -> float:
+        from backends.torch.module import build
+        return accuracy(build(module, logits=True), splits.test)
+
+    def _fixed_accuracy(self, module: ModuleOp, splits) -> float:
+        from backends.torch.fixed import build_fixed
+        return accuracy(build_fixed(module, logits=True), splits.test)

@@ -367,6 +367,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     p.set_defaults(func=cmd_analyze)
 
+    from alohac.learn import add_parsers
+    add_parsers(sub, EXIT_CODES_HELP)
+
     p = sub.add_parser("list", help="list passes, zoo models, platforms or backends")
     p.add_argument("what", choices=["passes", "zoo", "platforms", "backends"])
     p.add_argument("--json", action="store_true", help="platforms: print the loaded models as "

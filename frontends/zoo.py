@@ -261,10 +261,23 @@ def mnist_cnn() -> onnx.ModelProto:
     return b.model(b.softmax(b.dense(x, 10)))
 
 
+DIGITS_MEAN, DIGITS_STD = (0.3,), (0.37,)
+
+
+def digits_cnn() -> onnx.ModelProto:
+    """A small CNN for scikit-learn's 8x8 digits: conv16-pool-conv32-pool-dense64-dense10."""
+    b = NetBuilder("digits_cnn", (1, 1, 8, 8))
+    x = b.normalize("input", DIGITS_MEAN, DIGITS_STD)
+    x = b.pool(b.relu(b.conv(x, 16, 3)), 2, 2)
+    x = b.pool(b.relu(b.conv(x, 32, 3)), 2, 2)
+    x = b.dropout(b.relu(b.dense(b.flatten(x), 64)), 0.25)
+    return b.model(b.softmax(b.dense(x, 10)))
+
+
 BUILDERS: dict[str, Callable[[], onnx.ModelProto]] = {
     "vgg16": vgg16, "resnet18": resnet18, "squeezenet1_1": squeezenet1_1,
     "mobilenet_v1": mobilenet_v1, "lenet5": lenet5, "tiny_yolov2": tiny_yolov2,
-    "mnist_cnn": mnist_cnn,
+    "mnist_cnn": mnist_cnn, "digits_cnn": digits_cnn,
 }
 
 

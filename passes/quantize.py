@@ -327,17 +327,19 @@ class QuantizePass(ModulePass):
         float_acc = self._float_accuracy(op, splits) if self.evaluate else None
         seconds["float_eval"] = time.perf_counter() - t0
         log: list[dict] = []
+        trained: dict = {}
         if self.method != "ptq":
             from backends.torch.qat import fine_tune
             t0 = time.perf_counter()
-            log = fine_tune(op, splits, self)
+            log, trained = fine_tune(op, splits, self)
             seconds["fine_tune"] = time.perf_counter() - t0
-            graph = graph_of(op)
         t0 = time.perf_counter()
         stats = calibrate(op, splits.train, self.samples,
                           self.percentile if self.calibration == "percentile" else None)
+        stats.update(trained)  # PACT's trained clip levels are the activation ranges
         formats = choose_formats(graph, store, stats, self.bits, self.activation_bits,
-                                 self.granularity == "channel")
+                                 self.granularity == "channel",
+                                 input_bits=min(fp.MAX_BITS, max(self.activation_bits, 8)))
         apply_formats(graph, formats)
         seconds["calibrate"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -358,3 +360,53 @@ class QuantizePass(ModulePass):
     def _fixed_accuracy(self, module: ModuleOp, splits) -> float:
         from backends.torch.fixed import build_fixed
         return accuracy(build_fixed(module, logits=True), splits.test)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Precision exploration (the deliverable's section 2.4.4.1)
+
+
+@dataclass
+class GridResult:
+    float_accuracy: float
+    points: list[dict]            # {"weight_bits", "activation_bits", "accuracy"}
+    suggested: dict | None        # the relaxation's suggested starting point
+
+    def to_json(self) -> dict:
+        from dataclasses import asdict
+        return asdict(self)
+
+
+def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
+                      activation_bits=(16, 12, 8, 6, 4), per_channel: bool = False,
+                      samples: int = 512, threshold: float = 0.95) -> GridResult:
+    """Naive quantization of every (weight bits, activation bits) pair, without training, evaluated
+    on the validation split. Suggested start: the most accurate configuration whose accuracy is
+    below `threshold` x float accuracy (the first one that is no longer comparable to float)."""
+    from aloha_ir.weights import attach_weights
+    from backends.reference import graph_of
+    from backends.torch.fixed import build_fixed
+    from backends.torch.module import build
+    check_bits(*weight_bits, *activation_bits)
+    float_acc = accuracy(build(module, logits=True), splits.val)
+    stats = calibrate(module, splits.train, samples, None)
+    store = weights_of(module)
+    points = []
+    for wb in weight_bits:
+        for ab in activation_bits:
+            trial = module.clone()
+            attach_weights(trial, store)
+            g = graph_of(trial)
+            by_index = {v: stats[o] for o, v in zip(_values(graph_of(module)), _values(g))}
+            apply_formats(g, choose_formats(g, store, by_index, wb, ab, per_channel,
+                                            input_bits=min(fp.MAX_BITS, max(ab, 8))))
+            points.append({"weight_bits": wb, "activation_bits": ab,
+                           "accuracy": accuracy(build_fixed(trial, logits=True), splits.val)})
+    below = [p for p in points if p["accuracy"] < threshold * float_acc]
+    suggested = max(below, key=lambda p: (p["accuracy"], p["weight_bits"] + p["activation_bits"])) \
+        if below else None
+    return GridResult(float_acc, points, suggested)
+
+
+def _values(graph: nn.GraphOp) -> list[SSAValue]:
+    return [op.results[0] for op in graph.ops if op.results and not isinstance(op, nn.ConstOp)]

@@ -19,6 +19,7 @@ PASSES: dict[str, str] = {
     "analyze-memory": "passes.analyze_memory:AnalyzeMemoryPass",
     "analyze-energy": "passes.analyze_energy:AnalyzeEnergyPass",
     "analyze-processors": "passes.analyze_processors:AnalyzeProcessorsPass",
+    "quantize": "passes.quantize:QuantizePass",
 }
 
 

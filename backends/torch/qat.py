@@ -1,0 +1,241 @@
+"""Quantization-aware fine-tuning for the quantize pass: PACT (+ linear weights), DoReFa, INQ.
+
+Training runs on the float GraphModule with fake quantizers hooked in (`act_fns`, `weight_fns`), then
+a last phase trains with the deployment's own power-of-two formats, so snapping loses little. The
+trained weights are written back into the IR and the PACT clip levels become the activation ranges the
+pass turns into formats.
+
+Precision relaxation (the seeds' Table 4 and the paper's section 4.1.1): precision p starts at
+`start_bits` (Q1.15 = 16) and drops by log2(relaxation_factor) bits (sqrt(2): half a bit) whenever the
+training is stale: over the last `delta_loss_window` epochs, the mean and standard deviation of the
+change of the total training loss (summed over the epoch's batches) are both below their thresholds,
+for `stale_checks` consecutive epochs, with the total loss below `loss_target`. The window is reset at
+each drop. Inputs stop at 8 bits. Relaxation ends at the target bits.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from aloha_ir import fixedpoint as fp
+from aloha_ir.dialects import nn
+from aloha_ir.weights import weights_of
+from backends.reference import graph_of
+from backends.torch.module import GraphModule
+
+INQ_STAGES = (0.5, 0.75, 0.875, 1.0)
+SNAP_EPOCHS = 2
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.floor(x + 0.5)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    return _RoundSTE.apply(x)
+
+
+class Precision:
+    """The current precision in (possibly fractional) bits, shared by every quantizer."""
+
+    def __init__(self, weight_bits: float, act_bits: float):
+        self.weight_bits = weight_bits
+        self.act_bits = act_bits
+        self.pow2 = False  # the deployment's formats: integer bits, power-of-two steps
+
+
+class ActQuant(torch.nn.Module):
+    """PACT: y = clip(x, 0, alpha) (or [-alpha, alpha] for signed values), quantized to 2**p - 1
+    levels with a trained alpha; in pow2 mode, the power-of-two format that holds alpha."""
+
+    def __init__(self, alpha: float, signed: bool, precision: Precision, target_bits: int):
+        super().__init__()
+        self.alpha = torch.nn.Parameter(torch.tensor(float(max(alpha, 1e-3))))
+        self.signed = signed
+        self.precision = precision
+        self.target_bits = target_bits
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        a = self.alpha
+        lo = -a if self.signed else torch.zeros_like(a)
+        y = torch.maximum(torch.minimum(x, a), lo)
+        if self.precision.pow2:
+            fmt = fp.format_for(float(a.detach()), self.target_bits, self.signed)
+            q = torch.clamp(round_ste(y * 2.0 ** fmt.frac), fmt.qmin, fmt.qmax)
+            return q * 2.0 ** -fmt.frac
+        levels = 2.0 ** self.precision.act_bits - 1
+        eps = (a - lo) / levels
+        return round_ste((y - lo) / eps) * eps + lo
+
+
+class WeightQuant(torch.nn.Module):
+    """Linear symmetric (PACT's weights) or DoReFa weights at the current precision; pow2 mode uses
+    the deployment's per-layer format."""
+
+    def __init__(self, method: str, precision: Precision, target_bits: int):
+        super().__init__()
+        self.method = method
+        self.precision = precision
+        self.target_bits = target_bits
+
+    def forward(self, w: torch.Tensor) -> torch.Tensor:
+        if self.method == "dorefa":
+            t = torch.tanh(w)
+            t = t / (2 * t.abs().max().clamp_min(1e-12)) + 0.5
+            k = 2.0 ** self.precision.weight_bits - 1
+            w = 2 * (round_ste(t * k) / k) - 1
+        top = float(w.detach().abs().max())
+        if top == 0:
+            return w
+        if self.precision.pow2:
+            fmt = fp.format_for(top, self.target_bits)
+            return torch.clamp(round_ste(w * 2.0 ** fmt.frac), fmt.qmin, fmt.qmax) * \
+                2.0 ** -fmt.frac
+        if self.method == "dorefa":
+            return w
+        half_levels = 2.0 ** (self.precision.weight_bits - 1) - 1
+        return round_ste(w / top * half_levels) * (top / half_levels)
+
+
+def inq_quantize(w: np.ndarray, bits: int) -> np.ndarray:
+    """INQ's power-of-two values {0, +-2**n2 .. +-2**n1} (Zhou et al. 2017)."""
+    top = float(np.abs(w).max())
+    if top == 0:
+        return w
+    n1 = math.floor(math.log2(4 * top / 3))
+    n2 = n1 + 1 - 2 ** max(bits - 2, 0)
+    a = np.abs(w)
+    with np.errstate(divide="ignore"):
+        n = np.floor(np.log2(np.maximum(a, 1e-30) * 4 / 3))
+    n = np.clip(n, n2, n1)
+    q = np.where(a >= 2.0 ** (n2 - 1), np.exp2(n), 0.0)
+    return (np.sign(w) * q).astype(w.dtype)
+
+
+class Relaxation:
+    """The precision-relaxation heuristic as the training engine's on_epoch callback."""
+
+    def __init__(self, opts, precision: Precision, batches: int, log: list[dict]):
+        self.o = opts
+        self.p = precision
+        self.batches = batches
+        self.log = log
+        self.losses: list[float] = []
+        self.stale = 0
+        self.step = math.log2(opts.relaxation_factor)
+
+    def done(self) -> bool:
+        return self.p.weight_bits <= self.o.bits and self.p.act_bits <= self.o.activation_bits
+
+    def __call__(self, epoch: int, record) -> bool | None:
+        total = float(_get(record, "train_loss")) * self.batches
+        self.losses.append(total)
+        deltas = np.diff(self.losses[-(self.o.delta_loss_window + 1):])
+        entry = {"epoch": epoch, "total_loss": total, "weight_bits": self.p.weight_bits,
+                 "activation_bits": self.p.act_bits, "val_accuracy": _get(record, "val_accuracy"),
+                 "relaxed": False}
+        if len(deltas) >= self.o.delta_loss_window and not self.done():
+            stale = abs(float(deltas.mean())) < self.o.delta_loss_avg_thresh and \
+                float(deltas.std()) < self.o.delta_loss_stdev_thresh
+            self.stale = self.stale + 1 if stale else 0
+            if self.stale >= self.o.stale_checks and total < self.o.loss_target:
+                self.p.weight_bits = max(self.o.bits, self.p.weight_bits - self.step)
+                self.p.act_bits = max(self.o.activation_bits, self.p.act_bits - self.step)
+                self.losses, self.stale = [total], 0
+                entry["relaxed"] = True
+        self.log.append(entry)
+        return None
+
+
+def _get(record, key: str):
+    return record[key] if isinstance(record, dict) else getattr(record, key, None)
+
+
+def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
+    """Fine-tune `module` in place with opts.method; returns (log, activation ranges by value)."""
+    from backends.torch.train import TrainConfig, train
+    from passes.quantize import Range, calibrate
+
+    graph = graph_of(module)
+    stats = calibrate(module, splits.train, opts.samples, None)
+    start = opts.start_bits if opts.method in ("pact", "dorefa") else opts.bits
+    precision = Precision(max(start, opts.bits), max(start, opts.activation_bits))
+    m = GraphModule(graph, weights_of(module), logits=True)
+    acts: dict = {}
+    for i, op in enumerate(graph.ops):
+        if isinstance(op, (nn.ConstOp, nn.InputOp, nn.OutputOp)) or op is m.skip_softmax:
+            continue
+        r = stats[op.results[0]]
+        label = m.labels[op]
+        if opts.method == "pact":
+            acts[op.results[0]] = label
+            m.act_fns[label] = ActQuant(r.level, r.lo < 0, precision, opts.activation_bits)
+    for key, c in m.const_ops.items():
+        if m.const_roles[key] == "param" and key.endswith("_weight") and opts.method != "inq":
+            m.weight_fns[key] = WeightQuant(opts.method, precision, opts.bits)
+    log: list[dict] = []
+    n_batches = max(1, math.ceil(len(splits.train) / opts.batch_size))
+    config = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
+                         seed=opts.seed, checkpoint=opts.checkpoint or None, progress=False)
+    if opts.method == "inq":
+        _inq(m, splits, config, opts, log)
+    else:
+        relax = Relaxation(opts, precision, n_batches, log)
+        reg = (lambda: 1e-4 * sum(q.alpha ** 2 for q in m.act_fns.values())) \
+            if opts.method == "pact" else None
+        train(m, splits, config, regularizer=reg, on_epoch=relax)
+        precision.weight_bits, precision.act_bits = opts.bits, opts.activation_bits
+        precision.pow2 = True
+        snap = TrainConfig(epochs=SNAP_EPOCHS, batch_size=opts.batch_size, lr=opts.lr / 10,
+                           seed=opts.seed + 1, progress=False)
+        result = train(m, splits, snap, regularizer=reg)
+        log.append({"phase": "snap", "epochs": SNAP_EPOCHS,
+                    "val_accuracy": _get(result.history[-1], "val_accuracy")})
+    m.write_back(module)
+    ranges = {}
+    for v, label in acts.items():
+        a = float(m.act_fns[label].alpha.detach())
+        signed = m.act_fns[label].signed
+        ranges[v] = Range(lo=-a if signed else 0.0, hi=a, level=a, batches=1)
+    return log, ranges
+
+
+def _inq(m: GraphModule, splits, config, opts, log: list[dict]) -> None:
+    """Incremental network quantization: freeze growing fractions of the largest weights as powers of
+    two and retrain the rest; at 100% every weight is a power of two (or zero)."""
+    from dataclasses import replace
+
+    from backends.torch.train import train
+    keys = [k for k in m.params if m.const_roles[k] == "param" and k.endswith("_weight")]
+    frozen = {k: torch.zeros_like(m.params[k], dtype=torch.bool) for k in keys}
+    values = {k: m.params[k].detach().clone() for k in keys}
+    per_stage = max(1, config.epochs // len(INQ_STAGES))
+
+    def restore(model):
+        with torch.no_grad():
+            for k in keys:
+                model.params[k][frozen[k]] = values[k][frozen[k]]
+
+    for stage, fraction in enumerate(INQ_STAGES):
+        with torch.no_grad():
+            for k in keys:
+                w = m.params[k].detach()
+                cut = torch.quantile(w.abs().flatten(), 1 - fraction) if fraction < 1 else -1.0
+                newly = ~frozen[k] & (w.abs() >= cut)
+                q = torch.from_numpy(inq_quantize(w.numpy(), opts.bits))
+                values[k] = torch.where(newly, q, values[k])
+                frozen[k] |= newly
+        restore(m)
+        result = train(m, splits, replace(config, epochs=per_stage, seed=config.seed + stage,
+                                          checkpoint=None), after_step=restore)
+        log.append({"phase": f"inq {fraction:.3f}", "epochs": per_stage,
+                    "val_accuracy": _get(result.history[-1], "val_accuracy")})

@@ -107,6 +107,7 @@ def choose_formats(graph: nn.GraphOp, store, stats: dict[SSAValue, Range], wbits
                    per_channel: bool, input_bits: int | None = None) -> Formats:
     """Formats for every value of the graph (see the module docstring)."""
     f = Formats()
+    input_like: set[SSAValue] = set()  # the input and its in-graph normalisation keep input bits
     for op in graph.ops:
         if isinstance(op, (nn.ConstOp, nn.OutputOp)):
             continue
@@ -114,6 +115,15 @@ def choose_formats(graph: nn.GraphOp, store, stats: dict[SSAValue, Range], wbits
         if isinstance(op, nn.InputOp):
             lo, hi = nn.floats(op.value_range) or (stats[out].lo, stats[out].hi)
             f.values[out] = fp.format_for(max(abs(lo), abs(hi)), input_bits or abits, lo < 0)
+            input_like.add(out)
+            continue
+        if isinstance(op, (nn.MulOp, nn.AddOp)) and \
+                sum(v in input_like for v in op.operands) == 1 and \
+                any(isinstance(v.owner, nn.ConstOp) for v in op.operands):
+            _const_formats(op, store, f, input_bits or abits, False)
+            r = stats[out]
+            f.values[out] = fp.format_for(max(abs(r.lo), abs(r.hi)), input_bits or abits, r.lo < 0)
+            input_like.add(out)
             continue
         _const_formats(op, store, f, wbits, per_channel)
         x = op.operands[0]

@@ -107,12 +107,15 @@ class WeightQuant(torch.nn.Module):
 
 
 def inq_quantize(w: np.ndarray, bits: int) -> np.ndarray:
-    """INQ's power-of-two values {0, +-2**n2 .. +-2**n1} (Zhou et al. 2017)."""
+    """INQ's power-of-two values {0, +-2**n2 .. +-2**n1} (Zhou et al. 2017), with n1 from the
+    largest weight as in the paper and n2 = n1 + 2 - bits, so that every value is exact in the
+    `bits`-wide power-of-two fixed-point format the weights deploy in (the paper's n2 would need
+    more bits than a b-bit fixed-point multiplier has)."""
     top = float(np.abs(w).max())
     if top == 0:
         return w
     n1 = math.floor(math.log2(4 * top / 3))
-    n2 = n1 + 1 - 2 ** max(bits - 2, 0)
+    n2 = n1 + 2 - bits
     a = np.abs(w)
     with np.errstate(divide="ignore"):
         n = np.floor(np.log2(np.maximum(a, 1e-30) * 4 / 3))
@@ -137,11 +140,11 @@ class Relaxation:
         return self.p.weight_bits <= self.o.bits and self.p.act_bits <= self.o.activation_bits
 
     def __call__(self, epoch: int, record) -> bool | None:
-        total = float(_get(record, "train_loss")) * self.batches
+        total = float(record.train_loss) * self.batches
         self.losses.append(total)
         deltas = np.diff(self.losses[-(self.o.delta_loss_window + 1):])
         entry = {"epoch": epoch, "total_loss": total, "weight_bits": self.p.weight_bits,
-                 "activation_bits": self.p.act_bits, "val_accuracy": _get(record, "val_accuracy"),
+                 "activation_bits": self.p.act_bits, "val_accuracy": _val_accuracy(record),
                  "relaxed": False}
         if len(deltas) >= self.o.delta_loss_window and not self.done():
             stale = abs(float(deltas.mean())) < self.o.delta_loss_avg_thresh and \
@@ -156,8 +159,8 @@ class Relaxation:
         return None
 
 
-def _get(record, key: str):
-    return record[key] if isinstance(record, dict) else getattr(record, key, None)
+def _val_accuracy(record) -> float:
+    return float(record.val.accuracy)
 
 
 def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
@@ -199,7 +202,7 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
                            seed=opts.seed + 1, progress=False)
         result = train(m, splits, snap, regularizer=reg)
         log.append({"phase": "snap", "epochs": SNAP_EPOCHS,
-                    "val_accuracy": _get(result.history[-1], "val_accuracy")})
+                    "val_accuracy": _val_accuracy(result.history[-1])})
     m.write_back(module)
     ranges = {}
     for v, label in acts.items():
@@ -238,4 +241,4 @@ def _inq(m: GraphModule, splits, config, opts, log: list[dict]) -> None:
         result = train(m, splits, replace(config, epochs=per_stage, seed=config.seed + stage,
                                           checkpoint=None), after_step=restore)
         log.append({"phase": f"inq {fraction:.3f}", "epochs": per_stage,
-                    "val_accuracy": _get(result.history[-1], "val_accuracy")})
+                    "val_accuracy": _val_accuracy(result.history[-1])})

@@ -36,6 +36,7 @@ bench: $(STAMP)
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/import.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/conversion.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/platforms.py
+	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/quantization.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

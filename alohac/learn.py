@@ -100,6 +100,12 @@ def cmd_quantize(args) -> int:
     from frontends.loader import model_stem
     from passes.quantize import QuantizePass, explore_precision
     wbits, abits = _bits(args.bits)
+    try:
+        from backends.onnx.qdq import save_quantized
+    except ImportError:
+        from aloha_ir.errors import UnsupportedError
+        raise UnsupportedError("the quantized ONNX (QDQ) export is not in this build yet",
+                               hint="use the quantize pass from the Python API meanwhile") from None
     module, graph = _model_for_training(args.model)
     ctx = make_context()
     ctx.dataset = _interface(graph, _splits(args.data, args.seed))
@@ -130,7 +136,6 @@ def cmd_quantize(args) -> int:
     stem = model_stem(args.model)
     written = save_module(module, os.path.join(args.output, f"{stem}.mlir"))
     onnx_path = os.path.join(args.output, f"{stem}.onnx")
-    from backends.onnx.qdq import save_quantized
     written += save_quantized(module, onnx_path) or [onnx_path]
     for w in written:
         print(f"wrote {w}", file=out)

@@ -180,7 +180,8 @@ def _independent_counts(model: onnx.ModelProto) -> tuple[int, int]:
             a = shapes.get(n.input[0])
             k = a[-1] if a else weight_shape[n.input[1]][0]
             macs += math.prod(out) * k
-    read = {i for n in g.node for i in n.input}
+    # a Dropout's ratio input (opset >= 12) is a hyperparameter, not a parameter tensor
+    read = {i for n in g.node for i in (n.input[:1] if n.op_type == "Dropout" else n.input)}
     params = sum(c for name, c in float_tensors.items() if name in read)
     return macs, params
 

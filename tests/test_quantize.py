@@ -124,7 +124,7 @@ def test_nan_weights_are_refused(trained):
 
 def test_labels_that_do_not_fit_the_model_are_refused():
     from alohac.main import main
-    assert main(["quantize", "zoo:lenet5", "--data", "digits", "-o", "/tmp/unused"]) == 2
+    assert main(["train", "zoo:lenet5", "--data", "digits", "-o", "/tmp/unused.onnx"]) == 2
 
 
 def test_cli_quantize_json(trained, tmp_path, capsys):

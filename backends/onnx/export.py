@@ -3,6 +3,11 @@
 Opset 13 and IR version 10 (onnx >= 1.16 stamps newer IR versions that onnxruntime 1.31 rejects). Splat
 constants are exported as ConstantOfShape nodes, so a light model's export stays small; other constants
 become initializers. Fused activations become their own nodes again.
+
+`_Exporter` is also the base of the quantized (QDQ) exporter in backends/onnx/qdq.py: it emits for a
+higher opset when asked (ReduceMean takes its axes as an input from opset 18) and has two hooks, the
+value an input port stands for (`input_value`) and the parameters an activation is exported with
+(`act_params`).
 """
 
 from __future__ import annotations
@@ -25,9 +30,10 @@ IR_VERSION = 10
 
 
 class _Exporter:
-    def __init__(self, graph: nn.GraphOp, store):
+    def __init__(self, graph: nn.GraphOp, store, opset: int = OPSET):
         self.graph = graph
         self.store = store
+        self.opset = opset
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.names: dict[SSAValue, str] = {}
@@ -55,7 +61,15 @@ class _Exporter:
         if fused is None:
             return value
         kind, params = fused
-        return self.act(kind, params, None, value, output)
+        return self.act(kind, self.act_params(op, kind, params), None, value, output)
+
+    def act_params(self, op, kind: str, params: tuple[float, ...]) -> tuple[float, ...]:
+        """The parameters `op`'s activation is exported with."""
+        return params
+
+    def input_value(self, op: nn.InputOp) -> str:
+        """The tensor the graph's input port stands for inside the graph."""
+        return op.port.data
 
     def act(self, kind: str, params, axis, value: str, output: str) -> str:
         if kind == "relu":
@@ -84,9 +98,9 @@ class _Exporter:
         for op in self.graph.ops:
             res = op.results[0] if op.results else None
             if isinstance(op, nn.InputOp):
-                self.names[res] = op.port.data
                 inputs.append(helper.make_tensor_value_info(op.port.data, TensorProto.FLOAT,
                                                             list(nn.shape_of(res))))
+                self.names[res] = self.input_value(op)
                 continue
             if isinstance(op, nn.OutputOp):
                 for v, port in zip(op.inputs, op.ports.data):
@@ -137,7 +151,9 @@ class _Exporter:
         elif isinstance(op, nn.ConcatOp):
             self.node("Concat", ins, raw, axis=op.prop_int("axis"))
         elif isinstance(op, nn.ActOp):
-            return self.act(op.kind.data, nn.floats(op.params), op.prop_int("axis", -1), ins[0], out)
+            kind = op.kind.data
+            return self.act(kind, self.act_params(op, kind, nn.floats(op.params)),
+                            op.prop_int("axis", -1), ins[0], out)
         elif isinstance(op, nn.LrnOp):
             self.node("LRN", ins, raw, size=op.prop_int("size"), alpha=op.prop_float("alpha"),
                       beta=op.prop_float("beta"), bias=op.prop_float("bias"))
@@ -180,8 +196,11 @@ class _Exporter:
             return self.node("Resize", inputs, out, mode=op.mode.data,
                              coordinate_transformation_mode=op.coord_mode.data, **kw)
         elif isinstance(op, nn.ReduceMeanOp):
-            return self.node("ReduceMean", ins, out, axes=list(op.prop_ints("axes")),
-                             keepdims=op.prop_int("keepdims", 1))
+            axes, keep = list(op.prop_ints("axes")), op.prop_int("keepdims", 1)
+            if self.opset >= 18:
+                return self.node("ReduceMean", [ins[0], self.int_init(axes, "axes")], out,
+                                 keepdims=keep)
+            return self.node("ReduceMean", ins, out, axes=axes, keepdims=keep)
         elif isinstance(op, nn.DropoutOp):
             return self.node("Identity", ins, out)
         else:
@@ -189,16 +208,23 @@ class _Exporter:
         return self.activation(op, raw, out) if raw != out else out
 
 
-def export_onnx(module: ModuleOp) -> onnx.ModelProto:
-    """The module's (single) nn.graph as an ONNX model."""
+def single_graph(module: ModuleOp) -> nn.GraphOp:
     graphs = [g for g in module.walk() if isinstance(g, nn.GraphOp)]
     if len(graphs) != 1:
         raise UnsupportedError(f"ONNX export needs exactly one nn.graph, found {len(graphs)}")
-    graph = _Exporter(graphs[0], weights_of(module)).export()
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)],
+    return graphs[0]
+
+
+def make_model(graph: onnx.GraphProto, opset: int = OPSET) -> onnx.ModelProto:
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
                               producer_name="aloha")
     model.ir_version = IR_VERSION
     return model
+
+
+def export_onnx(module: ModuleOp) -> onnx.ModelProto:
+    """The module's (single) nn.graph as an ONNX model."""
+    return make_model(_Exporter(single_graph(module), weights_of(module)).export())
 
 
 def save_onnx(module: ModuleOp, path: str) -> None:

@@ -14,6 +14,11 @@ DATA_HELP = ("dataset: digits (scikit-learn's 8x8 digits, bundled), mnist:DIR (I
              "images:DIR (one folder per class)")
 
 
+def data_for_model(splits, graph):
+    from passes.quantize import data_for_model as fit
+    return fit(splits, graph)
+
+
 def _splits(spec: str, seed: int):
     from frontends.datasets import load
     return load(spec, seed=seed)
@@ -25,19 +30,6 @@ def _model_for_training(spec: str):
     from frontends.loader import load_model
     module = load_model(spec)
     return module, graph_of(module)
-
-
-def _interface(graph, splits):
-    """Data rescaled to the range the model's input declares (imported models keep theirs)."""
-    from aloha_ir.dialects import nn
-    inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
-    if inp.value_range is not None:
-        splits = splits.to_range(*nn.floats(inp.value_range))
-    out = graph.ops.last.operands[0]
-    n_out = nn.shape_of(out)[-1]
-    for d in (splits.train, splits.test):
-        d.check_fits(n_out, tuple(nn.shape_of(inp.output)[1:]))
-    return splits
 
 
 def _write_onnx(module, path: str) -> str:
@@ -55,7 +47,7 @@ def cmd_train(args) -> int:
     if not args.output.endswith(".onnx"):
         raise UsageError("-o must name an .onnx file", hint="e.g. -o out/model.onnx")
     module, graph = _model_for_training(args.model)
-    splits = _interface(graph, _splits(args.data, args.seed))
+    splits = data_for_model(_splits(args.data, args.seed), graph)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, seed=args.seed, patience=args.patience,
                          subset=args.subset, checkpoint=args.checkpoint,
@@ -108,7 +100,7 @@ def cmd_quantize(args) -> int:
                                hint="use the quantize pass from the Python API meanwhile") from None
     module, graph = _model_for_training(args.model)
     ctx = make_context()
-    ctx.dataset = _interface(graph, _splits(args.data, args.seed))
+    ctx.dataset = data_for_model(_splits(args.data, args.seed), graph)
     PassManager.parse("canonicalize").run(module, ctx)
     out = sys.stderr if args.json else sys.stdout
     grid = None
@@ -154,6 +146,14 @@ def cmd_quantize(args) -> int:
     return 0
 
 
+def _common(p: argparse.ArgumentParser, output_help: str) -> None:
+    p.add_argument("model", metavar="MODEL")
+    p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("-o", "--output", required=True, metavar=output_help)
+
+
 def add_parsers(sub, epilog: str) -> None:
     fmt = argparse.RawDescriptionHelpFormatter
     p = sub.add_parser("train", help="train or fine-tune a model on a dataset (torch)",
@@ -166,8 +166,7 @@ def add_parsers(sub, epilog: str) -> None:
                                    "rescaled to it. --json prints one JSON object as the last line "
                                    "(accuracy, loss, epochs on the test split).",
                        epilog=epilog, formatter_class=fmt)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
+    _common(p, "OUT.onnx")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3)
@@ -178,9 +177,6 @@ def add_parsers(sub, epilog: str) -> None:
                    help="fast mode: train on this many samples (0: all)")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="save every epoch here; a rerun resumes from it")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, metavar="OUT.onnx")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quantize", help="quantize a model to power-of-two fixed point",
@@ -194,8 +190,7 @@ def add_parsers(sub, epilog: str) -> None:
                                    "(float_accuracy, quantized_accuracy, weight_bits, "
                                    "activation_bits, formats).",
                        epilog=epilog, formatter_class=fmt)
-    p.add_argument("model", metavar="MODEL")
-    p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
+    _common(p, "OUT")
     p.add_argument("--bits", default="8", metavar="W[,A]",
                    help="weight and activation bits, 2..16 (default 8)")
     p.add_argument("--method", choices=("ptq", "pact", "dorefa", "inq"), default="ptq")
@@ -217,7 +212,4 @@ def add_parsers(sub, epilog: str) -> None:
                    help="consecutive stale epochs before a precision drop (default 2)")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="fine-tuning checkpoint; an interrupted run resumes from it")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
-    p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_quantize)

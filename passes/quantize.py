@@ -139,8 +139,7 @@ def choose_formats(graph: nn.GraphOp, store, stats: dict[SSAValue, Range], wbits
             f.values[out] = fp.Fixed(abits, abits - 1)
         else:
             r = stats[out]
-            f.values[out] = fp.format_for(max(abs(r.lo), abs(r.hi)) if r.batches and
-                                          r.level == 0 else r.level, abits, r.lo < 0)
+            f.values[out] = fp.format_for(r.level, abits, r.lo < 0)
         if isinstance(op, WEIGHTED) and len(op.operands) > 2:
             _bias_format(op, f)
     return f
@@ -172,11 +171,10 @@ def apply_formats(graph: nn.GraphOp, f: Formats) -> None:
         t = v.type
         assert isinstance(t, TensorType)
         owner = v.owner
-        new = Rewriter.replace_value_with_new_type(v, TensorType(fmt.type(), t.get_shape()))
+        Rewriter.replace_value_with_new_type(v, TensorType(fmt.type(), t.get_shape()))
         if isinstance(owner, nn.ConstOp):
             fracs = f.fracs.get(v)
             fp.set_const_fracs(owner, fracs if fracs is not None else fmt.frac)
-        del new
 
 
 def strip_formats(graph: nn.GraphOp) -> None:
@@ -264,9 +262,18 @@ def dataset_for(ctx: Context, spec: str, graph: nn.GraphOp):
         if splits is None:
             raise PassError("quantize needs data to calibrate and evaluate on",
                             hint="give the pass data=digits (or mnist:DIR, ...) or --data")
+    return data_for_model(splits, graph)
+
+
+def data_for_model(splits, graph: nn.GraphOp):
+    """The data rescaled to the range the model's input declares (imported models keep their
+    interface: mnist-8 takes 0..255), checked against its outputs and input shape."""
     inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
     if inp.value_range is not None:
         splits = splits.to_range(*nn.floats(inp.value_range))
+    n_out = nn.shape_of(graph.ops.last.operands[0])[-1]
+    for d in (splits.train, splits.test):
+        d.check_fits(n_out, tuple(nn.shape_of(inp.output)[1:]))
     return splits
 
 
@@ -301,7 +308,6 @@ class QuantizePass(ModulePass):
     delta_loss_stdev_thresh: float = 5.0
     stale_checks: int = 2
     loss_target: float = 100.0
-    insert_bn: bool = False
     checkpoint: str = ""
     seed: int = 0
 

@@ -24,7 +24,7 @@ from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore
 from backends.reference import FLOAT_ISLANDS, avg_counts, op_label, resize_matrix, window_extra
-from backends.torch.module import batch_shape, pads_lrtb
+from backends.torch.module import batch_shape, pad_like_onnx, pads_lrtb
 
 EXACT = 2.0 ** 53
 
@@ -328,19 +328,8 @@ def _move(fn):
 
 def _pad(m, op: nn.PadOp, env):
     x, fin = env[op.input], fp.format_of(op.input)
-    pads = op.prop_ints("pads")
-    r = x.dim()
-    flat: list[int] = []
-    for axis in reversed(range(r)):
-        flat += [pads[axis], pads[axis + r]]
-    if op.mode.data == "constant":
-        value = float(fp.to_fixed(np.float64(op.prop_float("value")), fin))
-        y = F.pad(x, flat, value=value)
-    else:
-        while len(flat) > 4 and flat[-1] == 0 and flat[-2] == 0:
-            flat = flat[:-2]
-        y = F.pad(x, flat, mode={"reflect": "reflect", "edge": "replicate"}[op.mode.data])
-    return requantize(y, fin.frac, fp.format_of(op.output))
+    value = float(fp.to_fixed(np.float64(op.prop_float("value")), fin))
+    return requantize(pad_like_onnx(x, op, value), fin.frac, fp.format_of(op.output))
 
 
 def _resize(m, op: nn.ResizeOp, env):
@@ -361,12 +350,6 @@ def _reduce_mean(m, op: nn.ReduceMeanOp, env):
     return to_fixed(y, fp.format_of(op.output))
 
 
-def _shuffle(op, x):
-    n, c, h, w = x.shape
-    g = op.prop_int("groups")
-    return x.reshape(n, g, c // g, h, w).transpose(1, 2).reshape(n, c, h, w)
-
-
 _KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.BatchNormOp: _bn, nn.MulOp: _mul, nn.AddOp: _add,
     nn.PoolOp: _pool, nn.ConcatOp: _concat, nn.ActOp: _act, nn.LrnOp: _lrn, nn.PadOp: _pad,
@@ -374,7 +357,7 @@ _KERNELS = {
     nn.ReshapeOp: _move(lambda op, x: x.reshape(batch_shape(op))),
     nn.FlattenOp: _move(lambda op, x: x.reshape(math.prod(x.shape[:op.prop_int("axis")]), -1)),
     nn.TransposeOp: _move(lambda op, x: x.permute(*op.prop_ints("perm"))),
-    nn.ChannelShuffleOp: _move(_shuffle), nn.DropoutOp: _move(lambda op, x: x),
+    nn.ChannelShuffleOp: _move(lambda op, x: F.channel_shuffle(x, op.prop_int("groups"))), nn.DropoutOp: _move(lambda op, x: x),
 }
 
 

@@ -25,7 +25,7 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
-from backends.reference import graph_of, op_label, resize_matrix, window_extra
+from backends.reference import avg_counts, graph_of, op_label, resize_matrix, window_extra
 
 # operand positions that hold trainable parameters, per op
 TRAINABLE = {nn.ConvOp: (1, 2), nn.DenseOp: (1, 2), nn.BatchNormOp: (1, 2)}
@@ -236,23 +236,7 @@ def _window_pool(op: nn.PoolOp, x: torch.Tensor) -> torch.Tensor:
     if dil != (1, 1):
         raise UnsupportedError("dilated average pooling has no torch kernel", where=op.name)
     total = F.avg_pool2d(F.pad(x, full), kernel, strides, 0, divisor_override=1)
-    return total / pool_counts(op, h, w, x.dtype)
-
-
-def pool_counts(op: nn.PoolOp, h: int, w: int, dtype=torch.float32) -> torch.Tensor:
-    """Per output position, the number of elements an average divides by (ONNX AveragePool:
-    padding counted only with count_include_pad; the ceil-mode overhang never counted)."""
-    kernel, strides, pads, _ = op.window()
-    _, _, oh, ow = op.out_shape()
-    ones = torch.ones(1, 1, h, w, dtype=dtype)
-    if op.prop_int("count_include_pad"):
-        ones = F.pad(ones, pads_lrtb(pads), value=1.0)
-        pads = (0, 0, 0, 0)
-        h, w = ones.shape[2], ones.shape[3]
-    eh = window_extra(h, pads[0], pads[2], kernel[0], strides[0], oh)
-    ew = window_extra(w, pads[1], pads[3], kernel[1], strides[1], ow)
-    ones = F.pad(ones, (pads[1], pads[3] + ew, pads[0], pads[2] + eh))
-    return F.avg_pool2d(ones, kernel, strides, 0, divisor_override=1)
+    return total / torch.from_numpy(avg_counts(op, h, w)).to(x.dtype)
 
 
 def _bn(m, op: nn.BatchNormOp, xs):
@@ -312,19 +296,22 @@ def _shuffle(m, op: nn.ChannelShuffleOp, xs):
     return F.channel_shuffle(xs[0], op.prop_int("groups"))
 
 
-def _pad(m, op: nn.PadOp, xs):
-    x = xs[0]
+def pad_like_onnx(x: torch.Tensor, op: nn.PadOp, value: float) -> torch.Tensor:
+    """nn.pad's ONNX pads (all begins, then all ends) applied with F.pad (last axis first)."""
     pads = op.prop_ints("pads")
     r = x.dim()
     flat: list[int] = []
     for axis in reversed(range(r)):
         flat += [pads[axis], pads[axis + r]]
-    mode = {"constant": "constant", "reflect": "reflect", "edge": "replicate"}[op.mode.data]
-    if mode == "constant":
-        return F.pad(x, flat, value=op.prop_float("value"))
+    if op.mode.data == "constant":
+        return F.pad(x, flat, value=value)
     while len(flat) > 4 and flat[-1] == 0 and flat[-2] == 0:
         flat = flat[:-2]  # reflect/replicate pad only the trailing (spatial) axes
-    return F.pad(x, flat, mode=mode)
+    return F.pad(x, flat, mode={"reflect": "reflect", "edge": "replicate"}[op.mode.data])
+
+
+def _pad(m, op: nn.PadOp, xs):
+    return pad_like_onnx(xs[0], op, op.prop_float("value"))
 
 
 def _resize(m, op: nn.ResizeOp, xs):

@@ -24,24 +24,16 @@ from aloha_ir import fixedpoint as fp
 from aloha_ir.dialects import nn
 from aloha_ir.weights import weights_of
 from backends.reference import graph_of
+from backends.torch.fixed import floor_ste
 from backends.torch.module import GraphModule
 
 INQ_STAGES = (0.5, 0.75, 0.875, 1.0)
 SNAP_EPOCHS = 2
 
 
-class _RoundSTE(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        return torch.floor(x + 0.5)
-
-    @staticmethod
-    def backward(ctx, g):
-        return g
-
-
 def round_ste(x: torch.Tensor) -> torch.Tensor:
-    return _RoundSTE.apply(x)
+    """Round half up with a straight-through gradient (the deployment's rounding)."""
+    return floor_ste(x + 0.5)
 
 
 class Precision:

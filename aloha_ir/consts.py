@@ -54,3 +54,15 @@ def make_const(value: ConstTensor, store: WeightStore, hint: str = "w", element_
         assert array is not None
         props["blob"] = StringAttr(store.add(np.asarray(array, dtype=np.float32), hint))
     return ConstOp.create(result_types=[TensorType(element_type, value.shape)], properties=props)
+
+
+def set_blob(op: ConstOp, store: WeightStore, array: np.ndarray, hint: str = "w") -> None:
+    """Give `op` new values: its own blob is overwritten in place, a splat or seeded constant
+    becomes a blob (the shape stays; the caller keeps it equal to the op's type)."""
+    blob = op.properties.get("blob")
+    if isinstance(blob, StringAttr) and blob.data in store:
+        store.arrays[blob.data] = np.ascontiguousarray(array, dtype=np.float32)
+        return
+    for k in ("splat", "seed", "mean", "std"):
+        op.properties.pop(k, None)
+    op.properties["blob"] = StringAttr(store.add(array, hint))

@@ -173,6 +173,14 @@ def attach_weights(module, store: WeightStore) -> None:
     _STORES[module] = store
 
 
+def clone_with_weights(module):
+    """A copy of `module` whose weights can change without touching the original's (blobs are
+    replaced, never written in place, so the arrays themselves are shared until then)."""
+    copy = module.clone()
+    attach_weights(copy, WeightStore(dict(weights_of(module).arrays)))
+    return copy
+
+
 def sidecar_path(mlir_path: str) -> str:
     root = mlir_path[:-5] if mlir_path.endswith(".mlir") else mlir_path
     return root + ".weights.npz"

@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
 from aloha_ir.context import make_context  # noqa: E402
 from aloha_ir.passmanager import PassManager  # noqa: E402
-from aloha_ir.weights import attach_weights, weights_of  # noqa: E402
+from aloha_ir.weights import clone_with_weights  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
 
@@ -76,8 +76,7 @@ def main() -> None:
     ctx.dataset = splits
 
     def quantized(**opts):
-        m = module.clone()
-        attach_weights(m, weights_of(module))
+        m = clone_with_weights(module)
         QuantizePass(**opts).apply(ctx, m)
         return ctx.analyses["quantize"]
 

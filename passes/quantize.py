@@ -399,7 +399,7 @@ def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
     """Naive quantization of every (weight bits, activation bits) pair, without training, evaluated
     on the validation split. Suggested start: the most accurate configuration whose accuracy is
     below `threshold` x float accuracy (the first one that is no longer comparable to float)."""
-    from aloha_ir.weights import attach_weights
+    from aloha_ir.weights import clone_with_weights
     from backends.reference import graph_of
     from backends.torch.fixed import build_fixed
     from backends.torch.module import build
@@ -410,8 +410,7 @@ def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
     points = []
     for wb in weight_bits:
         for ab in activation_bits:
-            trial = module.clone()
-            attach_weights(trial, store)
+            trial = clone_with_weights(module)
             g = graph_of(trial)
             by_index = {v: stats[o] for o, v in zip(_values(graph_of(module)), _values(g))}
             apply_formats(g, choose_formats(g, store, by_index, wb, ab, per_channel,

@@ -14,7 +14,7 @@ from aloha_ir import fixedpoint as fp  # noqa: E402
 from aloha_ir.context import make_context  # noqa: E402
 from aloha_ir.errors import PassError, UsageError  # noqa: E402
 from aloha_ir.passmanager import PassManager  # noqa: E402
-from aloha_ir.weights import attach_weights, weights_of  # noqa: E402
+from aloha_ir.weights import attach_weights, clone_with_weights, weights_of  # noqa: E402
 from backends.reference import graph_of, reference  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
@@ -36,9 +36,7 @@ def trained():
 
 
 def _copy(module):
-    m = module.clone()
-    attach_weights(m, weights_of(module))
-    return m
+    return clone_with_weights(module)
 
 
 def _quantize(module, **options):

@@ -18,10 +18,10 @@ import math
 import numpy as np
 import torch
 import torch.nn.functional as F
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import SSAValue
 
-from aloha_ir.consts import const_tensor
+from aloha_ir.consts import const_tensor, set_blob
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
@@ -154,17 +154,7 @@ class GraphModule(torch.nn.Module):
             for key, c in self.const_ops.items():
                 if self.const_roles[key] != "buffer":
                     array = self.const(c.output).detach().cpu().numpy().astype(np.float32)
-                    _set_blob(c, store, array, key)
-
-
-def _set_blob(c: nn.ConstOp, store: WeightStore, array: np.ndarray, hint: str) -> None:
-    blob = c.properties.get("blob")
-    if isinstance(blob, StringAttr) and blob.data in store:
-        store.arrays[blob.data] = np.ascontiguousarray(array, dtype=np.float32)
-        return
-    for k in ("splat", "seed", "mean", "std"):
-        c.properties.pop(k, None)
-    c.properties["blob"] = StringAttr(store.add(array, hint))
+                    set_blob(c, store, array, key)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -8,15 +8,11 @@ import os
 import sys
 
 from aloha_ir.errors import UsageError
+from passes.execution import data_for_model
 
 DATA_HELP = ("dataset: digits (scikit-learn's 8x8 digits, bundled), mnist:DIR (IDX files, gz or "
              "not), cifar10:DIR (python batches), npz:FILE (x/y or x_train/y_train/x_test/y_test), "
              "images:DIR (one folder per class)")
-
-
-def data_for_model(splits, graph):
-    from passes.quantize import data_for_model as fit
-    return fit(splits, graph)
 
 
 def _splits(spec: str, seed: int):
@@ -91,13 +87,8 @@ def cmd_quantize(args) -> int:
     from aloha_ir.textio import save_module
     from frontends.loader import model_stem
     from passes.quantize import QuantizePass, explore_precision
+    from backends.onnx.qdq import save_quantized
     wbits, abits = _bits(args.bits)
-    try:
-        from backends.onnx.qdq import save_quantized
-    except ImportError:
-        from aloha_ir.errors import UnsupportedError
-        raise UnsupportedError("the quantized ONNX (QDQ) export is not in this build yet",
-                               hint="use the quantize pass from the Python API meanwhile") from None
     module, graph = _model_for_training(args.model)
     ctx = make_context()
     ctx.dataset = data_for_model(_splits(args.data, args.seed), graph)
@@ -142,6 +133,71 @@ def cmd_quantize(args) -> int:
                 "onnx": onnx_path}
         if grid is not None:
             data["grid"] = grid.to_json()
+        print(json.dumps(data))
+    return 0
+
+
+def _thresholds(text: str) -> list[float]:
+    try:
+        values = [float(t) for t in text.split(",")]
+    except ValueError:
+        values = []
+    if not values or any(not (t >= 0) for t in values):
+        raise UsageError(f"--threshold '{text}' must be one or more numbers >= 0, comma-separated",
+                         hint="e.g. --threshold 1.0 or --threshold 0.5,1.0,1.5")
+    return values
+
+
+def cmd_prune(args) -> int:
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    from aloha_ir.textio import save_module, write_text
+    from aloha_ir.weights import clone_with_weights
+    from frontends.loader import model_stem
+    from passes.prune import PrunePass
+    thresholds = _thresholds(args.threshold)
+    if args.method == "activity" and len(thresholds) > 1:
+        raise UsageError("a threshold sweep goes with --method threshold")
+    module, graph = _model_for_training(args.model)
+    ctx = make_context()
+    ctx.dataset = data_for_model(_splits(args.data, args.seed), graph)
+    PassManager.parse("canonicalize").run(module, ctx)
+    out = sys.stderr if args.json else sys.stdout
+    trials = []
+    for t in thresholds:
+        trial = clone_with_weights(module)
+        PrunePass(method=args.method, threshold=t, iterations=args.iterations, epochs=args.epochs,
+                  lr=args.lr, max_activity=args.max_activity, samples=args.samples,
+                  sparsify=args.sparsify, seed=args.seed).apply(ctx, trial)
+        report = ctx.analyses["prune"]
+        trials.append((trial, report))
+        what = f"t={t:g}" if args.method == "threshold" else f"max activity {args.max_activity:g}"
+        print(f"{what:>18}: parameters {report.params_before} -> {report.params_after} "
+              f"({100 * report.params_removed / max(1, report.params_before):.1f}% removed), MACs "
+              f"{report.macs_before} -> {report.macs_after}, accuracy "
+              f"{report.accuracy_before:.4f} -> {report.accuracy_after:.4f}", file=out)
+    # the seeds' selection: the most aggressive threshold whose accuracy loss is acceptable
+    fine = [(m, r) for m, r in trials if r.accuracy_before - r.accuracy_after <= args.max_drop]
+    chosen, report = fine[-1] if fine else trials[0]
+    for layer in report.layers:
+        if layer.kernels:
+            print(f"  {layer.name}: {layer.kernels_removed} of {layer.kernels} kernels removed, "
+                  f"{layer.kernels_zeroed} zeroed", file=out)
+    os.makedirs(args.output, exist_ok=True)
+    stem = model_stem(args.model)
+    written = save_module(chosen, os.path.join(args.output, f"{stem}.mlir"))
+    onnx_path = os.path.join(args.output, f"{stem}.onnx")
+    written.append(_write_onnx(chosen, onnx_path))
+    side = os.path.join(args.output, f"{stem}.prune.json")
+    write_text(side, json.dumps(report.to_json(), indent=2) + "\n")
+    written.append(side)
+    for w in written:
+        print(f"wrote {w}", file=out)
+    if args.json:
+        data = {"model": args.model, "data": args.data, **report.to_json(), "onnx": onnx_path,
+                "sweep": [{"threshold": r.threshold, "params_after": r.params_after,
+                           "macs_after": r.macs_after, "accuracy_after": r.accuracy_after}
+                          for _, r in trials]}
         print(json.dumps(data))
     return 0
 
@@ -213,3 +269,36 @@ def add_parsers(sub, epilog: str) -> None:
     p.add_argument("--checkpoint", metavar="FILE",
                    help="fine-tuning checkpoint; an interrupted run resumes from it")
     p.set_defaults(func=cmd_quantize)
+
+    p = sub.add_parser("prune", help="prune weights (threshold x sigma) or idle kernels (activity)",
+                       description="Prune MODEL. threshold: in every conv and dense layer the "
+                                   "weights within t x sigma of the layer mean collapse to the "
+                                   "mean (zeros once deployed mean-subtracted); several "
+                                   "comma-separated thresholds are each evaluated and the largest "
+                                   "losing at most --max-drop accuracy is kept; --iterations with "
+                                   "--epochs fine-tunes between growing thresholds. activity: "
+                                   "kernels of rectified convolutions that are active on at most "
+                                   "--max-activity of the images are removed (--sparsify first "
+                                   "fine-tunes under a group-lasso penalty that silences weak "
+                                   "kernels). Writes OUT/NAME.mlir (+ weights), OUT/NAME.onnx and "
+                                   "OUT/NAME.prune.json (parameters and MACs before/after, per "
+                                   "layer). --json prints one JSON object as the last line.",
+                       epilog=epilog, formatter_class=fmt)
+    _common(p, "OUT")
+    p.add_argument("--method", choices=("threshold", "activity"), default="threshold")
+    p.add_argument("--threshold", default="1.0", metavar="T[,T...]",
+                   help="t in units of the layer's weight standard deviation (default 1.0)")
+    p.add_argument("--max-drop", type=float, default=0.01,
+                   help="accuracy loss allowed when choosing among thresholds (default 0.01)")
+    p.add_argument("--iterations", type=int, default=1,
+                   help="reach t in this many steps, fine-tuning --epochs after each")
+    p.add_argument("--epochs", type=int, default=0,
+                   help="fine-tuning epochs (after each threshold step, or after kernel removal)")
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--max-activity", type=float, default=0.01,
+                   help="kernels active on at most this fraction of images go (default 0.01)")
+    p.add_argument("--samples", type=int, default=1000, help="images profiled for activity")
+    p.add_argument("--sparsify", type=float, default=0.0, metavar="LAMBDA",
+                   help="group-lasso strength of the fine-tuning before the activity profile "
+                        "(needs --epochs)")
+    p.set_defaults(func=cmd_prune)

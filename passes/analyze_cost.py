@@ -2,7 +2,9 @@
 
 Results are attached to the IR (a `cost` dictionary on every block, totals on the nn.graph) and
 returned as a typed `CostReport`. `params` is the count as imported (stamped by the frontend before any
-transform), `params_deployed` the count in the IR now.
+transform), `params_deployed` the count in the IR now. After `prune`, `params_pruned` counts the
+weights that deployment skips and `macs_sparse` the MACs left (aloha_ir.cost says how); both equal
+0 and `macs` for an unpruned network.
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 
 from aloha_ir.context import record_reports
-from aloha_ir.cost import activation_bytes, block_macs, block_params, count_params, is_block
+from aloha_ir.cost import (activation_bytes, block_macs, block_params, count_params, is_block,
+                           pruned_weights, sparse_macs)
 from aloha_ir.dialects import nn
+from aloha_ir.weights import WeightStore, weights_of
 
 
 @dataclass
@@ -26,6 +30,8 @@ class BlockCost:
     macs: int
     params: int
     activation_bytes: int
+    params_pruned: int = 0
+    macs_sparse: int = 0
 
 
 @dataclass
@@ -35,6 +41,8 @@ class CostReport:
     params: int
     params_deployed: int
     activation_bytes: int
+    params_pruned: int = 0
+    macs_sparse: int = 0
     blocks: list[BlockCost] = field(default_factory=list)
 
     def to_json(self) -> dict:
@@ -45,18 +53,23 @@ def _block_name(op, index: int) -> str:
     return nn.block_label(op) or f"{op.name.split('.')[-1]}_{index}"
 
 
-def analyze_graph(graph: nn.GraphOp, annotate: bool = True) -> CostReport:
+def analyze_graph(graph: nn.GraphOp, annotate: bool = True, store: WeightStore | None = None
+                  ) -> CostReport:
+    """Costs of `graph`; pruned weights are counted when the weight `store` is given."""
     blocks = []
     for i, op in enumerate(graph.ops):
         if not is_block(op):
             continue
+        pruned = pruned_weights(op, store) if store is not None else 0
         b = BlockCost(_block_name(op, i), op.name, list(nn.shape_of(op.results[0])),
-                      block_macs(op), block_params(op), activation_bytes(op))
+                      block_macs(op), block_params(op), activation_bytes(op), pruned,
+                      sparse_macs(op, pruned))
         blocks.append(b)
         if annotate:
-            op.attributes["cost"] = DictionaryAttr({
-                "macs": nn.int_attr(b.macs), "params": nn.int_attr(b.params),
-                "activation_bytes": nn.int_attr(b.activation_bytes)})
+            figures = {"macs": b.macs, "params": b.params, "activation_bytes": b.activation_bytes}
+            if pruned:
+                figures.update(params_pruned=pruned, macs_sparse=b.macs_sparse)
+            op.attributes["cost"] = DictionaryAttr({k: nn.int_attr(v) for k, v in figures.items()})
     deployed = count_params(graph)
     imported = graph.attributes.get("imported_params")
     report = CostReport(
@@ -65,9 +78,13 @@ def analyze_graph(graph: nn.GraphOp, annotate: bool = True) -> CostReport:
         params=imported.value.data if isinstance(imported, IntegerAttr) else deployed,
         params_deployed=deployed,
         activation_bytes=sum(b.activation_bytes for b in blocks),
+        params_pruned=sum(b.params_pruned for b in blocks),
+        macs_sparse=sum(b.macs_sparse for b in blocks),
         blocks=blocks)
     if annotate:
-        for key in ("macs", "params_deployed", "activation_bytes"):
+        keys = ["macs", "params_deployed", "activation_bytes"]
+        keys += ["params_pruned", "macs_sparse"] if report.params_pruned else []
+        for key in keys:
             graph.attributes[key] = nn.int_attr(getattr(report, key))
     return report
 
@@ -81,5 +98,7 @@ class AnalyzeCostPass(ModulePass):
     annotate: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        reports = [analyze_graph(g, self.annotate) for g in op.walk() if isinstance(g, nn.GraphOp)]
+        store = weights_of(op)
+        reports = [analyze_graph(g, self.annotate, store) for g in op.walk()
+                   if isinstance(g, nn.GraphOp)]
         record_reports(ctx, self.name, reports)

@@ -36,6 +36,7 @@ from aloha_ir.context import record_analysis
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError, UsageError
 from aloha_ir.weights import weights_of
+from passes.execution import accuracy, check_finite_weights, dataset_for
 
 METHODS = ("ptq", "pact", "dorefa", "inq")
 WEIGHTED = (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)
@@ -217,18 +218,6 @@ def check_bits(*bits: int) -> None:
                              hint="fixed-point formats here are 2 to 16 bits wide")
 
 
-def check_finite_weights(graph: nn.GraphOp, store) -> None:
-    from backends.reference import op_label
-    for i, op in enumerate(graph.ops):
-        if isinstance(op, nn.ConstOp):
-            values = const_tensor(op, store).materialize()
-            if not np.isfinite(values).all():
-                user = next(iter(op.output.uses)).operation if op.output.uses else op
-                raise PassError(f"{int((~np.isfinite(values)).sum())} weight values are NaN or "
-                                "infinite", where=op_label(user, i),
-                                hint="the model is broken; retrain or re-export it")
-
-
 # ---------------------------------------------------------------------------------------------------
 # The pass
 
@@ -249,37 +238,6 @@ class QuantizeReport:
     def to_json(self) -> dict:
         from dataclasses import asdict
         return asdict(self)
-
-
-def dataset_for(ctx: Context, spec: str, graph: nn.GraphOp):
-    """The pass's data: its own `data=` option, else the driver's --data; rescaled to the range the
-    model's input declares (mnist-8 takes 0..255)."""
-    if spec:
-        from frontends.datasets import load
-        splits = load(spec)
-    else:
-        splits = getattr(ctx, "dataset", None)
-        if splits is None:
-            raise PassError("quantize needs data to calibrate and evaluate on",
-                            hint="give the pass data=digits (or mnist:DIR, ...) or --data")
-    return data_for_model(splits, graph)
-
-
-def data_for_model(splits, graph: nn.GraphOp):
-    """The data rescaled to the range the model's input declares (imported models keep their
-    interface: mnist-8 takes 0..255), checked against its outputs and input shape."""
-    inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
-    if inp.value_range is not None:
-        splits = splits.to_range(*nn.floats(inp.value_range))
-    n_out = nn.shape_of(graph.ops.last.operands[0])[-1]
-    for d in (splits.train, splits.test):
-        d.check_fits(n_out, tuple(nn.shape_of(inp.output)[1:]))
-    return splits
-
-
-def accuracy(model, dataset) -> float:
-    from backends.torch.train import evaluate
-    return float(evaluate(model, dataset).accuracy)
 
 
 @dataclass(frozen=True)
@@ -337,7 +295,7 @@ class QuantizePass(ModulePass):
                 raise PassError("batch norms with statistics must be folded first",
                                 hint="run canonicalize before quantize")
         check_finite_weights(graph, store)
-        splits = dataset_for(ctx, self.data, graph)
+        splits = dataset_for(ctx, self.data, graph, self.name)
         seconds: dict[str, float] = {}
         t0 = time.perf_counter()
         float_acc = self._float_accuracy(op, splits) if self.evaluate else None

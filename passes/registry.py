@@ -20,6 +20,7 @@ PASSES: dict[str, str] = {
     "analyze-energy": "passes.analyze_energy:AnalyzeEnergyPass",
     "analyze-processors": "passes.analyze_processors:AnalyzeProcessorsPass",
     "quantize": "passes.quantize:QuantizePass",
+    "prune": "passes.prune:PrunePass",
 }
 
 

@@ -128,6 +128,16 @@ class Relaxation:
         self.stale = 0
         self.step = math.log2(opts.relaxation_factor)
 
+    def state_dict(self) -> dict:
+        """What a training checkpoint must carry for a resumed relaxation to continue."""
+        return {"weight_bits": self.p.weight_bits, "act_bits": self.p.act_bits,
+                "losses": list(self.losses), "stale": self.stale, "log": list(self.log)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.p.weight_bits, self.p.act_bits = state["weight_bits"], state["act_bits"]
+        self.losses, self.stale = list(state["losses"]), state["stale"]
+        self.log[:] = state["log"]
+
     def done(self) -> bool:
         return self.p.weight_bits <= self.o.bits and self.p.act_bits <= self.o.activation_bits
 
@@ -180,7 +190,8 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
     log: list[dict] = []
     n_batches = max(1, math.ceil(len(splits.train) / opts.batch_size))
     config = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
-                         seed=opts.seed, checkpoint=opts.checkpoint or None, progress=False)
+                         seed=opts.seed, checkpoint=opts.checkpoint or None, progress=False,
+                         restore_best=opts.method == "inq")
     if opts.method == "inq":
         _inq(m, splits, config, opts, log)
     else:

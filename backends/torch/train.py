@@ -4,7 +4,8 @@ Models: classification gives logits [N, classes] for labels [N]; segmentation gi
 [N, classes, H, W] for labels [N, H, W]. The loss is cross-entropy, plus an optional `regularizer()`
 term (PACT's L2 on its clipping parameters). Quantization-aware schemes hook in through
 `after_step(model)` (re-apply pruning masks, INQ's frozen weights) and `on_epoch(epoch, record)` (a
-precision-relaxation heuristic; returning True stops training).
+precision-relaxation heuristic; returning True stops training). A callback with state gives it
+`state_dict()`/`load_state_dict()`; the checkpoint carries it, so a resumed run continues it.
 
 Runs are reproducible: torch and numpy are seeded from `config.seed`, epoch e shuffles with a
 generator seeded by (seed, e), and a checkpoint carries the RNG states, so a run that is
@@ -54,7 +55,9 @@ class TrainingDiverged(PassError):
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train. `patience` 0 disables early stopping; `subset` 0 trains on all samples."""
+    """How to train. `patience` 0 disables early stopping; `subset` 0 trains on all samples.
+    `restore_best` False keeps the last epoch's weights instead of the best validated ones, for
+    schedules whose later epochs are the point (precision relaxation, sparsification)."""
 
     epochs: int = 10
     batch_size: int = 64
@@ -70,6 +73,7 @@ class TrainConfig:
     task: str = "classification"
     checkpoint: str | None = None
     progress: bool = True
+    restore_best: bool = True
 
     def __post_init__(self):
         rules = [(self.epochs >= 1, "epochs", ">= 1"),
@@ -90,7 +94,7 @@ class TrainConfig:
     def result_fields(self) -> dict:
         """The fields that decide what each epoch computes; a checkpoint resumes only if they match.
         `epochs` is not one of them, so a finished run can be extended by asking for more."""
-        ignored = ("epochs", "checkpoint", "progress")
+        ignored = ("epochs", "checkpoint", "progress", "restore_best")
         return {k: v for k, v in asdict(self).items() if k not in ignored}
 
 
@@ -189,7 +193,7 @@ class _Run:
 
     def finish(self) -> TrainResult:
         """Restore the best validated state (if an epoch completed) and report."""
-        if self.best_state is not None:
+        if self.best_state is not None and self.config.restore_best:
             self.model.load_state_dict(self.best_state)
         val = evaluate(self.model, self.val, task=self.config.task)
         return TrainResult(list(self.history), self.best_epoch, self.stop_reason or "epochs", val,
@@ -265,6 +269,8 @@ class _Run:
                  "history": [r.to_json() for r in self.history], "best_state": self.best_state,
                  "best_epoch": self.best_epoch, "best_score": self.best_score,
                  "since_best": self.since_best, "stop_reason": self.stop_reason, "rng": self.rng}
+        if hasattr(self.on_epoch, "state_dict"):
+            state["callback"] = self.on_epoch.state_dict()
         buf = io.BytesIO()
         torch.save(state, buf)
         write_bytes(os.fspath(self.config.checkpoint), buf.getvalue())
@@ -289,6 +295,8 @@ class _Run:
         self.history = [EpochRecord.from_json(r) for r in ck["history"]]
         self.best_state, self.best_epoch = ck["best_state"], ck["best_epoch"]
         self.best_score, self.since_best = ck["best_score"], ck["since_best"]
+        if hasattr(self.on_epoch, "load_state_dict") and "callback" in ck:
+            self.on_epoch.load_state_dict(ck["callback"])
 
 
 def _training_set(ds: Dataset, config: TrainConfig) -> Dataset:

@@ -138,3 +138,35 @@ def test_cli_quantize_json(trained, tmp_path, capsys):
                 "formats"):
         assert key in data
     assert (tmp_path / "q" / "digits.onnx").exists()
+
+
+def test_interrupted_fine_tuning_resumes_from_its_checkpoint(trained, tmp_path, monkeypatch):
+    """PACT with relaxation stopped after epoch 2 and rerun with the same checkpoint ends where an
+    uninterrupted run ends: same relaxation log, same formats, same weights."""
+    from backends.torch import qat
+    opts = dict(method="pact", bits=4, epochs=4, start_bits=8, delta_loss_window=1,
+                stale_checks=1, delta_loss_avg_thresh=50, delta_loss_stdev_thresh=50,
+                samples=128, evaluate=False)
+    expected_module = _copy(trained)
+    expected = _quantize(expected_module, **opts)
+    assert any(e.get("relaxed") for e in expected.log)  # the state to carry over is non-trivial
+    ckpt = str(tmp_path / "pact.ckpt")
+    relax = qat.Relaxation.__call__
+
+    def interrupted(self, epoch, record):
+        out = relax(self, epoch, record)
+        if epoch == 3:
+            raise KeyboardInterrupt
+        return out
+    monkeypatch.setattr(qat.Relaxation, "__call__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _quantize(_copy(trained), checkpoint=ckpt, **opts)
+    monkeypatch.undo()
+    m = _copy(trained)
+    resumed = _quantize(m, checkpoint=ckpt, **opts)
+    assert resumed.log == expected.log and resumed.formats == expected.formats
+    a, b = weights_of(m), weights_of(expected_module)
+    for op_m, op_e in zip(graph_of(m).ops, graph_of(expected_module).ops):
+        blob = op_m.properties.get("blob") if hasattr(op_m, "properties") else None
+        if blob is not None:
+            assert np.array_equal(a[blob.data], b[op_e.properties["blob"].data])

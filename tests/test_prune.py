@@ -1,0 +1,293 @@
+"""The prune pass on a digits CNN trained here: which weights collapse (against numpy), what kernel
+removal does to shapes, costs and outputs (against onnxruntime on the unpruned model), fine-tuning
+that holds pruned weights, quantized graphs, the IR and sidecar records, the CLI, and errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+torch = pytest.importorskip("torch")
+
+from aloha_ir.context import make_context  # noqa: E402
+from aloha_ir.dialects import nn  # noqa: E402
+from aloha_ir.errors import PassError  # noqa: E402
+from aloha_ir.passmanager import PassManager  # noqa: E402
+from aloha_ir.weights import clone_with_weights, weights_of  # noqa: E402
+from backends.onnx.export import save_onnx  # noqa: E402
+from backends.reference import graph_of  # noqa: E402
+from frontends.datasets import load  # noqa: E402
+from frontends.loader import load_model  # noqa: E402
+from model_helpers import run_ort  # noqa: E402
+from passes.analyze_cost import analyze_graph  # noqa: E402
+from passes.prune import PrunePass  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load("digits")
+
+
+@pytest.fixture(scope="module")
+def trained(digits):
+    from backends.torch.module import build
+    from backends.torch.train import TrainConfig, train
+    torch.set_num_threads(1)
+    module = load_model("zoo:digits_cnn")
+    model = build(module, logits=True)
+    train(model, digits, TrainConfig(epochs=8, progress=False))
+    model.write_back(module)
+    PassManager.parse("canonicalize").run(module, make_context())
+    return module
+
+
+def _prune(module, digits=None, **options):
+    ctx = make_context()
+    ctx.dataset = digits
+    PrunePass(**options).apply(ctx, module)
+    return ctx.analyses["prune"]
+
+
+def _weights(module, op) -> np.ndarray:
+    from aloha_ir.consts import const_tensor
+    return np.array(const_tensor(op.weight.owner, weights_of(module)).materialize())
+
+
+def _layers(module):
+    return [op for op in graph_of(module).ops if isinstance(op, (nn.ConvOp, nn.DenseOp))]
+
+
+def _ort_logits(module, x, tmp_path, name) -> np.ndarray:
+    path = str(tmp_path / f"{name}.onnx")
+    save_onnx(module, path)
+    model = onnx.load(path)
+    feed = model.graph.input[0].name
+    return np.concatenate([run_ort(model, {feed: x[i:i + 1]})[0] for i in range(len(x))])
+
+
+def test_threshold_collapses_exactly_the_weights_within_t_sigma(trained, digits):
+    m = clone_with_weights(trained)
+    before = [_weights(m, op) for op in _layers(m)]
+    report = _prune(m, digits, threshold=0.75)
+    cost = analyze_graph(graph_of(m), annotate=False, store=weights_of(m))
+    total_pruned = 0
+    for op, w, layer in zip(_layers(m), before, report.layers):
+        mu, sigma = w.astype(np.float64).mean(), w.astype(np.float64).std()
+        mask = np.abs(w.astype(np.float64) - mu) < 0.75 * sigma
+        assert np.array_equal(_weights(m, op), np.where(mask, np.float32(mu), w))
+        assert layer.pruned == op.attributes["pruning"].data["pruned"].value.data == mask.sum()
+        assert 0 < mask.sum() < mask.size
+        total_pruned += int(mask.sum())
+    assert cost.params_pruned == total_pruned
+    assert report.params_before - report.params_after == total_pruned
+    # the dense layer's MACs by hand: N x (M x K - pruned) kept, plus N x K for the mean's share
+    dense = [b for b in cost.blocks if b.op == "nn.dense"][-1]
+    op = _layers(m)[-1]
+    (n, k), (mo, _) = nn.shape_of(op.input), nn.shape_of(op.weight)
+    pruned = op.attributes["pruning"].data["pruned"].value.data
+    assert dense.macs_sparse == n * (mo * k - pruned) + n * k
+    assert report.accuracy_before > 0.85 and report.accuracy_after is not None
+
+
+def test_more_threshold_prunes_more_and_zero_prunes_nothing(trained, digits):
+    after = []
+    for t in (0.0, 0.5, 1.0, 1.5):
+        r = _prune(clone_with_weights(trained), digits, threshold=t)
+        after.append(r.params_after)
+        if t == 0:
+            assert (r.params_after, r.macs_after) == (r.params_before, r.macs_before)
+            assert r.accuracy_after == r.accuracy_before
+    assert after == sorted(after, reverse=True) and len(set(after)) == 4
+
+
+def test_iterative_pruning_holds_the_collapsed_weights_through_fine_tuning(trained, digits):
+    one_shot = _prune(clone_with_weights(trained), digits, threshold=1.0)
+    m = clone_with_weights(trained)
+    r = _prune(m, digits, threshold=1.0, iterations=2, epochs=2)
+    assert [s["threshold"] for s in r.log] == [0.5, 1.0]
+    assert all(len(s["history"]) == 2 for s in r.log)
+    for op in _layers(m):
+        p = op.attributes["pruning"].data
+        w = _weights(m, op)
+        assert np.count_nonzero(w == np.float32(p["value"].value.data)) == p["pruned"].value.data
+    assert r.accuracy_after > one_shot.accuracy_after  # fine-tuning recovers what one shot lost
+
+
+def test_kernel_activity_removes_dead_kernels_without_changing_outputs(trained, digits, tmp_path):
+    from aloha_ir.consts import set_blob
+    m = clone_with_weights(trained)
+    conv = _layers(m)[0]
+    store = weights_of(m)
+    w = _weights(m, conv)
+    w[3] = 0  # kernel 3 never fires: zero weights, negative bias
+    set_blob(conv.weight.owner, store, w)
+    b = np.array(store[conv.bias.owner.blob.data])
+    b[3] = -1
+    set_blob(conv.bias.owner, store, b)
+    x = digits.train.head(300).x
+    expected = _ort_logits(m, x, tmp_path, "dead")
+    before = analyze_graph(graph_of(m), annotate=False)
+    shapes = [nn.shape_of(op.weight) for op in _layers(m)]
+    r = _prune(m, digits, method="activity", max_activity=0.0, activity_eps=0.0, samples=300)
+    layer = r.layers[0]
+    assert layer.activity[3] == 0 and layer.kernels_removed >= 1 and layer.kernels_zeroed == 0
+    removed = [lay.kernels_removed for lay in r.layers]
+    assert removed == [shapes[i][0] - nn.shape_of(op.weight)[0]
+                       for i, op in enumerate(_layers(m)[:2])]
+    assert nn.shape_of(_layers(m)[1].weight)[1] == shapes[1][1] - removed[0]
+    # MACs by hand from the original shapes and the kernels removed from each conv
+    (c1, c2, dense, last), (r1, r2) = _layers(m), removed  # digits_cnn: conv conv dense dense
+    (o1, _, k1h, k1w), (o2, _, k2h, k2w), (mo, k), (m2, k2) = shapes
+    hw1, hw2 = (int(np.prod(nn.shape_of(c.output)[2:])) for c in (c1, c2))
+    assert nn.shape_of(dense.weight)[1] == (o2 - r2) * (k // o2)
+    after = analyze_graph(graph_of(m), annotate=False)
+    assert after.macs == (o1 - r1) * hw1 * k1h * k1w + (o2 - r2) * hw2 * (o1 - r1) * k2h * k2w + \
+        mo * (o2 - r2) * (k // o2) + m2 * k2
+    assert after.macs < before.macs
+    assert r.macs_after == after.macs and r.params_after == after.params_deployed
+    # never fired on these images, so the pruned network computes the same logits (onnxruntime)
+    got = _ort_logits(m, x, tmp_path, "pruned")
+    assert np.abs(got - expected).max() < 1e-4 * max(1.0, np.abs(expected).max())
+
+
+def _residual_model(path) -> None:
+    """conv A (4 maps, relu) -> conv B (relu) -> add(A, B) -> flatten -> dense: A and B feed an add,
+    so their widths are pinned and idle kernels can only be zeroed. Kernel 1 of A is dead."""
+    rng = np.random.default_rng(0)
+    wa = rng.normal(0, 0.5, (4, 1, 3, 3)).astype(np.float32)
+    ba = np.full(4, 0.1, np.float32)
+    wa[1], ba[1] = 0, -1
+    wb = rng.normal(0, 0.3, (4, 4, 3, 3)).astype(np.float32)
+    bb = np.zeros(4, np.float32)
+    wd = rng.normal(0, 0.1, (10, 256)).astype(np.float32)
+    bd = np.zeros(10, np.float32)
+    init = [helper.make_tensor(n, TensorProto.FLOAT, a.shape, a.flatten())
+            for n, a in (("wa", wa), ("ba", ba), ("wb", wb), ("bb", bb), ("wd", wd), ("bd", bd))]
+    nodes = [helper.make_node("Conv", ["x", "wa", "ba"], ["a0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["a0"], ["a"]),
+             helper.make_node("Conv", ["a", "wb", "bb"], ["b0"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["b0"], ["b"]),
+             helper.make_node("Add", ["a", "b"], ["s"]),
+             helper.make_node("Flatten", ["s"], ["f"]),
+             helper.make_node("Gemm", ["f", "wd", "bd"], ["y"], transB=1)]
+    graph = helper.make_graph(nodes, "residual", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 10])], init)
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]), path)
+
+
+def test_kernels_feeding_an_add_are_zeroed_not_removed(digits, tmp_path):
+    path = str(tmp_path / "residual.onnx")
+    _residual_model(path)
+    m = load_model(path)
+    x = digits.train.head(100).x
+    expected = run_ort(onnx.load(path), {"x": x[:1]})[0]
+    r = _prune(m, digits, method="activity", max_activity=0.0, activity_eps=0.0, samples=100,
+               evaluate=False)
+    a = r.layers[0]
+    assert a.activity[1] == 0 and a.kernels_zeroed >= 1 and a.kernels_removed == 0
+    assert nn.shape_of(_layers(m)[0].weight) == (4, 1, 3, 3)
+    assert np.all(_weights(m, _layers(m)[0])[1] == 0)
+    got = _ort_logits(m, x[:1], tmp_path, "zeroed")
+    assert np.allclose(got, expected, atol=1e-5)
+
+
+def test_sparsify_silences_kernels_and_each_layer_keeps_one(trained, digits, tmp_path):
+    m = clone_with_weights(trained)
+    r = _prune(m, digits, method="activity", sparsify=1000.0, epochs=1, samples=200)
+    assert r.log[0]["phase"] == "sparsify"
+    convs = [op for op in _layers(m) if isinstance(op, nn.ConvOp)]
+    assert [nn.shape_of(op.weight)[0] for op in convs] == [1, 1]
+    assert r.params_after < r.params_before / 10
+    logits = _ort_logits(m, digits.test.head(5).x, tmp_path, "one")  # still a valid network
+    assert logits.shape == (5, 10)
+
+
+def test_quantized_graph_prunes_one_shot_and_stays_bit_exact(trained, digits):
+    from backends.reference import reference
+    from backends.torch.fixed import build_fixed
+    from passes.quantize import QuantizePass
+    m = clone_with_weights(trained)
+    ctx = make_context()
+    ctx.dataset = digits
+    QuantizePass(method="ptq", bits=8, evaluate=False).apply(ctx, m)
+    r = _prune(m, digits, threshold=0.5)
+    assert r.accuracy_after > 0.6 and r.params_after < r.params_before
+    x = digits.test.head(16).x
+    ints = build_fixed(m).integers(torch.from_numpy(x))
+    ref = reference(m).integers(x)
+    assert all(np.array_equal(ints[k].numpy().astype(np.int64), ref[k]) for k in ref)
+    with pytest.raises(PassError, match="fine-tuning a quantized graph"):
+        _prune(m, digits, threshold=0.5, iterations=2, epochs=1)
+
+
+def test_pruning_survives_the_ir_round_trip_and_reaches_the_qdq_sidecar(trained, digits,
+                                                                         tmp_path):
+    from aloha_ir.textio import load_module, save_module
+    from backends.onnx.qdq import save_quantized
+    from passes.quantize import QuantizePass
+    m = clone_with_weights(trained)
+    _prune(m, digits, threshold=0.5)
+    save_module(m, str(tmp_path / "p.mlir"))
+    back = load_module(str(tmp_path / "p.mlir"))
+    for a, b in zip(_layers(m), _layers(back)):
+        assert a.attributes["pruning"] == b.attributes["pruning"]
+        assert np.array_equal(_weights(m, a), _weights(back, b))
+    assert analyze_graph(graph_of(back), False, weights_of(back)).params_pruned == \
+        analyze_graph(graph_of(m), False, weights_of(m)).params_pruned > 0
+    ctx = make_context()
+    ctx.dataset = digits
+    QuantizePass(method="ptq", bits=8, evaluate=False).apply(ctx, back)
+    _, side = save_quantized(back, str(tmp_path / "q.onnx"))
+    pruning = json.load(open(side))["pruning"]
+    assert len(pruning) == len(_layers(m)) and all(p["method"] == "threshold"
+                                                   for p in pruning.values())
+
+
+def test_cli_prune_sweeps_thresholds_and_writes_a_model_ort_runs(trained, digits, tmp_path,
+                                                                  capsys):
+    from alohac.main import main
+    src = str(tmp_path / "d.onnx")
+    save_onnx(trained, src)
+    out = tmp_path / "out"
+    assert main(["prune", src, "--data", "digits", "--threshold", "0.1,0.25,2", "--max-drop",
+                 "0.02", "-o", str(out), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    sweep = data["sweep"]
+    assert [s["threshold"] for s in sweep] == [0.1, 0.25, 2.0]
+    ok = [s for s in sweep if data["accuracy_before"] - s["accuracy_after"] <= 0.02]
+    assert data["threshold"] == ok[-1]["threshold"] < 2.0
+    assert data["params_removed"] == data["params_before"] - data["params_after"] > 0
+    model = onnx.load(data["onnx"])
+    test = digits.test
+    pred = np.concatenate([run_ort(model, {model.graph.input[0].name: test.x[i:i + 1]})[0]
+                           .argmax(1) for i in range(len(test))])
+    assert abs(float((pred == test.y).mean()) - data["accuracy_after"]) < 1e-9
+    assert json.load(open(out / "d.prune.json"))["threshold"] == data["threshold"]
+
+
+def test_errors_are_clear(trained, digits):
+    with pytest.raises(PassError, match="unknown pruning method"):
+        PrunePass(method="magnitude")
+    with pytest.raises(PassError, match="iterative pruning fine-tunes"):
+        PrunePass(iterations=3)
+    with pytest.raises(PassError, match="threshold must be >= 0"):
+        PrunePass(threshold=-1)
+    with pytest.raises(PassError, match="max_activity must be in"):
+        PrunePass(method="activity", max_activity=1.5)
+    with pytest.raises(PassError, match="prune needs data"):
+        PrunePass(method="activity").apply(make_context(), clone_with_weights(trained))
+    r = _prune(clone_with_weights(trained), None, threshold=0.5)  # no data: no accuracy, still pruned
+    assert r.accuracy_before is None and r.params_after < r.params_before
+    from aloha_ir.consts import set_blob
+    m = clone_with_weights(trained)
+    op = _layers(m)[0]
+    w = _weights(m, op)
+    w[0, 0, 0, 0] = np.nan
+    set_blob(op.weight.owner, weights_of(m), w)
+    with pytest.raises(PassError, match="NaN or infinite"):
+        _prune(m, digits)

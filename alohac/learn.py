@@ -109,7 +109,7 @@ def cmd_quantize(args) -> int:
                       calibration=args.calibration, samples=args.samples,
                       epochs=args.epochs, lr=args.lr, start_bits=args.start_bits,
                       delta_loss_window=args.delta_loss_window, stale_checks=args.stale_checks,
-                      checkpoint=args.checkpoint or "", seed=args.seed)
+                      checkpoint=args.checkpoint or "", seed=args.seed, insert_bn=args.insert_bn)
     qp.apply(ctx, module)
     report = ctx.analyses["quantize"]
     for entry in report.log:
@@ -268,6 +268,9 @@ def add_parsers(sub, epilog: str) -> None:
                    help="consecutive stale epochs before a precision drop (default 2)")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="fine-tuning checkpoint; an interrupted run resumes from it")
+    p.add_argument("--insert-bn", action="store_true",
+                   help="pact/dorefa: train with a batch norm after every conv lacking one (the "
+                        "seeds' scheme), folded before deployment")
     p.set_defaults(func=cmd_quantize)
 
     p = sub.add_parser("prune", help="prune weights (threshold x sigma) or idle kernels (activity)",

@@ -10,7 +10,9 @@ Methods (`method=`, the CLI's `--method`):
   output channel). Activations: the range seen on calibration images (max, or a percentile of |x|).
 - `pact`, `dorefa`, `inq`: quantization-aware fine-tuning in torch (backends/torch/qat.py), with the
   precision-relaxation heuristic for pact; then the trained network is snapped to power-of-two formats
-  and the accuracy after snapping is what is reported.
+  and the accuracy after snapping is what is reported. `insert_bn=true` (pact, dorefa) follows the
+  seeds' scheme: a batch norm after every convolution that lacks one while training, folded into the
+  convolution before the final power-of-two phase.
 The precision-exploration grid (`grid` in this module) evaluates (weight bits, activation bits) pairs
 without training and suggests the relaxation's starting point.
 
@@ -266,6 +268,7 @@ class QuantizePass(ModulePass):
     delta_loss_stdev_thresh: float = 5.0
     stale_checks: int = 2
     loss_target: float = 100.0
+    insert_bn: bool = False
     checkpoint: str = ""
     seed: int = 0
 
@@ -278,6 +281,10 @@ class QuantizePass(ModulePass):
         if self.calibration not in ("max", "percentile"):
             raise PassError("calibration must be max or percentile")
         check_bits(self.bits, self.abits or self.bits)
+        if self.insert_bn and self.method not in ("pact", "dorefa"):
+            raise PassError("insert_bn goes with the pact and dorefa fine-tuning",
+                            hint="ptq does not train; inq's power-of-two weights would not "
+                                 "survive folding")
 
     @property
     def activation_bits(self) -> int:

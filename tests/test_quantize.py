@@ -170,3 +170,32 @@ def test_interrupted_fine_tuning_resumes_from_its_checkpoint(trained, tmp_path, 
         blob = op_m.properties.get("blob") if hasattr(op_m, "properties") else None
         if blob is not None:
             assert np.array_equal(a[blob.data], b[op_e.properties["blob"].data])
+
+
+def test_insert_bn_trains_with_batch_norms_and_deploys_them_folded(trained, tmp_path):
+    """The seeds' PACT scheme: BN after every conv while training (identity to start: the network
+    computes what it did, checked with onnxruntime), none left in the deployed graph."""
+    import onnx
+
+    from aloha_ir.dialects import nn
+    from backends.onnx.export import save_onnx
+    from backends.torch.qat import insert_batchnorms
+    from model_helpers import run_ort
+    x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
+    m = _copy(trained)
+    save_onnx(m, str(tmp_path / "a.onnx"))
+    convs = sum(isinstance(op, nn.ConvOp) for op in graph_of(m).ops)
+    assert insert_batchnorms(m) == convs
+    graph_of(m).verify()
+    save_onnx(m, str(tmp_path / "b.onnx"))
+    a, b = (run_ort(onnx.load(str(tmp_path / f"{n}.onnx")), {"input": x})[0] for n in "ab")
+    assert np.allclose(a, b, rtol=1e-5, atol=1e-6)
+    m = _copy(trained)
+    r = _quantize(m, method="pact", bits=4, epochs=4, start_bits=8, delta_loss_window=1,
+                  stale_checks=1, delta_loss_avg_thresh=50, delta_loss_stdev_thresh=50,
+                  insert_bn=True)
+    assert {"phase": "fold batch norms", "count": convs} in r.log
+    assert not any(isinstance(op, nn.BatchNormOp) for op in graph_of(m).ops)
+    assert r.quantized_accuracy > 0.8
+    with pytest.raises(PassError, match="insert_bn goes with"):
+        QuantizePass(method="inq", insert_bn=True)

@@ -165,28 +165,73 @@ def _val_accuracy(record) -> float:
     return float(record.val.accuracy)
 
 
-def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
-    """Fine-tune `module` in place with opts.method; returns (log, activation ranges by value)."""
-    from backends.torch.train import TrainConfig, train
-    from passes.quantize import Range, calibrate
+def insert_batchnorms(module) -> int:
+    """The seeds' PACT scheme: a batch norm after every convolution that has none (identity
+    statistics to start), so that activations stay well representable while training; the conv's
+    fused activation moves onto it. Returns how many were inserted; canonicalize folds them."""
+    from xdsl.dialects.builtin import f32
 
+    from aloha_ir.consts import make_const
+    from aloha_ir.weights import ConstTensor
+    graph = graph_of(module)
+    store = weights_of(module)
+    inserted = 0
+    for op in list(graph.ops):
+        if not isinstance(op, nn.ConvOp) or any(isinstance(u.operation, nn.BatchNormOp)
+                                                 for u in op.output.uses):
+            continue
+        c = nn.shape_of(op.output)[1]
+        consts = [make_const(ConstTensor.full((c,), v), store, "bn", f32) for v in (1, 0, 0, 1)]
+        moved = {k: op.properties.pop(k) for k in ("activation", "act_params")
+                 if k in op.properties}
+        bn = nn.BatchNormOp.create(operands=[op.output] + [k.output for k in consts],
+                                   result_types=[op.output.type],
+                                   properties={"epsilon": nn.float_attr(1e-5), **moved})
+        op.output.replace_uses_with_if(bn.output, lambda use: use.operation is not bn)
+        graph.body.block.insert_ops_after([*consts, bn], op)
+        inserted += 1
+    return inserted
+
+
+def _qat_module(module, splits, opts, precision: Precision) -> tuple[GraphModule, dict]:
+    """The float executor with quantizers: PACT activations (clip levels from calibration) and the
+    method's weight quantizer on conv/dense weights. Returns it and {value: act_fns label}."""
+    from passes.quantize import calibrate
     graph = graph_of(module)
     stats = calibrate(module, splits.train, opts.samples, None)
-    start = opts.start_bits if opts.method in ("pact", "dorefa") else opts.bits
-    precision = Precision(max(start, opts.bits), max(start, opts.activation_bits))
     m = GraphModule(graph, weights_of(module), logits=True)
     acts: dict = {}
-    for i, op in enumerate(graph.ops):
+    for op in graph.ops:
         if isinstance(op, (nn.ConstOp, nn.InputOp, nn.OutputOp)) or op is m.skip_softmax:
             continue
-        r = stats[op.results[0]]
-        label = m.labels[op]
-        if opts.method == "pact":
-            acts[op.results[0]] = label
+        feeds_bn = isinstance(op, nn.ConvOp) and op.output.uses and all(
+            isinstance(u.operation, nn.BatchNormOp) for u in op.output.uses)
+        if opts.method == "pact" and not feeds_bn:  # a conv and its BN deploy folded: one format
+            r = stats[op.results[0]]
+            acts[op.results[0]] = label = m.labels[op]
             m.act_fns[label] = ActQuant(r.level, r.lo < 0, precision, opts.activation_bits)
-    for key, c in m.const_ops.items():
-        if m.const_roles[key] == "param" and key.endswith("_weight") and opts.method != "inq":
-            m.weight_fns[key] = WeightQuant(opts.method, precision, opts.bits)
+        if isinstance(op, (nn.ConvOp, nn.DenseOp)) and opts.method != "inq":
+            key = m.const_keys[op.weight]
+            if m.const_roles[key] == "param":
+                m.weight_fns[key] = WeightQuant(opts.method, precision, opts.bits)
+    return m, acts
+
+
+def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
+    """Fine-tune `module` in place with opts.method; returns (log, activation ranges by value).
+
+    With opts.insert_bn (pact, dorefa) the relaxation trains with batch norms after the convs;
+    they are folded before the final phase, which trains the folded network with the deployment's
+    power-of-two quantizers (fresh clip levels from calibration) so that folding costs nothing."""
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    from backends.torch.train import TrainConfig, train
+    from passes.quantize import Range
+
+    inserted = insert_batchnorms(module) if opts.insert_bn else 0
+    start = opts.start_bits if opts.method in ("pact", "dorefa") else opts.bits
+    precision = Precision(max(start, opts.bits), max(start, opts.activation_bits))
+    m, acts = _qat_module(module, splits, opts, precision)
     log: list[dict] = []
     n_batches = max(1, math.ceil(len(splits.train) / opts.batch_size))
     config = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
@@ -196,14 +241,17 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
         _inq(m, splits, config, opts, log)
     else:
         relax = Relaxation(opts, precision, n_batches, log)
-        reg = (lambda: 1e-4 * sum(q.alpha ** 2 for q in m.act_fns.values())) \
-            if opts.method == "pact" else None
-        train(m, splits, config, regularizer=reg, on_epoch=relax)
+        train(m, splits, config, regularizer=_pact_l2(m), on_epoch=relax)
         precision.weight_bits, precision.act_bits = opts.bits, opts.activation_bits
         precision.pow2 = True
+        if inserted:
+            m.write_back(module)
+            PassManager.parse("canonicalize").run(module, make_context())
+            log.append({"phase": "fold batch norms", "count": inserted})
+            m, acts = _qat_module(module, splits, opts, precision)
         snap = TrainConfig(epochs=SNAP_EPOCHS, batch_size=opts.batch_size, lr=opts.lr / 10,
                            seed=opts.seed + 1, progress=False)
-        result = train(m, splits, snap, regularizer=reg)
+        result = train(m, splits, snap, regularizer=_pact_l2(m))
         log.append({"phase": "snap", "epochs": SNAP_EPOCHS,
                     "val_accuracy": _val_accuracy(result.history[-1])})
     m.write_back(module)
@@ -215,13 +263,21 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
     return log, ranges
 
 
+def _pact_l2(m: GraphModule):
+    """PACT's L2 penalty on the clip levels (none without activation quantizers)."""
+    if not len(m.act_fns):
+        return None
+    return lambda: 1e-4 * sum(q.alpha ** 2 for q in m.act_fns.values())
+
+
 def _inq(m: GraphModule, splits, config, opts, log: list[dict]) -> None:
     """Incremental network quantization: freeze growing fractions of the largest weights as powers of
     two and retrain the rest; at 100% every weight is a power of two (or zero)."""
     from dataclasses import replace
 
     from backends.torch.train import train
-    keys = [k for k in m.params if m.const_roles[k] == "param" and k.endswith("_weight")]
+    keys = [m.const_keys[op.weight] for op in m.ops if isinstance(op, (nn.ConvOp, nn.DenseOp))
+            and m.const_roles[m.const_keys[op.weight]] == "param"]
     frozen = {k: torch.zeros_like(m.params[k], dtype=torch.bool) for k in keys}
     values = {k: m.params[k].detach().clone() for k in keys}
     per_stage = max(1, config.epochs // len(INQ_STAGES))

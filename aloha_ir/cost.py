@@ -18,6 +18,7 @@ import numpy as np
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr
 from xdsl.ir import Operation
 
+from aloha_ir.consts import const_tensor
 from aloha_ir.dialects.nn import ConstOp, ConvOp, DenseOp, GraphOp, OutputOp, shape_of, tensor_bytes
 
 
@@ -48,7 +49,6 @@ def count_params(graph: GraphOp) -> int:
 
 def pruned_weights(op: Operation, store) -> int:
     """Weights of a pruned conv/dense block equal to its collapse value (0 for other blocks)."""
-    from aloha_ir.consts import const_tensor
     pruning = op.attributes.get("pruning")
     if not isinstance(op, (ConvOp, DenseOp)) or not isinstance(pruning, DictionaryAttr) or \
             not isinstance(op.weight.owner, ConstOp):

@@ -291,3 +291,20 @@ def test_errors_are_clear(trained, digits):
     set_blob(op.weight.owner, weights_of(m), w)
     with pytest.raises(PassError, match="NaN or infinite"):
         _prune(m, digits)
+
+
+def test_kernel_removal_on_a_quantized_graph_keeps_formats_and_bit_exactness(trained, digits):
+    from backends.reference import reference
+    from backends.torch.fixed import build_fixed
+    from passes.quantize import QuantizePass
+    m = clone_with_weights(trained)
+    ctx = make_context()
+    ctx.dataset = digits
+    QuantizePass(method="ptq", bits=8, granularity="channel", evaluate=False).apply(ctx, m)
+    r = _prune(m, digits, method="activity", max_activity=0.0, activity_eps=0.0)
+    assert sum(lay.kernels_removed for lay in r.layers) >= 1
+    assert r.accuracy_after == r.accuracy_before  # removed kernels never fired
+    x = digits.test.head(16).x
+    ints = build_fixed(m).integers(torch.from_numpy(x))
+    ref = reference(m).integers(x)
+    assert all(np.array_equal(ints[k].numpy().astype(np.int64), ref[k]) for k in ref)

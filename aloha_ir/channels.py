@@ -169,8 +169,8 @@ def retarget_channels(module, graph: nn.GraphOp, plan: dict[SSAValue, np.ndarray
             plan[new] = plan[out]
 
 
-def _take_operand(graph: nn.GraphOp, store: WeightStore, tag: str, op: Operation, index: int, axis: int,
-                  channels: np.ndarray) -> None:
+def _take_operand(graph: nn.GraphOp, store: WeightStore, tag: str, op: Operation, index: int,
+                  axis: int, channels: np.ndarray) -> None:
     v = op.operands[index]
     c = v.owner
     t = const_tensor(c, store)

@@ -105,7 +105,8 @@ def main() -> None:
     print(f"PACT 4/4 bits after relaxation     {pact.quantized_accuracy:.4f}  "
           f"(float - PACT = {100 * (float_acc - pact.quantized_accuracy):+.2f} points)")
     for exact, (agree, n) in agreement.items():
-        print(f"QDQ in onnxruntime vs our fixed point, argmax agreement ({'round half up' if exact else 'fused, half to even'}): "
+        rounding = "round half up" if exact else "fused, half to even"
+        print(f"QDQ in onnxruntime vs our fixed point, argmax agreement ({rounding}): "
               f"{agree:.4f} of {n}")
     drops = [e for e in pact.log if e.get("relaxed")]
     print(f"relaxation: {len(drops)} drops, epochs at each precision in the log "

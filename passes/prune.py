@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, ModuleOp, StringAttr, f64
+from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
 from xdsl.passes import ModulePass
 
@@ -377,8 +377,9 @@ class PrunePass(ModulePass):
         for op in collapse.layers:
             mu, sigma = collapse.stats[op]
             mask = collapse.masks[op]
-            _annotate(op, {"method": StringAttr("threshold"), "threshold": _f(self.threshold),
-                           "value": _f(mu), "sigma": _f(sigma),
+            _annotate(op, {"method": StringAttr("threshold"),
+                           "threshold": nn.float_attr(self.threshold),
+                           "value": nn.float_attr(mu), "sigma": nn.float_attr(sigma),
                            "pruned": nn.int_attr(int(mask.sum())),
                            "total": nn.int_attr(mask.size)})
             layers.append(LayerPruning(_label(graph, op), op.name, mask.size, int(mask.sum()), mu,
@@ -425,7 +426,7 @@ class PrunePass(ModulePass):
             per_kernel = size // kernels
             if n:
                 _annotate(o, {"method": StringAttr("activity"),
-                              "max_activity": _f(self.max_activity),
+                              "max_activity": nn.float_attr(self.max_activity),
                               "kernels_removed": nn.int_attr(gone),
                               "kernels_zeroed": nn.int_attr(zeroed),
                               "kernels": nn.int_attr(kernels)})
@@ -445,10 +446,6 @@ def _accuracy(module: ModuleOp, splits, quantized: bool) -> float:
 
 def _annotate(op: Operation, entries: dict) -> None:
     op.attributes["pruning"] = DictionaryAttr(entries)
-
-
-def _f(value: float) -> FloatAttr:
-    return FloatAttr(float(value), f64)
 
 
 def _label(graph: nn.GraphOp, op: Operation) -> str:

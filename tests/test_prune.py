@@ -140,7 +140,7 @@ def test_kernel_activity_removes_dead_kernels_without_changing_outputs(trained, 
                        for i, op in enumerate(_layers(m)[:2])]
     assert nn.shape_of(_layers(m)[1].weight)[1] == shapes[1][1] - removed[0]
     # MACs by hand from the original shapes and the kernels removed from each conv
-    (c1, c2, dense, last), (r1, r2) = _layers(m), removed  # digits_cnn: conv conv dense dense
+    (c1, c2, dense, _), (r1, r2) = _layers(m), removed  # digits_cnn: conv conv dense dense
     (o1, _, k1h, k1w), (o2, _, k2h, k2w), (mo, k), (m2, k2) = shapes
     hw1, hw2 = (int(np.prod(nn.shape_of(c.output)[2:])) for c in (c1, c2))
     assert nn.shape_of(dense.weight)[1] == (o2 - r2) * (k // o2)
@@ -281,7 +281,7 @@ def test_errors_are_clear(trained, digits):
         PrunePass(method="activity", max_activity=1.5)
     with pytest.raises(PassError, match="prune needs data"):
         PrunePass(method="activity").apply(make_context(), clone_with_weights(trained))
-    r = _prune(clone_with_weights(trained), None, threshold=0.5)  # no data: no accuracy, still pruned
+    r = _prune(clone_with_weights(trained), None, threshold=0.5)  # no data: pruned, not measured
     assert r.accuracy_before is None and r.params_after < r.params_before
     from aloha_ir.consts import set_blob
     m = clone_with_weights(trained)

@@ -10,7 +10,7 @@ import sys
 from aloha_ir.errors import AlohaError, UsageError, exit_code_help
 
 DEFAULT_PIPELINE = "canonicalize,analyze-cost"
-EMIT_KINDS = ("nn", "onnx", "csdf", "sdf3", "json", "dot")
+EMIT_KINDS = ("nn", "onnx", "csdf", "sdf3", "json", "dot", "c")
 CSDF_KINDS = ("csdf", "sdf3", "json", "dot")
 LOWERING = "convert-nn-to-csdf"
 
@@ -154,10 +154,13 @@ def _csdf_markdown(module) -> str:
 def cmd_compile(args) -> int:
     from aloha_ir.textio import save_module, write_text
     from frontends.loader import load_model, model_stem
-    kinds = _emit_kinds(args.emit)
+    kinds = _emit_kinds(args.emit or ("nn,c" if args.target else "nn"))
     pipeline = args.pipeline
     if args.gantt and not args.target:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
+    if ("c" in kinds or args.backend) and not args.target:
+        raise UsageError("generating code needs --target PLATFORM",
+                         hint="e.g. alohac compile MODEL --target host-cpu -o OUT")
     if args.target:
         pipeline = _with_target(args, pipeline, DEFAULT_PIPELINE, timeline=bool(args.gantt))
     if any(k in CSDF_KINDS for k in kinds) and LOWERING not in pipeline:
@@ -177,6 +180,8 @@ def cmd_compile(args) -> int:
         save_onnx(module, path)
         written.append(path)
     written += _emit_csdf(module, kinds, args.output, stem)
+    if "c" in kinds:
+        written += _emit_code(args, module, result, explicit=bool(args.emit or args.backend))
     cost = result.analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
         text = ""
@@ -195,6 +200,31 @@ def cmd_compile(args) -> int:
     for w in written:
         print(f"wrote {w}")
     return 0
+
+
+def _emit_code(args, module, result, explicit: bool) -> list[str]:
+    """Generate the platform's code under OUT/code/ with a code-size report."""
+    from aloha_ir.errors import UnsupportedError
+    from alohac.codesize import write_report
+    from archdesc.loader import load_platform
+    from backends.api import get_backend, registered
+    platform = load_platform(args.target)
+    name = args.backend or platform.backend
+    if name not in registered() and not args.backend:
+        print(f"note: no code generated: {platform.name}'s backend '{name}' is not registered "
+              f"(`alohac list backends`)", file=sys.stderr)
+        return []
+    backend = get_backend(name)(weights=args.weights)
+    code_dir = os.path.join(args.output, "code")
+    try:
+        generated = backend.generate(module, platform, code_dir)
+    except UnsupportedError as e:
+        if explicit:
+            raise
+        print(f"note: no code generated: {e.one_line()}", file=sys.stderr)
+        return []
+    return [os.path.join(code_dir, f) for f in generated.files] + \
+        write_report(code_dir, generated, backend)
 
 
 def cmd_opt(args) -> int:
@@ -284,7 +314,17 @@ def cmd_list(args) -> int:
             units = ", ".join(f"{pe.count} x {pe.name} ({pe.kind})" for pe in p.pes)
             print(f"{p.name:<{width}}  {p.description}  [{units}; backend {p.backend}]")
     else:
-        print(f"no {args.what} are registered yet (they arrive with the backend work)")
+        from backends.api import registered
+        backends = registered()
+        if args.json:
+            print(json.dumps({n: {"default_platform": c.default_platform,
+                                  "description": c.description, "class": f"{c.__module__}."
+                                  f"{c.__qualname__}"} for n, c in backends.items()}))
+            return 0
+        width = max(len(n) for n in backends)
+        for n, c in backends.items():
+            print(f"{n:<{width}}  {c.description}  [default platform {c.default_platform}; "
+                  f"{c.__module__}]")
     return 0
 
 
@@ -334,12 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
     _add_pipeline_options(p, DEFAULT_PIPELINE)
-    p.add_argument("--emit", default="nn", metavar="KINDS",
-                   help="what to write, comma-separated (default: nn): nn = NAME.mlir (+ weights "
-                        "NAME.weights.npz), onnx = NAME.onnx, csdf = NAME.csdf.mlir, sdf3 = "
-                        "NAME.sdf3.xml (for SDF3's sdf3analysis-csdf), json = NAME.csdf.json, dot = "
-                        "NAME.dot (Graphviz); csdf kinds add convert-nn-to-csdf to the pipeline "
-                        "when it is missing")
+    p.add_argument("--emit", default=None, metavar="KINDS",
+                   help="what to write, comma-separated (default: nn, and c with --target): nn = "
+                        "NAME.mlir (+ weights NAME.weights.npz), onnx = NAME.onnx, csdf = "
+                        "NAME.csdf.mlir, sdf3 = NAME.sdf3.xml (for SDF3's sdf3analysis-csdf), json "
+                        "= NAME.csdf.json, dot = NAME.dot (Graphviz), c = the platform's code "
+                        "under OUT/code/ (a Makefile builds OUT/code/network; see --backend); "
+                        "csdf kinds add convert-nn-to-csdf to the pipeline when it is missing")
+    p.add_argument("--backend", metavar="NAME",
+                   help="code generator (default: the platform's; `alohac list backends`)")
+    p.add_argument("--weights", choices=("file", "embedded"), default="file",
+                   help="generated code: weights in code/weights.bin loaded at start (default), "
+                        "or compiled in as const arrays with static allocation only (bare metal)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.set_defaults(func=cmd_compile)
 
@@ -372,8 +418,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list passes, zoo models, platforms or backends")
     p.add_argument("what", choices=["passes", "zoo", "platforms", "backends"])
-    p.add_argument("--json", action="store_true", help="platforms: print the loaded models as "
-                                                       "one JSON object")
+    p.add_argument("--json", action="store_true", help="platforms, backends: print one JSON "
+                                                       "object")
     p.set_defaults(func=cmd_list)
     return parser
 

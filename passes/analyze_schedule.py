@@ -6,7 +6,8 @@ and one waiting), give the periodic regime: `period_s`, `throughput_fps`, and pe
 busy time per frame and utilisation (busy / period). Firing times are the `exec_times` the `map` pass
 wrote (ns); an unmapped graph runs every actor on its own processor with its work as its time, which
 is the setting of reference/csdf.md's closed form. Results: a `ScheduleReport`; actors get `start_s`
-and `end_s` (latency run), channels `buffer` (maximum occupancy in the stream, in tokens).
+and `end_s` (latency run), channels `buffer` (maximum occupancy in tokens, over the stream and the
+one-frame run: the generated code's FIFO sizes).
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ class ScheduleReport:
     buffers: dict[str, int]  # channel -> tokens
     peak_tokens_bytes: int  # largest live set of the stream, at the IR's token sizes
     timeline: list[selftimed.Firing] = field(default_factory=list)  # the stream run
+    frame_timeline: list[selftimed.Firing] = field(default_factory=list)  # one frame alone
 
     @property
     def throughput_fps(self) -> float:
@@ -128,13 +130,16 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
         if annotate:
             a.attributes["start_s"] = FloatAttr(starts.get(name, 0.0), f64)
             a.attributes["end_s"] = FloatAttr(ends.get(name, 0.0), f64)
+    # a FIFO must hold what either regime needs: the generated program runs each unit's firings
+    # in the one-frame order, frame after frame (backends/codegen.py explains why that suffices)
+    buffers = {c: max(n, one.max_tokens[c]) for c, n in stream.max_tokens.items()}
     if annotate:
         for c in graph.channels():
-            c.attributes["buffer"] = int_attr(stream.max_tokens[c.sym_name.data])
+            c.attributes["buffer"] = int_attr(buffers[c.sym_name.data])
         graph.attributes["latency_s"] = FloatAttr(one.latency, f64)
         graph.attributes["period_s"] = FloatAttr(period, f64)
     return ScheduleReport(graph.sym_name.data, mapped_any, one.latency, period, per_pe, per_actor,
-                          stream.max_tokens, stream.peak_bytes, stream.timeline)
+                          buffers, stream.peak_bytes, stream.timeline, one.timeline)
 
 
 def schedule_of(ctx, graph: csdf.GraphOp) -> ScheduleReport:

@@ -1,0 +1,40 @@
+"""The code-size report `alohac compile` writes beside generated code (code/code-size.md, .json)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from aloha_ir.textio import write_text
+
+
+def write_report(code_dir: str, generated, backend) -> list[str]:
+    """Bytes and lines per generated file, the weights, and the static buffers the program holds."""
+    rows = []
+    for name, nbytes in sorted(generated.files.items()):
+        path = os.path.join(code_dir, name)
+        lines = 0
+        if not name.endswith(".bin"):
+            with open(path, "rb") as f:
+                lines = f.read().count(b"\n")
+        rows.append({"file": name, "bytes": nbytes, "lines": lines})
+    view = getattr(generated, "view", None)
+    report = {"backend": backend.name, "weights": backend.weights, "files": rows,
+              "source_bytes": sum(r["bytes"] for r in rows if not r["file"].endswith(".bin")),
+              "source_lines": sum(r["lines"] for r in rows)}
+    if view is not None:
+        report.update(weight_bytes=4 * view.blob_words, fifo_bytes=view.fifo_bytes(),
+                      window_bytes=view.window_bytes(), threads=len(view.threads),
+                      actors=len(view.actors), fifos=len(view.fifos))
+    md = ["# Generated code", "", f"backend `{backend.name}`, weights `{backend.weights}`", "",
+          "| file | bytes | lines |", "|---|---:|---:|"]
+    md += [f"| {r['file']} | {r['bytes']:,} | {r['lines']:,} |" for r in rows]
+    md.append(f"| **sources** | {report['source_bytes']:,} | {report['source_lines']:,} |")
+    if view is not None:
+        md += ["", f"Static memory of the program: weights {report['weight_bytes']:,} B, FIFOs "
+               f"{report['fifo_bytes']:,} B, row windows {report['window_bytes']:,} B; "
+               f"{report['actors']} actors, {report['fifos']} FIFOs, {report['threads']} threads.",
+               "", "`make -C code size` prints the compiled program's text/data/bss."]
+    return [write_text(os.path.join(code_dir, "code-size.md"), "\n".join(md) + "\n"),
+            write_text(os.path.join(code_dir, "code-size.json"), json.dumps(report, indent=1)
+                       + "\n")]

@@ -1,0 +1,164 @@
+"""The Backend API: how a platform's code generator plugs into `alohac compile --target`.
+
+A backend is a class registered under the entry-point group `aloha.backends` (so a platform can live
+in another package). It names its default platform and the pipeline it needs, and owns a directory of
+Jinja2 templates. Generation is two steps, on purpose: `view()` builds a plain codegen view from the
+mapped csdf graph (backends/codegen.py: buffers, FIFOs, per-PE static orders, firings, weights, power
+knobs), and templates render that view; templates never walk the IR. Templates are looked up in the
+backend's own directory first, then in each base class's, then in the common ones
+(backends/templates): a platform overrides a common template by shipping a file of the same name.
+Rendering uses StrictUndefined, so a template naming a field the view lacks fails loudly.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from dataclasses import dataclass
+from importlib import metadata
+from typing import ClassVar
+
+import jinja2
+
+from aloha_ir.errors import InputFileError, UsageError
+from aloha_ir.textio import write_bytes, write_text
+
+ENTRY_POINT_GROUP = "aloha.backends"
+COMMON_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+
+
+@dataclass(frozen=True)
+class Generated:
+    """What a backend wrote: the code directory and its files (path -> bytes)."""
+
+    code_dir: str
+    files: dict[str, int]
+    view: object = None
+
+
+class Backend:
+    """Base class. Subclasses set `name`, `default_platform`, `description`, and may extend
+    `pipeline()`, `view()` and `files()`."""
+
+    name: ClassVar[str] = ""
+    default_platform: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    # extra template directories searched before the class's own (a platform package's overrides)
+    template_dirs: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *, weights: str = "file", fifo_override: dict[str, int] | None = None):
+        if weights not in ("file", "embedded"):
+            raise UsageError(f"--weights {weights}: expected 'file' or 'embedded'")
+        self.weights = weights
+        self.fifo_override = dict(fifo_override or {})
+
+    # -- what the backend needs ------------------------------------------------------------------
+    def pipeline(self, bits: int = 0) -> str:
+        """The passes to run before generation (canonicalize, lowering, mapping, buffer sizes)."""
+        tail = f"{{bits={bits}}}" if bits else ""
+        return ",".join(["canonicalize", "analyze-cost", "convert-nn-to-csdf",
+                         f"partition{tail}", f"map{tail}", "analyze-schedule", "analyze-memory"])
+
+    # -- generation -----------------------------------------------------------------------------
+    def view(self, module, platform):
+        """The codegen view of the mapped module (a plain object templates read)."""
+        from backends.codegen import build_view
+        return build_view(module, platform, weights=self.weights,
+                          fifo_override=self.fifo_override)
+
+    sources: ClassVar[tuple[str, ...]] = ("network.c", "aloha_rt.c", "aloha_kernels.c")
+    headers: ClassVar[tuple[str, ...]] = ("aloha_rt.h", "aloha_kernels.h")
+
+    def files(self, view) -> dict[str, str]:
+        """Output file name -> template name: every source and header (a `.c`/`.h` file whose
+        template is `NAME.j2` if one exists, else the plain file), and the Makefile."""
+        env = self.environment()
+        names = env.list_templates()
+        out = {"Makefile": "Makefile.j2"}
+        for f in self.sources + self.headers:
+            out[f] = f + ".j2" if f + ".j2" in names else f
+        return out
+
+    def environment(self) -> jinja2.Environment:
+        dirs = list(self.template_dirs)
+        for cls in type(self).__mro__:
+            if cls is object or not issubclass(cls, Backend):
+                continue
+            here = os.path.join(os.path.dirname(inspect.getfile(cls)), "templates")
+            if os.path.isdir(here) and here not in dirs:
+                dirs.append(here)
+        if COMMON_TEMPLATES not in dirs:
+            dirs.append(COMMON_TEMPLATES)
+        env = jinja2.Environment(loader=jinja2.FileSystemLoader(dirs), undefined=jinja2.StrictUndefined,
+                                 keep_trailing_newline=True, trim_blocks=True, lstrip_blocks=True)
+        env.filters["c_string"] = c_string
+        return env
+
+    def generate(self, module, platform, code_dir: str) -> Generated:
+        """Render every file into `code_dir` (created); the weights blob too."""
+        view = self.view(module, platform)
+        env = self.environment()
+        rendered = {}
+        for out, template in self.files(view).items():
+            try:
+                t = env.get_template(template)
+            except jinja2.TemplateNotFound:
+                raise InputFileError(f"backend {self.name}: template {template} not found",
+                                     hint="search path: " + ", ".join(env.loader.searchpath)
+                                     ) from None
+            rendered[out] = t.render(view=view, backend=self.name, sources=self.sources,
+                                     headers=self.headers)
+        os.makedirs(code_dir, exist_ok=True)
+        sizes = {}
+        for out, text in rendered.items():
+            write_text(os.path.join(code_dir, out), text)
+            sizes[out] = len(text.encode())
+        for out, data in view.binary_files().items():
+            write_bytes(os.path.join(code_dir, out), data)
+            sizes[out] = len(data)
+        return Generated(code_dir, sizes, view)
+
+
+def c_string(text: str) -> str:
+    """A C string literal for `text` (names from ONNX may hold quotes, backslashes, anything)."""
+    out = []
+    for ch in str(text):
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 32 <= ord(ch) < 127 and ch != "?":  # '?' avoided: trigraphs
+            out.append(ch)
+        else:
+            out.extend(f"\\{b:03o}" for b in ch.encode())
+    return '"' + "".join(out) + '"'
+
+
+# ---------------------------------------------------------------------------------------------------
+# registry
+
+
+def registered() -> dict[str, type[Backend]]:
+    """Backend name -> class, from the `aloha.backends` entry points (the bundled ones included)."""
+    found: dict[str, type[Backend]] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception as e:  # a broken third-party plugin must not break the compiler
+            import sys
+            print(f"warning: backend entry point {ep.name} ({ep.value}) failed to load: {e}",
+                  file=sys.stderr)
+            continue
+        if not (isinstance(cls, type) and issubclass(cls, Backend)):
+            continue
+        found[cls.name or ep.name] = cls
+    if not found:  # running from a source tree that was never installed
+        from backends.host import HostBackend
+        found = {c.name: c for c in (HostBackend,)}
+    return dict(sorted(found.items()))
+
+
+def get_backend(name: str) -> type[Backend]:
+    backends = registered()
+    cls = backends.get(name)
+    if cls is None:
+        raise UsageError(f"no backend '{name}'", hint="registered: " + ", ".join(backends))
+    return cls

@@ -1,0 +1,719 @@
+"""The codegen view: the mapped csdf graph as plain data a C template can render.
+
+Templates never walk the IR; this module does, once, and hands them lists of plain objects:
+
+- `fifos`: every csdf channel with its capacity = the `buffer` analyze-schedule wrote (tokens);
+- `actors`: per actor its input ports (the FIFO it reads, its reuse self-loop, per firing how many
+  rows it reads new, takes back from the loop and puts into it: the row calculus of the lowering,
+  recomputed by the same functions), its output FIFOs with the tokens produced per firing, and a
+  `kernel` record (which kernel, its geometry, weights, fused activation or requantisation);
+- `threads`: one per processing unit (plus one per unmapped boundary actor: input, output, gather),
+  each with its static order for one frame: the per-unit firing order of the one-frame self-timed
+  schedule analyze-schedule ran, run-length encoded as (actor, firings) runs;
+- `tensors`: the weights blob (4-byte words: float32, or int32 integers of the fixed-point formats,
+  biases already in their accumulator formats), written as weights.bin or embedded as C arrays.
+
+Why the static order and the FIFO sizes agree: the program is a Kahn network with blocking reads and
+writes (a bounded FIFO is a data channel plus a credit channel), so whether it completes does not
+depend on timing. Running frame after frame in the one-frame schedule's order is one execution, and it
+needs no more than that schedule's occupancy, which the analysed `buffer` covers (analyze-schedule
+takes the larger of the one-frame and the stream occupancy). So every run completes, whatever the
+real timing, and a FIFO made smaller than a firing's own production fails at once.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import struct
+from dataclasses import dataclass, field
+
+import numpy as np
+from xdsl.dialects.builtin import StringAttr
+
+from aloha_ir import dataflow, rle, rowflow
+from aloha_ir import fixedpoint as fp
+from aloha_ir.consts import const_tensor
+from aloha_ir.dialects import csdf, nn
+from aloha_ir.errors import UnsupportedError
+from aloha_ir.weights import weights_of
+from passes.convert_nn_to_csdf import plan_block
+from passes.target import nn_blocks
+
+C_KEYWORDS = frozenset("""auto break case char const continue default do double else enum extern
+float for goto if inline int long register restrict return short signed sizeof static struct switch
+typedef union unsigned void volatile while _Bool _Complex _Imaginary main""".split())
+_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+ACT = {None: "ALOHA_ACT_NONE", "relu": "ALOHA_ACT_RELU", "leaky_relu": "ALOHA_ACT_LEAKY",
+       "clip": "ALOHA_ACT_CLIP", "sigmoid": "ALOHA_ACT_SIGMOID", "tanh": "ALOHA_ACT_TANH"}
+
+
+def c_identifier(name: str, index: int, prefix: str = "a") -> str:
+    """A valid, unique C identifier for the `index`-th object named `name` (ONNX names hold '/',
+    ':', '.', leading digits, keywords): the prefix and index make it unique and valid whatever
+    the name is; the sanitised name keeps it readable."""
+    body = _UNSAFE.sub("_", name).strip("_")[:40]
+    ident = f"{prefix}{index}_{body}" if body else f"{prefix}{index}"
+    return re.sub(r"__+", "_", ident)
+
+
+@dataclass
+class FifoView:
+    index: int
+    name: str
+    cname: str
+    src: str
+    dst: str
+    capacity: int
+    analysed: int
+    self_loop: bool
+    max_firing: int  # the most tokens one firing moves through it
+
+
+@dataclass
+class PortView:
+    fifo: int
+    reuse: int  # fifo index of the reuse self-loop, or -1
+    row_tokens: int
+    whole: bool  # keep every row of the frame (ops that need their whole input)
+    window_rows: int
+    new: list[int]
+    reuse_in: list[int]
+    reuse_out: list[int]
+    c: int
+    h: int
+    w: int
+
+
+@dataclass
+class TensorView:
+    name: str
+    cname: str
+    ctype: str  # float or int32_t
+    offset: int  # in 4-byte words
+    values: np.ndarray  # flat, float32 or int32
+
+    @property
+    def length(self) -> int:
+        return int(self.values.size)
+
+    def c_values(self) -> str:
+        if self.ctype == "float":
+            return ", ".join(_c_float(v) for v in self.values.tolist())
+        return ", ".join(str(int(v)) for v in self.values.tolist())
+
+
+@dataclass
+class ActorView:
+    index: int
+    name: str
+    cname: str
+    operator: str  # the csdf actor's operator
+    kernel: str  # the template macro that computes a firing
+    unit: str
+    pe_kind: str
+    phases: int
+    ins: list[PortView]
+    outs: list[int]
+    prod: list[int]  # tokens written to each output FIFO per firing
+    args: dict = field(default_factory=dict)
+    block: str = ""
+    out_shape: tuple[int, ...] = ()
+    out_frac: int = 0  # dequantisation of the output (fixed point)
+    dump: bool = False  # its output is a whole block's output (debug dumps, `alohac compare`)
+
+    @property
+    def obuf_tokens(self) -> int:
+        return max([1] + self.prod)
+
+
+@dataclass
+class ThreadView:
+    index: int
+    name: str
+    unit: str
+    order: list[tuple[int, int]]  # (actor index, consecutive firings) for one frame
+
+
+@dataclass
+class IoView:
+    actor: int
+    shape: tuple[int, ...]
+    elements: int
+    fmt: fp.Fixed | None
+    low: float | None = None
+    high: float | None = None
+
+
+@dataclass
+class CodegenView:
+    name: str
+    platform: str
+    datatype: str
+    fixed: bool
+    weights: str  # file | embedded
+    actors: list[ActorView]
+    fifos: list[FifoView]
+    threads: list[ThreadView]
+    tensors: list[TensorView]
+    input: IoView
+    output: IoView
+    latency_s: float
+    period_s: float
+    power: dict = field(default_factory=dict)
+
+    @property
+    def ctype(self) -> str:
+        return "int32_t" if self.fixed else "float"
+
+    @property
+    def blob_words(self) -> int:
+        return sum(t.length for t in self.tensors)
+
+    def blob(self) -> bytes:
+        """weights.bin: magic, word count, then the tensors' words, little-endian."""
+        parts = [b"ALOHAWB1", struct.pack("<Q", self.blob_words)]
+        for t in self.tensors:
+            parts.append(np.ascontiguousarray(t.values).astype(t.values.dtype.newbyteorder("<"))
+                         .tobytes())
+        return b"".join(parts)
+
+    def binary_files(self) -> dict[str, bytes]:
+        return {"weights.bin": self.blob()} if self.weights == "file" else {}
+
+    def fifo_bytes(self) -> int:
+        return 4 * sum(f.capacity for f in self.fifos)
+
+    def window_bytes(self) -> int:
+        return 4 * sum(p.window_rows * p.row_tokens for a in self.actors for p in a.ins)
+
+
+def _c_float(v: float) -> str:
+    if math.isnan(v) or math.isinf(v):
+        raise UnsupportedError("a weight is not finite; the generated code cannot hold it")
+    text = repr(float(np.float32(v)))
+    return text + ("f" if ("." in text or "e" in text) else ".0f")
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+def _dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) of a tensor as the row decomposition sees it (rank 4: NCHW; else one row)."""
+    if len(shape) == 4:
+        return shape[1], shape[2], shape[3]
+    return 1, 1, math.prod(shape)
+
+
+def _bcast_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(C, H, W) of an operand broadcast against a rank-4 output (numpy right alignment)."""
+    s = (1,) * (4 - len(shape)) + tuple(shape)
+    if len(s) != 4 or s[0] != 1:
+        raise UnsupportedError(f"cannot broadcast a {list(shape)} operand inside a row")
+    return s[1], s[2], s[3]
+
+
+class _Weights:
+    def __init__(self, fixed: bool):
+        self.fixed = fixed
+        self.tensors: list[TensorView] = []
+        self.by_key: dict[object, TensorView] = {}
+        self.offset = 0
+
+    def add(self, key, name: str, values: np.ndarray, integer: bool | None = None) -> TensorView:
+        if key in self.by_key:
+            return self.by_key[key]
+        integer = self.fixed if integer is None else integer
+        flat = np.ascontiguousarray(values).reshape(-1)
+        if integer:
+            if flat.size and (flat.min() < -(1 << 31) or flat.max() >= 1 << 31):
+                raise UnsupportedError(f"constant {name} does not fit 32-bit integers")
+            flat = flat.astype(np.int32)
+        else:
+            flat = flat.astype(np.float32)
+        t = TensorView(name, c_identifier(name, len(self.tensors), "w"),
+                       "int32_t" if integer else "float", self.offset, flat)
+        self.offset += t.length
+        self.tensors.append(t)
+        self.by_key[key] = t
+        return t
+
+
+class _Builder:
+    def __init__(self, module, graph: csdf.GraphOp):
+        self.module = module
+        self.graph = graph
+        self.blocks = nn_blocks(module, graph)
+        nn_graph = next(iter(self.blocks.values())).parent_op() if self.blocks else None
+        self.nn_graph = nn_graph
+        self.store = weights_of(module)
+        self.fixed = any(fp.format_of(op.results[0]) is not None for op in nn_graph.ops
+                         if op.results and not isinstance(op, nn.ConstOp))
+        self.ref = None
+        if self.fixed:
+            from backends.reference import FixedReference
+            self.ref = FixedReference(nn_graph, self.store)
+        self.weights = _Weights(self.fixed)
+
+    # -- constants ------------------------------------------------------------------------------
+    def const(self, v, name: str) -> TensorView:
+        op = v.owner
+        if self.fixed:
+            return self.weights.add(v, name, self.ref.consts[v])
+        return self.weights.add(v, name, const_tensor(op, self.store).materialize())
+
+    def bias_acc(self, op, index: int, acc_frac, name: str) -> TensorView | None:
+        """A conv/dense/bn bias in the accumulator's format (the reference's `_bias`)."""
+        if len(op.operands) <= index:
+            return None
+        b = op.operands[index]
+        if not self.fixed:
+            return self.const(b, name)
+        q = self.ref.consts[b]
+        real = fp.dequantize(q, self.ref.frac(b)) if fp.format_of(b) else q
+        acc = np.broadcast_to(np.asarray(acc_frac), np.shape(real)) if np.ndim(acc_frac) else acc_frac
+        return self.weights.add((b, "acc"), name, fp.quantize(real, acc, fp.BIAS_BITS))
+
+    def frac(self, v) -> object:
+        return self.ref.frac(v)
+
+    # -- activation / requantisation ------------------------------------------------------------
+    @staticmethod
+    def act(op) -> dict:
+        fused = op.fused_activation() if isinstance(op, nn._FusedActivation) else None
+        kind, params = (fused[0], fused[1]) if fused else (None, ())
+        return _act_record(kind, params)
+
+    def rq(self, op, shift, channels: int, name: str, act: bool = True) -> dict:
+        """The requantisation record of `op` given shift = acc_frac - out_frac (scalar or per
+        output channel)."""
+        fmt = fp.format_of(op.results[0])
+        fused = op.fused_activation() if act and isinstance(op, nn._FusedActivation) else None
+        kind = fused[0] if fused else None
+        rec = {"kind": ACT[kind], "leaky_mult": 0, "qmin": fmt.qmin, "qmax": fmt.qmax,
+               "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": 0, "shift": None}
+        if kind == "leaky_relu":
+            rec["leaky_mult"] = fp.leaky_multiplier(fused[1][0])
+        elif kind == "clip":
+            rec["clip_lo"], rec["clip_hi"] = fp.clip_bounds(fused[1][0], fused[1][1], fmt)
+        elif kind not in (None, "relu"):
+            raise UnsupportedError(f"fused activation {kind} has no fixed-point requantisation",
+                                   where=name)
+        s = np.asarray(shift, dtype=np.int64)
+        if s.ndim and len(set(s.tolist())) > 1:
+            full = np.broadcast_to(s, (channels,)) if s.size == 1 else s
+            rec["shift"] = self.weights.add(("shift", name), f"{name}_shift", full, integer=True)
+        else:
+            rec["shift0"] = int(s.reshape(-1)[0]) if s.ndim else int(s)
+        return rec
+
+
+def _act_record(kind, params) -> dict:
+    if kind not in ACT:
+        raise UnsupportedError(f"activation {kind} has no float kernel")
+    rec = {"kind": ACT[kind], "alpha": 0.0, "lo": 0.0, "hi": 0.0}
+    if kind == "leaky_relu":
+        rec["alpha"] = float(params[0]) if params else 0.01
+    elif kind == "clip":
+        rec["lo"], rec["hi"] = float(params[0]), float(params[1])
+    return {k: (_c_float(v) if isinstance(v, float) else v) for k, v in rec.items()}
+
+
+def _ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, int], plan,
+           block) -> list[PortView]:
+    """Input ports in port order, with the row calculus the lowering used for their rates."""
+    name = actor.sym_name.data
+    ins = {c.dst_port.data: c for c in graph.channels() if c.dst_name == name and not c.is_self_loop}
+    loops = {c.dst_port.data: c for c in graph.channels() if c.is_self_loop and c.dst_name == name}
+    ports = []
+    whole = plan is not None and not plan.produce_per_row
+    # ports are in0, in1, ... (a gather's: in<port>_<part>, in that order)
+    names = sorted(ins, key=lambda p: tuple(int(x) for x in re.findall(r"\d+", p)))
+    expected = [f"in{k}" for k in range(len(ins))]
+    if actor.kind.data != "gather" and names != expected:
+        raise UnsupportedError(f"actor @{name} has input ports {names}, expected {expected}")
+    for k, port in enumerate(names):
+        ch = ins[port]
+        if plan is not None:
+            value, ranges = plan.inputs[k]
+            shape = nn.shape_of(value)
+        else:  # boundary and gather actors: one row per firing (gather reads slices)
+            shape = None
+            ranges = None
+        phases = actor.phase_count
+        cons = rle.expand(ch.cons_runs)
+        if shape is not None:
+            h_rows, row_tokens = rowflow.rows_of(shape)
+            rates = rowflow.input_rates(ranges, h_rows)
+            new, rin, rout = list(rates.new), list(rates.reuse_in), list(rates.reuse_out)
+            if [n * row_tokens for n in new] != cons:
+                raise UnsupportedError(f"actor @{name} port in{k}: the channel's consumption "
+                                       "does not follow the row calculus (was the graph edited?)")
+            c, h, w = _dims(shape)
+        else:
+            row_tokens = max(cons) if max(cons) else 1
+            new = [n // row_tokens for n in cons]
+            rin = rout = [0] * phases
+            c, h, w = 1, 1, row_tokens
+        loop = loops.get(f"reuse_in{k}")
+        if any(rout) and loop is None:
+            raise UnsupportedError(f"actor @{name} port in{k}: reuse rows but no self-loop")
+        window = sum(new) if whole else max(a + b for a, b in zip(new, rin))
+        ports.append(PortView(fifo_index[ch.sym_name.data],
+                              fifo_index[loop.sym_name.data] if loop is not None else -1,
+                              row_tokens, whole, max(1, window), new, rin, rout, c, h, w))
+    return ports
+
+
+def build_view(module, platform, *, weights: str = "file",
+               fifo_override: dict[str, int] | None = None) -> CodegenView:
+    graphs = csdf.csdf_graphs(module)
+    if len(graphs) != 1:
+        raise UnsupportedError(f"code generation needs one mapped csdf.graph, found {len(graphs)}",
+                               hint="compile a single network")
+    graph = graphs[0]
+    if "buffer" not in graph.channels()[0].attributes:
+        raise UnsupportedError("the csdf graph has no FIFO sizes", hint="run analyze-schedule")
+    b = _Builder(module, graph)
+    phases, edges = graph.dataflow_graph()
+    q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+    for a, n in q.items():
+        if n != phases[a]:
+            raise UnsupportedError(f"actor @{a} fires {n} times per frame over {phases[a]} phases;"
+                                   " the generator handles one phase cycle per frame")
+    fifo_override = dict(fifo_override or {})
+    fifos, fifo_index = [], {}
+    for i, ch in enumerate(graph.channels()):
+        name = ch.sym_name.data
+        analysed = ch.attributes["buffer"].value.data  # type: ignore[union-attr]
+        cap = fifo_override.pop(name, analysed)
+        most = max(max(rle.expand(ch.prod_runs)), max(rle.expand(ch.cons_runs)))
+        fifos.append(FifoView(i, name, c_identifier(name, i, "f"), ch.src_name, ch.dst_name, cap,
+                              analysed, ch.is_self_loop, most))
+        fifo_index[name] = i
+    if fifo_override:
+        raise UnsupportedError(f"no channel {', '.join(fifo_override)} to resize")
+    actors: list[ActorView] = []
+    index = {a.sym_name.data: i for i, a in enumerate(graph.actors())}
+    inputs, outputs = [], []
+    for i, actor in enumerate(graph.actors()):
+        name = actor.sym_name.data
+        block = b.blocks.get(actor.block.data)
+        kind = actor.kind.data
+        boundary = kind in ("input", "output", "gather", "merge")
+        plan = plan_block(block) if block is not None and not boundary else None
+        outs = [fifo_index[c.sym_name.data] for c in graph.channels()
+                if c.src_name == name and not c.is_self_loop]
+        prods = {tuple(rle.expand(c.prod_runs)) for c in graph.channels()
+                 if c.src_name == name and not c.is_self_loop}
+        if len(prods) > 1:
+            raise UnsupportedError(f"actor @{name} produces differently on its outputs")
+        prod = list(prods.pop()) if prods else [0] * actor.phase_count
+        pe = actor.attributes.get("pe")
+        pk = actor.attributes.get("pe_kind")
+        view = ActorView(i, name, c_identifier(name, i), kind, "", pe.data if isinstance(
+            pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
+            actor.phase_count, _ports(graph, actor, fifo_index, plan, block), outs, prod,
+            block=actor.block.data)
+        _kernel(b, view, actor, block)
+        if kind == "input":
+            inputs.append(view)
+        elif kind == "output":
+            outputs.append(view)
+        actors.append(view)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedError(f"the generated program streams one input and one output; the model"
+                               f" has {len(inputs)} and {len(outputs)}")
+    threads = _threads(module, graph, actors, index)
+    dt = graph.attributes.get("datatype")
+    lat = graph.attributes.get("latency_s")
+    per = graph.attributes.get("period_s")
+    return CodegenView(
+        graph.sym_name.data.removesuffix("_csdf"), platform.name,
+        dt.data if isinstance(dt, StringAttr) else platform.default_datatype, b.fixed, weights,
+        actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
+        _io(b, outputs[0], False), lat.value.data if lat is not None else 0.0,
+        per.value.data if per is not None else 0.0)
+
+
+def _io(b: _Builder, actor: ActorView, is_input: bool) -> IoView:
+    if is_input:
+        op = next(o for o in b.nn_graph.ops if isinstance(o, nn.InputOp))
+        v = op.output
+    else:
+        out = b.nn_graph.ops.last
+        v = out.operands[0]
+    shape = nn.shape_of(v)
+    low = high = None
+    if is_input:
+        if op.value_range is not None:
+            low, high = nn.floats(op.value_range)[:2]
+    return IoView(actor.index, shape, math.prod(shape), fp.format_of(v), low, high)
+
+
+def _threads(module, graph, actors: list[ActorView], index: dict[str, int]) -> list[ThreadView]:
+    """One thread per processing unit and per unmapped actor, in the one-frame schedule's order."""
+    from passes.analyze_schedule import schedule
+    report = schedule(graph, frames=1, in_flight=0, record=True, annotate=False)
+    order: dict[str, list[int]] = {}
+    for f in sorted(report.frame_timeline, key=lambda f: f.start):
+        order.setdefault(f.unit, []).append(index[f.actor])
+    threads = []
+    for unit, seq in order.items():
+        runs = [(a, len(list(g))) for a, g in _groupby(seq)]
+        label = unit if not unit.startswith("@") else actors[seq[0]].name
+        threads.append(ThreadView(len(threads), label, unit, runs))
+    return threads
+
+
+def _groupby(seq):
+    import itertools
+    return itertools.groupby(seq)
+
+
+# ---------------------------------------------------------------------------------------------------
+# per-operator kernel records
+
+
+def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
+    kind = actor.kind.data
+    fixed = b.fixed
+    name = view.cname
+    if kind in ("input", "output"):
+        view.kernel = kind
+        return
+    if kind == "gather":
+        view.kernel = "gather"
+        view.args["parts"] = actor.attributes["parts"].value.data  # type: ignore[union-attr]
+        view.dump = block is not None
+        _shape_of_block(view, block, b)
+        return
+    if block is None:
+        raise UnsupportedError(f"actor @{actor.sym_name.data} ({kind}) has no nn block")
+    _shape_of_block(view, block, b)
+    split = actor.attributes.get("split")
+    lo_hi = tuple(nn.ints(split)) if split is not None else None
+    view.dump = lo_hi is None
+    a = view.args
+    if isinstance(block, nn.ConvOp):
+        kernel, strides, pads, dil = block.window()
+        x = nn.shape_of(block.input)
+        o = block.out_shape()
+        cin, h, w = x[1], x[2], x[3]
+        a["geom"] = dict(cin=cin, cout=o[1], h=h, w=w, oh=o[2], ow=o[3], kh=kernel[0],
+                         kw=kernel[1], sh=strides[0], sw=strides[1], pt=pads[0], pl=pads[1],
+                         dh=dil[0], dw=dil[1], group=block.prop_int("group", 1))
+        a["co"] = lo_hi or (0, o[1])
+        a["w"] = b.const(block.weight, f"{view.block}_w")
+        if fixed:
+            acc = b.frac(block.input) + np.asarray(b.frac(block.weight))
+            a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
+            a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, o[1], view.block)
+        else:
+            a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
+            a["act"] = b.act(block)
+        view.kernel = "conv"
+    elif isinstance(block, nn.PoolOp):
+        ksel = {"max": 0, "avg": 1, "global_max": 0, "global_avg": 1}[block.kind.data]
+        x = nn.shape_of(block.input)
+        o = block.out_shape()
+        if fixed:
+            a["rq"] = b.rq(block, fp.format_of(block.input).frac - fp.format_of(block.output).frac,
+                           o[1], view.block)
+        else:
+            a["act"] = b.act(block)
+        if block.is_global:
+            view.kernel = "gpool"
+            a.update(c=x[1], hw=x[2] * x[3], kind=ksel)
+        else:
+            kernel, strides, pads, dil = block.window()
+            a["geom"] = dict(kind=ksel, c=x[1], h=x[2], w=x[3], oh=o[2], ow=o[3], kh=kernel[0],
+                             kw=kernel[1], sh=strides[0], sw=strides[1], pt=pads[0], pl=pads[1],
+                             pb=pads[2], pr=pads[3], dh=dil[0], dw=dil[1],
+                             count_include_pad=block.prop_int("count_include_pad"))
+            view.kernel = "pool"
+    elif isinstance(block, nn.DenseOp):
+        n, m = block.out_shape()
+        k = nn.shape_of(block.weight)[1]
+        if n != 1:
+            raise UnsupportedError(f"dense @{view.name} has batch {n}; generated code runs batch 1")
+        a.update(k=k, m=lo_hi or (0, m))
+        a["w"] = b.const(block.weight, f"{view.block}_w")
+        if fixed:
+            acc = b.frac(block.input) + np.asarray(b.frac(block.weight))
+            a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
+            a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, m, view.block)
+        else:
+            a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
+            a["act"] = b.act(block)
+        view.kernel = "dense"
+    elif isinstance(block, (nn.AddOp, nn.MulOp)):
+        _binary(b, view, block)
+    elif isinstance(block, nn.BatchNormOp):
+        if len(block.params) != 2:
+            raise UnsupportedError("a batch norm must be in scale-shift form", where=view.name,
+                                   hint="run canonicalize")
+        c = view.out_shape[1] if len(view.out_shape) == 4 else view.out_shape[-1]
+        s = block.params[0]
+        if fixed:
+            fs = np.asarray(b.frac(s))
+            acc = b.frac(block.input) + fs
+            scale = np.broadcast_to(b.ref.consts[s].reshape(-1), (c,)) \
+                if b.ref.consts[s].size == 1 else b.ref.consts[s].reshape(-1)
+            a["scale"] = b.weights.add((s, "bn"), f"{view.block}_scale", scale)
+            accs = np.broadcast_to(acc, (c,)) if np.ndim(acc) else np.full(c, acc)
+            bq = b.ref.consts[block.params[1]]
+            real = fp.dequantize(bq, b.frac(block.params[1])) if fp.format_of(block.params[1]) \
+                else bq
+            real = np.broadcast_to(np.asarray(real).reshape(-1), (c,))
+            a["bias"] = b.weights.add((block.params[1], "bn"), f"{view.block}_bias",
+                                      fp.quantize(real, accs, fp.BIAS_BITS))
+            a["rq"] = b.rq(block, accs - fp.format_of(block.output).frac, c, view.block)
+        else:
+            for key, v in (("scale", s), ("bias", block.params[1])):
+                vals = const_tensor(v.owner, b.store).materialize().reshape(-1)
+                a[key] = b.weights.add((v, "bn"), f"{view.block}_{key}",
+                                       np.broadcast_to(vals, (c,)))
+            a["act"] = b.act(block)
+        view.kernel = "bn"
+    elif isinstance(block, nn.ConcatOp):
+        axis = block.prop_int("axis")
+        if len(view.out_shape) != 4 or axis != 1:
+            raise UnsupportedError(f"concat along axis {axis} of a rank-{len(view.out_shape)} "
+                                   "tensor has no generated kernel", where=view.name)
+        parts = []
+        for v in block.inputs:
+            c = nn.shape_of(v)[1]
+            shift = fp.format_of(v).frac - fp.format_of(block.output).frac if fixed else 0
+            parts.append({"c": c, "rq": _plain_rq(block, shift) if fixed else None})
+        a["parts"] = parts
+        a["w"] = view.out_shape[3]
+        view.kernel = "concat"
+    elif isinstance(block, nn.ActOp):
+        _activation(b, view, block)
+    elif isinstance(block, nn.LrnOp):
+        c, _, w = _dims(view.out_shape)
+        a.update(c=c, w=w, size=block.prop_int("size"), alpha=block.prop_float("alpha"),
+                 beta=block.prop_float("beta"), bias=block.prop_float("bias"))
+        if fixed:
+            a.update(fin=fp.format_of(block.input).frac, **_island(block))
+        view.kernel = "lrn"
+    elif isinstance(block, nn.ChannelShuffleOp):
+        c, _, w = _dims(view.out_shape)
+        a.update(c=c, w=w, groups=block.prop_int("groups"))
+        if fixed:
+            a["rq"] = _plain_rq(block, fp.format_of(block.input).frac -
+                                fp.format_of(block.output).frac)
+        view.kernel = "shuffle"
+    elif isinstance(block, (nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp)):
+        x = nn.shape_of(block.operands[0])
+        a["in_dims"] = _dims(x)
+        a["out_dims"] = _dims(view.out_shape)
+        a["n"] = math.prod(x)
+        if fixed:
+            a["rq"] = _plain_rq(block, fp.format_of(block.operands[0]).frac -
+                                fp.format_of(block.results[0]).frac)
+        view.kernel = "copy"
+    else:
+        raise UnsupportedError(f"{block.name} ({view.name}) has no generated kernel",
+                               hint="the host kernel library covers conv, pool, dense, add, mul, "
+                               "batchnorm, concat (channels), activations, LRN, softmax, channel "
+                               "shuffle, reshape/flatten")
+
+
+def _shape_of_block(view: ActorView, block, b: _Builder) -> None:
+    if block is None:
+        return
+    view.out_shape = tuple(nn.shape_of(block.results[0]))
+    if b.fixed:
+        view.out_frac = fp.format_of(block.results[0]).frac
+
+
+def _plain_rq(op, shift: int) -> dict:
+    fmt = fp.format_of(op.results[0])
+    return {"kind": ACT[None], "leaky_mult": 0, "qmin": fmt.qmin, "qmax": fmt.qmax,
+            "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": int(shift), "shift": None}
+
+
+def _island(op) -> dict:
+    fmt = fp.format_of(op.results[0])
+    return {"fout": fmt.frac, "qmin": fmt.qmin, "qmax": fmt.qmax}
+
+
+def _binary(b: _Builder, view: ActorView, block) -> None:
+    a = view.args
+    if len(view.out_shape) != 4:
+        raise UnsupportedError(f"{block.name} on a rank-{len(view.out_shape)} tensor has no "
+                               "generated kernel", where=view.name)
+    c, h, w = _dims(view.out_shape)
+    operands = []
+    port = 0
+    for v in (block.lhs, block.rhs):
+        oc, oh, ow = _bcast_dims(nn.shape_of(v))
+        if (oc not in (1, c)) or (oh not in (1, h)) or (ow not in (1, w)):
+            raise UnsupportedError(f"{block.name} broadcast of {list(nn.shape_of(v))} to "
+                                   f"{list(view.out_shape)} is not supported", where=view.name)
+        if isinstance(v.owner, nn.ConstOp):
+            t = b.const(v, f"{view.block}_k{len(operands)}")
+            operands.append({"const": t, "c": oc, "h": oh, "w": ow})
+        else:
+            operands.append({"port": port, "c": oc, "h": oh, "w": ow})
+            port += 1
+    a["operands"] = operands
+    a.update(c=c, w=w)
+    if b.fixed:
+        fa, fb = b.frac(block.lhs), b.frac(block.rhs)
+        if np.ndim(fa) or np.ndim(fb):
+            raise UnsupportedError("per-channel formats on an elementwise operand", where=view.name)
+        fout = fp.format_of(block.output).frac
+        if isinstance(block, nn.AddOp):
+            f = max(fa, fb)
+            a.update(la=f - fa, lb=f - fb)
+            a["rq"] = b.rq(block, f - fout, c, view.block)
+        else:
+            a["rq"] = b.rq(block, fa + fb - fout, c, view.block, act=False)
+    else:
+        a["act"] = b.act(block) if isinstance(block, nn.AddOp) else _act_record(None, ())
+    view.kernel = "add" if isinstance(block, nn.AddOp) else "mul"
+
+
+def _activation(b: _Builder, view: ActorView, block: nn.ActOp) -> None:
+    a = view.args
+    kind = block.kind.data
+    shape = view.out_shape
+    if kind == "softmax":
+        axis = block.prop_int("axis", 1) % len(shape)
+        if len(shape) == 4 and axis == 1:
+            a.update(n=shape[1], inner=shape[3], per_row=True)
+        elif axis == len(shape) - 1:
+            a.update(n=shape[-1], inner=1, per_row=False, outer=math.prod(shape[:-1]))
+        else:
+            raise UnsupportedError(f"softmax along axis {axis} of {list(shape)}", where=view.name)
+        if b.fixed:
+            a.update(fin=fp.format_of(block.input).frac, **_island(block))
+        view.kernel = "softmax"
+        return
+    c, _, w = _dims(shape)
+    a["n"] = c * w
+    if b.fixed:
+        if kind in ("sigmoid", "tanh"):
+            a.update(fin=fp.format_of(block.input).frac, island=ACT[kind], **_island(block))
+            view.kernel = "island"
+            return
+        fmt = fp.format_of(block.output)
+        rq = _plain_rq(block, fp.format_of(block.input).frac - fmt.frac)
+        params = nn.floats(block.params)
+        if kind == "relu":
+            rq["kind"] = ACT["relu"]
+        elif kind == "leaky_relu":
+            rq.update(kind=ACT["leaky_relu"], leaky_mult=fp.leaky_multiplier(params[0]))
+        elif kind == "clip":
+            lo, hi = fp.clip_bounds(*params, fmt)
+            rq.update(kind=ACT["clip"], clip_lo=lo, clip_hi=hi)
+        else:
+            raise UnsupportedError(f"activation {kind} has no fixed-point kernel", where=view.name)
+        a["rq"] = rq
+        view.kernel = "requant"
+    else:
+        a["act"] = _act_record(kind, nn.floats(block.params))
+        view.kernel = "act"

@@ -1,0 +1,81 @@
+/* ALOHA runtime: bounded FIFOs with blocking reads and writes, actors that fire over row windows,
+ * and one thread per processing element running its actors in a static order.
+ *
+ * Values are 4-byte words (float, or int32_t fixed-point integers). A FIFO never grows: a firing
+ * that moves more tokens than a FIFO holds is reported at once, and a run where every thread waits
+ * on a FIFO (a deadlock: some FIFO is too small for the schedule) is reported and exits with
+ * status 3 instead of hanging. */
+#ifndef ALOHA_RT_H
+#define ALOHA_RT_H
+
+#include <stdint.h>
+#include <stdio.h>
+#include <pthread.h>
+
+typedef uint32_t aloha_word;
+
+typedef struct aloha_fifo {
+    const char *name;
+    aloha_word *buf;
+    int capacity;              /* tokens: the size analyze-schedule computed */
+    int head, tail, count;     /* single producer, single consumer ring */
+    int reader_waiting, writer_waiting;
+    pthread_cond_t data, space;
+} aloha_fifo;
+
+/* One input port: rows of the input tensor held for the current firing. */
+typedef struct aloha_port {
+    aloha_fifo *in;            /* the channel from the producer */
+    aloha_fifo *reuse;         /* the reuse self-loop, or NULL */
+    const int *new_rows;       /* per phase: rows newly read from `in` */
+    const int *reuse_in;       /* per phase: rows taken back from `reuse` */
+    const int *reuse_out;      /* per phase: rows put into `reuse` after the firing */
+    int row_tokens;
+    int whole;                 /* keep every row of the frame (the op needs its whole input) */
+    aloha_word *win;           /* window_rows x row_tokens words */
+    int base, rows;            /* the window holds rows [base, base + rows) */
+    int read;                  /* rows read from `in` in this frame */
+} aloha_port;
+
+struct aloha_actor;
+typedef void (*aloha_compute)(struct aloha_actor *a, int phase);
+
+typedef struct aloha_actor {
+    const char *name;
+    int phases, phase;
+    int nin, nout;
+    aloha_port *in;
+    aloha_fifo **out;
+    const int *prod;           /* per phase: tokens written to every output FIFO */
+    aloha_word *obuf;
+    aloha_compute compute;
+    float out_scale;           /* dequantisation of the output for dumps (1 for float) */
+    int fixed;
+    FILE *dump;                /* debug builds: every produced token, as float32 */
+} aloha_actor;
+
+typedef struct aloha_thread {
+    const char *name;
+    const int *order;          /* (actor index, firings) pairs for one frame */
+    int runs;
+    pthread_t tid;
+} aloha_thread;
+
+void aloha_fifo_init(aloha_fifo *f, const char *name, aloha_word *buf, int capacity);
+void aloha_fifo_read(aloha_fifo *f, aloha_word *dst, int n);
+void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n);
+
+void aloha_fire(aloha_actor *a);
+/* a pointer to the window of port p as the kernels' aloha_win_t wants it */
+const void *aloha_rows(const aloha_port *p);
+
+/* Run `frames` frames: one thread per entry of `threads`, each firing actors[order...]. */
+int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long frames);
+
+void aloha_fatal(const char *fmt, ...);
+
+/* layout: row-major windows ([H][C][W]) <-> NCHW */
+void aloha_rows_to_nchw(const aloha_word *rows, int c, int h, int w, aloha_word *nchw);
+void aloha_nchw_to_rows(const aloha_word *nchw, int c, int h, int w, aloha_word *rows);
+
+#endif

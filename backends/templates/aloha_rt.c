@@ -186,10 +186,15 @@ static void *thread_main(void *arg)
     aloha_thread *t = (aloha_thread *)arg;
     long frame;
     int r, k;
-    for (frame = 0; frame < g_frames; frame++)
+    for (frame = 0; frame < g_frames; frame++) {
+        if (t->busy)
+            t->busy(t, frame, 1);
         for (r = 0; r < t->runs; r++)
             for (k = 0; k < t->order[2 * r + 1]; k++)
                 aloha_fire(&g_actors[t->order[2 * r]]);
+        if (t->busy)
+            t->busy(t, frame, 0);
+    }
     pthread_mutex_lock(&g_lock);
     g_live--;
     if (g_live > 0 && g_blocked == g_live)

@@ -58,6 +58,10 @@ typedef struct aloha_thread {
     const char *name;
     const int *order;          /* (actor index, firings) pairs for one frame */
     int runs;
+    int unit;                  /* the processing unit's index in the platform's numbering */
+    /* power knob, or NULL: called with busy = 1 before a frame's firings and 0 after them, so a
+     * platform gates (or slows) a unit the mapping leaves idle for the rest of the frame */
+    void (*busy)(const struct aloha_thread *t, long frame, int busy);
     pthread_t tid;
 } aloha_thread;
 

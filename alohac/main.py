@@ -416,6 +416,31 @@ def build_parser() -> argparse.ArgumentParser:
     from alohac.learn import add_parsers
     add_parsers(sub, EXIT_CODES_HELP)
 
+    p = sub.add_parser("compare", help="per-layer SQNR of generated code against the reference",
+                       description="Generate MODEL's code for PLATFORM under OUT/code, build its "
+                                   "debug variant (every actor dumps its output), run it on one "
+                                   "input and report each layer's SQNR against the reference: the "
+                                   "bit-exact fixed-point reference for a quantized model, the "
+                                   "torch executor for a float one. Names the first layer below "
+                                   "--threshold, which is where to look for a mismatch.",
+                       epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_model_options(p)
+    p.add_argument("--backend", metavar="NAME", help="code generator (default: the platform's)")
+    p.add_argument("--input", metavar="IN.bin", help="one input as raw float32 NCHW (default: "
+                                                     "uniform random in --range)")
+    p.add_argument("--range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threshold", type=float, default=40.0, help="SQNR (dB) below which a layer "
+                                                                 "is reported")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("--time-passes", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--print-ir-after-all", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("--dump-dir", help=argparse.SUPPRESS)
+    p.add_argument("--verify-full", action="store_true", help=argparse.SUPPRESS)
+    from alohac.compare import cmd_compare
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("list", help="list passes, zoo models, platforms or backends")
     p.add_argument("what", choices=["passes", "zoo", "platforms", "backends"])
     p.add_argument("--json", action="store_true", help="platforms, backends: print one JSON "

@@ -13,6 +13,7 @@ Rendering uses StrictUndefined, so a template naming a field the view lacks fail
 from __future__ import annotations
 
 import inspect
+import json
 import os
 from dataclasses import dataclass
 from importlib import metadata
@@ -108,8 +109,9 @@ class Backend:
                                      ) from None
             rendered[out] = t.render(view=view, backend=self.name, sources=self.sources,
                                      headers=self.headers)
+        rendered["network.json"] = json.dumps(view.manifest(), indent=1) + "\n"
         os.makedirs(code_dir, exist_ok=True)
-        sizes = {}
+        sizes: dict[str, int] = {}
         for out, text in rendered.items():
             write_text(os.path.join(code_dir, out), text)
             sizes[out] = len(text.encode())

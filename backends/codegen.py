@@ -181,6 +181,22 @@ class CodegenView:
     def binary_files(self) -> dict[str, bytes]:
         return {"weights.bin": self.blob()} if self.weights == "file" else {}
 
+    def manifest(self) -> dict:
+        """network.json: what the program holds, for tools (`alohac compare` reads the dumps)."""
+        return {
+            "name": self.name, "platform": self.platform, "datatype": self.datatype,
+            "fixed": self.fixed, "input_shape": list(self.input.shape),
+            "output_shape": list(self.output.shape), "latency_s": self.latency_s,
+            "period_s": self.period_s,
+            "actors": [{"name": a.name, "cname": a.cname, "block": a.block, "kernel": a.kernel,
+                        "unit": a.unit, "out_shape": list(a.out_shape), "dump": a.dump}
+                       for a in self.actors],
+            "fifos": [{"name": f.name, "capacity": f.capacity, "analysed": f.analysed,
+                       "max_firing": f.max_firing, "self_loop": f.self_loop}
+                      for f in self.fifos],
+            "threads": [{"name": t.name, "unit": t.unit, "runs": len(t.order)}
+                        for t in self.threads]}
+
     def fifo_bytes(self) -> int:
         return 4 * sum(f.capacity for f in self.fifos)
 

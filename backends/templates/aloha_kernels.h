@@ -1,0 +1,177 @@
+/* ALOHA host backend: the C99 kernel library the generated code calls.
+ *
+ * Fixed-point kernels reproduce backends/reference.py (aloha_ir/fixedpoint.py) bit for bit: round
+ * half up, saturation, the avg-pool round_div, the leaky multiplier with ALOHA_LEAKY_FRAC = 8, and
+ * the float64 islands (sigmoid, tanh, softmax, LRN). Integer overflow wraps modulo 2^64 as int64
+ * numpy does (computed in uint64, so never undefined behaviour); shifts of 64 bits or more follow
+ * numpy too. Float islands need IEEE double without contraction into FMA: compile in ISO mode
+ * (-std=c99 implies -ffp-contract=off) or pass -ffp-contract=off, and never -ffast-math.
+ *
+ * Layout: tensors are NCHW with N = 1. Row y of a [C, H, W] tensor holds x[c][y][w] at offset
+ * c * W + w (channel-major within the row). Float values are float, fixed-point values are int32_t
+ * and accumulators int64_t. Rows outside [0, h) are padding; reading a row in [0, h) that the
+ * window does not hold is a caller bug caught by assert.
+ */
+#ifndef ALOHA_KERNELS_H
+#define ALOHA_KERNELS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define ALOHA_LEAKY_FRAC 8
+
+/* Rows [base, base + rows) of a [c, h, w] tensor, stored contiguously row after row:
+ * x[ch][y][xx] = ((const T *)p)[((y - base) * c + ch) * w + xx]. */
+typedef struct { const void *p; int base, rows; int c, h, w; } aloha_win_t;
+
+enum { ALOHA_ACT_NONE, ALOHA_ACT_RELU, ALOHA_ACT_LEAKY, ALOHA_ACT_CLIP, ALOHA_ACT_SIGMOID,
+       ALOHA_ACT_TANH };
+
+/* Float activation: leaky uses alpha, clip [lo, hi]. A NULL pointer means ALOHA_ACT_NONE. */
+typedef struct { int kind; float alpha, lo, hi; } aloha_act_t;
+
+/* Requantisation of an accumulator to the output format with a fused activation. */
+typedef struct {
+    const int32_t *shift;  /* per output channel (indexed by ABSOLUTE channel), or NULL: shift0 */
+    int32_t shift0;        /* acc_frac - out_frac when not per channel; may be negative */
+    int kind;              /* ALOHA_ACT_NONE, RELU, LEAKY or CLIP (fused activation) */
+    int32_t leaky_mult;    /* round(alpha * 256), fixedpoint.leaky_multiplier */
+    int32_t qmin, qmax;    /* output format range */
+    int32_t clip_lo, clip_hi; /* clip bounds already as output integers (fixedpoint.clip_bounds) */
+} aloha_rq_t;
+
+/* Convolution geometry: pt/pl are the top/left zero padding, dh/dw the dilations. */
+typedef struct { int cin, cout, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, group; } aloha_conv_t;
+
+/* Windowed pooling geometry; oh/ow may exceed floor mode (ceil-mode overhang). */
+typedef struct { int kind; /* 0 max, 1 avg */ int c, h, w, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr,
+                 dh, dw, count_include_pad; } aloha_pool_t;
+
+/* ---- scalar rules ---------------------------------------------------------------------------- */
+
+/* acc / 2^s rounded half up (s > 0), acc (s = 0) or acc * 2^-s (s < 0); numpy's wrapping. */
+int64_t aloha_shift_round(int64_t acc, int64_t s);
+/* floor((2 * total + count) / (2 * count)) with floor division (count > 0; 0 when count is 0). */
+int64_t aloha_round_div(int64_t total, int64_t count);
+/* Fused activation, shift_round by the channel's shift, saturation: reference _accumulate_out. */
+int32_t aloha_requant(int64_t acc, int channel, const aloha_rq_t *rq);
+/* clamp(floor(y * 2^frac + 0.5), qmin, qmax); NaN gives qmin. */
+int32_t aloha_to_fixed(double y, int frac, int32_t qmin, int32_t qmax);
+/* The float activation of one value. */
+float aloha_act1_f32(float v, const aloha_act_t *act);
+
+/* ---- convolution ----------------------------------------------------------------------------- */
+
+/* Output row oy, channels [co_lo, co_hi) -> out[(co - co_lo) * ow + ox]; w is the full
+ * [cout][cin/group][kh][kw] tensor, bias may be NULL; float sum, then bias, then act. */
+void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
+                        const aloha_conv_t *g, const aloha_act_t *act, int oy, int co_lo,
+                        int co_hi, float *out);
+/* The same in integers: int64 sum of x * w, + bias[co] (accumulator format, may be NULL), then
+ * aloha_requant(acc, co, rq). */
+void aloha_conv_row_q(const aloha_win_t *x, const int32_t *w, const int32_t *bias,
+                      const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo, int co_hi,
+                      int32_t *out);
+
+/* ---- pooling --------------------------------------------------------------------------------- */
+
+/* Windowed max/avg pool of output row oy, all channels -> out[c * ow + ox]; then act. Max over the
+ * taps inside the input (0 if none); avg = sum of those taps / count, count = the (dilated) taps
+ * inside the input, or inside the padded area with count_include_pad, never the ceil-mode
+ * overhang (= reference avg_counts for undilated windows). */
+void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha_act_t *act,
+                        int oy, float *out);
+/* Fixed: max of the integers or round_div(sum, count), then aloha_requant(value, 0, rq). */
+void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_rq_t *rq, int oy,
+                      int32_t *out);
+/* Global pool of x [c][hw] (hw >= 1) -> out[c]; kind 0 max, 1 avg; then act. */
+void aloha_gpool_f32(const float *x, int c, int hw, int kind, const aloha_act_t *act, float *out);
+/* Global pool in integers (avg = round_div(sum, hw)), then aloha_requant(value, 0, rq). */
+void aloha_gpool_q(const int32_t *x, int c, int hw, int kind, const aloha_rq_t *rq,
+                   int32_t *out);
+
+/* ---- dense ----------------------------------------------------------------------------------- */
+
+/* out[j - m_lo] = act(sum_k x[k] * w[j][k] + bias[j]) for j in [m_lo, m_hi); w is [m][k]. */
+void aloha_dense_f32(const float *x, const float *w, const float *bias, int k, int m_lo,
+                     int m_hi, const aloha_act_t *act, float *out);
+/* The same in integers, then aloha_requant(acc, j, rq). */
+void aloha_dense_q(const int32_t *x, const int32_t *w, const int32_t *bias, int k, int m_lo,
+                   int m_hi, const aloha_rq_t *rq, int32_t *out);
+
+/* ---- binary elementwise with broadcasting ---------------------------------------------------- */
+/* Operands are windows of [ca, ha, wa] tensors with ca in {1, c}, ha in {1, H} (ha = 1 reads row
+ * 0), wa in {1, w}; out[ch * w + xx] is output row oy of a [c, H, w] tensor. */
+
+/* act(a + b). */
+void aloha_add_row_f32(const aloha_win_t *a, const aloha_win_t *b, int oy, int c, int w,
+                       const aloha_act_t *act, float *out);
+/* act(a * b). */
+void aloha_mul_row_f32(const aloha_win_t *a, const aloha_win_t *b, int oy, int c, int w,
+                       const aloha_act_t *act, float *out);
+/* aloha_requant(a * 2^la + b * 2^lb, ch, rq) with la = f - fa, lb = f - fb >= 0. */
+void aloha_add_row_q(const aloha_win_t *a, int la, const aloha_win_t *b, int lb, int oy, int c,
+                     int w, const aloha_rq_t *rq, int32_t *out);
+/* aloha_requant(a * b, ch, rq) (shift0 = fa + fb - fout). */
+void aloha_mul_row_q(const aloha_win_t *a, const aloha_win_t *b, int oy, int c, int w,
+                     const aloha_rq_t *rq, int32_t *out);
+
+/* ---- batch norm (scale-shift form) ----------------------------------------------------------- */
+
+/* out[ch * w + xx] = act(x * scale[ch] + bias[ch]) for row oy of the window's tensor. */
+void aloha_bn_row_f32(const aloha_win_t *x, const float *scale, const float *bias, int oy,
+                      const aloha_act_t *act, float *out);
+/* aloha_requant(x * scale[ch] + bias[ch], ch, rq). */
+void aloha_bn_row_q(const aloha_win_t *x, const int32_t *scale, const int32_t *bias, int oy,
+                    const aloha_rq_t *rq, int32_t *out);
+
+/* ---- elementwise on n values ----------------------------------------------------------------- */
+
+/* out[i] = act(x[i]) (any kind, sigmoid and tanh included). */
+void aloha_act_f32(const float *x, int n, const aloha_act_t *act, float *out);
+/* out[i] = aloha_requant(x[i], 0, rq): fixed relu/leaky/clip and format conversions. */
+void aloha_requant_q(const int32_t *x, int n, const aloha_rq_t *rq, int32_t *out);
+/* Float island (kind ALOHA_ACT_SIGMOID or ALOHA_ACT_TANH) in double, then aloha_to_fixed. */
+void aloha_island_q(const int32_t *x, int n, int frac_in, int frac_out, int32_t qmin,
+                    int32_t qmax, int kind, int32_t *out);
+
+/* ---- softmax --------------------------------------------------------------------------------- */
+/* x is [outer][n][inner]; each of the outer * inner slices of length n (stride inner) is
+ * normalised independently. */
+
+/* Float softmax: exp(x - max) / sum (the sum in double). */
+void aloha_softmax_f32(const float *x, int outer, int n, int inner, float *out);
+/* Double island as reference _act: e = exp(x * 2^-frac_in - max), y = e / sum, to_fixed. The sum
+ * follows numpy's order (pairwise when inner == 1, sequential otherwise). */
+void aloha_softmax_q(const int32_t *x, int outer, int n, int inner, int frac_in, int frac_out,
+                     int32_t qmin, int32_t qmax, int32_t *out);
+
+/* ---- local response normalisation (ONNX, across channels) ------------------------------------ */
+/* One row x[c][w]: y = x / (bias + alpha / size * sum_{c'} x[c'] ^ 2) ^ beta over channels
+ * [c - (size - 1) / 2, c + size / 2] clipped to [0, c). */
+
+/* Float LRN; the sum of squares and the power are computed in double. */
+void aloha_lrn_row_f32(const float *x, int c, int w, int size, float alpha, float beta,
+                       float bias, float *out);
+/* Double island as reference lrn, then aloha_to_fixed. */
+void aloha_lrn_row_q(const int32_t *x, int c, int w, int size, double alpha, double beta,
+                     double bias, int frac_in, int frac_out, int32_t qmin, int32_t qmax,
+                     int32_t *out);
+
+/* ---- channel shuffle ------------------------------------------------------------------------- */
+/* One row x[c][w]: out channel i * groups + j = in channel j * (c / groups) + i. */
+
+/* Float shuffle. */
+void aloha_shuffle_row_f32(const float *x, int c, int w, int groups, float *out);
+/* Shuffle with a format conversion: aloha_requant(x, 0, rq) (shift0 = fin - fout, kind NONE). */
+void aloha_shuffle_row_q(const int32_t *x, int c, int w, int groups, const aloha_rq_t *rq,
+                         int32_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* ALOHA_KERNELS_H */

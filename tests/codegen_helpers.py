@@ -1,0 +1,58 @@
+"""Test helpers for generated code: map a module on a platform, generate, build with gcc, run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+import numpy as np
+
+STRICT = "-std=c99 -O2 -Wall -Wextra -Werror"
+
+
+def have_gcc() -> bool:
+    return shutil.which("gcc") is not None and shutil.which("make") is not None
+
+
+def lower(module, target: str):
+    """Run the target pipeline (canonicalize ... analyze-memory) in place; returns the platform."""
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    from alohac.report import target_pipeline
+    from archdesc.loader import load_platform
+    ctx = make_context()
+    ctx.target = load_platform(target)
+    PassManager.parse(target_pipeline()).run(module, ctx)
+    return ctx.target
+
+
+def generate(module, target: str, out_dir: str, backend: str | None = None, **options) -> str:
+    """Lower `module` for `target` and write its code; returns the code directory."""
+    from backends.api import get_backend
+    platform = lower(module, target)
+    cls = get_backend(backend or platform.backend)
+    code = os.path.join(out_dir, "code")
+    cls(**options).generate(module, platform, code)
+    return code
+
+
+def build(code: str, target: str = "network", cflags: str = STRICT) -> subprocess.CompletedProcess:
+    r = subprocess.run(["make", "-s", "-C", code, target, f"CFLAGS={cflags}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "warning" not in r.stderr, r.stderr[-3000:]
+    return r
+
+
+def run(code: str, x: np.ndarray, exe: str = "network", timeout: float = 300,
+        env: dict | None = None) -> tuple[subprocess.CompletedProcess, np.ndarray]:
+    """Run the program on the frames of x (k x input shape); returns (process, outputs as float32)."""
+    inp, out = os.path.join(code, "in.bin"), os.path.join(code, "out.bin")
+    np.ascontiguousarray(x, dtype="<f4").tofile(inp)
+    if os.path.exists(out):
+        os.remove(out)
+    r = subprocess.run([os.path.join(code, exe), inp, out], cwd=code, capture_output=True,
+                       text=True, timeout=timeout, env={**os.environ, **(env or {})})
+    y = np.fromfile(out, dtype="<f4") if r.returncode == 0 else np.zeros(0, np.float32)
+    return r, y.reshape(len(x), -1) if y.size else y

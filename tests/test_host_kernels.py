@@ -1,0 +1,862 @@
+"""The host backend's C kernel library (backends/templates/aloha_kernels.c) through ctypes.
+
+Float kernels are checked against float64 numpy formulas (1e-5 relative); fixed-point kernels must
+equal, bit for bit, the integers of backends/reference.py's computation re-derived here in numpy
+from aloha_ir.fixedpoint's helpers (im2col convolution, padded pooling windows, avg_counts, ...).
+Convolutions and row kernels run row by row through windows holding only the rows a row needs.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from numpy.lib.stride_tricks import sliding_window_view
+
+from aloha_ir import fixedpoint as fp
+from backends import reference as ref
+
+RUNTIME = Path(__file__).resolve().parents[1] / "backends" / "templates"
+SOURCE = RUNTIME / "aloha_kernels.c"
+CFLAGS = ["-std=c99", "-Wall", "-Wextra", "-Werror", "-O2"]
+NONE, RELU, LEAKY, CLIP, SIGMOID, TANH = range(6)
+P = ctypes.c_void_p
+I, I32, F, D = ctypes.c_int, ctypes.c_int32, ctypes.c_float, ctypes.c_double
+
+
+class Win(ctypes.Structure):
+    _fields_ = [("p", P), ("base", I), ("rows", I), ("c", I), ("h", I), ("w", I)]
+
+
+class Act(ctypes.Structure):
+    _fields_ = [("kind", I), ("alpha", F), ("lo", F), ("hi", F)]
+
+
+class Rq(ctypes.Structure):
+    _fields_ = [("shift", P), ("shift0", I32), ("kind", I), ("leaky_mult", I32), ("qmin", I32),
+                ("qmax", I32), ("clip_lo", I32), ("clip_hi", I32)]
+
+
+class Conv(ctypes.Structure):
+    _fields_ = [(n, I) for n in ("cin", "cout", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "pt",
+                                 "pl", "dh", "dw", "group")]
+
+
+class Pool(ctypes.Structure):
+    _fields_ = [(n, I) for n in ("kind", "c", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "pt",
+                                 "pl", "pb", "pr", "dh", "dw", "count_include_pad")]
+
+
+SIGNATURES = {
+    "aloha_conv_row_f32": [P, P, P, P, P, I, I, I, P],
+    "aloha_conv_row_q": [P, P, P, P, P, I, I, I, P],
+    "aloha_pool_row_f32": [P, P, P, I, P],
+    "aloha_pool_row_q": [P, P, P, I, P],
+    "aloha_gpool_f32": [P, I, I, I, P, P],
+    "aloha_gpool_q": [P, I, I, I, P, P],
+    "aloha_dense_f32": [P, P, P, I, I, I, P, P],
+    "aloha_dense_q": [P, P, P, I, I, I, P, P],
+    "aloha_add_row_f32": [P, P, I, I, I, P, P],
+    "aloha_mul_row_f32": [P, P, I, I, I, P, P],
+    "aloha_add_row_q": [P, I, P, I, I, I, I, P, P],
+    "aloha_mul_row_q": [P, P, I, I, I, P, P],
+    "aloha_bn_row_f32": [P, P, P, I, P, P],
+    "aloha_bn_row_q": [P, P, P, I, P, P],
+    "aloha_act_f32": [P, I, P, P],
+    "aloha_requant_q": [P, I, P, P],
+    "aloha_island_q": [P, I, I, I, I32, I32, I, P],
+    "aloha_softmax_f32": [P, I, I, I, P],
+    "aloha_softmax_q": [P, I, I, I, I, I, I32, I32, P],
+    "aloha_lrn_row_f32": [P, I, I, I, F, F, F, P],
+    "aloha_lrn_row_q": [P, I, I, I, D, D, D, I, I, I32, I32, P],
+    "aloha_shuffle_row_f32": [P, I, I, I, P],
+    "aloha_shuffle_row_q": [P, I, I, I, P, P],
+    "aloha_to_fixed": [D, I, I32, I32],
+}
+
+
+def compile_library(out: Path, extra: list[str] | None = None) -> None:
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    cmd = ["gcc", *CFLAGS, *(extra or []), "-o", str(out), str(SOURCE), "-lm"]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    path = tmp_path_factory.mktemp("host_kernels") / "libaloha_kernels.so"
+    compile_library(path, ["-fPIC", "-shared"])
+    lib = ctypes.CDLL(str(path))
+    for name, args in SIGNATURES.items():
+        getattr(lib, name).argtypes = args
+        getattr(lib, name).restype = None
+    lib.aloha_to_fixed.restype = I32
+    return lib
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(20240607)
+
+
+# --------------------------------------------------------------------------------------------------
+# marshalling
+
+
+def arr(a, dtype):
+    """A C-contiguous array of the kernel's element type (float32, or int32 for values that fit)."""
+    if dtype == np.int32:
+        a, info = np.asarray(a), np.iinfo(np.int32)
+        assert a.size == 0 or info.min <= a.min() and a.max() <= info.max
+    return np.ascontiguousarray(a, dtype=dtype)
+
+
+def ptr(a) -> int | None:
+    return None if a is None else a.ctypes.data
+
+
+def window(x: np.ndarray, lo: int, hi: int, dtype) -> Win:
+    """A window over rows [lo, hi) (clipped to [0, h)) of x [c, h, w]; the struct keeps its data."""
+    c, h, w = x.shape
+    lo, hi = max(lo, 0), min(hi, h)
+    if hi <= lo:
+        lo, hi = 0, 0
+    data = arr(x[:, lo:hi, :].transpose(1, 0, 2), dtype)
+    win = Win(ptr(data) if data.size else None, lo, hi - lo, c, h, w)
+    win.keep = data
+    return win
+
+
+def act(kind=NONE, alpha=0.0, lo=0.0, hi=0.0) -> Act:
+    return Act(kind, alpha, lo, hi)
+
+
+def rq(shift, fmt: fp.Fixed, kind=NONE, alpha=0.0, clip=(0.0, 0.0)) -> Rq:
+    """The requantisation of an accumulator `shift` bits (int or per channel) above fmt."""
+    lo, hi = fp.clip_bounds(clip[0], clip[1], fmt)
+    per = np.ndim(shift) > 0
+    shifts = arr(shift, np.int32) if per else None
+    r = Rq(ptr(shifts), 0 if per else int(shift), kind, fp.leaky_multiplier(alpha), fmt.qmin,
+           fmt.qmax, lo, hi)
+    r.keep = shifts
+    return r
+
+
+FUSED = {NONE: None, RELU: ("relu", ()), LEAKY: ("leaky_relu", (0.1,)), CLIP: ("clip", (-1.5, 2.0))}
+
+
+def rq_fused(shift, fmt, kind) -> Rq:
+    fused = FUSED[kind]
+    if kind == LEAKY:
+        return rq(shift, fmt, kind, alpha=fused[1][0])
+    if kind == CLIP:
+        return rq(shift, fmt, kind, clip=fused[1])
+    return rq(shift, fmt, kind)
+
+
+def float_act(kind) -> Act:
+    fused = FUSED.get(kind)
+    if kind == LEAKY:
+        return act(LEAKY, alpha=fused[1][0])
+    if kind == CLIP:
+        return act(CLIP, lo=fused[1][0], hi=fused[1][1])
+    return act(kind)
+
+
+# --------------------------------------------------------------------------------------------------
+# the reference's rules in numpy
+
+
+def accumulate_out(acc: np.ndarray, acc_frac, fmt: fp.Fixed, kind=NONE) -> np.ndarray:
+    """backends/reference.py _accumulate_out with the fused activation `kind` (channel axis 1)."""
+    f = np.asarray(acc_frac, dtype=np.int64)
+    acc_frac = f.reshape((1, -1) + (1,) * (acc.ndim - 2)) if f.ndim else f
+    fused = FUSED[kind]
+    if fused is not None and fused[0] == "relu":
+        acc = np.maximum(acc, 0)
+    elif fused is not None and fused[0] == "leaky_relu":
+        mult = fp.leaky_multiplier(fused[1][0])
+        neg = fp.saturate(fp.shift_round(acc * mult, acc_frac + fp.LEAKY_FRAC - fmt.frac), fmt)
+        return np.where(acc < 0, neg, ref.requantize(acc, acc_frac, fmt))
+    out = ref.requantize(acc, acc_frac, fmt)
+    if fused is not None and fused[0] == "clip":
+        out = np.clip(out, *fp.clip_bounds(fused[1][0], fused[1][1], fmt))
+    return out
+
+
+def np_act(y: np.ndarray, kind) -> np.ndarray:
+    if kind == RELU:
+        return np.maximum(y, 0)
+    if kind == LEAKY:
+        return np.where(y < 0, FUSED[LEAKY][1][0] * y, y)
+    if kind == CLIP:
+        return np.clip(y, *FUSED[CLIP][1])
+    if kind == SIGMOID:
+        return 1 / (1 + np.exp(-y))
+    if kind == TANH:
+        return np.tanh(y)
+    return y
+
+
+def conv_windows(x, g):
+    """The reference's im2col: [1, cin, oh, ow, kh, kw] windows of the zero-padded input."""
+    eff = ((g["kh"] - 1) * g["dh"] + 1, (g["kw"] - 1) * g["dw"] + 1)
+    pb = max(0, (g["oh"] - 1) * g["sh"] + eff[0] - g["h"] - g["pt"])
+    pr = max(0, (g["ow"] - 1) * g["sw"] + eff[1] - g["w"] - g["pl"])
+    xp = np.pad(x[None], ((0, 0), (0, 0), (g["pt"], pb), (g["pl"], pr)))
+    return sliding_window_view(xp, eff, axis=(2, 3))[:, :, ::g["sh"], ::g["sw"], ::g["dh"],
+                                                     ::g["dw"]][:, :, :g["oh"], :g["ow"]]
+
+
+def np_conv(x, w, g, dtype):
+    """_conv's grouped einsum: [1, cout, oh, ow] in dtype (int64 or float64)."""
+    win = conv_windows(x.astype(dtype), g)
+    cin, cout, grp = g["cin"], g["cout"], g["group"]
+    parts = [np.einsum("ncyxij,ocij->noyx", win[:, i * cin // grp:(i + 1) * cin // grp],
+                       w[i * cout // grp:(i + 1) * cout // grp].astype(dtype), dtype=dtype)
+             for i in range(grp)]
+    return np.concatenate(parts, axis=1)
+
+
+def conv_geometry(cin, cout, h, w, k, s, pads, d, group):
+    kh, kw = k
+    oh = (h + pads[0] + pads[2] - ((kh - 1) * d[0] + 1)) // s[0] + 1
+    ow = (w + pads[1] + pads[3] - ((kw - 1) * d[1] + 1)) // s[1] + 1
+    return dict(cin=cin, cout=cout, h=h, w=w, oh=oh, ow=ow, kh=kh, kw=kw, sh=s[0], sw=s[1],
+                pt=pads[0], pl=pads[1], dh=d[0], dw=d[1], group=group)
+
+
+CONVS = [  # cin, cout, h, w, kernel, strides, pads (t, l, b, r), dilations, group
+    (6, 4, 9, 11, (3, 2), (2, 1), (1, 2, 1, 0), (2, 1), 2),    # grouped, dilated, strided, padded
+    (4, 4, 7, 6, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 4),     # depthwise
+    (5, 7, 8, 9, (1, 1), (2, 2), (0, 0, 0, 0), (1, 1), 1),     # 1x1 stride 2
+    (3, 6, 6, 7, (5, 3), (1, 2), (2, 1, 2, 1), (1, 2), 1),
+    (2, 3, 5, 5, (2, 2), (3, 3), (3, 3, 3, 3), (1, 1), 1),     # rows entirely in the padding
+    (3, 2, 4, 300, (1, 3), (1, 1), (0, 1, 0, 1), (1, 1), 1),   # many column tiles
+    (8, 10, 5, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),   # full 4-channel x 16-column tiles
+    (8, 16, 4, 37, (3, 3), (1, 1), (1, 1, 1, 1), (1, 2), 2),   # full tiles, grouped and dilated
+]
+
+
+def run_conv_rows(x, g, call, dtype, out_dtype):
+    """Every output row through a window of exactly the rows it needs, output channels in two
+    calls ([0, cout // 2) and the rest) to exercise co_lo."""
+    out = np.zeros((g["cout"], g["oh"], g["ow"]), dtype=out_dtype)
+    geom = Conv(**g)
+    split = g["cout"] // 2
+    for oy in range(g["oh"]):
+        first = oy * g["sh"] - g["pt"]
+        win = window(x, first, first + (g["kh"] - 1) * g["dh"] + 1, dtype)
+        for lo, hi in ((0, split), (split, g["cout"])):
+            row = np.zeros((hi - lo) * g["ow"], dtype=out_dtype)
+            call(ctypes.byref(win), geom, oy, lo, hi, row)
+            out[lo:hi, oy] = row.reshape(hi - lo, g["ow"])
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# convolution
+
+
+@pytest.mark.parametrize("case", CONVS)
+@pytest.mark.parametrize("kind", [NONE, RELU, LEAKY])
+def test_conv_row_f32(lib, rng, case, kind):
+    g = conv_geometry(*case)
+    x = rng.normal(size=(g["cin"], g["h"], g["w"])).astype(np.float32)
+    w = rng.normal(size=(g["cout"], g["cin"] // g["group"], g["kh"], g["kw"])).astype(np.float32)
+    b = rng.normal(size=g["cout"]).astype(np.float32)
+    wa, ba, a = arr(w, np.float32), arr(b, np.float32), float_act(kind)
+
+    def call(win, geom, oy, lo, hi, row):
+        lib.aloha_conv_row_f32(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(a), oy,
+                               lo, hi, ptr(row))
+
+    got = run_conv_rows(x, g, call, np.float32, np.float32)
+    want = np_act(np_conv(x, w, g, np.float64)[0] + b.astype(np.float64)[:, None, None], kind)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+def test_conv_row_f32_without_bias_or_act(lib, rng):
+    g = conv_geometry(*CONVS[0])
+    x = rng.normal(size=(g["cin"], g["h"], g["w"])).astype(np.float32)
+    w = arr(rng.normal(size=(g["cout"], g["cin"] // 2, g["kh"], g["kw"])), np.float32)
+
+    def call(win, geom, oy, lo, hi, row):
+        lib.aloha_conv_row_f32(win, ptr(w), None, ctypes.byref(geom), None, oy, lo, hi, ptr(row))
+
+    got = run_conv_rows(x, g, call, np.float32, np.float32)
+    want = np_conv(x, w, g, np.float64)[0]
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("case", CONVS)
+@pytest.mark.parametrize("kind", [NONE, RELU, LEAKY, CLIP])
+def test_conv_row_q_bit_exact(lib, rng, case, kind):
+    g = conv_geometry(*case)
+    fx, fout = fp.Fixed(8, 5), fp.Fixed(8, 4)
+    x = rng.integers(fx.qmin, fx.qmax + 1, size=(g["cin"], g["h"], g["w"]))
+    w = rng.integers(-128, 128, size=(g["cout"], g["cin"] // g["group"], g["kh"], g["kw"]))
+    # per-channel weight fracs: accumulator shifts to the output format positive, zero, negative
+    shifts = np.resize(np.array([9, 0, -2, 5, 12, -1, 3]), g["cout"])
+    acc_frac = shifts + fout.frac
+    bias = rng.integers(-(1 << 14), 1 << 14, size=g["cout"])
+    wa, ba, r = arr(w, np.int32), arr(bias, np.int32), rq_fused(shifts, fout, kind)
+
+    def call(win, geom, oy, lo, hi, row):
+        lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(r), oy, lo,
+                             hi, ptr(row))
+
+    got = run_conv_rows(x, g, call, np.int32, np.int32)
+    acc = np_conv(x, w, g, np.int64) + bias.reshape(1, -1, 1, 1)
+    want = accumulate_out(acc, acc_frac, fout, kind)[0]
+    assert (acc < 0).any() and (acc > 0).any()
+    assert np.array_equal(got, want)
+    if kind in (NONE, LEAKY):  # both ends saturate
+        assert (got == fout.qmin).any() and (got == fout.qmax).any()
+
+
+def test_conv_row_q_without_bias_scalar_shift(lib, rng):
+    g = conv_geometry(*CONVS[3])
+    fout = fp.Fixed(16, 3)
+    x = rng.integers(-128, 128, size=(g["cin"], g["h"], g["w"]))
+    w = arr(rng.integers(-128, 128, size=(g["cout"], g["cin"], g["kh"], g["kw"])), np.int32)
+    r = rq(7, fout, RELU)
+
+    def call(win, geom, oy, lo, hi, row):
+        lib.aloha_conv_row_q(win, ptr(w), None, ctypes.byref(geom), ctypes.byref(r), oy, lo, hi,
+                             ptr(row))
+
+    got = run_conv_rows(x, g, call, np.int32, np.int32)
+    assert np.array_equal(got, accumulate_out(np_conv(x, w, g, np.int64), 7 + 3, fout, RELU)[0])
+
+
+# --------------------------------------------------------------------------------------------------
+# pooling
+
+
+def pool_geometry(kind, c, h, w, k, s, pads, d, ceil, cip):
+    eff = ((k[0] - 1) * d[0] + 1, (k[1] - 1) * d[1] + 1)
+    span = (h + pads[0] + pads[2] - eff[0], w + pads[1] + pads[3] - eff[1])
+    oh, ow = (-(-n // st) + 1 if ceil else n // st + 1 for n, st in zip(span, s))
+    if ceil:  # the cases marked ceil mode do overhang
+        assert (oh, ow) != (span[0] // s[0] + 1, span[1] // s[1] + 1)
+    return dict(kind=kind, c=c, h=h, w=w, oh=oh, ow=ow, kh=k[0], kw=k[1], sh=s[0], sw=s[1],
+                pt=pads[0], pl=pads[1], pb=pads[2], pr=pads[3], dh=d[0], dw=d[1],
+                count_include_pad=cip)
+
+
+def pool_stub(p):
+    """What backends.reference.avg_counts reads from a pool op."""
+    return SimpleNamespace(
+        window=lambda: ((p["kh"], p["kw"]), (p["sh"], p["sw"]),
+                        (p["pt"], p["pl"], p["pb"], p["pr"]), (p["dh"], p["dw"])),
+        out_shape=lambda: (1, p["c"], p["oh"], p["ow"]),
+        prop_int=lambda name, default=None: p[name] if name in p else default)
+
+
+def counts(p):
+    """Per output position the number of window positions that count (dilation-aware): inside the
+    padded area with count_include_pad, inside the input otherwise; equals the reference's
+    avg_counts for undilated windows."""
+    h, w = p["h"], p["w"]
+    if p["count_include_pad"]:
+        ylo, yhi, xlo, xhi = -p["pt"], h + p["pb"], -p["pl"], w + p["pr"]
+    else:
+        ylo, yhi, xlo, xhi = 0, h, 0, w
+    iy = np.arange(p["oh"])[:, None] * p["sh"] - p["pt"] + np.arange(p["kh"]) * p["dh"]
+    ix = np.arange(p["ow"])[:, None] * p["sw"] - p["pl"] + np.arange(p["kw"]) * p["dw"]
+    cy = ((iy >= ylo) & (iy < yhi)).sum(axis=1)
+    cx = ((ix >= xlo) & (ix < xhi)).sum(axis=1)
+    total = cy[:, None] * cx[None, :]
+    if p["dh"] == p["dw"] == 1:
+        assert np.array_equal(total, ref.avg_counts(pool_stub(p), h, w))
+    return total
+
+
+def pool_windows(x, p, fill):
+    """_pool's padded windows: [c, oh, ow, kh, kw] (the ceil-mode overhang padded with fill)."""
+    eff = ((p["kh"] - 1) * p["dh"] + 1, (p["kw"] - 1) * p["dw"] + 1)
+    eh = ref.window_extra(p["h"], p["pt"], p["pb"], eff[0], p["sh"], p["oh"])
+    ew = ref.window_extra(p["w"], p["pl"], p["pr"], eff[1], p["sw"], p["ow"])
+    xp = np.pad(x, ((0, 0), (p["pt"], p["pb"] + eh), (p["pl"], p["pr"] + ew)),
+                constant_values=fill)
+    return sliding_window_view(xp, eff, axis=(1, 2))[:, ::p["sh"], ::p["sw"], ::p["dh"],
+                                                     ::p["dw"]][:, :p["oh"], :p["ow"]]
+
+
+POOLS = [  # c, h, w, kernel, strides, pads (t, l, b, r), dilations, ceil mode
+    (3, 8, 9, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), True),     # ceil-mode overhang
+    (2, 8, 7, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), True),     # padding and overhang
+    (4, 6, 8, (2, 3), (1, 2), (1, 2, 0, 1), (1, 1), False),
+    (2, 10, 10, (2, 2), (2, 3), (1, 0, 1, 2), (2, 2), True),   # dilated with overhang (*)
+    (3, 5, 5, (5, 5), (3, 3), (2, 2, 2, 2), (1, 1), True),
+]
+
+
+# (*) the average divisor counts the dilated taps inside the input (ONNX); backends.reference's
+# avg_counts counts an undilated window, so the two differ for dilated average pools.
+
+
+def run_pool_rows(x, p, call, dtype, out_dtype):
+    out = np.zeros((p["c"], p["oh"], p["ow"]), dtype=out_dtype)
+    geom = Pool(**p)
+    for oy in range(p["oh"]):
+        first = oy * p["sh"] - p["pt"]
+        win = window(x, first, first + (p["kh"] - 1) * p["dh"] + 1, dtype)
+        row = np.zeros(p["c"] * p["ow"], dtype=out_dtype)
+        call(ctypes.byref(win), ctypes.byref(geom), oy, row)
+        out[:, oy] = row.reshape(p["c"], p["ow"])
+    return out
+
+
+@pytest.mark.parametrize("case", POOLS)
+@pytest.mark.parametrize("kind,cip", [(0, 0), (1, 0), (1, 1)])
+def test_pool_row_q_bit_exact(lib, rng, case, kind, cip):
+    c, h, w, k, s, pads, d, ceil = case
+    p = pool_geometry(kind, c, h, w, k, s, pads, d, ceil, cip)
+    fin, fout = fp.Fixed(8, 4), fp.Fixed(8, 3)
+    x = rng.integers(fin.qmin, fin.qmax + 1, size=(c, h, w))
+    for act_kind in (NONE, RELU, LEAKY, CLIP):
+        r = rq_fused(fin.frac - fout.frac, fout, act_kind)
+        got = run_pool_rows(x, p, lambda win, geom, oy, row: lib.aloha_pool_row_q(
+            win, geom, ctypes.byref(r), oy, ptr(row)), np.int32, np.int32)
+        if kind == 0:
+            q = pool_windows(x, p, fin.qmin - 1).max(axis=(3, 4))
+        else:
+            q = fp.round_div(pool_windows(x, p, 0).sum(axis=(3, 4)), counts(p))
+        assert np.array_equal(got, accumulate_out(q[None], fin.frac, fout, act_kind)[0])
+
+
+@pytest.mark.parametrize("case", POOLS)
+@pytest.mark.parametrize("kind,cip", [(0, 0), (1, 0), (1, 1)])
+def test_pool_row_f32(lib, rng, case, kind, cip):
+    c, h, w, k, s, pads, d, ceil = case
+    p = pool_geometry(kind, c, h, w, k, s, pads, d, ceil, cip)
+    x = rng.normal(size=(c, h, w)).astype(np.float32)
+    a = float_act(RELU)
+    got = run_pool_rows(x, p, lambda win, geom, oy, row: lib.aloha_pool_row_f32(
+        win, geom, ctypes.byref(a), oy, ptr(row)), np.float32, np.float32)
+    x64 = x.astype(np.float64)
+    if kind == 0:
+        want = pool_windows(x64, p, -np.inf).max(axis=(3, 4))
+    else:
+        want = pool_windows(x64, p, 0.0).sum(axis=(3, 4)) / counts(p)
+    np.testing.assert_allclose(got, np.maximum(want, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_round_div_floor_half_up_matches_reference(lib):
+    """A 1x2 average pool of hand-picked pairs: sums of -3, -1, 1, 3 over 2 round half up."""
+    x = np.array([[[-2, -1, -1, 0, 0, 1, 1, 2, -7, 0]]])
+    p = pool_geometry(1, 1, 1, 10, (1, 2), (1, 2), (0, 0, 0, 0), (1, 1), False, 0)
+    r = rq(0, fp.Fixed(8, 0))
+    got = run_pool_rows(x, p, lambda win, geom, oy, row: lib.aloha_pool_row_q(
+        win, geom, ctypes.byref(r), oy, ptr(row)), np.int32, np.int32)
+    assert got.ravel().tolist() == [-1, 0, 1, 2, -3] == fp.round_div(
+        np.array([-3, -1, 1, 3, -7]), 2).tolist()
+
+
+@pytest.mark.parametrize("kind", [0, 1])
+def test_global_pool(lib, rng, kind):
+    c, hw = 5, 49
+    fin, fout = fp.Fixed(16, 8), fp.Fixed(8, 2)
+    x = arr(rng.integers(fin.qmin, fin.qmax + 1, size=(c, hw)), np.int32)
+    for act_kind in (NONE, RELU, LEAKY, CLIP):
+        got = np.zeros(c, dtype=np.int32)
+        lib.aloha_gpool_q(ptr(x), c, hw, kind, ctypes.byref(rq_fused(6, fout, act_kind)),
+                          ptr(got))
+        x64 = x.astype(np.int64)
+        q = x64.max(axis=1) if kind == 0 else fp.round_div(x64.sum(axis=1), hw)
+        assert np.array_equal(got, accumulate_out(q[None], fin.frac, fout, act_kind)[0])
+    xf = arr(rng.normal(size=(c, hw)), np.float32)
+    got = np.zeros(c, dtype=np.float32)
+    lib.aloha_gpool_f32(ptr(xf), c, hw, kind, None, ptr(got))
+    want = xf.astype(np.float64).max(axis=1) if kind == 0 else xf.astype(np.float64).mean(axis=1)
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------------
+# dense, elementwise, batch norm
+
+
+@pytest.mark.parametrize("kind", [NONE, RELU, LEAKY, CLIP])
+def test_dense(lib, rng, kind):
+    k, m = 37, 11
+    x = arr(rng.integers(-128, 128, size=k), np.int32)
+    w = arr(rng.integers(-128, 128, size=(m, k)), np.int32)
+    b = arr(rng.integers(-5000, 5000, size=m), np.int32)
+    fout = fp.Fixed(8, 2)
+    shifts = np.resize(np.array([8, 0, -3, 4, 11]), m)
+    r = rq_fused(shifts, fout, kind)
+    got = np.zeros(m, dtype=np.int32)
+    for lo, hi in ((0, 4), (4, m)):
+        part = np.zeros(hi - lo, dtype=np.int32)
+        lib.aloha_dense_q(ptr(x), ptr(w), ptr(b), k, lo, hi, ctypes.byref(r), ptr(part))
+        got[lo:hi] = part
+    acc = np.einsum("nk,mk->nm", x[None].astype(np.int64), w.astype(np.int64)) + b[None]
+    assert np.array_equal(got, accumulate_out(acc, shifts + fout.frac, fout, kind)[0])
+    xf, wf = arr(rng.normal(size=k), np.float32), arr(rng.normal(size=(m, k)), np.float32)
+    bf = arr(rng.normal(size=m), np.float32)
+    gotf = np.zeros(m - 3, dtype=np.float32)
+    lib.aloha_dense_f32(ptr(xf), ptr(wf), ptr(bf), k, 3, m, ctypes.byref(float_act(kind)),
+                        ptr(gotf))
+    want = np_act(wf.astype(np.float64) @ xf.astype(np.float64) + bf, kind)[3:]
+    np.testing.assert_allclose(gotf, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+
+
+BROADCASTS = [((4, 1, 1), (4, 5, 6)), ((4, 5, 6), (4, 5, 6)), ((1, 5, 6), (4, 1, 6)),
+              ((4, 5, 1), (1, 1, 1)), ((4, 1, 6), (1, 5, 1))]
+
+
+def run_binary_rows(sa, sb, a, b, c, h, w, call, dtype, out_dtype):
+    out = np.zeros((c, h, w), dtype=out_dtype)
+    for oy in range(h):
+        wa = window(a, 0 if sa[1] == 1 else oy, (0 if sa[1] == 1 else oy) + 1, dtype)
+        wb = window(b, 0 if sb[1] == 1 else oy, (0 if sb[1] == 1 else oy) + 1, dtype)
+        row = np.zeros(c * w, dtype=out_dtype)
+        call(ctypes.byref(wa), ctypes.byref(wb), oy, row)
+        out[:, oy] = row.reshape(c, w)
+    return out
+
+
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_add_mul_rows_q_broadcast(lib, rng, sa, sb):
+    c, h, w = 4, 5, 6
+    fa, fb, fout = fp.Fixed(8, 5), fp.Fixed(8, 2), fp.Fixed(8, 3)
+    a = rng.integers(fa.qmin, fa.qmax + 1, size=sa)
+    b = rng.integers(fb.qmin, fb.qmax + 1, size=sb)
+    f = max(fa.frac, fb.frac)
+    for kind in (NONE, RELU, LEAKY, CLIP):
+        r = rq_fused(f - fout.frac, fout, kind)
+        got = run_binary_rows(sa, sb, a, b, c, h, w, lambda wa, wb, oy, row: lib.aloha_add_row_q(
+            wa, f - fa.frac, wb, f - fb.frac, oy, c, w, ctypes.byref(r), ptr(row)),
+            np.int32, np.int32)
+        acc = np.left_shift(a[None], f - fa.frac) + np.left_shift(b[None], f - fb.frac)
+        want = accumulate_out(np.broadcast_to(acc, (1, c, h, w)), f, fout, kind)[0]
+        assert np.array_equal(got, want)
+    r = rq(fa.frac + fb.frac - fout.frac, fout)
+    got = run_binary_rows(sa, sb, a, b, c, h, w, lambda wa, wb, oy, row: lib.aloha_mul_row_q(
+        wa, wb, oy, c, w, ctypes.byref(r), ptr(row)), np.int32, np.int32)
+    want = ref.requantize(np.broadcast_to(a * b, (c, h, w)), fa.frac + fb.frac, fout)
+    assert np.array_equal(got, want)
+    if sa == sb:  # enough distinct products to reach both ends
+        assert (want == fout.qmin).any() and (want == fout.qmax).any()
+
+
+@pytest.mark.parametrize("sa,sb", BROADCASTS)
+def test_add_mul_rows_f32_broadcast(lib, rng, sa, sb):
+    c, h, w = 4, 5, 6
+    a = rng.normal(size=sa).astype(np.float32)
+    b = rng.normal(size=sb).astype(np.float32)
+    for name, fn in (("aloha_add_row_f32", np.add), ("aloha_mul_row_f32", np.multiply)):
+        for kind in (NONE, LEAKY, TANH):
+            ak = float_act(kind)
+            got = run_binary_rows(sa, sb, a, b, c, h, w, lambda wa, wb, oy, row: getattr(
+                lib, name)(wa, wb, oy, c, w, ctypes.byref(ak), ptr(row)), np.float32, np.float32)
+            want = np_act(np.broadcast_to(fn(a.astype(np.float64), b), (c, h, w)), kind)
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", [NONE, RELU, LEAKY, CLIP])
+def test_batch_norm_rows(lib, rng, kind):
+    c, h, w = 5, 3, 4
+    fx, fout = fp.Fixed(8, 4), fp.Fixed(8, 3)
+    x = rng.integers(fx.qmin, fx.qmax + 1, size=(c, h, w))
+    scale = arr(rng.integers(-128, 128, size=c), np.int32)
+    shifts = np.array([6, 0, -1, 3, 9])
+    bias = arr(rng.integers(-3000, 3000, size=c), np.int32)
+    r = rq_fused(shifts, fout, kind)
+    got = np.zeros((c, h, w), dtype=np.int32)
+    for oy in range(h):
+        row = np.zeros(c * w, dtype=np.int32)
+        lib.aloha_bn_row_q(ctypes.byref(window(x, oy, oy + 1, np.int32)), ptr(scale), ptr(bias),
+                           oy, ctypes.byref(r), ptr(row))
+        got[:, oy] = row.reshape(c, w)
+    acc = x[None] * scale.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1).astype(np.int64)
+    assert np.array_equal(got, accumulate_out(acc, shifts + fout.frac, fout, kind)[0])
+    xf = rng.normal(size=(c, h, w)).astype(np.float32)
+    sf, bf = arr(rng.normal(size=c), np.float32), arr(rng.normal(size=c), np.float32)
+    gotf = np.zeros((c, h, w), dtype=np.float32)
+    ak = float_act(kind)
+    for oy in range(h):
+        row = np.zeros(c * w, dtype=np.float32)
+        lib.aloha_bn_row_f32(ctypes.byref(window(xf, oy, oy + 1, np.float32)), ptr(sf), ptr(bf),
+                             oy, ctypes.byref(ak), ptr(row))
+        gotf[:, oy] = row.reshape(c, w)
+    want = np_act(xf.astype(np.float64) * sf[:, None, None] + bf[:, None, None], kind)
+    np.testing.assert_allclose(gotf, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("shift", [-3, 0, 1, 5, 13])
+def test_requant_activations_and_conversions(lib, rng, shift):
+    """Fixed relu/leaky/clip ops and format conversions: reference _act / requantize."""
+    fin = fp.Fixed(16, 10)
+    fout = fp.Fixed(8, fin.frac - shift)
+    x = arr(np.concatenate([rng.integers(fin.qmin, fin.qmax + 1, size=500),
+                            [fin.qmin, fin.qmax, 0, -1, 1]]), np.int32)
+    for kind in (NONE, RELU, LEAKY, CLIP):
+        got = np.zeros_like(x)
+        lib.aloha_requant_q(ptr(x), x.size, ctypes.byref(rq_fused(shift, fout, kind)), ptr(got))
+        want = accumulate_out(x[None].astype(np.int64), fin.frac, fout, kind)[0]
+        assert np.array_equal(got, want)
+
+
+def test_act_f32(lib, rng):
+    x = arr(rng.normal(size=300) * 3, np.float32)
+    for kind in (NONE, RELU, LEAKY, CLIP, SIGMOID, TANH):
+        got = np.zeros_like(x)
+        lib.aloha_act_f32(ptr(x), x.size, ctypes.byref(float_act(kind)), ptr(got))
+        np.testing.assert_allclose(got, np_act(x.astype(np.float64), kind), rtol=1e-5, atol=1e-7)
+
+
+# --------------------------------------------------------------------------------------------------
+# float islands
+
+
+@pytest.mark.parametrize("kind", [SIGMOID, TANH])
+def test_island_bit_exact(lib, rng, kind):
+    fin, fout = fp.Fixed(16, 11), fp.Fixed(8, 7)
+    x = arr(np.concatenate([rng.integers(fin.qmin, fin.qmax + 1, size=4000),
+                            [fin.qmin, fin.qmax, 0]]), np.int32)
+    got = np.zeros_like(x)
+    lib.aloha_island_q(ptr(x), x.size, fin.frac, fout.frac, fout.qmin, fout.qmax, kind, ptr(got))
+    real = fp.dequantize(x, fin.frac)
+    y = 1.0 / (1.0 + np.exp(-real)) if kind == SIGMOID else np.tanh(real)
+    assert np.array_equal(got, fp.to_fixed(y, fout))
+
+
+def test_to_fixed(lib):
+    f = fp.Fixed(8, 4)
+    for v in (0.03125, -0.03125, 100.0, -100.0, 1.2345, -7.96875, float("inf"), float("-inf")):
+        assert lib.aloha_to_fixed(v, f.frac, f.qmin, f.qmax) == fp.to_fixed(np.float64(v), f)
+
+
+@pytest.mark.parametrize("shape,axis", [((1, 1000), 1), ((1, 10), 1), ((1, 7, 3, 4), 1),
+                                        ((1, 300, 2, 1), 1), ((1, 3, 5, 4), 2),
+                                        ((1, 3, 2, 133), 3)])
+def test_softmax(lib, rng, shape, axis):
+    fin, fout = fp.Fixed(16, 9), fp.Fixed(16, 15)
+    x = arr(rng.integers(fin.qmin // 4, fin.qmax // 4, size=shape), np.int32)
+    outer, n = int(np.prod(shape[:axis])), shape[axis]
+    inner = int(np.prod(shape[axis + 1:]))
+    got = np.zeros_like(x)
+    lib.aloha_softmax_q(ptr(x), outer, n, inner, fin.frac, fout.frac, fout.qmin, fout.qmax,
+                        ptr(got))
+    real = fp.dequantize(x, fin.frac)
+    e = np.exp(real - real.max(axis=axis, keepdims=True))
+    assert np.array_equal(got, fp.to_fixed(e / e.sum(axis=axis, keepdims=True), fout))
+    xf = arr(rng.normal(size=shape) * 4, np.float32)
+    gotf = np.zeros_like(xf)
+    lib.aloha_softmax_f32(ptr(xf), outer, n, inner, ptr(gotf))
+    e = np.exp(xf.astype(np.float64) - xf.max(axis=axis, keepdims=True))
+    np.testing.assert_allclose(gotf, e / e.sum(axis=axis, keepdims=True), rtol=1e-5, atol=1e-9)
+
+
+@pytest.mark.parametrize("size,beta", [(5, 0.75), (3, 0.5), (4, 0.75), (2, 1.0)])
+def test_lrn_rows(lib, rng, size, beta):
+    c, h, w = 9, 3, 5
+    alpha, bias = 1e-2, 1.0
+    fin, fout = fp.Fixed(16, 10), fp.Fixed(8, 5)
+    x = rng.integers(fin.qmin, fin.qmax + 1, size=(c, h, w))
+    got = np.zeros((c, h, w), dtype=np.int32)
+    for y in range(h):
+        row, out = arr(x[:, y], np.int32), np.zeros(c * w, dtype=np.int32)
+        lib.aloha_lrn_row_q(ptr(row), c, w, size, alpha, beta, bias, fin.frac, fout.frac,
+                            fout.qmin, fout.qmax, ptr(out))
+        got[:, y] = out.reshape(c, w)
+    want = fp.to_fixed(ref.lrn(fp.dequantize(x[None], fin.frac), size, alpha, beta, bias), fout)
+    assert np.array_equal(got, want[0])
+    xf = rng.normal(size=(c, h, w)).astype(np.float32) * 5
+    gotf = np.zeros_like(xf)
+    for y in range(h):
+        row, out = arr(xf[:, y], np.float32), np.zeros(c * w, dtype=np.float32)
+        lib.aloha_lrn_row_f32(ptr(row), c, w, size, alpha, beta, bias, ptr(out))
+        gotf[:, y] = out.reshape(c, w)
+    want = ref.lrn(xf[None].astype(np.float64), size, alpha, beta, bias)[0]
+    np.testing.assert_allclose(gotf, want, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("groups", [1, 2, 3, 6])
+def test_channel_shuffle_rows(lib, rng, groups):
+    c, h, w = 6, 2, 3
+    fin, fout = fp.Fixed(16, 6), fp.Fixed(8, 4)
+    x = rng.integers(fin.qmin, fin.qmax + 1, size=(c, h, w))
+    op = SimpleNamespace(prop_int=lambda name, default=None: groups)
+    want = ref.requantize(ref._shuffle(op, x[None]), fin.frac, fout)[0]
+    wantf = ref._shuffle(op, x[None].astype(np.float32))[0]
+    r = rq(fin.frac - fout.frac, fout)
+    for y in range(h):
+        row = arr(x[:, y], np.int32)
+        got = np.zeros(c * w, dtype=np.int32)
+        lib.aloha_shuffle_row_q(ptr(row), c, w, groups, ctypes.byref(r), ptr(got))
+        assert np.array_equal(got.reshape(c, w), want[:, y])
+        rowf, gotf = arr(x[:, y], np.float32), np.zeros(c * w, dtype=np.float32)
+        lib.aloha_shuffle_row_f32(ptr(rowf), c, w, groups, ptr(gotf))
+        assert np.array_equal(gotf.reshape(c, w), wantf[:, y])
+
+
+# --------------------------------------------------------------------------------------------------
+# undefined behaviour: every fixed kernel on extreme values under ASan + UBSan
+
+DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <math.h>
+#include "aloha_kernels.h"
+
+#define N(a) ((int)(sizeof(a) / sizeof((a)[0])))
+static uint64_t check;
+static void mix(const int32_t *v, int n)
+{
+    for (int i = 0; i < n; i++)
+        check = check * 31 + (uint64_t)v[i];
+}
+
+int main(int argc, char **argv)
+{
+    static const int64_t accs[] = {0, 1, -1, 2, -2, 3, -3, 12345, -12345, INT32_MAX, INT32_MIN,
+                                   INT64_MAX, INT64_MIN, INT64_MAX - 1, INT64_MIN + 1,
+                                   (int64_t)1 << 62, -((int64_t)1 << 62)};
+    static const int64_t shifts[] = {-100, -64, -63, -40, -1, 0, 1, 2, 31, 40, 62, 63, 64, 65, 100};
+    static const int32_t rq_shifts[] = {63, -63, 40, -40, 0, 64, -64, 31};
+    static const int kinds[] = {ALOHA_ACT_NONE, ALOHA_ACT_RELU, ALOHA_ACT_LEAKY, ALOHA_ACT_CLIP};
+    int32_t x[4 * 5 * 6], xw[2 * 3 * 20], w[8 * 4 * 3 * 3], b[8], y[8 * 6 * 6], sc[8];
+    int i, j, k;
+    if (argc > 1 && strcmp(argv[1], "missing-row") == 0) {
+        /* a conv row reading input row 1 from a window holding only row 0 must assert */
+        aloha_win_t win = {x, 0, 1, 1, 3, 3};
+        aloha_conv_t g = {1, 1, 3, 3, 1, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1};
+        aloha_rq_t r = {NULL, 0, ALOHA_ACT_NONE, 0, -128, 127, 0, 0};
+        memset(x, 0, sizeof x);
+        memset(w, 0, sizeof w);
+        aloha_conv_row_q(&win, w, NULL, &g, &r, 0, 0, 1, y);
+        return 0;
+    }
+    for (i = 0; i < N(accs); i++)
+        for (j = 0; j < N(shifts); j++)
+            printf("%lld ", (long long)aloha_shift_round(accs[i], shifts[j]));
+    printf("\n");
+    for (i = 0; i < N(accs); i++)
+        for (j = 1; j < N(accs); j++)
+            if (accs[j] > 0)
+                printf("%lld ", (long long)aloha_round_div(accs[i], accs[j]));
+    printf("\n");
+    for (i = 0; i < N(x); i++)
+        x[i] = i % 3 == 0 ? INT16_MIN : i % 3 == 1 ? INT16_MAX : INT32_MIN;
+    for (i = 0; i < N(xw); i++)
+        xw[i] = i % 2 ? INT32_MIN : INT32_MAX;
+    for (i = 0; i < N(w); i++)
+        w[i] = i % 2 ? INT32_MIN : INT32_MAX;
+    for (i = 0; i < N(b); i++)
+        b[i] = sc[i] = i % 2 ? INT32_MIN : INT32_MAX;
+    for (k = 0; k < N(kinds); k++)
+        for (j = 0; j < N(rq_shifts); j++) {
+            aloha_rq_t r = {NULL, rq_shifts[j], kinds[k], INT32_MAX, INT16_MIN, INT16_MAX, -5, 9};
+            aloha_rq_t rc = r;
+            aloha_win_t win = {x, 0, 5, 4, 5, 6};
+            aloha_conv_t g = {4, 8, 5, 6, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2};
+            aloha_conv_t gd = {4, 8, 5, 6, 2, 2, 2, 3, 3, 2, 2, 1, 2, 2, 1};
+            aloha_pool_t pm = {0, 4, 5, 6, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0};
+            aloha_pool_t pa = {1, 4, 5, 6, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1};
+            aloha_win_t one = {x, 0, 1, 4, 1, 1}, wide = {xw, 0, 3, 2, 3, 20};
+            aloha_conv_t gw = {2, 4, 3, 20, 3, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+            rc.shift = rq_shifts;
+            aloha_conv_row_q(&win, w, b, &g, &r, 2, 0, 8, y), mix(y, 8 * 6);
+            aloha_conv_row_q(&win, w, NULL, &g, &rc, 4, 1, 7, y), mix(y, 6 * 6);
+            aloha_conv_row_q(&win, w, b, &gd, &rc, 1, 0, 8, y), mix(y, 8 * 2);
+            aloha_conv_row_q(&wide, w, b, &gw, &rc, 1, 0, 4, y), mix(y, 4 * 20);
+            aloha_pool_row_q(&win, &pm, &r, 2, y), mix(y, 4 * 3);
+            aloha_pool_row_q(&win, &pa, &r, 2, y), mix(y, 4 * 3);
+            aloha_gpool_q(x, 4, 30, 0, &r, y), mix(y, 4);
+            aloha_gpool_q(x, 4, 30, 1, &r, y), mix(y, 4);
+            aloha_dense_q(x, w, b, 30, 0, 4, &r, y), mix(y, 4);
+            aloha_dense_q(x, w, NULL, 30, 1, 8, &rc, y), mix(y, 7);
+            aloha_add_row_q(&win, 40, &one, 63, 3, 4, 6, &rc, y), mix(y, 24);
+            aloha_add_row_q(&win, 0, &win, 31, 4, 4, 6, &r, y), mix(y, 24);
+            aloha_mul_row_q(&win, &one, 1, 4, 6, &r, y), mix(y, 24);
+            aloha_bn_row_q(&win, sc, b, 0, &rc, y), mix(y, 24);
+            aloha_requant_q(x, N(x), &r, y), mix(y, N(x) < N(y) ? N(x) : N(y));
+            aloha_shuffle_row_q(x, 4, 6, 2, &r, y), mix(y, 24);
+        }
+    for (j = -40; j <= 40; j += 20) {
+        aloha_island_q(x, 24, j, 30, INT32_MIN, INT32_MAX, ALOHA_ACT_SIGMOID, y), mix(y, 24);
+        aloha_island_q(x, 24, j, -30, INT32_MIN, INT32_MAX, ALOHA_ACT_TANH, y), mix(y, 24);
+        aloha_softmax_q(x, 1, 24, 1, j, 30, INT32_MIN, INT32_MAX, y), mix(y, 24);
+        aloha_softmax_q(x, 2, 3, 4, j, 30, INT32_MIN, INT32_MAX, y), mix(y, 24);
+        aloha_lrn_row_q(x, 4, 6, 3, 1e-4, 0.75, 1.0, j, 30, INT32_MIN, INT32_MAX, y), mix(y, 24);
+    }
+    {   /* the float kernels on the same shapes: full and edge tiles, pools, softmax, LRN */
+        static float xf[2 * 3 * 20], wf[8 * 4 * 3 * 3], yf[8 * 6 * 6];
+        aloha_win_t wide = {xf, 0, 3, 2, 3, 20};
+        aloha_conv_t gw = {2, 4, 3, 20, 3, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+        aloha_conv_t gs = {2, 6, 3, 20, 2, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2};
+        aloha_pool_t pf = {1, 2, 3, 20, 2, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0};
+        aloha_act_t af = {ALOHA_ACT_LEAKY, 0.1f, 0.0f, 0.0f};
+        for (i = 0; i < N(xf); i++)
+            xf[i] = (float)(i % 7) - 3.0f;
+        for (i = 0; i < N(wf); i++)
+            wf[i] = (float)(i % 5) - 2.0f;
+        for (j = 0; j < 3; j++) {
+            aloha_conv_row_f32(&wide, wf, NULL, &gw, &af, j, 0, 4, yf);
+            aloha_conv_row_f32(&wide, wf, wf, &gs, NULL, j < 2 ? j : 1, 1, 6, yf);
+            aloha_pool_row_f32(&wide, &pf, &af, j < 2 ? j : 1, yf);
+            pf.kind = 0;
+            aloha_pool_row_f32(&wide, &pf, NULL, j < 2 ? j : 1, yf);
+            pf.kind = 1;
+        }
+        aloha_softmax_f32(xf, 2, 3, 20, yf);
+        aloha_lrn_row_f32(xf, 6, 20, 5, 1e-4f, 0.75f, 2.0f, yf);
+        aloha_dense_f32(xf, wf, wf, 60, 0, 4, &af, yf);
+    }
+    y[0] = aloha_to_fixed(NAN, 4, -128, 127), y[1] = aloha_to_fixed(1e300, 4, -128, 127);
+    y[2] = aloha_to_fixed(-1e300, 4, -128, 127), y[3] = aloha_to_fixed(1.0, 2000, INT32_MIN, 7);
+    mix(y, 4);
+    printf("%llu\n", (unsigned long long)check);
+    return 0;
+}
+"""
+
+
+def test_fixed_kernels_clean_under_sanitizers(tmp_path):
+    """Extreme values (16/32-bit ends, shifts up to +-100, wrapping sums) run without a sanitizer
+    report (the float kernels too); the scalar rules equal numpy's int64 semantics even where they
+    wrap; a window missing a row the kernel needs trips the assert."""
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0", UBSAN_OPTIONS="print_stacktrace=1")
+    probe = tmp_path / "probe.c"
+    probe.write_text("int main(void) { return 0; }\n")
+    san = ["-fsanitize=address,undefined", "-fno-sanitize-recover=all", "-g", "-O1"]
+    built = subprocess.run(["gcc", *san, "-o", str(tmp_path / "probe"), str(probe)],
+                           capture_output=True, text=True)
+    if built.returncode != 0 or subprocess.run([str(tmp_path / "probe")], env=env).returncode:
+        pytest.skip("the ASan/UBSan runtime is unavailable")
+    driver = tmp_path / "driver.c"
+    driver.write_text(DRIVER)
+    exe = tmp_path / "driver"
+    built = subprocess.run(["gcc", *CFLAGS[:-1], *san, "-I", str(RUNTIME), "-o", str(exe),
+                            str(driver), str(SOURCE), "-lm"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
+    done = subprocess.run([str(exe)], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "runtime error" not in done.stderr and "Sanitizer" not in done.stderr, done.stderr
+    lines = done.stdout.splitlines()
+    accs = np.array([0, 1, -1, 2, -2, 3, -3, 12345, -12345, 2**31 - 1, -2**31, 2**63 - 1, -2**63,
+                     2**63 - 2, -2**63 + 1, 2**62, -2**62], dtype=np.int64)
+    shifts = [-100, -64, -63, -40, -1, 0, 1, 2, 31, 40, 62, 63, 64, 65, 100]
+    with np.errstate(over="ignore"):
+        want = [int(fp.shift_round(np.array([a]), s)[0]) for a in accs for s in shifts]
+        div = [int(fp.round_div(np.array([a]), int(d))[0]) for a in accs for d in accs[1:]
+               if d > 0]
+    assert [int(v) for v in lines[0].split()] == want
+    assert [int(v) for v in lines[1].split()] == div
+    missing = subprocess.run([str(exe), "missing-row"], capture_output=True, text=True, env=env,
+                             timeout=60)
+    assert missing.returncode != 0 and "Assertion" in missing.stderr

@@ -311,3 +311,44 @@ def test_compare_reports_per_layer_sqnr_and_locates_a_broken_layer(tmp_path):
     first = next(r for r in result["layers"] if not r["exact"])
     assert first["block"] == conv["block"]
     assert first["sqnr_db"] < 200
+
+
+def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
+    """The README's "Adding a platform", end to end: a package outside backends/ (its .arch file,
+    backend module and a template overriding platform.j2) registered by entry point metadata."""
+    import subprocess
+    import sys
+    here = os.path.dirname(__file__)
+    package = os.path.join(here, "example_platform")
+    dist = tmp_path / "site" / "toy_platform-0.1.dist-info"
+    dist.mkdir(parents=True)
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: toy-platform\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[aloha.backends]\ntoy = toy_platform:ToyBackend\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tmp_path / "site"), package, os.path.dirname(here)])}
+    alohac = [sys.executable, "-m", "alohac.main"]
+    r = subprocess.run(alohac + ["list", "backends"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "toy" in r.stdout and "host" in r.stdout, r.stdout + r.stderr
+    q = tmp_path / "q"
+    r = subprocess.run(alohac + ["quantize", "zoo:digits_cnn", "--data", "digits", "--samples",
+                                 "64", "-o", str(q)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    arch = os.path.join(package, "toy_platform", "toy.arch")
+    out = tmp_path / "out"
+    r = subprocess.run(alohac + ["compile", str(q / "digits_cnn.mlir"), "--target", arch, "-o",
+                                 str(out)], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+    code = str(out / "code")
+    assert "toy_busy" in open(os.path.join(code, "network.c")).read()
+    build(code)
+    from aloha_ir.textio import load_module
+    module = load_module(str(q / "digits_cnn.mlir"))
+    x = _digits_inputs(3)
+    r, y = run(code, x)
+    threads = len(json.load(open(os.path.join(code, "network.json")))["threads"])
+    assert r.returncode == 0, r.stderr
+    assert f"toy: {2 * 3 * threads} busy/idle switches on {threads} threads" in r.stderr
+    from backends.reference import reference
+    ref = reference(module)
+    want = np.stack([ref.real(x[i:i + 1].astype(np.float64)).reshape(-1) for i in range(3)])
+    np.testing.assert_array_equal(y, want.astype(np.float32))

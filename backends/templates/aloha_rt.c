@@ -1,9 +1,11 @@
 /* ALOHA runtime: see aloha_rt.h. One mutex guards every FIFO's indices and the count of waiting
  * threads; data is copied outside the lock (each FIFO has one producer and one consumer, and a
  * region is only touched by its owner until the indices are committed). */
+#define _POSIX_C_SOURCE 200809L
 #include "aloha_rt.h"
 
 #include <stdarg.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,6 +14,35 @@ static int g_live;      /* pipeline threads not finished */
 static int g_blocked;   /* of those, waiting on a FIFO */
 static aloha_actor *g_actors;
 static long g_frames;
+static double g_start, g_first_done, g_last_done;
+static long g_done;
+
+double aloha_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* called by the output actor when a frame is written (one thread: no lock needed) */
+void aloha_frame_done(void)
+{
+    double t = aloha_now();
+    if (g_done++ == 0)
+        g_first_done = t;
+    g_last_done = t;
+}
+
+/* ALOHA_TIMING=1: the first frame's latency on an empty pipeline, and the period of the rest */
+void aloha_report_timing(void)
+{
+    const char *on = getenv("ALOHA_TIMING");
+    if (!on || !*on || *on == '0')
+        return;
+    fprintf(stderr, "timing: frames %ld latency_s %.9g period_s %.9g total_s %.9g\n", g_done,
+            g_first_done - g_start, g_done > 1 ? (g_last_done - g_first_done) / (double)(g_done - 1)
+            : g_first_done - g_start, g_last_done - g_start);
+}
 
 void aloha_fatal(const char *fmt, ...)
 {
@@ -211,6 +242,8 @@ int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long fra
     g_frames = frames;
     g_live = nthreads;
     g_blocked = 0;
+    g_done = 0;
+    g_start = aloha_now();
     for (i = 0; i < nthreads; i++)
         if (pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]) != 0)
             aloha_fatal("cannot start thread %s", threads[i].name);

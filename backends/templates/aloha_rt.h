@@ -78,6 +78,11 @@ int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long fra
 
 void aloha_fatal(const char *fmt, ...);
 
+/* seconds on a monotonic clock; frame completion times for ALOHA_TIMING=1 */
+double aloha_now(void);
+void aloha_frame_done(void);
+void aloha_report_timing(void);
+
 /* layout: row-major windows ([H][C][W]) <-> NCHW */
 void aloha_rows_to_nchw(const aloha_word *rows, int c, int h, int w, aloha_word *nchw);
 void aloha_nchw_to_rows(const aloha_word *nchw, int c, int h, int w, aloha_word *rows);

@@ -1,0 +1,153 @@
+"""Generated code, measured: per model, generation time, gcc time, code size, the host program's
+run time beside onnxruntime's on the same inputs (a ratio), and host-cpu's predicted latency and
+period beside the measured ones (the analysis checked on the one platform we can measure).
+
+The program times itself (ALOHA_TIMING=1): latency = start of the pipeline to the first frame
+written (an empty pipeline), period = time between later frames in a stream of FRAMES inputs, so
+process start and weight loading are not counted. onnxruntime runs the same inputs one by one with
+as many intra-op threads as the host-cpu platform has cores (median of the runs).
+
+    python benchmarks/backends.py [--models squeezenet,inception_v1,...] [--frames 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+import onnx
+from rich.console import Console
+from rich.table import Table
+
+# this file is named like the `backends` package: keep its directory off the import path
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))
+from model_helpers import light_path, randomize_weights, strip_final_softmax  # noqa: E402
+
+from archdesc.loader import load_platform  # noqa: E402
+
+DEFAULT = "mnist-8,mnist_cnn,lenet5,squeezenet,inception_v1,resnet50"
+
+
+def model_file(name: str, work: str) -> str | None:
+    """An ONNX file with real-valued weights: light models get seeded random weights."""
+    path = os.path.join(work, f"{name}.onnx")
+    if name == "mnist-8":
+        data = os.environ.get("ALOHA_DATA")
+        return os.path.join(data, "onnx", "mnist-8.onnx") if data else None
+    if name in ("mnist_cnn", "lenet5", "vgg16", "resnet18", "mobilenet_v1"):
+        from backends.onnx.export import save_onnx
+        from frontends.loader import load_model
+        save_onnx(load_model(f"zoo:{name}", {}), path)
+        onnx.save(strip_final_softmax(onnx.load(path)), path)
+        return path
+    m = strip_final_softmax(randomize_weights(onnx.load(light_path(name)), seed=0))
+    m.ir_version = min(m.ir_version, 10)
+    onnx.save(m, path)
+    return path
+
+
+def ort_seconds(path: str, x: np.ndarray, threads: int) -> tuple[float, np.ndarray]:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    sess = ort.InferenceSession(path, opts)
+    inits = {t.name for t in onnx.load(path).graph.initializer}
+    name = next(i.name for i in sess.get_inputs() if i.name not in inits)
+    sess.run(None, {name: x[:1]})
+    times, outs = [], []
+    for i in range(len(x)):
+        t = time.perf_counter()
+        outs.append(sess.run(None, {name: x[i:i + 1]})[0].reshape(-1))
+        times.append(time.perf_counter() - t)
+    return float(np.median(times)), np.stack(outs)
+
+
+def bench(name: str, work: str, frames: int, cores: int) -> dict | None:
+    path = model_file(name, work)
+    if path is None:
+        return None
+    out = os.path.join(work, name)
+    t = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "alohac.main", "compile", path, "--target",
+                        "host-cpu", "--emit", "c", "-o", out], capture_output=True, text=True)
+    gen = time.perf_counter() - t
+    if r.returncode:
+        raise RuntimeError(r.stderr)
+    code = os.path.join(out, "code")
+    t = time.perf_counter()
+    r = subprocess.run(["make", "-s", "-C", code], capture_output=True, text=True)
+    build = time.perf_counter() - t
+    if r.returncode:
+        raise RuntimeError(r.stderr)
+    manifest = json.load(open(os.path.join(code, "network.json")))
+    size = json.load(open(os.path.join(code, "code-size.json")))
+    text = subprocess.run(["size", os.path.join(code, "network")], capture_output=True,
+                          text=True).stdout.splitlines()[-1].split()
+    scale = 255.0 if name == "mnist-8" else 1.0
+    x = (np.random.default_rng(0).uniform(0, 1, [frames] + manifest["input_shape"][1:])
+         * scale).astype(np.float32)
+    x.astype("<f4").tofile(os.path.join(code, "in.bin"))
+    r = subprocess.run(["./network", "in.bin", "out.bin"], cwd=code, capture_output=True,
+                       text=True, env={**os.environ, "ALOHA_TIMING": "1"})
+    if r.returncode:
+        raise RuntimeError(r.stderr)
+    timing = dict(re.findall(r"(\w+) ([0-9.e+-]+)", r.stderr.splitlines()[-1]))
+    y = np.fromfile(os.path.join(code, "out.bin"), dtype="<f4").reshape(frames, -1)
+    ort_s, want = ort_seconds(path, x, cores)
+    return {"model": name, "gen_s": gen, "build_s": build, "source_bytes": size["source_bytes"],
+            "text_bytes": int(text[0]), "weight_bytes": size["weight_bytes"],
+            "fifo_bytes": size["fifo_bytes"], "threads": size["threads"],
+            "latency_s": float(timing["latency_s"]), "period_s": float(timing["period_s"]),
+            "ort_s": ort_s, "pred_latency_s": manifest["latency_s"],
+            "pred_period_s": manifest["period_s"],
+            "rel_err": float(np.abs(y - want).max() / np.abs(want).max())}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--models", default=DEFAULT)
+    ap.add_argument("--frames", type=int, default=8)
+    args = ap.parse_args()
+    cores = sum(pe.count for pe in load_platform("host-cpu").pes)
+    console = Console(width=max(200, Console().width))
+    rows = []
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.models.split(","):
+            console.print(f"[dim]{name}...[/dim]")
+            r = bench(name, work, args.frames, cores)
+            if r is None:
+                console.print(f"{name}: skipped (ALOHA_DATA is not set)")
+                continue
+            rows.append(r)
+    t = Table(title=f"host backend: generated C vs onnxruntime ({cores} threads), and host-cpu's "
+                    "predictions vs measurement")
+    for c in ("model", "gen s", "gcc s", "source KiB", ".text KiB", "weights MiB", "threads",
+              "C ms/frame", "ORT ms", "C/ORT", "latency meas ms", "pred ms", "meas/pred",
+              "period meas ms", "pred ms ", "meas/pred ", "max rel err"):
+        t.add_column(c, justify="right")
+    for r in rows:
+        t.add_row(r["model"], f"{r['gen_s']:.1f}", f"{r['build_s']:.1f}",
+                  f"{r['source_bytes'] / 1024:.0f}", f"{r['text_bytes'] / 1024:.0f}",
+                  f"{r['weight_bytes'] / 2 ** 20:.2f}", str(r["threads"]),
+                  f"{1e3 * r['period_s']:.2f}", f"{1e3 * r['ort_s']:.2f}",
+                  f"{r['period_s'] / r['ort_s']:.1f}", f"{1e3 * r['latency_s']:.2f}",
+                  f"{1e3 * r['pred_latency_s']:.2f}",
+                  f"{r['latency_s'] / r['pred_latency_s']:.2f}",
+                  f"{1e3 * r['period_s']:.2f}", f"{1e3 * r['pred_period_s']:.2f}",
+                  f"{r['period_s'] / r['pred_period_s']:.2f}", f"{r['rel_err']:.1e}")
+    console.print(t)
+    console.print("C ms/frame is the measured period (frames in a stream); C/ORT > 1 means the "
+                  "generated C is slower. meas/pred within 0.7-1.3 is the aim (30%).")
+
+
+if __name__ == "__main__":
+    main()

@@ -58,6 +58,8 @@ class Cost:
     transfer_s: float
     jobs: int = 0
     note: str = ""
+    tile_rows: int = 0  # conv engine: the chosen tiling (stride-1 output rows per tile), so a
+    tiles: int = 0  # backend issues exactly the jobs the cost counts
 
 
 class Unsupported(Exception):
@@ -123,7 +125,7 @@ def _engine(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: s
         c = _engine(platform, pe, one, datatype, clock)
         return Cost(c.seconds * layer.group, c.compute_s * layer.group,
                     c.transfer_s * layer.group, c.jobs * layer.group, f"{layer.group} groups x "
-                    + c.note)
+                    + c.note, c.tile_rows, c.tiles)
     nh, nw = rule.native
     rows, cols = pe.grid
     area = nh * nw
@@ -166,7 +168,7 @@ def _engine(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: s
         if best is None or t < best.seconds:
             best = Cost(t, compute, transfer, jobs,
                         f"{kh}x{kw} as {rule.jobs} x {nh}x{nw}, {tiles} tile(s) of {r} rows, "
-                        f"{g} output groups per pass")
+                        f"{g} output groups per pass", r, tiles)
         if tiles == 1 and g == out_groups:
             break
     if best is None:

@@ -152,10 +152,18 @@ def registered() -> dict[str, type[Backend]]:
         if not (isinstance(cls, type) and issubclass(cls, Backend)):
             continue
         found[cls.name or ep.name] = cls
-    if not found:  # running from a source tree that was never installed
-        from backends.host import HostBackend
-        found = {c.name: c for c in (HostBackend,)}
+    # the bundled backends, when running from a source tree never installed (or installed before
+    # a bundled backend existed, so its entry points lack it)
+    for cls in _bundled():
+        found.setdefault(cls.name, cls)
     return dict(sorted(found.items()))
+
+
+def _bundled() -> tuple[type[Backend], ...]:
+    from backends.host import HostBackend
+    from backends.neuraghe import NeuragheBackend
+    from backends.orlando import OrlandoBackend
+    return (HostBackend, NeuragheBackend, OrlandoBackend)
 
 
 def get_backend(name: str) -> type[Backend]:

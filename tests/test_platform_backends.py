@@ -1,0 +1,163 @@
+"""The neuraghe and orlando backends: generated C (with the emitted middleware API and its host
+emulation) compiles warning-free, and runs equal to the bit-exact reference (fixed point) or close
+to the float executor; NEURAghe's CE job tables follow the cost model; a 7x7 conv gets its merge."""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from alohac.main import main
+from aloha_ir.dialects import nn
+from aloha_ir.textio import load_module
+from archdesc import costmodel
+from archdesc.costmodel import Layer
+from archdesc.loader import load_platform
+from backends.api import registered
+from backends.neuraghe import ce_jobs
+from backends.reference import graph_of, reference
+
+CFLAGS = "CFLAGS=-std=c99 -O2 -Wall -Wextra -Werror"
+pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("gcc") is None,
+                                reason="needs make and gcc")
+
+
+def _conv7_onnx(path: str) -> None:
+    """conv 7x7 stride 2 pad 3 + relu + conv 3x3 + relu + global avg pool + flatten + dense +
+    softmax on a 1x8x8 input (the digits shape, so the quantize pass can calibrate it)."""
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+    r = np.random.default_rng(0)
+    arrays = {"w1": r.standard_normal((8, 1, 7, 7)) * 0.3, "b1": r.standard_normal(8) * 0.1,
+              "w2": r.standard_normal((8, 8, 3, 3)) * 0.2, "b2": r.standard_normal(8) * 0.1,
+              "w3": r.standard_normal((10, 8)) * 0.3, "b3": r.standard_normal(10) * 0.1}
+    inits = [numpy_helper.from_array(v.astype(np.float32), k) for k, v in arrays.items()]
+    node = helper.make_node
+    nodes = [node("Conv", ["x", "w1", "b1"], ["conv1_out"], kernel_shape=[7, 7], strides=[2, 2],
+                  pads=[3, 3, 3, 3]),
+             node("Relu", ["conv1_out"], ["relu1_out"]),
+             node("Conv", ["relu1_out", "w2", "b2"], ["conv2_out"], kernel_shape=[3, 3],
+                  pads=[1, 1, 1, 1]),
+             node("Relu", ["conv2_out"], ["relu2_out"]),
+             node("GlobalAveragePool", ["relu2_out"], ["gap_out"]),
+             node("Flatten", ["gap_out"], ["flat_out"]),
+             node("Gemm", ["flat_out", "w3", "b3"], ["logits"], transB=1),
+             node("Softmax", ["logits"], ["y"], axis=1)]
+    g = helper.make_graph(nodes, "conv7", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, path)
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    """Model name -> .mlir path: digits_cnn quantized to 8 and 16 bits, mnist_cnn (float, the zoo's
+    seeded random weights), the 7x7 model in float and quantized to 16 bits."""
+    d = tmp_path_factory.mktemp("models")
+    out = {}
+    for bits in (8, 16):
+        assert main(["quantize", "zoo:digits_cnn", "--data", "digits", "--bits", str(bits),
+                     "-o", str(d / f"q{bits}")]) == 0
+        out[f"digits_q{bits}"] = str(d / f"q{bits}" / "digits_cnn.mlir")
+    out["mnist_float"] = "zoo:mnist_cnn"
+    _conv7_onnx(str(d / "conv7.onnx"))
+    out["conv7_float"] = str(d / "conv7.onnx")
+    assert main(["quantize", str(d / "conv7.onnx"), "--data", "digits", "--bits", "16",
+                 "-o", str(d / "q7")]) == 0
+    out["conv7_q16"] = str(d / "q7" / "conv7.mlir")
+    return out
+
+
+def _build_and_run(src: str, target: str, out_dir: str, frames: int = 2):
+    """Compile for `target`, make, run `frames` random inputs; (module, x, y, stderr, code dir)."""
+    assert main(["compile", src, "--target", target, "-o", out_dir]) == 0
+    code = os.path.join(out_dir, "code")
+    r = subprocess.run(["make", "-s", "-C", code, CFLAGS], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+    mlir = next(os.path.join(out_dir, f) for f in os.listdir(out_dir) if f.endswith(".mlir"))
+    module = load_module(mlir)
+    inp = next(o for o in graph_of(module).ops if isinstance(o, nn.InputOp))
+    shape = tuple(nn.shape_of(inp.output)[1:])
+    x = np.random.default_rng(1).uniform(0, 1, (frames,) + shape).astype(np.float32)
+    x.tofile(os.path.join(code, "in.bin"))
+    r = subprocess.run([os.path.join(code, "network"), "in.bin", "out.bin"], cwd=code,
+                       capture_output=True, text=True, timeout=60,
+                       env=dict(os.environ, ALOHA_PLATFORM_LOG="1"))
+    assert r.returncode == 0, r.stderr
+    y = np.fromfile(os.path.join(code, "out.bin"), dtype=np.float32).reshape(frames, -1)
+    return module, x, y, r.stderr, code
+
+
+def _check(module, x, y, fixed: bool) -> None:
+    if fixed:
+        ref = np.stack([np.asarray(reference(module).real(x[i:i + 1])).astype(np.float32)
+                        .reshape(-1) for i in range(len(x))])
+        assert np.array_equal(y, ref), np.abs(y - ref).max()
+    else:
+        torch = pytest.importorskip("torch")
+        from backends.torch.module import build
+        ref = build(module)(torch.from_numpy(x)).detach().numpy().reshape(len(x), -1)
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
+
+
+def test_backends_registered():
+    assert {"host", "neuraghe", "orlando"} <= set(registered())
+
+
+@pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
+@pytest.mark.parametrize("model", ["digits_q8", "digits_q16", "mnist_float"])
+def test_generated_code_matches_reference(models, tmp_path, target, model):
+    module, x, y, log, code = _build_and_run(models[model], target, str(tmp_path / "g"))
+    _check(module, x, y, fixed="_q" in model)
+    api = "neuraghe_api.h" if target.startswith("neuraghe") else "orlando_api.h"
+    assert os.path.exists(os.path.join(code, api))
+    if target.startswith("neuraghe"):
+        assert "CE jobs per frame" in log and "clock gated 2 time(s)" in log
+    else:
+        assert "orlando: operating point low" in log and "stream-switch route" in log
+        assert "gated" in log
+
+
+@pytest.mark.parametrize("model", ["conv7_float", "conv7_q16"])
+def test_neuraghe_7x7_runs_as_four_5x5_and_a_merge(models, tmp_path, model):
+    module, x, y, log, code = _build_and_run(models[model], "neuraghe-losa", str(tmp_path / "g"))
+    _check(module, x, y, fixed="_q" in model)
+    text = open(os.path.join(code, "network.c")).read()
+    assert "_merge: merge on arm" in text and "ng_arm_merge(" in text
+    assert "x 4 sub-job(s)" in log and "rows merged on the ARM" in log
+
+
+def test_ce_job_table_follows_the_cost_model(models, tmp_path):
+    platform = load_platform("neuraghe-losa")
+    ce = platform.pe("ce")
+    # by hand: a 3x3 conv, 32 output maps = 8 groups of N_ROW = 4, one tile (fits the TCDM)
+    small = Layer("conv", 1, 28, 28, 32, 26, 26, (3, 3))
+    jobs = ce_jobs(platform, small, "fixed16")
+    assert len(jobs) == math.ceil(32 / 4) * 1 == costmodel.cost(platform, ce, small, "fixed16").jobs
+    assert {(j.co_lo, j.co_hi) for j in jobs} == {(4 * g, 4 * g + 4) for g in range(8)}
+    # a layer that does not fit the TCDM: several tiles, each output row in exactly one tile
+    big = Layer("conv", 64, 224, 224, 64, 224, 224, (3, 3), pads=(1, 1, 1, 1))
+    c = costmodel.cost(platform, ce, big, "fixed16")
+    jobs = ce_jobs(platform, big, "fixed16")
+    assert c.tiles > 1 and len(jobs) == c.jobs == c.tiles * 16
+    assert all(sum(j.oy_lo <= oy < j.oy_hi for j in jobs if j.og == 0) == 1 for oy in range(224))
+    # the generated table of a mapped 3x3 layer has the cost model's count
+    module, *_ = _build_and_run(models["digits_q16"], "neuraghe-losa", str(tmp_path / "g"), 1)
+    text = open(str(tmp_path / "g" / "code" / "network.c")).read()
+    from aloha_ir.dialects import csdf
+    from passes.target import actor_layers
+    graph = csdf.csdf_graphs(module)[0]
+    layers = actor_layers(module, graph)
+    ces = [a for a in graph.actors() if a.attributes.get("pe_kind") is not None
+           and a.attributes["pe_kind"].data == "conv-engine"]
+    assert ces
+    for a in ces:
+        n = costmodel.cost(platform, ce, layers[a.sym_name.data], "fixed16").jobs
+        assert f"{a.sym_name.data}: {n} jobs = " in text

@@ -145,6 +145,18 @@ def test_host_fixed_point_per_channel_is_exact_under_sanitizers(tmp_path):
     np.testing.assert_array_equal(y, want.astype(np.float32))
 
 
+@pytest.mark.parametrize("name,cls", _backends())
+def test_threads_have_no_data_race(tmp_path, name, cls):
+    """ThreadSanitizer over a quantized model streamed through every backend's threads."""
+    module = _quantized_digits(16)
+    code = generate(module, cls.default_platform, str(tmp_path), backend=name)
+    build(code, "network-tsan")
+    r, y = run(code, _digits_inputs(6), "network-tsan", env={"TSAN_OPTIONS": "halt_on_error=1"})
+    if "FATAL: ThreadSanitizer" in r.stderr:  # e.g. an unsupported memory layout (ASLR)
+        pytest.skip("ThreadSanitizer cannot run here: " + r.stderr.splitlines()[0])
+    assert r.returncode == 0 and "ThreadSanitizer" not in r.stderr, r.stderr[-3000:]
+
+
 # ---------------------------------------------------------------------------------------------------
 # the program's contract
 

@@ -112,10 +112,61 @@ def bench(name: str, work: str, frames: int, cores: int) -> dict | None:
             "rel_err": float(np.abs(y - want).max() / np.abs(want).max())}
 
 
+def mnist_fixed(work: str, targets: list[str], limit: int) -> list[dict]:
+    """mnist-8 quantized (PTQ, 16 bit) on each target's generated program over the MNIST test set:
+    top-1 agreement with onnxruntime's float model, test accuracy, and exact equality with the
+    bit-exact reference on the first 200 images."""
+    data = os.environ.get("ALOHA_DATA")
+    if not data:
+        return []
+    from aloha_ir.textio import load_module
+    from backends.reference import reference
+    from frontends.datasets import load
+    q = os.path.join(work, "mnist8_q16")
+    r = subprocess.run([sys.executable, "-m", "alohac.main", "quantize", "zoo:mnist-8", "--data",
+                        f"mnist:{os.path.join(data, 'mnist')}", "--bits", "16", "-o", q],
+                       capture_output=True, text=True)
+    if r.returncode:
+        raise RuntimeError(r.stderr)
+    test = load(f"mnist:{os.path.join(data, 'mnist')}").test.to_range(0.0, 255.0)
+    x, labels = test.x[:limit], test.y[:limit]
+    _, ort_logits = ort_seconds(os.path.join(data, "onnx", "mnist-8.onnx"), x, 2)
+    module = load_module(os.path.join(q, "mnist-8.mlir"))
+    exact_ref = reference(module).real(x[:200].astype(np.float64)).reshape(200, -1)
+    rows = []
+    for target in targets:
+        out = os.path.join(work, f"mnist8_{target}")
+        r = subprocess.run([sys.executable, "-m", "alohac.main", "compile",
+                            os.path.join(q, "mnist-8.mlir"), "--target", target, "--emit", "c",
+                            "-o", out], capture_output=True, text=True)
+        if r.returncode:
+            raise RuntimeError(r.stderr)
+        code = os.path.join(out, "code")
+        subprocess.run(["make", "-s", "-C", code], check=True, capture_output=True)
+        x.astype("<f4").tofile(os.path.join(code, "in.bin"))
+        t = time.perf_counter()
+        r = subprocess.run(["./network", "in.bin", "out.bin"], cwd=code, capture_output=True,
+                           text=True)
+        seconds = time.perf_counter() - t
+        if r.returncode:
+            raise RuntimeError(r.stderr)
+        y = np.fromfile(os.path.join(code, "out.bin"), dtype="<f4").reshape(len(x), -1)
+        rows.append({"target": target, "images": len(x),
+                     "agreement": float(np.mean(y.argmax(1) == ort_logits.argmax(1))),
+                     "accuracy": float(np.mean(y.argmax(1) == labels)),
+                     "ort_accuracy": float(np.mean(ort_logits.argmax(1) == labels)),
+                     "exact_first_200": bool(np.array_equal(y[:200],
+                                                            exact_ref.astype(np.float32))),
+                     "seconds": seconds})
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", default=DEFAULT)
     ap.add_argument("--frames", type=int, default=8)
+    ap.add_argument("--mnist-images", type=int, default=10000,
+                    help="MNIST test images for the fixed-point neuraghe/orlando check")
     args = ap.parse_args()
     cores = sum(pe.count for pe in load_platform("host-cpu").pes)
     console = Console(width=max(200, Console().width))
@@ -128,6 +179,8 @@ def main() -> None:
                 console.print(f"{name}: skipped (ALOHA_DATA is not set)")
                 continue
             rows.append(r)
+        console.print("[dim]mnist-8 fixed point on neuraghe-losa and orlando...[/dim]")
+        fixed = mnist_fixed(work, ["neuraghe-losa", "orlando", "host-cpu"], args.mnist_images)
     t = Table(title=f"host backend: generated C vs onnxruntime ({cores} threads), and host-cpu's "
                     "predictions vs measurement")
     for c in ("model", "gen s", "gcc s", "source KiB", ".text KiB", "weights MiB", "threads",
@@ -145,6 +198,19 @@ def main() -> None:
                   f"{1e3 * r['period_s']:.2f}", f"{1e3 * r['pred_period_s']:.2f}",
                   f"{r['period_s'] / r['pred_period_s']:.2f}", f"{r['rel_err']:.1e}")
     console.print(t)
+    if fixed:
+        ft = Table(title="mnist-8 quantized (PTQ 16 bit) over the MNIST test set, generated code "
+                         "run here (platform APIs emulated)")
+        for c in ("target", "images", "top-1 agrees with ORT float", "accuracy", "ORT float acc",
+                  "= reference (200)", "run s"):
+            ft.add_column(c, justify="right")
+        for f in fixed:
+            ft.add_row(f["target"], str(f["images"]), f"{100 * f['agreement']:.2f}%",
+                       f"{100 * f['accuracy']:.2f}%", f"{100 * f['ort_accuracy']:.2f}%",
+                       str(f["exact_first_200"]), f"{f['seconds']:.1f}")
+        console.print(ft)
+    else:
+        console.print("mnist-8 fixed point: skipped (ALOHA_DATA is not set)")
     console.print("C ms/frame is the measured period (frames in a stream); C/ORT > 1 means the "
                   "generated C is slower. meas/pred within 0.7-1.3 is the aim (30%).")
 

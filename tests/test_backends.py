@@ -364,3 +364,37 @@ def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
     ref = reference(module)
     want = np.stack([ref.real(x[i:i + 1].astype(np.float64)).reshape(-1) for i in range(3)])
     np.testing.assert_array_equal(y, want.astype(np.float32))
+
+
+@pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
+def test_mnist8_fixed_point_on_the_platforms_agrees_with_onnxruntime(tmp_path, target):
+    """mnist-8 quantized (PTQ, 16 bit) on the platform's generated program over 1,000 MNIST test
+    images: top-1 agrees with onnxruntime's float model on >= 99% and the outputs equal the
+    bit-exact reference (benchmarks/backends.py runs all 10,000)."""
+    data = os.environ.get("ALOHA_DATA")
+    if not data:
+        pytest.skip("ALOHA_DATA is not set (mnist-8 and MNIST live in ../shared/data)")
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    from backends.reference import reference
+    from frontends.datasets import load
+    from frontends.loader import load_model
+    mnist = f"mnist:{os.path.join(data, 'mnist')}"
+    module = load_model("zoo:mnist-8", {})
+    PassManager.parse(f"canonicalize,quantize{{bits=16 data=\"{mnist}\" samples=200}}").run(
+        module, make_context())
+    want = reference(module)
+    test = load(mnist).test.to_range(0.0, 255.0)
+    x, labels = test.x[:1000], test.y[:1000]
+    code = generate(module, target, str(tmp_path))
+    build(code)
+    r, y = run(code, x)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(y[:100], want.real(x[:100].astype(np.float64)).reshape(100, -1)
+                                  .astype(np.float32))
+    model = onnx.load(os.path.join(data, "onnx", "mnist-8.onnx"))
+    name = model.graph.input[0].name
+    logits = np.concatenate([run_ort(model, {name: x[i:i + 1]})[0] for i in range(1000)])
+    agreement = np.mean(y.argmax(1) == logits.argmax(1))
+    print(f"{target}: top-1 agreement {agreement:.4f}, accuracy {np.mean(y.argmax(1) == labels)}")
+    assert agreement >= 0.99

@@ -161,3 +161,51 @@ def test_ce_job_table_follows_the_cost_model(models, tmp_path):
     for a in ces:
         n = costmodel.cost(platform, ce, layers[a.sym_name.data], "fixed16").jobs
         assert f"{a.sym_name.data}: {n} jobs = " in text
+
+
+def test_vgg16_is_split_into_ce_jobs_as_hardware_md_describes():
+    """VGG-16 on neuraghe-losa (one 4x4 CE, 1 MiB TCDM, 16-bit): the job tables the generated
+    code holds, per layer, against a hand computation from hardware.md. A job is a tile of output
+    rows x one group of N_ROW = 4 output maps; input maps are padded to 3 x N_COL = 12 (3x3)."""
+    import collections
+    import math
+    from codegen_helpers import lower
+    from aloha_ir.dialects import csdf
+    from backends.neuraghe import ce_jobs
+    from frontends.loader import load_model
+    from passes.target import actor_layers
+    module = load_model("zoo:vgg16", {})
+    platform = lower(module, "neuraghe-losa")
+    graph = csdf.csdf_graphs(module)[0]
+    layers = actor_layers(module, graph)
+    jobs = collections.defaultdict(list)
+    shape = {}
+    for a in graph.actors():
+        if a.attributes["pe_kind"].data == "conv-engine":
+            layer = layers[a.sym_name.data]
+            jobs[a.block.data] += ce_jobs(platform, layer, "fixed16")
+            shape[a.block.data] = layer
+    assert len(jobs) == 13  # every VGG-16 convolution runs on the CE
+    for block, js in jobs.items():
+        layer = shape[block]
+        out_groups = math.ceil(layer.cout / 4)
+        tiles = sorted({(j.oy_lo, j.oy_hi) for j in js})
+        # tiles cover the output rows exactly once, in order
+        assert tiles[0][0] == 0 and tiles[-1][1] == layer.hout
+        assert all(a[1] == b[0] for a, b in zip(tiles, tiles[1:]))
+        assert len(js) == out_groups * len(tiles), block
+        for j in js:
+            assert j.IF == math.ceil(layer.cin / 12) * 12 and j.OF == 4
+            assert (j.FS_h, j.FS_w) == (3, 3)
+            # a tile's input rows (with the 2-row halo) of padded maps fit the 1 MiB TCDM
+            assert j.IH <= j.oy_hi - j.oy_lo + 2
+            assert j.IH * j.IF * (layer.win + 2) * 2 <= 1 << 20
+    # by hand, the conv5 block: 14 x 14 x 512 -> 512. One tile (16 input rows x 516 padded maps x
+    # 16 columns x 2 B = 264 KiB fits), 512 / 4 = 128 output groups: 128 jobs per layer.
+    conv5 = [b for b in jobs if shape[b].hout == 14]
+    assert len(conv5) == 3 and all(len(jobs[b]) == 128 for b in conv5)
+    # conv1_1: 224 rows, 3 -> 64 maps: 16 output groups; hardware.md's example says the first
+    # layer alone (6.4 MB of activations) cannot be one tile of the 1 MiB TCDM
+    first = next(b for b in jobs if shape[b].cin == 3)
+    assert len({(j.oy_lo, j.oy_hi) for j in jobs[first]}) > 1
+    assert len(jobs[first]) % 16 == 0

@@ -21,10 +21,11 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/alohac compile $(MODEL) --target $(TARGET) --emit nn,csdf,sdf3,json,dot -o $(OUT) \
+	$(BIN)/alohac compile $(MODEL) --target $(TARGET) --emit nn,csdf,sdf3,json,dot,c -o $(OUT) \
 		--gantt $(OUT)/gantt.png --time-passes
 	$(BIN)/alohac analyze $(MODEL) --json > $(OUT)/cost.json
-	@echo "wrote $(OUT)/ (nn + mapped csdf IR, weights, SDF3 XML, JSON, DOT, report.md/json, gantt.png, cost.json)"
+	$(MAKE) -s -C $(OUT)/code
+	@echo "wrote $(OUT)/ (nn + mapped csdf IR, weights, SDF3 XML, JSON, DOT, report.md/json, gantt.png, cost.json) and $(OUT)/code/ (the NEURAghe middleware, built as $(OUT)/code/network with the API emulated on this machine)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

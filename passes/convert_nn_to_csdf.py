@@ -82,13 +82,13 @@ class _Builder:
         rates = rowflow.input_rates(ranges, rows)
         token = value.type.element_type  # type: ignore[attr-defined]
         self.ops.append(csdf.ChannelOp.build(
-            f"c{self.channels}", producer.actor, f"out{producer.ports}", actor, f"in{port}",
+            self.unique(f"c{self.channels}"), producer.actor, f"out{producer.ports}", actor, f"in{port}",
             producer.prod, rle.encode(n * row_tokens for n in rates.new), token))
         self.channels += 1
         producer.ports += 1
         if rates.has_reuse:
             self.ops.append(csdf.ChannelOp.build(
-                f"{actor}_reuse{port}", actor, f"reuse_out{port}", actor, f"reuse_in{port}",
+                self.unique(f"{actor}_reuse{port}"), actor, f"reuse_out{port}", actor, f"reuse_in{port}",
                 rle.encode(n * row_tokens for n in rates.reuse_out),
                 rle.encode(n * row_tokens for n in rates.reuse_in), token))
 

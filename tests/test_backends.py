@@ -239,7 +239,8 @@ def _odd_names_model() -> onnx.ModelProto:
                          name="/conv/Conv", pads=[1, 1, 1, 1]),
         helper.make_node("Relu", ["/conv/Conv_output_0"], ["return"], name="while"),
         helper.make_node("Conv", ["return", "w:0/x"], ["1x\"q\\"], name="/conv/Conv"),
-        helper.make_node("Relu", ["1x\"q\\"], ["out.put"], name="while"),
+        helper.make_node("Relu", ["1x\"q\\"], ["c2"], name="c2"),  # named like a csdf channel
+        helper.make_node("Relu", ["c2"], ["out.put"], name="while"),
     ]
     g = helper.make_graph(nodes, "static", [helper.make_tensor_value_info(
         "in/put:0", TensorProto.FLOAT, [1, 1, 6, 6])], [helper.make_tensor_value_info(

@@ -23,6 +23,7 @@ real timing, and a FIFO made smaller than a firing's own production fails at onc
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 import struct
@@ -290,7 +291,7 @@ class _Builder:
         acc = np.broadcast_to(np.asarray(acc_frac), np.shape(real)) if np.ndim(acc_frac) else acc_frac
         return self.weights.add((b, "acc"), name, fp.quantize(real, acc, fp.BIAS_BITS))
 
-    def frac(self, v) -> object:
+    def frac(self, v):
         return self.ref.frac(v)
 
     # -- activation / requantisation ------------------------------------------------------------
@@ -335,8 +336,8 @@ def _act_record(kind, params) -> dict:
     return {k: (_c_float(v) if isinstance(v, float) else v) for k, v in rec.items()}
 
 
-def _ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, int], plan,
-           block) -> list[PortView]:
+def _ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, int], plan
+           ) -> list[PortView]:
     """Input ports in port order, with the row calculus the lowering used for their rates."""
     name = actor.sym_name.data
     ins = {c.dst_port.data: c for c in graph.channels() if c.dst_name == name and not c.is_self_loop}
@@ -429,7 +430,7 @@ def build_view(module, platform, *, weights: str = "file",
         pk = actor.attributes.get("pe_kind")
         view = ActorView(i, name, c_identifier(name, i), kind, "", pe.data if isinstance(
             pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
-            actor.phase_count, _ports(graph, actor, fifo_index, plan, block), outs, prod,
+            actor.phase_count, _ports(graph, actor, fifo_index, plan), outs, prod,
             block=actor.block.data)
         _kernel(b, view, actor, block)
         if kind == "input":
@@ -476,15 +477,10 @@ def _threads(module, graph, actors: list[ActorView], index: dict[str, int]) -> l
         order.setdefault(f.unit, []).append(index[f.actor])
     threads = []
     for unit, seq in order.items():
-        runs = [(a, len(list(g))) for a, g in _groupby(seq)]
+        runs = [(a, len(list(g))) for a, g in itertools.groupby(seq)]
         label = unit if not unit.startswith("@") else actors[seq[0]].name
         threads.append(ThreadView(len(threads), label, unit, runs))
     return threads
-
-
-def _groupby(seq):
-    import itertools
-    return itertools.groupby(seq)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -494,7 +490,6 @@ def _groupby(seq):
 def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
     kind = actor.kind.data
     fixed = b.fixed
-    name = view.cname
     if kind in ("input", "output"):
         view.kernel = kind
         return

@@ -7,9 +7,10 @@ Templates never walk the IR; this module does, once, and hands them lists of pla
   rows it reads new, takes back from the loop and puts into it: the row calculus of the lowering,
   recomputed by the same functions), its output FIFOs with the tokens produced per firing, and a
   `kernel` record (which kernel, its geometry, weights, fused activation or requantisation);
-- `threads`: one per processing unit (plus one per unmapped boundary actor: input, output, gather),
-  each with its static order for one frame: the per-unit firing order of the one-frame self-timed
-  schedule analyze-schedule ran, run-length encoded as (actor, firings) runs;
+- `threads`: one per processing unit (the boundary actors the mapping leaves unplaced -- input,
+  output, gather -- join the nearest programmable unit's), each with its static order for one
+  frame: the per-unit firing order of the one-frame self-timed schedule analyze-schedule ran,
+  run-length encoded as (actor, firings) runs;
 - `tensors`: the weights blob (4-byte words: float32, or int32 integers of the fixed-point formats,
   biases already in their accumulator formats), written as weights.bin or embedded as C arrays.
 
@@ -122,6 +123,8 @@ class ActorView:
     out_shape: tuple[int, ...] = ()
     out_frac: int = 0  # dequantisation of the output (fixed point)
     dump: bool = False  # its output is a whole block's output (debug dumps, `alohac compare`)
+    cost_s: float = 0.0  # the analysis's predicted seconds per frame
+    work: int = 0  # per frame: MACs (conv, dense) or element operations, as the cost model counts
 
     @property
     def obuf_tokens(self) -> int:
@@ -190,7 +193,8 @@ class CodegenView:
             "output_shape": list(self.output.shape), "latency_s": self.latency_s,
             "period_s": self.period_s,
             "actors": [{"name": a.name, "cname": a.cname, "block": a.block, "kernel": a.kernel,
-                        "unit": a.unit, "out_shape": list(a.out_shape), "dump": a.dump}
+                        "unit": a.unit, "out_shape": list(a.out_shape), "dump": a.dump,
+                        "predicted_s": a.cost_s, "work": a.work}
                        for a in self.actors],
             "fifos": [{"name": f.name, "capacity": f.capacity, "analysed": f.analysed,
                        "max_firing": f.max_firing, "self_loop": f.self_loop}
@@ -431,7 +435,8 @@ def build_view(module, platform, *, weights: str = "file",
         view = ActorView(i, name, c_identifier(name, i), kind, "", pe.data if isinstance(
             pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
             actor.phase_count, _ports(graph, actor, fifo_index, plan), outs, prod,
-            block=actor.block.data)
+            block=actor.block.data, cost_s=_float_attr(actor, "cost_s"),
+            work=sum(rle.expand(actor.work_runs)))
         _kernel(b, view, actor, block)
         if kind == "input":
             inputs.append(view)
@@ -441,7 +446,7 @@ def build_view(module, platform, *, weights: str = "file",
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedError(f"the generated program streams one input and one output; the model"
                                f" has {len(inputs)} and {len(outputs)}")
-    threads = _threads(module, graph, actors, index)
+    threads = _threads(graph, actors, fifos, index, platform)
     dt = graph.attributes.get("datatype")
     lat = graph.attributes.get("latency_s")
     per = graph.attributes.get("period_s")
@@ -451,6 +456,11 @@ def build_view(module, platform, *, weights: str = "file",
         actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
         _io(b, outputs[0], False), lat.value.data if lat is not None else 0.0,
         per.value.data if per is not None else 0.0)
+
+
+def _float_attr(op, name: str) -> float:
+    a = op.attributes.get(name)
+    return float(a.value.data) if a is not None else 0.0  # type: ignore[union-attr]
 
 
 def _io(b: _Builder, actor: ActorView, is_input: bool) -> IoView:
@@ -468,19 +478,62 @@ def _io(b: _Builder, actor: ActorView, is_input: bool) -> IoView:
     return IoView(actor.index, shape, math.prod(shape), fp.format_of(v), low, high)
 
 
-def _threads(module, graph, actors: list[ActorView], index: dict[str, int]) -> list[ThreadView]:
-    """One thread per processing unit and per unmapped actor, in the one-frame schedule's order."""
+def _threads(graph, actors: list[ActorView], fifos: list[FifoView], index: dict[str, int],
+             platform) -> list[ThreadView]:
+    """One thread per processing unit, running its actors in the one-frame schedule's order.
+
+    The actors the mapping leaves unplaced (input, output, gather) join the thread of the nearest
+    programmable unit: a thread of their own each would put more threads than cores on the
+    machine, and every hand-over between them would cost a sleep and a wake-up. Folding keeps the
+    program deadlock-free: the one-frame timeline, in start order, is one sequential execution of
+    the graph (a firing starts after those whose tokens it reads and whose space it reuses) that
+    holds no more tokens than the timed schedule, and every thread's order is a subsequence of it.
+    """
     from passes.analyze_schedule import schedule
     report = schedule(graph, frames=1, in_flight=0, record=True, annotate=False)
+    home = _homes(actors, fifos, index, platform)
     order: dict[str, list[int]] = {}
-    for f in sorted(report.frame_timeline, key=lambda f: f.start):
-        order.setdefault(f.unit, []).append(index[f.actor])
+    for f in report.frame_timeline:  # start order; the simulator records ties causally
+        a = index[f.actor]
+        order.setdefault(actors[a].unit or home.get(a, f.unit), []).append(a)
     threads = []
     for unit, seq in order.items():
         runs = [(a, len(list(g))) for a, g in itertools.groupby(seq)]
         label = unit if not unit.startswith("@") else actors[seq[0]].name
         threads.append(ThreadView(len(threads), label, unit, runs))
     return threads
+
+
+def _homes(actors: list[ActorView], fifos: list[FifoView], index: dict[str, int],
+           platform) -> dict[int, str]:
+    """Unplaced actor -> the programmable (cpu) unit it runs on: that of the nearest placed actor,
+    consumers before producers, else the platform's first cpu unit (none: it keeps a thread)."""
+    cpu = [u for u, pe in platform.units() if pe.kind == "cpu"]
+    if not cpu:
+        return {}
+    near: dict[int, list[int]] = {a.index: [] for a in actors}
+    for f in fifos:
+        if not f.self_loop:
+            near[index[f.src]].append(index[f.dst])
+    for f in fifos:
+        if not f.self_loop:
+            near[index[f.dst]].append(index[f.src])
+    homes = {}
+    for a in actors:
+        if a.unit:
+            continue
+        seen, frontier, found = {a.index}, [a.index], None
+        while frontier and found is None:
+            nxt = []
+            for i in frontier:
+                for j in near[i]:
+                    if j not in seen:
+                        seen.add(j)
+                        nxt.append(j)
+            found = next((actors[j].unit for j in nxt if actors[j].unit in cpu), None)
+            frontier = nxt
+        homes[a.index] = found or cpu[0]
+    return homes
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -157,6 +157,46 @@ def test_threads_have_no_data_race(tmp_path, name, cls):
     assert r.returncode == 0 and "ThreadSanitizer" not in r.stderr, r.stderr[-3000:]
 
 
+@pytest.mark.parametrize("name,cls", _backends())
+def test_one_thread_per_unit_and_the_timing_and_profile_modes(tmp_path, name, cls):
+    """Unplaced actors (input, output, gathers) run on a programmable unit's thread, never one of
+    their own; every actor is in exactly one thread's order, firing its phases once per frame.
+    The timing and profile modes and the no-spin setting leave the outputs bit-exact, and the
+    profile counts each actor's firings."""
+    from backends.api import get_backend
+    from codegen_helpers import lower
+    module = _quantized_digits(16)
+    platform = lower(module, cls.default_platform)
+    view = get_backend(name)().view(module, platform)
+    units = dict(platform.units())
+    fired = {}
+    for t in view.threads:
+        assert t.unit in units, t.unit
+        for a, n in t.order:
+            fired[a] = fired.get(a, 0) + n
+            if not view.actors[a].unit:
+                assert units[t.unit].kind == "cpu", (view.actors[a].name, t.unit)
+    assert fired == {a.index: a.phases for a in view.actors}
+
+    code = generate(_quantized_digits(16), cls.default_platform, str(tmp_path), backend=name)
+    build(code)
+    x = _digits_inputs(5)
+    y = _exact(module, code, x)
+    for env in ({"ALOHA_TIMING": "latency", "ALOHA_PROFILE": "1"}, {"ALOHA_TIMING": "1"},
+                {"ALOHA_SPIN_US": "0"}):
+        r, y2 = run(code, x, env=env)
+        assert r.returncode == 0, r.stderr
+        np.testing.assert_array_equal(y2, y)
+    r, _ = run(code, x, env={"ALOHA_TIMING": "latency", "ALOHA_PROFILE": "1"})
+    timing = [ln for ln in r.stderr.splitlines() if ln.startswith("timing:")]
+    assert len(timing) == 1 and "frames 5 " in timing[0] and timing[0].endswith("mode latency")
+    profile = [ln.split() for ln in r.stderr.splitlines() if ln.startswith("profile:")]
+    assert [int(p[2]) for p in profile] == [a.index for a in view.actors]
+    for p in profile:
+        assert float(p[4]) == view.actors[int(p[2])].phases
+        assert float(p[6]) >= 0 and float(p[8]) >= 0
+
+
 # ---------------------------------------------------------------------------------------------------
 # the program's contract
 

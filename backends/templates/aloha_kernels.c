@@ -338,54 +338,84 @@ void aloha_conv_row_q(const aloha_win_t *x, const int32_t *w, const int32_t *bia
 
 /* ---- pooling --------------------------------------------------------------------------------- */
 
-/* The divisor of an average window: positions inside the input, or inside the padded area with
- * count_include_pad; never the ceil-mode overhang. */
-static int pool_count(const aloha_pool_t *p, int iy0, int ix0)
+/* Pooling runs channel by channel along the row. Outputs whose window lies inside the input on x
+ * (in_lo <= ox < in_hi) skip the bounds arithmetic; the divisor of an average window counts
+ * positions inside the input, or inside the padded area with count_include_pad, never the
+ * ceil-mode overhang, and factors into a per-row y count and a per-column x count. */
+typedef struct pool_row {
+    int iy0, ky_lo, ky_hi, in_lo, in_hi, ycount;
+    size_t ystep; /* words between the window rows of consecutive kernel taps */
+} pool_row;
+
+static pool_row pool_row_setup(const aloha_win_t *x, const aloha_pool_t *p, int oy)
 {
-    int ylo, yhi, xlo, xhi;
-    if (p->count_include_pad) {
-        tap_range(iy0, p->dh, p->kh, -p->pt, p->h + p->pb, &ylo, &yhi);
-        tap_range(ix0, p->dw, p->kw, -p->pl, p->w + p->pr, &xlo, &xhi);
-    } else {
-        tap_range(iy0, p->dh, p->kh, 0, p->h, &ylo, &yhi);
-        tap_range(ix0, p->dw, p->kw, 0, p->w, &xlo, &xhi);
+    pool_row r;
+    int lo, hi;
+    r.iy0 = oy * p->sh - p->pt;
+    tap_range(r.iy0, p->dh, p->kh, 0, p->h, &r.ky_lo, &r.ky_hi);
+    out_range(-p->pl, p->sw, p->w - (p->kw - 1) * p->dw, p->ow, &r.in_lo, &r.in_hi);
+    if (p->count_include_pad)
+        tap_range(r.iy0, p->dh, p->kh, -p->pt, p->h + p->pb, &lo, &hi);
+    else {
+        lo = r.ky_lo;
+        hi = r.ky_hi;
     }
-    return (yhi - ylo) * (xhi - xlo);
+    r.ycount = hi - lo;
+    r.ystep = (size_t)p->dh * (size_t)x->c * (size_t)x->w;
+    return r;
+}
+
+/* the valid taps [*lo, *hi) of column ox, and its x count for an average */
+static int pool_cols(const aloha_pool_t *p, const pool_row *r, int ox, int *lo, int *hi)
+{
+    int a, b, ix0 = ox * p->sw - p->pl;
+    if (ox >= r->in_lo && ox < r->in_hi) {
+        *lo = 0;
+        *hi = p->kw;
+        return p->kw;
+    }
+    tap_range(ix0, p->dw, p->kw, 0, p->w, lo, hi);
+    if (!p->count_include_pad)
+        return *hi - *lo;
+    tap_range(ix0, p->dw, p->kw, -p->pl, p->w + p->pr, &a, &b);
+    return b - a;
 }
 
 void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha_act_t *act,
                         int oy, float *out)
 {
-    const int iy0 = oy * p->sh - p->pt;
-    int ch, ox, ky, kx, ky_lo, ky_hi;
-    tap_range(iy0, p->dh, p->kh, 0, p->h, &ky_lo, &ky_hi);
-    for (ox = 0; ox < p->ow; ox++) {
-        const int ix0 = ox * p->sw - p->pl;
-        const int count = p->kind == 1 ? pool_count(p, iy0, ix0) : 0;
-        int kx_lo, kx_hi;
-        tap_range(ix0, p->dw, p->kw, 0, p->w, &kx_lo, &kx_hi);
-        for (ch = 0; ch < p->c; ch++) {
+    const pool_row r = pool_row_setup(x, p, oy);
+    int ch, ox, ky, kx, lo, hi;
+    if (r.ky_lo >= r.ky_hi) { /* a window entirely in the padding */
+        for (ch = 0; ch < p->c * p->ow; ch++)
+            out[ch] = aloha_act1_f32(0.0f, act);
+        return;
+    }
+    for (ch = 0; ch < p->c; ch++) {
+        const float *base = row_f(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
+        float *o = out + (size_t)ch * p->ow;
+        for (ox = 0; ox < p->ow; ox++) {
+            const int count = pool_cols(p, &r, ox, &lo, &hi);
+            const ptrdiff_t ix0 = ox * p->sw - p->pl;
             float v = 0.0f;
+            if (lo >= hi) {
+                o[ox] = aloha_act1_f32(0.0f, act);
+                continue;
+            }
             if (p->kind == 0) {
-                int any = 0;
-                for (ky = ky_lo; ky < ky_hi; ky++) {
-                    const float *r = row_f(x, iy0 + ky * p->dh) + (size_t)ch * p->w;
-                    for (kx = kx_lo; kx < kx_hi; kx++)
-                        if (!any || r[ix0 + kx * p->dw] > v) {
-                            v = r[ix0 + kx * p->dw];
-                            any = 1;
-                        }
-                }
+                v = base[ix0 + lo * p->dw];
+                for (ky = 0; ky < r.ky_hi - r.ky_lo; ky++)
+                    for (kx = lo; kx < hi; kx++)
+                        if (base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw] > v)
+                            v = base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw];
             } else {
                 double sum = 0.0;
-                for (ky = ky_lo; ky < ky_hi; ky++) {
-                    const float *r = row_f(x, iy0 + ky * p->dh) + (size_t)ch * p->w;
-                    for (kx = kx_lo; kx < kx_hi; kx++)
-                        sum += r[ix0 + kx * p->dw];
-                }
-                v = count > 0 ? (float)(sum / count) : 0.0f;
+                for (ky = 0; ky < r.ky_hi - r.ky_lo; ky++)
+                    for (kx = lo; kx < hi; kx++)
+                        sum += base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw];
+                v = (float)(sum / (r.ycount * count));
             }
-            out[(size_t)ch * p->ow + ox] = aloha_act1_f32(v, act);
+            o[ox] = aloha_act1_f32(v, act);
         }
     }
 }
@@ -393,35 +423,37 @@ void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha
 void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_rq_t *rq, int oy,
                       int32_t *out)
 {
-    const int iy0 = oy * p->sh - p->pt;
-    int ch, ox, ky, kx, ky_lo, ky_hi;
-    tap_range(iy0, p->dh, p->kh, 0, p->h, &ky_lo, &ky_hi);
-    for (ox = 0; ox < p->ow; ox++) {
-        const int ix0 = ox * p->sw - p->pl;
-        const int count = p->kind == 1 ? pool_count(p, iy0, ix0) : 0;
-        int kx_lo, kx_hi;
-        tap_range(ix0, p->dw, p->kw, 0, p->w, &kx_lo, &kx_hi);
-        for (ch = 0; ch < p->c; ch++) {
+    const pool_row r = pool_row_setup(x, p, oy);
+    int ch, ox, ky, kx, lo, hi;
+    if (r.ky_lo >= r.ky_hi) {
+        for (ch = 0; ch < p->c * p->ow; ch++)
+            out[ch] = aloha_requant(0, 0, rq);
+        return;
+    }
+    for (ch = 0; ch < p->c; ch++) {
+        const int32_t *base = row_q(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
+        int32_t *o = out + (size_t)ch * p->ow;
+        for (ox = 0; ox < p->ow; ox++) {
+            const int count = pool_cols(p, &r, ox, &lo, &hi);
+            const ptrdiff_t ix0 = ox * p->sw - p->pl;
             int64_t v = 0;
-            if (p->kind == 0) {
-                int any = 0;
-                for (ky = ky_lo; ky < ky_hi; ky++) {
-                    const int32_t *r = row_q(x, iy0 + ky * p->dh) + (size_t)ch * p->w;
-                    for (kx = kx_lo; kx < kx_hi; kx++)
-                        if (!any || r[ix0 + kx * p->dw] > v) {
-                            v = r[ix0 + kx * p->dw];
-                            any = 1;
-                        }
-                }
-            } else {
-                for (ky = ky_lo; ky < ky_hi; ky++) {
-                    const int32_t *r = row_q(x, iy0 + ky * p->dh) + (size_t)ch * p->w;
-                    for (kx = kx_lo; kx < kx_hi; kx++)
-                        v += r[ix0 + kx * p->dw];
-                }
-                v = aloha_round_div(v, count);
+            if (lo >= hi) {
+                o[ox] = aloha_requant(0, 0, rq);
+                continue;
             }
-            out[(size_t)ch * p->ow + ox] = aloha_requant(v, 0, rq);
+            if (p->kind == 0) {
+                v = base[ix0 + lo * p->dw];
+                for (ky = 0; ky < r.ky_hi - r.ky_lo; ky++)
+                    for (kx = lo; kx < hi; kx++)
+                        if (base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw] > v)
+                            v = base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw];
+            } else {
+                for (ky = 0; ky < r.ky_hi - r.ky_lo; ky++)
+                    for (kx = lo; kx < hi; kx++)
+                        v += base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw];
+                v = aloha_round_div(v, (int64_t)r.ycount * count);
+            }
+            o[ox] = aloha_requant(v, 0, rq);
         }
     }
 }

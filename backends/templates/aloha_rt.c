@@ -1,6 +1,12 @@
 /* ALOHA runtime: see aloha_rt.h. One mutex guards every FIFO's indices and the count of waiting
  * threads; data is copied outside the lock (each FIFO has one producer and one consumer, and a
- * region is only touched by its owner until the indices are committed). */
+ * region is only touched by its owner until the indices are committed).
+ *
+ * A thread that would block first spins for a while (ALOHA_SPIN_US, default 50 us) watching the
+ * FIFO's count: a hand-over between two running threads then costs a cache-line transfer instead
+ * of a sleep and a wake-up, which is several microseconds, often more than a small firing's work.
+ * It spins only when every thread has a core of its own; otherwise spinning steals the core the
+ * other side needs. ALOHA_SPIN_US=0 turns it off. */
 #define _POSIX_C_SOURCE 200809L
 #include "aloha_rt.h"
 
@@ -8,6 +14,11 @@
 #include <time.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#ifndef ALOHA_SPIN_US
+#define ALOHA_SPIN_US 50
+#endif
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_live;      /* pipeline threads not finished */
@@ -16,6 +27,9 @@ static aloha_actor *g_actors;
 static long g_frames;
 static double g_start, g_first_done, g_last_done;
 static long g_done;
+static double g_spin_s; /* how long a thread spins before it sleeps on a FIFO */
+static int g_profile;   /* ALOHA_PROFILE=1: time every firing's computation */
+static __thread double t_waited; /* profiling: this thread's seconds waiting on FIFOs */
 
 double aloha_now(void)
 {
@@ -24,24 +38,95 @@ double aloha_now(void)
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
-/* called by the output actor when a frame is written (one thread: no lock needed) */
+/* ALOHA_TIMING=latency: frames enter one at a time (each once the previous has left), so every
+ * frame after the first sees an empty, warm pipeline: the latency the analysis predicts */
+static int g_one_at_a_time;
+static pthread_cond_t g_frame_left = PTHREAD_COND_INITIALIZER;
+static long g_begun;
+static int g_input_waiting;
+static double g_begin_t;
+#define SAMPLES 1024
+static double g_sample[SAMPLES]; /* per frame: its latency (one at a time) or the gap since the
+                                   previous frame left (streaming) */
+static int g_samples;
+
+/* called by the input actor before it reads frame g_begun */
+void aloha_frame_begin(void)
+{
+    pthread_mutex_lock(&g_lock);
+    while (g_one_at_a_time && g_done < g_begun) {
+        g_input_waiting = 1;
+        g_blocked++;
+        if (g_blocked == g_live)
+            aloha_fatal("deadlock: the input waits for a frame that never leaves the pipeline");
+        pthread_cond_wait(&g_frame_left, &g_lock);
+        if (g_input_waiting) { /* woken spuriously */
+            g_input_waiting = 0;
+            g_blocked--;
+        }
+    }
+    g_begin_t = aloha_now();
+    g_begun++;
+    pthread_mutex_unlock(&g_lock);
+}
+
+/* called by the output actor when a frame is written */
 void aloha_frame_done(void)
 {
     double t = aloha_now();
+    pthread_mutex_lock(&g_lock);
     if (g_done++ == 0)
         g_first_done = t;
+    else if (g_samples < SAMPLES)
+        g_sample[g_samples++] = g_one_at_a_time ? t - g_begin_t : t - g_last_done;
     g_last_done = t;
+    if (g_input_waiting) { /* one at a time: the input waits for this frame to leave */
+        g_input_waiting = 0;
+        g_blocked--;
+        pthread_cond_signal(&g_frame_left);
+    }
+    pthread_mutex_unlock(&g_lock);
 }
 
-/* ALOHA_TIMING=1: the first frame's latency on an empty pipeline, and the period of the rest */
+static int by_value(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* ALOHA_TIMING=1: the first frame's latency (a cold, empty pipeline) and the period, the median
+ * gap between frames leaving; ALOHA_TIMING=latency: the median latency of frames 2.. entering
+ * an empty, warm pipeline. Medians, so a moment's preemption by another process does not count. */
 void aloha_report_timing(void)
 {
     const char *on = getenv("ALOHA_TIMING");
+    double latency = g_first_done - g_start, period = latency, median = latency;
     if (!on || !*on || *on == '0')
         return;
-    fprintf(stderr, "timing: frames %ld latency_s %.9g period_s %.9g total_s %.9g\n", g_done,
-            g_first_done - g_start, g_done > 1 ? (g_last_done - g_first_done) / (double)(g_done - 1)
-            : g_first_done - g_start, g_last_done - g_start);
+    if (g_samples) {
+        qsort(g_sample, (size_t)g_samples, sizeof g_sample[0], by_value);
+        median = g_samples % 2 ? g_sample[g_samples / 2]
+                 : 0.5 * (g_sample[g_samples / 2 - 1] + g_sample[g_samples / 2]);
+    }
+    if (g_one_at_a_time)
+        latency = median;
+    else
+        period = median;
+    fprintf(stderr, "timing: frames %ld latency_s %.9g period_s %.9g total_s %.9g mode %s\n", g_done,
+            latency, period, g_last_done - g_start, g_one_at_a_time ? "latency" : "stream");
+}
+
+/* ALOHA_PROFILE=1: per actor, firings and seconds computing, per frame (against the analysis's
+ * predicted per-actor cost in network.json: where the cost model is wrong) */
+void aloha_report_profile(const aloha_actor *actors, int n)
+{
+    int i;
+    if (!g_profile || g_done == 0)
+        return;
+    for (i = 0; i < n; i++)
+        fprintf(stderr, "profile: actor %d firings %.9g compute_s %.9g overhead_s %.9g name %s\n",
+                i, (double)actors[i].firings / (double)g_done, actors[i].compute_s / (double)g_done,
+                actors[i].overhead_s / (double)g_done, actors[i].name);
 }
 
 void aloha_fatal(const char *fmt, ...)
@@ -89,6 +174,40 @@ static void copy_out(const aloha_fifo *f, int at, aloha_word *dst, int n)
     memcpy(dst + first, f->buf, (size_t)(n - first) * sizeof(aloha_word));
 }
 
+static int fifo_count(const aloha_fifo *f)
+{
+    return __atomic_load_n(&f->count, __ATOMIC_ACQUIRE);
+}
+
+static void cpu_relax(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    __asm__ __volatile__("pause");
+#elif defined(__aarch64__) || defined(__arm__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* spin until the FIFO holds (reader) or has room for (writer) n tokens, or g_spin_s passes */
+static void spin_until(const aloha_fifo *f, int reader, int n)
+{
+    double until;
+    int i;
+    if (g_spin_s <= 0)
+        return;
+    until = aloha_now() + g_spin_s;
+    for (;;) {
+        for (i = 0; i < 64; i++) {
+            int c = fifo_count(f);
+            if (reader ? c >= n : f->capacity - c >= n)
+                return;
+            cpu_relax();
+        }
+        if (aloha_now() > until)
+            return;
+    }
+}
+
 void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n)
 {
     int at;
@@ -96,9 +215,11 @@ void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n)
         return;
     if (n > f->capacity)
         aloha_fatal("FIFO %s holds %d tokens but one firing writes %d", f->name, f->capacity, n);
+    double t0 = g_profile ? aloha_now() : 0.0;
+    spin_until(f, 0, n);
     pthread_mutex_lock(&g_lock);
     while (f->capacity - f->count < n) {
-        f->writer_waiting = 1;
+        f->writer_waiting = n;
         g_blocked++;
         check_deadlock(f, "write", n);
         pthread_cond_wait(&f->space, &g_lock);
@@ -109,11 +230,13 @@ void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n)
     }
     at = f->tail;
     pthread_mutex_unlock(&g_lock);
+    if (g_profile)
+        t_waited += aloha_now() - t0;
     copy_in(f, at, src, n);
     pthread_mutex_lock(&g_lock);
     f->tail = (f->tail + n) % f->capacity;
-    f->count += n;
-    if (f->reader_waiting) {
+    __atomic_store_n(&f->count, f->count + n, __ATOMIC_RELEASE);
+    if (f->reader_waiting && f->count >= f->reader_waiting) { /* wake it only when it can go on */
         f->reader_waiting = 0;
         g_blocked--;
         pthread_cond_signal(&f->data);
@@ -128,9 +251,11 @@ void aloha_fifo_read(aloha_fifo *f, aloha_word *dst, int n)
         return;
     if (n > f->capacity)
         aloha_fatal("FIFO %s holds %d tokens but one firing reads %d", f->name, f->capacity, n);
+    double t0 = g_profile ? aloha_now() : 0.0;
+    spin_until(f, 1, n);
     pthread_mutex_lock(&g_lock);
     while (f->count < n) {
-        f->reader_waiting = 1;
+        f->reader_waiting = n;
         g_blocked++;
         check_deadlock(f, "read", n);
         pthread_cond_wait(&f->data, &g_lock);
@@ -141,11 +266,13 @@ void aloha_fifo_read(aloha_fifo *f, aloha_word *dst, int n)
     }
     at = f->head;
     pthread_mutex_unlock(&g_lock);
+    if (g_profile)
+        t_waited += aloha_now() - t0;
     copy_out(f, at, dst, n);
     pthread_mutex_lock(&g_lock);
     f->head = (f->head + n) % f->capacity;
-    f->count -= n;
-    if (f->writer_waiting) {
+    __atomic_store_n(&f->count, f->count - n, __ATOMIC_RELEASE);
+    if (f->writer_waiting && f->capacity - f->count >= f->writer_waiting) {
         f->writer_waiting = 0;
         g_blocked--;
         pthread_cond_signal(&f->space);
@@ -190,13 +317,25 @@ static void keep_rows(aloha_port *p, int phase)
 void aloha_fire(aloha_actor *a)
 {
     int phase = a->phase, i;
+    double t0 = 0.0, t1 = 0.0, start = 0.0, waited = t_waited;
+    if (g_profile)
+        start = aloha_now();
     for (i = 0; i < a->nin; i++)
         fill(&a->in[i], phase);
+    if (g_profile)
+        t0 = aloha_now();
     a->compute(a, phase);
+    if (g_profile) {
+        t1 = aloha_now();
+        a->compute_s += t1 - t0;
+        a->firings++;
+    }
     for (i = 0; i < a->nin; i++)
         keep_rows(&a->in[i], phase);
     for (i = 0; i < a->nout; i++)
         aloha_fifo_write(a->out[i], a->obuf, a->prod[phase]);
+    if (g_profile) /* the firing's own cost besides computing: windows, FIFO copies, locks */
+        a->overhead_s += aloha_now() - start - (t1 - t0) - (t_waited - waited);
     if (a->dump && a->prod[phase] > 0) {
         int k;
         for (k = 0; k < a->prod[phase]; k++) {
@@ -238,11 +377,20 @@ static void *thread_main(void *arg)
 int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long frames)
 {
     int i;
+    const char *spin = getenv("ALOHA_SPIN_US");
+    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    const char *profile = getenv("ALOHA_PROFILE");
+    g_profile = profile && *profile && *profile != '0';
+    g_spin_s = 1e-6 * (spin && *spin ? atof(spin) : ALOHA_SPIN_US);
+    if (cores > 0 && nthreads > cores)
+        g_spin_s = 0;
     g_actors = actors;
     g_frames = frames;
     g_live = nthreads;
     g_blocked = 0;
-    g_done = 0;
+    g_done = g_begun = 0;
+    g_samples = 0;
+    g_one_at_a_time = getenv("ALOHA_TIMING") && strcmp(getenv("ALOHA_TIMING"), "latency") == 0;
     g_start = aloha_now();
     for (i = 0; i < nthreads; i++)
         if (pthread_create(&threads[i].tid, NULL, thread_main, &threads[i]) != 0)

@@ -18,8 +18,8 @@ typedef struct aloha_fifo {
     const char *name;
     aloha_word *buf;
     int capacity;              /* tokens: the size analyze-schedule computed */
-    int head, tail, count;     /* single producer, single consumer ring */
-    int reader_waiting, writer_waiting;
+    int head, tail, count;     /* single producer, single consumer ring (count: atomic) */
+    int reader_waiting, writer_waiting; /* tokens (room) a sleeping reader (writer) waits for */
     pthread_cond_t data, space;
 } aloha_fifo;
 
@@ -52,6 +52,9 @@ typedef struct aloha_actor {
     float out_scale;           /* dequantisation of the output for dumps (1 for float) */
     int fixed;
     FILE *dump;                /* debug builds: every produced token, as float32 */
+    double compute_s;          /* ALOHA_PROFILE=1: seconds computing, firing otherwise (not */
+    double overhead_s;         /* waiting on FIFOs), and firings */
+    long firings;
 } aloha_actor;
 
 typedef struct aloha_thread {
@@ -78,10 +81,12 @@ int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long fra
 
 void aloha_fatal(const char *fmt, ...);
 
-/* seconds on a monotonic clock; frame completion times for ALOHA_TIMING=1 */
+/* seconds on a monotonic clock; frame entry and completion times for ALOHA_TIMING */
 double aloha_now(void);
+void aloha_frame_begin(void);
 void aloha_frame_done(void);
 void aloha_report_timing(void);
+void aloha_report_profile(const aloha_actor *actors, int n);
 
 /* layout: row-major windows ([H][C][W]) <-> NCHW */
 void aloha_rows_to_nchw(const aloha_word *rows, int c, int h, int w, aloha_word *nchw);

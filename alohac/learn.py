@@ -49,7 +49,7 @@ def cmd_train(args) -> int:
                          subset=args.subset, checkpoint=args.checkpoint,
                          progress=not args.json and sys.stderr.isatty())
     model = build(module, logits=True)
-    result = train(model, splits, config)
+    result = train(model, splits, config, augment=_adversarial(args, graph, splits))
     test = evaluate(model, splits.test)
     model.write_back(module)
     written = [_write_onnx(module, args.output)]
@@ -59,6 +59,10 @@ def cmd_train(args) -> int:
                "loss": float(test.loss), "epochs": len(result.history),
                "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
                "onnx": args.output}
+    if args.adversarial:
+        summary["adversarial"] = {"attack": args.adversarial, "norm": args.adv_norm,
+                                  "eps": args.adv_eps, "steps": args.adv_steps,
+                                  "fraction": args.adv_fraction}
     for w in written:
         print(f"wrote {w}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
@@ -67,6 +71,19 @@ def cmd_train(args) -> int:
         print(f"test accuracy {summary['accuracy']:.4f}  loss {summary['loss']:.4f}  after "
               f"{summary['epochs']} epochs (best {summary['best_epoch']})")
     return 0
+
+
+def _adversarial(args, graph, splits):
+    """The adversarial-training batch transform asked for, or None: attacks crafted in [0, 1]
+    and mapped to the range the model takes (that of the data it is trained on)."""
+    if not args.adversarial:
+        return None
+    from backends.torch.attacks import AdversarialAugment, Attack
+    from passes.security import model_range
+    lo, hi = model_range(graph, None, splits.train.value_range)
+    return AdversarialAugment(Attack(args.adversarial, args.adv_norm, args.adv_steps,
+                                     random_start=args.adversarial == "pgd"),
+                              args.adv_eps, lo=lo, hi=hi, fraction=args.adv_fraction)
 
 
 def _bits(text: str) -> tuple[int, int]:
@@ -233,6 +250,16 @@ def add_parsers(sub, epilog: str) -> None:
                    help="fast mode: train on this many samples (0: all)")
     p.add_argument("--checkpoint", metavar="FILE",
                    help="save every epoch here; a rerun resumes from it")
+    g = p.add_argument_group("adversarial training (a mitigation: alohac secure shows the curve "
+                             "before and after)")
+    g.add_argument("--adversarial", choices=("fgsm", "pgd"),
+                   help="replace part of every batch by attacks on the current model")
+    g.add_argument("--adv-eps", type=float, default=0.1,
+                   help="their epsilon, inputs in [0, 1] (default 0.1)")
+    g.add_argument("--adv-norm", default="inf", help="inf, 2 or 1 (default inf)")
+    g.add_argument("--adv-steps", type=int, default=7, help="PGD steps (default 7)")
+    g.add_argument("--adv-fraction", type=float, default=0.5,
+                   help="the share of each batch replaced (default 0.5)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quantize", help="quantize a model to power-of-two fixed point",

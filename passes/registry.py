@@ -21,6 +21,7 @@ PASSES: dict[str, str] = {
     "analyze-processors": "passes.analyze_processors:AnalyzeProcessorsPass",
     "quantize": "passes.quantize:QuantizePass",
     "prune": "passes.prune:PrunePass",
+    "analyze-security": "passes.analyze_security:AnalyzeSecurityPass",
 }
 
 

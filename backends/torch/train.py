@@ -45,6 +45,7 @@ CHECKPOINT_FORMAT = "aloha-train-checkpoint/1"
 Regularizer = Callable[[], torch.Tensor]
 AfterStep = Callable[[nn.Module], None]
 OnEpoch = Callable[[int, "EpochRecord"], "bool | None"]
+Augment = Callable[[nn.Module, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 class TrainingDiverged(PassError):
@@ -148,11 +149,11 @@ class TrainResult:
 
 def train(model: nn.Module, splits: Splits, config: TrainConfig, *,
           regularizer: Regularizer | None = None, after_step: AfterStep | None = None,
-          on_epoch: OnEpoch | None = None) -> TrainResult:
+          on_epoch: OnEpoch | None = None, augment: Augment | None = None) -> TrainResult:
     """Train on `splits.train`, validate on `splits.val` every epoch, and leave the model in the
     best validated state. With `config.checkpoint`, resume from it if present and save it every
-    epoch."""
-    run = _Run(model, splits, config, regularizer, after_step, on_epoch)
+    epoch. `augment(model, x, y)` transforms every training batch (adversarial training)."""
+    run = _Run(model, splits, config, regularizer, after_step, on_epoch, augment)
     run.advance(config.epochs)
     return run.finish()
 
@@ -163,8 +164,9 @@ class _Run:
 
     def __init__(self, model: nn.Module, splits: Splits, config: TrainConfig,
                  regularizer: Regularizer | None = None, after_step: AfterStep | None = None,
-                 on_epoch: OnEpoch | None = None):
+                 on_epoch: OnEpoch | None = None, augment: Augment | None = None):
         self.model, self.config, self.val = model, config, splits.val
+        self.augment = augment
         self.regularizer, self.after_step, self.on_epoch = regularizer, after_step, on_epoch
         self.train_set = _training_set(splits.train, config)
         for ds in (self.train_set, self.val):
@@ -232,10 +234,14 @@ class _Run:
         total = 0.0
         for b in range(batches):
             idx = order[b * bs:(b + 1) * bs]
-            logits = self.model(torch.from_numpy(ds.x[idx]))
+            x, y = torch.from_numpy(ds.x[idx]), torch.from_numpy(ds.y[idx])
+            if self.augment:
+                x, y = self.augment(self.model, x, y)
+                self.model.train()
+            logits = self.model(x)
             if b == 0:
                 _check_logits(logits, ds, self.config.task)
-            loss = F.cross_entropy(logits, torch.from_numpy(ds.y[idx]))
+            loss = F.cross_entropy(logits, y)
             objective = loss + self.regularizer() if self.regularizer else loss
             if not torch.isfinite(objective):
                 raise TrainingDiverged(f"the loss is {objective.item()} at epoch {epoch}, batch "

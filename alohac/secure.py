@@ -1,0 +1,305 @@
+"""`alohac secure`: the security evaluation curve of a model (attack and noise), its level, plots,
+adversarial example images, adversarial datasets, and transfer evaluation on a saved dataset."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+from aloha_ir.errors import InputFileError, UsageError
+
+ADV_FORMAT = "aloha-adversarial-dataset/1"
+
+
+def _range(text: str | None) -> tuple[float, float] | None:
+    if text is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"--input-scale '{text}' is not LO:HI", hint="e.g. --input-scale 0:255"
+                         ) from None
+    if not hi > lo:
+        raise UsageError(f"--input-scale {text}: need LO < HI")
+    return lo, hi
+
+
+def prepare(model_spec: str, data: str, input_scale, seed: int = 0):
+    """(module, name, attack-space test inputs in [0, 1], labels, the model's input range)."""
+    from aloha_ir.dialects import nn
+    from backends.reference import graph_of
+    from frontends.datasets import load
+    from frontends.loader import load_model
+    from passes.security import check_data, model_range
+    module = load_model(model_spec)
+    graph = graph_of(module)
+    test = load(data, seed=seed).test
+    check_data(test)
+    rng = model_range(graph, input_scale, test.value_range)
+    x01 = test.to_range(0.0, 1.0)
+    inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
+    x01.check_fits(nn.shape_of(graph.ops.last.operands[0])[-1],
+                   tuple(nn.shape_of(inp.output)[1:]))
+    name = os.path.splitext(os.path.basename(model_spec.removeprefix("zoo:")))[0]
+    return module, name, np.clip(x01.x, 0.0, 1.0), x01.y, rng
+
+
+def _progress_bar(enabled: bool, what: str):
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+    bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TimeRemainingColumn(), console=Console(stderr=True),
+                   disable=not (enabled and sys.stderr.isatty()))
+    return bar
+
+
+def save_adversarial(path: str, x01, y, eps, adv, meta: dict) -> str:
+    """An adversarial dataset: clean inputs, labels, and per epsilon the adversarial inputs (all
+    in [0, 1]), with its metadata (source model, data, attack, norm, epsilon, seed, ...)."""
+    from aloha_ir.textio import write_bytes
+    import io
+    buf = io.BytesIO()
+    np.savez_compressed(buf, x=x01.astype(np.float32), y=y.astype(np.int64),
+                        eps=np.asarray(eps, np.float64), x_adv=adv.astype(np.float32),
+                        meta=np.array(json.dumps({"format": ADV_FORMAT, **meta})))
+    return write_bytes(path, buf.getvalue())
+
+
+def load_adversarial(path: str) -> dict:
+    if not os.path.exists(path):
+        raise InputFileError("no such file", where=path)
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            data = {k: f[k] for k in ("x", "y", "eps", "x_adv", "meta")}
+        meta = json.loads(str(data["meta"]))
+    except (KeyError, ValueError, OSError) as e:
+        raise InputFileError(f"not an adversarial dataset ({e})", where=path,
+                             hint="make one with alohac secure --save-adversarial") from None
+    if meta.get("format") != ADV_FORMAT:
+        raise InputFileError(f"unknown format {meta.get('format')!r}", where=path)
+    x, adv = data["x"], data["x_adv"]
+    if adv.shape[1:] != x.shape or len(data["eps"]) != len(adv) or len(data["y"]) != len(x):
+        raise InputFileError("inconsistent arrays", where=path)
+    if x.size and (x.min() < 0 or x.max() > 1 or adv.min() < 0 or adv.max() > 1):
+        raise InputFileError("inputs outside [0, 1]", where=path)
+    return {"x": x, "y": data["y"], "eps": [float(e) for e in data["eps"]], "x_adv": adv,
+            "meta": meta}
+
+
+def transfer(module, saved: dict, input_range, name: str) -> dict:
+    """Accuracy of `module` on a saved adversarial dataset, per epsilon."""
+    import torch
+
+    from passes.security import curve_average, level_of, torch_model
+    model = torch_model(module, *input_range)
+
+    def acc(x):
+        with torch.no_grad():
+            pred = model(torch.from_numpy(np.ascontiguousarray(x))).reshape(len(x), -1).argmax(1)
+        return float((pred.numpy() == saved["y"]).mean())
+    clean = acc(saved["x"])
+    accuracy = [acc(a) for a in saved["x_adv"]]
+    avg = curve_average(saved["eps"], accuracy)
+    level, kept = level_of(avg, clean)
+    m = saved["meta"]
+    return {"model": name, "source_model": m.get("source_model"), "attack": m.get("attack"),
+            "norm": m.get("norm"), "eps": saved["eps"], "accuracy": accuracy,
+            "clean_accuracy": clean, "curve_average": avg, "level": level, "kept": kept,
+            "samples": int(len(saved["y"])), "transfer": True}
+
+
+def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3,
+                    columns: int = 4) -> str | None:
+    """The seeds' Figure 5/6: per sample (the first k the model classifies correctly), the input,
+    then for increasing epsilon the perturbation (magnified to the full grey range) over the
+    adversarial input, each titled with the model's prediction and its probability."""
+    import matplotlib
+    import torch
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from passes.security import torch_model
+    if x01.ndim != 4 or x01.shape[1] not in (1, 3):
+        return None
+    model = torch_model(module, *input_range)
+    picks = [j for j in range(len(eps)) if eps[j] > 0]
+    picks = sorted({picks[round(i * (len(picks) - 1) / max(1, columns - 1))]
+                    for i in range(min(columns, len(picks)))})
+
+    def show(ax, img, title):
+        img = np.transpose(img, (1, 2, 0))
+        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+        ax.set_title(title, fontsize=7)
+        ax.axis("off")
+
+    def predict(x):
+        with torch.no_grad():
+            p = torch.softmax(model(torch.from_numpy(x[None])).reshape(-1).double(), 0)
+        c = int(p.argmax())
+        return c, float(p[c])
+    # samples the model gets right when clean: what the attack changes is then visible
+    rows = [i for i in range(len(x01)) if predict(x01[i])[0] == y[i]][:k]
+    if not rows or not picks:
+        return None
+    fig, axes = plt.subplots(2 * len(rows), 1 + len(picks),
+                             figsize=(1.6 * (1 + len(picks)), 3.0 * len(rows)), squeeze=False)
+    for r, i in enumerate(rows):
+        c, pr = predict(x01[i])
+        show(axes[2 * r, 0], x01[i], f"label {y[i]}\npred {c} ({pr:.2f})")
+        axes[2 * r + 1, 0].axis("off")
+        for col, j in enumerate(picks, 1):
+            d = adv[j, i] - x01[i]
+            m = float(np.abs(d).max())
+            show(axes[2 * r, col], 0.5 + 0.5 * d / (m or 1.0),
+                 f"eps {eps[j]:g}\nperturbation x{0.5 / m:.1f}" if m else f"eps {eps[j]:g}\nnone")
+            c, pr = predict(adv[j, i])
+            show(axes[2 * r + 1, col], adv[j, i], f"pred {c} ({pr:.2f})" +
+                 (" wrong" if c != y[i] else ""))
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def cmd_secure(args) -> int:
+    from passes.security import SecurityConfig, evaluate, parse_eps, plot_curves
+    input_scale = _range(args.input_scale)
+    os.makedirs(args.output, exist_ok=True)
+    if args.transfer:
+        saved = load_adversarial(args.transfer)
+        from backends.reference import graph_of
+        from frontends.loader import load_model
+        from passes.security import model_range
+        module = load_model(args.model)
+        rng = model_range(graph_of(module), input_scale, (0.0, 1.0))
+        name = os.path.splitext(os.path.basename(args.model.removeprefix("zoo:")))[0]
+        result = transfer(module, saved, rng, name)
+        path = os.path.join(args.output, "transfer.json")
+        with open(path, "w") as f:
+            json.dump(result, f, indent=1)
+        _print(args, result, [path])
+        return 0
+    config = SecurityConfig(attack=args.attack, norm=args.norm,
+                            eps=tuple(parse_eps(args.eps)) if args.eps else None,
+                            samples=args.samples, mode=args.mode, steps=args.steps,
+                            step_size=args.step_size, random_start=args.random_start,
+                            noise=not args.no_noise, sanity=not args.no_sanity,
+                            workers=args.workers, seed=args.seed)
+    module, name, x01, y, rng = prepare(args.model, args.data, input_scale, args.seed)
+    keep = bool(args.save_adversarial or args.examples)
+    t0 = time.perf_counter()
+    with _progress_bar(not args.json, f"{config.attack} {config.norm}") as bar:
+        task = bar.add_task("", total=None)
+        report, adv = evaluate(module, x01, y, config, input_range=rng, name=name,
+                               progress=lambda done, total: bar.update(task, completed=done,
+                                                                       total=total),
+                               keep_adversarial=keep)
+    written = []
+    cfg = config.resolved()
+    n = report.samples
+    if args.save_adversarial:
+        meta = {"source_model": args.model, "data": args.data, "attack": report.attack,
+                "norm": report.norm, "eps": report.eps, "seed": args.seed,
+                "steps": report.steps, "samples": n, "mode": report.mode,
+                "warm_start": report.warm_start, "input_range": list(rng)}
+        written.append(save_adversarial(os.path.join(args.output, "adversarial.npz"), x01[:n],
+                                        y[:n], report.eps, adv, meta))
+    if args.examples and adv is not None:
+        p = examples_figure(module, x01[:n], y[:n], report.eps, adv, rng,
+                            os.path.join(args.output, "examples.png"), k=args.examples)
+        if p:
+            written.append(p)
+        else:
+            report.warnings.append("no example images: the inputs are not images (N, 1|3, H, W)")
+    written.append(plot_curves([report], os.path.join(args.output, "security.png")))
+    path = os.path.join(args.output, "security.json")
+    result = report.to_json()
+    result["seconds"] = time.perf_counter() - t0
+    result["data"] = args.data
+    result["steps_per_eps"] = cfg.steps
+    with open(path, "w") as f:
+        json.dump(result, f, indent=1)
+    written.insert(0, path)
+    _print(args, result, written)
+    return 0
+
+
+def _print(args, result: dict, written: list[str]) -> None:
+    out = sys.stderr if args.json else sys.stdout
+    for w in result.get("warnings", []):
+        print(f"warning: {w}", file=sys.stderr)
+    for w in written:
+        print(f"wrote {w}", file=out)
+    if args.json:
+        print(json.dumps(result))
+        return
+    what = "transfer" if result.get("transfer") else result["attack"].upper()
+    print(f"{what} L{result['norm']}: clean accuracy {result['clean_accuracy']:.4f}, curve "
+          f"average {result['curve_average']:.4f} over eps {result['eps'][0]:g}..."
+          f"{result['eps'][-1]:g} ({len(result['eps'])} points, {result['samples']} samples): "
+          f"{result['level']} security")
+    rows = zip(result["eps"], result["accuracy"])
+    print("  eps " + " ".join(f"{e:>6.3g}" for e, _ in rows))
+    print("  acc " + " ".join(f"{a:>6.3f}" for a in result["accuracy"]))
+
+
+def add_parser(sub, epilog: str) -> None:
+    from passes.security import DEFAULT_EPS_STOP, LEVELS, MODES
+    fast, slow = MODES["fast"], MODES["slow"]
+    p = sub.add_parser(
+        "secure", help="security evaluation: accuracy under attack vs epsilon, level, plots",
+        description=(
+            "Attack MODEL on the test split of DATA with increasing perturbation bounds and "
+            "report the security evaluation curve (accuracy vs epsilon), for the attack and for "
+            "random noise, its average and a level. Inputs are attacked in [0, 1] whatever the "
+            "model takes (its declared input range, --input-scale, or the data's normalisation "
+            "say how to map them); epsilon is in the norm's units. Default epsilon ranges: 0.."
+            f"{DEFAULT_EPS_STOP['inf']} (inf), 0..{DEFAULT_EPS_STOP['2']} (2), 0.."
+            f"{DEFAULT_EPS_STOP['1']} (1). Modes: fast = {fast['samples']} samples, "
+            f"{fast['points']} points, PGD-{fast['steps']} warm-started from the previous "
+            f"epsilon; slow = {slow['samples']} samples, {slow['points']} points, PGD-"
+            f"{slow['steps']} from the clean input. Level: the curve average as a fraction of "
+            "the clean accuracy: " + ", ".join(f"{n} >= {f:.2f}" for n, f in LEVELS[:-1]) +
+            ", else low. Sanity checks warn about a broken evaluation (accuracy at epsilon 0 "
+            "vs clean, gradient masking, zero gradients, PGD weaker than FGSM). Writes "
+            "OUT/security.json and OUT/security.png (and examples.png, adversarial.npz when "
+            "asked). --json prints one JSON object as the last line (eps, accuracy, "
+            "clean_accuracy, curve_average, level, attack, norm, samples, noise, warnings)."),
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from alohac.learn import DATA_HELP
+    p.add_argument("model", metavar="MODEL", help="an .onnx or .mlir file, or zoo:NAME")
+    p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd")
+    p.add_argument("--norm", default="inf", help="inf, 2 or 1 (default: inf)")
+    p.add_argument("--eps", metavar="START:STOP:STEP",
+                   help="epsilon grid, STOP included (or a comma-separated list)")
+    p.add_argument("--samples", type=int, help="evaluate the first N test samples "
+                   "(default: the mode's)")
+    p.add_argument("--mode", choices=tuple(MODES), default="fast")
+    p.add_argument("--steps", type=int, help="PGD steps (default: the mode's)")
+    p.add_argument("--step-size", type=float,
+                   help="PGD step as a multiple of epsilon (default 2.5 / steps)")
+    p.add_argument("--random-start", action="store_true",
+                   help="PGD starts from a random point of the ball")
+    p.add_argument("--no-noise", action="store_true", help="skip the random-noise curves")
+    p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    p.add_argument("--input-scale", metavar="LO:HI",
+                   help="the value range the model's input expects (e.g. 0:255)")
+    p.add_argument("--examples", type=int, default=3,
+                   help="adversarial example images for this many samples (0: none)")
+    p.add_argument("--save-adversarial", action="store_true",
+                   help="save OUT/adversarial.npz: the adversarial inputs per epsilon with their "
+                        "metadata, for transfer tests")
+    p.add_argument("--transfer", metavar="FILE.npz",
+                   help="evaluate MODEL on a saved adversarial dataset instead of attacking it")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
+    p.set_defaults(func=cmd_secure)

@@ -1,0 +1,422 @@
+"""Security evaluation: the security evaluation curve (accuracy under attack vs. the perturbation
+bound epsilon), for an attack and for random noise, with the sanity checks that catch a broken
+evaluation, in a fast and a slow mode (the seeds' SEC engine, deliverable section 2.3).
+
+Attack space. Attacks run on inputs scaled to [0, 1], whatever the model takes: the model is
+wrapped to map [0, 1] onto the range it expects (its `nn.input` range, `input_scale`, or the data's
+recorded normalisation), so epsilon means the same on mnist-8 (0..255 inputs) as on a model that
+takes [0, 1]. Epsilon is in the norm's own units.
+
+Modes (overridable): `slow` = 1000 samples, 16 epsilon points, PGD-20 from the clean input at
+every epsilon; `fast` = 100 samples, 6 points, PGD-10 warm-started from the previous epsilon's
+adversarial examples (as secml does: the smaller ball lies inside the larger one, so the previous
+optimum is a good, feasible start). Default epsilon ranges start at 0 and stop at 0.3 (L-inf),
+3 (L2) or 30 (L1) for inputs in [0, 1].
+
+Level. `curve_average` is the area under the curve divided by the epsilon range (the mean
+accuracy under attack). The level compares it with the clean accuracy -- how much accuracy the
+model keeps as epsilon grows: `high` when it keeps at least 75%, `medium` at least 40%, else
+`low`. Levels are comparable between models evaluated over the same epsilon range.
+
+Sanity checks (warnings in the report, as the careful toolkits do): the accuracy at epsilon 0
+must equal the clean accuracy; a strong attack (PGD-50, random start) at an epsilon that reaches
+every point of the input box must bring the accuracy near zero, else the gradients are probably
+masked; samples whose input gradient is exactly zero are counted; PGD must never be weaker than
+FGSM at the same epsilon.
+
+Evaluations split into chunks of samples, run in worker processes when `workers` > 1.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
+
+from aloha_ir import fixedpoint as fp
+from aloha_ir.dialects import nn
+from aloha_ir.errors import PassError, UsageError
+
+MODES = {"fast": {"samples": 100, "points": 6, "steps": 10, "warm_start": True},
+         "slow": {"samples": 1000, "points": 16, "steps": 20, "warm_start": False}}
+DEFAULT_EPS_STOP = {"inf": 0.3, "2": 3.0, "1": 30.0}
+LEVELS = (("high", 0.75), ("medium", 0.40), ("low", 0.0))  # kept fraction of clean accuracy
+MASKING_ACCURACY = 0.10  # a box-covering PGD-50 leaving more than this suggests gradient masking
+MASKING_SAMPLES = 64
+CHUNK = 50
+
+
+def parse_eps(text: str) -> list[float]:
+    """`START:STOP:STEP` (STOP included) or a comma-separated list; every value >= 0."""
+    text = text.strip()
+    try:
+        if ":" in text:
+            parts = [float(p) for p in text.split(":")]
+            if len(parts) != 3:
+                raise ValueError
+            start, stop, step = parts
+            if step <= 0 or stop < start:
+                raise UsageError(f"--eps {text}: need STEP > 0 and STOP >= START")
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            values = [start + i * step for i in range(n)]
+            if stop - values[-1] > 1e-9 * max(1.0, abs(stop)):
+                values.append(stop)
+            values = [round(v, 12) for v in values]
+        else:
+            values = [float(p) for p in text.split(",") if p.strip()]
+    except ValueError:
+        raise UsageError(f"--eps '{text}' is not START:STOP:STEP or a list of numbers",
+                         hint="e.g. --eps 0:0.3:0.01") from None
+    if not values:
+        raise UsageError("--eps gives no epsilon")
+    bad = [v for v in values if not v >= 0 or not math.isfinite(v)]
+    if bad:
+        raise UsageError(f"epsilon must be >= 0 and finite, got {bad[0]}")
+    return sorted(set(values))
+
+
+@dataclass(frozen=True)
+class SecurityConfig:
+    """What to evaluate; None fields take the mode's defaults."""
+
+    attack: str = "pgd"
+    norm: str = "inf"
+    eps: tuple[float, ...] | None = None
+    samples: int | None = None
+    mode: str = "fast"
+    steps: int | None = None
+    step_size: float | None = None
+    random_start: bool = False
+    warm_start: bool | None = None
+    noise: bool = True
+    sanity: bool = True
+    workers: int = 1
+    seed: int = 0
+    batch_size: int = 256
+
+    def __post_init__(self):
+        from backends.torch.attacks import Attack, check_norm
+        if self.mode not in MODES:
+            raise UsageError(f"unknown mode '{self.mode}'", hint="use fast or slow")
+        object.__setattr__(self, "norm", check_norm(self.norm))
+        Attack(self.attack, self.norm, self.steps or 1, self.step_size)  # validates
+        if self.samples is not None and self.samples < 1:
+            raise UsageError(f"--samples must be >= 1, got {self.samples}")
+        if self.steps is not None and self.steps < 1:
+            raise UsageError(f"--steps must be >= 1, got {self.steps}")
+        if self.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {self.workers}")
+        if self.eps is not None:
+            if not self.eps or any(not e >= 0 or not math.isfinite(e) for e in self.eps):
+                raise UsageError(f"epsilon must be >= 0 and finite, got {list(self.eps)}")
+            object.__setattr__(self, "eps", tuple(sorted(set(float(e) for e in self.eps))))
+
+    def resolved(self) -> "SecurityConfig":
+        """The mode's defaults filled in."""
+        m = MODES[self.mode]
+        eps = self.eps or tuple(float(v) for v in np.linspace(0.0, DEFAULT_EPS_STOP[self.norm],
+                                                               m["points"]))
+        return replace(self, eps=eps, samples=self.samples or m["samples"],
+                       steps=self.steps or m["steps"],
+                       warm_start=m["warm_start"] if self.warm_start is None else self.warm_start)
+
+    def attack_spec(self):
+        from backends.torch.attacks import Attack
+        return Attack(self.attack, self.norm, self.steps or 1, self.step_size, self.random_start)
+
+
+@dataclass
+class SecurityReport:
+    model: str
+    attack: str
+    norm: str
+    mode: str
+    steps: int
+    samples: int
+    eps: list[float]
+    accuracy: list[float]
+    clean_accuracy: float
+    curve_average: float
+    level: str
+    kept: float  # curve_average / clean_accuracy
+    input_range: tuple[float, float]
+    noise: dict[str, list[float]] = field(default_factory=dict)
+    fgsm_accuracy: list[float] | None = None
+    zero_gradient_samples: int = 0
+    masking_check: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    warm_start: bool = False
+    workers: int = 1
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d["input_range"] = list(self.input_range)
+        return d
+
+
+def curve_average(eps: list[float], accuracy: list[float]) -> float:
+    """Area under the curve over the epsilon range, divided by the range (one point: itself)."""
+    if len(eps) == 1:
+        return float(accuracy[0])
+    return float(np.trapezoid(accuracy, eps) / (eps[-1] - eps[0]))
+
+
+def level_of(average: float, clean: float) -> tuple[str, float]:
+    kept = average / clean if clean > 0 else 0.0
+    return next(name for name, floor in LEVELS if kept >= floor), kept
+
+
+# ---------------------------------------------------------------------------------------------------
+# the model in attack space
+
+
+def model_range(graph: nn.GraphOp, input_scale: tuple[float, float] | None,
+                data_range: tuple[float, float]) -> tuple[float, float]:
+    """The value range the model's input expects: --input-scale, else the range nn.input declares,
+    else the data's recorded range."""
+    if input_scale is not None:
+        lo, hi = input_scale
+        if not hi > lo:
+            raise UsageError(f"--input-scale {lo}:{hi}: need LO < HI")
+        return float(lo), float(hi)
+    inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
+    if inp.value_range is not None:
+        lo, hi = nn.floats(inp.value_range)[:2]
+        return float(lo), float(hi)
+    return tuple(float(v) for v in data_range)  # type: ignore[return-value]
+
+
+def is_quantized(graph: nn.GraphOp) -> bool:
+    return any(fp.format_of(o.results[0]) for o in graph.ops if o.results)
+
+
+def torch_model(module, lo: float, hi: float):
+    """The module as a torch callable on [0, 1] inputs giving logits: float, or the bit-exact
+    fixed-point simulation (differentiable through its straight-through estimators)."""
+    import torch
+
+    from backends.reference import graph_of
+    graph = graph_of(module)
+    if is_quantized(graph):
+        from backends.torch.fixed import build_fixed
+        net = build_fixed(module, logits=True)
+    else:
+        from backends.torch.module import build
+        net = build(module, logits=True)
+    net.eval()
+    for p in net.parameters():
+        p.requires_grad_(False)
+
+    class InAttackSpace(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            out = self.net((x.to(torch.float32) * (hi - lo) + lo))
+            return out.to(torch.float32) if out.dtype != torch.float32 else out
+
+    return InAttackSpace().eval()
+
+
+# ---------------------------------------------------------------------------------------------------
+# one chunk of samples over the whole epsilon grid (in this process or a worker)
+
+
+def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) -> dict:
+    import torch
+
+    from backends.torch.attacks import Attack, perturb_noise, run_attack
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    gen = torch.Generator().manual_seed(seed)
+    atk = cfg.attack_spec()
+    fgsm = Attack("fgsm", cfg.norm) if cfg.attack == "pgd" else None
+    out = {"attack": [], "fgsm": [], "uniform": [], "gaussian": [], "adv": []}
+    with torch.no_grad():
+        out["clean"] = (model(xt).reshape(len(x), -1).argmax(1) == yt).numpy()
+    prev = None
+    zero = np.zeros(len(x), bool)
+    for eps in cfg.eps:
+        r = run_attack(model, xt, yt, eps, atk, init=prev if cfg.warm_start else None,
+                       generator=gen)
+        if eps > 0 and not zero.any():
+            zero = r.zero_gradient.numpy()
+        prev = r.x_adv
+        out["attack"].append(r.correct.numpy())
+        out["adv"].append(r.x_adv.numpy())
+        if fgsm is not None:
+            out["fgsm"].append(run_attack(model, xt, yt, eps, fgsm).correct.numpy())
+        if cfg.noise:
+            for kind in ("uniform", "gaussian"):
+                z = perturb_noise(xt, eps, cfg.norm, kind, generator=gen)
+                with torch.no_grad():
+                    out[kind].append((model(z).reshape(len(x), -1).argmax(1) == yt).numpy())
+    out["zero"] = zero
+    return out
+
+
+def _worker(job: dict) -> dict:
+    """A worker process: load the saved module, evaluate one chunk."""
+    import torch
+
+    from aloha_ir.textio import load_module
+    torch.set_num_threads(1)
+    model = torch_model(load_module(job["path"]), *job["range"])
+    return _chunk(model, job["x"], job["y"], job["cfg"], job["seed"])
+
+
+# ---------------------------------------------------------------------------------------------------
+# the evaluation
+
+
+def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
+             input_range: tuple[float, float], name: str = "model",
+             progress: Callable[[int, int], None] | None = None,
+             keep_adversarial: bool = False) -> tuple[SecurityReport, np.ndarray | None]:
+    """The security evaluation curve of `module` on samples x01 (inputs in [0, 1]) with labels y.
+    Returns the report and, with keep_adversarial, the adversarial inputs [eps, N, ...]."""
+    import torch
+    cfg = config.resolved()
+    n = min(cfg.samples, len(x01))
+    if n < 1:
+        raise UsageError("no test samples to evaluate")
+    x01 = np.ascontiguousarray(x01[:n], dtype=np.float32)
+    y = np.ascontiguousarray(y[:n], dtype=np.int64)
+    if x01.min() < 0 or x01.max() > 1:
+        raise UsageError("attack-space inputs must lie in [0, 1]",
+                         hint="the data was not rescaled from its recorded range")
+    t0 = time.perf_counter()
+    starts = list(range(0, n, CHUNK))
+    parts: list[dict] = [None] * len(starts)  # type: ignore[list-item]
+    if cfg.workers > 1 and len(starts) > 1:
+        import concurrent.futures as cf
+        import multiprocessing as mp
+
+        from aloha_ir.textio import save_module
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "model.mlir")
+            save_module(module, path)
+            jobs = [{"path": path, "range": input_range, "x": x01[s:s + CHUNK],
+                     "y": y[s:s + CHUNK], "cfg": cfg, "seed": cfg.seed + i}
+                    for i, s in enumerate(starts)]
+            with cf.ProcessPoolExecutor(min(cfg.workers, len(jobs)),
+                                        mp_context=mp.get_context("spawn")) as pool:
+                futures = {pool.submit(_worker, job): i for i, job in enumerate(jobs)}
+                for done, fut in enumerate(cf.as_completed(futures), 1):
+                    parts[futures[fut]] = fut.result()
+                    if progress:
+                        progress(done, len(jobs))
+    else:
+        model = torch_model(module, *input_range)
+        for i, s in enumerate(starts):
+            parts[i] = _chunk(model, x01[s:s + CHUNK], y[s:s + CHUNK], cfg, cfg.seed + i)
+            if progress:
+                progress(i + 1, len(starts))
+
+    def curve(key: str) -> list[float]:
+        return [float(np.concatenate([p[key][j] for p in parts]).mean())
+                for j in range(len(cfg.eps))]
+
+    clean = float(np.concatenate([p["clean"] for p in parts]).mean())
+    accuracy = curve("attack")
+    avg = curve_average(list(cfg.eps), accuracy)
+    level, kept = level_of(avg, clean)
+    report = SecurityReport(
+        name, cfg.attack, cfg.norm, cfg.mode, cfg.steps if cfg.attack == "pgd" else 1, n,
+        list(cfg.eps), accuracy, clean, avg, level, kept, input_range,
+        noise={k: curve(k) for k in ("uniform", "gaussian")} if cfg.noise else {},
+        fgsm_accuracy=curve("fgsm") if cfg.attack == "pgd" else None,
+        zero_gradient_samples=int(sum(p["zero"].sum() for p in parts)),
+        warm_start=bool(cfg.warm_start), workers=cfg.workers)
+    if cfg.sanity:
+        _sanity(report, module, x01, y, cfg, input_range, torch)
+    report.seconds = time.perf_counter() - t0
+    adv = np.concatenate([np.stack(p["adv"]) for p in parts], axis=1) if keep_adversarial \
+        else None
+    return report, adv
+
+
+def _sanity(report: SecurityReport, module, x01, y, cfg: SecurityConfig, input_range, torch):
+    w = report.warnings
+    if 0.0 in report.eps:
+        at0 = report.accuracy[report.eps.index(0.0)]
+        if abs(at0 - report.clean_accuracy) > 1e-12:
+            w.append(f"accuracy at epsilon 0 ({at0:.4f}) differs from the clean accuracy "
+                     f"({report.clean_accuracy:.4f}): the evaluation is broken")
+    if report.zero_gradient_samples:
+        w.append(f"{report.zero_gradient_samples} of {report.samples} samples have an exactly "
+                 "zero input gradient: the attack cannot move them (saturated or masked "
+                 "gradients); their accuracy under attack is an overestimate")
+    if report.fgsm_accuracy is not None:
+        weaker = [(e, a, f) for e, a, f in zip(report.eps, report.accuracy, report.fgsm_accuracy)
+                  if a > f + 1e-12]
+        if weaker:
+            w.append("PGD is weaker than FGSM at epsilon " + ", ".join(
+                f"{e:g} ({a:.3f} vs {f:.3f})" for e, a, f in weaker) +
+                ": more steps or a larger step size are needed")
+    # a box-covering ball: every input is reachable, so a working attack leaves ~0 accuracy
+    from backends.torch.attacks import Attack, run_attack
+    dims = int(np.prod(x01.shape[1:]))
+    big = {"inf": 1.0, "2": math.sqrt(dims), "1": float(dims)}[cfg.norm]
+    model = torch_model(module, *input_range)
+    xs, ys = torch.from_numpy(x01[:MASKING_SAMPLES]), torch.from_numpy(y[:MASKING_SAMPLES])
+    gen = torch.Generator().manual_seed(cfg.seed)
+    r = run_attack(model, xs, ys, big, Attack("pgd", cfg.norm, 50, random_start=True),
+                   generator=gen)
+    acc = float(r.correct.float().mean())
+    report.masking_check = {"attack": "PGD-50", "eps": big, "samples": len(xs), "accuracy": acc}
+    if acc > MASKING_ACCURACY:
+        w.append(f"PGD-50 at epsilon {big:g} (the whole input box is reachable) leaves "
+                 f"{100 * acc:.1f}% accuracy: gradient masking is likely, and the curve "
+                 "overestimates the security")
+
+
+# ---------------------------------------------------------------------------------------------------
+# plots
+
+
+def plot_curves(reports: list[SecurityReport], path: str, title: str | None = None) -> str:
+    """The security evaluation curves (attack solid, FGSM dashed, noise dotted) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for k, r in enumerate(reports):
+        color = f"C{k}"
+        tag = f"{r.model}: " if len(reports) > 1 else ""
+        label = "FGSM" if r.attack == "fgsm" else f"PGD-{r.steps}"
+        ax.plot(r.eps, r.accuracy, "-o", color=color, ms=3,
+                label=f"{tag}{label} (avg {r.curve_average:.3f}, {r.level})")
+        if r.fgsm_accuracy is not None:
+            ax.plot(r.eps, r.fgsm_accuracy, "--", color=color, alpha=0.7, label=f"{tag}FGSM")
+        for style, (kind, acc) in zip((":", "-."), r.noise.items()):
+            ax.plot(r.eps, acc, style, color=color, alpha=0.6, label=f"{tag}{kind} noise")
+    r0 = reports[0]
+    norm = {"inf": r"$L_\infty$", "2": "$L_2$", "1": "$L_1$"}[r0.norm]
+    ax.set_xlabel(f"epsilon ({norm}, inputs in [0, 1])")
+    ax.set_ylabel("accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.set_title(title or f"security evaluation: {r0.model}, {r0.samples} samples, {r0.mode} mode")
+    ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def check_data(dataset) -> None:
+    """Refuse data outside its recorded range (an attack in the wrong units is meaningless)."""
+    lo, hi = dataset.value_range
+    x = dataset.x
+    if x.size and (float(x.min()) < lo - 1e-6 * max(1, abs(lo)) or
+                   float(x.max()) > hi + 1e-6 * max(1, abs(hi))):
+        raise PassError(f"the data lies in [{float(x.min()):g}, {float(x.max()):g}], outside "
+                        f"the range [{lo:g}, {hi:g}] its normalisation declares",
+                        hint="fix the data, or say its range (npz: a normalization entry)")

@@ -1,0 +1,225 @@
+"""Security evaluation: the curve, its average and level, the sanity checks, the modes and
+workers, the CLI contract, adversarial datasets and transfer, adversarial training, bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from aloha_ir.errors import InputFileError, PassError, UsageError
+from passes.security import (SecurityConfig, curve_average, evaluate, level_of, parse_eps,
+                             torch_model)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """digits_cnn trained on digits (seeded, a few seconds), as a module and as ONNX."""
+    from backends.onnx.export import save_onnx
+    from backends.torch.module import build
+    from backends.torch.train import TrainConfig, train
+    from frontends.datasets import load
+    from frontends.loader import load_model
+    torch.set_num_threads(1)
+    module = load_model("zoo:digits_cnn")
+    splits = load("digits")
+    model = build(module, logits=True)
+    train(model, splits, TrainConfig(epochs=8, progress=False, seed=0))
+    model.write_back(module)
+    path = str(tmp_path_factory.mktemp("sec") / "digits.onnx")
+    save_onnx(module, path)
+    test = splits.test.to_range(0.0, 1.0)
+    return module, path, test.x, test.y
+
+
+def _alohac(*args, timeout=600):
+    r = subprocess.run([sys.executable, "-m", "alohac.main", *args], capture_output=True,
+                       text=True, timeout=timeout)
+    return r
+
+
+def test_parse_eps_includes_stop_and_refuses_bad_grids():
+    assert parse_eps("0:0.3:0.1") == [0.0, 0.1, 0.2, 0.3]
+    assert parse_eps("0:0.25:0.1") == [0.0, 0.1, 0.2, 0.25]
+    assert parse_eps("0.3, 0.1,0") == [0.0, 0.1, 0.3]
+    for bad in ("-0.1:0.3:0.1", "0:0.3", "0:0.3:0", "a:b:c", "0.1,-1", "0.3:0.1:0.1", ""):
+        with pytest.raises(UsageError):
+            parse_eps(bad)
+
+
+def test_curve_average_and_level_by_hand():
+    # trapezoid: (1 + 0.5)/2 * 0.1 + (0.5 + 0)/2 * 0.1 = 0.1, over a range of 0.2
+    assert curve_average([0.0, 0.1, 0.2], [1.0, 0.5, 0.0]) == pytest.approx(0.5)
+    assert curve_average([0.1], [0.7]) == 0.7
+    assert level_of(0.8, 1.0) == ("high", 0.8)
+    assert level_of(0.3, 0.5)[0] == "medium"
+    assert level_of(0.1, 0.9)[0] == "low"
+    assert level_of(0.0, 0.0)[0] == "low"
+
+
+def test_curve_starts_at_clean_accuracy_decays_and_passes_its_sanity_checks(trained):
+    """Accuracy at eps 0 equals an independent evaluation of the model; PGD is never weaker than
+    FGSM; the box-covering PGD-50 brings accuracy to ~0 (no gradient masking); noise barely
+    hurts where the attack wins; the warm-started fast curve never increases."""
+    from backends.torch.train import evaluate as train_eval
+    from frontends.datasets import Dataset, Normalization
+    module, _, x, y = trained
+    cfg = SecurityConfig(attack="pgd", norm="inf", samples=120, mode="fast", noise=True)
+    report, adv = evaluate(module, x, y, cfg, input_range=(0.0, 1.0), keep_adversarial=True)
+    ds = Dataset("t", x[:120], y[:120], 10, Normalization((0.0, 1.0)))
+    clean = train_eval(torch_model(module, 0.0, 1.0), ds).accuracy
+    assert report.clean_accuracy == pytest.approx(clean) and clean > 0.85
+    assert report.eps == pytest.approx(list(np.linspace(0, 0.3, 6)))
+    assert report.accuracy[0] == report.clean_accuracy
+    assert all(b <= a for a, b in zip(report.accuracy, report.accuracy[1:]))
+    assert report.accuracy[-1] < 0.1
+    assert all(p <= f for p, f in zip(report.accuracy, report.fgsm_accuracy))
+    assert report.masking_check["accuracy"] <= 0.1
+    assert report.noise["uniform"][1] > report.accuracy[1] + 0.2
+    assert not report.warnings, report.warnings
+    assert report.level == "low" and report.curve_average == pytest.approx(
+        curve_average(report.eps, report.accuracy))
+    # the adversarial inputs are what the accuracies say, and within the bounds
+    model = torch_model(module, 0.0, 1.0)
+    for j, eps in enumerate(report.eps):
+        a = torch.from_numpy(adv[j])
+        d = (a.double() - torch.from_numpy(x[:120]).double()).abs().amax()
+        assert float(d) <= eps + 1e-6 and float(a.min()) >= 0 and float(a.max()) <= 1
+        acc = float((model(a).argmax(1).numpy() == y[:120]).mean())
+        assert acc == pytest.approx(report.accuracy[j])
+
+
+@pytest.mark.parametrize("norm", ["2", "1"])
+def test_l2_and_l1_curves_decay_within_their_default_ranges(trained, norm):
+    module, _, x, y = trained
+    report, adv = evaluate(module, x, y, SecurityConfig(norm=norm, samples=60, noise=False),
+                           input_range=(0.0, 1.0), keep_adversarial=True)
+    assert report.accuracy[0] == report.clean_accuracy
+    assert report.accuracy[-1] < 0.5 * report.clean_accuracy
+    from backends.torch.attacks import lp_norm
+    for j, eps in enumerate(report.eps):
+        d = torch.from_numpy(adv[j]).double() - torch.from_numpy(x[:60]).double()
+        assert float(lp_norm(d, norm).max()) <= eps * (1 + 1e-6) + 1e-6
+
+
+def test_masked_gradients_are_caught(trained, monkeypatch):
+    """A model that rounds its input has zero input gradients: the attack cannot move it, and
+    the sanity checks say so instead of reporting a secure model."""
+    import passes.security as sec
+    module, _, x, y = trained
+    real = sec.torch_model
+
+    def masked(module, lo, hi):
+        net = real(module, lo, hi)
+        return lambda z: net(torch.round(z * 4) / 4)
+    monkeypatch.setattr(sec, "torch_model", masked)
+    report, _ = evaluate(module, x, y, SecurityConfig(samples=40, noise=False),
+                         input_range=(0.0, 1.0))
+    text = " ".join(report.warnings)
+    assert "zero input gradient" in text and "gradient masking" in text
+
+
+def test_workers_give_the_same_curve_as_one_process(trained):
+    module, _, x, y = trained
+    cfg = SecurityConfig(samples=100, eps=(0.0, 0.1, 0.2), noise=True, sanity=False)
+    one, _ = evaluate(module, x, y, cfg, input_range=(0.0, 1.0))
+    two, _ = evaluate(module, x, y, SecurityConfig(**{**cfg.__dict__, "workers": 2}),
+                      input_range=(0.0, 1.0))
+    assert one.accuracy == two.accuracy and one.noise == two.noise
+    assert one.fgsm_accuracy == two.fgsm_accuracy
+
+
+def test_secure_cli_json_plots_adversarial_dataset_and_transfer(trained, tmp_path):
+    _, path, _, _ = trained
+    out = tmp_path / "sec"
+    r = _alohac("secure", path, "--data", "digits", "--eps", "0:0.2:0.1", "--samples", "50",
+                "--save-adversarial", "--json", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    for key in ("eps", "accuracy", "clean_accuracy", "curve_average", "level", "attack", "norm",
+                "samples"):
+        assert key in res
+    assert res["eps"] == [0.0, 0.1, 0.2] and len(res["accuracy"]) == 3 and res["samples"] == 50
+    assert res["attack"] == "pgd" and res["norm"] == "inf"
+    for f in ("security.json", "security.png", "examples.png", "adversarial.npz"):
+        assert (out / f).stat().st_size > 0, f
+    from alohac.secure import load_adversarial
+    saved = load_adversarial(str(out / "adversarial.npz"))
+    meta = saved["meta"]
+    assert meta["source_model"] == path and meta["attack"] == "pgd" and meta["norm"] == "inf"
+    assert meta["eps"] == [0.0, 0.1, 0.2] and meta["seed"] == 0 and meta["data"] == "digits"
+    # the source model on its own adversarial set: exactly the curve it was attacked with
+    r = _alohac("secure", path, "--transfer", str(out / "adversarial.npz"), "--json", "-o",
+                str(tmp_path / "tr"))
+    assert r.returncode == 0, r.stderr
+    tr = json.loads(r.stdout.strip().splitlines()[-1])
+    assert tr["accuracy"] == pytest.approx(res["accuracy"]) and tr["transfer"] is True
+    assert tr["clean_accuracy"] == pytest.approx(res["clean_accuracy"])
+
+
+def test_bad_input_gives_clear_errors(trained, tmp_path):
+    _, path, _, _ = trained
+    for args, text in ((["--eps=-0.1:0.2:0.1"], "epsilon"), (["--norm", "3"], "norm"),
+                       (["--samples", "0"], "samples"), (["--input-scale", "1:0"], "LO < HI")):
+        r = _alohac("secure", path, "--data", "digits", *args, "-o", str(tmp_path / "x"))
+        assert r.returncode == 2 and text in r.stderr, (args, r.stderr)
+    # data outside the range its normalisation declares
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.full((20, 1, 8, 8), 3.0, np.float32), y=np.arange(20) % 10,
+             normalization=np.array([0.0, 1.0, 1.0, 0.0]))
+    r = _alohac("secure", path, "--data", f"npz:{bad}", "-o", str(tmp_path / "y"))
+    assert r.returncode != 0 and "range" in r.stderr, r.stderr
+    garbage = tmp_path / "g.npz"
+    np.savez(garbage, x=np.zeros(3))
+    with pytest.raises(InputFileError):
+        from alohac.secure import load_adversarial
+        load_adversarial(str(garbage))
+    with pytest.raises(PassError, match="no gradient path"):
+        from backends.torch.attacks import Attack, run_attack
+        run_attack(lambda z: torch.zeros(len(z), 10), torch.rand(2, 1, 8, 8),
+                   torch.tensor([0, 1]), 0.1, Attack())
+
+
+def test_the_pass_annotates_the_graph(trained):
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    from frontends.loader import load_model
+    _, path, _, _ = trained
+    module = load_model(path)
+    ctx = make_context()
+    PassManager.parse('canonicalize,analyze-security{data=digits samples=40 eps="0,0.1" '
+                      'noise=false}').run(module, ctx)
+    from backends.reference import graph_of
+    sec = graph_of(module).attributes["security"]
+    assert sec.data["level"].data in ("low", "medium", "high")
+    assert 0 <= sec.data["curve_average"].value.data <= 1
+    assert sec.data["samples"].value.data == 40
+    with pytest.raises(PassError, match="analyze-security"):
+        PassManager.parse("analyze-security{norm=7}")
+
+
+def test_adversarial_training_makes_the_curve_decay_more_gracefully(trained, tmp_path):
+    """Fine-tuning the trained model with PGD examples mixed in (the training engine's augment
+    hook) raises the PGD curve average on held-out samples."""
+    from backends.torch.attacks import AdversarialAugment, Attack
+    from backends.torch.module import build
+    from backends.torch.train import TrainConfig, train
+    from frontends.datasets import load
+    from frontends.loader import load_model
+    module, path, x, y = trained
+    robust = load_model(path)
+    model = build(robust, logits=True)
+    train(model, load("digits"), TrainConfig(epochs=6, progress=False, seed=1),
+          augment=AdversarialAugment(Attack("pgd", "inf", 5, random_start=True), 0.15))
+    model.write_back(robust)
+    cfg = SecurityConfig(samples=150, noise=False, sanity=False)
+    before, _ = evaluate(module, x, y, cfg, input_range=(0.0, 1.0))
+    after, _ = evaluate(robust, x, y, cfg, input_range=(0.0, 1.0))
+    assert after.curve_average > before.curve_average + 0.05, (before.accuracy, after.accuracy)
+    assert after.accuracy[1] > before.accuracy[1] and after.accuracy[2] > before.accuracy[2]
+    assert after.clean_accuracy > 0.8

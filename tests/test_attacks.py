@@ -196,3 +196,23 @@ def test_bad_parameters_are_refused():
     with pytest.raises(UsageError, match="noise"):
         perturb_noise(x, 0.1, "2", "salt")
     assert np.isclose(Attack("pgd", "inf", steps=10).alpha, 0.25)
+
+
+def test_a_saturated_softmax_falls_back_to_the_margin_loss():
+    """Logits scaled by 1000 saturate the float32 softmax: the cross-entropy and its gradient are
+    exactly 0 for confident samples, which would mask them; the attack loss switches to the logit
+    margin there, so FGSM still moves every sample."""
+    from backends.torch.attacks import attack_loss, input_gradient
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    x = torch.rand(8, 1, 4, 4)
+    y = net(x).argmax(1).detach()
+    hot = lambda z: 1000 * net(z)  # noqa: E731
+    logits = hot(x)
+    assert (torch.nn.functional.cross_entropy(logits, y, reduction="none") == 0).any()
+    g, _ = input_gradient(hot, x, y)
+    assert bool((g.reshape(8, -1).abs().amax(1) > 0).all())
+    margin = attack_loss(torch.tensor([[5000.0, 0.0, 3.0]]), torch.tensor([0]))
+    assert float(margin) == -4997.0
+    moved = run_attack(hot, x, y, 0.05, Attack("fgsm", "inf")).x_adv - x
+    assert bool((moved.reshape(8, -1).abs().amax(1) > 0.04).all())

@@ -223,3 +223,19 @@ def test_adversarial_training_makes_the_curve_decay_more_gracefully(trained, tmp
     assert after.curve_average > before.curve_average + 0.05, (before.accuracy, after.accuracy)
     assert after.accuracy[1] > before.accuracy[1] and after.accuracy[2] > before.accuracy[2]
     assert after.clean_accuracy > 0.8
+
+
+@pytest.mark.skipif(not os.environ.get("ALOHA_DATA"), reason="ALOHA_DATA (../shared/data) is unset")
+def test_mnist8_is_attacked_in_its_0_255_range_without_masking(tmp_path):
+    """mnist-8 takes 0..255 (its recorded range): attacked in [0, 1], its curve falls to ~0 by
+    eps 0.3, with no sanity warning (its float32 softmax saturates at 0..255; the margin loss
+    keeps the gradients alive)."""
+    data = os.path.join(os.environ["ALOHA_DATA"], "mnist")
+    r = _alohac("secure", "zoo:mnist-8", "--data", f"mnist:{data}", "--samples", "100", "--json",
+                "--examples", "0", "-o", str(tmp_path))
+    assert r.returncode == 0, r.stderr
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["input_range"] == [0.0, 255.0]
+    assert res["clean_accuracy"] >= 0.95 and res["accuracy"][-1] <= 0.05
+    assert not res["warnings"], res["warnings"]
+    assert all(p <= f for p, f in zip(res["accuracy"], res["fgsm_accuracy"]))

@@ -16,7 +16,8 @@ the box then clips, so L1 steps solve the box-constrained problem exactly instea
 <g, delta> with ||delta||_1 <= alpha inside the box is a fractional knapsack, filled greedily in
 decreasing |g_i| up to each coordinate's room to its bound (the saturation-aware idea of sparse
 L1 descent, Tramer and Boneh 2019, made exact). PGD keeps, per sample, the first iterate that is
-misclassified, so a success is never undone by a later step.
+misclassified, so a success is never undone by a later step. The loss is the cross-entropy, with
+the logit margin where the softmax saturates (`attack_loss`).
 """
 
 from __future__ import annotations
@@ -212,6 +213,17 @@ class AttackResult:
     zero_gradient: torch.Tensor  # per sample: the input gradient was exactly zero at the start
 
 
+def attack_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per sample: the cross-entropy, or where it is exactly 0 (a softmax saturated in float32,
+    whose gradient vanishes: a model taking 0..255 inputs has logit margins in the hundreds) the
+    margin max_{j != y} z_j - z_y, whose gradient never vanishes. Both grow as the sample moves
+    towards misclassification."""
+    ce = F.cross_entropy(logits, y, reduction="none")
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    others = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), -torch.inf).amax(1)
+    return torch.where(ce.detach() == 0, others - true, ce)
+
+
 def input_gradient(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(gradient of the summed cross-entropy w.r.t. x, logits). Raises when the output does not
     depend on the input differentiably."""
@@ -222,7 +234,7 @@ def input_gradient(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
             raise PassError("the model's output has no gradient path to its input",
                             hint="attacks need a differentiable model (a fixed-point model is "
                                  "differentiated through its straight-through estimators)")
-        loss = F.cross_entropy(logits.reshape(len(x), -1), y, reduction="sum")
+        loss = attack_loss(logits.reshape(len(x), -1), y).sum()
         (g,) = torch.autograd.grad(loss, x, allow_unused=True)
     if g is None:
         raise PassError("the model's output has no gradient path to its input")

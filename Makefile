@@ -39,6 +39,7 @@ bench: $(STAMP)
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/platforms.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/quantization.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/backends.py
+	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/security.py
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -90,6 +90,9 @@ class Dataset:
         a, b = self.value_range
         if (a, b) == (lo, hi):
             return self
+        if not a < b:
+            raise InputFileError(f"the data's value range [{a:g}, {b:g}] is empty, so it cannot "
+                                 f"be rescaled to [{lo:g}, {hi:g}]", where=self.source or self.name)
         k = (hi - lo) / (b - a)
         n = self.normalization
         norm = Normalization(n.raw_range, n.scale * k, (n.offset - a) * k + lo)
@@ -456,6 +459,9 @@ def _npz_normalization(arrays: dict[str, np.ndarray], xs: list[np.ndarray], wher
         lo, hi = _PIXELS.raw_range
     else:
         lo, hi = min(float(x.min()) for x in xs), max(float(x.max()) for x in xs)
+        if not lo < hi:
+            raise InputFileError(f"every input value is {lo:g}, so its range cannot be inferred",
+                                 where=where, hint="add a value_range = [lo, hi] array")
         warnings.warn(f"{where}: no value_range array; inferred the input range [{lo:g}, {hi:g}] "
                       f"from the data", UserWarning, stacklevel=3)
     if pixels:

@@ -170,10 +170,15 @@ def test_bad_input_gives_clear_errors(trained, tmp_path):
         assert r.returncode == 2 and text in r.stderr, (args, r.stderr)
     # data outside the range its normalisation declares
     bad = tmp_path / "bad.npz"
-    np.savez(bad, x=np.full((20, 1, 8, 8), 3.0, np.float32), y=np.arange(20) % 10,
-             normalization=np.array([0.0, 1.0, 1.0, 0.0]))
+    x = np.random.default_rng(0).uniform(0, 1, (20, 1, 8, 8)).astype(np.float32)
+    x[3, 0, 2, 2] = 3.0
+    np.savez(bad, x=x, y=np.arange(20) % 10, value_range=np.array([0.0, 1.0]))
     r = _alohac("secure", path, "--data", f"npz:{bad}", "-o", str(tmp_path / "y"))
-    assert r.returncode != 0 and "range" in r.stderr, r.stderr
+    assert r.returncode == 3 and "outside" in r.stderr, r.stderr
+    flat = tmp_path / "flat.npz"
+    np.savez(flat, x=np.full((20, 1, 8, 8), 3.0, np.float32), y=np.arange(20) % 10)
+    r = _alohac("secure", path, "--data", f"npz:{flat}", "-o", str(tmp_path / "z"))
+    assert r.returncode == 3 and "value_range" in r.stderr, r.stderr
     garbage = tmp_path / "g.npz"
     np.savez(garbage, x=np.zeros(3))
     with pytest.raises(InputFileError):
@@ -239,3 +244,23 @@ def test_mnist8_is_attacked_in_its_0_255_range_without_masking(tmp_path):
     assert res["clean_accuracy"] >= 0.95 and res["accuracy"][-1] <= 0.05
     assert not res["warnings"], res["warnings"]
     assert all(p <= f for p, f in zip(res["accuracy"], res["fgsm_accuracy"]))
+
+
+def test_a_fixed_point_model_is_attacked_through_its_straight_through_estimators(trained):
+    """The 8-bit fixed-point simulation (bit-exact with the generated code) rounds everywhere;
+    its straight-through estimators give the attack gradients, so the curve falls as the float
+    model's does, with no zero-gradient or masking warning."""
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    from aloha_ir.weights import clone_with_weights
+    from passes.security import is_quantized
+    from backends.reference import graph_of
+    module, _, x, y = trained
+    q = clone_with_weights(module)
+    PassManager.parse("canonicalize,quantize{bits=8 data=digits samples=64}").run(
+        q, make_context())
+    assert is_quantized(graph_of(q))
+    report, _ = evaluate(q, x, y, SecurityConfig(samples=60, noise=False),
+                         input_range=(0.0, 1.0))
+    assert report.clean_accuracy > 0.8 and report.accuracy[-1] < 0.2
+    assert not report.warnings, report.warnings

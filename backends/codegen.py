@@ -436,7 +436,7 @@ def build_view(module, platform, *, weights: str = "file",
             pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
             actor.phase_count, _ports(graph, actor, fifo_index, plan), outs, prod,
             block=actor.block.data, cost_s=_float_attr(actor, "cost_s"),
-            work=sum(rle.expand(actor.work_runs)))
+            work=rle.total(actor.work_runs))
         _kernel(b, view, actor, block)
         if kind == "input":
             inputs.append(view)

@@ -3,8 +3,8 @@ with ALOHA_PROFILE=1 and measure the cpu cost model's two figures: ops_per_cycle
 computation times of their convolutions and dense layers, and call_overhead, a firing's own cost
 besides computing (windows, FIFO copies, locks; not waiting), per firing over every actor.
 
-The fit is weighted least squares on relative error of  t = 2 * MACs / (rate * clock) + firings
-* c. The calibration models are not those benchmarks/backends.py checks the predictions
+The rate is the least-squares fit, on relative error, of compute seconds = 2 * MACs / (rate *
+clock). The calibration models are not those benchmarks/backends.py checks the predictions
 on, so the check stays a check. It prints the fitted figures, the residual spread, and per kernel
 kind measured against predicted under the current .arch (where the single-rate model errs).
 
@@ -59,13 +59,14 @@ def profile(model: str, work: str, frames: int) -> list[dict]:
     return actors
 
 
-def fit(actors: list[dict], clock: float) -> tuple[float, float, np.ndarray]:
-    """(ops per cycle, seconds per firing, relative residuals) over conv and dense actors."""
+def fit(actors: list[dict], clock: float) -> tuple[float, np.ndarray]:
+    """(ops per cycle, relative residuals) over conv and dense actors: the least-squares relative
+    fit of compute_s = 2 MACs / (rate clock), i.e. 1/rate = sum(a) / sum(a^2) with
+    a = 2 MACs / (clock compute_s)."""
     use = [a for a in actors if a["kernel"] in ("conv", "dense") and a["measured_s"] > 0]
-    t = np.array([a["measured_s"] for a in use])
-    design = np.array([[2.0 * a["work"] / clock, a["firings"]] for a in use]) / t[:, None]
-    (inv_rate, overhead), *_ = np.linalg.lstsq(design, np.ones(len(use)), rcond=None)
-    return 1.0 / inv_rate, overhead, design @ np.array([inv_rate, overhead]) - 1.0
+    a = np.array([2.0 * u["work"] / (clock * u["measured_s"]) for u in use])
+    inv_rate = a.sum() / (a * a).sum()
+    return 1.0 / inv_rate, a * inv_rate - 1.0
 
 
 def main() -> None:
@@ -82,7 +83,7 @@ def main() -> None:
         for model in args.models.split(","):
             console.print(f"[dim]{model}...[/dim]")
             actors += profile(model, work, args.frames)
-    rate, overhead, resid = fit(actors, clock)
+    rate, resid = fit(actors, clock)
     by_kind: dict[str, list[float]] = collections.defaultdict(lambda: [0.0, 0.0, 0])
     for a in actors:
         k = by_kind[a["kernel"]]
@@ -97,7 +98,7 @@ def main() -> None:
                   f"{m / p:.2f}" if p else "-")
     console.print(t)
     console.print(f"fit over {len(resid)} conv/dense actors at {clock / 1e9:.2f} GHz: "
-                  f"ops_per_cycle = {rate:.2f}, call_overhead = {1e6 * overhead:.2f} us; "
+                  f"ops_per_cycle = {rate:.2f}; "
                   f"relative residuals: median |r| {np.median(np.abs(resid)):.2f}, "
                   f"90th percentile {np.percentile(np.abs(resid), 90):.2f}")
     per = np.array([a["overhead_s"] / a["firings"] for a in actors if a["firings"]])

@@ -240,14 +240,14 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) 
     out = {"attack": [], "fgsm": [], "uniform": [], "gaussian": [], "adv": []}
     with torch.no_grad():
         out["clean"] = (model(xt).reshape(len(x), -1).argmax(1) == yt).numpy()
-    prev = None
-    zero = np.zeros(len(x), bool)
+    prev, zero = None, None
+    warm = cfg.warm_start and cfg.attack == "pgd"  # FGSM is one step from x by definition
     for eps in cfg.eps:
-        r = run_attack(model, xt, yt, eps, atk, init=prev if cfg.warm_start else None,
-                       generator=gen)
-        if eps > 0 and not zero.any():
-            zero = r.zero_gradient.numpy()
-        prev = r.x_adv
+        r = run_attack(model, xt, yt, eps, atk, init=prev if warm else None, generator=gen)
+        if eps > 0:
+            prev = r.x_adv  # the next epsilon starts here (the first from x, or a random start)
+            if zero is None:  # the gradient at the start: x (or a random point near it)
+                zero = r.zero_gradient.numpy()
         out["attack"].append(r.correct.numpy())
         out["adv"].append(r.x_adv.numpy())
         if fgsm is not None:
@@ -257,6 +257,8 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) 
                 z = perturb_noise(xt, eps, cfg.norm, kind, generator=gen)
                 with torch.no_grad():
                     out[kind].append((model(z).reshape(len(x), -1).argmax(1) == yt).numpy())
+    if zero is None:
+        zero = np.zeros(len(x), bool)
     out["zero"] = zero
     return out
 
@@ -333,7 +335,7 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
         noise={k: curve(k) for k in ("uniform", "gaussian")} if cfg.noise else {},
         fgsm_accuracy=curve("fgsm") if cfg.attack == "pgd" else None,
         zero_gradient_samples=int(sum(p["zero"].sum() for p in parts)),
-        warm_start=bool(cfg.warm_start), workers=cfg.workers)
+        warm_start=bool(cfg.warm_start and cfg.attack == "pgd"), workers=cfg.workers)
     if cfg.sanity:
         _sanity(report, module, x01, y, cfg, input_range, torch)
     report.seconds = time.perf_counter() - t0

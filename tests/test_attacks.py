@@ -125,17 +125,35 @@ class _Linear(torch.nn.Module):
 
 
 def test_fgsm_on_a_linear_model_is_the_hand_computed_step():
-    """Label 1, logit w.x + 1 (correct, and still so after the step): the loss falls as w.x
-    grows, so FGSM moves x by -eps sign(w) (L-inf), -eps w/|w| (L2), clipped to [0, 1]."""
+    """Label 1, logit w.x + b (correct, and still so after the step): the loss falls as w.x
+    grows, so FGSM moves x by -eps sign(w) (L-inf), clipped to [0, 1] where a coordinate sits
+    near a bound; for L2 by -eps w/|w| when no bound is in the way."""
     w = torch.tensor([1.0, -2.0, 0.5, 0.0])
-    x = torch.tensor([[0.5, 0.5, 0.98, 0.5]])
     y = torch.tensor([1])
-    model = _Linear(w, b=1.0)
+    model = _Linear(w, b=3.0)
+    x = torch.tensor([[0.05, 0.97, 0.98, 0.5]])
     r = run_attack(model, x, y, 0.1, Attack("fgsm", "inf"))
-    assert torch.allclose(r.x_adv, torch.tensor([[0.4, 0.6, 0.88, 0.5]]), atol=1e-6)
-    r = run_attack(model, x, y, 0.3, Attack("fgsm", "2"))
-    want = (x - 0.3 * w / w.norm()).clamp(0, 1)
-    assert torch.allclose(r.x_adv, want, atol=1e-6)
+    assert torch.allclose(r.x_adv, torch.tensor([[0.0, 1.0, 0.88, 0.5]]), atol=1e-6)
+    x = torch.tensor([[0.5, 0.5, 0.5, 0.5]])
+    r = run_attack(_Linear(w, b=2.0), x, y, 0.3, Attack("fgsm", "2"))
+    assert torch.allclose(r.x_adv, x - 0.3 * w / w.norm(), atol=1e-6)
+
+
+def test_a_sample_keeps_its_first_fooling_iterate_and_check_false_returns_the_last():
+    """Label 1 iff x > 0.6, x = 0.9: PGD-3 with steps of 0.2 (eps 0.6) visits 0.7, 0.5 and 0.3.
+    0.5 is the first iterate that fools and is kept; keep_success=False ends on 0.3; a model that
+    is never fooled gets the last iterate, 0.3, with and without the final check."""
+    x, y = torch.tensor([[0.9]]), torch.tensor([1])
+    atk = Attack("pgd", "inf", steps=3, step_size=1 / 3)
+    fooled_at = _Linear([1.0], b=-0.6)
+    r = run_attack(fooled_at, x, y, 0.6, atk)
+    assert torch.allclose(r.x_adv, torch.tensor([[0.5]])) and not bool(r.correct[0])
+    never = _Linear([1.0], b=5.0)
+    for check in (True, False):
+        r = run_attack(never, x, y, 0.6, atk, check=check)
+        assert torch.allclose(r.x_adv, torch.tensor([[0.3]])) and bool(r.correct[0])
+    r = run_attack(fooled_at, x, y, 0.6, atk, keep_success=False)
+    assert torch.allclose(r.x_adv, torch.tensor([[0.3]])) and not bool(r.correct[0])
 
 
 def test_pgd_fools_a_linear_model_exactly_when_the_budget_allows():

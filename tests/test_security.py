@@ -107,6 +107,19 @@ def test_l2_and_l1_curves_decay_within_their_default_ranges(trained, norm):
         assert float(lp_norm(d, norm).max()) <= eps * (1 + 1e-6) + 1e-6
 
 
+def test_fgsm_in_fast_mode_is_one_step_from_the_clean_input_at_every_epsilon(trained):
+    """Warm starts are PGD's: the fast-mode FGSM curve equals FGSM run alone at each epsilon."""
+    from backends.torch.attacks import Attack, run_attack
+    module, _, x, y = trained
+    report, _ = evaluate(module, x, y, SecurityConfig(attack="fgsm", samples=60, noise=False,
+                                                      sanity=False), input_range=(0.0, 1.0))
+    model = torch_model(module, 0.0, 1.0)
+    xt, yt = torch.from_numpy(x[:60]), torch.from_numpy(y[:60])
+    alone = [float(run_attack(model, xt, yt, e, Attack("fgsm", "inf")).correct.float().mean())
+             for e in report.eps]
+    assert report.accuracy == pytest.approx(alone) and not report.warm_start
+
+
 def test_masked_gradients_are_caught(trained, monkeypatch):
     """A model that rounds its input has zero input gradients: the attack cannot move it, and
     the sanity checks say so instead of reporting a secure model."""

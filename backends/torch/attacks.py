@@ -2,7 +2,8 @@
 and L1 norms, for any torch model mapping a float batch to logits.
 
 Inputs live in a box [lo, hi] (the attack space; the caller maps it to what the model expects). A
-perturbed x' always satisfies ||x' - x||_p <= eps and lo <= x' <= hi: after every step it is put
+perturbed x' satisfies ||x' - x||_p <= eps (up to float32 rounding, ~1e-7 relative) and
+lo <= x' <= hi exactly: after every step it is put
 back by the exact Euclidean projection onto the intersection of the ball and the box. For L-inf
 that is a clip. For L2 and L1 the KKT conditions make it separable per coordinate once the ball's
 multiplier is known: z_i = clip(x_i + d_i / (1 + mu), lo, hi) for L2 and z_i = clip(x_i +
@@ -250,8 +251,8 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, attack: Atta
     With keep_success a sample keeps the first iterate that fools the model (evaluation); without,
     every sample ends on the last iterate (the largest loss: adversarial training). Whether an
     iterate fools the model is read off the logits of the next step's gradient pass, so PGD-k
-    costs k forward+backward passes and one forward (none with check=False, which leaves
-    `correct` as the start's)."""
+    costs k forward+backward passes and one forward; check=False skips that last forward (the
+    last iterate is then returned unjudged: `correct` covers the iterates before it)."""
     if eps < 0:
         raise UsageError(f"epsilon must be >= 0, got {eps}")
     norm = attack.norm
@@ -263,7 +264,7 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, attack: Atta
         cur = x.clone()
     steps = 0 if eps == 0 else 1 if attack.name == "fgsm" else attack.steps
     alpha = attack.alpha * eps
-    best, correct, zero = cur.clone(), None, None
+    correct = zero = fooled = first = None
     for i in range(steps + 1):
         if i < steps:
             g, logits = input_gradient(model, cur, y)
@@ -272,21 +273,22 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, attack: Atta
                 logits = model(cur)
         else:
             break
-        still = logits.reshape(len(x), -1).argmax(1) == y
-        if correct is None:
-            correct, zero = still, g.reshape(len(g), -1).abs().amax(1) == 0 if steps else \
+        wrong = logits.reshape(len(x), -1).argmax(1) != y  # at cur
+        if i == 0:
+            correct = ~wrong
+            zero = g.reshape(len(g), -1).abs().amax(1) == 0 if steps else \
                 torch.zeros(len(x), dtype=torch.bool)
-        elif keep_success:
-            fooled_now = correct & ~still
-            best[fooled_now] = cur[fooled_now]
-            correct = correct & still
+            fooled, first = wrong.clone(), cur.clone()
         else:
-            correct = still
-        if keep_success:
-            best[correct] = cur[correct]  # not fooled yet: keep the latest (warm starts go on)
+            new = wrong & ~fooled
+            first[new] = cur[new]
+            fooled |= wrong
+            correct = ~fooled if keep_success else ~wrong
         if i < steps:
             cur = project(cur + ascent_step(g, cur, alpha, norm, lo, hi), x, eps, norm, lo, hi)
-    return AttackResult(best if keep_success else cur, correct, zero)
+    if keep_success:  # the first fooling iterate, else the last one
+        cur = torch.where(fooled.reshape([-1] + [1] * (x.dim() - 1)), first, cur)
+    return AttackResult(cur, correct, zero)
 
 
 class AdversarialAugment:

@@ -406,7 +406,7 @@ def plot_curves(reports: list[SecurityReport], path: str, title: str | None = No
     ax.set_ylim(-0.02, 1.02)
     ax.grid(alpha=0.3)
     ax.set_title(title or f"security evaluation: {r0.model}, {r0.samples} samples, {r0.mode} mode")
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(fontsize=7, loc="lower left")  # curves fall from the upper left
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -11,42 +11,24 @@ import time
 
 import numpy as np
 
-from aloha_ir.errors import InputFileError, UsageError
+from aloha_ir.errors import InputFileError
 
 ADV_FORMAT = "aloha-adversarial-dataset/1"
 
 
-def _range(text: str | None) -> tuple[float, float] | None:
-    if text is None:
-        return None
-    try:
-        lo, hi = (float(v) for v in text.split(":"))
-    except ValueError:
-        raise UsageError(f"--input-scale '{text}' is not LO:HI", hint="e.g. --input-scale 0:255"
-                         ) from None
-    if not hi > lo:
-        raise UsageError(f"--input-scale {text}: need LO < HI")
-    return lo, hi
-
-
 def prepare(model_spec: str, data: str, input_scale, seed: int = 0):
     """(module, name, attack-space test inputs in [0, 1], labels, the model's input range)."""
-    from aloha_ir.dialects import nn
     from backends.reference import graph_of
     from frontends.datasets import load
     from frontends.loader import load_model
-    from passes.security import check_data, model_range
+    from passes.execution import data_for_model
+    from passes.security import attack_data
     module = load_model(model_spec)
     graph = graph_of(module)
-    test = load(data, seed=seed).test
-    check_data(test)
-    rng = model_range(graph, input_scale, test.value_range)
-    x01 = test.to_range(0.0, 1.0)
-    inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
-    x01.check_fits(nn.shape_of(graph.ops.last.operands[0])[-1],
-                   tuple(nn.shape_of(inp.output)[1:]))
+    splits = data_for_model(load(data, seed=seed), graph)  # fits the model's input and outputs
+    x01, y, rng = attack_data(graph, splits.test, input_scale)
     name = os.path.splitext(os.path.basename(model_spec.removeprefix("zoo:")))[0]
-    return module, name, np.clip(x01.x, 0.0, 1.0), x01.y, rng
+    return module, name, x01, y, rng
 
 
 def _progress_bar(enabled: bool, what: str):
@@ -144,7 +126,9 @@ def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3
         c = int(p.argmax())
         return c, float(p[c])
     # samples the model gets right when clean: what the attack changes is then visible
-    rows = [i for i in range(len(x01)) if predict(x01[i])[0] == y[i]][:k]
+    with torch.no_grad():
+        right = model(torch.from_numpy(x01)).reshape(len(x01), -1).argmax(1).numpy() == y
+    rows = np.flatnonzero(right)[:k].tolist()
     if not rows or not picks:
         return None
     fig, axes = plt.subplots(2 * len(rows), 1 + len(picks),
@@ -168,8 +152,9 @@ def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3
 
 
 def cmd_secure(args) -> int:
-    from passes.security import SecurityConfig, evaluate, parse_eps, plot_curves
-    input_scale = _range(args.input_scale)
+    from passes.security import (SecurityConfig, evaluate, parse_eps, parse_range,
+                                 plot_curves)
+    input_scale = parse_range(args.input_scale)
     os.makedirs(args.output, exist_ok=True)
     if args.transfer:
         saved = load_adversarial(args.transfer)

@@ -43,6 +43,7 @@ class AnalyzeSecurityPass(ModulePass):
     def __post_init__(self):
         try:
             self.config()
+            self.scale()
         except UsageError as e:
             raise PassError(f"analyze-security: {e.message}", hint=e.hint) from None
 
@@ -54,25 +55,18 @@ class AnalyzeSecurityPass(ModulePass):
                               steps=self.steps or None, noise=self.noise, sanity=self.sanity,
                               workers=self.workers, seed=self.seed)
 
+    def scale(self):
+        from passes.security import parse_range
+        return parse_range(self.input_scale)
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from backends.reference import graph_of
-        from passes.security import check_data, evaluate, model_range
+        from passes.security import attack_data, evaluate
         graph = graph_of(op)
         check_finite_weights(graph, weights_of(op))
-        scale = None
-        if self.input_scale:
-            try:
-                scale = tuple(float(v) for v in self.input_scale.split(":"))
-                assert len(scale) == 2
-            except (ValueError, AssertionError):
-                raise PassError(f"analyze-security: input_scale '{self.input_scale}' is not "
-                                "LO:HI") from None
         splits = dataset_for(ctx, self.data, graph, self.name)
-        test = splits.test
-        check_data(test)
-        rng = model_range(graph, scale, test.value_range)
-        x01 = test.to_range(0.0, 1.0)
-        report, _ = evaluate(op, x01.x.clip(0.0, 1.0), x01.y, self.config(), input_range=rng,
+        x01, y, rng = attack_data(graph, splits.test, self.scale())
+        report, _ = evaluate(op, x01, y, self.config(), input_range=rng,
                              name=graph.sym_name.data)
         graph.attributes["security"] = DictionaryAttr({
             "curve_average": nn.float_attr(report.curve_average),

@@ -40,7 +40,7 @@ import numpy as np
 
 from aloha_ir import fixedpoint as fp
 from aloha_ir.dialects import nn
-from aloha_ir.errors import PassError, UsageError
+from aloha_ir.errors import UsageError
 
 MODES = {"fast": {"samples": 100, "points": 6, "steps": 10, "warm_start": True},
          "slow": {"samples": 1000, "points": 16, "steps": 20, "warm_start": False}}
@@ -176,20 +176,39 @@ def level_of(average: float, clean: float) -> tuple[str, float]:
 # the model in attack space
 
 
+def parse_range(text: str | None) -> tuple[float, float] | None:
+    """`LO:HI` (an input scale) -> (lo, hi) with lo < hi; None or "" -> None."""
+    if not text:
+        return None
+    try:
+        lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise UsageError(f"input scale '{text}' is not LO:HI", hint="e.g. 0:255") from None
+    if not hi > lo:
+        raise UsageError(f"input scale {text}: need LO < HI")
+    return lo, hi
+
+
 def model_range(graph: nn.GraphOp, input_scale: tuple[float, float] | None,
                 data_range: tuple[float, float]) -> tuple[float, float]:
-    """The value range the model's input expects: --input-scale, else the range nn.input declares,
-    else the data's recorded range."""
+    """The value range the model's input expects: the input scale given, else the range nn.input
+    declares, else the data's recorded range."""
     if input_scale is not None:
-        lo, hi = input_scale
-        if not hi > lo:
-            raise UsageError(f"--input-scale {lo}:{hi}: need LO < HI")
-        return float(lo), float(hi)
+        return float(input_scale[0]), float(input_scale[1])
     inp = next(op for op in graph.ops if isinstance(op, nn.InputOp))
     if inp.value_range is not None:
         lo, hi = nn.floats(inp.value_range)[:2]
         return float(lo), float(hi)
     return tuple(float(v) for v in data_range)  # type: ignore[return-value]
+
+
+def attack_data(graph: nn.GraphOp, test, input_scale: tuple[float, float] | None):
+    """(inputs in [0, 1], labels, the model's input range) from a test split, refusing data
+    outside its recorded range."""
+    test.check()
+    rng = model_range(graph, input_scale, test.value_range)
+    x01 = test.to_range(0.0, 1.0)
+    return np.clip(x01.x, 0.0, 1.0), x01.y, rng
 
 
 def is_quantized(graph: nn.GraphOp) -> bool:
@@ -219,8 +238,7 @@ def torch_model(module, lo: float, hi: float):
             self.net = net
 
         def forward(self, x):
-            out = self.net((x.to(torch.float32) * (hi - lo) + lo))
-            return out.to(torch.float32) if out.dtype != torch.float32 else out
+            return self.net(x.float() * (hi - lo) + lo).float()
 
     return InAttackSpace().eval()
 
@@ -411,14 +429,3 @@ def plot_curves(reports: list[SecurityReport], path: str, title: str | None = No
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
-
-
-def check_data(dataset) -> None:
-    """Refuse data outside its recorded range (an attack in the wrong units is meaningless)."""
-    lo, hi = dataset.value_range
-    x = dataset.x
-    if x.size and (float(x.min()) < lo - 1e-6 * max(1, abs(lo)) or
-                   float(x.max()) > hi + 1e-6 * max(1, abs(hi))):
-        raise PassError(f"the data lies in [{float(x.min()):g}, {float(x.max()):g}], outside "
-                        f"the range [{lo:g}, {hi:g}] its normalisation declares",
-                        hint="fix the data, or say its range (npz: a normalization entry)")

@@ -417,6 +417,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_parsers(sub, EXIT_CODES_HELP)
     from alohac.secure import add_parser as add_secure
     add_secure(sub, EXIT_CODES_HELP)
+    from alohac.explore import add_parser as add_explore
+    add_explore(sub, EXIT_CODES_HELP)
 
     p = sub.add_parser("compare", help="per-layer SQNR of generated code against the reference",
                        description="Generate MODEL's code for PLATFORM under OUT/code, build its "

@@ -13,8 +13,6 @@ arm's validation accuracy. Security is the curve average of the fast-mode PGD cu
 from __future__ import annotations
 
 import functools
-import hashlib
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -97,9 +95,9 @@ class EvalSettings:
         return d
 
     def key(self) -> str:
-        """The cache context: sha256 of the canonical JSON of `context()`."""
-        text = json.dumps(self.context(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()
+        """The cache context: the digest of `context()`."""
+        from explore.cache import context_key
+        return context_key(self.context())
 
 
 @functools.lru_cache(maxsize=4)

@@ -1,0 +1,370 @@
+"""`alohac explore`: architecture-aware search over a genotype space (explore/), with its outputs.
+
+Writes to OUT: pareto.json (every scenario's front, its chosen point and the run's counts),
+pareto.csv (the main front), evaluations.csv (every point evaluated), pareto.png, pareto/*.onnx
+(the model of every front point: proxy-trained when accuracy or security is an objective),
+scenarios/NAME.json and NAME.onnx (each scenario's chosen point), and the cache (explore.sqlite by
+default) that lets a stopped run resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import sys
+import time
+
+from aloha_ir.errors import UsageError
+
+SPACE_HELP = """\
+SPACE is a YAML/TOML file or a bundled space: space:seed-example (the seeds' genotype: 2..5
+convolutions of 5..20 maps, a pooling, 1..5 dense layers of 10..20 neurons), space:vgg-like (1..5
+groups of 2..3 conv3x3 and a max pool, then 1..2 dense layers). A space file:
+
+    name: my-space
+    input: [1, 28, 28]            # C, H, W (the --data shape wins)
+    classes: 10
+    invalid: repair               # or reject
+    layers:
+      - dataI
+      - {type: Convolution, count: [2, 5], maps: [5, 20], kernel: {choices: [3, 5]}}
+      - {type: Pooling, mode: max, kernel: 2, stride: 2}
+      - {type: DenseBlock, count: [1, 5], neurons: [10, 20]}
+      - dataO
+    scenarios:                    # optional operating modes, each with its own front and choice
+      - {name: fast, constraints: ["latency<=0.2ms"], choose: "max:accuracy"}
+      - {name: frugal, constraints: ["energy<=0.1mJ", "accuracy>=0.8"], choose: knee}
+
+Objectives: accuracy (proxy training: successive halving over learning rates), security (fast
+PGD curve average), latency, energy, memory, processors (the target analyses), params, macs.
+Constraints: FIGURE<=VALUE or FIGURE>=VALUE with units (latency<=2ms, memory<=1MiB,
+accuracy>=0.9); they stay constraints in the search, never penalties.
+"""
+
+
+def add_parser(sub, epilog: str) -> None:
+    from alohac.learn import DATA_HELP
+    p = sub.add_parser(
+        "explore", help="design-space exploration: NSGA-II/random/grid search over a genotype "
+                        "space, Pareto fronts per scenario",
+        description="Search SPACE for networks that trade the objectives on --target, and write "
+                    "each scenario's Pareto front, its chosen point and their ONNX models to OUT. "
+                    "Evaluations are cached (--cache): a stopped run started again resumes, and "
+                    "points seen before are free.\n\n" + SPACE_HELP,
+        epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("space", metavar="SPACE", help="a .yaml/.toml space file or space:NAME")
+    p.add_argument("--target", metavar="PLATFORM", help="platform for latency/energy/memory/"
+                                                        "processors (`alohac list platforms`)")
+    p.add_argument("--bits", type=int, choices=(8, 16, 32), help="deployment precision for the "
+                                                                 "target's cost model")
+    p.add_argument("--data", metavar="DATA", help=DATA_HELP + "; needed for accuracy/security, "
+                                                              "and gives the input shape")
+    p.add_argument("--objectives", default="accuracy,latency,energy",
+                   help="comma-separated (default: accuracy,latency,energy)")
+    p.add_argument("--constraint", action="append", default=[], metavar="EXPR",
+                   help="FIGURE<=VALUE or >=, repeatable; applies to every scenario")
+    p.add_argument("--scenarios", metavar="FILE.yaml", help="a YAML list of scenarios (else the "
+                                                            "space's own, else one 'default')")
+    p.add_argument("--choose", default="knee", help="the default scenario's rule: knee, "
+                                                    "max:FIGURE or min:FIGURE (default knee)")
+    p.add_argument("--algorithm", default="nsga2", choices=("nsga2", "random", "grid"))
+    p.add_argument("--budget", type=int, default=60, help="design points to evaluate (cached "
+                                                          "ones included; default 60)")
+    p.add_argument("--pop-size", type=int, default=0, help="NSGA-II population (default: about "
+                                                           "budget/5, 8..40)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1; 0 "
+                                                          "evaluates in this process)")
+    p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a Dask scheduler: evaluate on "
+                                                                  "its cluster")
+    p.add_argument("--cache", metavar="FILE", help="SQLite cache of evaluations (default "
+                                                   "OUT/explore.sqlite); models live beside it")
+    p.add_argument("--proxy-epochs", type=int, default=16,
+                   help="successive-halving budget in epochs over all learning rates (default 16)")
+    p.add_argument("--proxy-subset", type=int, default=1024,
+                   help="training samples of the proxy (default 1024; 0 = all)")
+    p.add_argument("--lrs", default="3e-3,1e-3,3e-4,1e-4", help="learning rates the halving "
+                                                                 "picks from")
+    p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.set_defaults(func=cmd_explore)
+
+
+def _settings(args, space, objectives, models_dir):
+    from explore.objectives import TARGET_FIGURES, TRAINED, EvalSettings
+    from explore.space import resolve_io
+    if any(o in TARGET_FIGURES for o in objectives) and not args.target:
+        raise UsageError("objectives " + ", ".join(o for o in objectives if o in TARGET_FIGURES) +
+                         " need --target PLATFORM")
+    if any(o in TRAINED for o in objectives) and not args.data:
+        raise UsageError("objectives " + ", ".join(o for o in objectives if o in TRAINED) +
+                         " need --data (e.g. --data digits)")
+    data_shape = classes = None
+    if args.data:
+        from frontends.datasets import load
+        train = load(args.data, seed=args.seed).train
+        data_shape, classes = train.input_shape, train.classes
+    shape, classes = resolve_io(space, data_shape, classes)
+    try:
+        lrs = tuple(float(x) for x in args.lrs.split(",") if x.strip())
+    except ValueError:
+        lrs = ()
+    if not lrs or min(lrs) <= 0:
+        raise UsageError(f"--lrs '{args.lrs}' must be positive numbers, comma-separated")
+    if args.proxy_epochs < 1 or args.proxy_subset < 0:
+        raise UsageError("--proxy-epochs must be >= 1 and --proxy-subset >= 0")
+    if args.workers < 0:
+        raise UsageError("--workers must be >= 0")
+    if args.target:
+        from archdesc.loader import load_platform
+        load_platform(args.target)  # a bad name fails now, not in every worker
+    cores = os.cpu_count() or 1
+    return EvalSettings(tuple(shape), classes, tuple(objectives), target=args.target,
+                        bits=args.bits or 0, data=args.data, lrs=lrs,
+                        proxy_epochs=args.proxy_epochs, proxy_subset=args.proxy_subset,
+                        seed=args.seed, models_dir=models_dir,
+                        threads=max(1, cores // max(1, args.workers)))
+
+
+def _scenarios(args, space, objectives):
+    from explore.scenarios import Scenario, check_choose, parse_constraint, parse_scenarios
+    common = tuple(parse_constraint(c) for c in args.constraint)
+    if args.scenarios:
+        import yaml
+        try:
+            with open(args.scenarios) as f:
+                entries = yaml.safe_load(f)
+        except OSError as e:
+            raise UsageError(f"cannot read --scenarios: {e.strerror or e}",
+                             where=args.scenarios) from None
+        except yaml.YAMLError as e:
+            raise UsageError(f"--scenarios is not valid YAML: {e}", where=args.scenarios) from None
+        if isinstance(entries, dict):
+            entries = entries.get("scenarios")
+        if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+            raise UsageError("--scenarios must hold a list of {name, constraints, choose}",
+                             where=args.scenarios)
+        scenarios = parse_scenarios(entries, objectives, args.scenarios)
+    elif space.scenarios:
+        scenarios = parse_scenarios(space.scenarios, objectives, f"{space.source}: scenarios")
+    else:
+        scenarios = [Scenario("default", (), check_choose(args.choose, objectives))]
+    return [Scenario(s.name, common + s.constraints, s.choose, s.description)
+            for s in scenarios]
+
+
+def _executor(args):
+    if args.scheduler:
+        from explore.executor import make_executor
+        return make_executor(scheduler=args.scheduler)
+    if args.workers == 0:
+        return None
+    from explore.executor import make_executor
+    return make_executor(workers=args.workers)
+
+
+class _Progress:
+    """A rich progress bar with the main scenario's front size and hypervolume."""
+
+    def __init__(self, total: int, enabled: bool, objectives, scenario):
+        self.objectives, self.scenario, self.last = objectives, scenario, 0.0
+        self.bar = None
+        if enabled:
+            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                                       TimeElapsedColumn)
+            self.bar = Progress(TextColumn("explore"), BarColumn(), MofNCompleteColumn(),
+                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                                transient=False)
+            self.task = self.bar.add_task("explore", total=total, status="")
+
+    def __enter__(self):
+        if self.bar:
+            self.bar.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.bar:
+            self.bar.__exit__(*exc)
+
+    def __call__(self, evals, point) -> None:
+        if not self.bar:
+            return
+        now = time.monotonic()
+        status = None
+        if now - self.last > 0.5:
+            from explore.search import bounds_of, hypervolume, pareto_front
+            self.last = now
+            points = list(evals.points.values())
+            front = pareto_front(points, self.objectives, self.scenario, evals.settings)
+            hv = hypervolume(front, self.objectives, bounds_of(points, self.objectives))
+            status = f"front {len(front)}  HV {hv:.3f}  new {evals.new_evaluations}"
+        self.bar.update(self.task, completed=len(evals),
+                        **({"status": status} if status else {}))
+
+
+def cmd_explore(args) -> int:
+    from explore.objectives import parse_objectives
+    from explore.search import SearchConfig, explore
+    from explore.space import load_space
+    space = load_space(args.space)
+    objectives = parse_objectives(args.objectives)
+    scenarios = _scenarios(args, space, objectives)
+    config = SearchConfig(args.algorithm, args.budget, args.pop_size, args.seed)
+    out = args.output
+    cache_path = args.cache or os.path.join(out, "explore.sqlite")
+    models_dir = os.path.join(os.path.dirname(os.path.abspath(cache_path)), "models")
+    settings = _settings(args, space, objectives, models_dir)
+    os.makedirs(out, exist_ok=True)
+    from explore.cache import EvaluationCache
+    log = sys.stderr if args.json else sys.stdout
+    executor = _executor(args)
+    try:
+        with EvaluationCache(cache_path) as cache, \
+                _Progress(args.budget, sys.stderr.isatty() and not args.json, objectives,
+                          scenarios[0]) as progress:
+            result = explore(space, settings, scenarios, config, cache=cache, executor=executor,
+                             on_point=progress)
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    written = write_outputs(result, space, settings, args, out)
+    for w in written:
+        print(f"wrote {w}", file=log)
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
+    summary = summary_json(result, args, space, cache_path)
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        _print_front(result)
+        print(f"{result.evaluations} evaluations ({result.new_evaluations} new, "
+              f"{result.evaluations - result.new_evaluations} from the cache, "
+              f"{result.failures} failed) in {result.seconds:.1f} s; hypervolume "
+              f"{result.main.hypervolume:.4f}")
+    return 0
+
+
+def summary_json(result, args, space, cache_path: str) -> dict:
+    objs = result.objectives
+    main = result.main
+    return {"space": space.name, "target": args.target, "data": args.data,
+            "algorithm": args.algorithm, "objectives": objs,
+            "pareto": [p.to_json(objs) for p in main.front],
+            "chosen": main.chosen.to_json(objs) if main.chosen else None,
+            "scenarios": {s.scenario.name: s.to_json(objs) for s in result.scenarios},
+            "evaluations": result.evaluations, "new_evaluations": result.new_evaluations,
+            "failures": result.failures, "hypervolume": main.hypervolume,
+            "hypervolume_bounds": {k: list(v) for k, v in result.bounds.items()},
+            "cache": cache_path, "seconds": result.seconds, "output": args.output}
+
+
+def write_outputs(result, space, settings, args, out: str) -> list[str]:
+    """Copy every front's models into OUT (so OUT stands alone), then write the files."""
+    objs = result.objectives
+    written = []
+    pareto_dir = os.path.join(out, "pareto")
+    shutil.rmtree(pareto_dir, ignore_errors=True)
+    fronts = {id(p) for s in result.scenarios for p in s.front}
+    for p in result.points:
+        if id(p) in fronts and p.result and p.result.get("onnx"):
+            os.makedirs(pareto_dir, exist_ok=True)
+            dst = os.path.join(pareto_dir, f"{p.key[:16]}.onnx")
+            shutil.copyfile(p.result["onnx"], dst)
+            p.result = {**p.result, "onnx": dst}
+    scen_dir = os.path.join(out, "scenarios")
+    shutil.rmtree(scen_dir, ignore_errors=True)
+    for s in result.scenarios:
+        os.makedirs(scen_dir, exist_ok=True)
+        path = os.path.join(scen_dir, f"{s.scenario.name}.json")
+        with open(path, "w") as f:
+            json.dump(s.to_json(objs), f, indent=1)
+        written.append(path)
+        if s.chosen and s.chosen.result.get("onnx"):
+            dst = os.path.join(scen_dir, f"{s.scenario.name}.onnx")
+            shutil.copyfile(s.chosen.result["onnx"], dst)
+            written.append(dst)
+    path = os.path.join(out, "pareto.json")
+    with open(path, "w") as f:
+        json.dump({"space": space.to_json(), "settings": settings.context(),
+                   **summary_json(result, args, space, args.cache or "")}, f, indent=1)
+    written.append(path)
+    written.append(_csv(os.path.join(out, "pareto.csv"), result.main.front, objs))
+    written.append(_csv(os.path.join(out, "evaluations.csv"),
+                        sorted(result.points, key=lambda p: p.order), objs))
+    written.append(plot(result, os.path.join(out, "pareto.png"),
+                        f"{space.name} on {settings.target or 'no target'}"))
+    if os.path.isdir(pareto_dir):
+        written.append(pareto_dir + os.sep)
+    return written
+
+
+def _csv(path: str, points, objectives) -> str:
+    extra = ["params", "macs", "latency_s", "energy_j", "memory_bytes", "processors",
+             "accuracy", "test_accuracy", "security"]
+    cols = list(dict.fromkeys(objectives + [e for e in extra if e not in objectives]))
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["key", "genotype"] + cols + ["cached", "error", "onnx"])
+        for p in points:
+            w.writerow([p.key[:16], p.genotype.describe()] + [p.figures.get(c, "") for c in cols]
+                       + [int(p.cached), p.error or "", (p.result or {}).get("onnx") or ""])
+    return path
+
+
+def plot(result, path: str, title: str) -> str:
+    """One panel per objective beyond the first, against the first: every evaluated point, each
+    scenario's front (a step line) and its chosen point (a star)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from explore.objectives import OBJECTIVES
+    objs = result.objectives
+    y = "accuracy" if "accuracy" in objs else objs[0]
+    xs = [o for o in objs if o != y]
+    fig, axes = plt.subplots(1, len(xs), figsize=(5.2 * len(xs), 4.2), squeeze=False)
+    ok = [p for p in result.points if p.ok]
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, x in zip(axes[0], xs):
+        ax.scatter([p.figures[x] for p in ok], [p.figures[y] for p in ok], s=12, c="0.75",
+                   label="evaluated")
+        for k, s in enumerate(result.scenarios):
+            c = colours[k % len(colours)]
+            pts = sorted(s.front, key=lambda p: p.figures[x])
+            ax.plot([p.figures[x] for p in pts], [p.figures[y] for p in pts], "o-", ms=4, color=c,
+                    label=f"front: {s.scenario.name}" if len(result.scenarios) > 1 else "front")
+            if s.chosen:
+                ax.scatter([s.chosen.figures[x]], [s.chosen.figures[y]], marker="*", s=180, color=c,
+                           edgecolors="k", zorder=5, label=f"chosen: {s.scenario.name}")
+        positive = all(p.figures[x] > 0 for p in ok)
+        if OBJECTIVES[x][0] == "min" and positive and ok:
+            ax.set_xscale("log")
+        ax.set_xlabel(x)
+        ax.set_ylabel(y)
+        ax.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def _print_front(result) -> None:
+    from rich.console import Console
+    from rich.table import Table
+    objs = result.objectives
+    for s in result.scenarios:
+        table = Table(title=f"scenario {s.scenario.name}: Pareto front "
+                            f"({', '.join(c.text for c in s.scenario.constraints) or 'no constraints'}"
+                            f"; choose {s.scenario.choose})")
+        table.add_column("")
+        table.add_column("genotype")
+        for o in objs:
+            table.add_column(o, justify="right")
+        for p in s.front:
+            mark = "*" if p is s.chosen else ""
+            table.add_row(mark, p.genotype.describe(), *[f"{p.figures[o]:.4g}" for o in objs])
+        Console().print(table)

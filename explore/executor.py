@@ -443,7 +443,8 @@ class LocalExecutor(cf.Executor):
             self._startup_failures += 1
             if self._startup_failures >= _STARTUP_FAILURES:
                 self._break(f"{self._startup_failures} workers in a row died while starting; "
-                            f"the last {_how_it_ended(exitcode)}")
+                            f"the last {_how_it_ended(exitcode)} (their stderr says why; a "
+                            "script starting workers needs `if __name__ == '__main__':`)")
                 return
         with self._lock:
             needed = not self._broken and (not self._shutdown or self._pending)

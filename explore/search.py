@@ -72,7 +72,8 @@ class Evaluations:
     def __init__(self, settings: EvalSettings, *, cache=None, executor=None,
                  on_point: Callable[["Evaluations", Point], None] | None = None):
         self.settings = settings
-        self.context = settings.key()
+        # the cache also records the settings behind its context key, for whoever opens the file
+        self.context = cache.context(settings.context()) if cache is not None else settings.key()
         self.cache, self.executor, self.on_point = cache, executor, on_point
         self.points: dict[str, Point] = {}
         self.new_evaluations = 0

@@ -154,3 +154,30 @@ def test_failed_points_are_recorded_not_fatal(monkeypatch):
     assert r.failures == 3 and r.evaluations == 9
     assert all(p.ok for p in r.main.front)
     assert "RuntimeError: boom" in next(p.error for p in r.points if not p.ok)
+
+
+def test_security_objective_is_the_curve_of_the_saved_model(tmp_path):
+    """The point's security figure is the fast PGD curve average of the model it saved: an
+    independent `passes.security.evaluate` on the reloaded ONNX gives the same number."""
+    from backends.reference import graph_of
+    from explore.objectives import _splits, evaluate_point
+    from frontends.loader import load_model
+    from passes.execution import data_for_model
+    from passes.security import SecurityConfig, attack_data, evaluate
+    g = Genotype((Gene("convolution", 0, (("kernel", 3), ("maps", 8), ("padding", "same"),
+                                          ("stride", 1))),
+                  Gene("pooling", 1, (("kernel", 2), ("mode", "max"), ("stride", 2))),
+                  Gene("dense", 2, (("neurons", 16),))))
+    settings = EvalSettings((1, 8, 8), 10, ("accuracy", "security"), data="digits",
+                            lrs=(3e-3,), proxy_epochs=3, proxy_subset=512,
+                            models_dir=str(tmp_path))
+    figures = evaluate_point(settings, g.to_json())
+    sec = figures["objectives"]["security"]
+    assert 0.0 <= sec <= figures["objectives"]["test_accuracy"] + 1e-9
+    module = load_model(figures["onnx"])
+    graph = graph_of(module)
+    splits = data_for_model(_splits("digits", 0), graph)
+    x01, y, rng = attack_data(graph, splits.test, None)
+    report, _ = evaluate(module, x01, y, SecurityConfig(mode="fast", sanity=False),
+                         input_range=rng)
+    assert report.curve_average == pytest.approx(sec, abs=0.011)

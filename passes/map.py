@@ -8,7 +8,7 @@ Strategies (`map{strategy=...}`):
 An explicit mapping (what explore/system.py's search decides, and what `--mapping FILE` replays):
 `assign="actor:unit;actor:pe"` pins the named actors (a merge actor by its `<actor>_merge` name) to a
 unit, or to a PE whose units the strategy chooses among; `units="ce0,arm0"` limits the units the
-strategy may use for the others (an allocation: fewer processors). Unknown actors, units or PEs, and
+strategy may choose (an allocation: fewer processors; a pin to a unit wins). Unknown actors, units or PEs, and
 a unit whose PE cannot run the actor, are errors; with both options empty nothing changes.
 A conv the engine runs by a kernel rule with a merge (NEURAghe's 7x7 as four 5x5 jobs) gets a
 `<actor>_merge` actor after it, mapped to the merge PE. Results on the IR: actor attributes `pe`
@@ -201,22 +201,25 @@ def parse_units(text: str, platform: Platform) -> set[str] | None:
 
 def restrict(options, name: str, pinned: str | None, allowed: set[str] | None, platform: Platform,
              where: str):
-    """The options left for actor `name` by its pin (a unit or a PE) or the allowed units."""
+    """The options left for actor `name`: its unit if pinned to one; else the allowed units (of
+    its PE if pinned to a PE)."""
     if pinned is not None:
         kept = [o for o in options if pinned in (o[0], o[1])]
+        is_unit = pinned in {u for u, _ in platform.units()}
         if not kept:
             able = ", ".join(dict.fromkeys(o[0] for o in options)) or "none"
-            kind = "unit" if pinned in {u for u, _ in platform.units()} else "PE"
-            raise PassError(f"map: @{name} cannot run on {kind} {pinned}", where=where,
-                            hint=f"units that run it: {able}")
-        return kept
+            raise PassError(f"map: @{name} cannot run on {'unit' if is_unit else 'PE'} {pinned}",
+                            where=where, hint=f"units that run it: {able}")
+        if is_unit:
+            return kept  # what the assignment says, allowed or not
+        options = kept
     if allowed is None:
         return options
     kept = [o for o in options if o[0] in allowed]
     if not kept:
         able = ", ".join(dict.fromkeys(o[0] for o in options))
-        raise PassError(f"map: no allowed unit runs @{name}", where=where,
-                        hint=f"units that run it: {able}; add one to units=")
+        raise PassError(f"map: no allowed unit runs @{name}" + (f" on {pinned}" if pinned else ""),
+                        where=where, hint=f"units that run it: {able}; add one to units=")
     return kept
 
 
@@ -297,7 +300,7 @@ class MapPass(ModulePass):
             unit, pe_name, c = sched.place(name, options, preds.get(name, []))
             report.assignment[name], report.cost_s[name], report.notes[name] = unit, c.seconds, c.note
             self._annotate(actor, unit, platform.pe(pe_name).kind, c.seconds)
-            rule = costmodel.native_kernel(platform.pe(pe_name), _kernel(layer)) \
+            rule = costmodel.native_kernel(platform.pe(pe_name), kernel_extent(layer)) \
                 if platform.pe(pe_name).kind == "conv-engine" else None
             if rule is not None and rule.merge_on:
                 merge = _insert_merge(graph, actor, rule.jobs)
@@ -338,6 +341,6 @@ class MapPass(ModulePass):
             share_out(total, actor.work_runs, actor.phase_count))
 
 
-def _kernel(layer: Layer) -> tuple[int, int]:
+def kernel_extent(layer: Layer) -> tuple[int, int]:
     return ((layer.kernel[0] - 1) * layer.dilation[0] + 1,
             (layer.kernel[1] - 1) * layer.dilation[1] + 1)

@@ -15,7 +15,7 @@ sweet spots) and a precise simulation to refine them (Sesame fine-tunes and veri
   starts when its producers' first rows are out; the list schedule's own makespan, whole actors
   one after another, misranks the best points: measured in tests and the benchmark); period = the
   busiest unit's seconds per frame (no stream is faster); energy = analyze-energy's formula over
-  that period (link transfer energy left out); processors = units used;
+  that period plus the link transfers; processors = units used;
 - the search is NSGA-II (pymoo) on an integer genome, minimising the three estimates; the greedy
   default (auto partition, no pins, all units) is seeded into the first population;
 - the refinement (`SystemSpace.refine`) runs the real pipeline (partition, map with the
@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aloha_ir import rle
+from aloha_ir import dataflow, rle
 from aloha_ir.errors import InputFileError, PassError, UsageError
 from archdesc import costmodel
 from archdesc.model import DATATYPE_BITS, Platform
@@ -130,10 +130,16 @@ class SystemSpace:
         self.zero = {a.sym_name.data for a in graph.actors() if a.kind.data in ZERO_COST_KINDS}
         self.work = {a.sym_name.data: a.work_runs for a in graph.actors()}
         self.preds: dict[str, list[tuple[str, int]]] = {}
+        phases, edges = graph.dataflow_graph()
+        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+        self.flows: list[tuple[str, str, int]] = []  # (producer, consumer, tokens per frame)
         for c in graph.channels():
             if not c.is_self_loop:
                 self.preds.setdefault(c.dst_name, []).append(
                     (c.src_name, rle.total(c.prod_runs) * c.token_bytes))
+                self.flows.append((c.src_name, c.dst_name, rle.total(c.prod_runs) *
+                                   q[c.src_name] // phases[c.src_name]))
+        self.pe_of = {u: p.name for u, p in platform.units()}
         self.opps: tuple[str | None, ...] = tuple(platform.operating_points) or (None,)
         self.default_opp = opp_of(platform, "")
         self._options: dict = {}
@@ -259,9 +265,36 @@ class SystemSpace:
             active, idle = self.platform.power(pe, design.opp)
             busy = sched.load.get(unit, 0.0)
             energy += active * busy + idle * max(0.0, period - busy)
+        energy += self._transfer_j(plan, sched.unit)
         assignment = {a: u for a, u in sched.unit.items() if u}
         return Estimate(pipelined_latency(tasks, sched.unit), period, energy,
                         len(set(assignment.values())), assignment, sched.makespan_s)
+
+    def _transfer_j(self, plan: dict[str, int], unit: dict[str, str]) -> float:
+        """Link energy per frame as analyze-energy counts it on the graph `map` would leave: a
+        split producer writes to its gather (no link), a merged one sends from its merge."""
+        out = 0.0
+        nbytes = DATATYPE_BITS[self.datatype] // 8
+        merged = set()
+
+        def cost(a: str, b: str, tokens: int) -> float:
+            ua, ub = unit.get(a, ""), unit.get(b, "")
+            if not ua or not ub or ua == ub:
+                return 0.0
+            link = self.platform.link_between(self.pe_of[ua], self.pe_of[ub])
+            return tokens * nbytes * link.energy_per_byte_j if link else 0.0
+        for src, dst, tokens in self.flows:
+            if plan.get(src, 1) > 1:
+                continue
+            sender = src
+            if f"{src}_merge" in unit:
+                sender = f"{src}_merge"
+                if src not in merged:  # the engine's partial outputs to the merge
+                    merged.add(src)
+                    out += cost(src, sender, tokens)
+            for d in [f"{dst}_p{k}" for k in range(plan[dst])] if plan.get(dst, 1) > 1 else [dst]:
+                out += cost(sender, d, tokens)
+        return out
 
     def _place(self, sched: ListSchedule, tasks, name, layer, preds, pin, allowed, opp) -> None:
         options = restrict(self.options(layer, opp), name, pin, allowed, self.platform, "")
@@ -409,9 +442,9 @@ def _effect(d: Design, e: Estimate) -> tuple:
 
 def _pick_to_refine(evaluated: list[tuple[Design, Estimate]], k: int, *skip: tuple
                     ) -> list[tuple]:
-    """k estimated points of distinct effect and estimate (not the `skip` keys'): the fastest per processor count,
-    then the estimated front by latency, then the rest by latency (the estimate can misrank
-    close points)."""
+    """k estimated points of distinct effect and estimate (not the `skip` keys'): the fastest,
+    the fastest per processor count, then the estimated front by latency, then the rest by
+    latency (the estimate can misrank close points)."""
     ok = [(d, e) for d, e in evaluated if e.feasible]
     by_latency = sorted(ok, key=lambda p: (p[1].latency_s, p[1].energy_j))
     front = non_dominated(by_latency, lambda p: _objectives(p[1]))
@@ -425,6 +458,8 @@ def _pick_to_refine(evaluated: list[tuple[Design, Estimate]], k: int, *skip: tup
         if not seen.intersection(keys) and len(picked) < k:
             picked[keys[0]] = p
         seen.update(keys)
+    if by_latency:
+        take(by_latency[0])
     for procs in sorted({e.processors for _, e in front}):
         take(next(p for p in front if p[1].processors == procs))
     for p in front[:max(0, k // 2)] + by_latency:
@@ -566,8 +601,14 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
 
 
 def _variants(space: SystemSpace, x0: np.ndarray) -> list[np.ndarray]:
-    """The greedy genome with nothing split, and with one unit of each PE kept."""
+    """The greedy genome at every other operating point, with nothing split, and with one unit of
+    each PE kept."""
     out = []
+    for i in range(len(space.opps)):
+        if i != x0[-1]:
+            other = x0.copy()
+            other[-1] = i
+            out.append(other)
     nothing = x0.copy()
     nothing[:len(space.levels)] = 0
     out.append(nothing)

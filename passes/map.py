@@ -6,10 +6,11 @@ Strategies (`map{strategy=...}`):
   when that unit is free, when its producers finish, and the link transfer from their units;
 - `fastest`: every actor on the first unit of the PE that runs it fastest, ignoring load.
 An explicit mapping (what explore/system.py's search decides, and what `--mapping FILE` replays):
-`assign="actor:unit;actor:pe"` pins the named actors (a merge actor by its `<actor>_merge` name) to a
-unit, or to a PE whose units the strategy chooses among; `units="ce0,arm0"` limits the units the
-strategy may choose (an allocation: fewer processors; a pin to a unit wins). Unknown actors, units or PEs, and
-a unit whose PE cannot run the actor, are errors; with both options empty nothing changes.
+`assign="actor:unit;actor:pe"` pins the named actors (a merge actor by its `<actor>_merge` name)
+to a unit, or to a PE whose units the strategy chooses among; `units="ce0,arm0"` limits the units
+the strategy may choose (an allocation: fewer processors; a pin to a unit wins). Unknown actors,
+units or PEs, and a unit whose PE cannot run the actor, are errors; with both options empty
+nothing changes.
 A conv the engine runs by a kernel rule with a merge (NEURAghe's 7x7 as four 5x5 jobs) gets a
 `<actor>_merge` actor after it, mapped to the merge PE. Results on the IR: actor attributes `pe`
 (unit), `pe_kind`, `cost_s` and `exec_times` (nanoseconds per phase, the actor's per-iteration cost
@@ -55,7 +56,7 @@ class MappingReport:
     assignment: dict[str, str] = field(default_factory=dict)  # actor -> unit ("" = none)
     cost_s: dict[str, float] = field(default_factory=dict)  # actor -> seconds per iteration
     notes: dict[str, str] = field(default_factory=dict)
-    makespan_s: float = 0.0  # the list schedule's finish of one frame (an estimate; not the latency)
+    makespan_s: float = 0.0  # the list schedule's end of one frame (an estimate, not the latency)
 
 
 def share_out(total_ns: int, work: rle.Runs, phases: int) -> rle.Runs:
@@ -120,9 +121,9 @@ def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.A
 
 class ListSchedule:
     """Greedy list scheduling's state: when each unit is free, when each placed actor finishes and
-    on which unit, the seconds already on each unit. `map` decides with it on the IR; the system-level
-    search (explore/system.py) replays it on a plain task list as its closed-form estimate, so both
-    make the same choices."""
+    on which unit, the seconds already on each unit. `map` decides with it on the IR; the
+    system-level search (explore/system.py) replays it on a plain task list as its closed-form
+    estimate, so both make the same choices."""
 
     def __init__(self, platform: Platform, strategy: str = "greedy"):
         self.platform = platform

@@ -20,17 +20,19 @@ from aloha_ir.errors import UsageError
 
 
 def add_parser(sub, epilog: str) -> None:
+    import textwrap
     p = sub.add_parser(
         "explore-mapping", help="search partitionings and mappings of a model on a platform "
                                 "(Pareto front of latency, energy, processors)",
-        description="Explore how to partition MODEL's actors and map them on PLATFORM's "
+        description=textwrap.fill(
+                    "Explore how to partition MODEL's actors and map them on PLATFORM's "
                     "processing elements: NSGA-II on closed-form estimates (the map pass's list "
                     "schedule with rows flowing between units), then the real pipeline "
                     "(self-timed schedule, energy, processors, memory) on the greedy default and "
                     "the best estimated points. Writes OUT/mapping.json (the fastest point, ties "
                     "by energy; apply it with alohac compile --mapping), OUT/pareto.json, "
                     "OUT/pareto.csv and OUT/pareto.png. --json prints one JSON object as the last "
-                    "line: greedy, chosen, pareto, evaluations, ...",
+                    "line: greedy, chosen, pareto, evaluations, ...", 79),
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model", metavar="MODEL", help="an .onnx or .mlir file, or zoo:NAME")
     p.add_argument("--target", required=True, metavar="PLATFORM",

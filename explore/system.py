@@ -16,8 +16,9 @@ sweet spots) and a precise simulation to refine them (Sesame fine-tunes and veri
   one after another, misranks the best points: measured in tests and the benchmark); period = the
   busiest unit's seconds per frame (no stream is faster); energy = analyze-energy's formula over
   that period plus the link transfers; processors = units used;
-- the search is NSGA-II (pymoo) on an integer genome, minimising the three estimates; the greedy
-  default (auto partition, no pins, all units) is seeded into the first population;
+- the search is NSGA-II (pymoo) on an integer genome, minimising the three estimates, with the
+  greedy default (auto partition, no pins, all units) seeded into the first population; the last
+  quarter of the budget is a first-improvement local search from its fastest estimated point;
 - the refinement (`SystemSpace.refine`) runs the real pipeline (partition, map with the
   assignment, analyze-schedule, -memory, -energy, -processors) on the best `refine` estimated
   points: the self-timed latency and the stream's period and energy. The Pareto front, the greedy
@@ -41,7 +42,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aloha_ir import dataflow, rle
-from aloha_ir.errors import InputFileError, PassError, UsageError
+from aloha_ir.errors import InputFileError, PassError, UnsupportedError, UsageError
 from archdesc import costmodel
 from archdesc.model import DATATYPE_BITS, Platform
 from passes.map import ListSchedule, candidates, kernel_extent, restrict
@@ -49,7 +50,6 @@ from passes.partition import SPLITTABLE, auto_plan, channel_bounds
 from passes.target import ZERO_COST_KINDS, actor_layers, datatype_of, opp_of, slice_layer
 
 MAPPING_FORMAT = "aloha-mapping/1"
-OBJECTIVES = ("latency_s", "energy_j", "processors")
 
 
 @dataclass(frozen=True)
@@ -150,8 +150,8 @@ class SystemSpace:
                 able = tuple(dict.fromkeys(o[1] for o in self.options(self.layers[name],
                                                                       self.default_opp)))
                 if not able:
-                    raise PassError(f"actor @{name} ({self.layers[name].op}) cannot run on "
-                                    f"{platform.name}", hint="pick another --target")
+                    raise UnsupportedError(f"actor @{name} ({self.layers[name].op}) cannot run "
+                                           f"on {platform.name}", hint="pick another --target")
                 self.pes_of[name] = able
         self.auto = auto_plan(graph, self.layers, platform, bits, self.default_opp or "")
         self.levels: dict[str, tuple[int, ...]] = {}
@@ -524,20 +524,23 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
 
     greedy_design = space.greedy_design()
     x0 = space.encode(greedy_design)
-    pop_size = pop_size or int(max(8, min(48, budget // 6)))
-    seeds = [x0]
-    # a few deliberate starts: nothing split, and fewer units (the processors axis)
+    pop_size = min(budget, pop_size or int(max(8, min(48, budget // 6))))
+    # the greedy point first; deliberate starts: other operating points, nothing split, fewer
+    # units (the processors axis); then the greedy point lightly mutated, and random points
+    seeds = {tuple(x0): x0}
     for variant in _variants(space, x0):
-        seeds.append(variant)
-    while len(seeds) < pop_size:  # the greedy point lightly mutated, and random points
-        if len(seeds) % 2:
+        seeds.setdefault(tuple(variant), variant)
+    tries = 0
+    while len(seeds) < pop_size and tries < 50 * pop_size:  # a tiny space has few points
+        tries += 1
+        if tries % 2:
             x = x0.copy()
             hit = rng.random(n_var) < 3.0 / max(1, n_var)
             x[hit] = np.floor(rng.random(hit.sum()) * (upper[hit] + 1)).astype(int)
         else:
             x = np.floor(rng.random(n_var) * (upper + 1)).astype(int)
-        seeds.append(x)
-    X0 = np.unique(np.array(seeds[:pop_size]), axis=0)
+        seeds.setdefault(tuple(x), x)
+    X0 = np.array(list(seeds.values())[:pop_size])
 
     def evaluate(x) -> Estimate:
         key = tuple(int(v) for v in x)
@@ -558,7 +561,9 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
         task = bar.add_task("estimate", total=budget)
         stale = 0
         global_budget = budget - int(polish * budget)
-        while len(cache) < global_budget and stale < 5:
+        for x in X0:
+            evaluate(x)
+        while len(X0) > 1 and len(cache) < global_budget and stale < 5:
             pop = algorithm.ask()
             X = np.clip(np.rint(pop.get("X")), 0, upper).astype(int)
             before = len(cache)
@@ -571,7 +576,7 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
             stale = stale + 1 if len(cache) == before else 0
             bar.update(task, completed=min(budget, len(cache)))
         # then the fastest estimated point improved one gene at a time
-        fastest = min((k for k in cache if cache[k].feasible),
+        fastest = min((k for k in cache if cache[k].feasible), default=tuple(x0),
                       key=lambda k: (cache[k].latency_s, cache[k].energy_j))
 
         def left() -> int:

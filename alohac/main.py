@@ -40,16 +40,48 @@ def _pass_manager(args, pipeline: str):
 def _run(args, module, pipeline: str):
     """Run `pipeline` with the --target platform (if any) in the context."""
     from aloha_ir.context import make_context
+    from aloha_ir.errors import InputFileError, PassError
     ctx = make_context()
     if getattr(args, "target", None):
         from archdesc.loader import load_platform
         ctx.target = load_platform(args.target)
-    return _pass_manager(args, pipeline).run(module, ctx)
+    try:
+        return _pass_manager(args, pipeline).run(module, ctx)
+    except PassError as e:
+        # what the mapping file decides fails in these two passes (their messages name them)
+        if getattr(args, "mapping", None) and e.message.startswith(("partition:", "map:")):
+            raise InputFileError(f"does not fit {args.model}: {e.message}", where=args.mapping,
+                                 hint=(f"{e.hint}; " if e.hint else "") + "make a mapping for "
+                                 "this model with alohac explore-mapping") from None
+        raise
+
+
+def _mapping(args):
+    """The --mapping file, checked against --target, the model, --bits and --opp (None if none)."""
+    if not getattr(args, "mapping", None):
+        return None
+    if not args.target:
+        raise UsageError("--mapping needs --target (the platform the mapping was made for)")
+    from archdesc.loader import load_platform
+    from explore.system import load_mapping
+    m = load_mapping(args.mapping, load_platform(args.target).name, args.model)
+    if args.bits and args.bits != m.bits:
+        raise UsageError(f"--bits {args.bits}, but {args.mapping} was made for {m.bits} bits",
+                         hint="drop --bits")
+    if args.opp and args.opp != m.opp:
+        raise UsageError(f"--opp {args.opp}, but {args.mapping} was made at operating point "
+                         f"{m.opp}", hint="drop --opp")
+    return m
 
 
 def _target_pipeline(args, timeline: bool = False) -> str:
     from alohac.report import target_pipeline
-    return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline)
+    m = _mapping(args)
+    if m is None:
+        return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline)
+    partition, map_options = m.stages()
+    return target_pipeline(m.bits, m.opp or "", args.allow_overflow, timeline, partition,
+                           map_options)
 
 
 def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
@@ -59,6 +91,9 @@ def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
     if user.strip() in ("", default):
         return tail
     named = {stage.split("{")[0].strip() for stage in _stages(user)}
+    if getattr(args, "mapping", None) and named & {"partition", "map"}:
+        raise UsageError("--mapping decides partition and map; the pipeline names them too",
+                         hint="drop them from -p, or drop --mapping")
     stages = _stages(tail)
     names = [s.split("{")[0] for s in stages]
     # stages before the last one the user named would run out of order (partition after map)
@@ -156,6 +191,8 @@ def cmd_compile(args) -> int:
     from frontends.loader import load_model, model_stem
     kinds = _emit_kinds(args.emit or ("nn,c" if args.target else "nn"))
     pipeline = args.pipeline
+    if args.mapping and not args.target:
+        raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     if args.gantt and not args.target:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
     if ("c" in kinds or args.backend) and not args.target:
@@ -240,6 +277,8 @@ def cmd_opt(args) -> int:
 
 def cmd_analyze(args) -> int:
     from frontends.loader import load_model
+    if args.mapping and not args.target:
+        raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     module = load_model(args.model, _input_shapes(args.input_shape))
     if args.target:
         return _analyze_target(args, module)
@@ -361,6 +400,12 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                    help="draw the per-unit schedule timeline (needs --target)")
 
 
+def _add_mapping_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--mapping", metavar="FILE.json",
+                   help="apply a saved partitioning and mapping (alohac explore-mapping writes "
+                        "OUT/mapping.json) instead of the greedy default; needs --target")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alohac", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -373,6 +418,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Import MODEL, run the pipeline, and write the results to OUT.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
+    _add_mapping_option(p)
     _add_pipeline_options(p, DEFAULT_PIPELINE)
     p.add_argument("--emit", default=None, metavar="KINDS",
                    help="what to write, comma-separated (default: nn, and c with --target): nn = "
@@ -409,6 +455,7 @@ def build_parser() -> argparse.ArgumentParser:
                                    "line.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
+    _add_mapping_option(p)
     _add_pipeline_options(p, "canonicalize")
     p.add_argument("--json", action="store_true", help="print the figures as one JSON line")
     p.set_defaults(func=cmd_analyze)
@@ -419,6 +466,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_secure(sub, EXIT_CODES_HELP)
     from alohac.explore import add_parser as add_explore
     add_explore(sub, EXIT_CODES_HELP)
+    from alohac.explore_mapping import add_parser as add_explore_mapping
+    add_explore_mapping(sub, EXIT_CODES_HELP)
 
     p = sub.add_parser("compare", help="per-layer SQNR of generated code against the reference",
                        description="Generate MODEL's code for PLATFORM under OUT/code, build its "

@@ -10,11 +10,17 @@ from __future__ import annotations
 
 
 def target_pipeline(bits: int = 0, opp: str = "", allow_overflow: bool = False,
-                    timeline: bool = False) -> str:
+                    timeline: bool = False, partition: str = "", map_options: str = "") -> str:
+    """The driver's --target pipeline; `partition`/`map_options` are extra option text for those
+    two passes (a saved mapping: explore.system.Mapping.stages)."""
     opts = " ".join(x for x in (f"bits={bits}" if bits else "", f"opp={opp}" if opp else "") if x)
-    wrap = f"{{{opts}}}" if opts else ""
+
+    def wrap(extra: str = "") -> str:
+        text = " ".join(x for x in (extra, opts) if x)
+        return f"{{{text}}}" if text else ""
     return ",".join([
-        "canonicalize", "analyze-cost", "convert-nn-to-csdf", f"partition{wrap}", f"map{wrap}",
+        "canonicalize", "analyze-cost", "convert-nn-to-csdf", f"partition{wrap(partition)}",
+        f"map{wrap(map_options)}",
         "analyze-schedule{timeline=true}" if timeline else "analyze-schedule",
         "analyze-memory{allow_overflow=true}" if allow_overflow else "analyze-memory",
         "analyze-energy", "analyze-processors"])

@@ -5,6 +5,12 @@ Strategies (`map{strategy=...}`):
   actor goes to the unit (of a PE that supports its operator) where it would finish first, given
   when that unit is free, when its producers finish, and the link transfer from their units;
 - `fastest`: every actor on the first unit of the PE that runs it fastest, ignoring load.
+An explicit mapping (what explore/system.py's search decides, and what `--mapping FILE` replays):
+`assign="actor:unit;actor:pe"` pins the named actors (a merge actor by its `<actor>_merge` name)
+to a unit, or to a PE whose units the strategy chooses among; `units="ce0,arm0"` limits the units
+the strategy may choose (an allocation: fewer processors; a pin to a unit wins). Unknown actors,
+units or PEs, and a unit whose PE cannot run the actor, are errors; with both options empty
+nothing changes.
 A conv the engine runs by a kernel rule with a merge (NEURAghe's 7x7 as four 5x5 jobs) gets a
 `<actor>_merge` actor after it, mapped to the merge PE. Results on the IR: actor attributes `pe`
 (unit), `pe_kind`, `cost_s` and `exec_times` (nanoseconds per phase, the actor's per-iteration cost
@@ -50,6 +56,7 @@ class MappingReport:
     assignment: dict[str, str] = field(default_factory=dict)  # actor -> unit ("" = none)
     cost_s: dict[str, float] = field(default_factory=dict)  # actor -> seconds per iteration
     notes: dict[str, str] = field(default_factory=dict)
+    makespan_s: float = 0.0  # the list schedule's end of one frame (an estimate, not the latency)
 
 
 def share_out(total_ns: int, work: rle.Runs, phases: int) -> rle.Runs:
@@ -112,6 +119,111 @@ def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.A
     return merge
 
 
+class ListSchedule:
+    """Greedy list scheduling's state: when each unit is free, when each placed actor finishes and
+    on which unit, the seconds already on each unit. `map` decides with it on the IR; the
+    system-level search (explore/system.py) replays it on a plain task list as its closed-form
+    estimate, so both make the same choices."""
+
+    def __init__(self, platform: Platform, strategy: str = "greedy"):
+        self.platform = platform
+        self.strategy = strategy
+        self.pe_of = {u: p.name for u, p in platform.units()}
+        self.pe_of[""] = ""
+        self.ready = {u: 0.0 for u in self.pe_of}
+        self.finish: dict[str, float] = {}
+        self.unit: dict[str, str] = {}  # actor -> unit ("" = none)
+        self.load: dict[str, float] = {}  # seconds already assigned to each unit
+
+    def skip(self, name: str, preds: list[tuple[str, int]]) -> None:
+        """A zero-cost actor: on no unit, done when its producers are."""
+        self.unit[name] = ""
+        self.finish[name] = max((self.finish.get(p, 0.0) for p, _ in preds), default=0.0)
+
+    def place(self, name: str, options, preds: list[tuple[str, int]], transfers: bool = True):
+        """Put `name` on the option the strategy picks; returns that (unit, PE name, cost)."""
+        unit, pe_name, c = self.choose(options, preds)
+        start = max([self.ready[unit]] + [self.finish.get(p, 0.0) + (transfer_s(
+            self.platform, self.pe_of, self.unit.get(p, ""), unit, nbytes) if transfers else 0.0)
+            for p, nbytes in preds])
+        self.finish[name] = self.ready[unit] = start + c.seconds
+        self.unit[name] = unit
+        self.load[unit] = self.load.get(unit, 0.0) + c.seconds
+        return unit, pe_name, c
+
+    def choose(self, options, preds: list[tuple[str, int]]):
+        """The (unit, PE, cost) option the strategy picks for an actor with producers `preds`."""
+        def finish_on(opt):
+            unit, _, c = opt
+            start = max([self.ready[unit]] + [self.finish.get(p, 0.0) for p, _ in preds])
+            return start + c.seconds
+        if self.strategy == "fastest":
+            return min(options, key=lambda o: o[2].seconds)
+        # ties (a chain leaves several units equally early) go to the least loaded unit
+        return min(options, key=lambda o: (round(finish_on(o), 12), self.load.get(o[0], 0.0),
+                                           o[2].seconds))
+
+    @property
+    def makespan_s(self) -> float:
+        return max(self.finish.values(), default=0.0)
+
+
+def parse_assign(text: str, platform: Platform) -> dict[str, str]:
+    """`actor:unit;actor:pe` (or comma-separated) -> {actor: unit or PE name}, names checked."""
+    out: dict[str, str] = {}
+    known = [u for u, _ in platform.units()] + [p.name for p in platform.pes]
+    for item in filter(None, (s.strip() for s in text.split(";" if ";" in text else ","))):
+        name, _, where = item.rpartition(":")
+        name, where = name.strip(), where.strip()
+        if not name or not where:
+            raise PassError(f"map: '{item}' must be ACTOR:UNIT or ACTOR:PE",
+                            hint="e.g. assign=\"conv1:ce0;fc6:arm\"")
+        if where not in known:
+            raise PassError(f"map: {platform.name} has no unit or PE '{where}' (for @{name})",
+                            hint="units and PEs: " + ", ".join(dict.fromkeys(known)))
+        if out.get(name, where) != where:
+            raise PassError(f"map: @{name} is assigned twice ({out[name]}, {where})")
+        out[name] = where
+    return out
+
+
+def parse_units(text: str, platform: Platform) -> set[str] | None:
+    """`ce0,arm0` -> the units the strategy may use (None: all)."""
+    names = [u.strip() for u in text.replace(";", ",").split(",") if u.strip()]
+    if not names:
+        return None
+    known = [u for u, _ in platform.units()]
+    bad = [u for u in names if u not in known]
+    if bad:
+        raise PassError(f"map: {platform.name} has no unit {', '.join(bad)}",
+                        hint="units: " + ", ".join(known))
+    return set(names)
+
+
+def restrict(options, name: str, pinned: str | None, allowed: set[str] | None, platform: Platform,
+             where: str):
+    """The options left for actor `name`: its unit if pinned to one; else the allowed units (of
+    its PE if pinned to a PE)."""
+    if pinned is not None:
+        kept = [o for o in options if pinned in (o[0], o[1])]
+        is_unit = pinned in {u for u, _ in platform.units()}
+        if not kept:
+            able = ", ".join(dict.fromkeys(o[0] for o in options)) or "none"
+            raise PassError(f"map: @{name} cannot run on {'unit' if is_unit else 'PE'} {pinned}",
+                            where=where, hint=f"units that run it: {able}")
+        if is_unit:
+            return kept  # what the assignment says, allowed or not
+        options = kept
+    if allowed is None:
+        return options
+    kept = [o for o in options if o[0] in allowed]
+    if not kept:
+        able = ", ".join(dict.fromkeys(o[0] for o in options))
+        raise PassError(f"map: no allowed unit runs @{name}" + (f" on {pinned}" if pinned else ""),
+                        where=where, hint=f"units that run it: {able}; add one to units=")
+    return kept
+
+
 @dataclass(frozen=True)
 class MapPass(ModulePass):
     """Map actors to processing units and channels to links (greedy earliest finish)."""
@@ -122,6 +234,8 @@ class MapPass(ModulePass):
     strategy: str = "greedy"
     bits: int = 0
     opp: str = ""
+    assign: str = ""
+    units: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.strategy not in STRATEGIES:
@@ -130,23 +244,32 @@ class MapPass(ModulePass):
         platform = platform_of(ctx, self.target, self.name)
         datatype = datatype_of(platform, self.bits)
         opp = opp_of(platform, self.opp)
-        reports = [self._map(op, g, platform, datatype, opp)
+        pins = parse_assign(self.assign, platform)
+        allowed = parse_units(self.units, platform)
+        used: set[str] = set()
+        reports = [self._map(op, g, platform, datatype, opp, pins, allowed, used)
                    for g in mapped_graphs(op, self.name)]
+        unknown = [n for n in pins if n not in used]
+        if unknown:
+            raise PassError(f"map: assign names no actor {', '.join('@' + n for n in unknown)}",
+                            hint="actor names are the csdf graph's after partition (alohac "
+                                 "compile --emit csdf shows them)")
         record_reports(ctx, self.name, reports)
 
     def _map(self, module, graph: csdf.GraphOp, platform: Platform, datatype: str,
-             opp: str | None) -> MappingReport:
+             opp: str | None, pins: dict[str, str] | None = None, allowed: set[str] | None = None,
+             used: set[str] | None = None) -> MappingReport:
         if any(a.kind.data == "merge" for a in graph.actors()):
             raise PassError("map: the graph is mapped already (it has merge actors)",
                             where=f"csdf.graph @{graph.sym_name.data}",
                             hint="run convert-nn-to-csdf again before mapping anew")
+        pins = pins or {}
+        used = used if used is not None else set()
+        where = f"csdf.graph @{graph.sym_name.data}"
         report = MappingReport(graph.sym_name.data, platform.name, datatype, opp)
         layers = actor_layers(module, graph)
-        pe_of = {u: p.name for u, p in platform.units()}
-        pe_of[""] = ""
-        ready = {u: 0.0 for u in pe_of}
-        finish: dict[str, float] = {}
-        load: dict[str, float] = {}  # seconds already assigned to each unit
+        sched = ListSchedule(platform, self.strategy)
+        pe_of = sched.pe_of
         preds: dict[str, list[tuple[str, int]]] = {}
         for c in graph.channels():
             if not c.is_self_loop:
@@ -156,9 +279,11 @@ class MapPass(ModulePass):
             name = actor.sym_name.data
             layer = layers.get(name)
             if actor.kind.data in ZERO_COST_KINDS or layer is None:
+                if name in pins:
+                    raise PassError(f"map: @{name} is a {actor.kind.data}: no unit runs it",
+                                    where=where, hint="drop it from assign")
+                sched.skip(name, preds.get(name, []))
                 report.assignment[name], report.cost_s[name] = "", 0.0
-                finish[name] = max((finish.get(p, 0.0) for p, _ in preds.get(name, [])),
-                                   default=0.0)
                 self._annotate(actor, "", "", 0.0)
                 continue
             options = candidates(platform, layer, datatype, opp)
@@ -168,32 +293,30 @@ class MapPass(ModulePass):
                     f"actor @{name} ({actor.kind.data}, operator '{layer.op}') cannot run on "
                     f"{platform.name}: " + ("no PE lists the operator" if not runs else
                                             f"{', '.join(runs)} cannot run this instance"),
-                    where=f"csdf.graph @{graph.sym_name.data}",
+                    where=where,
                     hint="pick another --target, or change the layer (kernel, groups)")
-            unit, pe_name, c = self._choose(options, name, preds, finish, ready, load)
-            start = max([ready[unit]] + [finish.get(p, 0.0) + transfer_s(
-                platform, pe_of, report.assignment.get(p, ""), unit, nbytes)
-                for p, nbytes in preds.get(name, [])])
-            finish[name] = ready[unit] = start + c.seconds
+            if name in pins:
+                used.add(name)
+            options = restrict(options, name, pins.get(name), allowed, platform, where)
+            unit, pe_name, c = sched.place(name, options, preds.get(name, []))
             report.assignment[name], report.cost_s[name], report.notes[name] = unit, c.seconds, c.note
             self._annotate(actor, unit, platform.pe(pe_name).kind, c.seconds)
-            load[unit] = load.get(unit, 0.0) + c.seconds
-            rule = costmodel.native_kernel(platform.pe(pe_name), _kernel(layer)) \
+            rule = costmodel.native_kernel(platform.pe(pe_name), kernel_extent(layer)) \
                 if platform.pe(pe_name).kind == "conv-engine" else None
             if rule is not None and rule.merge_on:
                 merge = _insert_merge(graph, actor, rule.jobs)
+                mname = merge.sym_name.data
                 mlayer = costmodel.merge_layer(layer, rule.jobs)
                 m_opts = [o for o in candidates(platform, mlayer, datatype, opp)
                           if o[1] == rule.merge_on]
-                munit, _, mc = self._choose(m_opts, merge.sym_name.data, {merge.sym_name.data: [
-                    (name, 0)]}, finish, ready, load)
-                mname = merge.sym_name.data
-                mstart = max(ready[munit], finish[name])
-                finish[mname] = ready[munit] = mstart + mc.seconds
+                if mname in pins:
+                    used.add(mname)
+                m_opts = restrict(m_opts, mname, pins.get(mname), allowed, platform, where)
+                munit, _, mc = sched.place(mname, m_opts, [(name, 0)], transfers=False)
                 report.assignment[mname], report.cost_s[mname] = munit, mc.seconds
                 report.notes[mname] = f"merge of {rule.jobs} partial outputs"
                 self._annotate(merge, munit, platform.pe(rule.merge_on).kind, mc.seconds)
-                load[munit] = load.get(munit, 0.0) + mc.seconds
+        report.makespan_s = sched.makespan_s
         for ch in graph.channels():
             a = report.assignment.get(ch.src_name, "")
             b = report.assignment.get(ch.dst_name, "")
@@ -209,18 +332,6 @@ class MapPass(ModulePass):
             graph.attributes["operating_point"] = StringAttr(opp)
         return report
 
-    def _choose(self, options, name, preds, finish, ready, load):
-        """The (unit, PE, cost) option the strategy picks for actor `name`."""
-        def finish_on(opt):
-            unit, _, c = opt
-            start = max([ready[unit]] + [finish.get(p, 0.0) for p, _ in preds.get(name, [])])
-            return start + c.seconds
-        if self.strategy == "fastest":
-            return min(options, key=lambda o: o[2].seconds)
-        # ties (a chain leaves several units equally early) go to the least loaded unit
-        return min(options, key=lambda o: (round(finish_on(o), 12), load.get(o[0], 0.0),
-                                           o[2].seconds))
-
     @staticmethod
     def _annotate(actor: csdf.ActorOp, unit: str, kind: str, seconds: float) -> None:
         actor.attributes["pe"] = StringAttr(unit)
@@ -231,6 +342,6 @@ class MapPass(ModulePass):
             share_out(total, actor.work_runs, actor.phase_count))
 
 
-def _kernel(layer: Layer) -> tuple[int, int]:
+def kernel_extent(layer: Layer) -> tuple[int, int]:
     return ((layer.kernel[0] - 1) * layer.dilation[0] + 1,
             (layer.kernel[1] - 1) * layer.dilation[1] + 1)

@@ -39,7 +39,7 @@ def _scale(runs: rle.Runs, part: int, whole: int) -> rle.Runs:
     return rle.normalize((c, v * part // whole) for c, v in runs)
 
 
-def _bounds(channels: int, parts: int) -> list[tuple[int, int]]:
+def channel_bounds(channels: int, parts: int) -> list[tuple[int, int]]:
     step, extra = divmod(channels, parts)
     out, lo = [], 0
     for k in range(parts):
@@ -59,7 +59,7 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
         return csdf.unique_name(base, taken)
 
     base = nn_ints(actor.attributes["split"])[0] if "split" in actor.attributes else 0
-    bounds = _bounds(channels, parts)
+    bounds = channel_bounds(channels, parts)
     ins = [c for c in graph.channels() if c.dst_name == name and not c.is_self_loop]
     loops = [c for c in graph.channels() if c.is_self_loop and c.src_name == name]
     outs = [c for c in graph.channels() if c.src_name == name and not c.is_self_loop]
@@ -122,6 +122,38 @@ def _requested(spec: str) -> dict[str, int]:
     return out
 
 
+def auto_plan(graph: csdf.GraphOp, layers: dict, platform, bits: int = 0, opp: str = "",
+              grain: int = 16) -> dict[str, int]:
+    """The `auto` rule's parts per actor (only actors it splits): the fastest PE's unit count."""
+    datatype = datatype_of(platform, bits)
+    point = opp_of(platform, opp)
+    actors = graph.actor_map()
+    plan = {}
+    for name, layer in layers.items():
+        if layer.op not in SPLITTABLE or layer.group > 1 or \
+                actors[name].attributes.get("split") is not None:
+            continue
+        best = None
+        for pe in platform.pes:
+            try:
+                c = costmodel.cost(platform, pe, layer, datatype, point)
+            except Unsupported:
+                continue
+            if best is None or c.seconds < best[1]:
+                best = (pe, c.seconds)
+        if best is None or (best[0].count < 2 and best[0].kind == "conv-engine"):
+            continue
+        engine = best[0].kind == "conv-engine"
+        granule = best[0].grid[0] if engine else 1
+        # a dense layer is one long firing: cut it finer so that a core running it
+        # can take other work (the next frame's pooling) between the pieces
+        wanted = best[0].count * (grain if layer.op == "dense" and not engine else 1)
+        parts = min(wanted, max(1, layer.cout // granule))
+        if parts > 1:
+            plan[name] = parts
+    return plan
+
+
 @dataclass(frozen=True)
 class PartitionPass(ModulePass):
     """Split actors along output channels into sub-actors, gathered back (auto: per PE count)."""
@@ -154,32 +186,8 @@ class PartitionPass(ModulePass):
                                         "channels")
                     plan[name] = min(n, layers[name].cout)
             elif self.auto:
-                platform = platform_of(ctx, self.target, self.name)
-                datatype = datatype_of(platform, self.bits)
-                opp = opp_of(platform, self.opp)
-                for name, layer in layers.items():
-                    if layer.op not in SPLITTABLE or layer.group > 1 or \
-                            graph.actor_map()[name].attributes.get("split") is not None:
-                        continue
-                    best = None
-                    for pe in platform.pes:
-                        try:
-                            c = costmodel.cost(platform, pe, layer, datatype, opp)
-                        except Unsupported:
-                            continue
-                        if best is None or c.seconds < best[1]:
-                            best = (pe, c.seconds)
-                    if best is None or (best[0].count < 2 and best[0].kind == "conv-engine"):
-                        continue
-                    engine = best[0].kind == "conv-engine"
-                    granule = best[0].grid[0] if engine else 1
-                    # a dense layer is one long firing: cut it finer so that a core running it
-                    # can take other work (the next frame's pooling) between the pieces
-                    wanted = best[0].count * (self.grain if layer.op == "dense" and not engine
-                                              else 1)
-                    parts = min(wanted, max(1, layer.cout // granule))
-                    if parts > 1:
-                        plan[name] = parts
+                plan = auto_plan(graph, layers, platform_of(ctx, self.target, self.name),
+                                 self.bits, self.opp, self.grain)
             for name, parts in plan.items():
                 if parts > 1:
                     done[name] = split_actor(graph, name, layers[name].cout, parts)

@@ -120,12 +120,17 @@ def layer_of(actor: csdf.ActorOp, block: Operation | None) -> Layer:
     split = actor.attributes.get("split")
     if split is not None:  # [lo, hi) of the output channels
         lo, hi = nn.ints(split)
-        share = (hi - lo) / cout
-        layer = Layer(family, cin, hin, win, hi - lo, hout, wout, layer.kernel, layer.stride,
-                      layer.pads, layer.dilation, group, round(layer.macs * share), work,
-                      round(params * share), layer.in_elems, round(layer.out_elems * share),
-                      phases)
+        layer = slice_layer(layer, lo, hi, work)
     return layer
+
+
+def slice_layer(layer: Layer, lo: int, hi: int, work: int) -> Layer:
+    """Output channels [lo, hi) of `layer` (a partition sub-actor doing `work` operations)."""
+    share = (hi - lo) / layer.cout
+    return Layer(layer.op, layer.cin, layer.hin, layer.win, hi - lo, layer.hout, layer.wout,
+                 layer.kernel, layer.stride, layer.pads, layer.dilation, layer.group,
+                 round(layer.macs * share), work, round(layer.params * share), layer.in_elems,
+                 round(layer.out_elems * share), layer.firings)
 
 
 def actor_layers(module, graph: csdf.GraphOp) -> dict[str, Layer]:

@@ -1,0 +1,277 @@
+"""System-level exploration (explore/system.py): map's explicit assignment, the closed-form
+estimate against the real pipeline, the search against the greedy default, mapping files, and
+`alohac explore-mapping` / `--mapping` end to end. Small models only; inception_v1 is in
+benchmarks/explore_system.py."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from aloha_ir.context import make_context
+from aloha_ir.errors import InputFileError, PassError
+from aloha_ir.passmanager import PassManager
+from archdesc.loader import load_platform
+from explore.system import (MAPPING_FORMAT, SystemSpace, load_mapping, mapping_json, search,
+                            spearman)
+from frontends.loader import load_model
+
+ARRUBIU = "neuraghe-arrubiu"
+ANALYSES = "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"
+
+
+@pytest.fixture(scope="module")
+def lenet():
+    return SystemSpace.load("zoo:lenet5", load_platform(ARRUBIU))
+
+
+@pytest.fixture(scope="module")
+def lenet_search(lenet):
+    return search(lenet, budget=120, refine=4, seed=0)
+
+
+def mapped(pipeline: str, model: str = "zoo:lenet5", target: str = ARRUBIU):
+    m = load_model(model, {})
+    ctx = make_context()
+    ctx.target = load_platform(target)
+    return PassManager.parse(f"canonicalize,convert-nn-to-csdf,{pipeline}").run(m, ctx).analyses
+
+
+# -- map{assign, units} ---------------------------------------------------------------------------
+
+def test_assign_pins_actors_to_units_and_pes_the_rest_keep_the_greedy_rule():
+    greedy = mapped("partition,map")["map"].assignment
+    pins = {"conv7": "arm1", "pool9": "arm1", "conv12_p0": "ce1", "conv12_p1": "ce1"}
+    text = ";".join(f"{a}:{u}" for a, u in pins.items())
+    got = mapped(f'partition,map{{assign="{text};fc18_p0:arm"}}')["map"].assignment
+    assert {a: got[a] for a in pins} == pins
+    assert got["fc18_p0"] in ("arm0", "arm1")  # a PE: the rule picks one of its units
+    # with the options empty, nothing changes
+    assert mapped('partition,map{assign="" units=""}')["map"].assignment == greedy
+    assert greedy["conv7"].startswith("ce")  # so the pin above did change something
+
+
+def test_units_limit_what_the_greedy_rule_uses():
+    a = mapped('partition,map{units="ce0,arm0"},' + ANALYSES)
+    assert set(a["map"].assignment.values()) - {""} == {"ce0", "arm0"}
+    assert a["analyze-processors"].processors == 2
+    # a pin to a unit wins over units=, a pin to a PE stays within them
+    got = mapped('partition,map{units="ce0,arm0" assign="pool9:arm1;pool14:arm"}')["map"]
+    assert got.assignment["pool9"] == "arm1" and got.assignment["pool14"] == "arm0"
+
+
+@pytest.mark.parametrize("options,match", [
+    ('assign="nosuch:arm0"', "assign names no actor @nosuch"),
+    ('assign="pool9:gpu0"', "has no unit or PE 'gpu0'"),
+    ('assign="pool9:ce0"', r"@pool9 cannot run on unit ce0 \(units that run it: arm0, arm1"),
+    ('assign="pool9:ce"', "@pool9 cannot run on PE ce"),
+    ('assign="input:arm0"', "@input is a input: no unit runs it"),
+    ('assign="pool9"', "must be ACTOR:UNIT or ACTOR:PE"),
+    ('assign="pool9:arm0;pool9:arm1"', "assigned twice"),
+    ('units="arm7"', "has no unit arm7"),
+    ('units="ce0,ce1"', "no allowed unit runs @norm_mul3"),
+])
+def test_assign_and_units_errors(options, match):
+    with pytest.raises(PassError, match=match):
+        mapped(f"partition,map{{{options}}}")
+
+
+# -- the closed-form estimate ---------------------------------------------------------------------
+
+def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
+    rng = np.random.default_rng(seed)
+    upper = np.array(space.bounds)
+    x0 = space.encode(space.greedy_design())
+    out = [space.greedy_design()]
+    while len(out) < n:
+        x = x0.copy()
+        hit = rng.random(len(x)) < rate
+        x[hit] = np.floor(rng.random(hit.sum()) * (upper[hit] + 1)).astype(int)
+        d = space.decode(x)
+        if space.estimate(d).feasible and d not in out:
+            out.append(d)
+    return out
+
+
+def test_the_greedy_point_is_what_the_driver_computes(lenet):
+    from alohac.report import target_figures, target_pipeline
+    m = load_model("zoo:lenet5", {})
+    ctx = make_context()
+    ctx.target = load_platform(ARRUBIU)
+    fig = target_figures(PassManager.parse(target_pipeline()).run(m, ctx).analyses)
+    point = lenet.refine(lenet.greedy_design())
+    for key in ("latency_s", "period_s", "energy_j", "processors", "memory_bytes"):
+        assert point[key] == fig[key]
+    assert lenet.decode(lenet.encode(lenet.greedy_design())) == lenet.greedy_design()
+
+
+@pytest.mark.parametrize("model", ["zoo:lenet5", "zoo:mnist_cnn"])
+def test_the_estimate_replays_the_map_pass(model):
+    """Same assignment as the real map pass (so the search reasons about what map will do) and
+    processors; the busiest unit's time bounds the stream's period from below (equal when the
+    stream is that unit's, as here; times differ by map's rounding to nanoseconds)."""
+    space = SystemSpace.load(model, load_platform(ARRUBIU))
+    for d in random_designs(space, 6, seed=1):
+        e = space.estimate(d)
+        p = space.refine(d, e)
+        assert e.assignment == p.assignment
+        assert e.processors == p["processors"]
+        assert e.period_s <= p["period_s"] * (1 + 1e-4)
+        assert e.period_s == pytest.approx(p["period_s"], rel=1e-4)
+        assert e.energy_j == pytest.approx(p["energy_j"], rel=1e-4)
+
+
+def test_estimate_ranks_designs_like_the_self_timed_schedule(lenet):
+    """Measured on 12 designs: the row-pipelined estimate ranks them as the self-timed latency
+    does (rho >= 0.9; 0.99 when written), and at least as well as the list schedule's makespan."""
+    est, makespan, real = [], [], []
+    for d in random_designs(lenet, 12, seed=0):
+        e = lenet.estimate(d)
+        est.append(e.latency_s)
+        makespan.append(e.makespan_s)
+        real.append(lenet.refine(d, e)["latency_s"])
+    rho, rho_makespan = spearman(est, real), spearman(makespan, real)
+    print(f"lenet5 on {ARRUBIU}: Spearman estimate {rho:.3f}, makespan {rho_makespan:.3f}")
+    assert rho >= 0.9 and rho >= rho_makespan - 1e-9
+
+
+def test_spearman_by_hand():
+    assert spearman([1, 2, 3, 4], [10, 20, 30, 40]) == pytest.approx(1.0)
+    assert spearman([1, 2, 3, 4], [4, 3, 2, 1]) == pytest.approx(-1.0)
+    # ties take their mean rank: ranks (1.5, 1.5, 3) vs (1, 2, 3)
+    assert spearman([5, 5, 7], [1, 2, 3]) == pytest.approx(0.8660254, rel=1e-6)
+    assert spearman([1, 2], [1, 2]) is None and spearman([1, 1, 1], [1, 2, 3]) is None
+
+
+# -- the search -----------------------------------------------------------------------------------
+
+def test_search_is_never_slower_than_greedy_and_its_front_is_non_dominated(lenet_search):
+    r = lenet_search
+    assert r.greedy.label == "greedy" and r.greedy in r.refined
+    assert r.chosen["latency_s"] <= r.greedy["latency_s"]
+    assert r.chosen["latency_s"] < r.greedy["latency_s"]  # lenet5 leaves room: ~20% faster
+    assert 1 <= r.evaluations <= 120 and len(r.refined) <= 5
+
+    def objectives(p):
+        return (p["latency_s"], p["energy_j"], p["processors"])
+
+    def dominated(a, b):  # b dominates a
+        return all(y <= x for x, y in zip(a, b)) and a != b
+    front = [objectives(p) for p in r.pareto]
+    assert front and all(not dominated(a, b) for a in front for b in front)
+    for p in r.refined:  # everything off the front is dominated by a point on it
+        if p not in r.pareto and p["fits"]:
+            assert any(dominated(objectives(p), f) for f in front)
+    best = min(objectives(p) for p in r.refined)
+    assert objectives(r.chosen)[:2] == best[:2]
+    assert len({p["processors"] for p in r.refined}) >= 2  # the processors axis is explored
+
+
+def test_search_is_deterministic_for_a_seed():
+    space = SystemSpace.load("zoo:mnist_cnn", load_platform(ARRUBIU))
+
+    def run(seed):
+        d = search(space, budget=60, refine=2, seed=seed).to_json()
+        return {k: v for k, v in d.items() if not k.endswith("seconds")}
+    assert run(5) == run(5)
+
+
+def test_operating_points_are_searched_on_orlando():
+    space = SystemSpace.load("zoo:lenet5", load_platform("orlando"))
+    assert space.opps == ("low", "high")
+    high = replace(space.greedy_design(), opp="high")
+    assert space.decode(space.encode(high)) == high
+    r = search(space, budget=60, refine=3, seed=0)
+    assert r.chosen["latency_s"] < r.greedy["latency_s"] and r.chosen.design.opp == "high"
+    data = mapping_json(r)
+    assert data["operating_point"] == "high" and data["predicted"]["latency_s"] == \
+        r.chosen["latency_s"]
+
+
+# -- mapping files and the CLI --------------------------------------------------------------------
+
+def run_cli(capsys, *argv):
+    from alohac.main import main
+    code = main(list(argv))
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_explore_mapping_then_compile_reproduces_the_prediction(tmp_path, capsys):
+    out = tmp_path / "ex"
+    code, stdout, err = run_cli(capsys, "explore-mapping", "zoo:lenet5", "--target", ARRUBIU,
+                                "--budget", "80", "--refine", "3", "--seed", "1", "--json",
+                                "-o", str(out))
+    assert code == 0, err
+    data = json.loads(stdout.strip().splitlines()[-1])
+    for key in ("greedy", "chosen"):
+        assert {"latency_s", "energy_j", "processors"} <= set(data[key])
+    assert data["pareto"] and data["evaluations"] >= 1
+    assert data["chosen"]["latency_s"] <= data["greedy"]["latency_s"]
+    assert {p.name for p in out.iterdir()} >= {"mapping.json", "pareto.json", "pareto.csv",
+                                               "pareto.png"}
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = (out / "pareto.csv").read_text().splitlines()
+    assert rows[0].startswith("label,on_front,chosen,latency_s") and \
+        len(rows) == 1 + len(json.loads((out / "pareto.json").read_text())["refined"])
+    mapping = json.loads((out / "mapping.json").read_text())
+    assert mapping["format"] == MAPPING_FORMAT and mapping["platform"] == ARRUBIU
+    assert mapping["predicted"]["latency_s"] == data["chosen"]["latency_s"]
+    # compile (and analyze) with the file reproduce the predicted figures exactly
+    comp = tmp_path / "comp"
+    code, _, err = run_cli(capsys, "compile", "zoo:lenet5", "--target", ARRUBIU, "--emit", "nn",
+                           "--mapping", str(out / "mapping.json"), "-o", str(comp))
+    assert code == 0, err
+    report = json.loads((comp / "report.json").read_text())
+    for key in ("latency_s", "period_s", "energy_j", "processors", "memory_bytes"):
+        assert report[key] == pytest.approx(mapping["predicted"][key], rel=1e-12)
+    units = {a["actor"]: a["pe"] for a in report["per_actor"] if a["pe"]}
+    assert units == mapping["assignment"]
+    code, stdout, err = run_cli(capsys, "analyze", "zoo:lenet5", "--target", ARRUBIU,
+                                "--mapping", str(out / "mapping.json"), "--json")
+    assert code == 0, err
+    assert json.loads(stdout.strip().splitlines()[-1])["latency_s"] == \
+        pytest.approx(mapping["predicted"]["latency_s"], rel=1e-12)
+
+
+def test_mapping_file_errors(tmp_path, capsys, lenet_search):
+    good = mapping_json(lenet_search)
+
+    def write(name, data):
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else json.dumps(data))
+        return str(path)
+
+    def analyze(path, *extra, model="zoo:lenet5", target=ARRUBIU):
+        return run_cli(capsys, "analyze", model, "--target", target, "--mapping", path, *extra)
+    cases = [
+        (write("broken.json", "{not json"), "not a JSON mapping file"),
+        (write("format.json", {**good, "format": "other/1"}), "not an aloha-mapping/1 file"),
+        (write("parts.json", {**good, "partition": {"conv12": 0}}), "bad entries: conv12: 0"),
+        (write("types.json", {**good, "assignment": ["x"]}), "'assignment' must be a dict"),
+        (write("actor.json", {**good, "assignment": {**good["assignment"], "ghost": "arm0"}}),
+         "does not fit zoo:lenet5: map: assign names no actor @ghost"),
+        (write("split.json", {**good, "partition": {"ghost": 2}}),
+         "does not fit zoo:lenet5: partition: no actor @ghost"),
+        (write("unit.json", {**good, "assignment": {**good["assignment"], "pool9": "ce0"}}),
+         "cannot run on unit ce0"),
+        (str(tmp_path / "missing.json"), "no such mapping file"),
+    ]
+    for path, message in cases:
+        code, _, err = analyze(path)
+        assert code == InputFileError.exit_code and message in err, (path, err)
+    path = write("good.json", good)
+    code, _, err = analyze(path, target="neuraghe-losa")
+    assert code == 3 and "the mapping is for neuraghe-arrubiu, not neuraghe-losa" in err
+    code, _, err = analyze(path, model="zoo:mnist_cnn")
+    assert code == 3 and "the mapping is for zoo:lenet5, not zoo:mnist_cnn" in err
+    code, _, err = analyze(path, "--bits", "8")
+    assert code == 2 and "made for 16 bits" in err
+    code, _, err = analyze(path, "-p", "canonicalize,map")
+    assert code == 2 and "--mapping decides partition and map" in err
+    code, _, err = run_cli(capsys, "analyze", "zoo:lenet5", "--mapping", path)
+    assert code == 2 and "--mapping needs --target" in err
+    assert load_mapping(path, ARRUBIU, "zoo:lenet5").assignment == good["assignment"]

@@ -86,7 +86,7 @@ def proxy_ranking(n: int = 20, seed: int = 0) -> dict:
     from backends.torch.module import build
     from backends.torch.train import TrainConfig, evaluate, train
     from explore.objectives import _splits, evaluate_point
-    from frontends.genotype import Genotype, to_module
+    from frontends.genotype import to_module
     from passes.execution import data_for_model
     space = load_space("space:seed-example")
     rng = np.random.default_rng(seed)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import os
 import shutil
@@ -75,9 +76,12 @@ def add_parser(sub, epilog: str) -> None:
                                                           "ones included; default 60)")
     p.add_argument("--pop-size", type=int, default=0, help="NSGA-II population (default: about "
                                                            "budget/5, 8..40)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1; 0 "
-                                                          "evaluates in this process)")
+    p.add_argument("--seed", type=int, default=0, help="the search's seed")
+    p.add_argument("--eval-seed", type=int, default=0,
+                   help="seed of the data split and the proxy's initial weights (part of the "
+                        "cache's key, unlike --seed)")
+    p.add_argument("--workers", type=int, default=None, help="local worker processes (default "
+                                                             "1; 0 evaluates in this process)")
     p.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="a Dask scheduler: evaluate on "
                                                                   "its cluster")
     p.add_argument("--cache", metavar="FILE", help="SQLite cache of evaluations (default "
@@ -93,40 +97,57 @@ def add_parser(sub, epilog: str) -> None:
     p.set_defaults(func=cmd_explore)
 
 
-def _settings(args, space, objectives, models_dir):
+def _settings(args, space, objectives, scenarios, models_dir):
     from explore.objectives import TARGET_FIGURES, TRAINED, EvalSettings
     from explore.space import resolve_io
-    if any(o in TARGET_FIGURES for o in objectives) and not args.target:
-        raise UsageError("objectives " + ", ".join(o for o in objectives if o in TARGET_FIGURES) +
-                         " need --target PLATFORM")
-    if any(o in TRAINED for o in objectives) and not args.data:
-        raise UsageError("objectives " + ", ".join(o for o in objectives if o in TRAINED) +
-                         " need --data (e.g. --data digits)")
+    constrained = sorted({c.figure for s in scenarios for c in s.constraints})
+    wanted = set(objectives) | set(constrained)
+    if wanted & set(TARGET_FIGURES) and not args.target:
+        raise UsageError(", ".join(sorted(wanted & set(TARGET_FIGURES))) +
+                         " (objectives or constraints) need --target PLATFORM")
+    if wanted & set(TRAINED) and not args.data:
+        raise UsageError(", ".join(sorted(wanted & set(TRAINED))) +
+                         " (objectives or constraints) need --data (e.g. --data digits)")
+    if args.bits and not args.target:
+        raise UsageError("--bits sets the target's precision: it needs --target")
     data_shape = classes = None
     if args.data:
-        from frontends.datasets import load
-        train = load(args.data, seed=args.seed).train
+        from explore.objectives import _splits
+        train = _splits(args.data, args.eval_seed).train
         data_shape, classes = train.input_shape, train.classes
     shape, classes = resolve_io(space, data_shape, classes)
     try:
         lrs = tuple(float(x) for x in args.lrs.split(",") if x.strip())
     except ValueError:
         lrs = ()
-    if not lrs or min(lrs) <= 0:
-        raise UsageError(f"--lrs '{args.lrs}' must be positive numbers, comma-separated")
+    if not lrs or min(lrs) <= 0 or len(set(lrs)) != len(lrs):
+        raise UsageError(f"--lrs '{args.lrs}' must be distinct positive numbers, comma-separated")
     if args.proxy_epochs < 1 or args.proxy_subset < 0:
         raise UsageError("--proxy-epochs must be >= 1 and --proxy-subset >= 0")
-    if args.workers < 0:
-        raise UsageError("--workers must be >= 0")
     if args.target:
         from archdesc.loader import load_platform
         load_platform(args.target)  # a bad name fails now, not in every worker
     cores = os.cpu_count() or 1
+    # a Dask worker sets its own threads; local workers share this machine's cores
+    threads = 0 if args.scheduler else max(1, cores // max(1, args.workers))
     return EvalSettings(tuple(shape), classes, tuple(objectives), target=args.target,
                         bits=args.bits or 0, data=args.data, lrs=lrs,
                         proxy_epochs=args.proxy_epochs, proxy_subset=args.proxy_subset,
-                        seed=args.seed, models_dir=models_dir,
-                        threads=max(1, cores // max(1, args.workers)))
+                        seed=args.eval_seed, figures=tuple(constrained), models_dir=models_dir,
+                        threads=threads)
+
+
+def _check_options(args) -> None:
+    """Options that would otherwise be silently ignored, and numbers out of range."""
+    if not 0 <= args.seed < 2 ** 32 or not 0 <= args.eval_seed < 2 ** 32:
+        raise UsageError("--seed and --eval-seed must be in [0, 2**32)")
+    if args.pop_size and args.algorithm != "nsga2":
+        raise UsageError(f"--pop-size applies to nsga2, not {args.algorithm}")
+    if args.scheduler and args.workers is not None:
+        raise UsageError("--workers counts local processes; with --scheduler the cluster's "
+                         "workers evaluate", hint="drop one of them")
+    if args.workers is not None and args.workers < 0:
+        raise UsageError("--workers must be >= 0")
 
 
 def _scenarios(args, space, objectives):
@@ -152,6 +173,9 @@ def _scenarios(args, space, objectives):
         scenarios = parse_scenarios(space.scenarios, objectives, f"{space.source}: scenarios")
     else:
         scenarios = [Scenario("default", (), check_choose(args.choose, objectives))]
+    if args.choose != "knee" and (args.scenarios or space.scenarios):
+        raise UsageError("--choose is the default scenario's rule; the scenarios given have "
+                         "their own (`choose:` in each)")
     return [Scenario(s.name, common + s.constraints, s.choose, s.description)
             for s in scenarios]
 
@@ -163,7 +187,7 @@ def _executor(args):
     if args.workers == 0:
         return None
     from explore.executor import make_executor
-    return make_executor(workers=args.workers)
+    return make_executor(workers=args.workers or 1)
 
 
 class _Progress:
@@ -206,17 +230,21 @@ class _Progress:
 
 
 def cmd_explore(args) -> int:
+    from aloha_ir.errors import PassError
     from explore.objectives import parse_objectives
     from explore.search import SearchConfig, explore
     from explore.space import load_space
+    _check_options(args)
     space = load_space(args.space)
     objectives = parse_objectives(args.objectives)
     scenarios = _scenarios(args, space, objectives)
-    config = SearchConfig(args.algorithm, args.budget, args.pop_size, args.seed)
+    workers = args.workers if args.workers is not None else 1
+    config = SearchConfig(args.algorithm, args.budget, args.pop_size, args.seed,
+                          batch=max(8, 2 * workers))
     out = args.output
     cache_path = args.cache or os.path.join(out, "explore.sqlite")
     models_dir = os.path.join(os.path.dirname(os.path.abspath(cache_path)), "models")
-    settings = _settings(args, space, objectives, models_dir)
+    settings = _settings(args, space, objectives, scenarios, models_dir)
     os.makedirs(out, exist_ok=True)
     from explore.cache import EvaluationCache
     log = sys.stderr if args.json else sys.stdout
@@ -230,6 +258,11 @@ def cmd_explore(args) -> int:
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
+    if result.evaluations and result.failures == result.evaluations:
+        first = next(p for p in result.points if not p.ok)
+        raise PassError(f"all {result.evaluations} evaluations failed; the first: {first.error}",
+                        hint="run with --workers 0 --debug to see where")
+    args.cache = cache_path
     written = write_outputs(result, space, settings, args, out)
     for w in written:
         print(f"wrote {w}", file=log)
@@ -262,56 +295,56 @@ def summary_json(result, args, space, cache_path: str) -> dict:
 
 
 def write_outputs(result, space, settings, args, out: str) -> list[str]:
-    """Copy every front's models into OUT (so OUT stands alone), then write the files."""
+    """Every file through a temporary and a rename; the model folders are built beside the old
+    ones and swapped in, so an interrupted write leaves the previous outputs whole."""
+    from aloha_ir.textio import write_text
     objs = result.objectives
-    written = []
-    pareto_dir = os.path.join(out, "pareto")
-    shutil.rmtree(pareto_dir, ignore_errors=True)
     fronts = {id(p) for s in result.scenarios for p in s.front}
+    staged = {name: os.path.join(out, f".{name}.new") for name in ("pareto", "scenarios")}
+    for d in staged.values():
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
     for p in result.points:
         if id(p) in fronts and p.result and p.result.get("onnx"):
-            os.makedirs(pareto_dir, exist_ok=True)
-            dst = os.path.join(pareto_dir, f"{p.key[:16]}.onnx")
+            dst = os.path.join(staged["pareto"], f"{p.key[:16]}.onnx")
             shutil.copyfile(p.result["onnx"], dst)
-            p.result = {**p.result, "onnx": dst}
-    scen_dir = os.path.join(out, "scenarios")
-    shutil.rmtree(scen_dir, ignore_errors=True)
+            p.result = {**p.result, "onnx": os.path.join(out, "pareto", os.path.basename(dst))}
     for s in result.scenarios:
-        os.makedirs(scen_dir, exist_ok=True)
-        path = os.path.join(scen_dir, f"{s.scenario.name}.json")
-        with open(path, "w") as f:
-            json.dump(s.to_json(objs), f, indent=1)
-        written.append(path)
+        write_text(os.path.join(staged["scenarios"], f"{s.scenario.name}.json"),
+                   json.dumps(s.to_json(objs), indent=1) + "\n")
         if s.chosen and s.chosen.result.get("onnx"):
-            dst = os.path.join(scen_dir, f"{s.scenario.name}.onnx")
-            shutil.copyfile(s.chosen.result["onnx"], dst)
-            written.append(dst)
-    path = os.path.join(out, "pareto.json")
-    with open(path, "w") as f:
-        json.dump({"space": space.to_json(), "settings": settings.context(),
-                   **summary_json(result, args, space, args.cache or "")}, f, indent=1)
-    written.append(path)
+            shutil.copyfile(os.path.join(staged["pareto"], os.path.basename(
+                s.chosen.result["onnx"])), os.path.join(staged["scenarios"],
+                                                        f"{s.scenario.name}.onnx"))
+    written = []
+    for name, tmp in staged.items():
+        final = os.path.join(out, name)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        written += [os.path.join(final, f) for f in sorted(os.listdir(final))]
+    written.append(write_text(os.path.join(out, "pareto.json"), json.dumps(
+        {"space": space.to_json(), "settings": settings.context(),
+         **summary_json(result, args, space, args.cache)}, indent=1) + "\n"))
     written.append(_csv(os.path.join(out, "pareto.csv"), result.main.front, objs))
     written.append(_csv(os.path.join(out, "evaluations.csv"),
                         sorted(result.points, key=lambda p: p.order), objs))
     written.append(plot(result, os.path.join(out, "pareto.png"),
                         f"{space.name} on {settings.target or 'no target'}"))
-    if os.path.isdir(pareto_dir):
-        written.append(pareto_dir + os.sep)
     return written
 
 
 def _csv(path: str, points, objectives) -> str:
+    from aloha_ir.textio import write_text
     extra = ["params", "macs", "latency_s", "energy_j", "memory_bytes", "processors",
              "accuracy", "test_accuracy", "security"]
     cols = list(dict.fromkeys(objectives + [e for e in extra if e not in objectives]))
-    with open(path, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["key", "genotype"] + cols + ["cached", "error", "onnx"])
-        for p in points:
-            w.writerow([p.key[:16], p.genotype.describe()] + [p.figures.get(c, "") for c in cols]
-                       + [int(p.cached), p.error or "", (p.result or {}).get("onnx") or ""])
-    return path
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["key", "genotype"] + cols + ["cached", "error", "onnx"])
+    for p in points:
+        w.writerow([p.key[:16], p.genotype.describe()] + [p.figures.get(c, "") for c in cols]
+                   + [int(p.cached), p.error or "", (p.result or {}).get("onnx") or ""])
+    return write_text(path, buf.getvalue())
 
 
 def plot(result, path: str, title: str) -> str:
@@ -347,9 +380,11 @@ def plot(result, path: str, title: str) -> str:
     axes[0][0].legend(fontsize=8)
     fig.suptitle(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    return path
+    from aloha_ir.textio import write_bytes
+    return write_bytes(path, buf.getvalue())
 
 
 def _print_front(result) -> None:

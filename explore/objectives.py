@@ -15,7 +15,9 @@ from __future__ import annotations
 import functools
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
+
+import onnx
 
 from aloha_ir.errors import UsageError
 
@@ -54,7 +56,10 @@ def parse_objectives(text: str) -> list[str]:
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """Everything besides the genotype that decides a design point's figures (the cache context)."""
+    """Everything besides the genotype that decides a design point's figures. `figures` adds the
+    figures constraints read to the objectives (they must be computed too); `seed` seeds the data
+    split and the proxy's initial weights (not the search, so changing the search's seed keeps
+    the cache)."""
 
     input_shape: tuple[int, int, int]
     classes: int
@@ -63,41 +68,71 @@ class EvalSettings:
     bits: int = 0
     data: str | None = None
     lrs: tuple[float, ...] = (3e-3, 1e-3, 3e-4, 1e-4)
-    proxy_epochs: int = 12  # successive-halving budget over all arms
+    proxy_epochs: int = 16  # successive-halving budget over all arms
     proxy_subset: int = 1024
     batch_size: int = 64
     seed: int = 0
     security_attack: str = "pgd"
     security_norm: str = "inf"
     security_eps: str = ""
+    figures: tuple[str, ...] = ()
     models_dir: str | None = field(default=None, compare=False)
     threads: int = field(default=0, compare=False)
 
+    def __post_init__(self):
+        if len(set(self.lrs)) != len(self.lrs) or not self.lrs or min(self.lrs) <= 0:
+            raise UsageError(f"learning rates {list(self.lrs)} must be distinct and positive")
+        if not self.needs_training():
+            return
+        rounds = len(halving_rounds(len(self.lrs)))
+        if self.proxy_epochs < len(self.lrs) * rounds:
+            raise UsageError(f"a proxy budget of {self.proxy_epochs} epochs cannot give "
+                             f"{len(self.lrs)} learning rates one epoch each in {rounds} rounds",
+                             hint=f"give --proxy-epochs {len(self.lrs) * rounds} or more, or "
+                                  "fewer --lrs")
+
+    def wanted(self) -> set[str]:
+        return set(self.objectives) | set(self.figures)
+
     def needs_target(self) -> bool:
-        return any(o in TARGET_FIGURES for o in self.objectives)
+        return bool(self.wanted() & set(TARGET_FIGURES))
 
     def needs_training(self) -> bool:
-        return any(o in TRAINED for o in self.objectives)
+        return bool(self.wanted() & set(TRAINED))
 
     def context(self) -> dict:
-        """The fields the figures depend on (the cache separates results by them)."""
-        d = asdict(self)
-        for k in ("models_dir", "threads"):
-            d.pop(k)
-        if not self.needs_training():
-            for k in ("data", "lrs", "proxy_epochs", "proxy_subset", "batch_size",
-                      "security_attack", "security_norm", "security_eps"):
-                d.pop(k)
-        if "security" not in self.objectives:
-            for k in ("security_attack", "security_norm", "security_eps"):
-                d.pop(k, None)
-        d["objectives"] = sorted(d["objectives"])
+        """What the computed figures depend on (the cache separates results by it): the
+        analyses' inputs when a target figure is wanted (with a digest of an .arch file's text),
+        the training's when accuracy or security is, the attack's when security is. Every
+        computed figure is stored, so the objectives themselves are not part of it."""
+        d = {"input_shape": list(self.input_shape), "classes": self.classes}
+        if self.needs_target():
+            d.update(target=self.target, bits=self.bits, arch_sha256=_file_digest(self.target))
+        if self.needs_training():
+            d.update(data=self.data, lrs=list(self.lrs), proxy_epochs=self.proxy_epochs,
+                     proxy_subset=self.proxy_subset, batch_size=self.batch_size, seed=self.seed)
+        if "security" in self.wanted():
+            d.update(security_attack=self.security_attack, security_norm=self.security_norm,
+                     security_eps=self.security_eps)
         return d
 
     def key(self) -> str:
         """The cache context: the digest of `context()`."""
         from explore.cache import context_key
         return context_key(self.context())
+
+
+def halving_rounds(n: int) -> list[int]:
+    from backends.torch.train import halving_rounds as rounds
+    return rounds(n, 2)
+
+
+def _file_digest(path: str | None) -> str | None:
+    if not path or not os.path.isfile(path):
+        return None
+    import hashlib
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
 
 
 @functools.lru_cache(maxsize=4)
@@ -115,31 +150,33 @@ def _platform(name: str):
 def evaluate_point(settings: EvalSettings, genotype_json: dict) -> dict:
     """The figures of one genotype: `objectives` (every figure computed, not only the searched
     ones), `onnx` (its model file, when settings.models_dir is set), `seconds`."""
-    from frontends.genotype import Genotype, to_module
+    from frontends.genotype import Genotype, to_onnx
+    from frontends.onnx import import_model
     start = time.perf_counter()
     if settings.threads:
         import torch
         torch.set_num_threads(settings.threads)
     genotype = Genotype.from_json(genotype_json)
-    module = to_module(genotype, settings.input_shape, settings.classes)
+    model = to_onnx(genotype, settings.input_shape, settings.classes)
+    module = import_model(model, source=f"genotype:{genotype.describe()}",
+                          name=model.graph.name)
     figures = _analyses(module, settings)
-    trained = None
+    trained = False
     if settings.needs_training():
-        trained, train_figures = _proxy_train(module, settings)
-        figures.update(train_figures)
+        figures.update(_proxy_train(module, settings))
+        trained = True
     onnx_path = None
     if settings.models_dir:
-        onnx_path = _save_model(module, genotype, settings, trained)
-    return {"objectives": figures, "onnx": onnx_path,
-            "seconds": time.perf_counter() - start}
+        onnx_path = _save_model(module if trained else model, genotype, settings)
+    return {"objectives": figures, "onnx": onnx_path, "seconds": time.perf_counter() - start}
 
 
 def _analyses(module, settings: EvalSettings) -> dict:
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
     ctx = make_context()
-    probe = module.clone()  # the analyses rewrite the IR; training needs the plain graph
     if settings.needs_target():
+        probe = module.clone()  # the target pipeline rewrites the IR; training needs the graph
         from alohac.report import target_figures, target_pipeline
         ctx.target = _platform(settings.target)
         result = PassManager.parse(target_pipeline(settings.bits, allow_overflow=True)).run(
@@ -149,7 +186,7 @@ def _analyses(module, settings: EvalSettings) -> dict:
                 "energy_j": fig["energy_j"], "memory_bytes": fig["memory_bytes"],
                 "processors": fig["processors"], "fits": bool(fig["fits"]),
                 "throughput_fps": fig["throughput_fps"]}
-    result = PassManager.parse("analyze-cost").run(probe, ctx)
+    result = PassManager.parse("analyze-cost").run(module, ctx)  # an analysis: IR unchanged
     cost = result.analyses["analyze-cost"]
     return {"params": cost.params, "macs": cost.macs}
 
@@ -160,22 +197,20 @@ def proxy_config(settings: EvalSettings):
     return fast(base, subset=settings.proxy_subset, epochs=1)
 
 
-def _proxy_train(module, settings: EvalSettings):
-    """Successive halving over the learning rates; the best arm's model and figures."""
+def _proxy_train(module, settings: EvalSettings) -> dict:
+    """Successive halving over the learning rates; the best arm's figures (its weights are
+    written back into `module`)."""
     from dataclasses import replace
     from backends.reference import graph_of
     from backends.torch.module import build
     from backends.torch.train import evaluate, successive_halving
     from passes.execution import data_for_model
-    if not settings.data:
-        raise UsageError("accuracy and security objectives need --data")
     graph = graph_of(module)
     splits = data_for_model(_splits(settings.data, settings.seed), graph)
     base = proxy_config(settings)
     arms = [(f"lr={lr:g}", functools.partial(build, module, logits=True), replace(base, lr=lr))
             for lr in settings.lrs]
-    budget = max(settings.proxy_epochs, len(arms) * len(_rounds(len(arms))))
-    result = successive_halving(arms, budget, splits=splits)
+    result = successive_halving(arms, settings.proxy_epochs, splits=splits)
     best = result.ranking[0]
     model = result.models[best]
     # the winner is alive in the last round; its score is its best validation accuracy
@@ -183,20 +218,13 @@ def _proxy_train(module, settings: EvalSettings):
                "best_lr": float(best.split("=")[1]), "proxy_epochs": result.epochs_spent,
                "test_accuracy": float(evaluate(model, splits.test).accuracy)}
     model.write_back(module)
-    if "security" in settings.objectives:
-        figures.update(_security(module, splits, settings))
-    return model, figures
+    if "security" in settings.wanted():
+        figures.update(_security(module, graph, splits, settings))
+    return figures
 
 
-def _rounds(n: int) -> list[int]:
-    from backends.torch.train import halving_rounds
-    return halving_rounds(n, 2)
-
-
-def _security(module, splits, settings: EvalSettings) -> dict:
-    from backends.reference import graph_of
+def _security(module, graph, splits, settings: EvalSettings) -> dict:
     from passes.security import SecurityConfig, attack_data, evaluate, parse_eps
-    graph = graph_of(module)
     x01, y, rng = attack_data(graph, splits.test, None)
     config = SecurityConfig(attack=settings.security_attack, norm=settings.security_norm,
                             eps=tuple(parse_eps(settings.security_eps))
@@ -206,17 +234,16 @@ def _security(module, splits, settings: EvalSettings) -> dict:
     return {"security": float(report.curve_average), "security_level": report.level}
 
 
-def _save_model(module, genotype, settings: EvalSettings, trained) -> str:
-    """The point's ONNX (trained weights when it was trained), written atomically."""
+def _save_model(model, genotype, settings: EvalSettings) -> str:
+    """The point's ONNX (an nn module holding the trained weights, or the decoded ONNX model),
+    written atomically under a folder of its settings' context, so runs with other settings that
+    share the cache never hand out each other's models."""
+    from aloha_ir.textio import write_bytes
     from backends.onnx.export import save_onnx
-    os.makedirs(settings.models_dir, exist_ok=True)
-    path = os.path.join(settings.models_dir, f"{genotype.key()[:16]}.onnx")
-    tmp = f"{path}.{os.getpid()}.tmp"
-    if trained is None:
-        from frontends.genotype import to_onnx
-        import onnx
-        onnx.save(to_onnx(genotype, settings.input_shape, settings.classes), tmp)
-    else:
-        save_onnx(module, tmp)
-    os.replace(tmp, path)
+    folder = os.path.join(settings.models_dir, settings.key()[:16])
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{genotype.key()[:16]}.onnx")
+    if isinstance(model, onnx.ModelProto):
+        return write_bytes(path, model.SerializeToString())
+    save_onnx(model, path)
     return path

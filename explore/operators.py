@@ -100,14 +100,14 @@ def mutate(space: SearchSpace, g: Genotype, rng: np.random.Generator, input_shap
 
 # --- pymoo wrappers: a population is an (n, 1) object array of Genotype ---------------------------
 class GenotypeSampling(Sampling):
-    def __init__(self, space: SearchSpace, input_shape, initial: list[Genotype] = ()):
+    def __init__(self, space: SearchSpace, input_shape):
         super().__init__()
-        self.space, self.input_shape, self.initial = space, input_shape, list(initial)
+        self.space, self.input_shape = space, input_shape
 
     def _do(self, problem, n_samples, *args, random_state=None, **kwargs):
         out = np.empty((n_samples, 1), dtype=object)
         seen = set()
-        picks = list(self.initial[:n_samples])
+        picks = []
         tries = 0
         while len(picks) < n_samples and tries < 50 * n_samples:
             tries += 1

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aloha_ir.errors import UsageError
 from explore.objectives import OBJECTIVES, objective_name
@@ -78,9 +78,6 @@ class Scenario:
     choose: str = "knee"
     description: str = ""
 
-    def feasible(self, figures: dict) -> bool:
-        return all(c.violation(figures) <= 0 for c in self.constraints)
-
     def to_json(self) -> dict:
         return {"name": self.name, "description": self.description, "choose": self.choose,
                 "constraints": [c.text for c in self.constraints]}
@@ -125,15 +122,6 @@ def parse_scenarios(entries, objectives: list[str], where: str = "scenarios"
                             check_choose(str(e.get("choose", "knee")), objectives),
                             str(e.get("description", ""))))
     return out
-
-
-@dataclass
-class Choice:
-    """A scenario's outcome: its front (indices into the points given) and its chosen point."""
-
-    scenario: Scenario
-    front: list[int] = field(default_factory=list)
-    chosen: int | None = None
 
 
 def choose(scenario: Scenario, points: list[dict], front: list[int], objectives: list[str]

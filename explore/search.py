@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aloha_ir.errors import UsageError
+from aloha_ir.errors import AlohaError, UsageError
 from explore.objectives import OBJECTIVES, EvalSettings, evaluate_point
 from explore.operators import (GenotypeCrossover, GenotypeDuplicates, GenotypeMutation,
                                GenotypeSampling)
@@ -91,24 +91,27 @@ class Evaluations:
         for k, g in zip(keys, genotypes):
             if k not in self.points and k not in todo:
                 todo[k] = g
+        # a point's order is its place in the request, whichever answer comes first
+        order = {k: len(self.points) + i for i, k in enumerate(todo)}
         hits = self.cache.get_many(self.context, list(todo)) if self.cache and todo else {}
         for k, result in hits.items():
-            onnx = result.get("onnx")
-            if onnx and not os.path.exists(onnx):
-                continue  # its model file is gone: evaluate again
-            self._record(Point(todo.pop(k), k, len(self.points), result, cached=True))
+            if "error" in result:
+                self._record(Point(todo.pop(k), k, order[k], None, result["error"], cached=True))
+            elif not result.get("onnx") or os.path.exists(result["onnx"]):
+                self._record(Point(todo.pop(k), k, order[k], result, cached=True))
+            # else its model file is gone: evaluate it again
         if todo:
-            self._compute(todo)
+            self._compute(todo, order)
         return [self.points[k] for k in keys]
 
-    def _compute(self, todo: dict[str, Genotype]) -> None:
+    def _compute(self, todo: dict[str, Genotype], order: dict[str, int]) -> None:
         if self.executor is None:
             for k, g in todo.items():
                 try:
                     result, error = evaluate_point(self.settings, g.to_json()), None
                 except Exception as e:  # a point that fails is a finding, not the run's end
-                    result, error = None, _message(e)
-                self._finish(k, g, result, error)
+                    result, error = None, e
+                self._finish(k, g, order[k], result, error)
             return
         futures = {self.executor.submit(evaluate_point, self.settings, g.to_json()): k
                    for k, g in todo.items()}
@@ -117,14 +120,19 @@ class Evaluations:
             try:
                 result, error = fut.result(), None
             except Exception as e:
-                result, error = None, _message(e)
-            self._finish(k, todo[k], result, error)
+                result, error = None, e
+            self._finish(k, todo[k], order[k], result, error)
 
-    def _finish(self, key: str, genotype: Genotype, result: dict | None, error: str | None):
+    def _finish(self, key: str, genotype: Genotype, order: int, result: dict | None,
+                error: BaseException | None):
+        """Record a computed point. Results are cached, and so are failures that are the
+        genotype's own (an ALOHA error: it would fail again); a lost worker or a crash is not."""
         self.new_evaluations += 1
-        if result is not None and self.cache is not None:
-            self.cache.put(self.context, key, genotype.to_json(), result)
-        self._record(Point(genotype, key, len(self.points), result, error))
+        message = _message(error) if error is not None else None
+        if self.cache is not None and (result is not None or isinstance(error, AlohaError)):
+            self.cache.put(self.context, key, genotype.to_json(),
+                           result if result is not None else {"error": message})
+        self._record(Point(genotype, key, order, result, message))
 
     def _record(self, point: Point) -> None:
         self.points[point.key] = point
@@ -258,15 +266,14 @@ class SearchConfig:
 
 
 def run_nsga2(evals: Evaluations, space: SearchSpace, input_shape, objectives: list[str],
-              scenario: Scenario, budget: int, config: SearchConfig,
-              initial: list[Genotype] = ()) -> None:
+              scenario: Scenario, budget: int, config: SearchConfig) -> None:
     """NSGA-II by ask and tell, so the budget is exact: a generation that would pass it is cut."""
     from pymoo.algorithms.moo.nsga2 import NSGA2
     from pymoo.core.evaluator import Evaluator
     from pymoo.core.termination import NoTermination
     problem = _problem(evals, objectives, scenario)
     algo = NSGA2(pop_size=config.population(budget),
-                 sampling=GenotypeSampling(space, input_shape, list(initial)),
+                 sampling=GenotypeSampling(space, input_shape),
                  crossover=GenotypeCrossover(space, input_shape),
                  mutation=GenotypeMutation(space, input_shape),
                  eliminate_duplicates=GenotypeDuplicates())
@@ -307,24 +314,37 @@ def run_random(evals: Evaluations, space: SearchSpace, input_shape, budget: int,
         evals.evaluate(batch)
 
 
-def grid(space: SearchSpace, input_shape, levels: int = 3) -> list[Genotype]:
-    """The seeds' grid search: per slot, every count and up to `levels` values of each parameter
-    (lowest, middle(s), highest), the same values for every layer of a slot; invalid points
-    repaired (or skipped when the space rejects them), duplicates removed."""
+def _grid_options(space: SearchSpace, levels: int) -> list[list[list[Gene]]]:
+    """Per slot, its options: every count with up to `levels` values of each parameter (lowest,
+    middle(s), highest), the same values for every layer of the slot."""
     per_slot = []
     for i, slot in enumerate(space.slots):
         names = list(slot.params)
         choices = [_levels(slot.params[n], levels) for n in names]
-        options = []
-        for n in range(slot.count[0], slot.count[1] + 1):
-            for values in itertools.product(*choices):
-                gene = Gene(slot.kind, i, tuple(sorted(zip(names, values))))
-                options.append([gene] * n)
-        per_slot.append(options)
+        per_slot.append([[Gene(slot.kind, i, tuple(sorted(zip(names, values))))] * n
+                         for n in range(slot.count[0], slot.count[1] + 1)
+                         for values in itertools.product(*choices)])
+    return per_slot
+
+
+def grid(space: SearchSpace, input_shape, levels: int = 3, limit: int | None = None
+         ) -> list[Genotype]:
+    """The seeds' grid search (D2.2 section 2.1.1): the product of every slot's options, or
+    `limit` of them spread evenly over it (picked by index, so a huge grid is never built);
+    invalid points repaired (or skipped when the space rejects them), duplicates removed."""
+    per_slot = _grid_options(space, levels)
+    total = math.prod(len(o) for o in per_slot)
+    picks = range(total) if limit is None or limit >= total else sorted(
+        {round(k * (total - 1) / max(1, limit - 1)) for k in range(limit)})
     out, seen = [], set()
-    for combo in itertools.product(*per_slot):
+    for index in picks:
+        combo = []
+        for options in reversed(per_slot):  # mixed radix, the last slot varying fastest
+            index, digit = divmod(index, len(options))
+            combo.append(options[digit])
         try:
-            g, _ = space.repair(Genotype(tuple(x for seg in combo for x in seg)), input_shape)
+            g, _ = space.repair(Genotype(tuple(x for seg in reversed(combo) for x in seg)),
+                                input_shape)
         except InvalidGenotype:
             continue
         if g.key() not in seen:
@@ -341,15 +361,11 @@ def _levels(values: tuple, levels: int) -> list:
 
 
 def run_grid(evals: Evaluations, space: SearchSpace, input_shape, budget: int,
-             config: SearchConfig, rng: np.random.Generator) -> int:
-    """Evaluate the grid, or an evenly spread `budget` of it; returns the grid's size."""
-    points = grid(space, input_shape)
-    if len(points) > budget:
-        idx = np.linspace(0, len(points) - 1, budget).round().astype(int)
-        points = [points[i] for i in sorted(set(idx.tolist()))]
+             config: SearchConfig) -> None:
+    """Evaluate the grid, or `budget` points spread evenly over it."""
+    points = grid(space, input_shape, limit=budget)
     for i in range(0, len(points), config.batch):
         evals.evaluate(points[i:i + config.batch])
-    return len(points)
 
 
 @dataclass
@@ -402,7 +418,7 @@ def explore(space: SearchSpace, settings: EvalSettings, scenarios: list[Scenario
         elif config.algorithm == "random":
             run_random(evals, space, settings.input_shape, share, config, rng)
         else:
-            run_grid(evals, space, settings.input_shape, config.budget, config, rng)
+            run_grid(evals, space, settings.input_shape, config.budget, config)
             break  # the grid does not depend on the scenario
     points = list(evals.points.values())
     bounds = bounds_of(points, objectives)

@@ -17,14 +17,16 @@ how many layers the slot holds. Types: dataI/input, Convolution, Convolution+Rel
 group: `convs` convolutions then a 2x2 max pool), Pooling, DenseBlock/dense, dataO/output. `invalid:
 repair` (default) changes a layer whose window no longer fits (a smaller kernel or stride from its
 ranges) or drops it when its slot allows, and `invalid: reject` refuses the genotype; either way the
-reason is recorded. A space may also list `scenarios` (explore/scenarios.py).
+reason is returned (`repair`) or raised (`InvalidGenotype`). "same" padding and VGG groups need odd
+kernels (an even one cannot pad symmetrically). A space may also list `scenarios`
+(explore/scenarios.py).
 """
 
 from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -64,7 +66,6 @@ class SearchSpace:
     invalid: str = "repair"
     scenarios: tuple[dict, ...] = ()
     source: str = ""
-    notes: list = field(default_factory=list, compare=False)
 
     # --- genotypes ------------------------------------------------------------------------------
     def sample(self, rng: np.random.Generator, input_shape: tuple[int, int, int]) -> Genotype:
@@ -143,19 +144,15 @@ class SearchSpace:
     def _refit(self, gene: Gene, size: int) -> Gene | None:
         """The gene with the kernel/stride values closest to its own that leave an output."""
         slot = self.slots[gene.slot]
-        keys = [k for k in ("kernel", "stride") if k in slot.params]
-        options = [(k, s) for k in slot.params.get("kernel", (gene["kernel"],))
-                   for s in slot.params.get("stride", (gene["stride"],) if "stride" in
-                                            DEFAULTS[gene.kind] else (None,))]
         best = None
-        for k, s in options:
-            change = {"kernel": k} | ({"stride": s} if s is not None else {})
-            cand = gene.with_params(**{x: change[x] for x in keys if x in change}) if keys else gene
-            if out_size(cand, size) < 1:
-                continue
-            dist = abs(k - gene["kernel"]) + (abs(s - gene["stride"]) if s is not None else 0)
-            if best is None or dist < best[0]:
-                best = (dist, cand)
+        for k in slot.params["kernel"]:
+            for st in slot.params.get("stride", (None,)):  # a VGG group has no stride
+                cand = gene.with_params(kernel=k, **({} if st is None else {"stride": st}))
+                if out_size(cand, size) < 1:
+                    continue
+                dist = abs(k - gene["kernel"]) + (0 if st is None else abs(st - gene["stride"]))
+                if best is None or dist < best[0]:
+                    best = (dist, cand)
         return best[1] if best else None
 
     def size(self) -> float:
@@ -191,7 +188,8 @@ def load_space(spec: str) -> SearchSpace:
         if name not in bundled_spaces():
             raise UsageError(f"unknown bundled space '{spec}'",
                              hint="bundled: " + ", ".join(f"space:{n}" for n in bundled_spaces()))
-        path = os.path.join(BUNDLED_DIR, f"{name}.yaml")
+        path = next(os.path.join(BUNDLED_DIR, f"{name}{ext}") for ext in (".yaml", ".toml")
+                    if os.path.exists(os.path.join(BUNDLED_DIR, f"{name}{ext}")))
     else:
         path = spec
     if not os.path.exists(path):
@@ -306,6 +304,12 @@ def _slot(kind: str, entry: dict, where: str) -> Slot:
                              where=where, hint="parameters: " + ", ".join(DEFAULTS[kind]))
     for name, default in DEFAULTS[kind].items():
         params[name] = _values(entry.get(name, default), name, f"{where}.{name}")
+    kernels = params.get("kernel", ())
+    same = kind == "conv-group" or "same" in params.get("padding", ())
+    if same and any(k % 2 == 0 for k in kernels):
+        raise InputFileError(f"even kernel(s) {[k for k in kernels if k % 2 == 0]} with 'same' "
+                             "padding: it cannot pad both sides equally", where=f"{where}.kernel",
+                             hint="use odd kernels, e.g. {choices: [3, 5]}, or padding: valid")
     count = _values(entry.get("count", 1), "count", f"{where}.count", lo=0)
     if count[-1] > 64:
         raise InputFileError(f"count up to {count[-1]} layers: at most 64 per slot",

@@ -181,3 +181,26 @@ def test_security_objective_is_the_curve_of_the_saved_model(tmp_path):
     report, _ = evaluate(module, x01, y, SecurityConfig(mode="fast", sanity=False),
                          input_range=rng)
     assert report.curve_average == pytest.approx(sec, abs=0.011)
+
+
+def test_the_genotypes_own_failures_are_cached_crashes_are_not(monkeypatch):
+    import explore.search as search
+    from explore.cache import EvaluationCache
+    from frontends.genotype import InvalidGenotype
+
+    def failing(settings, genotype_json):
+        n = len(genotype_json["layers"])
+        if n % 2:
+            raise InvalidGenotype(f"odd {n}")
+        raise RuntimeError("a crash")
+    monkeypatch.setattr(search, "evaluate_point", failing)
+    space = load_space("space:seed-example")
+    with EvaluationCache(None) as cache:
+        first = explore(space, ANALYTIC, [Scenario("d")], SearchConfig("random", 8, seed=0),
+                        cache=cache)
+        odd = sum(1 for p in first.points if len(p.genotype.layers) % 2)
+        assert 0 < odd < 8 and first.failures == 8
+        again = explore(space, ANALYTIC, [Scenario("d")], SearchConfig("random", 8, seed=0),
+                        cache=cache)
+        assert again.new_evaluations == 8 - odd  # only the crashes are tried again
+        assert all("odd" in p.error for p in again.points if p.cached)

@@ -29,8 +29,10 @@ def add_parser(sub, epilog: str) -> None:
                     "processing elements: NSGA-II on closed-form estimates (the map pass's list "
                     "schedule with rows flowing between units), then the real pipeline "
                     "(self-timed schedule, energy, processors, memory) on the greedy default and "
-                    "the best estimated points. Writes OUT/mapping.json (the fastest point, ties "
-                    "by energy; apply it with alohac compile --mapping), OUT/pareto.json, "
+                    "the best estimated points. Writes OUT/mapping.json (the fastest refined "
+                    "point that fits the platform's memories, ties by energy: never slower than "
+                    "the greedy default when that fits; the fastest of all, with a warning, when "
+                    "none fits; apply it with alohac compile --mapping), OUT/pareto.json, "
                     "OUT/pareto.csv and OUT/pareto.png. --json prints one JSON object as the last "
                     "line: greedy, chosen, pareto, evaluations, ...", 79),
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -74,6 +76,13 @@ def cmd_explore_mapping(args) -> int:
                pareto_png(result, os.path.join(out, "pareto.png"))]
     for w in written:
         print(f"wrote {w}", file=sys.stderr if args.json else sys.stdout)
+    if not result.chosen["fits"]:
+        print(f"warning: no refined point fits {result.platform}'s memories; {written[0]} holds "
+              "the fastest one, which does not fit (its memory_bytes is in the file)",
+              file=sys.stderr)
+    elif not result.greedy["fits"]:
+        print("warning: the greedy default does not fit in memory; the chosen point does, but "
+              "may be slower than greedy", file=sys.stderr)
     if args.json:
         keys = ("model", "platform", "greedy", "chosen", "pareto", "evaluations",
                 "refined_count", "seconds", "spearman_latency", "speedup", "seed")

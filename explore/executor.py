@@ -178,7 +178,12 @@ def _how_it_ended(exitcode: int | None) -> str:
 
 def _cancel(task: _Task) -> None:
     """Cancel a queued task; one queued for a retry has started, so it fails instead."""
-    if not task.future.cancel():
+    if task.future.cancel():
+        try:
+            task.future.set_running_or_notify_cancel()  # wakes cf.wait and as_completed
+        except RuntimeError:  # notified already
+            pass
+    else:
         task.future.set_exception(cf.CancelledError(
             f"{task.name} was waiting for a retry when the executor was shut down"))
 
@@ -358,6 +363,11 @@ class LocalExecutor(cf.Executor):
             raise
         finally:
             self._stop_workers()
+            with self._lock:  # a task requeued after terminate() emptied the queue
+                left = list(self._pending)
+                self._pending.clear()
+            for task in left:
+                _cancel(task)
 
     def _dispatch(self) -> bool:
         """Hand queued tasks to idle ready workers; False once there is nothing left to do."""
@@ -428,9 +438,16 @@ class LocalExecutor(cf.Executor):
         w.conn.close()
         w.proc.close()
         task = w.task
+        with self._lock:
+            terminating = self._terminate
         if task is not None:
             task.deaths += 1
-            if task.deaths > task.retries:
+            if terminating:  # terminate() has emptied the queue: a requeued task would hang
+                name = task.name
+                task.future.set_exception(WorkerDied(
+                    f"the worker running {name} died while the executor was terminated",
+                    task=name, exitcode=exitcode, attempts=task.deaths))
+            elif task.deaths > task.retries:
                 name = task.name
                 task.future.set_exception(WorkerDied(
                     f"{name} lost its worker on each of its {task.deaths} attempts "
@@ -583,11 +600,16 @@ class DaskExecutor(cf.Executor):
 
     @staticmethod
     def _cancel(future: cf.Future) -> None:
-        if future.cancel():
-            future.set_running_or_notify_cancel()  # wakes cf.wait and as_completed
+        future.cancel()  # its done callback, _cancel_remote, wakes the waiters
 
     def _cancel_remote(self, future: cf.Future) -> None:
+        """Done callback of ours: a cancel (the user's or ours) wakes cf.wait and as_completed
+        (Future.cancel alone does not) and cancels the Dask task."""
         if future.cancelled():
+            try:
+                future.set_running_or_notify_cancel()  # CANCELLED -> CANCELLED_AND_NOTIFIED
+            except RuntimeError:  # notified already
+                pass
             with self._lock:
                 remote = self._remote.pop(future, None)
             if remote is not None:
@@ -641,11 +663,12 @@ def make_executor(workers: int = 1, scheduler: str | None = None, *,
 
 
 def map_unordered(executor: cf.Executor, fn: Callable, items: Iterable,
-                  retries: int = 2) -> Iterator[tuple[int, object]]:
+                  retries: int | None = None) -> Iterator[tuple[int, object]]:
     """fn(item) for every item, yielding (item's index, result or the exception) as each
     finishes, so the caller records a failed point instead of stopping. Every index comes once.
 
-    `retries` is how many worker deaths one item survives on a LocalExecutor; a Dask cluster
+    `retries` is how many worker deaths one item survives on a LocalExecutor (None: the
+    executor's own `retries`, as make_executor set it); a Dask cluster
     applies its scheduler's allowed-failures instead (the exception is then KilledWorker), and
     other executors their own rules. Closing the iterator early cancels what has not started.
     """
@@ -654,7 +677,7 @@ def map_unordered(executor: cf.Executor, fn: Callable, items: Iterable,
     futures: dict[int, cf.Future] = {}
     try:
         for i, item in enumerate(items):
-            if isinstance(executor, LocalExecutor):
+            if isinstance(executor, LocalExecutor) and retries is not None:
                 future = executor._submit(fn, (item,), {}, retries)
             else:
                 future = executor.submit(fn, item)

@@ -22,11 +22,16 @@ sweet spots) and a precise simulation to refine them (Sesame fine-tunes and veri
 - the refinement (`SystemSpace.refine`) runs the real pipeline (partition, map with the
   assignment, analyze-schedule, -memory, -energy, -processors) on the best `refine` estimated
   points: the self-timed latency and the stream's period and energy. The Pareto front, the greedy
-  baseline and the chosen point (fastest, ties by energy) are refined figures, so the chosen point
-  is never slower than greedy.
+  baseline and the chosen point are refined figures. The chosen point is the fastest refined point
+  (ties by energy, then processors) among those that fit the platform's memories, and the fastest
+  of all refined points when none fits (its `fits` is then false). The greedy point is refined too,
+  so the chosen point is never slower than greedy *when greedy fits*; when greedy does not fit but
+  another point does, the fitting point is chosen even if it is slower.
 
 A mapping file (`aloha-mapping/1`, JSON) records the chosen point: the plan and every actor's unit
-as the refined `map` assigned them, so `alohac compile --mapping` reproduces its figures exactly.
+as the refined `map` assigned them (and the units the greedy rule may use), so `alohac compile
+--mapping` reproduces its figures exactly; also whether it `fits` and the model's input shapes it
+was made for (`inputs`, checked by load_mapping).
 """
 
 from __future__ import annotations
@@ -115,7 +120,8 @@ class SystemSpace:
     Build it with `SystemSpace.load(model, platform)`; the lowered module (canonicalize,
     analyze-cost, convert-nn-to-csdf) is kept and cloned for every refinement."""
 
-    def __init__(self, module, cost, platform: Platform, model: str = "", bits: int = 0):
+    def __init__(self, module, cost, platform: Platform, model: str = "", bits: int = 0,
+                 inputs: dict[str, list[int]] | None = None):
         from aloha_ir.dialects import csdf
         graphs = csdf.csdf_graphs(module)
         if len(graphs) != 1:
@@ -124,6 +130,7 @@ class SystemSpace:
         graph = graphs[0]
         self.module, self.cost, self.platform, self.model = module, cost, platform, model
         self.bits = bits
+        self.inputs = inputs  # the model's input shapes (port -> dims), as loaded
         self.datatype = datatype_of(platform, bits)
         self.layers = actor_layers(module, graph)
         self.order = [a.sym_name.data for a in graph.actors()]
@@ -176,10 +183,11 @@ class SystemSpace:
         from aloha_ir.passmanager import PassManager
         from frontends.loader import load_model
         module = load_model(model, input_shapes or {})
+        inputs = model_inputs(module)
         ctx = make_context()
         ctx.target = platform
         res = PassManager.parse("canonicalize,analyze-cost,convert-nn-to-csdf").run(module, ctx)
-        return cls(module, res.analyses["analyze-cost"], platform, model, bits)
+        return cls(module, res.analyses["analyze-cost"], platform, model, bits, inputs)
 
     # -- the genome: plan levels, PE choices (0 = the greedy rule), units per PE, operating point
     def decode(self, x) -> Design:
@@ -334,7 +342,9 @@ class SystemSpace:
         part, _ = self.stages(design)
         PassManager.parse(f"partition{{{part}}}").run(module, ctx)
         _, mapping = self.stages(design, ctx.analyses["partition"])
-        with contextlib.redirect_stderr(io.StringIO()):  # a design that overflows is marked
+        # analyze-memory{allow_overflow} prints a warning for a design that overflows (recorded
+        # here as fits = false) and has no option to keep quiet; passes/ is not this module's
+        with contextlib.redirect_stderr(io.StringIO()):
             res = PassManager.parse(
                 f"map{{{mapping}}},analyze-schedule,analyze-memory{{allow_overflow=true}},"
                 "analyze-energy,analyze-processors").run(module, ctx)
@@ -413,6 +423,7 @@ class SearchResult:
     refine_seconds: float
     seed: int
     spearman_latency: float | None  # estimate vs self-timed latency over the refined points
+    inputs: dict | None = None  # the model's input shapes (port -> dims)
 
     def to_json(self) -> dict:
         return {"model": self.model, "platform": self.platform,
@@ -494,7 +505,9 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
            ) -> SearchResult:
     """NSGA-II over `space` on the estimates, then a local search from its fastest point (the
     last `polish` share of the `budget` distinct designs estimated); then the real pipeline on
-    the greedy default and `refine` picked points. Deterministic for a seed."""
+    the greedy default and `refine` picked points. The chosen point: the fastest refined point
+    that fits in memory (so greedy's latency or better when greedy fits), else the fastest of all.
+    Deterministic for a seed."""
     if budget < 1 or refine < 0:
         raise UsageError("the search needs budget >= 1 and refine >= 0")
     from pymoo.algorithms.moo.nsga2 import NSGA2
@@ -595,6 +608,7 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
             refined.append(space.refine(d, e, f"p{i}"))
             bar.update(task, advance=1)
     refine_s = time.perf_counter() - start - estimate_s
+    # fastest among the points that fit (greedy is one of them when it fits); none fits: all
     fitting = [p for p in refined if p["fits"]] or refined
     pareto = non_dominated(fitting, lambda p: (p["latency_s"], p["energy_j"], p["processors"]))
     pareto.sort(key=lambda p: (p["latency_s"], p["energy_j"], p["processors"]))
@@ -602,7 +616,7 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
     rho = spearman([p.estimate.latency_s for p in refined], [p["latency_s"] for p in refined])
     return SearchResult(space.model, space.platform.name, greedy, chosen, pareto, refined,
                         evaluated, len(cache), time.perf_counter() - start, estimate_s, refine_s,
-                        seed, rho)
+                        seed, rho, space.inputs)
 
 
 def _variants(space: SystemSpace, x0: np.ndarray) -> list[np.ndarray]:
@@ -649,12 +663,25 @@ class Mapping:
     partition: dict[str, int]
     assignment: dict[str, str]
     predicted: dict
+    units: tuple[str, ...] = ()  # the units the greedy rule may use (empty: all)
+    inputs: dict | None = None  # the model's input shapes it was made for (None: not recorded)
+    fits: bool | None = None
 
     def stages(self) -> tuple[str, str]:
         """(partition options, map options) of pipeline text."""
         plan = ";".join(f"{a}:{n}" for a, n in self.partition.items())
         assign = ";".join(f"{a}:{u}" for a, u in self.assignment.items())
-        return f'actors="{plan}" auto=false', f'assign="{assign}"'
+        units = f' units="{",".join(self.units)}"' if self.units else ""
+        return f'actors="{plan}" auto=false', f'assign="{assign}"{units}'
+
+
+def model_inputs(module) -> dict[str, list[int]]:
+    """The nn.input ports of a (not yet lowered) module and their shapes."""
+    out = {}
+    for op in module.walk():
+        if op.name == "nn.input":
+            out[op.port.data] = [int(d) for d in op.output.type.get_shape()]
+    return out
 
 
 def mapping_json(result: SearchResult, point: Point | None = None) -> dict:
@@ -665,7 +692,8 @@ def mapping_json(result: SearchResult, point: Point | None = None) -> dict:
         "datatype": fig["datatype"], "bits": DATATYPE_BITS[fig["datatype"]],
         "operating_point": point.design.opp, "partition": dict(point.design.plan),
         "assignment": point.assignment, "units": list(point.design.units),
-        "pe": dict(point.design.pe),
+        "pe": dict(point.design.pe), "fits": bool(fig["fits"]),
+        "inputs": result.inputs,
         "predicted": {k: fig[k] for k in FIGURE_KEYS},
         "estimate": point.estimate.to_json(),
         "greedy": {k: result.greedy[k] for k in FIGURE_KEYS},
@@ -679,8 +707,10 @@ def save_mapping(path: str, data: dict) -> str:
     return write_text(path, json.dumps(data, indent=1) + "\n")
 
 
-def load_mapping(path: str, platform: str | None = None, model: str | None = None) -> Mapping:
-    """Read and check a mapping file; `platform`/`model` are what it will be applied to."""
+def load_mapping(path: str, platform: str | None = None, model: str | None = None,
+                 inputs: dict | None = None) -> Mapping:
+    """Read and check a mapping file; `platform`/`model` are what it will be applied to, and
+    `inputs` that model's input shapes (model_inputs of the loaded module; None: not checked)."""
     from frontends.loader import model_stem
     if not os.path.exists(path):
         raise InputFileError("no such mapping file", where=path,
@@ -713,11 +743,35 @@ def load_mapping(path: str, platform: str | None = None, model: str | None = Non
                              hint="partition: ACTOR -> parts >= 1; assignment: ACTOR -> unit")
     if any(c in a for a in [*data["partition"], *data["assignment"]] for c in ';:"'):
         raise InputFileError("actor names cannot hold ';', ':' or '\"'", where=path)
+    units = data.get("units", [])
+    if not isinstance(units, list) or not all(isinstance(u, str) and u and "," not in u
+                                              and '"' not in u for u in units):
+        raise InputFileError("'units' must be a list of unit names", where=path)
+    recorded = data.get("inputs")
+    if recorded is not None and not (
+            isinstance(recorded, dict) and all(
+                isinstance(d, list) and all(isinstance(n, int) and not isinstance(n, bool)
+                                            for n in d) for d in recorded.values())):
+        raise InputFileError("'inputs' must map input names to shapes (lists of ints)",
+                             where=path)
+    fits = data.get("fits")
+    if fits is not None and not isinstance(fits, bool):
+        raise InputFileError("'fits' must be true or false", where=path)
     if platform is not None and data["platform"] != platform:
         raise InputFileError(f"the mapping is for {data['platform']}, not {platform}",
                              where=path, hint=f"explore again with --target {platform}")
     if model is not None and model_stem(data["model"]) != model_stem(model):
         raise InputFileError(f"the mapping is for {data['model']}, not {model}", where=path,
                              hint=f"explore again: alohac explore-mapping {model} ...")
+    if inputs is not None and recorded is not None:
+        got = {k: [int(n) for n in v] for k, v in inputs.items()}
+        if got != recorded:
+            def shapes(d):
+                return ", ".join(f"{k}={','.join(map(str, v))}" for k, v in sorted(d.items()))
+            raise InputFileError(f"the mapping was made for input shapes {shapes(recorded)}, "
+                                 f"not {shapes(got)}", where=path,
+                                 hint="pass the same --input-shape, or explore again with "
+                                      "these shapes")
     return Mapping(data["model"], data["platform"], data["bits"], opp, dict(data["partition"]),
-                   dict(data["assignment"]), dict(data.get("predicted") or {}))
+                   dict(data["assignment"]), dict(data.get("predicted") or {}), tuple(units),
+                   recorded, fits)

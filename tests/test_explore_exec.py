@@ -183,6 +183,15 @@ def _own_children_alive(pids) -> list[int]:
     return [p for p in pids if psutil.pid_exists(p)]
 
 
+def _until(condition, what: str, seconds: float = 30.0) -> None:
+    """Wait for condition() to hold; a test failure (not a hang) after `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"waited {seconds:g} s for {what}")
+        time.sleep(0.001)
+
+
 def test_local_results_equal_serial_and_no_children_left():
     seen = set()
     with LocalExecutor(2) as ex:
@@ -249,8 +258,7 @@ def test_local_exit_by_exception_cancels_and_kills(tmp_path):
             running = ex.submit(T.slow_square, 2, 60)
             queued = ex.submit(T.square, 3)
             pids = ex.pids()
-            while not running.running():
-                pass
+            _until(running.running, "the slow task to start")
             raise KeyError("the search failed")
     assert queued.cancelled()
     with pytest.raises(WorkerDied, match="terminate"):
@@ -261,11 +269,42 @@ def test_local_exit_by_exception_cancels_and_kills(tmp_path):
 def test_local_shutdown_fails_a_task_waiting_for_its_retry(tmp_path):
     ex = LocalExecutor(1, retries=1, initializer=time.sleep, initargs=(0.5,))
     doomed = ex.submit(T.die_once, (str(tmp_path), 0))
-    while not (doomed.running() and ex._pending):  # requeued while its new worker starts
-        time.sleep(0.001)
+    # requeued while its new worker starts
+    _until(lambda: doomed.running() and ex._pending, "the task to be requeued")
     ex.shutdown(cancel_futures=True)
     with pytest.raises(cf.CancelledError, match="waiting for a retry"):
         doomed.result(timeout=0)
+
+
+class _TerminatedAsItsWorkerDies(LocalExecutor):
+    """terminate() landing just before the manager sees a worker's death (the race)."""
+
+    def _lost(self, w):
+        with self._lock:
+            self._shutdown = self._terminate = True
+            self._pending.clear()
+        super()._lost(w)
+
+
+def test_local_worker_dying_during_terminate_does_not_leave_its_future_hanging(tmp_path):
+    ex = _TerminatedAsItsWorkerDies(1, retries=2)
+    doomed = ex.submit(T.die_always, (str(tmp_path), "doomed"))
+    with pytest.raises(WorkerDied, match="terminated"):
+        doomed.result(timeout=30)  # used to be requeued after the queue was emptied: a hang
+    ex._thread.join(30)
+    assert not ex._thread.is_alive() and T.runs(tmp_path, "doomed") == 1
+
+
+def test_local_manager_cancels_what_is_left_in_the_queue():
+    ex = LocalExecutor(1, initializer=time.sleep, initargs=(1.0,))
+    queued = ex.submit(T.square, 3)  # no worker is ready yet: it stays queued
+    with ex._lock:  # the manager stops with a task still queued (as a requeue after terminate)
+        ex._terminate = ex._shutdown = True
+    ex._wake()
+    ex._thread.join(30)
+    assert not ex._thread.is_alive()
+    done, _ = cf.wait([queued], timeout=10)  # cancelled and waiters woken, not left pending
+    assert queued in done and queued.cancelled()
 
 
 def test_local_cancel_initializer_and_bad_options():
@@ -322,7 +361,64 @@ def test_map_unordered_yields_every_index_once(kind, tmp_path):
     assert sorted(out) == [0, 1] and all(isinstance(e, T.Boom) for e in out.values())
 
 
+def test_map_unordered_keeps_the_executors_own_retries(tmp_path):
+    with make_executor(1, retries=0) as ex:  # no retry: die_once's one death fails it
+        [(i, out)] = list(map_unordered(ex, T.die_once, [(str(tmp_path), 0)]))
+    assert i == 0 and isinstance(out, WorkerDied) and out.attempts == 1
+    assert T.runs(tmp_path, 0) == 1
+    with make_executor(1, retries=0) as ex:  # an explicit retries= still wins
+        [(_, out)] = list(map_unordered(ex, T.die_once, [(str(tmp_path), 1)], retries=1))
+    assert out == 1 and T.runs(tmp_path, 1) == 2
+
+
 # -- Dask ---------------------------------------------------------------------------------------
+
+class _FakeRemote:
+    """A Dask future that never finishes unless cancelled."""
+
+    def __init__(self):
+        self.status, self.callbacks = "pending", []
+
+    def add_done_callback(self, fn):
+        self.callbacks.append(fn)
+
+    def cancel(self):
+        self.status = "cancelled"
+        for fn in self.callbacks:
+            fn(self)
+
+
+class _FakeClient:
+    def __init__(self):
+        self.remotes, self.closed = [], False
+
+    def submit(self, fn, *args, pure=True, **kwargs):
+        self.remotes.append(_FakeRemote())
+        return self.remotes[-1]
+
+    def close(self):
+        self.closed = True
+
+
+def test_dask_cancel_wakes_wait_and_as_completed():
+    from explore.executor import DaskExecutor
+    client = _FakeClient()
+    ex = DaskExecutor(client)
+    first, second = ex.submit(T.square, 2), ex.submit(T.square, 3)
+    assert first.cancel()
+    start = time.monotonic()
+    done, _ = cf.wait([first], timeout=5)  # used to sleep the whole timeout: never notified
+    assert first in done and time.monotonic() - start < 2
+    assert client.remotes[0].status == "cancelled"  # the Dask task too
+    waiter = threading.Thread(target=lambda: list(cf.as_completed([second], timeout=10)))
+    waiter.start()
+    time.sleep(0.05)
+    assert second.cancel()
+    waiter.join(5)
+    assert not waiter.is_alive()
+    ex.shutdown(wait=False)
+    assert client.closed and second.cancelled()
+
 
 def test_scheduler_addresses():
     assert scheduler_address("tcp://10.0.0.5:8786") == "tcp://10.0.0.5:8786"

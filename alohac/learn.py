@@ -98,6 +98,61 @@ def _bits(text: str) -> tuple[int, int]:
     return parts[0], parts[-1]
 
 
+def _untrained(warnings: list[str], float_accuracy, splits, args) -> list[str]:
+    """The pass's warnings, the near-chance one naming the train command for this model and
+    data."""
+    from passes.execution import near_chance
+    hint = near_chance(float_accuracy, splits.test, f"alohac train {args.model} --data "
+                                                    f"{args.data} -o OUT.onnx")
+    generic = near_chance(float_accuracy, splits.test)
+    return [hint if w == generic else w for w in warnings]
+
+
+def _start_bits(text: str) -> tuple[float, float]:
+    try:
+        parts = [float(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2):
+        raise UsageError(f"--start-bits '{text}' must be W or W,A (weight and activation bits)",
+                         hint="e.g. --start-bits 8, or the --grid suggestion such as 8,6")
+    return parts[0], parts[-1]
+
+
+def _bits_text(w: float, a: float) -> str:
+    return f"W{w:g} A{a:g}"
+
+
+def relaxation_lines(rel: dict) -> list[str]:
+    """The relaxation in the log: its plan, one line per drop, and the outcome (or why the
+    target was not reached, which the power-of-two phase then jumps to)."""
+    p = rel["plan"]
+    start = _bits_text(p["start_weight_bits"], p["start_activation_bits"])
+    target = _bits_text(p["target_weight_bits"], p["target_activation_bits"])
+    lines = []
+    if p["drops"]:
+        lines.append(f"relaxation plan: {start} -> {target} in {p['drops']} drop"
+                     f"{'s' * (p['drops'] > 1)} of {p['step_bits']:.3g} bits, a drop after "
+                     f"{p['stale_checks']} stale checks of the delta loss over {p['window']} "
+                     f"epochs; the target at epoch {p['target_epoch']} at the earliest of "
+                     f"{p['epochs']}" + (f" ({p['note']})" if p["note"] else ""))
+    for st in rel["steps"]:
+        lines.append(f"  epoch {st['epoch']}: "
+                     f"{_bits_text(st['from_weight_bits'], st['from_activation_bits'])} -> "
+                     f"{_bits_text(st['to_weight_bits'], st['to_activation_bits'])} (stale: delta "
+                     f"loss mean {st['delta_loss_mean']:.3g}, std {st['delta_loss_std']:.3g} over "
+                     f"{st['window']} epochs; total loss {st['total_loss']:.4g}, val accuracy "
+                     f"{st['val_accuracy']:.4f})")
+    if rel["reached_target"]:
+        at = f" at epoch {rel['reached_epoch']}" if rel["reached_epoch"] else ""
+        lines.append(f"relaxation reached {target}{at} of {p['epochs']}")
+    else:
+        final = _bits_text(rel["final_weight_bits"], rel["final_activation_bits"])
+        lines.append(f"relaxation stopped at {final}, short of {target}: {rel['reason']}; the "
+                     f"power-of-two phase jumps from {final} to {target}")
+    return lines
+
+
 def cmd_quantize(args) -> int:
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
@@ -112,6 +167,13 @@ def cmd_quantize(args) -> int:
     PassManager.parse("canonicalize").run(module, ctx)
     out = sys.stderr if args.json else sys.stdout
     grid = None
+    start_w, start_a = _start_bits(args.start_bits)
+    qp = QuantizePass(method=args.method, bits=wbits, abits=abits, granularity=args.granularity,
+                      calibration=args.calibration, samples=args.samples,
+                      epochs=args.epochs, lr=args.lr, start_bits=start_w, start_abits=start_a,
+                      delta_loss_window=args.delta_loss_window or 0,
+                      stale_checks=args.stale_checks, checkpoint=args.checkpoint or "",
+                      seed=args.seed, insert_bn=args.insert_bn)
     if args.grid:
         grid = explore_precision(module, ctx.dataset, per_channel=args.granularity == "channel")
         print(f"precision grid (float accuracy {grid.float_accuracy:.4f}, validation split):",
@@ -119,19 +181,19 @@ def cmd_quantize(args) -> int:
         for p in grid.points:
             print(f"  W{p['weight_bits']:>2} A{p['activation_bits']:>2}  {p['accuracy']:.4f}",
                   file=out)
-        if grid.suggested:
-            print(f"  suggested start: W{grid.suggested['weight_bits']} "
-                  f"A{grid.suggested['activation_bits']}", file=out)
-    qp = QuantizePass(method=args.method, bits=wbits, abits=abits, granularity=args.granularity,
-                      calibration=args.calibration, samples=args.samples,
-                      epochs=args.epochs, lr=args.lr, start_bits=args.start_bits,
-                      delta_loss_window=args.delta_loss_window, stale_checks=args.stale_checks,
-                      checkpoint=args.checkpoint or "", seed=args.seed, insert_bn=args.insert_bn)
+        print(grid.suggestion(), file=out)
     qp.apply(ctx, module)
     report = ctx.analyses["quantize"]
+    report.warnings = _untrained(report.warnings, report.float_accuracy, ctx.dataset, args)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if report.relaxation is not None:
+        for line in relaxation_lines(report.relaxation):
+            print(line, file=out)
     for entry in report.log:
-        print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in entry.items()), file=out)
+        if "phase" in entry:  # the epochs are in the JSON's log; the phases after them here
+            print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in entry.items()), file=out)
     os.makedirs(args.output, exist_ok=True)
     stem = model_stem(args.model)
     written = save_module(module, os.path.join(args.output, f"{stem}.mlir"))
@@ -147,7 +209,12 @@ def cmd_quantize(args) -> int:
                 "quantized_accuracy": report.quantized_accuracy, "weight_bits": wbits,
                 "activation_bits": abits, "granularity": args.granularity,
                 "formats": report.formats, "log": report.log, "seconds": report.seconds,
-                "onnx": onnx_path}
+                "warnings": report.warnings, "onnx": onnx_path}
+        if report.relaxation is not None:
+            data.update(relaxation=report.relaxation["steps"],
+                        reached_target=report.relaxation["reached_target"],
+                        reason=report.relaxation["reason"],
+                        relaxation_plan=report.relaxation["plan"])
         if grid is not None:
             data["grid"] = grid.to_json()
         print(json.dumps(data))
@@ -268,10 +335,15 @@ def add_parsers(sub, epilog: str) -> None:
                                    "inq), snapped to the power-of-two formats NEURAghe and Orlando "
                                    "requantise with. Writes OUT/NAME.mlir (+ weights), the QDQ "
                                    "OUT/NAME.onnx and OUT/NAME.quant.json (per-layer formats). "
-                                   "Prints the precision grid (--grid) and the relaxation log. "
-                                   "--json prints one JSON object as the last line "
-                                   "(float_accuracy, quantized_accuracy, weight_bits, "
-                                   "activation_bits, formats).",
+                                   "Prints the precision grid with its suggested relaxation "
+                                   "start (--grid), and for pact/dorefa the relaxation plan "
+                                   "fitted to --epochs, one line per precision drop and whether "
+                                   "the target was reached (if not, why). Warns when the float "
+                                   "model is near chance (untrained). --json prints one JSON "
+                                   "object as the last line (float_accuracy, quantized_accuracy, "
+                                   "weight_bits, activation_bits, formats, warnings; pact/dorefa: "
+                                   "relaxation (the drops), reached_target, reason, "
+                                   "relaxation_plan).",
                        epilog=epilog, formatter_class=fmt)
     _common(p, "OUT")
     p.add_argument("--bits", default="8", metavar="W[,A]",
@@ -287,10 +359,12 @@ def add_parsers(sub, epilog: str) -> None:
                         "and print the suggested relaxation start")
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (pact/dorefa/inq)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--start-bits", type=float, default=16.0,
-                   help="relaxation start precision (Table 4: 16, Q1.15)")
-    p.add_argument("--delta-loss-window", type=int, default=20,
-                   help="relaxation window in epochs (Table 4: 20)")
+    p.add_argument("--start-bits", default="16", metavar="W[,A]",
+                   help="relaxation start precision of weights and activations (default 16: "
+                        "Table 4's Q1.15; --grid suggests one)")
+    p.add_argument("--delta-loss-window", type=int, default=None,
+                   help="relaxation window in epochs (default: Table 4's 20, shortened so that "
+                        "the relaxation can reach --bits within --epochs)")
     p.add_argument("--stale-checks", type=int, default=2,
                    help="consecutive stale epochs before a precision drop (default 2)")
     p.add_argument("--checkpoint", metavar="FILE",

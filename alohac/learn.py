@@ -255,35 +255,79 @@ def cmd_prune(args) -> int:
                   sparsify=args.sparsify, seed=args.seed).apply(ctx, trial)
         report = ctx.analyses["prune"]
         trials.append((trial, report))
-        what = f"t={t:g}" if args.method == "threshold" else f"max activity {args.max_activity:g}"
-        print(f"{what:>18}: parameters {report.params_before} -> {report.params_after} "
-              f"({100 * report.params_removed / max(1, report.params_before):.1f}% removed), MACs "
-              f"{report.macs_before} -> {report.macs_after}, accuracy "
-              f"{report.accuracy_before:.4f} -> {report.accuracy_after:.4f}", file=out)
-    # the seeds' selection: the most aggressive threshold whose accuracy loss is acceptable
-    fine = [(m, r) for m, r in trials if r.accuracy_before - r.accuracy_after <= args.max_drop]
-    chosen, report = fine[-1] if fine else trials[0]
+        share = 100 * report.params_removed / max(1, report.params_before)
+        print(f"{_candidate(args, report):>18}: parameters {report.params_before} -> "
+              f"{report.params_after} ({share:.1f}% removed), MACs {report.macs_before} -> "
+              f"{report.macs_after}, accuracy {report.accuracy_before:.4f} -> "
+              f"{report.accuracy_after:.4f}", file=out)
+    kept, selection = _select(args, [r for _, r in trials])
+    chosen, report = trials[kept]
+    report.warnings = _untrained(report.warnings, report.accuracy_before, ctx.dataset, args) + \
+        ([selection["warning"]] if selection["warning"] else [])
+    print(f"kept {_candidate(args, report)}: {selection['reason']}", file=out)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     for layer in report.layers:
         if layer.kernels:
             print(f"  {layer.name}: {layer.kernels_removed} of {layer.kernels} kernels removed, "
                   f"{layer.kernels_zeroed} zeroed", file=out)
+    sweep = [{"threshold": r.threshold, "params_after": r.params_after, "macs_after": r.macs_after,
+              "accuracy_after": r.accuracy_after,
+              "accuracy_drop": r.accuracy_before - r.accuracy_after,
+              "within_max_drop": r.accuracy_before - r.accuracy_after <= args.max_drop,
+              "kept": i == kept} for i, (_, r) in enumerate(trials)]
+    record = {**report.to_json(), "max_drop": args.max_drop, "selection": selection["reason"],
+              "sweep": sweep}
     os.makedirs(args.output, exist_ok=True)
     stem = model_stem(args.model)
     written = save_module(chosen, os.path.join(args.output, f"{stem}.mlir"))
     onnx_path = os.path.join(args.output, f"{stem}.onnx")
     written.append(_write_onnx(chosen, onnx_path))
     side = os.path.join(args.output, f"{stem}.prune.json")
-    write_text(side, json.dumps(report.to_json(), indent=2) + "\n")
+    write_text(side, json.dumps(record, indent=2) + "\n")
     written.append(side)
     for w in written:
         print(f"wrote {w}", file=out)
     if args.json:
-        data = {"model": args.model, "data": args.data, **report.to_json(), "onnx": onnx_path,
-                "sweep": [{"threshold": r.threshold, "params_after": r.params_after,
-                           "macs_after": r.macs_after, "accuracy_after": r.accuracy_after}
-                          for _, r in trials]}
-        print(json.dumps(data))
+        print(json.dumps({"model": args.model, "data": args.data, **record, "onnx": onnx_path}))
     return 0
+
+
+def _candidate(args, report) -> str:
+    return f"t={report.threshold:g}" if args.method == "threshold" else \
+        f"max activity {args.max_activity:g}"
+
+
+def _loses(drop: float) -> str:
+    return f"loses {drop:.4f}" if drop >= 0 else f"gains {-drop:.4f}"
+
+
+def _select(args, reports: list) -> tuple[int, dict]:
+    """The seeds' selection: the largest threshold whose accuracy loss is at most --max-drop.
+    Returns its index and {"reason", "warning"} (a warning when no candidate is within)."""
+    drops = [r.accuracy_before - r.accuracy_after for r in reports]
+    ok = [i for i, d in enumerate(drops) if d <= args.max_drop]
+    others = [f"{_candidate(args, r)} {_loses(d)}" for r, d in zip(reports, drops)]
+    if len(reports) == 1:
+        within = "within" if ok else "more than"
+        return 0, {"reason": f"the only candidate; it {_loses(drops[0])} accuracy, {within} "
+                             f"--max-drop {args.max_drop:g}",
+                   "warning": "" if ok else
+                   f"{_candidate(args, reports[0])} loses {drops[0]:.4f} accuracy, more than "
+                   f"--max-drop {args.max_drop:g}; kept as the only candidate (try smaller "
+                   "thresholds, or several: --threshold 0.25,0.5,1.0)"}
+    if ok:
+        i = max(ok, key=lambda k: reports[k].threshold)
+        rest = [o for k, o in enumerate(others) if k != i]
+        return i, {"reason": f"the largest threshold losing at most --max-drop {args.max_drop:g} "
+                             f"accuracy (it {_loses(drops[i])}; {', '.join(rest)})",
+                   "warning": ""}
+    i = min(range(len(reports)), key=lambda k: (drops[k], reports[k].threshold))
+    return i, {"reason": f"no threshold loses at most --max-drop {args.max_drop:g} accuracy "
+                         f"({', '.join(others)}): the one losing least",
+               "warning": f"every threshold loses more than --max-drop {args.max_drop:g} "
+                          f"accuracy; kept {_candidate(args, reports[i])}, which loses "
+                          f"{drops[i]:.4f} (try smaller thresholds)"}
 
 
 def _common(p: argparse.ArgumentParser, output_help: str) -> None:

@@ -50,7 +50,7 @@ from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError
 from aloha_ir.weights import weights_of
 from passes.analyze_cost import analyze_graph
-from passes.execution import accuracy, check_finite_weights, dataset_for
+from passes.execution import accuracy, check_finite_weights, dataset_for, near_chance
 
 METHODS = ("threshold", "activity")
 PRUNABLE = (nn.ConvOp, nn.DenseOp)
@@ -87,6 +87,7 @@ class PruneReport:
     layers: list[LayerPruning] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def params_removed(self) -> int:
@@ -102,9 +103,10 @@ class PruneReport:
 
 
 def deployed_figures(module: ModuleOp, graph: nn.GraphOp) -> tuple[int, int]:
-    """(parameters, MACs) a deployment pays for: pruned weights are neither stored nor multiplied."""
+    """(parameters, MACs) a deployment pays for: pruned weights are neither stored nor multiplied
+    (analyze-cost's params_deployed and macs_sparse)."""
     cost = analyze_graph(graph, annotate=False, store=weights_of(module))
-    return cost.params_deployed - cost.params_pruned, cost.macs_sparse
+    return cost.params_deployed, cost.macs_sparse
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -361,7 +363,7 @@ class PrunePass(ModulePass):
             self.threshold if self.method == "threshold" else None,
             self.max_activity if self.method == "activity" else None, self.iterations,
             self.epochs, params0, params1, macs0, macs1, acc0, measure("evaluate_after"), layers,
-            log, seconds))
+            log, seconds, [w for w in [acc0 is not None and near_chance(acc0, splits.test)] if w]))
 
     # --- threshold -------------------------------------------------------------------------------
     def _threshold(self, module: ModuleOp, graph: nn.GraphOp, splits, log) -> list[LayerPruning]:

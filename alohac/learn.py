@@ -86,13 +86,20 @@ def _adversarial(args, graph, splits):
                               args.adv_eps, lo=lo, hi=hi, fraction=args.adv_fraction)
 
 
-def _bits(text: str) -> tuple[int, int]:
+def _weight_activation(text: str, option: str, cast, hint: str = "") -> list:
+    """`W` or `W,A` (weight and activation bits) as one or two numbers."""
     try:
-        parts = [int(p) for p in text.split(",")]
+        parts = [cast(p) for p in text.split(",")]
     except ValueError:
         parts = []
     if len(parts) not in (1, 2):
-        raise UsageError(f"--bits '{text}' must be W or W,A (weight and activation bits)")
+        raise UsageError(f"{option} '{text}' must be W or W,A (weight and activation bits)",
+                         hint=hint or None)
+    return parts
+
+
+def _bits(text: str) -> tuple[int, int]:
+    parts = _weight_activation(text, "--bits", int)
     from passes.quantize import check_bits
     check_bits(*parts)
     return parts[0], parts[-1]
@@ -109,13 +116,8 @@ def _untrained(warnings: list[str], float_accuracy, splits, args) -> list[str]:
 
 
 def _start_bits(text: str) -> tuple[float, float]:
-    try:
-        parts = [float(p) for p in text.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 2):
-        raise UsageError(f"--start-bits '{text}' must be W or W,A (weight and activation bits)",
-                         hint="e.g. --start-bits 8, or the --grid suggestion such as 8,6")
+    parts = _weight_activation(text, "--start-bits", float,
+                               "e.g. --start-bits 8, or the --grid suggestion such as 8,6")
     return parts[0], parts[-1]
 
 
@@ -131,11 +133,12 @@ def relaxation_lines(rel: dict) -> list[str]:
     target = _bits_text(p["target_weight_bits"], p["target_activation_bits"])
     lines = []
     if p["drops"]:
+        checks = p["stale_checks"]
         lines.append(f"relaxation plan: {start} -> {target} in {p['drops']} drop"
                      f"{'s' * (p['drops'] > 1)} of {p['step_bits']:.3g} bits, a drop after "
-                     f"{p['stale_checks']} stale checks of the delta loss over {p['window']} "
-                     f"epochs; the target at epoch {p['target_epoch']} at the earliest of "
-                     f"{p['epochs']}" + (f" ({p['note']})" if p["note"] else ""))
+                     f"{checks} stale check{'s' * (checks > 1)} of the delta loss over "
+                     f"{p['window']} epochs; the target at epoch {p['target_epoch']} at the "
+                     f"earliest of {p['epochs']}" + (f" ({p['note']})" if p["note"] else ""))
     for st in rel["steps"]:
         lines.append(f"  epoch {st['epoch']}: "
                      f"{_bits_text(st['from_weight_bits'], st['from_activation_bits'])} -> "
@@ -423,14 +426,16 @@ def add_parsers(sub, epilog: str) -> None:
                                    "weights within t x sigma of the layer mean collapse to the "
                                    "mean (zeros once deployed mean-subtracted); several "
                                    "comma-separated thresholds are each evaluated and the largest "
-                                   "losing at most --max-drop accuracy is kept; --iterations with "
+                                   "losing at most --max-drop accuracy is kept (printed with every "
+                                   "candidate's loss); --iterations with "
                                    "--epochs fine-tunes between growing thresholds. activity: "
                                    "kernels of rectified convolutions that are active on at most "
                                    "--max-activity of the images are removed (--sparsify first "
                                    "fine-tunes under a group-lasso penalty that silences weak "
                                    "kernels). Writes OUT/NAME.mlir (+ weights), OUT/NAME.onnx and "
                                    "OUT/NAME.prune.json (parameters and MACs before/after, per "
-                                   "layer). --json prints one JSON object as the last line.",
+                                   "layer, the sweep and the selection). --json prints one JSON "
+                                   "object as the last line.",
                        epilog=epilog, formatter_class=fmt)
     _common(p, "OUT")
     p.add_argument("--method", choices=("threshold", "activity"), default="threshold")

@@ -84,13 +84,14 @@ def sparsity(cost, schedule, platform: str) -> dict | None:
     units: dict[str, list[str]] = {}
     for u in schedule.per_pe.values():
         units.setdefault(u.kind or "unknown", []).append(u.unit)
-    where = "; ".join(f"{kind}: {', '.join(sorted(names))}" for kind, names in sorted(units.items()))
+    where = "; ".join(f"{kind}: {', '.join(sorted(names))}"
+                      for kind, names in sorted(units.items()))
     return {"params_pruned": cost.params_pruned, "macs_sparse": cost.macs_sparse,
             "exploited": False,
             "note": f"pruned weights are not exploited on {platform}: its units ({where}) "
-                    f"multiply every weight, pruned or not, and the generated code stores them all, "
-                    f"so latency, energy and memory are the dense model's ({cost.macs:,} MACs, "
-                    f"not the {cost.macs_sparse:,} sparse ones)"}
+                    f"multiply every weight, pruned or not, and the generated code stores them "
+                    f"all, so latency, energy and memory are the dense model's ({cost.macs:,} "
+                    f"MACs, not the {cost.macs_sparse:,} sparse ones)"}
 
 
 def _si(x: float, unit: str) -> str:

@@ -5,8 +5,8 @@ returned as a typed `CostReport`. `params` is the count as imported (stamped by 
 transform). `params_deployed` is what a deployment keeps of the IR now: every parameter element,
 minus the weights `prune` collapsed (`params_pruned`: zeros once the layer mean is subtracted),
 plus the one mean per pruned layer that the correction needs (aloha_ir.cost); `macs_sparse` the
-MACs left when pruned weights are skipped. Unpruned, params_pruned is 0, params_deployed the count of
-parameter elements and macs_sparse equals macs. Whether a platform exploits them is the target
+MACs left when pruned weights are skipped. Unpruned, params_pruned is 0, params_deployed the count
+of parameter elements and macs_sparse equals macs. Whether a platform exploits them is the target
 report's business: the bundled ones do not (alohac.report.sparsity).
 """
 

@@ -358,12 +358,13 @@ class PrunePass(ModulePass):
             layers = self._activity(op, graph, splits, log)
         seconds["prune"] = time.perf_counter() - t0
         params1, macs1 = deployed_figures(op, graph)
+        untrained = near_chance(acc0, splits.test) if acc0 is not None else None
         record_analysis(ctx, self.name, PruneReport(
             graph.sym_name.data, self.method,
             self.threshold if self.method == "threshold" else None,
             self.max_activity if self.method == "activity" else None, self.iterations,
             self.epochs, params0, params1, macs0, macs1, acc0, measure("evaluate_after"), layers,
-            log, seconds, [w for w in [acc0 is not None and near_chance(acc0, splits.test)] if w]))
+            log, seconds, [untrained] if untrained else []))
 
     # --- threshold -------------------------------------------------------------------------------
     def _threshold(self, module: ModuleOp, graph: nn.GraphOp, splits, log) -> list[LayerPruning]:

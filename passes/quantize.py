@@ -11,10 +11,9 @@ Methods (`method=`, the CLI's `--method`):
 - `pact`, `dorefa`, `inq`: quantization-aware fine-tuning in torch (backends/torch/qat.py), with the
   precision-relaxation heuristic for pact and dorefa, fitted to the epoch budget (the report's
   `relaxation`: plan, drops, whether the target was reached and why not); then the trained network
-  is snapped to power-of-two formats
-  and the accuracy after snapping is what is reported. `insert_bn=true` (pact, dorefa) follows the
-  seeds' scheme: a batch norm after every convolution that lacks one while training, folded into the
-  convolution before the final power-of-two phase.
+  is snapped to power-of-two formats and the accuracy after snapping is what is reported.
+  `insert_bn=true` (pact, dorefa) follows the seeds' scheme: a batch norm after every convolution
+  that lacks one while training, folded into the convolution before the final power-of-two phase.
 The precision-exploration grid (`grid` in this module) evaluates (weight bits, activation bits) pairs
 without training and suggests the relaxation's starting point.
 
@@ -334,7 +333,7 @@ class QuantizePass(ModulePass):
         t0 = time.perf_counter()
         float_acc = self._float_accuracy(op, splits) if self.evaluate else None
         seconds["float_eval"] = time.perf_counter() - t0
-        warnings = [w for w in [near_chance(float_acc, splits.test)] if w]
+        untrained = near_chance(float_acc, splits.test)
         log: list[dict] = []
         trained: dict = {}
         relaxation = None
@@ -361,7 +360,8 @@ class QuantizePass(ModulePass):
             "granularity": StringAttr(self.granularity)})
         record_analysis(ctx, self.name, QuantizeReport(
             graph.sym_name.data, self.method, self.bits, self.activation_bits, self.granularity,
-            float_acc, q_acc, format_table(graph), log, seconds, relaxation, warnings))
+            float_acc, q_acc, format_table(graph), log, seconds, relaxation,
+            [untrained] if untrained else []))
 
     def _float_accuracy(self, module: ModuleOp, splits) -> float:
         from backends.torch.module import build

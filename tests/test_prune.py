@@ -312,7 +312,7 @@ def test_kernel_removal_on_a_quantized_graph_keeps_formats_and_bit_exactness(tra
     assert all(np.array_equal(ints[k].numpy().astype(np.int64), ref[k]) for k in ref)
 
 
-# --- pruning visible downstream (issue 18, item 5) ---------------------------------------------------
+# --- pruning visible downstream (issue 18, item 5) ------------------------------------------------
 
 def _run_json(args) -> dict:
     import contextlib
@@ -341,7 +341,8 @@ def test_cli_prune_says_which_threshold_it_kept_and_why(trained, tmp_path, capsy
     assert [s["within_max_drop"] for s in data["sweep"]] == [True, True, False]
     line = next(x for x in captured.err.splitlines() if x.startswith("kept "))
     assert line.startswith("kept t=0.25: the largest threshold losing at most --max-drop 0.02")
-    assert f"t=2 loses {drops[2.0]:.4f}" in line and data["selection"] == line[len("kept t=0.25: "):]
+    assert f"t=2 loses {drops[2.0]:.4f}" in line
+    assert data["selection"] == line[len("kept t=0.25: "):]
     side = json.load(open(tmp_path / "p" / "d.prune.json"))
     assert side["selection"] == data["selection"] and side["sweep"] == data["sweep"]
     assert main(["prune", src, "--data", "digits", "--threshold", "2,3", "-o",

@@ -201,7 +201,7 @@ def test_insert_bn_trains_with_batch_norms_and_deploys_them_folded(trained, tmp_
         QuantizePass(method="inq", insert_bn=True)
 
 
-# --- precision relaxation fitted to the epoch budget (issue 18, item 6) -----------------------------
+# --- precision relaxation fitted to the epoch budget (issue 18, item 6) ---------------------------
 
 SQRT2 = 2 ** 0.5
 
@@ -335,7 +335,7 @@ def test_grid_always_prints_its_suggested_start(trained, tmp_path, capsys, monke
             .startswith(expected)
 
 
-# --- near-chance float accuracy (issue 18, item 15) --------------------------------------------------
+# --- near-chance float accuracy (issue 18, item 15) -----------------------------------------------
 
 def test_near_chance_by_hand():
     from frontends.datasets import Dataset, Normalization

@@ -2,9 +2,9 @@
 
 Opset 13 and IR version 10 (onnx >= 1.16 stamps newer IR versions that onnxruntime 1.31 rejects). Splat
 constants are exported as ConstantOfShape nodes, so a light model's export stays small; other constants
-become initializers. Fused activations become their own nodes again. What `prune` recorded on a conv or
-dense layer travels in the model's metadata (frontends.onnx.importer.PRUNING_KEY), so a pruned model's
-ONNX file analyzes as pruned.
+become initializers. Fused activations become their own nodes again. What `prune` recorded on a
+conv or dense layer travels in the model's metadata (frontends.onnx.importer.PRUNING_KEY), so a
+pruned model's ONNX file analyzes as pruned.
 
 `_Exporter` is also the base of the quantized (QDQ) exporter in backends/onnx/qdq.py: it emits for a
 higher opset when asked (ReduceMean takes its axes as an input from opset 18) and has two hooks, the

@@ -226,7 +226,8 @@ class Relaxation:
         self.p.weight_bits, self.p.act_bits = state["weight_bits"], state["act_bits"]
         self.losses, self.stale = list(state["losses"]), state["stale"]
         self.log[:] = state["log"]
-        self.steps, self.last_check = list(state["steps"]), state["last_check"]
+        # checkpoints written before the drops were recorded lack these two
+        self.steps, self.last_check = list(state.get("steps", [])), state.get("last_check")
 
     def done(self) -> bool:
         return self.p.weight_bits <= self.o.bits and self.p.act_bits <= self.o.activation_bits

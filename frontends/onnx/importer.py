@@ -34,8 +34,8 @@ from aloha_ir.weights import ConstTensor, WeightStore, attach_weights
 
 # metadata_props key prefix recording an input's expected value range: "<prefix><input>" -> "low,high"
 RANGE_KEY = "aloha.input_range."
-# metadata_props key prefix recording what `prune` did to a conv/dense (its `pruning` attribute, as a
-# JSON object, which analyze-cost reads): "<prefix><the Conv/Gemm node's output>" -> "{...}"
+# metadata_props key prefix recording what `prune` did to a conv/dense (its `pruning` attribute as
+# a JSON object, which analyze-cost reads): "<prefix><the Conv/Gemm node's output>" -> "{...}"
 PRUNING_KEY = "aloha.pruning."
 
 Converter = Callable[["ImportContext", onnx.NodeProto], None]

@@ -127,17 +127,19 @@ def _emit_kinds(text: str) -> list[str]:
 
 
 def _cost_markdown(report, title: str) -> str:
+    pruned = report.params_pruned > 0  # what pruning removed, only when it did
     lines = [f"# {title}", "", "| figure | value |", "|---|---:|",
              f"| MACs | {report.macs:,} |", f"| params (as imported) | {report.params:,} |",
              f"| params deployed | {report.params_deployed:,} |",
              *[f"| params pruned | {report.params_pruned:,} |",
-               f"| MACs sparse | {report.macs_sparse:,} |"] * (report.params_pruned > 0),
+               f"| MACs sparse | {report.macs_sparse:,} |"] * pruned,
              f"| activation bytes | {report.activation_bytes:,} |", "",
-             "| block | op | output shape | MACs | params | params pruned | MACs sparse | "
-             "activation bytes |", "|---|---|---|---:|---:|---:|---:|---:|"]
+             "| block | op | output shape | MACs | params | " +
+             "params pruned | MACs sparse | " * pruned + "activation bytes |",
+             "|---|---|---|---:|---:|" + "---:|---:|" * pruned + "---:|"]
     for b in report.blocks:
         lines.append(f"| {b.name} | {b.op} | {'x'.join(map(str, b.shape))} | {b.macs:,} | "
-                     f"{b.params:,} | {b.params_pruned:,} | {b.macs_sparse:,} | "
+                     f"{b.params:,} | " + f"{b.params_pruned:,} | {b.macs_sparse:,} | " * pruned +
                      f"{b.activation_bytes:,} |")
     return "\n".join(lines) + "\n"
 

@@ -86,16 +86,74 @@ def _adversarial(args, graph, splits):
                               args.adv_eps, lo=lo, hi=hi, fraction=args.adv_fraction)
 
 
-def _bits(text: str) -> tuple[int, int]:
+def _weight_activation(text: str, option: str, cast, hint: str = "") -> list:
+    """`W` or `W,A` (weight and activation bits) as one or two numbers."""
     try:
-        parts = [int(p) for p in text.split(",")]
+        parts = [cast(p) for p in text.split(",")]
     except ValueError:
         parts = []
     if len(parts) not in (1, 2):
-        raise UsageError(f"--bits '{text}' must be W or W,A (weight and activation bits)")
+        raise UsageError(f"{option} '{text}' must be W or W,A (weight and activation bits)",
+                         hint=hint or None)
+    return parts
+
+
+def _bits(text: str) -> tuple[int, int]:
+    parts = _weight_activation(text, "--bits", int)
     from passes.quantize import check_bits
     check_bits(*parts)
     return parts[0], parts[-1]
+
+
+def _untrained(warnings: list[str], float_accuracy, splits, args) -> list[str]:
+    """The pass's warnings, the near-chance one naming the train command for this model and
+    data."""
+    from passes.execution import near_chance
+    hint = near_chance(float_accuracy, splits.test, f"alohac train {args.model} --data "
+                                                    f"{args.data} -o OUT.onnx")
+    generic = near_chance(float_accuracy, splits.test)
+    return [hint if w == generic else w for w in warnings]
+
+
+def _start_bits(text: str) -> tuple[float, float]:
+    parts = _weight_activation(text, "--start-bits", float,
+                               "e.g. --start-bits 8, or the --grid suggestion such as 8,6")
+    return parts[0], parts[-1]
+
+
+def _bits_text(w: float, a: float) -> str:
+    return f"W{w:g} A{a:g}"
+
+
+def relaxation_lines(rel: dict) -> list[str]:
+    """The relaxation in the log: its plan, one line per drop, and the outcome (or why the
+    target was not reached, which the power-of-two phase then jumps to)."""
+    p = rel["plan"]
+    start = _bits_text(p["start_weight_bits"], p["start_activation_bits"])
+    target = _bits_text(p["target_weight_bits"], p["target_activation_bits"])
+    lines = []
+    if p["drops"]:
+        checks = p["stale_checks"]
+        lines.append(f"relaxation plan: {start} -> {target} in {p['drops']} drop"
+                     f"{'s' * (p['drops'] > 1)} of {p['step_bits']:.3g} bits, a drop after "
+                     f"{checks} stale check{'s' * (checks > 1)} of the delta loss over "
+                     f"{p['window']} epochs; the target at epoch {p['target_epoch']} at the "
+                     f"earliest of {p['epochs']}" + (f" ({p['note']})" if p["note"] else ""))
+    for st in rel["steps"]:
+        lines.append(f"  epoch {st['epoch']}: "
+                     f"{_bits_text(st['from_weight_bits'], st['from_activation_bits'])} -> "
+                     f"{_bits_text(st['to_weight_bits'], st['to_activation_bits'])} (stale: delta "
+                     f"loss mean {st['delta_loss_mean']:.3g}, std {st['delta_loss_std']:.3g} over "
+                     f"{st['window']} epochs; total loss {st['total_loss']:.4g}, val accuracy "
+                     f"{st['val_accuracy']:.4f})")
+    if rel["reached_target"]:
+        at = f" at epoch {rel['reached_epoch']}" if rel["reached_epoch"] else ""
+        lines.append(f"relaxation reached {target}{at} of {p['epochs']}")
+    else:
+        final = _bits_text(rel["final_weight_bits"], rel["final_activation_bits"])
+        lines.append(f"relaxation stopped at {final}, short of {target}: {rel['reason']}; the "
+                     f"power-of-two phase jumps from {final} to {target}")
+    return lines
 
 
 def cmd_quantize(args) -> int:
@@ -112,6 +170,13 @@ def cmd_quantize(args) -> int:
     PassManager.parse("canonicalize").run(module, ctx)
     out = sys.stderr if args.json else sys.stdout
     grid = None
+    start_w, start_a = _start_bits(args.start_bits)
+    qp = QuantizePass(method=args.method, bits=wbits, abits=abits, granularity=args.granularity,
+                      calibration=args.calibration, samples=args.samples,
+                      epochs=args.epochs, lr=args.lr, start_bits=start_w, start_abits=start_a,
+                      delta_loss_window=args.delta_loss_window or 0,
+                      stale_checks=args.stale_checks, checkpoint=args.checkpoint or "",
+                      seed=args.seed, insert_bn=args.insert_bn)
     if args.grid:
         grid = explore_precision(module, ctx.dataset, per_channel=args.granularity == "channel")
         print(f"precision grid (float accuracy {grid.float_accuracy:.4f}, validation split):",
@@ -119,19 +184,19 @@ def cmd_quantize(args) -> int:
         for p in grid.points:
             print(f"  W{p['weight_bits']:>2} A{p['activation_bits']:>2}  {p['accuracy']:.4f}",
                   file=out)
-        if grid.suggested:
-            print(f"  suggested start: W{grid.suggested['weight_bits']} "
-                  f"A{grid.suggested['activation_bits']}", file=out)
-    qp = QuantizePass(method=args.method, bits=wbits, abits=abits, granularity=args.granularity,
-                      calibration=args.calibration, samples=args.samples,
-                      epochs=args.epochs, lr=args.lr, start_bits=args.start_bits,
-                      delta_loss_window=args.delta_loss_window, stale_checks=args.stale_checks,
-                      checkpoint=args.checkpoint or "", seed=args.seed, insert_bn=args.insert_bn)
+        print(grid.suggestion(), file=out)
     qp.apply(ctx, module)
     report = ctx.analyses["quantize"]
+    report.warnings = _untrained(report.warnings, report.float_accuracy, ctx.dataset, args)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
+    if report.relaxation is not None:
+        for line in relaxation_lines(report.relaxation):
+            print(line, file=out)
     for entry in report.log:
-        print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in entry.items()), file=out)
+        if "phase" in entry:  # the epochs are in the JSON's log; the phases after them here
+            print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in entry.items()), file=out)
     os.makedirs(args.output, exist_ok=True)
     stem = model_stem(args.model)
     written = save_module(module, os.path.join(args.output, f"{stem}.mlir"))
@@ -147,7 +212,12 @@ def cmd_quantize(args) -> int:
                 "quantized_accuracy": report.quantized_accuracy, "weight_bits": wbits,
                 "activation_bits": abits, "granularity": args.granularity,
                 "formats": report.formats, "log": report.log, "seconds": report.seconds,
-                "onnx": onnx_path}
+                "warnings": report.warnings, "onnx": onnx_path}
+        if report.relaxation is not None:
+            data.update(relaxation=report.relaxation["steps"],
+                        reached_target=report.relaxation["reached_target"],
+                        reason=report.relaxation["reason"],
+                        relaxation_plan=report.relaxation["plan"])
         if grid is not None:
             data["grid"] = grid.to_json()
         print(json.dumps(data))
@@ -188,35 +258,79 @@ def cmd_prune(args) -> int:
                   sparsify=args.sparsify, seed=args.seed).apply(ctx, trial)
         report = ctx.analyses["prune"]
         trials.append((trial, report))
-        what = f"t={t:g}" if args.method == "threshold" else f"max activity {args.max_activity:g}"
-        print(f"{what:>18}: parameters {report.params_before} -> {report.params_after} "
-              f"({100 * report.params_removed / max(1, report.params_before):.1f}% removed), MACs "
-              f"{report.macs_before} -> {report.macs_after}, accuracy "
-              f"{report.accuracy_before:.4f} -> {report.accuracy_after:.4f}", file=out)
-    # the seeds' selection: the most aggressive threshold whose accuracy loss is acceptable
-    fine = [(m, r) for m, r in trials if r.accuracy_before - r.accuracy_after <= args.max_drop]
-    chosen, report = fine[-1] if fine else trials[0]
+        share = 100 * report.params_removed / max(1, report.params_before)
+        print(f"{_candidate(args, report):>18}: parameters {report.params_before} -> "
+              f"{report.params_after} ({share:.1f}% removed), MACs {report.macs_before} -> "
+              f"{report.macs_after}, accuracy {report.accuracy_before:.4f} -> "
+              f"{report.accuracy_after:.4f}", file=out)
+    kept, selection = _select(args, [r for _, r in trials])
+    chosen, report = trials[kept]
+    report.warnings = _untrained(report.warnings, report.accuracy_before, ctx.dataset, args) + \
+        ([selection["warning"]] if selection["warning"] else [])
+    print(f"kept {_candidate(args, report)}: {selection['reason']}", file=out)
+    for w in report.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     for layer in report.layers:
         if layer.kernels:
             print(f"  {layer.name}: {layer.kernels_removed} of {layer.kernels} kernels removed, "
                   f"{layer.kernels_zeroed} zeroed", file=out)
+    sweep = [{"threshold": r.threshold, "params_after": r.params_after, "macs_after": r.macs_after,
+              "accuracy_after": r.accuracy_after,
+              "accuracy_drop": r.accuracy_before - r.accuracy_after,
+              "within_max_drop": r.accuracy_before - r.accuracy_after <= args.max_drop,
+              "kept": i == kept} for i, (_, r) in enumerate(trials)]
+    record = {**report.to_json(), "max_drop": args.max_drop, "selection": selection["reason"],
+              "sweep": sweep}
     os.makedirs(args.output, exist_ok=True)
     stem = model_stem(args.model)
     written = save_module(chosen, os.path.join(args.output, f"{stem}.mlir"))
     onnx_path = os.path.join(args.output, f"{stem}.onnx")
     written.append(_write_onnx(chosen, onnx_path))
     side = os.path.join(args.output, f"{stem}.prune.json")
-    write_text(side, json.dumps(report.to_json(), indent=2) + "\n")
+    write_text(side, json.dumps(record, indent=2) + "\n")
     written.append(side)
     for w in written:
         print(f"wrote {w}", file=out)
     if args.json:
-        data = {"model": args.model, "data": args.data, **report.to_json(), "onnx": onnx_path,
-                "sweep": [{"threshold": r.threshold, "params_after": r.params_after,
-                           "macs_after": r.macs_after, "accuracy_after": r.accuracy_after}
-                          for _, r in trials]}
-        print(json.dumps(data))
+        print(json.dumps({"model": args.model, "data": args.data, **record, "onnx": onnx_path}))
     return 0
+
+
+def _candidate(args, report) -> str:
+    return f"t={report.threshold:g}" if args.method == "threshold" else \
+        f"max activity {args.max_activity:g}"
+
+
+def _loses(drop: float) -> str:
+    return f"loses {drop:.4f}" if drop >= 0 else f"gains {-drop:.4f}"
+
+
+def _select(args, reports: list) -> tuple[int, dict]:
+    """The seeds' selection: the largest threshold whose accuracy loss is at most --max-drop.
+    Returns its index and {"reason", "warning"} (a warning when no candidate is within)."""
+    drops = [r.accuracy_before - r.accuracy_after for r in reports]
+    ok = [i for i, d in enumerate(drops) if d <= args.max_drop]
+    others = [f"{_candidate(args, r)} {_loses(d)}" for r, d in zip(reports, drops)]
+    if len(reports) == 1:
+        within = "within" if ok else "more than"
+        return 0, {"reason": f"the only candidate; it {_loses(drops[0])} accuracy, {within} "
+                             f"--max-drop {args.max_drop:g}",
+                   "warning": "" if ok else
+                   f"{_candidate(args, reports[0])} loses {drops[0]:.4f} accuracy, more than "
+                   f"--max-drop {args.max_drop:g}; kept as the only candidate (try smaller "
+                   "thresholds, or several: --threshold 0.25,0.5,1.0)"}
+    if ok:
+        i = max(ok, key=lambda k: reports[k].threshold)
+        rest = [o for k, o in enumerate(others) if k != i]
+        return i, {"reason": f"the largest threshold losing at most --max-drop {args.max_drop:g} "
+                             f"accuracy (it {_loses(drops[i])}; {', '.join(rest)})",
+                   "warning": ""}
+    i = min(range(len(reports)), key=lambda k: (drops[k], reports[k].threshold))
+    return i, {"reason": f"no threshold loses at most --max-drop {args.max_drop:g} accuracy "
+                         f"({', '.join(others)}): the one losing least",
+               "warning": f"every threshold loses more than --max-drop {args.max_drop:g} "
+                          f"accuracy; kept {_candidate(args, reports[i])}, which loses "
+                          f"{drops[i]:.4f} (try smaller thresholds)"}
 
 
 def _common(p: argparse.ArgumentParser, output_help: str) -> None:
@@ -268,10 +382,15 @@ def add_parsers(sub, epilog: str) -> None:
                                    "inq), snapped to the power-of-two formats NEURAghe and Orlando "
                                    "requantise with. Writes OUT/NAME.mlir (+ weights), the QDQ "
                                    "OUT/NAME.onnx and OUT/NAME.quant.json (per-layer formats). "
-                                   "Prints the precision grid (--grid) and the relaxation log. "
-                                   "--json prints one JSON object as the last line "
-                                   "(float_accuracy, quantized_accuracy, weight_bits, "
-                                   "activation_bits, formats).",
+                                   "Prints the precision grid with its suggested relaxation "
+                                   "start (--grid), and for pact/dorefa the relaxation plan "
+                                   "fitted to --epochs, one line per precision drop and whether "
+                                   "the target was reached (if not, why). Warns when the float "
+                                   "model is near chance (untrained). --json prints one JSON "
+                                   "object as the last line (float_accuracy, quantized_accuracy, "
+                                   "weight_bits, activation_bits, formats, warnings; pact/dorefa: "
+                                   "relaxation (the drops), reached_target, reason, "
+                                   "relaxation_plan).",
                        epilog=epilog, formatter_class=fmt)
     _common(p, "OUT")
     p.add_argument("--bits", default="8", metavar="W[,A]",
@@ -287,10 +406,12 @@ def add_parsers(sub, epilog: str) -> None:
                         "and print the suggested relaxation start")
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (pact/dorefa/inq)")
     p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--start-bits", type=float, default=16.0,
-                   help="relaxation start precision (Table 4: 16, Q1.15)")
-    p.add_argument("--delta-loss-window", type=int, default=20,
-                   help="relaxation window in epochs (Table 4: 20)")
+    p.add_argument("--start-bits", default="16", metavar="W[,A]",
+                   help="relaxation start precision of weights and activations (default 16: "
+                        "Table 4's Q1.15; --grid suggests one)")
+    p.add_argument("--delta-loss-window", type=int, default=None,
+                   help="relaxation window in epochs (default: Table 4's 20, shortened so that "
+                        "the relaxation can reach --bits within --epochs)")
     p.add_argument("--stale-checks", type=int, default=2,
                    help="consecutive stale epochs before a precision drop (default 2)")
     p.add_argument("--checkpoint", metavar="FILE",
@@ -305,14 +426,16 @@ def add_parsers(sub, epilog: str) -> None:
                                    "weights within t x sigma of the layer mean collapse to the "
                                    "mean (zeros once deployed mean-subtracted); several "
                                    "comma-separated thresholds are each evaluated and the largest "
-                                   "losing at most --max-drop accuracy is kept; --iterations with "
+                                   "losing at most --max-drop accuracy is kept (printed with every "
+                                   "candidate's loss); --iterations with "
                                    "--epochs fine-tunes between growing thresholds. activity: "
                                    "kernels of rectified convolutions that are active on at most "
                                    "--max-activity of the images are removed (--sparsify first "
                                    "fine-tunes under a group-lasso penalty that silences weak "
                                    "kernels). Writes OUT/NAME.mlir (+ weights), OUT/NAME.onnx and "
                                    "OUT/NAME.prune.json (parameters and MACs before/after, per "
-                                   "layer). --json prints one JSON object as the last line.",
+                                   "layer, the sweep and the selection). --json prints one JSON "
+                                   "object as the last line.",
                        epilog=epilog, formatter_class=fmt)
     _common(p, "OUT")
     p.add_argument("--method", choices=("threshold", "activity"), default="threshold")

@@ -127,15 +127,20 @@ def _emit_kinds(text: str) -> list[str]:
 
 
 def _cost_markdown(report, title: str) -> str:
+    pruned = report.params_pruned > 0  # what pruning removed, only when it did
     lines = [f"# {title}", "", "| figure | value |", "|---|---:|",
              f"| MACs | {report.macs:,} |", f"| params (as imported) | {report.params:,} |",
              f"| params deployed | {report.params_deployed:,} |",
+             *[f"| params pruned | {report.params_pruned:,} |",
+               f"| MACs sparse | {report.macs_sparse:,} |"] * pruned,
              f"| activation bytes | {report.activation_bytes:,} |", "",
-             "| block | op | output shape | MACs | params | activation bytes |",
-             "|---|---|---|---:|---:|---:|"]
+             "| block | op | output shape | MACs | params | " +
+             "params pruned | MACs sparse | " * pruned + "activation bytes |",
+             "|---|---|---|---:|---:|" + "---:|---:|" * pruned + "---:|"]
     for b in report.blocks:
         lines.append(f"| {b.name} | {b.op} | {'x'.join(map(str, b.shape))} | {b.macs:,} | "
-                     f"{b.params:,} | {b.activation_bytes:,} |")
+                     f"{b.params:,} | " + f"{b.params_pruned:,} | {b.macs_sparse:,} | " * pruned +
+                     f"{b.activation_bytes:,} |")
     return "\n".join(lines) + "\n"
 
 
@@ -292,21 +297,30 @@ def cmd_analyze(args) -> int:
         data = report.to_json()
         print(json.dumps({"model": args.model, "macs": data["macs"], "params": data["params"],
                           "params_deployed": data["params_deployed"],
+                          "params_pruned": data["params_pruned"],
+                          "macs_sparse": data["macs_sparse"],
                           "activation_bytes": data["activation_bytes"],
                           "blocks": data["blocks"]}))
         return 0
     from rich.console import Console
     from rich.table import Table
+    pruned = report.params_pruned > 0  # columns for what pruning removed, only when it did
     table = Table(title=f"{args.model}: cost")
-    for col in ("block", "op", "output", "MACs", "params", "act. bytes"):
-        table.add_column(col, justify="right" if col in ("MACs", "params", "act. bytes") else "left")
+    numeric = ("MACs", "sparse MACs", "params", "pruned", "act. bytes")
+    for col in ("block", "op", "output", "MACs") + ("sparse MACs",) * pruned + ("params",) + \
+            ("pruned",) * pruned + ("act. bytes",):
+        table.add_column(col, justify="right" if col in numeric else "left")
     for b in report.blocks:
-        table.add_row(b.name, b.op, "x".join(map(str, b.shape)), f"{b.macs:,}", f"{b.params:,}",
-                      f"{b.activation_bytes:,}")
+        table.add_row(b.name, b.op, "x".join(map(str, b.shape)), f"{b.macs:,}",
+                      *[f"{b.macs_sparse:,}"] * pruned, f"{b.params:,}",
+                      *[f"{b.params_pruned:,}"] * pruned, f"{b.activation_bytes:,}")
     console = Console()
     console.print(table)
-    console.print(f"MACs {report.macs:,}   params {report.params:,} (deployed "
-                  f"{report.params_deployed:,})   activation bytes {report.activation_bytes:,}")
+    sparse = f" (sparse {report.macs_sparse:,})" if pruned else ""
+    dropped = f"; {report.params_pruned:,} pruned" if pruned else ""
+    console.print(f"MACs {report.macs:,}{sparse}   params {report.params:,} (deployed "
+                  f"{report.params_deployed:,}{dropped})   activation bytes "
+                  f"{report.activation_bytes:,}")
     return 0
 
 

@@ -3,7 +3,9 @@
 Keys (DESIGN.md "JSON outputs"): `latency_s` (one frame, empty pipeline), `throughput_fps` (periodic
 regime), `gops_per_s` = 2 x MACs x throughput / 1e9, `energy_j` (per frame of the stream),
 `processors`, `memory_bytes` (buffers + parameters), `per_pe`, `per_actor`; plus the figures behind
-them (period, GOps/s/W, DARTS processors, peak activations, whether the model fits).
+them (period, GOps/s/W, DARTS processors, peak activations, whether the model fits), the pruned
+weights and sparse MACs (`params_pruned`, `macs_sparse`) and, for a pruned model, `sparsity`: what
+the platform makes of them.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ def target_figures(analyses: dict) -> dict:
         "platform": mapping.platform, "datatype": mapping.datatype,
         "operating_point": mapping.operating_point,
         "macs": cost.macs, "params": cost.params, "params_deployed": cost.params_deployed,
+        "params_pruned": cost.params_pruned, "macs_sparse": cost.macs_sparse,
+        "sparsity": sparsity(cost, sched, mapping.platform),
         "activation_bytes": cost.activation_bytes,
         "latency_s": sched.latency_s, "period_s": sched.period_s, "throughput_fps": fps,
         "gops_per_s": gops, "energy_j": energy.energy_j,
@@ -64,6 +68,30 @@ def target_figures(analyses: dict) -> dict:
                       for a in sched.per_actor.values()],
         "blocks": cost.to_json()["blocks"],
     }
+
+
+def sparsity(cost, schedule, platform: str) -> dict | None:
+    """What the pruned weights change on the target, None for an unpruned model.
+
+    Nothing, on every platform here: no processing-element kind skips zero weights (archdesc's
+    cost model charges every MAC: NEURAghe's and Orlando's engines multiply every weight of a
+    kernel in their SoP grid, and the generated cpu kernels loop over all weights), and the
+    generated code stores weights dense (backends/codegen.py). So latency, energy and memory stay
+    the dense model's, and the report says so. Kernels removed by activity pruning are not
+    weights "pruned" here: they are gone from the shapes, which every figure follows."""
+    if not cost.params_pruned:
+        return None
+    units: dict[str, list[str]] = {}
+    for u in schedule.per_pe.values():
+        units.setdefault(u.kind or "unknown", []).append(u.unit)
+    where = "; ".join(f"{kind}: {', '.join(sorted(names))}"
+                      for kind, names in sorted(units.items()))
+    return {"params_pruned": cost.params_pruned, "macs_sparse": cost.macs_sparse,
+            "exploited": False,
+            "note": f"pruned weights are not exploited on {platform}: its units ({where}) "
+                    f"multiply every weight, pruned or not, and the generated code stores them "
+                    f"all, so latency, energy and memory are the dense model's ({cost.macs:,} "
+                    f"MACs, not the {cost.macs_sparse:,} sparse ones)"}
 
 
 def _si(x: float, unit: str) -> str:
@@ -88,6 +116,9 @@ def markdown(fig: dict, title: str) -> str:
              f"Peak activation memory {fig['peak_activation_bytes']:,} B, buffers "
              f"{fig['buffer_bytes']:,} B, parameters {fig['parameter_bytes']:,} B"
              + ("" if fig["fits"] else " (**does not fit**)") + ".", "",
+             *([f"Pruned: {fig['params_pruned']:,} weights (params deployed "
+                f"{fig['params_deployed']:,}), sparse MACs {fig['macs_sparse']:,} of "
+                f"{fig['macs']:,}; {fig['sparsity']['note']}.", ""] if fig["sparsity"] else []),
              "| unit | kind | busy per frame | utilisation | actors |", "|---|---|---:|---:|---:|"]
     for unit, u in fig["per_pe"].items():
         lines.append(f"| {unit} | {u['kind']} | {_si(u['busy_s'], 's')} | "

@@ -108,9 +108,8 @@ def main() -> None:
         rounding = "round half up" if exact else "fused, half to even"
         print(f"QDQ in onnxruntime vs our fixed point, argmax agreement ({rounding}): "
               f"{agree:.4f} of {n}")
-    drops = [e for e in pact.log if e.get("relaxed")]
-    print(f"relaxation: {len(drops)} drops, epochs at each precision in the log "
-          f"({len(pact.log)} entries)")
+    from alohac.learn import relaxation_lines
+    print("\n".join(relaxation_lines(pact.relaxation)))
     prune_section(module, ctx, float_acc)
 
 

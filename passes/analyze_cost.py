@@ -2,9 +2,12 @@
 
 Results are attached to the IR (a `cost` dictionary on every block, totals on the nn.graph) and
 returned as a typed `CostReport`. `params` is the count as imported (stamped by the frontend before any
-transform), `params_deployed` the count in the IR now. After `prune`, `params_pruned` counts the
-weights that deployment skips and `macs_sparse` the MACs left (aloha_ir.cost says how); both equal
-0 and `macs` for an unpruned network.
+transform). `params_deployed` is what a deployment keeps of the IR now: every parameter element,
+minus the weights `prune` collapsed (`params_pruned`: zeros once the layer mean is subtracted),
+plus the one mean per pruned layer that the correction needs (aloha_ir.cost); `macs_sparse` the
+MACs left when pruned weights are skipped. Unpruned, params_pruned is 0, params_deployed the count
+of parameter elements and macs_sparse equals macs. Whether a platform exploits them is the target
+report's business: the bundled ones do not (alohac.report.sparsity).
 """
 
 from __future__ import annotations
@@ -16,8 +19,8 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
 from xdsl.passes import ModulePass
 
 from aloha_ir.context import record_reports
-from aloha_ir.cost import (activation_bytes, block_macs, block_params, count_params, is_block,
-                           pruned_weights, sparse_macs)
+from aloha_ir.cost import (activation_bytes, block_macs, block_params, collapse_value,
+                           count_params, is_block, pruned_weights, sparse_macs)
 from aloha_ir.dialects import nn
 from aloha_ir.weights import WeightStore, weights_of
 
@@ -57,10 +60,13 @@ def analyze_graph(graph: nn.GraphOp, annotate: bool = True, store: WeightStore |
                   ) -> CostReport:
     """Costs of `graph`; pruned weights are counted when the weight `store` is given."""
     blocks = []
+    dropped = {}  # per pruned weight tensor (once, if shared): its pruned weights less its mean
     for i, op in enumerate(graph.ops):
         if not is_block(op):
             continue
         pruned = pruned_weights(op, store) if store is not None else 0
+        if pruned:
+            dropped[op.weight] = pruned - (collapse_value(op) != 0.0)
         b = BlockCost(_block_name(op, i), op.name, list(nn.shape_of(op.results[0])),
                       block_macs(op), block_params(op), activation_bytes(op), pruned,
                       sparse_macs(op, pruned))
@@ -70,13 +76,13 @@ def analyze_graph(graph: nn.GraphOp, annotate: bool = True, store: WeightStore |
             if pruned:
                 figures.update(params_pruned=pruned, macs_sparse=b.macs_sparse)
             op.attributes["cost"] = DictionaryAttr({k: nn.int_attr(v) for k, v in figures.items()})
-    deployed = count_params(graph)
+    dense = count_params(graph)
     imported = graph.attributes.get("imported_params")
     report = CostReport(
         graph=graph.sym_name.data,
         macs=sum(b.macs for b in blocks),
-        params=imported.value.data if isinstance(imported, IntegerAttr) else deployed,
-        params_deployed=deployed,
+        params=imported.value.data if isinstance(imported, IntegerAttr) else dense,
+        params_deployed=dense - sum(dropped.values()),
         activation_bytes=sum(b.activation_bytes for b in blocks),
         params_pruned=sum(b.params_pruned for b in blocks),
         macs_sparse=sum(b.macs_sparse for b in blocks),

@@ -55,3 +55,25 @@ def data_for_model(splits, graph: nn.GraphOp):
 def accuracy(model, dataset) -> float:
     from backends.torch.train import evaluate
     return float(evaluate(model, dataset).accuracy)
+
+
+# Skill below which a model counts as untrained: (accuracy - chance) / (1 - chance), the share of
+# the way from guessing to perfect (Cohen's kappa against a constant guess); 0.1 flags 0.15 on the
+# 10 digits classes (an untrained digits CNN scores 0.15-0.16) and 0.55 on two balanced classes.
+MIN_SKILL = 0.1
+
+
+def near_chance(acc: float | None, dataset,
+                train: str = "alohac train MODEL --data DATA -o OUT.onnx") -> str | None:
+    """A warning when `acc` on `dataset` is near what guessing gets, the better of 1/classes and
+    always answering the most frequent label; None otherwise. `train` is the command suggested
+    (the driver knows the model and data)."""
+    if acc is None or not len(dataset):
+        return None
+    majority = float(np.bincount(dataset.y, minlength=dataset.classes).max()) / len(dataset)
+    chance = max(1.0 / dataset.classes, majority)
+    if chance >= 1.0 or (acc - chance) / (1.0 - chance) >= MIN_SKILL:
+        return None
+    return (f"the float model's accuracy {acc:.4f} on {dataset.name} is near chance ({chance:.4f} "
+            f"for {dataset.classes} classes): it looks untrained, so its quantization or pruning "
+            f"means nothing; train it first ({train})")

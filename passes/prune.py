@@ -50,7 +50,7 @@ from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError
 from aloha_ir.weights import weights_of
 from passes.analyze_cost import analyze_graph
-from passes.execution import accuracy, check_finite_weights, dataset_for
+from passes.execution import accuracy, check_finite_weights, dataset_for, near_chance
 
 METHODS = ("threshold", "activity")
 PRUNABLE = (nn.ConvOp, nn.DenseOp)
@@ -87,6 +87,7 @@ class PruneReport:
     layers: list[LayerPruning] = field(default_factory=list)
     log: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def params_removed(self) -> int:
@@ -102,9 +103,10 @@ class PruneReport:
 
 
 def deployed_figures(module: ModuleOp, graph: nn.GraphOp) -> tuple[int, int]:
-    """(parameters, MACs) a deployment pays for: pruned weights are neither stored nor multiplied."""
+    """(parameters, MACs) a deployment pays for: pruned weights are neither stored nor multiplied
+    (analyze-cost's params_deployed and macs_sparse)."""
     cost = analyze_graph(graph, annotate=False, store=weights_of(module))
-    return cost.params_deployed - cost.params_pruned, cost.macs_sparse
+    return cost.params_deployed, cost.macs_sparse
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -356,12 +358,13 @@ class PrunePass(ModulePass):
             layers = self._activity(op, graph, splits, log)
         seconds["prune"] = time.perf_counter() - t0
         params1, macs1 = deployed_figures(op, graph)
+        untrained = near_chance(acc0, splits.test) if acc0 is not None else None
         record_analysis(ctx, self.name, PruneReport(
             graph.sym_name.data, self.method,
             self.threshold if self.method == "threshold" else None,
             self.max_activity if self.method == "activity" else None, self.iterations,
             self.epochs, params0, params1, macs0, macs1, acc0, measure("evaluate_after"), layers,
-            log, seconds))
+            log, seconds, [untrained] if untrained else []))
 
     # --- threshold -------------------------------------------------------------------------------
     def _threshold(self, module: ModuleOp, graph: nn.GraphOp, splits, log) -> list[LayerPruning]:

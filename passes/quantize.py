@@ -9,10 +9,11 @@ Methods (`method=`, the CLI's `--method`):
 - `ptq`: naive post-training quantization. Weights: the smallest format holding max |w| (per layer or
   output channel). Activations: the range seen on calibration images (max, or a percentile of |x|).
 - `pact`, `dorefa`, `inq`: quantization-aware fine-tuning in torch (backends/torch/qat.py), with the
-  precision-relaxation heuristic for pact; then the trained network is snapped to power-of-two formats
-  and the accuracy after snapping is what is reported. `insert_bn=true` (pact, dorefa) follows the
-  seeds' scheme: a batch norm after every convolution that lacks one while training, folded into the
-  convolution before the final power-of-two phase.
+  precision-relaxation heuristic for pact and dorefa, fitted to the epoch budget (the report's
+  `relaxation`: plan, drops, whether the target was reached and why not); then the trained network
+  is snapped to power-of-two formats and the accuracy after snapping is what is reported.
+  `insert_bn=true` (pact, dorefa) follows the seeds' scheme: a batch norm after every convolution
+  that lacks one while training, folded into the convolution before the final power-of-two phase.
 The precision-exploration grid (`grid` in this module) evaluates (weight bits, activation bits) pairs
 without training and suggests the relaxation's starting point.
 
@@ -38,7 +39,7 @@ from aloha_ir.context import record_analysis
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError, UsageError
 from aloha_ir.weights import weights_of
-from passes.execution import accuracy, check_finite_weights, dataset_for
+from passes.execution import accuracy, check_finite_weights, dataset_for, near_chance
 
 METHODS = ("ptq", "pact", "dorefa", "inq")
 WEIGHTED = (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)
@@ -236,6 +237,8 @@ class QuantizeReport:
     formats: dict[str, dict]
     log: list[dict] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    relaxation: dict | None = None  # pact/dorefa: plan, steps, reached_target, reason
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict:
         from dataclasses import asdict
@@ -262,8 +265,9 @@ class QuantizePass(ModulePass):
     lr: float = 1e-3
     batch_size: int = 64
     start_bits: float = 16.0
+    start_abits: float = 0.0  # the activations' start (0: start_bits)
     relaxation_factor: float = math.sqrt(2.0)
-    delta_loss_window: int = 20
+    delta_loss_window: int = 0  # 0: Table 4's 20 epochs, shortened to fit the epoch budget
     delta_loss_avg_thresh: float = 5.0
     delta_loss_stdev_thresh: float = 5.0
     stale_checks: int = 2
@@ -281,10 +285,32 @@ class QuantizePass(ModulePass):
         if self.calibration not in ("max", "percentile"):
             raise PassError("calibration must be max or percentile")
         check_bits(self.bits, self.abits or self.bits)
+        if self.method in ("pact", "dorefa"):
+            self._check_relaxation()
         if self.insert_bn and self.method not in ("pact", "dorefa"):
             raise PassError("insert_bn goes with the pact and dorefa fine-tuning",
                             hint="ptq does not train; inq's power-of-two weights would not "
                                  "survive folding")
+
+    def _check_relaxation(self) -> None:
+        for what, start, target in (("start_bits", self.start_bits, self.bits),
+                                    ("start_abits", self.start_abits or self.start_bits,
+                                     self.activation_bits)):
+            if not fp.MIN_BITS <= start <= fp.MAX_BITS:
+                raise UsageError(f"{what} {start:g} is outside {fp.MIN_BITS}..{fp.MAX_BITS}",
+                                 hint="the relaxation starts from a fixed-point precision")
+            if start < target:
+                raise UsageError(f"{what} {start:g} is below the target {target} bits",
+                                 hint="the relaxation lowers the precision from the start to the "
+                                      "target: start at or above it")
+        rules = [(self.relaxation_factor > 1, "relaxation_factor", "> 1"),
+                 (self.delta_loss_window >= 0, "delta_loss_window", ">= 0 (0: automatic)"),
+                 (self.stale_checks >= 1, "stale_checks", ">= 1"), (self.epochs >= 1, "epochs",
+                                                                    ">= 1")]
+        for ok, option, rule in rules:
+            if not ok:
+                raise UsageError(f"quantize: {option} must be {rule}, got "
+                                 f"{getattr(self, option)}")
 
     @property
     def activation_bits(self) -> int:
@@ -307,12 +333,14 @@ class QuantizePass(ModulePass):
         t0 = time.perf_counter()
         float_acc = self._float_accuracy(op, splits) if self.evaluate else None
         seconds["float_eval"] = time.perf_counter() - t0
+        untrained = near_chance(float_acc, splits.test)
         log: list[dict] = []
         trained: dict = {}
+        relaxation = None
         if self.method != "ptq":
             from backends.torch.qat import fine_tune
             t0 = time.perf_counter()
-            log, trained = fine_tune(op, splits, self)
+            log, trained, relaxation = fine_tune(op, splits, self)
             seconds["fine_tune"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         stats = calibrate(op, splits.train, self.samples,
@@ -332,7 +360,8 @@ class QuantizePass(ModulePass):
             "granularity": StringAttr(self.granularity)})
         record_analysis(ctx, self.name, QuantizeReport(
             graph.sym_name.data, self.method, self.bits, self.activation_bits, self.granularity,
-            float_acc, q_acc, format_table(graph), log, seconds))
+            float_acc, q_acc, format_table(graph), log, seconds, relaxation,
+            [untrained] if untrained else []))
 
     def _float_accuracy(self, module: ModuleOp, splits) -> float:
         from backends.torch.module import build
@@ -352,10 +381,28 @@ class GridResult:
     float_accuracy: float
     points: list[dict]            # {"weight_bits", "activation_bits", "accuracy"}
     suggested: dict | None        # the relaxation's suggested starting point
+    threshold: float = 0.95
+
+    def suggestion(self) -> str:
+        """The suggested relaxation start in words, with the option that applies it; when no
+        point falls below the threshold, what that means."""
+        if self.suggested:
+            w, a = self.suggested["weight_bits"], self.suggested["activation_bits"]
+            return (f"suggested relaxation start: W{w} A{a} (accuracy "
+                    f"{self.suggested['accuracy']:.4f}, the most accurate grid point below "
+                    f"{self.threshold:.0%} of the float {self.float_accuracy:.4f}): "
+                    f"--start-bits {w},{a}")
+        w = min(p["weight_bits"] for p in self.points)
+        a = min(p["activation_bits"] for p in self.points)
+        low = min(p["accuracy"] for p in self.points)
+        return (f"suggested relaxation start: none: every grid point down to W{w} A{a} keeps at "
+                f"least {self.threshold:.0%} of the float accuracy {self.float_accuracy:.4f} "
+                f"(lowest {low:.4f}), so naive quantization (--method ptq) needs no relaxation "
+                "at these precisions")
 
     def to_json(self) -> dict:
         from dataclasses import asdict
-        return asdict(self)
+        return {**asdict(self), "suggestion": self.suggestion()}
 
 
 def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
@@ -385,7 +432,7 @@ def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
     below = [p for p in points if p["accuracy"] < threshold * float_acc]
     suggested = max(below, key=lambda p: (p["accuracy"], p["weight_bits"] + p["activation_bits"])) \
         if below else None
-    return GridResult(float_acc, points, suggested)
+    return GridResult(float_acc, points, suggested, threshold)
 
 
 def _values(graph: nn.GraphOp) -> list[SSAValue]:

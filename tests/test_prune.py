@@ -74,7 +74,7 @@ def test_threshold_collapses_exactly_the_weights_within_t_sigma(trained, digits)
     before = [_weights(m, op) for op in _layers(m)]
     report = _prune(m, digits, threshold=0.75)
     cost = analyze_graph(graph_of(m), annotate=False, store=weights_of(m))
-    total_pruned = 0
+    total_pruned = means = 0
     for op, w, layer in zip(_layers(m), before, report.layers):
         mu, sigma = w.astype(np.float64).mean(), w.astype(np.float64).std()
         mask = np.abs(w.astype(np.float64) - mu) < 0.75 * sigma
@@ -82,8 +82,10 @@ def test_threshold_collapses_exactly_the_weights_within_t_sigma(trained, digits)
         assert layer.pruned == op.attributes["pruning"].data["pruned"].value.data == mask.sum()
         assert 0 < mask.sum() < mask.size
         total_pruned += int(mask.sum())
+        means += np.float32(mu) != 0
     assert cost.params_pruned == total_pruned
-    assert report.params_before - report.params_after == total_pruned
+    # deployed mean-subtracted, the pruned weights are zeros not stored; each layer's mean is
+    assert report.params_before - report.params_after == total_pruned - means
     # the dense layer's MACs by hand: N x (M x K - pruned) kept, plus N x K for the mean's share
     dense = [b for b in cost.blocks if b.op == "nn.dense"][-1]
     op = _layers(m)[-1]
@@ -308,3 +310,163 @@ def test_kernel_removal_on_a_quantized_graph_keeps_formats_and_bit_exactness(tra
     ints = build_fixed(m).integers(torch.from_numpy(x))
     ref = reference(m).integers(x)
     assert all(np.array_equal(ints[k].numpy().astype(np.int64), ref[k]) for k in ref)
+
+
+# --- pruning visible downstream (issue 18, item 5) ------------------------------------------------
+
+def _run_json(args) -> dict:
+    import contextlib
+    import io
+
+    from alohac.main import main
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main(args) == 0
+    return json.loads(out.getvalue().strip().splitlines()[-1])
+
+
+def test_cli_prune_says_which_threshold_it_kept_and_why(trained, tmp_path, capsys):
+    """The largest threshold within --max-drop, whatever the order given (the last one within was
+    kept), printed with every candidate's accuracy loss and recorded in the JSON and sidecar."""
+    from alohac.main import main
+    src = str(tmp_path / "d.onnx")
+    save_onnx(trained, src)
+    assert main(["prune", src, "--data", "digits", "--threshold", "0.25,0.1,2", "--max-drop",
+                 "0.02", "-o", str(tmp_path / "p"), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out.strip().splitlines()[-1])
+    drops = {s["threshold"]: data["accuracy_before"] - s["accuracy_after"] for s in data["sweep"]}
+    assert max(t for t, d in drops.items() if d <= 0.02) == 0.25 and drops[2.0] > 0.02
+    assert data["threshold"] == 0.25 and [s["kept"] for s in data["sweep"]] == [True, False, False]
+    assert [s["within_max_drop"] for s in data["sweep"]] == [True, True, False]
+    line = next(x for x in captured.err.splitlines() if x.startswith("kept "))
+    assert line.startswith("kept t=0.25: the largest threshold losing at most --max-drop 0.02")
+    assert f"t=2 loses {drops[2.0]:.4f}" in line
+    assert data["selection"] == line[len("kept t=0.25: "):]
+    side = json.load(open(tmp_path / "p" / "d.prune.json"))
+    assert side["selection"] == data["selection"] and side["sweep"] == data["sweep"]
+    assert main(["prune", src, "--data", "digits", "--threshold", "2,3", "-o",
+                 str(tmp_path / "p2")]) == 0
+    captured = capsys.readouterr()
+    assert "kept t=2: no threshold loses at most --max-drop 0.01" in captured.out
+    assert "warning: every threshold loses more than --max-drop 0.01" in captured.err
+
+
+def _onnx_weights(path):
+    """Conv/Gemm weight initializers of an ONNX file, by node output, and all initializer sizes."""
+    model = onnx.load(path)
+    inits = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    layers = {n.output[0]: inits[n.input[1]] for n in model.graph.node
+              if n.op_type in ("Conv", "Gemm")}
+    return model, layers, sum(a.size for a in inits.values())
+
+
+def test_analyze_shows_threshold_pruning_and_says_no_target_exploits_it(trained, tmp_path,
+                                                                       monkeypatch, capsys):
+    """params_deployed, params_pruned and macs_sparse by hand from the pruned ONNX file's weights
+    (numpy), the same from the .mlir and the .onnx; on every target the latency, energy and memory
+    are the dense model's (no unit skips a weight, the code stores them all), and it says so."""
+    from alohac.main import main
+    src = str(tmp_path / "d.onnx")
+    save_onnx(trained, src)
+    assert main(["prune", src, "--data", "digits", "--threshold", "0.5", "--max-drop", "1",
+                 "-o", str(tmp_path / "p")]) == 0
+    layers = json.load(open(tmp_path / "p" / "d.prune.json"))["layers"]
+    model, weights, total = _onnx_weights(str(tmp_path / "p" / "d.onnx"))
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in onnx.shape_inference.infer_shapes(model).graph.value_info}
+    pruned = means = sparse = 0
+    for (out, w), layer in zip(weights.items(), layers):
+        n = int(np.count_nonzero(w == np.float32(layer["mean"])))
+        assert n == layer["pruned"] > 0
+        pruned, means = pruned + n, means + (np.float32(layer["mean"]) != 0)
+        positions = int(np.prod(shapes[out])) // shapes[out][1]  # output pixels (x batch)
+        per_position = w[0].size if w.ndim == 4 else w.shape[1]  # one window (or row) sum
+        sparse += positions * (w.size - n) + positions * per_position
+    for path in (str(tmp_path / "p" / "d.mlir"), str(tmp_path / "p" / "d.onnx")):
+        data = _run_json(["analyze", path, "--json"])
+        assert (data["params"], data["params_pruned"]) == (total, pruned)
+        assert data["params_deployed"] == total - pruned + means
+        assert data["macs_sparse"] == sparse < data["macs"]
+    dense = _run_json(["analyze", src, "--json"])
+    assert (dense["params_deployed"], dense["params_pruned"], dense["macs_sparse"]) == \
+        (total, 0, dense["macs"])
+    for target in ("neuraghe-losa", "host-cpu", "orlando"):
+        before = _run_json(["analyze", src, "--target", target, "--json"])
+        after = _run_json(["analyze", str(tmp_path / "p" / "d.onnx"), "--target", target,
+                           "--json"])
+        assert before["sparsity"] is None and after["params_pruned"] == pruned
+        for key in ("latency_s", "energy_j", "memory_bytes", "parameter_bytes"):
+            assert after[key] == before[key], (target, key)
+        assert after["sparsity"]["exploited"] is False
+        assert after["sparsity"]["note"].startswith(f"pruned weights are not exploited on {target}")
+    monkeypatch.setenv("COLUMNS", "200")
+    assert main(["analyze", str(tmp_path / "p" / "d.mlir")]) == 0
+    text = capsys.readouterr().out
+    assert "sparse MACs" in text and "pruned" in text
+    assert f"deployed {total - pruned + means:,}; {pruned:,} pruned" in text
+    assert main(["compile", str(tmp_path / "p" / "d.mlir"), "--target", "neuraghe-losa",
+                 "--emit", "nn", "-o", str(tmp_path / "c")]) == 0
+    report = (tmp_path / "c" / "report.md").read_text()
+    assert f"Pruned: {pruned:,} weights (params deployed {total - pruned + means:,})" in report
+    assert "pruned weights are not exploited on neuraghe-losa" in report
+    assert f"| params pruned | {pruned:,} |" in report
+
+
+def test_activity_pruning_shrinks_every_figure_on_every_target(trained, digits, tmp_path):
+    """Removed kernels leave the shapes: MACs, parameters, activations, memory, energy and latency
+    all fall. Parameter bytes fall by the removed initializer elements (counted in the ONNX files)
+    at the target's width: 2 B (fixed16) on NEURAghe, 4 B (f32) on host-cpu. Four dead kernels of
+    16 make the first conv's 12 maps a multiple of NEURAghe's 4 rows and the second conv's inputs
+    one group of 12 fewer, so even the conv engine's time falls (hardware.md's granularity)."""
+    from aloha_ir.consts import set_blob
+    m = clone_with_weights(trained)
+    conv = _layers(m)[0]
+    store = weights_of(m)
+    w, b = _weights(m, conv), np.array(store[conv.bias.owner.blob.data])
+    w[:4], b[:4] = 0, -1  # kernels 0..3 never fire
+    set_blob(conv.weight.owner, store, w)
+    set_blob(conv.bias.owner, store, b)
+    dense_path = str(tmp_path / "dense.onnx")
+    save_onnx(m, dense_path)
+    r = _prune(m, digits, method="activity", max_activity=0.0, activity_eps=0.0, samples=300,
+               evaluate=False)
+    assert r.layers[0].kernels_removed >= 4
+    pruned_path = str(tmp_path / "pruned.onnx")
+    save_onnx(m, pruned_path)
+    removed = _onnx_weights(dense_path)[2] - _onnx_weights(pruned_path)[2]
+    assert removed > 0
+    for target, width in (("neuraghe-losa", 2), ("host-cpu", 4), ("orlando", 2)):
+        before = _run_json(["analyze", dense_path, "--target", target, "--json"])
+        after = _run_json(["analyze", pruned_path, "--target", target, "--json"])
+        for key in ("macs", "params_deployed", "activation_bytes", "latency_s", "energy_j",
+                    "memory_bytes"):
+            assert after[key] < before[key], (target, key)
+        assert before["parameter_bytes"] - after["parameter_bytes"] == width * removed, target
+        assert after["sparsity"] is None  # nothing left that a dense unit would multiply in vain
+
+
+@pytest.mark.parametrize("key, value", [("aloha.pruning.nowhere", '{"value": 0.5}'),
+                                        ("aloha.pruning.{conv}", "[1, 2]"),
+                                        ("aloha.pruning.{conv}", '{"value": NaN}'),
+                                        ("aloha.pruning.{conv}", "not json")])
+def test_pruning_metadata_that_does_not_fit_is_an_input_error(trained, tmp_path, key, value):
+    from alohac.main import main
+    model = _export(trained)
+    conv = next(n.output[0] for n in model.graph.node if n.op_type == "Conv")
+    model.metadata_props.add(key=key.format(conv=conv), value=value)
+    path = str(tmp_path / "bad.onnx")
+    onnx.save(model, path)
+    assert main(["analyze", path, "--json"]) == 3
+
+
+def _export(module):
+    from backends.onnx.export import export_onnx
+    return export_onnx(module)
+
+
+def test_pruning_an_untrained_model_warns(digits):
+    m = load_model("zoo:digits_cnn")
+    PassManager.parse("canonicalize").run(m, make_context())
+    r = _prune(m, digits, threshold=0.5)
+    assert r.accuracy_before < 0.19 and len(r.warnings) == 1 and "near chance" in r.warnings[0]

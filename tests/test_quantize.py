@@ -199,3 +199,165 @@ def test_insert_bn_trains_with_batch_norms_and_deploys_them_folded(trained, tmp_
     assert r.quantized_accuracy > 0.8
     with pytest.raises(PassError, match="insert_bn goes with"):
         QuantizePass(method="inq", insert_bn=True)
+
+
+# --- precision relaxation fitted to the epoch budget (issue 18, item 6) ---------------------------
+
+SQRT2 = 2 ** 0.5
+
+
+@pytest.mark.parametrize("epochs, start, target, window, expected", [
+    # 8 -> 4 in half bits is 8 drops; a drop every window + 1 stale epochs after the first window
+    # (2 stale checks): Table 4's window puts the target at 8 x 21 + 1 = 169, so 30 epochs get a
+    # window of (30 - 2) // 8 - 1 = 2 and the target at 8 x 3 + 1 = 25
+    (30, 8, 4, 0, dict(window=2, step_bits=0.5, drops=8, target_epoch=25)),
+    (200, 8, 4, 0, dict(window=20, step_bits=0.5, drops=8, target_epoch=169, note="")),
+    # 16 -> 4 is 24 half-bit drops: even 2-epoch windows (3 epochs a drop) fit only 28 // 3 = 9,
+    # so 9 drops of 12 / 9 bits, the last at epoch 9 x 3 + 1 = 28
+    (30, 16, 4, 0, dict(window=2, step_bits=12 / 9, drops=9, target_epoch=28)),
+    # a window the user fixed stays: 5 + 1 epochs a drop, 28 // 6 = 4 drops of one bit
+    (30, 8, 4, 5, dict(window=5, step_bits=1.0, drops=4, target_epoch=25)),
+    # 4 epochs cannot hold one drop (first at epoch 2 + 2 = 4, the last epoch)
+    (4, 8, 4, 0, dict(drops=0, target_epoch=None)),
+    (30, 4, 4, 0, dict(drops=0, target_epoch=None)),
+])
+def test_relaxation_plan_fits_the_epoch_budget(epochs, start, target, window, expected):
+    from backends.torch.qat import plan_relaxation
+    plan = plan_relaxation(epochs, (start, start), (target, target), SQRT2, window, 2)
+    for key, value in expected.items():
+        assert getattr(plan, key) == pytest.approx(value) if isinstance(value, float) else \
+            getattr(plan, key) == value, key
+    if expected.get("note") != "":
+        assert plan.note  # any change from Table 4, and no relaxation at all, are explained
+    if expected["drops"] == 0 and start > target:
+        assert "--epochs >= 5" in plan.note
+
+
+class _Record:
+    def __init__(self, loss):
+        from types import SimpleNamespace
+        self.train_loss = loss
+        self.val = SimpleNamespace(accuracy=0.9)
+
+
+def _relax(losses, epochs, window=0, **opts):
+    """Run the relaxation callback on synthetic per-epoch losses (one batch per epoch)."""
+    from types import SimpleNamespace
+
+    from backends.torch.qat import Precision, Relaxation, plan_relaxation
+    o = SimpleNamespace(bits=4, activation_bits=4, delta_loss_avg_thresh=5.0,
+                        delta_loss_stdev_thresh=5.0, stale_checks=2, loss_target=100.0)
+    o.__dict__.update(opts)
+    p = Precision(8, 8)
+    plan = plan_relaxation(epochs, (8, 8), (4, 4), SQRT2, window, o.stale_checks)
+    r = Relaxation(o, p, 1, [], plan)
+    for e, loss in enumerate(losses[:epochs], 1):
+        r(e, _Record(loss))
+    return r.summary()
+
+
+def test_relaxation_reaches_the_target_and_logs_each_drop():
+    s = _relax([10.0 - 0.1 * e for e in range(30)], 30)
+    assert s["reached_target"] and s["reason"] == "" and s["reached_epoch"] == 25
+    assert [st["epoch"] for st in s["steps"]] == [4, 7, 10, 13, 16, 19, 22, 25]
+    assert [st["to_weight_bits"] for st in s["steps"]] == [7.5, 7, 6.5, 6, 5.5, 5, 4.5, 4]
+
+
+def test_relaxation_that_stops_short_says_why():
+    wild = [10.0 + 20 * (e % 2) for e in range(30)]  # delta loss +-20: never stale
+    s = _relax(wild, 30)
+    assert not s["reached_target"] and s["steps"] == [] and s["final_weight_bits"] == 8
+    assert "not stale" in s["reason"] and "thresholds are 5 and 5" in s["reason"]
+    s = _relax([500.0 - 0.1 * e for e in range(30)], 30)  # stale, but the loss is too high
+    assert not s["reached_target"] and "above loss_target 100" in s["reason"]
+    s = _relax([10.0] * 4, 4)  # no room for a drop in 4 epochs
+    assert not s["reached_target"] and "give --epochs >= 5" in s["reason"]
+
+
+def test_relaxation_options_are_checked():
+    with pytest.raises(UsageError, match="start_bits 4 is below the target 8 bits"):
+        QuantizePass(method="pact", bits=8, start_bits=4)
+    with pytest.raises(UsageError, match="start_bits 20 is outside 2..16"):
+        QuantizePass(method="pact", bits=8, start_bits=20)
+    with pytest.raises(UsageError, match="delta_loss_window must be >= 0"):
+        QuantizePass(method="dorefa", delta_loss_window=-1)
+    QuantizePass(method="ptq", start_bits=4)  # no relaxation: the start does not matter
+
+
+def test_cli_quantize_relaxation_reaches_the_target_within_the_budget(trained, tmp_path,
+                                                                      capsys):
+    """6 -> 4 bits in 8 epochs: 4 half-bit drops cannot fit (Table 4 would need 4 x 21 + 1 epochs,
+    2-epoch windows 4 x 3 + 1), so 2 drops of one bit, at epochs 4 and 7 (hand computation).
+    Before, the 20-epoch window never relaxed and the target was reached only by the snap."""
+    from alohac.main import main
+    from aloha_ir.textio import save_module
+    src = tmp_path / "digits.mlir"
+    save_module(trained, str(src))
+    assert main(["quantize", str(src), "--data", "digits", "--bits", "4", "--method", "pact",
+                 "--start-bits", "6", "--epochs", "8", "--samples", "128", "-o",
+                 str(tmp_path / "q"), "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out.strip().splitlines()[-1])
+    assert data["reached_target"] is True and data["reason"] == ""
+    assert [(s["epoch"], s["from_weight_bits"], s["to_weight_bits"]) for s in data["relaxation"]] \
+        == [(4, 6, 5), (7, 5, 4)]
+    assert data["relaxation_plan"]["window"] == 2 and data["relaxation_plan"]["drops"] == 2
+    log = captured.err.splitlines()
+    assert any(line.startswith("relaxation plan: W6 A6 -> W4 A4 in 2 drops") for line in log)
+    assert sum(line.startswith("  epoch ") for line in log) == 2  # one line per drop
+    assert "relaxation reached W4 A4 at epoch 7 of 8" in log
+    assert data["warnings"] == []
+
+
+def test_grid_always_prints_its_suggested_start(trained, tmp_path, capsys, monkeypatch):
+    """The help promises the suggested relaxation start; a grid where no point falls below 95% of
+    float printed nothing."""
+    import passes.quantize as q
+    from alohac.main import main
+    from aloha_ir.textio import save_module
+    src = tmp_path / "digits.mlir"
+    save_module(trained, str(src))
+    flat = q.GridResult(0.97, [{"weight_bits": w, "activation_bits": a, "accuracy": 0.96}
+                               for w in (8, 4) for a in (8, 4)], None)
+    for grid, expected in ((flat, "suggested relaxation start: none: every grid point down to W4 "
+                                  "A4 keeps at least 95% of the float accuracy 0.9700"),
+                           (q.GridResult(0.97, flat.points[:3] + [dict(flat.points[3], accuracy=
+                                                                       0.5)], None), None)):
+        if expected is None:  # the same rule the pass applies: the best point below 95%
+            grid.suggested = grid.points[3]
+            expected = "suggested relaxation start: W4 A4 (accuracy 0.5000"
+        monkeypatch.setattr(q, "explore_precision", lambda *a, grid=grid, **k: grid)
+        assert main(["quantize", str(src), "--data", "digits", "--grid", "-o",
+                     str(tmp_path / "q"), "--json"]) == 0
+        captured = capsys.readouterr()
+        assert expected in captured.err
+        assert json.loads(captured.out.strip().splitlines()[-1])["grid"]["suggestion"] \
+            .startswith(expected)
+
+
+# --- near-chance float accuracy (issue 18, item 15) -----------------------------------------------
+
+def test_near_chance_by_hand():
+    from frontends.datasets import Dataset, Normalization
+    from passes.execution import near_chance
+    balanced = Dataset("ten", np.zeros((100, 1), np.float32), np.arange(100) % 10, 10,
+                       Normalization((0.0, 1.0)))
+    # chance 0.1; skill (acc - 0.1) / 0.9 below 0.1 means acc below 0.19
+    assert "near chance (0.1000 for 10 classes)" in near_chance(0.15, balanced)
+    assert near_chance(0.20, balanced) is None
+    skewed = Dataset("two", np.zeros((100, 1), np.float32), (np.arange(100) < 90).astype(int), 2,
+                     Normalization((0.0, 1.0)))
+    # always answering the majority label gets 0.9: 0.9 is no skill, 0.95 is half the way
+    assert near_chance(0.9, skewed) is not None and near_chance(0.95, skewed) is None
+
+
+def test_cli_quantize_warns_when_the_model_is_untrained(tmp_path, capsys):
+    from alohac.main import main
+    assert main(["quantize", "zoo:digits_cnn", "--data", "digits", "-o", str(tmp_path / "q"),
+                 "--json"]) == 0
+    captured = capsys.readouterr()
+    data = json.loads(captured.out.strip().splitlines()[-1])
+    assert data["float_accuracy"] < 0.19  # an untrained 10-class network
+    assert len(data["warnings"]) == 1 and "near chance" in data["warnings"][0]
+    assert "warning: the float model's accuracy" in captured.err
+    assert "train it first (alohac train zoo:digits_cnn --data digits" in captured.err

@@ -2,7 +2,9 @@
 
 Opset 13 and IR version 10 (onnx >= 1.16 stamps newer IR versions that onnxruntime 1.31 rejects). Splat
 constants are exported as ConstantOfShape nodes, so a light model's export stays small; other constants
-become initializers. Fused activations become their own nodes again.
+become initializers. Fused activations become their own nodes again. What `prune` recorded on a
+conv or dense layer travels in the model's metadata (frontends.onnx.importer.PRUNING_KEY), so a
+pruned model's ONNX file analyzes as pruned.
 
 `_Exporter` is also the base of the quantized (QDQ) exporter in backends/onnx/qdq.py: it emits for a
 higher opset when asked (ReduceMean takes its axes as an input from opset 18) and has two hooks, the
@@ -12,12 +14,13 @@ value an input port stands for (`input_value`) and the parameters an activation 
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp
 from xdsl.ir import SSAValue
 
 from aloha_ir.consts import const_tensor
@@ -38,6 +41,7 @@ class _Exporter:
         self.inits: list[onnx.TensorProto] = []
         self.names: dict[SSAValue, str] = {}
         self.counter = 0
+        self.pruning: dict[str, str] = {}  # Conv/Gemm output -> the op's pruning record, as JSON
 
     def fresh(self, base: str = "t") -> str:
         self.counter += 1
@@ -109,7 +113,15 @@ class _Exporter:
                                                                  list(nn.shape_of(v))))
                 continue
             out = self.fresh(op.name.split(".")[-1])
+            first = len(self.nodes)
             self.names[res] = self.emit(op, out)
+            pruning = op.attributes.get("pruning")
+            if isinstance(pruning, DictionaryAttr):
+                for n in self.nodes[first:]:
+                    if n.op_type in ("Conv", "Gemm"):
+                        self.pruning[n.output[0]] = json.dumps(
+                            {k: v.value.data if isinstance(v, (IntegerAttr, FloatAttr)) else v.data
+                             for k, v in pruning.data.items()})
         return helper.make_graph(self.nodes, self.graph.sym_name.data, inputs, outputs, self.inits)
 
     def emit(self, op, out: str) -> str:
@@ -224,7 +236,12 @@ def make_model(graph: onnx.GraphProto, opset: int = OPSET) -> onnx.ModelProto:
 
 def export_onnx(module: ModuleOp) -> onnx.ModelProto:
     """The module's (single) nn.graph as an ONNX model."""
-    return make_model(_Exporter(single_graph(module), weights_of(module)).export())
+    from frontends.onnx.importer import PRUNING_KEY
+    exporter = _Exporter(single_graph(module), weights_of(module))
+    model = make_model(exporter.export())
+    for name, record in exporter.pruning.items():
+        model.metadata_props.add(key=PRUNING_KEY + name, value=record)
+    return model
 
 
 def save_onnx(module: ModuleOp, path: str) -> None:

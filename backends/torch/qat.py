@@ -11,11 +11,20 @@ training is stale: over the last `delta_loss_window` epochs, the mean and standa
 change of the total training loss (summed over the epoch's batches) are both below their thresholds,
 for `stale_checks` consecutive epochs, with the total loss below `loss_target`. The window is reset at
 each drop. Inputs stop at 8 bits. Relaxation ends at the target bits.
+
+Table 4's 20-epoch window was made for long trainings: within a budget of 30 epochs it allows one
+drop, after which the power-of-two phase would jump straight to the target. So the schedule is first
+fitted to the budget (`plan_relaxation`): the target must be reachable at least one epoch before the
+last one if every check is stale; failing that with Table 4's window, an automatic window
+(`delta_loss_window=0`) is shortened, down to 2 epochs; failing that too (or with a window the user
+fixed) the drops grow, fewer and larger. Each drop, and why the target was or was not reached, is
+recorded (`Relaxation.summary`).
 """
 
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
@@ -29,6 +38,8 @@ from backends.torch.module import GraphModule
 
 INQ_STAGES = (0.5, 0.75, 0.875, 1.0)
 SNAP_EPOCHS = 2
+TABLE4_WINDOW = 20  # epochs of delta loss the staleness statistics cover (the seeds' Table 4)
+MIN_WINDOW = 2  # the fewest delta-loss epochs whose mean and spread still say something
 
 
 def round_ste(x: torch.Tensor) -> torch.Tensor:
@@ -116,27 +127,107 @@ def inq_quantize(w: np.ndarray, bits: int) -> np.ndarray:
     return (np.sign(w) * q).astype(w.dtype)
 
 
-class Relaxation:
-    """The precision-relaxation heuristic as the training engine's on_epoch callback."""
+@dataclass(frozen=True)
+class RelaxationPlan:
+    """The relaxation schedule fitted to the epoch budget, decided before training.
 
-    def __init__(self, opts, precision: Precision, batches: int, log: list[dict]):
+    `drops` of `step_bits` each take the precision from the start to the target; with every check
+    stale, drop k happens at epoch k x (window + stale_checks - 1) + 1 and the last one at
+    `target_epoch`. `note` says what was changed from Table 4's schedule and why ("" when it fits);
+    with `drops` 0 it says why nothing can be relaxed."""
+
+    start_weight_bits: float
+    start_activation_bits: float
+    target_weight_bits: int
+    target_activation_bits: int
+    epochs: int
+    window: int
+    stale_checks: int
+    step_bits: float
+    drops: int
+    target_epoch: int | None
+    note: str = ""
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def _drop_epoch(k: int, window: int, stale_checks: int) -> int:
+    """The epoch of the k-th drop when every check is stale: the first needs window + 1 losses
+    (window deltas) and stale_checks checks; after a drop the window restarts from that loss."""
+    return k * (window + stale_checks - 1) + 1
+
+
+def plan_relaxation(epochs: int, start: tuple[float, float], target: tuple[int, int],
+                    factor: float, window: int, stale_checks: int) -> RelaxationPlan:
+    """Fit the relaxation from `start` to `target` (weight, activation bits) into `epochs`, leaving
+    at least one epoch at the target. `window` 0 is automatic: Table 4's, shortened to fit."""
+    base = round(math.log2(factor), 12)  # sqrt(2): exactly half a bit
+    gap = max(start[0] - target[0], start[1] - target[1], 0.0)
+    table4 = window or TABLE4_WINDOW
+
+    def plan(w: int, step: float, drops: int, note: str = "") -> RelaxationPlan:
+        return RelaxationPlan(start[0], start[1], target[0], target[1], epochs, w, stale_checks,
+                              step, drops, _drop_epoch(drops, w, stale_checks) if drops else None,
+                              note)
+
+    def fits(k: int, w: int) -> bool:
+        return _drop_epoch(k, w, stale_checks) < epochs
+
+    if gap == 0:
+        return plan(table4, base, 0, "the start precision is the target: nothing to relax")
+    need = math.ceil(gap / base - 1e-9)
+    if fits(need, table4):
+        return plan(table4, base, need)
+    full = (f"{need} drops of {base:g} bit with a {table4}-epoch window reach the target at epoch "
+            f"{_drop_epoch(need, table4, stale_checks)} at the earliest, past the "
+            f"{epochs}-epoch budget")
+    w = table4
+    if not window:
+        w = (epochs - 2) // need - stale_checks + 1
+        if w >= MIN_WINDOW:
+            return plan(min(w, table4), base, need, f"{full}: window shortened to {w} epochs")
+        w = MIN_WINDOW
+    drops = min(need, (epochs - 2) // (w + stale_checks - 1))
+    if drops >= 1:
+        step = gap / drops
+        return plan(w, step, drops, f"{full}: {drops} drop{'s' * (drops > 1)} of {step:.3g} bits "
+                                    f"with a {w}-epoch window instead")
+    least = _drop_epoch(1, w, stale_checks) + 1
+    shorter = f" or a --delta-loss-window below {w}" if window > MIN_WINDOW else ""
+    return plan(w, base, 0, f"one drop with a {w}-epoch window and {stale_checks} stale checks "
+                            f"needs {least} epochs, the budget is {epochs}: give --epochs >= "
+                            f"{least}{shorter}")
+
+
+class Relaxation:
+    """The precision-relaxation heuristic as the training engine's on_epoch callback, on `plan`'s
+    window and step. `steps` records each drop, `summary()` whether the target was reached."""
+
+    def __init__(self, opts, precision: Precision, batches: int, log: list[dict],
+                 plan: RelaxationPlan):
         self.o = opts
         self.p = precision
         self.batches = batches
         self.log = log
+        self.plan = plan
         self.losses: list[float] = []
         self.stale = 0
-        self.step = math.log2(opts.relaxation_factor)
+        self.steps: list[dict] = []
+        self.last_check: dict | None = None
 
     def state_dict(self) -> dict:
         """What a training checkpoint must carry for a resumed relaxation to continue."""
         return {"weight_bits": self.p.weight_bits, "act_bits": self.p.act_bits,
-                "losses": list(self.losses), "stale": self.stale, "log": list(self.log)}
+                "losses": list(self.losses), "stale": self.stale, "log": list(self.log),
+                "steps": list(self.steps), "last_check": self.last_check}
 
     def load_state_dict(self, state: dict) -> None:
         self.p.weight_bits, self.p.act_bits = state["weight_bits"], state["act_bits"]
         self.losses, self.stale = list(state["losses"]), state["stale"]
         self.log[:] = state["log"]
+        # checkpoints written before the drops were recorded lack these two
+        self.steps, self.last_check = list(state.get("steps", [])), state.get("last_check")
 
     def done(self) -> bool:
         return self.p.weight_bits <= self.o.bits and self.p.act_bits <= self.o.activation_bits
@@ -144,21 +235,68 @@ class Relaxation:
     def __call__(self, epoch: int, record) -> bool | None:
         total = float(record.train_loss) * self.batches
         self.losses.append(total)
-        deltas = np.diff(self.losses[-(self.o.delta_loss_window + 1):])
+        window = self.plan.window
+        deltas = np.diff(self.losses[-(window + 1):])
         entry = {"epoch": epoch, "total_loss": total, "weight_bits": self.p.weight_bits,
                  "activation_bits": self.p.act_bits, "val_accuracy": _val_accuracy(record),
                  "relaxed": False}
-        if len(deltas) >= self.o.delta_loss_window and not self.done():
-            stale = abs(float(deltas.mean())) < self.o.delta_loss_avg_thresh and \
-                float(deltas.std()) < self.o.delta_loss_stdev_thresh
+        if len(deltas) >= window and self.plan.drops and not self.done():
+            mean, std = float(deltas.mean()), float(deltas.std())
+            stale = abs(mean) < self.o.delta_loss_avg_thresh and \
+                std < self.o.delta_loss_stdev_thresh
             self.stale = self.stale + 1 if stale else 0
+            self.last_check = {"epoch": epoch, "delta_loss_mean": mean, "delta_loss_std": std,
+                               "stale": stale, "stale_checks": self.stale, "total_loss": total}
             if self.stale >= self.o.stale_checks and total < self.o.loss_target:
-                self.p.weight_bits = max(self.o.bits, self.p.weight_bits - self.step)
-                self.p.act_bits = max(self.o.activation_bits, self.p.act_bits - self.step)
+                before = (self.p.weight_bits, self.p.act_bits)
+                self.p.weight_bits = _lower(self.p.weight_bits, self.plan.step_bits, self.o.bits)
+                self.p.act_bits = _lower(self.p.act_bits, self.plan.step_bits,
+                                         self.o.activation_bits)
+                self.steps.append({
+                    "epoch": epoch, "from_weight_bits": before[0],
+                    "to_weight_bits": self.p.weight_bits, "from_activation_bits": before[1],
+                    "to_activation_bits": self.p.act_bits, "delta_loss_mean": mean,
+                    "delta_loss_std": std, "window": window, "total_loss": total,
+                    "val_accuracy": entry["val_accuracy"]})
                 self.losses, self.stale = [total], 0
                 entry["relaxed"] = True
         self.log.append(entry)
         return None
+
+    def summary(self) -> dict:
+        """The JSON's relaxation record: the plan, the drops, whether the target was reached and,
+        if not, why (the precision the power-of-two phase then jumps from)."""
+        reached = self.done()
+        return {"plan": self.plan.to_json(), "steps": list(self.steps), "reached_target": reached,
+                "reached_epoch": self.steps[-1]["epoch"] if reached and self.steps else None,
+                "final_weight_bits": self.p.weight_bits,
+                "final_activation_bits": self.p.act_bits,
+                "reason": "" if reached else self._why_not()}
+
+    def _why_not(self) -> str:
+        if not self.plan.drops:
+            return self.plan.note
+        c, o = self.last_check, self.o
+        since = self.steps[-1]["epoch"] if self.steps else 0
+        if c is None or c["epoch"] <= since:
+            return (f"no full {self.plan.window}-epoch delta-loss window after "
+                    + (f"the last drop (epoch {since})" if since else "the start")
+                    + f" within the {self.plan.epochs} epochs")
+        if not c["stale"]:
+            return (f"the training was not stale at the last check (epoch {c['epoch']}): the "
+                    f"delta loss over {self.plan.window} epochs has mean {c['delta_loss_mean']:.4g}"
+                    f" and std {c['delta_loss_std']:.4g}, the thresholds are "
+                    f"{o.delta_loss_avg_thresh:g} and {o.delta_loss_stdev_thresh:g}")
+        if c["stale_checks"] < o.stale_checks:
+            return (f"stale on {c['stale_checks']} consecutive checks at the end, "
+                    f"{o.stale_checks} needed")
+        return (f"the total training loss {c['total_loss']:.4g} stayed above loss_target "
+                f"{o.loss_target:g}")
+
+
+def _lower(bits: float, step: float, target: int) -> float:
+    """One drop, landing exactly on the target rather than a rounding error above it."""
+    return float(target) if bits - step < target + 1e-9 else bits - step
 
 
 def _val_accuracy(record) -> float:
@@ -217,8 +355,9 @@ def _qat_module(module, splits, opts, precision: Precision) -> tuple[GraphModule
     return m, acts
 
 
-def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
-    """Fine-tune `module` in place with opts.method; returns (log, activation ranges by value).
+def fine_tune(module, splits, opts) -> tuple[list[dict], dict, dict | None]:
+    """Fine-tune `module` in place with opts.method; returns (log, activation ranges by value, the
+    relaxation's summary for pact and dorefa).
 
     With opts.insert_bn (pact, dorefa) the relaxation trains with batch norms after the convs;
     they are folded before the final phase, which trains the folded network with the deployment's
@@ -229,19 +368,26 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
     from passes.quantize import Range
 
     inserted = insert_batchnorms(module) if opts.insert_bn else 0
-    start = opts.start_bits if opts.method in ("pact", "dorefa") else opts.bits
-    precision = Precision(max(start, opts.bits), max(start, opts.activation_bits))
+    relaxes = opts.method in ("pact", "dorefa")
+    start_w = opts.start_bits if relaxes else opts.bits
+    start_a = (opts.start_abits or opts.start_bits) if relaxes else opts.bits
+    precision = Precision(max(start_w, opts.bits), max(start_a, opts.activation_bits))
     m, acts = _qat_module(module, splits, opts, precision)
     log: list[dict] = []
     n_batches = max(1, math.ceil(len(splits.train) / opts.batch_size))
     config = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
                          seed=opts.seed, checkpoint=opts.checkpoint or None, progress=False,
                          restore_best=opts.method == "inq")
+    relaxation = None
     if opts.method == "inq":
         _inq(m, splits, config, opts, log)
     else:
-        relax = Relaxation(opts, precision, n_batches, log)
+        plan = plan_relaxation(opts.epochs, (precision.weight_bits, precision.act_bits),
+                               (opts.bits, opts.activation_bits), opts.relaxation_factor,
+                               opts.delta_loss_window, opts.stale_checks)
+        relax = Relaxation(opts, precision, n_batches, log, plan)
         train(m, splits, config, regularizer=_pact_l2(m), on_epoch=relax)
+        relaxation = relax.summary()
         precision.weight_bits, precision.act_bits = opts.bits, opts.activation_bits
         precision.pow2 = True
         if inserted:
@@ -260,7 +406,7 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict]:
         a = float(m.act_fns[label].alpha.detach())
         signed = m.act_fns[label].signed
         ranges[v] = Range(lo=-a if signed else 0.0, hi=a, level=a, batches=1)
-    return log, ranges
+    return log, ranges, relaxation
 
 
 def _pact_l2(m: GraphModule):

@@ -11,6 +11,8 @@ One converter per ONNX op lives in converters.py, registered by op type.
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -19,18 +21,22 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 from onnx import numpy_helper
-from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f32
+from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAttr, TensorType, f32
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir.consts import make_const
 from aloha_ir.cost import count_params
-from aloha_ir.dialects.nn import GraphOp, InputOp, OutputOp, floats_attr, int_attr, shape_of
+from aloha_ir.dialects.nn import (ConvOp, DenseOp, GraphOp, InputOp, OutputOp, float_attr,
+                                  floats_attr, int_attr, shape_of)
 from aloha_ir.errors import InputFileError, ShapeError, UnsupportedError
 from aloha_ir.weights import ConstTensor, WeightStore, attach_weights
 
 # metadata_props key prefix recording an input's expected value range: "<prefix><input>" -> "low,high"
 RANGE_KEY = "aloha.input_range."
+# metadata_props key prefix recording what `prune` did to a conv/dense (its `pruning` attribute as
+# a JSON object, which analyze-cost reads): "<prefix><the Conv/Gemm node's output>" -> "{...}"
+PRUNING_KEY = "aloha.pruning."
 
 Converter = Callable[["ImportContext", onnx.NodeProto], None]
 CONVERTERS: dict[str, Converter] = {}
@@ -337,6 +343,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
             # a malformed node (missing inputs, out-of-range attribute values, ...)
             raise ctx.shape_error(f"cannot convert: {str(e).splitlines()[0]}") from None
     ctx.node = None
+    _recorded_pruning(model, ctx, source)
 
     outs, ports = [], []
     for vo in g.output:
@@ -370,6 +377,36 @@ def _recorded_ranges(model: onnx.ModelProto, source: str) -> dict[str, tuple[flo
                                      where=source) from None
             ranges[key[len(RANGE_KEY):]] = (lo, hi)
     return ranges
+
+
+def _recorded_pruning(model: onnx.ModelProto, ctx: "ImportContext", source: str) -> None:
+    """Give the pruned convs and dense layers their `pruning` attribute back (PRUNING_KEY)."""
+    for p in model.metadata_props:
+        if not p.key.startswith(PRUNING_KEY):
+            continue
+        name = p.key[len(PRUNING_KEY):]
+        op = ctx.values[name].owner if name in ctx.values else None
+        if not isinstance(op, (ConvOp, DenseOp)):
+            raise InputFileError(f"metadata '{p.key}' names no Conv or Gemm output", where=source,
+                                 hint="the graph was edited after pruning: drop the entry")
+        try:
+            entries = json.loads(p.value)
+        except ValueError:
+            entries = None
+
+        def attr(v):
+            if isinstance(v, str):
+                return StringAttr(v)
+            if isinstance(v, int) and not isinstance(v, bool):
+                return int_attr(v)
+            if isinstance(v, float) and math.isfinite(v):
+                return float_attr(v)
+            return None
+        attrs = {k: attr(v) for k, v in entries.items()} if isinstance(entries, dict) else {}
+        if not attrs or None in attrs.values():
+            raise InputFileError(f"metadata '{p.key}' must be a JSON object of strings and finite "
+                                 f"numbers, got '{p.value[:80]}'", where=source)
+        op.attributes["pruning"] = DictionaryAttr(attrs)
 
 
 def _live_ops(ops: list[Operation]) -> list[Operation]:

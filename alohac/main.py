@@ -218,7 +218,7 @@ def cmd_compile(args) -> int:
         written.append(path)
     written += _emit_csdf(module, kinds, args.output, stem)
     if "c" in kinds:
-        written += _emit_code(args, module, result, explicit=bool(args.emit or args.backend))
+        written += _emit_code(args, module, result)
     cost = result.analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
         text = ""
@@ -239,8 +239,10 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def _emit_code(args, module, result, explicit: bool) -> list[str]:
-    """Generate the platform's code under OUT/code/ with a code-size report."""
+def _emit_code(args, module, result) -> list[str]:
+    """Generate the platform's code under OUT/code/ with a code-size report. Code was asked for
+    (by --emit c, --backend, or the default --emit with a target), so not writing it is an
+    error, never a note: a build script would otherwise run on without a program."""
     from aloha_ir.errors import UnsupportedError
     from alohac.codesize import write_report
     from archdesc.loader import load_platform
@@ -248,18 +250,18 @@ def _emit_code(args, module, result, explicit: bool) -> list[str]:
     platform = load_platform(args.target)
     name = args.backend or platform.backend
     if name not in registered() and not args.backend:
-        print(f"note: no code generated: {platform.name}'s backend '{name}' is not registered "
-              f"(`alohac list backends`)", file=sys.stderr)
-        return []
+        raise UnsupportedError(f"no code generator for {platform.name}: its backend '{name}' is "
+                               "not registered", where=args.target,
+                               hint="`alohac list backends`; pass --backend NAME, or --emit "
+                               "without c to compile without code")
     backend = get_backend(name)(weights=args.weights)
     code_dir = os.path.join(args.output, "code")
     try:
         generated = backend.generate(module, platform, code_dir)
     except UnsupportedError as e:
-        if explicit:
-            raise
-        print(f"note: no code generated: {e.one_line()}", file=sys.stderr)
-        return []
+        raise UnsupportedError(f"no code generated: {e.message}", where=e.where or args.model,
+                               hint=e.hint or "give --emit without c to compile without code"
+                               ) from e
     return [os.path.join(code_dir, f) for f in generated.files] + \
         write_report(code_dir, generated, backend)
 

@@ -177,7 +177,9 @@ class NeuragheBackend(Backend):
                     raise UnsupportedError(f"CE actor @{a.name} splits its kernel but feeds "
                                            f"@{out.dst}, not a merge actor")
                 row_tokens = merge.ins[0].row_tokens
-                ce["ring"] = out.capacity // row_tokens + 2
+                # partial rows in flight: the FIFO's rows and the two being made and merged,
+                # each one per item of a batch (the CE runs the items one after the other)
+                ce["ring"] = merge.items * (out.capacity // row_tokens + 2)
                 merge.args["merge"] = {"ce": a.cname, "merges": merges}
                 ce["relu"] = 0  # the merge applies the activation
             a.args["ce"] = ce

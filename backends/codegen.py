@@ -133,7 +133,12 @@ class ActorView:
     block: str = ""
     out_shape: tuple[int, ...] = ()
     out_frac: int = 0  # dequantisation of the output (fixed point)
-    dump: bool = False  # its output is a whole block's output (debug dumps, `alohac compare`)
+    dump: bool = False  # debug builds write what it computes to dump/<cname>.bin (`alohac compare`)
+    # what the dump holds, relative to its block's output: {} the output; "channels": [lo, hi) of
+    # it (a split actor's slice); "taps": the partial sums of those kernel taps per job, no bias
+    # or activation, in accumulator units times "scale" per channel (a split kernel's CE actor)
+    ref: dict = field(default_factory=dict)
+    own_dump: bool = False  # the platform code writes the dump, not the runtime's output copy
     cost_s: float = 0.0  # the analysis's predicted seconds per frame
     work: int = 0  # per frame: MACs (conv, dense) or element operations, as the cost model counts
     items: int = 1  # > 1: the kernel runs once per batch item (module docstring)
@@ -228,6 +233,7 @@ class CodegenView:
             "period_s": self.period_s,
             "actors": [{"name": a.name, "cname": a.cname, "block": a.block, "kernel": a.kernel,
                         "unit": a.unit, "out_shape": list(a.out_shape), "dump": a.dump,
+                        "ref": a.ref,
                         "predicted_s": a.cost_s, "work": a.work}
                        for a in self.actors],
             "fifos": [{"name": f.name, "capacity": f.capacity, "analysed": f.analysed,
@@ -627,7 +633,9 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
     _shape_of_block(view, block, b)
     split = actor.attributes.get("split")
     lo_hi = tuple(nn.ints(split)) if split is not None else None
-    view.dump = lo_hi is None
+    view.dump = True
+    if lo_hi is not None:
+        view.ref = {"channels": list(lo_hi)}
     a = view.args
     if isinstance(block, nn.ConvOp):
         kernel, strides, pads, dil = block.window()
@@ -643,9 +651,11 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             acc = b.frac(block.input) + np.asarray(b.frac(block.weight))
             a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
             a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, o[1], view.block)
+            a["acc_scale"] = np.broadcast_to(2.0 ** -acc, (o[1],)).tolist()
         else:
             a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
             a["act"] = b.act(block)
+            a["acc_scale"] = [1.0] * o[1]
         view.kernel = "conv"
     elif isinstance(block, nn.PoolOp):
         ksel = {"max": 0, "avg": 1, "global_max": 0, "global_avg": 1}[block.kind.data]

@@ -182,6 +182,13 @@ class NeuragheBackend(Backend):
                 ce["ring"] = merge.items * (out.capacity // row_tokens + 2)
                 merge.args["merge"] = {"ce": a.cname, "merges": merges}
                 ce["relu"] = 0  # the merge applies the activation
+                # the CE actor's FIFO rows are markers: what it computes is the partial sums
+                # of each job's taps, which the layer code dumps itself (`alohac compare`)
+                subs = sorted({(j.sub, j.ky0, j.kx0, j.kh, j.kw) for j in jobs})
+                merge.ref = dict(a.ref)
+                a.ref = {**a.ref, "taps": [list(t[1:]) for t in subs],
+                         "scale": a.args["acc_scale"][lo:hi]}
+                a.own_dump = True
             a.args["ce"] = ce
             ce_layers.append(a.cname)
         for a in view.actors:

@@ -471,12 +471,14 @@ def build_parser() -> argparse.ArgumentParser:
     from alohac.explore_mapping import add_parser as add_explore_mapping
     add_explore_mapping(sub, EXIT_CODES_HELP)
 
-    p = sub.add_parser("compare", help="per-layer SQNR of generated code against the reference",
+    p = sub.add_parser("compare", help="per-actor SQNR of generated code against the reference",
                        description="Generate MODEL's code for PLATFORM under OUT/code, build its "
-                                   "debug variant (every actor dumps its output), run it on one "
-                                   "input and report each layer's SQNR against the reference: the "
+                                   "debug variant (every actor dumps what it computes), run it on "
+                                   "one input and report each actor's SQNR against the reference "
+                                   "of what it computes (its layer's output, a split actor's "
+                                   "channel slice, a split kernel's per-job partial sums): the "
                                    "bit-exact fixed-point reference for a quantized model, the "
-                                   "torch executor for a float one. Names the first layer below "
+                                   "torch executor for a float one. Names the first actor below "
                                    "--threshold, which is where to look for a mismatch.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
@@ -485,8 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "uniform random in --range)")
     p.add_argument("--range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threshold", type=float, default=40.0, help="SQNR (dB) below which a layer "
-                                                                 "is reported")
+    p.add_argument("--threshold", type=float, default=40.0, help="SQNR (dB) below which an "
+                                                                 "actor is reported")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--time-passes", action="store_true", help=argparse.SUPPRESS)

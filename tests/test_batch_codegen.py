@@ -235,3 +235,26 @@ def test_every_platform_at_batch_2_and_4_in_float_and_fixed_point(tmp_path, targ
     want = np.stack([one.real(item[None].astype(np.float64)).reshape(-1)
                      for item in imgs.reshape(-1, 1, 8, 8)])
     np.testing.assert_array_equal(y.reshape(want.shape), want.astype(np.float32))
+
+
+def test_a_conv_engine_runs_every_item_so_its_predicted_time_scales_with_the_batch(tmp_path):
+    """The CE/CA cost model works from one item's geometry: a batch of 4 is 4 passes of the job
+    table (it was charged as one item, so NEURAghe's latency at batch 4 came out ~2x batch 1)."""
+    from aloha_ir.dialects import csdf
+    from codegen_helpers import lower
+    from frontends.loader import load_model
+    rng = np.random.default_rng(0)
+    model = _model([helper.make_node("Conv", ["x", "W"], ["y"], pads=[1, 1, 1, 1])],
+                   [_t("W", rng.standard_normal((32, 16, 3, 3)))], c=16, hw=32)
+    path = str(tmp_path / "conv.onnx")
+    onnx.save(model, path)
+    ce_s = {}
+    for n in (1, 4):
+        module = load_model(path, {"x": [n, 16, 32, 32]})
+        lower(module, "neuraghe-losa")
+        ce = [a for a in csdf.csdf_graphs(module)[0].actors()
+              if a.attributes.get("pe_kind") is not None
+              and a.attributes["pe_kind"].data == "conv-engine"]
+        assert ce, "the conv runs on the CE"
+        ce_s[n] = sum(a.attributes["cost_s"].value.data for a in ce)
+    assert ce_s[4] == pytest.approx(4 * ce_s[1], rel=1e-9)

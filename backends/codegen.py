@@ -521,7 +521,8 @@ def build_view(module, platform, *, weights: str = "file",
         actors.append(view)
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedError(f"the generated program streams one input and one output; the model"
-                               f" has {len(inputs)} and {len(outputs)}")
+                               f" has {len(inputs)} input(s) and {len(outputs)} output(s)",
+                               hint="compile a model with one input and one output")
     threads = _threads(graph, actors, fifos, index, platform)
     dt = graph.attributes.get("datatype")
     lat = graph.attributes.get("latency_s")

@@ -207,7 +207,8 @@ def cmd_compare(args) -> int:
     aw = max([len(r["actor"]) for r in rows] + [5])
     bw = max([len(r["block"]) for r in rows] + [5])
     cw = max([len(r["computes"]) for r in rows] + [8])
-    print(f"{'actor':<{aw}}  {'block':<{bw}}  {'computes':<{cw}}  {'SQNR dB':>9}  {'max |err|':>10}")
+    print(f"{'actor':<{aw}}  {'block':<{bw}}  {'computes':<{cw}}  {'SQNR dB':>9}  "
+          f"{'max |err|':>10}")
     for r in rows:
         s = r["sqnr_db"]
         text = "n/a" if s is None else ("exact" if r.get("exact") and s == math.inf else

@@ -672,8 +672,8 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             a.update(c=x[0] * x[1], hw=x[2] * x[3], kind=ksel)
         else:
             kernel, strides, pads, dil = block.window()
-            a["geom"] = dict(kind=ksel, c=x[0] * x[1], h=x[2], w=x[3], oh=o[2], ow=o[3], kh=kernel[0],
-                             kw=kernel[1], sh=strides[0], sw=strides[1], pt=pads[0], pl=pads[1],
+            a["geom"] = dict(kind=ksel, c=x[0] * x[1], h=x[2], w=x[3], oh=o[2], ow=o[3],
+                             kh=kernel[0], kw=kernel[1], sh=strides[0], sw=strides[1], pt=pads[0], pl=pads[1],
                              pb=pads[2], pr=pads[3], dh=dil[0], dw=dil[1],
                              count_include_pad=block.prop_int("count_include_pad"))
             view.kernel = "pool"

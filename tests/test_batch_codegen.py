@@ -76,8 +76,13 @@ def _every_kernel_model() -> onnx.ModelProto:
     channel shuffle, softmax over C, pooling, global pooling, flatten, dense), with convs and
     the dense split over the host's cores by `partition` (so gathers run too)."""
     rng = np.random.default_rng(1)
-    w = lambda name, *s: _t(name, rng.standard_normal(s) * (2.0 / np.prod(s[1:])) ** 0.5)  # noqa: E731
-    shape = lambda name, dims: numpy_helper.from_array(np.array(dims, np.int64), name)  # noqa: E731
+
+    def w(name, *s):  # He-normal
+        return _t(name, rng.standard_normal(s) * (2.0 / np.prod(s[1:])) ** 0.5)
+
+    def shape(name, dims):
+        return numpy_helper.from_array(np.array(dims, np.int64), name)
+
     n = helper.make_node
     nodes = [
         n("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1]),                  # 3 -> 8
@@ -89,7 +94,7 @@ def _every_kernel_model() -> onnx.ModelProto:
         n("BatchNormalization", ["cat", "s", "bb", "m", "v"], ["bn"]),            # not foldable
         n("Reshape", ["bn", "s1"], ["sh1"]),
         n("Transpose", ["sh1"], ["sh2"], perm=[0, 2, 1, 3, 4]),
-        n("Reshape", ["sh2", "s2"], ["shuf"]),                                    # shuffle, 2 groups
+        n("Reshape", ["sh2", "s2"], ["shuf"]),                                    # shuffle
         n("Add", ["shuf", "k"], ["a1"]),                                          # + [1, 16, 1, 1]
         n("Conv", ["a1", "w4"], ["gate"]),                                        # 16 -> 1
         n("Sigmoid", ["gate"], ["g"]),
@@ -147,7 +152,7 @@ def test_an_op_that_mixes_the_items_of_a_batch_is_refused_by_name(tmp_path, axis
         generate(load_model(path, {"x": [2, 3, 8, 8]}), "host-cpu", str(tmp_path))
 
 
-# ---------------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------------------
 # conformance (slow): zoo models at batch 2 and 4, every backend in float and in fixed point
 
 

@@ -1,10 +1,13 @@
-"""`alohac compare`: locate where generated code departs from the reference, layer by layer.
+"""`alohac compare`: locate where generated code departs from the reference, actor by actor.
 
-Builds the generated program's debug variant (every actor dumps what it produces), runs it on one
-input, and compares each block's output with the project's reference for that block: the bit-exact
-fixed-point reference (backends/reference.py) for a quantized model, the torch executor
-(backends/torch/module.py) for a float one. Prints the signal-to-quantisation-noise ratio per layer
-in the program's order and names the first layer below the threshold.
+Builds the generated program's debug variant (every actor dumps what it computes), runs it on one
+input, and compares each actor's dump with the project's reference of what that actor computes:
+its block's output (the bit-exact fixed-point reference, backends/reference.py, for a quantized
+model; the torch executor, backends/torch/module.py, for a float one), the channel slice of it a
+split actor computes, or the partial sums of a split kernel's jobs (a NEURAghe 7x7 runs as four 5x5
+jobs whose sums an ARM merge adds up: the CE actor's FIFO carries only row markers). Prints the
+signal-to-quantisation-noise ratio per actor in the program's order and names the first actor
+below the threshold.
 """
 
 from __future__ import annotations
@@ -29,10 +32,11 @@ def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def rows_to_nchw(flat: np.ndarray, shape: list[int]) -> np.ndarray:
-    """A dump is in production order: rows [H][C][W] for a rank-4 tensor, else the tensor."""
+    """A dump is in production order: rows [H][N][C][W] for a rank-4 tensor (a batch folded into
+    the row), else the tensor."""
     if len(shape) == 4:
         n, c, h, w = shape
-        return flat.reshape(h, c, w).transpose(1, 0, 2).reshape(shape)
+        return flat.reshape(h, n, c, w).transpose(1, 2, 0, 3)
     return flat.reshape(shape)
 
 
@@ -66,8 +70,75 @@ def block_references(module, x: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
+def partial_sums(module, refs: dict[str, np.ndarray], block: str, taps: list[list[int]],
+                 channels: tuple[int, int]) -> np.ndarray:
+    """[jobs, N, C, H, W]: per job, conv `block` over only its taps (ky0, kx0, kh, kw) for output
+    channels [lo, hi), no bias, no activation, from the reference of the conv's input (real
+    values; for a quantized model these are exact, so the sums are the accumulators' values)."""
+    import torch
+    import torch.nn.functional as F
+
+    from aloha_ir import fixedpoint as fp
+    from aloha_ir.consts import const_tensor
+    from aloha_ir.dialects import nn
+    from aloha_ir.weights import weights_of
+    from backends.reference import graph_of
+    op = next(o for o in graph_of(module).ops if nn.block_label(o) == block)
+    wv = op.weight
+    if fp.format_of(wv) is not None:
+        from backends.reference import reference
+        ref = reference(module)
+        w = np.asarray(fp.dequantize(ref.consts[wv], np.reshape(ref.frac(wv), (-1, 1, 1, 1))
+                                     if np.ndim(ref.frac(wv)) else ref.frac(wv)))
+    else:
+        w = const_tensor(wv.owner, weights_of(module)).materialize()
+    lo, hi = channels
+    w = torch.from_numpy(np.asarray(w, dtype=np.float64)[lo:hi])
+    _, strides, (t, left, b, r), dil = op.window()
+    x = F.pad(torch.from_numpy(np.asarray(refs[nn.block_label(op.input.owner)], np.float64)),
+              (left, r, t, b))
+    out = []
+    for ky0, kx0, kh, kw in taps:
+        mask = torch.zeros_like(w)
+        mask[:, :, ky0:ky0 + kh, kx0:kx0 + kw] = 1
+        out.append(F.conv2d(x, w * mask, stride=tuple(strides), dilation=tuple(dil),
+                            groups=op.prop_int("group", 1)).numpy())
+    return np.stack(out)
+
+
+def actor_reference(module, refs: dict[str, np.ndarray], actor: dict, flat: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray] | str:
+    """(reference, dump as that array) of what one actor computes (its manifest `ref`), or why
+    they cannot be compared."""
+    base = np.asarray(refs[actor["block"]], dtype=np.float64)
+    what = actor.get("ref", {})
+    lo, hi = what.get("channels", (0, base.shape[1] if base.ndim > 1 else 1))
+    if "taps" in what:
+        want = partial_sums(module, refs, actor["block"], what["taps"], (lo, hi))
+        jobs, n, c, h, w = want.shape
+        if flat.size != want.size:
+            return f"dumped {flat.size} values, its partial sums have {want.size}"
+        got = flat.reshape(h, n, jobs, c, w).transpose(2, 1, 3, 0, 4)
+        return want, got * np.reshape(what["scale"], (1, 1, -1, 1, 1))
+    want = base[:, lo:hi] if "channels" in what else base
+    if flat.size != want.size:
+        return f"dumped {flat.size} values, the reference has {want.size}"
+    return want, rows_to_nchw(flat, list(want.shape))
+
+
+def _computes(actor: dict) -> str:
+    what = actor.get("ref", {})
+    text = "output"
+    if "channels" in what:
+        text = f"channels {what['channels'][0]}:{what['channels'][1]}"
+    if "taps" in what:
+        text = f"partial sums of {len(what['taps'])} jobs" + (
+            f", {text}" if "channels" in what else "")
+    return text
+
+
 def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) -> dict:
-    """Build and run the debug program on x (one input), compare every dumped block."""
+    """Build and run the debug program on x (one input), compare every dumping actor."""
     manifest_path = os.path.join(code_dir, "network.json")
     if not os.path.exists(manifest_path):
         raise InputFileError(f"{code_dir} holds no generated program (network.json missing)",
@@ -91,28 +162,28 @@ def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) ->
     for a in manifest["actors"]:
         if not a["dump"] or a["block"] not in refs:
             continue
-        got = np.fromfile(os.path.join(code_dir, "dump", f"{a['cname']}.bin"), dtype="<f4")
-        ref = np.asarray(refs[a["block"]], dtype=np.float64)
-        if got.size != ref.size:
-            layers.append({"actor": a["name"], "block": a["block"], "sqnr_db": None,
-                           "note": f"dumped {got.size} values, the block has {ref.size}"})
+        flat = np.fromfile(os.path.join(code_dir, "dump", f"{a['cname']}.bin"), dtype="<f4")
+        row = {"actor": a["name"], "block": a["block"], "computes": _computes(a)}
+        pair = actor_reference(module, refs, a, flat)
+        if isinstance(pair, str):
+            layers.append({**row, "sqnr_db": None, "note": pair})
             continue
-        got = rows_to_nchw(got, list(ref.shape))
+        ref, got = pair
         s = sqnr_db(ref, got)
-        row = {"actor": a["name"], "block": a["block"], "sqnr_db": s,
-               "max_abs_err": float(np.max(np.abs(ref - got))) if ref.size else 0.0,
-               "exact": bool(np.array_equal(ref.astype(np.float32), got))}
-        layers.append(row)
+        layers.append({**row, "sqnr_db": s,
+                       "max_abs_err": float(np.max(np.abs(ref - got))) if ref.size else 0.0,
+                       "exact": bool(np.array_equal(ref.astype(np.float32),
+                                                    got.astype(np.float32)))})
         if first_bad is None and s < threshold_db:
-            first_bad = a["block"]
+            first_bad = a["name"]
     return {"layers": layers, "first_below_threshold": first_bad, "threshold_db": threshold_db,
             "fixed": manifest["fixed"]}
 
 
 def cmd_compare(args) -> int:
-    from alohac.main import _run, _target_pipeline
+    from alohac.main import _input_shapes, _run, _target_pipeline
     from frontends.loader import load_model
-    module = load_model(args.model, {})
+    module = load_model(args.model, _input_shapes(args.input_shape))
     _run(args, module, _target_pipeline(args))
     from archdesc.loader import load_platform
     from backends.api import get_backend
@@ -132,17 +203,23 @@ def cmd_compare(args) -> int:
         lo, hi = args.range
         x = np.random.default_rng(args.seed).uniform(lo, hi, size=shape).astype(np.float32)
     result = compare(module, code_dir, x, args.threshold)
-    width = max([len(r["block"]) for r in result["layers"]] + [5])
-    print(f"{'layer':<{width}}  {'SQNR dB':>9}  {'max |err|':>10}")
-    for r in result["layers"]:
+    rows = result["layers"]
+    aw = max([len(r["actor"]) for r in rows] + [5])
+    bw = max([len(r["block"]) for r in rows] + [5])
+    cw = max([len(r["computes"]) for r in rows] + [8])
+    print(f"{'actor':<{aw}}  {'block':<{bw}}  {'computes':<{cw}}  {'SQNR dB':>9}  "
+          f"{'max |err|':>10}")
+    for r in rows:
         s = r["sqnr_db"]
         text = "n/a" if s is None else ("exact" if r.get("exact") and s == math.inf else
                                         f"{s:9.1f}")
-        print(f"{r['block']:<{width}}  {text:>9}  {r.get('max_abs_err', float('nan')):10.3g}"
-              + (f"  {r['note']}" if "note" in r else ""))
+        print(f"{r['actor']:<{aw}}  {r['block']:<{bw}}  {r['computes']:<{cw}}  {text:>9}  "
+              f"{r.get('max_abs_err', float('nan')):10.3g}" + (f"  {r['note']}" if "note" in r
+                                                                else ""))
     bad = result["first_below_threshold"]
-    print(f"first layer below {args.threshold:g} dB: {bad}" if bad else
-          f"every layer at or above {args.threshold:g} dB")
+    block = next((r["block"] for r in rows if r["actor"] == bad), None)
+    print(f"first actor below {args.threshold:g} dB: {bad} (block {block})" if bad else
+          f"every actor at or above {args.threshold:g} dB")
     if args.json:
         print(json.dumps({**result, "layers": [{**r, "sqnr_db": (None if r["sqnr_db"] is None
                                                                   or math.isinf(r["sqnr_db"])

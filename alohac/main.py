@@ -223,7 +223,7 @@ def cmd_compile(args) -> int:
         written.append(path)
     written += _emit_csdf(module, kinds, args.output, stem)
     if "c" in kinds:
-        written += _emit_code(args, module, result, explicit=bool(args.emit or args.backend))
+        written += _emit_code(args, module, result)
     cost = result.analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
         text = ""
@@ -244,8 +244,10 @@ def cmd_compile(args) -> int:
     return 0
 
 
-def _emit_code(args, module, result, explicit: bool) -> list[str]:
-    """Generate the platform's code under OUT/code/ with a code-size report."""
+def _emit_code(args, module, result) -> list[str]:
+    """Generate the platform's code under OUT/code/ with a code-size report. Code was asked for
+    (by --emit c, --backend, or the default --emit with a target), so not writing it is an
+    error, never a note: a build script would otherwise run on without a program."""
     from aloha_ir.errors import UnsupportedError
     from alohac.codesize import write_report
     from archdesc.loader import load_platform
@@ -253,18 +255,18 @@ def _emit_code(args, module, result, explicit: bool) -> list[str]:
     platform = load_platform(args.target)
     name = args.backend or platform.backend
     if name not in registered() and not args.backend:
-        print(f"note: no code generated: {platform.name}'s backend '{name}' is not registered "
-              f"(`alohac list backends`)", file=sys.stderr)
-        return []
+        raise UnsupportedError(f"no code generator for {platform.name}: its backend '{name}' is "
+                               "not registered", where=args.target,
+                               hint="`alohac list backends`; pass --backend NAME, or --emit "
+                               "without c to compile without code")
     backend = get_backend(name)(weights=args.weights)
     code_dir = os.path.join(args.output, "code")
     try:
         generated = backend.generate(module, platform, code_dir)
     except UnsupportedError as e:
-        if explicit:
-            raise
-        print(f"note: no code generated: {e.one_line()}", file=sys.stderr)
-        return []
+        raise UnsupportedError(f"no code generated: {e.message}", where=e.where or args.model,
+                               hint=e.hint or "give --emit without c to compile without code"
+                               ) from e
     return [os.path.join(code_dir, f) for f in generated.files] + \
         write_report(code_dir, generated, backend)
 
@@ -483,12 +485,14 @@ def build_parser() -> argparse.ArgumentParser:
     from alohac.explore_mapping import add_parser as add_explore_mapping
     add_explore_mapping(sub, EXIT_CODES_HELP)
 
-    p = sub.add_parser("compare", help="per-layer SQNR of generated code against the reference",
+    p = sub.add_parser("compare", help="per-actor SQNR of generated code against the reference",
                        description="Generate MODEL's code for PLATFORM under OUT/code, build its "
-                                   "debug variant (every actor dumps its output), run it on one "
-                                   "input and report each layer's SQNR against the reference: the "
+                                   "debug variant (every actor dumps what it computes), run it on "
+                                   "one input and report each actor's SQNR against the reference "
+                                   "of what it computes (its layer's output, a split actor's "
+                                   "channel slice, a split kernel's per-job partial sums): the "
                                    "bit-exact fixed-point reference for a quantized model, the "
-                                   "torch executor for a float one. Names the first layer below "
+                                   "torch executor for a float one. Names the first actor below "
                                    "--threshold, which is where to look for a mismatch.",
                        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_model_options(p)
@@ -497,8 +501,8 @@ def build_parser() -> argparse.ArgumentParser:
                                                      "uniform random in --range)")
     p.add_argument("--range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"))
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threshold", type=float, default=40.0, help="SQNR (dB) below which a layer "
-                                                                 "is reported")
+    p.add_argument("--threshold", type=float, default=40.0, help="SQNR (dB) below which an "
+                                                                 "actor is reported")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("-o", "--output", required=True, metavar="OUT")
     p.add_argument("--time-passes", action="store_true", help=argparse.SUPPRESS)

@@ -12,7 +12,8 @@
   scratchpad, and the tiling (G, rows) with the shortest time is chosen, as a tuned runtime would;
 - cycles per pass over an input group = (tile rows + k - 1) x padded width / pixels per cycle +
   pipeline fill; time = max(cycles / clock + jobs x per-job overhead, DMA bytes / bandwidth) with
-  weights on one DMA and activations in and out on the other.
+  weights on one DMA and activations in and out on the other; a batch of N items is N passes of
+  the whole job table, one item after the other.
 `cpu`: time = max(ops / (ops_per_cycle x clock), bytes touched / memory bandwidth) + per-firing call
 overhead; conv and dense count 2 ops per MAC.
 """
@@ -49,6 +50,7 @@ class Layer:
     out_elems: int = 0
     firings: int = 1  # csdf firings per graph iteration (per-call overheads)
     jobs: int = 1  # partial results a merge combines (a merge actor's layer)
+    batch: int = 1  # items of a batch (shapes above are one item's; counts are the whole batch's)
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,10 @@ def cost(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: str,
 def _cost(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: str,
           clock: float) -> Cost:
     if pe.kind == "conv-engine":
-        return _engine(platform, pe, layer, datatype, clock)
+        c = _engine(platform, pe, layer, datatype, clock)
+        n = layer.batch
+        return Cost(c.seconds * n, c.compute_s * n, c.transfer_s * n, c.jobs * n,
+                    c.note + (f", {n} items" if n > 1 else ""), c.tile_rows, c.tiles)
     return _cpu(pe, layer, datatype, clock)
 
 
@@ -179,6 +184,7 @@ def _engine(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: s
 
 def merge_layer(layer: Layer, jobs: int) -> Layer:
     """The merge a kernel rule leaves to another PE: add `jobs` partial outputs (+ReLU)."""
-    n = layer.cout * layer.hout * layer.wout
+    n = layer.batch * layer.cout * layer.hout * layer.wout
     return Layer("add", layer.cout, layer.hout, layer.wout, layer.cout, layer.hout, layer.wout,
-                 work=jobs * n, in_elems=jobs * n, out_elems=n, firings=layer.firings, jobs=jobs)
+                 work=jobs * n, in_elems=jobs * n, out_elems=n, firings=layer.firings, jobs=jobs,
+                 batch=layer.batch)

@@ -14,6 +14,15 @@ Templates never walk the IR; this module does, once, and hands them lists of pla
 - `tensors`: the weights blob (4-byte words: float32, or int32 integers of the fixed-point formats,
   biases already in their accumulator formats), written as weights.bin or embedded as C arrays.
 
+A batch of N items is one frame, folded into the rows as the lowering folds it (a row of an
+[N, C, H, W] tensor is N x C x W tokens): row y holds x[n][c][y][:] at (n * C + c) * W, the rows of
+an [N * C, H, W] tensor. Kernels that treat channels independently (pooling, activations,
+reshapes, softmax along C) run on the folded tensor as they are; kernels that mix the channels of
+one item (conv, dense, elementwise with broadcasting, batch norm, concat, LRN, channel shuffle, the
+gathers and merges of split actors) run once per item (`items`) on that item's slice of their
+windows. A reshape across the batch axis stays exact (rows are read back in NCHW order), and an
+op that would mix items in its kernel (softmax or concat along N) has no kernel and is refused.
+
 Why the static order and the FIFO sizes agree: the program is a Kahn network with blocking reads and
 writes (a bounded FIFO is a data channel plus a credit channel), so whether it completes does not
 depend on timing. Running frame after frame in the one-frame schedule's order is one execution, and it
@@ -85,6 +94,8 @@ class PortView:
     c: int
     h: int
     w: int
+    shape: tuple[int, ...] = ()  # the tensor the port reads (empty for boundary/gather actors)
+    items: int = 1  # its rows hold this many item slices the per-item kernel takes apart
 
 
 @dataclass
@@ -122,13 +133,33 @@ class ActorView:
     block: str = ""
     out_shape: tuple[int, ...] = ()
     out_frac: int = 0  # dequantisation of the output (fixed point)
-    dump: bool = False  # its output is a whole block's output (debug dumps, `alohac compare`)
+    dump: bool = False  # debug builds write what it computes to dump/<cname>.bin (`alohac compare`)
+    # what the dump holds, relative to its block's output: {} the output; "channels": [lo, hi) of
+    # it (a split actor's slice); "taps": the partial sums of those kernel taps per job, no bias
+    # or activation, in accumulator units times "scale" per channel (a split kernel's CE actor)
+    ref: dict = field(default_factory=dict)
+    own_dump: bool = False  # the platform code writes the dump, not the runtime's output copy
     cost_s: float = 0.0  # the analysis's predicted seconds per frame
     work: int = 0  # per frame: MACs (conv, dense) or element operations, as the cost model counts
+    items: int = 1  # > 1: the kernel runs once per batch item (module docstring)
+    out_row: int = 0  # tokens of one output row (all items), when items > 1
 
     @property
     def obuf_tokens(self) -> int:
         return max([1] + self.prod)
+
+    def sliced_ports(self) -> list[tuple[int, int, int, int]]:
+        """(port, row tokens, one item's row tokens, window rows) of each port whose rows the
+        per-item kernel takes apart."""
+        return [(i, p.row_tokens, p.row_tokens // p.items, p.window_rows)
+                for i, p in enumerate(self.ins) if p.items > 1]
+
+    def item_tokens(self) -> int:
+        """Scratch words of the per-item kernel: its output and each sliced input window."""
+        if self.items == 1:
+            return 0
+        return self.obuf_tokens // self.items + sum(rows * t for _, _, t, rows in
+                                                    self.sliced_ports())
 
 
 @dataclass
@@ -147,6 +178,11 @@ class IoView:
     fmt: fp.Fixed | None
     low: float | None = None
     high: float | None = None
+
+    @property
+    def row_channels(self) -> int:
+        """Channels of a row of a rank-4 tensor, batch folded in (N x C)."""
+        return self.shape[0] * self.shape[1]
 
 
 @dataclass
@@ -190,10 +226,14 @@ class CodegenView:
         return {
             "name": self.name, "platform": self.platform, "datatype": self.datatype,
             "fixed": self.fixed, "input_shape": list(self.input.shape),
-            "output_shape": list(self.output.shape), "latency_s": self.latency_s,
+            "output_shape": list(self.output.shape),
+            # one input of the program is the model's whole input tensor: a batch of this many
+            "batch": self.input.shape[0] if self.input.shape else 1,
+            "latency_s": self.latency_s,
             "period_s": self.period_s,
             "actors": [{"name": a.name, "cname": a.cname, "block": a.block, "kernel": a.kernel,
                         "unit": a.unit, "out_shape": list(a.out_shape), "dump": a.dump,
+                        "ref": a.ref,
                         "predicted_s": a.cost_s, "work": a.work}
                        for a in self.actors],
             "fifos": [{"name": f.name, "capacity": f.capacity, "analysed": f.analysed,
@@ -206,7 +246,8 @@ class CodegenView:
         return 4 * sum(f.capacity for f in self.fifos)
 
     def window_bytes(self) -> int:
-        return 4 * sum(p.window_rows * p.row_tokens for a in self.actors for p in a.ins)
+        return 4 * sum(sum(p.window_rows * p.row_tokens for p in a.ins) + a.item_tokens()
+                       for a in self.actors)
 
 
 def _c_float(v: float) -> str:
@@ -220,18 +261,51 @@ def _c_float(v: float) -> str:
 
 
 def _dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(C, H, W) of a tensor as the row decomposition sees it (rank 4: NCHW; else one row)."""
+    """(C, H, W) of one item of a rank-4 tensor; another rank is one row of all its elements."""
     if len(shape) == 4:
         return shape[1], shape[2], shape[3]
     return 1, 1, math.prod(shape)
 
 
-def _bcast_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(C, H, W) of an operand broadcast against a rank-4 output (numpy right alignment)."""
+def _folded(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(N x C, H, W): the whole tensor as its rows hold it, batch folded into the channels."""
+    if len(shape) == 4:
+        return shape[0] * shape[1], shape[2], shape[3]
+    return 1, 1, math.prod(shape)
+
+
+def _bcast_dims(shape: tuple[int, ...], batch: int) -> tuple[int, int, int]:
+    """(C, H, W) of an operand broadcast against one item of a rank-4 output with `batch` items
+    (numpy right alignment; the operand has one item or one per output item)."""
     s = (1,) * (4 - len(shape)) + tuple(shape)
-    if len(s) != 4 or s[0] != 1:
+    if len(s) != 4 or s[0] not in (1, batch):
         raise UnsupportedError(f"cannot broadcast a {list(shape)} operand inside a row")
     return s[1], s[2], s[3]
+
+
+# kernels that mix the channels of one item: they run once per item of a batch
+PER_ITEM_KERNELS = frozenset(("conv", "dense", "add", "mul", "bn", "concat", "lrn", "shuffle",
+                              "gather"))
+
+
+def _batch_items(view: ActorView, plan) -> None:
+    """Mark a per-item kernel of a batch (N > 1) and which of its ports hold N item slices (an
+    operand with one item is broadcast to every item, read whole)."""
+    n = view.out_shape[0] if view.out_shape else 1
+    if view.kernel not in PER_ITEM_KERNELS or n <= 1:
+        return
+    view.items = n
+    for p in view.ins:
+        if not p.shape or (len(p.shape) == len(view.out_shape) and p.shape[0] == n):
+            p.items = n
+            if p.row_tokens % n:
+                raise UnsupportedError(f"actor @{view.name}: a row of {p.row_tokens} tokens "
+                                       f"does not split into {n} items")
+    per_row = plan is None or plan.produce_per_row
+    view.out_row = max(view.prod) // (1 if per_row else rowflow.rows_of(view.out_shape)[0])
+    if view.out_row % n:
+        raise UnsupportedError(f"actor @{view.name}: an output row of {view.out_row} tokens "
+                               f"does not split into {n} items")
 
 
 class _Weights:
@@ -382,7 +456,8 @@ def _ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, int],
         window = sum(new) if whole else max(a + b for a, b in zip(new, rin))
         ports.append(PortView(fifo_index[ch.sym_name.data],
                               fifo_index[loop.sym_name.data] if loop is not None else -1,
-                              row_tokens, whole, max(1, window), new, rin, rout, c, h, w))
+                              row_tokens, whole, max(1, window), new, rin, rout, c, h, w,
+                              tuple(shape) if shape is not None else ()))
     return ports
 
 
@@ -438,6 +513,7 @@ def build_view(module, platform, *, weights: str = "file",
             block=actor.block.data, cost_s=_float_attr(actor, "cost_s"),
             work=rle.total(actor.work_runs))
         _kernel(b, view, actor, block)
+        _batch_items(view, plan)
         if kind == "input":
             inputs.append(view)
         elif kind == "output":
@@ -445,7 +521,8 @@ def build_view(module, platform, *, weights: str = "file",
         actors.append(view)
     if len(inputs) != 1 or len(outputs) != 1:
         raise UnsupportedError(f"the generated program streams one input and one output; the model"
-                               f" has {len(inputs)} and {len(outputs)}")
+                               f" has {len(inputs)} input(s) and {len(outputs)} output(s)",
+                               hint="compile a model with one input and one output")
     threads = _threads(graph, actors, fifos, index, platform)
     dt = graph.attributes.get("datatype")
     lat = graph.attributes.get("latency_s")
@@ -557,7 +634,9 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
     _shape_of_block(view, block, b)
     split = actor.attributes.get("split")
     lo_hi = tuple(nn.ints(split)) if split is not None else None
-    view.dump = lo_hi is None
+    view.dump = True
+    if lo_hi is not None:
+        view.ref = {"channels": list(lo_hi)}
     a = view.args
     if isinstance(block, nn.ConvOp):
         kernel, strides, pads, dil = block.window()
@@ -573,9 +652,11 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             acc = b.frac(block.input) + np.asarray(b.frac(block.weight))
             a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
             a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, o[1], view.block)
+            a["acc_scale"] = np.broadcast_to(2.0 ** -acc, (o[1],)).tolist()
         else:
             a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
             a["act"] = b.act(block)
+            a["acc_scale"] = [1.0] * o[1]
         view.kernel = "conv"
     elif isinstance(block, nn.PoolOp):
         ksel = {"max": 0, "avg": 1, "global_max": 0, "global_avg": 1}[block.kind.data]
@@ -588,19 +669,17 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             a["act"] = b.act(block)
         if block.is_global:
             view.kernel = "gpool"
-            a.update(c=x[1], hw=x[2] * x[3], kind=ksel)
+            a.update(c=x[0] * x[1], hw=x[2] * x[3], kind=ksel)
         else:
             kernel, strides, pads, dil = block.window()
-            a["geom"] = dict(kind=ksel, c=x[1], h=x[2], w=x[3], oh=o[2], ow=o[3], kh=kernel[0],
-                             kw=kernel[1], sh=strides[0], sw=strides[1], pt=pads[0], pl=pads[1],
+            a["geom"] = dict(kind=ksel, c=x[0] * x[1], h=x[2], w=x[3], oh=o[2], ow=o[3],
+                             kh=kernel[0], kw=kernel[1], sh=strides[0], sw=strides[1], pt=pads[0], pl=pads[1],
                              pb=pads[2], pr=pads[3], dh=dil[0], dw=dil[1],
                              count_include_pad=block.prop_int("count_include_pad"))
             view.kernel = "pool"
     elif isinstance(block, nn.DenseOp):
-        n, m = block.out_shape()
+        m = block.out_shape()[1]
         k = nn.shape_of(block.weight)[1]
-        if n != 1:
-            raise UnsupportedError(f"dense @{view.name} has batch {n}; generated code runs batch 1")
         a.update(k=k, m=lo_hi or (0, m))
         a["w"] = b.const(block.weight, f"{view.block}_w")
         if fixed:
@@ -671,8 +750,8 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
         view.kernel = "shuffle"
     elif isinstance(block, (nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp)):
         x = nn.shape_of(block.operands[0])
-        a["in_dims"] = _dims(x)
-        a["out_dims"] = _dims(view.out_shape)
+        a["in_dims"] = _folded(x)
+        a["out_dims"] = _folded(view.out_shape)
         a["n"] = math.prod(x)
         if fixed:
             a["rq"] = _plain_rq(block, fp.format_of(block.operands[0]).frac -
@@ -713,11 +792,16 @@ def _binary(b: _Builder, view: ActorView, block) -> None:
     operands = []
     port = 0
     for v in (block.lhs, block.rhs):
-        oc, oh, ow = _bcast_dims(nn.shape_of(v))
+        oc, oh, ow = _bcast_dims(nn.shape_of(v), view.out_shape[0])
         if (oc not in (1, c)) or (oh not in (1, h)) or (ow not in (1, w)):
             raise UnsupportedError(f"{block.name} broadcast of {list(nn.shape_of(v))} to "
                                    f"{list(view.out_shape)} is not supported", where=view.name)
         if isinstance(v.owner, nn.ConstOp):
+            if len(nn.shape_of(v)) == 4 and nn.shape_of(v)[0] > 1:
+                raise UnsupportedError(f"{block.name}: a constant operand with one value per "
+                                       f"batch item ({list(nn.shape_of(v))}) has no generated "
+                                       "kernel", where=view.name,
+                                       hint="compile with batch 1 and stream the items")
             t = b.const(v, f"{view.block}_k{len(operands)}")
             operands.append({"const": t, "c": oc, "h": oh, "w": ow})
         else:
@@ -748,7 +832,7 @@ def _activation(b: _Builder, view: ActorView, block: nn.ActOp) -> None:
     if kind == "softmax":
         axis = block.prop_int("axis", 1) % len(shape)
         if len(shape) == 4 and axis == 1:
-            a.update(n=shape[1], inner=shape[3], per_row=True)
+            a.update(n=shape[1], inner=shape[3], per_row=True, outer=shape[0])
         elif axis == len(shape) - 1:
             a.update(n=shape[-1], inner=1, per_row=False, outer=math.prod(shape[:-1]))
         else:
@@ -757,7 +841,7 @@ def _activation(b: _Builder, view: ActorView, block: nn.ActOp) -> None:
             a.update(fin=fp.format_of(block.input).frac, **_island(block))
         view.kernel = "softmax"
         return
-    c, _, w = _dims(shape)
+    c, _, w = _folded(shape)
     a["n"] = c * w
     if b.fixed:
         if kind in ("sigmoid", "tanh"):

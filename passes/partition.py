@@ -30,9 +30,25 @@ from aloha_ir.dialects.nn import ints as nn_ints
 from aloha_ir.errors import PassError
 from archdesc import costmodel
 from archdesc.costmodel import Unsupported
-from passes.target import actor_layers, datatype_of, mapped_graphs, opp_of, platform_of
+from passes.target import (
+    ZERO_COST_KINDS,
+    actor_layers,
+    datatype_of,
+    mapped_graphs,
+    opp_of,
+    platform_of,
+)
 
 SPLITTABLE = ("conv", "dense")
+
+
+def splittable(actor: csdf.ActorOp, layer, resplit: bool = False) -> bool:
+    """Whether `actor` computes an ungrouped conv/dense block (or, with `resplit`, a slice of one).
+    The actor's own kind decides, not only its block's: an output actor is named after its port,
+    which may be the label of the conv it reads (`y`), and splitting it would end the graph in two
+    output actors; a gather is a view of its parts."""
+    return (actor.kind.data not in ZERO_COST_KINDS and layer.op in SPLITTABLE
+            and layer.group == 1 and (resplit or actor.attributes.get("split") is None))
 
 
 def _scale(runs: rle.Runs, part: int, whole: int) -> rle.Runs:
@@ -130,8 +146,7 @@ def auto_plan(graph: csdf.GraphOp, layers: dict, platform, bits: int = 0, opp: s
     actors = graph.actor_map()
     plan = {}
     for name, layer in layers.items():
-        if layer.op not in SPLITTABLE or layer.group > 1 or \
-                actors[name].attributes.get("split") is not None:
+        if not splittable(actors[name], layer):
             continue
         best = None
         for pe in platform.pes:
@@ -180,8 +195,9 @@ class PartitionPass(ModulePass):
                     if name not in layers:
                         raise PassError(f"partition: no actor @{name}",
                                         where=f"csdf.graph @{graph.sym_name.data}")
-                    if layers[name].op not in SPLITTABLE or layers[name].group > 1:
-                        raise PassError(f"partition: @{name} is a {layers[name].op}; only "
+                    actor = graph.actor_map()[name]
+                    if not splittable(actor, layers[name], resplit=True):
+                        raise PassError(f"partition: @{name} is a {actor.kind.data} actor; only "
                                         f"{', '.join(SPLITTABLE)} actors (ungrouped) split along "
                                         "channels")
                     plan[name] = min(n, layers[name].cout)

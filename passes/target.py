@@ -114,9 +114,11 @@ def layer_of(actor: csdf.ActorOp, block: Operation | None) -> Layer:
         kernel, stride, pads, dil = block.window()
         if isinstance(block, nn.ConvOp):
             group = block.prop_int("group", 1)
+    out_shape = nn.shape_of(block.results[0])
     layer = Layer(family, cin, hin, win, cout, hout, wout, tuple(kernel), tuple(stride),
                   tuple(pads), tuple(dil), group, block_macs(block), work, params,
-                  sum(_elems(v) for v in ins), _elems(block.results[0]), phases)
+                  sum(_elems(v) for v in ins), _elems(block.results[0]), phases,
+                  batch=out_shape[0] if len(out_shape) >= 2 else 1)
     split = actor.attributes.get("split")
     if split is not None:  # [lo, hi) of the output channels
         lo, hi = nn.ints(split)
@@ -130,7 +132,7 @@ def slice_layer(layer: Layer, lo: int, hi: int, work: int) -> Layer:
     return Layer(layer.op, layer.cin, layer.hin, layer.win, hi - lo, layer.hout, layer.wout,
                  layer.kernel, layer.stride, layer.pads, layer.dilation, layer.group,
                  round(layer.macs * share), work, round(layer.params * share), layer.in_elems,
-                 round(layer.out_elems * share), layer.firings)
+                 round(layer.out_elems * share), layer.firings, batch=layer.batch)
 
 
 def actor_layers(module, graph: csdf.GraphOp) -> dict[str, Layer]:

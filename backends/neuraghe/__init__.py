@@ -66,7 +66,8 @@ def ce_jobs(platform, layer: Layer, datatype: str, opp: str | None = None,
             pe=None) -> list[Job]:
     """The CE job table of a conv layer (an actor's Layer), split as the cost model charges it:
     per group, per tile of stride-1 rows (the cost model's tile rows), per output group of N_ROW
-    maps, per sub-job of the kernel rule. len(result) == costmodel.cost(...).jobs."""
+    maps, per sub-job of the kernel rule, for one item of a batch:
+    len(result) x layer.batch == costmodel.cost(...).jobs."""
     pe = _ce_pe(platform, pe)
     c = costmodel.cost(platform, pe, layer, datatype, opp)
     k0, k1 = layer.kernel
@@ -114,8 +115,9 @@ def ce_jobs(platform, layer: Layer, datatype: str, opp: str | None = None,
                     jobs.append(Job(len(jobs), t, oy_lo, oy_hi, r_lo, r_hi, og, co_lo, co_hi, s,
                                     ky0, kx0, kh, kw, if_pad, n_row, (r_hi - r_lo - 1) + nh,
                                     layer.win, nh, nw))
-    if len(jobs) != c.jobs:
-        raise UnsupportedError(f"CE job table has {len(jobs)} jobs, the cost model {c.jobs}")
+    if len(jobs) * layer.batch != c.jobs:  # the table runs once per item of a batch
+        raise UnsupportedError(f"CE job table has {len(jobs)} jobs per item, the cost model "
+                               f"{c.jobs} for {layer.batch} item(s)")
     return jobs
 
 
@@ -177,9 +179,18 @@ class NeuragheBackend(Backend):
                     raise UnsupportedError(f"CE actor @{a.name} splits its kernel but feeds "
                                            f"@{out.dst}, not a merge actor")
                 row_tokens = merge.ins[0].row_tokens
-                ce["ring"] = out.capacity // row_tokens + 2
+                # partial rows in flight: the FIFO's rows and the two being made and merged,
+                # each one per item of a batch (the CE runs the items one after the other)
+                ce["ring"] = merge.items * (out.capacity // row_tokens + 2)
                 merge.args["merge"] = {"ce": a.cname, "merges": merges}
                 ce["relu"] = 0  # the merge applies the activation
+                # the CE actor's FIFO rows are markers: what it computes is the partial sums
+                # of each job's taps, which the layer code dumps itself (`alohac compare`)
+                subs = sorted({(j.sub, j.ky0, j.kx0, j.kh, j.kw) for j in jobs})
+                merge.ref = dict(a.ref)
+                a.ref = {**a.ref, "taps": [list(t[1:]) for t in subs],
+                         "scale": a.args["acc_scale"][lo:hi]}
+                a.own_dump = True
             a.args["ce"] = ce
             ce_layers.append(a.cname)
         for a in view.actors:

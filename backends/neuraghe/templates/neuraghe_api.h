@@ -20,6 +20,7 @@
 #define NEURAGHE_API_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "aloha_kernels.h"
 
@@ -73,6 +74,7 @@ typedef struct ng_layer {
     void *out_stage;            /* one output row, of_pad maps */
     void *partials;             /* ring_slots x merges x of_pad x ow partial sums */
     long rows_in, rows_out;     /* rows issued by the CE actor / merged by the ARM */
+    FILE *dump;                 /* debug builds: every row's partial sums, as float32 */
     /* counters */
     long shares, jobs_done, merged_rows;
 } ng_layer_t;

@@ -97,6 +97,9 @@ void ng_layer_init(ng_layer_t *l)
 
 void ng_layer_free(ng_layer_t *l)
 {
+    if (l->dump)
+        fclose(l->dump);
+    l->dump = NULL;
     free(l->w_pad);
     free(l->b_pad);
     free(l->shift_pad);
@@ -221,6 +224,21 @@ void ng_ce_wait(ng_ce_t *ce)
         run_oldest(ce);
 }
 
+/* the layer's own maps of each job's partial sums of one ring slot, [merges][cout][ow] */
+static void dump_partials(const ng_layer_t *l, size_t slot)
+{
+    size_t ow = (size_t)l->geom.ow, row = (size_t)l->of_pad * ow, i;
+    int k;
+    for (k = 0; k < l->merges; k++)
+        for (i = 0; i < (size_t)l->cout * ow; i++) {
+            size_t at = (slot * l->merges + k) * row + i;
+            float v = l->fixed ? (float)((const int64_t *)l->partials)[at]
+                               : ((const float *)l->partials)[at];
+            if (fwrite(&v, sizeof v, 1, l->dump) != 1)
+                aloha_fatal("neuraghe: %s: cannot write its debug dump", l->name);
+        }
+}
+
 void ng_ce_row(ng_layer_t *l, const aloha_win_t *x, int oy, void *out)
 {
     int k, ow = l->geom.ow;
@@ -239,6 +257,8 @@ void ng_ce_row(ng_layer_t *l, const aloha_win_t *x, int oy, void *out)
         ng_ce_submit(l->ce, l, j, oy, dst);
     }
     ng_ce_wait(l->ce);
+    if (l->merges > 1 && l->dump)
+        dump_partials(l, slot);
     if (l->merges > 1) {  /* the FIFO row is the marker; the partials are in the side ring */
         memset(out, 0, (size_t)l->cout * ow * 4);
         ((uint32_t *)out)[0] = (uint32_t)l->rows_in;

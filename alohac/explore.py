@@ -148,6 +148,8 @@ def _check_options(args) -> None:
                          "workers evaluate", hint="drop one of them")
     if args.workers is not None and args.workers < 0:
         raise UsageError("--workers must be >= 0")
+    if args.workers is None and not args.scheduler:
+        args.workers = 1  # the documented default; None only means "not given" (vs --scheduler)
 
 
 def _scenarios(args, space, objectives):
@@ -187,7 +189,7 @@ def _executor(args):
     if args.workers == 0:
         return None
     from explore.executor import make_executor
-    return make_executor(workers=args.workers or 1)
+    return make_executor(workers=args.workers)
 
 
 class _Progress:
@@ -238,9 +240,8 @@ def cmd_explore(args) -> int:
     space = load_space(args.space)
     objectives = parse_objectives(args.objectives)
     scenarios = _scenarios(args, space, objectives)
-    workers = args.workers if args.workers is not None else 1
     config = SearchConfig(args.algorithm, args.budget, args.pop_size, args.seed,
-                          batch=max(8, 2 * workers))
+                          batch=max(8, 2 * (args.workers or 1)))
     out = args.output
     cache_path = args.cache or os.path.join(out, "explore.sqlite")
     models_dir = os.path.join(os.path.dirname(os.path.abspath(cache_path)), "models")

@@ -206,3 +206,12 @@ def test_runs_with_other_settings_sharing_a_cache_keep_their_own_models(tmp_path
     # the search's own seed is not part of the key: a grid run with another --seed is free
     c = run_json(base + ["--eval-seed", "0", "--seed", "7", "-o", str(tmp_path / "c")])
     assert c["new_evaluations"] == 0
+
+
+def test_the_default_worker_count_runs(tmp_path):
+    """Without --workers (the README's commands) the run uses one local worker process; it used
+    to crash on max(1, None)."""
+    argv = [a for a in ANALYTIC if a not in ("--workers", "0")]
+    s = run_json(argv + ["--algorithm", "random", "--budget", "4", "-o", str(tmp_path / "o")])
+    assert s["evaluations"] == s["new_evaluations"] == 4
+    assert all(p["objectives"]["params"] > 0 for p in s["pareto"])

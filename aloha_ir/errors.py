@@ -76,8 +76,15 @@ class UsageError(AlohaError):
     kind = "usage error"
 
 
+class NoFeasiblePointError(AlohaError):
+    """A search found no point that meets its constraints (its outputs are written)."""
+
+    exit_code = 9
+    kind = "no feasible point"
+
+
 ERROR_CLASSES = (UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,
-                 IRVerifyError, PassError)
+                 IRVerifyError, PassError, NoFeasiblePointError)
 
 
 def exit_code_help() -> str:

@@ -47,7 +47,7 @@ def cmd_train(args) -> int:
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, seed=args.seed, patience=args.patience,
                          subset=args.subset, checkpoint=args.checkpoint,
-                         progress=not args.json and sys.stderr.isatty())
+                         progress=True)
     model = build(module, logits=True)
     result = train(model, splits, config, augment=_adversarial(args, graph, splits))
     test = evaluate(model, splits.test)

@@ -295,18 +295,20 @@ def cmd_analyze(args) -> int:
                           "activation_bytes": data["activation_bytes"],
                           "blocks": data["blocks"]}))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from aloha_ir.console import console, print_table
+    from aloha_ir.figures import show
     table = Table(title=f"{args.model}: cost")
-    for col in ("block", "op", "output", "MACs", "params", "act. bytes"):
-        table.add_column(col, justify="right" if col in ("MACs", "params", "act. bytes") else "left")
+    for col in ("block", "op", "output", "MACs", "parameters", "activation bytes"):
+        table.add_column(col, justify="left" if col in ("block", "op", "output") else "right")
     for b in report.blocks:
         table.add_row(b.name, b.op, "x".join(map(str, b.shape)), f"{b.macs:,}", f"{b.params:,}",
                       f"{b.activation_bytes:,}")
-    console = Console()
-    console.print(table)
-    console.print(f"MACs {report.macs:,}   params {report.params:,} (deployed "
-                  f"{report.params_deployed:,})   activation bytes {report.activation_bytes:,}")
+    print_table(table)
+    console().print(f"MACs {report.macs:,}   parameters {report.params:,} (deployed "
+                    f"{report.params_deployed:,})   activations "
+                    f"{show('activation_bytes', report.activation_bytes)}")
     return 0
 
 
@@ -322,9 +324,14 @@ def _analyze_target(args, module) -> int:
     if args.json:
         print(json.dumps({"model": args.model, **fig}))
         return 0
-    from rich.console import Console
-    from rich.markdown import Markdown
-    Console().print(Markdown(markdown(fig, f"{args.model} on {args.target}")))
+    from aloha_ir.console import console
+    text = markdown(fig, f"{args.model} on {args.target}")
+    out = console()
+    if out.is_terminal:
+        from rich.markdown import Markdown
+        out.print(Markdown(text))
+    else:  # a log gets the Markdown itself: whole tables, one row a line, greppable
+        sys.stdout.write(text)
     return 0
 
 

@@ -31,16 +31,6 @@ def prepare(model_spec: str, data: str, input_scale, seed: int = 0):
     return module, name, x01, y, rng
 
 
-def _progress_bar(enabled: bool, what: str):
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), console=Console(stderr=True),
-                   disable=not (enabled and sys.stderr.isatty()))
-    return bar
-
-
 def save_adversarial(path: str, x01, y, eps, adv, meta: dict) -> str:
     """An adversarial dataset: clean inputs, labels, and per epsilon the adversarial inputs (all
     in [0, 1]), with its metadata (source model, data, attack, norm, epsilon, seed, ...)."""
@@ -179,14 +169,17 @@ def cmd_secure(args) -> int:
     module, name, x01, y, rng = prepare(args.model, args.data, input_scale, args.seed)
     keep = bool(args.save_adversarial or args.examples)
     t0 = time.perf_counter()
-    with _progress_bar(not args.json, f"{config.attack} {config.norm}") as bar:
-        task = bar.add_task("", total=None)
+    from aloha_ir.console import Progress
+    from passes.security import CHUNK
+    cfg = config.resolved()
+    with Progress(f"secure ({cfg.attack} L{cfg.norm})") as bar:
         report, adv = evaluate(module, x01, y, config, input_range=rng, name=name,
-                               progress=lambda done, total: bar.update(task, completed=done,
-                                                                       total=total),
+                               progress=lambda done, total: bar.step(
+                                   f"samples {min(len(x01), cfg.samples, done * CHUNK)} of "
+                                   f"{min(len(x01), cfg.samples)} attacked at "
+                                   f"{len(cfg.eps)} epsilons", completed=done, total=total),
                                keep_adversarial=keep)
     written = []
-    cfg = config.resolved()
     n = report.samples
     if args.save_adversarial:
         meta = {"source_model": args.model, "data": args.data, "attack": report.attack,

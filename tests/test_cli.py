@@ -182,7 +182,11 @@ def test_compile_with_target_writes_report_json_with_the_same_keys(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads((out / "report.json").read_text())
     assert TABLE6_KEYS <= set(data)
-    assert "Performance (s)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    # one vocabulary, auto-scaled units: the latency in the table is report.json's latency_s
+    from aloha_ir.figures import quantity
+    assert "| Latency |" in report and f"| {quantity(data['latency_s'], 's')} |" in report
+    assert "Performance (s)" not in report
 
 
 def test_list_platforms_and_json():

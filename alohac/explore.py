@@ -71,12 +71,14 @@ def add_parser(sub, epilog: str) -> None:
                                                             "space's own, else one 'default')")
     p.add_argument("--choose", default="knee", help="the default scenario's rule: knee, "
                                                     "max:FIGURE or min:FIGURE (default knee)")
-    p.add_argument("--algorithm", default="nsga2", choices=("nsga2", "random", "grid"))
+    p.add_argument("--algorithm", default="nsga2", choices=("nsga2", "random", "grid"),
+                   help="nsga2: evolutionary search; random: uniform samples; grid: every "
+                        "combination in order, up to the budget")
     p.add_argument("--budget", type=int, default=60, help="design points to evaluate (cached "
                                                           "ones included; default 60)")
     p.add_argument("--pop-size", type=int, default=0, help="NSGA-II population (default: about "
                                                            "budget/5, 8..40)")
-    p.add_argument("--seed", type=int, default=0, help="the search's seed")
+    p.add_argument("--seed", type=int, default=0, help="the search's seed (default: 0)")
     p.add_argument("--eval-seed", type=int, default=0,
                    help="seed of the data split and the proxy's initial weights (part of the "
                         "cache's key, unlike --seed)")
@@ -93,7 +95,7 @@ def add_parser(sub, epilog: str) -> None:
     p.add_argument("--lrs", default="3e-3,1e-3,3e-4,1e-4", help="learning rates the halving "
                                                                  "picks from")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.set_defaults(func=cmd_explore)
 
 

@@ -405,9 +405,9 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> np.nda
     return np.concatenate(out) if out else np.zeros((0,), dtype=np.int64)
 
 
-def save_curves(result: TrainResult, stem: str) -> tuple[str, str]:
+def save_curves(result: TrainResult, stem: str, title: str = "") -> tuple[str, str]:
     """`stem.json` (the result with its history) and `stem.png` (loss and validation accuracy per
-    epoch, best epoch marked), each written atomically."""
+    epoch, best epoch marked, under `title`), each written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     epochs = [r.epoch for r in result.history]
@@ -424,6 +424,11 @@ def save_curves(result: TrainResult, stem: str) -> tuple[str, str]:
                    label=f"best (epoch {result.best_epoch})")
         ax.set_xlabel("epoch")
         ax.legend()
+    loss_ax.set_ylabel("loss (mean cross-entropy)")
+    acc_ax.set_ylabel("validation accuracy" if result.val.iou is None else
+                      "validation accuracy, mean IoU")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 import numpy as np
-from rich.console import Console
+from aloha_ir.console import console as console_for_tables
 from rich.table import Table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,7 +77,7 @@ def main() -> None:
     platform = load_platform("host-cpu")
     pe = platform.pes[0]
     clock = platform.clock(pe)
-    console = Console()
+    console = console_for_tables()
     actors: list[dict] = []
     with tempfile.TemporaryDirectory() as work:
         for model in args.models.split(","):

@@ -8,7 +8,7 @@ once the previous has left (ALOHA_TIMING=latency: a warm, empty pipeline, which 
 analysis predicts). Process start and weight loading are not counted. onnxruntime runs the same inputs one by one with
 as many intra-op threads as the host-cpu platform has cores (median of the runs).
 
-    python benchmarks/backends.py [--models squeezenet,inception_v1,...] [--frames 8]
+    python benchmarks/generated_c.py [--models squeezenet,inception_v1,...] [--frames 8]
 """
 
 from __future__ import annotations

@@ -215,3 +215,20 @@ def test_the_default_worker_count_runs(tmp_path):
     s = run_json(argv + ["--algorithm", "random", "--budget", "4", "-o", str(tmp_path / "o")])
     assert s["evaluations"] == s["new_evaluations"] == 4
     assert all(p["objectives"]["params"] > 0 for p in s["pareto"])
+
+
+def test_an_empty_front_is_a_failure_after_the_outputs_are_written(tmp_path):
+    """No point of seed-example has 10 parameters: the run says so (exit 9, the closest point's
+    figure) instead of exit 0 with an empty front; its evaluations are still written."""
+    out = tmp_path / "o"
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        code = main(["explore"] + ANALYTIC + ["--constraint", "params<=10", "--algorithm",
+                                              "random", "--budget", "4", "--json", "-o", str(out)])
+    assert code == 9
+    summary = json.loads(buf.getvalue().strip().splitlines()[-1])
+    assert summary["empty_scenarios"] == ["default"] and summary["pareto"] == []
+    import csv
+    smallest = min(int(r["params"]) for r in csv.DictReader(open(out / "evaluations.csv")))
+    line = err.getvalue().strip().splitlines()[-1]
+    assert "no feasible point" in line and f"closest: params {smallest:,}" in line

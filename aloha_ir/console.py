@@ -39,9 +39,9 @@ def print_table(table) -> None:
 
 
 class Progress:
-    """A progress report on stderr: a rich bar on a terminal, and otherwise (a log, a pipe) one
-    line per `step` as `LABEL: TEXT [12.3 s]`. `enabled=False` says nothing anywhere (nested runs,
-    workers).
+    """A progress report on stderr: one line per `step` as `LABEL: TEXT [12.3 s]`, and on a
+    terminal a live bar below them (`update` moves it between steps). `enabled=False` says nothing
+    anywhere (nested runs, workers).
 
         with Progress("train", total=epochs) as p:
             for epoch in ...:
@@ -62,7 +62,7 @@ class Progress:
                                        TimeElapsedColumn)
             from rich.progress import Progress as Bar
             self.bar = Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                           TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+                           TimeElapsedColumn(), TextColumn("{task.fields[status]}"),
                            console=Console(file=self.stream))
             self.task = self.bar.add_task(label, total=total, status=fields)
 
@@ -89,8 +89,13 @@ class Progress:
 
     def step(self, text: str, completed: int | None = None, advance: int = 0,
              total: int | None = None) -> None:
-        """One finished epoch, point or stage: the bar's status on a terminal, a line in a log."""
-        self.update(completed, total, text, advance)
-        if self.enabled and not self.live:
-            elapsed = time.monotonic() - self.start
-            print(f"{self.label}: {text} [{elapsed:.1f} s]", file=self.stream, flush=True)
+        """One finished epoch, point or stage: a line in a log; on a terminal the same line above
+        the bar, which keeps moving below."""
+        self.update(completed, total, "", advance)
+        if not self.enabled:
+            return
+        line = f"{self.label}: {text} [{time.monotonic() - self.start:.1f} s]"
+        if self.bar is not None:
+            self.bar.console.print(line, markup=False, highlight=False)
+        else:
+            print(line, file=self.stream, flush=True)

@@ -3,7 +3,7 @@ again (issue 18: both explore examples crashed and no test ran them).
 
 Every ```sh block runs in order in one scratch folder (later blocks read what earlier ones wrote,
 as a reader following the README does), with the venv's `alohac` and `python` first on PATH and
-ALOHA_DATA passed through; the ```python block runs too, and `make run`'s own recipe (read from the
+ALOHA_DATA passed through (the blocks that train networks are marked slow: `make test-all`); the ```python block runs too, and `make run`'s own recipe (read from the
 Makefile) at a small model. Long commands are scaled down by SCALE, a rewrite table kept here: each
 rule must match a README command, so a README edit cannot silently run a long command unscaled.
 Each command must exit 0, every file it says it wrote must exist, a --json command's last line must
@@ -36,7 +36,7 @@ SCALE = [
     (r"--data digits --budget 60\b", "--data digits --budget 2 --proxy-epochs 2 "
                                      "--proxy-subset 128 --lrs 3e-3"),
     (r"--algorithm random --budget 300\b", "--algorithm random --budget 24"),
-    (r"--budget 300 -o out/map\b", "--budget 100 -o out/map"),
+    (r"--budget 300 -o out/map\b", "--budget 40 -o out/map"),
 ]
 # a command that needs the real data names one of these
 NEEDS_DATA = ("mnist:", "zoo:mnist-8", "$ALOHA_DATA")
@@ -64,6 +64,9 @@ def _commands(body: str) -> list[str]:
 
 
 SHELL = [(n, _commands(b)) for n, b in _blocks("sh") if not _commands(b)[0].startswith("make ")]
+# blocks that train a network start torch and train in several processes: minutes on a loaded
+# 2-core machine even scaled down, so they run in `make test-all` (the other blocks in `make test`)
+TRAINS = re.compile(r"^alohac (train|quantize|prune|secure) ")
 
 
 def scaled(cmd: str) -> str:
@@ -162,7 +165,10 @@ def _check(readme_cmd: str, cmd: str, r, cwd) -> None:
             assert check(r, str(cwd)), f"{cmd}: check {pattern!r} failed\n{r.stdout[-3000:]}"
 
 
-@pytest.mark.parametrize("line,commands", SHELL, ids=[f"README:{n}" for n, _ in SHELL])
+@pytest.mark.parametrize("line,commands", [
+    pytest.param(n, cmds, id=f"README:{n}",
+                 marks=[pytest.mark.slow] if any(TRAINS.match(c) for c in cmds) else [])
+    for n, cmds in SHELL])
 def test_readme_shell_block(line, commands, workdir):
     for cmd in commands:
         if any(k in cmd for k in NEEDS_DATA) and not os.environ.get("ALOHA_DATA"):

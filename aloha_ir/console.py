@@ -27,17 +27,6 @@ def console(stderr: bool = False):
     return Console(file=stream, width=LOG_WIDTH, soft_wrap=True)
 
 
-def print_table(table) -> None:
-    """A rich Table on stdout: whole in a log, one line per row, no column cut."""
-    c = console()
-    if not c.is_terminal:
-        table.expand = False
-        for column in table.columns:
-            column.no_wrap = True
-            column.overflow = "fold"
-    c.print(table)
-
-
 class Progress:
     """A progress report on stderr: one line per `step` as `LABEL: TEXT [12.3 s]`, and on a
     terminal a live bar below them (`update` moves it between steps). `enabled=False` says nothing

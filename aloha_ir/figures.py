@@ -57,7 +57,7 @@ def scale(unit: str, magnitude: float) -> tuple[float, str]:
     if unit in ("s", "J", "W"):
         if not math.isfinite(m) or m == 0:
             return 1.0, unit
-        return next(((f, p + unit) for f, p in _DECIMAL if m >= f * (1 - 5e-5)),
+        return next(((f, p + unit) for f, p in _DECIMAL if m >= f),
                     (1e-9, "n" + unit))
     return 1.0, unit
 
@@ -92,9 +92,7 @@ def count(value: float) -> str:
 
 def show(key: str, value: float | None) -> str:
     """A figure by its JSON key, as a table cell: show("energy_j", 1.4e-3) == "1.4 mJ"."""
-    if value is None:
-        return "-"
-    return quantity(value, unit_of(key)) if unit_of(key) else count(value)
+    return quantity(value, unit_of(key))
 
 
 def axis(key: str, values: Iterable[float], note: str = "") -> tuple[float, str]:

@@ -195,8 +195,8 @@ def _executor(args):
 
 
 class _Progress:
-    """Per evaluated point: a rich bar with the main scenario's front size and hypervolume on a
-    terminal, one line with the point's figures in a log."""
+    """One line per evaluated point: its figures, the main scenario's front size and
+    hypervolume (above a bar on a terminal)."""
 
     def __init__(self, total: int, objectives, scenario):
         from aloha_ir.console import Progress
@@ -430,7 +430,7 @@ def plot_title(space, settings, args, result) -> str:
 def _print_front(result) -> None:
     from rich.table import Table
 
-    from aloha_ir.console import print_table
+    from aloha_ir.console import console
     from aloha_ir.figures import label, show
     objs = result.objectives
     for s in result.scenarios:
@@ -447,4 +447,4 @@ def _print_front(result) -> None:
         if not s.front:
             table.add_row("", "(empty: no evaluated point meets the constraints)",
                           *["" for _ in objs])
-        print_table(table)
+        console().print(table)

@@ -95,7 +95,7 @@ def cmd_explore_mapping(args) -> int:
 def _print_table(result) -> None:
     from rich.table import Table
 
-    from aloha_ir.console import console, print_table
+    from aloha_ir.console import console
     from aloha_ir.figures import label, show
     table = Table(title=f"{result.model} on {result.platform}: refined design points "
                         f"({result.evaluations} estimated in {result.estimate_seconds:.1f} s, "
@@ -111,7 +111,7 @@ def _print_table(result) -> None:
             cells[-1] += " (no fit)"
         table.add_row(f"{p.label}{mark}", *cells, show("latency_s", p.estimate.latency_s),
                       p.design.summary())
-    print_table(table)
+    console().print(table)
     g, c = result.greedy, result.chosen
     rho = result.spearman_latency
 

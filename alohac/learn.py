@@ -46,8 +46,7 @@ def cmd_train(args) -> int:
     splits = data_for_model(_splits(args.data, args.seed), graph)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, seed=args.seed, patience=args.patience,
-                         subset=args.subset, checkpoint=args.checkpoint,
-                         progress=True)
+                         subset=args.subset, checkpoint=args.checkpoint)
     model = build(module, logits=True)
     result = train(model, splits, config, augment=_adversarial(args, graph, splits))
     test = evaluate(model, splits.test)

@@ -316,7 +316,7 @@ def cmd_analyze(args) -> int:
         return 0
     from rich.table import Table
 
-    from aloha_ir.console import console, print_table
+    from aloha_ir.console import console
     from aloha_ir.figures import show
     table = Table(title=f"{args.model}: cost")
     for col in ("block", "op", "output", "MACs", "parameters", "activation bytes"):
@@ -324,7 +324,7 @@ def cmd_analyze(args) -> int:
     for b in report.blocks:
         table.add_row(b.name, b.op, "x".join(map(str, b.shape)), f"{b.macs:,}", f"{b.params:,}",
                       f"{b.activation_bytes:,}")
-    print_table(table)
+    console().print(table)
     console().print(f"MACs {report.macs:,}   parameters {report.params:,} (deployed "
                     f"{report.params_deployed:,})   activations "
                     f"{show('activation_bytes', report.activation_bytes)}")

@@ -38,9 +38,9 @@ bench: $(STAMP)
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/conversion.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/platforms.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/quantization.py
-	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/backends.py
+	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/generated_c.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/security.py
-	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/explore.py
+	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/explore_search.py
 	$(BIN)/python benchmarks/explore_exec.py
 
 clean:

@@ -63,21 +63,39 @@ class IRVerifyError(AlohaError):
 
 
 class PassError(AlohaError):
-    """A pass failed, or a pipeline text names an unknown pass or option."""
+    """A pass failed on its input."""
 
     exit_code = 8
     kind = "pass error"
 
 
 class UsageError(AlohaError):
-    """Bad command-line use (argparse's own errors, an unknown zoo name, a malformed option)."""
+    """Bad command-line use: a malformed option, an unknown name, a value the target lacks.
+
+    Unknown names are the zoo model, bundled platform, pass or pass option, backend, dataset and
+    space a command line names (a missing file is an InputFileError)."""
 
     exit_code = 2
     kind = "usage error"
 
 
+class NoFeasiblePointError(AlohaError):
+    """A search found no point that meets its constraints (its outputs are written)."""
+
+    exit_code = 9
+    kind = "no feasible point"
+
+
+def did_you_mean(name: str, known, what: str) -> str:
+    """The hint for an unknown name: the closest known one, then every known one."""
+    import difflib
+    known = list(known)
+    close = difflib.get_close_matches(name, known, 1)
+    return (f"did you mean '{close[0]}'? " if close else "") + f"{what}: " + ", ".join(known)
+
+
 ERROR_CLASSES = (UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,
-                 IRVerifyError, PassError)
+                 IRVerifyError, PassError, NoFeasiblePointError)
 
 
 def exit_code_help() -> str:

@@ -11,6 +11,7 @@ verify_full=True); a failure names the pass and the op. Instruments
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
@@ -23,7 +24,7 @@ from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, VerifyException
 
 from aloha_ir.context import AlohaContext, make_context
-from aloha_ir.errors import AlohaError, IRVerifyError, PassError
+from aloha_ir.errors import AlohaError, IRVerifyError, PassError, UsageError, did_you_mean
 from aloha_ir.textio import print_module, save_module
 from aloha_ir.verify import verify_fast, verify_full
 
@@ -41,9 +42,10 @@ class PipelineResult:
     timings: list[PassTiming] = field(default_factory=list)
 
 
-def _spec_error(spec: str, e: Exception) -> PassError:
-    return PassError(f"cannot parse pipeline '{spec}': {str(getattr(e, 'msg', e)).splitlines()[0]}",
-                     hint="write name{option=value,...},name2")
+def _spec_error(spec: str, e: Exception) -> UsageError:
+    return UsageError(f"cannot parse pipeline '{spec}': "
+                      f"{str(getattr(e, 'msg', e)).splitlines()[0]}",
+                      hint="write name{option=value,...},name2")
 
 
 class PassManager:
@@ -69,13 +71,18 @@ class PassManager:
             raise _spec_error(pipeline, e) from None
         for spec in specs:
             pcls = pass_class(spec.name)
+            known = [f.name for f in dataclasses.fields(pcls)]
+            for option in spec.normalize_parameter_names().parameters:
+                if option not in known:
+                    raise UsageError(f"pass '{spec.name}' has no option '{option}'",
+                                     hint=did_you_mean(option, known, "its options")
+                                     if known else "it takes none")
             try:
                 passes.append(pcls.from_pass_spec(spec))
             except (ValueError, TypeError, ArgSpecParseError) as e:
-                import dataclasses
-                known = ", ".join(f.name for f in dataclasses.fields(pcls)) or "none"
-                raise PassError(f"bad options for pass '{spec.name}': "
-                                f"{str(e).splitlines()[0]}", hint=f"its options: {known}") from None
+                raise UsageError(f"bad options for pass '{spec.name}': "
+                                 f"{str(e).splitlines()[0]}",
+                                 hint="its options: " + (", ".join(known) or "none")) from None
         return cls(passes, **options)
 
     def pipeline_text(self) -> str:

@@ -71,12 +71,14 @@ def add_parser(sub, epilog: str) -> None:
                                                             "space's own, else one 'default')")
     p.add_argument("--choose", default="knee", help="the default scenario's rule: knee, "
                                                     "max:FIGURE or min:FIGURE (default knee)")
-    p.add_argument("--algorithm", default="nsga2", choices=("nsga2", "random", "grid"))
+    p.add_argument("--algorithm", default="nsga2", choices=("nsga2", "random", "grid"),
+                   help="nsga2: evolutionary search; random: uniform samples; grid: every "
+                        "combination in order, up to the budget")
     p.add_argument("--budget", type=int, default=60, help="design points to evaluate (cached "
                                                           "ones included; default 60)")
     p.add_argument("--pop-size", type=int, default=0, help="NSGA-II population (default: about "
                                                            "budget/5, 8..40)")
-    p.add_argument("--seed", type=int, default=0, help="the search's seed")
+    p.add_argument("--seed", type=int, default=0, help="the search's seed (default: 0)")
     p.add_argument("--eval-seed", type=int, default=0,
                    help="seed of the data split and the proxy's initial weights (part of the "
                         "cache's key, unlike --seed)")
@@ -93,7 +95,7 @@ def add_parser(sub, epilog: str) -> None:
     p.add_argument("--lrs", default="3e-3,1e-3,3e-4,1e-4", help="learning rates the halving "
                                                                  "picks from")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.set_defaults(func=cmd_explore)
 
 
@@ -148,6 +150,8 @@ def _check_options(args) -> None:
                          "workers evaluate", hint="drop one of them")
     if args.workers is not None and args.workers < 0:
         raise UsageError("--workers must be >= 0")
+    if args.workers is None and not args.scheduler:
+        args.workers = 1  # the documented default; None only means "not given" (vs --scheduler)
 
 
 def _scenarios(args, space, objectives):
@@ -187,46 +191,40 @@ def _executor(args):
     if args.workers == 0:
         return None
     from explore.executor import make_executor
-    return make_executor(workers=args.workers or 1)
+    return make_executor(workers=args.workers)
 
 
 class _Progress:
-    """A rich progress bar with the main scenario's front size and hypervolume."""
+    """One line per evaluated point: its figures, the main scenario's front size and
+    hypervolume (above a bar on a terminal)."""
 
-    def __init__(self, total: int, enabled: bool, objectives, scenario):
-        self.objectives, self.scenario, self.last = objectives, scenario, 0.0
-        self.bar = None
-        if enabled:
-            from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                                       TimeElapsedColumn)
-            self.bar = Progress(TextColumn("explore"), BarColumn(), MofNCompleteColumn(),
-                                TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
-                                transient=False)
-            self.task = self.bar.add_task("explore", total=total, status="")
+    def __init__(self, total: int, objectives, scenario):
+        from aloha_ir.console import Progress
+        self.objectives, self.scenario, self.last, self.status = objectives, scenario, 0.0, ""
+        self.bar = Progress("explore", total=total)
 
     def __enter__(self):
-        if self.bar:
-            self.bar.__enter__()
+        self.bar.__enter__()
         return self
 
     def __exit__(self, *exc):
-        if self.bar:
-            self.bar.__exit__(*exc)
+        self.bar.__exit__(*exc)
 
     def __call__(self, evals, point) -> None:
-        if not self.bar:
-            return
+        from aloha_ir.figures import label, show
         now = time.monotonic()
-        status = None
-        if now - self.last > 0.5:
+        if now - self.last > 0.5 or len(evals) >= (self.bar.total or 0):
             from explore.search import bounds_of, hypervolume, pareto_front
             self.last = now
             points = list(evals.points.values())
             front = pareto_front(points, self.objectives, self.scenario, evals.settings)
             hv = hypervolume(front, self.objectives, bounds_of(points, self.objectives))
-            status = f"front {len(front)}  HV {hv:.3f}  new {evals.new_evaluations}"
-        self.bar.update(self.task, completed=len(evals),
-                        **({"status": status} if status else {}))
+            self.status = f"front {len(front)}, hypervolume {hv:.3f}"
+        what = ", ".join(f"{label(o)} {show(o, point.figures.get(o))}" for o in self.objectives
+                         ) if point.ok else f"failed: {point.error}"
+        self.bar.step(f"point {len(evals)}/{self.bar.total}" + (" (cached)" if point.cached
+                                                                   else "") +
+                      f": {what}; {self.status}", completed=len(evals))
 
 
 def cmd_explore(args) -> int:
@@ -238,9 +236,8 @@ def cmd_explore(args) -> int:
     space = load_space(args.space)
     objectives = parse_objectives(args.objectives)
     scenarios = _scenarios(args, space, objectives)
-    workers = args.workers if args.workers is not None else 1
     config = SearchConfig(args.algorithm, args.budget, args.pop_size, args.seed,
-                          batch=max(8, 2 * workers))
+                          batch=max(8, 2 * (args.workers or 1)))
     out = args.output
     cache_path = args.cache or os.path.join(out, "explore.sqlite")
     models_dir = os.path.join(os.path.dirname(os.path.abspath(cache_path)), "models")
@@ -251,8 +248,7 @@ def cmd_explore(args) -> int:
     executor = _executor(args)
     try:
         with EvaluationCache(cache_path) as cache, \
-                _Progress(args.budget, sys.stderr.isatty() and not args.json, objectives,
-                          scenarios[0]) as progress:
+                _Progress(args.budget, objectives, scenarios[0]) as progress:
             result = explore(space, settings, scenarios, config, cache=cache, executor=executor,
                              on_point=progress)
     finally:
@@ -266,8 +262,6 @@ def cmd_explore(args) -> int:
     written = write_outputs(result, space, settings, args, out)
     for w in written:
         print(f"wrote {w}", file=log)
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
     summary = summary_json(result, args, space, cache_path)
     if args.json:
         print(json.dumps(summary))
@@ -277,7 +271,32 @@ def cmd_explore(args) -> int:
               f"{result.evaluations - result.new_evaluations} from the cache, "
               f"{result.failures} failed) in {result.seconds:.1f} s; hypervolume "
               f"{result.main.hypervolume:.4f}")
+    _fail_on_empty_fronts(result, out)
     return 0
+
+
+def _fail_on_empty_fronts(result, out: str) -> None:
+    """A scenario whose front is empty is a failed search, not a success with nothing in it: say
+    which constraint kept the closest point out, after the outputs are written."""
+    from aloha_ir.errors import NoFeasiblePointError
+    from aloha_ir.figures import show
+    empty = [s for s in result.scenarios if not s.front]
+    if not empty:
+        return
+    ok = [p for p in result.points if p.ok]
+    parts = []
+    for s in empty:
+        cons = s.scenario.constraints
+        text = f"scenario '{s.scenario.name}' ({', '.join(c.text for c in cons)})"
+        if ok and cons:
+            near = min(ok, key=lambda p: max(c.violation(p.figures) for c in cons))
+            text += "; closest: " + ", ".join(
+                f"{c.figure} {show(c.figure, near.figures.get(c.figure))}" for c in cons)
+        parts.append(text)
+    raise NoFeasiblePointError(
+        f"no point of the {len(result.points)} evaluated meets the constraints of " +
+        "; ".join(parts), where=out,
+        hint="relax the constraints or widen the space; evaluations.csv has every point")
 
 
 def summary_json(result, args, space, cache_path: str) -> dict:
@@ -290,6 +309,7 @@ def summary_json(result, args, space, cache_path: str) -> dict:
             "scenarios": {s.scenario.name: s.to_json(objs) for s in result.scenarios},
             "evaluations": result.evaluations, "new_evaluations": result.new_evaluations,
             "failures": result.failures, "hypervolume": main.hypervolume,
+            "empty_scenarios": [s.scenario.name for s in result.scenarios if not s.front],
             "hypervolume_bounds": {k: list(v) for k, v in result.bounds.items()},
             "cache": cache_path, "seconds": result.seconds, "output": args.output}
 
@@ -329,7 +349,7 @@ def write_outputs(result, space, settings, args, out: str) -> list[str]:
     written.append(_csv(os.path.join(out, "evaluations.csv"),
                         sorted(result.points, key=lambda p: p.order), objs))
     written.append(plot(result, os.path.join(out, "pareto.png"),
-                        f"{space.name} on {settings.target or 'no target'}"))
+                        plot_title(space, settings, args, result)))
     return written
 
 
@@ -349,36 +369,41 @@ def _csv(path: str, points, objectives) -> str:
 
 def plot(result, path: str, title: str) -> str:
     """One panel per objective beyond the first, against the first: every evaluated point, each
-    scenario's front (a step line) and its chosen point (a star)."""
+    scenario's front (a step line) and its chosen point (a star); axes in words and units."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from aloha_ir.figures import axis, log_scale
     from explore.objectives import OBJECTIVES
     objs = result.objectives
     y = "accuracy" if "accuracy" in objs else objs[0]
     xs = [o for o in objs if o != y]
-    fig, axes = plt.subplots(1, len(xs), figsize=(5.2 * len(xs), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(xs), figsize=(5.2 * len(xs), 4.4), squeeze=False)
     ok = [p for p in result.points if p.ok]
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    fy, ylabel = axis(y, [p.figures[y] for p in ok])
     for ax, x in zip(axes[0], xs):
-        ax.scatter([p.figures[x] for p in ok], [p.figures[y] for p in ok], s=12, c="0.75",
-                   label="evaluated")
+        fx, xlabel = axis(x, [p.figures[x] for p in ok])
+
+        def at(points):
+            return [p.figures[x] / fx for p in points], [p.figures[y] / fy for p in points]
+        ax.scatter(*at(ok), s=12, c="0.75", label="evaluated")
         for k, s in enumerate(result.scenarios):
             c = colours[k % len(colours)]
-            pts = sorted(s.front, key=lambda p: p.figures[x])
-            ax.plot([p.figures[x] for p in pts], [p.figures[y] for p in pts], "o-", ms=4, color=c,
+            ax.plot(*at(sorted(s.front, key=lambda p: p.figures[x])), "o-", ms=4, color=c,
                     label=f"front: {s.scenario.name}" if len(result.scenarios) > 1 else "front")
             if s.chosen:
-                ax.scatter([s.chosen.figures[x]], [s.chosen.figures[y]], marker="*", s=180, color=c,
-                           edgecolors="k", zorder=5, label=f"chosen: {s.scenario.name}")
+                ax.scatter(*at([s.chosen]), marker="*", s=180, color=c, edgecolors="k", zorder=5,
+                           label=f"chosen: {s.scenario.name}")
         positive = all(p.figures[x] > 0 for p in ok)
         if OBJECTIVES[x][0] == "min" and positive and ok:
-            ax.set_xscale("log")
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
+            log_scale(ax, "x")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3)
     axes[0][0].legend(fontsize=8)
-    fig.suptitle(title)
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
@@ -387,9 +412,26 @@ def plot(result, path: str, title: str) -> str:
     return write_bytes(path, buf.getvalue())
 
 
+def plot_title(space, settings, args, result) -> str:
+    """What the plot shows and under which settings, so two runs' plots can be told apart."""
+    target = settings.target or "no target"
+    if settings.target and settings.bits:
+        target += f" at {settings.bits} bits"
+    what = [f"{space.name} on {target}", f"{args.algorithm}, {result.evaluations} points, "
+            f"seed {args.seed}"]
+    if settings.data:
+        what.append(f"data {settings.data}")
+    constraints = sorted({c.text for s in result.scenarios for c in s.scenario.constraints})
+    if constraints:
+        what.append("constraints " + ", ".join(constraints))
+    return "; ".join(what)
+
+
 def _print_front(result) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from aloha_ir.console import console
+    from aloha_ir.figures import label, show
     objs = result.objectives
     for s in result.scenarios:
         table = Table(title=f"scenario {s.scenario.name}: Pareto front "
@@ -398,8 +440,11 @@ def _print_front(result) -> None:
         table.add_column("")
         table.add_column("genotype")
         for o in objs:
-            table.add_column(o, justify="right")
+            table.add_column(label(o), justify="right")
         for p in s.front:
             mark = "*" if p is s.chosen else ""
-            table.add_row(mark, p.genotype.describe(), *[f"{p.figures[o]:.4g}" for o in objs])
-        Console().print(table)
+            table.add_row(mark, p.genotype.describe(), *[show(o, p.figures[o]) for o in objs])
+        if not s.front:
+            table.add_row("", "(empty: no evaluated point meets the constraints)",
+                          *["" for _ in objs])
+        console().print(table)

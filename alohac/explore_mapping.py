@@ -93,32 +93,35 @@ def cmd_explore_mapping(args) -> int:
 
 
 def _print_table(result) -> None:
-    from rich.console import Console
     from rich.table import Table
+
+    from aloha_ir.console import console
+    from aloha_ir.figures import label, show
     table = Table(title=f"{result.model} on {result.platform}: refined design points "
                         f"({result.evaluations} estimated in {result.estimate_seconds:.1f} s, "
                         f"{len(result.refined)} refined in {result.refine_seconds:.1f} s)")
-    for col in ("point", "latency ms", "period ms", "energy mJ", "procs", "memory MB",
-                "est. latency ms", "design"):
+    keys = ("latency_s", "period_s", "energy_j", "processors", "memory_bytes")
+    for col in ("point", *map(label, keys), "estimated latency", "design"):
         table.add_column(col, justify="left" if col in ("point", "design") else "right")
     front = {id(p) for p in result.pareto}
     for p in sorted(result.refined, key=lambda p: (p["latency_s"], p["energy_j"])):
         mark = ("*" if id(p) in front else "") + (" chosen" if p is result.chosen else "")
-        table.add_row(f"{p.label}{mark}", f"{p['latency_s'] * 1e3:.3f}",
-                      f"{p['period_s'] * 1e3:.3f}", f"{p['energy_j'] * 1e3:.2f}",
-                      str(p["processors"]), f"{p['memory_bytes'] / 1e6:.1f}" +
-                      ("" if p["fits"] else " (no fit)"),
-                      f"{p.estimate.latency_s * 1e3:.3f}", p.design.summary())
-    console = Console()
-    console.print(table)
+        cells = [show(k, p[k]) for k in keys]
+        if not p["fits"]:
+            cells[-1] += " (no fit)"
+        table.add_row(f"{p.label}{mark}", *cells, show("latency_s", p.estimate.latency_s),
+                      p.design.summary())
+    console().print(table)
     g, c = result.greedy, result.chosen
     rho = result.spearman_latency
-    console.print(f"greedy {g['latency_s'] * 1e3:.3f} ms, {g['energy_j'] * 1e3:.2f} mJ, "
-                  f"{g['processors']} processors; chosen ({c.label}) {c['latency_s'] * 1e3:.3f} "
-                  f"ms, {c['energy_j'] * 1e3:.2f} mJ, {c['processors']} processors "
-                  f"({g['latency_s'] / c['latency_s']:.3f}x); * = on the Pareto front; estimate "
-                  "vs self-timed latency rank correlation " +
-                  ("-" if rho is None else f"{rho:.3f}"))
+
+    def brief(p) -> str:
+        return (f"{show('latency_s', p['latency_s'])}, {show('energy_j', p['energy_j'])}, "
+                f"{p['processors']} processors")
+    console().print(f"greedy {brief(g)}; chosen ({c.label}) {brief(c)} "
+                    f"({g['latency_s'] / c['latency_s']:.3f}x faster); * = on the Pareto front; "
+                    "estimate vs self-timed latency rank correlation " +
+                    ("-" if rho is None else f"{rho:.3f}"))
 
 
 CSV_COLUMNS = ("label", "on_front", "chosen", "latency_s", "period_s", "energy_j", "processors",
@@ -148,10 +151,15 @@ def pareto_png(result, path: str) -> str:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from aloha_ir.figures import axis, log_scale, show
     from aloha_ir.textio import write_bytes
     fig, ax = plt.subplots(figsize=(8, 5.5))
     est = [e for _, e in result.estimates if e.feasible]
-    ax.scatter([e.latency_s * 1e3 for e in est], [e.energy_j * 1e3 for e in est], s=6,
+    xs = [p["latency_s"] for p in result.refined] + [e.latency_s for e in est]
+    ys = [p["energy_j"] for p in result.refined] + [e.energy_j for e in est]
+    fx, xlabel = axis("latency_s", xs, "self-timed, one frame")
+    fy, ylabel = axis("energy_j", ys)
+    ax.scatter([e.latency_s / fx for e in est], [e.energy_j / fy for e in est], s=6,
                color="0.8", label="estimates (closed form)", zorder=1)
     markers = "osD^vP<>X"
     colours = plt.get_cmap("tab10")
@@ -161,27 +169,28 @@ def pareto_png(result, path: str) -> str:
         for on, face in ((True, colours(i % 10)), (False, "none")):
             sel = [p for p in pts if (id(p) in front) == on]
             if sel:
-                ax.scatter([p["latency_s"] * 1e3 for p in sel],
-                           [p["energy_j"] * 1e3 for p in sel], s=55, marker=markers[i % 9],
+                ax.scatter([p["latency_s"] / fx for p in sel],
+                           [p["energy_j"] / fy for p in sel], s=55, marker=markers[i % 9],
                            facecolors=face, edgecolors=colours(i % 10), zorder=3,
                            label=f"{procs} processor{'s' if procs > 1 else ''}" +
                            ("" if on else " (dominated)"))
     g, c = result.greedy, result.chosen
-    ax.scatter([g["latency_s"] * 1e3], [g["energy_j"] * 1e3], s=260, marker="*",
+    ax.scatter([g["latency_s"] / fx], [g["energy_j"] / fy], s=260, marker="*",
                facecolors="none", edgecolors="black", linewidths=1.4, zorder=4,
                label="greedy default")
-    ax.scatter([c["latency_s"] * 1e3], [c["energy_j"] * 1e3], s=200, marker="o",
+    ax.scatter([c["latency_s"] / fx], [c["energy_j"] / fy], s=200, marker="o",
                facecolors="none", edgecolors="red", linewidths=1.6, zorder=4, label="chosen")
-    xs = [p["latency_s"] for p in result.refined] + [e.latency_s for e in est]
-    ys = [p["energy_j"] for p in result.refined] + [e.energy_j for e in est]
     if max(xs) > 3 * min(xs):
-        ax.set_xscale("log")
+        log_scale(ax, "x")
     if max(ys) > 3 * min(ys):
-        ax.set_yscale("log")
-    ax.set_xlabel("latency (ms, self-timed, one frame)")
-    ax.set_ylabel("energy (mJ per frame)")
-    ax.set_title(f"{result.model} on {result.platform}: greedy {g['latency_s'] * 1e3:.3f} ms, "
-                 f"chosen {c['latency_s'] * 1e3:.3f} ms")
+        log_scale(ax, "y")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{result.model} on {result.platform} ({result.greedy['datatype']}): "
+                 f"{result.evaluations} estimated, "
+                 f"{len(result.refined)} refined, seed {result.seed}\ngreedy "
+                 f"{show('latency_s', g['latency_s'])}, chosen ({c.label}) "
+                 f"{show('latency_s', c['latency_s'])}", fontsize=10)
     ax.legend(fontsize=7, loc="best")
     ax.grid(alpha=0.3)
     fig.tight_layout()

@@ -46,15 +46,17 @@ def cmd_train(args) -> int:
     splits = data_for_model(_splits(args.data, args.seed), graph)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, seed=args.seed, patience=args.patience,
-                         subset=args.subset, checkpoint=args.checkpoint,
-                         progress=not args.json and sys.stderr.isatty())
+                         subset=args.subset, checkpoint=args.checkpoint)
     model = build(module, logits=True)
     result = train(model, splits, config, augment=_adversarial(args, graph, splits))
     test = evaluate(model, splits.test)
     model.write_back(module)
     written = [_write_onnx(module, args.output)]
     stem = args.output[:-5] + ".curves"
-    written += save_curves(result, stem) or []
+    title = f"{args.model} trained on {args.data}" + (
+        f" with {args.adversarial.upper()} L{args.adv_norm} eps {args.adv_eps:g} examples"
+        if args.adversarial else "")
+    written += save_curves(result, stem, title) or []
     summary = {"model": args.model, "data": args.data, "accuracy": float(test.accuracy),
                "loss": float(test.loss), "epochs": len(result.history),
                "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
@@ -336,9 +338,12 @@ def _select(args, reports: list) -> tuple[int, dict]:
 def _common(p: argparse.ArgumentParser, output_help: str) -> None:
     p.add_argument("model", metavar="MODEL")
     p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data split, the initial weights and the batch order")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("-o", "--output", required=True, metavar=output_help)
+    p.add_argument("-o", "--output", required=True, metavar=output_help,
+                   help="where to write (" + ("an .onnx file" if output_help.endswith(".onnx")
+                                              else "a directory") + ")")
 
 
 def add_parsers(sub, epilog: str) -> None:
@@ -354,10 +359,10 @@ def add_parsers(sub, epilog: str) -> None:
                                    "(accuracy, loss, epochs on the test split).",
                        epilog=epilog, formatter_class=fmt)
     _common(p, "OUT.onnx")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam")
+    p.add_argument("--epochs", type=int, default=10, help="training epochs")
+    p.add_argument("--batch-size", type=int, default=64, help="samples per batch")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--optimizer", choices=("adam", "sgd"), default="adam", help="optimizer")
     p.add_argument("--patience", type=int, default=0,
                    help="stop after this many epochs without validation improvement (0: off)")
     p.add_argument("--subset", type=int, default=0,
@@ -395,17 +400,21 @@ def add_parsers(sub, epilog: str) -> None:
     _common(p, "OUT")
     p.add_argument("--bits", default="8", metavar="W[,A]",
                    help="weight and activation bits, 2..16 (default 8)")
-    p.add_argument("--method", choices=("ptq", "pact", "dorefa", "inq"), default="ptq")
+    p.add_argument("--method", choices=("ptq", "pact", "dorefa", "inq"), default="ptq",
+                   help="ptq: calibrate only; pact (with precision relaxation), dorefa, inq: "
+                        "fine-tune quantized")
     p.add_argument("--granularity", choices=("layer", "channel"), default="layer",
                    help="weight formats per layer (NEURAghe's per-layer shift) or per output "
                         "channel")
-    p.add_argument("--calibration", choices=("max", "percentile"), default="max")
+    p.add_argument("--calibration", choices=("max", "percentile"), default="max",
+                   help="activation range from the calibration images: their maximum or a high "
+                        "percentile")
     p.add_argument("--samples", type=int, default=512, help="calibration images")
     p.add_argument("--grid", action="store_true",
                    help="first evaluate the (weight bits x activation bits) grid without training "
                         "and print the suggested relaxation start")
     p.add_argument("--epochs", type=int, default=30, help="fine-tuning epochs (pact/dorefa/inq)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     p.add_argument("--start-bits", default="16", metavar="W[,A]",
                    help="relaxation start precision of weights and activations (default 16: "
                         "Table 4's Q1.15; --grid suggests one)")
@@ -438,7 +447,9 @@ def add_parsers(sub, epilog: str) -> None:
                                    "object as the last line.",
                        epilog=epilog, formatter_class=fmt)
     _common(p, "OUT")
-    p.add_argument("--method", choices=("threshold", "activity"), default="threshold")
+    p.add_argument("--method", choices=("threshold", "activity"), default="threshold",
+                   help="threshold: weights near the layer mean; activity: kernels that "
+                        "(nearly) never fire")
     p.add_argument("--threshold", default="1.0", metavar="T[,T...]",
                    help="t in units of the layer's weight standard deviation (default 1.0)")
     p.add_argument("--max-drop", type=float, default=0.01,
@@ -447,7 +458,7 @@ def add_parsers(sub, epilog: str) -> None:
                    help="reach t in this many steps, fine-tuning --epochs after each")
     p.add_argument("--epochs", type=int, default=0,
                    help="fine-tuning epochs (after each threshold step, or after kernel removal)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=1e-3, help="fine-tuning learning rate")
     p.add_argument("--max-activity", type=float, default=0.01,
                    help="kernels active on at most this fraction of images go (default 0.01)")
     p.add_argument("--samples", type=int, default=1000, help="images profiled for activity")

@@ -74,8 +74,25 @@ def _mapping(args):
     return m
 
 
+def _check_opp(args) -> None:
+    """--opp names one of the target's operating points: a usage error now, with the declared
+    ones, rather than a failure of the partition pass later."""
+    if not getattr(args, "opp", None):
+        return
+    if not args.target:
+        raise UsageError("--opp needs --target (an operating point of that platform)")
+    from archdesc.loader import load_platform
+    from aloha_ir.errors import did_you_mean
+    platform = load_platform(args.target)
+    if args.opp not in platform.operating_points:
+        raise UsageError(f"--opp {args.opp}: {platform.name} has no such operating point",
+                         hint=did_you_mean(args.opp, platform.operating_points, "declared")
+                         if platform.operating_points else "it declares none; drop --opp")
+
+
 def _target_pipeline(args, timeline: bool = False) -> str:
     from alohac.report import target_pipeline
+    _check_opp(args)
     m = _mapping(args)
     if m is None:
         return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline)
@@ -200,6 +217,7 @@ def cmd_compile(args) -> int:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     if args.gantt and not args.target:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
+    _check_opp(args)
     if ("c" in kinds or args.backend) and not args.target:
         raise UsageError("generating code needs --target PLATFORM",
                          hint="e.g. alohac compile MODEL --target host-cpu -o OUT")
@@ -286,6 +304,7 @@ def cmd_analyze(args) -> int:
     from frontends.loader import load_model
     if args.mapping and not args.target:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
+    _check_opp(args)
     module = load_model(args.model, _input_shapes(args.input_shape))
     if args.target:
         return _analyze_target(args, module)
@@ -304,25 +323,26 @@ def cmd_analyze(args) -> int:
                           "activation_bytes": data["activation_bytes"],
                           "blocks": data["blocks"]}))
         return 0
-    from rich.console import Console
     from rich.table import Table
+
+    from aloha_ir.console import console
+    from aloha_ir.figures import show
     pruned = report.params_pruned > 0  # columns for what pruning removed, only when it did
     table = Table(title=f"{args.model}: cost")
-    numeric = ("MACs", "sparse MACs", "params", "pruned", "act. bytes")
-    for col in ("block", "op", "output", "MACs") + ("sparse MACs",) * pruned + ("params",) + \
-            ("pruned",) * pruned + ("act. bytes",):
+    numeric = ("MACs", "sparse MACs", "parameters", "pruned", "activation bytes")
+    for col in ("block", "op", "output", "MACs") + ("sparse MACs",) * pruned + ("parameters",) + \
+            ("pruned",) * pruned + ("activation bytes",):
         table.add_column(col, justify="right" if col in numeric else "left")
     for b in report.blocks:
         table.add_row(b.name, b.op, "x".join(map(str, b.shape)), f"{b.macs:,}",
                       *[f"{b.macs_sparse:,}"] * pruned, f"{b.params:,}",
                       *[f"{b.params_pruned:,}"] * pruned, f"{b.activation_bytes:,}")
-    console = Console()
-    console.print(table)
+    console().print(table)
     sparse = f" (sparse {report.macs_sparse:,})" if pruned else ""
     dropped = f"; {report.params_pruned:,} pruned" if pruned else ""
-    console.print(f"MACs {report.macs:,}{sparse}   params {report.params:,} (deployed "
-                  f"{report.params_deployed:,}{dropped})   activation bytes "
-                  f"{report.activation_bytes:,}")
+    console().print(f"MACs {report.macs:,}{sparse}   parameters {report.params:,} (deployed "
+                    f"{report.params_deployed:,}{dropped})   activations "
+                    f"{show('activation_bytes', report.activation_bytes)}")
     return 0
 
 
@@ -338,9 +358,14 @@ def _analyze_target(args, module) -> int:
     if args.json:
         print(json.dumps({"model": args.model, **fig}))
         return 0
-    from rich.console import Console
-    from rich.markdown import Markdown
-    Console().print(Markdown(markdown(fig, f"{args.model} on {args.target}")))
+    from aloha_ir.console import console
+    text = markdown(fig, f"{args.model} on {args.target}")
+    out = console()
+    if out.is_terminal:
+        from rich.markdown import Markdown
+        out.print(Markdown(text))
+    else:  # a log gets the Markdown itself: whole tables, one row a line, greppable
+        sys.stdout.write(text)
     return 0
 
 
@@ -348,14 +373,23 @@ def cmd_list(args) -> int:
     if args.what == "passes":
         from passes.registry import describe_passes
         rows = describe_passes()
+        if args.json:
+            print(json.dumps({name: {"summary": doc, "options": dict(opts)}
+                              for name, doc, opts in rows}))
+            return 0
         width = max(len(name) for name, _, _ in rows)
         for name, doc, opts in rows:
             options = ", ".join(f"{o}: {t}" for o, t in opts)
             print(f"{name:<{width}}  {doc}" + (f"  [options: {options}]" if options else ""))
     elif args.what == "zoo":
         from frontends.zoo import ALIASES, entries
-        for e in entries():
-            alias = [a for a, n in ALIASES.items() if n == e.name]
+        rows = [(e, [a for a, n in ALIASES.items() if n == e.name]) for e in entries()]
+        if args.json:
+            print(json.dumps({f"zoo:{e.name}": {"kind": e.kind, "description": e.description,
+                                                "aliases": [f"zoo:{a}" for a in alias]}
+                              for e, alias in rows}))
+            return 0
+        for e, alias in rows:
             print(f"zoo:{e.name:<15} {e.kind:<8} {e.description}" +
                   (f" (alias zoo:{alias[0]})" if alias else ""))
     elif args.what == "platforms":
@@ -422,12 +456,36 @@ def _add_mapping_option(p: argparse.ArgumentParser) -> None:
                         "OUT/mapping.json) instead of the greedy default; needs --target")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions as written, and every option's default at the end of its help unless the
+    text already states it (a flag's False and an unset None are not defaults worth showing)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default == [] or "default" in text
+                or default == argparse.SUPPRESS or not action.option_strings
+                or text == argparse.SUPPRESS):
+            return text
+        shown = ",".join(map(str, default)) if isinstance(default, (list, tuple)) else default
+        return f"{text} (default: {str(shown).replace('%', '%%')})"
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("aloha")
+    except PackageNotFoundError:  # run from a checkout that was never installed
+        return "unknown (not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="alohac", formatter_class=argparse.RawDescriptionHelpFormatter,
         description="ALOHA: compile a DNN (ONNX, or zoo:NAME) into an analysed nn/csdf IR for an "
                     "embedded platform.", epilog=EXIT_CODES_HELP)
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--version", action="version", version=f"alohac {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("compile", help="import, run a pipeline, write IR/ONNX and a report",
@@ -499,12 +557,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", metavar="NAME", help="code generator (default: the platform's)")
     p.add_argument("--input", metavar="IN.bin", help="one input as raw float32 NCHW (default: "
                                                      "uniform random in --range)")
-    p.add_argument("--range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"))
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--range", type=float, nargs=2, default=(0.0, 1.0), metavar=("LO", "HI"),
+                   help="value range of the random input")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random input")
     p.add_argument("--threshold", type=float, default=40.0, help="SQNR (dB) below which an "
                                                                  "actor is reported")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    p.add_argument("-o", "--output", required=True, metavar="OUT")
+    p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.add_argument("--time-passes", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--print-ir-after-all", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--dump-dir", help=argparse.SUPPRESS)
@@ -512,11 +571,14 @@ def build_parser() -> argparse.ArgumentParser:
     from alohac.compare import cmd_compare
     p.set_defaults(func=cmd_compare)
 
-    p = sub.add_parser("list", help="list passes, zoo models, platforms or backends")
+    p = sub.add_parser("list", help="list passes, zoo models, platforms or backends",
+                       description="List what a name on the command line may be. --json prints "
+                                   "one JSON object keyed by name.")
     p.add_argument("what", choices=["passes", "zoo", "platforms", "backends"])
-    p.add_argument("--json", action="store_true", help="platforms, backends: print one JSON "
-                                                       "object")
+    p.add_argument("--json", action="store_true", help="print one JSON object keyed by name")
     p.set_defaults(func=cmd_list)
+    for p in [parser, *sub.choices.values()]:
+        p.formatter_class = HelpFormatter
     return parser
 
 

@@ -94,41 +94,36 @@ def sparsity(cost, schedule, platform: str) -> dict | None:
                     f"MACs, not the {cost.macs_sparse:,} sparse ones)"}
 
 
-def _si(x: float, unit: str) -> str:
-    scale, prefix = next(((s, p) for s, p in ((1, ""), (1e-3, "m"), (1e-6, "u"))
-                          if abs(x) >= s), (1e-9, "n"))
-    return f"{x / scale:.3g} {prefix}{unit}"
-
-
-def _g(x: float | None) -> str:
-    return "-" if x is None else f"{x:.4g}"
-
-
 def markdown(fig: dict, title: str) -> str:
+    from aloha_ir.figures import quantity, show
     lines = [f"# {title}", "",
              f"Platform {fig['platform']}, {fig['datatype']}" +
              (f", operating point {fig['operating_point']}" if fig["operating_point"] else "") + ".",
-             "", "| Performance (s) | Throughput (fps) | GOps/s | Energy (J/frame) | GOps/s/W | "
-             "Processors | Memory (B) |", "|---:|---:|---:|---:|---:|---:|---:|",
-             f"| {fig['latency_s']:.4g} | {_g(fig['throughput_fps'])} | {_g(fig['gops_per_s'])} | "
-             f"{fig['energy_j']:.4g} | {_g(fig['gops_per_w'])} | {fig['processors']} "
-             f"(DARTS {fig['darts_processors']}) | {fig['memory_bytes']:,} |", "",
-             f"Peak activation memory {fig['peak_activation_bytes']:,} B, buffers "
-             f"{fig['buffer_bytes']:,} B, parameters {fig['parameter_bytes']:,} B"
+             "", "| Latency | Period | Throughput (frames/s) | GOps/s | Energy per frame | "
+             "GOps/s/W | Processors | Memory |", "|---:|---:|---:|---:|---:|---:|---:|---:|",
+             f"| {show('latency_s', fig['latency_s'])} | {show('period_s', fig['period_s'])} | "
+             f"{show('throughput_fps', fig['throughput_fps'])} | "
+             f"{show('gops_per_s', fig['gops_per_s'])} | {show('energy_j', fig['energy_j'])} | "
+             f"{show('gops_per_w', fig['gops_per_w'])} | {fig['processors']} "
+             f"(DARTS {fig['darts_processors']}) | {show('memory_bytes', fig['memory_bytes'])} |",
+             "", f"Peak activation memory "
+             f"{show('peak_activation_bytes', fig['peak_activation_bytes'])}, buffers "
+             f"{show('buffer_bytes', fig['buffer_bytes'])}, parameters "
+             f"{show('parameter_bytes', fig['parameter_bytes'])}"
              + ("" if fig["fits"] else " (**does not fit**)") + ".", "",
              *([f"Pruned: {fig['params_pruned']:,} weights (params deployed "
                 f"{fig['params_deployed']:,}), sparse MACs {fig['macs_sparse']:,} of "
                 f"{fig['macs']:,}; {fig['sparsity']['note']}.", ""] if fig["sparsity"] else []),
              "| unit | kind | busy per frame | utilisation | actors |", "|---|---|---:|---:|---:|"]
     for unit, u in fig["per_pe"].items():
-        lines.append(f"| {unit} | {u['kind']} | {_si(u['busy_s'], 's')} | "
+        lines.append(f"| {unit} | {u['kind']} | {quantity(u['busy_s'], 's')} | "
                      f"{100 * u['utilisation']:.1f}% | {u['actors']} |")
     lines += ["", "| actor | operator | unit | cost per frame | start | end | how |",
               "|---|---|---|---:|---:|---:|---|"]
     for a in fig["per_actor"]:
         lines.append(f"| {a['actor']} | {a['operator']} | {a['pe'] or '-'} | "
-                     f"{_si(a['cost_s'], 's')} | {_si(a['start_s'], 's')} | "
-                     f"{_si(a['end_s'], 's')} | {a['note']} |")
+                     f"{quantity(a['cost_s'], 's')} | {quantity(a['start_s'], 's')} | "
+                     f"{quantity(a['end_s'], 's')} | {a['note']} |")
     return "\n".join(lines) + "\n"
 
 

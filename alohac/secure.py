@@ -31,16 +31,6 @@ def prepare(model_spec: str, data: str, input_scale, seed: int = 0):
     return module, name, x01, y, rng
 
 
-def _progress_bar(enabled: bool, what: str):
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
-    bar = Progress(TextColumn(what), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TimeRemainingColumn(), console=Console(stderr=True),
-                   disable=not (enabled and sys.stderr.isatty()))
-    return bar
-
-
 def save_adversarial(path: str, x01, y, eps, adv, meta: dict) -> str:
     """An adversarial dataset: clean inputs, labels, and per epsilon the adversarial inputs (all
     in [0, 1]), with its metadata (source model, data, attack, norm, epsilon, seed, ...)."""
@@ -96,8 +86,38 @@ def transfer(module, saved: dict, input_range, name: str) -> dict:
             "samples": int(len(saved["y"])), "transfer": True}
 
 
+def precision_of(module) -> str:
+    """The model's arithmetic for titles: "float", or the fixed-point widths of its weights
+    (constants of rank 2 and more: biases are 32-bit whatever the precision) and activations,
+    e.g. "fixed point W8/A8"."""
+    from aloha_ir.dialects.nn import ConstOp
+    from aloha_ir.fixedpoint import format_of
+    weights, acts = set(), set()
+    for op in module.walk():
+        for r in op.results:
+            f = format_of(r)
+            if f is None:
+                continue
+            if not isinstance(op, ConstOp):
+                acts.add(f.bits)
+            elif len(r.type.get_shape()) >= 2:
+                weights.add(f.bits)
+    if not weights and not acts:
+        return "float"
+    return ("fixed point W" + ("/".join(map(str, sorted(weights))) or "-") + "/A" +
+            ("/".join(map(str, sorted(acts))) or "-"))
+
+
+def title_of(args, module, report) -> str:
+    """What a plot shows: the model as given, its precision, the data and the attack settings,
+    so the plots of a float and a quantized model (or of two modes) cannot be confused."""
+    return (f"{args.model} ({precision_of(module)}) on {args.data}\n"
+            f"{report.attack.upper()}{f'-{report.steps}' if report.attack == 'pgd' else ''} "
+            f"L{report.norm}, {report.samples} samples, {report.mode} mode")
+
+
 def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3,
-                    columns: int = 4) -> str | None:
+                    columns: int = 4, title: str = "") -> str | None:
     """The seeds' Figure 5/6: per sample (the first k the model classifies correctly), the input,
     then for increasing epsilon the perturbation (magnified to the full grey range) over the
     adversarial input, each titled with the model's prediction and its probability."""
@@ -145,6 +165,10 @@ def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3
             c, pr = predict(adv[j, i])
             show(axes[2 * r + 1, col], adv[j, i], f"pred {c} ({pr:.2f})" +
                  (" wrong" if c != y[i] else ""))
+    shown = ", ".join(f"{eps[j]:g}" for j in picks)
+    fig.suptitle(f"{title}; adversarial examples at epsilon {shown} (of {eps[0]:g}.."
+                 f"{eps[-1]:g})"
+                 if title else f"adversarial examples at epsilon {shown}", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -179,14 +203,17 @@ def cmd_secure(args) -> int:
     module, name, x01, y, rng = prepare(args.model, args.data, input_scale, args.seed)
     keep = bool(args.save_adversarial or args.examples)
     t0 = time.perf_counter()
-    with _progress_bar(not args.json, f"{config.attack} {config.norm}") as bar:
-        task = bar.add_task("", total=None)
+    from aloha_ir.console import Progress
+    from passes.security import CHUNK
+    cfg = config.resolved()
+    with Progress(f"secure ({cfg.attack} L{cfg.norm})") as bar:
         report, adv = evaluate(module, x01, y, config, input_range=rng, name=name,
-                               progress=lambda done, total: bar.update(task, completed=done,
-                                                                       total=total),
+                               progress=lambda done, total: bar.step(
+                                   f"samples {min(len(x01), cfg.samples, done * CHUNK)} of "
+                                   f"{min(len(x01), cfg.samples)} attacked at "
+                                   f"{len(cfg.eps)} epsilons", completed=done, total=total),
                                keep_adversarial=keep)
     written = []
-    cfg = config.resolved()
     n = report.samples
     if args.save_adversarial:
         meta = {"source_model": args.model, "data": args.data, "attack": report.attack,
@@ -197,12 +224,14 @@ def cmd_secure(args) -> int:
                                         y[:n], report.eps, adv, meta))
     if args.examples and adv is not None:
         p = examples_figure(module, x01[:n], y[:n], report.eps, adv, rng,
-                            os.path.join(args.output, "examples.png"), k=args.examples)
+                            os.path.join(args.output, "examples.png"), k=args.examples,
+                            title=title_of(args, module, report))
         if p:
             written.append(p)
         else:
             report.warnings.append("no example images: the inputs are not images (N, 1|3, H, W)")
-    written.append(plot_curves([report], os.path.join(args.output, "security.png")))
+    written.append(plot_curves([report], os.path.join(args.output, "security.png"),
+                               title_of(args, module, report)))
     path = os.path.join(args.output, "security.json")
     result = report.to_json()
     result["seconds"] = time.perf_counter() - t0
@@ -260,13 +289,15 @@ def add_parser(sub, epilog: str) -> None:
     from alohac.learn import DATA_HELP
     p.add_argument("model", metavar="MODEL", help="an .onnx or .mlir file, or zoo:NAME")
     p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
-    p.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd")
+    p.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd",
+                   help="fgsm: one gradient step; pgd: projected gradient descent")
     p.add_argument("--norm", default="inf", help="inf, 2 or 1 (default: inf)")
     p.add_argument("--eps", metavar="START:STOP:STEP",
                    help="epsilon grid, STOP included (or a comma-separated list)")
     p.add_argument("--samples", type=int, help="evaluate the first N test samples "
                    "(default: the mode's)")
-    p.add_argument("--mode", choices=tuple(MODES), default="fast")
+    p.add_argument("--mode", choices=tuple(MODES), default="fast",
+                   help="samples, epsilon points and PGD steps (see above)")
     p.add_argument("--steps", type=int, help="PGD steps (default: the mode's)")
     p.add_argument("--step-size", type=float,
                    help="PGD step as a multiple of epsilon (default 2.5 / steps)")
@@ -284,7 +315,8 @@ def add_parser(sub, epilog: str) -> None:
                         "metadata, for transfer tests")
     p.add_argument("--transfer", metavar="FILE.npz",
                    help="evaluate MODEL on a saved adversarial dataset instead of attacking it")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the data split, random starts and noise")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.set_defaults(func=cmd_secure)

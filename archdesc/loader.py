@@ -20,7 +20,7 @@ from importlib import resources
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
-from aloha_ir.errors import InputFileError
+from aloha_ir.errors import InputFileError, UsageError, did_you_mean
 from archdesc import units
 from archdesc.model import (
     DATATYPE_BITS,
@@ -506,10 +506,9 @@ def load_platform(name_or_path: str) -> Platform:
 def _load_bundled(name: str) -> Platform:
     path = os.path.join(PLATFORM_DIR, f"{name}.arch")
     if not os.path.exists(path):
-        close = difflib.get_close_matches(name, platform_names(), 1)
-        raise ArchError(f"no platform '{name}'", hint=(f"did you mean '{close[0]}'? " if close
-                                                       else "") + "bundled: " +
-                        ", ".join(platform_names()))
+        raise UsageError(f"no platform '{name}'",
+                         hint=did_you_mean(name, platform_names(), "bundled") +
+                         " (or the path of an .arch file)")
     return build_platform(_resolve(path), path)
 
 

@@ -4,7 +4,7 @@ computation times of their convolutions and dense layers, and call_overhead, a f
 besides computing (windows, FIFO copies, locks; not waiting), per firing over every actor.
 
 The rate is the least-squares fit, on relative error, of compute seconds = 2 * MACs / (rate *
-clock). The calibration models are not those benchmarks/backends.py checks the predictions
+clock). The calibration models are not those benchmarks/generated_c.py checks the predictions
 on, so the check stays a check. It prints the fitted figures, the residual spread, and per kernel
 kind measured against predicted under the current .arch (where the single-rate model errs).
 
@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 import numpy as np
-from rich.console import Console
+from aloha_ir.console import console as console_for_tables
 from rich.table import Table
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -77,7 +77,7 @@ def main() -> None:
     platform = load_platform("host-cpu")
     pe = platform.pes[0]
     clock = platform.clock(pe)
-    console = Console()
+    console = console_for_tables()
     actors: list[dict] = []
     with tempfile.TemporaryDirectory() as work:
         for model in args.models.split(","):

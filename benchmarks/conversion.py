@@ -17,7 +17,7 @@ import os
 import sys
 
 import onnx
-from timing import median_ms
+from timing import median_ms, report_budgets
 
 from aloha_ir.passmanager import PassManager
 from frontends.onnx import import_model, import_onnx
@@ -46,7 +46,7 @@ def main() -> int:
 
     print(f"{'model':<14} {'convert ms':>10} {'total ms':>9} {'seeds ms':>9} {'convert/seeds':>13} "
           f"{'onnx ms':>8} {'total/onnx':>10}")
-    over = 0
+    over = []
     for name, path in paths.items():
         model = onnx.load(path)
 
@@ -60,12 +60,13 @@ def main() -> int:
         peer = median_ms(lambda _: onnx.shape_inference.infer_shapes(onnx.load(path)), args.repeat)
         seeds = SEEDS_MS[name]
         ratio = conv / seeds
-        over += ratio > 1
+        if ratio > 1:
+            over.append(f"{name} conversion {conv:.1f} ms > the seeds' {seeds} ms")
         mark = "OVER" if ratio > 1 else ("ok, <= 1/3" if ratio <= 1 / 3 else "ok")
-        print(f"{name:<14} {conv:10.2f} {total:9.2f} {seeds:9d} {ratio:13.2f} {peer:8.2f} "
+        print(f"{name:<14} {conv:10.2f} {total:9.2f} {seeds:9g} {ratio:13.2f} {peer:8.2f} "
               f"{total / peer:10.1f}  {mark}")
     os.remove(tmp)
-    return 1 if over else 0
+    return report_budgets(over)
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ def main() -> int:
     if args.json:
         print(json.dumps(res))
         return 0 if res["at_least_as_fast"] else 1
-    from rich.console import Console
+    from aloha_ir.console import console as console_for_tables
     from rich.table import Table
-    console = Console(width=120)
+    console = console_for_tables()
     table = Table(title=f"{args.model} on {args.target}: system-level search (budget "
                         f"{args.budget}, refine {args.refine}, seed {args.seed})")
     for col in ("mapping", "latency ms", "period ms", "energy mJ/frame", "processors",

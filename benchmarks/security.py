@@ -26,7 +26,7 @@ import tempfile
 import time
 
 import torch
-from rich.console import Console
+from aloha_ir.console import console as console_for_tables
 from rich.table import Table
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
@@ -38,7 +38,7 @@ from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
 from passes.security import SecurityConfig, evaluate, plot_curves, torch_model  # noqa: E402
 
-console = Console(width=160)
+console = console_for_tables()
 
 
 def trained(zoo: str, data: str, epochs: int, augment=None, subset: int = 0):

@@ -22,7 +22,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -391,7 +391,6 @@ class ExploreResult:
     failures: int
     bounds: dict[str, tuple[float, float]]
     seconds: float
-    notes: list[str] = field(default_factory=list)
 
     @property
     def main(self) -> ScenarioResult:
@@ -407,7 +406,6 @@ def explore(space: SearchSpace, settings: EvalSettings, scenarios: list[Scenario
     objectives = list(settings.objectives)
     evals = Evaluations(settings, cache=cache, executor=executor, on_point=on_point)
     rng = np.random.default_rng(config.seed)
-    notes = []
     shares = [config.budget // len(scenarios) + (1 if i < config.budget % len(scenarios) else 0)
               for i in range(len(scenarios))]
     for scenario, share in zip(scenarios, shares):
@@ -430,10 +428,8 @@ def explore(space: SearchSpace, settings: EvalSettings, scenarios: list[Scenario
         results.append(ScenarioResult(scenario, front,
                                       front[chosen] if chosen is not None else None,
                                       hypervolume(front, objectives, bounds)))
-        if not front:
-            notes.append(f"scenario '{scenario.name}': no evaluated point meets its constraints")
     return ExploreResult(objectives, results, points, len(evals), evals.new_evaluations,
-                         evals.failures, bounds, time.perf_counter() - start, notes)
+                         evals.failures, bounds, time.perf_counter() - start)
 
 
 __all__ = ["ALGORITHMS", "Evaluations", "ExploreResult", "Point", "ScenarioResult",

@@ -47,6 +47,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aloha_ir import dataflow, rle
+from aloha_ir import figures as human
+from aloha_ir.console import Progress
 from aloha_ir.errors import InputFileError, PassError, UnsupportedError, UsageError
 from archdesc import costmodel
 from archdesc.model import DATATYPE_BITS, Platform
@@ -569,9 +571,7 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
                       crossover=UniformCrossover(prob=0.9), mutation=Reset(),
                       eliminate_duplicates=True)
     algorithm.setup(problem, termination=("n_gen", 10 ** 6), seed=seed, verbose=False)
-    bar = _progress(progress)
-    with bar:
-        task = bar.add_task("estimate", total=budget)
+    with Progress("explore-mapping", total=budget, enabled=progress) as bar:
         stale = 0
         global_budget = budget - int(polish * budget)
         for x in X0:
@@ -587,26 +587,35 @@ def search(space: SystemSpace, budget: int = 1500, refine: int = 8, seed: int = 
             Evaluator().eval(StaticProblem(problem, F=F, G=G), pop)
             algorithm.tell(infills=pop)
             stale = stale + 1 if len(cache) == before else 0
-            bar.update(task, completed=min(budget, len(cache)))
+            bar.step(_estimated(cache, budget), completed=min(budget, len(cache)))
         # then the fastest estimated point improved one gene at a time
         fastest = min((k for k in cache if cache[k].feasible), default=tuple(x0),
                       key=lambda k: (cache[k].latency_s, cache[k].energy_j))
 
         def left() -> int:
-            bar.update(task, completed=min(budget, len(cache)))
+            bar.update(completed=min(budget, len(cache)))
             return budget - len(cache)
         _polish(np.array(fastest), upper, evaluate, left, rng)
+        bar.step(_estimated(cache, budget) + " after polishing the fastest",
+                 completed=min(budget, len(cache)))
         estimate_s = time.perf_counter() - start
         evaluated = [(designs[k], e) for k, e in cache.items()]
         picks = _pick_to_refine(evaluated, refine, _effect(greedy_design, evaluate(x0)),
                                 _rounded(_objectives(evaluate(x0))))
-        task = bar.add_task("refine", total=1 + len(picks))
-        greedy = space.refine(greedy_design, evaluate(x0), "greedy")
-        bar.update(task, advance=1)
-        refined = [greedy]
+        refined: list[Point] = []
+
+        def refine_one(design: Design, estimate: Estimate, label: str) -> Point:
+            point = space.refine(design, estimate, label)
+            refined.append(point)
+            bar.step(f"refined {len(refined)}/{1 + len(picks)} ({label}): " +
+                     ", ".join(f"{human.label(k)} {human.show(k, point[k])}" for k in
+                               ("latency_s", "energy_j", "processors", "memory_bytes")) +
+                     ("" if point["fits"] else " (does not fit)"), completed=len(refined),
+                     total=1 + len(picks))
+            return point
+        greedy = refine_one(greedy_design, evaluate(x0), "greedy")
         for i, (d, e) in enumerate(picks):
-            refined.append(space.refine(d, e, f"p{i}"))
-            bar.update(task, advance=1)
+            refine_one(d, e, f"p{i}")
     refine_s = time.perf_counter() - start - estimate_s
     # fastest among the points that fit (greedy is one of them when it fits); none fits: all
     fitting = [p for p in refined if p["fits"]] or refined
@@ -639,15 +648,12 @@ def _variants(space: SystemSpace, x0: np.ndarray) -> list[np.ndarray]:
     return out
 
 
-def _progress(enabled: bool):
-    import sys
-
-    from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
-                               TimeElapsedColumn)
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), console=Console(stderr=True),
-                    disable=not (enabled and sys.stderr.isatty()))
+def _estimated(cache: dict, budget: int) -> str:
+    """A progress line of the closed-form stage: points so far and the best latency found."""
+    feasible = [e for e in cache.values() if e.feasible]
+    best = min((e.latency_s for e in feasible), default=None)
+    return (f"estimated {min(budget, len(cache))}/{budget} design points, fastest "
+            f"{human.show('latency_s', best)}")
 
 
 # -- mapping files --------------------------------------------------------------------------------

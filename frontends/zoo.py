@@ -21,7 +21,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from aloha_ir import shapes
-from aloha_ir.errors import InputFileError, UsageError
+from aloha_ir.errors import InputFileError, UsageError, did_you_mean
 
 LIGHT = ["bvlc_alexnet", "inception_v1", "vgg19", "resnet50", "squeezenet", "densenet121",
          "inception_v2", "shufflenet", "zfnet512"]
@@ -304,7 +304,8 @@ def canonical_name(name: str) -> str:
     name = ALIASES.get(name, name)
     if name not in zoo_names():
         raise UsageError(f"unknown zoo model 'zoo:{name}'",
-                         hint="known: " + ", ".join(zoo_names() + list(ALIASES)))
+                         hint=did_you_mean(name, zoo_names() + list(ALIASES), "known") +
+                         " (alohac list zoo)")
     return name
 
 

@@ -274,7 +274,8 @@ def fine_tune(module: ModuleOp, graph: nn.GraphOp, splits, opts, hold, *, seed: 
 
     after_step(m)
     config = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr, seed=seed,
-                         progress=False, restore_best=not sparsify)
+                         restore_best=not sparsify,
+                         label="prune: sparsify" if sparsify else "prune: fine-tune")
     result = train(m, splits, config, after_step=after_step)
     m.write_back(module)
     return [{"epoch": r.epoch, "train_loss": r.train_loss, "val_accuracy": r.val.accuracy}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 
-from aloha_ir.errors import PassError
+from aloha_ir.errors import UsageError, did_you_mean
 
 # kebab-case name -> "module:Class"; one pass per module.
 PASSES: dict[str, str] = {
@@ -29,8 +29,9 @@ def pass_class(name: str):
     try:
         target = PASSES[name]
     except KeyError:
-        raise PassError(f"unknown pass '{name}'", hint="known passes: " + ", ".join(sorted(PASSES))
-                        ) from None
+        raise UsageError(f"unknown pass '{name}'",
+                         hint=did_you_mean(name, sorted(PASSES), "known passes") +
+                         " (alohac list passes)") from None
     module, cls = target.split(":")
     return getattr(importlib.import_module(module), cls)
 

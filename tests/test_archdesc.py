@@ -9,7 +9,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aloha_ir.errors import AlohaError
+from aloha_ir.errors import AlohaError, UsageError
 from archdesc import loader
 from archdesc.loader import ArchError, load_platform, loads, platform_names
 from archdesc.model import Platform
@@ -196,7 +196,8 @@ def test_unknown_property_and_missing_property():
 
 
 def test_unknown_platform_suggests():
-    with pytest.raises(ArchError, match="did you mean 'neuraghe-losa'"):
+    # an unknown name is a usage error (exit 2) like an unknown zoo model or pass
+    with pytest.raises(UsageError, match="did you mean 'neuraghe-losa'"):
         load_platform("neuraghe-lose")
 
 

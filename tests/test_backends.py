@@ -411,7 +411,7 @@ def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
 def test_mnist8_fixed_point_on_the_platforms_agrees_with_onnxruntime(tmp_path, target):
     """mnist-8 quantized (PTQ, 16 bit) on the platform's generated program over 1,000 MNIST test
     images: top-1 agrees with onnxruntime's float model on >= 99% and the outputs equal the
-    bit-exact reference (benchmarks/backends.py runs all 10,000)."""
+    bit-exact reference (benchmarks/generated_c.py runs all 10,000)."""
     data = os.environ.get("ALOHA_DATA")
     if not data:
         pytest.skip("ALOHA_DATA is not set (mnist-8 and MNIST live in ../shared/data)")

@@ -151,10 +151,12 @@ def test_bad_inputs_give_one_line_and_a_distinct_exit_code(case, tmp_path):
                                "bad.mlir:", "nn.convv")
     elif case == "bad-pass":
         _assert_one_line_error(run("compile", "zoo:lenet5", "-p", "canonicalise", "-o",
-                                   str(tmp_path / "o")), 8, "unknown pass 'canonicalise'")
+                                   str(tmp_path / "o")), 2, "unknown pass 'canonicalise'",
+                               "did you mean 'canonicalize'?")
         assert not (tmp_path / "o").exists()  # nothing half-written
     else:
         _assert_one_line_error(run("analyze", "zoo:resnet1000"), 2, "zoo:resnet1000")
+        _assert_one_line_error(run("analyze", "zoo:lenet"), 2, "did you mean 'lenet5'?")
 
 
 TABLE6_KEYS = {"macs", "params", "params_deployed", "activation_bytes", "blocks", "latency_s",
@@ -182,7 +184,11 @@ def test_compile_with_target_writes_report_json_with_the_same_keys(tmp_path):
     assert r.returncode == 0, r.stderr
     data = json.loads((out / "report.json").read_text())
     assert TABLE6_KEYS <= set(data)
-    assert "Performance (s)" in (out / "report.md").read_text()
+    report = (out / "report.md").read_text()
+    # one vocabulary, auto-scaled units: the latency in the table is report.json's latency_s
+    from aloha_ir.figures import quantity
+    assert "| Latency |" in report and f"| {quantity(data['latency_s'], 's')} |" in report
+    assert "Performance (s)" not in report
 
 
 def test_list_platforms_and_json():
@@ -195,7 +201,9 @@ def test_list_platforms_and_json():
 
 def test_bad_target_errors(tmp_path):
     r = run("analyze", "zoo:lenet5", "--target", "neuraghe-lose")
-    assert r.returncode == 3 and "did you mean 'neuraghe-losa'" in r.stderr
+    assert r.returncode == 2 and "did you mean 'neuraghe-losa'" in r.stderr
+    r = run("analyze", "zoo:lenet5", "--target", str(tmp_path / "missing.arch"))
+    assert r.returncode == 3 and "no such file" in r.stderr
     bad = tmp_path / "bad.arch"
     bad.write_text("platform bad {\n  backend = host\n  datatypes = f32\n  static_power = 1 W\n"
                    "  pe c : cpu {\n    ops = conv\n    clock = 1 GHz\n"

@@ -206,3 +206,29 @@ def test_runs_with_other_settings_sharing_a_cache_keep_their_own_models(tmp_path
     # the search's own seed is not part of the key: a grid run with another --seed is free
     c = run_json(base + ["--eval-seed", "0", "--seed", "7", "-o", str(tmp_path / "c")])
     assert c["new_evaluations"] == 0
+
+
+def test_the_default_worker_count_runs(tmp_path):
+    """Without --workers (the README's commands) the run uses one local worker process; it used
+    to crash on max(1, None)."""
+    argv = [a for a in ANALYTIC if a not in ("--workers", "0")]
+    s = run_json(argv + ["--algorithm", "random", "--budget", "4", "-o", str(tmp_path / "o")])
+    assert s["evaluations"] == s["new_evaluations"] == 4
+    assert all(p["objectives"]["params"] > 0 for p in s["pareto"])
+
+
+def test_an_empty_front_is_a_failure_after_the_outputs_are_written(tmp_path):
+    """No point of seed-example has 10 parameters: the run says so (exit 9, the closest point's
+    figure) instead of exit 0 with an empty front; its evaluations are still written."""
+    out = tmp_path / "o"
+    buf, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(buf), contextlib.redirect_stderr(err):
+        code = main(["explore"] + ANALYTIC + ["--constraint", "params<=10", "--algorithm",
+                                              "random", "--budget", "4", "--json", "-o", str(out)])
+    assert code == 9
+    summary = json.loads(buf.getvalue().strip().splitlines()[-1])
+    assert summary["empty_scenarios"] == ["default"] and summary["pareto"] == []
+    import csv
+    smallest = min(int(r["params"]) for r in csv.DictReader(open(out / "evaluations.csv")))
+    line = err.getvalue().strip().splitlines()[-1]
+    assert "no feasible point" in line and f"closest: params {smallest:,}" in line

@@ -12,7 +12,7 @@ from xdsl.passes import ModulePass
 
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
-from aloha_ir.errors import IRVerifyError, PassError
+from aloha_ir.errors import IRVerifyError, UsageError
 from aloha_ir.passmanager import PassManager
 from aloha_ir.textio import load_module, parse_module, print_module, save_module
 from aloha_ir.weights import attach_weights, WeightStore, weights_of
@@ -84,11 +84,18 @@ def test_pipeline_options_and_errors():
     module, _ = _bn_module()
     pm.run(module)
     assert "nn.act" in print_module(module)  # not fused: the option took effect
-    with pytest.raises(PassError, match="unknown pass 'fold'.*known passes"):
+    # pipeline text is the user's: its mistakes are usage errors (exit 2), with the closest name
+    with pytest.raises(UsageError, match="unknown pass 'fold'.*known passes"):
         PassManager.parse("canonicalize,fold")
-    with pytest.raises(PassError, match="bad options for pass 'canonicalize'"):
+    with pytest.raises(UsageError, match="did you mean 'analyze-cost'"):
+        PassManager.parse("analyse-cost")
+    with pytest.raises(UsageError, match="pass 'canonicalize' has no option 'bits'"):
         PassManager.parse("canonicalize{bits=3}")
-    with pytest.raises(PassError, match="cannot parse pipeline"):
+    with pytest.raises(UsageError, match="did you mean 'fuse_activations'"):
+        PassManager.parse("canonicalize{fuse-activation=false}")
+    with pytest.raises(UsageError, match="bad options for pass 'canonicalize'"):
+        PassManager.parse("canonicalize{fuse_activations=3}")
+    with pytest.raises(UsageError, match="cannot parse pipeline"):
         PassManager.parse("canonicalize{")
 
 

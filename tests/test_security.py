@@ -217,7 +217,7 @@ def test_the_pass_annotates_the_graph(trained):
     assert sec.data["level"].data in ("low", "medium", "high")
     assert 0 <= sec.data["curve_average"].value.data <= 1
     assert sec.data["samples"].value.data == 40
-    with pytest.raises(PassError, match="analyze-security"):
+    with pytest.raises(UsageError, match="analyze-security"):  # pipeline text: a usage error
         PassManager.parse("analyze-security{norm=7}")
 
 

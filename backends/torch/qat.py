@@ -376,8 +376,8 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict, dict | None]:
     log: list[dict] = []
     n_batches = max(1, math.ceil(len(splits.train) / opts.batch_size))
     config = TrainConfig(epochs=opts.epochs, batch_size=opts.batch_size, lr=opts.lr,
-                         seed=opts.seed, checkpoint=opts.checkpoint or None, progress=False,
-                         restore_best=opts.method == "inq")
+                         seed=opts.seed, checkpoint=opts.checkpoint or None,
+                         restore_best=opts.method == "inq", label=f"quantize: {opts.method}")
     relaxation = None
     if opts.method == "inq":
         _inq(m, splits, config, opts, log)
@@ -396,7 +396,7 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict, dict | None]:
             log.append({"phase": "fold batch norms", "count": inserted})
             m, acts = _qat_module(module, splits, opts, precision)
         snap = TrainConfig(epochs=SNAP_EPOCHS, batch_size=opts.batch_size, lr=opts.lr / 10,
-                           seed=opts.seed + 1, progress=False)
+                           seed=opts.seed + 1, label="quantize: snap to power-of-two")
         result = train(m, splits, snap, regularizer=_pact_l2(m))
         log.append({"phase": "snap", "epochs": SNAP_EPOCHS,
                     "val_accuracy": _val_accuracy(result.history[-1])})

@@ -22,7 +22,6 @@ import json
 import math
 import os
 import pickle
-import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -32,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aloha_ir.console import Progress
 from aloha_ir.errors import InputFileError, PassError, UsageError
 from aloha_ir.textio import write_bytes
 from backends.torch.metrics import Metrics, confusion_matrix, metrics_from
@@ -75,6 +75,7 @@ class TrainConfig:
     checkpoint: str | None = None
     progress: bool = True
     restore_best: bool = True
+    label: str = "train"  # what the progress lines call this run ("prune: fine-tune", ...)
 
     def __post_init__(self):
         rules = [(self.epochs >= 1, "epochs", ">= 1"),
@@ -95,7 +96,7 @@ class TrainConfig:
     def result_fields(self) -> dict:
         """The fields that decide what each epoch computes; a checkpoint resumes only if they match.
         `epochs` is not one of them, so a finished run can be extended by asking for more."""
-        ignored = ("epochs", "checkpoint", "progress", "restore_best")
+        ignored = ("epochs", "checkpoint", "progress", "restore_best", "label")
         return {k: v for k, v in asdict(self).items() if k not in ignored}
 
 
@@ -188,7 +189,8 @@ class _Run:
         """Train up to epoch `until` unless stopped; returns the number of epochs trained."""
         start = self.epoch
         _set_rng_state(self.rng)
-        with _progress(self.config) as bar:
+        with Progress(self.config.label, total=until, enabled=self.config.progress) as bar:
+            bar.update(completed=self.epoch)
             while self.epoch < until and self.stop_reason is None:
                 self._epoch(self.epoch + 1, bar)
         return self.epoch - start
@@ -207,10 +209,12 @@ class _Run:
     def _epoch(self, epoch: int, bar) -> None:
         t0 = time.perf_counter()
         batches = math.ceil(len(self.train_set) / self.config.batch_size)
-        task = bar.add_task(f"epoch {epoch}", total=batches, loss=math.nan)
-        train_loss = self._train_epoch(epoch, lambda loss: bar.update(task, advance=1, loss=loss))
+        ticks = iter(range(1, batches + 1))
+        train_loss = self._train_epoch(epoch, lambda loss: bar.update(
+            completed=epoch - 1 + next(ticks) / batches, status=f"epoch {epoch} loss {loss:.4f}"))
         val = evaluate(self.model, self.val, task=self.config.task)
-        bar.update(task, description=f"epoch {epoch} val acc {val.accuracy:.3f}")
+        bar.step(f"epoch {epoch}/{bar.total}: train loss {train_loss:.4f}, validation loss "
+                 f"{val.loss:.4f}, accuracy {val.accuracy:.4f}", completed=epoch)
         record = EpochRecord(epoch, train_loss, val, self.optimizer.param_groups[0]["lr"],
                              time.perf_counter() - t0)
         self.history.append(record)
@@ -344,16 +348,6 @@ def _set_rng_state(state: dict) -> None:
     np.random.set_state(("MT19937", key, state["numpy_pos"], *state["numpy_gauss"]))
 
 
-def _progress(config: TrainConfig):
-    """A rich progress bar on stderr, a row per epoch; silent unless asked for and on a terminal."""
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
-                    console=Console(stderr=True),
-                    disable=not (config.progress and sys.stderr.isatty()))
-
-
 def _check_logits(logits: torch.Tensor, ds: Dataset, task: str) -> None:
     """The model's output must suit the task and have an output for every label in the data."""
     spatial = task == "segmentation"
@@ -411,9 +405,9 @@ def predict(model: nn.Module, dataset: Dataset, batch_size: int = 256) -> np.nda
     return np.concatenate(out) if out else np.zeros((0,), dtype=np.int64)
 
 
-def save_curves(result: TrainResult, stem: str) -> tuple[str, str]:
+def save_curves(result: TrainResult, stem: str, title: str = "") -> tuple[str, str]:
     """`stem.json` (the result with its history) and `stem.png` (loss and validation accuracy per
-    epoch, best epoch marked), each written atomically."""
+    epoch, best epoch marked, under `title`), each written atomically."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
     epochs = [r.epoch for r in result.history]
@@ -430,6 +424,11 @@ def save_curves(result: TrainResult, stem: str) -> tuple[str, str]:
                    label=f"best (epoch {result.best_epoch})")
         ax.set_xlabel("epoch")
         ax.legend()
+    loss_ax.set_ylabel("loss (mean cross-entropy)")
+    acc_ax.set_ylabel("validation accuracy" if result.val.iou is None else
+                      "validation accuracy, mean IoU")
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)

@@ -10,7 +10,7 @@
    $ALOHA_DATA (skipped with a note when unset).
 4. System-level mapping search on inception_v1 for neuraghe-arrubiu against the greedy default.
 
-    python benchmarks/explore.py [--seeds 5] [--budget 300] [--skip proxy,runs,system] [--workers 2]
+    python benchmarks/explore_search.py [--seeds 5] [--budget 300] [--skip proxy,runs,system] [--workers 2]
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ once the previous has left (ALOHA_TIMING=latency: a warm, empty pipeline, which 
 analysis predicts). Process start and weight loading are not counted. onnxruntime runs the same inputs one by one with
 as many intra-op threads as the host-cpu platform has cores (median of the runs).
 
-    python benchmarks/backends.py [--models squeezenet,inception_v1,...] [--frames 8]
+    python benchmarks/generated_c.py [--models squeezenet,inception_v1,...] [--frames 8]
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import time
 
 import numpy as np
 import onnx
-from rich.console import Console
+from aloha_ir.console import console as console_for_tables
 from rich.table import Table
 
 # this file is named like the `backends` package: keep its directory off the import path
@@ -184,7 +184,7 @@ def main() -> None:
                     help="MNIST test images for the fixed-point neuraghe/orlando check")
     args = ap.parse_args()
     cores = sum(pe.count for pe in load_platform("host-cpu").pes)
-    console = Console(width=max(200, Console().width))
+    console = console_for_tables()
     rows = []
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):

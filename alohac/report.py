@@ -125,8 +125,4 @@ def gantt(schedule, path: str, title: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    try:
-        return write_bytes(path, buf.getvalue())
-    except OSError as e:
-        from aloha_ir.errors import UsageError
-        raise UsageError(f"--gantt {path}: cannot write: {e.strerror or e}") from None
+    return write_bytes(path, buf.getvalue())

@@ -537,6 +537,10 @@ class SerialExecutor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
 
+    def terminate(self) -> None:
+        """Nothing runs in the background: as shutdown()."""
+        self.shutdown()
+
 
 # -- Dask ---------------------------------------------------------------------------------------
 
@@ -624,6 +628,10 @@ class DaskExecutor(cf.Executor):
         for future in mine:
             self._cancel(future)
         self.client.close()
+
+    def terminate(self) -> None:
+        """Cancel every task now, running ones included (the cluster itself stays up)."""
+        self.shutdown(wait=False, cancel_futures=True)
 
 
 def dask_executor(address: str, timeout: float = 5.0) -> DaskExecutor:

@@ -57,9 +57,9 @@ def output_error(e: OSError, path: str, kept: str | None = None) -> OutputError:
     reason = (e.strerror or str(e)).lower() if e.errno != errno.EFBIG else \
         "file too large (the file system's or the process's file size limit)"
     if e.errno in _FULL:
-        todo = "free some space, or write elsewhere with -o"
+        todo = "free some space, or write elsewhere"
     elif e.errno in _DENIED:
-        todo = "give a writable place with -o"
+        todo = "give a writable place"
     elif e.errno in (errno.ENOTDIR, errno.EEXIST, errno.EISDIR):
         todo = "a part of the path is a file where a folder is needed, or the reverse"
     else:
@@ -148,11 +148,17 @@ def check_file(path: str) -> None:
 
 
 def _check_writable(folder: str, shown: str) -> None:
+    """Make and remove a folder in the nearest existing one: permissions, a read-only file
+    system or a pseudo-file system answer as they will at the end (os.access would not, for
+    root)."""
     missing = _missing_folders(folder, shown)
-    existing = os.path.dirname(missing[-1]) if missing else folder
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write in {existing}", where=shown,
-                          hint="give a writable place")
+    probe = os.path.join(os.path.dirname(missing[-1]) if missing else folder,
+                         f".aloha-probe-{os.getpid()}-{secrets.token_hex(4)}")
+    try:
+        os.mkdir(probe)
+        os.rmdir(probe)
+    except OSError as e:
+        raise output_error(e, shown) from None
 
 
 def _alive(pid: int) -> bool:

@@ -290,11 +290,11 @@ class Staged:
         return os.path.join(self.root, *parts)
 
     def place(self, path: str) -> str:
-        """Where to write a user-given path: staged when it lies inside OUT, else itself."""
-        dest = os.path.abspath(self.dest)
+        """Where to write a user-given file: staged when it is directly in OUT, else itself (a
+        folder of the user's inside OUT must not be swapped for one holding only this file)."""
         full = os.path.abspath(path)
-        if full.startswith(dest + os.sep):
-            return os.path.join(self.root, os.path.relpath(full, dest))
+        if os.path.dirname(full) == os.path.abspath(self.dest):
+            return os.path.join(self.root, os.path.basename(full))
         return path
 
     def final(self, path: str) -> str:

@@ -257,9 +257,9 @@ def cmd_explore(args) -> int:
                 _Progress(args.budget, sys.stderr.isatty() and not args.json, objectives,
                           scenarios[0]) as progress:
             context = cache.context(settings.context())
-            if cache.count(context):
-                print(f"resumed: {cache.count(context)} points from the cache {cache_path}",
-                      file=sys.stderr)
+            if cache.count(context):  # a resumed run, or a new one over points seen before
+                print(f"{cache.count(context)} points from the cache {cache_path} (evaluated "
+                      "before with these settings: not again)", file=sys.stderr)
             try:
                 result = explore(space, settings, scenarios, config, cache=cache,
                                  executor=executor, on_point=progress)

@@ -187,14 +187,6 @@ def _exchange(a: str, b: str) -> bool:
     raise OSError(err, os.strerror(err), b)
 
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path)
-
-
 @contextlib.contextmanager
 def _sigint_held():
     """Hold Ctrl-C back while the block runs (in the main thread), then deliver it."""
@@ -238,6 +230,7 @@ class Staged:
         self.root: str | None = None
         self.removed: list[str] = []
         self._created: list[str] = []  # parent folders this made, removed again on failure
+        self._moving = False  # the swap has begun: OUT is no longer as it was
 
     # -- setting up ---------------------------------------------------------------------------
 
@@ -338,6 +331,7 @@ class Staged:
         """Swap the staged outputs in (see the module's docstring)."""
         dest = os.path.abspath(self.dest)
         entries = sorted(os.listdir(self.root))
+        self._moving = False
         try:
             with _sigint_held():
                 if not os.path.isdir(dest):
@@ -349,7 +343,7 @@ class Staged:
         except OSError as e:
             self.abort()
             shown = self.final(os.fsdecode(e.filename)) if e.filename is not None else self.dest
-            raise output_error(e, shown, kept=self._kept()) from None
+            raise output_error(e, shown, kept=None if self._moving else self._kept()) from None
         self._created = []
         self.abort()  # the staging folder, left holding only what was replaced
         for r in self.removed:
@@ -357,18 +351,29 @@ class Staged:
                   "this one)", file=self.log)
 
     def _merge(self, dest: str, entries: list[str]) -> None:
+        """Move the staged entries into the existing `dest`: everything that writes (the
+        manifest) is done first, then only renames."""
         trash = os.path.join(self.root, ".replaced")
         os.mkdir(trash)
         fd = os.open(dest, os.O_RDONLY)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)  # two commands finishing into one OUT take turns
-            old = self._read_manifest(dest) if self.own else {}
-            for name in entries if not self.own else ():  # the user's folders stay theirs
-                target = os.path.join(dest, name)
-                if os.path.isdir(target) and not os.path.islink(target):
-                    raise IsADirectoryError(errno.EISDIR, "is a folder",
-                                            os.path.join(self.dest, name))
-            for name in entries:
+            stale = []
+            if self.own:
+                old = self._read_manifest(dest)
+                claimed = {e for c, v in old.items() if c != self.command for e in v["entries"]}
+                stale = [n for n in old.get(self.command, {}).get("entries", [])
+                         if n not in entries and n not in claimed and not n.startswith(".")
+                         and os.sep not in n and os.path.lexists(os.path.join(dest, n))]
+                self._write_manifest(self.root, old, entries)
+            else:
+                for name in entries:  # the user's folders stay theirs
+                    target = os.path.join(dest, name)
+                    if os.path.isdir(target) and not os.path.islink(target):
+                        raise IsADirectoryError(errno.EISDIR, "is a folder",
+                                                os.path.join(self.dest, name))
+            self._moving = True
+            for name in entries + ([MANIFEST] if self.own else []):
                 new, target = os.path.join(self.root, name), os.path.join(dest, name)
                 if os.path.isdir(new) and os.path.isdir(target) and \
                         not os.path.islink(target) and _exchange(new, target):
@@ -377,16 +382,9 @@ class Staged:
                         os.path.isdir(target) and not os.path.islink(target))):
                     os.rename(target, os.path.join(trash, name))  # rename(2) will not
                 os.replace(new, target)
-            if self.own:
-                claimed = {e for c, v in old.items() if c != self.command
-                           for e in v.get("entries", [])}
-                for name in old.get(self.command, {}).get("entries", []):
-                    target = os.path.join(dest, name)
-                    if name not in entries and name not in claimed and os.path.lexists(target) \
-                            and os.sep not in name and not name.startswith("."):
-                        os.rename(target, os.path.join(trash, name))
-                        self.removed.append(os.path.join(self.dest, name))
-                self._write_manifest(dest, old, entries)
+            for name in stale:
+                os.rename(os.path.join(dest, name), os.path.join(trash, name))
+                self.removed.append(os.path.join(self.dest, name))
         finally:
             os.close(fd)
 

@@ -19,6 +19,8 @@ pending future fails. Here a death costs only the point that was running:
   task. Task functions must be importable on the workers.
 
 `map_unordered` yields (index, result or exception) as evaluations finish, whatever the executor.
+Every executor has `terminate()`, the stop for Ctrl-C: queued tasks are cancelled and running ones
+killed (local workers) or cancelled (Dask) instead of awaited -- an evaluation may take minutes.
 """
 
 from __future__ import annotations

@@ -355,6 +355,35 @@ def test_ctrl_c_in_training_keeps_the_last_epoch_and_a_rerun_resumes(tmp_path, c
     assert [r.epoch for r in resumed.history] == [1, 2, 3, 4]
 
 
+@pytest.mark.slow
+def test_ctrl_c_in_alohac_train_and_the_rerun_that_resumes(tmp_path):
+    """The same through the command line, with a real SIGINT once a checkpoint exists."""
+    import re
+
+    import onnx
+    ckpt, model = tmp_path / "run.ckpt", tmp_path / "m.onnx"
+    argv = ALOHAC + ["train", "zoo:digits_cnn", "--data", "digits", "--subset", "256",
+                     "--checkpoint", str(ckpt), "-o", str(model)]
+    p = subprocess.Popen(argv + ["--epochs", "100000"], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, text=True)
+    try:
+        until(ckpt.exists, 600, "checkpoint", p)
+        p.send_signal(signal.SIGINT)
+        _, err = p.communicate(timeout=120)
+    finally:
+        reap(p)
+    assert p.returncode == 130, err
+    held = int(re.search(rf"{ckpt} holds epoch (\d+); run the same command again", err)[1])
+    assert held >= 1 and sorted(os.listdir(tmp_path)) == ["run.ckpt"]
+    r = subprocess.run(argv + ["--epochs", str(held + 1)], capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from epoch {held} ({ckpt})" in r.stderr
+    onnx.checker.check_model(onnx.load(str(model)))
+    assert len(json.loads((tmp_path / "m.curves.json").read_text())["history"]) == held + 1
+    assert leftovers(tmp_path) == []
+
+
 SECURE_SCRIPT = """
 import signal, sys, time
 import numpy as np

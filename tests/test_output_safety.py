@@ -420,7 +420,7 @@ def test_ctrl_c_stops_secure_workers_in_the_middle_of_a_chunk(tmp_path):
         reap(p)
 
 
-# -- item 13: the Gantt chart -----------------------------------------------------------------------
+# -- item 13: the Gantt chart ---------------------------------------------------------------------
 
 def _schedule(spans: list[tuple[str, int, float, float]]):
     from aloha_ir.selftimed import Firing

@@ -28,7 +28,9 @@ class AlohaError(Exception):
 
 
 class InputFileError(AlohaError):
-    """A file is missing, unreadable, truncated or not of the expected format."""
+    """A file is missing, unreadable, truncated or malformed, or an output cannot be written.
+
+    Outputs: a full disk, an unwritable place, a file where a folder is needed (OutputError)."""
 
     exit_code = 3
     kind = "input error"
@@ -92,6 +94,14 @@ def did_you_mean(name: str, known, what: str) -> str:
     known = list(known)
     close = difflib.get_close_matches(name, known, 1)
     return (f"did you mean '{close[0]}'? " if close else "") + f"{what}: " + ", ".join(known)
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what was kept and how to resume; the driver prints it and exits 130."""
+
+    exit_code = 130
+
+    def __init__(self, detail: str = ""):
+        super().__init__(detail)
+        self.detail = detail
 
 
 ERROR_CLASSES = (UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,
@@ -103,4 +113,6 @@ def exit_code_help() -> str:
     rows = [(0, "success"), (AlohaError.exit_code, "internal error (a compiler bug; --debug)")]
     rows += [(c.exit_code, (c.__doc__ or c.kind).strip().splitlines()[0].rstrip("."))
              for c in ERROR_CLASSES]
+    rows.append((Interrupted.exit_code, "interrupted (Ctrl-C); outputs are as they were, caches "
+                                        "and checkpoints are kept"))
     return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(rows)) + "\n"

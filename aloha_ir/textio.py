@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import os
 import struct
 
 from xdsl.dialects.builtin import ModuleOp
@@ -13,6 +12,7 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 
 from aloha_ir.context import make_context
 from aloha_ir.errors import InputFileError, IRParseError, IRVerifyError
+from aloha_ir.outputs import write_bytes, write_text  # noqa: F401  (their old home)
 from aloha_ir.weights import WeightStore, attach_weights, sidecar_path, weights_of
 
 
@@ -87,33 +87,18 @@ def blob_keys(module: ModuleOp) -> set[str]:
 def save_module(module: ModuleOp, path: str) -> list[str]:
     """Write `path` (IR text) and, when blobs are referenced, its weights sidecar. Returns the files.
 
-    Both are written to temporaries and renamed, so a failure never leaves half a model behind.
+    Each is written through a temporary and a rename; write both into a `Staged` folder
+    (aloha_ir/outputs.py) so that the pair, too, is all old or all new.
     """
     text = print_module(module)
     keys = blob_keys(module)
     written = []
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     if keys:
         side = sidecar_path(path)
         weights_of(module).save(side, keys)
         written.append(side)
     write_text(path, text)
     return [path] + written
-
-
-def write_text(path: str, text: str) -> str:
-    """Write through a temporary and rename, so a failure never leaves half a file behind."""
-    return write_bytes(path, text.encode())
-
-
-def write_bytes(path: str, data: bytes) -> str:
-    """`write_text` for bytes (plots, binary blobs)."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.replace(tmp, path)
-    return path
 
 
 def load_module(path: str, verify: bool = True) -> ModuleOp:

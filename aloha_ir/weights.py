@@ -15,7 +15,6 @@ outside the op tree; `weights_of(module)` finds it.
 
 from __future__ import annotations
 
-import os
 import re
 import weakref
 import zipfile
@@ -140,11 +139,10 @@ class WeightStore:
     def save(self, path: str, keys: set[str] | None = None) -> None:
         """Write the arrays (only `keys` if given) to an npz, atomically."""
         chosen = {k: self.arrays[k] for k in sorted(keys if keys is not None else self.arrays)}
-        tmp = f"{path}.tmp"
-        with open(tmp, "wb") as f:
+        from aloha_ir.outputs import atomic_path
+        with atomic_path(path) as tmp, open(tmp, "wb") as f:
             # npz members are files: the keys may contain '/', which np.savez keeps as a path.
             np.savez(f, **chosen)
-        os.replace(tmp, path)
 
     @staticmethod
     def load(path: str) -> "WeightStore":

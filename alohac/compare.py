@@ -182,27 +182,31 @@ def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) ->
 
 def cmd_compare(args) -> int:
     from alohac.main import _input_shapes, _run, _target_pipeline
+    from aloha_ir.outputs import Staged, check_folder
     from frontends.loader import load_model
+    check_folder(args.output)
     module = load_model(args.model, _input_shapes(args.input_shape))
     _run(args, module, _target_pipeline(args))
     from archdesc.loader import load_platform
     from backends.api import get_backend
     platform = load_platform(args.target)
     backend = get_backend(args.backend or platform.backend)()
-    code_dir = os.path.join(args.output, "code")
-    backend.generate(module, platform, code_dir)
-    with open(os.path.join(code_dir, "network.json")) as f:
-        shape = json.load(f)["input_shape"]
-    if args.input:
-        x = np.fromfile(args.input, dtype="<f4")
-        if x.size < math.prod(shape):
-            raise InputFileError(f"{args.input} holds {x.size} floats, one input needs "
-                                 f"{math.prod(shape)}")
-        x = x[:math.prod(shape)].reshape(shape)
-    else:
-        lo, hi = args.range
-        x = np.random.default_rng(args.seed).uniform(lo, hi, size=shape).astype(np.float32)
-    result = compare(module, code_dir, x, args.threshold)
+    # the program is built and run in there; one that fails to build or run stays to be read
+    with Staged(args.output, "compare", commit_on=(InputFileError,)) as out:
+        code_dir = out.path("code")
+        backend.generate(module, platform, code_dir)
+        with open(os.path.join(code_dir, "network.json")) as f:
+            shape = json.load(f)["input_shape"]
+        if args.input:
+            x = np.fromfile(args.input, dtype="<f4")
+            if x.size < math.prod(shape):
+                raise InputFileError(f"{args.input} holds {x.size} floats, one input needs "
+                                     f"{math.prod(shape)}")
+            x = x[:math.prod(shape)].reshape(shape)
+        else:
+            lo, hi = args.range
+            x = np.random.default_rng(args.seed).uniform(lo, hi, size=shape).astype(np.float32)
+        result = compare(module, code_dir, x, args.threshold)
     rows = result["layers"]
     aw = max([len(r["actor"]) for r in rows] + [5])
     bw = max([len(r["block"]) for r in rows] + [5])

@@ -228,7 +228,8 @@ class _Progress:
 
 
 def cmd_explore(args) -> int:
-    from aloha_ir.errors import PassError
+    from aloha_ir.errors import Interrupted, PassError
+    from aloha_ir.outputs import check_file, check_folder
     from explore.objectives import parse_objectives
     from explore.search import SearchConfig, explore
     from explore.space import load_space
@@ -239,18 +240,30 @@ def cmd_explore(args) -> int:
     config = SearchConfig(args.algorithm, args.budget, args.pop_size, args.seed,
                           batch=max(8, 2 * (args.workers or 1)))
     out = args.output
+    check_folder(out)
     cache_path = args.cache or os.path.join(out, "explore.sqlite")
+    if args.cache:
+        check_file(cache_path)
     models_dir = os.path.join(os.path.dirname(os.path.abspath(cache_path)), "models")
     settings = _settings(args, space, objectives, scenarios, models_dir)
-    os.makedirs(out, exist_ok=True)
     from explore.cache import EvaluationCache
     log = sys.stderr if args.json else sys.stdout
     executor = _executor(args)
     try:
         with EvaluationCache(cache_path) as cache, \
                 _Progress(args.budget, objectives, scenarios[0]) as progress:
-            result = explore(space, settings, scenarios, config, cache=cache, executor=executor,
-                             on_point=progress)
+            context = cache.context(settings.context())
+            if cache.count(context):  # a resumed run, or a new one over points seen before
+                print(f"{cache.count(context)} points from the cache {cache_path} (evaluated "
+                      "before with these settings: not again)", file=sys.stderr)
+            try:
+                result = explore(space, settings, scenarios, config, cache=cache,
+                                 executor=executor, on_point=progress)
+            except KeyboardInterrupt:
+                if executor is not None:
+                    executor.terminate()  # now: a running point would take minutes
+                raise Interrupted(f"{cache.count(context)} points cached in {cache_path}; run "
+                                  "the same command again to resume from them") from None
     finally:
         if executor is not None:
             executor.shutdown(cancel_futures=True)
@@ -315,42 +328,36 @@ def summary_json(result, args, space, cache_path: str) -> dict:
 
 
 def write_outputs(result, space, settings, args, out: str) -> list[str]:
-    """Every file through a temporary and a rename; the model folders are built beside the old
-    ones and swapped in, so an interrupted write leaves the previous outputs whole."""
-    from aloha_ir.textio import write_text
+    """Every output staged and swapped in whole (aloha_ir/outputs.py), so an interrupted write
+    leaves the previous outputs as they were; the cache and its models are not among them."""
+    from aloha_ir.outputs import Staged, write_text
     objs = result.objectives
     fronts = {id(p) for s in result.scenarios for p in s.front}
-    staged = {name: os.path.join(out, f".{name}.new") for name in ("pareto", "scenarios")}
-    for d in staged.values():
-        shutil.rmtree(d, ignore_errors=True)
-        os.makedirs(d)
-    for p in result.points:
-        if id(p) in fronts and p.result and p.result.get("onnx"):
-            dst = os.path.join(staged["pareto"], f"{p.key[:16]}.onnx")
-            shutil.copyfile(p.result["onnx"], dst)
-            p.result = {**p.result, "onnx": os.path.join(out, "pareto", os.path.basename(dst))}
-    for s in result.scenarios:
-        write_text(os.path.join(staged["scenarios"], f"{s.scenario.name}.json"),
-                   json.dumps(s.to_json(objs), indent=1) + "\n")
-        if s.chosen and s.chosen.result.get("onnx"):
-            shutil.copyfile(os.path.join(staged["pareto"], os.path.basename(
-                s.chosen.result["onnx"])), os.path.join(staged["scenarios"],
-                                                        f"{s.scenario.name}.onnx"))
-    written = []
-    for name, tmp in staged.items():
-        final = os.path.join(out, name)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-        written += [os.path.join(final, f) for f in sorted(os.listdir(final))]
-    written.append(write_text(os.path.join(out, "pareto.json"), json.dumps(
-        {"space": space.to_json(), "settings": settings.context(),
-         **summary_json(result, args, space, args.cache)}, indent=1) + "\n"))
-    written.append(_csv(os.path.join(out, "pareto.csv"), result.main.front, objs))
-    written.append(_csv(os.path.join(out, "evaluations.csv"),
-                        sorted(result.points, key=lambda p: p.order), objs))
-    written.append(plot(result, os.path.join(out, "pareto.png"),
-                        plot_title(space, settings, args, result)))
-    return written
+    with Staged(out, "explore", log=sys.stderr) as staged:
+        written = []
+        os.makedirs(staged.path("pareto"))
+        for p in result.points:
+            if id(p) in fronts and p.result and p.result.get("onnx"):
+                name = f"{p.key[:16]}.onnx"
+                shutil.copyfile(p.result["onnx"], staged.path("pareto", name))
+                written.append(staged.path("pareto", name))
+                p.result = {**p.result, "onnx": os.path.join(out, "pareto", name)}
+        for s in result.scenarios:
+            written.append(write_text(staged.path("scenarios", f"{s.scenario.name}.json"),
+                                      json.dumps(s.to_json(objs), indent=1) + "\n"))
+            if s.chosen and s.chosen.result.get("onnx"):
+                written.append(staged.path("scenarios", f"{s.scenario.name}.onnx"))
+                shutil.copyfile(staged.path("pareto", os.path.basename(s.chosen.result["onnx"])),
+                                written[-1])
+        written.append(write_text(staged.path("pareto.json"), json.dumps(
+            {"space": space.to_json(), "settings": settings.context(),
+             **summary_json(result, args, space, args.cache)}, indent=1) + "\n"))
+        written.append(_csv(staged.path("pareto.csv"), result.main.front, objs))
+        written.append(_csv(staged.path("evaluations.csv"),
+                            sorted(result.points, key=lambda p: p.order), objs))
+        written.append(plot(result, staged.path("pareto.png"),
+                            plot_title(space, settings, args, result)))
+    return [staged.final(w) for w in written]
 
 
 def _csv(path: str, points, objectives) -> str:

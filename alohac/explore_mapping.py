@@ -13,7 +13,6 @@ import argparse
 import csv
 import io
 import json
-import os
 import sys
 
 from aloha_ir.errors import UsageError
@@ -57,23 +56,24 @@ def add_parser(sub, epilog: str) -> None:
 
 def cmd_explore_mapping(args) -> int:
     from alohac.main import _input_shapes
-    from aloha_ir.textio import write_text
+    from aloha_ir.outputs import Staged, check_folder, write_text
     from archdesc.loader import load_platform
     from explore.system import SystemSpace, mapping_json, save_mapping, search
     if args.budget < 1:
         raise UsageError(f"--budget {args.budget}: must be >= 1")
     if args.refine < 0:
         raise UsageError(f"--refine {args.refine}: must be >= 0")
+    check_folder(args.output)
     platform = load_platform(args.target)
     space = SystemSpace.load(args.model, platform, args.bits or 0, _input_shapes(args.input_shape))
     result = search(space, args.budget, args.refine, args.seed, progress=True)
-    out = args.output
-    os.makedirs(out, exist_ok=True)
     data = result.to_json()
-    written = [save_mapping(os.path.join(out, "mapping.json"), mapping_json(result)),
-               write_text(os.path.join(out, "pareto.json"), json.dumps(data, indent=1) + "\n"),
-               write_text(os.path.join(out, "pareto.csv"), pareto_csv(result)),
-               pareto_png(result, os.path.join(out, "pareto.png"))]
+    with Staged(args.output, "explore-mapping") as out:
+        written = [save_mapping(out.path("mapping.json"), mapping_json(result)),
+                   write_text(out.path("pareto.json"), json.dumps(data, indent=1) + "\n"),
+                   write_text(out.path("pareto.csv"), pareto_csv(result)),
+                   pareto_png(result, out.path("pareto.png"))]
+    written = [out.final(w) for w in written]
     for w in written:
         print(f"wrote {w}", file=sys.stderr if args.json else sys.stdout)
     if not result.chosen["fits"]:

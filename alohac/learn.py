@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from aloha_ir.errors import UsageError
+from aloha_ir.errors import Interrupted, UsageError
 from passes.execution import data_for_model
 
 DATA_HELP = ("dataset: digits (scikit-learn's 8x8 digits, bundled), mnist:DIR (IDX files, gz or "
@@ -30,9 +30,6 @@ def _model_for_training(spec: str):
 
 def _write_onnx(module, path: str) -> str:
     from backends.onnx.export import save_onnx
-    d = os.path.dirname(path)
-    if d:
-        os.makedirs(d, exist_ok=True)
     save_onnx(module, path)
     return path
 
@@ -40,23 +37,33 @@ def _write_onnx(module, path: str) -> str:
 def cmd_train(args) -> int:
     from backends.torch.module import build
     from backends.torch.train import TrainConfig, evaluate, save_curves, train
+    from aloha_ir.outputs import check_file, staged_file
     if not args.output.endswith(".onnx"):
         raise UsageError("-o must name an .onnx file", hint="e.g. -o out/model.onnx")
+    check_file(args.output)
     module, graph = _model_for_training(args.model)
     splits = data_for_model(_splits(args.data, args.seed), graph)
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                          optimizer=args.optimizer, seed=args.seed, patience=args.patience,
                          subset=args.subset, checkpoint=args.checkpoint)
     model = build(module, logits=True)
-    result = train(model, splits, config, augment=_adversarial(args, graph, splits))
+    try:
+        result = train(model, splits, config, augment=_adversarial(args, graph, splits))
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted):  # it says what the checkpoint holds
+            raise
+        raise Interrupted("nothing written; --checkpoint FILE saves every epoch, so that a "
+                          "rerun resumes") from None
     test = evaluate(model, splits.test)
     model.write_back(module)
-    written = [_write_onnx(module, args.output)]
-    stem = args.output[:-5] + ".curves"
     title = f"{args.model} trained on {args.data}" + (
         f" with {args.adversarial.upper()} L{args.adv_norm} eps {args.adv_eps:g} examples"
         if args.adversarial else "")
-    written += save_curves(result, stem, title) or []
+    with staged_file(args.output, "train") as out:  # the model and its curves, together
+        name = os.path.basename(args.output)
+        written = [_write_onnx(module, out.path(name))]
+        written += save_curves(result, out.path(name[:-5] + ".curves"), title) or []
+    written = [out.final(w) for w in written]
     summary = {"model": args.model, "data": args.data, "accuracy": float(test.accuracy),
                "loss": float(test.loss), "epochs": len(result.history),
                "best_epoch": result.best_epoch, "stopped_early": result.stopped_early,
@@ -165,7 +172,9 @@ def cmd_quantize(args) -> int:
     from frontends.loader import model_stem
     from passes.quantize import QuantizePass, explore_precision
     from backends.onnx.qdq import save_quantized
+    from aloha_ir.outputs import Staged, check_folder
     wbits, abits = _bits(args.bits)
+    check_folder(args.output)
     module, graph = _model_for_training(args.model)
     ctx = make_context()
     ctx.dataset = data_for_model(_splits(args.data, args.seed), graph)
@@ -199,13 +208,14 @@ def cmd_quantize(args) -> int:
         if "phase" in entry:  # the epochs are in the JSON's log; the phases after them here
             print("  " + "  ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in entry.items()), file=out)
-    os.makedirs(args.output, exist_ok=True)
     stem = model_stem(args.model)
-    written = save_module(module, os.path.join(args.output, f"{stem}.mlir"))
-    onnx_path = os.path.join(args.output, f"{stem}.onnx")
-    written += save_quantized(module, onnx_path) or [onnx_path]
+    with Staged(args.output, "quantize") as staged:
+        written = save_module(module, staged.path(f"{stem}.mlir"))
+        onnx_path = staged.path(f"{stem}.onnx")
+        written += save_quantized(module, onnx_path) or [onnx_path]
+    onnx_path = staged.final(onnx_path)
     for w in written:
-        print(f"wrote {w}", file=out)
+        print(f"wrote {staged.final(w)}", file=out)
     print(f"float accuracy {report.float_accuracy:.4f}  quantized (W{wbits}/A{abits}, "
           f"{args.method}) {report.quantized_accuracy:.4f}", file=out)
     if args.json:
@@ -244,9 +254,11 @@ def cmd_prune(args) -> int:
     from aloha_ir.weights import clone_with_weights
     from frontends.loader import model_stem
     from passes.prune import PrunePass
+    from aloha_ir.outputs import Staged, check_folder
     thresholds = _thresholds(args.threshold)
     if args.method == "activity" and len(thresholds) > 1:
         raise UsageError("a threshold sweep goes with --method threshold")
+    check_folder(args.output)
     module, graph = _model_for_training(args.model)
     ctx = make_context()
     ctx.dataset = data_for_model(_splits(args.data, args.seed), graph)
@@ -283,16 +295,16 @@ def cmd_prune(args) -> int:
               "kept": i == kept} for i, (_, r) in enumerate(trials)]
     record = {**report.to_json(), "max_drop": args.max_drop, "selection": selection["reason"],
               "sweep": sweep}
-    os.makedirs(args.output, exist_ok=True)
     stem = model_stem(args.model)
-    written = save_module(chosen, os.path.join(args.output, f"{stem}.mlir"))
-    onnx_path = os.path.join(args.output, f"{stem}.onnx")
-    written.append(_write_onnx(chosen, onnx_path))
-    side = os.path.join(args.output, f"{stem}.prune.json")
-    write_text(side, json.dumps(record, indent=2) + "\n")
-    written.append(side)
+    with Staged(args.output, "prune") as staged:
+        written = save_module(chosen, staged.path(f"{stem}.mlir"))
+        onnx_path = staged.path(f"{stem}.onnx")
+        written.append(_write_onnx(chosen, onnx_path))
+        written.append(write_text(staged.path(f"{stem}.prune.json"),
+                                  json.dumps(record, indent=2) + "\n"))
+    onnx_path = staged.final(onnx_path)
     for w in written:
-        print(f"wrote {w}", file=out)
+        print(f"wrote {staged.final(w)}", file=out)
     if args.json:
         print(json.dumps({"model": args.model, "data": args.data, **record, "onnx": onnx_path}))
     return 0

@@ -209,8 +209,8 @@ def _csdf_markdown(module) -> str:
 
 
 def cmd_compile(args) -> int:
-    from aloha_ir.textio import save_module, write_text
-    from frontends.loader import load_model, model_stem
+    from aloha_ir.outputs import Staged, check_file, check_folder
+    from frontends.loader import load_model
     kinds = _emit_kinds(args.emit or ("nn,c" if args.target else "nn"))
     pipeline = args.pipeline
     if args.mapping and not args.target:
@@ -227,21 +227,34 @@ def cmd_compile(args) -> int:
         pipeline = f"{pipeline},{LOWERING}" if pipeline.strip() else LOWERING
         print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf graph; "
               f"pipeline is now '{pipeline}'", file=sys.stderr)
+    check_folder(args.output)
+    if args.gantt:
+        check_file(args.gantt)
     module = load_model(args.model, _input_shapes(args.input_shape))
     result = _run(args, module, pipeline)
+    with Staged(args.output, "compile") as out:
+        written = _write_compile(args, out, kinds, module, result)
+    for w in written:
+        print(f"wrote {out.final(w)}")
+    return 0
+
+
+def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
+    """Every output of `compile` into the staging folder `out` (swapped in whole at the end)."""
+    from aloha_ir.textio import save_module, write_text
+    from frontends.loader import model_stem
     stem = model_stem(args.model)
-    os.makedirs(args.output, exist_ok=True)
     written = []
     if "nn" in kinds:
-        written += save_module(module, os.path.join(args.output, f"{stem}.mlir"))
+        written += save_module(module, out.path(f"{stem}.mlir"))
     if "onnx" in kinds:
         from backends.onnx.export import save_onnx
-        path = os.path.join(args.output, f"{stem}.onnx")
+        path = out.path(f"{stem}.onnx")
         save_onnx(module, path)
         written.append(path)
-    written += _emit_csdf(module, kinds, args.output, stem)
+    written += _emit_csdf(module, kinds, out.path(), stem)
     if "c" in kinds:
-        written += _emit_code(args, module, result)
+        written += _emit_code(args, module, result, out_dir=out.path())
     cost = result.analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
         text = ""
@@ -249,22 +262,20 @@ def cmd_compile(args) -> int:
             from alohac.report import gantt, markdown, target_figures
             fig = target_figures(result.analyses)
             text += markdown(fig, f"{stem} on {args.target}") + "\n"
-            written.append(write_text(os.path.join(args.output, "report.json"),
+            written.append(write_text(out.path("report.json"),
                                       json.dumps({"model": args.model, **fig}, indent=1) + "\n"))
             if args.gantt:
-                written.append(gantt(result.analyses["analyze-schedule"], args.gantt,
+                written.append(gantt(result.analyses["analyze-schedule"], out.place(args.gantt),
                                      f"{stem} on {args.target}"))
         text += _cost_markdown(cost, f"{stem}: cost report")
         text += _csdf_markdown(module)
-        written.append(write_text(os.path.join(args.output, "report.md"), text))
-    for w in written:
-        print(f"wrote {w}")
-    return 0
+        written.append(write_text(out.path("report.md"), text))
+    return written
 
 
-def _emit_code(args, module, result) -> list[str]:
-    """Generate the platform's code under OUT/code/ with a code-size report. Code was asked for
-    (by --emit c, --backend, or the default --emit with a target), so not writing it is an
+def _emit_code(args, module, result, out_dir: str) -> list[str]:
+    """Generate the platform's code under OUT_DIR/code/ with a code-size report. Code was asked
+    for (by --emit c, --backend, or the default --emit with a target), so not writing it is an
     error, never a note: a build script would otherwise run on without a program."""
     from aloha_ir.errors import UnsupportedError
     from alohac.codesize import write_report
@@ -278,7 +289,7 @@ def _emit_code(args, module, result) -> list[str]:
                                hint="`alohac list backends`; pass --backend NAME, or --emit "
                                "without c to compile without code")
     backend = get_backend(name)(weights=args.weights)
-    code_dir = os.path.join(args.output, "code")
+    code_dir = os.path.join(out_dir, "code")
     try:
         generated = backend.generate(module, platform, code_dir)
     except UnsupportedError as e:
@@ -290,11 +301,15 @@ def _emit_code(args, module, result) -> list[str]:
 
 
 def cmd_opt(args) -> int:
+    from aloha_ir.outputs import check_file, staged_file
     from aloha_ir.textio import load_module, print_module, save_module
+    if args.output:
+        check_file(args.output)
     module = load_module(args.file)
     _pass_manager(args, args.pipeline).run(module)
     if args.output:
-        save_module(module, args.output)
+        with staged_file(args.output, "opt") as out:  # the IR and its weights, both or neither
+            save_module(module, out.path(os.path.basename(args.output)))
     else:
         sys.stdout.write(print_module(module))
     return 0
@@ -348,6 +363,9 @@ def cmd_analyze(args) -> int:
 
 def _analyze_target(args, module) -> int:
     from alohac.report import gantt, markdown, target_figures
+    if args.gantt:
+        from aloha_ir.outputs import check_file
+        check_file(args.gantt)
     result = _run(args, module, _with_target(args, args.pipeline, "canonicalize",
                                               timeline=bool(args.gantt)))
     fig = target_figures(result.analyses)
@@ -595,8 +613,9 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"alohac: {e.kind}: {e.one_line()}", file=sys.stderr)
         return e.exit_code
-    except KeyboardInterrupt:
-        print("alohac: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as e:
+        detail = getattr(e, "detail", "")
+        print("alohac: interrupted" + (f"; {detail}" if detail else ""), file=sys.stderr)
         return 130
     except Exception as e:  # a compiler bug: one line unless --debug
         if args.debug:

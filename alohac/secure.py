@@ -178,8 +178,9 @@ def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3
 def cmd_secure(args) -> int:
     from passes.security import (SecurityConfig, evaluate, parse_eps, parse_range,
                                  plot_curves)
+    from aloha_ir.outputs import Staged, check_folder, write_text
     input_scale = parse_range(args.input_scale)
-    os.makedirs(args.output, exist_ok=True)
+    check_folder(args.output)
     if args.transfer:
         saved = load_adversarial(args.transfer)
         from backends.reference import graph_of
@@ -189,10 +190,9 @@ def cmd_secure(args) -> int:
         rng = model_range(graph_of(module), input_scale, (0.0, 1.0))
         name = os.path.splitext(os.path.basename(args.model.removeprefix("zoo:")))[0]
         result = transfer(module, saved, rng, name)
-        path = os.path.join(args.output, "transfer.json")
-        with open(path, "w") as f:
-            json.dump(result, f, indent=1)
-        _print(args, result, [path])
+        with Staged(args.output, "secure") as out:
+            path = write_text(out.path("transfer.json"), json.dumps(result, indent=1))
+        _print(args, result, [out.final(path)])
         return 0
     config = SecurityConfig(attack=args.attack, norm=args.norm,
                             eps=tuple(parse_eps(args.eps)) if args.eps else None,
@@ -213,34 +213,33 @@ def cmd_secure(args) -> int:
                                    f"{min(len(x01), cfg.samples)} attacked at "
                                    f"{len(cfg.eps)} epsilons", completed=done, total=total),
                                keep_adversarial=keep)
-    written = []
     n = report.samples
-    if args.save_adversarial:
-        meta = {"source_model": args.model, "data": args.data, "attack": report.attack,
-                "norm": report.norm, "eps": report.eps, "seed": args.seed,
-                "steps": report.steps, "samples": n, "mode": report.mode,
-                "warm_start": report.warm_start, "input_range": list(rng)}
-        written.append(save_adversarial(os.path.join(args.output, "adversarial.npz"), x01[:n],
-                                        y[:n], report.eps, adv, meta))
-    if args.examples and adv is not None:
-        p = examples_figure(module, x01[:n], y[:n], report.eps, adv, rng,
-                            os.path.join(args.output, "examples.png"), k=args.examples,
-                            title=title_of(args, module, report))
-        if p:
-            written.append(p)
-        else:
-            report.warnings.append("no example images: the inputs are not images (N, 1|3, H, W)")
-    written.append(plot_curves([report], os.path.join(args.output, "security.png"),
-                               title_of(args, module, report)))
-    path = os.path.join(args.output, "security.json")
-    result = report.to_json()
-    result["seconds"] = time.perf_counter() - t0
-    result["data"] = args.data
-    result["steps_per_eps"] = cfg.steps
-    with open(path, "w") as f:
-        json.dump(result, f, indent=1)
-    written.insert(0, path)
-    _print(args, result, written)
+    with Staged(args.output, "secure") as out:
+        written = []
+        if args.save_adversarial:
+            meta = {"source_model": args.model, "data": args.data, "attack": report.attack,
+                    "norm": report.norm, "eps": report.eps, "seed": args.seed,
+                    "steps": report.steps, "samples": n, "mode": report.mode,
+                    "warm_start": report.warm_start, "input_range": list(rng)}
+            written.append(save_adversarial(out.path("adversarial.npz"), x01[:n], y[:n],
+                                            report.eps, adv, meta))
+        if args.examples and adv is not None:
+            p = examples_figure(module, x01[:n], y[:n], report.eps, adv, rng,
+                                out.path("examples.png"), k=args.examples,
+                                title=title_of(args, module, report))
+            if p:
+                written.append(p)
+            else:
+                report.warnings.append("no example images: the inputs are not images "
+                                       "(N, 1|3, H, W)")
+        written.append(plot_curves([report], out.path("security.png"),
+                                   title_of(args, module, report)))
+        result = report.to_json()
+        result["seconds"] = time.perf_counter() - t0
+        result["data"] = args.data
+        result["steps_per_eps"] = cfg.steps
+        written.insert(0, write_text(out.path("security.json"), json.dumps(result, indent=1)))
+    _print(args, result, [out.final(w) for w in written])
     return 0
 
 

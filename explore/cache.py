@@ -251,6 +251,12 @@ class EvaluationCache:
                                       "ORDER BY rowid", (context,)).fetchall()
         return [(k, json.loads(g), json.loads(r)) for k, g, r in rows]
 
+    def count(self, context: str) -> int:
+        """Points stored under `context`."""
+        with self._lock:
+            return self._db().execute("SELECT count(*) FROM points WHERE context=?",
+                                      (context,)).fetchone()[0]
+
     def context(self, settings: dict) -> str:
         """`context_key(settings)`, recording the settings so the file tells what it holds."""
         key = context_key(settings)

@@ -19,6 +19,8 @@ pending future fails. Here a death costs only the point that was running:
   task. Task functions must be importable on the workers.
 
 `map_unordered` yields (index, result or exception) as evaluations finish, whatever the executor.
+Every executor has `terminate()`, the stop for Ctrl-C: queued tasks are cancelled and running ones
+killed (local workers) or cancelled (Dask) instead of awaited -- an evaluation may take minutes.
 """
 
 from __future__ import annotations
@@ -537,6 +539,10 @@ class SerialExecutor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
 
+    def terminate(self) -> None:
+        """Nothing runs in the background: as shutdown()."""
+        self.shutdown()
+
 
 # -- Dask ---------------------------------------------------------------------------------------
 
@@ -624,6 +630,10 @@ class DaskExecutor(cf.Executor):
         for future in mine:
             self._cancel(future)
         self.client.close()
+
+    def terminate(self) -> None:
+        """Cancel every task now, running ones included (the cluster itself stays up)."""
+        self.shutdown(wait=False, cancel_futures=True)
 
 
 def dask_executor(address: str, timeout: float = 5.0) -> DaskExecutor:

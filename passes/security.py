@@ -281,6 +281,24 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) 
     return out
 
 
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is the main process's to handle (it stops the workers)."""
+    import signal
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _kill_workers(pool) -> None:
+    """Stop a ProcessPoolExecutor's workers now, not after their chunks (Python 3.14 has
+    kill_workers; before it, the pool's own process table)."""
+    kill = getattr(pool, "kill_workers", None)
+    if kill is not None:
+        kill()
+        return
+    for process in list((getattr(pool, "_processes", None) or {}).values()):
+        process.kill()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
 def _worker(job: dict) -> dict:
     """A worker process: load the saved module, evaluate one chunk."""
     import torch
@@ -325,13 +343,17 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
             jobs = [{"path": path, "range": input_range, "x": x01[s:s + CHUNK],
                      "y": y[s:s + CHUNK], "cfg": cfg, "seed": cfg.seed + i}
                     for i, s in enumerate(starts)]
-            with cf.ProcessPoolExecutor(min(cfg.workers, len(jobs)),
+            with cf.ProcessPoolExecutor(min(cfg.workers, len(jobs)), initializer=_ignore_sigint,
                                         mp_context=mp.get_context("spawn")) as pool:
-                futures = {pool.submit(_worker, job): i for i, job in enumerate(jobs)}
-                for done, fut in enumerate(cf.as_completed(futures), 1):
-                    parts[futures[fut]] = fut.result()
-                    if progress:
-                        progress(done, len(jobs))
+                try:
+                    futures = {pool.submit(_worker, job): i for i, job in enumerate(jobs)}
+                    for done, fut in enumerate(cf.as_completed(futures), 1):
+                        parts[futures[fut]] = fut.result()
+                        if progress:
+                            progress(done, len(jobs))
+                except BaseException:  # Ctrl-C or a failed chunk: the others are not awaited
+                    _kill_workers(pool)
+                    raise
     else:
         model = torch_model(module, *input_range)
         for i, s in enumerate(starts):

@@ -81,3 +81,11 @@ def slow_square(x, seconds=0.05):
 
 def failing_initializer():
     raise RuntimeError("no data here")
+
+
+def start_and_hang(*_args):
+    """Mark that this worker has started a task (a file named by its pid in $ALOHA_TEST_FLAGS),
+    then never finish: what a long evaluation looks like from outside."""
+    import threading
+    open(os.path.join(os.environ["ALOHA_TEST_FLAGS"], f"{os.getpid()}.started"), "w").close()
+    threading.Event().wait()

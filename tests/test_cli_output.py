@@ -8,7 +8,6 @@ import argparse
 import contextlib
 import io
 import json
-import os
 import re
 import subprocess
 import sys

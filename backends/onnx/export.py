@@ -15,7 +15,6 @@ value an input port stands for (`input_value`) and the parameters an activation 
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import onnx
@@ -245,7 +244,7 @@ def export_onnx(module: ModuleOp) -> onnx.ModelProto:
 
 
 def save_onnx(module: ModuleOp, path: str) -> None:
+    from aloha_ir.outputs import atomic_path
     model = export_onnx(module)
-    tmp = f"{path}.tmp"
-    onnx.save(model, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        onnx.save(model, tmp)

@@ -22,6 +22,7 @@ import json
 import math
 import os
 import pickle
+import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -32,8 +33,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from aloha_ir.console import Progress
-from aloha_ir.errors import InputFileError, PassError, UsageError
-from aloha_ir.textio import write_bytes
+from aloha_ir.errors import InputFileError, Interrupted, PassError, UsageError
+from aloha_ir.outputs import write_bytes
 from backends.torch.metrics import Metrics, confusion_matrix, metrics_from
 from frontends.datasets import Dataset, Splits
 
@@ -178,6 +179,7 @@ class _Run:
         np.random.seed(config.seed)
         self.optimizer = _optimizer(model, config)
         self.epoch, self.history = 0, []
+        self.saved_epoch = 0  # the epoch the checkpoint file holds
         self.best_state, self.best_epoch, self.best_score, self.since_best = None, 0, -math.inf, 0
         self.stop_reason: str | None = None
         self.rng = _rng_state()
@@ -189,10 +191,18 @@ class _Run:
         """Train up to epoch `until` unless stopped; returns the number of epochs trained."""
         start = self.epoch
         _set_rng_state(self.rng)
-        with Progress(self.config.label, total=until, enabled=self.config.progress) as bar:
-            bar.update(completed=self.epoch)
-            while self.epoch < until and self.stop_reason is None:
-                self._epoch(self.epoch + 1, bar)
+        try:
+            with Progress(self.config.label, total=until, enabled=self.config.progress) as bar:
+                bar.update(completed=self.epoch)
+                while self.epoch < until and self.stop_reason is None:
+                    self._epoch(self.epoch + 1, bar)
+        except KeyboardInterrupt as e:
+            path = self.config.checkpoint
+            if not path or isinstance(e, Interrupted):
+                raise
+            raise Interrupted(f"{path} holds epoch {self.saved_epoch}; run the same command "
+                              "again to resume from it" if self.saved_epoch else
+                              f"no epoch finished, so {path} was not written") from None
         return self.epoch - start
 
     def finish(self) -> TrainResult:
@@ -283,7 +293,8 @@ class _Run:
             state["callback"] = self.on_epoch.state_dict()
         buf = io.BytesIO()
         torch.save(state, buf)
-        write_bytes(os.fspath(self.config.checkpoint), buf.getvalue())
+        write_bytes(os.fspath(self.config.checkpoint), buf.getvalue())  # whole, or the old one
+        self.saved_epoch = self.epoch
 
     def _resume(self, path: str) -> None:
         try:
@@ -307,6 +318,8 @@ class _Run:
         self.best_score, self.since_best = ck["best_score"], ck["since_best"]
         if hasattr(self.on_epoch, "load_state_dict") and "callback" in ck:
             self.on_epoch.load_state_dict(ck["callback"])
+        self.saved_epoch = self.epoch
+        print(f"resumed from epoch {self.epoch} ({path})", file=sys.stderr)
 
 
 def _training_set(ds: Dataset, config: TrainConfig) -> Dataset:
@@ -433,12 +446,8 @@ def save_curves(result: TrainResult, stem: str, title: str = "") -> tuple[str, s
     png = io.BytesIO()
     fig.savefig(png, format="png", dpi=100)
     text = json.dumps(result.to_json(), indent=1) + "\n"
-    try:
-        return (write_bytes(f"{stem}.json", text.encode()),
-                write_bytes(f"{stem}.png", png.getvalue()))
-    except OSError as e:
-        raise UsageError(f"cannot write the training curves {stem}.json/.png: {e.strerror or e}") \
-            from None
+    return (write_bytes(f"{stem}.json", text.encode()),
+            write_bytes(f"{stem}.png", png.getvalue()))
 
 
 @dataclass(frozen=True)

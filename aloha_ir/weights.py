@@ -76,7 +76,7 @@ class ConstTensor:
         shape = tuple(self.shape[p] for p in perm)
         if self.splat is not None:
             return ConstTensor(shape, splat=self.splat)
-        return ConstTensor(shape, array=np.ascontiguousarray(self.materialize().transpose(perm)))
+        return ConstTensor(shape, array=c_float32(self.materialize().transpose(perm)))
 
     def elementwise(self, other: "ConstTensor", fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
                     ) -> "ConstTensor":
@@ -102,6 +102,12 @@ class ConstTensor:
         return ConstTensor.of(fn(self.materialize()))
 
 
+def c_float32(array) -> np.ndarray:
+    """`array` as C-contiguous float32 with its shape kept: np.ascontiguousarray would turn a
+    scalar (shape ()) into shape (1,), which then contradicts its nn.const's type."""
+    return np.require(array, dtype=np.float32, requirements="C")
+
+
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
@@ -118,7 +124,7 @@ class WeightStore:
         while key in self.arrays:
             key = f"{base}.{i}"
             i += 1
-        self.arrays[key] = np.ascontiguousarray(array, dtype=np.float32)
+        self.arrays[key] = c_float32(array)
         return key
 
     def __getitem__(self, key: str) -> np.ndarray:

@@ -416,3 +416,58 @@ def test_resize_matches_onnxruntime(case):
                 assert v == lo == hi
             else:
                 assert lo - 1e-5 <= v <= hi + 1e-5
+
+
+# --- issue 18 item 20: scalar constants keep shape () ---------------------------------------------
+
+def _scalar_model(conv: bool) -> onnx.ModelProto:
+    """y = x + 1.5 as torch exports it (a rank-0 initializer), with more scalars around a conv."""
+    scalar = {n: numpy_helper.from_array(np.array(v, np.float32), n)
+              for n, v in (("c", 1.5), ("k", 0.5), ("s", 0.25), ("d", 4.0))}
+    nodes = [helper.make_node("Add", ["x", "c"], ["a"], name="add")]
+    inits = [scalar["c"]]
+    last = "a"
+    if conv:
+        w = np.random.default_rng(1).standard_normal((4, 3, 3, 3)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, "w"), scalar["k"], scalar["s"], scalar["d"]]
+        nodes += [helper.make_node("Conv", ["a", "w"], ["cv"], name="conv", pads=[1, 1, 1, 1]),
+                  helper.make_node("Mul", ["cv", "k"], ["m"], name="mul"),
+                  helper.make_node("Sub", ["m", "s"], ["sb"], name="sub"),
+                  helper.make_node("Relu", ["sb"], ["r"], name="relu"),
+                  helper.make_node("Div", ["r", "d"], ["dv"], name="div")]
+        last = "dv"
+    nodes.append(helper.make_node("Identity", [last], ["y"]))
+    return _tiny(nodes, [_vi("x", [1, 3, 6, 6])], [_vi("y", None)], inits)
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["x+1.5", "scalars-around-conv"])
+def test_scalar_constants_survive_export_and_match_onnxruntime(conv, tmp_path):
+    """Before: the weight store stored shape () as (1,), and export failed with exit 7."""
+    model = _scalar_model(conv)
+    module = import_model(model, source="scalar.onnx")
+    c = next(op for op in module.walk() if isinstance(op, nn.ConstOp) and
+             nn.shape_of(op.output) == ())
+    from aloha_ir.weights import weights_of
+    assert weights_of(module)[c.blob.data].shape == ()
+    _check_equivalent(model, "scalar.onnx", tol=1e-6)
+    # through the files: save, reload (the sidecar keeps the shape), export
+    from aloha_ir.textio import load_module, save_module
+    save_module(module, str(tmp_path / "scalar.mlir"))
+    again = load_module(str(tmp_path / "scalar.mlir"))
+    feeds = {"x": np.random.default_rng(2).uniform(-1, 1, (1, 3, 6, 6)).astype(np.float32)}
+    (ours,), (ref,) = run_ort(export_onnx(again), feeds), run_ort(model, feeds)
+    assert np.abs(ours - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max())
+
+
+def test_scalar_constant_in_generated_c_matches_onnxruntime(tmp_path):
+    from codegen_helpers import build, generate, have_gcc, run
+    if not have_gcc():
+        pytest.skip("gcc/make not available")
+    model = _scalar_model(conv=True)
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 6, 6)).astype(np.float32)
+    (ref,) = run_ort(model, {"x": x})
+    code = generate(import_model(model, source="scalar.onnx"), "host-cpu", str(tmp_path))
+    build(code)
+    r, y = run(code, x)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)

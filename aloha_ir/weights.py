@@ -152,6 +152,27 @@ class WeightStore:
             np.savez(f, **chosen)
         os.replace(tmp, path)
 
+    def check(self, expected: dict[str, tuple[int, ...]], source: str) -> None:
+        """Refuse a sidecar that does not hold what the IR references: each key present, float32,
+        of the nn.const's shape, finite (a NaN weight would silently poison every output)."""
+        for key, shape in sorted(expected.items()):
+            if key not in self.arrays:
+                raise InputFileError(f"weight '{key}' is missing", where=source,
+                                     hint="the .weights.npz does not belong to this .mlir")
+            a = self.arrays[key]
+            if a.dtype != np.float32:
+                raise InputFileError(f"weight '{key}' is {a.dtype}, expected float32", where=source,
+                                     hint="save the arrays as float32")
+            if tuple(a.shape) != tuple(shape):
+                raise InputFileError(f"weight '{key}' has shape {list(a.shape)}, its nn.const says "
+                                     f"{list(shape)}", where=source,
+                                     hint="the .weights.npz does not belong to this .mlir")
+            finite = np.isfinite(a)
+            if not finite.all():
+                bad = int(a.size - np.count_nonzero(finite))
+                raise InputFileError(f"weight '{key}' holds {bad} NaN or infinite value"
+                                     f"{'s' if bad > 1 else ''}", where=source)
+
     @staticmethod
     def load(path: str) -> "WeightStore":
         try:

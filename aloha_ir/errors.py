@@ -76,6 +76,27 @@ class UsageError(AlohaError):
     kind = "usage error"
 
 
+class AlohaWarning(UserWarning):
+    """Something the compiler did that changes what the user gave it (a float16 input computed in
+    float32): said once, on standard error, as `alohac: warning: ...`."""
+
+
+def show_warnings_as_one_line() -> None:
+    """Format AlohaWarnings as the driver prints errors: one line, without our source line.
+    (Only the format changes, so warnings.catch_warnings(record=True) still records them.)"""
+    import warnings
+    original = warnings.formatwarning
+    if getattr(original, "aloha", False):
+        return
+
+    def one_line(message, category, filename, lineno, line=None):
+        if issubclass(category, AlohaWarning):
+            return f"alohac: warning: {' '.join(str(message).split())}\n"
+        return original(message, category, filename, lineno, line)
+    one_line.aloha = True
+    warnings.formatwarning = one_line
+
+
 ERROR_CLASSES = (UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,
                  IRVerifyError, PassError)
 

@@ -240,6 +240,10 @@ def cmd_compile(args) -> int:
                                      f"{stem} on {args.target}"))
         text += _cost_markdown(cost, f"{stem}: cost report")
         text += _csdf_markdown(module)
+        from aloha_ir import interface
+        changed = interface.notes(module)  # what computing in float32 changes at the boundary
+        if changed:
+            text += "\n## Interface\n\n" + "".join(f"- {n}\n" for n in changed)
         written.append(write_text(os.path.join(args.output, "report.md"), text))
     for w in written:
         print(f"wrote {w}")
@@ -510,6 +514,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aloha_ir.errors import show_warnings_as_one_line
+    show_warnings_as_one_line()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):

@@ -14,7 +14,7 @@ from xdsl.dialects.builtin import StringAttr
 from aloha_ir import shapes
 from aloha_ir.dialects import nn
 from aloha_ir.weights import ConstTensor
-from frontends.onnx.importer import ImportContext, attrs, converter
+from frontends.onnx.importer import FLOAT_TYPES, ImportContext, type_name, attrs, converter
 
 
 def _norm_axis(axis: int, rank: int) -> int:
@@ -602,15 +602,19 @@ def gather(ctx, node):
 @converter("Cast")
 def cast(ctx, node):
     x = node.input[0]
-    to = onnx.helper.tensor_dtype_to_np_dtype(int(attrs(node)["to"]))
+    elem = int(attrs(node)["to"])
     if ctx.is_const(x):
-        arr = ctx.value(x).astype(to)
+        arr = ctx.value(x).astype(onnx.helper.tensor_dtype_to_np_dtype(elem))
         ctx.set_const(node.output[0], ConstTensor.of(arr) if arr.dtype.kind == "f" else arr)
-    elif np.dtype(to) == np.float32:
-        ctx.alias(node.output[0], x)
-    else:
-        raise ctx.unsupported(f"Cast of a run-time tensor to {np.dtype(to)} is not supported; "
-                              "supported: float32")
+        return
+    if elem not in FLOAT_TYPES:
+        raise ctx.unsupported(f"Cast of a run-time tensor to {type_name(elem)} is not "
+                              "supported; supported: float types (computed in float32)")
+    # run-time values are float32 (an integer graph input only reaches here through this Cast)
+    if elem != onnx.TensorProto.FLOAT:
+        ctx.warn(f"the Cast to {type_name(elem)} is not applied: the compiler keeps float32, "
+                 f"so results differ from a {type_name(elem)} run by its rounding")
+    ctx.alias(node.output[0], x)
 
 
 @converter("Slice")

@@ -12,6 +12,7 @@ from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
 from aloha_ir.context import make_context
+from aloha_ir.shapes import MAX_ELEMENTS, numel
 from aloha_ir.errors import InputFileError, IRParseError, IRVerifyError
 from aloha_ir.weights import WeightStore, attach_weights, sidecar_path, weights_of
 
@@ -54,8 +55,27 @@ def _utf8_strings_are_strings() -> None:
     MLIRLexer._lex_string_literal = lex_string_literal
 
 
+def _bounded_integer_widths() -> None:
+    """xDSL accepts any integer type width and checks attribute values against 2**width, so a
+    one-token typo (`: i64294967297`) allocated gigabytes while parsing (found by tests/test_fuzz.py).
+    Widths are bounded as MLIR bounds them (IntegerType::kMaxWidth, 2**24 - 1)."""
+    from xdsl.dialects.builtin import IntegerType
+    verify = IntegerType.verify
+    if getattr(verify, "_aloha_bounded", False):
+        return
+
+    def bounded(self):
+        if self.width.data > (1 << 24) - 1:
+            raise VerifyException(f"integer type width {self.width.data} exceeds MLIR's limit "
+                                  f"of {(1 << 24) - 1} bits")
+        verify(self)
+    bounded._aloha_bounded = True
+    IntegerType.verify = bounded
+
+
 _harden_string_lexer()
 _utf8_strings_are_strings()
+_bounded_integer_widths()
 
 
 def print_module(module: ModuleOp) -> str:
@@ -102,7 +122,15 @@ def _parse_message(e: ParseError, text: str) -> str:
 
 
 def verify_module(module: ModuleOp, where: str = "") -> None:
-    """xDSL's full verification, as an IRVerifyError naming the op."""
+    """xDSL's full verification, as an IRVerifyError naming the op; tensors larger than the
+    compiler handles are refused before any pass materialises them."""
+    for op in module.walk():
+        for r in op.results:
+            if isinstance(r.type, TensorType) and \
+                    numel(r.type.get_shape()) > MAX_ELEMENTS:
+                raise IRVerifyError(f"{op.name}: tensor {list(r.type.get_shape())} has more than "
+                                    f"{MAX_ELEMENTS:,} elements, more than the compiler handles",
+                                    where=where or None)
     try:
         module.verify()
     except VerifyException as e:

@@ -302,6 +302,7 @@ _DESCRIBE_TYPE = {"int": "a non-negative integer", "posint": "an integer >= 1",
 # model, so it is refused: leave an optional line out instead.
 ZERO_ALLOWED = ("power", "time", "energy")
 MAX_INT = 2 ** 31 - 1  # counts and sizes end up as C ints
+MAX_UNITS = 1024  # units of one PE: the map pass tries every unit for every actor
 
 
 def _one(typ: str, v: tuple):
@@ -404,6 +405,9 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
             raise ArchError(f"pe {sec.name} needs 'clock' or operating points", where=sec.pos)
         clock = points[0].clock_hz
     count = _get(sec, s, "count", 1)
+    if count > MAX_UNITS:
+        raise ArchError(f"pe {sec.name}: count {count} is more units than the mapper handles "
+                        f"(at most {MAX_UNITS})", where=sec.props["count"].pos)
     common = dict(name=sec.name or "", kind=sec.type, count=count, ops=ops, clock_hz=clock,
                   active_w=_get(sec, s, "active_power", 0.0),
                   idle_w=_get(sec, s, "idle_power", 0.0), operating_points=points)

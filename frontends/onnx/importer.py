@@ -24,7 +24,7 @@ from xdsl.dialects.builtin import ArrayAttr, ModuleOp, StringAttr, TensorType, f
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
-from aloha_ir import interface
+from aloha_ir import interface, shapes
 from aloha_ir.consts import make_const
 from aloha_ir.cost import count_params
 from aloha_ir.dialects.nn import (GraphOp, InputOp, NnOp, OutputOp, floats_attr, int_attr,
@@ -90,6 +90,7 @@ class ImportContext:
         if any(d < 1 for d in key):
             raise self.shape_error(f"the result would be an empty tensor {list(key)}; the "
                                    "compiler needs every dimension >= 1")
+        self.check_size(key)
         t = self._types.get(key)
         if t is None:
             t = self._types[key] = TensorType(f32, key)
@@ -178,7 +179,14 @@ class ImportContext:
             self.consts[output] = self.consts[source]
 
     def set_const(self, output: str, value: ConstTensor | np.ndarray) -> None:
+        self.check_size(value.shape)
         self.consts[output] = value
+
+    def check_size(self, shape: Sequence[int]) -> None:
+        """Refuse a tensor larger than the compiler handles before anything materialises it."""
+        if shapes.numel(shape) > shapes.MAX_ELEMENTS:
+            raise self.shape_error(f"tensor {list(shape)} has more than {shapes.MAX_ELEMENTS:,} "
+                                   "elements, more than the compiler handles")
 
 
 # --- helpers for converters -----------------------------------------------------------------------

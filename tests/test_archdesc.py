@@ -312,3 +312,9 @@ def test_zero_size_grid_and_kernels_are_refused():
     assert "grid must be at least 1x1, got 0x4" in str(_error(text))
     assert "multipliers must be an integer >= 1" in str(
         _error(text.replace("grid = 0x4", "grid = 2x2").replace("= 27", "= 0")))
+
+
+def test_a_unit_count_the_mapper_cannot_handle_is_refused():
+    """Found by fuzzing: `count = 2147483647` made the map pass enumerate billions of units."""
+    e = _error(MINIMAL.replace("count = 2", "count = 2147483647"))
+    assert "at most 1024" in str(e) and "bad.arch:7:" in str(e)

@@ -135,3 +135,19 @@ def test_a_reader_closing_the_pipe_early_is_no_internal_error():
     p.stdout.close()  # the reader is gone before the first write: deterministic EPIPE
     err = p.stderr.read().decode()
     assert p.wait(timeout=60) == 141 and err == ""
+
+
+def test_absurd_sizes_in_ir_text_are_refused_before_anything_is_allocated(saved_lenet):
+    """Found by fuzzing: `: i64294967297` allocated gigabytes in the parser (2**width), and a
+    4294967297-element tensor would be materialised by the first pass that needs its values."""
+    from aloha_ir.errors import IRVerifyError
+    text = open(saved_lenet).read()
+    with pytest.raises(IRParseError, match="exceeds MLIR's limit"):
+        parse_module(text.replace("imported_params = 61708 : i64",
+                                  "imported_params = 61708 : i64294967297"), "w.mlir")
+    big = text.replace("tensor<1x1x28x28xf32>", "tensor<4294967297x1x28x28xf32>", 1)
+    assert big != text
+    with open(saved_lenet, "w") as f:
+        f.write(big)
+    with pytest.raises(IRVerifyError, match="more than 2,147,483,647 elements"):
+        load_module(saved_lenet)

@@ -459,6 +459,14 @@ def test_scalar_constants_survive_export_and_match_onnxruntime(conv, tmp_path):
     feeds = {"x": np.random.default_rng(2).uniform(-1, 1, (1, 3, 6, 6)).astype(np.float32)}
     (ours,), (ref,) = run_ort(export_onnx(again), feeds), run_ort(model, feeds)
     assert np.abs(ours - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max())
+    # and the torch executor (training, attacks, accuracy) computes the same
+    import torch
+
+    from backends.torch.module import build
+    with torch.no_grad():
+        y = build(again)(torch.from_numpy(feeds["x"]))
+    y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+    assert np.abs(y - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
 
 
 def test_scalar_constant_in_generated_c_matches_onnxruntime(tmp_path):

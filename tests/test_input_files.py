@@ -4,6 +4,7 @@ mistake is one AlohaError with its exit code, never an internal error (issue 18 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -151,3 +152,18 @@ def test_absurd_sizes_in_ir_text_are_refused_before_anything_is_allocated(saved_
         f.write(big)
     with pytest.raises(IRVerifyError, match="more than 2,147,483,647 elements"):
         load_module(saved_lenet)
+
+
+def test_exec_times_that_do_not_cover_the_phases_are_a_verify_error(tmp_path, capsys):
+    """Found by fuzzing: `exec_times = array<i64: 0, 0>` on an actor of 8 phases passed the
+    verifier and the schedule failed with IndexError (exit 1)."""
+    assert main(["compile", "zoo:lenet5", "--target", "host-cpu", "--emit", "csdf",
+                 "-o", str(tmp_path)]) == 0
+    capsys.readouterr()
+    path = tmp_path / "lenet5.csdf.mlir"
+    text = path.read_text()
+    bad = re.sub(r"exec_times = array<i64: (\d+), ", "exec_times = array<i64: 0, ", text, count=1)
+    assert bad != text
+    path.write_text(bad)
+    assert main(["opt", str(path), "-p", "analyze-schedule"]) == 7
+    assert "exec_times has a run of 0 phases" in capsys.readouterr().err

@@ -633,3 +633,18 @@ def test_float16_and_double_inputs_compute_in_float32_with_the_change_stated(ele
     assert r.returncode == 0, r.stderr
     assert f"alohac: warning: {tmp_path / 'm.onnx'}: input 'x' is {name}" in r.stderr
     assert f"input 'x' is {name}" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_an_op_or_output_of_constants_only_is_refused_at_import():
+    """Found by fuzzing: ReduceMean of an initializer, or a constant graph output, imported and
+    then crashed the lowering with KeyError (exit 1)."""
+    w = numpy_helper.from_array(np.ones((1, 4), np.float32), "w")
+    m = _tiny([helper.make_node("ReduceMean", ["w"], ["m"], name="mean", axes=[1]),
+               helper.make_node("Add", ["x", "m"], ["y"])],
+              [_vi("x", [1, 4])], [_vi("y", None)], [w])
+    with pytest.raises(UnsupportedError, match="'mean' .*computes on constants only"):
+        import_model(m)
+    m = _tiny([helper.make_node("Identity", ["w"], ["c"]), helper.make_node("Relu", ["x"], ["y"])],
+              [_vi("x", [1, 4])], [_vi("y", None), _vi("c", None)], [w])
+    with pytest.raises(UnsupportedError, match="graph output 'c' is a constant"):
+        import_model(m)

@@ -64,6 +64,7 @@ class ImportContext:
     values: dict[str, SSAValue] = field(default_factory=dict)
     consts: dict[str, ConstTensor | np.ndarray] = field(default_factory=dict)
     const_ops: dict[str, SSAValue] = field(default_factory=dict)
+    runtime: set[SSAValue] = field(default_factory=set)  # values computed from the inputs
     node: onnx.NodeProto | None = None
     _types: dict[tuple, TensorType] = field(default_factory=dict)
 
@@ -162,6 +163,12 @@ class ImportContext:
                 op.check()
             except VerifyException as e:
                 raise self.shape_error(str(e).splitlines()[0]) from None
+        if op.operands and not any(v in self.runtime for v in op.operands):
+            # the lowering makes actors of ops fed by the input; an op of constants is no actor
+            raise self.unsupported(f"{self.node.op_type if self.node else op.name} computes on "
+                                   "constants only; supported: constant subgraphs of shapes, "
+                                   "elementwise arithmetic and data movement (folded)")
+        self.runtime.update(op.results)
         self.ops.append(op)
         if not op.results:
             return None
@@ -389,6 +396,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
         if input_ranges and vi.name in input_ranges:
             props["value_range"] = floats_attr(input_ranges[vi.name])
         op = InputOp.create(result_types=[ctx.tensor_type(shape)], properties=props)
+        ctx.runtime.add(op.results[0])
         if elem != T.FLOAT:
             op.attributes[interface.INPUT_TYPE] = StringAttr(type_name(elem))
         ctx.ops.append(op)
@@ -427,7 +435,9 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
         if vo.name in ctx.values:
             outs.append(ctx.values[vo.name])
         elif vo.name in ctx.consts:
-            outs.append(ctx.operand(vo.name))
+            raise UnsupportedError(f"graph output '{vo.name}' is a constant: it does not depend "
+                                   "on any input; supported: outputs computed from the inputs",
+                                   where=source)
         else:
             raise ShapeError(f"graph output '{vo.name}' is never produced", where=source)
         ports.append(StringAttr(vo.name))

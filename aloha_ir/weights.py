@@ -167,9 +167,11 @@ class WeightStore:
                 raise InputFileError(f"weight '{key}' has shape {list(a.shape)}, its nn.const says "
                                      f"{list(shape)}", where=source,
                                      hint="the .weights.npz does not belong to this .mlir")
-            finite = np.isfinite(a)
-            if not finite.all():
-                bad = int(a.size - np.count_nonzero(finite))
+            flat, bad = a.reshape(-1), 0
+            for i in range(0, flat.size, 1 << 22):  # chunks: a small temporary next to 400 MB
+                part = flat[i:i + (1 << 22)]
+                bad += part.size - int(np.count_nonzero(np.isfinite(part)))
+            if bad:
                 raise InputFileError(f"weight '{key}' holds {bad} NaN or infinite value"
                                      f"{'s' if bad > 1 else ''}", where=source)
 

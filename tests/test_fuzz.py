@@ -13,6 +13,7 @@ as many random ones.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import os
@@ -538,9 +539,9 @@ def _mapping_files(work, data):
             mapping.pop(key, None)
         elif how == "inner" and isinstance(mapping.get(key), dict) and mapping[key]:
             inner = data.draw(st.sampled_from(sorted(mapping[key]) + ["nope"]))
-            mapping[key][inner] = data.draw(st.sampled_from(_JSON_VALUES))
+            mapping[key][inner] = copy.deepcopy(data.draw(st.sampled_from(_JSON_VALUES)))
         else:
-            mapping[key] = data.draw(st.sampled_from(_JSON_VALUES))
+            mapping[key] = copy.deepcopy(data.draw(st.sampled_from(_JSON_VALUES)))
     text = json.dumps(mapping)
     if data.draw(st.integers(0, 5)) == 0:
         text = text[: data.draw(st.integers(0, len(text)))]

@@ -648,3 +648,18 @@ def test_an_op_or_output_of_constants_only_is_refused_at_import():
               [_vi("x", [1, 4])], [_vi("y", None), _vi("c", None)], [w])
     with pytest.raises(UnsupportedError, match="graph output 'c' is a constant"):
         import_model(m)
+
+
+def test_non_finite_parameters_and_division_by_zero_are_refused_at_import(tmp_path, capsys):
+    """Found by fuzzing: x / 0 became a multiply by inf, and a NaN weight imported; both give a
+    weights sidecar the compiler then refuses to load (and outputs of NaN)."""
+    zero = numpy_helper.from_array(np.array([1.0, 0.0, 2.0, 4.0], np.float32), "d")
+    m = _tiny([helper.make_node("Div", ["x", "d"], ["y"], name="div")], [_vi("x", [1, 4])],
+              [_vi("y", None)], [zero])
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 4 and "Div by constant 'd', which holds 0" in err
+    nan = numpy_helper.from_array(np.array([1.0, np.nan, 2.0, 4.0], np.float32), "k")
+    m = _tiny([helper.make_node("Mul", ["x", "k"], ["y"], name="mul")], [_vi("x", [1, 4])],
+              [_vi("y", None)], [nan])
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 3 and "constant 'k' holds NaN or infinite values" in err and "'mul'" in err

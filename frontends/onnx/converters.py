@@ -206,6 +206,9 @@ def binary(ctx: ImportContext, node) -> None:
             raise ctx.unsupported(f"{node.op_type} by a run-time tensor is not supported; supported: "
                                   "a constant right-hand side")
         c = ctx.const(rhs)
+        if node.op_type == "Div" and not np.all(c.materialize() if c.splat is None else c.splat):
+            raise ctx.unsupported(f"Div by constant '{rhs}', which holds 0: the result would be "
+                                  "infinite or NaN")
         c = c.unary(np.negative) if node.op_type == "Sub" else c.unary(lambda v: 1.0 / v)
         op_cls, operands = (nn.AddOp if node.op_type == "Sub" else nn.MulOp), \
             [ctx.operand(lhs), ctx.operand_from(c, rhs)]

@@ -144,12 +144,17 @@ class ImportContext:
             return v
         v = self.const_ops.get(name)
         if v is None:
-            op = make_const(self.const(name), self.store, hint=name)
-            self.ops.append(op)
-            v = self.const_ops[name] = op.results[0]
+            v = self.const_ops[name] = self.operand_from(self.const(name), name)
         return v
 
     def operand_from(self, value: ConstTensor, hint: str) -> SSAValue:
+        """An nn.const for a parameter; NaN or infinite values are refused (they would poison
+        every output, and the saved weights sidecar would not load back)."""
+        values = [value.splat] if value.splat is not None else \
+            value.array if value.array is not None else []
+        if not np.isfinite(values).all():
+            raise InputFileError(f"constant '{hint}' holds NaN or infinite values",
+                                 where=self.where())
         op = make_const(value, self.store, hint=hint)
         self.ops.append(op)
         return op.results[0]

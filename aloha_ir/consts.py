@@ -7,7 +7,7 @@ from xdsl.dialects.builtin import FloatAttr, StringAttr, TensorType, f32
 
 from aloha_ir.dialects.nn import ConstOp, int_attr, shape_of
 from aloha_ir.errors import IRVerifyError
-from aloha_ir.weights import ConstTensor, WeightStore
+from aloha_ir.weights import ConstTensor, WeightStore, c_float32
 
 
 def const_tensor(op: ConstOp, store: WeightStore) -> ConstTensor:
@@ -61,7 +61,7 @@ def set_blob(op: ConstOp, store: WeightStore, array: np.ndarray, hint: str = "w"
     becomes a blob (the shape stays; the caller keeps it equal to the op's type)."""
     blob = op.properties.get("blob")
     if isinstance(blob, StringAttr) and blob.data in store:
-        store.arrays[blob.data] = np.ascontiguousarray(array, dtype=np.float32)
+        store.arrays[blob.data] = c_float32(array)
         return
     for k in ("splat", "seed", "mean", "std"):
         op.properties.pop(k, None)

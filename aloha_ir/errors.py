@@ -94,6 +94,8 @@ def did_you_mean(name: str, known, what: str) -> str:
     known = list(known)
     close = difflib.get_close_matches(name, known, 1)
     return (f"did you mean '{close[0]}'? " if close else "") + f"{what}: " + ", ".join(known)
+
+
 class Interrupted(KeyboardInterrupt):
     """Ctrl-C, with what was kept and how to resume; the driver prints it and exits 130."""
 
@@ -102,6 +104,27 @@ class Interrupted(KeyboardInterrupt):
     def __init__(self, detail: str = ""):
         super().__init__(detail)
         self.detail = detail
+
+
+class AlohaWarning(UserWarning):
+    """Something the compiler did that changes what the user gave it (a float16 input computed in
+    float32): said once, on standard error, as `alohac: warning: ...`."""
+
+
+def show_warnings_as_one_line() -> None:
+    """Format AlohaWarnings as the driver prints errors: one line, without our source line.
+    (Only the format changes, so warnings.catch_warnings(record=True) still records them.)"""
+    import warnings
+    original = warnings.formatwarning
+    if getattr(original, "aloha", False):
+        return
+
+    def one_line(message, category, filename, lineno, line=None):
+        if issubclass(category, AlohaWarning):
+            return f"alohac: warning: {' '.join(str(message).split())}\n"
+        return original(message, category, filename, lineno, line)
+    one_line.aloha = True
+    warnings.formatwarning = one_line
 
 
 ERROR_CLASSES = (UsageError, InputFileError, UnsupportedError, ShapeError, IRParseError,

@@ -11,6 +11,10 @@ from collections.abc import Sequence
 
 Shape = tuple[int, ...]
 
+# The largest tensor the compiler handles, in elements: generated code indexes with C ints, and a
+# larger one in an input file is a typo (a shape of 4294967297) that would exhaust memory.
+MAX_ELEMENTS = 2 ** 31 - 1
+
 
 def window_out(size: int, kernel: int, stride: int, pad_begin: int, pad_end: int, dilation: int = 1,
                ceil_mode: bool = False) -> int:

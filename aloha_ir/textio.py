@@ -5,12 +5,13 @@ from __future__ import annotations
 import io
 import struct
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.parser import Parser
 from xdsl.printer import Printer
 from xdsl.utils.exceptions import ParseError, VerifyException
 
 from aloha_ir.context import make_context
+from aloha_ir.shapes import MAX_ELEMENTS, numel
 from aloha_ir.errors import InputFileError, IRParseError, IRVerifyError
 from aloha_ir.outputs import write_bytes, write_text  # noqa: F401  (their old home)
 from aloha_ir.weights import WeightStore, attach_weights, sidecar_path, weights_of
@@ -30,7 +31,51 @@ def _harden_string_lexer() -> None:
             r'"(?:[^"\\\n\v\f]++|\\(?:["nt\\]|[0-9A-Fa-f]{2}))*+"')
 
 
+def _utf8_strings_are_strings() -> None:
+    """xDSL prints a StringAttr holding non-ASCII text as escaped UTF-8 bytes ("r\\C3\\A9lu"), but
+    lexes such a literal as bytes, not a string (its own docstring says a literal is a string when it
+    decodes as UTF-8; the code tests isascii). An ONNX node named 'rélu' thus gave .mlir files the
+    compiler could not read back. Literals that decode as UTF-8 are lexed as strings again."""
+    from xdsl.utils.mlir_lexer import MLIRLexer, MLIRTokenKind, StringLiteral
+    lex = MLIRLexer._lex_string_literal
+    if getattr(lex, "_aloha_utf8", False):
+        return
+
+    def lex_string_literal(self, start_pos):
+        token = lex(self, start_pos)
+        if token.kind is MLIRTokenKind.BYTES_LIT:
+            try:
+                StringLiteral.from_span(token.span).bytes_contents.decode("utf-8")
+            except UnicodeDecodeError:
+                return token
+            return type(token)(MLIRTokenKind.STRING_LIT, token.span)
+        return token
+
+    lex_string_literal._aloha_utf8 = True
+    MLIRLexer._lex_string_literal = lex_string_literal
+
+
+def _bounded_integer_widths() -> None:
+    """xDSL accepts any integer type width and checks attribute values against 2**width, so a
+    one-token typo (`: i64294967297`) allocated gigabytes while parsing (found by tests/test_fuzz.py).
+    Widths are bounded as MLIR bounds them (IntegerType::kMaxWidth, 2**24 - 1)."""
+    from xdsl.dialects.builtin import IntegerType
+    verify = IntegerType.verify
+    if getattr(verify, "_aloha_bounded", False):
+        return
+
+    def bounded(self):
+        if self.width.data > (1 << 24) - 1:
+            raise VerifyException(f"integer type width {self.width.data} exceeds MLIR's limit "
+                                  f"of {(1 << 24) - 1} bits")
+        verify(self)
+    bounded._aloha_bounded = True
+    IntegerType.verify = bounded
+
+
 _harden_string_lexer()
+_utf8_strings_are_strings()
+_bounded_integer_widths()
 
 
 def print_module(module: ModuleOp) -> str:
@@ -44,6 +89,11 @@ def parse_module(text: str, source: str = "<string>") -> ModuleOp:
     """Parse IR text; errors become one IRParseError line with file:line:col."""
     try:
         module = Parser(make_context(), text, source).parse_module()
+    except RecursionError:
+        # xDSL's parser recurses per nesting level; real IR nests a few (module, graph, op, attr)
+        raise IRParseError("the IR nests too deeply to parse", where=source,
+                           hint="real IR nests a few levels; the file is damaged or generated "
+                                "wrongly") from None
     except ParseError as e:
         raise IRParseError(_parse_message(e, text), where=_position(e, source)) from None
     except VerifyException as e:  # attribute verifiers run while parsing
@@ -72,16 +122,33 @@ def _parse_message(e: ParseError, text: str) -> str:
 
 
 def verify_module(module: ModuleOp, where: str = "") -> None:
-    """xDSL's full verification, as an IRVerifyError naming the op."""
+    """xDSL's full verification, as an IRVerifyError naming the op; tensors larger than the
+    compiler handles are refused before any pass materialises them."""
+    for op in module.walk():
+        for r in op.results:
+            if isinstance(r.type, TensorType) and \
+                    numel(r.type.get_shape()) > MAX_ELEMENTS:
+                raise IRVerifyError(f"{op.name}: tensor {list(r.type.get_shape())} has more than "
+                                    f"{MAX_ELEMENTS:,} elements, more than the compiler handles",
+                                    where=where or None)
     try:
         module.verify()
     except VerifyException as e:
         raise IRVerifyError(str(e).splitlines()[0], where=where or None) from None
+    except RecursionError:
+        raise IRVerifyError("the IR nests too deeply to verify", where=where or None) from None
 
 
 def blob_keys(module: ModuleOp) -> set[str]:
+    return set(blob_shapes(module))
+
+
+def blob_shapes(module: ModuleOp) -> dict[str, tuple[int, ...]]:
+    """Weight-store key -> the shape its nn.const declares."""
     from aloha_ir.dialects.nn import ConstOp
-    return {op.blob.data for op in module.walk() if isinstance(op, ConstOp) and op.blob is not None}
+    return {op.blob.data: tuple(op.output.type.get_shape()) for op in module.walk()
+            if isinstance(op, ConstOp) and isinstance(op.blob, StringAttr)
+            and isinstance(op.output.type, TensorType)}
 
 
 def save_module(module: ModuleOp, path: str) -> list[str]:
@@ -111,8 +178,12 @@ def load_module(path: str, verify: bool = True) -> ModuleOp:
     except (OSError, UnicodeDecodeError) as e:
         raise InputFileError(f"cannot read IR text ({e.__class__.__name__})", where=path) from None
     module = parse_module(text, path)
-    if blob_keys(module):
-        attach_weights(module, WeightStore.load(sidecar_path(path)))
     if verify:
         verify_module(module, path)
+    expected = blob_shapes(module)
+    if expected:
+        side = sidecar_path(path)
+        store = WeightStore.load(side)
+        store.check(expected, side)
+        attach_weights(module, store)
     return module

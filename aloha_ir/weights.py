@@ -75,7 +75,7 @@ class ConstTensor:
         shape = tuple(self.shape[p] for p in perm)
         if self.splat is not None:
             return ConstTensor(shape, splat=self.splat)
-        return ConstTensor(shape, array=np.ascontiguousarray(self.materialize().transpose(perm)))
+        return ConstTensor(shape, array=c_float32(self.materialize().transpose(perm)))
 
     def elementwise(self, other: "ConstTensor", fn: Callable[[np.ndarray, np.ndarray], np.ndarray]
                     ) -> "ConstTensor":
@@ -101,6 +101,12 @@ class ConstTensor:
         return ConstTensor.of(fn(self.materialize()))
 
 
+def c_float32(array) -> np.ndarray:
+    """`array` as C-contiguous float32 with its shape kept: np.ascontiguousarray would turn a
+    scalar (shape ()) into shape (1,), which then contradicts its nn.const's type."""
+    return np.require(array, dtype=np.float32, requirements="C")
+
+
 _KEY_CHARS = re.compile(r"[^A-Za-z0-9_.\-/]")
 
 
@@ -117,7 +123,7 @@ class WeightStore:
         while key in self.arrays:
             key = f"{base}.{i}"
             i += 1
-        self.arrays[key] = np.ascontiguousarray(array, dtype=np.float32)
+        self.arrays[key] = c_float32(array)
         return key
 
     def __getitem__(self, key: str) -> np.ndarray:
@@ -143,6 +149,29 @@ class WeightStore:
         with atomic_path(path) as tmp, open(tmp, "wb") as f:
             # npz members are files: the keys may contain '/', which np.savez keeps as a path.
             np.savez(f, **chosen)
+
+    def check(self, expected: dict[str, tuple[int, ...]], source: str) -> None:
+        """Refuse a sidecar that does not hold what the IR references: each key present, float32,
+        of the nn.const's shape, finite (a NaN weight would silently poison every output)."""
+        for key, shape in sorted(expected.items()):
+            if key not in self.arrays:
+                raise InputFileError(f"weight '{key}' is missing", where=source,
+                                     hint="the .weights.npz does not belong to this .mlir")
+            a = self.arrays[key]
+            if a.dtype != np.float32:
+                raise InputFileError(f"weight '{key}' is {a.dtype}, expected float32", where=source,
+                                     hint="save the arrays as float32")
+            if tuple(a.shape) != tuple(shape):
+                raise InputFileError(f"weight '{key}' has shape {list(a.shape)}, its nn.const says "
+                                     f"{list(shape)}", where=source,
+                                     hint="the .weights.npz does not belong to this .mlir")
+            flat, bad = a.reshape(-1), 0
+            for i in range(0, flat.size, 1 << 22):  # chunks: a small temporary next to 400 MB
+                part = flat[i:i + (1 << 22)]
+                bad += part.size - int(np.count_nonzero(np.isfinite(part)))
+            if bad:
+                raise InputFileError(f"weight '{key}' holds {bad} NaN or infinite value"
+                                     f"{'s' if bad > 1 else ''}", where=source)
 
     @staticmethod
     def load(path: str) -> "WeightStore":

@@ -102,7 +102,7 @@ def _target_pipeline(args, timeline: bool = False) -> str:
 
 
 def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
-    """The user's pipeline followed by the target stages it does not already name (so a user's
+    """The user's pipeline merged with the target stages it does not already name (so a user's
     `map{strategy=fastest}` is kept, not overridden); the default pipeline is subsumed."""
     tail = _target_pipeline(args, timeline)
     if user.strip() in ("", default):
@@ -112,13 +112,20 @@ def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
         raise UsageError("--mapping decides partition and map; the pipeline names them too",
                          hint="drop them from -p, or drop --mapping")
     stages = _stages(tail)
-    names = [s.split("{")[0] for s in stages]
-    # stages before the last one the user named would run out of order (partition after map)
-    last = max((i for i, n in enumerate(names) if n in named), default=-1)
-    extra = [s for s, n in zip(stages[last + 1:], names[last + 1:]) if n not in named]
-    if "analyze-cost" not in named and "analyze-cost" not in [s.split("{")[0] for s in extra]:
-        extra.insert(0, "analyze-cost")  # the figures need the MACs; an analysis runs anywhere
-    return ",".join([user] + extra)
+    names = [s.split("{")[0].strip() for s in stages]
+    order = {n: i for i, n in enumerate(names)}
+    # The target stages the user leaves out go where the target pipeline has them, so each runs
+    # after what it depends on (`convert-nn-to-csdf,analyze-processors` gets partition, map, ...
+    # in between; the report needs every analysis). The user's other stages keep their place.
+    out, done = [], 0
+    for stage in _stages(user):
+        k = order.get(stage.split("{")[0].strip())
+        if k is not None and k > done:
+            out += [s for s, n in zip(stages[done:k], names[done:k]) if n not in named]
+            done = k
+        out.append(stage)
+    out += [s for s, n in zip(stages[done:], names[done:]) if n not in named]
+    return ",".join(out)
 
 
 def _stages(pipeline: str) -> list[str]:
@@ -269,6 +276,10 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
                                      f"{stem} on {args.target}"))
         text += _cost_markdown(cost, f"{stem}: cost report")
         text += _csdf_markdown(module)
+        from aloha_ir import interface
+        changed = interface.notes(module)  # what computing in float32 changes at the boundary
+        if changed:
+            text += "\n## Interface\n\n" + "".join(f"- {n}\n" for n in changed)
         written.append(write_text(out.path("report.md"), text))
     return written
 
@@ -601,6 +612,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from aloha_ir.errors import show_warnings_as_one_line
+    show_warnings_as_one_line()
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -617,12 +630,26 @@ def main(argv: list[str] | None = None) -> int:
         detail = getattr(e, "detail", "")
         print("alohac: interrupted" + (f"; {detail}" if detail else ""), file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     except Exception as e:  # a compiler bug: one line unless --debug
         if args.debug:
             raise
         print(f"alohac: internal error: {e.__class__.__name__}: {e} (rerun with --debug for the "
               "traceback)", file=sys.stderr)
         return 1
+
+
+def _reader_went_away() -> int:
+    """The reader of our output closed the pipe (`alohac list passes | head -1`): stop quietly with
+    the shell's status for a process ended by SIGPIPE, 128 + 13. Standard output is pointed at
+    /dev/null so that the interpreter's final flush does not fail again."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 if __name__ == "__main__":

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import functools
+import math
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -205,7 +206,7 @@ def _resolve(path: str, chain: tuple[str, ...] = ()) -> Section:
 # ---------------------------------------------------------------------------------------------------
 # schema: key -> (value type, required); a type is a units dimension or one of the plain kinds
 
-_COMMON_PE = {"count": ("int", False), "ops": ("names", True), "clock": ("frequency", False),
+_COMMON_PE = {"count": ("posint", False), "ops": ("names", True), "clock": ("frequency", False),
               "active_power": ("power", False), "idle_power": ("power", False)}
 SCHEMA = {
     "platform": {"description": ("string", False), "backend": ("name", True),
@@ -213,14 +214,14 @@ SCHEMA = {
                  "static_power": ("power", True), "default_operating_point": ("name", False)},
     "cpu": {**_COMMON_PE, "ops_per_cycle": ("keyed_number", True),
             "memory_bandwidth": ("bandwidth", False), "call_overhead": ("time", False)},
-    "conv-engine": {**_COMMON_PE, "grid": ("dims", True), "multipliers": ("int", True),
-                    "pixels_per_cycle": ("int", True), "simd": ("keyed_int", False),
+    "conv-engine": {**_COMMON_PE, "grid": ("dims", True), "multipliers": ("posint", True),
+                    "pixels_per_cycle": ("posint", True), "simd": ("keyed_posint", False),
                     "kernels": ("dims_list", True), "stride": ("name", False),
                     "max_pad": ("int", False), "job_overhead": ("time", False),
-                    "pipeline_fill": ("int", False), "accumulator_bytes": ("int", False),
+                    "pipeline_fill": ("int", False), "accumulator_bytes": ("posint", False),
                     "scratchpad": ("name", True), "activation_dma": ("name", True),
                     "weight_dma": ("name", True)},
-    "memory": {"size": ("size", True), "bandwidth": ("bandwidth", False), "banks": ("int", False),
+    "memory": {"size": ("size", True), "bandwidth": ("bandwidth", False), "banks": ("posint", False),
                "holds": ("names", False)},
     "link": {"bandwidth": ("bandwidth", True), "latency": ("time", False),
              "between": ("names", False), "energy_per_byte": ("energy", False)},
@@ -261,47 +262,96 @@ def _get(sec: Section, schema: dict, key: str, default=None):
     typ = schema[key][0]
     vals = prop.values
     try:
-        return _convert(typ, vals)
+        return _convert(typ, vals, key)
     except units.UnitError as e:
-        raise ArchError(f"{key}: {e}", where=prop.pos) from None
+        raise ArchError(f"{key}: {e}", where=_token_pos(prop, e)) from None
     except _TypeMismatch as e:
-        raise ArchError(f"{key} must be {e}", where=prop.pos) from None
+        raise ArchError(f"{key} must be {e}", where=_token_pos(prop, e)) from None
+    except _BadValue as e:
+        raise ArchError(f"{key} {e}", where=_token_pos(prop, e), hint=e.hint) from None
+
+
+def _token_pos(prop: Prop, e: Exception) -> str:
+    """file:line:column of the offending value (the property's key when it is not known)."""
+    tok = getattr(e, "token", None)
+    if tok is not None and getattr(tok, "line", None) is not None:
+        return f"{prop.pos.rsplit(':', 2)[0]}:{tok.line}:{tok.column}"
+    return prop.pos
 
 
 class _TypeMismatch(Exception):
     pass
 
 
-_DESCRIBE_TYPE = {"int": "a non-negative integer", "number": "a number", "string": "a quoted string",
+class _BadValue(Exception):
+    """A value of the right type that cannot be meant: zero where zero means nothing, infinite."""
+
+    def __init__(self, message: str, hint: str | None = None):
+        super().__init__(message)
+        self.hint = hint
+
+
+_DESCRIBE_TYPE = {"int": "a non-negative integer", "posint": "an integer >= 1",
+                  "number": "a number", "string": "a quoted string",
                   "name": "a name", "names": "a list of names", "dims": "a size like 4x4",
                   "dims_list": "a list of sizes like 3x3, 5x5",
                   "keyed_number": "a list of datatype: number pairs",
-                  "keyed_int": "a list of datatype: integer pairs"}
+                  "keyed_posint": "a list of datatype: integer pairs"}
+# Dimensions where 0 is a real figure (no overhead, a power-gated unit); in the others (a clock, a
+# bandwidth, a size, a voltage) 0 would silently stand for "missing" or "unbounded" in the cost
+# model, so it is refused: leave an optional line out instead.
+ZERO_ALLOWED = ("power", "time", "energy")
+MAX_INT = 2 ** 31 - 1  # counts and sizes end up as C ints
+MAX_UNITS = 1024  # units of one PE: the map pass tries every unit for every actor
 
 
 def _one(typ: str, v: tuple):
+    try:
+        return _checked(typ, v)
+    except (units.UnitError, _TypeMismatch, _BadValue) as e:
+        raise _with_token(e, v[2])
+
+
+def _checked(typ: str, v: tuple):
     kind, val, _ = v
     if typ in units.DIMENSIONS:
         if kind == "number" and val == 0:
-            return 0.0
-        if kind != "quantity":
+            value, text = 0.0, "0"
+        elif kind != "quantity":
             raise _TypeMismatch(f"a {typ} with its unit (e.g. {units.example(typ)})")
-        return units.quantity(*val).to(typ)
-    if typ == "int":
-        if kind != "number" or not isinstance(val, int) or val < 0:
+        else:
+            value, text = units.quantity(*val).to(typ), " ".join(str(v[2]).split())
+        if not math.isfinite(value):
+            raise _BadValue(f"'{text}' is not a finite {typ}")
+        if value == 0 and typ not in ZERO_ALLOWED:
+            raise _BadValue(f"must be > 0, got '{text}'",
+                            hint=f"a {typ} of 0 has no meaning; leave an optional property out "
+                                 "instead of writing 0")
+        return value
+    if typ in ("int", "posint"):
+        if kind != "number" or not isinstance(val, int) or val < (typ == "posint"):
             raise _TypeMismatch(_DESCRIBE_TYPE[typ])
+        if val > MAX_INT:
+            raise _BadValue(f"{val} is too large (at most {MAX_INT})")
         return val
     if typ == "number":
         if kind != "number" or val < 0:
             raise _TypeMismatch("a non-negative number")
+        if not math.isfinite(val):
+            raise _BadValue(f"'{str(v[2]).strip()}' is not a finite number")
+        if val == 0:
+            raise _BadValue("must be > 0, got 0", hint="a rate of 0 has no meaning; a data type "
+                                                       "the unit lacks cannot be declared")
         return float(val)
     expected = {"string": "string", "name": "name", "dims": "dims"}[typ]
     if kind != expected:
         raise _TypeMismatch(_DESCRIBE_TYPE[typ])
+    if typ == "dims" and min(val) < 1:
+        raise _BadValue(f"must be at least 1x1, got {val[0]}x{val[1]}")
     return val
 
 
-def _convert(typ: str, vals: list):
+def _convert(typ: str, vals: list, key: str = ""):
     if typ in ("names", "dims_list"):
         return tuple(_one("name" if typ == "names" else "dims", v) for v in vals)
     if typ.startswith("keyed_"):
@@ -309,12 +359,22 @@ def _convert(typ: str, vals: list):
         for v in vals:
             if v[0] != "keyed":
                 raise _TypeMismatch(_DESCRIBE_TYPE[typ])
-            key, inner = v[1]
-            out.append((key, _one(typ[len("keyed_"):], inner)))
+            name, inner = v[1]
+            if any(name == k for k, _ in out):
+                raise _with_token(_BadValue(f"names '{name}' twice"), v[2])
+            try:
+                out.append((name, _one(typ[len("keyed_"):], inner)))
+            except _BadValue as e:
+                raise _with_token(_BadValue(f"for {name} {e}", e.hint), e.token) from None
         return tuple(out)
     if len(vals) != 1:
         raise _TypeMismatch(f"{_DESCRIBE_TYPE.get(typ, 'a ' + typ)}, one value")
     return _one(typ, vals[0])
+
+
+def _with_token(e: Exception, token) -> Exception:
+    e.token = token
+    return e
 
 
 def _operating_point(sec: Section) -> OperatingPoint:
@@ -344,14 +404,10 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
         if not points:
             raise ArchError(f"pe {sec.name} needs 'clock' or operating points", where=sec.pos)
         clock = points[0].clock_hz
-    for where, hz in [(sec, clock)] + [(sub, p.clock_hz) for p, sub in zip(
-            points, [sub for (k, _), sub in sec.sections.items()])]:
-        if hz <= 0:
-            raise ArchError(f"pe {sec.name}: a clock must be > 0",
-                            where=where.props["clock"].pos if "clock" in where.props else where.pos)
     count = _get(sec, s, "count", 1)
-    if count < 1:
-        raise ArchError(f"pe {sec.name}: count must be >= 1", where=sec.props["count"].pos)
+    if count > MAX_UNITS:
+        raise ArchError(f"pe {sec.name}: count {count} is more units than the mapper handles "
+                        f"(at most {MAX_UNITS})", where=sec.props["count"].pos)
     common = dict(name=sec.name or "", kind=sec.type, count=count, ops=ops, clock_hz=clock,
                   active_w=_get(sec, s, "active_power", 0.0),
                   idle_w=_get(sec, s, "idle_power", 0.0), operating_points=points)
@@ -365,7 +421,15 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
         if sec.rules:
             raise ArchError(f"pe {sec.name}: 'kernel' rules belong in a conv-engine",
                             where=next(iter(sec.rules.values()))[1])
-        return ProcessingElement(**common, ops_per_cycle=_get(sec, s, "ops_per_cycle"),
+        rates = _get(sec, s, "ops_per_cycle")
+        missing = [dt for dt in datatypes if dt not in dict(rates)]
+        if missing:
+            # the cost model would otherwise silently time these at another type's rate
+            raise ArchError(f"pe {sec.name}: ops_per_cycle gives no rate for "
+                            f"{', '.join(missing)}", where=sec.props["ops_per_cycle"].pos,
+                            hint="give one per declared data type (datatypes = " +
+                                 ", ".join(datatypes) + ")")
+        return ProcessingElement(**common, ops_per_cycle=rates,
                                  memory_bandwidth_bps=_get(sec, s, "memory_bandwidth", 0.0),
                                  call_overhead_s=_get(sec, s, "call_overhead", 0.0))
     stride = _get(sec, s, "stride", "native")
@@ -373,17 +437,11 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
         raise ArchError(f"pe {sec.name}: stride must be native or subsample, got '{stride}'",
                         where=sec.props["stride"].pos)
     grid = _get(sec, s, "grid")
-    for dt, pack in _get(sec, s, "simd", ()):
-        if pack < 1:
-            raise ArchError(f"pe {sec.name}: simd for {dt} must be >= 1",
-                            where=sec.props["simd"].pos)
-    for key in ("multipliers", "pixels_per_cycle"):
-        if _get(sec, s, key) < 1:
-            raise ArchError(f"pe {sec.name}: {key} must be >= 1", where=sec.props[key].pos)
-    if min(grid) < 1:
-        raise ArchError(f"pe {sec.name}: grid must be at least 1x1", where=sec.props["grid"].pos)
     kernels = _get(sec, s, "kernels")
     for rule, pos in sec.rules.values():
+        if min(rule.kernel) < 1:
+            raise ArchError(f"pe {sec.name}: a kernel rule for a {rule.kernel[0]}x"
+                            f"{rule.kernel[1]} kernel", where=pos, hint="sizes are at least 1x1")
         if rule.native not in kernels:
             raise ArchError(f"pe {sec.name}: kernel {rule.kernel[0]}x{rule.kernel[1]} is mapped to "
                             f"{rule.native[0]}x{rule.native[1]}, which is not a native kernel",
@@ -464,8 +522,6 @@ def build_platform(sec: Section, source: str = "") -> Platform:
                                     f"partial results merge on '{rule.merge_on}', but no PE of "
                                     "that name supports the operator 'add'",
                                     where=sec.pos if target else sub.pos)
-        elif not pe.rate(default_dt) and not any(r for _, r in pe.ops_per_cycle):
-            raise ArchError(f"pe {pe.name}: ops_per_cycle gives no rate", where=sub.pos)
     point_sets = {tuple(p.name for p in pe.operating_points) for pe, _ in pes if pe.operating_points}
     if len(point_sets) > 1:
         raise ArchError("every PE with operating points must declare the same ones",

@@ -206,20 +206,23 @@ def load_space(spec: str) -> SearchSpace:
 
 def parse_space(raw: bytes | str, source: str = "<space>") -> SearchSpace:
     text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-    if source.endswith(".toml"):
-        try:
-            data = tomllib.loads(text)
-        except tomllib.TOMLDecodeError as e:
-            raise InputFileError(f"not valid TOML: {e}", where=source) from None
-    else:
-        import yaml
-        try:
-            data = yaml.safe_load(text)
-        except yaml.YAMLError as e:
-            mark = getattr(e, "problem_mark", None)
-            where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-            raise InputFileError(f"not valid YAML: {getattr(e, 'problem', None) or e}",
-                                 where=where) from None
+    try:
+        if source.endswith(".toml"):
+            try:
+                data = tomllib.loads(text)
+            except tomllib.TOMLDecodeError as e:
+                raise InputFileError(f"not valid TOML: {e}", where=source) from None
+        else:
+            import yaml
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+                raise InputFileError(f"not valid YAML: {getattr(e, 'problem', None) or e}",
+                                     where=where) from None
+    except RecursionError:  # both parsers recurse per nesting level
+        raise InputFileError("not a search space: nested too deeply", where=source) from None
     return space_from_dict(data, source)
 
 

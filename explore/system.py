@@ -726,6 +726,8 @@ def load_mapping(path: str, platform: str | None = None, model: str | None = Non
             data = json.load(f)
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise InputFileError(f"not a JSON mapping file ({e})", where=path) from None
+    except RecursionError:
+        raise InputFileError("not a mapping file (JSON nested too deeply)", where=path) from None
     if not isinstance(data, dict) or data.get("format") != MAPPING_FORMAT:
         got = data.get("format") if isinstance(data, dict) else type(data).__name__
         raise InputFileError(f"not an {MAPPING_FORMAT} file (format {got!r})", where=path,
@@ -760,6 +762,11 @@ def load_mapping(path: str, platform: str | None = None, model: str | None = Non
                                             for n in d) for d in recorded.values())):
         raise InputFileError("'inputs' must map input names to shapes (lists of ints)",
                              where=path)
+    predicted = data.get("predicted")
+    if predicted is not None and not (isinstance(predicted, dict) and all(
+            v is None or isinstance(v, (int, float)) for v in predicted.values())):
+        raise InputFileError("'predicted' must map figure names to numbers", where=path,
+                             hint="alohac explore-mapping writes it; or leave it out")
     fits = data.get("fits")
     if fits is not None and not isinstance(fits, bool):
         raise InputFileError("'fits' must be true or false", where=path)

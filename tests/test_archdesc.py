@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import pytest
@@ -77,7 +78,6 @@ def _numeric_props(sec):
 
 
 def test_every_number_in_a_bundled_file_cites_a_label():
-    import os
     for name in os.listdir(loader.PLATFORM_DIR):
         path = os.path.join(loader.PLATFORM_DIR, name)
         lines = open(path).read().splitlines()
@@ -239,3 +239,83 @@ def test_operators_are_the_nn_block_ops():
     from aloha_ir.dialects.nn import NN_OPS
     blocks = {op.name.split(".")[1] for op in NN_OPS} - {"graph", "input", "output", "const"}
     assert set(loader.OPERATORS) == blocks
+
+
+# --- issue 18 item 9: zero, infinite and NaN quantities are refused where they would be silent ---
+
+HOST = open(os.path.join(loader.PLATFORM_DIR, "host-cpu.arch")).read()
+
+
+def _at(text: str, needle: str) -> tuple[int, int]:
+    """1-based line and column of `needle` in `text` (where an error must point)."""
+    before = text[:text.index(needle)]
+    return before.count("\n") + 1, len(before) - before.rfind("\n")
+
+
+@pytest.mark.parametrize("old, new, at, message", [
+    ("fixed16: 2,", "fixed16: 0,", "0", "ops_per_cycle for fixed16 must be > 0"),
+    ("memory_bandwidth = 10 GB/s", "memory_bandwidth = 0 GB/s", "0 GB/s",
+     "memory_bandwidth must be > 0, got '0 GB/s'"),
+    ("size = 4 GiB", "size = 1e400 MiB", "1e400", "size '1e400 MiB' is not a finite size"),
+    ("clock = 2.6 GHz", "clock = 1e308 THz", "1e308", "is not a finite frequency"),
+    ("f32: 3.2,", "f32: 1e999,", "1e999", "ops_per_cycle for f32 '1e999' is not a finite number"),
+    ("bandwidth = 10 GB/s                 # [E] between",
+     "bandwidth = 0 GB/s                 # [E] between", "0 GB/s", "bandwidth must be > 0"),
+    ("size = 4 GiB", "size = 0", "0", "size must be > 0"),
+])
+def test_zero_and_infinite_quantities_are_refused_at_the_value(old, new, at, message):
+    """Before: `fixed16: 0` was taken as missing, `0 GB/s` as unbounded, `1e400 MiB` crashed."""
+    assert old in HOST
+    text = HOST.replace(old, new)
+    e = _error(text, name="host.arch")
+    line, col = _at(text, new)
+    assert f"host.arch:{line}:{col + new.index(at)}:" in str(e), str(e)
+    assert message in str(e) and e.exit_code == 3
+
+
+def test_a_cpu_needs_a_rate_for_every_declared_data_type():
+    """Before: a missing (or zero) rate silently used the fastest other type's rate."""
+    e = _error(HOST.replace("fixed16: 2, ", ""), name="host.arch")
+    assert "ops_per_cycle gives no rate for fixed16" in str(e)
+    e = _error(HOST.replace("fixed16: 2,", "fixed16: 2, fixed16: 3,"), name="host.arch")
+    assert "names 'fixed16' twice" in str(e)
+
+
+def test_zero_power_and_overheads_stay_legal():
+    """0 W (a gated unit) and 0 us (no overhead) are real figures; they must still load."""
+    text = HOST.replace("idle_power = 1 W", "idle_power = 0 W").replace(
+        "call_overhead = 0.2 us", "call_overhead = 0 us")
+    pe = loads(text, "host.arch").pe("core")
+    assert pe.idle_w == 0.0 and pe.call_overhead_s == 0.0
+
+
+def test_an_exponent_without_a_unit_is_a_number():
+    """`32e-1` lexed as 32 of unit `e` followed by junk; it is the number 3.2."""
+    p = loads(HOST.replace("f32: 3.2,", "f32: 32e-1,"), "host.arch")
+    assert p.pe("core").rate("f32") == pytest.approx(3.2)
+
+
+def test_zero_size_grid_and_kernels_are_refused():
+    text = MINIMAL.replace("static_power = 1 W", """static_power = 1 W
+  pe ce : conv-engine {
+    ops = conv
+    clock = 100 MHz
+    grid = 0x4
+    multipliers = 27
+    pixels_per_cycle = 2
+    kernels = 3x3
+    scratchpad = sram
+    activation_dma = dma
+    weight_dma = dma
+  }
+  memory sram { size = 64 KiB }
+  link dma { bandwidth = 1 GB/s }""")
+    assert "grid must be at least 1x1, got 0x4" in str(_error(text))
+    assert "multipliers must be an integer >= 1" in str(
+        _error(text.replace("grid = 0x4", "grid = 2x2").replace("= 27", "= 0")))
+
+
+def test_a_unit_count_the_mapper_cannot_handle_is_refused():
+    """Found by fuzzing: `count = 2147483647` made the map pass enumerate billions of units."""
+    e = _error(MINIMAL.replace("count = 2", "count = 2147483647"))
+    assert "at most 1024" in str(e) and "bad.arch:7:" in str(e)

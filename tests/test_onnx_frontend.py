@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import math
 import os
+import subprocess
+import sys
 
 import numpy as np
 import onnx
@@ -416,3 +418,248 @@ def test_resize_matches_onnxruntime(case):
                 assert v == lo == hi
             else:
                 assert lo - 1e-5 <= v <= hi + 1e-5
+
+
+# --- issue 18 item 20: scalar constants keep shape () ---------------------------------------------
+
+def _scalar_model(conv: bool) -> onnx.ModelProto:
+    """y = x + 1.5 as torch exports it (a rank-0 initializer), with more scalars around a conv."""
+    scalar = {n: numpy_helper.from_array(np.array(v, np.float32), n)
+              for n, v in (("c", 1.5), ("k", 0.5), ("s", 0.25), ("d", 4.0))}
+    nodes = [helper.make_node("Add", ["x", "c"], ["a"], name="add")]
+    inits = [scalar["c"]]
+    last = "a"
+    if conv:
+        w = np.random.default_rng(1).standard_normal((4, 3, 3, 3)).astype(np.float32)
+        inits += [numpy_helper.from_array(w, "w"), scalar["k"], scalar["s"], scalar["d"]]
+        nodes += [helper.make_node("Conv", ["a", "w"], ["cv"], name="conv", pads=[1, 1, 1, 1]),
+                  helper.make_node("Mul", ["cv", "k"], ["m"], name="mul"),
+                  helper.make_node("Sub", ["m", "s"], ["sb"], name="sub"),
+                  helper.make_node("Relu", ["sb"], ["r"], name="relu"),
+                  helper.make_node("Div", ["r", "d"], ["dv"], name="div")]
+        last = "dv"
+    nodes.append(helper.make_node("Identity", [last], ["y"]))
+    return _tiny(nodes, [_vi("x", [1, 3, 6, 6])], [_vi("y", None)], inits)
+
+
+@pytest.mark.parametrize("conv", [False, True], ids=["x+1.5", "scalars-around-conv"])
+def test_scalar_constants_survive_export_and_match_onnxruntime(conv, tmp_path):
+    """Before: the weight store stored shape () as (1,), and export failed with exit 7."""
+    model = _scalar_model(conv)
+    module = import_model(model, source="scalar.onnx")
+    c = next(op for op in module.walk() if isinstance(op, nn.ConstOp) and
+             nn.shape_of(op.output) == ())
+    from aloha_ir.weights import weights_of
+    assert weights_of(module)[c.blob.data].shape == ()
+    _check_equivalent(model, "scalar.onnx", tol=1e-6)
+    # through the files: save, reload (the sidecar keeps the shape), export
+    from aloha_ir.textio import load_module, save_module
+    save_module(module, str(tmp_path / "scalar.mlir"))
+    again = load_module(str(tmp_path / "scalar.mlir"))
+    feeds = {"x": np.random.default_rng(2).uniform(-1, 1, (1, 3, 6, 6)).astype(np.float32)}
+    (ours,), (ref,) = run_ort(export_onnx(again), feeds), run_ort(model, feeds)
+    assert np.abs(ours - ref).max() <= 1e-6 * max(1.0, np.abs(ref).max())
+    # and the torch executor (training, attacks, accuracy) computes the same
+    import torch
+
+    from backends.torch.module import build
+    with torch.no_grad():
+        y = build(again)(torch.from_numpy(feeds["x"]))
+    y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+    assert np.abs(y - ref).max() <= 1e-5 * max(1.0, np.abs(ref).max())
+
+
+def test_scalar_constant_in_generated_c_matches_onnxruntime(tmp_path):
+    from codegen_helpers import build, generate, have_gcc, run
+    if not have_gcc():
+        pytest.skip("gcc/make not available")
+    model = _scalar_model(conv=True)
+    x = np.random.default_rng(3).uniform(-1, 1, (1, 3, 6, 6)).astype(np.float32)
+    (ref,) = run_ort(model, {"x": x})
+    code = generate(import_model(model, source="scalar.onnx"), "host-cpu", str(tmp_path))
+    build(code)
+    r, y = run(code, x)
+    assert r.returncode == 0, r.stderr
+    np.testing.assert_allclose(y.reshape(ref.shape), ref, rtol=1e-5, atol=1e-5)
+
+
+# --- issue 18 item 10: the importer refuses malformed models at import, naming the node -----------
+
+def _saved(model: onnx.ModelProto, tmp_path) -> str:
+    path = tmp_path / "m.onnx"
+    onnx.save(model, str(path))
+    return str(path)
+
+
+def _main_exit(model: onnx.ModelProto, tmp_path, capsys) -> tuple[int, str]:
+    """`alohac analyze FILE.onnx` in-process: (exit code, stderr)."""
+    from alohac.main import main
+    code = main(["analyze", _saved(model, tmp_path)])
+    return code, capsys.readouterr().err
+
+
+def _conv_model(w_shape, **attrs) -> onnx.ModelProto:
+    w = numpy_helper.from_array(np.ones(w_shape, np.float32), "w")
+    return _tiny([helper.make_node("Conv", ["x", "w"], ["y"], name="badconv", **attrs)],
+                 [_vi("x", [1, 3, 8, 8])], [_vi("y", None)], [w])
+
+
+def test_conv_whose_weight_expects_other_channels_is_a_shape_error_at_import(tmp_path, capsys):
+    """Before: imported, then exit 7 'IR after pass canonicalize ... compiler bug'."""
+    with pytest.raises(ShapeError) as e:
+        import_model(_conv_model((4, 5, 3, 3)), source="m.onnx")
+    assert "node 'badconv' (Conv)" in str(e.value) and "input has 3" in str(e.value)
+    code, err = _main_exit(_conv_model((4, 5, 3, 3)), tmp_path, capsys)
+    assert code == 5 and "badconv" in err and "compiler bug" not in err
+
+
+@pytest.mark.parametrize("attr, value, message", [
+    ("group", "two", "attribute 'group' is STRING, Conv-11 declares it INT"),
+    ("strides", [1.5, 1.5], "attribute 'strides' is FLOATS, Conv-11 declares it INTS"),
+    ("stride", [2, 2], "Conv-11 has no attribute 'stride'"),
+])
+def test_attribute_of_the_wrong_type_or_name_is_an_input_error(attr, value, message, tmp_path,
+                                                               capsys):
+    """Before: a STRING group crashed with exit 1; a misspelt attribute was silently ignored."""
+    code, err = _main_exit(_conv_model((4, 3, 3, 3), **{attr: value}), tmp_path, capsys)
+    assert code == 3 and message in err and "node 'badconv' (Conv)" in err
+    m = _tiny([helper.make_node("MaxPool", ["x"], ["y"], name="pool")], [_vi("x", [1, 3, 8, 8])],
+              [_vi("y", None)])
+    with pytest.raises(InputFileError, match="required attribute 'kernel_shape' is missing"):
+        import_model(m)
+
+
+@pytest.mark.parametrize("dims, where", [([0, 3, 8, 8], "dimension 0 has size 0"),
+                                         ([1, 3, 0, 8], "dimension 2 has size 0")])
+def test_zero_size_input_dimension_is_refused(dims, where, tmp_path, capsys):
+    """Before: a static batch of 0 was read as 1 (and other zero dims failed later)."""
+    m = _tiny([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", dims)], [_vi("y", None)])
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 5 and where in err and "--input-shape" in err
+
+
+def test_an_empty_intermediate_tensor_is_refused_naming_the_node():
+    m = _tiny([helper.make_node("MaxPool", ["x"], ["y"], name="empty", kernel_shape=[9, 9])],
+              [_vi("x", [1, 3, 8, 8])], [_vi("y", None)])
+    with pytest.raises(ShapeError, match=r"node 'empty'.*empty tensor \[1, 3, 0, 0\]"):
+        import_model(m)
+
+
+def test_graph_without_outputs_is_an_input_error(tmp_path, capsys):
+    m = _tiny([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, 4])], [])
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 3 and "declares no outputs" in err
+
+
+@pytest.mark.parametrize("opset", [0, 6, 99])
+def test_opsets_outside_the_supported_range_are_refused(opset, tmp_path, capsys):
+    """Before: opsets 0 and 99 were imported with today's semantics."""
+    from frontends.onnx.importer import MAX_OPSET, MIN_OPSET
+    m = _tiny([helper.make_node("Relu", ["x"], ["y"])], [_vi("x", [1, 4])], [_vi("y", None)],
+              opset=opset)
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 4 and f"opset {opset} is not supported" in err
+    assert f"supported: opsets {MIN_OPSET} to {MAX_OPSET}" in err
+    assert ("version_converter" in err) == (opset == 6)
+    for ok in (MIN_OPSET, MAX_OPSET):
+        verify_module(import_model(_tiny([helper.make_node("Relu", ["x"], ["y"])],
+                                         [_vi("x", [1, 4])], [_vi("y", None)], opset=ok)))
+
+
+# --- issue 18 item 21: input element types are converted with the change stated, or refused -------
+
+def _typed(elem, nodes, inits=(), out_elem=None, shape=(1, 4), opset=14) -> onnx.ModelProto:
+    return _tiny(nodes, [helper.make_tensor_value_info("x", elem, list(shape))],
+                 [helper.make_tensor_value_info("y", out_elem or elem, list(shape))], inits,
+                 opset=opset)
+
+
+def test_integer_arithmetic_on_an_integer_input_is_refused(tmp_path, capsys):
+    """uint8 200 + 100 is 44 in onnxruntime; the export computed 300 (silently float32)."""
+    c = numpy_helper.from_array(np.array([100], np.uint8), "c")
+    m = _typed(TensorProto.UINT8, [helper.make_node("Add", ["x", "c"], ["y"], name="add")], [c])
+    (ref,) = run_ort(m, {"x": np.full((1, 4), 200, np.uint8)})
+    assert ref.tolist() == [[44] * 4]  # the semantics a float32 compile cannot keep
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 4 and "input 'x' is uint8" in err and "'add' (Add)" in err
+    for elem in (TensorProto.INT32, TensorProto.BOOL):
+        with pytest.raises(UnsupportedError, match="uses it as"):
+            import_model(_typed(elem, [helper.make_node("Identity", ["x"], ["y"], name="id")]))
+
+
+def test_an_integer_input_through_a_cast_keeps_its_interface_and_values():
+    from aloha_ir.errors import AlohaWarning
+    c = numpy_helper.from_array(np.array([100.5], np.float32), "c")
+    m = _typed(TensorProto.UINT8, [helper.make_node("Cast", ["x"], ["xf"], to=TensorProto.FLOAT),
+                                   helper.make_node("Add", ["xf", "c"], ["y"], name="add")], [c],
+               out_elem=TensorProto.FLOAT)
+    with pytest.warns(AlohaWarning, match="input 'x' is uint8, used only through a Cast"):
+        module = import_model(m, source="u8.onnx")
+    exported = export_onnx(module)
+    assert exported.graph.input[0].type.tensor_type.elem_type == TensorProto.UINT8
+    x = np.array([[0, 1, 200, 255]], np.uint8)
+    (ours,), (ref,) = run_ort(exported, {"x": x}), run_ort(m, {"x": x})
+    assert ours.tolist() == ref.tolist() == [[100.5, 101.5, 300.5, 355.5]]
+
+
+@pytest.mark.parametrize("elem, dtype, rtol", [(TensorProto.FLOAT16, np.float16, 2.0 ** -10),
+                                               (TensorProto.DOUBLE, np.float64, 1e-6)])
+def test_float16_and_double_inputs_compute_in_float32_with_the_change_stated(elem, dtype, rtol,
+                                                                              tmp_path):
+    """Before: silently float32; now a warning, the report says it, the export keeps the types."""
+    from aloha_ir.errors import AlohaWarning
+    rng = np.random.default_rng(5)
+    k = numpy_helper.from_array(rng.standard_normal((1, 3, 1, 1)).astype(dtype), "k")
+    c = numpy_helper.from_array(np.array(0.1, dtype), "c")
+    m = _typed(elem, [helper.make_node("Mul", ["x", "k"], ["m"]),
+                      helper.make_node("Add", ["m", "c"], ["a"]),
+                      helper.make_node("Relu", ["a"], ["y"])], [k, c], shape=(1, 3, 6, 6))
+    name = "float16" if elem == TensorProto.FLOAT16 else "double"
+    with pytest.warns(AlohaWarning, match=f"input 'x' is {name}") as caught:
+        module = import_model(m, source="m.onnx")
+    assert any(f"output 'y' is {name}" in str(w.message) for w in caught)
+    PassManager.parse("canonicalize").run(module)
+    exported = export_onnx(module)
+    assert exported.graph.input[0].type.tensor_type.elem_type == elem
+    assert exported.graph.output[0].type.tensor_type.elem_type == elem
+    x = rng.uniform(-1, 1, (1, 3, 6, 6)).astype(dtype)
+    (ours,), (ref,) = run_ort(exported, {"x": x}), run_ort(m, {"x": x})
+    assert ours.dtype == ref.dtype == dtype
+    scale = float(np.abs(ref).max())
+    # float32 inside: within the model type's rounding of its two operations and the output
+    assert np.abs(ours.astype(np.float64) - ref).max() <= 3 * rtol * scale
+    r = subprocess.run([sys.executable, "-m", "alohac.main", "compile", str(_saved(m, tmp_path)),
+                        "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"alohac: warning: {tmp_path / 'm.onnx'}: input 'x' is {name}" in r.stderr
+    assert f"input 'x' is {name}" in (tmp_path / "out" / "report.md").read_text()
+
+
+def test_an_op_or_output_of_constants_only_is_refused_at_import():
+    """Found by fuzzing: ReduceMean of an initializer, or a constant graph output, imported and
+    then crashed the lowering with KeyError (exit 1)."""
+    w = numpy_helper.from_array(np.ones((1, 4), np.float32), "w")
+    m = _tiny([helper.make_node("ReduceMean", ["w"], ["m"], name="mean", axes=[1]),
+               helper.make_node("Add", ["x", "m"], ["y"])],
+              [_vi("x", [1, 4])], [_vi("y", None)], [w])
+    with pytest.raises(UnsupportedError, match="'mean' .*computes on constants only"):
+        import_model(m)
+    m = _tiny([helper.make_node("Identity", ["w"], ["c"]), helper.make_node("Relu", ["x"], ["y"])],
+              [_vi("x", [1, 4])], [_vi("y", None), _vi("c", None)], [w])
+    with pytest.raises(UnsupportedError, match="graph output 'c' is a constant"):
+        import_model(m)
+
+
+def test_non_finite_parameters_and_division_by_zero_are_refused_at_import(tmp_path, capsys):
+    """Found by fuzzing: x / 0 became a multiply by inf, and a NaN weight imported; both give a
+    weights sidecar the compiler then refuses to load (and outputs of NaN)."""
+    zero = numpy_helper.from_array(np.array([1.0, 0.0, 2.0, 4.0], np.float32), "d")
+    m = _tiny([helper.make_node("Div", ["x", "d"], ["y"], name="div")], [_vi("x", [1, 4])],
+              [_vi("y", None)], [zero])
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 4 and "Div by constant 'd', which holds 0" in err
+    nan = numpy_helper.from_array(np.array([1.0, np.nan, 2.0, 4.0], np.float32), "k")
+    m = _tiny([helper.make_node("Mul", ["x", "k"], ["y"], name="mul")], [_vi("x", [1, 4])],
+              [_vi("y", None)], [nan])
+    code, err = _main_exit(m, tmp_path, capsys)
+    assert code == 3 and "constant 'k' holds NaN or infinite values" in err and "'mul'" in err

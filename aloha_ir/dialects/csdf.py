@@ -266,6 +266,12 @@ class ActorOp(CsdfOp):
             raise VerifyException(f"csdf.actor @{self.sym_name.data}: phases must be >= 1, got {p}")
         _check_runs(self, "times", self.times, p)
         _check_runs(self, "work", self.work, p)
+        mapped = self.attributes.get("exec_times")
+        if mapped is not None:  # written by map; the schedule reads one time per phase
+            if not isinstance(mapped, DenseArrayBase):
+                raise VerifyException(f"csdf.actor @{self.sym_name.data}: exec_times must be an "
+                                      "array of (count x value) runs")
+            _check_runs(self, "exec_times", mapped, p)
         for k, t in self.memory_units().items():
             if not isinstance(t, TensorType):
                 raise VerifyException(f"csdf.actor @{self.sym_name.data}: memory unit {k} must be "

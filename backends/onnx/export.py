@@ -22,6 +22,7 @@ from onnx import TensorProto, helper, numpy_helper
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, ModuleOp
 from xdsl.ir import SSAValue
 
+from aloha_ir import interface
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
@@ -72,7 +73,20 @@ class _Exporter:
 
     def input_value(self, op: nn.InputOp) -> str:
         """The tensor the graph's input port stands for inside the graph."""
-        return op.port.data
+        return self.port_value(op)
+
+    def port_value(self, op: nn.InputOp) -> str:
+        """The input port as float32: a port the imported model declared with another element type
+        keeps it, followed by a Cast (the importer took it only where that keeps its meaning)."""
+        elem = self.port_type(op)
+        if elem == TensorProto.FLOAT:
+            return op.port.data
+        return self.node("Cast", [op.port.data], self.fresh(f"{op.port.data}_f32"),
+                         to=TensorProto.FLOAT)
+
+    @staticmethod
+    def port_type(op: nn.InputOp) -> int:
+        return _elem(interface.input_type(op))
 
     def act(self, kind: str, params, axis, value: str, output: str) -> str:
         if kind == "relu":
@@ -101,14 +115,18 @@ class _Exporter:
         for op in self.graph.ops:
             res = op.results[0] if op.results else None
             if isinstance(op, nn.InputOp):
-                inputs.append(helper.make_tensor_value_info(op.port.data, TensorProto.FLOAT,
+                inputs.append(helper.make_tensor_value_info(op.port.data, self.port_type(op),
                                                             list(nn.shape_of(res))))
                 self.names[res] = self.input_value(op)
                 continue
             if isinstance(op, nn.OutputOp):
-                for v, port in zip(op.inputs, op.ports.data):
-                    self.node("Identity", [self.name(v)], port.data)
-                    outputs.append(helper.make_tensor_value_info(port.data, TensorProto.FLOAT,
+                types = [_elem(t) for t in interface.output_types(op)]
+                for v, port, elem in zip(op.inputs, op.ports.data, types):
+                    if elem == TensorProto.FLOAT:
+                        self.node("Identity", [self.name(v)], port.data)
+                    else:
+                        self.node("Cast", [self.name(v)], port.data, to=elem)
+                    outputs.append(helper.make_tensor_value_info(port.data, elem,
                                                                  list(nn.shape_of(v))))
                 continue
             out = self.fresh(op.name.split(".")[-1])
@@ -217,6 +235,11 @@ class _Exporter:
         else:
             raise UnsupportedError(f"{op.name} has no ONNX export")
         return self.activation(op, raw, out) if raw != out else out
+
+
+def _elem(name: str) -> int:
+    """The TensorProto element type of an aloha_ir.interface type name."""
+    return TensorProto.DataType.Value(name.upper())
 
 
 def single_graph(module: ModuleOp) -> nn.GraphOp:

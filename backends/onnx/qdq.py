@@ -139,7 +139,7 @@ class _QdqExporter(_Exporter):
         return self.node("DequantizeLinear", [q, *params], f"{value}_dq")
 
     def input_value(self, op: nn.InputOp) -> str:
-        return self.qdq(op.port.data, fp.format_of(op.output))
+        return self.qdq(self.port_value(op), fp.format_of(op.output))
 
     def act_params(self, op, kind: str, params: tuple[float, ...]) -> tuple[float, ...]:
         if kind == "leaky_relu":

@@ -14,7 +14,7 @@ from xdsl.dialects.builtin import StringAttr
 from aloha_ir import shapes
 from aloha_ir.dialects import nn
 from aloha_ir.weights import ConstTensor
-from frontends.onnx.importer import ImportContext, attrs, converter
+from frontends.onnx.importer import FLOAT_TYPES, ImportContext, type_name, attrs, converter
 
 
 def _norm_axis(axis: int, rank: int) -> int:
@@ -206,6 +206,9 @@ def binary(ctx: ImportContext, node) -> None:
             raise ctx.unsupported(f"{node.op_type} by a run-time tensor is not supported; supported: "
                                   "a constant right-hand side")
         c = ctx.const(rhs)
+        if node.op_type == "Div" and not np.all(c.materialize() if c.splat is None else c.splat):
+            raise ctx.unsupported(f"Div by constant '{rhs}', which holds 0: the result would be "
+                                  "infinite or NaN")
         c = c.unary(np.negative) if node.op_type == "Sub" else c.unary(lambda v: 1.0 / v)
         op_cls, operands = (nn.AddOp if node.op_type == "Sub" else nn.MulOp), \
             [ctx.operand(lhs), ctx.operand_from(c, rhs)]
@@ -602,15 +605,19 @@ def gather(ctx, node):
 @converter("Cast")
 def cast(ctx, node):
     x = node.input[0]
-    to = onnx.helper.tensor_dtype_to_np_dtype(int(attrs(node)["to"]))
+    elem = int(attrs(node)["to"])
     if ctx.is_const(x):
-        arr = ctx.value(x).astype(to)
+        arr = ctx.value(x).astype(onnx.helper.tensor_dtype_to_np_dtype(elem))
         ctx.set_const(node.output[0], ConstTensor.of(arr) if arr.dtype.kind == "f" else arr)
-    elif np.dtype(to) == np.float32:
-        ctx.alias(node.output[0], x)
-    else:
-        raise ctx.unsupported(f"Cast of a run-time tensor to {np.dtype(to)} is not supported; "
-                              "supported: float32")
+        return
+    if elem not in FLOAT_TYPES:
+        raise ctx.unsupported(f"Cast of a run-time tensor to {type_name(elem)} is not "
+                              "supported; supported: float types (computed in float32)")
+    # run-time values are float32 (an integer graph input only reaches here through this Cast)
+    if elem != onnx.TensorProto.FLOAT:
+        ctx.warn(f"the Cast to {type_name(elem)} is not applied: the compiler keeps float32, "
+                 f"so results differ from a {type_name(elem)} run by its rounding")
+    ctx.alias(node.output[0], x)
 
 
 @converter("Slice")

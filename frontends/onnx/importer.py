@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -25,11 +26,12 @@ from xdsl.dialects.builtin import ArrayAttr, DictionaryAttr, ModuleOp, StringAtt
 from xdsl.ir import Block, Operation, Region, SSAValue
 from xdsl.utils.exceptions import VerifyException
 
+from aloha_ir import interface, shapes
 from aloha_ir.consts import make_const
 from aloha_ir.cost import count_params
-from aloha_ir.dialects.nn import (ConvOp, DenseOp, GraphOp, InputOp, OutputOp, float_attr,
+from aloha_ir.dialects.nn import (ConvOp, DenseOp, GraphOp, InputOp, NnOp, OutputOp, float_attr,
                                   floats_attr, int_attr, shape_of)
-from aloha_ir.errors import InputFileError, ShapeError, UnsupportedError
+from aloha_ir.errors import AlohaError, AlohaWarning, InputFileError, ShapeError, UnsupportedError
 from aloha_ir.weights import ConstTensor, WeightStore, attach_weights
 
 # metadata_props key prefix recording an input's expected value range: "<prefix><input>" -> "low,high"
@@ -67,6 +69,7 @@ class ImportContext:
     values: dict[str, SSAValue] = field(default_factory=dict)
     consts: dict[str, ConstTensor | np.ndarray] = field(default_factory=dict)
     const_ops: dict[str, SSAValue] = field(default_factory=dict)
+    runtime: set[SSAValue] = field(default_factory=set)  # values computed from the inputs
     node: onnx.NodeProto | None = None
     _types: dict[tuple, TensorType] = field(default_factory=dict)
 
@@ -82,9 +85,18 @@ class ImportContext:
     def shape_error(self, what: str) -> ShapeError:
         return ShapeError(what, where=self.where())
 
+    def warn(self, what: str) -> None:
+        """Say what the import changes in the model's meaning (never silently)."""
+        warnings.warn(f"{self.where()}: {what}", AlohaWarning, stacklevel=3)
+
     # --- bindings --------------------------------------------------------------------------------
     def tensor_type(self, shape: Sequence[int]) -> TensorType:
-        key = tuple(shape)
+        """The f32 tensor type of a run-time value; an empty one (a dimension < 1) is refused."""
+        key = tuple(int(d) for d in shape)
+        if any(d < 1 for d in key):
+            raise self.shape_error(f"the result would be an empty tensor {list(key)}; the "
+                                   "compiler needs every dimension >= 1")
+        self.check_size(key)
         t = self._types.get(key)
         if t is None:
             t = self._types[key] = TensorType(f32, key)
@@ -137,18 +149,36 @@ class ImportContext:
             return v
         v = self.const_ops.get(name)
         if v is None:
-            op = make_const(self.const(name), self.store, hint=name)
-            self.ops.append(op)
-            v = self.const_ops[name] = op.results[0]
+            v = self.const_ops[name] = self.operand_from(self.const(name), name)
         return v
 
     def operand_from(self, value: ConstTensor, hint: str) -> SSAValue:
+        """An nn.const for a parameter; NaN or infinite values are refused (they would poison
+        every output, and the saved weights sidecar would not load back)."""
+        values = [value.splat] if value.splat is not None else \
+            value.array if value.array is not None else []
+        if not np.isfinite(values).all():
+            raise InputFileError(f"constant '{hint}' holds NaN or infinite values",
+                                 where=self.where())
         op = make_const(value, self.store, hint=hint)
         self.ops.append(op)
         return op.results[0]
 
     def emit(self, op: Operation, output: str | None = None) -> SSAValue | None:
-        """Append `op`; bind its first result to `output` (default: the node's first output)."""
+        """Append `op`; bind its first result to `output` (default: the node's first output).
+        The op's shape rule is checked now, so a bad model fails here naming its ONNX node (a
+        conv whose weight expects other input channels), not later as a compiler bug."""
+        if isinstance(op, NnOp):
+            try:
+                op.check()
+            except VerifyException as e:
+                raise self.shape_error(str(e).splitlines()[0]) from None
+        if op.operands and not any(v in self.runtime for v in op.operands):
+            # the lowering makes actors of ops fed by the input; an op of constants is no actor
+            raise self.unsupported(f"{self.node.op_type if self.node else op.name} computes on "
+                                   "constants only; supported: constant subgraphs of shapes, "
+                                   "elementwise arithmetic and data movement (folded)")
+        self.runtime.update(op.results)
         self.ops.append(op)
         if not op.results:
             return None
@@ -166,7 +196,14 @@ class ImportContext:
             self.consts[output] = self.consts[source]
 
     def set_const(self, output: str, value: ConstTensor | np.ndarray) -> None:
+        self.check_size(value.shape)
         self.consts[output] = value
+
+    def check_size(self, shape: Sequence[int]) -> None:
+        """Refuse a tensor larger than the compiler handles before anything materialises it."""
+        if shapes.numel(shape) > shapes.MAX_ELEMENTS:
+            raise self.shape_error(f"tensor {list(shape)} has more than {shapes.MAX_ELEMENTS:,} "
+                                   "elements, more than the compiler handles")
 
 
 # --- helpers for converters -----------------------------------------------------------------------
@@ -232,11 +269,52 @@ def load_onnx(path: str) -> onnx.ModelProto:
     return model
 
 
-def _opset(model: onnx.ModelProto) -> int:
-    for o in model.opset_import:
-        if o.domain in ("", "ai.onnx"):
-            return o.version
-    return 1
+# Opsets the converters implement. Before opset 7 Add, Mul, Gemm ... broadcast by an `axis`
+# attribute and BatchNormalization has `spatial`/`is_test`: read with today's rules they would give
+# wrong numbers. The newest is what the installed onnx package defines.
+MIN_OPSET = 7
+MAX_OPSET = onnx.defs.onnx_opset_version()
+
+
+def _opset(model: onnx.ModelProto, source: str) -> int:
+    versions = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise InputFileError("the model imports no ai.onnx opset (opset_import is empty)",
+                             where=source)
+    opset = versions[0]
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UnsupportedError(f"ONNX opset {opset} is not supported; supported: opsets "
+                               f"{MIN_OPSET} to {MAX_OPSET}", where=source,
+                               hint="convert it with onnx.version_converter.convert_version("
+                                    "model, 13)" if 0 < opset < MIN_OPSET else None)
+    return opset
+
+
+def _check_attributes(node: onnx.NodeProto, opset: int, where: str) -> None:
+    """Each attribute known to the op's schema at this opset, of the declared type, and the
+    required ones present (as onnxruntime's checker demands); a misspelt `stride` would otherwise
+    be ignored and a STRING `group` crash a converter."""
+    try:
+        schema = onnx.defs.get_schema(node.op_type, opset, "")
+    except onnx.defs.SchemaError:
+        return  # an op unknown at this opset: the converter lookup reports it
+    declared = schema.attributes
+    for a in node.attribute:
+        spec = declared.get(a.name)
+        if spec is None:
+            raise InputFileError(f"{node.op_type}-{schema.since_version} has no attribute "
+                                 f"'{a.name}'", where=where,
+                                 hint="its attributes: " + (", ".join(sorted(declared)) or "none"))
+        if a.type != spec.type:
+            got = onnx.AttributeProto.AttributeType.Name(a.type)
+            raise InputFileError(f"attribute '{a.name}' is {got}, {node.op_type}-"
+                                 f"{schema.since_version} declares it "
+                                 f"{onnx.AttributeProto.AttributeType.Name(spec.type)}",
+                                 where=where)
+    present = {a.name for a in node.attribute}
+    for name, spec in declared.items():
+        if spec.required and name not in present:
+            raise InputFileError(f"required attribute '{name}' is missing", where=where)
 
 
 def _sorted_nodes(graph: onnx.GraphProto, known: set[str], source: str) -> list[onnx.NodeProto]:
@@ -280,7 +358,11 @@ def _graph_input_shape(vi: onnx.ValueInfoProto, overrides: dict[str, Sequence[in
                          hint=f"give it with --input-shape {vi.name}=1,3,224,224")
     dims = []
     for i, d in enumerate(tt.shape.dim):
-        if d.HasField("dim_value") and d.dim_value > 0:
+        if d.HasField("dim_value") and d.dim_value < 1:
+            raise ShapeError(f"input '{vi.name}' dimension {i} has size {d.dim_value}: an empty "
+                             "tensor has nothing to compute", where=source,
+                             hint=f"give a shape with --input-shape {vi.name}=d0,d1,...")
+        if d.HasField("dim_value"):
             dims.append(d.dim_value)
         elif i == 0:
             dims.append(1)  # a symbolic batch dimension: compile for one frame
@@ -299,23 +381,34 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
     from frontends.onnx import converters  # noqa: F401  (registers the converters)
 
     _check_text(model, source)
-    opset = _opset(model)
+    opset = _opset(model, source)
     store = WeightStore()
     ctx = ImportContext(source=source, opset=opset, store=store)
     g = model.graph
+    if not g.output:
+        raise InputFileError("the graph declares no outputs; an ONNX graph computes at least one",
+                             where=source)
     overrides = dict(input_shapes or {})
     input_ranges = {**_recorded_ranges(model, source), **(input_ranges or {})}
 
     for init in g.initializer:
         ctx.set_const(init.name, _initializer(init, source))
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.node:
+        for i in node.input:
+            consumers.setdefault(i, []).append(node)
     for vi in g.input:
         if vi.name in ctx.consts:
             continue  # IR < 4: initializers are listed as inputs too
         shape = _graph_input_shape(vi, overrides, source)
+        elem = _input_type(vi, consumers.get(vi.name, []), source)
         props = {"port": StringAttr(vi.name)}
         if input_ranges and vi.name in input_ranges:
             props["value_range"] = floats_attr(input_ranges[vi.name])
         op = InputOp.create(result_types=[ctx.tensor_type(shape)], properties=props)
+        ctx.runtime.add(op.results[0])
+        if elem != T.FLOAT:
+            op.attributes[interface.INPUT_TYPE] = StringAttr(type_name(elem))
         ctx.ops.append(op)
         ctx.values[vi.name] = op.results[0]
     unknown = set(overrides) - set(ctx.values)
@@ -335,26 +428,36 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
         if conv is None:
             raise ctx.unsupported(f"operator {node.op_type} is not supported; supported: "
                                   f"{', '.join(sorted(CONVERTERS))}")
+        _check_attributes(node, opset, ctx.where())
         try:
             conv(ctx, node)
-        except (UnsupportedError, ShapeError):
+        except AlohaError:
             raise
-        except (ValueError, IndexError, KeyError, TypeError, VerifyException) as e:
+        except (ValueError, IndexError, KeyError, TypeError, AttributeError, ArithmeticError,
+                VerifyException) as e:
             # a malformed node (missing inputs, out-of-range attribute values, ...)
-            raise ctx.shape_error(f"cannot convert: {str(e).splitlines()[0]}") from None
+            raise ctx.shape_error(f"cannot convert: {str(e).splitlines()[0] if str(e) else e!r}"
+                                  ) from None
     ctx.node = None
     _recorded_pruning(model, ctx, source)
 
-    outs, ports = [], []
+    outs, ports, types = [], [], []
     for vo in g.output:
         if vo.name in ctx.values:
             outs.append(ctx.values[vo.name])
         elif vo.name in ctx.consts:
-            outs.append(ctx.operand(vo.name))
+            raise UnsupportedError(f"graph output '{vo.name}' is a constant: it does not depend "
+                                   "on any input; supported: outputs computed from the inputs",
+                                   where=source)
         else:
             raise ShapeError(f"graph output '{vo.name}' is never produced", where=source)
         ports.append(StringAttr(vo.name))
-    ctx.ops.append(OutputOp.create(operands=outs, properties={"ports": ArrayAttr(ports)}))
+        types.append(_output_type(vo, source))
+    out_op = OutputOp.create(operands=outs, properties={"ports": ArrayAttr(ports)})
+    if any(t != T.FLOAT for t in types):
+        out_op.attributes[interface.OUTPUT_TYPES] = ArrayAttr([StringAttr(type_name(t))
+                                                               for t in types])
+    ctx.ops.append(out_op)
 
     gname = _symbol(name or g.name or os.path.splitext(os.path.basename(source))[0])
     graph = GraphOp.build_graph(gname, _live_ops(ctx.ops))
@@ -362,7 +465,55 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
     graph.attributes["imported_params"] = int_attr(count_params(graph))
     module = ModuleOp(Region(Block([graph])))
     attach_weights(module, store)
+    for note in interface.notes(module):
+        warnings.warn(f"{source}: {note}", AlohaWarning, stacklevel=2)
     return module
+
+
+# --- element types of the interface (aloha_ir/interface.py) ----------------------------------------
+
+T = onnx.TensorProto
+FLOAT_TYPES = (T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16)
+INT_TYPES = (T.BOOL, T.INT8, T.UINT8, T.INT16, T.UINT16, T.INT32, T.UINT32, T.INT64, T.UINT64)
+
+
+def type_name(elem: int) -> str:
+    """ONNX's name of an element type, in lower case (`float`, `float16`, `uint8`)."""
+    return T.DataType.Name(elem).lower() if elem in T.DataType.values() else str(elem)
+
+
+def _input_type(vi: onnx.ValueInfoProto, uses: list[onnx.NodeProto], source: str) -> int:
+    """The input's element type, if the compiler can take it: floats (computed in float32), and
+    integers or bools that only feed a Cast to a float type (their values are then the same in
+    float32). Integer arithmetic would wrap where float32 does not (uint8 200 + 100 is 44 in
+    ONNX): refused."""
+    elem = vi.type.tensor_type.elem_type
+    if elem in FLOAT_TYPES:
+        return elem
+    name = type_name(elem)
+    if elem in INT_TYPES:
+        for n in uses:
+            to = next((a.i for a in n.attribute if a.name == "to"), None)
+            if n.op_type != "Cast" or to not in FLOAT_TYPES:
+                raise UnsupportedError(
+                    f"input '{vi.name}' is {name} and node '{node_label(n)}' ({n.op_type}) uses "
+                    f"it as {name}: the compiler computes in float32, which does not reproduce "
+                    f"{name} arithmetic (wrap-around, integer division)", where=source,
+                    hint=f"supported: {name} inputs that only feed a Cast to a float type; or "
+                         "export the model with a float input")
+        return elem
+    raise UnsupportedError(f"input '{vi.name}' has element type {name}; supported: float, "
+                           "float16, double, bfloat16, and integers or bool that feed a Cast to "
+                           "float", where=source)
+
+
+def _output_type(vo: onnx.ValueInfoProto, source: str) -> int:
+    elem = vo.type.tensor_type.elem_type
+    if elem in (T.UNDEFINED,) + FLOAT_TYPES:
+        return elem or T.FLOAT
+    raise UnsupportedError(f"output '{vo.name}' has element type {type_name(elem)}; "
+                           "supported: float types (the compiler computes in float32)",
+                           where=source)
 
 
 def _recorded_ranges(model: onnx.ModelProto, source: str) -> dict[str, tuple[float, float]]:

@@ -138,4 +138,5 @@ def exit_code_help() -> str:
              for c in ERROR_CLASSES]
     rows.append((Interrupted.exit_code, "interrupted (Ctrl-C); outputs are as they were, caches "
                                         "and checkpoints are kept"))
+    rows.append((141, "the reader of the output closed the pipe (`alohac list passes | head -1`)"))
     return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(rows)) + "\n"

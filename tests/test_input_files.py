@@ -167,3 +167,5 @@ def test_exec_times_that_do_not_cover_the_phases_are_a_verify_error(tmp_path, ca
     path.write_text(bad)
     assert main(["opt", str(path), "-p", "analyze-schedule"]) == 7
     assert "exec_times has a run of 0 phases" in capsys.readouterr().err
+    from aloha_ir.errors import exit_code_help
+    assert "  141  " in exit_code_help()  # the status is documented where the others are

@@ -117,14 +117,17 @@ def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
     # The target stages the user leaves out go where the target pipeline has them, so each runs
     # after what it depends on (`convert-nn-to-csdf,analyze-processors` gets partition, map, ...
     # in between; the report needs every analysis). The user's other stages keep their place.
+    # A user who names `map` has chosen the mapping: partition, an optional transform, is then
+    # theirs to name too (`map{assign=...}` names the actors of the graph as they left it).
+    skip = named | ({"partition"} if "map" in named else set())
     out, done = [], 0
     for stage in _stages(user):
         k = order.get(stage.split("{")[0].strip())
         if k is not None and k > done:
-            out += [s for s, n in zip(stages[done:k], names[done:k]) if n not in named]
+            out += [s for s, n in zip(stages[done:k], names[done:k]) if n not in skip]
             done = k
         out.append(stage)
-    out += [s for s, n in zip(stages[done:], names[done:]) if n not in named]
+    out += [s for s, n in zip(stages[done:], names[done:]) if n not in skip]
     return ",".join(out)
 
 

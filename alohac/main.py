@@ -74,20 +74,72 @@ def _mapping(args):
     return m
 
 
-def _target_pipeline(args, timeline: bool = False) -> str:
+def _target_pipeline(args, timeline: bool = False, deploy: bool = True) -> str:
+    """The --target pipeline; `deploy` (commands that generate code) quantizes a float model
+    bound for a platform that computes in fixed point (quantize-for-target, with --data)."""
     from alohac.report import target_pipeline
     m = _mapping(args)
+    data = getattr(args, "data", None) or ""
     if m is None:
-        return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline)
+        return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline,
+                               deploy=deploy, data=data)
     partition, map_options = m.stages()
     return target_pipeline(m.bits, m.opp or "", args.allow_overflow, timeline, partition,
-                           map_options)
+                           map_options, deploy=deploy, data=data)
 
 
-def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
+def _check_bits(args, module) -> None:
+    """--bits against the platform and the model: a quantized model's precision comes from its
+    types (a --bits that contradicts them is a usage error), a float one's --bits must be a data
+    type the platform has."""
+    if not args.bits:
+        return
+    from aloha_ir.errors import PassError
+    from archdesc.loader import load_platform
+    from backends.reference import graph_of
+    from passes.target import datatype_of, nn_precision
+    try:
+        datatype_of(load_platform(args.target), args.bits, nn_precision(graph_of(module)))
+    except PassError as e:
+        raise UsageError(f"--bits {args.bits}: {e.message}",
+                         hint=(e.hint or "").replace("drop bits", "drop --bits")) from None
+
+
+def _bits_need_target(args) -> None:
+    if args.bits and not args.target:
+        raise UsageError("--bits needs --target (it is the deployment precision on a platform)",
+                         hint="a quantized model's precision comes from its types; alohac "
+                              "quantize changes it")
+
+
+def _float_note(args, module, result) -> None:
+    """Say what a float model bound for a fixed-point platform became (stderr)."""
+    q = result.analyses.get("quantize-for-target") if result is not None else None
+    if q is not None and q.quantized:
+        print(f"note: {q.note()}", file=sys.stderr)
+        return
+    if result is None or "map" not in result.analyses:
+        return
+    from aloha_ir import fixedpoint as fp
+    from aloha_ir.dialects import nn
+    from backends.reference import graph_of
+    mapping = result.analyses["map"]
+    mapping = mapping[0] if isinstance(mapping, list) else mapping
+    graph = graph_of(module)
+    fixed = any(fp.format_of(op.results[0]) for op in graph.ops
+                if op.results and not isinstance(op, nn.ConstOp))
+    if not fixed and mapping.datatype != "f32":
+        print(f"note: the model is float; figures are for it deployed in {mapping.datatype} on "
+              f"{mapping.platform} (no float data type there): `alohac compile` quantizes it "
+              "(give --data to calibrate), or quantize it first with `alohac quantize`",
+              file=sys.stderr)
+
+
+def _with_target(args, user: str, default: str, timeline: bool = False,
+                 deploy: bool = True) -> str:
     """The user's pipeline followed by the target stages it does not already name (so a user's
     `map{strategy=fastest}` is kept, not overridden); the default pipeline is subsumed."""
-    tail = _target_pipeline(args, timeline)
+    tail = _target_pipeline(args, timeline, deploy)
     if user.strip() in ("", default):
         return tail
     named = {stage.split("{")[0].strip() for stage in _stages(user)}
@@ -195,6 +247,11 @@ def cmd_compile(args) -> int:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     if args.gantt and not args.target:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
+    _bits_need_target(args)
+    if args.data and not args.target:
+        raise UsageError("--data needs --target (it calibrates a float model the platform "
+                         "computes in fixed point)", hint="alohac quantize MODEL --data DATA "
+                         "quantizes without a platform")
     if ("c" in kinds or args.backend) and not args.target:
         raise UsageError("generating code needs --target PLATFORM",
                          hint="e.g. alohac compile MODEL --target host-cpu -o OUT")
@@ -205,7 +262,11 @@ def cmd_compile(args) -> int:
         print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf graph; "
               f"pipeline is now '{pipeline}'", file=sys.stderr)
     module = load_model(args.model, _input_shapes(args.input_shape))
+    if args.target:
+        _check_bits(args, module)
     result = _run(args, module, pipeline)
+    if args.target:
+        _float_note(args, module, result)
     stem = model_stem(args.model)
     os.makedirs(args.output, exist_ok=True)
     written = []
@@ -279,8 +340,10 @@ def cmd_analyze(args) -> int:
     from frontends.loader import load_model
     if args.mapping and not args.target:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
+    _bits_need_target(args)
     module = load_model(args.model, _input_shapes(args.input_shape))
     if args.target:
+        _check_bits(args, module)
         return _analyze_target(args, module)
     if args.gantt:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
@@ -313,7 +376,8 @@ def cmd_analyze(args) -> int:
 def _analyze_target(args, module) -> int:
     from alohac.report import gantt, markdown, target_figures
     result = _run(args, module, _with_target(args, args.pipeline, "canonicalize",
-                                              timeline=bool(args.gantt)))
+                                              timeline=bool(args.gantt), deploy=False))
+    _float_note(args, module, result)
     fig = target_figures(result.analyses)
     if args.gantt:
         path = gantt(result.analyses["analyze-schedule"], args.gantt,
@@ -389,8 +453,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "file; adds partition, map and the schedule/memory/energy/processors "
                         "analyses to the pipeline")
     p.add_argument("--bits", type=int, choices=(8, 16, 32),
-                   help="deployment precision for the target's cost model (default: the "
-                        "platform's default data type)")
+                   help="deployment precision of a float model on the target (needs --target; "
+                        "default: the platform's default data type); a quantized model's "
+                        "precision comes from its types and a --bits that contradicts them is an "
+                        "error")
     p.add_argument("--opp", metavar="NAME", help="operating point of the target (default: its "
                                                  "default_operating_point)")
     p.add_argument("--allow-overflow", action="store_true",
@@ -429,6 +495,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "csdf kinds add convert-nn-to-csdf to the pipeline when it is missing")
     p.add_argument("--backend", metavar="NAME",
                    help="code generator (default: the platform's; `alohac list backends`)")
+    p.add_argument("--data", metavar="DATA",
+                   help="calibration data (digits, mnist:DIR, ...) when a float model is quantized"
+                        " for a platform that computes in fixed point (default: random inputs in "
+                        "the model's input range, and a note saying so)")
     p.add_argument("--weights", choices=("file", "embedded"), default="file",
                    help="generated code: weights in code/weights.bin loaded at start (default), "
                         "or compiled in as const arrays with static allocation only (bare metal)")

@@ -8,19 +8,29 @@ them (period, GOps/s/W, DARTS processors, peak activations, whether the model fi
 
 from __future__ import annotations
 
+import json
+
 
 def target_pipeline(bits: int = 0, opp: str = "", allow_overflow: bool = False,
-                    timeline: bool = False, partition: str = "", map_options: str = "") -> str:
+                    timeline: bool = False, partition: str = "", map_options: str = "",
+                    deploy: bool = False, data: str = "") -> str:
     """The driver's --target pipeline; `partition`/`map_options` are extra option text for those
-    two passes (a saved mapping: explore.system.Mapping.stages)."""
+    two passes (a saved mapping: explore.system.Mapping.stages). `deploy` adds
+    quantize-for-target (a float model bound for a fixed-point platform is quantized, calibrated
+    on `data` if given) for commands that generate code."""
     opts = " ".join(x for x in (f"bits={bits}" if bits else "", f"opp={opp}" if opp else "") if x)
 
     def wrap(extra: str = "") -> str:
         text = " ".join(x for x in (extra, opts) if x)
         return f"{{{text}}}" if text else ""
+    quantize = []
+    if deploy:
+        q = " ".join(x for x in (f"bits={bits}" if bits else "",
+                                 f"data={json.dumps(data)}" if data else "") if x)
+        quantize = [f"quantize-for-target{{{q}}}" if q else "quantize-for-target"]
     return ",".join([
-        "canonicalize", "analyze-cost", "convert-nn-to-csdf", f"partition{wrap(partition)}",
-        f"map{wrap(map_options)}",
+        "canonicalize", *quantize, "analyze-cost", "convert-nn-to-csdf",
+        f"partition{wrap(partition)}", f"map{wrap(map_options)}",
         "analyze-schedule{timeline=true}" if timeline else "analyze-schedule",
         "analyze-memory{allow_overflow=true}" if allow_overflow else "analyze-memory",
         "analyze-energy", "analyze-processors"])

@@ -11,8 +11,12 @@ Templates never walk the IR; this module does, once, and hands them lists of pla
   output, gather -- join the nearest programmable unit's), each with its static order for one
   frame: the per-unit firing order of the one-frame self-timed schedule analyze-schedule ran,
   run-length encoded as (actor, firings) runs;
-- `tensors`: the weights blob (4-byte words: float32, or int32 integers of the fixed-point formats,
-  biases already in their accumulator formats), written as weights.bin or embedded as C arrays.
+- `tensors`: the weights blob, every tensor in its storage type (aloha_ir.fixedpoint.storage_of:
+  float32, or int8/int16/int32 integers of the fixed-point formats, biases and per-channel shifts
+  int32 in their accumulator formats), written as weights.bin or embedded as C arrays;
+- storage: every FIFO, window and output buffer holds the element type of the tensor it carries;
+  conv and dense name their accumulator (int32 where fixedpoint.accumulator_of proves it enough);
+  `memory()` is what the program allocates, part by part, which analyze-memory predicts.
 
 Why the static order and the FIFO sizes agree: the program is a Kahn network with blocking reads and
 writes (a bounded FIFO is a data channel plus a credit channel), so whether it completes does not
@@ -39,6 +43,7 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import csdf, nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import weights_of
+from passes.analyze_memory import Deployment, channel_storage
 from passes.convert_nn_to_csdf import plan_block
 from passes.target import nn_blocks
 
@@ -70,6 +75,20 @@ class FifoView:
     analysed: int
     self_loop: bool
     max_firing: int  # the most tokens one firing moves through it
+    storage: fp.Storage = fp.FLOAT32  # element type (of a merge's partial sums: the accumulator)
+    per_token: int = 1  # elements per token (a merge's: one partial sum per job)
+
+    @property
+    def elem(self) -> int:
+        return self.storage.nbytes * self.per_token
+
+    @property
+    def elements(self) -> int:
+        return max(1, self.capacity) * self.per_token
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * self.storage.nbytes
 
 
 @dataclass
@@ -85,22 +104,44 @@ class PortView:
     c: int
     h: int
     w: int
+    storage: fp.Storage = fp.FLOAT32  # element type of the input
+    per_token: int = 1
+
+    @property
+    def elem(self) -> int:
+        return self.storage.nbytes * self.per_token
+
+    @property
+    def elements(self) -> int:
+        return self.window_rows * self.row_tokens * self.per_token
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * self.storage.nbytes
 
 
 @dataclass
 class TensorView:
     name: str
     cname: str
-    ctype: str  # float or int32_t
-    offset: int  # in 4-byte words
-    values: np.ndarray  # flat, float32 or int32
+    storage: fp.Storage
+    offset: int  # in bytes, from the first tensor
+    values: np.ndarray  # flat, of the storage's dtype
+
+    @property
+    def ctype(self) -> str:
+        return self.storage.ctype
 
     @property
     def length(self) -> int:
         return int(self.values.size)
 
+    @property
+    def nbytes(self) -> int:
+        return self.length * self.storage.nbytes
+
     def c_values(self) -> str:
-        if self.ctype == "float":
+        if self.storage is fp.FLOAT32:
             return ", ".join(_c_float(v) for v in self.values.tolist())
         return ", ".join(str(int(v)) for v in self.values.tolist())
 
@@ -125,10 +166,25 @@ class ActorView:
     dump: bool = False  # its output is a whole block's output (debug dumps, `alohac compare`)
     cost_s: float = 0.0  # the analysis's predicted seconds per frame
     work: int = 0  # per frame: MACs (conv, dense) or element operations, as the cost model counts
+    out: fp.Storage = fp.FLOAT32  # element type of the output
+    out_per_token: int = 1
+    staging: int = 0  # elements of a whole-tensor layout buffer (global pool, reshape), input type
 
     @property
     def obuf_tokens(self) -> int:
-        return max([1] + self.prod)
+        return max([0] + self.prod)
+
+    @property
+    def obuf_elements(self) -> int:
+        return self.obuf_tokens * self.out_per_token
+
+    @property
+    def obuf_bytes(self) -> int:
+        return self.obuf_elements * self.out.nbytes
+
+    @property
+    def staging_bytes(self) -> int:
+        return self.staging * self.ins[0].elem if self.staging else 0
 
 
 @dataclass
@@ -147,6 +203,14 @@ class IoView:
     fmt: fp.Fixed | None
     low: float | None = None
     high: float | None = None
+
+    @property
+    def storage(self) -> fp.Storage:
+        return fp.storage_of(self.fmt)
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * self.storage.nbytes
 
 
 @dataclass
@@ -167,20 +231,42 @@ class CodegenView:
     power: dict = field(default_factory=dict)
 
     @property
-    def ctype(self) -> str:
-        return "int32_t" if self.fixed else "float"
-
-    @property
-    def blob_words(self) -> int:
-        return sum(t.length for t in self.tensors)
+    def blob_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
 
     def blob(self) -> bytes:
-        """weights.bin: magic, word count, then the tensors' words, little-endian."""
-        parts = [b"ALOHAWB1", struct.pack("<Q", self.blob_words)]
+        """weights.bin: the magic `ALOHAWB2`, the payload's byte count (uint64), then every tensor
+        in order, each in its own storage type (int8, int16, int32 or float32), little-endian and
+        packed (no padding between tensors)."""
+        parts = [b"ALOHAWB2", struct.pack("<Q", self.blob_bytes)]
         for t in self.tensors:
-            parts.append(np.ascontiguousarray(t.values).astype(t.values.dtype.newbyteorder("<"))
-                         .tobytes())
+            parts.append(np.ascontiguousarray(t.values, dtype=t.storage.dtype).tobytes())
         return b"".join(parts)
+
+    @property
+    def kernel_variants(self) -> list[str]:
+        """The integer conv/dense kernels the program calls (aloha_kernels.c compiles only those)."""
+        names = set()
+        for a in self.actors:
+            v = a.args.get("variant")
+            if v:
+                names.add(v)
+        return sorted(names)
+
+    def memory(self) -> dict:
+        """The bytes the program allocates statically, by part (analyze-memory's figures)."""
+        parts = {"parameter_bytes": self.blob_bytes,
+                 "buffer_bytes": sum(f.nbytes for f in self.fifos),
+                 "window_bytes": sum(p.nbytes for a in self.actors for p in a.ins),
+                 "row_bytes": sum(a.obuf_bytes for a in self.actors),
+                 "staging_bytes": sum(a.staging_bytes for a in self.actors),
+                 "io_bytes": self.input.nbytes + self.output.nbytes,
+                 "platform_bytes": int(self.power.get("platform_bytes", 0))}
+        parts["scratch_bytes"] = sum(parts[k] for k in ("window_bytes", "row_bytes",
+                                                        "staging_bytes", "io_bytes"))
+        parts["memory_bytes"] = parts["parameter_bytes"] + parts["buffer_bytes"] + \
+            parts["scratch_bytes"]
+        return parts
 
     def binary_files(self) -> dict[str, bytes]:
         return {"weights.bin": self.blob()} if self.weights == "file" else {}
@@ -190,6 +276,10 @@ class CodegenView:
         return {
             "name": self.name, "platform": self.platform, "datatype": self.datatype,
             "fixed": self.fixed, "input_shape": list(self.input.shape),
+            "input_storage": self.input.storage.ctype, "output_storage": self.output.storage.ctype,
+            "memory": self.memory(),
+            "weights": [{"name": t.name, "ctype": t.ctype, "offset": t.offset,
+                         "elements": t.length} for t in self.tensors],
             "output_shape": list(self.output.shape), "latency_s": self.latency_s,
             "period_s": self.period_s,
             "actors": [{"name": a.name, "cname": a.cname, "block": a.block, "kernel": a.kernel,
@@ -197,16 +287,12 @@ class CodegenView:
                         "predicted_s": a.cost_s, "work": a.work}
                        for a in self.actors],
             "fifos": [{"name": f.name, "capacity": f.capacity, "analysed": f.analysed,
-                       "max_firing": f.max_firing, "self_loop": f.self_loop}
+                       "max_firing": f.max_firing, "self_loop": f.self_loop,
+                       "ctype": f.storage.ctype, "token_bytes": f.elem}
                       for f in self.fifos],
             "threads": [{"name": t.name, "unit": t.unit, "runs": len(t.order)}
                         for t in self.threads]}
 
-    def fifo_bytes(self) -> int:
-        return 4 * sum(f.capacity for f in self.fifos)
-
-    def window_bytes(self) -> int:
-        return 4 * sum(p.window_rows * p.row_tokens for a in self.actors for p in a.ins)
 
 
 def _c_float(v: float) -> str:
@@ -235,26 +321,23 @@ def _bcast_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 class _Weights:
-    def __init__(self, fixed: bool):
-        self.fixed = fixed
+    def __init__(self):
         self.tensors: list[TensorView] = []
         self.by_key: dict[object, TensorView] = {}
         self.offset = 0
 
-    def add(self, key, name: str, values: np.ndarray, integer: bool | None = None) -> TensorView:
+    def add(self, key, name: str, values: np.ndarray, storage: fp.Storage) -> TensorView:
+        """The tensor `key` in `storage` (once, however many actors use it)."""
         if key in self.by_key:
             return self.by_key[key]
-        integer = self.fixed if integer is None else integer
         flat = np.ascontiguousarray(values).reshape(-1)
-        if integer:
-            if flat.size and (flat.min() < -(1 << 31) or flat.max() >= 1 << 31):
-                raise UnsupportedError(f"constant {name} does not fit 32-bit integers")
-            flat = flat.astype(np.int32)
-        else:
-            flat = flat.astype(np.float32)
-        t = TensorView(name, c_identifier(name, len(self.tensors), "w"),
-                       "int32_t" if integer else "float", self.offset, flat)
-        self.offset += t.length
+        if storage is not fp.FLOAT32 and flat.size:
+            info = np.iinfo(np.dtype(storage.dtype))
+            if flat.min() < info.min or flat.max() > info.max:
+                raise UnsupportedError(f"constant {name} does not fit {storage.ctype}")
+        t = TensorView(name, c_identifier(name, len(self.tensors), "w"), storage, self.offset,
+                       flat.astype(storage.dtype))
+        self.offset += t.nbytes
         self.tensors.append(t)
         self.by_key[key] = t
         return t
@@ -274,17 +357,17 @@ class _Builder:
         if self.fixed:
             from backends.reference import FixedReference
             self.ref = FixedReference(nn_graph, self.store)
-        self.weights = _Weights(self.fixed)
+        self.weights = _Weights()
 
     # -- constants ------------------------------------------------------------------------------
     def const(self, v, name: str) -> TensorView:
         op = v.owner
         if self.fixed:
-            return self.weights.add(v, name, self.ref.consts[v])
-        return self.weights.add(v, name, const_tensor(op, self.store).materialize())
+            return self.weights.add(v, name, self.ref.consts[v], fp.storage_of(fp.format_of(v)))
+        return self.weights.add(v, name, const_tensor(op, self.store).materialize(), fp.FLOAT32)
 
     def bias_acc(self, op, index: int, acc_frac, name: str) -> TensorView | None:
-        """A conv/dense/bn bias in the accumulator's format (the reference's `_bias`)."""
+        """A conv/dense/bn bias in the accumulator's format (the reference's `_bias`): int32."""
         if len(op.operands) <= index:
             return None
         b = op.operands[index]
@@ -293,10 +376,14 @@ class _Builder:
         q = self.ref.consts[b]
         real = fp.dequantize(q, self.ref.frac(b)) if fp.format_of(b) else q
         acc = np.broadcast_to(np.asarray(acc_frac), np.shape(real)) if np.ndim(acc_frac) else acc_frac
-        return self.weights.add((b, "acc"), name, fp.quantize(real, acc, fp.BIAS_BITS))
+        return self.weights.add((b, "acc"), name, fp.quantize(real, acc, fp.BIAS_BITS), fp.INT32)
 
     def frac(self, v):
         return self.ref.frac(v)
+
+    def value_storage(self, v) -> fp.Storage:
+        """How the program stores the tensor `v` (a FIFO token, a window element)."""
+        return fp.storage_of(fp.format_of(v)) if self.fixed else fp.FLOAT32
 
     # -- activation / requantisation ------------------------------------------------------------
     @staticmethod
@@ -312,7 +399,8 @@ class _Builder:
         fused = op.fused_activation() if act and isinstance(op, nn._FusedActivation) else None
         kind = fused[0] if fused else None
         rec = {"kind": ACT[kind], "leaky_mult": 0, "qmin": fmt.qmin, "qmax": fmt.qmax,
-               "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": 0, "shift": None}
+               "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": 0, "shift": None,
+               "type": fp.storage_of(fmt).tag}
         if kind == "leaky_relu":
             rec["leaky_mult"] = fp.leaky_multiplier(fused[1][0])
         elif kind == "clip":
@@ -323,7 +411,7 @@ class _Builder:
         s = np.asarray(shift, dtype=np.int64)
         if s.ndim and len(set(s.tolist())) > 1:
             full = np.broadcast_to(s, (channels,)) if s.size == 1 else s
-            rec["shift"] = self.weights.add(("shift", name), f"{name}_shift", full, integer=True)
+            rec["shift"] = self.weights.add(("shift", name), f"{name}_shift", full, fp.INT32)
         else:
             rec["shift0"] = int(s.reshape(-1)[0]) if s.ndim else int(s)
         return rec
@@ -402,6 +490,15 @@ def build_view(module, platform, *, weights: str = "file",
         if n != phases[a]:
             raise UnsupportedError(f"actor @{a} fires {n} times per frame over {phases[a]} phases;"
                                    " the generator handles one phase cycle per frame")
+    dt = graph.attributes.get("datatype")
+    datatype = dt.data if isinstance(dt, StringAttr) else platform.default_datatype
+    if not b.fixed and datatype != "f32":
+        raise UnsupportedError(f"the model is float but {platform.name} deploys {datatype} (it has "
+                               "no float data type): the generated code would not be what the "
+                               "report predicts", hint="quantize it first (alohac quantize MODEL "
+                               "--data DATA), or let alohac compile --target quantize it")
+    dep = Deployment(datatype, b.fixed)
+    actor_map = graph.actor_map()
     fifo_override = dict(fifo_override or {})
     fifos, fifo_index = [], {}
     for i, ch in enumerate(graph.channels()):
@@ -409,8 +506,9 @@ def build_view(module, platform, *, weights: str = "file",
         analysed = ch.attributes["buffer"].value.data  # type: ignore[union-attr]
         cap = fifo_override.pop(name, analysed)
         most = max(max(rle.expand(ch.prod_runs)), max(rle.expand(ch.cons_runs)))
+        storage, per_token = channel_storage(ch, actor_map, b.blocks, dep)
         fifos.append(FifoView(i, name, c_identifier(name, i, "f"), ch.src_name, ch.dst_name, cap,
-                              analysed, ch.is_self_loop, most))
+                              analysed, ch.is_self_loop, most, storage, per_token))
         fifo_index[name] = i
     if fifo_override:
         raise UnsupportedError(f"no channel {', '.join(fifo_override)} to resize")
@@ -432,11 +530,15 @@ def build_view(module, platform, *, weights: str = "file",
         prod = list(prods.pop()) if prods else [0] * actor.phase_count
         pe = actor.attributes.get("pe")
         pk = actor.attributes.get("pe_kind")
+        ports = _ports(graph, actor, fifo_index, plan)
+        for p in ports:
+            p.storage, p.per_token = fifos[p.fifo].storage, fifos[p.fifo].per_token
         view = ActorView(i, name, c_identifier(name, i), kind, "", pe.data if isinstance(
             pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
-            actor.phase_count, _ports(graph, actor, fifo_index, plan), outs, prod,
-            block=actor.block.data, cost_s=_float_attr(actor, "cost_s"),
-            work=rle.total(actor.work_runs))
+            actor.phase_count, ports, outs, prod, block=actor.block.data,
+            cost_s=_float_attr(actor, "cost_s"), work=rle.total(actor.work_runs))
+        if outs:
+            view.out, view.out_per_token = fifos[outs[0]].storage, fifos[outs[0]].per_token
         _kernel(b, view, actor, block)
         if kind == "input":
             inputs.append(view)
@@ -447,12 +549,10 @@ def build_view(module, platform, *, weights: str = "file",
         raise UnsupportedError(f"the generated program streams one input and one output; the model"
                                f" has {len(inputs)} and {len(outputs)}")
     threads = _threads(graph, actors, fifos, index, platform)
-    dt = graph.attributes.get("datatype")
     lat = graph.attributes.get("latency_s")
     per = graph.attributes.get("period_s")
     return CodegenView(
-        graph.sym_name.data.removesuffix("_csdf"), platform.name,
-        dt.data if isinstance(dt, StringAttr) else platform.default_datatype, b.fixed, weights,
+        graph.sym_name.data.removesuffix("_csdf"), platform.name, datatype, b.fixed, weights,
         actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
         _io(b, outputs[0], False), lat.value.data if lat is not None else 0.0,
         per.value.data if per is not None else 0.0)
@@ -573,7 +673,10 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             acc = b.frac(block.input) + np.asarray(b.frac(block.weight))
             a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
             a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, o[1], view.block)
+            _accumulator(a, block, cin // a["geom"]["group"] * kernel[0] * kernel[1], view.name)
+            a["geom"].update(wtype=a["w"].storage.tag, acc32=a["acc32"])
         else:
+            a["geom"].update(wtype=fp.FLOAT32.tag, acc32=0)
             a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
             a["act"] = b.act(block)
         view.kernel = "conv"
@@ -589,6 +692,7 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
         if block.is_global:
             view.kernel = "gpool"
             a.update(c=x[1], hw=x[2] * x[3], kind=ksel)
+            view.staging = math.prod(x)
         else:
             kernel, strides, pads, dil = block.window()
             a["geom"] = dict(kind=ksel, c=x[1], h=x[2], w=x[3], oh=o[2], ow=o[3], kh=kernel[0],
@@ -607,6 +711,7 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             acc = b.frac(block.input) + np.asarray(b.frac(block.weight))
             a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
             a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, m, view.block)
+            _accumulator(a, block, k, view.name)
         else:
             a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
             a["act"] = b.act(block)
@@ -624,20 +729,21 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             acc = b.frac(block.input) + fs
             scale = np.broadcast_to(b.ref.consts[s].reshape(-1), (c,)) \
                 if b.ref.consts[s].size == 1 else b.ref.consts[s].reshape(-1)
-            a["scale"] = b.weights.add((s, "bn"), f"{view.block}_scale", scale)
+            a["scale"] = b.weights.add((s, "bn"), f"{view.block}_scale", scale,
+                                       fp.storage_of(fp.format_of(s)))
             accs = np.broadcast_to(acc, (c,)) if np.ndim(acc) else np.full(c, acc)
             bq = b.ref.consts[block.params[1]]
             real = fp.dequantize(bq, b.frac(block.params[1])) if fp.format_of(block.params[1]) \
                 else bq
             real = np.broadcast_to(np.asarray(real).reshape(-1), (c,))
             a["bias"] = b.weights.add((block.params[1], "bn"), f"{view.block}_bias",
-                                      fp.quantize(real, accs, fp.BIAS_BITS))
+                                      fp.quantize(real, accs, fp.BIAS_BITS), fp.INT32)
             a["rq"] = b.rq(block, accs - fp.format_of(block.output).frac, c, view.block)
         else:
             for key, v in (("scale", s), ("bias", block.params[1])):
                 vals = const_tensor(v.owner, b.store).materialize().reshape(-1)
                 a[key] = b.weights.add((v, "bn"), f"{view.block}_{key}",
-                                       np.broadcast_to(vals, (c,)))
+                                       np.broadcast_to(vals, (c,)), fp.FLOAT32)
             a["act"] = b.act(block)
         view.kernel = "bn"
     elif isinstance(block, nn.ConcatOp):
@@ -674,6 +780,7 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
         a["in_dims"] = _dims(x)
         a["out_dims"] = _dims(view.out_shape)
         a["n"] = math.prod(x)
+        view.staging = a["n"]
         if fixed:
             a["rq"] = _plain_rq(block, fp.format_of(block.operands[0]).frac -
                                 fp.format_of(block.results[0]).frac)
@@ -696,12 +803,29 @@ def _shape_of_block(view: ActorView, block, b: _Builder) -> None:
 def _plain_rq(op, shift: int) -> dict:
     fmt = fp.format_of(op.results[0])
     return {"kind": ACT[None], "leaky_mult": 0, "qmin": fmt.qmin, "qmax": fmt.qmax,
-            "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": int(shift), "shift": None}
+            "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": int(shift), "shift": None,
+            "type": fp.storage_of(fmt).tag}
 
 
 def _island(op) -> dict:
     fmt = fp.format_of(op.results[0])
-    return {"fout": fmt.frac, "qmin": fmt.qmin, "qmax": fmt.qmax}
+    return {"fout": fmt.frac, "qmin": fmt.qmin, "qmax": fmt.qmax, "otype": fp.storage_of(fmt).tag}
+
+
+_SHORT = {"int8_t": "i8", "uint8_t": "u8", "int16_t": "i16", "uint16_t": "u16", "int32_t": "i32"}
+
+
+def _accumulator(a: dict, block, fan_in: int, name: str) -> None:
+    """A conv/dense's accumulator (int32 where fixedpoint.accumulator_of proves it enough) and
+    the integer kernel variant it calls (aloha_kernels.c's `<input>_<weight>_a<bits>`)."""
+    x, w = fp.format_of(block.input), fp.format_of(block.weight)
+    if not w.signed:
+        raise UnsupportedError(f"{name}: unsigned weights ({w}) have no integer kernel",
+                               hint="quantize with signed weight formats (alohac quantize does)")
+    acc = fp.accumulator_of(fan_in, x, w)
+    a["acc32"] = int(acc is fp.INT32)
+    a["variant"] = (f"{_SHORT[fp.storage_of(x).ctype]}_{_SHORT[fp.storage_of(w).ctype]}_"
+                    f"a{8 * acc.nbytes}")
 
 
 def _binary(b: _Builder, view: ActorView, block) -> None:

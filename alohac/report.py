@@ -2,8 +2,13 @@
 
 Keys (DESIGN.md "JSON outputs"): `latency_s` (one frame, empty pipeline), `throughput_fps` (periodic
 regime), `gops_per_s` = 2 x MACs x throughput / 1e9, `energy_j` (per frame of the stream),
-`processors`, `memory_bytes` (buffers + parameters), `per_pe`, `per_actor`; plus the figures behind
-them (period, GOps/s/W, DARTS processors, peak activations, whether the model fits).
+`processors`, `memory_bytes`, `per_pe`, `per_actor`; plus the figures behind them (period, GOps/s/W,
+DARTS processors, peak activations, whether the model fits).
+
+Memory (passes/analyze_memory.py): `memory_bytes` = `parameter_bytes` + `buffer_bytes` +
+`scratch_bytes`, exactly what the generated program allocates statically (its `ALOHA_MEMORY=1`
+line prints the same parts); `memory` breaks it down (FIFO buffers by kind, windows, output
+buffers, staging, input/output frames) and `memory_notes` says where it goes.
 """
 
 from __future__ import annotations
@@ -62,9 +67,9 @@ def target_figures(analyses: dict) -> dict:
         "gops_per_w": 2 * cost.macs / energy.energy_j / 1e9 if energy.energy_j else None,
         "processors": procs.processors, "darts_processors": procs.darts_processors,
         "memory_bytes": mem.memory_bytes, "buffer_bytes": mem.buffer_bytes,
-        "parameter_bytes": mem.parameter_bytes,
+        "parameter_bytes": mem.parameter_bytes, "scratch_bytes": mem.scratch_bytes,
         "peak_activation_bytes": mem.peak_activation_bytes, "fits": mem.fits,
-        "per_memory": mem.per_memory,
+        "per_memory": mem.per_memory, "memory": mem.breakdown, "memory_notes": mem.notes,
         "per_pe": {u.unit: {"kind": u.kind, "busy_s": u.busy_s, "utilisation": u.utilisation,
                             "actors": len(u.actors), "energy_j": energy.per_pe_j.get(u.unit, 0.0)}
                    for u in sched.per_pe.values()},
@@ -95,9 +100,7 @@ def markdown(fig: dict, title: str) -> str:
              f"| {fig['latency_s']:.4g} | {_g(fig['throughput_fps'])} | {_g(fig['gops_per_s'])} | "
              f"{fig['energy_j']:.4g} | {_g(fig['gops_per_w'])} | {fig['processors']} "
              f"(DARTS {fig['darts_processors']}) | {fig['memory_bytes']:,} |", "",
-             f"Peak activation memory {fig['peak_activation_bytes']:,} B, buffers "
-             f"{fig['buffer_bytes']:,} B, parameters {fig['parameter_bytes']:,} B"
-             + ("" if fig["fits"] else " (**does not fit**)") + ".", "",
+             *memory_markdown(fig), "",
              "| unit | kind | busy per frame | utilisation | actors |", "|---|---|---:|---:|---:|"]
     for unit, u in fig["per_pe"].items():
         lines.append(f"| {unit} | {u['kind']} | {_si(u['busy_s'], 's')} | "
@@ -109,6 +112,40 @@ def markdown(fig: dict, title: str) -> str:
                      f"{_si(a['cost_s'], 's')} | {_si(a['start_s'], 's')} | "
                      f"{_si(a['end_s'], 's')} | {a['note']} |")
     return "\n".join(lines) + "\n"
+
+
+MEMORY_ROWS = (  # (breakdown key, what it is)
+    ("parameter_bytes", "parameters (weights, biases, per-channel shifts, in their storage types)"),
+    ("between_actors", "FIFO buffers between actors"),
+    ("reuse", "FIFO buffers of reuse self-loops (rows a window keeps for the next firing)"),
+    ("split_copies", "FIFO buffers holding each split part's copy of its input"),
+    ("to_gather", "FIFO buffers from split parts to their gather"),
+    ("partial_sums", "FIFO buffers of partial sums to a merge"),
+    ("window_bytes", "actors' input row windows"),
+    ("row_bytes", "actors' output buffers (one firing)"),
+    ("staging_bytes", "whole-tensor layout staging (global pooling, reshape)"),
+    ("io_bytes", "the input and output frames"),
+)
+
+
+def memory_markdown(fig: dict) -> list[str]:
+    """The memory section: the parts of memory_bytes, the memories, and where it goes."""
+    m = fig["memory"]
+    lines = [f"Memory {fig['memory_bytes']:,} B = parameters {fig['parameter_bytes']:,} B + FIFO "
+             f"buffers {fig['buffer_bytes']:,} B + scratch {fig['scratch_bytes']:,} B: what the "
+             "generated program allocates (`ALOHA_MEMORY=1` makes it print the same). Peak "
+             f"activation (the largest FIFO contents at one instant) {fig['peak_activation_bytes']:,}"
+             f" B" + ("" if fig["fits"] else "; it **does not fit**") + ".", "",
+             "| part | bytes | share |", "|---|---:|---:|"]
+    total = max(1, fig["memory_bytes"])
+    for key, what in MEMORY_ROWS:
+        if m.get(key):
+            lines.append(f"| {what} | {m[key]:,} | {100 * m[key] / total:.1f}% |")
+    for name, need in fig["per_memory"].items():
+        lines.append(f"| needed in {name} ({' and '.join(need['holds'])}; it has "
+                     f"{need['size_bytes']:,} B) | {need['need_bytes']:,} | "
+                     f"{'fits' if need['need_bytes'] <= need['size_bytes'] else '**over**'} |")
+    return lines + [""] + [f"- {n}" for n in fig["memory_notes"]]
 
 
 def gantt(schedule, path: str, title: str) -> str:

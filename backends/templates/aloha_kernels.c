@@ -26,6 +26,8 @@ int aloha_type_size(int type)
     case ALOHA_I16:
     case ALOHA_U16:
         return 2;
+    case ALOHA_I64:
+        return 8;
     default:
         return 4;
     }
@@ -42,6 +44,8 @@ int64_t aloha_load(const void *p, int type, size_t i)
         return ((const int16_t *)p)[i];
     case ALOHA_U16:
         return ((const uint16_t *)p)[i];
+    case ALOHA_I64:
+        return ((const int64_t *)p)[i];
     default:
         return ((const int32_t *)p)[i];
     }
@@ -61,6 +65,9 @@ void aloha_store(void *p, int type, size_t i, int32_t v)
         break;
     case ALOHA_U16:
         ((uint16_t *)p)[i] = (uint16_t)v;
+        break;
+    case ALOHA_I64:
+        ((int64_t *)p)[i] = v;
         break;
     default:
         ((int32_t *)p)[i] = v;

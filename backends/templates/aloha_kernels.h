@@ -34,7 +34,7 @@ extern "C" {
 #define ALOHA_LEAKY_FRAC 8
 
 /* Element type tags of fixed-point buffers (0, the default of a zeroed struct, is int32_t). */
-enum { ALOHA_I32 = 0, ALOHA_I8, ALOHA_U8, ALOHA_I16, ALOHA_U16, ALOHA_F32 };
+enum { ALOHA_I32 = 0, ALOHA_I8, ALOHA_U8, ALOHA_I16, ALOHA_U16, ALOHA_F32, ALOHA_I64 };
 
 /* Rows [base, base + rows) of a [c, h, w] tensor, stored contiguously row after row:
  * x[ch][y][xx] = ((const T *)p)[((y - base) * c + ch) * w + xx], T given by `type`. */

@@ -6,10 +6,11 @@ deployed in float (the platform's data type, or `bits=32`, is f32). Otherwise th
 power-of-two formats at the deployment width (`bits`, else the platform's default data type) by
 the `quantize` pass's naive PTQ, per layer:
 
-- with data (`data=SPEC` or the driver's `--data`): calibrated on `samples` inputs of it;
-- without data: calibrated on `samples` inputs drawn uniformly from the range the model's input
-  declares (its `value_range`, else [0, 1]), with one bit of headroom on every activation for
-  inputs the random ones did not cover. The accuracy of that deployment is unknown: the report
+- with data (`data=SPEC` or the driver's `--data`): calibrated on `samples` inputs of it (the
+  quantize pass's 512 by default);
+- without data: calibrated on `samples` inputs (16 by default) drawn uniformly from the range the
+  model's input declares (its `value_range`, else [0, 1]), with one bit of headroom on every
+  activation for inputs the random ones did not cover. The accuracy of that deployment is unknown: the report
   says so, and `alohac quantize MODEL --data DATA` (or `--data` here) calibrates on real inputs.
 """
 
@@ -70,7 +71,7 @@ class QuantizeForTargetPass(ModulePass):
     target: str = ""
     bits: int = 0
     data: str = ""
-    samples: int = 64
+    samples: int = 0  # 0: 512 inputs of the data, or 16 random ones
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from backends.reference import graph_of
@@ -90,9 +91,10 @@ class QuantizeForTargetPass(ModulePass):
 
     def _with_data(self, ctx, op: ModuleOp, bits: int) -> str:
         from passes.quantize import QuantizePass
-        QuantizePass(bits=bits, data=self.data, samples=self.samples, evaluate=False).apply(ctx, op)
-        spec = self.data or getattr(ctx.dataset, "name", "--data")
-        return f"{self.samples} inputs of {spec}"
+        q = QuantizePass(bits=bits, data=self.data, samples=self.samples or QuantizePass.samples,
+                         evaluate=False)
+        q.apply(ctx, op)
+        return f"{q.samples} inputs of {self.data or 'the --data set'}"
 
     def _without_data(self, op: ModuleOp, graph: nn.GraphOp, bits: int) -> str:
         from aloha_ir import fixedpoint as fp
@@ -101,8 +103,9 @@ class QuantizeForTargetPass(ModulePass):
         from passes.quantize import apply_formats, calibrate, choose_formats
         store = weights_of(op)
         check_finite_weights(graph, store)
-        data, (lo, hi) = uniform_inputs(graph, self.samples)
-        stats = calibrate(op, data, self.samples, None)
+        samples = self.samples or 16
+        data, (lo, hi) = uniform_inputs(graph, samples)
+        stats = calibrate(op, data, samples, None)
         for r in stats.values():
             r.lo, r.hi, r.level = r.lo * HEADROOM, r.hi * HEADROOM, r.level * HEADROOM
         apply_formats(graph, choose_formats(graph, store, stats, bits, bits, False,
@@ -111,6 +114,6 @@ class QuantizeForTargetPass(ModulePass):
             "method": StringAttr("ptq"), "weight_bits": IntegerAttr(bits, i64),
             "activation_bits": IntegerAttr(bits, i64), "granularity": StringAttr("layer"),
             "calibration": StringAttr("uniform-random")})
-        return (f"{self.samples} random inputs uniform in [{lo:g}, {hi:g}] (no --data given: "
+        return (f"{samples} random inputs uniform in [{lo:g}, {hi:g}] (no --data given: "
                 "one bit of headroom per activation; the accuracy is unknown -- pass --data DATA "
                 "to calibrate on real inputs)")

@@ -186,6 +186,15 @@ def test_fixed_point_values_are_stored_in_their_formats_c_types(quantized, tmp_p
         r"static int32_t w\d+_\w+_b\[", "", source.split("---- FIFOs")[1].split("---- actors")[0])
     makefile = open(os.path.join(code, "Makefile")).read()
     assert re.search(r"-DALOHA_V_u8_i8_a32", makefile)
+    # the narrow types under ASan + UBSan, bit-exact
+    r = subprocess.run(["make", "-s", "-C", code, "sanitize", f"CFLAGS={STRICT}"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    x = _digits(3)
+    r, y = _run(code, x, exe=os.path.join(code, "network-asan"),
+                env={"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "halt_on_error=1"})
+    assert r.returncode == 0 and "runtime error" not in r.stderr, r.stderr[-2000:]
+    np.testing.assert_array_equal(y, _reference(quantized[8], x))
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -153,7 +153,16 @@ def _with_target(args, user: str, default: str, timeline: bool = False,
     extra = [s for s, n in zip(stages[last + 1:], names[last + 1:]) if n not in named]
     if "analyze-cost" not in named and "analyze-cost" not in [s.split("{")[0] for s in extra]:
         extra.insert(0, "analyze-cost")  # the figures need the MACs; an analysis runs anywhere
-    return ",".join([user] + extra)
+    mine = _stages(user)
+    quantize = [s for s, n in zip(stages, names) if n == "quantize-for-target"]
+    if quantize and not named & {"quantize", "quantize-for-target"} and \
+            "convert-nn-to-csdf" in named:
+        # the user's pipeline lowers the graph: quantize a float model before it (after their
+        # canonicalize, which quantization needs), never generate float code for fixed point
+        at = next((i + 1 for i, st in enumerate(mine) if st.split("{")[0].strip() ==
+                   "canonicalize"), 0)
+        mine = mine[:at] + (quantize if at else ["canonicalize"] + quantize) + mine[at:]
+    return ",".join(mine + extra)
 
 
 def _stages(pipeline: str) -> list[str]:

@@ -260,8 +260,7 @@ class CodegenView:
                  "window_bytes": sum(p.nbytes for a in self.actors for p in a.ins),
                  "row_bytes": sum(a.obuf_bytes for a in self.actors),
                  "staging_bytes": sum(a.staging_bytes for a in self.actors),
-                 "io_bytes": self.input.nbytes + self.output.nbytes,
-                 "platform_bytes": int(self.power.get("platform_bytes", 0))}
+                 "io_bytes": self.input.nbytes + self.output.nbytes}
         parts["scratch_bytes"] = sum(parts[k] for k in ("window_bytes", "row_bytes",
                                                         "staging_bytes", "io_bytes"))
         parts["memory_bytes"] = parts["parameter_bytes"] + parts["buffer_bytes"] + \

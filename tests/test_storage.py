@@ -253,6 +253,16 @@ def test_analyze_of_a_float_model_predicts_what_compile_deploys(tmp_path, capsys
         assert report[key] == predicted[key], key
 
 
+def test_a_users_lowering_pipeline_still_quantizes_for_a_fixed_point_platform(tmp_path, capsys):
+    """-p naming its own lowering and mapping: quantize-for-target runs after the user's
+    canonicalize, before the lowering (a float graph would otherwise be mapped at fixed16)."""
+    assert main(["compile", "zoo:digits_cnn", "--target", "neuraghe-losa", "-p",
+                 "canonicalize,convert-nn-to-csdf,partition,map{strategy=fastest}", "--emit", "nn",
+                 "-o", str(tmp_path)]) == 0
+    assert "quantized it to fixed16" in capsys.readouterr().err
+    assert "!nn.fixed<16" in open(tmp_path / "digits_cnn.mlir").read()
+
+
 # ---------------------------------------------------------------------------------------------------
 # item 3: precision from the IR's types; --bits validation
 
@@ -316,9 +326,13 @@ def test_mixed_precision_runs_in_the_wider_mode(tmp_path, capsys):
     (["--bits", "16"], "contradicts the model's 8-bit fixed-point types"),
     (["--bits", "32"], "contradicts the model's 8-bit"),
 ])
-def test_bits_that_contradict_the_types_are_usage_errors(quantized, capsys, args, message):
+def test_bits_that_contradict_the_types_are_usage_errors(quantized, capsys, tmp_path, args,
+                                                        message):
     code, _, err = _analyze(capsys, quantized[8], "--target", "neuraghe-losa", *args)
     assert code == 2 and message in err and "drop --bits" in err
+    assert main(["explore-mapping", quantized[8], "--target", "neuraghe-losa", *args,
+                 "--budget", "2", "-o", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
 
 
 def test_bits_without_target_or_beyond_the_platform_are_usage_errors(capsys, tmp_path):

@@ -436,8 +436,8 @@ void aloha_report_memory(const aloha_memory *m)
     if (!on || !*on || *on == '0')
         return;
     fprintf(stderr, "memory: parameter_bytes %zu buffer_bytes %zu scratch_bytes %zu "
-            "memory_bytes %zu (windows %zu rows %zu staging %zu io %zu) platform_bytes %zu\n",
+            "memory_bytes %zu (windows %zu rows %zu staging %zu io %zu)\n",
             m->parameter_bytes, m->buffer_bytes, scratch,
             m->parameter_bytes + m->buffer_bytes + scratch, m->window_bytes, m->row_bytes,
-            m->staging_bytes, m->io_bytes, m->platform_bytes);
+            m->staging_bytes, m->io_bytes);
 }

@@ -103,7 +103,6 @@ typedef struct aloha_memory {
     size_t row_bytes;          /* actors' output buffers (one firing) */
     size_t staging_bytes;      /* whole-tensor layout staging (global pool, reshape) */
     size_t io_bytes;           /* the input and output frames */
-    size_t platform_bytes;     /* buffers the platform's API holds (PL / accelerator side) */
 } aloha_memory;
 void aloha_report_memory(const aloha_memory *m);
 

@@ -194,20 +194,17 @@ def _staging(block) -> int:
     return 0
 
 
-def _actor_scratch(graph: csdf.GraphOp, actor: csdf.ActorOp, block, storage: dict[str, int]
-                   ) -> dict[str, int]:
+def _actor_scratch(actor: csdf.ActorOp, block, ins: list[csdf.ChannelOp],
+                   loops: dict[str, csdf.ChannelOp], outs: list[csdf.ChannelOp],
+                   token_bytes: dict[str, int]) -> dict[str, int]:
     """An actor's windows (per input port: the most tokens one firing holds -- new rows plus
     reused ones -- or the whole frame for ops that need their whole input), output buffer (one
-    firing's production) and staging, in bytes."""
+    firing's production) and staging, in bytes. `ins` are its input channels in port order,
+    `loops` its reuse self-loops by port, `outs` its output channels."""
     from passes.convert_nn_to_csdf import plan_block
-    name = actor.sym_name.data
-    kind = actor.kind.data
-    plan = plan_block(block) if block is not None and kind not in BOUNDARY_KINDS else None
+    plan = plan_block(block) if block is not None and actor.kind.data not in BOUNDARY_KINDS \
+        else None
     whole = plan is not None and not plan.produce_per_row
-    channels = graph.channels()
-    loops = {c.dst_port.data: c for c in channels if c.is_self_loop and c.dst_name == name}
-    ins = sorted((c for c in channels if c.dst_name == name and not c.is_self_loop),
-                 key=lambda c: tuple(int(x) for x in re.findall(r"\d+", c.dst_port.data)))
     window = 0
     for k, ch in enumerate(ins):
         cons = rle.expand(ch.cons_runs)
@@ -216,11 +213,10 @@ def _actor_scratch(graph: csdf.GraphOp, actor: csdf.ActorOp, block, storage: dic
         row = rowflow.rows_of(nn.shape_of(plan.inputs[k][0]))[1] if plan is not None else \
             (max(cons) or 1)
         tokens = sum(cons) if whole else max(a + b for a, b in zip(cons, reuse))
-        window += max(row, tokens) * storage[ch.sym_name.data]
-    outs = [c for c in channels if c.src_name == name and not c.is_self_loop]
-    rows = max((max(rle.expand(c.prod_runs)) * storage[c.sym_name.data] for c in outs),
+        window += max(row, tokens) * token_bytes[ch.sym_name.data]
+    rows = max((max(rle.expand(c.prod_runs)) * token_bytes[c.sym_name.data] for c in outs),
                default=0)
-    staging = _staging(block) * storage[ins[0].sym_name.data] \
+    staging = _staging(block) * token_bytes[ins[0].sym_name.data] \
         if plan is not None and ins else 0
     return {"window_bytes": window, "row_bytes": rows, "staging_bytes": staging}
 
@@ -244,13 +240,26 @@ def deployed_memory(module, graph: csdf.GraphOp, datatype: str, buffers: dict[st
         token_bytes[name] = st.nbytes * n
         per_channel[name] = max(1, buffers[name]) * token_bytes[name]
         parts[fifo_kind(c, actors)] += per_channel[name]
+    ins: dict[str, list[csdf.ChannelOp]] = {}
+    outs: dict[str, list[csdf.ChannelOp]] = {}
+    loops: dict[str, dict[str, csdf.ChannelOp]] = {}
+    for c in graph.channels():
+        if c.is_self_loop:
+            loops.setdefault(c.dst_name, {})[c.dst_port.data] = c
+        else:
+            ins.setdefault(c.dst_name, []).append(c)
+            outs.setdefault(c.src_name, []).append(c)
     constants: dict = {}
     scratch = {"window_bytes": 0, "row_bytes": 0, "staging_bytes": 0}
     for a in graph.actors():
+        name = a.sym_name.data
         block = blocks.get(a.block.data)
         if block is not None and a.kind.data not in ("input", "output", "gather"):
             constants.update(_constant_tensors(block, dep))
-        for k, v in _actor_scratch(graph, a, block, token_bytes).items():
+        ports = sorted(ins.get(name, []), key=lambda c: tuple(
+            int(x) for x in re.findall(r"\d+", c.dst_port.data)))
+        for k, v in _actor_scratch(a, block, ports, loops.get(name, {}), outs.get(name, []),
+                                   token_bytes).items():
             scratch[k] += v
     io = 0
     if nn_graph is not None:

@@ -1,7 +1,9 @@
 """`analyze-memory`: what the deployed program holds, part by part, and whether it fits.
 
-The figures are the generated program's static allocation (backends/codegen.py allocates exactly
-these; `ALOHA_MEMORY=1` makes the program print its own sizeof of each part):
+The figures are the data the generated program allocates statically (backends/codegen.py
+allocates exactly these; `ALOHA_MEMORY=1` makes the program print its own sizeof of each part;
+the runtime's descriptors -- FIFO and actor structs, timing samples -- and the stack are not
+counted):
 
 - `parameter_bytes`: every constant the kernels read, in its storage type (aloha_ir.fixedpoint
   `storage_of`: int8/int16 weights of a quantized model, int32 biases and per-channel shifts in

@@ -185,7 +185,8 @@ class Storage:
 
 FLOAT32 = Storage("float", "ALOHA_F32", 4, "<f4")
 INT8, UINT8 = Storage("int8_t", "ALOHA_I8", 1, "i1"), Storage("uint8_t", "ALOHA_U8", 1, "u1")
-INT16, UINT16 = Storage("int16_t", "ALOHA_I16", 2, "<i2"), Storage("uint16_t", "ALOHA_U16", 2, "<u2")
+INT16 = Storage("int16_t", "ALOHA_I16", 2, "<i2")
+UINT16 = Storage("uint16_t", "ALOHA_U16", 2, "<u2")
 INT32 = Storage("int32_t", "ALOHA_I32", 4, "<i4")
 INT64 = Storage("int64_t", "ALOHA_I64", 8, "<i8")  # accumulators only (partial sums)
 

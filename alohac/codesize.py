@@ -35,8 +35,9 @@ def write_report(code_dir: str, generated, backend) -> list[str]:
                f"predicts): parameters {m['parameter_bytes']:,} B, FIFO buffers "
                f"{m['buffer_bytes']:,} B, row windows {m['window_bytes']:,} B, output buffers "
                f"{m['row_bytes']:,} B, staging {m['staging_bytes']:,} B, input/output frames "
-               f"{m['io_bytes']:,} B. {report['actors']} actors, {report['fifos']} FIFOs, {report['threads']} "
-               "threads.", "", "`make -C code size` prints the compiled program's text/data/bss; "
+               f"{m['io_bytes']:,} B. {report['actors']} actors, {report['fifos']} FIFOs, "
+               f"{report['threads']} threads.", "",
+               "`make -C code size` prints the compiled program's text/data/bss; "
                "`ALOHA_MEMORY=1 code/network IN OUT` prints the program's own count."]
     return [write_text(os.path.join(code_dir, "code-size.md"), "\n".join(md) + "\n"),
             write_text(os.path.join(code_dir, "code-size.json"), json.dumps(report, indent=1)

@@ -118,6 +118,10 @@ def _float_note(args, module, result) -> None:
     if q is not None and q.quantized:
         print(f"note: {q.note()}", file=sys.stderr)
         return
+    if q is not None and getattr(args, "data", None):
+        print(f"note: --data {args.data} was not used: the model is "
+              + ("already quantized" if q.datatype != "f32" else f"deployed in float on "
+                 f"{q.platform}"), file=sys.stderr)
     if result is None or "map" not in result.analyses:
         return
     from aloha_ir import fixedpoint as fp

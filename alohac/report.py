@@ -132,11 +132,11 @@ def memory_markdown(fig: dict) -> list[str]:
     """The memory section: the parts of memory_bytes, the memories, and where it goes."""
     m = fig["memory"]
     lines = [f"Memory {fig['memory_bytes']:,} B = parameters {fig['parameter_bytes']:,} B + FIFO "
-             f"buffers {fig['buffer_bytes']:,} B + scratch {fig['scratch_bytes']:,} B: the data the "
-             "generated program allocates (`ALOHA_MEMORY=1` makes it print the same; its runtime "
-             "descriptors and stack come on top). Peak "
-             f"activation (the largest FIFO contents at one instant) {fig['peak_activation_bytes']:,}"
-             f" B" + ("" if fig["fits"] else "; it **does not fit**") + ".", "",
+             f"buffers {fig['buffer_bytes']:,} B + scratch {fig['scratch_bytes']:,} B: the data "
+             "the generated program allocates (`ALOHA_MEMORY=1` makes it print the same; its "
+             "runtime descriptors and stack come on top). Peak activation (the largest FIFO "
+             f"contents at one instant) {fig['peak_activation_bytes']:,} B"
+             + ("" if fig["fits"] else "; it **does not fit**") + ".", "",
              "| part | bytes | share |", "|---|---:|---:|"]
     total = max(1, fig["memory_bytes"])
     for key, what in MEMORY_ROWS:

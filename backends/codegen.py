@@ -245,7 +245,8 @@ class CodegenView:
 
     @property
     def kernel_variants(self) -> list[str]:
-        """The integer conv/dense kernels the program calls (aloha_kernels.c compiles only those)."""
+        """The integer conv/dense kernels the program calls (aloha_kernels.c compiles only
+        those)."""
         names = set()
         for a in self.actors:
             v = a.args.get("variant")

@@ -10,8 +10,9 @@ the `quantize` pass's naive PTQ, per layer:
   quantize pass's 512 by default);
 - without data: calibrated on `samples` inputs (16 by default) drawn uniformly from the range the
   model's input declares (its `value_range`, else [0, 1]), with one bit of headroom on every
-  activation for inputs the random ones did not cover. The accuracy of that deployment is unknown: the report
-  says so, and `alohac quantize MODEL --data DATA` (or `--data` here) calibrates on real inputs.
+  activation for inputs the random ones did not cover. The accuracy of that deployment is
+  unknown: the note says so, and `alohac quantize MODEL --data DATA` (or `--data` here)
+  calibrates on real inputs.
 """
 
 from __future__ import annotations

@@ -70,6 +70,9 @@ def test_every_backend_matches_onnxruntime_in_float(tmp_path, name, cls):
     onnx.save(reference, path)
     target = float_variant(cls.default_platform, tmp_path)
     code = generate(load_model(path, {}), target, str(tmp_path), backend=name)
+    manifest = json.load(open(os.path.join(code, "network.json")))
+    assert manifest["datatype"] == "f32" and manifest["fixed"] is False
+    assert {f["ctype"] for f in manifest["fifos"]} == {"float"}
     build(code)
     x = np.random.default_rng(0).uniform(0, 1, (3, 1, 28, 28)).astype(np.float32)
     r, y = run(code, x)

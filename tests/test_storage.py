@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from alohac.main import main
-from codegen_helpers import STRICT, float_variant, have_gcc
+from codegen_helpers import STRICT, have_gcc
 
 needs_gcc = pytest.mark.skipif(not have_gcc() or shutil.which("nm") is None
                                or shutil.which("size") is None,
@@ -413,14 +413,3 @@ def test_program_finds_weights_beside_itself_from_any_directory(quantized, tmp_p
     os.remove(moved / "weights.bin")
     r, _ = _run(str(moved), x, cwd=str(elsewhere))
     assert r.returncode == 3 and "weights.bin" in r.stderr and "ALOHA_WEIGHTS" in r.stderr
-
-
-@needs_gcc
-def test_float_backend_path_stays_on_a_platform_with_float(tmp_path):
-    """A float model on a NEURAghe variant that declares f32 is deployed in float (the float
-    kernels, float weights.bin)."""
-    target = float_variant("neuraghe-losa", tmp_path)
-    code = _compile("zoo:lenet5", target, tmp_path / "out", "--emit", "nn,c")
-    manifest = json.load(open(os.path.join(code, "network.json")))
-    assert manifest["datatype"] == "f32" and manifest["fixed"] is False
-    assert {f["ctype"] for f in manifest["fifos"]} == {"float"}

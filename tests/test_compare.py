@@ -75,6 +75,14 @@ def test_a_quantized_7x7_conv_has_exact_partial_sums_on_neuraghe(tmp_path):
 
 
 @pytest.mark.slow
+def test_every_item_of_a_batch_carries_its_own_partial_sums_to_the_merge(tmp_path):
+    """At batch 2 the CE actor runs once per item; each item's partial sums travel through the
+    FIFO to the merge, and each item's sums and outputs are its own (bit-exact)."""
+    *_, rows, _, _ = _compared(tmp_path, fixed=True, batch=2)
+    assert all(r["exact"] for r in rows.values()), rows
+
+
+@pytest.mark.slow
 def test_compare_names_the_actor_that_is_wrong_the_ce_job_or_its_merge(tmp_path):
     from alohac.compare import compare
     module, code, x, _, ce, merge = _compared(tmp_path, fixed=False)

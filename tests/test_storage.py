@@ -164,6 +164,35 @@ def test_report_memory_is_what_the_program_allocates(quantized, tmp_path, bits, 
 
 
 @needs_gcc
+def test_a_batch_on_neuraghe_counts_each_items_scratch_as_the_program_allocates_it(tmp_path):
+    """Batch 2 on neuraghe-losa (a float model with a 7x7 conv, quantized for its fixed16): the
+    kernels that mix one item's channels -- the split 7x7's CE actor and its merge among them --
+    run once per item on one-item copies of their windows and output, the partial sums of every
+    item go through the FIFO to the merge, and the report counts those copies as the program
+    allocates them (report.json == the program's ALOHA_MEMORY count == nm); every item is
+    bit-exact with the reference of the saved, quantized IR run on the whole batch."""
+    from aloha_ir.textio import load_module
+    from backends.reference import reference
+    from model_helpers import conv7x7
+    path = str(tmp_path / "c7.onnx")
+    conv7x7(path, batch=2)
+    out = tmp_path / "out"
+    code = _compile(path, "neuraghe-losa", out, "--weights", "embedded")
+    report = json.load(open(out / "report.json"))
+    assert report["datatype"] == "fixed16" and report["memory"]["partial_sums"] > 0
+    source = open(os.path.join(code, "network.c")).read()
+    assert "ng_arm_merge(" in source and "_item_win0" in source
+    x = np.random.default_rng(0).uniform(0, 1, (3, 2, 1, 8, 8)).astype(np.float32)
+    r, y = _run(code, x)
+    assert r.returncode == 0, r.stderr
+    symbols = _memory_matches(code, report, r.stderr)
+    assert sum(size for name, (_, size) in symbols.items() if "_item_" in name) > 0
+    ref = reference(load_module(str(out / "c7.mlir")))
+    want = np.stack([ref.real(xi.astype(np.float64)).reshape(-1) for xi in x])
+    np.testing.assert_array_equal(y, want.astype(np.float32))
+
+
+@needs_gcc
 def test_fixed_point_values_are_stored_in_their_formats_c_types(quantized, tmp_path):
     """An 8-bit model: 1-byte weights, 4-byte biases (accumulator format), 1-byte FIFO tokens --
     counted by hand from the IR's shapes -- and weights.bin is exactly those bytes plus its

@@ -166,6 +166,54 @@ def set_const_fracs(op: ConstOp, fracs) -> None:
         op.attributes.pop("fracs", None)
 
 
+# ---------------------------------------------------------------------------------------------------
+# Storage: how a deployed program holds a format (the generated C, and what analyze-memory counts)
+
+
+@dataclass(frozen=True)
+class Storage:
+    """A C element type: its name, the kernels' type tag, its size and range."""
+
+    ctype: str
+    tag: str
+    nbytes: int
+    dtype: str  # numpy dtype of the weights blob
+
+    def to_json(self) -> dict:
+        return {"ctype": self.ctype, "bytes": self.nbytes}
+
+
+FLOAT32 = Storage("float", "ALOHA_F32", 4, "<f4")
+INT8, UINT8 = Storage("int8_t", "ALOHA_I8", 1, "i1"), Storage("uint8_t", "ALOHA_U8", 1, "u1")
+INT16 = Storage("int16_t", "ALOHA_I16", 2, "<i2")
+UINT16 = Storage("uint16_t", "ALOHA_U16", 2, "<u2")
+INT32 = Storage("int32_t", "ALOHA_I32", 4, "<i4")
+INT64 = Storage("int64_t", "ALOHA_I64", 8, "<i8")  # accumulators only (partial sums)
+
+
+def storage_of(fmt: Fixed | None) -> Storage:
+    """The narrowest C integer holding every value of `fmt` (float for None): signed formats up to
+    8/16/32 bits in int8_t/int16_t/int32_t, unsigned ones up to 8/16 bits in uint8_t/uint16_t and
+    up to 31 in int32_t. Wider formats have no C storage here (UnsupportedError)."""
+    if fmt is None:
+        return FLOAT32
+    for limit, signed, unsigned in ((8, INT8, UINT8), (16, INT16, UINT16), (32, INT32, None)):
+        if fmt.bits <= limit - (0 if fmt.signed or unsigned else 1):
+            return signed if fmt.signed else unsigned or INT32
+    from aloha_ir.errors import UnsupportedError
+    raise UnsupportedError(f"{fmt} ({fmt.bits}-bit {'signed' if fmt.signed else 'unsigned'}) has "
+                           "no C storage type", hint="formats up to 32 bits signed / 31 unsigned")
+
+
+def accumulator_of(fan_in: int, x: Fixed, w: Fixed) -> Storage:
+    """The accumulator of a sum of `fan_in` products x * w (bias excluded: it is added in 64 bits
+    after the sum): int32 when no such sum can leave int32 -- fan_in x max|x| x max|w| < 2^31,
+    from the formats' ranges -- else int64. Exact either way: the reference sums in int64."""
+    mx = max(-x.qmin, x.qmax)
+    mw = max(-w.qmin, w.qmax)
+    return INT32 if x.bits <= 16 and w.bits <= 16 and fan_in * mx * mw < 1 << 31 else INT64
+
+
 def leaky_multiplier(alpha: float) -> int:
     return int(math.floor(alpha * (1 << LEAKY_FRAC) + 0.5))
 

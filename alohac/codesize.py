@@ -23,18 +23,22 @@ def write_report(code_dir: str, generated, backend) -> list[str]:
               "source_bytes": sum(r["bytes"] for r in rows if not r["file"].endswith(".bin")),
               "source_lines": sum(r["lines"] for r in rows)}
     if view is not None:
-        report.update(weight_bytes=4 * view.blob_words, fifo_bytes=view.fifo_bytes(),
-                      window_bytes=view.window_bytes(), threads=len(view.threads),
-                      actors=len(view.actors), fifos=len(view.fifos))
+        report.update(memory=view.memory(), threads=len(view.threads), actors=len(view.actors),
+                      fifos=len(view.fifos))
     md = ["# Generated code", "", f"backend `{backend.name}`, weights `{backend.weights}`", "",
           "| file | bytes | lines |", "|---|---:|---:|"]
     md += [f"| {r['file']} | {r['bytes']:,} | {r['lines']:,} |" for r in rows]
     md.append(f"| **sources** | {report['source_bytes']:,} | {report['source_lines']:,} |")
     if view is not None:
-        md += ["", f"Static memory of the program: weights {report['weight_bytes']:,} B, FIFOs "
-               f"{report['fifo_bytes']:,} B, row windows {report['window_bytes']:,} B; "
-               f"{report['actors']} actors, {report['fifos']} FIFOs, {report['threads']} threads.",
-               "", "`make -C code size` prints the compiled program's text/data/bss."]
+        m = report["memory"]
+        md += ["", f"Static memory of the program ({m['memory_bytes']:,} B, what report.json "
+               f"predicts): parameters {m['parameter_bytes']:,} B, FIFO buffers "
+               f"{m['buffer_bytes']:,} B, row windows {m['window_bytes']:,} B, output buffers "
+               f"{m['row_bytes']:,} B, staging {m['staging_bytes']:,} B, input/output frames "
+               f"{m['io_bytes']:,} B. {report['actors']} actors, {report['fifos']} FIFOs, "
+               f"{report['threads']} threads.", "",
+               "`make -C code size` prints the compiled program's text/data/bss; "
+               "`ALOHA_MEMORY=1 code/network IN OUT` prints the program's own count."]
     return [write_text(os.path.join(code_dir, "code-size.md"), "\n".join(md) + "\n"),
             write_text(os.path.join(code_dir, "code-size.json"), json.dumps(report, indent=1)
                        + "\n")]

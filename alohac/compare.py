@@ -5,7 +5,8 @@ input, and compares each actor's dump with the project's reference of what that 
 its block's output (the bit-exact fixed-point reference, backends/reference.py, for a quantized
 model; the torch executor, backends/torch/module.py, for a float one), the channel slice of it a
 split actor computes, or the partial sums of a split kernel's jobs (a NEURAghe 7x7 runs as four 5x5
-jobs whose sums an ARM merge adds up: the CE actor's FIFO carries only row markers). Prints the
+jobs whose sums an ARM merge adds up: the CE actor's FIFO carries them, and its dump is what the
+FIFO carries: per row, per item, [C][W][job] in accumulator units). Prints the
 signal-to-quantisation-noise ratio per actor in the program's order and names the first actor
 below the threshold.
 """
@@ -118,7 +119,7 @@ def actor_reference(module, refs: dict[str, np.ndarray], actor: dict, flat: np.n
         jobs, n, c, h, w = want.shape
         if flat.size != want.size:
             return f"dumped {flat.size} values, its partial sums have {want.size}"
-        got = flat.reshape(h, n, jobs, c, w).transpose(2, 1, 3, 0, 4)
+        got = flat.reshape(h, n, c, w, jobs).transpose(4, 1, 2, 0, 3)
         return want, got * np.reshape(what["scale"], (1, 1, -1, 1, 1))
     want = base[:, lo:hi] if "channels" in what else base
     if flat.size != want.size:

@@ -90,21 +90,77 @@ def _check_opp(args) -> None:
                          if platform.operating_points else "it declares none; drop --opp")
 
 
-def _target_pipeline(args, timeline: bool = False) -> str:
+def _target_pipeline(args, timeline: bool = False, deploy: bool = True) -> str:
+    """The --target pipeline; `deploy` (commands that generate code) quantizes a float model
+    bound for a platform that computes in fixed point (quantize-for-target, with --data)."""
     from alohac.report import target_pipeline
     _check_opp(args)
     m = _mapping(args)
+    data = getattr(args, "data", None) or ""
     if m is None:
-        return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline)
+        return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline,
+                               deploy=deploy, data=data)
     partition, map_options = m.stages()
     return target_pipeline(m.bits, m.opp or "", args.allow_overflow, timeline, partition,
-                           map_options)
+                           map_options, deploy=deploy, data=data)
 
 
-def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
+def _check_bits(args, module) -> None:
+    """--bits against the platform and the model: a quantized model's precision comes from its
+    types (a --bits that contradicts them is a usage error), a float one's --bits must be a data
+    type the platform has."""
+    if not args.bits:
+        return
+    from aloha_ir.errors import PassError
+    from archdesc.loader import load_platform
+    from backends.reference import graph_of
+    from passes.target import datatype_of, nn_precision
+    try:
+        datatype_of(load_platform(args.target), args.bits, nn_precision(graph_of(module)))
+    except PassError as e:
+        raise UsageError(f"--bits {args.bits}: {e.message}",
+                         hint=(e.hint or "").replace("drop bits", "drop --bits")) from None
+
+
+def _bits_need_target(args) -> None:
+    if args.bits and not args.target:
+        raise UsageError("--bits needs --target (it is the deployment precision on a platform)",
+                         hint="a quantized model's precision comes from its types; alohac "
+                              "quantize changes it")
+
+
+def _float_note(args, module, result) -> None:
+    """Say what a float model bound for a fixed-point platform became (stderr)."""
+    q = result.analyses.get("quantize-for-target") if result is not None else None
+    if q is not None and q.quantized:
+        print(f"note: {q.note()}", file=sys.stderr)
+        return
+    if q is not None and getattr(args, "data", None):
+        print(f"note: --data {args.data} was not used: the model is "
+              + ("already quantized" if q.datatype != "f32" else f"deployed in float on "
+                 f"{q.platform}"), file=sys.stderr)
+    if result is None or "map" not in result.analyses:
+        return
+    from aloha_ir import fixedpoint as fp
+    from aloha_ir.dialects import nn
+    from backends.reference import graph_of
+    mapping = result.analyses["map"]
+    mapping = mapping[0] if isinstance(mapping, list) else mapping
+    graph = graph_of(module)
+    fixed = any(fp.format_of(op.results[0]) for op in graph.ops
+                if op.results and not isinstance(op, nn.ConstOp))
+    if not fixed and mapping.datatype != "f32":
+        print(f"note: the model is float; figures are for it deployed in {mapping.datatype} on "
+              f"{mapping.platform} (no float data type there): `alohac compile` quantizes it "
+              "(give --data to calibrate), or quantize it first with `alohac quantize`",
+              file=sys.stderr)
+
+
+def _with_target(args, user: str, default: str, timeline: bool = False,
+                 deploy: bool = True) -> str:
     """The user's pipeline merged with the target stages it does not already name (so a user's
     `map{strategy=fastest}` is kept, not overridden); the default pipeline is subsumed."""
-    tail = _target_pipeline(args, timeline)
+    tail = _target_pipeline(args, timeline, deploy)
     if user.strip() in ("", default):
         return tail
     named = {stage.split("{")[0].strip() for stage in _stages(user)}
@@ -116,10 +172,13 @@ def _with_target(args, user: str, default: str, timeline: bool = False) -> str:
     order = {n: i for i, n in enumerate(names)}
     # The target stages the user leaves out go where the target pipeline has them, so each runs
     # after what it depends on (`convert-nn-to-csdf,analyze-processors` gets partition, map, ...
-    # in between; the report needs every analysis). The user's other stages keep their place.
-    # A user who names `map` has chosen the mapping: partition, an optional transform, is then
-    # theirs to name too (`map{assign=...}` names the actors of the graph as they left it).
-    skip = named | ({"partition"} if "map" in named else set())
+    # in between; the report needs every analysis; a float model bound for a fixed-point platform
+    # is quantized before the user's lowering, never generated as float code for fixed point).
+    # The user's other stages keep their place. A user who names `map` has chosen the mapping:
+    # partition, an optional transform, is then theirs to name too (`map{assign=...}` names the
+    # actors of the graph as they left it); one who names `quantize` has chosen the formats.
+    skip = named | ({"partition"} if "map" in named else set()) | \
+        ({"quantize-for-target"} if "quantize" in named else set())
     out, done = [], 0
     for stage in _stages(user):
         k = order.get(stage.split("{")[0].strip())
@@ -228,6 +287,11 @@ def cmd_compile(args) -> int:
     if args.gantt and not args.target:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
     _check_opp(args)
+    _bits_need_target(args)
+    if args.data and not args.target:
+        raise UsageError("--data needs --target (it calibrates a float model the platform "
+                         "computes in fixed point)", hint="alohac quantize MODEL --data DATA "
+                         "quantizes without a platform")
     if ("c" in kinds or args.backend) and not args.target:
         raise UsageError("generating code needs --target PLATFORM",
                          hint="e.g. alohac compile MODEL --target host-cpu -o OUT")
@@ -241,7 +305,11 @@ def cmd_compile(args) -> int:
     if args.gantt:
         check_file(args.gantt)
     module = load_model(args.model, _input_shapes(args.input_shape))
+    if args.target:
+        _check_bits(args, module)
     result = _run(args, module, pipeline)
+    if args.target:
+        _float_note(args, module, result)
     with Staged(args.output, "compile") as out:
         written = _write_compile(args, out, kinds, module, result)
     for w in written:
@@ -334,8 +402,10 @@ def cmd_analyze(args) -> int:
     if args.mapping and not args.target:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     _check_opp(args)
+    _bits_need_target(args)
     module = load_model(args.model, _input_shapes(args.input_shape))
     if args.target:
+        _check_bits(args, module)
         return _analyze_target(args, module)
     if args.gantt:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
@@ -381,7 +451,8 @@ def _analyze_target(args, module) -> int:
         from aloha_ir.outputs import check_file
         check_file(args.gantt)
     result = _run(args, module, _with_target(args, args.pipeline, "canonicalize",
-                                              timeline=bool(args.gantt)))
+                                              timeline=bool(args.gantt), deploy=False))
+    _float_note(args, module, result)
     fig = target_figures(result.analyses)
     if args.gantt:
         path = gantt(result.analyses["analyze-schedule"], args.gantt,
@@ -471,8 +542,10 @@ def _add_model_options(p: argparse.ArgumentParser) -> None:
                         "file; adds partition, map and the schedule/memory/energy/processors "
                         "analyses to the pipeline")
     p.add_argument("--bits", type=int, choices=(8, 16, 32),
-                   help="deployment precision for the target's cost model (default: the "
-                        "platform's default data type)")
+                   help="deployment precision of a float model on the target (needs --target; "
+                        "default: the platform's default data type); a quantized model's "
+                        "precision comes from its types and a --bits that contradicts them is an "
+                        "error")
     p.add_argument("--opp", metavar="NAME", help="operating point of the target (default: its "
                                                  "default_operating_point)")
     p.add_argument("--allow-overflow", action="store_true",
@@ -535,6 +608,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "csdf kinds add convert-nn-to-csdf to the pipeline when it is missing")
     p.add_argument("--backend", metavar="NAME",
                    help="code generator (default: the platform's; `alohac list backends`)")
+    p.add_argument("--data", metavar="DATA",
+                   help="calibration data (digits, mnist:DIR, ...) when a float model is quantized"
+                        " for a platform that computes in fixed point (default: random inputs in "
+                        "the model's input range, and a note saying so)")
     p.add_argument("--weights", choices=("file", "embedded"), default="file",
                    help="generated code: weights in code/weights.bin loaded at start (default), "
                         "or compiled in as const arrays with static allocation only (bare metal)")

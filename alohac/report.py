@@ -2,27 +2,42 @@
 
 Keys (DESIGN.md "JSON outputs"): `latency_s` (one frame, empty pipeline), `throughput_fps` (periodic
 regime), `gops_per_s` = 2 x MACs x throughput / 1e9, `energy_j` (per frame of the stream),
-`processors`, `memory_bytes` (buffers + parameters), `per_pe`, `per_actor`; plus the figures behind
-them (period, GOps/s/W, DARTS processors, peak activations, whether the model fits), the pruned
-weights and sparse MACs (`params_pruned`, `macs_sparse`) and, for a pruned model, `sparsity`: what
-the platform makes of them.
+`processors`, `memory_bytes`, `per_pe`, `per_actor`; plus the figures behind them (period, GOps/s/W,
+DARTS processors, peak activations, whether the model fits), the pruned weights and sparse MACs
+(`params_pruned`, `macs_sparse`) and, for a pruned model, `sparsity`: what the platform makes of
+them.
+
+Memory (passes/analyze_memory.py): `memory_bytes` = `parameter_bytes` + `buffer_bytes` +
+`scratch_bytes`, exactly what the generated program allocates statically (its `ALOHA_MEMORY=1`
+line prints the same parts); `memory` breaks it down (FIFO buffers by kind, windows, output
+buffers, staging, input/output frames) and `memory_notes` says where it goes.
 """
 
 from __future__ import annotations
 
+import json
+
 
 def target_pipeline(bits: int = 0, opp: str = "", allow_overflow: bool = False,
-                    timeline: bool = False, partition: str = "", map_options: str = "") -> str:
+                    timeline: bool = False, partition: str = "", map_options: str = "",
+                    deploy: bool = False, data: str = "") -> str:
     """The driver's --target pipeline; `partition`/`map_options` are extra option text for those
-    two passes (a saved mapping: explore.system.Mapping.stages)."""
+    two passes (a saved mapping: explore.system.Mapping.stages). `deploy` adds
+    quantize-for-target (a float model bound for a fixed-point platform is quantized, calibrated
+    on `data` if given) for commands that generate code."""
     opts = " ".join(x for x in (f"bits={bits}" if bits else "", f"opp={opp}" if opp else "") if x)
 
     def wrap(extra: str = "") -> str:
         text = " ".join(x for x in (extra, opts) if x)
         return f"{{{text}}}" if text else ""
+    quantize = []
+    if deploy:
+        q = " ".join(x for x in (f"bits={bits}" if bits else "",
+                                 f"data={json.dumps(data)}" if data else "") if x)
+        quantize = [f"quantize-for-target{{{q}}}" if q else "quantize-for-target"]
     return ",".join([
-        "canonicalize", "analyze-cost", "convert-nn-to-csdf", f"partition{wrap(partition)}",
-        f"map{wrap(map_options)}",
+        "canonicalize", *quantize, "analyze-cost", "convert-nn-to-csdf",
+        f"partition{wrap(partition)}", f"map{wrap(map_options)}",
         "analyze-schedule{timeline=true}" if timeline else "analyze-schedule",
         "analyze-memory{allow_overflow=true}" if allow_overflow else "analyze-memory",
         "analyze-energy", "analyze-processors"])
@@ -56,9 +71,9 @@ def target_figures(analyses: dict) -> dict:
         "gops_per_w": 2 * cost.macs / energy.energy_j / 1e9 if energy.energy_j else None,
         "processors": procs.processors, "darts_processors": procs.darts_processors,
         "memory_bytes": mem.memory_bytes, "buffer_bytes": mem.buffer_bytes,
-        "parameter_bytes": mem.parameter_bytes,
+        "parameter_bytes": mem.parameter_bytes, "scratch_bytes": mem.scratch_bytes,
         "peak_activation_bytes": mem.peak_activation_bytes, "fits": mem.fits,
-        "per_memory": mem.per_memory,
+        "per_memory": mem.per_memory, "memory": mem.breakdown, "memory_notes": mem.notes,
         "per_pe": {u.unit: {"kind": u.kind, "busy_s": u.busy_s, "utilisation": u.utilisation,
                             "actors": len(u.actors), "energy_j": energy.per_pe_j.get(u.unit, 0.0)}
                    for u in sched.per_pe.values()},
@@ -106,11 +121,7 @@ def markdown(fig: dict, title: str) -> str:
              f"{show('gops_per_s', fig['gops_per_s'])} | {show('energy_j', fig['energy_j'])} | "
              f"{show('gops_per_w', fig['gops_per_w'])} | {fig['processors']} "
              f"(DARTS {fig['darts_processors']}) | {show('memory_bytes', fig['memory_bytes'])} |",
-             "", f"Peak activation memory "
-             f"{show('peak_activation_bytes', fig['peak_activation_bytes'])}, buffers "
-             f"{show('buffer_bytes', fig['buffer_bytes'])}, parameters "
-             f"{show('parameter_bytes', fig['parameter_bytes'])}"
-             + ("" if fig["fits"] else " (**does not fit**)") + ".", "",
+             "", *memory_markdown(fig), "",
              *([f"Pruned: {fig['params_pruned']:,} weights (params deployed "
                 f"{fig['params_deployed']:,}), sparse MACs {fig['macs_sparse']:,} of "
                 f"{fig['macs']:,}; {fig['sparsity']['note']}.", ""] if fig["sparsity"] else []),
@@ -125,6 +136,45 @@ def markdown(fig: dict, title: str) -> str:
                      f"{quantity(a['cost_s'], 's')} | {quantity(a['start_s'], 's')} | "
                      f"{quantity(a['end_s'], 's')} | {a['note']} |")
     return "\n".join(lines) + "\n"
+
+
+MEMORY_ROWS = (  # (breakdown key, what it is)
+    ("parameter_bytes", "parameters (weights, biases, per-channel shifts, in their storage types)"),
+    ("between_actors", "FIFO buffers between actors"),
+    ("reuse", "FIFO buffers of reuse self-loops (rows a window keeps for the next firing)"),
+    ("split_copies", "FIFO buffers holding each split part's copy of its input"),
+    ("to_gather", "FIFO buffers from split parts to their gather"),
+    ("partial_sums", "FIFO buffers of partial sums to a merge"),
+    ("window_bytes", "actors' input row windows"),
+    ("row_bytes", "actors' output buffers (one firing)"),
+    ("staging_bytes", "whole-tensor layout staging (global pooling, reshape)"),
+    ("io_bytes", "the input and output frames"),
+)
+
+
+def memory_markdown(fig: dict) -> list[str]:
+    """The memory section: the parts of memory_bytes, the memories, and where it goes."""
+    from aloha_ir.figures import quantity, show
+    m = fig["memory"]
+    lines = [f"Memory {show('memory_bytes', fig['memory_bytes'])} = parameters "
+             f"{show('parameter_bytes', fig['parameter_bytes'])} + FIFO buffers "
+             f"{show('buffer_bytes', fig['buffer_bytes'])} + scratch "
+             f"{quantity(fig['scratch_bytes'], 'B')}: the data the generated program allocates "
+             "(`ALOHA_MEMORY=1` makes it print the same, in bytes, as the table below; its "
+             "runtime descriptors and stack come on top). Peak activation (the largest FIFO "
+             "contents at one instant) "
+             f"{show('peak_activation_bytes', fig['peak_activation_bytes'])}"
+             + ("" if fig["fits"] else "; it **does not fit**") + ".", "",
+             "| part | bytes | share |", "|---|---:|---:|"]
+    total = max(1, fig["memory_bytes"])
+    for key, what in MEMORY_ROWS:
+        if m.get(key):
+            lines.append(f"| {what} | {m[key]:,} | {100 * m[key] / total:.1f}% |")
+    for name, need in fig["per_memory"].items():
+        lines.append(f"| needed in {name} ({' and '.join(need['holds'])}; it has "
+                     f"{need['size_bytes']:,} B) | {need['need_bytes']:,} | "
+                     f"{'fits' if need['need_bytes'] <= need['size_bytes'] else '**over**'} |")
+    return lines + [""] + [f"- {n}" for n in fig["memory_notes"]]
 
 
 def gantt_figure(schedule, title: str):

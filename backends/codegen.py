@@ -11,8 +11,14 @@ Templates never walk the IR; this module does, once, and hands them lists of pla
   output, gather -- join the nearest programmable unit's), each with its static order for one
   frame: the per-unit firing order of the one-frame self-timed schedule analyze-schedule ran,
   run-length encoded as (actor, firings) runs;
-- `tensors`: the weights blob (4-byte words: float32, or int32 integers of the fixed-point formats,
-  biases already in their accumulator formats), written as weights.bin or embedded as C arrays.
+- `tensors`: the weights blob, every tensor in its storage type (aloha_ir.fixedpoint.storage_of:
+  float32, or int8/int16/int32 integers of the fixed-point formats, biases and per-channel shifts
+  int32 in their accumulator formats), written as weights.bin or embedded as C arrays;
+- storage: every FIFO, window and output buffer holds the element type of the tensor it carries;
+  conv and dense name their accumulator (int32 where fixedpoint.accumulator_of proves it enough);
+  `memory()` is what the program allocates, part by part, which analyze-memory predicts (a
+  per-item kernel's one-item copies of its windows and output, below, count as windows and
+  output buffers).
 
 A batch of N items is one frame, folded into the rows as the lowering folds it (a row of an
 [N, C, H, W] tensor is N x C x W tokens): row y holds x[n][c][y][:] at (n * C + c) * W, the rows of
@@ -20,8 +26,10 @@ an [N * C, H, W] tensor. Kernels that treat channels independently (pooling, act
 reshapes, softmax along C) run on the folded tensor as they are; kernels that mix the channels of
 one item (conv, dense, elementwise with broadcasting, batch norm, concat, LRN, channel shuffle, the
 gathers and merges of split actors) run once per item (`items`) on that item's slice of their
-windows. A reshape across the batch axis stays exact (rows are read back in NCHW order), and an
-op that would mix items in its kernel (softmax or concat along N) has no kernel and is refused.
+windows (analyze_memory.batch_items says which; a NEURAghe split kernel's CE actor and its merge
+among them, so every item's partial sums go through the FIFO to the merge). A reshape across the
+batch axis stays exact (rows are read back in NCHW order), and an op that would mix items in its
+kernel (softmax or concat along N) has no kernel and is refused.
 
 Why the static order and the FIFO sizes agree: the program is a Kahn network with blocking reads and
 writes (a bounded FIFO is a data channel plus a credit channel), so whether it completes does not
@@ -48,6 +56,7 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import csdf, nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import weights_of
+from passes.analyze_memory import Deployment, batch_items, channel_storage, item_sliced
 from passes.convert_nn_to_csdf import plan_block
 from passes.target import nn_blocks
 
@@ -79,6 +88,20 @@ class FifoView:
     analysed: int
     self_loop: bool
     max_firing: int  # the most tokens one firing moves through it
+    storage: fp.Storage = fp.FLOAT32  # element type (of a merge's partial sums: the accumulator)
+    per_token: int = 1  # elements per token (a merge's: one partial sum per job)
+
+    @property
+    def elem(self) -> int:
+        return self.storage.nbytes * self.per_token
+
+    @property
+    def elements(self) -> int:
+        return max(1, self.capacity) * self.per_token
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * self.storage.nbytes
 
 
 @dataclass
@@ -96,22 +119,44 @@ class PortView:
     w: int
     shape: tuple[int, ...] = ()  # the tensor the port reads (empty for boundary/gather actors)
     items: int = 1  # its rows hold this many item slices the per-item kernel takes apart
+    storage: fp.Storage = fp.FLOAT32  # element type of the input
+    per_token: int = 1
+
+    @property
+    def elem(self) -> int:
+        return self.storage.nbytes * self.per_token
+
+    @property
+    def elements(self) -> int:
+        return self.window_rows * self.row_tokens * self.per_token
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * self.storage.nbytes
 
 
 @dataclass
 class TensorView:
     name: str
     cname: str
-    ctype: str  # float or int32_t
-    offset: int  # in 4-byte words
-    values: np.ndarray  # flat, float32 or int32
+    storage: fp.Storage
+    offset: int  # in bytes, from the first tensor
+    values: np.ndarray  # flat, of the storage's dtype
+
+    @property
+    def ctype(self) -> str:
+        return self.storage.ctype
 
     @property
     def length(self) -> int:
         return int(self.values.size)
 
+    @property
+    def nbytes(self) -> int:
+        return self.length * self.storage.nbytes
+
     def c_values(self) -> str:
-        if self.ctype == "float":
+        if self.storage is fp.FLOAT32:
             return ", ".join(_c_float(v) for v in self.values.tolist())
         return ", ".join(str(int(v)) for v in self.values.tolist())
 
@@ -138,15 +183,29 @@ class ActorView:
     # it (a split actor's slice); "taps": the partial sums of those kernel taps per job, no bias
     # or activation, in accumulator units times "scale" per channel (a split kernel's CE actor)
     ref: dict = field(default_factory=dict)
-    own_dump: bool = False  # the platform code writes the dump, not the runtime's output copy
     cost_s: float = 0.0  # the analysis's predicted seconds per frame
     work: int = 0  # per frame: MACs (conv, dense) or element operations, as the cost model counts
     items: int = 1  # > 1: the kernel runs once per batch item (module docstring)
     out_row: int = 0  # tokens of one output row (all items), when items > 1
+    out: fp.Storage = fp.FLOAT32  # element type of the output
+    out_per_token: int = 1
+    staging: int = 0  # elements of a whole-tensor layout buffer (global pool, reshape), input type
 
     @property
     def obuf_tokens(self) -> int:
-        return max([1] + self.prod)
+        return max([0] + self.prod)
+
+    @property
+    def obuf_elements(self) -> int:
+        return self.obuf_tokens * self.out_per_token
+
+    @property
+    def obuf_bytes(self) -> int:
+        return self.obuf_elements * self.out.nbytes
+
+    @property
+    def staging_bytes(self) -> int:
+        return self.staging * self.ins[0].elem if self.staging else 0
 
     def sliced_ports(self) -> list[tuple[int, int, int, int]]:
         """(port, row tokens, one item's row tokens, window rows) of each port whose rows the
@@ -154,12 +213,13 @@ class ActorView:
         return [(i, p.row_tokens, p.row_tokens // p.items, p.window_rows)
                 for i, p in enumerate(self.ins) if p.items > 1]
 
-    def item_tokens(self) -> int:
-        """Scratch words of the per-item kernel: its output and each sliced input window."""
-        if self.items == 1:
-            return 0
-        return self.obuf_tokens // self.items + sum(rows * t for _, _, t, rows in
-                                                    self.sliced_ports())
+    def item_window_bytes(self) -> int:
+        """The per-item kernel's copies of one item's slice of each sliced input window."""
+        return sum(rows * t * self.ins[i].elem for i, _, t, rows in self.sliced_ports())
+
+    def item_obuf_bytes(self) -> int:
+        """The per-item kernel's one-item output buffer."""
+        return self.obuf_bytes // self.items if self.items > 1 else 0
 
 
 @dataclass
@@ -184,6 +244,14 @@ class IoView:
         """Channels of a row of a rank-4 tensor, batch folded in (N x C)."""
         return self.shape[0] * self.shape[1]
 
+    @property
+    def storage(self) -> fp.Storage:
+        return fp.storage_of(self.fmt)
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * self.storage.nbytes
+
 
 @dataclass
 class CodegenView:
@@ -203,20 +271,43 @@ class CodegenView:
     power: dict = field(default_factory=dict)
 
     @property
-    def ctype(self) -> str:
-        return "int32_t" if self.fixed else "float"
-
-    @property
-    def blob_words(self) -> int:
-        return sum(t.length for t in self.tensors)
+    def blob_bytes(self) -> int:
+        return sum(t.nbytes for t in self.tensors)
 
     def blob(self) -> bytes:
-        """weights.bin: magic, word count, then the tensors' words, little-endian."""
-        parts = [b"ALOHAWB1", struct.pack("<Q", self.blob_words)]
+        """weights.bin: the magic `ALOHAWB2`, the payload's byte count (uint64), then every tensor
+        in order, each in its own storage type (int8, int16, int32 or float32), little-endian and
+        packed (no padding between tensors)."""
+        parts = [b"ALOHAWB2", struct.pack("<Q", self.blob_bytes)]
         for t in self.tensors:
-            parts.append(np.ascontiguousarray(t.values).astype(t.values.dtype.newbyteorder("<"))
-                         .tobytes())
+            parts.append(np.ascontiguousarray(t.values, dtype=t.storage.dtype).tobytes())
         return b"".join(parts)
+
+    @property
+    def kernel_variants(self) -> list[str]:
+        """The integer conv/dense kernels the program calls (aloha_kernels.c compiles only
+        those)."""
+        names = set()
+        for a in self.actors:
+            v = a.args.get("variant")
+            if v:
+                names.add(v)
+        return sorted(names)
+
+    def memory(self) -> dict:
+        """The bytes the program allocates statically, by part (analyze-memory's figures)."""
+        parts = {"parameter_bytes": self.blob_bytes,
+                 "buffer_bytes": sum(f.nbytes for f in self.fifos),
+                 "window_bytes": sum(sum(p.nbytes for p in a.ins) + a.item_window_bytes()
+                                     for a in self.actors),
+                 "row_bytes": sum(a.obuf_bytes + a.item_obuf_bytes() for a in self.actors),
+                 "staging_bytes": sum(a.staging_bytes for a in self.actors),
+                 "io_bytes": self.input.nbytes + self.output.nbytes}
+        parts["scratch_bytes"] = sum(parts[k] for k in ("window_bytes", "row_bytes",
+                                                        "staging_bytes", "io_bytes"))
+        parts["memory_bytes"] = parts["parameter_bytes"] + parts["buffer_bytes"] + \
+            parts["scratch_bytes"]
+        return parts
 
     def binary_files(self) -> dict[str, bytes]:
         return {"weights.bin": self.blob()} if self.weights == "file" else {}
@@ -226,6 +317,10 @@ class CodegenView:
         return {
             "name": self.name, "platform": self.platform, "datatype": self.datatype,
             "fixed": self.fixed, "input_shape": list(self.input.shape),
+            "input_storage": self.input.storage.ctype, "output_storage": self.output.storage.ctype,
+            "memory": self.memory(),
+            "weights": [{"name": t.name, "ctype": t.ctype, "offset": t.offset,
+                         "elements": t.length} for t in self.tensors],
             "output_shape": list(self.output.shape),
             # one input of the program is the model's whole input tensor: a batch of this many
             "batch": self.input.shape[0] if self.input.shape else 1,
@@ -237,17 +332,12 @@ class CodegenView:
                         "predicted_s": a.cost_s, "work": a.work}
                        for a in self.actors],
             "fifos": [{"name": f.name, "capacity": f.capacity, "analysed": f.analysed,
-                       "max_firing": f.max_firing, "self_loop": f.self_loop}
+                       "max_firing": f.max_firing, "self_loop": f.self_loop,
+                       "ctype": f.storage.ctype, "token_bytes": f.elem}
                       for f in self.fifos],
             "threads": [{"name": t.name, "unit": t.unit, "runs": len(t.order)}
                         for t in self.threads]}
 
-    def fifo_bytes(self) -> int:
-        return 4 * sum(f.capacity for f in self.fifos)
-
-    def window_bytes(self) -> int:
-        return 4 * sum(sum(p.window_rows * p.row_tokens for p in a.ins) + a.item_tokens()
-                       for a in self.actors)
 
 
 def _c_float(v: float) -> str:
@@ -283,20 +373,16 @@ def _bcast_dims(shape: tuple[int, ...], batch: int) -> tuple[int, int, int]:
     return s[1], s[2], s[3]
 
 
-# kernels that mix the channels of one item: they run once per item of a batch
-PER_ITEM_KERNELS = frozenset(("conv", "dense", "add", "mul", "bn", "concat", "lrn", "shuffle",
-                              "gather"))
-
-
-def _batch_items(view: ActorView, plan) -> None:
-    """Mark a per-item kernel of a batch (N > 1) and which of its ports hold N item slices (an
-    operand with one item is broadcast to every item, read whole)."""
-    n = view.out_shape[0] if view.out_shape else 1
-    if view.kernel not in PER_ITEM_KERNELS or n <= 1:
+def _batch_items(view: ActorView, actor: csdf.ActorOp, block, plan) -> None:
+    """Mark a per-item kernel of a batch (N > 1; analyze_memory.batch_items says which) and which
+    of its ports hold N item slices (an operand with one item is broadcast to every item, read
+    whole)."""
+    n = batch_items(actor.kind.data, block)
+    if n == 1:
         return
     view.items = n
     for p in view.ins:
-        if not p.shape or (len(p.shape) == len(view.out_shape) and p.shape[0] == n):
+        if item_sliced(p.shape, view.out_shape, n):
             p.items = n
             if p.row_tokens % n:
                 raise UnsupportedError(f"actor @{view.name}: a row of {p.row_tokens} tokens "
@@ -309,26 +395,23 @@ def _batch_items(view: ActorView, plan) -> None:
 
 
 class _Weights:
-    def __init__(self, fixed: bool):
-        self.fixed = fixed
+    def __init__(self):
         self.tensors: list[TensorView] = []
         self.by_key: dict[object, TensorView] = {}
         self.offset = 0
 
-    def add(self, key, name: str, values: np.ndarray, integer: bool | None = None) -> TensorView:
+    def add(self, key, name: str, values: np.ndarray, storage: fp.Storage) -> TensorView:
+        """The tensor `key` in `storage` (once, however many actors use it)."""
         if key in self.by_key:
             return self.by_key[key]
-        integer = self.fixed if integer is None else integer
         flat = np.ascontiguousarray(values).reshape(-1)
-        if integer:
-            if flat.size and (flat.min() < -(1 << 31) or flat.max() >= 1 << 31):
-                raise UnsupportedError(f"constant {name} does not fit 32-bit integers")
-            flat = flat.astype(np.int32)
-        else:
-            flat = flat.astype(np.float32)
-        t = TensorView(name, c_identifier(name, len(self.tensors), "w"),
-                       "int32_t" if integer else "float", self.offset, flat)
-        self.offset += t.length
+        if storage is not fp.FLOAT32 and flat.size:
+            info = np.iinfo(np.dtype(storage.dtype))
+            if flat.min() < info.min or flat.max() > info.max:
+                raise UnsupportedError(f"constant {name} does not fit {storage.ctype}")
+        t = TensorView(name, c_identifier(name, len(self.tensors), "w"), storage, self.offset,
+                       flat.astype(storage.dtype))
+        self.offset += t.nbytes
         self.tensors.append(t)
         self.by_key[key] = t
         return t
@@ -348,17 +431,17 @@ class _Builder:
         if self.fixed:
             from backends.reference import FixedReference
             self.ref = FixedReference(nn_graph, self.store)
-        self.weights = _Weights(self.fixed)
+        self.weights = _Weights()
 
     # -- constants ------------------------------------------------------------------------------
     def const(self, v, name: str) -> TensorView:
         op = v.owner
         if self.fixed:
-            return self.weights.add(v, name, self.ref.consts[v])
-        return self.weights.add(v, name, const_tensor(op, self.store).materialize())
+            return self.weights.add(v, name, self.ref.consts[v], fp.storage_of(fp.format_of(v)))
+        return self.weights.add(v, name, const_tensor(op, self.store).materialize(), fp.FLOAT32)
 
     def bias_acc(self, op, index: int, acc_frac, name: str) -> TensorView | None:
-        """A conv/dense/bn bias in the accumulator's format (the reference's `_bias`)."""
+        """A conv/dense/bn bias in the accumulator's format (the reference's `_bias`): int32."""
         if len(op.operands) <= index:
             return None
         b = op.operands[index]
@@ -367,10 +450,14 @@ class _Builder:
         q = self.ref.consts[b]
         real = fp.dequantize(q, self.ref.frac(b)) if fp.format_of(b) else q
         acc = np.broadcast_to(np.asarray(acc_frac), np.shape(real)) if np.ndim(acc_frac) else acc_frac
-        return self.weights.add((b, "acc"), name, fp.quantize(real, acc, fp.BIAS_BITS))
+        return self.weights.add((b, "acc"), name, fp.quantize(real, acc, fp.BIAS_BITS), fp.INT32)
 
     def frac(self, v):
         return self.ref.frac(v)
+
+    def value_storage(self, v) -> fp.Storage:
+        """How the program stores the tensor `v` (a FIFO token, a window element)."""
+        return fp.storage_of(fp.format_of(v)) if self.fixed else fp.FLOAT32
 
     # -- activation / requantisation ------------------------------------------------------------
     @staticmethod
@@ -386,7 +473,8 @@ class _Builder:
         fused = op.fused_activation() if act and isinstance(op, nn._FusedActivation) else None
         kind = fused[0] if fused else None
         rec = {"kind": ACT[kind], "leaky_mult": 0, "qmin": fmt.qmin, "qmax": fmt.qmax,
-               "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": 0, "shift": None}
+               "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": 0, "shift": None,
+               "type": fp.storage_of(fmt).tag}
         if kind == "leaky_relu":
             rec["leaky_mult"] = fp.leaky_multiplier(fused[1][0])
         elif kind == "clip":
@@ -397,7 +485,7 @@ class _Builder:
         s = np.asarray(shift, dtype=np.int64)
         if s.ndim and len(set(s.tolist())) > 1:
             full = np.broadcast_to(s, (channels,)) if s.size == 1 else s
-            rec["shift"] = self.weights.add(("shift", name), f"{name}_shift", full, integer=True)
+            rec["shift"] = self.weights.add(("shift", name), f"{name}_shift", full, fp.INT32)
         else:
             rec["shift0"] = int(s.reshape(-1)[0]) if s.ndim else int(s)
         return rec
@@ -477,6 +565,15 @@ def build_view(module, platform, *, weights: str = "file",
         if n != phases[a]:
             raise UnsupportedError(f"actor @{a} fires {n} times per frame over {phases[a]} phases;"
                                    " the generator handles one phase cycle per frame")
+    dt = graph.attributes.get("datatype")
+    datatype = dt.data if isinstance(dt, StringAttr) else platform.default_datatype
+    if not b.fixed and datatype != "f32":
+        raise UnsupportedError(f"the model is float but {platform.name} deploys {datatype} (it has "
+                               "no float data type): the generated code would not be what the "
+                               "report predicts", hint="quantize it first (alohac quantize MODEL "
+                               "--data DATA), or let alohac compile --target quantize it")
+    dep = Deployment(datatype, b.fixed)
+    actor_map = graph.actor_map()
     fifo_override = dict(fifo_override or {})
     fifos, fifo_index = [], {}
     for i, ch in enumerate(graph.channels()):
@@ -484,8 +581,9 @@ def build_view(module, platform, *, weights: str = "file",
         analysed = ch.attributes["buffer"].value.data  # type: ignore[union-attr]
         cap = fifo_override.pop(name, analysed)
         most = max(max(rle.expand(ch.prod_runs)), max(rle.expand(ch.cons_runs)))
+        storage, per_token = channel_storage(ch, actor_map, b.blocks, dep)
         fifos.append(FifoView(i, name, c_identifier(name, i, "f"), ch.src_name, ch.dst_name, cap,
-                              analysed, ch.is_self_loop, most))
+                              analysed, ch.is_self_loop, most, storage, per_token))
         fifo_index[name] = i
     if fifo_override:
         raise UnsupportedError(f"no channel {', '.join(fifo_override)} to resize")
@@ -507,13 +605,17 @@ def build_view(module, platform, *, weights: str = "file",
         prod = list(prods.pop()) if prods else [0] * actor.phase_count
         pe = actor.attributes.get("pe")
         pk = actor.attributes.get("pe_kind")
+        ports = _ports(graph, actor, fifo_index, plan)
+        for p in ports:
+            p.storage, p.per_token = fifos[p.fifo].storage, fifos[p.fifo].per_token
         view = ActorView(i, name, c_identifier(name, i), kind, "", pe.data if isinstance(
             pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
-            actor.phase_count, _ports(graph, actor, fifo_index, plan), outs, prod,
-            block=actor.block.data, cost_s=_float_attr(actor, "cost_s"),
-            work=rle.total(actor.work_runs))
+            actor.phase_count, ports, outs, prod, block=actor.block.data,
+            cost_s=_float_attr(actor, "cost_s"), work=rle.total(actor.work_runs))
+        if outs:
+            view.out, view.out_per_token = fifos[outs[0]].storage, fifos[outs[0]].per_token
         _kernel(b, view, actor, block)
-        _batch_items(view, plan)
+        _batch_items(view, actor, block, plan)
         if kind == "input":
             inputs.append(view)
         elif kind == "output":
@@ -524,12 +626,10 @@ def build_view(module, platform, *, weights: str = "file",
                                f" has {len(inputs)} input(s) and {len(outputs)} output(s)",
                                hint="compile a model with one input and one output")
     threads = _threads(graph, actors, fifos, index, platform)
-    dt = graph.attributes.get("datatype")
     lat = graph.attributes.get("latency_s")
     per = graph.attributes.get("period_s")
     return CodegenView(
-        graph.sym_name.data.removesuffix("_csdf"), platform.name,
-        dt.data if isinstance(dt, StringAttr) else platform.default_datatype, b.fixed, weights,
+        graph.sym_name.data.removesuffix("_csdf"), platform.name, datatype, b.fixed, weights,
         actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
         _io(b, outputs[0], False), lat.value.data if lat is not None else 0.0,
         per.value.data if per is not None else 0.0)
@@ -653,7 +753,10 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
             a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, o[1], view.block)
             a["acc_scale"] = np.broadcast_to(2.0 ** -acc, (o[1],)).tolist()
+            _accumulator(a, block, cin // a["geom"]["group"] * kernel[0] * kernel[1], view.name)
+            a["geom"].update(wtype=a["w"].storage.tag, acc32=a["acc32"])
         else:
+            a["geom"].update(wtype=fp.FLOAT32.tag, acc32=0)
             a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
             a["act"] = b.act(block)
             a["acc_scale"] = [1.0] * o[1]
@@ -670,6 +773,7 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
         if block.is_global:
             view.kernel = "gpool"
             a.update(c=x[0] * x[1], hw=x[2] * x[3], kind=ksel)
+            view.staging = math.prod(x)
         else:
             kernel, strides, pads, dil = block.window()
             a["geom"] = dict(kind=ksel, c=x[0] * x[1], h=x[2], w=x[3], oh=o[2], ow=o[3],
@@ -686,6 +790,7 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             acc = b.frac(block.input) + np.asarray(b.frac(block.weight))
             a["bias"] = b.bias_acc(block, 2, acc, f"{view.block}_b")
             a["rq"] = b.rq(block, acc - fp.format_of(block.output).frac, m, view.block)
+            _accumulator(a, block, k, view.name)
         else:
             a["bias"] = b.const(block.bias, f"{view.block}_b") if block.bias is not None else None
             a["act"] = b.act(block)
@@ -703,20 +808,21 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
             acc = b.frac(block.input) + fs
             scale = np.broadcast_to(b.ref.consts[s].reshape(-1), (c,)) \
                 if b.ref.consts[s].size == 1 else b.ref.consts[s].reshape(-1)
-            a["scale"] = b.weights.add((s, "bn"), f"{view.block}_scale", scale)
+            a["scale"] = b.weights.add((s, "bn"), f"{view.block}_scale", scale,
+                                       fp.storage_of(fp.format_of(s)))
             accs = np.broadcast_to(acc, (c,)) if np.ndim(acc) else np.full(c, acc)
             bq = b.ref.consts[block.params[1]]
             real = fp.dequantize(bq, b.frac(block.params[1])) if fp.format_of(block.params[1]) \
                 else bq
             real = np.broadcast_to(np.asarray(real).reshape(-1), (c,))
             a["bias"] = b.weights.add((block.params[1], "bn"), f"{view.block}_bias",
-                                      fp.quantize(real, accs, fp.BIAS_BITS))
+                                      fp.quantize(real, accs, fp.BIAS_BITS), fp.INT32)
             a["rq"] = b.rq(block, accs - fp.format_of(block.output).frac, c, view.block)
         else:
             for key, v in (("scale", s), ("bias", block.params[1])):
                 vals = const_tensor(v.owner, b.store).materialize().reshape(-1)
                 a[key] = b.weights.add((v, "bn"), f"{view.block}_{key}",
-                                       np.broadcast_to(vals, (c,)))
+                                       np.broadcast_to(vals, (c,)), fp.FLOAT32)
             a["act"] = b.act(block)
         view.kernel = "bn"
     elif isinstance(block, nn.ConcatOp):
@@ -753,6 +859,7 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
         a["in_dims"] = _folded(x)
         a["out_dims"] = _folded(view.out_shape)
         a["n"] = math.prod(x)
+        view.staging = a["n"]
         if fixed:
             a["rq"] = _plain_rq(block, fp.format_of(block.operands[0]).frac -
                                 fp.format_of(block.results[0]).frac)
@@ -775,12 +882,29 @@ def _shape_of_block(view: ActorView, block, b: _Builder) -> None:
 def _plain_rq(op, shift: int) -> dict:
     fmt = fp.format_of(op.results[0])
     return {"kind": ACT[None], "leaky_mult": 0, "qmin": fmt.qmin, "qmax": fmt.qmax,
-            "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": int(shift), "shift": None}
+            "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": int(shift), "shift": None,
+            "type": fp.storage_of(fmt).tag}
 
 
 def _island(op) -> dict:
     fmt = fp.format_of(op.results[0])
-    return {"fout": fmt.frac, "qmin": fmt.qmin, "qmax": fmt.qmax}
+    return {"fout": fmt.frac, "qmin": fmt.qmin, "qmax": fmt.qmax, "otype": fp.storage_of(fmt).tag}
+
+
+_SHORT = {"int8_t": "i8", "uint8_t": "u8", "int16_t": "i16", "uint16_t": "u16", "int32_t": "i32"}
+
+
+def _accumulator(a: dict, block, fan_in: int, name: str) -> None:
+    """A conv/dense's accumulator (int32 where fixedpoint.accumulator_of proves it enough) and
+    the integer kernel variant it calls (aloha_kernels.c's `<input>_<weight>_a<bits>`)."""
+    x, w = fp.format_of(block.input), fp.format_of(block.weight)
+    if not w.signed:
+        raise UnsupportedError(f"{name}: unsigned weights ({w}) have no integer kernel",
+                               hint="quantize with signed weight formats (alohac quantize does)")
+    acc = fp.accumulator_of(fan_in, x, w)
+    a["acc32"] = int(acc is fp.INT32)
+    a["variant"] = (f"{_SHORT[fp.storage_of(x).ctype]}_{_SHORT[fp.storage_of(w).ctype]}_"
+                    f"a{8 * acc.nbytes}")
 
 
 def _binary(b: _Builder, view: ActorView, block) -> None:

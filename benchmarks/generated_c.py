@@ -116,8 +116,8 @@ def bench(name: str, work: str, frames: int, cores: int) -> dict | None:
     y = np.fromfile(os.path.join(code, "out.bin"), dtype="<f4").reshape(frames, -1)
     ort_s, want = ort_seconds(path, x, cores)
     return {"model": name, "gen_s": gen, "build_s": build, "source_bytes": size["source_bytes"],
-            "text_bytes": int(text[0]), "weight_bytes": size["weight_bytes"],
-            "fifo_bytes": size["fifo_bytes"], "threads": size["threads"],
+            "text_bytes": int(text[0]), "weight_bytes": size["memory"]["parameter_bytes"],
+            "fifo_bytes": size["memory"]["buffer_bytes"], "threads": size["threads"],
             "latency_s": timing["latency"]["latency_s"],
             "period_s": timing["stream"]["period_s"],
             "ort_s": ort_s, "pred_latency_s": manifest["latency_s"],

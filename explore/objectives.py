@@ -27,7 +27,7 @@ OBJECTIVES = {
     "security": ("max", "curve average of the fast PGD security curve"),
     "latency_s": ("min", "one frame on an empty pipeline (s)"),
     "energy_j": ("min", "energy per frame (J)"),
-    "memory_bytes": ("min", "buffers + parameters (B)"),
+    "memory_bytes": ("min", "parameters + FIFO buffers + scratch: what the program holds (B)"),
     "processors": ("min", "processing units used"),
     "params": ("min", "parameters"),
     "macs": ("min", "multiply-accumulates"),

@@ -54,7 +54,8 @@ from archdesc import costmodel
 from archdesc.model import DATATYPE_BITS, Platform
 from passes.map import ListSchedule, candidates, kernel_extent, restrict
 from passes.partition import SPLITTABLE, auto_plan, channel_bounds
-from passes.target import ZERO_COST_KINDS, actor_layers, datatype_of, opp_of, slice_layer
+from passes.target import (ZERO_COST_KINDS, actor_layers, csdf_precision, datatype_of, opp_of,
+                           slice_layer)
 
 MAPPING_FORMAT = "aloha-mapping/1"
 
@@ -133,7 +134,13 @@ class SystemSpace:
         self.module, self.cost, self.platform, self.model = module, cost, platform, model
         self.bits = bits
         self.inputs = inputs  # the model's input shapes (port -> dims), as loaded
-        self.datatype = datatype_of(platform, bits)
+        try:
+            self.datatype = datatype_of(platform, bits, csdf_precision(graph))
+        except PassError as e:  # a --bits that contradicts the model or the platform
+            if not bits:
+                raise
+            raise UsageError(f"--bits {bits}: {e.message}",
+                             hint=(e.hint or "").replace("drop bits", "drop --bits")) from None
         self.layers = actor_layers(module, graph)
         self.order = [a.sym_name.data for a in graph.actors()]
         self.zero = {a.sym_name.data for a in graph.actors() if a.kind.data in ZERO_COST_KINDS}

@@ -1,30 +1,60 @@
-"""`analyze-memory`: FIFO buffers, parameters, peak activation memory, and whether it all fits.
+"""`analyze-memory`: what the deployed program holds, part by part, and whether it fits.
 
-Buffers are each channel's maximum occupancy in the stream schedule (analyze-schedule), in the
-deployment data type. `memory_bytes` = buffers + parameters (the seeds' Table 6 "Memory"); the
-peak activation memory with buffer reuse is the largest total occupancy at one instant of that
-schedule. Each platform memory that `holds` weights and/or activations must fit what it holds; if
-not, the pass fails naming the memory and the shortfall, or with `allow_overflow` records
-`fits = false` and warns.
+The figures are the data the generated program allocates statically (backends/codegen.py
+allocates exactly these; `ALOHA_MEMORY=1` makes the program print its own sizeof of each part;
+the runtime's descriptors -- FIFO and actor structs, timing samples -- and the stack are not
+counted):
+
+- `parameter_bytes`: every constant the kernels read, in its storage type (aloha_ir.fixedpoint
+  `storage_of`: int8/int16 weights of a quantized model, int32 biases and per-channel shifts in
+  the accumulator's format, float32 for a float deployment);
+- `buffer_bytes`: the FIFO buffers, each channel's analysed size (analyze-schedule's largest
+  occupancy over the stream and the one-frame run) times its token's storage; a channel into a
+  NEURAghe merge carries one token per output element holding all its partial sums (int32 where
+  `accumulator_of` proves it enough, else int64);
+- `scratch_bytes`: each actor's input row windows (the rows one firing reads), its output buffer
+  (one firing's production), whole-tensor layout staging (global pooling, reshape), and the input
+  and output frames; at batch N > 1 a kernel that mixes one item's channels runs once per item
+  on copies of that item's slice of its windows into a one-item output buffer, which count as
+  windows and output buffers;
+- `memory_bytes` = parameters + buffers + scratch.
+
+A float graph mapped on a platform whose data type is fixed point is counted as it will be
+deployed (the driver quantizes it before generating code): activations and weights at the data
+type's width, biases at 32 bits.
+
+`peak_activation_bytes` is the largest total FIFO occupancy at one instant of the stream schedule.
+The report breaks the buffers down (between actors, reuse self-loops, copies of a split actor's
+input, parts waiting for their gather, partial sums) and says why they exceed the peak. Each
+platform memory that `holds` weights and/or activations must fit what it holds (weights:
+parameters; activations: buffers and scratch); if not, the pass fails naming the memory and the
+shortfall, or with `allow_overflow` records `fits = false` and warns.
 """
 
 from __future__ import annotations
 
 import math
+import re
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 
+from aloha_ir import fixedpoint as fp
+from aloha_ir import rle, rowflow
 from aloha_ir.context import record_reports
-from aloha_ir.dialects import csdf
+from aloha_ir.dialects import csdf, nn
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
-from passes.target import mapped_datatype, mapped_graphs, mapped_platform
+from passes.target import mapped_datatype, mapped_graphs, mapped_platform, nn_blocks
+
+# actors without a block computation of their own: their windows hold one firing's tokens
+BOUNDARY_KINDS = ("input", "output", "gather", "merge")
+FIFO_KINDS = ("between_actors", "reuse", "split_copies", "to_gather", "partial_sums")
 
 
 @dataclass
@@ -33,11 +63,17 @@ class MemoryReport:
     platform: str
     buffer_bytes: int
     parameter_bytes: int
+    scratch_bytes: int
     memory_bytes: int
     peak_activation_bytes: int
     fits: bool
     per_memory: dict[str, dict] = field(default_factory=dict)  # name -> need, size, holds
     buffers: dict[str, int] = field(default_factory=dict)  # channel -> bytes
+    breakdown: dict[str, int] = field(default_factory=dict)  # part -> bytes
+    notes: list[str] = field(default_factory=list)  # where the memory goes, in words
+
+    def to_json(self) -> dict:
+        return asdict(self)
 
 
 def human(n: float) -> str:
@@ -48,31 +84,305 @@ def human(n: float) -> str:
     return f"{n} B"
 
 
-def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: str
-            ) -> MemoryReport:
+# ---------------------------------------------------------------------------------------------------
+# storage rules (the generated program follows them; backends/codegen.py imports these)
+
+
+class Deployment:
+    """How one graph's values are stored: from their fixed-point types, or, for a float graph, from
+    the mapped data type (f32, or the fixed-point width the driver will quantize it to)."""
+
+    def __init__(self, datatype: str, fixed: bool):
+        self.datatype = datatype
+        self.fixed = fixed
+        self.bits = DATATYPE_BITS[datatype]
+
+    def value(self, v) -> fp.Storage:
+        return self.of_format(fp.format_of(v))
+
+    def of_format(self, fmt: fp.Fixed | None) -> fp.Storage:
+        if fmt is not None or self.datatype == "f32":
+            return fp.storage_of(fmt)
+        return fp.storage_of(fp.Fixed(self.bits, 0))  # a float graph deployed at this width
+
+    def token(self, channel: csdf.ChannelOp) -> fp.Storage:
+        t = channel.token
+        return self.of_format(fp.Fixed.of(t) if isinstance(t, nn.FixedPointType) else None)
+
+    def bias(self) -> fp.Storage:
+        return fp.FLOAT32 if not self.fixed and self.datatype == "f32" else fp.INT32
+
+    def partial(self, conv: nn.ConvOp) -> fp.Storage:
+        """The accumulator of one partial sum of `conv` (a NEURAghe split kernel's job)."""
+        if not self.fixed:
+            if self.datatype == "f32":
+                return fp.FLOAT32
+            x, w = fp.Fixed(self.bits, 0, signed=False), fp.Fixed(self.bits, 0)
+        else:
+            x, w = fp.format_of(conv.input), fp.format_of(conv.weight)
+        kernel = conv.window()[0]
+        fan_in = nn.shape_of(conv.input)[1] // conv.prop_int("group", 1) * kernel[0] * kernel[1]
+        return fp.accumulator_of(fan_in, x, w)
+
+
+def channel_storage(channel: csdf.ChannelOp, actors: dict[str, csdf.ActorOp], blocks: dict,
+                    dep: Deployment) -> tuple[fp.Storage, int]:
+    """(element type, elements per token) of a FIFO: the tensor's storage, or for a channel into a
+    merge the partial sums' accumulator, `merges` of them per token."""
+    dst = actors[channel.dst_name]
+    if dst.kind.data == "merge":
+        merges = dst.attributes["merges"].value.data  # type: ignore[union-attr]
+        return dep.partial(blocks[dst.block.data]), merges
+    return dep.token(channel), 1
+
+
+# blocks whose kernels mix the channels of one item: at batch N > 1 the generated program runs
+# them (and the gathers of split actors) once per item of a batch (backends/codegen.py)
+PER_ITEM_BLOCKS = (nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.BatchNormOp, nn.ConcatOp,
+                   nn.LrnOp, nn.ChannelShuffleOp)
+
+
+def batch_items(kind: str, block) -> int:
+    """N when the program runs the kernel of an actor of `kind` computing `block` once per item of
+    a batch of N (a merge computes its conv's block), else 1."""
+    if block is None or kind in ("input", "output"):
+        return 1
+    shape = nn.shape_of(block.results[0])
+    n = shape[0] if shape else 1
+    return n if n > 1 and (kind == "gather" or isinstance(block, PER_ITEM_BLOCKS)) else 1
+
+
+def item_sliced(shape, out_shape, items: int) -> bool:
+    """Whether an input port of a per-item kernel holds `items` item slices it takes apart:
+    `shape` is the tensor the port reads (empty for a merge's or gather's port, which reads its
+    parts' rows); a tensor of one item is broadcast to every item and read whole."""
+    return not shape or (len(shape) == len(out_shape) and shape[0] == items)
+
+
+def fan_out_port(channel: csdf.ChannelOp) -> str | None:
+    """The producer port a partition fan-out copy duplicates (`out0` of `out0_p3`), else None."""
+    m = re.fullmatch(r"(.+)_p\d+", channel.src_port.data)
+    return m.group(1) if m else None
+
+
+def fifo_kind(channel: csdf.ChannelOp, actors: dict[str, csdf.ActorOp]) -> str:
+    dst = actors[channel.dst_name].kind.data
+    if channel.is_self_loop:
+        return "reuse"
+    if dst == "merge":
+        return "partial_sums"
+    if fan_out_port(channel) is not None:
+        return "split_copies"
+    if dst == "gather":
+        return "to_gather"
+    return "between_actors"
+
+
+def _constant_tensors(block, dep: Deployment) -> dict:
+    """key -> bytes of the constants the program stores for `block` (the keys dedupe a constant
+    several actors or blocks read): conv/dense weights and bias (+ per-channel shifts), a batch
+    norm's scale and bias (+ shifts), an elementwise op's constant operands."""
+    out: dict = {}
+
+    def const(v) -> None:
+        out[v] = math.prod(nn.shape_of(v)) * dep.value(v).nbytes
+
+    def per_channel(v, channels: int, label: str) -> None:
+        fracs = v.owner.attributes.get("fracs") if dep.fixed else None
+        if fracs is not None and len(set(fracs.get_values())) > 1:
+            out[("shift", label)] = channels * fp.INT32.nbytes
+
+    label = nn.block_label(block)
+    if isinstance(block, (nn.ConvOp, nn.DenseOp)):
+        const(block.weight)
+        if len(block.operands) > 2:
+            b = block.operands[2]
+            out[(b, "acc")] = math.prod(nn.shape_of(b)) * dep.bias().nbytes
+        per_channel(block.weight, nn.shape_of(block.results[0])[1], label)
+    elif isinstance(block, nn.BatchNormOp) and len(block.params) == 2:
+        shape = nn.shape_of(block.results[0])
+        c = shape[1] if len(shape) == 4 else shape[-1]
+        s, b = block.params[0], block.params[1]
+        out[(s, "bn")] = c * dep.value(s).nbytes
+        out[(b, "bn")] = c * dep.bias().nbytes
+        per_channel(s, c, label)
+    elif isinstance(block, (nn.AddOp, nn.MulOp)):
+        for v in (block.lhs, block.rhs):
+            if isinstance(v.owner, nn.ConstOp):
+                const(v)
+    return out
+
+
+def _staging(block) -> int:
+    """Elements of a whole-tensor layout buffer (input type) an actor of `block` keeps."""
+    if isinstance(block, nn.PoolOp) and block.is_global or \
+            isinstance(block, (nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp)):
+        return math.prod(nn.shape_of(block.operands[0]))
+    return 0
+
+
+def _actor_scratch(actor: csdf.ActorOp, block, ins: list[csdf.ChannelOp],
+                   loops: dict[str, csdf.ChannelOp], outs: list[csdf.ChannelOp],
+                   token_bytes: dict[str, int]) -> dict[str, int]:
+    """An actor's windows (per input port: the most tokens one firing holds -- new rows plus
+    reused ones -- or the whole frame for ops that need their whole input), output buffer (one
+    firing's production) and staging, in bytes; a kernel that runs once per item of a batch of N
+    adds its one-item copies: of each sliced window (1/N of it) and of its output buffer (1/N).
+    `ins` are its input channels in port order, `loops` its reuse self-loops by port, `outs` its
+    output channels."""
+    from passes.convert_nn_to_csdf import plan_block
+    plan = plan_block(block) if block is not None and actor.kind.data not in BOUNDARY_KINDS \
+        else None
+    whole = plan is not None and not plan.produce_per_row
+    items = batch_items(actor.kind.data, block)
+    out_shape = tuple(nn.shape_of(block.results[0])) if block is not None else ()
+    window = 0
+    for k, ch in enumerate(ins):
+        cons = rle.expand(ch.cons_runs)
+        loop = loops.get(f"reuse_{ch.dst_port.data}")
+        reuse = rle.expand(loop.cons_runs) if loop is not None else [0] * len(cons)
+        shape = tuple(nn.shape_of(plan.inputs[k][0])) if plan is not None else ()
+        row = rowflow.rows_of(shape)[1] if plan is not None else (max(cons) or 1)
+        tokens = sum(cons) if whole else max(a + b for a, b in zip(cons, reuse))
+        port = max(row, tokens) * token_bytes[ch.sym_name.data]
+        window += port
+        if items > 1 and item_sliced(shape, out_shape, items):
+            window += port // items
+    rows = max((max(rle.expand(c.prod_runs)) * token_bytes[c.sym_name.data] for c in outs),
+               default=0)
+    if items > 1:
+        rows += rows // items
+    staging = _staging(block) * token_bytes[ins[0].sym_name.data] \
+        if plan is not None and ins else 0
+    return {"window_bytes": window, "row_bytes": rows, "staging_bytes": staging}
+
+
+def deployed_memory(module, graph: csdf.GraphOp, datatype: str, buffers: dict[str, int]
+                    ) -> tuple[dict[str, int], dict[str, int]]:
+    """(parts, per-channel FIFO bytes) of the program generated for `graph` with FIFO sizes
+    `buffers` (tokens): the figures of the module docstring."""
+    blocks = nn_blocks(module, graph)
+    nn_graph = next(iter(blocks.values())).parent_op() if blocks else None
+    fixed = nn_graph is not None and any(
+        fp.format_of(op.results[0]) is not None for op in nn_graph.ops
+        if op.results and not isinstance(op, nn.ConstOp))
+    dep = Deployment(datatype, fixed)
+    actors = graph.actor_map()
+    token_bytes, per_channel = {}, {}
+    parts = {k: 0 for k in FIFO_KINDS}
+    for c in graph.channels():
+        st, n = channel_storage(c, actors, blocks, dep)
+        name = c.sym_name.data
+        token_bytes[name] = st.nbytes * n
+        per_channel[name] = max(1, buffers[name]) * token_bytes[name]
+        parts[fifo_kind(c, actors)] += per_channel[name]
+    ins: dict[str, list[csdf.ChannelOp]] = {}
+    outs: dict[str, list[csdf.ChannelOp]] = {}
+    loops: dict[str, dict[str, csdf.ChannelOp]] = {}
+    for c in graph.channels():
+        if c.is_self_loop:
+            loops.setdefault(c.dst_name, {})[c.dst_port.data] = c
+        else:
+            ins.setdefault(c.dst_name, []).append(c)
+            outs.setdefault(c.src_name, []).append(c)
+    constants: dict = {}
+    scratch = {"window_bytes": 0, "row_bytes": 0, "staging_bytes": 0}
+    for a in graph.actors():
+        name = a.sym_name.data
+        block = blocks.get(a.block.data)
+        if block is not None and a.kind.data not in ("input", "output", "gather"):
+            constants.update(_constant_tensors(block, dep))
+        ports = sorted(ins.get(name, []), key=lambda c: tuple(
+            int(x) for x in re.findall(r"\d+", c.dst_port.data)))
+        for k, v in _actor_scratch(a, block, ports, loops.get(name, {}), outs.get(name, []),
+                                   token_bytes).items():
+            scratch[k] += v
+    io = 0
+    if nn_graph is not None:
+        inp = next(op for op in nn_graph.ops if isinstance(op, nn.InputOp))
+        out = nn_graph.ops.last.operands[0]
+        io = sum(math.prod(nn.shape_of(v)) * dep.value(v).nbytes for v in (inp.output, out))
+    parts.update(scratch, io_bytes=io, parameter_bytes=sum(constants.values()),
+                 buffer_bytes=sum(per_channel.values()))
+    parts["scratch_bytes"] = sum(scratch.values()) + io
+    parts["memory_bytes"] = parts["parameter_bytes"] + parts["buffer_bytes"] + \
+        parts["scratch_bytes"]
+    # what the split actors' input copies would need as one buffer per producer port (multicast)
+    shared: dict[tuple[str, str], int] = {}
+    for c in graph.channels():
+        port = fan_out_port(c)
+        if port is not None:
+            key = (c.src_name, port)
+            shared[key] = max(shared.get(key, 0), per_channel[c.sym_name.data])
+    parts["split_copies_shared_bytes"] = sum(shared.values())
+    parts["split_copies_producers"] = len(shared)
+    return parts, per_channel
+
+
+def _notes(parts: dict[str, int], peak: int) -> list[str]:
+    """Where the memory goes, in sentences the report prints."""
+    notes = []
+    buffers = parts["buffer_bytes"]
+    if buffers > peak:
+        notes.append(
+            f"FIFO buffers ({human(buffers)}) exceed the peak activation ({human(peak)}): every "
+            "FIFO is a static buffer sized to its own largest occupancy over the schedule (a "
+            "stream of overlapping frames, and the one-frame run), and those largest occupancies "
+            "happen at different times, so they add up beyond any one instant's live data.")
+    copies = parts["split_copies"]
+    if copies:
+        notes.append(
+            f"{human(copies)} of the buffers are copies of split actors' inputs: every part of a "
+            "layer partitioned over several units reads the whole input from a FIFO of its own; "
+            f"one buffer per producer shared by the parts (a multicast) would hold "
+            f"{human(parts['split_copies_shared_bytes'])} for the "
+            f"{parts['split_copies_producers']} producer(s).")
+    if parts["to_gather"]:
+        notes.append(f"{human(parts['to_gather'])} hold the parts' outputs until their gather "
+                     "joins them.")
+    if parts["partial_sums"]:
+        notes.append(f"{human(parts['partial_sums'])} carry partial sums of split kernels to "
+                     "their merge (one accumulator per partial job and output element).")
+    notes.append(
+        "Minimal buffer sizing (sharing memory between FIFOs whose peaks do not overlap) is not "
+        "done; these are the sizes the generated program allocates.")
+    return notes
+
+
+def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: str,
+            module=None) -> MemoryReport:
     platform = mapped_platform(ctx, graph, target, name)
-    nbytes = DATATYPE_BITS[mapped_datatype(graph, platform)] // 8
+    datatype = mapped_datatype(graph, platform)
     sched = schedule_of(ctx, graph)
-    buffers = {c: t * nbytes for c, t in sched.buffers.items()}
-    params = sum(math.prod(t.get_shape()) for a in graph.actors()
-                 for t in a.memory_units().values()) * nbytes
-    buffer_bytes = sum(buffers.values())
-    token_bytes = max((c.token_bytes for c in graph.channels()), default=nbytes) or nbytes
-    peak = sched.peak_tokens_bytes * nbytes // token_bytes
+    parts, buffers = deployed_memory(module, graph, datatype, sched.buffers)
+    # the schedule weighs tokens at the IR's element size; a float graph deployed narrower
+    # holds its tokens at the data type's width
+    token_bytes = max((c.token_bytes for c in graph.channels()), default=4) or 4
+    nbytes = DATATYPE_BITS[datatype] // 8
+    peak = sched.peak_tokens_bytes * nbytes // token_bytes if token_bytes > nbytes \
+        else sched.peak_tokens_bytes
+    params, buffer_bytes = parts["parameter_bytes"], parts["buffer_bytes"]
     report = MemoryReport(graph.sym_name.data, platform.name, buffer_bytes, params,
-                          buffer_bytes + params, peak, True, buffers=buffers)
+                          parts["scratch_bytes"], parts["memory_bytes"], peak, True,
+                          buffers=buffers, breakdown=parts,
+                          notes=_notes(parts, peak))
+    activations = buffer_bytes + parts["scratch_bytes"]
     for mem in platform.memories:
-        need = (params if "weights" in mem.holds else 0) + \
-            (buffer_bytes if "activations" in mem.holds else 0)
         if not mem.holds:
             continue
+        need = (params if "weights" in mem.holds else 0) + \
+            (activations if "activations" in mem.holds else 0)
         report.per_memory[mem.name] = {"need_bytes": need, "size_bytes": int(mem.size_bytes),
                                        "holds": list(mem.holds)}
         if need > mem.size_bytes:
             report.fits = False
-            message = (f"{graph.sym_name.data} needs {human(need)} of "
-                       f"{' and '.join(mem.holds)} in {mem.name}, which has {human(mem.size_bytes)}"
-                       f" on {platform.name}")
+            what = " and ".join(mem.holds)
+            message = (f"{graph.sym_name.data} needs {human(need)} of {what} in {mem.name}, which "
+                       f"has {human(mem.size_bytes)} on {platform.name}")
+            if "activations" in mem.holds:
+                message += (f" (FIFO buffers {human(buffer_bytes)}, of which split-input copies "
+                            f"{human(parts['split_copies'])}; scratch "
+                            f"{human(parts['scratch_bytes'])}; peak activation {human(peak)})")
             if not allow_overflow:
                 raise PassError(message, hint="prune or quantize the model, pick a bigger "
                                 "platform, or pass --allow-overflow to report it anyway")
@@ -83,7 +393,7 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
 
 @dataclass(frozen=True)
 class AnalyzeMemoryPass(ModulePass):
-    """Buffer sizes, parameter memory, peak activations; checks the platform's memories."""
+    """What the deployed program holds (parameters, FIFOs, scratch); checks the memories."""
 
     name = "analyze-memory"
 
@@ -91,6 +401,6 @@ class AnalyzeMemoryPass(ModulePass):
     allow_overflow: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        reports = [analyze(ctx, g, self.target, self.allow_overflow, self.name)
+        reports = [analyze(ctx, g, self.target, self.allow_overflow, self.name, op)
                    for g in mapped_graphs(op, self.name)]
         record_reports(ctx, self.name, reports)

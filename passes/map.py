@@ -38,6 +38,7 @@ from archdesc.model import DATATYPE_BITS, Platform
 from passes.target import (
     ZERO_COST_KINDS,
     actor_layers,
+    csdf_precision,
     datatype_of,
     mapped_graphs,
     opp_of,
@@ -242,12 +243,12 @@ class MapPass(ModulePass):
             raise PassError(f"map: unknown strategy '{self.strategy}'",
                             hint="strategies: " + ", ".join(STRATEGIES))
         platform = platform_of(ctx, self.target, self.name)
-        datatype = datatype_of(platform, self.bits)
         opp = opp_of(platform, self.opp)
         pins = parse_assign(self.assign, platform)
         allowed = parse_units(self.units, platform)
         used: set[str] = set()
-        reports = [self._map(op, g, platform, datatype, opp, pins, allowed, used)
+        reports = [self._map(op, g, platform, datatype_of(platform, self.bits, csdf_precision(g)),
+                             opp, pins, allowed, used)
                    for g in mapped_graphs(op, self.name)]
         unknown = [n for n in pins if n not in used]
         if unknown:

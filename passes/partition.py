@@ -33,6 +33,7 @@ from archdesc.costmodel import Unsupported
 from passes.target import (
     ZERO_COST_KINDS,
     actor_layers,
+    csdf_precision,
     datatype_of,
     mapped_graphs,
     opp_of,
@@ -141,7 +142,7 @@ def _requested(spec: str) -> dict[str, int]:
 def auto_plan(graph: csdf.GraphOp, layers: dict, platform, bits: int = 0, opp: str = "",
               grain: int = 16) -> dict[str, int]:
     """The `auto` rule's parts per actor (only actors it splits): the fastest PE's unit count."""
-    datatype = datatype_of(platform, bits)
+    datatype = datatype_of(platform, bits, csdf_precision(graph))
     point = opp_of(platform, opp)
     actors = graph.actor_map()
     plan = {}

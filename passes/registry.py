@@ -20,6 +20,7 @@ PASSES: dict[str, str] = {
     "analyze-energy": "passes.analyze_energy:AnalyzeEnergyPass",
     "analyze-processors": "passes.analyze_processors:AnalyzeProcessorsPass",
     "quantize": "passes.quantize:QuantizePass",
+    "quantize-for-target": "passes.quantize_for_target:QuantizeForTargetPass",
     "prune": "passes.prune:PrunePass",
     "analyze-security": "passes.analyze_security:AnalyzeSecurityPass",
 }

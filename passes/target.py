@@ -1,5 +1,9 @@
 """What the target-aware passes share: finding the platform, the data type, and each actor's `Layer`.
 
+The data type a graph is deployed at comes from its IR types when it is quantized (`Precision`:
+fixed8 when every weight and activation has at most 8 bits, else fixed16), else from the `bits`
+option or the platform's default; a `bits` that contradicts the types is an error.
+
 A pass takes the platform from its own `target` option (so `alohac opt -p 'map{target=orlando}'`
 works) or from the context the driver filled from `--target`. An actor's Layer comes from the nn
 block it was lowered from (the csdf.graph names its source nn.graph; an actor names its block), sliced
@@ -9,14 +13,16 @@ when `partition` split the actor along output channels.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation
 
+from aloha_ir import fixedpoint as fp
 from aloha_ir.context import AlohaContext
 from aloha_ir.cost import block_macs
 from aloha_ir.dialects import csdf, nn
-from aloha_ir.errors import PassError
+from aloha_ir.errors import PassError, UnsupportedError
 from archdesc.costmodel import Layer
 from archdesc.model import DATATYPE_BITS, Platform
 
@@ -59,12 +65,88 @@ def mapped_datatype(graph: csdf.GraphOp, platform: Platform) -> str:
     return dt.data if isinstance(dt, StringAttr) else platform.default_datatype
 
 
-def datatype_of(platform: Platform, bits: int) -> str:
+@dataclass(frozen=True)
+class Precision:
+    """The widest fixed-point weights and activations of a quantized graph (biases, kept in the
+    accumulator's 32-bit format, do not count)."""
+
+    weight_bits: int
+    activation_bits: int
+
+    @property
+    def bits(self) -> int:
+        return max(self.weight_bits, self.activation_bits)
+
+    @property
+    def datatype(self) -> str:
+        """The platform data type that runs it: fixed8 when every weight and activation has at
+        most 8 bits, else fixed16 (a mixed W8/A16 model runs in the 16-bit mode; its tensors are
+        stored at their own widths)."""
+        for dt in ("fixed8", "fixed16"):
+            if self.bits <= DATATYPE_BITS[dt]:
+                return dt
+        raise UnsupportedError(f"a {self.bits}-bit fixed-point model has no platform data type",
+                               hint="quantize to 16 bits or fewer")
+
+    def __str__(self) -> str:
+        return (f"{self.bits}-bit" if self.weight_bits == self.activation_bits
+                else f"W{self.weight_bits}/A{self.activation_bits}")
+
+
+def _widest(bits: list[int]) -> int:
+    return max(bits, default=0)
+
+
+def nn_precision(graph: nn.GraphOp) -> Precision | None:
+    """The precision of an nn graph from its types (None: float)."""
+    acts, weights = [], []
+    for op in graph.ops:
+        if isinstance(op, nn.ConstOp) or not op.results:
+            continue
+        fmt = fp.format_of(op.results[0])
+        if fmt is not None:
+            acts.append(fmt.bits)
+        bias = {op.operands[2]} if isinstance(op, (nn.ConvOp, nn.DenseOp)) and \
+            len(op.operands) > 2 else {op.params[1]} if isinstance(op, nn.BatchNormOp) and \
+            len(op.params) == 2 else set()
+        for v in op.operands:
+            if isinstance(v.owner, nn.ConstOp) and v not in bias and fp.format_of(v):
+                weights.append(fp.format_of(v).bits)
+    if not acts and not weights:
+        return None
+    return Precision(_widest(weights), _widest(acts))
+
+
+def csdf_precision(graph: csdf.GraphOp) -> Precision | None:
+    """The precision of a csdf graph from its channels' token types and its actors' weights."""
+    acts = [t.bits.data for c in graph.channels() if isinstance(t := c.token, nn.FixedPointType)]
+    weights = [t.element_type.bits.data for a in graph.actors()
+               for name, t in a.memory_units().items()
+               if name != "bias" and isinstance(t.element_type, nn.FixedPointType)]
+    if not acts and not weights:
+        return None
+    return Precision(_widest(weights), _widest(acts))
+
+
+def datatype_of(platform: Platform, bits: int, precision: Precision | None = None) -> str:
+    """The data type `platform` runs a graph of `precision` (None: float) at: the graph's own
+    precision when it is quantized -- `bits`, if given, must agree -- else `bits`' data type or
+    the platform's default."""
+    supported = ", ".join(f"{DATATYPE_BITS[d]} ({d})" for d in platform.datatypes)
+    if precision is not None:
+        dt = precision.datatype
+        if bits and BITS_TO_DATATYPE.get(bits) != dt:
+            raise PassError(f"bits={bits} contradicts the model's {precision} fixed-point types "
+                            f"({dt})", hint="drop bits: a quantized model's precision comes from "
+                            "its types")
+        if dt not in platform.datatypes:
+            raise PassError(f"{platform.name} has no {dt} data type for the model's {precision} "
+                            "types", hint=f"supported bits: {supported}")
+        return dt
     if not bits:
         return platform.default_datatype
     dt = BITS_TO_DATATYPE.get(bits)
     if dt is None or dt not in platform.datatypes:
-        supported = ", ".join(str(DATATYPE_BITS[d]) for d in platform.datatypes)
         raise PassError(f"{platform.name} has no {bits}-bit data type",
                         hint=f"supported bits: {supported}")
     return dt

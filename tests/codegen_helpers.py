@@ -9,6 +9,9 @@ import subprocess
 import numpy as np
 
 STRICT = "-std=c99 -O2 -Wall -Wextra -Werror"
+# a NEURAghe ARM that is slow in float (0.05 ops per cycle), so a float conv still goes to the CE
+# on `float_variant("neuraghe-losa", ..., SLOW_FLOAT_ARM)`
+SLOW_FLOAT_ARM = "  pe arm : cpu {\n    ops_per_cycle = f32: 0.05, fixed16: 1.25, fixed8: 2.5\n  }\n"
 
 
 def have_gcc() -> bool:
@@ -56,3 +59,20 @@ def run(code: str, x: np.ndarray, exe: str = "network", timeout: float = 300,
                        text=True, timeout=timeout, env={**os.environ, **(env or {})})
     y = np.fromfile(out, dtype="<f4") if r.returncode == 0 else np.zeros(0, np.float32)
     return r, y.reshape(len(x), -1) if y.size else y
+
+
+def float_variant(platform: str, directory, extra: str = "") -> str:
+    """`platform` itself if it has a float data type, else an .arch extending it with one (the
+    float code path of a backend whose bundled platforms compute in fixed point); `extra` lines
+    go inside the platform (e.g. a PE's f32 rate)."""
+    from archdesc.loader import load_platform
+    p = load_platform(platform)
+    if "f32" in p.datatypes and not extra:
+        return platform
+    path = os.path.join(str(directory), f"{p.name}-f32.arch")
+    with open(path, "w") as f:
+        f.write(f"platform {p.name}-f32 extends {p.name} {{\n  description = \"{p.name} with a "
+                "float data type (test)\"\n  datatypes = f32, " +
+                ", ".join(d for d in p.datatypes if d != "f32") +
+                f"\n  default_datatype = f32\n{extra}}}\n")
+    return path

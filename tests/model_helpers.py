@@ -120,3 +120,24 @@ def materialize_random(model: onnx.ModelProto) -> onnx.ModelProto:
     del g.node[:]
     g.node.extend(keep)
     return model
+
+
+def conv7x7(path: str, batch: int = 1) -> None:
+    """Save a model with a 7x7 conv, which NEURAghe runs as four 5x5 CE jobs and an ARM merge:
+    digits-shaped input [N, 1, 8, 8] -> Conv 7x7 (pad 3, 1 -> 8) + ReLU -> MaxPool -> Gemm."""
+    rng = np.random.default_rng(0)
+    t = lambda name, a: numpy_helper.from_array(a.astype(np.float32), name)  # noqa: E731
+    nodes = [helper.make_node("Conv", ["x", "W", "B"], ["conv"], pads=[3, 3, 3, 3]),
+             helper.make_node("Relu", ["conv"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Flatten", ["p"], ["f"]),
+             helper.make_node("Gemm", ["f", "W2"], ["y"], transB=1)]
+    f32 = onnx.TensorProto.FLOAT
+    g = helper.make_graph(nodes, "c7", [helper.make_tensor_value_info("x", f32, [batch, 1, 8, 8])],
+                          [helper.make_tensor_value_info("y", f32, None)],
+                          [t("W", rng.standard_normal((8, 1, 7, 7)) * 0.3),
+                           t("B", rng.standard_normal(8) * 0.1),
+                           t("W2", rng.standard_normal((10, 128)) * 0.1)])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 10
+    onnx.save(m, path)

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from codegen_helpers import STRICT, build, generate, have_gcc, run
+from codegen_helpers import STRICT, build, float_variant, generate, have_gcc, run
 from model_helpers import light_path, randomize_weights, run_ort, strip_final_softmax
 
 pytestmark = pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
@@ -68,7 +68,11 @@ def test_every_backend_matches_onnxruntime_in_float(tmp_path, name, cls):
     save_onnx(load_model("zoo:lenet5", {}), path)
     reference = strip_final_softmax(onnx.load(path))
     onnx.save(reference, path)
-    code = generate(load_model(path, {}), cls.default_platform, str(tmp_path), backend=name)
+    target = float_variant(cls.default_platform, tmp_path)
+    code = generate(load_model(path, {}), target, str(tmp_path), backend=name)
+    manifest = json.load(open(os.path.join(code, "network.json")))
+    assert manifest["datatype"] == "f32" and manifest["fixed"] is False
+    assert {f["ctype"] for f in manifest["fifos"]} == {"float"}
     build(code)
     x = np.random.default_rng(0).uniform(0, 1, (3, 1, 28, 28)).astype(np.float32)
     r, y = run(code, x)
@@ -334,7 +338,7 @@ def test_generated_files_and_the_code_size_report_from_the_cli(tmp_path):
         assert os.path.exists(os.path.join(code, f)), f
     size = json.load(open(os.path.join(code, "code-size.json")))
     weights = os.path.getsize(os.path.join(code, "weights.bin"))
-    assert size["weight_bytes"] == weights - 16  # magic + word count
+    assert size["memory"]["parameter_bytes"] == weights - 16  # magic + byte count
     r = subprocess.run(["make", "-s", "-C", code, f"CFLAGS={STRICT}"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr

@@ -30,8 +30,13 @@ P = ctypes.c_void_p
 I, I32, F, D = ctypes.c_int, ctypes.c_int32, ctypes.c_float, ctypes.c_double
 
 
+# element type tags (aloha_kernels.h): 0 is int32_t
+TAG = {np.dtype(np.int32): 0, np.dtype(np.int8): 1, np.dtype(np.uint8): 2,
+       np.dtype(np.int16): 3, np.dtype(np.uint16): 4, np.dtype(np.float32): 5}
+
+
 class Win(ctypes.Structure):
-    _fields_ = [("p", P), ("base", I), ("rows", I), ("c", I), ("h", I), ("w", I)]
+    _fields_ = [("p", P), ("base", I), ("rows", I), ("c", I), ("h", I), ("w", I), ("type", I)]
 
 
 class Act(ctypes.Structure):
@@ -40,12 +45,12 @@ class Act(ctypes.Structure):
 
 class Rq(ctypes.Structure):
     _fields_ = [("shift", P), ("shift0", I32), ("kind", I), ("leaky_mult", I32), ("qmin", I32),
-                ("qmax", I32), ("clip_lo", I32), ("clip_hi", I32)]
+                ("qmax", I32), ("clip_lo", I32), ("clip_hi", I32), ("type", I)]
 
 
 class Conv(ctypes.Structure):
     _fields_ = [(n, I) for n in ("cin", "cout", "h", "w", "oh", "ow", "kh", "kw", "sh", "sw", "pt",
-                                 "pl", "dh", "dw", "group")]
+                                 "pl", "dh", "dw", "group", "wtype", "acc32")]
 
 
 class Pool(ctypes.Structure):
@@ -59,24 +64,25 @@ SIGNATURES = {
     "aloha_pool_row_f32": [P, P, P, I, P],
     "aloha_pool_row_q": [P, P, P, I, P],
     "aloha_gpool_f32": [P, I, I, I, P, P],
-    "aloha_gpool_q": [P, I, I, I, P, P],
+    "aloha_gpool_q": [P, I, I, I, I, P, P],
     "aloha_dense_f32": [P, P, P, I, I, I, P, P],
-    "aloha_dense_q": [P, P, P, I, I, I, P, P],
+    "aloha_dense_q": [P, I, P, I, I, P, I, I, I, P, P],
     "aloha_add_row_f32": [P, P, I, I, I, P, P],
     "aloha_mul_row_f32": [P, P, I, I, I, P, P],
     "aloha_add_row_q": [P, I, P, I, I, I, I, P, P],
     "aloha_mul_row_q": [P, P, I, I, I, P, P],
     "aloha_bn_row_f32": [P, P, P, I, P, P],
-    "aloha_bn_row_q": [P, P, P, I, P, P],
+    "aloha_bn_row_q": [P, P, I, P, I, P, P],
     "aloha_act_f32": [P, I, P, P],
-    "aloha_requant_q": [P, I, P, P],
-    "aloha_island_q": [P, I, I, I, I32, I32, I, P],
+    "aloha_requant_q": [P, I, I, P, P],
+    "aloha_island_q": [P, I, I, I, I, I32, I32, I, P, I],
     "aloha_softmax_f32": [P, I, I, I, P],
-    "aloha_softmax_q": [P, I, I, I, I, I, I32, I32, P],
+    "aloha_softmax_q": [P, I, I, I, I, I, I, I32, I32, P, I],
     "aloha_lrn_row_f32": [P, I, I, I, F, F, F, P],
-    "aloha_lrn_row_q": [P, I, I, I, D, D, D, I, I, I32, I32, P],
+    "aloha_lrn_row_q": [P, I, I, I, I, D, D, D, I, I, I32, I32, P, I],
     "aloha_shuffle_row_f32": [P, I, I, I, P],
-    "aloha_shuffle_row_q": [P, I, I, I, P, P],
+    "aloha_shuffle_row_q": [P, I, I, I, I, P, P],
+    "aloha_nchw_to_rows_q": [P, I, I, I, I, P, P],
     "aloha_to_fixed": [D, I, I32, I32],
 }
 
@@ -111,9 +117,10 @@ def rng():
 
 
 def arr(a, dtype):
-    """A C-contiguous array of the kernel's element type (float32, or int32 for values that fit)."""
-    if dtype == np.int32:
-        a, info = np.asarray(a), np.iinfo(np.int32)
+    """A C-contiguous array of the kernel's element type (float32, or an integer type whose range
+    holds the values)."""
+    if np.dtype(dtype).kind in "iu":
+        a, info = np.asarray(a), np.iinfo(dtype)
         assert a.size == 0 or info.min <= a.min() and a.max() <= info.max
     return np.ascontiguousarray(a, dtype=dtype)
 
@@ -129,7 +136,7 @@ def window(x: np.ndarray, lo: int, hi: int, dtype) -> Win:
     if hi <= lo:
         lo, hi = 0, 0
     data = arr(x[:, lo:hi, :].transpose(1, 0, 2), dtype)
-    win = Win(ptr(data) if data.size else None, lo, hi - lo, c, h, w)
+    win = Win(ptr(data) if data.size else None, lo, hi - lo, c, h, w, TAG[np.dtype(dtype)])
     win.keep = data
     return win
 
@@ -138,13 +145,14 @@ def act(kind=NONE, alpha=0.0, lo=0.0, hi=0.0) -> Act:
     return Act(kind, alpha, lo, hi)
 
 
-def rq(shift, fmt: fp.Fixed, kind=NONE, alpha=0.0, clip=(0.0, 0.0)) -> Rq:
-    """The requantisation of an accumulator `shift` bits (int or per channel) above fmt."""
+def rq(shift, fmt: fp.Fixed, kind=NONE, alpha=0.0, clip=(0.0, 0.0), out=np.int32) -> Rq:
+    """The requantisation of an accumulator `shift` bits (int or per channel) above fmt, stored
+    as `out`."""
     lo, hi = fp.clip_bounds(clip[0], clip[1], fmt)
     per = np.ndim(shift) > 0
     shifts = arr(shift, np.int32) if per else None
     r = Rq(ptr(shifts), 0 if per else int(shift), kind, fp.leaky_multiplier(alpha), fmt.qmin,
-           fmt.qmax, lo, hi)
+           fmt.qmax, lo, hi, TAG[np.dtype(out)])
     r.keep = shifts
     return r
 
@@ -338,6 +346,139 @@ def test_conv_row_q_without_bias_scalar_shift(lib, rng):
 
 
 # --------------------------------------------------------------------------------------------------
+# storage types: every input x weight x output type, int32 sums where they are proven enough
+
+STORED = {(8, True): np.int8, (8, False): np.uint8, (16, True): np.int16, (16, False): np.uint16}
+
+
+@pytest.mark.parametrize("xfmt", [fp.Fixed(8, 4, False), fp.Fixed(8, 5), fp.Fixed(16, 9),
+                                  fp.Fixed(16, 10, False)])
+@pytest.mark.parametrize("wbits", [8, 16])
+def test_conv_row_q_in_narrow_storage_types(lib, rng, xfmt, wbits):
+    """Inputs, weights and outputs in int8/uint8/int16/uint16 give the reference's integers, with
+    the accumulator fixedpoint.accumulator_of chooses and with 64-bit sums alike."""
+    g = conv_geometry(*CONVS[6])
+    wfmt = fp.Fixed(wbits, wbits - 2)
+    fout = fp.Fixed(8, 3, signed=xfmt.signed)
+    x = rng.integers(xfmt.qmin, xfmt.qmax + 1, size=(g["cin"], g["h"], g["w"]))
+    w = rng.integers(wfmt.qmin, wfmt.qmax + 1, size=(g["cout"], g["cin"], g["kh"], g["kw"]))
+    w.flat[:4] = wfmt.qmin  # the extreme products
+    x.flat[:4] = xfmt.qmin if xfmt.signed else xfmt.qmax
+    bias = rng.integers(-(1 << 20), 1 << 20, size=g["cout"])
+    shift = 9
+    acc = np_conv(x, w, g, np.int64) + bias.reshape(1, -1, 1, 1)
+    want = accumulate_out(acc, shift + fout.frac, fout, RELU)[0]
+    proven = fp.accumulator_of(g["cin"] * g["kh"] * g["kw"], xfmt, wfmt) is fp.INT32
+    # by hand, 72 terms: 72 x 65535 x 128 < 2^31 but 72 x 32768 x 32768 > 2^31
+    assert proven == (xfmt.bits == 8 or wbits == 8)
+    xt, wt, ot = STORED[xfmt.bits, xfmt.signed], STORED[wbits, True], STORED[8, fout.signed]
+    wa, ba = arr(w, wt), arr(bias, np.int32)
+    for acc32 in sorted({0, int(proven)}):
+        geom = dict(g, wtype=TAG[np.dtype(wt)], acc32=acc32)
+        r = rq(shift, fout, RELU, out=ot)
+
+        def call(win, geom_struct, oy, lo, hi, row):
+            lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(Conv(**geom)),
+                                 ctypes.byref(r), oy, lo, hi, ptr(row))
+
+        got = run_conv_rows(x, g, call, xt, ot)
+        assert np.array_equal(got, want), (acc32, np.abs(got.astype(np.int64) - want).max())
+
+
+def test_dense_int32_accumulator_holds_exactly_up_to_the_proven_bound(lib):
+    """fan_in x 255 x 128 < 2^31 (uint8 inputs, int8 weights): 65793 terms. At 65793 extreme
+    products the int32 sum is exact; one more term is where accumulator_of switches to int64,
+    and there the int32 sum would indeed wrap."""
+    xf, wf, fout = fp.Fixed(8, 0, False), fp.Fixed(8, 0), fp.Fixed(16, 0)
+    assert fp.accumulator_of(65793, xf, wf) is fp.INT32
+    assert fp.accumulator_of(65794, xf, wf) is fp.INT64
+    r = rq(16, fout, out=np.int16)
+    for k, exact32 in ((65793, True), (65794, False)):
+        x = arr(np.full(k, 255), np.uint8)
+        w = arr(np.full((1, k), -128), np.int8)
+        want = fp.saturate(fp.shift_round(np.array([-255 * 128 * k]), 16), fout)
+        for acc32 in (0, 1):
+            got = np.zeros(1, dtype=np.int16)
+            lib.aloha_dense_q(ptr(x), TAG[x.dtype], ptr(w), TAG[w.dtype], acc32, None, k, 0, 1,
+                              ctypes.byref(r), ptr(got))
+            assert (got[0] == want[0]) == (exact32 or not acc32), (k, acc32, got, want)
+
+
+def test_row_kernels_in_narrow_storage_types(lib, rng):
+    """Pooling, elementwise, batch norm, requantisation, islands, softmax, LRN, shuffle and the
+    reshape copy read and write int8/uint8/int16/uint16 as the reference computes in int64."""
+    c, h, w = 4, 5, 6
+    fin, fout = fp.Fixed(8, 4, False), fp.Fixed(8, 3)
+    x = rng.integers(fin.qmin, fin.qmax + 1, size=(c, h, w))
+    xt, ot = np.uint8, np.int8
+    r = rq(fin.frac - fout.frac, fout, RELU, out=ot)
+    p = pool_geometry(1, c, h, w, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), True, 0)
+    got = run_pool_rows(x, p, lambda win, geom, oy, row: lib.aloha_pool_row_q(
+        win, geom, ctypes.byref(r), oy, ptr(row)), xt, ot)
+    q = fp.round_div(pool_windows(x, p, 0).sum(axis=(3, 4)), counts(p))
+    assert np.array_equal(got, accumulate_out(q[None], fin.frac, fout, RELU)[0])
+    b = rng.integers(-128, 128, size=(c, 1, w))
+    fb = fp.Fixed(8, 2)
+    f = max(fin.frac, fb.frac)
+    ra = rq(f - fout.frac, fout, out=np.int16)
+    got = np.zeros((c, h, w), dtype=np.int16)
+    for oy in range(h):
+        row = np.zeros(c * w, dtype=np.int16)
+        lib.aloha_add_row_q(ctypes.byref(window(x, oy, oy + 1, xt)), f - fin.frac,
+                            ctypes.byref(window(b, 0, 1, np.int8)), f - fb.frac, oy, c, w,
+                            ctypes.byref(ra), ptr(row))
+        got[:, oy] = row.reshape(c, w)
+    acc = np.left_shift(x, f - fin.frac) + np.left_shift(b, f - fb.frac)
+    assert np.array_equal(got, accumulate_out(acc[None], f, fout, NONE)[0])
+    scale, bias = arr(rng.integers(-100, 100, size=c), np.int16), arr(rng.integers(-999, 999, c),
+                                                                     np.int32)
+    got = np.zeros((c, h, w), dtype=np.int8)
+    for oy in range(h):
+        row = np.zeros(c * w, dtype=np.int8)
+        lib.aloha_bn_row_q(ctypes.byref(window(x, oy, oy + 1, xt)), ptr(scale), TAG[scale.dtype],
+                           ptr(bias), oy, ctypes.byref(rq(5, fout, out=np.int8)), ptr(row))
+        got[:, oy] = row.reshape(c, w)
+    acc = x * scale.reshape(-1, 1, 1).astype(np.int64) + bias.reshape(-1, 1, 1)
+    assert np.array_equal(got, accumulate_out(acc[None], 5 + fout.frac, fout, NONE)[0])
+    flat = arr(np.concatenate([rng.integers(-32768, 32768, 300), [-32768, 32767]]), np.int16)
+    fi16 = fp.Fixed(16, 10)
+    got = np.zeros(flat.size, dtype=np.uint8)
+    lib.aloha_requant_q(ptr(flat), TAG[flat.dtype], flat.size,
+                        ctypes.byref(rq(7, fp.Fixed(8, 3, False), RELU, out=np.uint8)), ptr(got))
+    assert np.array_equal(got, accumulate_out(flat[None].astype(np.int64), 10,
+                                              fp.Fixed(8, 3, False), RELU)[0])
+    fo = fp.Fixed(8, 7, False)
+    got = np.zeros(flat.size, dtype=np.uint8)
+    lib.aloha_island_q(ptr(flat), TAG[flat.dtype], flat.size, fi16.frac, fo.frac, fo.qmin, fo.qmax,
+                       SIGMOID, ptr(got), TAG[got.dtype])
+    assert np.array_equal(got, fp.to_fixed(1 / (1 + np.exp(-fp.dequantize(flat, 10))), fo))
+    soft = arr(rng.integers(-128, 128, size=(2, 10)), np.int8)
+    got = np.zeros(soft.shape, dtype=np.uint16)
+    lib.aloha_softmax_q(ptr(soft), TAG[soft.dtype], 2, 10, 1, 4, 16, 0, 65535, ptr(got),
+                        TAG[got.dtype])
+    e = np.exp(fp.dequantize(soft, 4) - fp.dequantize(soft, 4).max(axis=1, keepdims=True))
+    assert np.array_equal(got, fp.to_fixed(e / e.sum(axis=1, keepdims=True),
+                                           fp.Fixed(16, 16, False)))
+    row = arr(x[:, 0], xt)
+    got = np.zeros(c * w, dtype=np.int16)
+    lib.aloha_lrn_row_q(ptr(row), TAG[row.dtype], c, w, 3, 1e-2, 0.75, 1.0, fin.frac, 12,
+                        -32768, 32767, ptr(got), TAG[got.dtype])
+    want = fp.to_fixed(ref.lrn(fp.dequantize(x[None, :, :1], fin.frac), 3, 1e-2, 0.75, 1.0),
+                       fp.Fixed(16, 12))
+    assert np.array_equal(got.reshape(c, w), want[0, :, 0])
+    got = np.zeros(c * w, dtype=np.int8)
+    lib.aloha_shuffle_row_q(ptr(row), TAG[row.dtype], c, w, 2, ctypes.byref(r), ptr(got))
+    op = SimpleNamespace(prop_int=lambda name, default=None: 2)
+    want = accumulate_out(ref._shuffle(op, x[None].astype(np.int64)), fin.frac, fout, RELU)
+    assert np.array_equal(got.reshape(c, w), want[0, :, 0])
+    nchw = arr(x, xt)
+    rows = np.zeros(x.size, dtype=np.int8)
+    lib.aloha_nchw_to_rows_q(ptr(nchw), TAG[nchw.dtype], c, h, w, ctypes.byref(r), ptr(rows))
+    want = accumulate_out(x[None].astype(np.int64), fin.frac, fout, RELU)[0]
+    assert np.array_equal(rows.reshape(h, c, w), want.transpose(1, 0, 2))
+
+
+# --------------------------------------------------------------------------------------------------
 # pooling
 
 
@@ -469,7 +610,7 @@ def test_global_pool(lib, rng, kind):
     x = arr(rng.integers(fin.qmin, fin.qmax + 1, size=(c, hw)), np.int32)
     for act_kind in (NONE, RELU, LEAKY, CLIP):
         got = np.zeros(c, dtype=np.int32)
-        lib.aloha_gpool_q(ptr(x), c, hw, kind, ctypes.byref(rq_fused(6, fout, act_kind)),
+        lib.aloha_gpool_q(ptr(x), 0, c, hw, kind, ctypes.byref(rq_fused(6, fout, act_kind)),
                           ptr(got))
         x64 = x.astype(np.int64)
         q = x64.max(axis=1) if kind == 0 else fp.round_div(x64.sum(axis=1), hw)
@@ -497,7 +638,7 @@ def test_dense(lib, rng, kind):
     got = np.zeros(m, dtype=np.int32)
     for lo, hi in ((0, 4), (4, m)):
         part = np.zeros(hi - lo, dtype=np.int32)
-        lib.aloha_dense_q(ptr(x), ptr(w), ptr(b), k, lo, hi, ctypes.byref(r), ptr(part))
+        lib.aloha_dense_q(ptr(x), 0, ptr(w), 0, 0, ptr(b), k, lo, hi, ctypes.byref(r), ptr(part))
         got[lo:hi] = part
     acc = np.einsum("nk,mk->nm", x[None].astype(np.int64), w.astype(np.int64)) + b[None]
     assert np.array_equal(got, accumulate_out(acc, shifts + fout.frac, fout, kind)[0])
@@ -575,8 +716,8 @@ def test_batch_norm_rows(lib, rng, kind):
     got = np.zeros((c, h, w), dtype=np.int32)
     for oy in range(h):
         row = np.zeros(c * w, dtype=np.int32)
-        lib.aloha_bn_row_q(ctypes.byref(window(x, oy, oy + 1, np.int32)), ptr(scale), ptr(bias),
-                           oy, ctypes.byref(r), ptr(row))
+        lib.aloha_bn_row_q(ctypes.byref(window(x, oy, oy + 1, np.int32)), ptr(scale), 0,
+                           ptr(bias), oy, ctypes.byref(r), ptr(row))
         got[:, oy] = row.reshape(c, w)
     acc = x[None] * scale.reshape(1, -1, 1, 1) + bias.reshape(1, -1, 1, 1).astype(np.int64)
     assert np.array_equal(got, accumulate_out(acc, shifts + fout.frac, fout, kind)[0])
@@ -602,7 +743,8 @@ def test_requant_activations_and_conversions(lib, rng, shift):
                             [fin.qmin, fin.qmax, 0, -1, 1]]), np.int32)
     for kind in (NONE, RELU, LEAKY, CLIP):
         got = np.zeros_like(x)
-        lib.aloha_requant_q(ptr(x), x.size, ctypes.byref(rq_fused(shift, fout, kind)), ptr(got))
+        lib.aloha_requant_q(ptr(x), 0, x.size, ctypes.byref(rq_fused(shift, fout, kind)),
+                            ptr(got))
         want = accumulate_out(x[None].astype(np.int64), fin.frac, fout, kind)[0]
         assert np.array_equal(got, want)
 
@@ -625,7 +767,8 @@ def test_island_bit_exact(lib, rng, kind):
     x = arr(np.concatenate([rng.integers(fin.qmin, fin.qmax + 1, size=4000),
                             [fin.qmin, fin.qmax, 0]]), np.int32)
     got = np.zeros_like(x)
-    lib.aloha_island_q(ptr(x), x.size, fin.frac, fout.frac, fout.qmin, fout.qmax, kind, ptr(got))
+    lib.aloha_island_q(ptr(x), 0, x.size, fin.frac, fout.frac, fout.qmin, fout.qmax, kind, ptr(got),
+                       0)
     real = fp.dequantize(x, fin.frac)
     y = 1.0 / (1.0 + np.exp(-real)) if kind == SIGMOID else np.tanh(real)
     assert np.array_equal(got, fp.to_fixed(y, fout))
@@ -646,8 +789,8 @@ def test_softmax(lib, rng, shape, axis):
     outer, n = int(np.prod(shape[:axis])), shape[axis]
     inner = int(np.prod(shape[axis + 1:]))
     got = np.zeros_like(x)
-    lib.aloha_softmax_q(ptr(x), outer, n, inner, fin.frac, fout.frac, fout.qmin, fout.qmax,
-                        ptr(got))
+    lib.aloha_softmax_q(ptr(x), 0, outer, n, inner, fin.frac, fout.frac, fout.qmin, fout.qmax,
+                        ptr(got), 0)
     real = fp.dequantize(x, fin.frac)
     e = np.exp(real - real.max(axis=axis, keepdims=True))
     assert np.array_equal(got, fp.to_fixed(e / e.sum(axis=axis, keepdims=True), fout))
@@ -667,8 +810,8 @@ def test_lrn_rows(lib, rng, size, beta):
     got = np.zeros((c, h, w), dtype=np.int32)
     for y in range(h):
         row, out = arr(x[:, y], np.int32), np.zeros(c * w, dtype=np.int32)
-        lib.aloha_lrn_row_q(ptr(row), c, w, size, alpha, beta, bias, fin.frac, fout.frac,
-                            fout.qmin, fout.qmax, ptr(out))
+        lib.aloha_lrn_row_q(ptr(row), 0, c, w, size, alpha, beta, bias, fin.frac, fout.frac,
+                            fout.qmin, fout.qmax, ptr(out), 0)
         got[:, y] = out.reshape(c, w)
     want = fp.to_fixed(ref.lrn(fp.dequantize(x[None], fin.frac), size, alpha, beta, bias), fout)
     assert np.array_equal(got, want[0])
@@ -694,7 +837,7 @@ def test_channel_shuffle_rows(lib, rng, groups):
     for y in range(h):
         row = arr(x[:, y], np.int32)
         got = np.zeros(c * w, dtype=np.int32)
-        lib.aloha_shuffle_row_q(ptr(row), c, w, groups, ctypes.byref(r), ptr(got))
+        lib.aloha_shuffle_row_q(ptr(row), 0, c, w, groups, ctypes.byref(r), ptr(got))
         assert np.array_equal(got.reshape(c, w), want[:, y])
         rowf, gotf = arr(x[:, y], np.float32), np.zeros(c * w, dtype=np.float32)
         lib.aloha_shuffle_row_f32(ptr(rowf), c, w, groups, ptr(gotf))
@@ -731,9 +874,9 @@ int main(int argc, char **argv)
     int i, j, k;
     if (argc > 1 && strcmp(argv[1], "missing-row") == 0) {
         /* a conv row reading input row 1 from a window holding only row 0 must assert */
-        aloha_win_t win = {x, 0, 1, 1, 3, 3};
-        aloha_conv_t g = {1, 1, 3, 3, 1, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1};
-        aloha_rq_t r = {NULL, 0, ALOHA_ACT_NONE, 0, -128, 127, 0, 0};
+        aloha_win_t win = {x, 0, 1, 1, 3, 3, ALOHA_I32};
+        aloha_conv_t g = {1, 1, 3, 3, 1, 1, 3, 3, 1, 1, 0, 0, 1, 1, 1, ALOHA_I32, 0};
+        aloha_rq_t r = {NULL, 0, ALOHA_ACT_NONE, 0, -128, 127, 0, 0, ALOHA_I32};
         memset(x, 0, sizeof x);
         memset(w, 0, sizeof w);
         aloha_conv_row_q(&win, w, NULL, &g, &r, 0, 0, 1, y);
@@ -758,15 +901,16 @@ int main(int argc, char **argv)
         b[i] = sc[i] = i % 2 ? INT32_MIN : INT32_MAX;
     for (k = 0; k < N(kinds); k++)
         for (j = 0; j < N(rq_shifts); j++) {
-            aloha_rq_t r = {NULL, rq_shifts[j], kinds[k], INT32_MAX, INT16_MIN, INT16_MAX, -5, 9};
+            aloha_rq_t r = {NULL, rq_shifts[j], kinds[k], INT32_MAX, INT16_MIN, INT16_MAX, -5, 9,
+                            ALOHA_I32};
             aloha_rq_t rc = r;
-            aloha_win_t win = {x, 0, 5, 4, 5, 6};
-            aloha_conv_t g = {4, 8, 5, 6, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2};
-            aloha_conv_t gd = {4, 8, 5, 6, 2, 2, 2, 3, 3, 2, 2, 1, 2, 2, 1};
+            aloha_win_t win = {x, 0, 5, 4, 5, 6, ALOHA_I32};
+            aloha_conv_t g = {4, 8, 5, 6, 5, 6, 3, 3, 1, 1, 1, 1, 1, 1, 2, ALOHA_I32, 0};
+            aloha_conv_t gd = {4, 8, 5, 6, 2, 2, 2, 3, 3, 2, 2, 1, 2, 2, 1, ALOHA_I32, 0};
             aloha_pool_t pm = {0, 4, 5, 6, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0};
             aloha_pool_t pa = {1, 4, 5, 6, 3, 3, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 1};
-            aloha_win_t one = {x, 0, 1, 4, 1, 1}, wide = {xw, 0, 3, 2, 3, 20};
-            aloha_conv_t gw = {2, 4, 3, 20, 3, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1};
+            aloha_win_t one = {x, 0, 1, 4, 1, 1, ALOHA_I32}, wide = {xw, 0, 3, 2, 3, 20, ALOHA_I32};
+            aloha_conv_t gw = {2, 4, 3, 20, 3, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, ALOHA_I32, 0};
             rc.shift = rq_shifts;
             aloha_conv_row_q(&win, w, b, &g, &r, 2, 0, 8, y), mix(y, 8 * 6);
             aloha_conv_row_q(&win, w, NULL, &g, &rc, 4, 1, 7, y), mix(y, 6 * 6);
@@ -774,29 +918,35 @@ int main(int argc, char **argv)
             aloha_conv_row_q(&wide, w, b, &gw, &rc, 1, 0, 4, y), mix(y, 4 * 20);
             aloha_pool_row_q(&win, &pm, &r, 2, y), mix(y, 4 * 3);
             aloha_pool_row_q(&win, &pa, &r, 2, y), mix(y, 4 * 3);
-            aloha_gpool_q(x, 4, 30, 0, &r, y), mix(y, 4);
-            aloha_gpool_q(x, 4, 30, 1, &r, y), mix(y, 4);
-            aloha_dense_q(x, w, b, 30, 0, 4, &r, y), mix(y, 4);
-            aloha_dense_q(x, w, NULL, 30, 1, 8, &rc, y), mix(y, 7);
+            aloha_gpool_q(x, ALOHA_I32, 4, 30, 0, &r, y), mix(y, 4);
+            aloha_gpool_q(x, ALOHA_I32, 4, 30, 1, &r, y), mix(y, 4);
+            aloha_dense_q(x, ALOHA_I32, w, ALOHA_I32, 0, b, 30, 0, 4, &r, y), mix(y, 4);
+            aloha_dense_q(x, ALOHA_I32, w, ALOHA_I32, 0, NULL, 30, 1, 8, &rc, y), mix(y, 7);
             aloha_add_row_q(&win, 40, &one, 63, 3, 4, 6, &rc, y), mix(y, 24);
             aloha_add_row_q(&win, 0, &win, 31, 4, 4, 6, &r, y), mix(y, 24);
             aloha_mul_row_q(&win, &one, 1, 4, 6, &r, y), mix(y, 24);
-            aloha_bn_row_q(&win, sc, b, 0, &rc, y), mix(y, 24);
-            aloha_requant_q(x, N(x), &r, y), mix(y, N(x) < N(y) ? N(x) : N(y));
-            aloha_shuffle_row_q(x, 4, 6, 2, &r, y), mix(y, 24);
+            aloha_bn_row_q(&win, sc, ALOHA_I32, b, 0, &rc, y), mix(y, 24);
+            aloha_requant_q(x, ALOHA_I32, N(x) < N(y) ? N(x) : N(y), &r, y);
+            mix(y, N(x) < N(y) ? N(x) : N(y));
+            aloha_shuffle_row_q(x, ALOHA_I32, 4, 6, 2, &r, y), mix(y, 24);
         }
     for (j = -40; j <= 40; j += 20) {
-        aloha_island_q(x, 24, j, 30, INT32_MIN, INT32_MAX, ALOHA_ACT_SIGMOID, y), mix(y, 24);
-        aloha_island_q(x, 24, j, -30, INT32_MIN, INT32_MAX, ALOHA_ACT_TANH, y), mix(y, 24);
-        aloha_softmax_q(x, 1, 24, 1, j, 30, INT32_MIN, INT32_MAX, y), mix(y, 24);
-        aloha_softmax_q(x, 2, 3, 4, j, 30, INT32_MIN, INT32_MAX, y), mix(y, 24);
-        aloha_lrn_row_q(x, 4, 6, 3, 1e-4, 0.75, 1.0, j, 30, INT32_MIN, INT32_MAX, y), mix(y, 24);
+        aloha_island_q(x, ALOHA_I32, 24, j, 30, INT32_MIN, INT32_MAX, ALOHA_ACT_SIGMOID, y,
+                       ALOHA_I32), mix(y, 24);
+        aloha_island_q(x, ALOHA_I32, 24, j, -30, INT32_MIN, INT32_MAX, ALOHA_ACT_TANH, y,
+                       ALOHA_I32), mix(y, 24);
+        aloha_softmax_q(x, ALOHA_I32, 1, 24, 1, j, 30, INT32_MIN, INT32_MAX, y, ALOHA_I32),
+            mix(y, 24);
+        aloha_softmax_q(x, ALOHA_I32, 2, 3, 4, j, 30, INT32_MIN, INT32_MAX, y, ALOHA_I32),
+            mix(y, 24);
+        aloha_lrn_row_q(x, ALOHA_I32, 4, 6, 3, 1e-4, 0.75, 1.0, j, 30, INT32_MIN, INT32_MAX, y,
+                        ALOHA_I32), mix(y, 24);
     }
     {   /* the float kernels on the same shapes: full and edge tiles, pools, softmax, LRN */
         static float xf[2 * 3 * 20], wf[8 * 4 * 3 * 3], yf[8 * 6 * 6];
-        aloha_win_t wide = {xf, 0, 3, 2, 3, 20};
-        aloha_conv_t gw = {2, 4, 3, 20, 3, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1};
-        aloha_conv_t gs = {2, 6, 3, 20, 2, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2};
+        aloha_win_t wide = {xf, 0, 3, 2, 3, 20, ALOHA_F32};
+        aloha_conv_t gw = {2, 4, 3, 20, 3, 20, 3, 3, 1, 1, 1, 1, 1, 1, 1, ALOHA_F32, 0};
+        aloha_conv_t gs = {2, 6, 3, 20, 2, 10, 3, 3, 2, 2, 1, 1, 1, 1, 2, ALOHA_F32, 0};
         aloha_pool_t pf = {1, 2, 3, 20, 2, 10, 3, 3, 2, 2, 1, 1, 1, 1, 1, 1, 0};
         aloha_act_t af = {ALOHA_ACT_LEAKY, 0.1f, 0.0f, 0.0f};
         for (i = 0; i < N(xf); i++)

@@ -75,9 +75,9 @@ def models(tmp_path_factory):
     return out
 
 
-def _build_and_run(src: str, target: str, out_dir: str, frames: int = 2):
+def _build_and_run(src: str, target: str, out_dir: str, frames: int = 2, *options: str):
     """Compile for `target`, make, run `frames` random inputs; (module, x, y, stderr, code dir)."""
-    assert main(["compile", src, "--target", target, "-o", out_dir]) == 0
+    assert main(["compile", src, "--target", target, "-o", out_dir, *options]) == 0
     code = os.path.join(out_dir, "code")
     r = subprocess.run(["make", "-s", "-C", code, CFLAGS], capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -95,7 +95,14 @@ def _build_and_run(src: str, target: str, out_dir: str, frames: int = 2):
     return module, x, y, r.stderr, code
 
 
+def _is_fixed(module) -> bool:
+    from aloha_ir import fixedpoint as fp
+    return any(fp.format_of(op.results[0]) for op in graph_of(module).ops
+               if op.results and not isinstance(op, nn.ConstOp))
+
+
 def _check(module, x, y, fixed: bool) -> None:
+    assert fixed == _is_fixed(module)
     if fixed:
         ref = np.stack([np.asarray(reference(module).real(x[i:i + 1])).astype(np.float32)
                         .reshape(-1) for i in range(len(x))])
@@ -114,8 +121,14 @@ def test_backends_registered():
 @pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
 @pytest.mark.parametrize("model", ["digits_q8", "digits_q16", "mnist_float"])
 def test_generated_code_matches_reference(models, tmp_path, target, model):
-    module, x, y, log, code = _build_and_run(models[model], target, str(tmp_path / "g"))
-    _check(module, x, y, fixed="_q" in model)
+    """A float model (mnist_float) is quantized for these fixed-point platforms: the program is
+    bit-exact with the reference of the compiled (quantized) IR."""
+    # mnist_cnn's dense layer split over Orlando's 16 DSPs gives each part a copy of its 9,216
+    # inputs (FIFO and window): 5.7 MiB of activations against 4 MiB of SRAM, so it is reported
+    options = ("--allow-overflow",) if target == "orlando" and model == "mnist_float" else ()
+    module, x, y, log, code = _build_and_run(models[model], target, str(tmp_path / "g"), 2,
+                                             *options)
+    _check(module, x, y, fixed=True)
     api = "neuraghe_api.h" if target.startswith("neuraghe") else "orlando_api.h"
     assert os.path.exists(os.path.join(code, api))
     if target.startswith("neuraghe"):
@@ -125,10 +138,18 @@ def test_generated_code_matches_reference(models, tmp_path, target, model):
         assert "gated" in log
 
 
-@pytest.mark.parametrize("model", ["conv7_float", "conv7_q16"])
-def test_neuraghe_7x7_runs_as_four_5x5_and_a_merge(models, tmp_path, model):
-    module, x, y, log, code = _build_and_run(models[model], "neuraghe-losa", str(tmp_path / "g"))
-    _check(module, x, y, fixed="_q" in model)
+@pytest.mark.parametrize("model,float_target", [("conv7_float", True), ("conv7_float", False),
+                                                ("conv7_q16", False)])
+def test_neuraghe_7x7_runs_as_four_5x5_and_a_merge(models, tmp_path, model, float_target):
+    """The 7x7 conv's four partial jobs reach the merge through the FIFO: in float (a NEURAghe
+    variant with a float data type), and in fixed point (the float model quantized for LOSA, or
+    quantized beforehand) bit-exact with the reference."""
+    from codegen_helpers import SLOW_FLOAT_ARM, float_variant
+    # float on the ARM slow enough that the 7x7 goes to the CE
+    target = float_variant("neuraghe-losa", tmp_path, SLOW_FLOAT_ARM) if float_target else \
+        "neuraghe-losa"
+    module, x, y, log, code = _build_and_run(models[model], target, str(tmp_path / "g"))
+    _check(module, x, y, fixed=not float_target)
     text = open(os.path.join(code, "network.c")).read()
     assert "_merge: merge on arm" in text and "ng_arm_merge(" in text
     assert "x 4 sub-job(s)" in log and "rows merged on the ARM" in log

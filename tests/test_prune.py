@@ -361,6 +361,16 @@ def _onnx_weights(path):
     return model, layers, sum(a.size for a in inits.values())
 
 
+def _bias_split(path) -> tuple[int, int]:
+    """(elements of the Conv/Gemm bias initializers, elements of all other initializers)."""
+    model = onnx.load(path)
+    biases = {n.input[2] for n in model.graph.node
+              if n.op_type in ("Conv", "Gemm") and len(n.input) > 2}
+    sizes = {i.name: int(np.prod(i.dims)) for i in model.graph.initializer}
+    return (sum(v for k, v in sizes.items() if k in biases),
+            sum(v for k, v in sizes.items() if k not in biases))
+
+
 def test_analyze_shows_threshold_pruning_and_says_no_target_exploits_it(trained, tmp_path,
                                                                        monkeypatch, capsys):
     """params_deployed, params_pruned and macs_sparse by hand from the pruned ONNX file's weights
@@ -416,7 +426,9 @@ def test_analyze_shows_threshold_pruning_and_says_no_target_exploits_it(trained,
 def test_activity_pruning_shrinks_every_figure_on_every_target(trained, digits, tmp_path):
     """Removed kernels leave the shapes: MACs, parameters, activations, memory, energy and latency
     all fall. Parameter bytes fall by the removed initializer elements (counted in the ONNX files)
-    at the target's width: 2 B (fixed16) on NEURAghe, 4 B (f32) on host-cpu. Four dead kernels of
+    in their storage types: weights at the target's width, 2 B (fixed16) on NEURAghe and Orlando,
+    4 B (f32) on host-cpu; biases at 4 B everywhere (int32 in the accumulator's format, or
+    float32). Four dead kernels of
     16 make the first conv's 12 maps a multiple of NEURAghe's 4 rows and the second conv's inputs
     one group of 12 fewer, so even the conv engine's time falls (hardware.md's granularity)."""
     from aloha_ir.consts import set_blob
@@ -434,15 +446,17 @@ def test_activity_pruning_shrinks_every_figure_on_every_target(trained, digits, 
     assert r.layers[0].kernels_removed >= 4
     pruned_path = str(tmp_path / "pruned.onnx")
     save_onnx(m, pruned_path)
-    removed = _onnx_weights(dense_path)[2] - _onnx_weights(pruned_path)[2]
-    assert removed > 0
+    (dense_b, dense_w), (pruned_b, pruned_w) = _bias_split(dense_path), _bias_split(pruned_path)
+    removed, removed_bias = dense_w - pruned_w, dense_b - pruned_b
+    assert removed > 0 and removed_bias >= 4
     for target, width in (("neuraghe-losa", 2), ("host-cpu", 4), ("orlando", 2)):
         before = _run_json(["analyze", dense_path, "--target", target, "--json"])
         after = _run_json(["analyze", pruned_path, "--target", target, "--json"])
         for key in ("macs", "params_deployed", "activation_bytes", "latency_s", "energy_j",
                     "memory_bytes"):
             assert after[key] < before[key], (target, key)
-        assert before["parameter_bytes"] - after["parameter_bytes"] == width * removed, target
+        assert before["parameter_bytes"] - after["parameter_bytes"] == \
+            width * removed + 4 * removed_bias, target
         assert after["sparsity"] is None  # nothing left that a dense unit would multiply in vain
 
 

@@ -170,9 +170,13 @@ def test_orlando_high_operating_point_is_faster_and_costs_more_power():
 def test_memory_buffers_plus_parameters_and_overflow():
     _, a = analyze("vgg16", "neuraghe-losa")
     mem = a["analyze-memory"]
-    # parameters in 16 bit: VGG-16's 138,357,544 plus the 6 of its in-graph input normalisation
-    assert mem.parameter_bytes == 2 * a["analyze-cost"].params_deployed == 2 * 138_357_550
-    assert mem.memory_bytes == mem.buffer_bytes + mem.parameter_bytes and mem.fits
+    # parameters as deployed in fixed16: VGG-16's 138,344,128 weights at 2 bytes, its 13,416
+    # biases at 4 (the 32-bit accumulator format) and the 6 constants of its in-graph input
+    # normalisation at 2 (138,357,550 parameters in all)
+    assert a["analyze-cost"].params_deployed == 138_357_550 == 138_344_128 + 13_416 + 6
+    assert mem.parameter_bytes == 2 * 138_344_128 + 4 * 13_416 + 2 * 6
+    assert mem.memory_bytes == mem.buffer_bytes + mem.parameter_bytes + mem.scratch_bytes
+    assert mem.fits
     assert 0 < mem.peak_activation_bytes <= mem.buffer_bytes
     with pytest.raises(PassError, match="does not fit|needs .* in sram"):
         analyze("vgg16", "orlando")

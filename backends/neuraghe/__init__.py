@@ -161,7 +161,7 @@ class NeuragheBackend(Backend):
                   "n_row": pe.grid[0], "if_pad": jobs[0].IF if group == 1 else g["cin"],
                   "of_pad": (max(j.co_hi for j in jobs) if group == 1 else hi - lo),
                   "padded": 1 if group == 1 else 0, "cout": hi - lo, "co_base": lo,
-                  "merges": merges, "ring": 0, "max_og": 4,
+                  "merges": merges, "max_og": 4,
                   "precision8": 1 if view.datatype == "fixed8" else 0,
                   "subsample": g["sh"], "zero_padding": g["pt"],
                   "tiles": jobs[-1].tile + 1 if jobs else 0}
@@ -175,22 +175,20 @@ class NeuragheBackend(Backend):
             if merges > 1:
                 out = view.fifos[a.outs[0]]
                 merge = by_name[out.dst]
-                if merge.operator != "merge" or len(a.outs) != 1:
-                    raise UnsupportedError(f"CE actor @{a.name} splits its kernel but feeds "
-                                           f"@{out.dst}, not a merge actor")
-                row_tokens = merge.ins[0].row_tokens
-                # partial rows in flight: the FIFO's rows and the two being made and merged,
-                # each one per item of a batch (the CE runs the items one after the other)
-                ce["ring"] = merge.items * (out.capacity // row_tokens + 2)
+                if merge.operator != "merge" or len(a.outs) != 1 or out.per_token != merges:
+                    raise UnsupportedError(f"CE actor @{a.name} splits its kernel in {merges} jobs"
+                                           f" but feeds @{out.dst}, not a merge of {merges}")
                 merge.args["merge"] = {"ce": a.cname, "merges": merges}
                 ce["relu"] = 0  # the merge applies the activation
-                # the CE actor's FIFO rows are markers: what it computes is the partial sums
-                # of each job's taps, which the layer code dumps itself (`alohac compare`)
+                # what the CE actor computes, and its FIFO carries, is each job's partial sums
+                # of its taps ([C][W][job] per row, each item's in turn): its debug dump, in
+                # accumulator units (`alohac compare` scales them per channel); the merge's
+                # output is the block's
                 subs = sorted({(j.sub, j.ky0, j.kx0, j.kh, j.kw) for j in jobs})
                 merge.ref = dict(a.ref)
                 a.ref = {**a.ref, "taps": [list(t[1:]) for t in subs],
                          "scale": a.args["acc_scale"][lo:hi]}
-                a.own_dump = True
+                a.out_frac = 0
             a.args["ce"] = ce
             ce_layers.append(a.cname)
         for a in view.actors:

@@ -3,7 +3,7 @@
  * Integer sums that could exceed int64 are computed in uint64 and converted back, which wraps
  * modulo 2^64 exactly like numpy's int64 arithmetic in backends/reference.py and never overflows a
  * signed type (the uint64 -> int64 conversion is implementation-defined, modulo 2^64 in gcc and
- * clang). Negative values are never shifted left and right shifts of negative values use an
+ * clang). int32 sums (acc32, proven not to overflow) use uint32 the same way. Negative values are never shifted left and right shifts of negative values use an
  * explicit floor formulation.
  */
 #include "aloha_kernels.h"
@@ -11,7 +11,69 @@
 #include <assert.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+/* ---- storage --------------------------------------------------------------------------------- */
+
+int aloha_type_size(int type)
+{
+    switch (type) {
+    case ALOHA_I8:
+    case ALOHA_U8:
+        return 1;
+    case ALOHA_I16:
+    case ALOHA_U16:
+        return 2;
+    case ALOHA_I64:
+        return 8;
+    default:
+        return 4;
+    }
+}
+
+int64_t aloha_load(const void *p, int type, size_t i)
+{
+    switch (type) {
+    case ALOHA_I8:
+        return ((const int8_t *)p)[i];
+    case ALOHA_U8:
+        return ((const uint8_t *)p)[i];
+    case ALOHA_I16:
+        return ((const int16_t *)p)[i];
+    case ALOHA_U16:
+        return ((const uint16_t *)p)[i];
+    case ALOHA_I64:
+        return ((const int64_t *)p)[i];
+    default:
+        return ((const int32_t *)p)[i];
+    }
+}
+
+void aloha_store(void *p, int type, size_t i, int32_t v)
+{
+    switch (type) {
+    case ALOHA_I8:
+        ((int8_t *)p)[i] = (int8_t)v;
+        break;
+    case ALOHA_U8:
+        ((uint8_t *)p)[i] = (uint8_t)v;
+        break;
+    case ALOHA_I16:
+        ((int16_t *)p)[i] = (int16_t)v;
+        break;
+    case ALOHA_U16:
+        ((uint16_t *)p)[i] = (uint16_t)v;
+        break;
+    case ALOHA_I64:
+        ((int64_t *)p)[i] = v;
+        break;
+    default:
+        ((int32_t *)p)[i] = v;
+        break;
+    }
+}
 
 /* ---- integer helpers (numpy int64 semantics) ------------------------------------------------- */
 
@@ -130,11 +192,6 @@ static size_t win_offset(const aloha_win_t *x, int y)
 static const float *row_f(const aloha_win_t *x, int y)
 {
     return (const float *)x->p + win_offset(x, y);
-}
-
-static const int32_t *row_q(const aloha_win_t *x, int y)
-{
-    return (const int32_t *)x->p + win_offset(x, y);
 }
 
 /* Taps t in [*lo, *hi) of [0, k) whose position base + t * d lies in [a, b). */
@@ -266,74 +323,422 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
     }
 }
 
-/* The integer tiles: products are exact in int64, sums wrap modulo 2^64 (uint64). */
-static void tile_full_q(uint64_t (*restrict acc)[OX_BLOCK], const int32_t *restrict xs,
-                        const int32_t *restrict w, size_t wco)
-{
-    const int64_t w0 = w[0], w1 = w[wco], w2 = w[2 * wco], w3 = w[3 * wco];
-    int i;
-    for (i = 0; i < OX_BLOCK; i++) {
-        acc[0][i] += (uint64_t)(w0 * xs[i]);
-        acc[1][i] += (uint64_t)(w1 * xs[i]);
-        acc[2][i] += (uint64_t)(w2 * xs[i]);
-        acc[3][i] += (uint64_t)(w3 * xs[i]);
+/* The integer convolutions, one per (input type, weight type, accumulator): CONV_Q instantiates
+ * the tiles and the row loop for element types XT (input) and WT (weights) summing in AT with
+ * wrapping unsigned UT. With AT = int32_t the generator proved that no sum of products leaves
+ * int32 (and 16-bit operands' products always fit int), so the result equals the reference's
+ * int64; with AT = int64_t products are exact and sums wrap modulo 2^64 like numpy's. */
+#define CONV_Q(NAME, XT, WT, AT, UT)                                                             \
+    static void tile_full_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict xs,           \
+                                 const WT *restrict w, size_t wco)                              \
+    {                                                                                            \
+        const AT w0 = w[0], w1 = w[wco], w2 = w[2 * wco], w3 = w[3 * wco];                       \
+        int i;                                                                                   \
+        for (i = 0; i < OX_BLOCK; i++) {                                                         \
+            acc[0][i] += (UT)(w0 * (AT)xs[i]);                                                   \
+            acc[1][i] += (UT)(w1 * (AT)xs[i]);                                                   \
+            acc[2][i] += (UT)(w2 * (AT)xs[i]);                                                   \
+            acc[3][i] += (UT)(w3 * (AT)xs[i]);                                                   \
+        }                                                                                        \
+    }                                                                                            \
+    static void tile_edge_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict xr,           \
+                                 const WT *restrict w, size_t wco, int nco, int off, int s,     \
+                                 int lo, int hi, int ox0)                                        \
+    {                                                                                            \
+        int j, ox;                                                                               \
+        for (j = 0; j < nco; j++) {                                                              \
+            const AT wv = w[j * wco];                                                            \
+            for (ox = lo; ox < hi; ox++)                                                         \
+                acc[j][ox - ox0] += (UT)(wv * (AT)xr[ox * s + off]);                             \
+        }                                                                                        \
+    }                                                                                            \
+    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,             \
+                            const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
+                            int co_hi, void *out)                                                \
+    {                                                                                            \
+        const int cig = g->cin / g->group, cog = g->cout / g->group;                             \
+        const int ow = g->ow, ksz = g->kh * g->kw, iy0 = oy * g->sh - g->pt;                     \
+        const size_t wco = (size_t)cig * ksz;                                                    \
+        UT acc[CO_BLOCK][OX_BLOCK];                                                              \
+        int co, nco, ox0, ky, kx, ci, j, i, ky_lo, ky_hi;                                        \
+        tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
+        for (co = co_lo; co < co_hi; co += nco) {                                                \
+            const size_t cbase = (size_t)(co / cog) * cig;                                       \
+            nco = co_block(co, co_hi, cog);                                                      \
+            for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {                                           \
+                const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;                         \
+                memset(acc, 0, sizeof acc);                                                      \
+                for (ky = ky_lo; ky < ky_hi; ky++) {                                             \
+                    const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh)           \
+                                    + cbase * g->w;                                              \
+                    for (kx = 0; kx < g->kw; kx++) {                                             \
+                        const int off = kx * g->dw - g->pl;                                      \
+                        const WT *wk = w + co * wco + ky * g->kw + kx;                           \
+                        int lo, hi, full;                                                        \
+                        tile_range(off, g->sw, g->w, ow, ox0, n, &lo, &hi);                      \
+                        full = nco == CO_BLOCK && g->sw == 1 && lo == ox0                        \
+                               && hi == ox0 + OX_BLOCK;                                          \
+                        for (ci = 0; lo < hi && ci < cig; ci++) {                                \
+                            const XT *xr = row + (size_t)ci * g->w;                              \
+                            if (full)                                                            \
+                                tile_full_##NAME(acc, xr + (ox0 + off), wk + ci * ksz, wco);     \
+                            else                                                                 \
+                                tile_edge_##NAME(acc, xr, wk + ci * ksz, wco, nco, off, g->sw,   \
+                                                 lo, hi, ox0);                                   \
+                        }                                                                        \
+                    }                                                                            \
+                }                                                                                \
+                for (j = 0; j < nco; j++) {                                                      \
+                    const size_t o = (size_t)(co + j - co_lo) * ow + ox0;                        \
+                    for (i = 0; i < n; i++)                                                      \
+                        aloha_store(out, rq->type, o + i,                                        \
+                                    aloha_requant(wrap_add((int64_t)(AT)acc[j][i],               \
+                                                           bias ? bias[co + j] : 0),             \
+                                                  co + j, rq));                                  \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,    \
+                             int m_hi, const aloha_rq_t *rq, void *out)                          \
+    {                                                                                            \
+        int j, i;                                                                                \
+        for (j = m_lo; j < m_hi; j++) {                                                          \
+            const WT *wr = w + (size_t)j * k;                                                    \
+            UT acc = 0;                                                                          \
+            for (i = 0; i < k; i++)                                                              \
+                acc += (UT)((AT)x[i] * wr[i]);                                                   \
+            aloha_store(out, rq->type, (size_t)(j - m_lo),                                       \
+                        aloha_requant(wrap_add((int64_t)(AT)acc, bias ? bias[j] : 0), j, rq));  \
+        }                                                                                        \
     }
+
+typedef void (*conv_fn)(const aloha_win_t *, const void *, const int32_t *, const aloha_conv_t *,
+                        const aloha_rq_t *, int, int, int, void *);
+typedef void (*dense_fn)(const void *, const void *, const int32_t *, int, int, int,
+                         const aloha_rq_t *, void *);
+#define AS_CONV(N) (conv_fn)(void (*)(void))conv_##N
+#define AS_DENSE(N) (dense_fn)(void (*)(void))dense_##N
+
+/* The variants: 64-bit sums for every input x weight type, int32 sums for the 8/16-bit pairs (a
+ * 32-bit operand alone may fill int32). A generated program compiles only those it calls: its
+ * Makefile defines ALOHA_VARIANTS and ALOHA_V_<name> for each; without ALOHA_VARIANTS (a library
+ * build) every variant is there. Table order: index = variant() below. */
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i8_a64)
+CONV_Q(i8_i8_a64, int8_t, int8_t, int64_t, uint64_t)
+#define CONV_i8_i8_a64 AS_CONV(i8_i8_a64)
+#define DENSE_i8_i8_a64 AS_DENSE(i8_i8_a64)
+#else
+#define CONV_i8_i8_a64 NULL
+#define DENSE_i8_i8_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i16_a64)
+CONV_Q(i8_i16_a64, int8_t, int16_t, int64_t, uint64_t)
+#define CONV_i8_i16_a64 AS_CONV(i8_i16_a64)
+#define DENSE_i8_i16_a64 AS_DENSE(i8_i16_a64)
+#else
+#define CONV_i8_i16_a64 NULL
+#define DENSE_i8_i16_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i32_a64)
+CONV_Q(i8_i32_a64, int8_t, int32_t, int64_t, uint64_t)
+#define CONV_i8_i32_a64 AS_CONV(i8_i32_a64)
+#define DENSE_i8_i32_a64 AS_DENSE(i8_i32_a64)
+#else
+#define CONV_i8_i32_a64 NULL
+#define DENSE_i8_i32_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i8_a64)
+CONV_Q(u8_i8_a64, uint8_t, int8_t, int64_t, uint64_t)
+#define CONV_u8_i8_a64 AS_CONV(u8_i8_a64)
+#define DENSE_u8_i8_a64 AS_DENSE(u8_i8_a64)
+#else
+#define CONV_u8_i8_a64 NULL
+#define DENSE_u8_i8_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i16_a64)
+CONV_Q(u8_i16_a64, uint8_t, int16_t, int64_t, uint64_t)
+#define CONV_u8_i16_a64 AS_CONV(u8_i16_a64)
+#define DENSE_u8_i16_a64 AS_DENSE(u8_i16_a64)
+#else
+#define CONV_u8_i16_a64 NULL
+#define DENSE_u8_i16_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i32_a64)
+CONV_Q(u8_i32_a64, uint8_t, int32_t, int64_t, uint64_t)
+#define CONV_u8_i32_a64 AS_CONV(u8_i32_a64)
+#define DENSE_u8_i32_a64 AS_DENSE(u8_i32_a64)
+#else
+#define CONV_u8_i32_a64 NULL
+#define DENSE_u8_i32_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i8_a64)
+CONV_Q(i16_i8_a64, int16_t, int8_t, int64_t, uint64_t)
+#define CONV_i16_i8_a64 AS_CONV(i16_i8_a64)
+#define DENSE_i16_i8_a64 AS_DENSE(i16_i8_a64)
+#else
+#define CONV_i16_i8_a64 NULL
+#define DENSE_i16_i8_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i16_a64)
+CONV_Q(i16_i16_a64, int16_t, int16_t, int64_t, uint64_t)
+#define CONV_i16_i16_a64 AS_CONV(i16_i16_a64)
+#define DENSE_i16_i16_a64 AS_DENSE(i16_i16_a64)
+#else
+#define CONV_i16_i16_a64 NULL
+#define DENSE_i16_i16_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i32_a64)
+CONV_Q(i16_i32_a64, int16_t, int32_t, int64_t, uint64_t)
+#define CONV_i16_i32_a64 AS_CONV(i16_i32_a64)
+#define DENSE_i16_i32_a64 AS_DENSE(i16_i32_a64)
+#else
+#define CONV_i16_i32_a64 NULL
+#define DENSE_i16_i32_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i8_a64)
+CONV_Q(u16_i8_a64, uint16_t, int8_t, int64_t, uint64_t)
+#define CONV_u16_i8_a64 AS_CONV(u16_i8_a64)
+#define DENSE_u16_i8_a64 AS_DENSE(u16_i8_a64)
+#else
+#define CONV_u16_i8_a64 NULL
+#define DENSE_u16_i8_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i16_a64)
+CONV_Q(u16_i16_a64, uint16_t, int16_t, int64_t, uint64_t)
+#define CONV_u16_i16_a64 AS_CONV(u16_i16_a64)
+#define DENSE_u16_i16_a64 AS_DENSE(u16_i16_a64)
+#else
+#define CONV_u16_i16_a64 NULL
+#define DENSE_u16_i16_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i32_a64)
+CONV_Q(u16_i32_a64, uint16_t, int32_t, int64_t, uint64_t)
+#define CONV_u16_i32_a64 AS_CONV(u16_i32_a64)
+#define DENSE_u16_i32_a64 AS_DENSE(u16_i32_a64)
+#else
+#define CONV_u16_i32_a64 NULL
+#define DENSE_u16_i32_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i32_i8_a64)
+CONV_Q(i32_i8_a64, int32_t, int8_t, int64_t, uint64_t)
+#define CONV_i32_i8_a64 AS_CONV(i32_i8_a64)
+#define DENSE_i32_i8_a64 AS_DENSE(i32_i8_a64)
+#else
+#define CONV_i32_i8_a64 NULL
+#define DENSE_i32_i8_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i32_i16_a64)
+CONV_Q(i32_i16_a64, int32_t, int16_t, int64_t, uint64_t)
+#define CONV_i32_i16_a64 AS_CONV(i32_i16_a64)
+#define DENSE_i32_i16_a64 AS_DENSE(i32_i16_a64)
+#else
+#define CONV_i32_i16_a64 NULL
+#define DENSE_i32_i16_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i32_i32_a64)
+CONV_Q(i32_i32_a64, int32_t, int32_t, int64_t, uint64_t)
+#define CONV_i32_i32_a64 AS_CONV(i32_i32_a64)
+#define DENSE_i32_i32_a64 AS_DENSE(i32_i32_a64)
+#else
+#define CONV_i32_i32_a64 NULL
+#define DENSE_i32_i32_a64 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i8_a32)
+CONV_Q(i8_i8_a32, int8_t, int8_t, int32_t, uint32_t)
+#define CONV_i8_i8_a32 AS_CONV(i8_i8_a32)
+#define DENSE_i8_i8_a32 AS_DENSE(i8_i8_a32)
+#else
+#define CONV_i8_i8_a32 NULL
+#define DENSE_i8_i8_a32 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i16_a32)
+CONV_Q(i8_i16_a32, int8_t, int16_t, int32_t, uint32_t)
+#define CONV_i8_i16_a32 AS_CONV(i8_i16_a32)
+#define DENSE_i8_i16_a32 AS_DENSE(i8_i16_a32)
+#else
+#define CONV_i8_i16_a32 NULL
+#define DENSE_i8_i16_a32 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i8_a32)
+CONV_Q(u8_i8_a32, uint8_t, int8_t, int32_t, uint32_t)
+#define CONV_u8_i8_a32 AS_CONV(u8_i8_a32)
+#define DENSE_u8_i8_a32 AS_DENSE(u8_i8_a32)
+#else
+#define CONV_u8_i8_a32 NULL
+#define DENSE_u8_i8_a32 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i16_a32)
+CONV_Q(u8_i16_a32, uint8_t, int16_t, int32_t, uint32_t)
+#define CONV_u8_i16_a32 AS_CONV(u8_i16_a32)
+#define DENSE_u8_i16_a32 AS_DENSE(u8_i16_a32)
+#else
+#define CONV_u8_i16_a32 NULL
+#define DENSE_u8_i16_a32 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i8_a32)
+CONV_Q(i16_i8_a32, int16_t, int8_t, int32_t, uint32_t)
+#define CONV_i16_i8_a32 AS_CONV(i16_i8_a32)
+#define DENSE_i16_i8_a32 AS_DENSE(i16_i8_a32)
+#else
+#define CONV_i16_i8_a32 NULL
+#define DENSE_i16_i8_a32 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i16_a32)
+CONV_Q(i16_i16_a32, int16_t, int16_t, int32_t, uint32_t)
+#define CONV_i16_i16_a32 AS_CONV(i16_i16_a32)
+#define DENSE_i16_i16_a32 AS_DENSE(i16_i16_a32)
+#else
+#define CONV_i16_i16_a32 NULL
+#define DENSE_i16_i16_a32 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i8_a32)
+CONV_Q(u16_i8_a32, uint16_t, int8_t, int32_t, uint32_t)
+#define CONV_u16_i8_a32 AS_CONV(u16_i8_a32)
+#define DENSE_u16_i8_a32 AS_DENSE(u16_i8_a32)
+#else
+#define CONV_u16_i8_a32 NULL
+#define DENSE_u16_i8_a32 NULL
+#endif
+#if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i16_a32)
+CONV_Q(u16_i16_a32, uint16_t, int16_t, int32_t, uint32_t)
+#define CONV_u16_i16_a32 AS_CONV(u16_i16_a32)
+#define DENSE_u16_i16_a32 AS_DENSE(u16_i16_a32)
+#else
+#define CONV_u16_i16_a32 NULL
+#define DENSE_u16_i16_a32 NULL
+#endif
+
+/* The variant of (input type, weight type, accumulator): an index into the tables below. */
+static int variant(int xtype, int wtype, int acc32)
+{
+    int xi, wi;
+    switch (xtype) {
+    case ALOHA_I8: xi = 0; break;
+    case ALOHA_U8: xi = 1; break;
+    case ALOHA_I16: xi = 2; break;
+    case ALOHA_U16: xi = 3; break;
+    default: xi = 4; break;
+    }
+    wi = wtype == ALOHA_I8 ? 0 : wtype == ALOHA_I16 ? 1 : 2;
+    if (acc32 && xi < 4 && wi < 2)
+        return 15 + 2 * xi + wi;
+    return 3 * xi + wi;
 }
 
-static void tile_edge_q(uint64_t (*restrict acc)[OX_BLOCK], const int32_t *restrict xr,
-                        const int32_t *restrict w, size_t wco, int nco, int off, int s, int lo,
-                        int hi, int ox0)
+static const char *const variant_names[] = {
+    "i8_i8_a64",
+    "i8_i16_a64",
+    "i8_i32_a64",
+    "u8_i8_a64",
+    "u8_i16_a64",
+    "u8_i32_a64",
+    "i16_i8_a64",
+    "i16_i16_a64",
+    "i16_i32_a64",
+    "u16_i8_a64",
+    "u16_i16_a64",
+    "u16_i32_a64",
+    "i32_i8_a64",
+    "i32_i16_a64",
+    "i32_i32_a64",
+    "i8_i8_a32",
+    "i8_i16_a32",
+    "u8_i8_a32",
+    "u8_i16_a32",
+    "i16_i8_a32",
+    "i16_i16_a32",
+    "u16_i8_a32",
+    "u16_i16_a32",
+};
+
+/* A variant the program's build left out: the generator and the build disagree. */
+static void missing(int v)
 {
-    int j, ox;
-    for (j = 0; j < nco; j++) {
-        const int64_t wv = w[j * wco];
-        for (ox = lo; ox < hi; ox++)
-            acc[j][ox - ox0] += (uint64_t)(wv * xr[ox * s + off]);
-    }
+    fprintf(stderr, "aloha_kernels: integer kernel variant %s was not compiled in (ALOHA_V_%s)\n",
+            variant_names[v], variant_names[v]);
+    abort();
 }
 
-void aloha_conv_row_q(const aloha_win_t *x, const int32_t *w, const int32_t *bias,
+void aloha_conv_row_q(const aloha_win_t *x, const void *w, const int32_t *bias,
                       const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo, int co_hi,
-                      int32_t *out)
+                      void *out)
+{
+    static const conv_fn table[] = { CONV_i8_i8_a64, CONV_i8_i16_a64, CONV_i8_i32_a64, CONV_u8_i8_a64, CONV_u8_i16_a64, CONV_u8_i32_a64, CONV_i16_i8_a64, CONV_i16_i16_a64, CONV_i16_i32_a64, CONV_u16_i8_a64, CONV_u16_i16_a64, CONV_u16_i32_a64, CONV_i32_i8_a64, CONV_i32_i16_a64, CONV_i32_i32_a64, CONV_i8_i8_a32, CONV_i8_i16_a32, CONV_u8_i8_a32, CONV_u8_i16_a32, CONV_i16_i8_a32, CONV_i16_i16_a32, CONV_u16_i8_a32, CONV_u16_i16_a32 };
+    const int v = variant(x->type, g->wtype, g->acc32);
+    if (!table[v])
+        missing(v);
+    table[v](x, w, bias, g, rq, oy, co_lo, co_hi, out);
+}
+
+/* One partial sum (no bias) of a tap range, exact in int64. */
+static int64_t partial_q(const aloha_win_t *x, const void *w, const aloha_conv_t *g, int oy,
+                         int co, int ox, int ky0, int kh, int kx0, int kw)
 {
     const int cig = g->cin / g->group, cog = g->cout / g->group;
-    const int ow = g->ow, ksz = g->kh * g->kw, iy0 = oy * g->sh - g->pt;
-    const size_t wco = (size_t)cig * ksz;
-    uint64_t acc[CO_BLOCK][OX_BLOCK];
-    int co, nco, ox0, ky, kx, ci, j, i, ky_lo, ky_hi;
-    tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);
-    for (co = co_lo; co < co_hi; co += nco) {
-        const size_t cbase = (size_t)(co / cog) * cig;
-        nco = co_block(co, co_hi, cog);
-        for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {
-            const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;
-            memset(acc, 0, sizeof acc);
-            for (ky = ky_lo; ky < ky_hi; ky++) {
-                const int32_t *row = row_q(x, iy0 + ky * g->dh) + cbase * g->w;
-                for (kx = 0; kx < g->kw; kx++) {
-                    const int off = kx * g->dw - g->pl;
-                    const int32_t *wk = w + co * wco + ky * g->kw + kx;
-                    int lo, hi, full;
-                    tile_range(off, g->sw, g->w, ow, ox0, n, &lo, &hi);
-                    full = nco == CO_BLOCK && g->sw == 1 && lo == ox0 && hi == ox0 + OX_BLOCK;
-                    for (ci = 0; lo < hi && ci < cig; ci++) {
-                        const int32_t *xr = row + (size_t)ci * g->w;
-                        if (full)
-                            tile_full_q(acc, xr + (ox0 + off), wk + ci * ksz, wco);
-                        else
-                            tile_edge_q(acc, xr, wk + ci * ksz, wco, nco, off, g->sw, lo, hi,
-                                        ox0);
-                    }
-                }
-            }
-            for (j = 0; j < nco; j++) {
-                int32_t *o = out + (size_t)(co + j - co_lo) * ow + ox0;
-                for (i = 0; i < n; i++)
-                    o[i] = aloha_requant(wrap_add((int64_t)acc[j][i], bias ? bias[co + j] : 0),
-                                         co + j, rq);
+    const size_t cbase = (size_t)(co / cog) * cig;
+    uint64_t acc = 0;
+    int c, ky, kx;
+    for (c = 0; c < cig; c++)
+        for (ky = ky0; ky < ky0 + kh; ky++) {
+            const int iy = oy * g->sh - g->pt + ky * g->dh;
+            const size_t wrow = (((size_t)co * cig + c) * g->kh + ky) * g->kw;
+            size_t xrow;
+            if (iy < 0 || iy >= g->h)
+                continue;
+            xrow = win_offset(x, iy) + (cbase + c) * (size_t)g->w;
+            for (kx = kx0; kx < kx0 + kw; kx++) {
+                const int ix = ox * g->sw - g->pl + kx * g->dw;
+                if (ix >= 0 && ix < g->w)
+                    acc += (uint64_t)(aloha_load(x->p, x->type, xrow + ix)
+                                      * aloha_load(w, g->wtype, wrow + kx));
             }
         }
-    }
+    return (int64_t)acc;
+}
+
+void aloha_conv_partial_q(const aloha_win_t *x, const void *w, const aloha_conv_t *g, int oy,
+                          int co_lo, int co_hi, int ky0, int kh, int kx0, int kw, int stride,
+                          int slot, void *out)
+{
+    int co, ox;
+    for (co = co_lo; co < co_hi; co++)
+        for (ox = 0; ox < g->ow; ox++) {
+            const size_t at = ((size_t)(co - co_lo) * g->ow + ox) * stride + slot;
+            const int64_t v = partial_q(x, w, g, oy, co, ox, ky0, kh, kx0, kw);
+            if (g->acc32)
+                ((int32_t *)out)[at] = (int32_t)v;
+            else
+                ((int64_t *)out)[at] = v;
+        }
+}
+
+void aloha_conv_partial_f32(const aloha_win_t *x, const float *w, const aloha_conv_t *g, int oy,
+                            int co_lo, int co_hi, int ky0, int kh, int kx0, int kw, int stride,
+                            int slot, float *out)
+{
+    const int cig = g->cin / g->group, cog = g->cout / g->group;
+    int co, ox, c, ky, kx;
+    for (co = co_lo; co < co_hi; co++)
+        for (ox = 0; ox < g->ow; ox++) {
+            const size_t cbase = (size_t)(co / cog) * cig;
+            float acc = 0.0f;
+            for (c = 0; c < cig; c++)
+                for (ky = ky0; ky < ky0 + kh; ky++) {
+                    const int iy = oy * g->sh - g->pt + ky * g->dh;
+                    const float *wr = w + (((size_t)co * cig + c) * g->kh + ky) * g->kw;
+                    const float *xr;
+                    if (iy < 0 || iy >= g->h)
+                        continue;
+                    xr = row_f(x, iy) + (cbase + c) * (size_t)g->w;
+                    for (kx = kx0; kx < kx0 + kw; kx++) {
+                        const int ix = ox * g->sw - g->pl + kx * g->dw;
+                        if (ix >= 0 && ix < g->w)
+                            acc += xr[ix] * wr[kx];
+                    }
+                }
+            out[((size_t)(co - co_lo) * g->ow + ox) * stride + slot] = acc;
+        }
 }
 
 /* ---- pooling --------------------------------------------------------------------------------- */
@@ -421,39 +826,43 @@ void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha
 }
 
 void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_rq_t *rq, int oy,
-                      int32_t *out)
+                      void *out)
 {
     const pool_row r = pool_row_setup(x, p, oy);
     int ch, ox, ky, kx, lo, hi;
     if (r.ky_lo >= r.ky_hi) {
         for (ch = 0; ch < p->c * p->ow; ch++)
-            out[ch] = aloha_requant(0, 0, rq);
+            aloha_store(out, rq->type, (size_t)ch, aloha_requant(0, 0, rq));
         return;
     }
     for (ch = 0; ch < p->c; ch++) {
-        const int32_t *base = row_q(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
-        int32_t *o = out + (size_t)ch * p->ow;
+        const size_t base = win_offset(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
+        const size_t o = (size_t)ch * p->ow;
         for (ox = 0; ox < p->ow; ox++) {
             const int count = pool_cols(p, &r, ox, &lo, &hi);
             const ptrdiff_t ix0 = ox * p->sw - p->pl;
             int64_t v = 0;
             if (lo >= hi) {
-                o[ox] = aloha_requant(0, 0, rq);
+                aloha_store(out, rq->type, o + ox, aloha_requant(0, 0, rq));
                 continue;
             }
             if (p->kind == 0) {
-                v = base[ix0 + lo * p->dw];
+                v = aloha_load(x->p, x->type, base + (size_t)(ix0 + lo * p->dw));
                 for (ky = 0; ky < r.ky_hi - r.ky_lo; ky++)
-                    for (kx = lo; kx < hi; kx++)
-                        if (base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw] > v)
-                            v = base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw];
+                    for (kx = lo; kx < hi; kx++) {
+                        const int64_t t = aloha_load(x->p, x->type, base + ky * r.ystep
+                                                     + (size_t)(ix0 + kx * p->dw));
+                        if (t > v)
+                            v = t;
+                    }
             } else {
                 for (ky = 0; ky < r.ky_hi - r.ky_lo; ky++)
                     for (kx = lo; kx < hi; kx++)
-                        v += base[(ptrdiff_t)(ky * r.ystep) + ix0 + kx * p->dw];
+                        v += aloha_load(x->p, x->type, base + ky * r.ystep
+                                        + (size_t)(ix0 + kx * p->dw));
                 v = aloha_round_div(v, (int64_t)r.ycount * count);
             }
-            o[ox] = aloha_requant(v, 0, rq);
+            aloha_store(out, rq->type, o + ox, aloha_requant(v, 0, rq));
         }
     }
 }
@@ -478,23 +887,23 @@ void aloha_gpool_f32(const float *x, int c, int hw, int kind, const aloha_act_t 
     }
 }
 
-void aloha_gpool_q(const int32_t *x, int c, int hw, int kind, const aloha_rq_t *rq,
-                   int32_t *out)
+void aloha_gpool_q(const void *x, int xtype, int c, int hw, int kind, const aloha_rq_t *rq,
+                   void *out)
 {
     int ch, i;
     for (ch = 0; ch < c; ch++) {
-        const int32_t *r = x + (size_t)ch * hw;
-        int64_t v = r[0];
+        const size_t r = (size_t)ch * hw;
+        int64_t v = aloha_load(x, xtype, r);
         if (kind == 0) {
             for (i = 1; i < hw; i++)
-                if (r[i] > v)
-                    v = r[i];
+                if (aloha_load(x, xtype, r + i) > v)
+                    v = aloha_load(x, xtype, r + i);
         } else {
             for (i = 1; i < hw; i++)
-                v += r[i];
+                v += aloha_load(x, xtype, r + i);
             v = aloha_round_div(v, hw);
         }
-        out[ch] = aloha_requant(v, 0, rq);
+        aloha_store(out, rq->type, (size_t)ch, aloha_requant(v, 0, rq));
     }
 }
 
@@ -521,17 +930,15 @@ void aloha_dense_f32(const float *x, const float *w, const float *bias, int k, i
     }
 }
 
-void aloha_dense_q(const int32_t *x, const int32_t *w, const int32_t *bias, int k, int m_lo,
-                   int m_hi, const aloha_rq_t *rq, int32_t *out)
+void aloha_dense_q(const void *x, int xtype, const void *w, int wtype, int acc32,
+                   const int32_t *bias, int k, int m_lo, int m_hi, const aloha_rq_t *rq,
+                   void *out)
 {
-    int j, i;
-    for (j = m_lo; j < m_hi; j++) {
-        const int32_t *wr = w + (size_t)j * k;
-        uint64_t acc = 0;
-        for (i = 0; i < k; i++)
-            acc += (uint64_t)((int64_t)x[i] * wr[i]);
-        out[j - m_lo] = aloha_requant(wrap_add((int64_t)acc, bias ? bias[j] : 0), j, rq);
-    }
+    static const dense_fn table[] = { DENSE_i8_i8_a64, DENSE_i8_i16_a64, DENSE_i8_i32_a64, DENSE_u8_i8_a64, DENSE_u8_i16_a64, DENSE_u8_i32_a64, DENSE_i16_i8_a64, DENSE_i16_i16_a64, DENSE_i16_i32_a64, DENSE_u16_i8_a64, DENSE_u16_i16_a64, DENSE_u16_i32_a64, DENSE_i32_i8_a64, DENSE_i32_i16_a64, DENSE_i32_i32_a64, DENSE_i8_i8_a32, DENSE_i8_i16_a32, DENSE_u8_i8_a32, DENSE_u8_i16_a32, DENSE_i16_i8_a32, DENSE_i16_i16_a32, DENSE_u16_i8_a32, DENSE_u16_i16_a32 };
+    const int v = variant(xtype, wtype, acc32);
+    if (!table[v])
+        missing(v);
+    table[v](x, w, bias, k, m_lo, m_hi, rq, out);
 }
 
 /* ---- binary elementwise with broadcasting ---------------------------------------------------- */
@@ -553,19 +960,19 @@ static bcast_t bcast(const aloha_win_t *a, int oy)
         const bcast_t ba = bcast(a, oy), bb = bcast(b, oy);                                       \
         int ch, xx;                                                                               \
         for (ch = 0; ch < c; ch++) {                                                              \
-            const T *pa = (const T *)a->p + ba.off + ch * ba.cs;                                  \
-            const T *pb = (const T *)b->p + bb.off + ch * bb.cs;                                  \
+            const size_t pa = ba.off + ch * ba.cs, pb = bb.off + ch * bb.cs;                      \
             for (xx = 0; xx < w; xx++) {                                                          \
-                T va = pa[xx * ba.xs], vb = pb[xx * bb.xs];                                       \
-                out[(size_t)ch * w + xx] = STORE(EXPR);                                           \
+                T va = LOAD(a, pa + xx * ba.xs), vb = LOAD(b, pb + xx * bb.xs);                   \
+                STORE((size_t)ch * w + xx, EXPR);                                                 \
             }                                                                                     \
         }                                                                                         \
     } while (0)
 
+#define LOAD(win, i) ((const float *)(win)->p)[i]
+#define STORE_F(i, v) out[i] = aloha_act1_f32((v), act)
 void aloha_add_row_f32(const aloha_win_t *a, const aloha_win_t *b, int oy, int c, int w,
                        const aloha_act_t *act, float *out)
 {
-#define STORE_F(v) aloha_act1_f32((v), act)
     BINARY_ROW(float, va + vb, STORE_F);
 }
 
@@ -573,22 +980,25 @@ void aloha_mul_row_f32(const aloha_win_t *a, const aloha_win_t *b, int oy, int c
                        const aloha_act_t *act, float *out)
 {
     BINARY_ROW(float, va * vb, STORE_F);
-#undef STORE_F
 }
+#undef STORE_F
+#undef LOAD
 
+#define LOAD(win, i) aloha_load((win)->p, (win)->type, i)
+#define STORE_Q(i, v) aloha_store(out, rq->type, i, aloha_requant((v), ch, rq))
 void aloha_add_row_q(const aloha_win_t *a, int la, const aloha_win_t *b, int lb, int oy, int c,
-                     int w, const aloha_rq_t *rq, int32_t *out)
+                     int w, const aloha_rq_t *rq, void *out)
 {
-#define STORE_Q(v) aloha_requant((v), ch, rq)
-    BINARY_ROW(int32_t, wrap_add(wrap_shl(va, la), wrap_shl(vb, lb)), STORE_Q);
+    BINARY_ROW(int64_t, wrap_add(wrap_shl(va, la), wrap_shl(vb, lb)), STORE_Q);
 }
 
 void aloha_mul_row_q(const aloha_win_t *a, const aloha_win_t *b, int oy, int c, int w,
-                     const aloha_rq_t *rq, int32_t *out)
+                     const aloha_rq_t *rq, void *out)
 {
-    BINARY_ROW(int32_t, (int64_t)va * vb, STORE_Q);
-#undef STORE_Q
+    BINARY_ROW(int64_t, wrap_mul(va, vb), STORE_Q);
 }
+#undef STORE_Q
+#undef LOAD
 
 /* ---- batch norm ------------------------------------------------------------------------------ */
 
@@ -608,18 +1018,20 @@ void aloha_bn_row_f32(const aloha_win_t *x, const float *scale, const float *bia
         }
 }
 
-void aloha_bn_row_q(const aloha_win_t *x, const int32_t *scale, const int32_t *bias, int oy,
-                    const aloha_rq_t *rq, int32_t *out)
+void aloha_bn_row_q(const aloha_win_t *x, const void *scale, int stype, const int32_t *bias, int oy,
+                    const aloha_rq_t *rq, void *out)
 {
-    const int32_t *r = row_q(x, oy);
-    const size_t w = (size_t)x->w;
+    const size_t r = win_offset(x, oy), w = (size_t)x->w;
     int ch;
     size_t i;
-    for (ch = 0; ch < x->c; ch++)
+    for (ch = 0; ch < x->c; ch++) {
+        const int64_t s = aloha_load(scale, stype, (size_t)ch);
         for (i = 0; i < w; i++) {
-            int64_t acc = wrap_add((int64_t)r[ch * w + i] * scale[ch], bias ? bias[ch] : 0);
-            out[ch * w + i] = aloha_requant(acc, ch, rq);
+            int64_t acc = wrap_add(wrap_mul(aloha_load(x->p, x->type, r + ch * w + i), s),
+                                   bias ? bias[ch] : 0);
+            aloha_store(out, rq->type, ch * w + i, aloha_requant(acc, ch, rq));
         }
+    }
 }
 
 /* ---- elementwise ----------------------------------------------------------------------------- */
@@ -631,26 +1043,27 @@ void aloha_act_f32(const float *x, int n, const aloha_act_t *act, float *out)
         out[i] = aloha_act1_f32(x[i], act);
 }
 
-void aloha_requant_q(const int32_t *x, int n, const aloha_rq_t *rq, int32_t *out)
+void aloha_requant_q(const void *x, int xtype, int n, const aloha_rq_t *rq, void *out)
 {
     int i;
     for (i = 0; i < n; i++)
-        out[i] = aloha_requant(x[i], 0, rq);
+        aloha_store(out, rq->type, (size_t)i, aloha_requant(aloha_load(x, xtype, (size_t)i), 0,
+                                                            rq));
 }
 
-void aloha_island_q(const int32_t *x, int n, int frac_in, int frac_out, int32_t qmin,
-                    int32_t qmax, int kind, int32_t *out)
+void aloha_island_q(const void *x, int xtype, int n, int frac_in, int frac_out, int32_t qmin,
+                    int32_t qmax, int kind, void *out, int otype)
 {
     int i;
     for (i = 0; i < n; i++) {
-        double r = dequant(x[i], frac_in), y;
+        double r = dequant((int32_t)aloha_load(x, xtype, (size_t)i), frac_in), y;
         if (kind == ALOHA_ACT_SIGMOID)
             y = 1.0 / (1.0 + exp(-r));
         else if (kind == ALOHA_ACT_TANH)
             y = tanh(r);
         else
             y = r;
-        out[i] = aloha_to_fixed(y, frac_out, qmin, qmax);
+        aloha_store(out, otype, (size_t)i, aloha_to_fixed(y, frac_out, qmin, qmax));
     }
 }
 
@@ -677,61 +1090,62 @@ void aloha_softmax_f32(const float *x, int outer, int n, int inner, float *out)
         }
 }
 
-/* exp(x[j] * 2^-frac - m) of a contiguous softmax slice. */
-static double soft_exp(const int32_t *x, int j, int frac, double m)
+/* exp(x[at + j] * 2^-frac - m) of a contiguous softmax slice. */
+static double soft_exp(const void *x, int xtype, size_t at, int j, int frac, double m)
 {
-    return exp(dequant(x[j], frac) - m);
+    return exp(dequant((int32_t)aloha_load(x, xtype, at + (size_t)j), frac) - m);
 }
 
 /* numpy's pairwise summation (pairwise_sum of a contiguous float64 reduction) of soft_exp. */
-static double pairwise_exp(const int32_t *x, int n, int frac, double m)
+static double pairwise_exp(const void *x, int xtype, size_t at, int n, int frac, double m)
 {
     double r[8], res;
     int i, l;
     if (n < 8) {
         res = 0.0;
         for (i = 0; i < n; i++)
-            res += soft_exp(x, i, frac, m);
+            res += soft_exp(x, xtype, at, i, frac, m);
         return res;
     }
     if (n <= 128) {
         for (l = 0; l < 8; l++)
-            r[l] = soft_exp(x, l, frac, m);
+            r[l] = soft_exp(x, xtype, at, l, frac, m);
         for (i = 8; i < n - n % 8; i += 8)
             for (l = 0; l < 8; l++)
-                r[l] += soft_exp(x, i + l, frac, m);
+                r[l] += soft_exp(x, xtype, at, i + l, frac, m);
         res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
         for (; i < n; i++)
-            res += soft_exp(x, i, frac, m);
+            res += soft_exp(x, xtype, at, i, frac, m);
         return res;
     }
     i = n / 2;
     i -= i % 8;
-    return pairwise_exp(x, i, frac, m) + pairwise_exp(x + i, n - i, frac, m);
+    return pairwise_exp(x, xtype, at, i, frac, m) +
+           pairwise_exp(x, xtype, at + (size_t)i, n - i, frac, m);
 }
 
-void aloha_softmax_q(const int32_t *x, int outer, int n, int inner, int frac_in, int frac_out,
-                     int32_t qmin, int32_t qmax, int32_t *out)
+void aloha_softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
+                     int frac_out, int32_t qmin, int32_t qmax, void *out, int otype)
 {
     int o, i, j;
     for (o = 0; o < outer; o++)
         for (i = 0; i < inner; i++) {
-            const int32_t *s = x + (size_t)o * n * inner + i;
-            int32_t *d = out + (size_t)o * n * inner + i;
-            int32_t qm = s[0];
+            const size_t s = (size_t)o * n * inner + i;
+            int32_t qm = (int32_t)aloha_load(x, xtype, s);
             double m, sum = 0.0;
             for (j = 1; j < n; j++)
-                if (s[(size_t)j * inner] > qm)
-                    qm = s[(size_t)j * inner];
+                if (aloha_load(x, xtype, s + (size_t)j * inner) > qm)
+                    qm = (int32_t)aloha_load(x, xtype, s + (size_t)j * inner);
             m = dequant(qm, frac_in);
             if (inner == 1)
-                sum = 0.0 + pairwise_exp(s, n, frac_in, m);
+                sum = 0.0 + pairwise_exp(x, xtype, s, n, frac_in, m);
             else
                 for (j = 0; j < n; j++)
-                    sum += exp(dequant(s[(size_t)j * inner], frac_in) - m);
+                    sum += soft_exp(x, xtype, s + (size_t)j * inner, 0, frac_in, m);
             for (j = 0; j < n; j++)
-                d[(size_t)j * inner] = aloha_to_fixed(
-                    exp(dequant(s[(size_t)j * inner], frac_in) - m) / sum, frac_out, qmin, qmax);
+                aloha_store(out, otype, s + (size_t)j * inner,
+                            aloha_to_fixed(soft_exp(x, xtype, s + (size_t)j * inner, 0, frac_in,
+                                                    m) / sum, frac_out, qmin, qmax));
         }
 }
 
@@ -776,9 +1190,9 @@ void aloha_lrn_row_f32(const float *x, int c, int w, int size, float alpha, floa
     }
 }
 
-void aloha_lrn_row_q(const int32_t *x, int c, int w, int size, double alpha, double beta,
+void aloha_lrn_row_q(const void *x, int xtype, int c, int w, int size, double alpha, double beta,
                      double bias, int frac_in, int frac_out, int32_t qmin, int32_t qmax,
-                     int32_t *out)
+                     void *out, int otype)
 {
     const double k = alpha / size;
     int ch, xx, cc;
@@ -789,13 +1203,15 @@ void aloha_lrn_row_q(const int32_t *x, int c, int w, int size, double alpha, dou
         if (hi > c - 1)
             hi = c - 1;
         for (xx = 0; xx < w; xx++) {
-            double total = 0.0, r = dequant(x[(size_t)ch * w + xx], frac_in);
+            double total = 0.0;
+            const double r = dequant((int32_t)aloha_load(x, xtype, (size_t)ch * w + xx), frac_in);
             for (cc = lo; cc <= hi; cc++) {
-                double v = dequant(x[(size_t)cc * w + xx], frac_in);
+                double v = dequant((int32_t)aloha_load(x, xtype, (size_t)cc * w + xx), frac_in);
                 total += v * v;
             }
-            out[(size_t)ch * w + xx] =
-                aloha_to_fixed(r / lrn_power(bias + k * total, beta), frac_out, qmin, qmax);
+            aloha_store(out, otype, (size_t)ch * w + xx,
+                        aloha_to_fixed(r / lrn_power(bias + k * total, beta), frac_out, qmin,
+                                       qmax));
         }
     }
 }
@@ -811,14 +1227,29 @@ void aloha_shuffle_row_f32(const float *x, int c, int w, int groups, float *out)
                (size_t)w * sizeof *out);
 }
 
-void aloha_shuffle_row_q(const int32_t *x, int c, int w, int groups, const aloha_rq_t *rq,
-                         int32_t *out)
+void aloha_shuffle_row_q(const void *x, int xtype, int c, int w, int groups,
+                         const aloha_rq_t *rq, void *out)
 {
     const int per = c / groups;
     int o, i;
     for (o = 0; o < c; o++) {
-        const int32_t *src = x + (size_t)((o % groups) * per + o / groups) * w;
+        const size_t src = (size_t)((o % groups) * per + o / groups) * w;
         for (i = 0; i < w; i++)
-            out[(size_t)o * w + i] = aloha_requant(src[i], 0, rq);
+            aloha_store(out, rq->type, (size_t)o * w + i,
+                        aloha_requant(aloha_load(x, xtype, src + i), 0, rq));
     }
+}
+
+/* ---- layout ---------------------------------------------------------------------------------- */
+
+void aloha_nchw_to_rows_q(const void *x, int xtype, int c, int h, int w, const aloha_rq_t *rq,
+                          void *rows)
+{
+    int y, ch, i;
+    for (y = 0; y < h; y++)
+        for (ch = 0; ch < c; ch++)
+            for (i = 0; i < w; i++)
+                aloha_store(rows, rq->type, ((size_t)y * c + ch) * w + i,
+                            aloha_requant(aloha_load(x, xtype, ((size_t)ch * h + y) * w + i), 0,
+                                          rq));
 }

@@ -8,13 +8,23 @@
  * (-std=c99 implies -ffp-contract=off) or pass -ffp-contract=off, and never -ffast-math.
  *
  * Layout: tensors are NCHW with N = 1. Row y of a [C, H, W] tensor holds x[c][y][w] at offset
- * c * W + w (channel-major within the row). Float values are float, fixed-point values are int32_t
- * and accumulators int64_t. Rows outside [0, h) are padding; reading a row in [0, h) that the
- * window does not hold is a caller bug caught by assert.
+ * c * W + w (channel-major within the row). Rows outside [0, h) are padding; reading a row in
+ * [0, h) that the window does not hold is a caller bug caught by assert.
+ *
+ * Storage: float values are float. A fixed-point tensor is stored in the narrowest C integer that
+ * holds its format (aloha_ir/fixedpoint.py `storage_type`): int8_t / uint8_t up to 8 bits,
+ * int16_t / uint16_t up to 16, int32_t up to 32 (biases, in the accumulator's format). Every
+ * fixed-point buffer carries its type tag (ALOHA_I8 ...): a window in `type`, a requantisation's
+ * output in aloha_rq_t `type`, raw arrays in an explicit argument; tag 0 is int32_t. Convolution
+ * and dense accumulate in int32_t when the generator proved from the fan-in and the formats that
+ * the sum of products cannot leave int32 (`acc32`), else in 64 bits; every other kernel works in
+ * int64_t. Products and sums that could exceed int64 wrap modulo 2^64 exactly like numpy's int64
+ * arithmetic in backends/reference.py (computed in uint64, so never undefined behaviour).
  */
 #ifndef ALOHA_KERNELS_H
 #define ALOHA_KERNELS_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -23,9 +33,12 @@ extern "C" {
 
 #define ALOHA_LEAKY_FRAC 8
 
+/* Element type tags of fixed-point buffers (0, the default of a zeroed struct, is int32_t). */
+enum { ALOHA_I32 = 0, ALOHA_I8, ALOHA_U8, ALOHA_I16, ALOHA_U16, ALOHA_F32, ALOHA_I64 };
+
 /* Rows [base, base + rows) of a [c, h, w] tensor, stored contiguously row after row:
- * x[ch][y][xx] = ((const T *)p)[((y - base) * c + ch) * w + xx]. */
-typedef struct { const void *p; int base, rows; int c, h, w; } aloha_win_t;
+ * x[ch][y][xx] = ((const T *)p)[((y - base) * c + ch) * w + xx], T given by `type`. */
+typedef struct { const void *p; int base, rows; int c, h, w; int type; } aloha_win_t;
 
 enum { ALOHA_ACT_NONE, ALOHA_ACT_RELU, ALOHA_ACT_LEAKY, ALOHA_ACT_CLIP, ALOHA_ACT_SIGMOID,
        ALOHA_ACT_TANH };
@@ -41,14 +54,27 @@ typedef struct {
     int32_t leaky_mult;    /* round(alpha * 256), fixedpoint.leaky_multiplier */
     int32_t qmin, qmax;    /* output format range */
     int32_t clip_lo, clip_hi; /* clip bounds already as output integers (fixedpoint.clip_bounds) */
+    int type;              /* the output's element type */
 } aloha_rq_t;
 
-/* Convolution geometry: pt/pl are the top/left zero padding, dh/dw the dilations. */
-typedef struct { int cin, cout, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, group; } aloha_conv_t;
+/* Convolution geometry: pt/pl are the top/left zero padding, dh/dw the dilations; fixed point:
+ * wtype is the weights' element type, acc32 = 1 when products summed over the fan-in provably
+ * stay inside int32 (the float kernel ignores both). */
+typedef struct { int cin, cout, h, w, oh, ow, kh, kw, sh, sw, pt, pl, dh, dw, group, wtype, acc32; }
+    aloha_conv_t;
 
 /* Windowed pooling geometry; oh/ow may exceed floor mode (ceil-mode overhang). */
 typedef struct { int kind; /* 0 max, 1 avg */ int c, h, w, oh, ow, kh, kw, sh, sw, pt, pl, pb, pr,
                  dh, dw, count_include_pad; } aloha_pool_t;
+
+/* ---- storage ---------------------------------------------------------------------------------- */
+
+/* Bytes of one element of `type`. */
+int aloha_type_size(int type);
+/* Element i of a fixed-point buffer of `type`, widened. */
+int64_t aloha_load(const void *p, int type, size_t i);
+/* Store v (already inside the type's range) as element i of a buffer of `type`. */
+void aloha_store(void *p, int type, size_t i, int32_t v);
 
 /* ---- scalar rules ---------------------------------------------------------------------------- */
 
@@ -70,11 +96,22 @@ float aloha_act1_f32(float v, const aloha_act_t *act);
 void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
                         const aloha_conv_t *g, const aloha_act_t *act, int oy, int co_lo,
                         int co_hi, float *out);
-/* The same in integers: int64 sum of x * w, + bias[co] (accumulator format, may be NULL), then
- * aloha_requant(acc, co, rq). */
-void aloha_conv_row_q(const aloha_win_t *x, const int32_t *w, const int32_t *bias,
+/* The same in integers: sum of x * w (int32 with g->acc32, else 64 bits), + bias[co] (int32,
+ * accumulator format, may be NULL), then aloha_requant(acc, co, rq) stored as rq->type; w holds
+ * g->wtype elements. */
+void aloha_conv_row_q(const aloha_win_t *x, const void *w, const int32_t *bias,
                       const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo, int co_hi,
-                      int32_t *out);
+                      void *out);
+/* The partial sums of taps [ky0, ky0 + kh) x [kx0, kx0 + kw) of output row oy, channels
+ * [co_lo, co_hi), without bias or activation: out[((co - co_lo) * ow + ox) * stride + slot] as
+ * int32 (g->acc32) or int64 (NEURAghe's split kernels: one slot per partial job). */
+void aloha_conv_partial_q(const aloha_win_t *x, const void *w, const aloha_conv_t *g, int oy,
+                          int co_lo, int co_hi, int ky0, int kh, int kx0, int kw, int stride,
+                          int slot, void *out);
+/* The float partial sums, laid out the same way. */
+void aloha_conv_partial_f32(const aloha_win_t *x, const float *w, const aloha_conv_t *g, int oy,
+                            int co_lo, int co_hi, int ky0, int kh, int kx0, int kw, int stride,
+                            int slot, float *out);
 
 /* ---- pooling --------------------------------------------------------------------------------- */
 
@@ -86,21 +123,24 @@ void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha
                         int oy, float *out);
 /* Fixed: max of the integers or round_div(sum, count), then aloha_requant(value, 0, rq). */
 void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_rq_t *rq, int oy,
-                      int32_t *out);
+                      void *out);
 /* Global pool of x [c][hw] (hw >= 1) -> out[c]; kind 0 max, 1 avg; then act. */
 void aloha_gpool_f32(const float *x, int c, int hw, int kind, const aloha_act_t *act, float *out);
-/* Global pool in integers (avg = round_div(sum, hw)), then aloha_requant(value, 0, rq). */
-void aloha_gpool_q(const int32_t *x, int c, int hw, int kind, const aloha_rq_t *rq,
-                   int32_t *out);
+/* Global pool in integers (avg = round_div(sum, hw)), then aloha_requant(value, 0, rq); x holds
+ * xtype elements. */
+void aloha_gpool_q(const void *x, int xtype, int c, int hw, int kind, const aloha_rq_t *rq,
+                   void *out);
 
 /* ---- dense ----------------------------------------------------------------------------------- */
 
 /* out[j - m_lo] = act(sum_k x[k] * w[j][k] + bias[j]) for j in [m_lo, m_hi); w is [m][k]. */
 void aloha_dense_f32(const float *x, const float *w, const float *bias, int k, int m_lo,
                      int m_hi, const aloha_act_t *act, float *out);
-/* The same in integers, then aloha_requant(acc, j, rq). */
-void aloha_dense_q(const int32_t *x, const int32_t *w, const int32_t *bias, int k, int m_lo,
-                   int m_hi, const aloha_rq_t *rq, int32_t *out);
+/* The same in integers (x of xtype, w of wtype; int32 sums with acc32, else 64-bit), then
+ * aloha_requant(acc, j, rq). */
+void aloha_dense_q(const void *x, int xtype, const void *w, int wtype, int acc32,
+                   const int32_t *bias, int k, int m_lo, int m_hi, const aloha_rq_t *rq,
+                   void *out);
 
 /* ---- binary elementwise with broadcasting ---------------------------------------------------- */
 /* Operands are windows of [ca, ha, wa] tensors with ca in {1, c}, ha in {1, H} (ha = 1 reads row
@@ -114,29 +154,29 @@ void aloha_mul_row_f32(const aloha_win_t *a, const aloha_win_t *b, int oy, int c
                        const aloha_act_t *act, float *out);
 /* aloha_requant(a * 2^la + b * 2^lb, ch, rq) with la = f - fa, lb = f - fb >= 0. */
 void aloha_add_row_q(const aloha_win_t *a, int la, const aloha_win_t *b, int lb, int oy, int c,
-                     int w, const aloha_rq_t *rq, int32_t *out);
+                     int w, const aloha_rq_t *rq, void *out);
 /* aloha_requant(a * b, ch, rq) (shift0 = fa + fb - fout). */
 void aloha_mul_row_q(const aloha_win_t *a, const aloha_win_t *b, int oy, int c, int w,
-                     const aloha_rq_t *rq, int32_t *out);
+                     const aloha_rq_t *rq, void *out);
 
 /* ---- batch norm (scale-shift form) ----------------------------------------------------------- */
 
 /* out[ch * w + xx] = act(x * scale[ch] + bias[ch]) for row oy of the window's tensor. */
 void aloha_bn_row_f32(const aloha_win_t *x, const float *scale, const float *bias, int oy,
                       const aloha_act_t *act, float *out);
-/* aloha_requant(x * scale[ch] + bias[ch], ch, rq). */
-void aloha_bn_row_q(const aloha_win_t *x, const int32_t *scale, const int32_t *bias, int oy,
-                    const aloha_rq_t *rq, int32_t *out);
+/* aloha_requant(x * scale[ch] + bias[ch], ch, rq); scale holds stype elements. */
+void aloha_bn_row_q(const aloha_win_t *x, const void *scale, int stype, const int32_t *bias, int oy,
+                    const aloha_rq_t *rq, void *out);
 
 /* ---- elementwise on n values ----------------------------------------------------------------- */
 
 /* out[i] = act(x[i]) (any kind, sigmoid and tanh included). */
 void aloha_act_f32(const float *x, int n, const aloha_act_t *act, float *out);
 /* out[i] = aloha_requant(x[i], 0, rq): fixed relu/leaky/clip and format conversions. */
-void aloha_requant_q(const int32_t *x, int n, const aloha_rq_t *rq, int32_t *out);
+void aloha_requant_q(const void *x, int xtype, int n, const aloha_rq_t *rq, void *out);
 /* Float island (kind ALOHA_ACT_SIGMOID or ALOHA_ACT_TANH) in double, then aloha_to_fixed. */
-void aloha_island_q(const int32_t *x, int n, int frac_in, int frac_out, int32_t qmin,
-                    int32_t qmax, int kind, int32_t *out);
+void aloha_island_q(const void *x, int xtype, int n, int frac_in, int frac_out, int32_t qmin,
+                    int32_t qmax, int kind, void *out, int otype);
 
 /* ---- softmax --------------------------------------------------------------------------------- */
 /* x is [outer][n][inner]; each of the outer * inner slices of length n (stride inner) is
@@ -146,8 +186,8 @@ void aloha_island_q(const int32_t *x, int n, int frac_in, int frac_out, int32_t 
 void aloha_softmax_f32(const float *x, int outer, int n, int inner, float *out);
 /* Double island as reference _act: e = exp(x * 2^-frac_in - max), y = e / sum, to_fixed. The sum
  * follows numpy's order (pairwise when inner == 1, sequential otherwise). */
-void aloha_softmax_q(const int32_t *x, int outer, int n, int inner, int frac_in, int frac_out,
-                     int32_t qmin, int32_t qmax, int32_t *out);
+void aloha_softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
+                     int frac_out, int32_t qmin, int32_t qmax, void *out, int otype);
 
 /* ---- local response normalisation (ONNX, across channels) ------------------------------------ */
 /* One row x[c][w]: y = x / (bias + alpha / size * sum_{c'} x[c'] ^ 2) ^ beta over channels
@@ -157,9 +197,9 @@ void aloha_softmax_q(const int32_t *x, int outer, int n, int inner, int frac_in,
 void aloha_lrn_row_f32(const float *x, int c, int w, int size, float alpha, float beta,
                        float bias, float *out);
 /* Double island as reference lrn, then aloha_to_fixed. */
-void aloha_lrn_row_q(const int32_t *x, int c, int w, int size, double alpha, double beta,
+void aloha_lrn_row_q(const void *x, int xtype, int c, int w, int size, double alpha, double beta,
                      double bias, int frac_in, int frac_out, int32_t qmin, int32_t qmax,
-                     int32_t *out);
+                     void *out, int otype);
 
 /* ---- channel shuffle ------------------------------------------------------------------------- */
 /* One row x[c][w]: out channel i * groups + j = in channel j * (c / groups) + i. */
@@ -167,8 +207,14 @@ void aloha_lrn_row_q(const int32_t *x, int c, int w, int size, double alpha, dou
 /* Float shuffle. */
 void aloha_shuffle_row_f32(const float *x, int c, int w, int groups, float *out);
 /* Shuffle with a format conversion: aloha_requant(x, 0, rq) (shift0 = fin - fout, kind NONE). */
-void aloha_shuffle_row_q(const int32_t *x, int c, int w, int groups, const aloha_rq_t *rq,
-                         int32_t *out);
+void aloha_shuffle_row_q(const void *x, int xtype, int c, int w, int groups,
+                         const aloha_rq_t *rq, void *out);
+
+/* ---- layout ---------------------------------------------------------------------------------- */
+/* NCHW x of xtype (c * h * w elements) -> rows ([h][c][w]) requantised to rq->type: a reshape's
+ * copy with its format conversion. */
+void aloha_nchw_to_rows_q(const void *x, int xtype, int c, int h, int w, const aloha_rq_t *rq,
+                          void *rows);
 
 #ifdef __cplusplus
 }

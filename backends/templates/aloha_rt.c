@@ -9,6 +9,7 @@
  * other side needs. ALOHA_SPIN_US=0 turns it off. */
 #define _POSIX_C_SOURCE 200809L
 #include "aloha_rt.h"
+#include "aloha_kernels.h"
 
 #include <stdarg.h>
 #include <time.h>
@@ -140,11 +141,12 @@ void aloha_fatal(const char *fmt, ...)
     exit(3);
 }
 
-void aloha_fifo_init(aloha_fifo *f, const char *name, aloha_word *buf, int capacity)
+void aloha_fifo_init(aloha_fifo *f, const char *name, void *buf, int capacity, int elem)
 {
     f->name = name;
-    f->buf = buf;
+    f->buf = (unsigned char *)buf;
     f->capacity = capacity;
+    f->elem = elem;
     f->head = f->tail = f->count = 0;
     f->reader_waiting = f->writer_waiting = 0;
     pthread_cond_init(&f->data, NULL);
@@ -160,18 +162,20 @@ static void check_deadlock(const aloha_fifo *f, const char *what, int n)
                     what, n, f->name, f->capacity, f->count);
 }
 
-static void copy_in(aloha_fifo *f, int at, const aloha_word *src, int n)
+static void copy_in(aloha_fifo *f, int at, const unsigned char *src, int n)
 {
+    const size_t e = (size_t)f->elem;
     int first = f->capacity - at < n ? f->capacity - at : n;
-    memcpy(f->buf + at, src, (size_t)first * sizeof(aloha_word));
-    memcpy(f->buf, src + first, (size_t)(n - first) * sizeof(aloha_word));
+    memcpy(f->buf + (size_t)at * e, src, (size_t)first * e);
+    memcpy(f->buf, src + (size_t)first * e, (size_t)(n - first) * e);
 }
 
-static void copy_out(const aloha_fifo *f, int at, aloha_word *dst, int n)
+static void copy_out(const aloha_fifo *f, int at, unsigned char *dst, int n)
 {
+    const size_t e = (size_t)f->elem;
     int first = f->capacity - at < n ? f->capacity - at : n;
-    memcpy(dst, f->buf + at, (size_t)first * sizeof(aloha_word));
-    memcpy(dst + first, f->buf, (size_t)(n - first) * sizeof(aloha_word));
+    memcpy(dst, f->buf + (size_t)at * e, (size_t)first * e);
+    memcpy(dst + (size_t)first * e, f->buf, (size_t)(n - first) * e);
 }
 
 static int fifo_count(const aloha_fifo *f)
@@ -208,7 +212,7 @@ static void spin_until(const aloha_fifo *f, int reader, int n)
     }
 }
 
-void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n)
+void aloha_fifo_write(aloha_fifo *f, const void *src, int n)
 {
     int at;
     if (n <= 0)
@@ -232,7 +236,7 @@ void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n)
     pthread_mutex_unlock(&g_lock);
     if (g_profile)
         t_waited += aloha_now() - t0;
-    copy_in(f, at, src, n);
+    copy_in(f, at, (const unsigned char *)src, n);
     pthread_mutex_lock(&g_lock);
     f->tail = (f->tail + n) % f->capacity;
     __atomic_store_n(&f->count, f->count + n, __ATOMIC_RELEASE);
@@ -244,7 +248,7 @@ void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n)
     pthread_mutex_unlock(&g_lock);
 }
 
-void aloha_fifo_read(aloha_fifo *f, aloha_word *dst, int n)
+void aloha_fifo_read(aloha_fifo *f, void *dst, int n)
 {
     int at;
     if (n <= 0)
@@ -268,7 +272,7 @@ void aloha_fifo_read(aloha_fifo *f, aloha_word *dst, int n)
     pthread_mutex_unlock(&g_lock);
     if (g_profile)
         t_waited += aloha_now() - t0;
-    copy_out(f, at, dst, n);
+    copy_out(f, at, (unsigned char *)dst, n);
     pthread_mutex_lock(&g_lock);
     f->head = (f->head + n) % f->capacity;
     __atomic_store_n(&f->count, f->count - n, __ATOMIC_RELEASE);
@@ -285,6 +289,12 @@ const void *aloha_rows(const aloha_port *p)
     return p->win;
 }
 
+/* the byte offset of row r of a port's window */
+static size_t row_at(const aloha_port *p, int r)
+{
+    return (size_t)r * (size_t)p->row_tokens * (size_t)p->in->elem;
+}
+
 static void fill(aloha_port *p, int phase)
 {
     int keep = p->reuse_in[phase], fresh = p->new_rows[phase];
@@ -294,13 +304,13 @@ static void fill(aloha_port *p, int phase)
         if (phase == 0)
             p->rows = 0;
         p->base = 0;
-        aloha_fifo_read(p->in, p->win + (size_t)p->rows * p->row_tokens, fresh * p->row_tokens);
+        aloha_fifo_read(p->in, p->win + row_at(p, p->rows), fresh * p->row_tokens);
         p->rows += fresh;
     } else {
         p->base = p->read - keep;
         if (keep)
             aloha_fifo_read(p->reuse, p->win, keep * p->row_tokens);
-        aloha_fifo_read(p->in, p->win + (size_t)keep * p->row_tokens, fresh * p->row_tokens);
+        aloha_fifo_read(p->in, p->win + row_at(p, keep), fresh * p->row_tokens);
         p->rows = keep + fresh;
     }
     p->read += fresh;
@@ -310,8 +320,7 @@ static void keep_rows(aloha_port *p, int phase)
 {
     int n = p->reuse_out[phase];
     if (n)
-        aloha_fifo_write(p->reuse, p->win + (size_t)(p->rows - n) * p->row_tokens,
-                         n * p->row_tokens);
+        aloha_fifo_write(p->reuse, p->win + row_at(p, p->rows - n), n * p->row_tokens);
 }
 
 void aloha_fire(aloha_actor *a)
@@ -338,13 +347,13 @@ void aloha_fire(aloha_actor *a)
         a->overhead_s += aloha_now() - start - (t1 - t0) - (t_waited - waited);
     if (a->dump && a->prod[phase] > 0) {
         int k;
-        for (k = 0; k < a->prod[phase]; k++) {
+        for (k = 0; k < a->prod[phase] * a->out_per_token; k++) {
             float v;
-            if (a->fixed) {
-                v = (float)((double)(int32_t)a->obuf[k] * (double)a->out_scale);
-            } else {
-                memcpy(&v, &a->obuf[k], sizeof v);
-            }
+            if (a->fixed)
+                v = (float)((double)aloha_load(a->obuf, a->out_type, (size_t)k)
+                            * (double)a->out_scale);
+            else
+                memcpy(&v, a->obuf + (size_t)k * sizeof v, sizeof v);
             fwrite(&v, sizeof v, 1, a->dump);
         }
     }
@@ -400,20 +409,35 @@ int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long fra
     return 0;
 }
 
-void aloha_rows_to_nchw(const aloha_word *rows, int c, int h, int w, aloha_word *nchw)
+void aloha_rows_to_nchw(const void *rows, int c, int h, int w, int elem, void *nchw)
 {
+    const size_t n = (size_t)w * (size_t)elem;
     int y, ch;
     for (y = 0; y < h; y++)
         for (ch = 0; ch < c; ch++)
-            memcpy(nchw + ((size_t)ch * h + y) * w, rows + ((size_t)y * c + ch) * w,
-                   (size_t)w * sizeof(aloha_word));
+            memcpy((unsigned char *)nchw + ((size_t)ch * h + y) * n,
+                   (const unsigned char *)rows + ((size_t)y * c + ch) * n, n);
 }
 
-void aloha_nchw_to_rows(const aloha_word *nchw, int c, int h, int w, aloha_word *rows)
+void aloha_nchw_to_rows(const void *nchw, int c, int h, int w, int elem, void *rows)
 {
+    const size_t n = (size_t)w * (size_t)elem;
     int y, ch;
     for (y = 0; y < h; y++)
         for (ch = 0; ch < c; ch++)
-            memcpy(rows + ((size_t)y * c + ch) * w, nchw + ((size_t)ch * h + y) * w,
-                   (size_t)w * sizeof(aloha_word));
+            memcpy((unsigned char *)rows + ((size_t)y * c + ch) * n,
+                   (const unsigned char *)nchw + ((size_t)ch * h + y) * n, n);
+}
+
+void aloha_report_memory(const aloha_memory *m)
+{
+    const char *on = getenv("ALOHA_MEMORY");
+    size_t scratch = m->window_bytes + m->row_bytes + m->staging_bytes + m->io_bytes;
+    if (!on || !*on || *on == '0')
+        return;
+    fprintf(stderr, "memory: parameter_bytes %zu buffer_bytes %zu scratch_bytes %zu "
+            "memory_bytes %zu (windows %zu rows %zu staging %zu io %zu)\n",
+            m->parameter_bytes, m->buffer_bytes, scratch,
+            m->parameter_bytes + m->buffer_bytes + scratch, m->window_bytes, m->row_bytes,
+            m->staging_bytes, m->io_bytes);
 }

@@ -1,10 +1,12 @@
 /* ALOHA runtime: bounded FIFOs with blocking reads and writes, actors that fire over row windows,
  * and one thread per processing element running its actors in a static order.
  *
- * Values are 4-byte words (float, or int32_t fixed-point integers). A FIFO never grows: a firing
- * that moves more tokens than a FIFO holds is reported at once, and a run where every thread waits
- * on a FIFO (a deadlock: some FIFO is too small for the schedule) is reported and exits with
- * status 3 instead of hanging. */
+ * A token is one element of the tensor a FIFO carries, stored in its element type (`elem` bytes:
+ * float, or the fixed-point format's int8_t/uint8_t/int16_t/uint16_t/int32_t; the partial sums a
+ * NEURAghe merge receives are one token per output element holding all its partials). A FIFO never
+ * grows: a firing that moves more tokens than a FIFO holds is reported at once, and a run where
+ * every thread waits on a FIFO (a deadlock: some FIFO is too small for the schedule) is reported
+ * and exits with status 3 instead of hanging. */
 #ifndef ALOHA_RT_H
 #define ALOHA_RT_H
 
@@ -12,12 +14,11 @@
 #include <stdio.h>
 #include <pthread.h>
 
-typedef uint32_t aloha_word;
-
 typedef struct aloha_fifo {
     const char *name;
-    aloha_word *buf;
+    unsigned char *buf;
     int capacity;              /* tokens: the size analyze-schedule computed */
+    int elem;                  /* bytes per token */
     int head, tail, count;     /* single producer, single consumer ring (count: atomic) */
     int reader_waiting, writer_waiting; /* tokens (room) a sleeping reader (writer) waits for */
     pthread_cond_t data, space;
@@ -32,7 +33,7 @@ typedef struct aloha_port {
     const int *reuse_out;      /* per phase: rows put into `reuse` after the firing */
     int row_tokens;
     int whole;                 /* keep every row of the frame (the op needs its whole input) */
-    aloha_word *win;           /* window_rows x row_tokens words */
+    unsigned char *win;        /* window_rows x row_tokens tokens of the input's element type */
     int base, rows;            /* the window holds rows [base, base + rows) */
     int read;                  /* rows read from `in` in this frame */
 } aloha_port;
@@ -47,11 +48,13 @@ typedef struct aloha_actor {
     aloha_port *in;
     aloha_fifo **out;
     const int *prod;           /* per phase: tokens written to every output FIFO */
-    aloha_word *obuf;
+    unsigned char *obuf;       /* one firing's output, in the output's element type */
     aloha_compute compute;
     float out_scale;           /* dequantisation of the output for dumps (1 for float) */
+    int out_type;              /* the output's element type (aloha_kernels.h ALOHA_I8 ...) */
+    int out_per_token;         /* elements per output token (partial sums to a merge: one per job) */
     int fixed;
-    FILE *dump;                /* debug builds: every produced token, as float32 */
+    FILE *dump;                /* debug builds: every produced element, as float32 */
     double compute_s;          /* ALOHA_PROFILE=1: seconds computing, firing otherwise (not */
     double overhead_s;         /* waiting on FIFOs), and firings */
     long firings;
@@ -68,9 +71,9 @@ typedef struct aloha_thread {
     pthread_t tid;
 } aloha_thread;
 
-void aloha_fifo_init(aloha_fifo *f, const char *name, aloha_word *buf, int capacity);
-void aloha_fifo_read(aloha_fifo *f, aloha_word *dst, int n);
-void aloha_fifo_write(aloha_fifo *f, const aloha_word *src, int n);
+void aloha_fifo_init(aloha_fifo *f, const char *name, void *buf, int capacity, int elem);
+void aloha_fifo_read(aloha_fifo *f, void *dst, int n);
+void aloha_fifo_write(aloha_fifo *f, const void *src, int n);
 
 void aloha_fire(aloha_actor *a);
 /* a pointer to the window of port p as the kernels' aloha_win_t wants it */
@@ -88,8 +91,20 @@ void aloha_frame_done(void);
 void aloha_report_timing(void);
 void aloha_report_profile(const aloha_actor *actors, int n);
 
-/* layout: row-major windows ([H][C][W]) <-> NCHW */
-void aloha_rows_to_nchw(const aloha_word *rows, int c, int h, int w, aloha_word *nchw);
-void aloha_nchw_to_rows(const aloha_word *nchw, int c, int h, int w, aloha_word *rows);
+/* layout: row-major windows ([H][C][W]) <-> NCHW, elements of `elem` bytes */
+void aloha_rows_to_nchw(const void *rows, int c, int h, int w, int elem, void *nchw);
+void aloha_nchw_to_rows(const void *nchw, int c, int h, int w, int elem, void *rows);
+
+/* ALOHA_MEMORY=1: the bytes the program holds, as its own sizeof of every static buffer says
+ * (the report's memory figures name the same parts) */
+typedef struct aloha_memory {
+    size_t parameter_bytes;    /* weights, biases, per-channel shifts */
+    size_t buffer_bytes;       /* FIFO buffers */
+    size_t window_bytes;       /* actors' input row windows */
+    size_t row_bytes;          /* actors' output buffers (one firing) */
+    size_t staging_bytes;      /* whole-tensor layout staging (global pool, reshape) */
+    size_t io_bytes;           /* the input and output frames */
+} aloha_memory;
+void aloha_report_memory(const aloha_memory *m);
 
 #endif

@@ -20,7 +20,6 @@
 #define NEURAGHE_API_H
 
 #include <stdint.h>
-#include <stdio.h>
 
 #include "aloha_kernels.h"
 
@@ -47,34 +46,28 @@ typedef struct ng_job {
 
 struct ng_ce;
 
-/* One conv layer (an actor's output-map slice) on the CE: its job table and PL-visible buffers. */
+/* One conv layer (an actor's output-map slice) on the CE: its job table. The CE reads the actor's
+ * input rows and the layer's weights where the program keeps them (the emulation needs no copy:
+ * the zero maps the job descriptors pad to add zero terms), fuses bias, activation and
+ * requantisation, and writes the row into the actor's output buffer; the jobs of a split kernel
+ * write their partial sums instead, which the FIFO carries to the merge. */
 typedef struct ng_layer {
     const char *name;
     struct ng_ce *ce;
     int fixed, precision8;
-    aloha_conv_t geom;          /* the layer as the actor computes it (its own channel counts) */
+    aloha_conv_t geom;          /* the layer (wtype, acc32: its weights' type and accumulator) */
     int co_base, cout;          /* the actor's slice: output maps [co_base, co_base + cout) */
-    int if_pad, of_pad, n_row;  /* padded map counts, N_ROW */
+    int if_pad, of_pad, n_row;  /* padded map counts, N_ROW (the job descriptors' view) */
     int padded;                 /* 1: maps padded to the CE granularity (group-1 layers) */
-    const void *w, *bias;       /* the layer's weights [cout][cin/group][kh][kw] and bias */
+    const void *w;              /* the layer's weights [cout][cin/group][kh][kw] */
+    const int32_t *qbias;       /* fixed point: bias in the accumulator's format, or NULL */
+    const float *fbias;         /* float: bias, or NULL */
     const aloha_rq_t *rq;       /* fixed point: requantisation (absolute channel numbering) */
     const aloha_act_t *act;     /* float: fused activation */
     const ng_job_t *jobs;
     int njobs, tiles;
     int merges;                 /* partial outputs per output row (1: the CE finishes the row) */
-    int ring_slots;             /* side ring of partial outputs (rows), merges > 1 */
-    /* PL-visible buffers (ng_layer_init) */
-    void *w_pad, *b_pad;
-    int32_t *shift_pad;
-    aloha_rq_t rq_pad;
-    aloha_conv_t geom_pad;
-    void *in_stage;             /* the firing's input rows, maps padded to if_pad */
-    int in_stage_rows;
-    aloha_win_t win;            /* the staged window the jobs read */
-    void *out_stage;            /* one output row, of_pad maps */
-    void *partials;             /* ring_slots x merges x of_pad x ow partial sums */
-    long rows_in, rows_out;     /* rows issued by the CE actor / merged by the ARM */
-    FILE *dump;                 /* debug builds: every row's partial sums, as float32 */
+    aloha_win_t win;            /* the firing's input rows the jobs read */
     /* counters */
     long shares, jobs_done, merged_rows;
 } ng_layer_t;
@@ -100,10 +93,7 @@ typedef struct ng_ce {
 void ng_ce_init(ng_ce_t *ce, const char *name);
 /* clock gating: on = 1 before a frame's jobs, 0 once they are all done */
 void ng_ce_clock(ng_ce_t *ce, int on);
-/* allocate and fill a layer's PL-visible buffers (padded weights, bias, shifts, stages) */
-void ng_layer_init(ng_layer_t *l);
-void ng_layer_free(ng_layer_t *l);
-/* copy the firing's input rows into the PL buffer, maps padded with zeros to if_pad */
+/* hand the firing's input rows to the layer's jobs */
 void ng_stage_input(ng_layer_t *l, const aloha_win_t *x);
 /* write the row share (output row oy) of `job` into a ring slot; waits for the oldest slot when
  * all NG_RING_SLOTS are taken */
@@ -112,14 +102,14 @@ void ng_ce_submit(ng_ce_t *ce, ng_layer_t *l, const ng_job_t *job, int oy, void 
 void ng_ce_wait(ng_ce_t *ce);
 
 /* One CE firing of output row oy: stage the input, submit the row share of every job whose tile
- * holds oy, wait, and write the row to out: the layer's cout maps ([cout][ow]); for a split kernel
- * the partial sums go to the side ring and out receives the row's marker (see the .c file). */
+ * holds oy, wait; out receives the layer's cout maps ([cout][ow], the output's type), or for a
+ * split kernel the partial sums [cout][ow][merges] (int32 with geom.acc32, else int64; float). */
 void ng_ce_row(ng_layer_t *l, const aloha_win_t *x, int oy, void *out);
 
 /* ---- ARM kernels ------------------------------------------------------------------------- */
-/* the 7x7 merge: sum the partial outputs of row oy, add the bias, ReLU/requantise; `marker` is
- * the FIFO row the CE actor produced for it */
-void ng_arm_merge(ng_layer_t *l, const void *marker, int oy, void *out);
+/* the 7x7 merge: sum the partial sums of one row (as ng_ce_row wrote them), add the bias,
+ * ReLU/requantise into out */
+void ng_arm_merge(ng_layer_t *l, const void *partials, int oy, void *out);
 
 /* ---- reporting --------------------------------------------------------------------------- */
 /* with ALOHA_PLATFORM_LOG set: per-layer job summary and CE gating counts on stderr */

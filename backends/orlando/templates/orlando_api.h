@@ -36,9 +36,9 @@ void orl_ss_configure(const orl_route_t *routes, int n);
 void orl_ca_configure(orl_ca_cfg_t *cfg);
 /* one output row oy, maps [co_lo, co_hi), of the conv on the configured CA (fused bias,
  * activation / requantisation) */
-void orl_ca_conv_row_q(orl_ca_cfg_t *cfg, const aloha_win_t *x, const int32_t *w,
+void orl_ca_conv_row_q(orl_ca_cfg_t *cfg, const aloha_win_t *x, const void *w,
                        const int32_t *bias, const aloha_conv_t *g, const aloha_rq_t *rq, int oy,
-                       int co_lo, int co_hi, int32_t *out);
+                       int co_lo, int co_hi, void *out);
 void orl_ca_conv_row_f32(orl_ca_cfg_t *cfg, const aloha_win_t *x, const float *w,
                          const float *bias, const aloha_conv_t *g, const aloha_act_t *act,
                          int oy, int co_lo, int co_hi, float *out);

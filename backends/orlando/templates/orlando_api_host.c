@@ -67,9 +67,9 @@ static void count_row(orl_ca_cfg_t *cfg, int maps)
     cfg->passes += (long)cfg->chain * ((maps + cfg->parallel - 1) / cfg->parallel);
 }
 
-void orl_ca_conv_row_q(orl_ca_cfg_t *cfg, const aloha_win_t *x, const int32_t *w,
+void orl_ca_conv_row_q(orl_ca_cfg_t *cfg, const aloha_win_t *x, const void *w,
                        const int32_t *bias, const aloha_conv_t *g, const aloha_rq_t *rq, int oy,
-                       int co_lo, int co_hi, int32_t *out)
+                       int co_lo, int co_hi, void *out)
 {
     count_row(cfg, co_hi - co_lo);
     aloha_conv_row_q(x, w, bias, g, rq, oy, co_lo, co_hi, out);

@@ -64,15 +64,23 @@ def run(code: str, x: np.ndarray, exe: str = "network", timeout: float = 300,
 def float_variant(platform: str, directory, extra: str = "") -> str:
     """`platform` itself if it has a float data type, else an .arch extending it with one (the
     float code path of a backend whose bundled platforms compute in fixed point); `extra` lines
-    go inside the platform (e.g. a PE's f32 rate)."""
+    go inside the platform (e.g. a PE's f32 rate). A CPU that `extra` does not redefine runs f32
+    at its fixed16 rate: the loader wants a rate for every declared data type."""
     from archdesc.loader import load_platform
     p = load_platform(platform)
     if "f32" in p.datatypes and not extra:
         return platform
+    cpus = ""
+    for pe in p.pes:
+        rates = dict(pe.ops_per_cycle)
+        if pe.kind == "cpu" and "f32" not in rates and f"pe {pe.name} " not in extra:
+            rates = {"f32": rates.get("fixed16", min(rates.values())), **rates}
+            listed = ", ".join(f"{dt}: {r:g}" for dt, r in rates.items())
+            cpus += f"  pe {pe.name} : cpu {{\n    ops_per_cycle = {listed}\n  }}\n"
     path = os.path.join(str(directory), f"{p.name}-f32.arch")
     with open(path, "w") as f:
         f.write(f"platform {p.name}-f32 extends {p.name} {{\n  description = \"{p.name} with a "
                 "float data type (test)\"\n  datatypes = f32, " +
                 ", ".join(d for d in p.datatypes if d != "f32") +
-                f"\n  default_datatype = f32\n{extra}}}\n")
+                f"\n  default_datatype = f32\n{cpus}{extra}}}\n")
     return path

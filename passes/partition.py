@@ -201,7 +201,11 @@ class PartitionPass(ModulePass):
                         raise PassError(f"partition: @{name} is a {actor.kind.data} actor; only "
                                         f"{', '.join(SPLITTABLE)} actors (ungrouped) split along "
                                         "channels")
-                    plan[name] = min(n, layers[name].cout)
+                    if n > layers[name].cout:
+                        raise PassError(f"partition: @{name} has {layers[name].cout} output "
+                                        f"channels; it cannot split into {n} parts",
+                                        where=f"csdf.graph @{graph.sym_name.data}")
+                    plan[name] = n
             elif self.auto:
                 plan = auto_plan(graph, layers, platform_of(ctx, self.target, self.name),
                                  self.bits, self.opp, self.grain)

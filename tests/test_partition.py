@@ -60,6 +60,18 @@ def test_partition_refuses_to_split_a_boundary_actor(tmp_path):
         _partitioned(path, 'canonicalize,convert-nn-to-csdf,partition{actors="output_y:2"}')
 
 
+def test_partition_refuses_more_parts_than_output_channels(tmp_path):
+    """A request is honoured or refused, never silently capped: conv `y` has 8 output channels,
+    so 8 parts of one channel each are made and 9 are an error naming both numbers."""
+    from aloha_ir.errors import PassError
+    path = str(tmp_path / "conv.onnx")
+    _ends_in_conv(path)
+    graph = _partitioned(path, 'canonicalize,convert-nn-to-csdf,partition{actors="y:8"}')
+    assert sum(1 for a in graph.actors() if "split" in a.attributes) == 8
+    with pytest.raises(PassError, match=r"@y has 8 output channels; it cannot split into 9 parts"):
+        _partitioned(path, 'canonicalize,convert-nn-to-csdf,partition{actors="y:9"}')
+
+
 def _alohac(capsys, *args: str) -> tuple[int, str]:
     """Exit code and standard error of `alohac ARGS` (in-process: imports are paid once)."""
     from alohac.main import main

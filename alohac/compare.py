@@ -2,8 +2,8 @@
 
 Builds the generated program's debug variant (every actor dumps what it computes), runs it on one
 input, and compares each actor's dump with the project's reference of what that actor computes:
-its block's output (the bit-exact fixed-point reference, backends/reference.py, for a quantized
-model; the torch executor, backends/torch/module.py, for a float one), the channel slice of it a
+its block's output (the bit-exact fixed-point reference, runtime/reference.py, for a quantized
+model; the torch executor, runtime/torch/module.py, for a float one), the channel slice of it a
 split actor computes, or the partial sums of a split kernel's jobs (a NEURAghe 7x7 runs as four 5x5
 jobs whose sums an ARM merge adds up: the CE actor's FIFO carries them, and its dump is what the
 FIFO carries: per row, per item, [C][W][job] in accumulator units). Prints the
@@ -45,13 +45,13 @@ def block_references(module, x: np.ndarray) -> dict[str, np.ndarray]:
     """Block label -> the reference's output of that block for input x (real values)."""
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
-    from backends.reference import graph_of, op_label
+    from runtime.reference import graph_of, op_label
     graph = graph_of(module)
     fixed = any(fp.format_of(op.results[0]) is not None for op in graph.ops
                 if op.results and not isinstance(op, nn.ConstOp))
     out = {}
     if fixed:
-        from backends.reference import reference
+        from runtime.reference import reference
         ints = reference(module).integers(x.astype(np.float64))
         for i, op in enumerate(graph.ops):
             if isinstance(op, (nn.ConstOp, nn.OutputOp)):
@@ -61,7 +61,7 @@ def block_references(module, x: np.ndarray) -> dict[str, np.ndarray]:
         return out
     import torch
     from aloha_ir.weights import weights_of
-    from backends.torch.module import GraphModule
+    from runtime.torch.module import GraphModule
     m = GraphModule(graph, weights_of(module)).double().eval()
     with torch.no_grad():
         values = m.values(torch.from_numpy(x.astype(np.float64)))
@@ -83,11 +83,11 @@ def partial_sums(module, refs: dict[str, np.ndarray], block: str, taps: list[lis
     from aloha_ir.consts import const_tensor
     from aloha_ir.dialects import nn
     from aloha_ir.weights import weights_of
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     op = next(o for o in graph_of(module).ops if nn.block_label(o) == block)
     wv = op.weight
     if fp.format_of(wv) is not None:
-        from backends.reference import reference
+        from runtime.reference import reference
         ref = reference(module)
         w = np.asarray(fp.dequantize(ref.consts[wv], np.reshape(ref.frac(wv), (-1, 1, 1, 1))
                                      if np.ndim(ref.frac(wv)) else ref.frac(wv)))

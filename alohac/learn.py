@@ -22,7 +22,7 @@ def _splits(spec: str, seed: int):
 
 def _model_for_training(spec: str):
     """The model as an nn module, its graph and its data interface."""
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     from frontends.loader import load_model
     module = load_model(spec)
     return module, graph_of(module)
@@ -35,8 +35,8 @@ def _write_onnx(module, path: str) -> str:
 
 
 def cmd_train(args) -> int:
-    from backends.torch.module import build
-    from backends.torch.train import TrainConfig, evaluate, save_curves, train
+    from runtime.torch.module import build
+    from runtime.torch.train import TrainConfig, evaluate, save_curves, train
     from aloha_ir.outputs import check_file, staged_file
     if not args.output.endswith(".onnx"):
         raise UsageError("-o must name an .onnx file", hint="e.g. -o out/model.onnx")
@@ -87,7 +87,7 @@ def _adversarial(args, graph, splits):
     and mapped to the range the model takes (that of the data it is trained on)."""
     if not args.adversarial:
         return None
-    from backends.torch.attacks import AdversarialAugment, Attack
+    from runtime.torch.attacks import AdversarialAugment, Attack
     from passes.security import model_range
     lo, hi = model_range(graph, None, splits.train.value_range)
     return AdversarialAugment(Attack(args.adversarial, args.adv_norm, args.adv_steps,

@@ -429,7 +429,7 @@ class _Builder:
                          if op.results and not isinstance(op, nn.ConstOp))
         self.ref = None
         if self.fixed:
-            from backends.reference import FixedReference
+            from runtime.reference import FixedReference
             self.ref = FixedReference(nn_graph, self.store)
         self.weights = _Weights()
 

@@ -83,8 +83,8 @@ def nsga_vs_random(seeds: int, budget: int, workers: int) -> dict:
 def proxy_ranking(n: int = 20, seed: int = 0) -> dict:
     """Proxy accuracy vs full-training test accuracy over n genotypes (digits)."""
     from scipy.stats import spearmanr
-    from backends.torch.module import build
-    from backends.torch.train import TrainConfig, evaluate, train
+    from runtime.torch.module import build
+    from runtime.torch.train import TrainConfig, evaluate, train
     from explore.objectives import _splits, evaluate_point
     from frontends.genotype import to_module
     from passes.execution import data_for_model
@@ -104,7 +104,7 @@ def proxy_ranking(n: int = 20, seed: int = 0) -> dict:
         t_proxy += time.perf_counter() - t
         t = time.perf_counter()
         module = to_module(g, (1, 8, 8), 10)
-        from backends.reference import graph_of
+        from runtime.reference import graph_of
         splits = data_for_model(_splits("digits", seed), graph_of(module))
         import torch
         torch.manual_seed(seed)

@@ -133,7 +133,7 @@ def mnist_fixed(work: str, targets: list[str], limit: int) -> list[dict]:
     if not data:
         return []
     from aloha_ir.textio import load_module
-    from backends.reference import reference
+    from runtime.reference import reference
     from frontends.datasets import load
     q = os.path.join(work, "mnist8_q16")
     r = subprocess.run([sys.executable, "-m", "alohac.main", "quantize", "zoo:mnist-8", "--data",

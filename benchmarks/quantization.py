@@ -57,8 +57,8 @@ def main() -> None:
     import torch
 
     from backends.onnx.export import save_onnx
-    from backends.torch.module import build
-    from backends.torch.train import TrainConfig, evaluate, train
+    from runtime.torch.module import build
+    from runtime.torch.train import TrainConfig, evaluate, train
     from passes.quantize import QuantizePass
     root = os.environ.get("ALOHA_DATA")
     if root:
@@ -120,7 +120,7 @@ def qdq_agreement(module, test, exact: bool) -> tuple[float, int]:
     import torch
 
     from backends.onnx.qdq import export_qdq
-    from backends.torch.fixed import build_fixed
+    from runtime.torch.fixed import build_fixed
     model = export_qdq(module, exact)
     sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     name = sess.get_inputs()[0].name

@@ -31,9 +31,9 @@ from rich.table import Table
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from backends.torch.attacks import Attack, input_gradient, run_attack  # noqa: E402
-from backends.torch.module import build  # noqa: E402
-from backends.torch.train import TrainConfig, train  # noqa: E402
+from runtime.torch.attacks import Attack, input_gradient, run_attack  # noqa: E402
+from runtime.torch.module import build  # noqa: E402
+from runtime.torch.train import TrainConfig, train  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
 from passes.security import SecurityConfig, evaluate, plot_curves, torch_model  # noqa: E402
@@ -46,7 +46,7 @@ def trained(zoo: str, data: str, epochs: int, augment=None, subset: int = 0):
     module = load_model(zoo)
     splits = load(data)
     from passes.execution import data_for_model
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     model = build(module, logits=True)
     train(model, data_for_model(splits, graph_of(module)),
           TrainConfig(epochs=epochs, progress=False, seed=0, subset=subset), augment=augment)
@@ -174,9 +174,9 @@ def main() -> None:
                       "the fast mode looks at)")
 
     if 3 in parts:
-        from backends.torch.attacks import AdversarialAugment
+        from runtime.torch.attacks import AdversarialAugment
         from passes.security import model_range
-        from backends.reference import graph_of
+        from runtime.reference import graph_of
         runs = []
         if mnist:
             runs.append(("mnist_cnn", "zoo:mnist_cnn", mnist, 3, 0.2, module))

@@ -123,7 +123,7 @@ class EvalSettings:
 
 
 def halving_rounds(n: int) -> list[int]:
-    from backends.torch.train import halving_rounds as rounds
+    from runtime.torch.train import halving_rounds as rounds
     return rounds(n, 2)
 
 
@@ -192,7 +192,7 @@ def _analyses(module, settings: EvalSettings) -> dict:
 
 
 def proxy_config(settings: EvalSettings):
-    from backends.torch.train import TrainConfig, fast
+    from runtime.torch.train import TrainConfig, fast
     base = TrainConfig(batch_size=settings.batch_size, seed=settings.seed, progress=False)
     return fast(base, subset=settings.proxy_subset, epochs=1)
 
@@ -201,9 +201,9 @@ def _proxy_train(module, settings: EvalSettings) -> dict:
     """Successive halving over the learning rates; the best arm's figures (its weights are
     written back into `module`)."""
     from dataclasses import replace
-    from backends.reference import graph_of
-    from backends.torch.module import build
-    from backends.torch.train import evaluate, successive_halving
+    from runtime.reference import graph_of
+    from runtime.torch.module import build
+    from runtime.torch.train import evaluate, successive_halving
     from passes.execution import data_for_model
     graph = graph_of(module)
     splits = data_for_model(_splits(settings.data, settings.seed), graph)

@@ -15,7 +15,7 @@ from aloha_ir.errors import PassError
 
 
 def check_finite_weights(graph: nn.GraphOp, store) -> None:
-    from backends.reference import op_label
+    from runtime.reference import op_label
     for i, op in enumerate(graph.ops):
         if isinstance(op, nn.ConstOp):
             values = const_tensor(op, store).materialize()
@@ -53,7 +53,7 @@ def data_for_model(splits, graph: nn.GraphOp):
 
 
 def accuracy(model, dataset) -> float:
-    from backends.torch.train import evaluate
+    from runtime.torch.train import evaluate
     return float(evaluate(model, dataset).accuracy)
 
 

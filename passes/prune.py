@@ -176,7 +176,7 @@ def kernel_activity(module: ModuleOp, graph: nn.GraphOp, data, samples: int, eps
     """Per rectified convolution, the fraction of images on which each kernel is active."""
     import torch
 
-    from backends.torch.module import GraphModule
+    from runtime.torch.module import GraphModule
     probes = {op: v for op in graph.ops if isinstance(op, nn.ConvOp)
               if (v := rectified_output(op)) is not None}
     m = GraphModule(graph, weights_of(module)).eval()
@@ -250,8 +250,8 @@ def fine_tune(module: ModuleOp, graph: nn.GraphOp, splits, opts, hold, *, seed: 
     loss does not hold up reaches exactly zero. Returns the training history."""
     import torch
 
-    from backends.torch.module import GraphModule
-    from backends.torch.train import TrainConfig, train
+    from runtime.torch.module import GraphModule
+    from runtime.torch.train import TrainConfig, train
     m = GraphModule(graph, weights_of(module), logits=True)
     held = {m.const_keys[v]: (torch.from_numpy(mask), torch.from_numpy(values))
             for v, (mask, values) in hold().items() if m.const_roles[m.const_keys[v]] == "param"}
@@ -327,7 +327,7 @@ class PrunePass(ModulePass):
             raise PassError("sparsify is a fine-tuning penalty", hint="give epochs >= 1")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from backends.reference import graph_of
+        from runtime.reference import graph_of
         graph = graph_of(op)
         quantized = any(fp.format_of(o.results[0]) for o in graph.ops if o.results)
         if quantized and self.epochs:
@@ -442,9 +442,9 @@ class PrunePass(ModulePass):
 
 def _accuracy(module: ModuleOp, splits, quantized: bool) -> float:
     if quantized:
-        from backends.torch.fixed import build_fixed
+        from runtime.torch.fixed import build_fixed
         return accuracy(build_fixed(module, logits=True), splits.test)
-    from backends.torch.module import build
+    from runtime.torch.module import build
     return accuracy(build(module, logits=True), splits.test)
 
 
@@ -453,5 +453,5 @@ def _annotate(op: Operation, entries: dict) -> None:
 
 
 def _label(graph: nn.GraphOp, op: Operation) -> str:
-    from backends.reference import op_label
+    from runtime.reference import op_label
     return op_label(op, list(graph.ops).index(op))

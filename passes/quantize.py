@@ -8,7 +8,7 @@ types; aloha_ir.fixedpoint defines the arithmetic.
 Methods (`method=`, the CLI's `--method`):
 - `ptq`: naive post-training quantization. Weights: the smallest format holding max |w| (per layer or
   output channel). Activations: the range seen on calibration images (max, or a percentile of |x|).
-- `pact`, `dorefa`, `inq`: quantization-aware fine-tuning in torch (backends/torch/qat.py), with the
+- `pact`, `dorefa`, `inq`: quantization-aware fine-tuning in torch (runtime/torch/qat.py), with the
   precision-relaxation heuristic for pact and dorefa, fitted to the epoch budget (the report's
   `relaxation`: plan, drops, whether the target was reached and why not); then the trained network
   is snapped to power-of-two formats and the accuracy after snapping is what is reported.
@@ -77,8 +77,8 @@ def calibrate(module: ModuleOp, data, samples: int, percentile: float | None,
     """Run the float network on calibration inputs and record every block output's range."""
     import torch
 
-    from backends.torch.module import GraphModule
-    from backends.reference import graph_of
+    from runtime.torch.module import GraphModule
+    from runtime.reference import graph_of
     graph = graph_of(module)
     m = GraphModule(graph, weights_of(module)).eval()
     stats: dict[SSAValue, Range] = {}
@@ -194,7 +194,7 @@ def strip_formats(graph: nn.GraphOp) -> None:
 def format_table(graph: nn.GraphOp) -> dict[str, dict]:
     """Per block: its output format, and the weight format (fracs per channel) of weighted blocks:
     the `formats` of the JSON report and of the ONNX sidecar."""
-    from backends.reference import op_label
+    from runtime.reference import op_label
     table: dict[str, dict] = {}
     for i, op in enumerate(graph.ops):
         if isinstance(op, (nn.ConstOp, nn.OutputOp)):
@@ -317,7 +317,7 @@ class QuantizePass(ModulePass):
         return self.abits or self.bits
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from backends.reference import graph_of
+        from runtime.reference import graph_of
         graph = graph_of(op)
         store = weights_of(op)
         if any(fp.format_of(o.results[0]) for o in graph.ops if o.results):
@@ -338,7 +338,7 @@ class QuantizePass(ModulePass):
         trained: dict = {}
         relaxation = None
         if self.method != "ptq":
-            from backends.torch.qat import fine_tune
+            from runtime.torch.qat import fine_tune
             t0 = time.perf_counter()
             log, trained, relaxation = fine_tune(op, splits, self)
             seconds["fine_tune"] = time.perf_counter() - t0
@@ -364,11 +364,11 @@ class QuantizePass(ModulePass):
             [untrained] if untrained else []))
 
     def _float_accuracy(self, module: ModuleOp, splits) -> float:
-        from backends.torch.module import build
+        from runtime.torch.module import build
         return accuracy(build(module, logits=True), splits.test)
 
     def _fixed_accuracy(self, module: ModuleOp, splits) -> float:
-        from backends.torch.fixed import build_fixed
+        from runtime.torch.fixed import build_fixed
         return accuracy(build_fixed(module, logits=True), splits.test)
 
 
@@ -412,9 +412,9 @@ def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
     on the validation split. Suggested start: the most accurate configuration whose accuracy is
     below `threshold` x float accuracy (the first one that is no longer comparable to float)."""
     from aloha_ir.weights import clone_with_weights
-    from backends.reference import graph_of
-    from backends.torch.fixed import build_fixed
-    from backends.torch.module import build
+    from runtime.reference import graph_of
+    from runtime.torch.fixed import build_fixed
+    from runtime.torch.module import build
     check_bits(*weight_bits, *activation_bits)
     float_acc = accuracy(build(module, logits=True), splits.val)
     stats = calibrate(module, splits.train, samples, None)

@@ -100,7 +100,7 @@ class SecurityConfig:
     batch_size: int = 256
 
     def __post_init__(self):
-        from backends.torch.attacks import Attack, check_norm
+        from runtime.torch.attacks import Attack, check_norm
         if self.mode not in MODES:
             raise UsageError(f"unknown mode '{self.mode}'", hint="use fast or slow")
         object.__setattr__(self, "norm", check_norm(self.norm))
@@ -126,7 +126,7 @@ class SecurityConfig:
                        warm_start=m["warm_start"] if self.warm_start is None else self.warm_start)
 
     def attack_spec(self):
-        from backends.torch.attacks import Attack
+        from runtime.torch.attacks import Attack
         return Attack(self.attack, self.norm, self.steps or 1, self.step_size, self.random_start)
 
 
@@ -220,13 +220,13 @@ def torch_model(module, lo: float, hi: float):
     fixed-point simulation (differentiable through its straight-through estimators)."""
     import torch
 
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     graph = graph_of(module)
     if is_quantized(graph):
-        from backends.torch.fixed import build_fixed
+        from runtime.torch.fixed import build_fixed
         net = build_fixed(module, logits=True)
     else:
-        from backends.torch.module import build
+        from runtime.torch.module import build
         net = build(module, logits=True)
     net.eval()
     for p in net.parameters():
@@ -250,7 +250,7 @@ def torch_model(module, lo: float, hi: float):
 def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) -> dict:
     import torch
 
-    from backends.torch.attacks import Attack, perturb_noise, run_attack
+    from runtime.torch.attacks import Attack, perturb_noise, run_attack
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(seed)
     atk = cfg.attack_spec()
@@ -403,7 +403,7 @@ def _sanity(report: SecurityReport, module, x01, y, cfg: SecurityConfig, input_r
                 f"{e:g} ({a:.3f} vs {f:.3f})" for e, a, f in weaker) +
                 ": more steps or a larger step size are needed")
     # a box-covering ball: every input is reachable, so a working attack leaves ~0 accuracy
-    from backends.torch.attacks import Attack, run_attack
+    from runtime.torch.attacks import Attack, run_attack
     dims = int(np.prod(x01.shape[1:]))
     big = {"inf": 1.0, "2": math.sqrt(dims), "1": float(dims)}[cfg.norm]
     model = torch_model(module, *input_range)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from aloha_ir.errors import PassError, UsageError
-from backends.torch.attacks import (Attack, direction, l1_step, lp_norm, perturb_noise, project,
+from runtime.torch.attacks import (Attack, direction, l1_step, lp_norm, perturb_noise, project,
                                     run_attack, sample_ball)
 
 NORMS = ["inf", "2", "1"]
@@ -220,7 +220,7 @@ def test_a_saturated_softmax_falls_back_to_the_margin_loss():
     """Logits scaled by 1000 saturate the float32 softmax: the cross-entropy and its gradient are
     exactly 0 for confident samples, which would mask them; the attack loss switches to the logit
     margin there, so FGSM still moves every sample."""
-    from backends.torch.attacks import attack_loss, input_gradient
+    from runtime.torch.attacks import attack_loss, input_gradient
     torch.manual_seed(0)
     net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
     x = torch.rand(8, 1, 4, 4)

@@ -42,7 +42,7 @@ def _digits_inputs(k: int) -> np.ndarray:
 
 
 def _exact(module, code, x):
-    from backends.reference import reference
+    from runtime.reference import reference
     r, y = run(code, x)
     assert r.returncode == 0, r.stderr
     ref = reference(module)
@@ -140,7 +140,7 @@ def test_host_fixed_point_per_channel_is_exact_under_sanitizers(tmp_path):
     module = _quantized_digits(8, "channel")
     code = generate(module, "host-cpu", str(tmp_path))
     build(code, "network-asan")
-    from backends.reference import reference
+    from runtime.reference import reference
     x = _digits_inputs(5)
     r, y = run(code, x, "network-asan", env={"ASAN_OPTIONS": "detect_leaks=0"})
     assert r.returncode == 0 and "runtime error" not in r.stderr, r.stderr
@@ -405,7 +405,7 @@ def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
     threads = len(json.load(open(os.path.join(code, "network.json")))["threads"])
     assert r.returncode == 0, r.stderr
     assert f"toy: {2 * 3 * threads} busy/idle switches on {threads} threads" in r.stderr
-    from backends.reference import reference
+    from runtime.reference import reference
     ref = reference(module)
     want = np.stack([ref.real(x[i:i + 1].astype(np.float64)).reshape(-1) for i in range(3)])
     np.testing.assert_array_equal(y, want.astype(np.float32))
@@ -421,7 +421,7 @@ def test_mnist8_fixed_point_on_the_platforms_agrees_with_onnxruntime(tmp_path, t
         pytest.skip("ALOHA_DATA is not set (mnist-8 and MNIST live in ../shared/data)")
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
-    from backends.reference import reference
+    from runtime.reference import reference
     from frontends.datasets import load
     from frontends.loader import load_model
     mnist = f"mnist:{os.path.join(data, 'mnist')}"

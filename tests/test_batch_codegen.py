@@ -213,7 +213,7 @@ def test_every_platform_at_batch_2_and_4_in_float_and_fixed_point(tmp_path, targ
 
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
-    from backends.reference import reference
+    from runtime.reference import reference
     from codegen_helpers import SLOW_FLOAT_ARM, float_variant
     from frontends.loader import load_model
     path = str(tmp_path / "lenet5.onnx")

@@ -50,7 +50,7 @@ def tiny_residual():
 
 def _quantized(name: str, shape, bits: int, per_channel: bool, seed: int = 0):
     from passes.quantize import apply_formats, calibrate, choose_formats
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     module = tiny_residual() if name == "tiny" else load_model(f"zoo:{name}")
     PassManager.parse("canonicalize").run(module, make_context())
     x = np.random.default_rng(seed).uniform(0, 1, (6,) + shape).astype(np.float32)
@@ -67,8 +67,8 @@ def _quantized(name: str, shape, bits: int, per_channel: bool, seed: int = 0):
 @pytest.mark.parametrize("bits,per_channel", [(8, False), (16, True), (4, True)])
 def test_torch_simulation_equals_the_numpy_reference_bit_for_bit(name, shape, bits, per_channel):
     torch = pytest.importorskip("torch")
-    from backends.reference import reference
-    from backends.torch.fixed import build_fixed
+    from runtime.reference import reference
+    from runtime.torch.fixed import build_fixed
     module, x = _quantized(name, shape, bits, per_channel)
     ref = reference(module).integers(x[:2])
     with torch.no_grad():

@@ -1,7 +1,7 @@
 """The host backend's C kernel library (backends/templates/aloha_kernels.c) through ctypes.
 
 Float kernels are checked against float64 numpy formulas (1e-5 relative); fixed-point kernels must
-equal, bit for bit, the integers of backends/reference.py's computation re-derived here in numpy
+equal, bit for bit, the integers of runtime/reference.py's computation re-derived here in numpy
 from aloha_ir.fixedpoint's helpers (im2col convolution, padded pooling windows, avg_counts, ...).
 Convolutions and row kernels run row by row through windows holding only the rows a row needs.
 """
@@ -183,7 +183,7 @@ def float_act(kind) -> Act:
 
 
 def accumulate_out(acc: np.ndarray, acc_frac, fmt: fp.Fixed, kind=NONE) -> np.ndarray:
-    """backends/reference.py _accumulate_out with the fused activation `kind` (channel axis 1)."""
+    """runtime/reference.py _accumulate_out with the fused activation `kind` (channel axis 1)."""
     f = np.asarray(acc_frac, dtype=np.int64)
     acc_frac = f.reshape((1, -1) + (1,) * (acc.ndim - 2)) if f.ndim else f
     fused = FUSED[kind]
@@ -494,7 +494,7 @@ def pool_geometry(kind, c, h, w, k, s, pads, d, ceil, cip):
 
 
 def pool_stub(p):
-    """What backends.reference.avg_counts reads from a pool op."""
+    """What runtime.reference.avg_counts reads from a pool op."""
     return SimpleNamespace(
         window=lambda: ((p["kh"], p["kw"]), (p["sh"], p["sw"]),
                         (p["pt"], p["pl"], p["pb"], p["pr"]), (p["dh"], p["dw"])),
@@ -541,7 +541,7 @@ POOLS = [  # c, h, w, kernel, strides, pads (t, l, b, r), dilations, ceil mode
 ]
 
 
-# (*) the average divisor counts the dilated taps inside the input (ONNX); backends.reference's
+# (*) the average divisor counts the dilated taps inside the input (ONNX); runtime.reference's
 # avg_counts counts an undilated window, so the two differ for dilated average pools.
 
 

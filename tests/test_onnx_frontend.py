@@ -462,7 +462,7 @@ def test_scalar_constants_survive_export_and_match_onnxruntime(conv, tmp_path):
     # and the torch executor (training, attacks, accuracy) computes the same
     import torch
 
-    from backends.torch.module import build
+    from runtime.torch.module import build
     with torch.no_grad():
         y = build(again)(torch.from_numpy(feeds["x"]))
     y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()

@@ -1,4 +1,4 @@
-"""QDQ export: onnxruntime runs the exported model; backends.reference (our fixed point) judges."""
+"""QDQ export: onnxruntime runs the exported model; runtime.reference (our fixed point) judges."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from aloha_ir.passmanager import PassManager
 from aloha_ir.weights import weights_of
 from backends.onnx import qdq
 from backends.onnx.qdq import export_qdq, quant_json_path, save_quantized
-from backends.reference import graph_of, reference
+from runtime.reference import graph_of, reference
 from frontends.datasets import Dataset, Normalization, load
 from frontends.loader import load_model
 from frontends.onnx import import_model
@@ -226,7 +226,7 @@ def _digits_model(train: Dataset):
     second (97% test accuracy)."""
     import torch
 
-    from backends.torch.module import build
+    from runtime.torch.module import build
     b = NetBuilder("digits_cnn", (1, 1, 8, 8), seed=3)
     x = b.pool(b.relu(b.conv("input", 32, 3)), 2, 2)
     module = import_model(b.model(b.softmax(b.dense(b.flatten(x), 10))), source="digits_cnn")

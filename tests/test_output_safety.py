@@ -331,7 +331,7 @@ def test_ctrl_c_in_training_keeps_the_last_epoch_and_a_rerun_resumes(tmp_path, c
     import torch
 
     from aloha_ir.errors import Interrupted
-    from backends.torch.train import TrainConfig, train
+    from runtime.torch.train import TrainConfig, train
     from frontends.datasets import load
     digits = load("digits")
 

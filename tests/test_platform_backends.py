@@ -20,7 +20,7 @@ from archdesc.costmodel import Layer
 from archdesc.loader import load_platform
 from backends.api import registered
 from backends.neuraghe import ce_jobs
-from backends.reference import graph_of, reference
+from runtime.reference import graph_of, reference
 
 CFLAGS = "CFLAGS=-std=c99 -O2 -Wall -Wextra -Werror"
 pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("gcc") is None,
@@ -109,7 +109,7 @@ def _check(module, x, y, fixed: bool) -> None:
         assert np.array_equal(y, ref), np.abs(y - ref).max()
     else:
         torch = pytest.importorskip("torch")
-        from backends.torch.module import build
+        from runtime.torch.module import build
         ref = build(module)(torch.from_numpy(x)).detach().numpy().reshape(len(x), -1)
         np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 

@@ -19,7 +19,7 @@ from aloha_ir.errors import PassError  # noqa: E402
 from aloha_ir.passmanager import PassManager  # noqa: E402
 from aloha_ir.weights import clone_with_weights, weights_of  # noqa: E402
 from backends.onnx.export import save_onnx  # noqa: E402
-from backends.reference import graph_of  # noqa: E402
+from runtime.reference import graph_of  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
 from model_helpers import run_ort  # noqa: E402
@@ -34,8 +34,8 @@ def digits():
 
 @pytest.fixture(scope="module")
 def trained(digits):
-    from backends.torch.module import build
-    from backends.torch.train import TrainConfig, train
+    from runtime.torch.module import build
+    from runtime.torch.train import TrainConfig, train
     torch.set_num_threads(1)
     module = load_model("zoo:digits_cnn")
     model = build(module, logits=True)
@@ -210,8 +210,8 @@ def test_sparsify_silences_kernels_and_each_layer_keeps_one(trained, digits, tmp
 
 
 def test_quantized_graph_prunes_one_shot_and_stays_bit_exact(trained, digits):
-    from backends.reference import reference
-    from backends.torch.fixed import build_fixed
+    from runtime.reference import reference
+    from runtime.torch.fixed import build_fixed
     from passes.quantize import QuantizePass
     m = clone_with_weights(trained)
     ctx = make_context()
@@ -296,8 +296,8 @@ def test_errors_are_clear(trained, digits):
 
 
 def test_kernel_removal_on_a_quantized_graph_keeps_formats_and_bit_exactness(trained, digits):
-    from backends.reference import reference
-    from backends.torch.fixed import build_fixed
+    from runtime.reference import reference
+    from runtime.torch.fixed import build_fixed
     from passes.quantize import QuantizePass
     m = clone_with_weights(trained)
     ctx = make_context()

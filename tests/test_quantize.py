@@ -15,7 +15,7 @@ from aloha_ir.context import make_context  # noqa: E402
 from aloha_ir.errors import PassError, UsageError  # noqa: E402
 from aloha_ir.passmanager import PassManager  # noqa: E402
 from aloha_ir.weights import attach_weights, clone_with_weights, weights_of  # noqa: E402
-from backends.reference import graph_of, reference  # noqa: E402
+from runtime.reference import graph_of, reference  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
 from passes.quantize import QuantizePass  # noqa: E402
@@ -24,8 +24,8 @@ from passes.quantize import QuantizePass  # noqa: E402
 @pytest.fixture(scope="module")
 def trained():
     """digits_cnn trained for a few epochs (the float reference), canonicalized."""
-    from backends.torch.module import build
-    from backends.torch.train import TrainConfig, train
+    from runtime.torch.module import build
+    from runtime.torch.train import TrainConfig, train
     torch.set_num_threads(1)
     module = load_model("zoo:digits_cnn")
     model = build(module, logits=True)
@@ -64,7 +64,7 @@ def test_ptq_8_bits_keeps_float_accuracy_and_types_every_value(trained):
     # the recorded accuracy is the fixed-point reference's, not the float model's
     data = load("digits").test
     ref = reference(m).real(data.x[:64])
-    from backends.torch.fixed import build_fixed
+    from runtime.torch.fixed import build_fixed
     with torch.no_grad():
         sim = build_fixed(m)(torch.from_numpy(data.x[:64])).numpy()
     np.testing.assert_array_equal(sim, ref.astype(np.float32))
@@ -143,7 +143,7 @@ def test_cli_quantize_json(trained, tmp_path, capsys):
 def test_interrupted_fine_tuning_resumes_from_its_checkpoint(trained, tmp_path, monkeypatch):
     """PACT with relaxation stopped after epoch 2 and rerun with the same checkpoint ends where an
     uninterrupted run ends: same relaxation log, same formats, same weights."""
-    from backends.torch import qat
+    from runtime.torch import qat
     opts = dict(method="pact", bits=4, epochs=4, start_bits=8, delta_loss_window=1,
                 stale_checks=1, delta_loss_avg_thresh=50, delta_loss_stdev_thresh=50,
                 samples=128, evaluate=False)
@@ -179,7 +179,7 @@ def test_insert_bn_trains_with_batch_norms_and_deploys_them_folded(trained, tmp_
 
     from aloha_ir.dialects import nn
     from backends.onnx.export import save_onnx
-    from backends.torch.qat import insert_batchnorms
+    from runtime.torch.qat import insert_batchnorms
     from model_helpers import run_ort
     x = np.random.default_rng(0).random((1, 1, 8, 8), dtype=np.float32)
     m = _copy(trained)
@@ -222,7 +222,7 @@ SQRT2 = 2 ** 0.5
     (30, 4, 4, 0, dict(drops=0, target_epoch=None)),
 ])
 def test_relaxation_plan_fits_the_epoch_budget(epochs, start, target, window, expected):
-    from backends.torch.qat import plan_relaxation
+    from runtime.torch.qat import plan_relaxation
     plan = plan_relaxation(epochs, (start, start), (target, target), SQRT2, window, 2)
     for key, value in expected.items():
         assert getattr(plan, key) == pytest.approx(value) if isinstance(value, float) else \
@@ -244,7 +244,7 @@ def _relax(losses, epochs, window=0, **opts):
     """Run the relaxation callback on synthetic per-epoch losses (one batch per epoch)."""
     from types import SimpleNamespace
 
-    from backends.torch.qat import Precision, Relaxation, plan_relaxation
+    from runtime.torch.qat import Precision, Relaxation, plan_relaxation
     o = SimpleNamespace(bits=4, activation_bits=4, delta_loss_avg_thresh=5.0,
                         delta_loss_stdev_thresh=5.0, stale_checks=2, loss_target=100.0)
     o.__dict__.update(opts)

@@ -21,8 +21,8 @@ from passes.security import (SecurityConfig, curve_average, evaluate, level_of, 
 def trained(tmp_path_factory):
     """digits_cnn trained on digits (seeded, a few seconds), as a module and as ONNX."""
     from backends.onnx.export import save_onnx
-    from backends.torch.module import build
-    from backends.torch.train import TrainConfig, train
+    from runtime.torch.module import build
+    from runtime.torch.train import TrainConfig, train
     from frontends.datasets import load
     from frontends.loader import load_model
     torch.set_num_threads(1)
@@ -66,7 +66,7 @@ def test_curve_starts_at_clean_accuracy_decays_and_passes_its_sanity_checks(trai
     """Accuracy at eps 0 equals an independent evaluation of the model; PGD is never weaker than
     FGSM; the box-covering PGD-50 brings accuracy to ~0 (no gradient masking); noise barely
     hurts where the attack wins; the warm-started fast curve never increases."""
-    from backends.torch.train import evaluate as train_eval
+    from runtime.torch.train import evaluate as train_eval
     from frontends.datasets import Dataset, Normalization
     module, _, x, y = trained
     cfg = SecurityConfig(attack="pgd", norm="inf", samples=120, mode="fast", noise=True)
@@ -101,7 +101,7 @@ def test_l2_and_l1_curves_decay_within_their_default_ranges(trained, norm):
                            input_range=(0.0, 1.0), keep_adversarial=True)
     assert report.accuracy[0] == report.clean_accuracy
     assert report.accuracy[-1] < 0.5 * report.clean_accuracy
-    from backends.torch.attacks import lp_norm
+    from runtime.torch.attacks import lp_norm
     for j, eps in enumerate(report.eps):
         d = torch.from_numpy(adv[j]).double() - torch.from_numpy(x[:60]).double()
         assert float(lp_norm(d, norm).max()) <= eps * (1 + 1e-6) + 1e-6
@@ -109,7 +109,7 @@ def test_l2_and_l1_curves_decay_within_their_default_ranges(trained, norm):
 
 def test_fgsm_in_fast_mode_is_one_step_from_the_clean_input_at_every_epsilon(trained):
     """Warm starts are PGD's: the fast-mode FGSM curve equals FGSM run alone at each epsilon."""
-    from backends.torch.attacks import Attack, run_attack
+    from runtime.torch.attacks import Attack, run_attack
     module, _, x, y = trained
     report, _ = evaluate(module, x, y, SecurityConfig(attack="fgsm", samples=60, noise=False,
                                                       sanity=False), input_range=(0.0, 1.0))
@@ -198,7 +198,7 @@ def test_bad_input_gives_clear_errors(trained, tmp_path):
         from alohac.secure import load_adversarial
         load_adversarial(str(garbage))
     with pytest.raises(PassError, match="no gradient path"):
-        from backends.torch.attacks import Attack, run_attack
+        from runtime.torch.attacks import Attack, run_attack
         run_attack(lambda z: torch.zeros(len(z), 10), torch.rand(2, 1, 8, 8),
                    torch.tensor([0, 1]), 0.1, Attack())
 
@@ -212,7 +212,7 @@ def test_the_pass_annotates_the_graph(trained):
     ctx = make_context()
     PassManager.parse('canonicalize,analyze-security{data=digits samples=40 eps="0,0.1" '
                       'noise=false}').run(module, ctx)
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     sec = graph_of(module).attributes["security"]
     assert sec.data["level"].data in ("low", "medium", "high")
     assert 0 <= sec.data["curve_average"].value.data <= 1
@@ -224,9 +224,9 @@ def test_the_pass_annotates_the_graph(trained):
 def test_adversarial_training_makes_the_curve_decay_more_gracefully(trained, tmp_path):
     """Fine-tuning the trained model with PGD examples mixed in (the training engine's augment
     hook) raises the PGD curve average on held-out samples."""
-    from backends.torch.attacks import AdversarialAugment, Attack
-    from backends.torch.module import build
-    from backends.torch.train import TrainConfig, train
+    from runtime.torch.attacks import AdversarialAugment, Attack
+    from runtime.torch.module import build
+    from runtime.torch.train import TrainConfig, train
     from frontends.datasets import load
     from frontends.loader import load_model
     module, path, x, y = trained
@@ -267,7 +267,7 @@ def test_a_fixed_point_model_is_attacked_through_its_straight_through_estimators
     from aloha_ir.passmanager import PassManager
     from aloha_ir.weights import clone_with_weights
     from passes.security import is_quantized
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     module, _, x, y = trained
     q = clone_with_weights(module)
     PassManager.parse("canonicalize,quantize{bits=8 data=digits samples=64}").run(

@@ -73,7 +73,7 @@ def _run(code: str, x: np.ndarray, cwd: str | None = None, exe: str | None = Non
 
 def _reference(mlir: str, x: np.ndarray) -> np.ndarray:
     from aloha_ir.textio import load_module
-    from backends.reference import reference
+    from runtime.reference import reference
     ref = reference(load_module(mlir))
     return np.stack([ref.real(x[i:i + 1].astype(np.float64)).reshape(-1)
                      for i in range(len(x))]).astype(np.float32)
@@ -172,7 +172,7 @@ def test_a_batch_on_neuraghe_counts_each_items_scratch_as_the_program_allocates_
     allocates them (report.json == the program's ALOHA_MEMORY count == nm); every item is
     bit-exact with the reference of the saved, quantized IR run on the whole batch."""
     from aloha_ir.textio import load_module
-    from backends.reference import reference
+    from runtime.reference import reference
     from model_helpers import conv7x7
     path = str(tmp_path / "c7.onnx")
     conv7x7(path, batch=2)
@@ -200,7 +200,7 @@ def test_fixed_point_values_are_stored_in_their_formats_c_types(quantized, tmp_p
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
     from aloha_ir.textio import load_module
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     code = _compile(quantized[8], "host-cpu", tmp_path)
     graph = graph_of(load_module(quantized[8]))
     by_hand = 0
@@ -338,7 +338,7 @@ def test_mixed_precision_runs_in_the_wider_mode(tmp_path, capsys):
     from aloha_ir.dialects import nn
     from aloha_ir.passmanager import PassManager
     from aloha_ir.textio import save_module
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     from frontends.loader import load_model
     module = load_model("zoo:digits_cnn", {})
     PassManager.parse("canonicalize,quantize{bits=8 abits=16 data=digits samples=64 "

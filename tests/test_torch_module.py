@@ -8,7 +8,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from backends.torch.module import build  # noqa: E402
+from runtime.torch.module import build  # noqa: E402
 from frontends.onnx import import_model  # noqa: E402
 from frontends.zoo import BUILDERS, zoo_onnx  # noqa: E402
 from model_helpers import (LIGHT_MODELS, graph_inputs, light_path, materialize_random,  # noqa: E402

@@ -1,4 +1,4 @@
-"""The training engine (backends/torch/train.py) and its metrics, on scikit-learn's 8x8 digits."""
+"""The training engine (runtime/torch/train.py) and its metrics, on scikit-learn's 8x8 digits."""
 
 import json
 import math
@@ -11,9 +11,9 @@ torch = pytest.importorskip("torch")
 nn = torch.nn
 
 from aloha_ir.errors import InputFileError, PassError, UsageError  # noqa: E402
-from backends.torch.metrics import (confusion_matrix, dice_per_class, iou_per_class,  # noqa: E402
+from runtime.torch.metrics import (confusion_matrix, dice_per_class, iou_per_class,  # noqa: E402
                                     mean_present)
-from backends.torch.train import (TrainConfig, TrainingDiverged, evaluate, fast,  # noqa: E402
+from runtime.torch.train import (TrainConfig, TrainingDiverged, evaluate, fast,  # noqa: E402
                                   halving_rounds, predict, save_curves, successive_halving, train)
 from frontends.datasets import Dataset, Normalization, Splits, load  # noqa: E402
 

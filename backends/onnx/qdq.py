@@ -3,7 +3,7 @@
 The float graph of backends/onnx/export.py with QuantizeLinear/DequantizeLinear pairs that implement
 our power-of-two formats: scale 2**-frac, zero point 0, so a format *is* a scale. The input and
 every block output are re-quantized to their format; constants are the integers
-backends/reference.py uses, stored as integer initializers behind a DequantizeLinear (per-axis
+runtime/reference.py uses, stored as integer initializers behind a DequantizeLinear (per-axis
 scales along axis 0 for per-channel fracs); biases are int32 at scale = input scale x weight scale,
 the form onnxruntime fuses (DQ -> Conv/Gemm -> Q, in the textbook form below) into its
 QLinearConv/QGemm kernels. Ops without an integer kernel (softmax, sigmoid, tanh, LRN, linear
@@ -64,7 +64,7 @@ from aloha_ir.errors import UnsupportedError
 from aloha_ir.textio import write_bytes, write_text
 from aloha_ir.weights import weights_of
 from backends.onnx.export import _Exporter, make_model, single_graph
-from backends.reference import FixedReference, op_label
+from runtime.reference import FixedReference, op_label
 from passes.quantize import WEIGHTED, format_table
 
 QDQ_OPSET = 13

@@ -1,7 +1,7 @@
 /* ALOHA host backend kernels (C99); see aloha_kernels.h for the conventions.
  *
  * Integer sums that could exceed int64 are computed in uint64 and converted back, which wraps
- * modulo 2^64 exactly like numpy's int64 arithmetic in backends/reference.py and never overflows a
+ * modulo 2^64 exactly like numpy's int64 arithmetic in runtime/reference.py and never overflows a
  * signed type (the uint64 -> int64 conversion is implementation-defined, modulo 2^64 in gcc and
  * clang). int32 sums (acc32, proven not to overflow) use uint32 the same way. Negative values are never shifted left and right shifts of negative values use an
  * explicit floor formulation.

@@ -1,6 +1,6 @@
 /* ALOHA host backend: the C99 kernel library the generated code calls.
  *
- * Fixed-point kernels reproduce backends/reference.py (aloha_ir/fixedpoint.py) bit for bit: round
+ * Fixed-point kernels reproduce runtime/reference.py (aloha_ir/fixedpoint.py) bit for bit: round
  * half up, saturation, the avg-pool round_div, the leaky multiplier with ALOHA_LEAKY_FRAC = 8, and
  * the float64 islands (sigmoid, tanh, softmax, LRN). Integer overflow wraps modulo 2^64 as int64
  * numpy does (computed in uint64, so never undefined behaviour); shifts of 64 bits or more follow
@@ -19,7 +19,7 @@
  * and dense accumulate in int32_t when the generator proved from the fan-in and the formats that
  * the sum of products cannot leave int32 (`acc32`), else in 64 bits; every other kernel works in
  * int64_t. Products and sums that could exceed int64 wrap modulo 2^64 exactly like numpy's int64
- * arithmetic in backends/reference.py (computed in uint64, so never undefined behaviour).
+ * arithmetic in runtime/reference.py (computed in uint64, so never undefined behaviour).
  */
 #ifndef ALOHA_KERNELS_H
 #define ALOHA_KERNELS_H

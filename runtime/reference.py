@@ -1,7 +1,7 @@
 """The bit-exact fixed-point reference: a numpy integer evaluator of a quantized nn graph.
 
 It follows aloha_ir.fixedpoint's rules op by op with int64 arithmetic and nothing else, so it is the
-arbiter the torch simulation (backends/torch/fixed.py) and the generated C must equal bit for bit.
+arbiter the torch simulation (runtime/torch/fixed.py) and the generated C must equal bit for bit.
 Readability beats speed here: convolution is an im2col tensordot in int64.
 """
 

@@ -32,9 +32,9 @@ import torch
 from aloha_ir import fixedpoint as fp
 from aloha_ir.dialects import nn
 from aloha_ir.weights import weights_of
-from backends.reference import graph_of
-from backends.torch.fixed import floor_ste
-from backends.torch.module import GraphModule
+from runtime.reference import graph_of
+from runtime.torch.fixed import floor_ste
+from runtime.torch.module import GraphModule
 
 INQ_STAGES = (0.5, 0.75, 0.875, 1.0)
 SNAP_EPOCHS = 2
@@ -364,7 +364,7 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict, dict | None]:
     power-of-two quantizers (fresh clip levels from calibration) so that folding costs nothing."""
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
-    from backends.torch.train import TrainConfig, train
+    from runtime.torch.train import TrainConfig, train
     from passes.quantize import Range
 
     inserted = insert_batchnorms(module) if opts.insert_bn else 0
@@ -421,7 +421,7 @@ def _inq(m: GraphModule, splits, config, opts, log: list[dict]) -> None:
     two and retrain the rest; at 100% every weight is a power of two (or zero)."""
     from dataclasses import replace
 
-    from backends.torch.train import train
+    from runtime.torch.train import train
     keys = [m.const_keys[op.weight] for op in m.ops if isinstance(op, (nn.ConvOp, nn.DenseOp))
             and m.const_roles[m.const_keys[op.weight]] == "param"]
     frozen = {k: torch.zeros_like(m.params[k], dtype=torch.bool) for k in keys}

@@ -1,6 +1,6 @@
 """The bit-exact fixed-point simulation of a quantized nn graph in torch.
 
-Same rules as aloha_ir.fixedpoint and the numpy reference (backends/reference.py), computed on float64
+Same rules as aloha_ir.fixedpoint and the numpy reference (runtime/reference.py), computed on float64
 tensors that hold integers: every product and partial sum stays below 2**53 (checked when the module is
 built), so convolutions by BLAS are exact whatever their summation order, and floor/shift are exact.
 The result equals the numpy reference bit for bit (tested) while running at BLAS speed.
@@ -23,8 +23,8 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore
-from backends.reference import FLOAT_ISLANDS, avg_counts, op_label, resize_matrix, window_extra
-from backends.torch.module import batch_shape, pad_like_onnx, pads_lrtb
+from runtime.reference import FLOAT_ISLANDS, avg_counts, op_label, resize_matrix, window_extra
+from runtime.torch.module import batch_shape, pad_like_onnx, pads_lrtb
 
 EXACT = 2.0 ** 53
 
@@ -364,5 +364,5 @@ _KERNELS = {
 def build_fixed(module, *, logits: bool = False) -> FixedGraphModule:
     """The fixed-point torch simulation of a quantized module's single nn.graph."""
     from aloha_ir.weights import weights_of
-    from backends.reference import graph_of
+    from runtime.reference import graph_of
     return FixedGraphModule(graph_of(module), weights_of(module), logits=logits)

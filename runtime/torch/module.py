@@ -25,7 +25,7 @@ from aloha_ir.consts import const_tensor, set_blob
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
-from backends.reference import avg_counts, graph_of, op_label, resize_matrix, window_extra
+from runtime.reference import avg_counts, graph_of, op_label, resize_matrix, window_extra
 
 # operand positions that hold trainable parameters, per op
 TRAINABLE = {nn.ConvOp: (1, 2), nn.DenseOp: (1, 2), nn.BatchNormOp: (1, 2)}

@@ -35,7 +35,7 @@ from torch import nn
 from aloha_ir.console import Progress
 from aloha_ir.errors import InputFileError, Interrupted, PassError, UsageError
 from aloha_ir.outputs import write_bytes
-from backends.torch.metrics import Metrics, confusion_matrix, metrics_from
+from runtime.torch.metrics import Metrics, confusion_matrix, metrics_from
 from frontends.datasets import Dataset, Splits
 
 TASKS = ("classification", "segmentation")

@@ -45,7 +45,7 @@ def block_references(module, x: np.ndarray) -> dict[str, np.ndarray]:
     """Block label -> the reference's output of that block for input x (real values)."""
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
-    from runtime.reference import graph_of, op_label
+    from aloha_ir.dialects.nn import graph_of, op_label
     graph = graph_of(module)
     fixed = any(fp.format_of(op.results[0]) is not None for op in graph.ops
                 if op.results and not isinstance(op, nn.ConstOp))
@@ -83,7 +83,7 @@ def partial_sums(module, refs: dict[str, np.ndarray], block: str, taps: list[lis
     from aloha_ir.consts import const_tensor
     from aloha_ir.dialects import nn
     from aloha_ir.weights import weights_of
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     op = next(o for o in graph_of(module).ops if nn.block_label(o) == block)
     wv = op.weight
     if fp.format_of(wv) is not None:

@@ -22,7 +22,7 @@ def _splits(spec: str, seed: int):
 
 def _model_for_training(spec: str):
     """The model as an nn module, its graph and its data interface."""
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     from frontends.loader import load_model
     module = load_model(spec)
     return module, graph_of(module)

@@ -113,7 +113,7 @@ def _check_bits(args, module) -> None:
         return
     from aloha_ir.errors import PassError
     from archdesc.loader import load_platform
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     from passes.target import datatype_of, nn_precision
     try:
         datatype_of(load_platform(args.target), args.bits, nn_precision(graph_of(module)))
@@ -143,7 +143,7 @@ def _float_note(args, module, result) -> None:
         return
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     mapping = result.analyses["map"]
     mapping = mapping[0] if isinstance(mapping, list) else mapping
     graph = graph_of(module)

@@ -18,7 +18,7 @@ ADV_FORMAT = "aloha-adversarial-dataset/1"
 
 def prepare(model_spec: str, data: str, input_scale, seed: int = 0):
     """(module, name, attack-space test inputs in [0, 1], labels, the model's input range)."""
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     from frontends.datasets import load
     from frontends.loader import load_model
     from passes.execution import data_for_model
@@ -183,7 +183,7 @@ def cmd_secure(args) -> int:
     check_folder(args.output)
     if args.transfer:
         saved = load_adversarial(args.transfer)
-        from runtime.reference import graph_of
+        from aloha_ir.dialects.nn import graph_of
         from frontends.loader import load_model
         from passes.security import model_range
         module = load_model(args.model)

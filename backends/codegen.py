@@ -462,7 +462,7 @@ class _Builder:
     # -- activation / requantisation ------------------------------------------------------------
     @staticmethod
     def act(op) -> dict:
-        fused = op.fused_activation() if isinstance(op, nn._FusedActivation) else None
+        fused = op.fused_activation() if isinstance(op, nn.FusedActivation) else None
         kind, params = (fused[0], fused[1]) if fused else (None, ())
         return _act_record(kind, params)
 
@@ -470,7 +470,7 @@ class _Builder:
         """The requantisation record of `op` given shift = acc_frac - out_frac (scalar or per
         output channel)."""
         fmt = fp.format_of(op.results[0])
-        fused = op.fused_activation() if act and isinstance(op, nn._FusedActivation) else None
+        fused = op.fused_activation() if act and isinstance(op, nn.FusedActivation) else None
         kind = fused[0] if fused else None
         rec = {"kind": ACT[kind], "leaky_mult": 0, "qmin": fmt.qmin, "qmax": fmt.qmax,
                "clip_lo": fmt.qmin, "clip_hi": fmt.qmax, "shift0": 0, "shift": None,

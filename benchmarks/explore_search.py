@@ -104,7 +104,7 @@ def proxy_ranking(n: int = 20, seed: int = 0) -> dict:
         t_proxy += time.perf_counter() - t
         t = time.perf_counter()
         module = to_module(g, (1, 8, 8), 10)
-        from runtime.reference import graph_of
+        from aloha_ir.dialects.nn import graph_of
         splits = data_for_model(_splits("digits", seed), graph_of(module))
         import torch
         torch.manual_seed(seed)

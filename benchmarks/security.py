@@ -46,7 +46,7 @@ def trained(zoo: str, data: str, epochs: int, augment=None, subset: int = 0):
     module = load_model(zoo)
     splits = load(data)
     from passes.execution import data_for_model
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     model = build(module, logits=True)
     train(model, data_for_model(splits, graph_of(module)),
           TrainConfig(epochs=epochs, progress=False, seed=0, subset=subset), augment=augment)
@@ -176,7 +176,7 @@ def main() -> None:
     if 3 in parts:
         from runtime.torch.attacks import AdversarialAugment
         from passes.security import model_range
-        from runtime.reference import graph_of
+        from aloha_ir.dialects.nn import graph_of
         runs = []
         if mnist:
             runs.append(("mnist_cnn", "zoo:mnist_cnn", mnist, 3, 0.2, module))

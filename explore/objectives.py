@@ -201,7 +201,7 @@ def _proxy_train(module, settings: EvalSettings) -> dict:
     """Successive halving over the learning rates; the best arm's figures (its weights are
     written back into `module`)."""
     from dataclasses import replace
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     from runtime.torch.module import build
     from runtime.torch.train import evaluate, successive_halving
     from passes.execution import data_for_model

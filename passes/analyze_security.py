@@ -60,7 +60,7 @@ class AnalyzeSecurityPass(ModulePass):
         return parse_range(self.input_scale)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from runtime.reference import graph_of
+        from aloha_ir.dialects.nn import graph_of
         from passes.security import attack_data, evaluate
         graph = graph_of(op)
         check_finite_weights(graph, weights_of(op))

@@ -15,7 +15,7 @@ from aloha_ir.errors import PassError
 
 
 def check_finite_weights(graph: nn.GraphOp, store) -> None:
-    from runtime.reference import op_label
+    from aloha_ir.dialects.nn import op_label
     for i, op in enumerate(graph.ops):
         if isinstance(op, nn.ConstOp):
             values = const_tensor(op, store).materialize()

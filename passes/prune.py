@@ -327,7 +327,7 @@ class PrunePass(ModulePass):
             raise PassError("sparsify is a fine-tuning penalty", hint="give epochs >= 1")
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from runtime.reference import graph_of
+        from aloha_ir.dialects.nn import graph_of
         graph = graph_of(op)
         quantized = any(fp.format_of(o.results[0]) for o in graph.ops if o.results)
         if quantized and self.epochs:
@@ -453,5 +453,5 @@ def _annotate(op: Operation, entries: dict) -> None:
 
 
 def _label(graph: nn.GraphOp, op: Operation) -> str:
-    from runtime.reference import op_label
+    from aloha_ir.dialects.nn import op_label
     return op_label(op, list(graph.ops).index(op))

@@ -78,7 +78,7 @@ def calibrate(module: ModuleOp, data, samples: int, percentile: float | None,
     import torch
 
     from runtime.torch.module import GraphModule
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     graph = graph_of(module)
     m = GraphModule(graph, weights_of(module)).eval()
     stats: dict[SSAValue, Range] = {}
@@ -194,7 +194,7 @@ def strip_formats(graph: nn.GraphOp) -> None:
 def format_table(graph: nn.GraphOp) -> dict[str, dict]:
     """Per block: its output format, and the weight format (fracs per channel) of weighted blocks:
     the `formats` of the JSON report and of the ONNX sidecar."""
-    from runtime.reference import op_label
+    from aloha_ir.dialects.nn import op_label
     table: dict[str, dict] = {}
     for i, op in enumerate(graph.ops):
         if isinstance(op, (nn.ConstOp, nn.OutputOp)):
@@ -317,7 +317,7 @@ class QuantizePass(ModulePass):
         return self.abits or self.bits
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from runtime.reference import graph_of
+        from aloha_ir.dialects.nn import graph_of
         graph = graph_of(op)
         store = weights_of(op)
         if any(fp.format_of(o.results[0]) for o in graph.ops if o.results):
@@ -412,7 +412,7 @@ def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
     on the validation split. Suggested start: the most accurate configuration whose accuracy is
     below `threshold` x float accuracy (the first one that is no longer comparable to float)."""
     from aloha_ir.weights import clone_with_weights
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     from runtime.torch.fixed import build_fixed
     from runtime.torch.module import build
     check_bits(*weight_bits, *activation_bits)

@@ -75,7 +75,7 @@ class QuantizeForTargetPass(ModulePass):
     samples: int = 0  # 0: 512 inputs of the data, or 16 random ones
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        from runtime.reference import graph_of
+        from aloha_ir.dialects.nn import graph_of
         graph = graph_of(op)
         platform = platform_of(ctx, self.target, self.name)
         precision = nn_precision(graph)

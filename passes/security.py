@@ -220,7 +220,7 @@ def torch_model(module, lo: float, hi: float):
     fixed-point simulation (differentiable through its straight-through estimators)."""
     import torch
 
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     graph = graph_of(module)
     if is_quantized(graph):
         from runtime.torch.fixed import build_fixed

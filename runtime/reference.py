@@ -8,7 +8,6 @@ Readability beats speed here: convolution is an im2col tensordot in int64.
 from __future__ import annotations
 
 import math
-import re
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -19,16 +18,11 @@ from aloha_ir import fixedpoint as fp
 from aloha_ir import shapes
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import graph_of, op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
 
 FLOAT_ISLANDS = ("sigmoid", "tanh", "softmax")
-_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
-
-
-def op_label(op: nn.NnOp, index: int) -> str:
-    """A stable, identifier-safe name for an op's output (its `name`, else its kind and index)."""
-    return _UNSAFE.sub("_", nn.block_label(op) or f"{op.name.split('.')[-1]}{index}")
 
 
 def window_extra(size: int, pad_before: int, pad_after: int, eff_k: int, stride: int, out: int
@@ -143,7 +137,7 @@ class FixedReference:
 def _accumulate_out(ref, op, acc: np.ndarray, acc_frac) -> np.ndarray:
     """Fused activation on the accumulator, then requantize to the output format."""
     fmt = fp.format_of(op.results[0])
-    fused = op.fused_activation() if isinstance(op, nn._FusedActivation) else None
+    fused = op.fused_activation() if isinstance(op, nn.FusedActivation) else None
     acc_frac = _channel(acc_frac, acc.ndim)
     if fused is not None and fused[0] == "relu":
         acc = np.maximum(acc, 0)
@@ -373,11 +367,3 @@ _KERNELS = {
 def reference(module: ModuleOp) -> FixedReference:
     return FixedReference(graph_of(module), weights_of(module))
 
-
-def graph_of(module: ModuleOp) -> nn.GraphOp:
-    """The module's single nn.graph (executors run one network)."""
-    graphs = [op for op in module.ops if isinstance(op, nn.GraphOp)]
-    if len(graphs) != 1:
-        raise UnsupportedError(f"executing a module needs exactly one nn.graph, found {len(graphs)}",
-                               hint="run it before convert-nn-to-csdf")
-    return graphs[0]

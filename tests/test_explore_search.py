@@ -159,7 +159,7 @@ def test_failed_points_are_recorded_not_fatal(monkeypatch):
 def test_security_objective_is_the_curve_of_the_saved_model(tmp_path):
     """The point's security figure is the fast PGD curve average of the model it saved: an
     independent `passes.security.evaluate` on the reloaded ONNX gives the same number."""
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     from explore.objectives import _splits, evaluate_point
     from frontends.loader import load_model
     from passes.execution import data_for_model

@@ -50,7 +50,7 @@ def tiny_residual():
 
 def _quantized(name: str, shape, bits: int, per_channel: bool, seed: int = 0):
     from passes.quantize import apply_formats, calibrate, choose_formats
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     module = tiny_residual() if name == "tiny" else load_model(f"zoo:{name}")
     PassManager.parse("canonicalize").run(module, make_context())
     x = np.random.default_rng(seed).uniform(0, 1, (6,) + shape).astype(np.float32)

@@ -18,7 +18,8 @@ from aloha_ir.passmanager import PassManager
 from aloha_ir.weights import weights_of
 from backends.onnx import qdq
 from backends.onnx.qdq import export_qdq, quant_json_path, save_quantized
-from runtime.reference import graph_of, reference
+from aloha_ir.dialects.nn import graph_of
+from runtime.reference import reference
 from frontends.datasets import Dataset, Normalization, load
 from frontends.loader import load_model
 from frontends.onnx import import_model

@@ -20,7 +20,8 @@ from archdesc.costmodel import Layer
 from archdesc.loader import load_platform
 from backends.api import registered
 from backends.neuraghe import ce_jobs
-from runtime.reference import graph_of, reference
+from aloha_ir.dialects.nn import graph_of
+from runtime.reference import reference
 
 CFLAGS = "CFLAGS=-std=c99 -O2 -Wall -Wextra -Werror"
 pytestmark = pytest.mark.skipif(shutil.which("make") is None or shutil.which("gcc") is None,

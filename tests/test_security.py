@@ -212,7 +212,7 @@ def test_the_pass_annotates_the_graph(trained):
     ctx = make_context()
     PassManager.parse('canonicalize,analyze-security{data=digits samples=40 eps="0,0.1" '
                       'noise=false}').run(module, ctx)
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     sec = graph_of(module).attributes["security"]
     assert sec.data["level"].data in ("low", "medium", "high")
     assert 0 <= sec.data["curve_average"].value.data <= 1
@@ -267,7 +267,7 @@ def test_a_fixed_point_model_is_attacked_through_its_straight_through_estimators
     from aloha_ir.passmanager import PassManager
     from aloha_ir.weights import clone_with_weights
     from passes.security import is_quantized
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     module, _, x, y = trained
     q = clone_with_weights(module)
     PassManager.parse("canonicalize,quantize{bits=8 data=digits samples=64}").run(

@@ -200,7 +200,7 @@ def test_fixed_point_values_are_stored_in_their_formats_c_types(quantized, tmp_p
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
     from aloha_ir.textio import load_module
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     code = _compile(quantized[8], "host-cpu", tmp_path)
     graph = graph_of(load_module(quantized[8]))
     by_hand = 0
@@ -338,7 +338,7 @@ def test_mixed_precision_runs_in_the_wider_mode(tmp_path, capsys):
     from aloha_ir.dialects import nn
     from aloha_ir.passmanager import PassManager
     from aloha_ir.textio import save_module
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     from frontends.loader import load_model
     module = load_model("zoo:digits_cnn", {})
     PassManager.parse("canonicalize,quantize{bits=8 abits=16 data=digits samples=64 "

@@ -12,6 +12,7 @@ aloha_ir.shapes. All ops share one compact syntax, types of operands coming from
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from xdsl.dialects.builtin import (
@@ -45,6 +46,7 @@ from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import shapes
+from aloha_ir.errors import UnsupportedError
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -111,6 +113,23 @@ def block_label(op) -> str:
     if isinstance(op, InputOp):
         return op.port.data
     return ""
+
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_]")
+
+
+def op_label(op, index: int) -> str:
+    """A stable, identifier-safe name for an op's output (its `name`, else its kind and index)."""
+    return _UNSAFE.sub("_", block_label(op) or f"{op.name.split('.')[-1]}{index}")
+
+
+def graph_of(module) -> GraphOp:
+    """The module's single nn.graph (executors and whole-network passes work on one network)."""
+    graphs = [op for op in module.ops if isinstance(op, GraphOp)]
+    if len(graphs) != 1:
+        raise UnsupportedError(f"executing a module needs exactly one nn.graph, found {len(graphs)}",
+                               hint="run it before convert-nn-to-csdf")
+    return graphs[0]
 
 
 def print_graph_body(printer: Printer, op: IRDLOperation) -> None:
@@ -252,8 +271,9 @@ ACTIVATIONS = ("relu", "leaky_relu", "clip", "sigmoid", "tanh", "softmax")
 FUSABLE_ACTIVATIONS = ("relu", "leaky_relu", "clip")
 
 
-class _FusedActivation:
-    """Ops that may carry a fused activation (`activation`, `act_params`) after canonicalize."""
+class FusedActivation:
+    """The interface of ops that may carry a fused activation (`activation`, `act_params`) after
+    canonicalize: every executor and code generator asks `fused_activation()` of these ops."""
 
     def fused_activation(self) -> tuple[str, tuple[float, ...]] | None:
         a = self.properties.get("activation")  # type: ignore[attr-defined]
@@ -386,7 +406,7 @@ def _window_props(op: NnOp, rank: int = 2) -> tuple:
 
 
 @irdl_op_definition
-class ConvOp(NnOp, _FusedActivation):
+class ConvOp(NnOp, FusedActivation):
     """2-D convolution, NCHW; weight [C_out, C_in/group, kh, kw]; pads (top, left, bottom, right)."""
 
     name = "nn.conv"
@@ -431,7 +451,7 @@ POOL_KINDS = ("max", "avg", "global_max", "global_avg")
 
 
 @irdl_op_definition
-class PoolOp(NnOp, _FusedActivation):
+class PoolOp(NnOp, FusedActivation):
     """Max/average pooling (windowed or global). `count_include_pad` is ONNX's AveragePool flag."""
 
     name = "nn.pool"
@@ -475,7 +495,7 @@ class PoolOp(NnOp, _FusedActivation):
 
 
 @irdl_op_definition
-class DenseOp(NnOp, _FusedActivation):
+class DenseOp(NnOp, FusedActivation):
     """Fully connected: y[N, M] = x[N, K] @ weight[M, K]^T + bias[M]."""
 
     name = "nn.dense"
@@ -507,7 +527,7 @@ class _Binary(NnOp):
 
 
 @irdl_op_definition
-class AddOp(_Binary, _FusedActivation):
+class AddOp(_Binary, FusedActivation):
     """Elementwise sum with numpy broadcasting (residual adds, bias adds)."""
 
     name = "nn.add"
@@ -590,7 +610,7 @@ class LrnOp(NnOp):
 
 
 @irdl_op_definition
-class BatchNormOp(NnOp, _FusedActivation):
+class BatchNormOp(NnOp, FusedActivation):
     """Per-channel affine on axis 1: operands (x, scale, bias[, mean, var]).
 
     With mean/var it is inference batch normalisation; canonicalize folds mean/var away (scale-shift
@@ -788,6 +808,6 @@ NN_OPS = [GraphOp, InputOp, OutputOp, ConstOp, ConvOp, PoolOp, DenseOp, AddOp, M
 
 NN = Dialect("nn", NN_OPS, [FixedPointType])
 
-__all__ = [op.__name__ for op in NN_OPS] + ["NN", "FixedPointType", "NnOp", "element_bytes",
-                                             "shape_of", "int_attr", "ints_attr", "float_attr",
-                                             "floats_attr", "ints", "floats"]
+__all__ = [op.__name__ for op in NN_OPS] + [
+    "NN", "FixedPointType", "NnOp", "FusedActivation", "element_bytes", "shape_of", "int_attr",
+    "ints_attr", "float_attr", "floats_attr", "ints", "floats", "block_label", "op_label", "graph_of"]

@@ -61,7 +61,7 @@ class _Exporter:
         return out
 
     def activation(self, op, value: str, output: str) -> str:
-        fused = op.fused_activation() if isinstance(op, nn._FusedActivation) else None
+        fused = op.fused_activation() if isinstance(op, nn.FusedActivation) else None
         if fused is None:
             return value
         kind, params = fused
@@ -143,7 +143,7 @@ class _Exporter:
 
     def emit(self, op, out: str) -> str:
         ins = [self.name(v) for v in op.operands] if not isinstance(op, nn.ConstOp) else []
-        raw = self.fresh("pre") if isinstance(op, nn._FusedActivation) and \
+        raw = self.fresh("pre") if isinstance(op, nn.FusedActivation) and \
             op.properties.get("activation") is not None else out
         if isinstance(op, nn.ConstOp):
             c = const_tensor(op, self.store)

@@ -64,7 +64,8 @@ from aloha_ir.errors import UnsupportedError
 from aloha_ir.textio import write_bytes, write_text
 from aloha_ir.weights import weights_of
 from backends.onnx.export import _Exporter, make_model, single_graph
-from runtime.reference import FixedReference, op_label
+from aloha_ir.dialects.nn import op_label
+from runtime.reference import FixedReference
 from passes.quantize import WEIGHTED, format_table
 
 QDQ_OPSET = 13

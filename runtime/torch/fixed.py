@@ -23,7 +23,8 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore
-from runtime.reference import FLOAT_ISLANDS, avg_counts, op_label, resize_matrix, window_extra
+from aloha_ir.dialects.nn import op_label
+from runtime.reference import FLOAT_ISLANDS, avg_counts, resize_matrix, window_extra
 from runtime.torch.module import batch_shape, pad_like_onnx, pads_lrtb
 
 EXACT = 2.0 ** 53
@@ -168,7 +169,7 @@ class FixedGraphModule(torch.nn.Module):
 
 def _finish(m, op, acc: torch.Tensor, acc_frac) -> torch.Tensor:
     fmt = fp.format_of(op.results[0])
-    fused = op.fused_activation() if isinstance(op, nn._FusedActivation) else None
+    fused = op.fused_activation() if isinstance(op, nn.FusedActivation) else None
     if fused is not None and fused[0] == "relu":
         acc = torch.clamp(acc, min=0)
     elif fused is not None and fused[0] == "leaky_relu":
@@ -364,5 +365,5 @@ _KERNELS = {
 def build_fixed(module, *, logits: bool = False) -> FixedGraphModule:
     """The fixed-point torch simulation of a quantized module's single nn.graph."""
     from aloha_ir.weights import weights_of
-    from runtime.reference import graph_of
+    from aloha_ir.dialects.nn import graph_of
     return FixedGraphModule(graph_of(module), weights_of(module), logits=logits)

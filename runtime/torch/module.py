@@ -25,7 +25,8 @@ from aloha_ir.consts import const_tensor, set_blob
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
-from runtime.reference import avg_counts, graph_of, op_label, resize_matrix, window_extra
+from aloha_ir.dialects.nn import graph_of, op_label
+from runtime.reference import avg_counts, resize_matrix, window_extra
 
 # operand positions that hold trainable parameters, per op
 TRAINABLE = {nn.ConvOp: (1, 2), nn.DenseOp: (1, 2), nn.BatchNormOp: (1, 2)}
@@ -162,7 +163,7 @@ class GraphModule(torch.nn.Module):
 
 
 def _activation(op, y: torch.Tensor) -> torch.Tensor:
-    fused = op.fused_activation() if isinstance(op, nn._FusedActivation) else None
+    fused = op.fused_activation() if isinstance(op, nn.FusedActivation) else None
     if fused is None:
         return y
     return _act(fused[0], fused[1], None, y)

@@ -32,7 +32,7 @@ import torch
 from aloha_ir import fixedpoint as fp
 from aloha_ir.dialects import nn
 from aloha_ir.weights import weights_of
-from runtime.reference import graph_of
+from aloha_ir.dialects.nn import graph_of
 from runtime.torch.fixed import floor_ste
 from runtime.torch.module import GraphModule
 

@@ -3,37 +3,15 @@
 Every error a user can cause is an `AlohaError` subclass carrying a stable exit code, the place it
 happened (file, ONNX node, IR op, pass) and what to do. The driver prints `str(error)` as one line and
 exits with `error.exit_code`; `--debug` shows the traceback instead.
+
+This module is the family: import every error from here. Its base (`AlohaError`, and the input and
+usage errors archdesc raises) is defined in the tiny `aloha_errors` package so that archdesc, which
+imports no other project package, raises the same classes.
 """
 
 from __future__ import annotations
 
-
-class AlohaError(Exception):
-    """Base of all user-facing errors."""
-
-    exit_code = 1
-    kind = "error"
-
-    def __init__(self, message: str, *, where: str | None = None, hint: str | None = None):
-        self.message = message
-        self.where = where
-        self.hint = hint
-        super().__init__(self.one_line())
-
-    def one_line(self) -> str:
-        text = f"{self.where}: {self.message}" if self.where else self.message
-        if self.hint:
-            text += f" ({self.hint})"
-        return " ".join(text.split())
-
-
-class InputFileError(AlohaError):
-    """A file is missing, unreadable, truncated or malformed, or an output cannot be written.
-
-    Outputs: a full disk, an unwritable place, a file where a folder is needed (OutputError)."""
-
-    exit_code = 3
-    kind = "input error"
+from aloha_errors import AlohaError, InputFileError, UsageError, did_you_mean
 
 
 class UnsupportedError(AlohaError):
@@ -71,29 +49,11 @@ class PassError(AlohaError):
     kind = "pass error"
 
 
-class UsageError(AlohaError):
-    """Bad command-line use: a malformed option, an unknown name, a value the target lacks.
-
-    Unknown names are the zoo model, bundled platform, pass or pass option, backend, dataset and
-    space a command line names (a missing file is an InputFileError)."""
-
-    exit_code = 2
-    kind = "usage error"
-
-
 class NoFeasiblePointError(AlohaError):
     """A search found no point that meets its constraints (its outputs are written)."""
 
     exit_code = 9
     kind = "no feasible point"
-
-
-def did_you_mean(name: str, known, what: str) -> str:
-    """The hint for an unknown name: the closest known one, then every known one."""
-    import difflib
-    known = list(known)
-    close = difflib.get_close_matches(name, known, 1)
-    return (f"did you mean '{close[0]}'? " if close else "") + f"{what}: " + ", ".join(known)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -140,3 +100,9 @@ def exit_code_help() -> str:
                                         "and checkpoints are kept"))
     rows.append((141, "the reader of the output closed the pipe (`alohac list passes | head -1`)"))
     return "exit codes:\n" + "\n".join(f"  {code}  {text}" for code, text in sorted(rows)) + "\n"
+
+
+__all__ = ["AlohaError", "InputFileError", "UnsupportedError", "ShapeError", "IRParseError",
+           "IRVerifyError", "PassError", "UsageError", "NoFeasiblePointError", "Interrupted",
+           "AlohaWarning", "did_you_mean", "show_warnings_as_one_line", "ERROR_CLASSES",
+           "exit_code_help"]

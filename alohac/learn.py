@@ -109,7 +109,7 @@ def _weight_activation(text: str, option: str, cast, hint: str = "") -> list:
 
 def _bits(text: str) -> tuple[int, int]:
     parts = _weight_activation(text, "--bits", int)
-    from passes.quantize import check_bits
+    from quant.formats import check_bits
     check_bits(*parts)
     return parts[0], parts[-1]
 

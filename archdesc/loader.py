@@ -21,7 +21,7 @@ from importlib import resources
 from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 
-from aloha_ir.errors import InputFileError, UsageError, did_you_mean
+from aloha_errors import InputFileError, UsageError, did_you_mean
 from archdesc import units
 from archdesc.model import (
     DATATYPE_BITS,

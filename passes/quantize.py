@@ -26,199 +26,20 @@ import math
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, TensorType, i64
+from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
 from xdsl.ir import SSAValue
 from xdsl.passes import ModulePass
-from xdsl.rewriter import Rewriter
 
 from aloha_ir import fixedpoint as fp
-from aloha_ir.consts import const_tensor
 from aloha_ir.context import record_analysis
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError, UsageError
 from aloha_ir.weights import weights_of
 from passes.execution import accuracy, check_finite_weights, dataset_for, near_chance
+from quant.formats import apply_formats, check_bits, choose_formats, format_table
 
 METHODS = ("ptq", "pact", "dorefa", "inq")
-WEIGHTED = (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)
-# ops whose output keeps the input's format exactly (integers only move)
-SAME_FORMAT = (nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp, nn.DropoutOp,
-               nn.PadOp)
-
-
-# ---------------------------------------------------------------------------------------------------
-# Statistics and formats
-
-
-@dataclass
-class Range:
-    """What calibration saw of one tensor."""
-
-    lo: float = math.inf
-    hi: float = -math.inf
-    level: float = 0.0  # max |x| or the running mean of per-batch percentiles
-    batches: int = 0
-
-    def update(self, x: np.ndarray, percentile: float | None) -> None:
-        self.lo = min(self.lo, float(x.min()))
-        self.hi = max(self.hi, float(x.max()))
-        a = np.abs(x)
-        if percentile is None:
-            self.level = max(self.level, float(a.max()))
-        else:
-            self.level += (float(np.percentile(a, percentile)) - self.level) / (self.batches + 1)
-        self.batches += 1
-
-
-def calibrate(module: ModuleOp, data, samples: int, percentile: float | None,
-              batch_size: int = 128) -> dict[SSAValue, Range]:
-    """Run the float network on calibration inputs and record every block output's range."""
-    import torch
-
-    from runtime.torch.module import GraphModule
-    from aloha_ir.dialects.nn import graph_of
-    graph = graph_of(module)
-    m = GraphModule(graph, weights_of(module)).eval()
-    stats: dict[SSAValue, Range] = {}
-    with torch.no_grad():
-        for x, _ in data.head(samples).batches(batch_size):
-            for v, t in m.values(torch.from_numpy(x)).items():
-                stats.setdefault(v, Range()).update(t.numpy(), percentile)
-    return stats
-
-
-def _weight_format(values: np.ndarray, bits: int, per_channel: bool) -> tuple[fp.Fixed, np.ndarray]:
-    """A weight tensor's format and its per-output-channel fracs (all equal when per layer)."""
-    a = np.abs(values.reshape(values.shape[0], -1)) if values.ndim else np.abs(values).reshape(1, 1)
-    if per_channel and values.ndim >= 2:
-        fracs = np.array([fp.frac_for(float(r.max()), bits) for r in a])
-    else:
-        fracs = np.full(a.shape[0], fp.frac_for(float(a.max()), bits))
-    return fp.Fixed(bits, int(fracs.min())), fracs
-
-
-@dataclass
-class Formats:
-    """The formats chosen for one graph: values -> format, constants -> per-channel fracs."""
-
-    values: dict[SSAValue, fp.Fixed] = field(default_factory=dict)
-    fracs: dict[SSAValue, np.ndarray] = field(default_factory=dict)
-
-
-def choose_formats(graph: nn.GraphOp, store, stats: dict[SSAValue, Range], wbits: int, abits: int,
-                   per_channel: bool, input_bits: int | None = None) -> Formats:
-    """Formats for every value of the graph (see the module docstring)."""
-    f = Formats()
-    input_like: set[SSAValue] = set()  # the input and its in-graph normalisation keep input bits
-    for op in graph.ops:
-        if isinstance(op, (nn.ConstOp, nn.OutputOp)):
-            continue
-        out = op.results[0]
-        if isinstance(op, nn.InputOp):
-            lo, hi = nn.floats(op.value_range) or (stats[out].lo, stats[out].hi)
-            f.values[out] = fp.format_for(max(abs(lo), abs(hi)), input_bits or abits, lo < 0)
-            input_like.add(out)
-            continue
-        if isinstance(op, (nn.MulOp, nn.AddOp)) and \
-                sum(v in input_like for v in op.operands) == 1 and \
-                any(isinstance(v.owner, nn.ConstOp) for v in op.operands):
-            _const_formats(op, store, f, input_bits or abits, False)
-            r = stats[out]
-            f.values[out] = fp.format_for(max(abs(r.lo), abs(r.hi)), input_bits or abits, r.lo < 0)
-            input_like.add(out)
-            continue
-        _const_formats(op, store, f, wbits, per_channel)
-        x = op.operands[0]
-        if isinstance(op, SAME_FORMAT) or isinstance(op, nn.PoolOp) or \
-                (isinstance(op, nn.ResizeOp) and op.mode.data == "nearest"):
-            f.values[out] = f.values[x]
-        elif isinstance(op, nn.ActOp) and op.kind.data == "relu":
-            fin = f.values[x]
-            f.values[out] = fp.Fixed(fin.bits, fin.frac, signed=False)
-        elif isinstance(op, nn.ActOp) and op.kind.data in ("softmax", "sigmoid"):
-            f.values[out] = fp.Fixed(abits, abits, signed=False)
-        elif isinstance(op, nn.ActOp) and op.kind.data == "tanh":
-            f.values[out] = fp.Fixed(abits, abits - 1)
-        else:
-            r = stats[out]
-            f.values[out] = fp.format_for(r.level, abits, r.lo < 0)
-        if isinstance(op, WEIGHTED) and len(op.operands) > 2:
-            _bias_format(op, f)
-    return f
-
-
-def _const_formats(op, store, f: Formats, wbits: int, per_channel: bool) -> None:
-    """Weights (operand 1 of conv/dense, the scale of a batch norm) and other constant operands."""
-    for pos, v in enumerate(op.operands):
-        c = v.owner
-        if not isinstance(c, nn.ConstOp) or v in f.values:
-            continue
-        if isinstance(op, WEIGHTED) and pos == 2:
-            continue  # the bias: accumulator format, set by _bias_format
-        values = const_tensor(c, store).materialize()
-        channel = per_channel and isinstance(op, WEIGHTED) and pos == 1
-        f.values[v], f.fracs[v] = _weight_format(values, wbits, channel)
-
-
-def _bias_format(op, f: Formats) -> None:
-    x, w, b = op.operands[0], op.operands[1], op.operands[2]
-    acc = f.values[x].frac + f.fracs[w]
-    f.values[b] = fp.Fixed(fp.BIAS_BITS, int(acc.min()))
-    f.fracs[b] = acc
-
-
-def apply_formats(graph: nn.GraphOp, f: Formats) -> None:
-    """Retype every value to its fixed-point format (recorded per channel on constants)."""
-    for v, fmt in list(f.values.items()):
-        t = v.type
-        assert isinstance(t, TensorType)
-        owner = v.owner
-        Rewriter.replace_value_with_new_type(v, TensorType(fmt.type(), t.get_shape()))
-        if isinstance(owner, nn.ConstOp):
-            fracs = f.fracs.get(v)
-            fp.set_const_fracs(owner, fracs if fracs is not None else fmt.frac)
-
-
-def strip_formats(graph: nn.GraphOp) -> None:
-    """Back to float (a quantized graph being re-quantized)."""
-    from xdsl.dialects.builtin import f32
-    for op in graph.ops:
-        for v in op.results:
-            if fp.format_of(v) is not None:
-                Rewriter.replace_value_with_new_type(v, TensorType(f32, v.type.get_shape()))
-        op.attributes.pop("fracs", None)
-
-
-def format_table(graph: nn.GraphOp) -> dict[str, dict]:
-    """Per block: its output format, and the weight format (fracs per channel) of weighted blocks:
-    the `formats` of the JSON report and of the ONNX sidecar."""
-    from aloha_ir.dialects.nn import op_label
-    table: dict[str, dict] = {}
-    for i, op in enumerate(graph.ops):
-        if isinstance(op, (nn.ConstOp, nn.OutputOp)):
-            continue
-        out = fp.format_of(op.results[0])
-        if out is None:
-            continue
-        row: dict = {"op": op.name, "output": out.to_json()}
-        if isinstance(op, WEIGHTED):
-            w = op.operands[1]
-            wf = fp.format_of(w)
-            row["weight"] = wf.to_json()
-            fracs = np.atleast_1d(fp.const_fracs(w.owner))
-            if len(fracs) > 1:
-                row["weight"]["fracs"] = [int(x) for x in fracs]
-        table[op_label(op, i)] = row
-    return table
-
-
-def check_bits(*bits: int) -> None:
-    for b in bits:
-        if not fp.MIN_BITS <= b <= fp.MAX_BITS:
-            raise UsageError(f"{b} bits is outside {fp.MIN_BITS}..{fp.MAX_BITS}",
-                             hint="fixed-point formats here are 2 to 16 bits wide")
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -340,8 +161,9 @@ class QuantizePass(ModulePass):
         if self.method != "ptq":
             from runtime.torch.qat import fine_tune
             t0 = time.perf_counter()
-            log, trained, relaxation = fine_tune(op, splits, self)
+            log, trained, relaxation = fine_tune(op, splits, self, _fold_batchnorms)
             seconds["fine_tune"] = time.perf_counter() - t0
+        from runtime.torch.calibrate import calibrate
         t0 = time.perf_counter()
         stats = calibrate(op, splits.train, self.samples,
                           self.percentile if self.calibration == "percentile" else None)
@@ -370,6 +192,13 @@ class QuantizePass(ModulePass):
     def _fixed_accuracy(self, module: ModuleOp, splits) -> float:
         from runtime.torch.fixed import build_fixed
         return accuracy(build_fixed(module, logits=True), splits.test)
+
+
+def _fold_batchnorms(module: ModuleOp) -> None:
+    """Fold the batch norms fine-tuning inserted into their convolutions (canonicalize)."""
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    PassManager.parse("canonicalize").run(module, make_context())
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -413,6 +242,7 @@ def explore_precision(module: ModuleOp, splits, weight_bits=(16, 12, 8, 6, 4),
     below `threshold` x float accuracy (the first one that is no longer comparable to float)."""
     from aloha_ir.weights import clone_with_weights
     from aloha_ir.dialects.nn import graph_of
+    from runtime.torch.calibrate import calibrate
     from runtime.torch.fixed import build_fixed
     from runtime.torch.module import build
     check_bits(*weight_bits, *activation_bits)

@@ -101,7 +101,8 @@ class QuantizeForTargetPass(ModulePass):
         from aloha_ir import fixedpoint as fp
         from aloha_ir.weights import weights_of
         from passes.execution import check_finite_weights
-        from passes.quantize import apply_formats, calibrate, choose_formats
+        from quant.formats import apply_formats, choose_formats
+        from runtime.torch.calibrate import calibrate
         store = weights_of(op)
         check_finite_weights(graph, store)
         samples = self.samples or 16

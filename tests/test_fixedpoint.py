@@ -49,7 +49,8 @@ def tiny_residual():
 
 
 def _quantized(name: str, shape, bits: int, per_channel: bool, seed: int = 0):
-    from passes.quantize import apply_formats, calibrate, choose_formats
+    from quant.formats import apply_formats, choose_formats
+    from runtime.torch.calibrate import calibrate
     from aloha_ir.dialects.nn import graph_of
     module = tiny_residual() if name == "tiny" else load_model(f"zoo:{name}")
     PassManager.parse("canonicalize").run(module, make_context())

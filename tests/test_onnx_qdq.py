@@ -24,7 +24,8 @@ from frontends.datasets import Dataset, Normalization, load
 from frontends.loader import load_model
 from frontends.onnx import import_model
 from frontends.zoo import NetBuilder
-from passes.quantize import apply_formats, calibrate, choose_formats, format_table
+from quant.formats import apply_formats, choose_formats, format_table
+from runtime.torch.calibrate import calibrate
 from test_fixedpoint import tiny_residual
 
 ort = pytest.importorskip("onnxruntime")

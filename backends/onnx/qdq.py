@@ -66,7 +66,7 @@ from aloha_ir.weights import weights_of
 from backends.onnx.export import _Exporter, make_model, single_graph
 from aloha_ir.dialects.nn import op_label
 from runtime.reference import FixedReference
-from passes.quantize import WEIGHTED, format_table
+from quant.formats import WEIGHTED, format_table
 
 QDQ_OPSET = 13
 WIDE_OPSET = 21  # QuantizeLinear/DequantizeLinear on (u)int16

@@ -24,15 +24,19 @@ recorded (`Relaxation.summary`).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
+from xdsl.dialects.builtin import ModuleOp
 
 from aloha_ir import fixedpoint as fp
 from aloha_ir.dialects import nn
-from aloha_ir.weights import weights_of
 from aloha_ir.dialects.nn import graph_of
+from aloha_ir.weights import weights_of
+from quant.formats import Range
+from runtime.torch.calibrate import calibrate
 from runtime.torch.fixed import floor_ste
 from runtime.torch.module import GraphModule
 
@@ -334,7 +338,6 @@ def insert_batchnorms(module) -> int:
 def _qat_module(module, splits, opts, precision: Precision) -> tuple[GraphModule, dict]:
     """The float executor with quantizers: PACT activations (clip levels from calibration) and the
     method's weight quantizer on conv/dense weights. Returns it and {value: act_fns label}."""
-    from passes.quantize import calibrate
     graph = graph_of(module)
     stats = calibrate(module, splits.train, opts.samples, None)
     m = GraphModule(graph, weights_of(module), logits=True)
@@ -355,17 +358,17 @@ def _qat_module(module, splits, opts, precision: Precision) -> tuple[GraphModule
     return m, acts
 
 
-def fine_tune(module, splits, opts) -> tuple[list[dict], dict, dict | None]:
+def fine_tune(module, splits, opts, fold_batchnorms: Callable[[ModuleOp], None]
+              ) -> tuple[list[dict], dict, dict | None]:
     """Fine-tune `module` in place with opts.method; returns (log, activation ranges by value, the
     relaxation's summary for pact and dorefa).
 
     With opts.insert_bn (pact, dorefa) the relaxation trains with batch norms after the convs;
-    they are folded before the final phase, which trains the folded network with the deployment's
-    power-of-two quantizers (fresh clip levels from calibration) so that folding costs nothing."""
-    from aloha_ir.context import make_context
-    from aloha_ir.passmanager import PassManager
+    `fold_batchnorms(module)` folds them (the quantize pass supplies canonicalize: executors sit
+    below passes and run none) before the final phase, which trains the folded network with the
+    deployment's power-of-two quantizers (fresh clip levels from calibration) so that folding costs
+    nothing."""
     from runtime.torch.train import TrainConfig, train
-    from passes.quantize import Range
 
     inserted = insert_batchnorms(module) if opts.insert_bn else 0
     relaxes = opts.method in ("pact", "dorefa")
@@ -392,7 +395,7 @@ def fine_tune(module, splits, opts) -> tuple[list[dict], dict, dict | None]:
         precision.pow2 = True
         if inserted:
             m.write_back(module)
-            PassManager.parse("canonicalize").run(module, make_context())
+            fold_batchnorms(module)
             log.append({"phase": "fold batch norms", "count": inserted})
             m, acts = _qat_module(module, splits, opts, precision)
         snap = TrainConfig(epochs=SNAP_EPOCHS, batch_size=opts.batch_size, lr=opts.lr / 10,

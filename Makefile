@@ -1,6 +1,7 @@
 # `make run`  : create .venv, install, compile a bundled model for a bundled platform: nn + csdf IR,
 #               SDF3/JSON/DOT, a report (latency, throughput, energy, processors, memory) and a Gantt chart.
-# `make test` : same setup, then the fast test suite.  `make test-all` also runs tests marked slow.
+# `make test` : same setup, then the layering contracts (lint-imports, pyproject.toml) and the fast
+#               test suite.  `make test-all` also runs tests marked slow.
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -28,9 +29,11 @@ run: $(STAMP)
 	@echo "wrote $(OUT)/ (nn + mapped csdf IR, weights, SDF3 XML, JSON, DOT, report.md/json, gantt.png, cost.json) and $(OUT)/code/ (the NEURAghe middleware, built as $(OUT)/code/network with the API emulated on this machine)"
 
 test: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q
 
 test-all: $(STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m ''
 
 bench: $(STAMP)

@@ -182,14 +182,15 @@ def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) ->
 
 
 def cmd_compare(args) -> int:
-    from alohac.main import _input_shapes, _run, _target_pipeline
+    from alohac.main import _target_pipeline
+    from alohac.run import input_shapes, run_pipeline
     from aloha_ir.outputs import Staged, check_folder
     from frontends.loader import load_model
     check_folder(args.output)
-    module = load_model(args.model, _input_shapes(args.input_shape))
-    _run(args, module, _target_pipeline(args))
+    module = load_model(args.model, input_shapes(args.input_shape))
+    run_pipeline(args, module, _target_pipeline(args))
     from archdesc.loader import load_platform
-    from backends.api import get_backend
+    from backends.registry import get_backend
     platform = load_platform(args.target)
     backend = get_backend(args.backend or platform.backend)()
     # the program is built and run in there; one that fails to build or run stays to be read

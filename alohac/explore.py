@@ -114,8 +114,8 @@ def _settings(args, space, objectives, scenarios, models_dir):
         raise UsageError("--bits sets the target's precision: it needs --target")
     data_shape = classes = None
     if args.data:
-        from explore.objectives import _splits
-        train = _splits(args.data, args.eval_seed).train
+        from explore.objectives import dataset_splits
+        train = dataset_splits(args.data, args.eval_seed).train
         data_shape, classes = train.input_shape, train.classes
     shape, classes = resolve_io(space, data_shape, classes)
     try:

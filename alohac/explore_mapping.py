@@ -55,7 +55,7 @@ def add_parser(sub, epilog: str) -> None:
 
 
 def cmd_explore_mapping(args) -> int:
-    from alohac.main import _input_shapes
+    from alohac.run import input_shapes
     from aloha_ir.outputs import Staged, check_folder, write_text
     from archdesc.loader import load_platform
     from explore.system import SystemSpace, mapping_json, save_mapping, search
@@ -65,7 +65,7 @@ def cmd_explore_mapping(args) -> int:
         raise UsageError(f"--refine {args.refine}: must be >= 0")
     check_folder(args.output)
     platform = load_platform(args.target)
-    space = SystemSpace.load(args.model, platform, args.bits or 0, _input_shapes(args.input_shape))
+    space = SystemSpace.load(args.model, platform, args.bits or 0, input_shapes(args.input_shape))
     result = search(space, args.budget, args.refine, args.seed, progress=True)
     data = result.to_json()
     with Staged(args.output, "explore-mapping") as out:

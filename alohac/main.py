@@ -8,6 +8,7 @@ import os
 import sys
 
 from aloha_ir.errors import AlohaError, UsageError, exit_code_help
+from alohac.run import input_shapes, pass_manager, run_pipeline
 
 DEFAULT_PIPELINE = "canonicalize,analyze-cost"
 EMIT_KINDS = ("nn", "onnx", "csdf", "sdf3", "json", "dot", "c")
@@ -15,45 +16,6 @@ CSDF_KINDS = ("csdf", "sdf3", "json", "dot")
 LOWERING = "convert-nn-to-csdf"
 
 EXIT_CODES_HELP = exit_code_help()
-
-
-def _input_shapes(values: list[str] | None) -> dict[str, list[int]]:
-    shapes = {}
-    for v in values or []:
-        name, _, dims = v.rpartition("=")
-        try:
-            shapes[name] = [int(d) for d in dims.split(",")]
-            if not name or min(shapes[name]) < 1:
-                raise ValueError
-        except ValueError:
-            raise UsageError(f"--input-shape '{v}' must be NAME=d0,d1,... with positive dims"
-                             ) from None
-    return shapes
-
-
-def _pass_manager(args, pipeline: str):
-    from aloha_ir.passmanager import PassManager
-    return PassManager.parse(pipeline, time_passes=args.time_passes, verify_full=args.verify_full,
-                             print_ir_after_all=args.print_ir_after_all, dump_dir=args.dump_dir)
-
-
-def _run(args, module, pipeline: str):
-    """Run `pipeline` with the --target platform (if any) in the context."""
-    from aloha_ir.context import make_context
-    from aloha_ir.errors import InputFileError, PassError
-    ctx = make_context()
-    if getattr(args, "target", None):
-        from archdesc.loader import load_platform
-        ctx.target = load_platform(args.target)
-    try:
-        return _pass_manager(args, pipeline).run(module, ctx)
-    except PassError as e:
-        # what the mapping file decides fails in these two passes (their messages name them)
-        if getattr(args, "mapping", None) and e.message.startswith(("partition:", "map:")):
-            raise InputFileError(f"does not fit {args.model}: {e.message}", where=args.mapping,
-                                 hint=(f"{e.hint}; " if e.hint else "") + "make a mapping for "
-                                 "this model with alohac explore-mapping") from None
-        raise
 
 
 def _mapping(args):
@@ -304,10 +266,10 @@ def cmd_compile(args) -> int:
     check_folder(args.output)
     if args.gantt:
         check_file(args.gantt)
-    module = load_model(args.model, _input_shapes(args.input_shape))
+    module = load_model(args.model, input_shapes(args.input_shape))
     if args.target:
         _check_bits(args, module)
-    result = _run(args, module, pipeline)
+    result = run_pipeline(args, module, pipeline)
     if args.target:
         _float_note(args, module, result)
     with Staged(args.output, "compile") as out:
@@ -362,7 +324,7 @@ def _emit_code(args, module, result, out_dir: str) -> list[str]:
     from aloha_ir.errors import UnsupportedError
     from alohac.codesize import write_report
     from archdesc.loader import load_platform
-    from backends.api import get_backend, registered
+    from backends.registry import get_backend, registered
     platform = load_platform(args.target)
     name = args.backend or platform.backend
     if name not in registered() and not args.backend:
@@ -388,7 +350,7 @@ def cmd_opt(args) -> int:
     if args.output:
         check_file(args.output)
     module = load_module(args.file)
-    _pass_manager(args, args.pipeline).run(module)
+    pass_manager(args, args.pipeline).run(module)
     if args.output:
         with staged_file(args.output, "opt") as out:  # the IR and its weights, both or neither
             save_module(module, out.path(os.path.basename(args.output)))
@@ -403,7 +365,7 @@ def cmd_analyze(args) -> int:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     _check_opp(args)
     _bits_need_target(args)
-    module = load_model(args.model, _input_shapes(args.input_shape))
+    module = load_model(args.model, input_shapes(args.input_shape))
     if args.target:
         _check_bits(args, module)
         return _analyze_target(args, module)
@@ -411,7 +373,7 @@ def cmd_analyze(args) -> int:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
     pipeline = args.pipeline if "analyze-cost" in args.pipeline else \
         f"{args.pipeline},analyze-cost" if args.pipeline else "analyze-cost"
-    result = _run(args, module, pipeline)
+    result = run_pipeline(args, module, pipeline)
     report = result.analyses["analyze-cost"]
     if args.json:
         data = report.to_json()
@@ -450,7 +412,7 @@ def _analyze_target(args, module) -> int:
     if args.gantt:
         from aloha_ir.outputs import check_file
         check_file(args.gantt)
-    result = _run(args, module, _with_target(args, args.pipeline, "canonicalize",
+    result = run_pipeline(args, module, _with_target(args, args.pipeline, "canonicalize",
                                               timeline=bool(args.gantt), deploy=False))
     _float_note(args, module, result)
     fig = target_figures(result.analyses)
@@ -506,7 +468,7 @@ def cmd_list(args) -> int:
             units = ", ".join(f"{pe.count} x {pe.name} ({pe.kind})" for pe in p.pes)
             print(f"{p.name:<{width}}  {p.description}  [{units}; backend {p.backend}]")
     else:
-        from backends.api import registered
+        from backends.registry import registered
         backends = registered()
         if args.json:
             print(json.dumps({n: {"default_platform": c.default_platform,

@@ -16,7 +16,6 @@ import inspect
 import json
 import os
 from dataclasses import dataclass
-from importlib import metadata
 from typing import ClassVar
 
 import jinja2
@@ -24,7 +23,6 @@ import jinja2
 from aloha_ir.errors import InputFileError, UsageError
 from aloha_ir.textio import write_bytes, write_text
 
-ENTRY_POINT_GROUP = "aloha.backends"
 COMMON_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
 
@@ -132,43 +130,3 @@ def c_string(text: str) -> str:
         else:
             out.extend(f"\\{b:03o}" for b in ch.encode())
     return '"' + "".join(out) + '"'
-
-
-# ---------------------------------------------------------------------------------------------------
-# registry
-
-
-def registered() -> dict[str, type[Backend]]:
-    """Backend name -> class, from the `aloha.backends` entry points (the bundled ones included)."""
-    found: dict[str, type[Backend]] = {}
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        try:
-            cls = ep.load()
-        except Exception as e:  # a broken third-party plugin must not break the compiler
-            import sys
-            print(f"warning: backend entry point {ep.name} ({ep.value}) failed to load: {e}",
-                  file=sys.stderr)
-            continue
-        if not (isinstance(cls, type) and issubclass(cls, Backend)):
-            continue
-        found[cls.name or ep.name] = cls
-    # the bundled backends, when running from a source tree never installed (or installed before
-    # a bundled backend existed, so its entry points lack it)
-    for cls in _bundled():
-        found.setdefault(cls.name, cls)
-    return dict(sorted(found.items()))
-
-
-def _bundled() -> tuple[type[Backend], ...]:
-    from backends.host import HostBackend
-    from backends.neuraghe import NeuragheBackend
-    from backends.orlando import OrlandoBackend
-    return (HostBackend, NeuragheBackend, OrlandoBackend)
-
-
-def get_backend(name: str) -> type[Backend]:
-    backends = registered()
-    cls = backends.get(name)
-    if cls is None:
-        raise UsageError(f"no backend '{name}'", hint="registered: " + ", ".join(backends))
-    return cls

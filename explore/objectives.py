@@ -136,7 +136,8 @@ def _file_digest(path: str | None) -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
-def _splits(spec: str, seed: int):
+def dataset_splits(spec: str, seed: int):
+    """The DATA spec's splits, loaded once per process (a worker's evaluations reuse them)."""
     from frontends.datasets import load
     return load(spec, seed=seed)
 
@@ -206,7 +207,7 @@ def _proxy_train(module, settings: EvalSettings) -> dict:
     from runtime.torch.train import evaluate, successive_halving
     from passes.execution import data_for_model
     graph = graph_of(module)
-    splits = data_for_model(_splits(settings.data, settings.seed), graph)
+    splits = data_for_model(dataset_splits(settings.data, settings.seed), graph)
     base = proxy_config(settings)
     arms = [(f"lr={lr:g}", functools.partial(build, module, logits=True), replace(base, lr=lr))
             for lr in settings.lrs]

@@ -32,7 +32,7 @@ def lower(module, target: str):
 
 def generate(module, target: str, out_dir: str, backend: str | None = None, **options) -> str:
     """Lower `module` for `target` and write its code; returns the code directory."""
-    from backends.api import get_backend
+    from backends.registry import get_backend
     platform = lower(module, target)
     cls = get_backend(backend or platform.backend)
     code = os.path.join(out_dir, "code")

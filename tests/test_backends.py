@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed 
 
 
 def _backends():
-    from backends.api import registered
+    from backends.registry import registered
     return sorted(registered().items())
 
 
@@ -167,7 +167,7 @@ def test_one_thread_per_unit_and_the_timing_and_profile_modes(tmp_path, name, cl
     their own; every actor is in exactly one thread's order, firing its phases once per frame.
     The timing and profile modes and the no-spin setting leave the outputs bit-exact, and the
     profile counts each actor's firings."""
-    from backends.api import get_backend
+    from backends.registry import get_backend
     from codegen_helpers import lower
     module = _quantized_digits(16)
     platform = lower(module, cls.default_platform)

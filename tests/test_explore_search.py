@@ -160,7 +160,7 @@ def test_security_objective_is_the_curve_of_the_saved_model(tmp_path):
     """The point's security figure is the fast PGD curve average of the model it saved: an
     independent `passes.security.evaluate` on the reloaded ONNX gives the same number."""
     from aloha_ir.dialects.nn import graph_of
-    from explore.objectives import _splits, evaluate_point
+    from explore.objectives import dataset_splits, evaluate_point
     from frontends.loader import load_model
     from passes.execution import data_for_model
     from passes.security import SecurityConfig, attack_data, evaluate
@@ -176,7 +176,7 @@ def test_security_objective_is_the_curve_of_the_saved_model(tmp_path):
     assert 0.0 <= sec <= figures["objectives"]["test_accuracy"] + 1e-9
     module = load_model(figures["onnx"])
     graph = graph_of(module)
-    splits = data_for_model(_splits("digits", 0), graph)
+    splits = data_for_model(dataset_splits("digits", 0), graph)
     x01, y, rng = attack_data(graph, splits.test, None)
     report, _ = evaluate(module, x01, y, SecurityConfig(mode="fast", sanity=False),
                          input_range=rng)

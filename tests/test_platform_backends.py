@@ -18,7 +18,7 @@ from aloha_ir.textio import load_module
 from archdesc import costmodel
 from archdesc.costmodel import Layer
 from archdesc.loader import load_platform
-from backends.api import registered
+from backends.registry import registered
 from backends.neuraghe import ce_jobs
 from aloha_ir.dialects.nn import graph_of
 from runtime.reference import reference

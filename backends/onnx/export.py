@@ -6,10 +6,10 @@ become initializers. Fused activations become their own nodes again. What `prune
 conv or dense layer travels in the model's metadata (frontends.onnx.importer.PRUNING_KEY), so a
 pruned model's ONNX file analyzes as pruned.
 
-`_Exporter` is also the base of the quantized (QDQ) exporter in backends/onnx/qdq.py: it emits for a
-higher opset when asked (ReduceMean takes its axes as an input from opset 18) and has two hooks, the
-value an input port stands for (`input_value`) and the parameters an activation is exported with
-(`act_params`).
+`GraphExporter` is also the base of the quantized (QDQ) exporter in backends/onnx/qdq.py: it emits
+for a higher opset when asked (ReduceMean takes its axes as an input from opset 18) and has two
+hooks, the value an input port stands for (`input_value`) and the parameters an activation is
+exported with (`act_params`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ OPSET = 13
 IR_VERSION = 10
 
 
-class _Exporter:
+class GraphExporter:
+    """One nn graph as an ONNX GraphProto (`emit`), node by node."""
+
     def __init__(self, graph: nn.GraphOp, store, opset: int = OPSET):
         self.graph = graph
         self.store = store
@@ -259,7 +261,7 @@ def make_model(graph: onnx.GraphProto, opset: int = OPSET) -> onnx.ModelProto:
 def export_onnx(module: ModuleOp) -> onnx.ModelProto:
     """The module's (single) nn.graph as an ONNX model."""
     from frontends.onnx.importer import PRUNING_KEY
-    exporter = _Exporter(single_graph(module), weights_of(module))
+    exporter = GraphExporter(single_graph(module), weights_of(module))
     model = make_model(exporter.export())
     for name, record in exporter.pruning.items():
         model.metadata_props.add(key=PRUNING_KEY + name, value=record)

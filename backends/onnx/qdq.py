@@ -63,7 +63,7 @@ from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.textio import write_bytes, write_text
 from aloha_ir.weights import weights_of
-from backends.onnx.export import _Exporter, make_model, single_graph
+from backends.onnx.export import GraphExporter, make_model, single_graph
 from aloha_ir.dialects.nn import op_label
 from runtime.reference import FixedReference
 from quant.formats import WEIGHTED, format_table
@@ -95,7 +95,7 @@ def _storage(fmt: fp.Fixed) -> type:
     return np.int32
 
 
-class _QdqExporter(_Exporter):
+class _QdqExporter(GraphExporter):
     def __init__(self, graph: nn.GraphOp, store, opset: int, exact: bool):
         super().__init__(graph, store, opset)
         self.ref = FixedReference(graph, store)

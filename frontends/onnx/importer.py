@@ -6,7 +6,8 @@ parameters (splats and seeded randoms stay symbolic) or a numpy array for the sm
 shape subgraphs (Shape, Gather, Cast, Unsqueeze, Concat feeding a Reshape), which are thus folded.
 Shapes are inferred with aloha_ir.shapes as each op is built; the nn verifiers check them again.
 
-One converter per ONNX op lives in converters.py, registered by op type.
+One converter per ONNX op lives in converters.py, registered by op type when the package
+(frontends/onnx/__init__.py) imports it: importing this module imports its package first.
 """
 
 from __future__ import annotations
@@ -54,7 +55,6 @@ def converter(*op_types: str):
 
 
 def supported_ops() -> list[str]:
-    from frontends.onnx import converters  # noqa: F401  (registers)
     return sorted(CONVERTERS)
 
 
@@ -378,8 +378,6 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
                  input_shapes: dict[str, Sequence[int]] | None = None,
                  input_ranges: dict[str, tuple[float, float]] | None = None) -> ModuleOp:
     """Convert an in-memory ONNX model to a module holding one nn.graph, with its weights bound."""
-    from frontends.onnx import converters  # noqa: F401  (registers the converters)
-
     _check_text(model, source)
     opset = _opset(model, source)
     store = WeightStore()

@@ -20,7 +20,7 @@ import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
 from aloha_ir import fixedpoint as fp
-from backends import reference as ref
+from runtime import reference as ref
 
 RUNTIME = Path(__file__).resolve().parents[1] / "backends" / "templates"
 SOURCE = RUNTIME / "aloha_kernels.c"

@@ -85,7 +85,7 @@ def proxy_ranking(n: int = 20, seed: int = 0) -> dict:
     from scipy.stats import spearmanr
     from runtime.torch.module import build
     from runtime.torch.train import TrainConfig, evaluate, train
-    from explore.objectives import _splits, evaluate_point
+    from explore.objectives import dataset_splits, evaluate_point
     from frontends.genotype import to_module
     from passes.execution import data_for_model
     space = load_space("space:seed-example")
@@ -105,7 +105,7 @@ def proxy_ranking(n: int = 20, seed: int = 0) -> dict:
         t = time.perf_counter()
         module = to_module(g, (1, 8, 8), 10)
         from aloha_ir.dialects.nn import graph_of
-        splits = data_for_model(_splits("digits", seed), graph_of(module))
+        splits = data_for_model(dataset_splits("digits", seed), graph_of(module))
         import torch
         torch.manual_seed(seed)
         model = build(module, logits=True)

@@ -8,9 +8,9 @@ import onnx
 
 from aloha_ir.channels import WidthGroups, retarget_channels, take_channels
 from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import graph_of
 from aloha_ir.weights import ConstTensor
 from backends.onnx.export import save_onnx
-from aloha_ir.dialects.nn import graph_of
 from frontends.loader import load_model
 from model_helpers import run_ort
 

@@ -13,18 +13,18 @@ from xdsl.dialects.builtin import DictionaryAttr, FloatAttr, IntegerAttr, String
 from aloha_ir import fixedpoint as fp
 from aloha_ir.context import make_context
 from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import graph_of
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.passmanager import PassManager
 from aloha_ir.weights import weights_of
 from backends.onnx import qdq
 from backends.onnx.qdq import export_qdq, quant_json_path, save_quantized
-from aloha_ir.dialects.nn import graph_of
-from runtime.reference import reference
 from frontends.datasets import Dataset, Normalization, load
 from frontends.loader import load_model
 from frontends.onnx import import_model
 from frontends.zoo import NetBuilder
 from quant.formats import apply_formats, choose_formats, format_table
+from runtime.reference import reference
 from runtime.torch.calibrate import calibrate
 from test_fixedpoint import tiny_residual
 

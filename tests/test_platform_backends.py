@@ -12,15 +12,15 @@ import subprocess
 import numpy as np
 import pytest
 
-from alohac.main import main
 from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import graph_of
 from aloha_ir.textio import load_module
+from alohac.main import main
 from archdesc import costmodel
 from archdesc.costmodel import Layer
 from archdesc.loader import load_platform
-from backends.registry import registered
 from backends.neuraghe import ce_jobs
-from aloha_ir.dialects.nn import graph_of
+from backends.registry import registered
 from runtime.reference import reference
 
 CFLAGS = "CFLAGS=-std=c99 -O2 -Wall -Wextra -Werror"

@@ -15,11 +15,11 @@ torch = pytest.importorskip("torch")
 
 from aloha_ir.context import make_context  # noqa: E402
 from aloha_ir.dialects import nn  # noqa: E402
+from aloha_ir.dialects.nn import graph_of  # noqa: E402
 from aloha_ir.errors import PassError  # noqa: E402
 from aloha_ir.passmanager import PassManager  # noqa: E402
 from aloha_ir.weights import clone_with_weights, weights_of  # noqa: E402
 from backends.onnx.export import save_onnx  # noqa: E402
-from aloha_ir.dialects.nn import graph_of  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
 from model_helpers import run_ort  # noqa: E402

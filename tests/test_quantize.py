@@ -12,14 +12,14 @@ torch = pytest.importorskip("torch")
 
 from aloha_ir import fixedpoint as fp  # noqa: E402
 from aloha_ir.context import make_context  # noqa: E402
+from aloha_ir.dialects.nn import graph_of  # noqa: E402
 from aloha_ir.errors import PassError, UsageError  # noqa: E402
 from aloha_ir.passmanager import PassManager  # noqa: E402
 from aloha_ir.weights import attach_weights, clone_with_weights, weights_of  # noqa: E402
-from aloha_ir.dialects.nn import graph_of  # noqa: E402
-from runtime.reference import reference  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
 from passes.quantize import QuantizePass  # noqa: E402
+from runtime.reference import reference  # noqa: E402
 
 
 @pytest.fixture(scope="module")

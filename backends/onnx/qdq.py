@@ -60,13 +60,13 @@ from xdsl.dialects.builtin import (
 from aloha_ir import fixedpoint as fp
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.textio import write_bytes, write_text
 from aloha_ir.weights import weights_of
 from backends.onnx.export import GraphExporter, make_model, single_graph
-from aloha_ir.dialects.nn import op_label
-from runtime.reference import FixedReference
 from quant.formats import WEIGHTED, format_table
+from runtime.reference import FixedReference
 
 QDQ_OPSET = 13
 WIDE_OPSET = 21  # QuantizeLinear/DequantizeLinear on (u)int16

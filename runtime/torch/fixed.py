@@ -21,9 +21,9 @@ from xdsl.ir import SSAValue
 from aloha_ir import fixedpoint as fp
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore
-from aloha_ir.dialects.nn import op_label
 from runtime.reference import FLOAT_ISLANDS, avg_counts, resize_matrix, window_extra
 from runtime.torch.module import batch_shape, pad_like_onnx, pads_lrtb
 

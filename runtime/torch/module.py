@@ -23,9 +23,9 @@ from xdsl.ir import SSAValue
 
 from aloha_ir.consts import const_tensor, set_blob
 from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import graph_of, op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
-from aloha_ir.dialects.nn import graph_of, op_label
 from runtime.reference import avg_counts, resize_matrix, window_extra
 
 # operand positions that hold trainable parameters, per op

@@ -4,6 +4,13 @@ Shared by the quantize and quantize-for-target passes (which choose and apply fo
 exporter (which writes the table) and the executors (quantization-aware fine-tuning calibrates into
 `Range`s). Pure IR and numpy: running the network to calibrate is the executors' job
 (runtime.torch.calibrate). aloha_ir.fixedpoint defines the arithmetic of a format.
+
+The formats (`choose_formats`): every block's result becomes `!nn.fixed<bits, frac[, unsigned]>`.
+Weights take the smallest format holding max |w| (per layer or per output channel: the constant's
+`fracs` attribute); biases live in the accumulator's format (32 bits); activations take the range
+calibration saw (max, or a percentile of |x|). The input and its in-graph normalisation keep the
+input's bits; moves (reshape, pad, max pool...) keep their input's format; relu's output is
+unsigned; softmax, sigmoid and tanh have fixed output ranges.
 """
 
 from __future__ import annotations

@@ -9,8 +9,8 @@ The formats (`choose_formats`): every block's result becomes `!nn.fixed<bits, fr
 Weights take the smallest format holding max |w| (per layer or per output channel: the constant's
 `fracs` attribute); biases live in the accumulator's format (32 bits); activations take the range
 calibration saw (max, or a percentile of |x|). The input and its in-graph normalisation keep the
-input's bits; moves (reshape, pad, max pool...) keep their input's format; relu's output is
-unsigned; softmax, sigmoid and tanh have fixed output ranges.
+input's bits; reshapes, pads, pooling and nearest resizing keep their input's format; relu's output
+is unsigned; softmax, sigmoid and tanh have fixed output ranges.
 """
 
 from __future__ import annotations

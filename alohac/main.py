@@ -93,7 +93,7 @@ def _check_opp(args) -> None:
 def _target_pipeline(args, timeline: bool = False, deploy: bool = True) -> str:
     """The --target pipeline; `deploy` (commands that generate code) quantizes a float model
     bound for a platform that computes in fixed point (quantize-for-target, with --data)."""
-    from alohac.report import target_pipeline
+    from flows.report import target_pipeline
     _check_opp(args)
     m = _mapping(args)
     data = getattr(args, "data", None) or ""
@@ -337,7 +337,7 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
     if cost is not None and not isinstance(cost, list):
         text = ""
         if args.target:
-            from alohac.report import gantt, markdown, target_figures
+            from flows.report import gantt, markdown, target_figures
             fig = target_figures(result.analyses)
             text += markdown(fig, f"{stem} on {args.target}") + "\n"
             written.append(write_text(out.path("report.json"),
@@ -446,7 +446,7 @@ def cmd_analyze(args) -> int:
 
 
 def _analyze_target(args, module) -> int:
-    from alohac.report import gantt, markdown, target_figures
+    from flows.report import gantt, markdown, target_figures
     if args.gantt:
         from aloha_ir.outputs import check_file
         check_file(args.gantt)

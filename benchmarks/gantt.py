@@ -1,4 +1,4 @@
-"""`--gantt` drawing time: one collection per unit (alohac/report.py) beside one bar per firing
+"""`--gantt` drawing time: one collection per unit (flows/report.py) beside one bar per firing
 (the method before issue 18, drawn here the way it did), same schedule, same figure size and dpi,
 matplotlib already imported. Prints firings, artists and the median of a few runs for each.
 
@@ -37,7 +37,7 @@ def per_firing(schedule, title: str) -> int:
 
 
 def per_unit(schedule, title: str) -> int:
-    from alohac.report import gantt_figure
+    from flows.report import gantt_figure
     fig = gantt_figure(schedule, title)
     fig.savefig(io.BytesIO(), format="png", dpi=110)
     ax = fig.axes[0]
@@ -54,7 +54,7 @@ def main() -> None:
     matplotlib.use("Agg")
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
-    from alohac.report import target_pipeline
+    from flows.report import target_pipeline
     from archdesc.loader import load_platform
     from frontends.loader import load_model
     ctx = make_context()

@@ -25,7 +25,7 @@ from timing import report_budgets
 from aloha_ir.context import make_context
 from aloha_ir.errors import AlohaError
 from aloha_ir.passmanager import PassManager
-from alohac.report import target_figures, target_pipeline
+from flows.report import target_figures, target_pipeline
 from archdesc.loader import load_platform, platform_names
 from frontends.loader import load_model
 

@@ -177,7 +177,7 @@ def _analyses(module, settings: EvalSettings) -> dict:
     ctx = make_context()
     if settings.needs_target():
         probe = module.clone()  # the target pipeline rewrites the IR; training needs the graph
-        from alohac.report import target_figures, target_pipeline
+        from flows.report import target_figures, target_pipeline
         ctx.target = _platform(settings.target)
         result = PassManager.parse(target_pipeline(settings.bits, allow_overflow=True)).run(
             probe, ctx)

@@ -344,7 +344,7 @@ class SystemSpace:
     def refine(self, design: Design, estimate: Estimate | None = None, label: str = "") -> Point:
         from aloha_ir.context import make_context
         from aloha_ir.passmanager import PassManager
-        from alohac.report import target_figures
+        from flows.report import target_figures
         module = self.module.clone()
         ctx = make_context()
         ctx.target = self.platform

@@ -22,7 +22,7 @@ def lower(module, target: str):
     """Run the target pipeline (canonicalize ... analyze-memory) in place; returns the platform."""
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
-    from alohac.report import target_pipeline
+    from flows.report import target_pipeline
     from archdesc.loader import load_platform
     ctx = make_context()
     ctx.target = load_platform(target)

@@ -9,7 +9,7 @@ import onnxruntime as ort
 from aloha_ir.context import make_context
 from aloha_ir.dialects import nn
 from aloha_ir.passmanager import PassManager
-from alohac.report import target_figures, target_pipeline
+from flows.report import target_figures, target_pipeline
 from archdesc.loader import load_platform
 from backends.onnx.export import export_onnx
 from frontends.loader import load_model

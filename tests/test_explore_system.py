@@ -97,7 +97,7 @@ def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
 
 
 def test_the_greedy_point_is_what_the_driver_computes(lenet):
-    from alohac.report import target_figures, target_pipeline
+    from flows.report import target_figures, target_pipeline
     m = load_model("zoo:lenet5", {})
     ctx = make_context()
     ctx.target = load_platform(ARRUBIU)

@@ -394,7 +394,7 @@ def test_orlando_report_says_where_the_memory_goes(capsys):
     from aloha_ir.context import make_context
     from aloha_ir.dialects import csdf
     from aloha_ir.passmanager import PassManager
-    from alohac.report import markdown, target_figures, target_pipeline
+    from flows.report import markdown, target_figures, target_pipeline
     from archdesc.loader import load_platform
     from frontends.loader import load_model
     module = load_model("zoo:mobilenet_v1", {})

@@ -182,12 +182,12 @@ def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) ->
 
 
 def cmd_compare(args) -> int:
-    from alohac.main import _input_shapes, _run, _target_pipeline
+    from alohac.main import _input_shapes, run_target
     from aloha_ir.outputs import Staged, check_folder
     from frontends.loader import load_model
     check_folder(args.output)
     module = load_model(args.model, _input_shapes(args.input_shape))
-    _run(args, module, _target_pipeline(args))
+    run_target(args, module)
     from archdesc.loader import load_platform
     from backends.api import get_backend
     platform = load_platform(args.target)

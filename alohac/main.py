@@ -31,29 +31,25 @@ def _input_shapes(values: list[str] | None) -> dict[str, list[int]]:
     return shapes
 
 
-def _pass_manager(args, pipeline: str):
+def _instruments(args) -> dict:
+    """The PassManager's instruments the command line asked for."""
+    return {"time_passes": args.time_passes, "verify_full": args.verify_full,
+            "print_ir_after_all": args.print_ir_after_all, "dump_dir": args.dump_dir}
+
+
+def _user_passes(text: str, default: str = "") -> list:
+    """The -p pipeline as pass objects (the only pipeline text the driver reads); the
+    command's default pipeline is subsumed by the target flow, so it gives none."""
     from aloha_ir.passmanager import PassManager
-    return PassManager.parse(pipeline, time_passes=args.time_passes, verify_full=args.verify_full,
-                             print_ir_after_all=args.print_ir_after_all, dump_dir=args.dump_dir)
+    if text.strip() in ("", default):
+        return []
+    return PassManager.parse(text).passes
 
 
-def _run(args, module, pipeline: str):
-    """Run `pipeline` with the --target platform (if any) in the context."""
-    from aloha_ir.context import make_context
-    from aloha_ir.errors import InputFileError, PassError
-    ctx = make_context()
-    if getattr(args, "target", None):
-        from archdesc.loader import load_platform
-        ctx.target = load_platform(args.target)
-    try:
-        return _pass_manager(args, pipeline).run(module, ctx)
-    except PassError as e:
-        # what the mapping file decides fails in these two passes (their messages name them)
-        if getattr(args, "mapping", None) and e.message.startswith(("partition:", "map:")):
-            raise InputFileError(f"does not fit {args.model}: {e.message}", where=args.mapping,
-                                 hint=(f"{e.hint}; " if e.hint else "") + "make a mapping for "
-                                 "this model with alohac explore-mapping") from None
-        raise
+def _run(args, module, passes: list):
+    """Run `passes` (no target: the target flow has its own, `run_target`)."""
+    from aloha_ir.passmanager import PassManager
+    return PassManager(passes, **_instruments(args)).run(module)
 
 
 def _mapping(args):
@@ -90,19 +86,29 @@ def _check_opp(args) -> None:
                          if platform.operating_points else "it declares none; drop --opp")
 
 
-def _target_pipeline(args, timeline: bool = False, deploy: bool = True) -> str:
-    """The --target pipeline; `deploy` (commands that generate code) quantizes a float model
-    bound for a platform that computes in fixed point (quantize-for-target, with --data)."""
-    from flows.report import target_pipeline
+def target_flow(args, timeline: bool = False, deploy: bool = True):
+    """The --target flow of the command line (--bits, --opp, --mapping, --allow-overflow);
+    `deploy` (commands that generate code) binds it to the backend (--backend, else the
+    platform's; the generic one when that is not registered), whose passes quantize a float model
+    bound for a platform that computes in fixed point (with --data)."""
+    from archdesc.loader import load_platform
+    from flows.target import TargetFlow
     _check_opp(args)
     m = _mapping(args)
-    data = getattr(args, "data", None) or ""
-    if m is None:
-        return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline,
-                               deploy=deploy, data=data)
-    partition, map_options = m.stages()
-    return target_pipeline(m.bits, m.opp or "", args.allow_overflow, timeline, partition,
-                           map_options, deploy=deploy, data=data)
+    platform = load_platform(args.target)
+    backend = None
+    if deploy:
+        from backends.api import Backend, registered
+        backend = registered().get(getattr(args, "backend", None) or platform.backend, Backend)
+    bits, opp = (args.bits or 0, args.opp or "") if m is None else (m.bits, m.opp or "")
+    return TargetFlow(platform, bits, opp, None if m is None else m.placement(args.mapping),
+                      args.allow_overflow, timeline, backend, getattr(args, "data", None) or "")
+
+
+def run_target(args, module, user: list | tuple = (), timeline: bool = False,
+               deploy: bool = True):
+    """Run the --target flow with the user's passes merged in; returns its TargetReport."""
+    return target_flow(args, timeline, deploy).run(module, user=user, **_instruments(args))
 
 
 def _check_bits(args, module) -> None:
@@ -129,9 +135,9 @@ def _bits_need_target(args) -> None:
                               "quantize changes it")
 
 
-def _float_note(args, module, result) -> None:
+def _float_note(args, module, analyses: dict) -> None:
     """Say what a float model bound for a fixed-point platform became (stderr)."""
-    q = result.analyses.get("quantize-for-target") if result is not None else None
+    q = analyses.get("quantize-for-target")
     if q is not None and q.quantized:
         print(f"note: {q.note()}", file=sys.stderr)
         return
@@ -139,12 +145,12 @@ def _float_note(args, module, result) -> None:
         print(f"note: --data {args.data} was not used: the model is "
               + ("already quantized" if q.datatype != "f32" else f"deployed in float on "
                  f"{q.platform}"), file=sys.stderr)
-    if result is None or "map" not in result.analyses:
+    if "map" not in analyses:
         return
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
     from backends.reference import graph_of
-    mapping = result.analyses["map"]
+    mapping = analyses["map"]
     mapping = mapping[0] if isinstance(mapping, list) else mapping
     graph = graph_of(module)
     fixed = any(fp.format_of(op.results[0]) for op in graph.ops
@@ -154,53 +160,6 @@ def _float_note(args, module, result) -> None:
               f"{mapping.platform} (no float data type there): `alohac compile` quantizes it "
               "(give --data to calibrate), or quantize it first with `alohac quantize`",
               file=sys.stderr)
-
-
-def _with_target(args, user: str, default: str, timeline: bool = False,
-                 deploy: bool = True) -> str:
-    """The user's pipeline merged with the target stages it does not already name (so a user's
-    `map{strategy=fastest}` is kept, not overridden); the default pipeline is subsumed."""
-    tail = _target_pipeline(args, timeline, deploy)
-    if user.strip() in ("", default):
-        return tail
-    named = {stage.split("{")[0].strip() for stage in _stages(user)}
-    if getattr(args, "mapping", None) and named & {"partition", "map"}:
-        raise UsageError("--mapping decides partition and map; the pipeline names them too",
-                         hint="drop them from -p, or drop --mapping")
-    stages = _stages(tail)
-    names = [s.split("{")[0].strip() for s in stages]
-    order = {n: i for i, n in enumerate(names)}
-    # The target stages the user leaves out go where the target pipeline has them, so each runs
-    # after what it depends on (`convert-nn-to-csdf,analyze-processors` gets partition, map, ...
-    # in between; the report needs every analysis; a float model bound for a fixed-point platform
-    # is quantized before the user's lowering, never generated as float code for fixed point).
-    # The user's other stages keep their place. A user who names `map` has chosen the mapping:
-    # partition, an optional transform, is then theirs to name too (`map{assign=...}` names the
-    # actors of the graph as they left it); one who names `quantize` has chosen the formats.
-    skip = named | ({"partition"} if "map" in named else set()) | \
-        ({"quantize-for-target"} if "quantize" in named else set())
-    out, done = [], 0
-    for stage in _stages(user):
-        k = order.get(stage.split("{")[0].strip())
-        if k is not None and k > done:
-            out += [s for s, n in zip(stages[done:k], names[done:k]) if n not in skip]
-            done = k
-        out.append(stage)
-    out += [s for s, n in zip(stages[done:], names[done:]) if n not in skip]
-    return ",".join(out)
-
-
-def _stages(pipeline: str) -> list[str]:
-    """Top-level comma-separated stages of pipeline text (commas inside {...} belong to options)."""
-    out, depth, cur = [], 0, ""
-    for ch in pipeline:
-        depth += (ch == "{") - (ch == "}")
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [x for x in out + [cur] if x.strip()]
 
 
 def _emit_kinds(text: str) -> list[str]:
@@ -295,30 +254,41 @@ def cmd_compile(args) -> int:
     if ("c" in kinds or args.backend) and not args.target:
         raise UsageError("generating code needs --target PLATFORM",
                          hint="e.g. alohac compile MODEL --target host-cpu -o OUT")
+    report = None
     if args.target:
-        pipeline = _with_target(args, pipeline, DEFAULT_PIPELINE, timeline=bool(args.gantt))
-    if any(k in CSDF_KINDS for k in kinds) and LOWERING not in pipeline:
-        pipeline = f"{pipeline},{LOWERING}" if pipeline.strip() else LOWERING
-        print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf graph; "
-              f"pipeline is now '{pipeline}'", file=sys.stderr)
+        flow = target_flow(args, timeline=bool(args.gantt))
+        passes = _user_passes(pipeline, DEFAULT_PIPELINE)
+    else:
+        passes = _user_passes(pipeline)
+        if any(k in CSDF_KINDS for k in kinds) and all(p.name != LOWERING for p in passes):
+            from aloha_ir.passmanager import PassManager
+            from passes.convert_nn_to_csdf import ConvertNnToCsdfPass
+            passes.append(ConvertNnToCsdfPass())
+            print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf "
+                  f"graph; pipeline is now '{PassManager(passes).pipeline_text()}'",
+                  file=sys.stderr)
     check_folder(args.output)
     if args.gantt:
         check_file(args.gantt)
     module = load_model(args.model, _input_shapes(args.input_shape))
     if args.target:
         _check_bits(args, module)
-    result = _run(args, module, pipeline)
-    if args.target:
-        _float_note(args, module, result)
+        report = flow.run(module, user=passes, **_instruments(args))
+        analyses = report.analyses
+        _float_note(args, module, analyses)
+    else:
+        analyses = _run(args, module, passes).analyses
     with Staged(args.output, "compile") as out:
-        written = _write_compile(args, out, kinds, module, result)
+        written = _write_compile(args, out, kinds, module, analyses, report)
     for w in written:
         print(f"wrote {out.final(w)}")
     return 0
 
 
-def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
-    """Every output of `compile` into the staging folder `out` (swapped in whole at the end)."""
+def _write_compile(args, out, kinds: list[str], module, analyses: dict, report=None
+                   ) -> list[str]:
+    """Every output of `compile` into the staging folder `out` (swapped in whole at the end);
+    `report` is the --target flow's TargetReport."""
     from aloha_ir.textio import save_module, write_text
     from frontends.loader import model_stem
     stem = model_stem(args.model)
@@ -332,19 +302,16 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
         written.append(path)
     written += _emit_csdf(module, kinds, out.path(), stem)
     if "c" in kinds:
-        written += _emit_code(args, module, result, out_dir=out.path())
-    cost = result.analyses.get("analyze-cost")
+        written += _emit_code(args, module, out_dir=out.path())
+    cost = analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
         text = ""
-        if args.target:
-            from flows.report import gantt, markdown, target_figures
-            fig = target_figures(result.analyses)
-            text += markdown(fig, f"{stem} on {args.target}") + "\n"
-            written.append(write_text(out.path("report.json"),
-                                      json.dumps({"model": args.model, **fig}, indent=1) + "\n"))
+        if report is not None:
+            text += report.markdown(f"{stem} on {args.target}") + "\n"
+            written.append(write_text(out.path("report.json"), json.dumps(
+                {"model": args.model, **report.to_json()}, indent=1) + "\n"))
             if args.gantt:
-                written.append(gantt(result.analyses["analyze-schedule"], out.place(args.gantt),
-                                     f"{stem} on {args.target}"))
+                written.append(report.gantt(out.place(args.gantt), f"{stem} on {args.target}"))
         text += _cost_markdown(cost, f"{stem}: cost report")
         text += _csdf_markdown(module)
         from aloha_ir import interface
@@ -355,7 +322,7 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
     return written
 
 
-def _emit_code(args, module, result, out_dir: str) -> list[str]:
+def _emit_code(args, module, out_dir: str) -> list[str]:
     """Generate the platform's code under OUT_DIR/code/ with a code-size report. Code was asked
     for (by --emit c, --backend, or the default --emit with a target), so not writing it is an
     error, never a note: a build script would otherwise run on without a program."""
@@ -388,7 +355,7 @@ def cmd_opt(args) -> int:
     if args.output:
         check_file(args.output)
     module = load_module(args.file)
-    _pass_manager(args, args.pipeline).run(module)
+    _run(args, module, _user_passes(args.pipeline))
     if args.output:
         with staged_file(args.output, "opt") as out:  # the IR and its weights, both or neither
             save_module(module, out.path(os.path.basename(args.output)))
@@ -409,10 +376,11 @@ def cmd_analyze(args) -> int:
         return _analyze_target(args, module)
     if args.gantt:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
-    pipeline = args.pipeline if "analyze-cost" in args.pipeline else \
-        f"{args.pipeline},analyze-cost" if args.pipeline else "analyze-cost"
-    result = _run(args, module, pipeline)
-    report = result.analyses["analyze-cost"]
+    passes = _user_passes(args.pipeline)
+    if all(p.name != "analyze-cost" for p in passes):
+        from passes.analyze_cost import AnalyzeCostPass
+        passes.append(AnalyzeCostPass())
+    report = _run(args, module, passes).analyses["analyze-cost"]
     if args.json:
         data = report.to_json()
         print(json.dumps({"model": args.model, "macs": data["macs"], "params": data["params"],
@@ -446,23 +414,21 @@ def cmd_analyze(args) -> int:
 
 
 def _analyze_target(args, module) -> int:
-    from flows.report import gantt, markdown, target_figures
     if args.gantt:
         from aloha_ir.outputs import check_file
         check_file(args.gantt)
-    result = _run(args, module, _with_target(args, args.pipeline, "canonicalize",
-                                              timeline=bool(args.gantt), deploy=False))
-    _float_note(args, module, result)
-    fig = target_figures(result.analyses)
+    report = run_target(args, module, _user_passes(args.pipeline, "canonicalize"),
+                        timeline=bool(args.gantt), deploy=False)
+    _float_note(args, module, report.analyses)
+    fig = report.to_json()
     if args.gantt:
-        path = gantt(result.analyses["analyze-schedule"], args.gantt,
-                     f"{args.model} on {args.target}")
+        path = report.gantt(args.gantt, f"{args.model} on {args.target}")
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps({"model": args.model, **fig}))
         return 0
     from aloha_ir.console import console
-    text = markdown(fig, f"{args.model} on {args.target}")
+    text = report.markdown(f"{args.model} on {args.target}")
     out = console()
     if out.is_terminal:
         from rich.markdown import Markdown

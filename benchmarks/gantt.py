@@ -52,15 +52,11 @@ def main() -> None:
     a = ap.parse_args()
     import matplotlib
     matplotlib.use("Agg")
-    from aloha_ir.context import make_context
-    from aloha_ir.passmanager import PassManager
-    from flows.report import target_pipeline
     from archdesc.loader import load_platform
+    from flows.target import TargetFlow
     from frontends.loader import load_model
-    ctx = make_context()
-    ctx.target = load_platform(a.target)
-    result = PassManager.parse(target_pipeline(timeline=True)).run(load_model(a.model), ctx)
-    schedule = result.analyses["analyze-schedule"]
+    flow = TargetFlow(load_platform(a.target), timeline=True)
+    schedule = flow.run(load_model(a.model)).schedule
     title = f"{a.model} on {a.target}"
     old_artists, new_artists = per_firing(schedule, title), per_unit(schedule, title)
     old = median_ms(lambda _: per_firing(schedule, title), a.repeat)

@@ -45,8 +45,8 @@ def mapped(pipeline: str, model: str = "zoo:lenet5", target: str = ARRUBIU):
 def test_assign_pins_actors_to_units_and_pes_the_rest_keep_the_greedy_rule():
     greedy = mapped("partition,map")["map"].assignment
     pins = {"conv7": "arm1", "pool9": "arm1", "conv12_p0": "ce1", "conv12_p1": "ce1"}
-    text = ";".join(f"{a}:{u}" for a, u in pins.items())
-    got = mapped(f'partition,map{{assign="{text};fc18_p0:arm"}}')["map"].assignment
+    got = mapped('partition,map{assign="conv7:arm1;pool9:arm1;conv12_p0:ce1;conv12_p1:ce1;'
+                 'fc18_p0:arm"}')["map"].assignment
     assert {a: got[a] for a in pins} == pins
     assert got["fc18_p0"] in ("arm0", "arm1")  # a PE: the rule picks one of its units
     # with the options empty, nothing changes
@@ -97,11 +97,8 @@ def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
 
 
 def test_the_greedy_point_is_what_the_driver_computes(lenet):
-    from flows.report import target_figures, target_pipeline
-    m = load_model("zoo:lenet5", {})
-    ctx = make_context()
-    ctx.target = load_platform(ARRUBIU)
-    fig = target_figures(PassManager.parse(target_pipeline()).run(m, ctx).analyses)
+    from flows.target import TargetFlow
+    fig = TargetFlow(load_platform(ARRUBIU)).run(load_model("zoo:lenet5", {})).to_json()
     point = lenet.refine(lenet.greedy_design())
     for key in ("latency_s", "period_s", "energy_j", "processors", "memory_bytes"):
         assert point[key] == fig[key]
@@ -299,13 +296,13 @@ def test_mapping_file_errors(tmp_path, capsys, lenet_search):
     assert code == InputFileError.exit_code and "'inputs' must map input names" in err
 
 
-def test_mapping_stages_apply_the_units(lenet_search):
+def test_mapping_placement_applies_the_units(lenet_search):
+    from flows.target import TargetFlow
     m = load_mapping_from(mapping_json(lenet_search))
-    assert m.units == tuple(lenet_search.chosen.design.units)
-    _, map_options = m.stages()
-    assert map_options.endswith(f' units="{",".join(m.units)}"')
+    assert m.units == tuple(lenet_search.chosen.design.units) == m.placement().units
     limited = replace(m, units=("ce0", "arm0"), assignment={})
-    got = mapped(f"partition{{{limited.stages()[0]}}},map{{{limited.stages()[1]}}}")["map"]
+    flow = TargetFlow(load_platform(ARRUBIU), placement=limited.placement())
+    got = flow.run(load_model("zoo:lenet5", {})).mapping
     assert set(got.assignment.values()) - {""} <= {"ce0", "arm0"}
 
 

@@ -445,13 +445,12 @@ def test_gantt_time_axis_is_in_the_runs_unit_and_shows_the_last_firing(scale, la
 
 def test_gantt_draws_one_collection_per_unit_holding_all_its_busy_time():
     """zoo:lenet5 on LOSA: 1,350 firings; before, one artist each."""
-    from alohac.main import _run
-    from flows.report import gantt_figure, target_pipeline
+    from archdesc.loader import load_platform
+    from flows.report import gantt_figure
+    from flows.target import TargetFlow
     from frontends.loader import load_model
-    args = SimpleNamespace(target="neuraghe-losa", time_passes=False, verify_full=False,
-                           print_ir_after_all=False, dump_dir=None)
-    schedule = _run(args, load_model("zoo:lenet5"), target_pipeline(timeline=True)
-                    ).analyses["analyze-schedule"]
+    schedule = TargetFlow(load_platform("neuraghe-losa"), timeline=True).run(
+        load_model("zoo:lenet5")).schedule
     busy = {}
     for f in schedule.timeline:
         if not f.unit.startswith("@"):

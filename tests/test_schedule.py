@@ -13,6 +13,7 @@ from aloha_ir.dataflow import Edge
 from aloha_ir.errors import PassError, UnsupportedError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
+from flows.target import TargetFlow
 from frontends.loader import load_model
 from passes.analyze_processors import strictly_periodic
 
@@ -87,14 +88,11 @@ def test_darts_processors_by_hand():
     assert math.ceil(sum(u.values())) == 2
 
 
-def analyze(model: str, target: str, bits: int = 0, analyses: str = ANALYSES):
+def analyze(model: str, target: str, bits: int = 0, allow_overflow: bool = False):
+    """The module after the target flow, and its analyses."""
     m = load_model(f"zoo:{model}", {})
-    ctx = make_context()
-    ctx.target = load_platform(target)
-    opt = f"{{bits={bits}}}" if bits else ""
-    res = PassManager.parse(f"canonicalize,analyze-cost,convert-nn-to-csdf,partition{opt},"
-                            f"map{opt},{analyses}").run(m, ctx)
-    return m, res.analyses
+    flow = TargetFlow(load_platform(target), bits, allow_overflow=allow_overflow)
+    return m, flow.run(m).analyses
 
 
 # hardware.md's measured rows: (platform, network, bits, GOps/s, GOps/s/W)
@@ -180,8 +178,7 @@ def test_memory_buffers_plus_parameters_and_overflow():
     assert 0 < mem.peak_activation_bytes <= mem.buffer_bytes
     with pytest.raises(PassError, match="does not fit|needs .* in sram"):
         analyze("vgg16", "orlando")
-    _, a = analyze("vgg16", "orlando", analyses=ANALYSES.replace(
-        "analyze-memory", "analyze-memory{allow_overflow=true}"))
+    _, a = analyze("vgg16", "orlando", allow_overflow=True)
     assert a["analyze-memory"].fits is False
 
 

@@ -135,9 +135,10 @@ def _bits_need_target(args) -> None:
                               "quantize changes it")
 
 
-def _float_note(args, module, analyses: dict) -> None:
-    """Say what a float model bound for a fixed-point platform became (stderr)."""
-    q = analyses.get("quantize-for-target")
+def _float_note(args, module, report) -> None:
+    """Say what a float model bound for a fixed-point platform became (stderr); `report` is the
+    --target flow's TargetReport."""
+    q = report.analyses.get("quantize-for-target")
     if q is not None and q.quantized:
         print(f"note: {q.note()}", file=sys.stderr)
         return
@@ -145,13 +146,10 @@ def _float_note(args, module, analyses: dict) -> None:
         print(f"note: --data {args.data} was not used: the model is "
               + ("already quantized" if q.datatype != "f32" else f"deployed in float on "
                  f"{q.platform}"), file=sys.stderr)
-    if "map" not in analyses:
-        return
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
     from backends.reference import graph_of
-    mapping = analyses["map"]
-    mapping = mapping[0] if isinstance(mapping, list) else mapping
+    mapping = report.mapping
     graph = graph_of(module)
     fixed = any(fp.format_of(op.results[0]) for op in graph.ops
                 if op.results and not isinstance(op, nn.ConstOp))
@@ -275,7 +273,7 @@ def cmd_compile(args) -> int:
         _check_bits(args, module)
         report = flow.run(module, user=passes, **_instruments(args))
         analyses = report.analyses
-        _float_note(args, module, analyses)
+        _float_note(args, module, report)
     else:
         analyses = _run(args, module, passes).analyses
     with Staged(args.output, "compile") as out:
@@ -419,7 +417,7 @@ def _analyze_target(args, module) -> int:
         check_file(args.gantt)
     report = run_target(args, module, _user_passes(args.pipeline, "canonicalize"),
                         timeline=bool(args.gantt), deploy=False)
-    _float_note(args, module, report.analyses)
+    _float_note(args, module, report)
     fig = report.to_json()
     if args.gantt:
         path = report.gantt(args.gantt, f"{args.model} on {args.target}")

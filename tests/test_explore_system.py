@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aloha_ir.context import make_context
-from aloha_ir.errors import InputFileError, PassError
+from aloha_ir.errors import InputFileError, PlacementError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
 from explore.system import (MAPPING_FORMAT, SystemSpace, load_mapping, mapping_json, search,
@@ -34,10 +34,12 @@ def lenet_search(lenet):
 
 
 def mapped(pipeline: str, model: str = "zoo:lenet5", target: str = ARRUBIU):
+    """The analyses of `pipeline` (-p text) after canonicalize and the lowering."""
     m = load_model(model, {})
     ctx = make_context()
     ctx.target = load_platform(target)
-    return PassManager.parse(f"canonicalize,convert-nn-to-csdf,{pipeline}").run(m, ctx).analyses
+    passes = PassManager.parse("canonicalize,convert-nn-to-csdf").passes
+    return PassManager(passes + PassManager.parse(pipeline).passes).run(m, ctx).analyses
 
 
 # -- map{assign, units} ---------------------------------------------------------------------------
@@ -63,20 +65,22 @@ def test_units_limit_what_the_greedy_rule_uses():
     assert got.assignment["pool9"] == "arm1" and got.assignment["pool14"] == "arm0"
 
 
-@pytest.mark.parametrize("options,match", [
-    ('assign="nosuch:arm0"', "assign names no actor @nosuch"),
-    ('assign="pool9:gpu0"', "has no unit or PE 'gpu0'"),
-    ('assign="pool9:ce0"', r"@pool9 cannot run on unit ce0 \(units that run it: arm0, arm1"),
-    ('assign="pool9:ce"', "@pool9 cannot run on PE ce"),
-    ('assign="input:arm0"', "@input is a input: no unit runs it"),
-    ('assign="pool9"', "must be ACTOR:UNIT or ACTOR:PE"),
-    ('assign="pool9:arm0;pool9:arm1"', "assigned twice"),
-    ('units="arm7"', "has no unit arm7"),
-    ('units="ce0,ce1"', "no allowed unit runs @norm_mul3"),
+@pytest.mark.parametrize("pipeline,match", [
+    ('partition,map{assign="nosuch:arm0"}', "assign names no actor @nosuch"),
+    ('partition,map{assign="pool9:gpu0"}', "has no unit or PE 'gpu0'"),
+    ('partition,map{assign="pool9:ce0"}',
+     r"@pool9 cannot run on unit ce0 \(units that run it: arm0, arm1"),
+    ('partition,map{assign="pool9:ce"}', "@pool9 cannot run on PE ce"),
+    ('partition,map{assign="input:arm0"}', "@input is a input: no unit runs it"),
+    ('partition,map{assign="pool9"}', "must be ACTOR:UNIT or ACTOR:PE"),
+    ('partition,map{assign="pool9:arm0;pool9:arm1"}', "assigned twice"),
+    ('partition,map{units="arm7"}', "has no unit arm7"),
+    ('partition,map{units="ce0,ce1"}', "no allowed unit runs @norm_mul3"),
 ])
-def test_assign_and_units_errors(options, match):
-    with pytest.raises(PassError, match=match):
-        mapped(f"partition,map{{{options}}}")
+def test_assign_and_units_errors(pipeline, match):
+    """Each is a PlacementError: a mapping file's would be the file's fault (MappingMismatch)."""
+    with pytest.raises(PlacementError, match=match):
+        mapped(pipeline)
 
 
 # -- the closed-form estimate ---------------------------------------------------------------------

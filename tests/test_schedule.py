@@ -16,6 +16,8 @@ from archdesc.loader import load_platform
 from flows.target import TargetFlow
 from frontends.loader import load_model
 from passes.analyze_processors import strictly_periodic
+from passes.map import MapPass
+from passes.partition import PartitionPass
 
 ANALYSES = "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"
 
@@ -154,12 +156,8 @@ def test_energy_is_static_power_times_period_plus_busy_power():
 def test_orlando_high_operating_point_is_faster_and_costs_more_power():
     outs = {}
     for opp in ("low", "high"):
-        m = load_model("zoo:lenet5", {})
-        ctx = make_context()
-        ctx.target = load_platform("orlando")
-        res = PassManager.parse(f"canonicalize,convert-nn-to-csdf,partition,map{{opp={opp}}},"
-                                f"{ANALYSES}").run(m, ctx)
-        outs[opp] = res.analyses
+        outs[opp] = TargetFlow(load_platform("orlando")).run(
+            load_model("zoo:lenet5", {}), user=[PartitionPass(), MapPass(opp=opp)]).analyses
     assert outs["high"]["analyze-schedule"].latency_s < outs["low"]["analyze-schedule"].latency_s
     assert outs["high"]["analyze-energy"].average_power_w > \
         outs["low"]["analyze-energy"].average_power_w
@@ -222,12 +220,10 @@ def test_mapped_graph_prints_parses_and_exports_sdf3_exec_times():
 
 def test_map_strategies():
     def units(strategy):
-        m = load_model("zoo:resnet18", {})
-        ctx = make_context()
-        ctx.target = load_platform("neuraghe-losa")
-        res = PassManager.parse(f"canonicalize,convert-nn-to-csdf,map{{strategy={strategy}}}"
-                                ).run(m, ctx)
-        return set(res.analyses["map"].assignment.values()) - {""}
+        flow = TargetFlow(load_platform("neuraghe-losa"))
+        user = [MapPass(strategy=strategy)]  # names map: no partition
+        report = flow.run(load_model("zoo:resnet18", {}), user=user)
+        return set(report.mapping.assignment.values()) - {""}
     assert units("fastest") == {"ce", "arm0"}  # each actor on its fastest PE's first unit
     assert units("greedy") == {"ce", "arm0", "arm1"}  # earliest finish spreads the ARM work
     with pytest.raises(PassError, match="unknown strategy"):

@@ -19,9 +19,6 @@ from frontends.loader import load_model
 from passes.map import MapPass
 from passes.partition import PartitionPass
 
-ANALYSES = "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"
-
-
 def parsed(text: str) -> list:
     return PassManager.parse(text).passes
 
@@ -31,22 +28,26 @@ def parsed(text: str) -> list:
 # what ran. The flow must build the same passes with the same options.
 LOSA_CASES = [
     ("", False, False,
-     f"canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,{ANALYSES}"),
+     "canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,analyze-schedule,"
+     "analyze-memory,analyze-energy,analyze-processors"),
     ("", True, False,
-     f"canonicalize,quantize-for-target,analyze-cost,convert-nn-to-csdf,partition,map,{ANALYSES}"),
+     "canonicalize,quantize-for-target,analyze-cost,convert-nn-to-csdf,partition,map,"
+     "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"),
     ("canonicalize,convert-nn-to-csdf,map{strategy=fastest}", False, False,
-     f"canonicalize,analyze-cost,convert-nn-to-csdf,map{{strategy=fastest}},{ANALYSES}"),
+     "canonicalize,analyze-cost,convert-nn-to-csdf,map{strategy=fastest},analyze-schedule,"
+     "analyze-memory,analyze-energy,analyze-processors"),
     ('canonicalize,convert-nn-to-csdf,map{assign="conv7:ce;fc18:arm" units="ce,arm0"}', False,
      False, 'canonicalize,analyze-cost,convert-nn-to-csdf,map{assign="conv7:ce;fc18:arm" '
-     f'units="ce,arm0"}},{ANALYSES}'),
+     'units="ce,arm0"},analyze-schedule,analyze-memory,analyze-energy,analyze-processors'),
     ("convert-nn-to-csdf,analyze-processors", False, False,
-     f"canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,{ANALYSES}"),
+     "canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,analyze-schedule,"
+     "analyze-memory,analyze-energy,analyze-processors"),
     ("quantize{bits=8},analyze-cost", True, True,
      "quantize{bits=8},canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,"
      "analyze-schedule{timeline=true},analyze-memory,analyze-energy,analyze-processors"),
     ("prune,canonicalize", True, False,
      "prune,canonicalize,quantize-for-target,analyze-cost,convert-nn-to-csdf,partition,map,"
-     f"{ANALYSES}"),
+     "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"),
 ]
 
 
@@ -74,8 +75,8 @@ def test_a_user_option_holding_comma_and_brace_survives_the_merge():
     got = TargetFlow(load_platform("neuraghe-losa"), backend=Backend).passes(user)
     assert got[0] == user[0]
     assert [p.name for p in got] == ["quantize", "canonicalize", "analyze-cost",
-                                     "convert-nn-to-csdf", "partition", "map",
-                                     *ANALYSES.split(",")]
+                                     "convert-nn-to-csdf", "partition", "map", "analyze-schedule",
+                                     "analyze-memory", "analyze-energy", "analyze-processors"]
 
 
 def test_typed_constructors_are_the_option_text_of_the_pipeline():

@@ -14,6 +14,11 @@ from __future__ import annotations
 from aloha_errors import AlohaError, InputFileError, UsageError, did_you_mean
 
 
+class MappingMismatch(InputFileError):
+    """A mapping file (partition plan, assignment) that does not fit the model it is applied to:
+    an actor it names is not in the graph, or cannot run on the unit it names."""
+
+
 class UnsupportedError(AlohaError):
     """The input uses an operator, attribute or feature the compiler does not handle."""
 
@@ -47,6 +52,12 @@ class PassError(AlohaError):
 
     exit_code = 8
     kind = "pass error"
+
+
+class PlacementError(PassError):
+    """A requested placement (partition's `actors=`, map's `assign=`/`units=`) that does not fit
+    the graph or the platform: a typed pass error, so a caller applying a mapping file can say
+    the file does not fit (MappingMismatch) without reading the message."""
 
 
 class NoFeasiblePointError(AlohaError):

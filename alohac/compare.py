@@ -182,13 +182,12 @@ def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) ->
 
 
 def cmd_compare(args) -> int:
-    from alohac.main import _target_pipeline
-    from alohac.run import input_shapes, run_pipeline
+    from alohac.run import input_shapes, run_target
     from aloha_ir.outputs import Staged, check_folder
     from frontends.loader import load_model
     check_folder(args.output)
     module = load_model(args.model, input_shapes(args.input_shape))
-    run_pipeline(args, module, _target_pipeline(args))
+    run_target(args, module)
     from archdesc.loader import load_platform
     from backends.registry import get_backend
     platform = load_platform(args.target)

@@ -8,7 +8,15 @@ import os
 import sys
 
 from aloha_ir.errors import AlohaError, UsageError, exit_code_help
-from alohac.run import input_shapes, pass_manager, run_pipeline
+from alohac.run import (
+    check_opp,
+    input_shapes,
+    instruments,
+    run_passes,
+    run_target,
+    target_flow,
+    user_passes,
+)
 
 DEFAULT_PIPELINE = "canonicalize,analyze-cost"
 EMIT_KINDS = ("nn", "onnx", "csdf", "sdf3", "json", "dot", "c")
@@ -16,55 +24,6 @@ CSDF_KINDS = ("csdf", "sdf3", "json", "dot")
 LOWERING = "convert-nn-to-csdf"
 
 EXIT_CODES_HELP = exit_code_help()
-
-
-def _mapping(args):
-    """The --mapping file, checked against --target, the model, --bits and --opp (None if none)."""
-    if not getattr(args, "mapping", None):
-        return None
-    if not args.target:
-        raise UsageError("--mapping needs --target (the platform the mapping was made for)")
-    from archdesc.loader import load_platform
-    from explore.system import load_mapping
-    m = load_mapping(args.mapping, load_platform(args.target).name, args.model)
-    if args.bits and args.bits != m.bits:
-        raise UsageError(f"--bits {args.bits}, but {args.mapping} was made for {m.bits} bits",
-                         hint="drop --bits")
-    if args.opp and args.opp != m.opp:
-        raise UsageError(f"--opp {args.opp}, but {args.mapping} was made at operating point "
-                         f"{m.opp}", hint="drop --opp")
-    return m
-
-
-def _check_opp(args) -> None:
-    """--opp names one of the target's operating points: a usage error now, with the declared
-    ones, rather than a failure of the partition pass later."""
-    if not getattr(args, "opp", None):
-        return
-    if not args.target:
-        raise UsageError("--opp needs --target (an operating point of that platform)")
-    from archdesc.loader import load_platform
-    from aloha_ir.errors import did_you_mean
-    platform = load_platform(args.target)
-    if args.opp not in platform.operating_points:
-        raise UsageError(f"--opp {args.opp}: {platform.name} has no such operating point",
-                         hint=did_you_mean(args.opp, platform.operating_points, "declared")
-                         if platform.operating_points else "it declares none; drop --opp")
-
-
-def _target_pipeline(args, timeline: bool = False, deploy: bool = True) -> str:
-    """The --target pipeline; `deploy` (commands that generate code) quantizes a float model
-    bound for a platform that computes in fixed point (quantize-for-target, with --data)."""
-    from alohac.report import target_pipeline
-    _check_opp(args)
-    m = _mapping(args)
-    data = getattr(args, "data", None) or ""
-    if m is None:
-        return target_pipeline(args.bits or 0, args.opp or "", args.allow_overflow, timeline,
-                               deploy=deploy, data=data)
-    partition, map_options = m.stages()
-    return target_pipeline(m.bits, m.opp or "", args.allow_overflow, timeline, partition,
-                           map_options, deploy=deploy, data=data)
 
 
 def _check_bits(args, module) -> None:
@@ -91,9 +50,10 @@ def _bits_need_target(args) -> None:
                               "quantize changes it")
 
 
-def _float_note(args, module, result) -> None:
-    """Say what a float model bound for a fixed-point platform became (stderr)."""
-    q = result.analyses.get("quantize-for-target") if result is not None else None
+def _float_note(args, module, report) -> None:
+    """Say what a float model bound for a fixed-point platform became (stderr); `report` is the
+    --target flow's TargetReport."""
+    q = report.analyses.get("quantize-for-target")
     if q is not None and q.quantized:
         print(f"note: {q.note()}", file=sys.stderr)
         return
@@ -101,13 +61,10 @@ def _float_note(args, module, result) -> None:
         print(f"note: --data {args.data} was not used: the model is "
               + ("already quantized" if q.datatype != "f32" else f"deployed in float on "
                  f"{q.platform}"), file=sys.stderr)
-    if result is None or "map" not in result.analyses:
-        return
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
     from aloha_ir.dialects.nn import graph_of
-    mapping = result.analyses["map"]
-    mapping = mapping[0] if isinstance(mapping, list) else mapping
+    mapping = report.mapping
     graph = graph_of(module)
     fixed = any(fp.format_of(op.results[0]) for op in graph.ops
                 if op.results and not isinstance(op, nn.ConstOp))
@@ -116,53 +73,6 @@ def _float_note(args, module, result) -> None:
               f"{mapping.platform} (no float data type there): `alohac compile` quantizes it "
               "(give --data to calibrate), or quantize it first with `alohac quantize`",
               file=sys.stderr)
-
-
-def _with_target(args, user: str, default: str, timeline: bool = False,
-                 deploy: bool = True) -> str:
-    """The user's pipeline merged with the target stages it does not already name (so a user's
-    `map{strategy=fastest}` is kept, not overridden); the default pipeline is subsumed."""
-    tail = _target_pipeline(args, timeline, deploy)
-    if user.strip() in ("", default):
-        return tail
-    named = {stage.split("{")[0].strip() for stage in _stages(user)}
-    if getattr(args, "mapping", None) and named & {"partition", "map"}:
-        raise UsageError("--mapping decides partition and map; the pipeline names them too",
-                         hint="drop them from -p, or drop --mapping")
-    stages = _stages(tail)
-    names = [s.split("{")[0].strip() for s in stages]
-    order = {n: i for i, n in enumerate(names)}
-    # The target stages the user leaves out go where the target pipeline has them, so each runs
-    # after what it depends on (`convert-nn-to-csdf,analyze-processors` gets partition, map, ...
-    # in between; the report needs every analysis; a float model bound for a fixed-point platform
-    # is quantized before the user's lowering, never generated as float code for fixed point).
-    # The user's other stages keep their place. A user who names `map` has chosen the mapping:
-    # partition, an optional transform, is then theirs to name too (`map{assign=...}` names the
-    # actors of the graph as they left it); one who names `quantize` has chosen the formats.
-    skip = named | ({"partition"} if "map" in named else set()) | \
-        ({"quantize-for-target"} if "quantize" in named else set())
-    out, done = [], 0
-    for stage in _stages(user):
-        k = order.get(stage.split("{")[0].strip())
-        if k is not None and k > done:
-            out += [s for s, n in zip(stages[done:k], names[done:k]) if n not in skip]
-            done = k
-        out.append(stage)
-    out += [s for s, n in zip(stages[done:], names[done:]) if n not in skip]
-    return ",".join(out)
-
-
-def _stages(pipeline: str) -> list[str]:
-    """Top-level comma-separated stages of pipeline text (commas inside {...} belong to options)."""
-    out, depth, cur = [], 0, ""
-    for ch in pipeline:
-        depth += (ch == "{") - (ch == "}")
-        if ch == "," and depth == 0:
-            out.append(cur)
-            cur = ""
-        else:
-            cur += ch
-    return [x for x in out + [cur] if x.strip()]
 
 
 def _emit_kinds(text: str) -> list[str]:
@@ -248,7 +158,7 @@ def cmd_compile(args) -> int:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     if args.gantt and not args.target:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
-    _check_opp(args)
+    check_opp(args)
     _bits_need_target(args)
     if args.data and not args.target:
         raise UsageError("--data needs --target (it calibrates a float model the platform "
@@ -257,30 +167,41 @@ def cmd_compile(args) -> int:
     if ("c" in kinds or args.backend) and not args.target:
         raise UsageError("generating code needs --target PLATFORM",
                          hint="e.g. alohac compile MODEL --target host-cpu -o OUT")
+    report = None
     if args.target:
-        pipeline = _with_target(args, pipeline, DEFAULT_PIPELINE, timeline=bool(args.gantt))
-    if any(k in CSDF_KINDS for k in kinds) and LOWERING not in pipeline:
-        pipeline = f"{pipeline},{LOWERING}" if pipeline.strip() else LOWERING
-        print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf graph; "
-              f"pipeline is now '{pipeline}'", file=sys.stderr)
+        flow = target_flow(args, timeline=bool(args.gantt))
+        passes = user_passes(pipeline, DEFAULT_PIPELINE)
+    else:
+        passes = user_passes(pipeline)
+        if any(k in CSDF_KINDS for k in kinds) and all(p.name != LOWERING for p in passes):
+            from aloha_ir.passmanager import PassManager
+            from passes.convert_nn_to_csdf import ConvertNnToCsdfPass
+            passes.append(ConvertNnToCsdfPass())
+            print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf "
+                  f"graph; pipeline is now '{PassManager(passes).pipeline_text()}'",
+                  file=sys.stderr)
     check_folder(args.output)
     if args.gantt:
         check_file(args.gantt)
     module = load_model(args.model, input_shapes(args.input_shape))
     if args.target:
         _check_bits(args, module)
-    result = run_pipeline(args, module, pipeline)
-    if args.target:
-        _float_note(args, module, result)
+        report = flow.run(module, user=passes, **instruments(args))
+        analyses = report.analyses
+        _float_note(args, module, report)
+    else:
+        analyses = run_passes(args, module, passes).analyses
     with Staged(args.output, "compile") as out:
-        written = _write_compile(args, out, kinds, module, result)
+        written = _write_compile(args, out, kinds, module, analyses, report)
     for w in written:
         print(f"wrote {out.final(w)}")
     return 0
 
 
-def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
-    """Every output of `compile` into the staging folder `out` (swapped in whole at the end)."""
+def _write_compile(args, out, kinds: list[str], module, analyses: dict, report=None
+                   ) -> list[str]:
+    """Every output of `compile` into the staging folder `out` (swapped in whole at the end);
+    `report` is the --target flow's TargetReport."""
     from aloha_ir.textio import save_module, write_text
     from frontends.loader import model_stem
     stem = model_stem(args.model)
@@ -294,19 +215,16 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
         written.append(path)
     written += _emit_csdf(module, kinds, out.path(), stem)
     if "c" in kinds:
-        written += _emit_code(args, module, result, out_dir=out.path())
-    cost = result.analyses.get("analyze-cost")
+        written += _emit_code(args, module, out_dir=out.path())
+    cost = analyses.get("analyze-cost")
     if cost is not None and not isinstance(cost, list):
         text = ""
-        if args.target:
-            from alohac.report import gantt, markdown, target_figures
-            fig = target_figures(result.analyses)
-            text += markdown(fig, f"{stem} on {args.target}") + "\n"
-            written.append(write_text(out.path("report.json"),
-                                      json.dumps({"model": args.model, **fig}, indent=1) + "\n"))
+        if report is not None:
+            text += report.markdown(f"{stem} on {args.target}") + "\n"
+            written.append(write_text(out.path("report.json"), json.dumps(
+                {"model": args.model, **report.to_json()}, indent=1) + "\n"))
             if args.gantt:
-                written.append(gantt(result.analyses["analyze-schedule"], out.place(args.gantt),
-                                     f"{stem} on {args.target}"))
+                written.append(report.gantt(out.place(args.gantt), f"{stem} on {args.target}"))
         text += _cost_markdown(cost, f"{stem}: cost report")
         text += _csdf_markdown(module)
         from aloha_ir import interface
@@ -317,7 +235,7 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
     return written
 
 
-def _emit_code(args, module, result, out_dir: str) -> list[str]:
+def _emit_code(args, module, out_dir: str) -> list[str]:
     """Generate the platform's code under OUT_DIR/code/ with a code-size report. Code was asked
     for (by --emit c, --backend, or the default --emit with a target), so not writing it is an
     error, never a note: a build script would otherwise run on without a program."""
@@ -350,7 +268,7 @@ def cmd_opt(args) -> int:
     if args.output:
         check_file(args.output)
     module = load_module(args.file)
-    pass_manager(args, args.pipeline).run(module)
+    run_passes(args, module, user_passes(args.pipeline))
     if args.output:
         with staged_file(args.output, "opt") as out:  # the IR and its weights, both or neither
             save_module(module, out.path(os.path.basename(args.output)))
@@ -363,7 +281,7 @@ def cmd_analyze(args) -> int:
     from frontends.loader import load_model
     if args.mapping and not args.target:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
-    _check_opp(args)
+    check_opp(args)
     _bits_need_target(args)
     module = load_model(args.model, input_shapes(args.input_shape))
     if args.target:
@@ -371,10 +289,11 @@ def cmd_analyze(args) -> int:
         return _analyze_target(args, module)
     if args.gantt:
         raise UsageError("--gantt needs --target (the timeline is the mapped schedule)")
-    pipeline = args.pipeline if "analyze-cost" in args.pipeline else \
-        f"{args.pipeline},analyze-cost" if args.pipeline else "analyze-cost"
-    result = run_pipeline(args, module, pipeline)
-    report = result.analyses["analyze-cost"]
+    passes = user_passes(args.pipeline)
+    if all(p.name != "analyze-cost" for p in passes):
+        from passes.analyze_cost import AnalyzeCostPass
+        passes.append(AnalyzeCostPass())
+    report = run_passes(args, module, passes).analyses["analyze-cost"]
     if args.json:
         data = report.to_json()
         print(json.dumps({"model": args.model, "macs": data["macs"], "params": data["params"],
@@ -408,23 +327,21 @@ def cmd_analyze(args) -> int:
 
 
 def _analyze_target(args, module) -> int:
-    from alohac.report import gantt, markdown, target_figures
     if args.gantt:
         from aloha_ir.outputs import check_file
         check_file(args.gantt)
-    result = run_pipeline(args, module, _with_target(args, args.pipeline, "canonicalize",
-                                              timeline=bool(args.gantt), deploy=False))
-    _float_note(args, module, result)
-    fig = target_figures(result.analyses)
+    report = run_target(args, module, user_passes(args.pipeline, "canonicalize"),
+                        timeline=bool(args.gantt), deploy=False)
+    _float_note(args, module, report)
+    fig = report.to_json()
     if args.gantt:
-        path = gantt(result.analyses["analyze-schedule"], args.gantt,
-                     f"{args.model} on {args.target}")
+        path = report.gantt(args.gantt, f"{args.model} on {args.target}")
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps({"model": args.model, **fig}))
         return 0
     from aloha_ir.console import console
-    text = markdown(fig, f"{args.model} on {args.target}")
+    text = report.markdown(f"{args.model} on {args.target}")
     out = console()
     if out.is_terminal:
         from rich.markdown import Markdown

@@ -1,10 +1,11 @@
 """The Backend API: how a platform's code generator plugs into `alohac compile --target`.
 
 A backend is a class registered under the entry-point group `aloha.backends` (so a platform can live
-in another package). It names its default platform and the pipeline it needs, and owns a directory of
-Jinja2 templates. Generation is two steps, on purpose: `view()` builds a plain codegen view from the
-mapped csdf graph (backends/codegen.py: buffers, FIFOs, per-PE static orders, firings, weights, power
-knobs), and templates render that view; templates never walk the IR. Templates are looked up in the
+in another package). It names its default platform and the passes it needs (`extra_passes`, which
+flows.target.TargetFlow runs), and owns a directory of Jinja2 templates. Generation is two steps,
+on purpose: `view()` builds a plain codegen view from the mapped csdf graph (backends/codegen.py:
+buffers, FIFOs, per-PE static orders, firings, weights, power knobs), and templates render that
+view; templates never walk the IR. Templates are looked up in the
 backend's own directory first, then in each base class's, then in the common ones
 (backends/templates): a platform overrides a common template by shipping a file of the same name.
 Rendering uses StrictUndefined, so a template naming a field the view lacks fails loudly.
@@ -37,7 +38,7 @@ class Generated:
 
 class Backend:
     """Base class. Subclasses set `name`, `default_platform`, `description`, and may extend
-    `pipeline()`, `view()` and `files()`."""
+    `extra_passes()`, `view()` and `files()`."""
 
     name: ClassVar[str] = ""
     default_platform: ClassVar[str] = ""
@@ -52,11 +53,16 @@ class Backend:
         self.fifo_override = dict(fifo_override or {})
 
     # -- what the backend needs ------------------------------------------------------------------
-    def pipeline(self, bits: int = 0) -> str:
-        """The passes to run before generation (canonicalize, lowering, mapping, buffer sizes)."""
-        tail = f"{{bits={bits}}}" if bits else ""
-        return ",".join(["canonicalize", "analyze-cost", "convert-nn-to-csdf",
-                         f"partition{tail}", f"map{tail}", "analyze-schedule", "analyze-memory"])
+    @classmethod
+    def extra_passes(cls, flow) -> list:
+        """The passes this backend needs on the nn graph before the target flow's cost analysis
+        and lowering (flows.target.TargetFlow calls it with itself: `flow.bits`, `flow.data`,
+        `flow.platform`). The generated code computes in the platform's data type, so a float
+        model bound for a fixed-point platform is quantized first (quantize-for-target,
+        calibrated on `flow.data` if given). A backend extends the list (or replaces it: one
+        that runs float code on any platform returns [])."""
+        from passes.quantize_for_target import QuantizeForTargetPass
+        return [QuantizeForTargetPass(bits=flow.bits, data=flow.data)]
 
     # -- generation -----------------------------------------------------------------------------
     def view(self, module, platform):

@@ -1,4 +1,4 @@
-"""`--gantt` drawing time: one collection per unit (alohac/report.py) beside one bar per firing
+"""`--gantt` drawing time: one collection per unit (flows/report.py) beside one bar per firing
 (the method before issue 18, drawn here the way it did), same schedule, same figure size and dpi,
 matplotlib already imported. Prints firings, artists and the median of a few runs for each.
 
@@ -37,7 +37,7 @@ def per_firing(schedule, title: str) -> int:
 
 
 def per_unit(schedule, title: str) -> int:
-    from alohac.report import gantt_figure
+    from flows.report import gantt_figure
     fig = gantt_figure(schedule, title)
     fig.savefig(io.BytesIO(), format="png", dpi=110)
     ax = fig.axes[0]
@@ -52,15 +52,11 @@ def main() -> None:
     a = ap.parse_args()
     import matplotlib
     matplotlib.use("Agg")
-    from aloha_ir.context import make_context
-    from aloha_ir.passmanager import PassManager
-    from alohac.report import target_pipeline
     from archdesc.loader import load_platform
+    from flows.target import TargetFlow
     from frontends.loader import load_model
-    ctx = make_context()
-    ctx.target = load_platform(a.target)
-    result = PassManager.parse(target_pipeline(timeline=True)).run(load_model(a.model), ctx)
-    schedule = result.analyses["analyze-schedule"]
+    flow = TargetFlow(load_platform(a.target), timeline=True)
+    schedule = flow.run(load_model(a.model)).schedule
     title = f"{a.model} on {a.target}"
     old_artists, new_artists = per_firing(schedule, title), per_unit(schedule, title)
     old = median_ms(lambda _: per_firing(schedule, title), a.repeat)

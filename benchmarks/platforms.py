@@ -22,11 +22,11 @@ from aloha_ir.console import console as console_for_tables
 from rich.table import Table
 from timing import report_budgets
 
-from aloha_ir.context import make_context
 from aloha_ir.errors import AlohaError
 from aloha_ir.passmanager import PassManager
-from alohac.report import target_figures, target_pipeline
 from archdesc.loader import load_platform, platform_names
+from flows.report import TargetReport
+from flows.target import TargetFlow
 from frontends.loader import load_model
 
 MODELS = ["vgg16", "resnet18", "squeezenet1_1", "mobilenet_v1", "mnist-8"]
@@ -34,10 +34,12 @@ MEASURED = {("neuraghe-losa", "vgg16", 16): 172.67, ("neuraghe-losa", "vgg16", 8
             ("neuraghe-losa", "resnet18", 16): 61.91, ("neuraghe-sabina", "vgg16", 16): 29.32}
 
 
-def analysis_pipeline(bits: int) -> str:
-    """The driver's --target pipeline after the lowering (the part this benchmark times)."""
-    full = target_pipeline(bits, allow_overflow=True)
-    return full[full.index("convert-nn-to-csdf,") + len("convert-nn-to-csdf,"):]
+def flow_parts(platform, bits: int) -> tuple[list, list, list]:
+    """The driver's --target flow in three parts: before the lowering, the lowering, and after
+    it (the part this benchmark times)."""
+    stages = TargetFlow(platform, bits, allow_overflow=True).stages()
+    k = next(i for i, p in enumerate(stages) if p.name == "convert-nn-to-csdf")
+    return stages[:k], stages[k:k + 1], stages[k + 1:]
 
 
 def _source(model: str) -> str | None:
@@ -48,26 +50,21 @@ def _source(model: str) -> str | None:
     return f"zoo:{model}"
 
 
-def lowered(source: str):
-    m = load_model(source, {})
-    PassManager.parse("canonicalize,analyze-cost").run(m)
-    start = time.perf_counter()
-    PassManager.parse("convert-nn-to-csdf").run(m)
-    return m, time.perf_counter() - start
-
-
 def analyse(source: str, platform, bits: int) -> tuple[dict, float, float]:
     import contextlib
     import io
-    m, lower_s = lowered(source)
-    cost = PassManager.parse("analyze-cost").run(m).analyses["analyze-cost"]
-    ctx = make_context()
-    ctx.target = platform
+    before, lowering, after = flow_parts(platform, bits)
+    m = load_model(source, {})
+    ctx = TargetFlow(platform, bits).context()
+    PassManager(before).run(m, ctx)
+    start = time.perf_counter()
+    PassManager(lowering).run(m, ctx)
+    lower_s = time.perf_counter() - start
     start = time.perf_counter()
     with contextlib.redirect_stderr(io.StringIO()):  # overflow warnings go in the table
-        res = PassManager.parse(analysis_pipeline(bits)).run(m, ctx)
+        res = PassManager(after).run(m, ctx)
     elapsed = time.perf_counter() - start
-    return target_figures({**res.analyses, "analyze-cost": cost}), elapsed, lower_s
+    return TargetReport.from_analyses(res.analyses).to_json(), elapsed, lower_s
 
 
 def main() -> int:

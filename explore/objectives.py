@@ -173,21 +173,18 @@ def evaluate_point(settings: EvalSettings, genotype_json: dict) -> dict:
 
 
 def _analyses(module, settings: EvalSettings) -> dict:
-    from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
-    ctx = make_context()
     if settings.needs_target():
-        probe = module.clone()  # the target pipeline rewrites the IR; training needs the graph
-        from alohac.report import target_figures, target_pipeline
-        ctx.target = _platform(settings.target)
-        result = PassManager.parse(target_pipeline(settings.bits, allow_overflow=True)).run(
-            probe, ctx)
-        fig = target_figures(result.analyses)
+        from flows.target import TargetFlow
+        probe = module.clone()  # the target flow rewrites the IR; training needs the graph
+        flow = TargetFlow(_platform(settings.target), settings.bits, allow_overflow=True)
+        fig = flow.run(probe).to_json()
         return {"params": fig["params"], "macs": fig["macs"], "latency_s": fig["latency_s"],
                 "energy_j": fig["energy_j"], "memory_bytes": fig["memory_bytes"],
                 "processors": fig["processors"], "fits": bool(fig["fits"]),
                 "throughput_fps": fig["throughput_fps"]}
-    result = PassManager.parse("analyze-cost").run(module, ctx)  # an analysis: IR unchanged
+    from passes.analyze_cost import AnalyzeCostPass
+    result = PassManager([AnalyzeCostPass()]).run(module)  # an analysis: IR unchanged
     cost = result.analyses["analyze-cost"]
     return {"params": cost.params, "macs": cost.macs}
 

@@ -52,6 +52,7 @@ from aloha_ir.console import Progress
 from aloha_ir.errors import InputFileError, PassError, UnsupportedError, UsageError
 from archdesc import costmodel
 from archdesc.model import DATATYPE_BITS, Platform
+from flows.target import Placement, TargetFlow
 from passes.map import ListSchedule, candidates, kernel_extent, restrict
 from passes.partition import SPLITTABLE, auto_plan, channel_bounds
 from passes.target import (ZERO_COST_KINDS, actor_layers, csdf_precision, datatype_of, opp_of,
@@ -120,11 +121,12 @@ FIGURE_KEYS = ("latency_s", "period_s", "throughput_fps", "energy_j", "processor
 class SystemSpace:
     """A lowered model on a platform: the genome, the closed-form estimate and the refinement.
 
-    Build it with `SystemSpace.load(model, platform)`; the lowered module (canonicalize,
-    analyze-cost, convert-nn-to-csdf) is kept and cloned for every refinement."""
+    Build it with `SystemSpace.load(model, platform)`: the module lowered by the target flow's
+    first stages (canonicalize, analyze-cost, convert-nn-to-csdf) is what the estimate reads;
+    every refinement runs the whole target flow on a copy of the module as loaded."""
 
     def __init__(self, module, cost, platform: Platform, model: str = "", bits: int = 0,
-                 inputs: dict[str, list[int]] | None = None):
+                 inputs: dict[str, list[int]] | None = None, *, source):
         from aloha_ir.dialects import csdf
         graphs = csdf.csdf_graphs(module)
         if len(graphs) != 1:
@@ -132,6 +134,7 @@ class SystemSpace:
                              f" has {len(graphs)}")
         graph = graphs[0]
         self.module, self.cost, self.platform, self.model = module, cost, platform, model
+        self.source = source  # the nn module before the flow (each refinement runs on a clone)
         self.bits = bits
         self.inputs = inputs  # the model's input shapes (port -> dims), as loaded
         try:
@@ -190,13 +193,19 @@ class SystemSpace:
              input_shapes: dict | None = None) -> "SystemSpace":
         from aloha_ir.context import make_context
         from aloha_ir.passmanager import PassManager
+        from aloha_ir.weights import clone_with_weights
         from frontends.loader import load_model
         module = load_model(model, input_shapes or {})
         inputs = model_inputs(module)
+        source = clone_with_weights(module)
         ctx = make_context()
         ctx.target = platform
-        res = PassManager.parse("canonicalize,analyze-cost,convert-nn-to-csdf").run(module, ctx)
-        return cls(module, res.analyses["analyze-cost"], platform, model, bits, inputs)
+        flow = TargetFlow(platform, bits)
+        stages = flow.stages()
+        lowering = next(i for i, p in enumerate(stages) if p.name == "convert-nn-to-csdf")
+        res = PassManager(stages[:lowering + 1]).run(module, ctx)
+        return cls(module, res.analyses["analyze-cost"], platform, model, bits, inputs,
+                   source=source)
 
     # -- the genome: plan levels, PE choices (0 = the greedy rule), units per PE, operating point
     def decode(self, x) -> Design:
@@ -328,39 +337,31 @@ class SystemSpace:
             tasks.append((f"{name}_merge", mc.seconds, layer.firings, [(name, 0)]))
 
     # -- the refinement: the real pipeline
-    def stages(self, design: Design, subs: dict[str, list[str]] | None = None
-               ) -> tuple[str, str]:
-        """(partition options, map options) of pipeline text for `design`; `subs` are the
-        sub-actors partition made of each split actor (what a pin to the actor applies to)."""
-        common = (f" bits={self.bits}" if self.bits else "") + \
-            (f" opp={design.opp}" if design.opp else "")
-        plan = ";".join(f"{a}:{n}" for a, n in design.plan)
-        part = f'actors="{plan}" auto=false{common}'
-        assign = ";".join(f"{s}:{pe}" for a, pe in design.pe for s in (subs or {}).get(a, [a]))
-        units = "" if len(design.units) == len(self.platform.units()) else \
-            f' units="{",".join(design.units)}"'
-        return part, f'assign="{assign}"{units}{common}'
-
-    def refine(self, design: Design, estimate: Estimate | None = None, label: str = "") -> Point:
+    def flow(self, design: Design) -> TargetFlow:
+        """The target flow that realises `design` (what `alohac analyze --target` runs, with
+        the design's partition plan, pins and units, reporting a design that overflows)."""
         from aloha_ir.context import make_context
-        from aloha_ir.passmanager import PassManager
-        from alohac.report import target_figures
-        module = self.module.clone()
+        from passes.partition import PartitionPass
+        # a pin names an actor before partition: it applies to each part partition makes of it
         ctx = make_context()
         ctx.target = self.platform
-        part, _ = self.stages(design)
-        PassManager.parse(f"partition{{{part}}}").run(module, ctx)
-        _, mapping = self.stages(design, ctx.analyses["partition"])
+        PartitionPass.parts(dict(design.plan), bits=self.bits, opp=design.opp or "").apply(
+            ctx, self.module.clone())
+        subs = ctx.analyses["partition"]
+        assign = tuple((s, pe) for a, pe in design.pe for s in subs.get(a, [a]))
+        units = () if len(design.units) == len(self.platform.units()) else design.units
+        return TargetFlow(self.platform, self.bits, design.opp or "",
+                          Placement(design.plan, assign, units), allow_overflow=True)
+
+    def refine(self, design: Design, estimate: Estimate | None = None, label: str = "") -> Point:
+        from aloha_ir.weights import clone_with_weights
         # analyze-memory{allow_overflow} prints a warning for a design that overflows (recorded
         # here as fits = false) and has no option to keep quiet; passes/ is not this module's
         with contextlib.redirect_stderr(io.StringIO()):
-            res = PassManager.parse(
-                f"map{{{mapping}}},analyze-schedule,analyze-memory{{allow_overflow=true}},"
-                "analyze-energy,analyze-processors").run(module, ctx)
-        figures = target_figures({**res.analyses, "analyze-cost": self.cost})
-        report = res.analyses["map"]
-        assignment = {a: u for a, u in report.assignment.items() if u}
-        return Point(design, estimate or self.estimate(design), figures, assignment, label)
+            report = self.flow(design).run(clone_with_weights(self.source))
+        assignment = {a: u for a, u in report.mapping.assignment.items() if u}
+        return Point(design, estimate or self.estimate(design), report.to_json(), assignment,
+                     label)
 
 
 def pipelined_latency(tasks, unit: dict[str, str]) -> float:
@@ -680,12 +681,11 @@ class Mapping:
     inputs: dict | None = None  # the model's input shapes it was made for (None: not recorded)
     fits: bool | None = None
 
-    def stages(self) -> tuple[str, str]:
-        """(partition options, map options) of pipeline text."""
-        plan = ";".join(f"{a}:{n}" for a, n in self.partition.items())
-        assign = ";".join(f"{a}:{u}" for a, u in self.assignment.items())
-        units = f' units="{",".join(self.units)}"' if self.units else ""
-        return f'actors="{plan}" auto=false', f'assign="{assign}"{units}'
+    def placement(self, source: str = "") -> Placement:
+        """What the target flow applies: the plan, every actor's unit, the units the greedy
+        rule may use; `source` is the file it was read from (its errors then name it)."""
+        return Placement(tuple(self.partition.items()), tuple(self.assignment.items()),
+                         self.units, source, self.model)
 
 
 def model_inputs(module) -> dict[str, list[int]]:

@@ -7,7 +7,7 @@ minus the weights `prune` collapsed (`params_pruned`: zeros once the layer mean 
 plus the one mean per pruned layer that the correction needs (aloha_ir.cost); `macs_sparse` the
 MACs left when pruned weights are skipped. Unpruned, params_pruned is 0, params_deployed the count
 of parameter elements and macs_sparse equals macs. Whether a platform exploits them is the target
-report's business: the bundled ones do not (alohac.report.sparsity).
+report's business: the bundled ones do not (flows.report.sparsity).
 """
 
 from __future__ import annotations

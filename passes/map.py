@@ -20,6 +20,7 @@ attribute `link`. An operator no PE runs is an error naming the actor and the pl
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -31,7 +32,7 @@ from aloha_ir import rle
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
-from aloha_ir.errors import PassError, UnsupportedError
+from aloha_ir.errors import PassError, PlacementError, UnsupportedError
 from archdesc import costmodel
 from archdesc.costmodel import Layer, Unsupported
 from archdesc.model import DATATYPE_BITS, Platform
@@ -177,13 +178,13 @@ def parse_assign(text: str, platform: Platform) -> dict[str, str]:
         name, _, where = item.rpartition(":")
         name, where = name.strip(), where.strip()
         if not name or not where:
-            raise PassError(f"map: '{item}' must be ACTOR:UNIT or ACTOR:PE",
+            raise PlacementError(f"map: '{item}' must be ACTOR:UNIT or ACTOR:PE",
                             hint="e.g. assign=\"conv1:ce0;fc6:arm\"")
         if where not in known:
-            raise PassError(f"map: {platform.name} has no unit or PE '{where}' (for @{name})",
+            raise PlacementError(f"map: {platform.name} has no unit or PE '{where}' (for @{name})",
                             hint="units and PEs: " + ", ".join(dict.fromkeys(known)))
         if out.get(name, where) != where:
-            raise PassError(f"map: @{name} is assigned twice ({out[name]}, {where})")
+            raise PlacementError(f"map: @{name} is assigned twice ({out[name]}, {where})")
         out[name] = where
     return out
 
@@ -196,7 +197,7 @@ def parse_units(text: str, platform: Platform) -> set[str] | None:
     known = [u for u, _ in platform.units()]
     bad = [u for u in names if u not in known]
     if bad:
-        raise PassError(f"map: {platform.name} has no unit {', '.join(bad)}",
+        raise PlacementError(f"map: {platform.name} has no unit {', '.join(bad)}",
                         hint="units: " + ", ".join(known))
     return set(names)
 
@@ -210,7 +211,7 @@ def restrict(options, name: str, pinned: str | None, allowed: set[str] | None, p
         is_unit = pinned in {u for u, _ in platform.units()}
         if not kept:
             able = ", ".join(dict.fromkeys(o[0] for o in options)) or "none"
-            raise PassError(f"map: @{name} cannot run on {'unit' if is_unit else 'PE'} {pinned}",
+            raise PlacementError(f"map: @{name} cannot run on {'unit' if is_unit else 'PE'} {pinned}",
                             where=where, hint=f"units that run it: {able}")
         if is_unit:
             return kept  # what the assignment says, allowed or not
@@ -220,7 +221,7 @@ def restrict(options, name: str, pinned: str | None, allowed: set[str] | None, p
     kept = [o for o in options if o[0] in allowed]
     if not kept:
         able = ", ".join(dict.fromkeys(o[0] for o in options))
-        raise PassError(f"map: no allowed unit runs @{name}" + (f" on {pinned}" if pinned else ""),
+        raise PlacementError(f"map: no allowed unit runs @{name}" + (f" on {pinned}" if pinned else ""),
                         where=where, hint=f"units that run it: {able}; add one to units=")
     return kept
 
@@ -238,6 +239,18 @@ class MapPass(ModulePass):
     assign: str = ""
     units: str = ""
 
+    @classmethod
+    def pinned(cls, assign: Mapping[str, str], units: Sequence[str] = (), *, bits: int = 0,
+               opp: str = "", strategy: str = "greedy") -> "MapPass":
+        """The pass pinning each actor of `assign` to a unit or PE name, the strategy choosing
+        among `units` (empty: all) for the others: the typed form of `assign=`/`units=`."""
+        bad = [n for n in [*assign, *assign.values(), *units] if not n or any(c in n for c in ";:,")]
+        if bad:
+            raise PlacementError(f"map: name {bad[0]!r} cannot be pinned",
+                                 hint="actor, unit and PE names hold no ';', ':' or ','")
+        return cls(strategy=strategy, bits=bits, opp=opp,
+                   assign=";".join(f"{a}:{u}" for a, u in assign.items()), units=",".join(units))
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.strategy not in STRATEGIES:
             raise PassError(f"map: unknown strategy '{self.strategy}'",
@@ -252,7 +265,7 @@ class MapPass(ModulePass):
                    for g in mapped_graphs(op, self.name)]
         unknown = [n for n in pins if n not in used]
         if unknown:
-            raise PassError(f"map: assign names no actor {', '.join('@' + n for n in unknown)}",
+            raise PlacementError(f"map: assign names no actor {', '.join('@' + n for n in unknown)}",
                             hint="actor names are the csdf graph's after partition (alohac "
                                  "compile --emit csdf shows them)")
         record_reports(ctx, self.name, reports)
@@ -281,7 +294,7 @@ class MapPass(ModulePass):
             layer = layers.get(name)
             if actor.kind.data in ZERO_COST_KINDS or layer is None:
                 if name in pins:
-                    raise PassError(f"map: @{name} is a {actor.kind.data}: no unit runs it",
+                    raise PlacementError(f"map: @{name} is a {actor.kind.data}: no unit runs it",
                                     where=where, hint="drop it from assign")
                 sched.skip(name, preds.get(name, []))
                 report.assignment[name], report.cost_s[name] = "", 0.0

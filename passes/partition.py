@@ -15,6 +15,7 @@ work), never below the PE's output-channel granularity (grid rows). Sub-actors c
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from xdsl.context import Context
@@ -27,7 +28,7 @@ from aloha_ir.context import record_analysis
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr, ints_attr
 from aloha_ir.dialects.nn import ints as nn_ints
-from aloha_ir.errors import PassError
+from aloha_ir.errors import PassError, PlacementError
 from archdesc import costmodel
 from archdesc.costmodel import Unsupported
 from passes.target import (
@@ -134,7 +135,7 @@ def _requested(spec: str) -> dict[str, int]:
     for item in filter(None, (s.strip() for s in spec.split(";" if ";" in spec else ","))):
         name, _, n = item.rpartition(":")
         if not name or not n.isdigit() or int(n) < 1:
-            raise PassError(f"partition: '{item}' must be ACTOR:PARTS with PARTS >= 1")
+            raise PlacementError(f"partition: '{item}' must be ACTOR:PARTS with PARTS >= 1")
         out[name] = int(n)
     return out
 
@@ -183,6 +184,18 @@ class PartitionPass(ModulePass):
     bits: int = 0
     opp: str = ""
 
+    @classmethod
+    def parts(cls, plan: Mapping[str, int], *, bits: int = 0, opp: str = "") -> "PartitionPass":
+        """The pass splitting exactly the actors of `plan` into that many parts (the auto rule
+        off: an actor left out, or given 1 part, stays whole): the typed form of `actors=`."""
+        bad = [f"{a}: {n!r}" for a, n in plan.items()
+               if not a or any(c in a for c in ";:,") or not isinstance(n, int) or n < 1]
+        if bad:
+            raise PlacementError(f"partition: bad plan entry {bad[0]}",
+                                 hint="ACTOR -> parts >= 1; actor names hold no ';', ':' or ','")
+        return cls(actors=";".join(f"{a}:{n}" for a, n in plan.items()), auto=False, bits=bits,
+                   opp=opp)
+
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.grain < 1:
             raise PassError("partition: grain must be >= 1")
@@ -194,15 +207,15 @@ class PartitionPass(ModulePass):
             if requested:
                 for name, n in requested.items():
                     if name not in layers:
-                        raise PassError(f"partition: no actor @{name}",
+                        raise PlacementError(f"partition: no actor @{name}",
                                         where=f"csdf.graph @{graph.sym_name.data}")
                     actor = graph.actor_map()[name]
                     if not splittable(actor, layers[name], resplit=True):
-                        raise PassError(f"partition: @{name} is a {actor.kind.data} actor; only "
+                        raise PlacementError(f"partition: @{name} is a {actor.kind.data} actor; only "
                                         f"{', '.join(SPLITTABLE)} actors (ungrouped) split along "
                                         "channels")
                     if n > layers[name].cout:
-                        raise PassError(f"partition: @{name} has {layers[name].cout} output "
+                        raise PlacementError(f"partition: @{name} has {layers[name].cout} output "
                                         f"channels; it cannot split into {n} parts",
                                         where=f"csdf.graph @{graph.sym_name.data}")
                     plan[name] = n

@@ -20,14 +20,11 @@ def have_gcc() -> bool:
 
 def lower(module, target: str):
     """Run the target pipeline (canonicalize ... analyze-memory) in place; returns the platform."""
-    from aloha_ir.context import make_context
-    from aloha_ir.passmanager import PassManager
-    from alohac.report import target_pipeline
     from archdesc.loader import load_platform
-    ctx = make_context()
-    ctx.target = load_platform(target)
-    PassManager.parse(target_pipeline()).run(module, ctx)
-    return ctx.target
+    from flows.target import TargetFlow
+    flow = TargetFlow(load_platform(target))
+    flow.run(module)
+    return flow.platform
 
 
 def generate(module, target: str, out_dir: str, backend: str | None = None, **options) -> str:

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from aloha_ir.context import make_context
-from aloha_ir.errors import InputFileError, PassError
+from aloha_ir.errors import InputFileError, PlacementError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
 from explore.system import (MAPPING_FORMAT, SystemSpace, load_mapping, mapping_json, search,
@@ -34,10 +34,12 @@ def lenet_search(lenet):
 
 
 def mapped(pipeline: str, model: str = "zoo:lenet5", target: str = ARRUBIU):
+    """The analyses of `pipeline` (-p text) after canonicalize and the lowering."""
     m = load_model(model, {})
     ctx = make_context()
     ctx.target = load_platform(target)
-    return PassManager.parse(f"canonicalize,convert-nn-to-csdf,{pipeline}").run(m, ctx).analyses
+    passes = PassManager.parse("canonicalize,convert-nn-to-csdf").passes
+    return PassManager(passes + PassManager.parse(pipeline).passes).run(m, ctx).analyses
 
 
 # -- map{assign, units} ---------------------------------------------------------------------------
@@ -45,8 +47,8 @@ def mapped(pipeline: str, model: str = "zoo:lenet5", target: str = ARRUBIU):
 def test_assign_pins_actors_to_units_and_pes_the_rest_keep_the_greedy_rule():
     greedy = mapped("partition,map")["map"].assignment
     pins = {"conv7": "arm1", "pool9": "arm1", "conv12_p0": "ce1", "conv12_p1": "ce1"}
-    text = ";".join(f"{a}:{u}" for a, u in pins.items())
-    got = mapped(f'partition,map{{assign="{text};fc18_p0:arm"}}')["map"].assignment
+    got = mapped('partition,map{assign="conv7:arm1;pool9:arm1;conv12_p0:ce1;conv12_p1:ce1;'
+                 'fc18_p0:arm"}')["map"].assignment
     assert {a: got[a] for a in pins} == pins
     assert got["fc18_p0"] in ("arm0", "arm1")  # a PE: the rule picks one of its units
     # with the options empty, nothing changes
@@ -63,20 +65,22 @@ def test_units_limit_what_the_greedy_rule_uses():
     assert got.assignment["pool9"] == "arm1" and got.assignment["pool14"] == "arm0"
 
 
-@pytest.mark.parametrize("options,match", [
-    ('assign="nosuch:arm0"', "assign names no actor @nosuch"),
-    ('assign="pool9:gpu0"', "has no unit or PE 'gpu0'"),
-    ('assign="pool9:ce0"', r"@pool9 cannot run on unit ce0 \(units that run it: arm0, arm1"),
-    ('assign="pool9:ce"', "@pool9 cannot run on PE ce"),
-    ('assign="input:arm0"', "@input is a input: no unit runs it"),
-    ('assign="pool9"', "must be ACTOR:UNIT or ACTOR:PE"),
-    ('assign="pool9:arm0;pool9:arm1"', "assigned twice"),
-    ('units="arm7"', "has no unit arm7"),
-    ('units="ce0,ce1"', "no allowed unit runs @norm_mul3"),
+@pytest.mark.parametrize("pipeline,match", [
+    ('partition,map{assign="nosuch:arm0"}', "assign names no actor @nosuch"),
+    ('partition,map{assign="pool9:gpu0"}', "has no unit or PE 'gpu0'"),
+    ('partition,map{assign="pool9:ce0"}',
+     r"@pool9 cannot run on unit ce0 \(units that run it: arm0, arm1"),
+    ('partition,map{assign="pool9:ce"}', "@pool9 cannot run on PE ce"),
+    ('partition,map{assign="input:arm0"}', "@input is a input: no unit runs it"),
+    ('partition,map{assign="pool9"}', "must be ACTOR:UNIT or ACTOR:PE"),
+    ('partition,map{assign="pool9:arm0;pool9:arm1"}', "assigned twice"),
+    ('partition,map{units="arm7"}', "has no unit arm7"),
+    ('partition,map{units="ce0,ce1"}', "no allowed unit runs @norm_mul3"),
 ])
-def test_assign_and_units_errors(options, match):
-    with pytest.raises(PassError, match=match):
-        mapped(f"partition,map{{{options}}}")
+def test_assign_and_units_errors(pipeline, match):
+    """Each is a PlacementError: a mapping file's would be the file's fault (MappingMismatch)."""
+    with pytest.raises(PlacementError, match=match):
+        mapped(pipeline)
 
 
 # -- the closed-form estimate ---------------------------------------------------------------------
@@ -97,11 +101,8 @@ def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
 
 
 def test_the_greedy_point_is_what_the_driver_computes(lenet):
-    from alohac.report import target_figures, target_pipeline
-    m = load_model("zoo:lenet5", {})
-    ctx = make_context()
-    ctx.target = load_platform(ARRUBIU)
-    fig = target_figures(PassManager.parse(target_pipeline()).run(m, ctx).analyses)
+    from flows.target import TargetFlow
+    fig = TargetFlow(load_platform(ARRUBIU)).run(load_model("zoo:lenet5", {})).to_json()
     point = lenet.refine(lenet.greedy_design())
     for key in ("latency_s", "period_s", "energy_j", "processors", "memory_bytes"):
         assert point[key] == fig[key]
@@ -299,13 +300,13 @@ def test_mapping_file_errors(tmp_path, capsys, lenet_search):
     assert code == InputFileError.exit_code and "'inputs' must map input names" in err
 
 
-def test_mapping_stages_apply_the_units(lenet_search):
+def test_mapping_placement_applies_the_units(lenet_search):
+    from flows.target import TargetFlow
     m = load_mapping_from(mapping_json(lenet_search))
-    assert m.units == tuple(lenet_search.chosen.design.units)
-    _, map_options = m.stages()
-    assert map_options.endswith(f' units="{",".join(m.units)}"')
+    assert m.units == tuple(lenet_search.chosen.design.units) == m.placement().units
     limited = replace(m, units=("ce0", "arm0"), assignment={})
-    got = mapped(f"partition{{{limited.stages()[0]}}},map{{{limited.stages()[1]}}}")["map"]
+    flow = TargetFlow(load_platform(ARRUBIU), placement=limited.placement())
+    got = flow.run(load_model("zoo:lenet5", {})).mapping
     assert set(got.assignment.values()) - {""} <= {"ce0", "arm0"}
 
 

@@ -119,17 +119,17 @@ def test_target_pipeline_naming_a_late_analysis_gets_the_stages_in_between(capsy
 def test_a_pipeline_that_names_map_gets_no_partition_it_did_not_ask_for():
     """`map{assign=...}` names the actors of the graph as the user's pipeline leaves it; an
     inserted `partition` would rename them (fc18 -> fc18_0, ...) and the assignment would fail."""
-    from types import SimpleNamespace
+    from aloha_ir.passmanager import PassManager
+    from archdesc.loader import load_platform
+    from flows.target import TargetFlow
+    flow = TargetFlow(load_platform("neuraghe-losa"))
 
-    from alohac.main import _stages, _with_target
-    args = SimpleNamespace(target="neuraghe-losa", bits=None, opp=None, allow_overflow=False,
-                           mapping=None)
-    names = [s.split("{")[0] for s in _stages(_with_target(
-        args, 'canonicalize,convert-nn-to-csdf,map{assign="conv7:ce"}', "canonicalize"))]
-    assert "partition" not in names and names.index("map") < names.index("analyze-schedule")
-    names = [s.split("{")[0] for s in _stages(_with_target(
-        args, "convert-nn-to-csdf,analyze-processors", "canonicalize"))]
-    assert names.index("partition") < names.index("map") < names.index("analyze-processors")
+    def names(user: str) -> list[str]:
+        return [p.name for p in flow.passes(PassManager.parse(user).passes)]
+    got = names('canonicalize,convert-nn-to-csdf,map{assign="conv7:ce"}')
+    assert "partition" not in got and got.index("map") < got.index("analyze-schedule")
+    got = names("convert-nn-to-csdf,analyze-processors")
+    assert got.index("partition") < got.index("map") < got.index("analyze-processors")
 
 
 def test_a_mapping_file_whose_predicted_is_a_list_is_an_input_error(tmp_path, capsys):

@@ -14,11 +14,7 @@ SOURCE_PACKAGES = tuple(pattern.rstrip("*") for pattern
 
 # Private names still imported on purpose, each with the change that removes it. An entry that no
 # longer matches fails the test, so the list cannot outlive its reason.
-ALLOWED = {
-    # alohac.compare builds the --target pipeline with the driver's helper; issue 19's flow branch
-    # (i19-flow) replaces it with the TargetFlow object.
-    ("alohac.compare", "alohac.main._target_pipeline"),
-}
+ALLOWED: set[tuple[str, str]] = set()
 
 
 def _module_name(path: pathlib.Path) -> str:

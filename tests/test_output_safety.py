@@ -432,7 +432,7 @@ def _schedule(spans: list[tuple[str, int, float, float]]):
 @pytest.mark.parametrize("scale, label", [(1.0, "s"), (1e-3, "ms"), (1e-6, "\u00b5s"),
                                           (1e-9, "ns")])
 def test_gantt_time_axis_is_in_the_runs_unit_and_shows_the_last_firing(scale, label):
-    from alohac.report import gantt_figure
+    from flows.report import gantt_figure
     spans = [("ce", 0, 0.0, 3.0 * scale), ("arm0", 0, 3.0 * scale, 4.5 * scale),
              ("ce", 1, 3.0 * scale, 6.0 * scale), ("arm0", 1, 6.0 * scale, 7.25 * scale),
              ("@input", 0, 0.0, 9.0 * scale)]  # a pseudo-unit: not drawn
@@ -445,13 +445,12 @@ def test_gantt_time_axis_is_in_the_runs_unit_and_shows_the_last_firing(scale, la
 
 def test_gantt_draws_one_collection_per_unit_holding_all_its_busy_time():
     """zoo:lenet5 on LOSA: 1,350 firings; before, one artist each."""
-    from alohac.run import run_pipeline
-    from alohac.report import gantt_figure, target_pipeline
+    from archdesc.loader import load_platform
+    from flows.report import gantt_figure
+    from flows.target import TargetFlow
     from frontends.loader import load_model
-    args = SimpleNamespace(target="neuraghe-losa", time_passes=False, verify_full=False,
-                           print_ir_after_all=False, dump_dir=None)
-    schedule = run_pipeline(args, load_model("zoo:lenet5"), target_pipeline(timeline=True)
-                            ).analyses["analyze-schedule"]
+    schedule = TargetFlow(load_platform("neuraghe-losa"), timeline=True).run(
+        load_model("zoo:lenet5")).schedule
     busy = {}
     for f in schedule.timeline:
         if not f.unit.startswith("@"):

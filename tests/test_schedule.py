@@ -13,8 +13,11 @@ from aloha_ir.dataflow import Edge
 from aloha_ir.errors import PassError, UnsupportedError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
+from flows.target import TargetFlow
 from frontends.loader import load_model
 from passes.analyze_processors import strictly_periodic
+from passes.map import MapPass
+from passes.partition import PartitionPass
 
 ANALYSES = "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"
 
@@ -87,14 +90,11 @@ def test_darts_processors_by_hand():
     assert math.ceil(sum(u.values())) == 2
 
 
-def analyze(model: str, target: str, bits: int = 0, analyses: str = ANALYSES):
+def analyze(model: str, target: str, bits: int = 0, allow_overflow: bool = False):
+    """The module after the target flow, and its analyses."""
     m = load_model(f"zoo:{model}", {})
-    ctx = make_context()
-    ctx.target = load_platform(target)
-    opt = f"{{bits={bits}}}" if bits else ""
-    res = PassManager.parse(f"canonicalize,analyze-cost,convert-nn-to-csdf,partition{opt},"
-                            f"map{opt},{analyses}").run(m, ctx)
-    return m, res.analyses
+    flow = TargetFlow(load_platform(target), bits, allow_overflow=allow_overflow)
+    return m, flow.run(m).analyses
 
 
 # hardware.md's measured rows: (platform, network, bits, GOps/s, GOps/s/W)
@@ -156,12 +156,8 @@ def test_energy_is_static_power_times_period_plus_busy_power():
 def test_orlando_high_operating_point_is_faster_and_costs_more_power():
     outs = {}
     for opp in ("low", "high"):
-        m = load_model("zoo:lenet5", {})
-        ctx = make_context()
-        ctx.target = load_platform("orlando")
-        res = PassManager.parse(f"canonicalize,convert-nn-to-csdf,partition,map{{opp={opp}}},"
-                                f"{ANALYSES}").run(m, ctx)
-        outs[opp] = res.analyses
+        outs[opp] = TargetFlow(load_platform("orlando")).run(
+            load_model("zoo:lenet5", {}), user=[PartitionPass(), MapPass(opp=opp)]).analyses
     assert outs["high"]["analyze-schedule"].latency_s < outs["low"]["analyze-schedule"].latency_s
     assert outs["high"]["analyze-energy"].average_power_w > \
         outs["low"]["analyze-energy"].average_power_w
@@ -180,8 +176,7 @@ def test_memory_buffers_plus_parameters_and_overflow():
     assert 0 < mem.peak_activation_bytes <= mem.buffer_bytes
     with pytest.raises(PassError, match="does not fit|needs .* in sram"):
         analyze("vgg16", "orlando")
-    _, a = analyze("vgg16", "orlando", analyses=ANALYSES.replace(
-        "analyze-memory", "analyze-memory{allow_overflow=true}"))
+    _, a = analyze("vgg16", "orlando", allow_overflow=True)
     assert a["analyze-memory"].fits is False
 
 
@@ -225,12 +220,10 @@ def test_mapped_graph_prints_parses_and_exports_sdf3_exec_times():
 
 def test_map_strategies():
     def units(strategy):
-        m = load_model("zoo:resnet18", {})
-        ctx = make_context()
-        ctx.target = load_platform("neuraghe-losa")
-        res = PassManager.parse(f"canonicalize,convert-nn-to-csdf,map{{strategy={strategy}}}"
-                                ).run(m, ctx)
-        return set(res.analyses["map"].assignment.values()) - {""}
+        flow = TargetFlow(load_platform("neuraghe-losa"))
+        user = [MapPass(strategy=strategy)]  # names map: no partition
+        report = flow.run(load_model("zoo:resnet18", {}), user=user)
+        return set(report.mapping.assignment.values()) - {""}
     assert units("fastest") == {"ce", "arm0"}  # each actor on its fastest PE's first unit
     assert units("greedy") == {"ce", "arm0", "arm1"}  # earliest finish spreads the ARM work
     with pytest.raises(PassError, match="unknown strategy"):

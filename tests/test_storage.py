@@ -391,18 +391,14 @@ def test_orlando_report_says_where_the_memory_goes(capsys):
     FIFO buffers into kinds (the split copies recounted here from the csdf graph's channels), and
     says why the buffers exceed the peak activation: each split part's copy of its input (vs one
     shared buffer per producer)."""
-    from aloha_ir.context import make_context
     from aloha_ir.dialects import csdf
-    from aloha_ir.passmanager import PassManager
-    from alohac.report import markdown, target_figures, target_pipeline
     from archdesc.loader import load_platform
+    from flows.report import markdown
+    from flows.target import TargetFlow
     from frontends.loader import load_model
     module = load_model("zoo:mobilenet_v1", {})
-    ctx = make_context()
-    ctx.target = load_platform("orlando")
-    result = PassManager.parse(target_pipeline(allow_overflow=True)).run(module, ctx)
+    report = TargetFlow(load_platform("orlando"), allow_overflow=True).run(module).to_json()
     err = capsys.readouterr().err
-    report = target_figures(result.analyses)
     m = report["memory"]
     kinds = ("between_actors", "reuse", "split_copies", "to_gather", "partial_sums")
     assert sum(m[k] for k in kinds) == report["buffer_bytes"]

@@ -15,46 +15,53 @@ buffers, staging, input/output frames) and `memory_notes` says where it goes.
 
 from __future__ import annotations
 
-import json
-
-
-def target_pipeline(bits: int = 0, opp: str = "", allow_overflow: bool = False,
-                    timeline: bool = False, partition: str = "", map_options: str = "",
-                    deploy: bool = False, data: str = "") -> str:
-    """The driver's --target pipeline; `partition`/`map_options` are extra option text for those
-    two passes (a saved mapping: explore.system.Mapping.stages). `deploy` adds
-    quantize-for-target (a float model bound for a fixed-point platform is quantized, calibrated
-    on `data` if given) for commands that generate code."""
-    opts = " ".join(x for x in (f"bits={bits}" if bits else "", f"opp={opp}" if opp else "") if x)
-
-    def wrap(extra: str = "") -> str:
-        text = " ".join(x for x in (extra, opts) if x)
-        return f"{{{text}}}" if text else ""
-    quantize = []
-    if deploy:
-        q = " ".join(x for x in (f"bits={bits}" if bits else "",
-                                 f"data={json.dumps(data)}" if data else "") if x)
-        quantize = [f"quantize-for-target{{{q}}}" if q else "quantize-for-target"]
-    return ",".join([
-        "canonicalize", *quantize, "analyze-cost", "convert-nn-to-csdf",
-        f"partition{wrap(partition)}", f"map{wrap(map_options)}",
-        "analyze-schedule{timeline=true}" if timeline else "analyze-schedule",
-        "analyze-memory{allow_overflow=true}" if allow_overflow else "analyze-memory",
-        "analyze-energy", "analyze-processors"])
+from dataclasses import dataclass
+from typing import Any
 
 
 def _one(x):
     return x[0] if isinstance(x, list) else x
 
 
-def target_figures(analyses: dict) -> dict:
-    """The JSON object of `alohac analyze --target` from the pipeline's analyses."""
-    cost = _one(analyses["analyze-cost"])
-    sched = _one(analyses["analyze-schedule"])
-    mem = _one(analyses["analyze-memory"])
-    energy = _one(analyses["analyze-energy"])
-    procs = _one(analyses["analyze-processors"])
-    mapping = _one(analyses["map"])
+@dataclass(frozen=True)
+class TargetReport:
+    """What a TargetFlow run found: the typed results of its analyses (`analyses` holds every
+    pass's, the user's included), as the JSON contract (`to_json`), today's report.md target
+    section (`markdown`) and a Gantt chart of the schedule (`gantt`, when the flow kept a
+    timeline)."""
+
+    cost: Any  # passes.analyze_cost's report
+    schedule: Any  # passes.analyze_schedule's
+    memory: Any  # passes.analyze_memory's
+    energy: Any  # passes.analyze_energy's
+    processors: Any  # passes.analyze_processors'
+    mapping: Any  # passes.map.MappingReport
+    analyses: dict
+
+    @classmethod
+    def from_analyses(cls, analyses: dict) -> "TargetReport":
+        """The one place the report reads the analyses (the first graph's when there are
+        several)."""
+        return cls(_one(analyses["analyze-cost"]), _one(analyses["analyze-schedule"]),
+                   _one(analyses["analyze-memory"]), _one(analyses["analyze-energy"]),
+                   _one(analyses["analyze-processors"]), _one(analyses["map"]), dict(analyses))
+
+    def to_json(self) -> dict:
+        """The JSON object of `alohac analyze --target --json` (DESIGN.md "Contracts")."""
+        return target_figures(self.cost, self.schedule, self.memory, self.energy,
+                              self.processors, self.mapping)
+
+    def markdown(self, title: str) -> str:
+        """The target section of report.md."""
+        return markdown(self.to_json(), title)
+
+    def gantt(self, path: str, title: str) -> str:
+        """The schedule's timeline as a PNG at `path` (the flow needs `timeline=True`)."""
+        return gantt(self.schedule, path, title)
+
+
+def target_figures(cost, sched, mem, energy, procs, mapping) -> dict:
+    """The JSON contract from the analyses' typed results."""
     fps = sched.throughput_fps if sched.period_s > 0 else None  # JSON has no Infinity
     gops = 2 * cost.macs * fps / 1e9 if fps else None
     return {

@@ -1,0 +1,142 @@
+"""The compile-for-a-target flow, as data: which passes run, in which order, with which options.
+
+    flow = TargetFlow(load_platform("neuraghe-losa"), bits=8)
+    report = flow.run(module)                 # a TargetReport: .to_json(), .markdown(title)
+    flow.passes(user=PassManager.parse("canonicalize,map{strategy=fastest}").passes)
+
+The stages (FINN's build steps, hls4ml's flows): canonicalize, the passes the backend the module is
+bound for contributes (`Backend.extra_passes`: quantize-for-target, so a float model bound for a
+fixed-point platform is generated in the data type the report predicts), analyze-cost,
+convert-nn-to-csdf, partition, map, analyze-schedule, -memory, -energy, -processors. A `Placement`
+(what the system-level search decides, what a mapping file records) fixes partition and map.
+
+A user's passes (the driver's `-p`, as pass objects) are merged, never text: each target stage the
+user leaves out goes where the flow has it, so it runs after what it depends on
+(`convert-nn-to-csdf,analyze-processors` gets partition, map, ... in between; the report needs every
+analysis), and the user's other passes keep their place. A user who names a stage keeps their
+options (`map{strategy=fastest}` is not overridden). One who names `map` has chosen the mapping:
+partition, an optional transform, is then theirs to name too (`map{assign=...}` names the actors of
+the graph as they left it); one who names `quantize` has chosen the formats (no
+quantize-for-target).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from xdsl.passes import ModulePass
+
+from aloha_ir.errors import MappingMismatch, PlacementError, UsageError
+from archdesc.model import Platform
+from flows.report import TargetReport
+
+if TYPE_CHECKING:
+    from backends.api import Backend
+
+
+@dataclass(frozen=True)
+class Placement:
+    """A fixed partitioning and mapping: `parts` splits exactly those actors (the auto rule off),
+    `assign` pins actors (as partition names them) to a unit or PE, `units` limits the units the
+    greedy rule may use (empty: all). `source` is the mapping file it came from and `model` the
+    model that file was made for ("" when the search built it): an assignment that does not fit
+    the graph is then the file's fault (MappingMismatch, exit 3), not the compiler's."""
+
+    parts: tuple[tuple[str, int], ...] = ()
+    assign: tuple[tuple[str, str], ...] = ()
+    units: tuple[str, ...] = ()
+    source: str = ""
+    model: str = ""
+
+
+@dataclass(frozen=True)
+class TargetFlow:
+    """Compile for `platform` (see the module docstring): `bits` the deployment precision of a
+    float model (0: the platform's default data type), `opp` the operating point ("": the
+    platform's default), `placement` a fixed partition and mapping (None: the auto partition and
+    the greedy rule), `allow_overflow` reports a model too large for the memories instead of
+    failing, `timeline` records every firing (for a Gantt chart), `backend` the code generator the
+    module is bound for (its extra_passes join the flow; None: figures only) and `data` the
+    calibration data those passes may use."""
+
+    platform: Platform
+    bits: int = 0
+    opp: str = ""
+    placement: Placement | None = None
+    allow_overflow: bool = False
+    timeline: bool = False
+    backend: type[Backend] | None = None
+    data: str = ""
+
+    def stages(self) -> list[ModulePass]:
+        """The flow's own passes, in order."""
+        from passes.analyze_cost import AnalyzeCostPass
+        from passes.analyze_energy import AnalyzeEnergyPass
+        from passes.analyze_memory import AnalyzeMemoryPass
+        from passes.analyze_processors import AnalyzeProcessorsPass
+        from passes.analyze_schedule import AnalyzeSchedulePass
+        from passes.canonicalize import CanonicalizePass
+        from passes.convert_nn_to_csdf import ConvertNnToCsdfPass
+        from passes.map import MapPass
+        from passes.partition import PartitionPass
+        p = self.placement
+        if p is None:
+            partition = PartitionPass(bits=self.bits, opp=self.opp)
+            mapping = MapPass(bits=self.bits, opp=self.opp)
+        else:
+            partition = PartitionPass.parts(dict(p.parts), bits=self.bits, opp=self.opp)
+            mapping = MapPass.pinned(dict(p.assign), p.units, bits=self.bits, opp=self.opp)
+        deployed = self.backend.extra_passes(self) if self.backend is not None else []
+        return [CanonicalizePass(), *deployed, AnalyzeCostPass(), ConvertNnToCsdfPass(),
+                partition, mapping, AnalyzeSchedulePass(timeline=self.timeline),
+                AnalyzeMemoryPass(allow_overflow=self.allow_overflow), AnalyzeEnergyPass(),
+                AnalyzeProcessorsPass()]
+
+    def passes(self, user: Sequence[ModulePass] = ()) -> list[ModulePass]:
+        """The flow's stages merged with the user's passes (see the module docstring)."""
+        stages = self.stages()
+        if not user:
+            return stages
+        named = {p.name for p in user}
+        if self.placement is not None and named & {"partition", "map"}:
+            raise UsageError("--mapping decides partition and map; the pipeline names them too",
+                             hint="drop them from -p, or drop --mapping")
+        skip = named | ({"partition"} if "map" in named else set()) | \
+            ({"quantize-for-target"} if "quantize" in named else set())
+        order = {p.name: i for i, p in enumerate(stages)}
+        out: list[ModulePass] = []
+        done = 0
+        for p in user:
+            k = order.get(p.name)
+            if k is not None and k > done:
+                out += [s for s in stages[done:k] if s.name not in skip]
+                done = k
+            out.append(p)
+        return out + [s for s in stages[done:] if s.name not in skip]
+
+    def context(self):
+        """A context with the platform as the target."""
+        from aloha_ir.context import make_context
+        ctx = make_context()
+        ctx.target = self.platform
+        return ctx
+
+    def run(self, module, ctx=None, user: Sequence[ModulePass] = (), **instruments
+            ) -> TargetReport:
+        """Run `passes(user)` on `module` (in place) and report; `instruments` are the
+        PassManager's (time_passes, print_ir_after_all, dump_dir, verify_full)."""
+        from aloha_ir.passmanager import PassManager
+        ctx = ctx if ctx is not None else self.context()
+        try:
+            result = PassManager(self.passes(user), **instruments).run(module, ctx)
+        except PlacementError as e:
+            p = self.placement
+            if p is None or not p.source:
+                raise
+            raise MappingMismatch(f"does not fit {p.model or 'the model'}: {e.message}",
+                                  where=p.source, hint=(f"{e.hint}; " if e.hint else "") +
+                                  "make a mapping for this model with alohac explore-mapping"
+                                  ) from None
+        return TargetReport.from_analyses(result.analyses)

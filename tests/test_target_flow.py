@@ -1,0 +1,162 @@
+"""The target flow as library data (issue 19 item 1): flows.target.TargetFlow builds the pass list
+from pass objects, merges a user's passes as objects, takes a backend's passes, and reports what
+`alohac analyze --target` prints; the explorer refines through it; a mapping file that does not
+fit the model is a typed error."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from aloha_ir.errors import MappingMismatch, PlacementError
+from aloha_ir.passmanager import PassManager
+from alohac.main import main
+from archdesc.loader import load_platform, platform_names
+from backends.api import Backend
+from flows.target import Placement, TargetFlow
+from frontends.loader import load_model
+from passes.map import MapPass
+from passes.partition import PartitionPass
+
+def parsed(text: str) -> list:
+    return PassManager.parse(text).passes
+
+
+# The pipelines the driver ran before the flow existed (alohac/main.py's _with_target, text
+# surgery on the README's `-p` pipelines and the default ones): user pipeline, deploy, timeline ->
+# what ran. The flow must build the same passes with the same options.
+LOSA_CASES = [
+    ("", False, False,
+     "canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,analyze-schedule,"
+     "analyze-memory,analyze-energy,analyze-processors"),
+    ("", True, False,
+     "canonicalize,quantize-for-target,analyze-cost,convert-nn-to-csdf,partition,map,"
+     "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"),
+    ("canonicalize,convert-nn-to-csdf,map{strategy=fastest}", False, False,
+     "canonicalize,analyze-cost,convert-nn-to-csdf,map{strategy=fastest},analyze-schedule,"
+     "analyze-memory,analyze-energy,analyze-processors"),
+    ('canonicalize,convert-nn-to-csdf,map{assign="conv7:ce;fc18:arm" units="ce,arm0"}', False,
+     False, 'canonicalize,analyze-cost,convert-nn-to-csdf,map{assign="conv7:ce;fc18:arm" '
+     'units="ce,arm0"},analyze-schedule,analyze-memory,analyze-energy,analyze-processors'),
+    ("convert-nn-to-csdf,analyze-processors", False, False,
+     "canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,analyze-schedule,"
+     "analyze-memory,analyze-energy,analyze-processors"),
+    ("quantize{bits=8},analyze-cost", True, True,
+     "quantize{bits=8},canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,"
+     "analyze-schedule{timeline=true},analyze-memory,analyze-energy,analyze-processors"),
+    ("prune,canonicalize", True, False,
+     "prune,canonicalize,quantize-for-target,analyze-cost,convert-nn-to-csdf,partition,map,"
+     "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"),
+]
+
+
+@pytest.mark.parametrize("user, deploy, timeline, expected", LOSA_CASES)
+def test_the_flow_builds_the_passes_the_driver_merged(user, deploy, timeline, expected):
+    flow = TargetFlow(load_platform("neuraghe-losa"), timeline=timeline,
+                      backend=Backend if deploy else None)
+    assert flow.passes(parsed(user) if user else ()) == parsed(expected)
+
+
+def test_the_flow_carries_bits_opp_overflow_and_data_into_the_passes():
+    flow = TargetFlow(load_platform("orlando"), bits=8, opp="high", allow_overflow=True,
+                      timeline=True, backend=Backend, data="digits")
+    assert flow.passes() == parsed(
+        'canonicalize,quantize-for-target{bits=8 data="digits"},analyze-cost,convert-nn-to-csdf,'
+        "partition{bits=8 opp=high},map{bits=8 opp=high},analyze-schedule{timeline=true},"
+        "analyze-memory{allow_overflow=true},analyze-energy,analyze-processors")
+
+
+def test_a_user_option_holding_comma_and_brace_survives_the_merge():
+    """Text surgery (splitting on ',' outside '{...}' by counting braces) cut a quoted option
+    value holding an unbalanced '{' and swallowed every stage after it."""
+    user = parsed('quantize{data="mnist:/tmp/a,b{c"},analyze-cost')
+    assert user[0].data == "mnist:/tmp/a,b{c"
+    got = TargetFlow(load_platform("neuraghe-losa"), backend=Backend).passes(user)
+    assert got[0] == user[0]
+    assert [p.name for p in got] == ["quantize", "canonicalize", "analyze-cost",
+                                     "convert-nn-to-csdf", "partition", "map", "analyze-schedule",
+                                     "analyze-memory", "analyze-energy", "analyze-processors"]
+
+
+def test_typed_constructors_are_the_option_text_of_the_pipeline():
+    assert MapPass.pinned({"conv7": "arm1", "fc18_p0": "arm"}, ("ce0", "arm0"), bits=8) == \
+        parsed('map{assign="conv7:arm1;fc18_p0:arm" units="ce0,arm0" bits=8}')[0]
+    assert PartitionPass.parts({"conv1": 2, "fc6": 4}, opp="low") == \
+        parsed('partition{actors="conv1:2;fc6:4" auto=false opp=low}')[0]
+    with pytest.raises(PlacementError, match="cannot be pinned"):
+        MapPass.pinned({"a;b": "ce0"})
+    with pytest.raises(PlacementError, match="bad plan entry conv1: 0"):
+        PartitionPass.parts({"conv1": 0})
+
+
+def test_a_backend_contributes_its_passes_to_the_flow():
+    """Backend.pipeline() was dead code; extra_passes() is what the flow runs."""
+    class Float(Backend):  # a code generator that runs float code everywhere
+        @classmethod
+        def extra_passes(cls, flow):
+            return []
+
+    class Aligned(Backend):  # one that needs the layer widths rounded to its grid
+        @classmethod
+        def extra_passes(cls, flow):
+            from passes.align_to_arch import AlignToArchPass
+            return [*super().extra_passes(flow), AlignToArchPass(direction="up")]
+    losa = load_platform("neuraghe-losa")
+    assert "quantize-for-target" not in [p.name for p in TargetFlow(losa, backend=Float).passes()]
+    names = [p.name for p in TargetFlow(losa, backend=Aligned).passes()]
+    assert names[:4] == ["canonicalize", "quantize-for-target", "align-to-arch", "analyze-cost"]
+
+
+@pytest.mark.parametrize("platform", platform_names())
+def test_the_flows_report_is_what_analyze_target_prints(platform, capsys):
+    report = TargetFlow(load_platform(platform)).run(load_model("zoo:lenet5", {}))
+    assert main(["analyze", "zoo:lenet5", "--target", platform, "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == {"model": "zoo:lenet5", **json.loads(json.dumps(report.to_json()))}
+    assert main(["analyze", "zoo:lenet5", "--target", platform]) == 0
+    assert capsys.readouterr().out == report.markdown(f"zoo:lenet5 on {platform}")
+
+
+def test_the_explorers_refinement_is_what_analyze_mapping_reports(tmp_path, capsys):
+    """A design that splits, pins a split actor to a PE (a pin the flow applies to each part) and
+    drops a unit: the explorer's figures equal the driver's for the mapping file it writes."""
+    from explore.system import MAPPING_FORMAT, Design, SystemSpace
+    arrubiu = "neuraghe-arrubiu"
+    space = SystemSpace.load("zoo:lenet5", load_platform(arrubiu))
+    design = Design((("conv7", 2), ("conv12", 4), ("fc18", 2), ("fc22", 1), ("fc26", 1)),
+                    (("conv7", "ce"), ("conv12", "arm")), ("ce0", "arm0", "arm1"), None)
+    point = space.refine(design)
+    assert {point.assignment[f"conv12_p{k}"] for k in range(4)} <= {"arm0", "arm1"}
+    assert "ce1" not in point.assignment.values()
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps({
+        "format": MAPPING_FORMAT, "model": "zoo:lenet5", "platform": arrubiu, "bits": 16,
+        "operating_point": None, "partition": dict(design.plan),
+        "assignment": point.assignment, "units": list(design.units)}))
+    assert main(["analyze", "zoo:lenet5", "--target", arrubiu, "--mapping", str(path),
+                 "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert printed == {"model": "zoo:lenet5", **json.loads(json.dumps(point.figures))}
+
+
+def test_a_mapping_that_does_not_fit_the_model_is_a_mapping_mismatch(tmp_path, capsys):
+    from explore.system import MAPPING_FORMAT, load_mapping
+    path = tmp_path / "mapping.json"
+    path.write_text(json.dumps({
+        "format": MAPPING_FORMAT, "model": "zoo:lenet5", "platform": "host-cpu", "bits": 32,
+        "partition": {}, "assignment": {"conv7": "core0", "ghost": "core0"}}))
+    assert main(["analyze", "zoo:lenet5", "--target", "host-cpu", "--mapping", str(path)]) == 3
+    err = capsys.readouterr().err
+    assert "does not fit zoo:lenet5: map: assign names no actor @ghost" in err
+    placement = load_mapping(str(path)).placement(str(path))
+    flow = TargetFlow(load_platform("host-cpu"), 32, placement=placement)
+    with pytest.raises(MappingMismatch) as e:
+        flow.run(load_model("zoo:lenet5", {}))
+    assert e.value.exit_code == 3 and e.value.where == str(path)
+    # the same placement built in code (no file) is the compiler's: a pass error, exit 8
+    built = TargetFlow(load_platform("host-cpu"), 32, placement=Placement(
+        assign=(("ghost", "core0"),)))
+    with pytest.raises(PlacementError) as e:
+        built.run(load_model("zoo:lenet5", {}))
+    assert not isinstance(e.value, MappingMismatch) and e.value.exit_code == 8

@@ -81,6 +81,13 @@ class UsageError(AlohaError):
     kind = "usage error"
 
 
+class InternalError(AlohaError):
+    """A compiler bug caught where it is known which part failed (a pass): exit 1, like any
+    uncaught exception, but the message names the part."""
+
+    kind = "internal error"
+
+
 class NoFeasiblePointError(AlohaError):
     """A search found no point that meets its constraints (its outputs are written)."""
 

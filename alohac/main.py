@@ -131,7 +131,8 @@ def _bits_need_target(args) -> None:
 
 def _float_note(args, module, result) -> None:
     """Say what a float model bound for a fixed-point platform became (stderr)."""
-    q = result.analyses.get("quantize-for-target") if result is not None else None
+    q = result.report("quantize-for-target") if result is not None and \
+        "quantize-for-target" in result.analyses else None
     if q is not None and q.quantized:
         print(f"note: {q.note()}", file=sys.stderr)
         return
@@ -144,8 +145,7 @@ def _float_note(args, module, result) -> None:
     from aloha_ir import fixedpoint as fp
     from aloha_ir.dialects import nn
     from backends.reference import graph_of
-    mapping = result.analyses["map"]
-    mapping = mapping[0] if isinstance(mapping, list) else mapping
+    mapping = result.report("map")
     graph = graph_of(module)
     fixed = any(fp.format_of(op.results[0]) for op in graph.ops
                 if op.results and not isinstance(op, nn.ConstOp))
@@ -259,12 +259,13 @@ def _emit_csdf(module, kinds: list[str], out_dir: str, stem: str) -> list[str]:
 
 
 def _csdf_markdown(module) -> str:
-    from aloha_ir import dataflow, rle
+    from aloha_ir import rle
+    from aloha_ir.analysis import repetition
     from aloha_ir.dialects.csdf import csdf_graphs
     text = ""
     for g in csdf_graphs(module):
         phases, edges = g.dataflow_graph()
-        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+        q = repetition(phases, edges).firings
         loops = sum(1 for c in g.channels() if c.is_self_loop)
         text += (f"\n## CSDF graph @{g.sym_name.data}\n\n{len(phases)} actors, "
                  f"{len(edges) - loops} FIFO channels, {loops} reuse self-loops, "
@@ -333,8 +334,9 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
     written += _emit_csdf(module, kinds, out.path(), stem)
     if "c" in kinds:
         written += _emit_code(args, module, result, out_dir=out.path())
-    cost = result.analyses.get("analyze-cost")
-    if cost is not None and not isinstance(cost, list):
+    cost = result.analyses.get("analyze-cost", {})
+    if len(cost) == 1:
+        cost = result.report("analyze-cost")
         text = ""
         if args.target:
             from alohac.report import gantt, markdown, target_figures
@@ -343,7 +345,7 @@ def _write_compile(args, out, kinds: list[str], module, result) -> list[str]:
             written.append(write_text(out.path("report.json"),
                                       json.dumps({"model": args.model, **fig}, indent=1) + "\n"))
             if args.gantt:
-                written.append(gantt(result.analyses["analyze-schedule"], out.place(args.gantt),
+                written.append(gantt(result.report("analyze-schedule"), out.place(args.gantt),
                                      f"{stem} on {args.target}"))
         text += _cost_markdown(cost, f"{stem}: cost report")
         text += _csdf_markdown(module)
@@ -412,7 +414,7 @@ def cmd_analyze(args) -> int:
     pipeline = args.pipeline if "analyze-cost" in args.pipeline else \
         f"{args.pipeline},analyze-cost" if args.pipeline else "analyze-cost"
     result = _run(args, module, pipeline)
-    report = result.analyses["analyze-cost"]
+    report = result.report("analyze-cost")
     if args.json:
         data = report.to_json()
         print(json.dumps({"model": args.model, "macs": data["macs"], "params": data["params"],
@@ -455,7 +457,7 @@ def _analyze_target(args, module) -> int:
     _float_note(args, module, result)
     fig = target_figures(result.analyses)
     if args.gantt:
-        path = gantt(result.analyses["analyze-schedule"], args.gantt,
+        path = gantt(result.report("analyze-schedule"), args.gantt,
                      f"{args.model} on {args.target}")
         print(f"wrote {path}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
@@ -474,16 +476,18 @@ def _analyze_target(args, module) -> int:
 
 def cmd_list(args) -> int:
     if args.what == "passes":
+        from aloha_ir.passmanager import default_registry
         from passes.registry import describe_passes
-        rows = describe_passes()
+        rows = describe_passes(default_registry())
         if args.json:
-            print(json.dumps({name: {"summary": doc, "options": dict(opts)}
-                              for name, doc, opts in rows}))
+            print(json.dumps({p.name: p.to_json() for p in rows}))
             return 0
-        width = max(len(name) for name, _, _ in rows)
-        for name, doc, opts in rows:
-            options = ", ".join(f"{o}: {t}" for o, t in opts)
-            print(f"{name:<{width}}  {doc}" + (f"  [options: {options}]" if options else ""))
+        width = max(len(p.name) for p in rows)
+        for p in rows:
+            options = ", ".join(f"{o}: {t}" for o, t in p.options)
+            print(f"{p.name:<{width}}  {p.summary}" +
+                  (f"  [options: {options}]" if options else "") +
+                  f"  [requires: {p.requires}; preserves: {p.preserves}]")
     elif args.what == "zoo":
         from frontends.zoo import ALIASES, entries
         rows = [(e, [a for a, n in ALIASES.items() if n == e.name]) for e in entries()]

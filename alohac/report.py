@@ -43,18 +43,12 @@ def target_pipeline(bits: int = 0, opp: str = "", allow_overflow: bool = False,
         "analyze-energy", "analyze-processors"])
 
 
-def _one(x):
-    return x[0] if isinstance(x, list) else x
-
-
 def target_figures(analyses: dict) -> dict:
-    """The JSON object of `alohac analyze --target` from the pipeline's analyses."""
-    cost = _one(analyses["analyze-cost"])
-    sched = _one(analyses["analyze-schedule"])
-    mem = _one(analyses["analyze-memory"])
-    energy = _one(analyses["analyze-energy"])
-    procs = _one(analyses["analyze-processors"])
-    mapping = _one(analyses["map"])
+    """The JSON object of `alohac analyze --target` from the pipeline's analyses (one graph)."""
+    from aloha_ir.analysis import report_of
+    cost, sched, mem, energy, procs, mapping = (report_of(analyses, name) for name in (
+        "analyze-cost", "analyze-schedule", "analyze-memory", "analyze-energy",
+        "analyze-processors", "map"))
     fps = sched.throughput_fps if sched.period_s > 0 else None  # JSON has no Infinity
     gops = 2 * cost.macs * fps / 1e9 if fps else None
     return {

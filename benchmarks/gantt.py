@@ -60,7 +60,7 @@ def main() -> None:
     ctx = make_context()
     ctx.target = load_platform(a.target)
     result = PassManager.parse(target_pipeline(timeline=True)).run(load_model(a.model), ctx)
-    schedule = result.analyses["analyze-schedule"]
+    schedule = result.report("analyze-schedule")
     title = f"{a.model} on {a.target}"
     old_artists, new_artists = per_firing(schedule, title), per_unit(schedule, title)
     old = median_ms(lambda _: per_firing(schedule, title), a.repeat)

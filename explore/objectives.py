@@ -187,7 +187,7 @@ def _analyses(module, settings: EvalSettings) -> dict:
                 "processors": fig["processors"], "fits": bool(fig["fits"]),
                 "throughput_fps": fig["throughput_fps"]}
     result = PassManager.parse("analyze-cost").run(module, ctx)  # an analysis: IR unchanged
-    cost = result.analyses["analyze-cost"]
+    cost = result.report("analyze-cost")
     return {"params": cost.params, "macs": cost.macs}
 
 

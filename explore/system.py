@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aloha_ir import dataflow, rle
+from aloha_ir import rle
 from aloha_ir import figures as human
+from aloha_ir.analysis import repetition
 from aloha_ir.console import Progress
 from aloha_ir.errors import InputFileError, PassError, UnsupportedError, UsageError
 from archdesc import costmodel
@@ -147,7 +148,7 @@ class SystemSpace:
         self.work = {a.sym_name.data: a.work_runs for a in graph.actors()}
         self.preds: dict[str, list[tuple[str, int]]] = {}
         phases, edges = graph.dataflow_graph()
-        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+        q = repetition(phases, edges).firings
         self.flows: list[tuple[str, str, int]] = []  # (producer, consumer, tokens per frame)
         for c in graph.channels():
             if not c.is_self_loop:
@@ -350,7 +351,7 @@ class SystemSpace:
         ctx.target = self.platform
         part, _ = self.stages(design)
         PassManager.parse(f"partition{{{part}}}").run(module, ctx)
-        _, mapping = self.stages(design, ctx.analyses["partition"])
+        _, mapping = self.stages(design, ctx.report("partition"))
         # analyze-memory{allow_overflow} prints a warning for a design that overflows (recorded
         # here as fits = false) and has no option to keep quiet; passes/ is not this module's
         with contextlib.redirect_stderr(io.StringIO()):
@@ -358,7 +359,7 @@ class SystemSpace:
                 f"map{{{mapping}}},analyze-schedule,analyze-memory{{allow_overflow=true}},"
                 "analyze-energy,analyze-processors").run(module, ctx)
         figures = target_figures({**res.analyses, "analyze-cost": self.cost})
-        report = res.analyses["map"]
+        report = res.report("map")
         assignment = {a: u for a, u in report.assignment.items() if u}
         return Point(design, estimate or self.estimate(design), figures, assignment, label)
 

@@ -37,7 +37,8 @@ def mapped(pipeline: str, model: str = "zoo:lenet5", target: str = ARRUBIU):
     m = load_model(model, {})
     ctx = make_context()
     ctx.target = load_platform(target)
-    return PassManager.parse(f"canonicalize,convert-nn-to-csdf,{pipeline}").run(m, ctx).analyses
+    res = PassManager.parse(f"canonicalize,convert-nn-to-csdf,{pipeline}").run(m, ctx)
+    return {name: res.report(name) for name in res.analyses}  # the one graph's
 
 
 # -- map{assign, units} ---------------------------------------------------------------------------

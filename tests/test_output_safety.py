@@ -451,7 +451,7 @@ def test_gantt_draws_one_collection_per_unit_holding_all_its_busy_time():
     args = SimpleNamespace(target="neuraghe-losa", time_passes=False, verify_full=False,
                            print_ir_after_all=False, dump_dir=None)
     schedule = _run(args, load_model("zoo:lenet5"), target_pipeline(timeline=True)
-                    ).analyses["analyze-schedule"]
+                    ).report("analyze-schedule")
     busy = {}
     for f in schedule.timeline:
         if not f.unit.startswith("@"):

@@ -18,6 +18,7 @@ methods, so the csdf dialect's verifier can share the repetition vector defined 
 from __future__ import annotations
 
 import functools
+import weakref
 from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable
 
@@ -104,7 +105,7 @@ class AnalysisManager:
     def __init__(self) -> None:
         self._cache: dict[tuple[type[Analysis], str], Any] = {}
         self.computed: dict[str, int] = {}
-        self.module: Any = None
+        self._module: weakref.ref | None = None  # the module served (not kept alive)
         self.reports: set[str] = set()  # names of the analysis passes' reports (invalidated too)
 
     def get(self, analysis: type[Analysis], graph) -> Any:
@@ -124,9 +125,9 @@ class AnalysisManager:
 
     def bind(self, module) -> None:
         """Serve `module` from now on: a different module (a clone) starts with an empty cache."""
-        if module is not self.module:
+        if self._module is None or self._module() is not module:
             self._cache.clear()
-            self.module = module
+            self._module = weakref.ref(module)
 
     def invalidate(self, preserved: Preserves, levels: dict[str, str]) -> None:
         """Drop what `preserved` does not keep; `levels` maps each graph symbol of the module to
@@ -137,11 +138,16 @@ class AnalysisManager:
                 del self._cache[(analysis, graph)]
 
 
-def analysis_of(ctx, analysis: type[Analysis], graph) -> Any:
-    """`analysis` of `graph` from the context's manager, or computed afresh on a context without one
-    (a pass applied directly to a plain xDSL Context)."""
+def manager_of(ctx) -> AnalysisManager:
+    """The context's analysis manager, or a fresh one that caches nothing beyond the call (a pass
+    applied directly to a plain xDSL Context)."""
     am = getattr(ctx, "am", None)
-    return am.get(analysis, graph) if am is not None else analysis.compute(graph, AnalysisManager())
+    return am if isinstance(am, AnalysisManager) else AnalysisManager()
+
+
+def analysis_of(ctx, analysis: type[Analysis], graph) -> Any:
+    """`analysis` of `graph` from the context's manager (see manager_of)."""
+    return manager_of(ctx).get(analysis, graph)
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,9 @@ by default the passes installed under the `aloha.passes` entry-point group), so 
 imports no pass. Before each pass its declared requirements are checked (`requires`: IR level,
 target, data; aloha_ir.analysis), after it the analyses it does not `preserve` are dropped and the IR
 is verified (each op's shape rules; xDSL's full generic verification with verify_full=True); a
-failure names the pass and the op. Instruments (`time_passes`, `print_ir_after_all`, `dump_dir`)
-observe the run without touching the passes.
+failure names the pass and the op. Instruments (aloha_ir.instruments: `time_passes`,
+`print_ir_after_all`, `dump_dir`, or a caller's own objects) observe the run without touching the
+passes.
 """
 
 from __future__ import annotations
@@ -18,10 +19,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import importlib
-import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar, TextIO
@@ -51,7 +51,7 @@ from aloha_ir.errors import (
     UsageError,
     did_you_mean,
 )
-from aloha_ir.textio import print_module, save_module
+from aloha_ir.instruments import DumpIR, PassInstrument, PassTiming, PrintIRAfterAll, TimePasses
 from aloha_ir.verify import verify_fast, verify_full
 
 ENTRY_POINT_GROUP = "aloha.passes"
@@ -116,12 +116,6 @@ def default_registry() -> PassRegistry:
         raise InternalError(f"no pass is registered under the '{ENTRY_POINT_GROUP}' entry points",
                             hint="the installation is stale: reinstall with pip install -e .")
     return PassRegistry(targets)
-
-
-@dataclass
-class PassTiming:
-    name: str
-    seconds: float
 
 
 @dataclass
@@ -210,15 +204,19 @@ class PassManager:
                  verify_full: bool = False,
                  time_passes: bool = False, print_ir_after_all: bool = False,
                  dump_dir: str | None = None, stream: TextIO | None = None,
-                 registry: PassRegistry | None = None):
+                 registry: PassRegistry | None = None,
+                 instruments: Sequence[PassInstrument] = ()):
+        """`time_passes`, `print_ir_after_all` (both to `stream`, default stderr) and `dump_dir`
+        are the driver's instruments; `instruments` adds any others, called in order after them."""
         self.passes = list(passes)
         self.verify_each = verify_each
         self.verify_full = verify_full
-        self.time_passes = time_passes
-        self.print_ir_after_all = print_ir_after_all
-        self.dump_dir = dump_dir
-        self.stream = stream
         self.registry = registry
+        out = stream or sys.stderr
+        self.instruments: list[PassInstrument] = [
+            *([PrintIRAfterAll(out)] if print_ir_after_all else []),
+            *([DumpIR(dump_dir)] if dump_dir else []),
+            *([TimePasses(out)] if time_passes else []), *instruments]
 
     @classmethod
     def parse(cls, pipeline: str, registry: PassRegistry | None = None,
@@ -250,10 +248,8 @@ class PassManager:
         ctx = ctx or make_context()
         ctx.am.bind(module)
         result = PipelineResult(module)
-        out = self.stream or sys.stderr
-        if self.dump_dir:
-            os.makedirs(self.dump_dir, exist_ok=True)
-            save_module(module, os.path.join(self.dump_dir, "00-input.mlir"))
+        for instrument in self.instruments:
+            instrument.run_before_pipeline(module)
         for index, p in enumerate(self.passes, 1):
             start = time.perf_counter()
             try:
@@ -285,20 +281,9 @@ class PassManager:
                     raise IRVerifyError(str(e).splitlines()[0],
                                         where=f"IR after pass '{p.name}'",
                                         hint="this is a compiler bug; rerun with --dump-dir") from None
-            if self.print_ir_after_all:
-                out.write(f"// -----// IR Dump After {p.name} //----- //\n")
-                out.write(print_module(module))
-            if self.dump_dir:
-                save_module(module, os.path.join(self.dump_dir, f"{index:02d}-{p.name}.mlir"))
+            for instrument in self.instruments:
+                instrument.run_after_pass(p, index, module, elapsed)
         result.analyses = {name: dict(reports) for name, reports in ctx.analyses.items()}
-        if self.time_passes:
-            self.report_timings(result.timings, out)
+        for instrument in self.instruments:
+            instrument.run_after_pipeline(module, result.timings)
         return result
-
-    @staticmethod
-    def report_timings(timings: list[PassTiming], out: TextIO) -> None:
-        total = sum(t.seconds for t in timings) or 1e-12
-        out.write("===- Pass execution timing report -===\n")
-        out.write(f"  Total: {total * 1e3:.3f} ms\n   Wall (ms)   (%)  Name\n")
-        for t in timings:
-            out.write(f"  {t.seconds * 1e3:10.3f} {100 * t.seconds / total:5.1f}%  {t.name}\n")

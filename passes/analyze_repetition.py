@@ -13,7 +13,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 
 from aloha_ir import dataflow
-from aloha_ir.analysis import CSDF, AnalysisManager, RepetitionAnalysis, Requires
+from aloha_ir.analysis import CSDF, AnalysisManager, RepetitionAnalysis, Requires, manager_of
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
@@ -67,6 +67,6 @@ class AnalyzeRepetitionPass(AnalysisPass):
     annotate: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        am = getattr(ctx, "am", None)
+        am = manager_of(ctx)
         reports = {g.sym_name.data: analyze(g, self.annotate, am) for g in csdf.csdf_graphs(op)}
         record_reports(ctx, self.name, reports)

@@ -29,6 +29,7 @@ from aloha_ir.analysis import (
     RepetitionAnalysis,
     Requires,
     analysis_of,
+    manager_of,
 )
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
@@ -186,11 +187,10 @@ class AnalyzeSchedulePass(AnalysisPass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.frames < 1 or self.in_flight < 0:
             raise PassError("analyze-schedule: frames must be >= 1 and in_flight >= 0")
-        am = getattr(ctx, "am", None)
+        am = manager_of(ctx)
         reports = {}
         for g in csdf.csdf_graphs(op):
             reports[g.sym_name.data] = report = schedule(g, self.frames, self.in_flight,
                                                          self.timeline, am=am)
-            if am is not None:  # later passes use this run's schedule, options included
-                am.record(ScheduleAnalysis, g, report)
+            am.record(ScheduleAnalysis, g, report)  # later passes use it, options included
         record_reports(ctx, self.name, reports)

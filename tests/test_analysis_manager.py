@@ -20,6 +20,7 @@ from aloha_ir.analysis import (
 )
 from aloha_ir.context import make_context
 from aloha_ir.errors import InternalError, PassError, UsageError
+from aloha_ir.instruments import PassInstrument
 from aloha_ir.passmanager import AnalysisPass, PassManager, PassRegistry, TransformPass
 from aloha_ir.textio import save_module
 from alohac.main import main
@@ -201,6 +202,20 @@ def test_an_internal_error_names_the_pass(tmp_path, capsys):
     with pytest.raises(InternalError, match="pass 'broken': KeyError") as info:
         PassManager([BrokenPass()]).run(load_model("zoo:lenet5", {}))
     assert info.value.exit_code == 1 and isinstance(info.value.__cause__, KeyError)
+
+
+def test_a_callers_instrument_observes_every_pass():
+    @dataclass
+    class Seen(PassInstrument):
+        names: list
+
+        def run_after_pass(self, p, index, module, seconds):
+            self.names.append((index, p.name))
+
+    seen = Seen([])
+    PassManager.parse("canonicalize,analyze-cost", instruments=[seen]).run(
+        load_model("zoo:lenet5", {}))
+    assert seen.names == [(1, "canonicalize"), (2, "analyze-cost")]
 
 
 def test_the_repetition_vector_is_one_shared_computation():

@@ -30,6 +30,8 @@ NN_ANY = "nn-any"  # an nn graph, lowered or not (an analysis of it)
 CSDF = "csdf"  # a csdf graph
 CSDF_MAPPED = "csdf-mapped"  # a csdf graph `map` placed on a platform
 LEVELS = (NN, NN_ANY, CSDF, CSDF_MAPPED)
+LEVEL_TEXT = {NN: "an nn graph not lowered yet", NN_ANY: "an nn graph", CSDF: "a csdf graph",
+              CSDF_MAPPED: "a mapped csdf graph"}
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,7 @@ class Requires:
             raise ValueError(f"unknown IR level '{self.level}' (known: {', '.join(LEVELS)})")
 
     def describe(self) -> str:
-        parts = [f"{self.level} IR" if self.level else ""] + \
+        parts = [LEVEL_TEXT.get(self.level, "")] + \
             ["a target" if self.target else "", "data" if self.data else ""]
         return ", ".join(p for p in parts if p) or "nothing"
 
@@ -67,7 +69,7 @@ class Preserves:
     def describe(self) -> str:
         if self.everything:
             return "all"
-        parts = [f"{lv} analyses" for lv in sorted(self.levels)] + sorted(self.names)
+        parts = [f"analyses of {lv} graphs" for lv in sorted(self.levels)] + sorted(self.names)
         return ", ".join(parts) or "none"
 
 

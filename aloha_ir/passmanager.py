@@ -262,8 +262,6 @@ class PassManager:
                 raise
             except VerifyException as e:
                 raise PassError(str(e).splitlines()[0], where=f"pass '{p.name}'") from None
-            except (KeyboardInterrupt, MemoryError):
-                raise
             except Exception as e:  # a bug in the pass: exit 1, but say which pass
                 raise InternalError(f"{e.__class__.__name__}: {e}",
                                     where=f"pass '{p.name}'",

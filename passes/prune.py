@@ -23,10 +23,10 @@ Methods (`method=`):
 With `epochs > 0`, the activity method fine-tunes after removal (zeroed kernels held at zero).
 
 Every pruned block gets a `pruning` dictionary attribute (what was done, the counts, and `value`,
-the collapse value that analyze-cost and the ONNX sidecar read); the PruneReport (ctx.analyses
-["prune"]) gives parameters and MACs before and after, and the accuracy before and after on the test
-split when data is given (`data=` or the driver's --data; the activity profile and fine-tuning
-need it). A quantized graph may be pruned one-shot: its executors round the collapsed weights into
+the collapse value that analyze-cost and the ONNX sidecar read); the PruneReport
+(ctx.report("prune")) gives parameters and MACs before and after, and the accuracy before and after
+on the test split when data is given (`data=` or the driver's --data; the activity profile and
+fine-tuning need it). A quantized graph may be pruned one-shot: its executors round the collapsed weights into
 the layer's format, and accuracy is measured in fixed point; fine-tuning needs the float graph.
 """
 

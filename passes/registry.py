@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 
+from aloha_ir.analysis import PRESERVE_NONE, Preserves, Requires
 from aloha_ir.passmanager import PassRegistry
 
 # kebab-case name -> "module:Class"; one pass per module.
@@ -37,12 +38,13 @@ class PassInfo:
     name: str
     summary: str
     options: list[tuple[str, str]]  # (option, type)
-    requires: str
-    preserves: str
+    requires: Requires
+    preserves: Preserves
 
     def to_json(self) -> dict:
         return {"summary": self.summary, "options": dict(self.options),
-                "requires": self.requires, "preserves": self.preserves}
+                "requires": dataclasses.asdict(self.requires),
+                "preserves": self.preserves.describe()}
 
 
 def describe_passes(registry: PassRegistry = REGISTRY) -> list[PassInfo]:
@@ -52,5 +54,6 @@ def describe_passes(registry: PassRegistry = REGISTRY) -> list[PassInfo]:
         cls = registry.pass_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         opts = [(f.name, getattr(f.type, "__name__", str(f.type))) for f in dataclasses.fields(cls)]
-        rows.append(PassInfo(name, doc, opts, cls.requires.describe(), cls.preserves.describe()))
+        rows.append(PassInfo(name, doc, opts, getattr(cls, "requires", Requires()),
+                             getattr(cls, "preserves", PRESERVE_NONE)))
     return rows

@@ -231,11 +231,15 @@ def test_the_repetition_vector_is_one_shared_computation():
 def test_list_passes_shows_requires_and_preserves(capsys):
     assert main(["list", "passes", "--json"]) == 0
     passes = json.loads(capsys.readouterr().out)
-    assert passes["map"]["requires"] == "csdf IR, a target"
-    assert passes["map"]["preserves"] == "nn analyses"
-    assert passes["analyze-energy"]["requires"] == "csdf-mapped IR"
+    assert passes["map"]["requires"] == {"level": "csdf", "target": True, "data": False}
+    assert passes["map"]["preserves"] == "analyses of nn graphs"
+    assert passes["analyze-energy"]["requires"]["level"] == "csdf-mapped"
     assert passes["analyze-energy"]["preserves"] == "all"
     assert passes["canonicalize"]["preserves"] == "none"
-    assert passes["quantize"]["requires"] == "nn IR, data"
+    assert passes["quantize"]["requires"] == {"level": "nn", "target": False, "data": True}
     assert main(["list", "passes"]) == 0
-    assert "[requires: csdf IR, a target; preserves: nn analyses]" in capsys.readouterr().out
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert lines["map"].endswith("[requires: a csdf graph, a target; preserves: analyses of nn "
+                                 "graphs]")
+    assert lines["canonicalize"].endswith("[requires: an nn graph not lowered yet; preserves: "
+                                          "none]")

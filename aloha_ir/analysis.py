@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable
 
 from aloha_ir import dataflow
+from aloha_ir.errors import UnsupportedError, UsageError
 
 # IR levels a pass can require (Requires.level)
 NN = "nn"  # an nn graph not lowered yet: a transform of it would leave its csdf graph stale
@@ -108,7 +109,8 @@ class AnalysisManager:
         self._cache: dict[tuple[type[Analysis], str], Any] = {}
         self.computed: dict[str, int] = {}
         self._module: weakref.ref | None = None  # the module served (not kept alive)
-        self.reports: set[str] = set()  # names of the analysis passes' reports (invalidated too)
+        # analysis passes' report names -> the IR attributes they write (invalidated too)
+        self.reports: dict[str, frozenset[str]] = {}
 
     def get(self, analysis: type[Analysis], graph) -> Any:
         key = (analysis, graph_symbol(graph))
@@ -190,13 +192,17 @@ class RepetitionAnalysis(Analysis):
 
 def report_of(analyses: dict[str, dict[str, Any]], name: str, graph: str | None = None) -> Any:
     """The report `name` of `graph` (a graph symbol), or of the only graph it describes, the usual
-    single-graph case (several graphs: an UnsupportedError asking for one). KeyError if there is no
-    such report."""
-    reports = analyses[name]
+    single-graph case (several graphs: an UnsupportedError asking for one). No such report: a
+    UsageError (the pipeline lacks the pass, or a later pass changed the IR it described)."""
+    reports = analyses.get(name)
+    if not reports or (graph is not None and graph not in reports):
+        raise UsageError(f"the pipeline leaves no {name} report" +
+                         (f" of @{graph}" if graph is not None else ""),
+                         hint=f"run {name} after the last pass that changes the IR (a transform "
+                              "drops the analyses it does not preserve: alohac list passes)")
     if graph is not None:
         return reports[graph]
     if len(reports) != 1:
-        from aloha_ir.errors import UnsupportedError
         raise UnsupportedError(f"{name} describes {len(reports)} graphs "
                                f"({', '.join('@' + g for g in sorted(reports))})",
                                hint="this reports on a module with one graph")

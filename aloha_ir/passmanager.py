@@ -70,12 +70,15 @@ class TransformPass(ModulePass):
 
 @dataclass(frozen=True)
 class AnalysisPass(ModulePass):
-    """A pass that only computes reports (attributes it writes feed no analysis): it keeps every
-    analysis, and its reports are dropped like analyses when a later pass does not keep them."""
+    """A pass that only computes reports and annotates the IR with them: it keeps every analysis,
+    and when a later pass does not keep its results, the PassManager drops its reports and the
+    attributes it lists in `annotates` (on the graph and the ops in it), so no stale figure (a FIFO
+    size of the previous mapping) stays in the IR either."""
 
     requires: ClassVar[Requires] = Requires()
     preserves: ClassVar[Preserves] = PRESERVE_ALL
     provides: ClassVar[str] = ""
+    annotates: ClassVar[frozenset[str]] = frozenset()
 
 
 class PassRegistry:
@@ -182,21 +185,32 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
 
 
 def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
-    """Drop the cached analyses and the analysis reports `p` does not preserve."""
+    """Drop the cached analyses, the analysis reports and their IR annotations `p` does not
+    preserve."""
     preserved: Preserves = getattr(p, "preserves", PRESERVE_NONE)
     if preserved.everything:
         return
     levels = graph_levels(module)
+    graphs = {op.sym_name.data: op for op in module.ops if op.sym_name.data in levels} \
+        if levels else {}
     ctx.am.invalidate(preserved, levels)
-    for name in ctx.am.reports:
+    for name, annotates in ctx.am.reports.items():
         reports = ctx.analyses.get(name)
         if reports is None:
             continue
         for graph in list(reports):
             if graph not in levels or not preserved.keeps(name, levels[graph]):
                 del reports[graph]
+                if graph in graphs and annotates:
+                    _drop_annotations(graphs[graph], annotates)
         if not reports:
             del ctx.analyses[name]
+
+
+def _drop_annotations(graph, names: frozenset[str]) -> None:
+    for op in graph.walk():
+        for name in names & op.attributes.keys():
+            del op.attributes[name]
 
 
 class PassManager:
@@ -268,7 +282,8 @@ class PassManager:
                                     hint="a compiler bug; rerun with --debug for the traceback"
                                     ) from e
             if getattr(p, "preserves", PRESERVE_NONE).everything and p.name in ctx.analyses:
-                ctx.am.reports.add(p.name)  # an analysis's report: dropped when it goes stale
+                # an analysis's report (and what it wrote in the IR): dropped when it goes stale
+                ctx.am.reports[p.name] = getattr(p, "annotates", frozenset())
             invalidate(p, ctx, module)
             elapsed = time.perf_counter() - start
             result.timings.append(PassTiming(p.name, elapsed))

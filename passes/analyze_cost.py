@@ -102,6 +102,8 @@ class AnalyzeCostPass(AnalysisPass):
 
     name = "analyze-cost"
     requires = Requires(level=NN_ANY)
+    annotates = frozenset({"cost", "macs", "params_deployed", "activation_bytes", "params_pruned",
+                           "macs_sparse"})
 
     annotate: bool = True
 

@@ -87,6 +87,7 @@ class AnalyzeEnergyPass(AnalysisPass):
 
     name = "analyze-energy"
     requires = Requires(level=CSDF_MAPPED)
+    annotates = frozenset({"energy_j"})
 
     target: str = ""
 

@@ -398,6 +398,7 @@ class AnalyzeMemoryPass(AnalysisPass):
 
     name = "analyze-memory"
     requires = Requires(level=CSDF_MAPPED)
+    annotates = frozenset({"memory_bytes"})
 
     target: str = ""
     allow_overflow: bool = False

@@ -65,6 +65,7 @@ class AnalyzeProcessorsPass(AnalysisPass):
 
     name = "analyze-processors"
     requires = Requires(level=CSDF)
+    annotates = frozenset({"processors"})
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         reports = {g.sym_name.data: analyze(g) for g in csdf.csdf_graphs(op)}

@@ -63,6 +63,7 @@ class AnalyzeRepetitionPass(AnalysisPass):
 
     name = "analyze-repetition"
     requires = Requires(level=CSDF)
+    annotates = frozenset({"repetition", "firings", "iteration_firings"})
 
     annotate: bool = True
 

@@ -179,6 +179,7 @@ class AnalyzeSchedulePass(AnalysisPass):
 
     name = "analyze-schedule"
     requires = Requires(level=CSDF)
+    annotates = frozenset({"start_s", "end_s", "buffer", "latency_s", "period_s"})
 
     frames: int = 6
     in_flight: int = 2

@@ -28,6 +28,7 @@ class AnalyzeSecurityPass(AnalysisPass):
 
     name = "analyze-security"
     requires = Requires(level=NN_ANY, data=True)
+    annotates = frozenset({"security"})
 
     data: str = ""
     attack: str = "pgd"

@@ -57,8 +57,31 @@ def test_reproducer_1_a_second_map_drops_the_first_mappings_schedule():
                     "analyze-energy")
     assert figures(greedy) != figures(fresh)  # the two mappings differ, so the test can tell
     assert figures(stale) == figures(rescheduled) == figures(fresh)
-    # the stale schedule report is gone, not returned beside the figures it no longer matches
+    # the stale schedule report is gone, not returned beside the figures it no longer matches,
+    # and so are the FIFO sizes it wrote in the IR (code generation would have used them)
     assert "analyze-schedule" not in stale.analyses and "analyze-schedule" in rescheduled.analyses
+    assert all("buffer" not in c.attributes and "start_s" not in a.attributes
+               for c, a in zip(csdf_graph(stale).channels(), csdf_graph(stale).actors()))
+    assert buffers(rescheduled) == buffers(fresh) != buffers(greedy)
+
+
+def csdf_graph(result):
+    return next(g for g in result.module.ops if g.name == "csdf.graph")
+
+
+def buffers(result) -> dict[str, int]:
+    return {c.sym_name.data: c.attributes["buffer"].value.data
+            for c in csdf_graph(result).channels()}
+
+
+def test_a_report_a_later_transform_made_stale_is_a_usage_error(capsys):
+    result, _ = run("analyze-cost,canonicalize", target=None)
+    with pytest.raises(UsageError, match="no analyze-cost report"):
+        result.report("analyze-cost")
+    graph = next(g for g in result.module.ops if g.name == "nn.graph")
+    assert "macs" not in graph.attributes  # nor does its annotation stay
+    assert main(["analyze", "zoo:lenet5", "-p", "analyze-cost,canonicalize"]) == 2
+    assert "run analyze-cost after the last pass that changes the IR" in capsys.readouterr().err
 
 
 def test_reproducer_2_an_nn_transform_after_lowering_is_refused():

@@ -1,7 +1,9 @@
 """The xDSL context every ALOHA tool parses and runs passes in.
 
 `AlohaContext` extends xDSL's Context with what a compilation scopes (TVM's PassContext idea): the
-analysis results passes produce, and later the target platform. Passes receive it as `ctx`.
+analysis manager and the reports passes produce, the target platform, the data. Passes receive it as
+`ctx`. Reports are keyed by graph, always: `ctx.analyses[pass name][graph symbol]`; `ctx.report(name)`
+is the one of a single-graph module.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from typing import Any
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin
+
+from aloha_ir.analysis import AnalysisManager, report_of
 
 
 def _nn():
@@ -25,9 +29,14 @@ def _csdf():
 
 @dataclass
 class AlohaContext(Context):
-    analyses: dict[str, Any] = field(default_factory=dict)
+    analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> graph -> report
     target: Any = None
     dataset: Any = None  # frontends.datasets.Splits from the driver's --data (passes that execute)
+    am: AnalysisManager = field(default_factory=AnalysisManager)
+
+    def report(self, name: str, graph: str | None = None) -> Any:
+        """The report `name` of `graph`, or of the only graph it describes."""
+        return report_of(self.analyses, name, graph)
 
 
 def make_context() -> AlohaContext:
@@ -39,13 +48,8 @@ def make_context() -> AlohaContext:
     return ctx
 
 
-def record_analysis(ctx: Context, name: str, result: Any) -> None:
-    """Store a pass's typed result where the PassManager returns it (ignored on a plain Context)."""
+def record_reports(ctx: Context, name: str, reports: dict[str, Any]) -> None:
+    """Store a pass's typed results, one per graph symbol, where the PassManager returns them
+    (ignored on a plain Context). A pass run again replaces its reports."""
     if isinstance(ctx, AlohaContext):
-        ctx.analyses[name] = result
-
-
-def record_reports(ctx: Context, name: str, reports: list) -> None:
-    """One report per graph: stored alone when the module has one graph (the usual case), else
-    the list."""
-    record_analysis(ctx, name, reports[0] if len(reports) == 1 else reports)
+        ctx.analyses[name] = dict(reports)

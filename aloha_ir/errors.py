@@ -60,6 +60,13 @@ class PlacementError(PassError):
     the file does not fit (MappingMismatch) without reading the message."""
 
 
+class InternalError(AlohaError):
+    """A compiler bug caught where it is known which part failed (a pass): exit 1, like any
+    uncaught exception, but the message names the part."""
+
+    kind = "internal error"
+
+
 class NoFeasiblePointError(AlohaError):
     """A search found no point that meets its constraints (its outputs are written)."""
 

@@ -1,45 +1,135 @@
 """The PassManager: pipeline text in, verified IR and typed analysis results out.
 
     result = PassManager.parse("canonicalize,analyze-cost").run(module)
-    result.module, result.analyses["analyze-cost"]
+    result.module, result.report("analyze-cost")      # result.analyses["analyze-cost"]["net"]
 
 Pipeline text is xDSL's (`quantize{bits=8,method=ptq},analyze-cost`); options are the passes' dataclass
-fields. After every pass the IR is verified (each op's shape rules; xDSL's full generic verification with
-verify_full=True); a failure names the pass and the op. Instruments
-(`time_passes`, `print_ir_after_all`, `dump_dir`) observe the run without touching the passes.
+fields, and pass names resolve in a `PassRegistry` (xDSL's universe idea: `parse(spec, registry=...)`,
+by default the passes installed under the `aloha.passes` entry-point group), so this IR package
+imports no pass. Before each pass its declared requirements are checked (`requires`: IR level,
+target, data; aloha_ir.analysis), after it the analyses it does not `preserve` are dropped and the IR
+is verified (each op's shape rules; xDSL's full generic verification with verify_full=True); a
+failure names the pass and the op. Instruments (aloha_ir.instruments: `time_passes`,
+`print_ir_after_all`, `dump_dir`, or a caller's own objects) observe the run without touching the
+passes.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import os
+import functools
+import importlib
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from importlib import metadata
+from typing import Any, ClassVar, TextIO
 
-from xdsl.dialects.builtin import ModuleOp
+from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.passes import ModulePass
 from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, VerifyException
 
+from aloha_ir.analysis import (
+    CSDF,
+    CSDF_MAPPED,
+    NN,
+    NN_ANY,
+    PRESERVE_ALL,
+    PRESERVE_NONE,
+    Preserves,
+    Requires,
+    report_of,
+)
 from aloha_ir.context import AlohaContext, make_context
-from aloha_ir.errors import AlohaError, IRVerifyError, PassError, UsageError, did_you_mean
-from aloha_ir.textio import print_module, save_module
+from aloha_ir.errors import (
+    AlohaError,
+    InternalError,
+    IRVerifyError,
+    PassError,
+    UsageError,
+    did_you_mean,
+)
+from aloha_ir.instruments import DumpIR, PassInstrument, PassTiming, PrintIRAfterAll, TimePasses
 from aloha_ir.verify import verify_fast, verify_full
 
+ENTRY_POINT_GROUP = "aloha.passes"
 
-@dataclass
-class PassTiming:
-    name: str
-    seconds: float
+
+@dataclass(frozen=True)
+class TransformPass(ModulePass):
+    """A pass that changes the IR. It keeps no analysis unless it says so in `preserves`; a pass
+    that brings the IR to a level names it in `provides` (requirement errors then say to run
+    it)."""
+
+    requires: ClassVar[Requires] = Requires()
+    preserves: ClassVar[Preserves] = PRESERVE_NONE
+    provides: ClassVar[str] = ""
+
+
+@dataclass(frozen=True)
+class AnalysisPass(ModulePass):
+    """A pass that only computes reports and annotates the IR with them: it keeps every analysis,
+    and when a later pass does not keep its results, the PassManager drops its reports and the
+    attributes it lists in `annotates` (on the graph and the ops in it), so no stale figure (a FIFO
+    size of the previous mapping) stays in the IR either."""
+
+    requires: ClassVar[Requires] = Requires()
+    preserves: ClassVar[Preserves] = PRESERVE_ALL
+    provides: ClassVar[str] = ""
+    annotates: ClassVar[frozenset[str]] = frozenset()
+
+
+class PassRegistry:
+    """Pass names -> "module:Class", imported on demand (listing names imports nothing)."""
+
+    def __init__(self, targets: Mapping[str, str]):
+        self.targets = dict(targets)
+
+    def names(self) -> list[str]:
+        return sorted(self.targets)
+
+    def pass_class(self, name: str) -> type[ModulePass]:
+        try:
+            target = self.targets[name]
+        except KeyError:
+            raise UsageError(f"unknown pass '{name}'",
+                             hint=did_you_mean(name, self.names(), "known passes") +
+                             " (alohac list passes)") from None
+        module, cls = target.split(":")
+        return getattr(importlib.import_module(module), cls)
+
+    def provider(self, level: str) -> str | None:
+        """The name of a pass that brings the IR to `level` (None if none says so)."""
+        for name in self.names():
+            if getattr(self.pass_class(name), "provides", "") == level:
+                return name
+        return None
+
+
+@functools.cache
+def default_registry() -> PassRegistry:
+    """Every pass installed under the `aloha.passes` entry points (each names a mapping of pass
+    name -> "module:Class"; the bundled passes are one, an out-of-tree platform can add its own)."""
+    targets: dict[str, str] = {}
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        targets.update(ep.load())
+    if not targets:
+        raise InternalError(f"no pass is registered under the '{ENTRY_POINT_GROUP}' entry points",
+                            hint="the installation is stale: reinstall with pip install -e .")
+    return PassRegistry(targets)
 
 
 @dataclass
 class PipelineResult:
     module: ModuleOp
-    analyses: dict[str, Any] = field(default_factory=dict)
+    analyses: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> graph -> report
     timings: list[PassTiming] = field(default_factory=list)
+
+    def report(self, name: str, graph: str | None = None) -> Any:
+        """The report `name` of `graph`, or of the only graph it describes."""
+        return report_of(self.analyses, name, graph)
 
 
 def _spec_error(spec: str, e: Exception) -> UsageError:
@@ -48,29 +138,112 @@ def _spec_error(spec: str, e: Exception) -> UsageError:
                       hint="write name{option=value,...},name2")
 
 
+def graph_levels(module: ModuleOp) -> dict[str, str]:
+    """Graph symbol -> "nn" or "csdf", for the module's top-level graphs."""
+    from aloha_ir.dialects import csdf, nn
+    return {op.sym_name.data: NN if isinstance(op, nn.GraphOp) else CSDF
+            for op in module.ops if isinstance(op, (nn.GraphOp, csdf.GraphOp))}
+
+
+def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
+                       registry: PassRegistry | None = None) -> None:
+    """Raise a PassError naming what `p` needs and the pass that provides it, unless the module
+    and the context give `p` what it declares in `requires`."""
+    from aloha_ir.dialects import csdf, nn
+    req: Requires = getattr(p, "requires", Requires())
+
+    def first(level: str) -> str:
+        provider = registry.provider(level) if registry is not None else None
+        return f"run {provider} first" if provider else "give the pass IR at that level"
+    nn_graphs = [op for op in module.ops if isinstance(op, nn.GraphOp)]
+    csdf_graphs = [op for op in module.ops if isinstance(op, csdf.GraphOp)]
+    if req.level in (NN, NN_ANY) and not nn_graphs:
+        raise PassError(f"{p.name} needs an nn graph and the module has none",
+                        hint="give it a model (ONNX, zoo:NAME) or nn IR")
+    if req.level == NN:
+        derived = {g.source.data: g.sym_name.data for g in csdf_graphs if g.source is not None}
+        for g in nn_graphs:
+            if g.sym_name.data in derived:
+                raise PassError(
+                    f"{p.name} transforms nn graph @{g.sym_name.data}, which was already lowered "
+                    f"to csdf graph @{derived[g.sym_name.data]}: the csdf graph would no longer "
+                    "match it", hint=f"run {p.name} before convert-nn-to-csdf (nn passes first, "
+                    "then convert-nn-to-csdf, then partition and map)")
+    if req.level in (CSDF, CSDF_MAPPED) and not csdf_graphs:
+        raise PassError(f"{p.name} needs a csdf graph", hint=first(CSDF))
+    if req.level == CSDF_MAPPED:
+        for g in csdf_graphs:
+            if not isinstance(g.attributes.get("platform"), StringAttr):
+                raise PassError(f"{p.name} needs a mapped graph",
+                                where=f"csdf.graph @{g.sym_name.data}", hint=first(CSDF_MAPPED))
+    if req.target and not getattr(p, "target", "") and getattr(ctx, "target", None) is None:
+        raise PassError(f"{p.name} needs a target platform",
+                        hint=f"give --target PLATFORM, or write {p.name}{{target=NAME}}")
+    if req.data and not getattr(p, "data", "") and getattr(ctx, "dataset", None) is None:
+        raise PassError(f"{p.name} needs data to run the network on",
+                        hint=f"give the pass data=digits (or mnist:DIR, ...) or --data")
+
+
+def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
+    """Drop the cached analyses, the analysis reports and their IR annotations `p` does not
+    preserve."""
+    preserved: Preserves = getattr(p, "preserves", PRESERVE_NONE)
+    if preserved.everything:
+        return
+    levels = graph_levels(module)
+    graphs = {op.sym_name.data: op for op in module.ops if op.sym_name.data in levels} \
+        if levels else {}
+    ctx.am.invalidate(preserved, levels)
+    for name, annotates in ctx.am.reports.items():
+        reports = ctx.analyses.get(name)
+        if reports is None:
+            continue
+        for graph in list(reports):
+            if graph not in levels or not preserved.keeps(name, levels[graph]):
+                del reports[graph]
+                if graph in graphs and annotates:
+                    _drop_annotations(graphs[graph], annotates)
+        if not reports:
+            del ctx.analyses[name]
+
+
+def _drop_annotations(graph, names: frozenset[str]) -> None:
+    for op in graph.walk():
+        for name in names & op.attributes.keys():
+            del op.attributes[name]
+
+
 class PassManager:
     def __init__(self, passes: list[ModulePass], *, verify_each: bool = True,
                  verify_full: bool = False,
                  time_passes: bool = False, print_ir_after_all: bool = False,
-                 dump_dir: str | None = None, stream: TextIO | None = None):
+                 dump_dir: str | None = None, stream: TextIO | None = None,
+                 registry: PassRegistry | None = None,
+                 instruments: Sequence[PassInstrument] = ()):
+        """`time_passes`, `print_ir_after_all` (both to `stream`, default stderr) and `dump_dir`
+        are the driver's instruments; `instruments` adds any others, called in order after them."""
         self.passes = list(passes)
         self.verify_each = verify_each
         self.verify_full = verify_full
-        self.time_passes = time_passes
-        self.print_ir_after_all = print_ir_after_all
-        self.dump_dir = dump_dir
-        self.stream = stream
+        self.registry = registry
+        out = stream or sys.stderr
+        self.instruments: list[PassInstrument] = [
+            *([PrintIRAfterAll(out)] if print_ir_after_all else []),
+            *([DumpIR(dump_dir)] if dump_dir else []),
+            *([TimePasses(out)] if time_passes else []), *instruments]
 
     @classmethod
-    def parse(cls, pipeline: str, **options) -> "PassManager":
-        from passes.registry import pass_class
+    def parse(cls, pipeline: str, registry: PassRegistry | None = None,
+              **options) -> "PassManager":
+        """The passes of `pipeline`, looked up in `registry` (default: the installed passes)."""
+        registry = registry or default_registry()
         passes = []
         try:
             specs = list(parse_pipeline(pipeline.strip()))
         except ArgSpecParseError as e:
             raise _spec_error(pipeline, e) from None
         for spec in specs:
-            pcls = pass_class(spec.name)
+            pcls = registry.pass_class(spec.name)
             known = [f.name for f in dataclasses.fields(pcls)]
             for option in spec.normalize_parameter_names().parameters:
                 if option not in known:
@@ -83,21 +256,18 @@ class PassManager:
                 raise UsageError(f"bad options for pass '{spec.name}': "
                                  f"{str(e).splitlines()[0]}",
                                  hint="its options: " + (", ".join(known) or "none")) from None
-        return cls(passes, **options)
-
-    def pipeline_text(self) -> str:
-        return ",".join(str(p.pipeline_pass_spec()) for p in self.passes)
+        return cls(passes, registry=registry, **options)
 
     def run(self, module: ModuleOp, ctx: AlohaContext | None = None) -> PipelineResult:
         ctx = ctx or make_context()
+        ctx.am.bind(module)
         result = PipelineResult(module)
-        out = self.stream or sys.stderr
-        if self.dump_dir:
-            os.makedirs(self.dump_dir, exist_ok=True)
-            save_module(module, os.path.join(self.dump_dir, "00-input.mlir"))
+        for instrument in self.instruments:
+            instrument.run_before_pipeline(module)
         for index, p in enumerate(self.passes, 1):
             start = time.perf_counter()
             try:
+                check_requirements(p, ctx, module, self.registry)
                 p.apply(ctx, module)
             except AlohaError as e:
                 if not e.where:
@@ -106,6 +276,15 @@ class PassManager:
                 raise
             except VerifyException as e:
                 raise PassError(str(e).splitlines()[0], where=f"pass '{p.name}'") from None
+            except Exception as e:  # a bug in the pass: exit 1, but say which pass
+                raise InternalError(f"{e.__class__.__name__}: {e}",
+                                    where=f"pass '{p.name}'",
+                                    hint="a compiler bug; rerun with --debug for the traceback"
+                                    ) from e
+            if getattr(p, "preserves", PRESERVE_NONE).everything and p.name in ctx.analyses:
+                # an analysis's report (and what it wrote in the IR): dropped when it goes stale
+                ctx.am.reports[p.name] = getattr(p, "annotates", frozenset())
+            invalidate(p, ctx, module)
             elapsed = time.perf_counter() - start
             result.timings.append(PassTiming(p.name, elapsed))
             if self.verify_each:
@@ -115,20 +294,9 @@ class PassManager:
                     raise IRVerifyError(str(e).splitlines()[0],
                                         where=f"IR after pass '{p.name}'",
                                         hint="this is a compiler bug; rerun with --dump-dir") from None
-            if self.print_ir_after_all:
-                out.write(f"// -----// IR Dump After {p.name} //----- //\n")
-                out.write(print_module(module))
-            if self.dump_dir:
-                save_module(module, os.path.join(self.dump_dir, f"{index:02d}-{p.name}.mlir"))
-        result.analyses = dict(ctx.analyses)
-        if self.time_passes:
-            self.report_timings(result.timings, out)
+            for instrument in self.instruments:
+                instrument.run_after_pass(p, index, module, elapsed)
+        result.analyses = {name: dict(reports) for name, reports in ctx.analyses.items()}
+        for instrument in self.instruments:
+            instrument.run_after_pipeline(module, result.timings)
         return result
-
-    @staticmethod
-    def report_timings(timings: list[PassTiming], out: TextIO) -> None:
-        total = sum(t.seconds for t in timings) or 1e-12
-        out.write("===- Pass execution timing report -===\n")
-        out.write(f"  Total: {total * 1e3:.3f} ms\n   Wall (ms)   (%)  Name\n")
-        for t in timings:
-            out.write(f"  {t.seconds * 1e3:10.3f} {100 * t.seconds / total:5.1f}%  {t.name}\n")

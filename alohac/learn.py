@@ -197,7 +197,7 @@ def cmd_quantize(args) -> int:
                   file=out)
         print(grid.suggestion(), file=out)
     qp.apply(ctx, module)
-    report = ctx.analyses["quantize"]
+    report = ctx.report("quantize")
     report.warnings = _untrained(report.warnings, report.float_accuracy, ctx.dataset, args)
     for w in report.warnings:
         print(f"warning: {w}", file=sys.stderr)
@@ -270,7 +270,7 @@ def cmd_prune(args) -> int:
         PrunePass(method=args.method, threshold=t, iterations=args.iterations, epochs=args.epochs,
                   lr=args.lr, max_activity=args.max_activity, samples=args.samples,
                   sparsify=args.sparsify, seed=args.seed).apply(ctx, trial)
-        report = ctx.analyses["prune"]
+        report = ctx.report("prune")
         trials.append((trial, report))
         share = 100 * report.params_removed / max(1, report.params_before)
         print(f"{_candidate(args, report):>18}: parameters {report.params_before} -> "

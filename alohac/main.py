@@ -53,7 +53,7 @@ def _bits_need_target(args) -> None:
 def _float_note(args, module, report) -> None:
     """Say what a float model bound for a fixed-point platform became (stderr); `report` is the
     --target flow's TargetReport."""
-    q = report.analyses.get("quantize-for-target")
+    q = report.report("quantize-for-target")
     if q is not None and q.quantized:
         print(f"note: {q.note()}", file=sys.stderr)
         return
@@ -131,12 +131,13 @@ def _emit_csdf(module, kinds: list[str], out_dir: str, stem: str) -> list[str]:
 
 
 def _csdf_markdown(module) -> str:
-    from aloha_ir import dataflow, rle
+    from aloha_ir import rle
+    from aloha_ir.analysis import repetition
     from aloha_ir.dialects.csdf import csdf_graphs
     text = ""
     for g in csdf_graphs(module):
         phases, edges = g.dataflow_graph()
-        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+        q = repetition(phases, edges).firings
         loops = sum(1 for c in g.channels() if c.is_self_loop)
         text += (f"\n## CSDF graph @{g.sym_name.data}\n\n{len(phases)} actors, "
                  f"{len(edges) - loops} FIFO channels, {loops} reuse self-loops, "
@@ -216,8 +217,10 @@ def _write_compile(args, out, kinds: list[str], module, analyses: dict, report=N
     written += _emit_csdf(module, kinds, out.path(), stem)
     if "c" in kinds:
         written += _emit_code(args, module, out_dir=out.path())
-    cost = analyses.get("analyze-cost")
-    if cost is not None and not isinstance(cost, list):
+    cost = analyses.get("analyze-cost", {})
+    if len(cost) == 1:
+        from aloha_ir.analysis import report_of
+        cost = report_of(analyses, "analyze-cost")
         text = ""
         if report is not None:
             text += report.markdown(f"{stem} on {args.target}") + "\n"
@@ -293,7 +296,7 @@ def cmd_analyze(args) -> int:
     if all(p.name != "analyze-cost" for p in passes):
         from passes.analyze_cost import AnalyzeCostPass
         passes.append(AnalyzeCostPass())
-    report = run_passes(args, module, passes).analyses["analyze-cost"]
+    report = run_passes(args, module, passes).report("analyze-cost")
     if args.json:
         data = report.to_json()
         print(json.dumps({"model": args.model, "macs": data["macs"], "params": data["params"],
@@ -353,16 +356,18 @@ def _analyze_target(args, module) -> int:
 
 def cmd_list(args) -> int:
     if args.what == "passes":
+        from aloha_ir.passmanager import default_registry
         from passes.registry import describe_passes
-        rows = describe_passes()
+        rows = describe_passes(default_registry())
         if args.json:
-            print(json.dumps({name: {"summary": doc, "options": dict(opts)}
-                              for name, doc, opts in rows}))
+            print(json.dumps({p.name: p.to_json() for p in rows}))
             return 0
-        width = max(len(name) for name, _, _ in rows)
-        for name, doc, opts in rows:
-            options = ", ".join(f"{o}: {t}" for o, t in opts)
-            print(f"{name:<{width}}  {doc}" + (f"  [options: {options}]" if options else ""))
+        width = max(len(p.name) for p in rows)
+        for p in rows:
+            options = ", ".join(f"{o}: {t}" for o, t in p.options)
+            print(f"{p.name:<{width}}  {p.summary}" +
+                  (f"  [options: {options}]" if options else "") +
+                  f"  [requires: {p.requires.describe()}; preserves: {p.preserves.describe()}]")
     elif args.what == "zoo":
         from frontends.zoo import ALIASES, entries
         rows = [(e, [a for a, n in ALIASES.items() if n == e.name]) for e in entries()]

@@ -50,8 +50,9 @@ from dataclasses import dataclass, field
 import numpy as np
 from xdsl.dialects.builtin import StringAttr
 
-from aloha_ir import dataflow, rle, rowflow
+from aloha_ir import rle, rowflow
 from aloha_ir import fixedpoint as fp
+from aloha_ir.analysis import repetition
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import csdf, nn
 from aloha_ir.errors import UnsupportedError
@@ -560,7 +561,7 @@ def build_view(module, platform, *, weights: str = "file",
         raise UnsupportedError("the csdf graph has no FIFO sizes", hint="run analyze-schedule")
     b = _Builder(module, graph)
     phases, edges = graph.dataflow_graph()
-    q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+    q = repetition(phases, edges).firings
     for a, n in q.items():
         if n != phases[a]:
             raise UnsupportedError(f"actor @{a} fires {n} times per frame over {phases[a]} phases;"

@@ -81,7 +81,7 @@ def main() -> None:
     def quantized(**opts):
         m = clone_with_weights(module)
         QuantizePass(**opts).apply(ctx, m)
-        return ctx.analyses["quantize"], m
+        return ctx.report("quantize"), m
 
     ptq, ptq_module = timed("PTQ 8 bit", lambda: quantized(method="ptq", bits=8))
     agreement = {exact: timed(f"QDQ export (exact={exact}) vs our simulation",
@@ -140,7 +140,7 @@ def prune_section(module, ctx, float_acc: float) -> None:
     def pruned(**opts):
         m = clone_with_weights(module)
         PrunePass(**opts).apply(ctx, m)
-        return ctx.analyses["prune"]
+        return ctx.report("prune")
 
     print(f"pruning (float accuracy {float_acc:.4f}; parameters and MACs as deployed)")
     for t in (0.5, 1.0, 1.5):

@@ -185,7 +185,7 @@ def _analyses(module, settings: EvalSettings) -> dict:
                 "throughput_fps": fig["throughput_fps"]}
     from passes.analyze_cost import AnalyzeCostPass
     result = PassManager([AnalyzeCostPass()]).run(module)  # an analysis: IR unchanged
-    cost = result.analyses["analyze-cost"]
+    cost = result.report("analyze-cost")
     return {"params": cost.params, "macs": cost.macs}
 
 

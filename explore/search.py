@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from aloha_ir.errors import AlohaError, UsageError
+from aloha_ir.errors import AlohaError, InternalError, UsageError
 from explore.objectives import OBJECTIVES, EvalSettings, evaluate_point
 from explore.operators import (GenotypeCrossover, GenotypeDuplicates, GenotypeMutation,
                                GenotypeSampling)
@@ -129,7 +129,8 @@ class Evaluations:
         genotype's own (an ALOHA error: it would fail again); a lost worker or a crash is not."""
         self.new_evaluations += 1
         message = _message(error) if error is not None else None
-        if self.cache is not None and (result is not None or isinstance(error, AlohaError)):
+        if self.cache is not None and (result is not None or isinstance(error, AlohaError) and
+                                       not isinstance(error, InternalError)):
             self.cache.put(self.context, key, genotype.to_json(),
                            result if result is not None else {"error": message})
         self._record(Point(genotype, key, order, result, message))

@@ -46,8 +46,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from aloha_ir import dataflow, rle
+from aloha_ir import rle
 from aloha_ir import figures as human
+from aloha_ir.analysis import repetition
 from aloha_ir.console import Progress
 from aloha_ir.errors import InputFileError, PassError, UnsupportedError, UsageError
 from archdesc import costmodel
@@ -150,7 +151,7 @@ class SystemSpace:
         self.work = {a.sym_name.data: a.work_runs for a in graph.actors()}
         self.preds: dict[str, list[tuple[str, int]]] = {}
         phases, edges = graph.dataflow_graph()
-        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+        q = repetition(phases, edges).firings
         self.flows: list[tuple[str, str, int]] = []  # (producer, consumer, tokens per frame)
         for c in graph.channels():
             if not c.is_self_loop:
@@ -204,7 +205,7 @@ class SystemSpace:
         stages = flow.stages()
         lowering = next(i for i, p in enumerate(stages) if p.name == "convert-nn-to-csdf")
         res = PassManager(stages[:lowering + 1]).run(module, ctx)
-        return cls(module, res.analyses["analyze-cost"], platform, model, bits, inputs,
+        return cls(module, res.report("analyze-cost"), platform, model, bits, inputs,
                    source=source)
 
     # -- the genome: plan levels, PE choices (0 = the greedy rule), units per PE, operating point
@@ -347,7 +348,7 @@ class SystemSpace:
         ctx.target = self.platform
         PartitionPass.parts(dict(design.plan), bits=self.bits, opp=design.opp or "").apply(
             ctx, self.module.clone())
-        subs = ctx.analyses["partition"]
+        subs = ctx.report("partition")
         assign = tuple((s, pe) for a, pe in design.pe for s in subs.get(a, [a]))
         units = () if len(design.units) == len(self.platform.units()) else design.units
         return TargetFlow(self.platform, self.bits, design.opp or "",

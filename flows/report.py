@@ -19,10 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def _one(x):
-    return x[0] if isinstance(x, list) else x
-
-
 @dataclass(frozen=True)
 class TargetReport:
     """What a TargetFlow run found: the typed results of its analyses (`analyses` holds every
@@ -40,11 +36,17 @@ class TargetReport:
 
     @classmethod
     def from_analyses(cls, analyses: dict) -> "TargetReport":
-        """The one place the report reads the analyses (the first graph's when there are
-        several)."""
-        return cls(_one(analyses["analyze-cost"]), _one(analyses["analyze-schedule"]),
-                   _one(analyses["analyze-memory"]), _one(analyses["analyze-energy"]),
-                   _one(analyses["analyze-processors"]), _one(analyses["map"]), dict(analyses))
+        """The one place the report reads the analyses (name -> graph -> report; the module's
+        one graph)."""
+        from aloha_ir.analysis import report_of
+        return cls(*(report_of(analyses, name) for name in (
+            "analyze-cost", "analyze-schedule", "analyze-memory", "analyze-energy",
+            "analyze-processors", "map")), dict(analyses))
+
+    def report(self, name: str) -> Any:
+        """Another pass's report of the graph (the user's passes included), None if none ran."""
+        from aloha_ir.analysis import report_of
+        return report_of(self.analyses, name) if self.analyses.get(name) else None
 
     def to_json(self) -> dict:
         """The JSON object of `alohac analyze --target --json` (DESIGN.md "Contracts")."""

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
 from xdsl.ir import SSAValue
-from xdsl.passes import ModulePass
 
+from aloha_ir.analysis import NN, Requires
 from aloha_ir.channels import WidthGroups, prefix_plan, retarget_channels
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError
+from aloha_ir.passmanager import TransformPass
 from passes.target import platform_of
 
 
@@ -68,10 +69,11 @@ def align_graph(module, graph: nn.GraphOp, multiple: int, direction: str) -> dic
 
 
 @dataclass(frozen=True)
-class AlignToArchPass(ModulePass):
+class AlignToArchPass(TransformPass):
     """Round conv widths to the target's channel granularity (direction=up|down)."""
 
     name = "align-to-arch"
+    requires = Requires(level=NN)  # a target unless `multiple` is given
 
     target: str = ""
     direction: str = "up"
@@ -83,7 +85,6 @@ class AlignToArchPass(ModulePass):
         multiple = self.multiple or granularity(platform_of(ctx, self.target, self.name))
         if multiple < 1:
             raise PassError("align-to-arch: multiple must be >= 1")
-        changed = {}
-        for g in [g for g in op.ops if isinstance(g, nn.GraphOp)]:
-            changed.update(align_graph(op, g, multiple, self.direction))
-        record_analysis(ctx, self.name, changed)
+        changed = {g.sym_name.data: align_graph(op, g, multiple, self.direction)
+                   for g in op.ops if isinstance(g, nn.GraphOp)}
+        record_reports(ctx, self.name, changed)

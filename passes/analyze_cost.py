@@ -16,12 +16,13 @@ from dataclasses import asdict, dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp
-from xdsl.passes import ModulePass
 
+from aloha_ir.analysis import NN_ANY, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.cost import (activation_bytes, block_macs, block_params, collapse_value,
                            count_params, is_block, pruned_weights, sparse_macs)
 from aloha_ir.dialects import nn
+from aloha_ir.passmanager import AnalysisPass
 from aloha_ir.weights import WeightStore, weights_of
 
 
@@ -96,15 +97,18 @@ def analyze_graph(graph: nn.GraphOp, annotate: bool = True, store: WeightStore |
 
 
 @dataclass(frozen=True)
-class AnalyzeCostPass(ModulePass):
+class AnalyzeCostPass(AnalysisPass):
     """Count MACs, parameters and activation bytes per block (attributes + a CostReport)."""
 
     name = "analyze-cost"
+    requires = Requires(level=NN_ANY)
+    annotates = frozenset({"cost", "macs", "params_deployed", "activation_bytes", "params_pruned",
+                           "macs_sparse"})
 
     annotate: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         store = weights_of(op)
-        reports = [analyze_graph(g, self.annotate, store) for g in op.walk()
-                   if isinstance(g, nn.GraphOp)]
+        reports = {g.sym_name.data: analyze_graph(g, self.annotate, store) for g in op.walk()
+                   if isinstance(g, nn.GraphOp)}
         record_reports(ctx, self.name, reports)

@@ -16,15 +16,16 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
-from xdsl.passes import ModulePass
 
-from aloha_ir import dataflow, rle
+from aloha_ir import rle
+from aloha_ir.analysis import CSDF_MAPPED, RepetitionAnalysis, Requires, analysis_of
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
+from aloha_ir.passmanager import AnalysisPass
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
 from aloha_ir.errors import PassError
-from passes.target import mapped_datatype, mapped_graphs, mapped_platform
+from passes.target import mapped_datatype, mapped_platform
 
 
 @dataclass
@@ -60,8 +61,8 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
         per_pe[unit] = e
         dynamic += e
         latency_dynamic += active * busy + idle * max(0.0, latency - busy)
-    phases, edges = graph.dataflow_graph()
-    q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+    phases = {a.sym_name.data: a.phase_count for a in graph.actors()}
+    q = analysis_of(ctx, RepetitionAnalysis, graph).firings
     transfer = 0.0
     nbytes = DATATYPE_BITS[mapped_datatype(graph, platform)] // 8
     for c in graph.channels():
@@ -81,13 +82,16 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
 
 
 @dataclass(frozen=True)
-class AnalyzeEnergyPass(ModulePass):
+class AnalyzeEnergyPass(AnalysisPass):
     """Energy per frame: static power x period + per-PE active/idle power x time + transfers."""
 
     name = "analyze-energy"
+    requires = Requires(level=CSDF_MAPPED)
+    annotates = frozenset({"energy_j"})
 
     target: str = ""
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        reports = [analyze(ctx, g, self.target, self.name) for g in mapped_graphs(op, self.name)]
+        reports = {g.sym_name.data: analyze(ctx, g, self.target, self.name)
+                   for g in csdf.csdf_graphs(op)}
         record_reports(ctx, self.name, reports)

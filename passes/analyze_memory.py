@@ -40,17 +40,18 @@ from dataclasses import asdict, dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import ModulePass
 
 from aloha_ir import fixedpoint as fp
 from aloha_ir import rle, rowflow
+from aloha_ir.analysis import CSDF_MAPPED, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf, nn
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
+from aloha_ir.passmanager import AnalysisPass
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
-from passes.target import mapped_datatype, mapped_graphs, mapped_platform, nn_blocks
+from passes.target import mapped_datatype, mapped_platform, nn_blocks
 
 # actors without a block computation of their own: their windows hold one firing's tokens
 BOUNDARY_KINDS = ("input", "output", "gather", "merge")
@@ -392,15 +393,17 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
 
 
 @dataclass(frozen=True)
-class AnalyzeMemoryPass(ModulePass):
+class AnalyzeMemoryPass(AnalysisPass):
     """What the deployed program holds (parameters, FIFOs, scratch); checks the memories."""
 
     name = "analyze-memory"
+    requires = Requires(level=CSDF_MAPPED)
+    annotates = frozenset({"memory_bytes"})
 
     target: str = ""
     allow_overflow: bool = False
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        reports = [analyze(ctx, g, self.target, self.allow_overflow, self.name, op)
-                   for g in mapped_graphs(op, self.name)]
+        reports = {g.sym_name.data: analyze(ctx, g, self.target, self.allow_overflow,
+                                            self.name, op) for g in csdf.csdf_graphs(op)}
         record_reports(ctx, self.name, reports)

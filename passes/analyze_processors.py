@@ -13,13 +13,13 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
-from xdsl.passes import ModulePass
 
 from aloha_ir import dataflow
+from aloha_ir.analysis import CSDF, Requires, repetition
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
-from passes.target import mapped_graphs
+from aloha_ir.passmanager import AnalysisPass
 
 
 @dataclass
@@ -35,7 +35,7 @@ class ProcessorsReport:
 def strictly_periodic(phases: dict[str, int], edges: list[dataflow.Edge],
                       wcet: dict[str, int]) -> tuple[int, dict[str, float]]:
     """(alpha, U_i) of DARTS' strictly periodic schedule; wcet = longest firing per actor."""
-    q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+    q = repetition(phases, edges).firings
     lcm = math.lcm(*q.values()) if q else 1
     alpha = lcm * max(1, math.ceil(max((q[a] * wcet[a] for a in q), default=0) / lcm))
     return alpha, {a: q[a] * wcet[a] / alpha for a in q}
@@ -60,11 +60,13 @@ def analyze(graph: csdf.GraphOp) -> ProcessorsReport:
 
 
 @dataclass(frozen=True)
-class AnalyzeProcessorsPass(ModulePass):
+class AnalyzeProcessorsPass(AnalysisPass):
     """Units used by the mapping, and DARTS' ceil(total utilisation) for comparison."""
 
     name = "analyze-processors"
+    requires = Requires(level=CSDF)
+    annotates = frozenset({"processors"})
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        reports = [analyze(g) for g in mapped_graphs(op, self.name)]
+        reports = {g.sym_name.data: analyze(g) for g in csdf.csdf_graphs(op)}
         record_reports(ctx, self.name, reports)

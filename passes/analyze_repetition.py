@@ -11,13 +11,14 @@ from dataclasses import asdict, dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
-from xdsl.passes import ModulePass
 
 from aloha_ir import dataflow
+from aloha_ir.analysis import CSDF, AnalysisManager, RepetitionAnalysis, Requires, manager_of
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
+from aloha_ir.passmanager import AnalysisPass
 
 
 @dataclass
@@ -36,16 +37,17 @@ class RepetitionReport:
         return {**asdict(self), "iteration_firings": self.iteration_firings}
 
 
-def analyze(graph: csdf.GraphOp, annotate: bool = True) -> RepetitionReport:
-    phases, edges = graph.dataflow_graph()
+def analyze(graph: csdf.GraphOp, annotate: bool = True, am: AnalysisManager | None = None
+            ) -> RepetitionReport:
+    """The repetition vector of `graph` (from `am`'s cache, if given) as a report."""
     name = graph.sym_name.data
     try:
-        r = dataflow.repetition_vector(phases, edges)
-        dataflow.check_live(phases, edges, r)
+        rep = (am or AnalysisManager()).get(RepetitionAnalysis, graph)
     except dataflow.DataflowError as e:
         raise PassError(str(e), where=f"csdf.graph @{name}" + (
             f", channel @{e.channel}" if e.channel else "")) from None
-    report = RepetitionReport(name, r, dataflow.firings(phases, r))
+    r = rep.repetition
+    report = RepetitionReport(name, dict(r), dict(rep.firings))
     if annotate:
         for actor in graph.actors():
             a = actor.sym_name.data
@@ -56,16 +58,16 @@ def analyze(graph: csdf.GraphOp, annotate: bool = True) -> RepetitionReport:
 
 
 @dataclass(frozen=True)
-class AnalyzeRepetitionPass(ModulePass):
+class AnalyzeRepetitionPass(AnalysisPass):
     """Repetition vector, consistency and liveness of each csdf.graph."""
 
     name = "analyze-repetition"
+    requires = Requires(level=CSDF)
+    annotates = frozenset({"repetition", "firings", "iteration_firings"})
 
     annotate: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        graphs = csdf.csdf_graphs(op)
-        if not graphs:
-            raise PassError("no csdf.graph to analyse", hint="run convert-nn-to-csdf first")
-        reports = [analyze(g, self.annotate) for g in graphs]
+        am = manager_of(ctx)
+        reports = {g.sym_name.data: analyze(g, self.annotate, am) for g in csdf.csdf_graphs(op)}
         record_reports(ctx, self.name, reports)

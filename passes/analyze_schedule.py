@@ -8,6 +8,10 @@ wrote (ns); an unmapped graph runs every actor on its own processor with its wor
 is the setting of reference/csdf.md's closed form. Results: a `ScheduleReport`; actors get `start_s`
 and `end_s` (latency run), channels `buffer` (maximum occupancy in tokens, over the stream and the
 one-frame run: the generated code's FIFO sizes).
+
+`ScheduleAnalysis` is the same schedule (default options, IR untouched) as a cached analysis: passes
+that need a schedule (analyze-memory, analyze-energy) ask the context's AnalysisManager for it, which
+holds analyze-schedule's own report until a pass changes the graph, then computes a fresh one.
 """
 
 from __future__ import annotations
@@ -16,14 +20,22 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
-from xdsl.passes import ModulePass
 
 from aloha_ir import dataflow, rle, selftimed
+from aloha_ir.analysis import (
+    CSDF,
+    Analysis,
+    AnalysisManager,
+    RepetitionAnalysis,
+    Requires,
+    analysis_of,
+    manager_of,
+)
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
-from passes.target import mapped_graphs
+from aloha_ir.passmanager import AnalysisPass
 
 
 @dataclass
@@ -72,10 +84,11 @@ def exec_seconds(actor: csdf.ActorOp) -> tuple[list[float], bool]:
 
 
 def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: bool = False,
-             annotate: bool = True) -> ScheduleReport:
+             annotate: bool = True, am: AnalysisManager | None = None) -> ScheduleReport:
+    """The self-timed schedule of `graph` (its repetition vector from `am`, if given)."""
     phases, edges = graph.dataflow_graph()
     try:
-        q = dataflow.firings(phases, dataflow.repetition_vector(phases, edges))
+        q = (am or AnalysisManager()).get(RepetitionAnalysis, graph).firings
     except dataflow.DataflowError as e:
         raise PassError(str(e), where=f"csdf.graph @{graph.sym_name.data}") from None
     actors = graph.actors()
@@ -142,22 +155,31 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
                           buffers, stream.peak_bytes, stream.timeline, one.timeline)
 
 
+class ScheduleAnalysis(Analysis):
+    """The self-timed schedule of a csdf graph as it is now (default frames and in-flight
+    frames, or analyze-schedule's report while the graph is unchanged)."""
+
+    name = "schedule"
+    level = CSDF
+
+    @classmethod
+    def compute(cls, graph: csdf.GraphOp, am: AnalysisManager) -> ScheduleReport:
+        return schedule(graph, annotate=False, am=am)
+
+
 def schedule_of(ctx, graph: csdf.GraphOp) -> ScheduleReport:
-    """The report analyze-schedule left in the context for `graph`, or a fresh one."""
-    from aloha_ir.context import AlohaContext
-    if isinstance(ctx, AlohaContext):
-        found = ctx.analyses.get(AnalyzeSchedulePass.name)
-        for r in found if isinstance(found, list) else [found]:
-            if isinstance(r, ScheduleReport) and r.graph == graph.sym_name.data:
-                return r
-    return schedule(graph, annotate=False)
+    """The schedule of `graph` from the context's analysis manager (never stale: a pass that does
+    not preserve it drops it)."""
+    return analysis_of(ctx, ScheduleAnalysis, graph)
 
 
 @dataclass(frozen=True)
-class AnalyzeSchedulePass(ModulePass):
+class AnalyzeSchedulePass(AnalysisPass):
     """Self-timed schedule: latency, period/throughput, per-PE utilisation, timeline."""
 
     name = "analyze-schedule"
+    requires = Requires(level=CSDF)
+    annotates = frozenset({"start_s", "end_s", "buffer", "latency_s", "period_s"})
 
     frames: int = 6
     in_flight: int = 2
@@ -166,6 +188,10 @@ class AnalyzeSchedulePass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.frames < 1 or self.in_flight < 0:
             raise PassError("analyze-schedule: frames must be >= 1 and in_flight >= 0")
-        reports = [schedule(g, self.frames, self.in_flight, self.timeline)
-                   for g in mapped_graphs(op, self.name)]
+        am = manager_of(ctx)
+        reports = {}
+        for g in csdf.csdf_graphs(op):
+            reports[g.sym_name.data] = report = schedule(g, self.frames, self.in_flight,
+                                                         self.timeline, am=am)
+            am.record(ScheduleAnalysis, g, report)  # later passes use it, options included
         record_reports(ctx, self.name, reports)

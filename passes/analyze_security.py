@@ -12,20 +12,23 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
-from xdsl.passes import ModulePass
 
-from aloha_ir.context import record_analysis
+from aloha_ir.analysis import NN_ANY, Requires
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError, UsageError
+from aloha_ir.passmanager import AnalysisPass
 from aloha_ir.weights import weights_of
 from passes.execution import check_finite_weights, dataset_for
 
 
 @dataclass(frozen=True)
-class AnalyzeSecurityPass(ModulePass):
+class AnalyzeSecurityPass(AnalysisPass):
     """Security evaluation curve (accuracy under attack vs epsilon), its average and level."""
 
     name = "analyze-security"
+    requires = Requires(level=NN_ANY, data=True)
+    annotates = frozenset({"security"})
 
     data: str = ""
     attack: str = "pgd"
@@ -74,4 +77,4 @@ class AnalyzeSecurityPass(ModulePass):
             "clean_accuracy": nn.float_attr(report.clean_accuracy),
             "attack": StringAttr(report.attack), "norm": StringAttr(report.norm),
             "eps_max": nn.float_attr(report.eps[-1]), "samples": nn.int_attr(report.samples)})
-        record_analysis(ctx, self.name, report)
+        record_reports(ctx, self.name, {graph.sym_name.data: report})

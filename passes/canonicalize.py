@@ -20,32 +20,35 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
-from xdsl.passes import ModulePass
 
+from aloha_ir.analysis import NN, Requires
 from aloha_ir.consts import const_tensor, make_const
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
+from aloha_ir.passmanager import TransformPass
 from aloha_ir.weights import ConstTensor, WeightStore, weights_of
 
 
 @dataclass(frozen=True)
-class CanonicalizePass(ModulePass):
+class CanonicalizePass(TransformPass):
     """Fold BN/affine constants into convs, fuse activations, drop dropout, simplify reshapes."""
 
     name = "canonicalize"
+    requires = Requires(level=NN)
 
     fold_batchnorm: bool = True
     fuse_activations: bool = True
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         store = weights_of(op)
-        stats: dict[str, int] = {}
+        reports: dict[str, dict[str, int]] = {}
         for graph in op.walk():
             if isinstance(graph, nn.GraphOp):
+                stats = reports.setdefault(graph.sym_name.data, {})
                 _Canonicalizer(graph, store, stats, self.fold_batchnorm,
                                self.fuse_activations).run()
         _drop_unreferenced(op, store)
-        record_analysis(ctx, self.name, stats)
+        record_reports(ctx, self.name, reports)
 
 
 def _drop_unreferenced(module: ModuleOp, store: WeightStore) -> None:

@@ -22,13 +22,14 @@ from dataclasses import dataclass, field
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Attribute, Operation, SSAValue
-from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from aloha_ir import rle, rowflow
+from aloha_ir.analysis import CSDF, NN, NN_ANY, Requires, preserves_level
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
+from aloha_ir.passmanager import TransformPass
 
 # elementary operations per output element of elementwise operators (an estimate the cost models
 # of later passes may refine per platform)
@@ -294,10 +295,13 @@ def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
 
 
 @dataclass(frozen=True)
-class ConvertNnToCsdfPass(ModulePass):
+class ConvertNnToCsdfPass(TransformPass):
     """Lower each nn.graph to a csdf.graph (actors, FIFO channels, row-granular rates)."""
 
     name = "convert-nn-to-csdf"
+    requires = Requires(level=NN_ANY)  # a lowered graph is lowered again, replacing its csdf graph
+    preserves = preserves_level(NN)  # block names it gives nn ops change no nn analysis
+    provides = CSDF
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         existing = {g.source.data: g for g in csdf.csdf_graphs(op) if g.source is not None}

@@ -25,14 +25,15 @@ from dataclasses import dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
-from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from aloha_ir import rle
+from aloha_ir.analysis import CSDF, CSDF_MAPPED, NN, Requires, preserves_level
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError, PlacementError, UnsupportedError
+from aloha_ir.passmanager import TransformPass
 from archdesc import costmodel
 from archdesc.costmodel import Layer, Unsupported
 from archdesc.model import DATATYPE_BITS, Platform
@@ -41,7 +42,6 @@ from passes.target import (
     actor_layers,
     csdf_precision,
     datatype_of,
-    mapped_graphs,
     opp_of,
     platform_of,
 )
@@ -227,10 +227,13 @@ def restrict(options, name: str, pinned: str | None, allowed: set[str] | None, p
 
 
 @dataclass(frozen=True)
-class MapPass(ModulePass):
+class MapPass(TransformPass):
     """Map actors to processing units and channels to links (greedy earliest finish)."""
 
     name = "map"
+    requires = Requires(level=CSDF, target=True)
+    preserves = preserves_level(NN)
+    provides = CSDF_MAPPED
 
     target: str = ""
     strategy: str = "greedy"
@@ -260,9 +263,9 @@ class MapPass(ModulePass):
         pins = parse_assign(self.assign, platform)
         allowed = parse_units(self.units, platform)
         used: set[str] = set()
-        reports = [self._map(op, g, platform, datatype_of(platform, self.bits, csdf_precision(g)),
-                             opp, pins, allowed, used)
-                   for g in mapped_graphs(op, self.name)]
+        reports = {g.sym_name.data: self._map(op, g, platform, datatype_of(
+                       platform, self.bits, csdf_precision(g)), opp, pins, allowed, used)
+                   for g in csdf.csdf_graphs(op)}
         unknown = [n for n in pins if n not in used]
         if unknown:
             raise PlacementError(f"map: assign names no actor {', '.join('@' + n for n in unknown)}",

@@ -20,15 +20,16 @@ from dataclasses import dataclass
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, TensorType
-from xdsl.passes import ModulePass
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from aloha_ir import rle
-from aloha_ir.context import record_analysis
+from aloha_ir.analysis import CSDF, NN, Requires, preserves_level
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects.nn import int_attr, ints_attr
 from aloha_ir.dialects.nn import ints as nn_ints
 from aloha_ir.errors import PassError, PlacementError
+from aloha_ir.passmanager import TransformPass
 from archdesc import costmodel
 from archdesc.costmodel import Unsupported
 from passes.target import (
@@ -36,7 +37,6 @@ from passes.target import (
     actor_layers,
     csdf_precision,
     datatype_of,
-    mapped_graphs,
     opp_of,
     platform_of,
 )
@@ -172,10 +172,12 @@ def auto_plan(graph: csdf.GraphOp, layers: dict, platform, bits: int = 0, opp: s
 
 
 @dataclass(frozen=True)
-class PartitionPass(ModulePass):
+class PartitionPass(TransformPass):
     """Split actors along output channels into sub-actors, gathered back (auto: per PE count)."""
 
     name = "partition"
+    requires = Requires(level=CSDF)  # a target only to plan automatically (auto, no actors=)
+    preserves = preserves_level(NN)
 
     target: str = ""
     actors: str = ""
@@ -199,9 +201,10 @@ class PartitionPass(ModulePass):
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.grain < 1:
             raise PassError("partition: grain must be >= 1")
-        done: dict[str, list[str]] = {}
+        reports: dict[str, dict[str, list[str]]] = {}  # graph -> actor -> its parts
         requested = _requested(self.actors)
-        for graph in mapped_graphs(op, self.name):
+        for graph in csdf.csdf_graphs(op):
+            done = reports.setdefault(graph.sym_name.data, {})
             layers = actor_layers(op, graph)
             plan = {}
             if requested:
@@ -225,4 +228,4 @@ class PartitionPass(ModulePass):
             for name, parts in plan.items():
                 if parts > 1:
                     done[name] = split_actor(graph, name, layers[name].cout, parts)
-        record_analysis(ctx, self.name, done)
+        record_reports(ctx, self.name, reports)

@@ -23,10 +23,10 @@ Methods (`method=`):
 With `epochs > 0`, the activity method fine-tunes after removal (zeroed kernels held at zero).
 
 Every pruned block gets a `pruning` dictionary attribute (what was done, the counts, and `value`,
-the collapse value that analyze-cost and the ONNX sidecar read); the PruneReport (ctx.analyses
-["prune"]) gives parameters and MACs before and after, and the accuracy before and after on the test
-split when data is given (`data=` or the driver's --data; the activity profile and fine-tuning
-need it). A quantized graph may be pruned one-shot: its executors round the collapsed weights into
+the collapse value that analyze-cost and the ONNX sidecar read); the PruneReport
+(ctx.report("prune")) gives parameters and MACs before and after, and the accuracy before and after
+on the test split when data is given (`data=` or the driver's --data; the activity profile and
+fine-tuning need it). A quantized graph may be pruned one-shot: its executors round the collapsed weights into
 the layer's format, and accuracy is measured in fixed point; fine-tuning needs the float graph.
 """
 
@@ -40,14 +40,15 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
-from xdsl.passes import ModulePass
 
 from aloha_ir import fixedpoint as fp
+from aloha_ir.analysis import NN, Requires
 from aloha_ir.channels import WidthGroups, retarget_channels
 from aloha_ir.consts import const_tensor, set_blob
-from aloha_ir.context import record_analysis
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError
+from aloha_ir.passmanager import TransformPass
 from aloha_ir.weights import weights_of
 from passes.analyze_cost import analyze_graph
 from passes.execution import accuracy, check_finite_weights, dataset_for, near_chance
@@ -287,10 +288,11 @@ def fine_tune(module: ModuleOp, graph: nn.GraphOp, splits, opts, hold, *, seed: 
 
 
 @dataclass(frozen=True)
-class PrunePass(ModulePass):
+class PrunePass(TransformPass):
     """Prune weights (threshold x sigma, collapse to the layer mean) or idle kernels (activity)."""
 
     name = "prune"
+    requires = Requires(level=NN)  # data for the activity method and fine-tuning
 
     method: str = "threshold"
     threshold: float = 1.0
@@ -360,12 +362,12 @@ class PrunePass(ModulePass):
         seconds["prune"] = time.perf_counter() - t0
         params1, macs1 = deployed_figures(op, graph)
         untrained = near_chance(acc0, splits.test) if acc0 is not None else None
-        record_analysis(ctx, self.name, PruneReport(
+        record_reports(ctx, self.name, {graph.sym_name.data: PruneReport(
             graph.sym_name.data, self.method,
             self.threshold if self.method == "threshold" else None,
             self.max_activity if self.method == "activity" else None, self.iterations,
             self.epochs, params0, params1, macs0, macs1, acc0, measure("evaluate_after"), layers,
-            log, seconds, [untrained] if untrained else []))
+            log, seconds, [untrained] if untrained else [])})
 
     # --- threshold -------------------------------------------------------------------------------
     def _threshold(self, module: ModuleOp, graph: nn.GraphOp, splits, log) -> list[LayerPruning]:

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
 from xdsl.ir import SSAValue
-from xdsl.passes import ModulePass
 
 from aloha_ir import fixedpoint as fp
-from aloha_ir.context import record_analysis
+from aloha_ir.analysis import NN, Requires
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError, UsageError
+from aloha_ir.passmanager import TransformPass
 from aloha_ir.weights import weights_of
 from passes.execution import accuracy, check_finite_weights, dataset_for, near_chance
 from quant.formats import apply_formats, check_bits, choose_formats, format_table
@@ -67,10 +68,11 @@ class QuantizeReport:
 
 
 @dataclass(frozen=True)
-class QuantizePass(ModulePass):
+class QuantizePass(TransformPass):
     """Power-of-two fixed-point formats: naive PTQ, or PACT/DoReFa/INQ fine-tuning then snapping."""
 
     name = "quantize"
+    requires = Requires(level=NN, data=True)
 
     method: str = "ptq"
     bits: int = 8
@@ -180,10 +182,10 @@ class QuantizePass(ModulePass):
             "method": StringAttr(self.method), "weight_bits": IntegerAttr(self.bits, i64),
             "activation_bits": IntegerAttr(self.activation_bits, i64),
             "granularity": StringAttr(self.granularity)})
-        record_analysis(ctx, self.name, QuantizeReport(
+        record_reports(ctx, self.name, {graph.sym_name.data: QuantizeReport(
             graph.sym_name.data, self.method, self.bits, self.activation_bits, self.granularity,
             float_acc, q_acc, format_table(graph), log, seconds, relaxation,
-            [untrained] if untrained else []))
+            [untrained] if untrained else [])})
 
     def _float_accuracy(self, module: ModuleOp, splits) -> float:
         from runtime.torch.module import build

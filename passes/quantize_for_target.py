@@ -22,10 +22,11 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringAttr, i64
-from xdsl.passes import ModulePass
 
-from aloha_ir.context import record_analysis
+from aloha_ir.analysis import NN, Requires
+from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
+from aloha_ir.passmanager import TransformPass
 from archdesc.model import DATATYPE_BITS
 from passes.target import datatype_of, nn_precision, platform_of
 
@@ -64,10 +65,11 @@ def uniform_inputs(graph: nn.GraphOp, samples: int, seed: int = 0):
 
 
 @dataclass(frozen=True)
-class QuantizeForTargetPass(ModulePass):
+class QuantizeForTargetPass(TransformPass):
     """Quantize a float model for a platform without float (PTQ; random inputs if no data)."""
 
     name = "quantize-for-target"
+    requires = Requires(level=NN, target=True)  # data if given, else random calibration inputs
 
     target: str = ""
     bits: int = 0
@@ -88,7 +90,7 @@ class QuantizeForTargetPass(ModulePass):
             else:
                 report.calibration = self._without_data(op, graph, bits)
             report.quantized = True
-        record_analysis(ctx, self.name, report)
+        record_reports(ctx, self.name, {graph.sym_name.data: report})
 
     def _with_data(self, ctx, op: ModuleOp, bits: int) -> str:
         from passes.quantize import QuantizePass

@@ -1,10 +1,13 @@
-"""Pass names -> their classes, imported on demand (listing passes imports nothing heavy)."""
+"""The bundled passes: names -> their classes, imported on demand (listing passes imports nothing
+heavy). Installed as the `aloha.passes` entry point (pyproject.toml), which is how
+aloha_ir.passmanager finds them without importing this package."""
 
 from __future__ import annotations
 
-import importlib
+import dataclasses
 
-from aloha_ir.errors import UsageError, did_you_mean
+from aloha_ir.analysis import PRESERVE_NONE, Preserves, Requires
+from aloha_ir.passmanager import PassRegistry
 
 # kebab-case name -> "module:Class"; one pass per module.
 PASSES: dict[str, str] = {
@@ -25,25 +28,32 @@ PASSES: dict[str, str] = {
     "analyze-security": "passes.analyze_security:AnalyzeSecurityPass",
 }
 
-
-def pass_class(name: str):
-    try:
-        target = PASSES[name]
-    except KeyError:
-        raise UsageError(f"unknown pass '{name}'",
-                         hint=did_you_mean(name, sorted(PASSES), "known passes") +
-                         " (alohac list passes)") from None
-    module, cls = target.split(":")
-    return getattr(importlib.import_module(module), cls)
+REGISTRY = PassRegistry(PASSES)
 
 
-def describe_passes() -> list[tuple[str, str, list[tuple[str, str]]]]:
-    """(name, one-line summary, [(option, type)]) for `alohac list passes`."""
-    import dataclasses
+@dataclasses.dataclass(frozen=True)
+class PassInfo:
+    """What `alohac list passes` shows of a pass."""
+
+    name: str
+    summary: str
+    options: list[tuple[str, str]]  # (option, type)
+    requires: Requires
+    preserves: Preserves
+
+    def to_json(self) -> dict:
+        return {"summary": self.summary, "options": dict(self.options),
+                "requires": dataclasses.asdict(self.requires),
+                "preserves": self.preserves.describe()}
+
+
+def describe_passes(registry: PassRegistry = REGISTRY) -> list[PassInfo]:
+    """Each pass of `registry`: summary, options, what it requires and what it preserves."""
     rows = []
-    for name in sorted(PASSES):
-        cls = pass_class(name)
+    for name in registry.names():
+        cls = registry.pass_class(name)
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         opts = [(f.name, getattr(f.type, "__name__", str(f.type))) for f in dataclasses.fields(cls)]
-        rows.append((name, doc, opts))
+        rows.append(PassInfo(name, doc, opts, getattr(cls, "requires", Requires()),
+                             getattr(cls, "preserves", PRESERVE_NONE)))
     return rows

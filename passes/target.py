@@ -32,6 +32,9 @@ BITS_TO_DATATYPE = {bits: name for name, bits in DATATYPE_BITS.items()}
 
 
 def platform_of(ctx, target: str, pass_name: str) -> Platform:
+    """The pass's `target` option, else the context's platform. A pass that always needs one
+    declares it (`Requires(target=True)`: the PassManager checks before it runs); a pass that needs
+    one only for some options (partition's automatic plan) gets this error when it asks."""
     from archdesc.loader import load_platform
     if target:
         return load_platform(target)
@@ -43,11 +46,10 @@ def platform_of(ctx, target: str, pass_name: str) -> Platform:
 
 def mapped_platform(ctx, graph: csdf.GraphOp, target: str, pass_name: str) -> Platform:
     """The platform `graph` was mapped to: the pass's target or the context's, which must be the one
-    `map` recorded on the graph (analyses of a graph mapped elsewhere would mix two platforms)."""
-    recorded = graph.attributes.get("platform")
-    if not isinstance(recorded, StringAttr):
-        raise PassError(f"{pass_name} needs a mapped graph", where=f"csdf.graph @{graph.sym_name.data}",
-                        hint="run map first")
+    `map` recorded on the graph (analyses of a graph mapped elsewhere would mix two platforms). The
+    graph is mapped: passes calling this declare `Requires(level=CSDF_MAPPED)`."""
+    recorded = graph.attributes["platform"]
+    assert isinstance(recorded, StringAttr)
     platform = platform_of(ctx, target, pass_name) if target or (
         isinstance(ctx, AlohaContext) and ctx.target is not None) else None
     if platform is None:
@@ -221,9 +223,3 @@ def actor_layers(module, graph: csdf.GraphOp) -> dict[str, Layer]:
     blocks = nn_blocks(module, graph)
     return {a.sym_name.data: layer_of(a, blocks.get(a.block.data)) for a in graph.actors()}
 
-
-def mapped_graphs(module, pass_name: str) -> list[csdf.GraphOp]:
-    graphs = csdf.csdf_graphs(module)
-    if not graphs:
-        raise PassError(f"{pass_name}: no csdf.graph", hint="run convert-nn-to-csdf first")
-    return graphs

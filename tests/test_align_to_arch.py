@@ -35,7 +35,7 @@ def test_rounding_up_keeps_the_function_of_the_network():
     ctx = make_context()
     ctx.target = load_platform("neuraghe-losa")
     res = PassManager.parse("canonicalize,align-to-arch{direction=up}").run(aligned, ctx)
-    changed = res.analyses["align-to-arch"]
+    changed = res.report("align-to-arch")
     assert changed and all(new % 12 == 0 and new >= old for old, new in changed.values())
     graph = [g for g in aligned.ops if isinstance(g, nn.GraphOp)][0]
     convs = [op for op in graph.ops if isinstance(op, nn.ConvOp)]
@@ -50,8 +50,8 @@ def test_rounding_down_narrows_and_stays_valid():
     ctx = make_context()
     ctx.target = load_platform("neuraghe-losa")
     res = PassManager.parse("canonicalize,align-to-arch{direction=down},analyze-cost").run(m, ctx)
-    assert res.analyses["align-to-arch"]["conv7"] == (64, 60)
-    assert res.analyses["analyze-cost"].macs < 15_470_264_320
+    assert res.report("align-to-arch")["conv7"] == (64, 60)
+    assert res.report("analyze-cost").macs < 15_470_264_320
 
 
 def _gops(*before) -> float:

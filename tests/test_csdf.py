@@ -278,7 +278,7 @@ def test_syntax_errors_have_a_position():
 def test_analyze_repetition_annotates_and_requires_a_csdf_graph():
     module = parse_module(GOOD)
     result = PassManager.parse("analyze-repetition").run(module)
-    report = result.analyses["analyze-repetition"]
+    report = result.report("analyze-repetition")
     assert report.firings == {"a": 2, "b": 2} and report.iteration_firings == 4
     b = csdf.csdf_graphs(module)[0].actor_map()["b"]
     assert b.attributes["firings"].value.data == 2

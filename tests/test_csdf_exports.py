@@ -96,7 +96,7 @@ def lowered():
             module = load_zoo(name)
             result = PassManager.parse("canonicalize,convert-nn-to-csdf,analyze-repetition"
                                        ).run(module)
-            cache[name] = module, result.analyses["analyze-repetition"]
+            cache[name] = module, result.report("analyze-repetition")
         return cache[name]
     return get
 

@@ -82,7 +82,7 @@ def test_random_networks_lower_to_consistent_live_balanced_graphs(data):
     b, out = _random_net(data.draw)
     module = import_model(b.model(out))
     result = PassManager.parse("convert-nn-to-csdf,analyze-repetition").run(module)
-    report = result.analyses["analyze-repetition"]
+    report = result.report("analyze-repetition")
     (g,) = csdf.csdf_graphs(module)
     assert set(report.repetition.values()) == {1}  # one inference = one cycle of every actor
     actors = g.actor_map()

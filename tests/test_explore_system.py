@@ -39,7 +39,8 @@ def mapped(pipeline: str, model: str = "zoo:lenet5", target: str = ARRUBIU):
     ctx = make_context()
     ctx.target = load_platform(target)
     passes = PassManager.parse("canonicalize,convert-nn-to-csdf").passes
-    return PassManager(passes + PassManager.parse(pipeline).passes).run(m, ctx).analyses
+    res = PassManager(passes + PassManager.parse(pipeline).passes).run(m, ctx)
+    return {name: res.report(name) for name in res.analyses}  # the one graph's
 
 
 # -- map{assign, units} ---------------------------------------------------------------------------

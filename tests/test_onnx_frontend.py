@@ -44,7 +44,7 @@ def _check_equivalent(model: onnx.ModelProto, source: str, tol: float = 1e-4) ->
     feeds = {k: np.random.default_rng(7).uniform(0, 1, s).astype(np.float32)
              for k, s in graph_inputs(model).items()}
     module = import_model(model, source=source)
-    stats = PassManager.parse("canonicalize").run(module).analyses["canonicalize"]
+    stats = PassManager.parse("canonicalize").run(module).report("canonicalize")
     ours = run_ort(export_onnx(module), feeds)
     ref = run_ort(model, feeds)
     assert len(ours) == len(ref)
@@ -195,7 +195,7 @@ def test_macs_and_params_equal_an_independent_count(name, request):
     model = zoo_onnx(name)
     macs, params = _independent_counts(model)
     module = load_zoo(name)
-    report = PassManager.parse("canonicalize,analyze-cost").run(module).analyses["analyze-cost"]
+    report = PassManager.parse("canonicalize,analyze-cost").run(module).report("analyze-cost")
     assert report.macs == macs
     assert report.params == params
 
@@ -204,11 +204,11 @@ def test_contract_macs_of_the_builders():
     """The exact figures of DESIGN.md's contract (the architectures' published counts)."""
     expected = {"vgg16": 15_470_264_320, "resnet18": 1_814_073_344, "mobilenet_v1": 568_740_352}
     for name, macs in expected.items():
-        report = PassManager.parse("analyze-cost").run(load_zoo(name)).analyses["analyze-cost"]
+        report = PassManager.parse("analyze-cost").run(load_zoo(name)).report("analyze-cost")
         assert report.macs == macs, name
     # squeezenet1_1 and the ONNX zoo's squeezenet are the same architecture
-    a = PassManager.parse("analyze-cost").run(load_zoo("squeezenet1_1")).analyses["analyze-cost"]
-    b = PassManager.parse("analyze-cost").run(load_zoo("squeezenet")).analyses["analyze-cost"]
+    a = PassManager.parse("analyze-cost").run(load_zoo("squeezenet1_1")).report("analyze-cost")
+    b = PassManager.parse("analyze-cost").run(load_zoo("squeezenet")).report("analyze-cost")
     assert a.macs == b.macs
 
 

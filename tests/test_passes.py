@@ -102,7 +102,7 @@ def test_pipeline_options_and_errors():
 def test_results_are_typed_and_instruments_report(tmp_path):
     module, _ = _bn_module()
     # text carries no as-imported stamp: `params` is then the current count
-    plain = PassManager.parse("analyze-cost").run(_bn_module()[0]).analyses["analyze-cost"]
+    plain = PassManager.parse("analyze-cost").run(_bn_module()[0]).report("analyze-cost")
     assert plain.params == plain.params_deployed == 6 + 4 * 3
     from aloha_ir.cost import count_params
     graph = next(o for o in module.walk() if isinstance(o, nn.GraphOp))
@@ -111,7 +111,7 @@ def test_results_are_typed_and_instruments_report(tmp_path):
     result = PassManager.parse("canonicalize,analyze-cost", time_passes=True,
                                print_ir_after_all=True, dump_dir=str(tmp_path / "dump"),
                                stream=out).run(module)
-    report = result.analyses["analyze-cost"]
+    report = result.report("analyze-cost")
     assert report.macs == 3 * 4 * 4 * 2  # hand count of a 1x1 conv 2->3 on 4x4
     assert report.params == 6 + 4 * 3 and report.params_deployed == 6 + 3
     assert [t.name for t in result.timings] == ["canonicalize", "analyze-cost"]

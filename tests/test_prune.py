@@ -49,7 +49,7 @@ def _prune(module, digits=None, **options):
     ctx = make_context()
     ctx.dataset = digits
     PrunePass(**options).apply(ctx, module)
-    return ctx.analyses["prune"]
+    return ctx.report("prune")
 
 
 def _weights(module, op) -> np.ndarray:

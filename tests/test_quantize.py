@@ -43,7 +43,7 @@ def _copy(module):
 def _quantize(module, **options):
     ctx = make_context()
     QuantizePass(data="digits", **options).apply(ctx, module)
-    return ctx.analyses["quantize"]
+    return ctx.report("quantize")
 
 
 def test_ptq_8_bits_keeps_float_accuracy_and_types_every_value(trained):

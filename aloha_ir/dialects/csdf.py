@@ -40,6 +40,7 @@ from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, Symb
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import dataflow, rle
+from aloha_ir.analysis import repetition
 from aloha_ir.dialects.nn import (
     element_bytes,
     int_attr,
@@ -209,8 +210,7 @@ class GraphOp(CsdfOp):
                         f"{phases[end]} (all ports of an actor need equal phase counts)")
             edges.append(edge)
         try:
-            r = dataflow.repetition_vector(phases, edges)
-            dataflow.check_live(phases, edges, r)
+            repetition(phases, edges)  # consistent and live (cached by content across passes)
         except dataflow.DataflowError as e:
             raise VerifyException(f"csdf.graph @{self.sym_name.data}: {e}") from None
 

@@ -175,11 +175,11 @@ def cmd_compile(args) -> int:
     else:
         passes = user_passes(pipeline)
         if any(k in CSDF_KINDS for k in kinds) and all(p.name != LOWERING for p in passes):
-            from aloha_ir.passmanager import PassManager
             from passes.convert_nn_to_csdf import ConvertNnToCsdfPass
             passes.append(ConvertNnToCsdfPass())
+            now = ",".join(str(p.pipeline_pass_spec()) for p in passes)
             print(f"note: --emit {','.join(k for k in kinds if k in CSDF_KINDS)} needs the csdf "
-                  f"graph; pipeline is now '{PassManager(passes).pipeline_text()}'",
+                  f"graph; pipeline is now '{now}'",
                   file=sys.stderr)
     check_folder(args.output)
     if args.gantt:

@@ -592,7 +592,7 @@ def build_view(module, platform, *, weights: str = "file",
     inputs, outputs = [], []
     for i, actor in enumerate(graph.actors()):
         name = actor.sym_name.data
-        block = b.blocks.get(actor.block.data)
+        block = actor.block_in(b.blocks)
         kind = actor.kind.data
         boundary = kind in ("input", "output", "gather", "merge")
         plan = plan_block(block) if block is not None and not boundary else None
@@ -610,7 +610,7 @@ def build_view(module, platform, *, weights: str = "file",
             p.storage, p.per_token = fifos[p.fifo].storage, fifos[p.fifo].per_token
         view = ActorView(i, name, c_identifier(name, i), kind, "", pe.data if isinstance(
             pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
-            actor.phase_count, ports, outs, prod, block=actor.block.data,
+            actor.phase_count, ports, outs, prod, block=actor.block_name,
             cost_s=_float_attr(actor, "cost_s"), work=rle.total(actor.work_runs))
         if outs:
             view.out, view.out_per_token = fifos[outs[0]].storage, fifos[outs[0]].per_token

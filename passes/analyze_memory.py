@@ -132,7 +132,7 @@ def channel_storage(channel: csdf.ChannelOp, actors: dict[str, csdf.ActorOp], bl
     dst = actors[channel.dst_name]
     if dst.kind.data == "merge":
         merges = dst.attributes["merges"].value.data  # type: ignore[union-attr]
-        return dep.partial(blocks[dst.block.data]), merges
+        return dep.partial(dst.block_in(blocks)), merges
     return dep.token(channel), 1
 
 
@@ -289,7 +289,7 @@ def deployed_memory(module, graph: csdf.GraphOp, datatype: str, buffers: dict[st
     scratch = {"window_bytes": 0, "row_bytes": 0, "staging_bytes": 0}
     for a in graph.actors():
         name = a.sym_name.data
-        block = blocks.get(a.block.data)
+        block = a.block_in(blocks)
         if block is not None and a.kind.data not in ("input", "output", "gather"):
             constants.update(_constant_tensors(block, dep))
         ports = sorted(ins.get(name, []), key=lambda c: tuple(

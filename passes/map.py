@@ -104,7 +104,7 @@ def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.A
     taken = set(graph.actor_map()) | {c.sym_name.data for c in graph.channels()}
     merge_name = csdf.unique_name(f"{name}_merge", taken)
     outs = [c for c in graph.channels() if c.src_name == name and not c.is_self_loop]
-    merge = csdf.ActorOp.build(merge_name, "merge", actor.block.data, actor.phase_count,
+    merge = csdf.ActorOp.build(merge_name, "merge", actor.block, actor.phase_count,
                                actor.times_runs, rle.normalize((c, v * jobs) for c, v in
                                                                actor.times_runs))
     merge.attributes["merges"] = int_attr(jobs)

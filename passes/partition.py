@@ -90,14 +90,14 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
             if shape and shape[0] == channels:
                 shape[0] = width
             memory[key] = TensorType(t.get_element_type(), shape)
-        sub = csdf.ActorOp.build(fresh(f"{name}_p{k}"), actor.kind.data, actor.block.data,
+        sub = csdf.ActorOp.build(fresh(f"{name}_p{k}"), actor.kind.data, actor.block,
                                  actor.phase_count, _scale(actor.times_runs, width, channels),
                                  _scale(actor.work_runs, width, channels), memory)
         sub.attributes["split"] = ints_attr([base + lo, base + hi])
         Rewriter.insert_op(sub, InsertPoint.after(anchor))
         anchor = sub
         subs.append(sub.sym_name.data)
-    gather = csdf.ActorOp.build(fresh(f"{name}_gather"), "gather", actor.block.data,
+    gather = csdf.ActorOp.build(fresh(f"{name}_gather"), "gather", actor.block,
                                 actor.phase_count, actor.times_runs, ((actor.phase_count, 0),))
     gather.attributes["parts"] = int_attr(parts)
     Rewriter.insert_op(gather, InsertPoint.after(anchor))

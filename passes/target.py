@@ -6,7 +6,7 @@ option or the platform's default; a `bits` that contradicts the types is an erro
 
 A pass takes the platform from its own `target` option (so `alohac opt -p 'map{target=orlando}'`
 works) or from the context the driver filled from `--target`. An actor's Layer comes from the nn
-block it was lowered from (the csdf.graph names its source nn.graph; an actor names its block), sliced
+block it was lowered from (the csdf.graph refers to its source nn.graph; an actor to its block), sliced
 when `partition` split the actor along output channels.
 """
 
@@ -160,12 +160,10 @@ def opp_of(platform: Platform, opp: str) -> str | None:
 
 
 def nn_blocks(module, graph: csdf.GraphOp) -> dict[str, Operation]:
-    """Block label -> nn op of the nn.graph `graph` was lowered from (empty if there is none)."""
-    source = graph.source.data if graph.source is not None else None
-    for op in module.ops:
-        if isinstance(op, nn.GraphOp) and op.sym_name.data == source:
-            return {nn.block_label(b): b for b in op.ops if nn.block_label(b)}
-    return {}
+    """Block symbol -> nn op of the nn.graph `graph` was lowered from (empty if it is not in
+    `module`); an actor's block is `actor.block_in(nn_blocks(...))`."""
+    source = csdf.source_graph(module, graph)
+    return source.blocks() if source is not None else {}
 
 
 def _elems(v) -> int:
@@ -219,7 +217,7 @@ def slice_layer(layer: Layer, lo: int, hi: int, work: int) -> Layer:
 
 def actor_layers(module, graph: csdf.GraphOp) -> dict[str, Layer]:
     blocks = nn_blocks(module, graph)
-    return {a.sym_name.data: layer_of(a, blocks.get(a.block.data)) for a in graph.actors()}
+    return {a.sym_name.data: layer_of(a, a.block_in(blocks)) for a in graph.actors()}
 
 
 def mapped_graphs(module, pass_name: str) -> list[csdf.GraphOp]:

@@ -234,8 +234,8 @@ def test_inconsistent_and_deadlocking_graphs_name_channel_and_actors():
 
 GOOD = """builtin.module {
   csdf.graph @g {
-    csdf.actor @a "input" block "x" phases 2 times [2 x 3] work [2 x 0]
-    csdf.actor @b "conv3x3" block "conv" phases 2 times [2 x 3] work [1 x 9, 1 x 18]
+    csdf.actor @a "input" phases 2 times [2 x 3] work [2 x 0]
+    csdf.actor @b "conv3x3" phases 2 times [2 x 3] work [1 x 9, 1 x 18]
     csdf.channel @c0 @a out0 -> @b in0 prod [2 x 3] cons [1 x 6, 1 x 0] init 0 : f32
     csdf.channel @b_reuse0 @b reuse_out0 -> @b reuse_in0 prod [1 x 3, 1 x 0] cons [1 x 0, 1 x 3] init 0 : f32
   }
@@ -356,13 +356,13 @@ GOLDEN_IN = """builtin.module {
 # checked by hand: conv times = 4 channels x 6 columns, work x 27 MACs; the input reads rows 0-1, then
 # one row per firing, none at the last; pool reads 2 rows of 4 x 6; flatten gathers 3 rows of 12 and
 # emits 36 at its last firing; dense 10 x 36 MACs in one phase.
-GOLDEN_OUT = """  csdf.graph @net_csdf from "net" {
-    csdf.actor @x "input" block "x" phases 6 times [6 x 18] work [6 x 0]
-    csdf.actor @conv "conv3x3" block "conv" phases 6 times [6 x 24] work [6 x 648] memory {weights = tensor<4x3x3x3xf32>, bias = tensor<4xf32>}
-    csdf.actor @pool "maxpool2x2" block "pool" phases 3 times [3 x 12] work [3 x 48]
-    csdf.actor @flat "flatten" block "flat" phases 3 times [3 x 12] work [3 x 0]
-    csdf.actor @fc "dense" block "fc" phases 1 times [1 x 10] work [1 x 360] memory {weights = tensor<10x36xf32>}
-    csdf.actor @output_y "output" block "y" phases 1 times [1 x 10] work [1 x 0]
+GOLDEN_OUT = """  csdf.graph @net_csdf from @net {
+    csdf.actor @x "input" block @net::@x phases 6 times [6 x 18] work [6 x 0]
+    csdf.actor @conv "conv3x3" block @net::@conv phases 6 times [6 x 24] work [6 x 648] memory {weights = tensor<4x3x3x3xf32>, bias = tensor<4xf32>}
+    csdf.actor @pool "maxpool2x2" block @net::@pool phases 3 times [3 x 12] work [3 x 48]
+    csdf.actor @flat "flatten" block @net::@flat phases 3 times [3 x 12] work [3 x 0]
+    csdf.actor @fc "dense" block @net::@fc phases 1 times [1 x 10] work [1 x 360] memory {weights = tensor<10x36xf32>}
+    csdf.actor @output_y "output" port "y" phases 1 times [1 x 10] work [1 x 0]
     csdf.channel @c0 @x out0 -> @conv in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 : f32
     csdf.channel @conv_reuse0 @conv reuse_out0 -> @conv reuse_in0 prod [5 x 36, 1 x 0] cons [1 x 0, 5 x 36] init 0 : f32
     csdf.channel @c1 @conv out0 -> @pool in0 prod [6 x 24] cons [3 x 48] init 0 : f32
@@ -379,3 +379,55 @@ def test_lowering_text_in_text_out():
     text = print_module(module)
     assert text[text.index("  csdf.graph"):].rstrip().removesuffix("}").rstrip() == \
         GOLDEN_OUT.rstrip()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the link to the nn graph: symbols (issue 19 item 3)
+
+LOWERED = GOLDEN_IN.rstrip().removesuffix("}") + GOLDEN_OUT + "}\n"
+
+
+def test_nn_graph_is_the_symbol_table_of_its_blocks():
+    """Before: two blocks could share a name and the lowering silently renamed one of them."""
+    text = GOLDEN_IN.replace('name = "flat"', 'name = "pool"')
+    with pytest.raises(IRVerifyError, match="two blocks are named 'pool'"):
+        verify_module(parse_module(text))
+
+
+def test_an_actor_refers_to_its_block_by_a_symbol_reference_xdsl_resolves():
+    from xdsl.traits import SymbolTable
+
+    module = parse_module(LOWERED)
+    verify_module(module)
+    (graph,) = csdf.csdf_graphs(module)
+    assert graph.source_name == "net"
+    found = {a.sym_name.data: SymbolTable.lookup_symbol(module, a.block)
+             for a in graph.actors() if a.block is not None}
+    assert {k: v.name for k, v in found.items()} == {
+        "x": "nn.input", "conv": "nn.conv", "pool": "nn.pool", "flat": "nn.flatten",
+        "fc": "nn.dense"}
+    assert graph.actor_map()["output_y"].port.data == "y"
+    assert print_module(parse_module(print_module(module))) == print_module(module)
+
+
+def test_the_importer_gives_a_repeated_node_name_its_own_symbol():
+    """Before: both Relu nodes were blocks named "r" (and a node named like the input shared the
+    input's symbol); the lowering renamed one behind the user's back."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from aloha_ir.dialects import nn
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["a"], name="r"),
+                           helper.make_node("Sigmoid", ["a"], ["b"], name="r"),
+                           helper.make_node("Relu", ["b"], ["y"], name="x")], "g",
+                          [vi("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+                          [vi("y", TensorProto.FLOAT, [1, 2, 3, 3])])
+    module = import_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    verify_module(module)
+    (net,) = [op for op in module.ops if isinstance(op, nn.GraphOp)]
+    assert {k: v.name for k, v in net.blocks().items()} == {
+        "x": "nn.input", "r": "nn.act", "r_2": "nn.act", "x_2": "nn.act"}
+    before = print_module(module)
+    PassManager.parse("convert-nn-to-csdf").run(module)
+    assert print_module(module).startswith(before.rstrip().removesuffix("}"))  # source untouched

@@ -204,8 +204,8 @@ def test_vgg16_is_split_into_ce_jobs_as_hardware_md_describes():
     for a in graph.actors():
         if a.attributes["pe_kind"].data == "conv-engine":
             layer = layers[a.sym_name.data]
-            jobs[a.block.data] += ce_jobs(platform, layer, "fixed16")
-            shape[a.block.data] = layer
+            jobs[a.block_name] += ce_jobs(platform, layer, "fixed16")
+            shape[a.block_name] = layer
     assert len(jobs) == 13  # every VGG-16 convolution runs on the CE
     for block, js in jobs.items():
         layer = shape[block]

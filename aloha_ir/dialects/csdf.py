@@ -4,16 +4,18 @@ One `csdf.graph` symbol op holds `csdf.actor` symbols and `csdf.channel` ops tha
 symbol (a graph region: cycles and self-loops are legal). Rates, execution counts and work are stored
 run-length encoded (`6 x 18`), as i64 arrays of (count, value) pairs.
 
-    csdf.graph @net_csdf {
-      csdf.actor @conv1 "conv3x3" block "conv1" phases 6 times [6 x 96] work [6 x 2592]
+    csdf.graph @net_csdf from @net {
+      csdf.actor @conv1 "conv3x3" block @net::@conv1 phases 6 times [6 x 96] work [6 x 2592]
           memory {weights = tensor<16x3x3x3xf32>, bias = tensor<16xf32>}
       csdf.channel @c0 @input out0 -> @conv1 in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 : f32
       csdf.channel @conv1_reuse0 @conv1 reuse_out0 -> @conv1 reuse_in0 prod [5 x 36, 1 x 0]
           cons [1 x 0, 5 x 36] init 0 : f32
     }
 
-Actor: the operator (`conv3x3`, `maxpool2x2`, `dense`, ...), the nn block it came from, its phase
-count, per phase how many times the operator runs (`times`) and the elementary operations that takes
+Actor: the operator (`conv3x3`, `maxpool2x2`, `dense`, ...), the nn block it came from (a symbol
+reference `@graph::@block` into the nn.graph the csdf graph names with `from`; an output actor
+names its network output `port "y"` instead; an actor of a graph written by hand may have neither), its
+phase count, per phase how many times the operator runs (`times`) and the elementary operations that takes
 (`work`: MACs for conv/dense), and its memory units (parameter tensors). Channel: ports, production and
 consumption per phase, initial tokens, the token element type (one token = one tensor element).
 Analyses add discardable attributes (`pe`, `buffer`, ...), printed after `attributes`.
@@ -32,7 +34,7 @@ from xdsl.dialects.builtin import (
     SymbolRefAttr,
     TensorType,
 )
-from xdsl.ir import Attribute, Block, Dialect, Region
+from xdsl.ir import Attribute, Block, Dialect, Operation, Region
 from xdsl.irdl import IRDLOperation, irdl_op_definition, opt_prop_def, prop_def, region_def, traits_def
 from xdsl.parser import Parser
 from xdsl.printer import Printer
@@ -40,6 +42,7 @@ from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, Symb
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import dataflow, rle
+from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import (
     element_bytes,
     int_attr,
@@ -125,13 +128,27 @@ class CsdfOp(IRDLOperation):
 # ---------------------------------------------------------------------------------------------------
 
 
+def block_ref(graph: str, block: str) -> SymbolRefAttr:
+    """`@graph::@block`: an actor's link to the nn block it computes."""
+    return SymbolRefAttr(graph, [block])
+
+
+def _parse_symbol_ref(parser: Parser, what: str) -> SymbolRefAttr:
+    pos = parser.pos
+    attr = parser.parse_attribute()
+    if not isinstance(attr, SymbolRefAttr):
+        parser.raise_error(f"expected a symbol reference ({what})", pos, parser.pos)
+    return attr
+
+
 @irdl_op_definition
 class GraphOp(CsdfOp):
-    """A CSDF graph; `source` names the nn.graph it was lowered from (its blocks hold the weights)."""
+    """A CSDF graph; `source` refers to the nn.graph it was lowered from (its blocks hold the
+    weights)."""
 
     name = "csdf.graph"
     sym_name = prop_def(StringAttr)
-    source = opt_prop_def(StringAttr)
+    source = opt_prop_def(SymbolRefAttr)
     body = region_def("single_block")
     traits = traits_def(SymbolOpInterface(), SymbolTable(), IsolatedFromAbove(), NoTerminator())
 
@@ -139,8 +156,13 @@ class GraphOp(CsdfOp):
     def build_graph(name: str, ops: list, source: str | None = None) -> "GraphOp":
         props: dict[str, Attribute] = {"sym_name": StringAttr(name)}
         if source is not None:
-            props["source"] = StringAttr(source)
+            props["source"] = SymbolRefAttr(source)
         return GraphOp.create(properties=props, regions=[Region(Block(ops))])
+
+    @property
+    def source_name(self) -> str | None:
+        """The name of the nn.graph this graph was lowered from (None: a graph of its own)."""
+        return self.source.root_reference.data if self.source is not None else None
 
     @property
     def ops(self):
@@ -159,14 +181,14 @@ class GraphOp(CsdfOp):
         printer.print_string(f" @{self.sym_name.data}")
         if self.source is not None:
             printer.print_string(" from ")
-            printer.print_string_literal(self.source.data)
+            printer.print_attribute(self.source)
         print_graph_body(printer, self)
 
     @classmethod
     def parse(cls, parser: Parser) -> "GraphOp":
         props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name()}
         if parser.parse_optional_keyword("from"):
-            props["source"] = StringAttr(parser.parse_str_literal())
+            props["source"] = _parse_symbol_ref(parser, "the source nn.graph")
         attrs, region = parse_graph_body(parser)
         return cls.create(properties=props, attributes=attrs, regions=[region])
 
@@ -213,14 +235,22 @@ class GraphOp(CsdfOp):
             dataflow.check_live(phases, edges, r)
         except dataflow.DataflowError as e:
             raise VerifyException(f"csdf.graph @{self.sym_name.data}: {e}") from None
+        if self.source is not None and self.source.nested_references.data:
+            raise VerifyException(f"csdf.graph @{self.sym_name.data}: `from` must name an "
+                                  "nn.graph (@net)")
 
 
 @irdl_op_definition
 class ActorOp(CsdfOp):
+    """An actor; `block` refers to the nn block it computes (`@net::@conv1`: partition's parts,
+    their gather and map's merge refer to the block of the actor they came from), `port` to the
+    network output an output actor delivers."""
+
     name = "csdf.actor"
     sym_name = prop_def(StringAttr)
     kind = prop_def(StringAttr)
-    block = prop_def(StringAttr)
+    block = opt_prop_def(SymbolRefAttr)
+    port = opt_prop_def(StringAttr)
     phases = prop_def(IntegerAttr)
     times = prop_def(DenseArrayBase)
     work = prop_def(DenseArrayBase)
@@ -228,14 +258,32 @@ class ActorOp(CsdfOp):
     traits = traits_def(SymbolOpInterface())
 
     @staticmethod
-    def build(name: str, kind: str, block: str, phases: int, times: rle.Runs, work: rle.Runs,
-              memory: dict[str, Attribute] | None = None) -> "ActorOp":
+    def build(name: str, kind: str, block: SymbolRefAttr | None, phases: int, times: rle.Runs,
+              work: rle.Runs, memory: dict[str, Attribute] | None = None,
+              port: str | None = None) -> "ActorOp":
         props: dict[str, Attribute] = {
-            "sym_name": StringAttr(name), "kind": str_attr(kind), "block": StringAttr(block),
+            "sym_name": StringAttr(name), "kind": str_attr(kind),
             "phases": int_attr(phases), "times": runs_attr(times), "work": runs_attr(work)}
+        if block is not None:
+            props["block"] = block
+        if port is not None:
+            props["port"] = StringAttr(port)
         if memory:
             props["memory"] = DictionaryAttr(memory)
         return ActorOp.create(properties=props)
+
+    def block_in(self, blocks: dict[str, Operation]) -> Operation | None:
+        """The block the actor computes, from its graph's `nn.GraphOp.blocks()` (None: no block,
+        or a graph written alone)."""
+        return blocks.get(self.block_name) if self.block is not None else None
+
+    @property
+    def block_name(self) -> str:
+        """The name of the block the actor computes, the port an output actor delivers, or ""."""
+        if self.block is not None:
+            nested = self.block.nested_references.data
+            return (nested[-1] if nested else self.block.root_reference).data
+        return self.port.data if self.port is not None else ""
 
     @property
     def phase_count(self) -> int:
@@ -264,6 +312,12 @@ class ActorOp(CsdfOp):
         p = self.phase_count
         if p < 1:
             raise VerifyException(f"csdf.actor @{self.sym_name.data}: phases must be >= 1, got {p}")
+        if self.block is not None and len(self.block.nested_references.data) != 1:
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: block must refer to a block "
+                                  "of an nn.graph (@net::@block)")
+        if self.block is not None and self.port is not None:
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: an actor computes a block "
+                                  "or delivers an output port, not both")
         _check_runs(self, "times", self.times, p)
         _check_runs(self, "work", self.work, p)
         mapped = self.attributes.get("exec_times")
@@ -280,8 +334,12 @@ class ActorOp(CsdfOp):
     def print(self, printer: Printer) -> None:
         printer.print_string(f" @{self.sym_name.data} ")
         printer.print_string_literal(self.kind.data)
-        printer.print_string(" block ")
-        printer.print_string_literal(self.block.data)
+        if self.block is not None:
+            printer.print_string(" block ")
+            printer.print_attribute(self.block)
+        if self.port is not None:
+            printer.print_string(" port ")
+            printer.print_string_literal(self.port.data)
         printer.print_string(f" phases {self.phase_count} times ")
         _print_runs(printer, runs_of(self.times))
         printer.print_string(" work ")
@@ -297,8 +355,10 @@ class ActorOp(CsdfOp):
     def parse(cls, parser: Parser) -> "ActorOp":
         props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name(),
                                        "kind": StringAttr(parser.parse_str_literal("operator"))}
-        parser.parse_keyword("block")
-        props["block"] = StringAttr(parser.parse_str_literal("source block name"))
+        if parser.parse_optional_keyword("block"):
+            props["block"] = _parse_symbol_ref(parser, "the nn block, @net::@block")
+        if parser.parse_optional_keyword("port"):
+            props["port"] = StringAttr(parser.parse_str_literal("network output port"))
         parser.parse_keyword("phases")
         props["phases"] = int_attr(parser.parse_integer(allow_boolean=False))
         parser.parse_keyword("times")
@@ -430,8 +490,20 @@ def csdf_graphs(module) -> list[GraphOp]:
     return [op for op in module.ops if isinstance(op, GraphOp)]
 
 
+def source_graph(module, graph: GraphOp) -> nn.GraphOp | None:
+    """The nn.graph `graph` was lowered from, when it is in `module` (a csdf graph written alone
+    keeps its links as provenance)."""
+    name = graph.source_name
+    if name is None:
+        return None
+    for op in module.ops:
+        if isinstance(op, nn.GraphOp) and op.sym_name.data == name:
+            return op
+    return None
+
+
 CSDF_OPS = [GraphOp, ActorOp, ChannelOp]
 CSDF = Dialect("csdf", CSDF_OPS, [])
 
-__all__ = ["CSDF", "GraphOp", "ActorOp", "ChannelOp", "csdf_graphs", "runs_attr", "runs_of",
-           "symref"]
+__all__ = ["CSDF", "GraphOp", "ActorOp", "ChannelOp", "block_ref", "csdf_graphs", "runs_attr",
+           "runs_of", "source_graph", "symref"]

@@ -33,7 +33,7 @@ def to_json(graph: csdf.GraphOp) -> dict:
             units.append({"name": key, "shape": list(t.get_shape()), "type": str(t.element_type),
                           "bytes": tensor_bytes(t)})
         actors.append({
-            "name": a.sym_name.data, "operator": a.kind.data, "block": a.block.data,
+            "name": a.sym_name.data, "operator": a.kind.data, "block": a.block_name,
             "phases": a.phase_count, "times": _runs(a.times_runs), "work": _runs(a.work_runs),
             "work_total": rle.total(a.work_runs), "memory_units": units,
             "memory_bytes": a.memory_bytes(),
@@ -48,5 +48,5 @@ def to_json(graph: csdf.GraphOp) -> dict:
             "token_type": str(c.token), "token_bytes": c.token_bytes,
             "attributes": {k: _plain(v) for k, v in c.attributes.items()}})
     return {"name": graph.sym_name.data,
-            "source": graph.source.data if graph.source is not None else None,
+            "source": graph.source_name,
             "actors": actors, "channels": channels}

@@ -28,7 +28,7 @@ def _exec_times(actor: csdf.ActorOp) -> rle.Runs:
 
 
 def to_element(graph: csdf.GraphOp) -> ET.Element:
-    name = graph.source.data if graph.source is not None else graph.sym_name.data
+    name = graph.source_name or graph.sym_name.data
     root = ET.Element("sdf3", {"type": "csdf", "version": "1.0"})
     app = ET.SubElement(root, "applicationGraph", {"name": name})
     g = ET.SubElement(app, "csdf", {"name": name, "type": name})

@@ -114,7 +114,8 @@ class PassManager:
                 except VerifyException as e:
                     raise IRVerifyError(str(e).splitlines()[0],
                                         where=f"IR after pass '{p.name}'",
-                                        hint="this is a compiler bug; rerun with --dump-dir") from None
+                                        hint=getattr(e, "hint", "this is a compiler bug; rerun "
+                                                     "with --dump-dir")) from None
             if self.print_ir_after_all:
                 out.write(f"// -----// IR Dump After {p.name} //----- //\n")
                 out.write(print_module(module))

@@ -382,7 +382,7 @@ def test_lowering_text_in_text_out():
 
 
 # ---------------------------------------------------------------------------------------------------
-# the link to the nn graph: symbols (issue 19 item 3)
+# the link to the nn graph: symbols, and the cross-dialect verifier (issue 19 item 3)
 
 LOWERED = GOLDEN_IN.rstrip().removesuffix("}") + GOLDEN_OUT + "}\n"
 
@@ -431,3 +431,70 @@ def test_the_importer_gives_a_repeated_node_name_its_own_symbol():
     before = print_module(module)
     PassManager.parse("convert-nn-to-csdf").run(module)
     assert print_module(module).startswith(before.rstrip().removesuffix("}"))  # source untouched
+
+
+@pytest.mark.parametrize("edit, actor, what", [
+    ("block @net::@pool phases", "@pool", "does not have"),  # a dangling reference
+    ("block @net::@flat phases", "@pool", "lowered twice"),  # two actors of one block
+    ("tensor<10x36xf32>}\n", "@fc", "memory units of shapes"),  # a constant of another shape
+    ("prod [2 x 0, 1 x 36] cons [1 x 36]", "@flat", "produces 30 tokens"),  # a shape mismatch
+])
+def test_the_verifier_names_the_actor_that_no_longer_matches_its_block(tmp_path, edit, actor, what):
+    changed = {"block @net::@pool phases": "block @net::@pool9 phases",
+               "block @net::@flat phases": "block @net::@pool phases",
+               "tensor<10x36xf32>}\n": "tensor<10x35xf32>}\n",
+               "prod [2 x 0, 1 x 36] cons [1 x 36]": "prod [2 x 0, 1 x 30] cons [1 x 30]"}[edit]
+    assert LOWERED.count(edit) == 1
+    text = LOWERED.replace(edit, changed)
+    with pytest.raises(IRVerifyError, match=what) as e:
+        verify_module(parse_module(text))
+    assert e.value.exit_code == 7 and f"{actor} " in str(e.value)
+    if edit.startswith("block @net::@flat"):  # the pool block: computed by @pool and @flat
+        assert "actors @pool, @flat" in str(e.value)
+
+
+def test_split_parts_of_one_block_verify_unless_their_channels_overlap():
+    module = parse_module(LOWERED)
+    PassManager.parse('partition{actors="conv:2" auto=false}').run(module)
+    (graph,) = csdf.csdf_graphs(module)
+    parts = [a for a in graph.actors() if "split" in a.attributes]
+    assert [a.block_name for a in parts] == ["conv", "conv"]
+    parts[1].attributes["split"] = parts[0].attributes["split"]  # both compute channels 0..1
+    with pytest.raises(IRVerifyError, match=r"split actors @conv_p0 and @conv_p1 both compute "
+                                            r"output channels 0\.\.1"):
+        verify_module(module)
+
+
+def test_an_nn_transform_after_lowering_is_caught_not_blamed_on_the_platform():
+    """Issue 19's reproducer 2: canonicalize fuses relu8 into its conv after lowering; before,
+    verification passed and `map` said no PE of host-cpu lists relu."""
+    from xdsl.context import Context
+
+    from aloha_ir.dialects import nn
+    from aloha_ir.verify import LoweringMismatch, verify_fast
+    from frontends.zoo import load_zoo
+    from passes.canonicalize import CanonicalizePass
+    from passes.convert_nn_to_csdf import ConvertNnToCsdfPass
+    module = load_zoo("mnist_cnn")
+    ConvertNnToCsdfPass().apply(Context(), module)
+    verify_fast(module)
+    CanonicalizePass().apply(Context(), module)
+    (net,) = [op for op in module.ops if isinstance(op, nn.GraphOp)]
+    assert "relu8" not in net.blocks()  # fused: the conv now carries the relu
+    with pytest.raises(LoweringMismatch, match=r"csdf.actor @relu8 refers to block "
+                                               r"@mnist_cnn::@relu8"):
+        verify_fast(module)
+
+
+def test_reproducer_2_through_the_driver_is_a_users_error_naming_the_cause():
+    import contextlib
+    import io
+
+    from alohac.main import main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["compile", "zoo:mnist_cnn", "--target", "host-cpu", "-p",
+                     "convert-nn-to-csdf,canonicalize,partition,map", "-o", "/nonexistent/out"])
+    # refused up front (the pass's declared requirements: 8) or caught by the verifier (7)
+    assert code in (7, 8), err.getvalue()
+    assert "no PE" not in err.getvalue() and "convert-nn-to-csdf" in err.getvalue()

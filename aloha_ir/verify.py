@@ -8,12 +8,12 @@ lowering of it (one walk over actors and channels, no re-lowering):
 
 - every actor's `block` refers to a block of the source graph (`@net::@conv1`) and an output actor's
   `port` to one of its outputs; an input actor computes an nn.input;
-- shapes agree: an actor produces its block's whole result on each output channel (a part of a split
-  actor its share, checked by the split itself; a merge what its actor makes), consumes on input port `inK` the whole K-th
-  activation operand of its block, from an actor of the block that defines it; its memory units have
-  its constants' shapes;
-- no block is lowered twice: the actors computing one block (gathers and merges only move its result)
-  are one actor, or parts of a `partition` split whose output-channel ranges are disjoint;
+- shapes agree: an actor produces its block's whole result on each output channel (a part of a
+  split actor its share, checked by the split itself; a merge what its actor makes), consumes on
+  input port `inK` the whole K-th activation operand of its block, from an actor of the block that
+  defines it; its memory units have its constants' shapes;
+- no block is lowered twice: the actors computing one block (gathers and merges only move its
+  result) are one actor, or parts of a `partition` split whose output-channel ranges are disjoint;
 - every block has an actor.
 
 A csdf.graph written alone (`alohac compile --emit csdf`) keeps its links as provenance: nothing to
@@ -124,7 +124,7 @@ class _Links:
 
     def check_memory(self, actor: csdf.ActorOp) -> None:
         block = self.block_of[actor.sym_name.data]
-        if block is None or actor.kind.data in VIEW_KINDS or "split" in actor.attributes:
+        if block is None or actor.kind.data in VIEW_KINDS or actor.split is not None:
             return
         units = [tuple(t.get_shape()) for t in actor.memory_units().values()]
         consts = [nn.shape_of(v) for v in block.operands if isinstance(v.owner, nn.ConstOp)]
@@ -144,7 +144,7 @@ class _Links:
 
     def check_production(self, ch: csdf.ChannelOp, src: csdf.ActorOp) -> None:
         block = self.block_of[src.sym_name.data]
-        if block is None or not block.results or "split" in src.attributes or \
+        if block is None or not block.results or src.split is not None or \
                 src.kind.data == "merge":  # a merge passes on what its actor (maybe a part) makes
             return
         produced, whole = sum(c * v for c, v in ch.prod_runs), _numel(block.results[0])
@@ -209,11 +209,10 @@ class _Links:
         names = ", ".join(f"@{a.sym_name.data}" for a in actors)
         spans = []
         for a in actors:
-            split = a.attributes.get("split")
-            if split is None:
+            if a.split is None:
                 self.fail(f"nn block @{self.net}::@{label} is lowered twice: actors {names} "
                           "all compute it (only parts of a split share a block)")
-            spans.append((*nn.ints(split), a.sym_name.data))
+            spans.append((*a.split, a.sym_name.data))
         channels = nn.shape_of(block.results[0])
         cout = channels[1] if len(channels) >= 2 else channels[-1]
         spans.sort()

@@ -46,7 +46,6 @@ from aloha_ir import fixedpoint as fp
 from aloha_ir import rle, rowflow
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf, nn
-from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
@@ -131,8 +130,7 @@ def channel_storage(channel: csdf.ChannelOp, actors: dict[str, csdf.ActorOp], bl
     merge the partial sums' accumulator, `merges` of them per token."""
     dst = actors[channel.dst_name]
     if dst.kind.data == "merge":
-        merges = dst.attributes["merges"].value.data  # type: ignore[union-attr]
-        return dep.partial(dst.block_in(blocks)), merges
+        return dep.partial(dst.block_in(blocks)), dst.merges
     return dep.token(channel), 1
 
 
@@ -387,7 +385,7 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
                 raise PassError(message, hint="prune or quantize the model, pick a bigger "
                                 "platform, or pass --allow-overflow to report it anyway")
             print(f"warning: {message}", file=sys.stderr)
-    graph.attributes["memory_bytes"] = int_attr(report.memory_bytes)
+    graph.memory_bytes = report.memory_bytes
     return report
 
 

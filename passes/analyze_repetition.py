@@ -16,7 +16,6 @@ from xdsl.passes import ModulePass
 from aloha_ir import dataflow
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
 
 
@@ -49,9 +48,9 @@ def analyze(graph: csdf.GraphOp, annotate: bool = True) -> RepetitionReport:
     if annotate:
         for actor in graph.actors():
             a = actor.sym_name.data
-            actor.attributes["repetition"] = int_attr(r[a])
-            actor.attributes["firings"] = int_attr(report.firings[a])
-        graph.attributes["iteration_firings"] = int_attr(report.iteration_firings)
+            actor.repetition = r[a]
+            actor.firings = report.firings[a]
+        graph.iteration_firings = report.iteration_firings
     return report
 
 

@@ -25,8 +25,6 @@ from xdsl.rewriter import InsertPoint, Rewriter
 from aloha_ir import rle
 from aloha_ir.context import record_analysis
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import int_attr, ints_attr
-from aloha_ir.dialects.nn import ints as nn_ints
 from aloha_ir.errors import PassError
 from archdesc import costmodel
 from archdesc.costmodel import Unsupported
@@ -49,7 +47,7 @@ def splittable(actor: csdf.ActorOp, layer, resplit: bool = False) -> bool:
     which may be the label of the conv it reads (`y`), and splitting it would end the graph in two
     output actors; a gather is a view of its parts."""
     return (actor.kind.data not in ZERO_COST_KINDS and layer.op in SPLITTABLE
-            and layer.group == 1 and (resplit or actor.attributes.get("split") is None))
+            and layer.group == 1 and (resplit or actor.split is None))
 
 
 def _scale(runs: rle.Runs, part: int, whole: int) -> rle.Runs:
@@ -75,7 +73,7 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
     def fresh(base: str) -> str:
         return csdf.unique_name(base, taken)
 
-    base = nn_ints(actor.attributes["split"])[0] if "split" in actor.attributes else 0
+    base = actor.split[0] if actor.split is not None else 0
     bounds = channel_bounds(channels, parts)
     ins = [c for c in graph.channels() if c.dst_name == name and not c.is_self_loop]
     loops = [c for c in graph.channels() if c.is_self_loop and c.src_name == name]
@@ -93,13 +91,13 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
         sub = csdf.ActorOp.build(fresh(f"{name}_p{k}"), actor.kind.data, actor.block,
                                  actor.phase_count, _scale(actor.times_runs, width, channels),
                                  _scale(actor.work_runs, width, channels), memory)
-        sub.attributes["split"] = ints_attr([base + lo, base + hi])
+        sub.split = (base + lo, base + hi)
         Rewriter.insert_op(sub, InsertPoint.after(anchor))
         anchor = sub
         subs.append(sub.sym_name.data)
     gather = csdf.ActorOp.build(fresh(f"{name}_gather"), "gather", actor.block,
                                 actor.phase_count, actor.times_runs, ((actor.phase_count, 0),))
-    gather.attributes["parts"] = int_attr(parts)
+    gather.parts = parts
     Rewriter.insert_op(gather, InsertPoint.after(anchor))
     last = graph.channels()[-1]
     new_channels = []

@@ -281,7 +281,7 @@ def test_analyze_repetition_annotates_and_requires_a_csdf_graph():
     report = result.analyses["analyze-repetition"]
     assert report.firings == {"a": 2, "b": 2} and report.iteration_firings == 4
     b = csdf.csdf_graphs(module)[0].actor_map()["b"]
-    assert b.attributes["firings"].value.data == 2
+    assert b.firings == 2
     b2 = NetBuilder("t", (1, 1, 4, 4))
     empty = import_model(b2.model(b2.relu("input")))
     with pytest.raises(PassError, match="convert-nn-to-csdf first"):
@@ -457,9 +457,9 @@ def test_split_parts_of_one_block_verify_unless_their_channels_overlap():
     module = parse_module(LOWERED)
     PassManager.parse('partition{actors="conv:2" auto=false}').run(module)
     (graph,) = csdf.csdf_graphs(module)
-    parts = [a for a in graph.actors() if "split" in a.attributes]
+    parts = [a for a in graph.actors() if a.split is not None]
     assert [a.block_name for a in parts] == ["conv", "conv"]
-    parts[1].attributes["split"] = parts[0].attributes["split"]  # both compute channels 0..1
+    parts[1].split = parts[0].split  # both compute channels 0..1
     with pytest.raises(IRVerifyError, match=r"split actors @conv_p0 and @conv_p1 both compute "
                                             r"output channels 0\.\.1"):
         verify_module(module)
@@ -498,3 +498,49 @@ def test_reproducer_2_through_the_driver_is_a_users_error_naming_the_cause():
     # refused up front (the pass's declared requirements: 8) or caught by the verifier (7)
     assert code in (7, 8), err.getvalue()
     assert "no PE" not in err.getvalue() and "convert-nn-to-csdf" in err.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------
+# analyses' results: typed annotations in the csdf namespace (issue 19 item 3)
+
+
+def _mapped(text: str = LOWERED):
+    module = parse_module(text)
+    PassManager.parse("map{target=host-cpu},analyze-schedule").run(module)
+    (graph,) = csdf.csdf_graphs(module)
+    return module, graph
+
+
+def test_annotations_are_typed_namespaced_and_round_trip():
+    """Before: `pe`, `buffer`, ... were bare string keys read with attributes.get("pe"): a typo
+    read None silently, and the text did not say which were the compiler's."""
+    from backends.csdf.jsonform import to_json
+
+    module, graph = _mapped()
+    conv = graph.actor_map()["conv"]
+    assert conv.pe.startswith("core") and conv.pe_kind == "cpu" and conv.cost_s > 0
+    # map shares the cost (ns) exactly over the phases in proportion to their work: 6 equal phases
+    total = round(conv.cost_s * 1e9)
+    assert sum(c * v for c, v in conv.exec_times) == total
+    assert {v for _, v in conv.exec_times} <= {total // 6, total // 6 + 1}
+    assert graph.platform == "host-cpu" and graph.latency_s > 0
+    assert all(isinstance(c.buffer, int) and c.buffer >= 1 for c in graph.channels())
+    text = print_module(module)
+    assert 'csdf.pe = "core' in text and "csdf.buffer = " in text and "csdf.platform = " in text
+    assert ' pe = "' not in text  # no bare key left
+    assert print_module(parse_module(text)) == text
+    with pytest.raises(AttributeError):
+        conv.pee  # noqa: B018 (a misspelt reader)
+    exported = {a["name"]: a["attributes"] for a in to_json(graph)["actors"]}
+    assert exported["conv"]["pe"] == conv.pe  # the JSON keeps its plain keys
+
+
+@pytest.mark.parametrize("edit, to, message", [
+    ('csdf.pe = "', 'csdf.pee = "', r"unknown annotation csdf\.pee"),
+    ("csdf.buffer = ", 'csdf.buffer = "big", other = ', r"csdf\.buffer must be of kind int"),
+])
+def test_a_misspelt_or_mistyped_annotation_in_ir_text_is_a_verifier_error(edit, to, message):
+    module, _ = _mapped()
+    bad = print_module(module).replace(edit, to, 1)
+    with pytest.raises(IRVerifyError, match=message):
+        verify_module(parse_module(bad))

@@ -14,11 +14,14 @@ run-length encoded (`6 x 18`), as i64 arrays of (count, value) pairs.
 
 Actor: the operator (`conv3x3`, `maxpool2x2`, `dense`, ...), the nn block it came from (a symbol
 reference `@graph::@block` into the nn.graph the csdf graph names with `from`; an output actor
-names its network output `port "y"` instead; an actor of a graph written by hand may have neither), its
-phase count, per phase how many times the operator runs (`times`) and the elementary operations that takes
-(`work`: MACs for conv/dense), and its memory units (parameter tensors). Channel: ports, production and
+names its network output `port "y"` instead; an actor of a graph written by hand may have
+neither), its phase count, per phase how many times the operator runs (`times`) and the elementary
+operations that takes (`work`: MACs for conv/dense), and its memory units (parameter tensors). Channel: ports, production and
 consumption per phase, initial tokens, the token element type (one token = one tensor element).
-Analyses add discardable attributes (`pe`, `buffer`, ...), printed after `attributes`.
+Analyses record their results as typed annotations (`Annotation`): discardable attributes in the
+`csdf.` namespace (`csdf.pe`, `csdf.buffer`, ...), printed after `attributes`, read and written
+through accessors of the same name (`actor.pe`, `channel.buffer = 3`); the verifier checks their
+types and refuses an unknown `csdf.` key.
 
 The graph verifier checks references, port uniqueness, equal phase counts on all ports of an actor,
 balance (a repetition vector exists) and liveness (one iteration completes from the initial marking).
@@ -26,13 +29,17 @@ balance (a repetition vector exists) and liveness (one iteration completes from 
 
 from __future__ import annotations
 
+import functools
+
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     DictionaryAttr,
+    FloatAttr,
     IntegerAttr,
     StringAttr,
     SymbolRefAttr,
     TensorType,
+    f64,
 )
 from xdsl.ir import Attribute, Block, Dialect, Operation, Region
 from xdsl.irdl import IRDLOperation, irdl_op_definition, opt_prop_def, prop_def, region_def, traits_def
@@ -115,6 +122,69 @@ def _parse_runs(parser: Parser) -> DenseArrayBase:
     return ints_attr([x for r in runs for x in r])
 
 
+class Annotation(property):
+    """A typed result an analysis records on a csdf op, stored as the discardable attribute
+    `csdf.NAME`: `op.NAME` reads it (None when absent), `op.NAME = value` writes it (None removes
+    it), the op's verifier checks its type. A misspelt reader is an AttributeError, not a key that
+    is silently absent.
+
+    Kinds: "str" (StringAttr), "int" (i64), "float" (f64), "ints" (an i64 array), "runs" ((count x
+    value) runs as an i64 array, like `times`)."""
+
+    ATTRS = {"str": StringAttr, "int": IntegerAttr, "float": FloatAttr, "ints": DenseArrayBase,
+             "runs": DenseArrayBase}
+
+    def __init__(self, kind: str, doc: str):
+        super().__init__()
+        self.kind = kind
+        self.doc = self.__doc__ = doc
+        self.name = self.key = ""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+        self.key = f"{NAMESPACE}{name}"
+
+    def __get__(self, op, owner=None):
+        if op is None:
+            return self
+        a = op.attributes.get(self.key)
+        if a is None:
+            return None
+        if self.kind == "str":
+            return a.data
+        if self.kind in ("int", "float"):
+            return a.value.data
+        values = tuple(a.get_values())
+        return rle.unflat(values) if self.kind == "runs" else values
+
+    def __set__(self, op, value) -> None:
+        if value is None:
+            op.attributes.pop(self.key, None)
+        elif self.kind == "str":
+            op.attributes[self.key] = StringAttr(value)
+        elif self.kind == "int":
+            op.attributes[self.key] = int_attr(value)
+        elif self.kind == "float":
+            op.attributes[self.key] = FloatAttr(float(value), f64)
+        else:
+            op.attributes[self.key] = runs_attr(value) if self.kind == "runs" else ints_attr(value)
+
+    def check(self, op) -> None:
+        a = op.attributes.get(self.key)
+        if a is not None and not isinstance(a, self.ATTRS[self.kind]):
+            raise VerifyException(f"{op.name} @{_sym(op)}: {self.key} must be of kind {self.kind} "
+                                  f"({self.doc})")
+
+
+NAMESPACE = "csdf."
+
+
+@functools.cache
+def _annotation_fields(cls: type) -> dict[str, Annotation]:
+    return {a.key: a for klass in cls.__mro__ for a in vars(klass).values()
+            if isinstance(a, Annotation)}
+
+
 class CsdfOp(IRDLOperation):
     """Base: `check` is the op's own invariant, which `verify_fast` runs."""
 
@@ -123,6 +193,24 @@ class CsdfOp(IRDLOperation):
 
     def verify_(self) -> None:
         self.check()
+
+    @classmethod
+    def annotation_fields(cls) -> dict[str, Annotation]:
+        """The annotations an op of this class may carry, by attribute key (`csdf.pe`)."""
+        return _annotation_fields(cls)
+
+    def check_annotations(self) -> None:
+        known = self.annotation_fields()
+        for key in self.attributes:
+            if key.startswith(NAMESPACE) and key not in known:
+                raise VerifyException(f"{self.name} @{_sym(self)}: unknown annotation {key} "
+                                      f"(known: {', '.join(sorted(known)) or 'none'})")
+        for a in known.values():
+            a.check(self)
+
+    def annotations(self) -> dict[str, Attribute]:
+        """The discardable attributes, `csdf.` namespace dropped (the JSON export's keys)."""
+        return {k.removeprefix(NAMESPACE): v for k, v in self.attributes.items()}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -158,6 +246,17 @@ class GraphOp(CsdfOp):
         if source is not None:
             props["source"] = SymbolRefAttr(source)
         return GraphOp.create(properties=props, regions=[Region(Block(ops))])
+
+    platform = Annotation("str", "the platform `map` mapped the graph to")
+    datatype = Annotation("str", "the data type `map` mapped the graph at (f32, fixed16, fixed8)")
+    operating_point = Annotation("str", "the operating point `map` used")
+    latency_s = Annotation("float", "analyze-schedule: one frame's latency, seconds")
+    period_s = Annotation("float", "analyze-schedule: the steady-state period per frame, seconds")
+    memory_bytes = Annotation("int", "analyze-memory: the program's memory, bytes")
+    energy_j = Annotation("float", "analyze-energy: energy per frame, joules")
+    processors = Annotation("int", "analyze-processors: processors a strictly periodic schedule "
+                            "needs")
+    iteration_firings = Annotation("int", "analyze-repetition: firings of one graph iteration")
 
     @property
     def source_name(self) -> str | None:
@@ -235,6 +334,7 @@ class GraphOp(CsdfOp):
             dataflow.check_live(phases, edges, r)
         except dataflow.DataflowError as e:
             raise VerifyException(f"csdf.graph @{self.sym_name.data}: {e}") from None
+        self.check_annotations()
         if self.source is not None and self.source.nested_references.data:
             raise VerifyException(f"csdf.graph @{self.sym_name.data}: `from` must name an "
                                   "nn.graph (@net)")
@@ -256,6 +356,19 @@ class ActorOp(CsdfOp):
     work = prop_def(DenseArrayBase)
     memory = opt_prop_def(DictionaryAttr)
     traits = traits_def(SymbolOpInterface())
+
+    pe = Annotation("str", "map: the unit that runs the actor (empty: none)")
+    pe_kind = Annotation("str", "map: the kind of that unit's PE (cpu, conv-engine, ...)")
+    cost_s = Annotation("float", "map: seconds of one iteration on that unit")
+    exec_times = Annotation("runs", "map: per-phase execution times, ns; the schedule reads them")
+    start_s = Annotation("float", "analyze-schedule: first firing's start in one frame, seconds")
+    end_s = Annotation("float", "analyze-schedule: last firing's end in one frame, seconds")
+    split = Annotation("ints", "partition: [lo, hi), the block's output channels this part "
+                       "computes")
+    parts = Annotation("int", "partition: how many parts a gather collects")
+    merges = Annotation("int", "map: how many partial outputs a merge sums")
+    repetition = Annotation("int", "analyze-repetition: the repetition vector's entry")
+    firings = Annotation("int", "analyze-repetition: firings per graph iteration")
 
     @staticmethod
     def build(name: str, kind: str, block: SymbolRefAttr | None, phases: int, times: rle.Runs,
@@ -297,11 +410,6 @@ class ActorOp(CsdfOp):
     def work_runs(self) -> rle.Runs:
         return runs_of(self.work)
 
-    def exec_runs(self) -> rle.Runs | None:
-        """Per-phase execution times (ns) that `map` wrote, or None if the actor is unmapped."""
-        mapped = self.attributes.get("exec_times")
-        return runs_of(mapped) if isinstance(mapped, DenseArrayBase) else None
-
     def memory_units(self) -> dict[str, TensorType]:
         return dict(self.memory.data) if self.memory is not None else {}  # type: ignore[arg-type]
 
@@ -320,12 +428,14 @@ class ActorOp(CsdfOp):
                                   "or delivers an output port, not both")
         _check_runs(self, "times", self.times, p)
         _check_runs(self, "work", self.work, p)
-        mapped = self.attributes.get("exec_times")
-        if mapped is not None:  # written by map; the schedule reads one time per phase
-            if not isinstance(mapped, DenseArrayBase):
-                raise VerifyException(f"csdf.actor @{self.sym_name.data}: exec_times must be an "
-                                      "array of (count x value) runs")
+        self.check_annotations()
+        mapped = self.attributes.get(ActorOp.exec_times.key)
+        if mapped is not None:  # the schedule reads one time per phase
             _check_runs(self, "exec_times", mapped, p)
+        split = self.split
+        if split is not None and (len(split) != 2 or not 0 <= split[0] < split[1]):
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: split must be [lo, hi) "
+                                  f"output channels with 0 <= lo < hi, got {list(split)}")
         for k, t in self.memory_units().items():
             if not isinstance(t, TensorType):
                 raise VerifyException(f"csdf.actor @{self.sym_name.data}: memory unit {k} must be "
@@ -389,6 +499,10 @@ class ChannelOp(CsdfOp):
     token = prop_def(Attribute)
     traits = traits_def(SymbolOpInterface())
 
+    buffer = Annotation("int", "analyze-schedule: the FIFO's capacity, tokens")
+    link = Annotation("str", "map: the platform link the channel crosses (local: none)")
+    delay_ns = Annotation("int", "map: the transfer delay of one row over that link, ns")
+
     @staticmethod
     def build(name: str, src: str, src_port: str, dst: str, dst_port: str, prod: rle.Runs,
               cons: rle.Runs, token: Attribute, initial: int = 0) -> "ChannelOp":
@@ -440,6 +554,7 @@ class ChannelOp(CsdfOp):
                                   f"{self.initial_tokens} (negative tokens)")
         if not self.src_port.data or not self.dst_port.data:
             raise VerifyException(f"csdf.channel @{name}: ports need names")
+        self.check_annotations()
 
     def print(self, printer: Printer) -> None:
         printer.print_string(f" @{self.sym_name.data} @{self.src_name} {self.src_port.data} -> "

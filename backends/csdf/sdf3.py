@@ -21,7 +21,7 @@ PROCESSOR = "p"
 
 
 def _exec_times(actor: csdf.ActorOp) -> rle.Runs:
-    mapped = actor.exec_runs()
+    mapped = actor.exec_times
     if mapped is not None:
         return mapped
     return rle.normalize((c, max(1, w)) for c, w in actor.work_runs)

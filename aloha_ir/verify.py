@@ -213,8 +213,8 @@ class _Links:
                 self.fail(f"nn block @{self.net}::@{label} is lowered twice: actors {names} "
                           "all compute it (only parts of a split share a block)")
             spans.append((*a.split, a.sym_name.data))
-        channels = nn.shape_of(block.results[0])
-        cout = channels[1] if len(channels) >= 2 else channels[-1]
+        shape = nn.shape_of(block.results[0])
+        cout = shape[1] if len(shape) >= 2 else (shape[-1] if shape else 1)
         spans.sort()
         for (lo, hi, a), (lo2, _, b) in zip(spans, spans[1:]):
             if lo2 < hi:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar, TextIO
 
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.passes import ModulePass
 from xdsl.utils.arg_spec import parse_pipeline
 from xdsl.utils.exceptions import ArgSpecParseError, VerifyException
@@ -161,7 +161,8 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
         raise PassError(f"{p.name} needs an nn graph and the module has none",
                         hint="give it a model (ONNX, zoo:NAME) or nn IR")
     if req.level == NN:
-        derived = {g.source.data: g.sym_name.data for g in csdf_graphs if g.source is not None}
+        derived = {g.source_name: g.sym_name.data for g in csdf_graphs
+                   if g.source_name is not None}
         for g in nn_graphs:
             if g.sym_name.data in derived:
                 raise PassError(
@@ -173,7 +174,7 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
         raise PassError(f"{p.name} needs a csdf graph", hint=first(CSDF))
     if req.level == CSDF_MAPPED:
         for g in csdf_graphs:
-            if not isinstance(g.attributes.get("platform"), StringAttr):
+            if g.platform is None:
                 raise PassError(f"{p.name} needs a mapped graph",
                                 where=f"csdf.graph @{g.sym_name.data}", hint=first(CSDF_MAPPED))
     if req.target and not getattr(p, "target", "") and getattr(ctx, "target", None) is None:
@@ -181,7 +182,7 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
                         hint=f"give --target PLATFORM, or write {p.name}{{target=NAME}}")
     if req.data and not getattr(p, "data", "") and getattr(ctx, "dataset", None) is None:
         raise PassError(f"{p.name} needs data to run the network on",
-                        hint=f"give the pass data=digits (or mnist:DIR, ...) or --data")
+                        hint="give the pass data=digits (or mnist:DIR, ...) or --data")
 
 
 def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
@@ -293,7 +294,8 @@ class PassManager:
                 except VerifyException as e:
                     raise IRVerifyError(str(e).splitlines()[0],
                                         where=f"IR after pass '{p.name}'",
-                                        hint="this is a compiler bug; rerun with --dump-dir") from None
+                                        hint=getattr(e, "hint", "this is a compiler bug; rerun "
+                                                     "with --dump-dir")) from None
             for instrument in self.instruments:
                 instrument.run_after_pass(p, index, module, elapsed)
         result.analyses = {name: dict(reports) for name, reports in ctx.analyses.items()}

@@ -12,6 +12,7 @@ from xdsl.utils.exceptions import ParseError, VerifyException
 
 from aloha_ir.context import make_context
 from aloha_ir.shapes import MAX_ELEMENTS, numel
+from aloha_ir.verify import verify_full
 from aloha_ir.errors import InputFileError, IRParseError, IRVerifyError
 from aloha_ir.outputs import write_bytes, write_text  # noqa: F401  (their old home)
 from aloha_ir.weights import WeightStore, attach_weights, sidecar_path, weights_of
@@ -132,9 +133,10 @@ def verify_module(module: ModuleOp, where: str = "") -> None:
                                     f"{MAX_ELEMENTS:,} elements, more than the compiler handles",
                                     where=where or None)
     try:
-        module.verify()
+        verify_full(module)
     except VerifyException as e:
-        raise IRVerifyError(str(e).splitlines()[0], where=where or None) from None
+        raise IRVerifyError(str(e).splitlines()[0], where=where or None,
+                            hint=getattr(e, "hint", None)) from None
     except RecursionError:
         raise IRVerifyError("the IR nests too deeply to verify", where=where or None) from None
 

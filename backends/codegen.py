@@ -48,7 +48,6 @@ import struct
 from dataclasses import dataclass, field
 
 import numpy as np
-from xdsl.dialects.builtin import StringAttr
 
 from aloha_ir import rle, rowflow
 from aloha_ir import fixedpoint as fp
@@ -557,7 +556,7 @@ def build_view(module, platform, *, weights: str = "file",
         raise UnsupportedError(f"code generation needs one mapped csdf.graph, found {len(graphs)}",
                                hint="compile a single network")
     graph = graphs[0]
-    if "buffer" not in graph.channels()[0].attributes:
+    if graph.channels()[0].buffer is None:
         raise UnsupportedError("the csdf graph has no FIFO sizes", hint="run analyze-schedule")
     b = _Builder(module, graph)
     phases, edges = graph.dataflow_graph()
@@ -566,8 +565,7 @@ def build_view(module, platform, *, weights: str = "file",
         if n != phases[a]:
             raise UnsupportedError(f"actor @{a} fires {n} times per frame over {phases[a]} phases;"
                                    " the generator handles one phase cycle per frame")
-    dt = graph.attributes.get("datatype")
-    datatype = dt.data if isinstance(dt, StringAttr) else platform.default_datatype
+    datatype = graph.datatype or platform.default_datatype
     if not b.fixed and datatype != "f32":
         raise UnsupportedError(f"the model is float but {platform.name} deploys {datatype} (it has "
                                "no float data type): the generated code would not be what the "
@@ -579,7 +577,7 @@ def build_view(module, platform, *, weights: str = "file",
     fifos, fifo_index = [], {}
     for i, ch in enumerate(graph.channels()):
         name = ch.sym_name.data
-        analysed = ch.attributes["buffer"].value.data  # type: ignore[union-attr]
+        analysed = ch.buffer
         cap = fifo_override.pop(name, analysed)
         most = max(max(rle.expand(ch.prod_runs)), max(rle.expand(ch.cons_runs)))
         storage, per_token = channel_storage(ch, actor_map, b.blocks, dep)
@@ -593,7 +591,7 @@ def build_view(module, platform, *, weights: str = "file",
     inputs, outputs = [], []
     for i, actor in enumerate(graph.actors()):
         name = actor.sym_name.data
-        block = b.blocks.get(actor.block.data)
+        block = actor.block_in(b.blocks)
         kind = actor.kind.data
         boundary = kind in ("input", "output", "gather", "merge")
         plan = plan_block(block) if block is not None and not boundary else None
@@ -604,15 +602,13 @@ def build_view(module, platform, *, weights: str = "file",
         if len(prods) > 1:
             raise UnsupportedError(f"actor @{name} produces differently on its outputs")
         prod = list(prods.pop()) if prods else [0] * actor.phase_count
-        pe = actor.attributes.get("pe")
-        pk = actor.attributes.get("pe_kind")
         ports = _ports(graph, actor, fifo_index, plan)
         for p in ports:
             p.storage, p.per_token = fifos[p.fifo].storage, fifos[p.fifo].per_token
-        view = ActorView(i, name, c_identifier(name, i), kind, "", pe.data if isinstance(
-            pe, StringAttr) else "", pk.data if isinstance(pk, StringAttr) else "",
-            actor.phase_count, ports, outs, prod, block=actor.block.data,
-            cost_s=_float_attr(actor, "cost_s"), work=rle.total(actor.work_runs))
+        view = ActorView(i, name, c_identifier(name, i), kind, "", actor.pe or "",
+                         actor.pe_kind or "", actor.phase_count, ports, outs, prod,
+                         block=actor.block_name, cost_s=actor.cost_s or 0.0,
+                         work=rle.total(actor.work_runs))
         if outs:
             view.out, view.out_per_token = fifos[outs[0]].storage, fifos[outs[0]].per_token
         _kernel(b, view, actor, block)
@@ -627,18 +623,10 @@ def build_view(module, platform, *, weights: str = "file",
                                f" has {len(inputs)} input(s) and {len(outputs)} output(s)",
                                hint="compile a model with one input and one output")
     threads = _threads(graph, actors, fifos, index, platform)
-    lat = graph.attributes.get("latency_s")
-    per = graph.attributes.get("period_s")
     return CodegenView(
         graph.sym_name.data.removesuffix("_csdf"), platform.name, datatype, b.fixed, weights,
         actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
-        _io(b, outputs[0], False), lat.value.data if lat is not None else 0.0,
-        per.value.data if per is not None else 0.0)
-
-
-def _float_attr(op, name: str) -> float:
-    a = op.attributes.get(name)
-    return float(a.value.data) if a is not None else 0.0  # type: ignore[union-attr]
+        _io(b, outputs[0], False), graph.latency_s or 0.0, graph.period_s or 0.0)
 
 
 def _io(b: _Builder, actor: ActorView, is_input: bool) -> IoView:
@@ -726,15 +714,14 @@ def _kernel(b: _Builder, view: ActorView, actor: csdf.ActorOp, block) -> None:
         return
     if kind == "gather":
         view.kernel = "gather"
-        view.args["parts"] = actor.attributes["parts"].value.data  # type: ignore[union-attr]
+        view.args["parts"] = actor.parts
         view.dump = block is not None
         _shape_of_block(view, block, b)
         return
     if block is None:
         raise UnsupportedError(f"actor @{actor.sym_name.data} ({kind}) has no nn block")
     _shape_of_block(view, block, b)
-    split = actor.attributes.get("split")
-    lo_hi = tuple(nn.ints(split)) if split is not None else None
+    lo_hi = actor.split
     view.dump = True
     if lo_hi is not None:
         view.ref = {"channels": list(lo_hi)}

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
+from xdsl.dialects.builtin import ModuleOp
 
 from aloha_ir import rle
 from aloha_ir.analysis import CSDF_MAPPED, RepetitionAnalysis, Requires, analysis_of
@@ -44,8 +44,7 @@ class EnergyReport:
 
 def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
     platform = mapped_platform(ctx, graph, target, name)
-    opp_attr = graph.attributes.get("operating_point")
-    opp = opp_attr.data if isinstance(opp_attr, StringAttr) else platform.default_operating_point
+    opp = graph.operating_point or platform.default_operating_point
     sched = schedule_of(ctx, graph)
     if not sched.mapped:
         raise PassError(f"{name} needs a mapped graph (its times are work units, not seconds)",
@@ -66,17 +65,16 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
     transfer = 0.0
     nbytes = DATATYPE_BITS[mapped_datatype(graph, platform)] // 8
     for c in graph.channels():
-        link_name = c.attributes.get("link")
-        if not isinstance(link_name, StringAttr) or link_name.data == "local":
+        if c.link is None or c.link == "local":
             continue
-        link = platform.link(link_name.data)
+        link = platform.link(c.link)
         if link.energy_per_byte_j:
             tokens = rle.total(c.prod_runs) * q[c.src_name] // phases[c.src_name]
             transfer += tokens * nbytes * link.energy_per_byte_j
     static = platform.static_w * period
     energy = static + dynamic + transfer
     latency_energy = platform.static_w * latency + latency_dynamic + transfer
-    graph.attributes["energy_j"] = FloatAttr(energy, f64)
+    graph.energy_j = energy
     return EnergyReport(graph.sym_name.data, platform.name, opp, energy, latency_energy, static,
                         dynamic, transfer, energy / period if period > 0 else 0.0, per_pe)
 
@@ -87,7 +85,7 @@ class AnalyzeEnergyPass(AnalysisPass):
 
     name = "analyze-energy"
     requires = Requires(level=CSDF_MAPPED)
-    annotates = frozenset({"energy_j"})
+    annotates = frozenset({"csdf.energy_j"})  # csdf annotations' keys
 
     target: str = ""
 

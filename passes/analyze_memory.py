@@ -46,7 +46,6 @@ from aloha_ir import rle, rowflow
 from aloha_ir.analysis import CSDF_MAPPED, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf, nn
-from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
 from aloha_ir.passmanager import AnalysisPass
 from archdesc.model import DATATYPE_BITS
@@ -132,8 +131,7 @@ def channel_storage(channel: csdf.ChannelOp, actors: dict[str, csdf.ActorOp], bl
     merge the partial sums' accumulator, `merges` of them per token."""
     dst = actors[channel.dst_name]
     if dst.kind.data == "merge":
-        merges = dst.attributes["merges"].value.data  # type: ignore[union-attr]
-        return dep.partial(blocks[dst.block.data]), merges
+        return dep.partial(dst.block_in(blocks)), dst.merges
     return dep.token(channel), 1
 
 
@@ -290,7 +288,7 @@ def deployed_memory(module, graph: csdf.GraphOp, datatype: str, buffers: dict[st
     scratch = {"window_bytes": 0, "row_bytes": 0, "staging_bytes": 0}
     for a in graph.actors():
         name = a.sym_name.data
-        block = blocks.get(a.block.data)
+        block = a.block_in(blocks)
         if block is not None and a.kind.data not in ("input", "output", "gather"):
             constants.update(_constant_tensors(block, dep))
         ports = sorted(ins.get(name, []), key=lambda c: tuple(
@@ -388,7 +386,7 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
                 raise PassError(message, hint="prune or quantize the model, pick a bigger "
                                 "platform, or pass --allow-overflow to report it anyway")
             print(f"warning: {message}", file=sys.stderr)
-    graph.attributes["memory_bytes"] = int_attr(report.memory_bytes)
+    graph.memory_bytes = report.memory_bytes
     return report
 
 
@@ -398,7 +396,7 @@ class AnalyzeMemoryPass(AnalysisPass):
 
     name = "analyze-memory"
     requires = Requires(level=CSDF_MAPPED)
-    annotates = frozenset({"memory_bytes"})
+    annotates = frozenset({"csdf.memory_bytes"})  # csdf annotations' keys
 
     target: str = ""
     allow_overflow: bool = False

@@ -12,13 +12,12 @@ import math
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp
 
 from aloha_ir import dataflow
 from aloha_ir.analysis import CSDF, Requires, repetition
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import int_attr
 from aloha_ir.passmanager import AnalysisPass
 
 
@@ -45,17 +44,16 @@ def analyze(graph: csdf.GraphOp) -> ProcessorsReport:
     phases, edges = graph.dataflow_graph()
     wcet, units = {}, set()
     for a in graph.actors():
-        runs = a.exec_runs() or a.work_runs
+        runs = a.exec_times or a.work_runs
         wcet[a.sym_name.data] = max((v for _, v in runs), default=0)
-        pe = a.attributes.get("pe")
-        if isinstance(pe, StringAttr) and pe.data:
-            units.add(pe.data)
+        if a.pe:
+            units.add(a.pe)
     _, u = strictly_periodic(phases, edges, wcet)
     total = sum(u.values())
     used = len(units) if units else len([a for a in wcet if wcet[a] > 0])
     report = ProcessorsReport(graph.sym_name.data, used, sorted(units), math.ceil(total - 1e-9),
                               total, u)
-    graph.attributes["processors"] = int_attr(report.processors)
+    graph.processors = report.processors
     return report
 
 
@@ -65,7 +63,7 @@ class AnalyzeProcessorsPass(AnalysisPass):
 
     name = "analyze-processors"
     requires = Requires(level=CSDF)
-    annotates = frozenset({"processors"})
+    annotates = frozenset({"csdf.processors"})  # csdf annotations' keys
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         reports = {g.sym_name.data: analyze(g) for g in csdf.csdf_graphs(op)}

@@ -16,7 +16,6 @@ from aloha_ir import dataflow
 from aloha_ir.analysis import CSDF, AnalysisManager, RepetitionAnalysis, Requires, manager_of
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
 from aloha_ir.passmanager import AnalysisPass
 
@@ -51,9 +50,9 @@ def analyze(graph: csdf.GraphOp, annotate: bool = True, am: AnalysisManager | No
     if annotate:
         for actor in graph.actors():
             a = actor.sym_name.data
-            actor.attributes["repetition"] = int_attr(r[a])
-            actor.attributes["firings"] = int_attr(report.firings[a])
-        graph.attributes["iteration_firings"] = int_attr(report.iteration_firings)
+            actor.repetition = r[a]
+            actor.firings = report.firings[a]
+        graph.iteration_firings = report.iteration_firings
     return report
 
 
@@ -63,7 +62,8 @@ class AnalyzeRepetitionPass(AnalysisPass):
 
     name = "analyze-repetition"
     requires = Requires(level=CSDF)
-    annotates = frozenset({"repetition", "firings", "iteration_firings"})
+    annotates = frozenset({"csdf.repetition", "csdf.firings",  # csdf annotations' keys
+                           "csdf.iteration_firings"})
 
     annotate: bool = True
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
+from xdsl.dialects.builtin import ModuleOp
 
 from aloha_ir import dataflow, rle, selftimed
 from aloha_ir.analysis import (
@@ -33,7 +33,6 @@ from aloha_ir.analysis import (
 )
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError
 from aloha_ir.passmanager import AnalysisPass
 
@@ -77,7 +76,7 @@ class ScheduleReport:
 
 def exec_seconds(actor: csdf.ActorOp) -> tuple[list[float], bool]:
     """Per-phase seconds from `exec_times` (ns), or the work as time if the actor is unmapped."""
-    mapped = actor.exec_runs()
+    mapped = actor.exec_times
     if mapped is not None:
         return [v * 1e-9 for v in rle.expand(mapped)], True
     return [float(v) for v in rle.expand(actor.work_runs)], False
@@ -97,17 +96,14 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
         name = a.sym_name.data
         times[name], mapped = exec_seconds(a)
         mapped_any |= mapped
-        pe = a.attributes.get("pe")
-        unit[name] = pe.data if isinstance(pe, StringAttr) and pe.data else ""
+        unit[name] = a.pe or ""
     delay, tbytes = {}, {}
     for c in graph.channels():
-        d = c.attributes.get("delay_ns")
-        if d is not None:
-            delay[c.sym_name.data] = d.value.data * 1e-9  # type: ignore[union-attr]
+        if c.delay_ns is not None:
+            delay[c.sym_name.data] = c.delay_ns * 1e-9
         tbytes[c.sym_name.data] = c.token_bytes  # IR token size; analyze-memory rescales
     order = [a.sym_name.data for a in actors]
-    cpu_units = {unit[a.sym_name.data] for a in actors if isinstance(a.attributes.get("pe_kind"),
-                 StringAttr) and a.attributes["pe_kind"].data == "cpu"}  # type: ignore[union-attr]
+    cpu_units = {unit[a.sym_name.data] for a in actors if a.pe_kind == "cpu"}
     common = dict(unit=unit, delay=delay, token_bytes=tbytes, order=order, layer_first=cpu_units)
     try:
         one = selftimed.simulate(phases, edges, times, q, frames=1, record=True, **common)
@@ -124,9 +120,8 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
         name = a.sym_name.data
         if not unit[name]:
             continue
-        kind = a.attributes.get("pe_kind")
-        u = per_pe.setdefault(unit[name], PeUsage(unit[name], kind.data if isinstance(
-            kind, StringAttr) else "", stream.busy[unit[name]] / n, 0.0))
+        u = per_pe.setdefault(unit[name], PeUsage(unit[name], a.pe_kind or "",
+                                                  stream.busy[unit[name]] / n, 0.0))
         u.actors.append(name)
     for u in per_pe.values():
         u.utilisation = u.busy_s / period if period > 0 else 0.0
@@ -141,16 +136,16 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
         per_actor[name] = ActorTiming(name, a.kind.data, unit[name], sum(times[name]) * q[name] /
                                       phases[name], starts.get(name, 0.0), ends.get(name, 0.0))
         if annotate:
-            a.attributes["start_s"] = FloatAttr(starts.get(name, 0.0), f64)
-            a.attributes["end_s"] = FloatAttr(ends.get(name, 0.0), f64)
+            a.start_s = starts.get(name, 0.0)
+            a.end_s = ends.get(name, 0.0)
     # a FIFO must hold what either regime needs: the generated program runs each unit's firings
     # in the one-frame order, frame after frame (backends/codegen.py explains why that suffices)
     buffers = {c: max(n, one.max_tokens[c]) for c, n in stream.max_tokens.items()}
     if annotate:
         for c in graph.channels():
-            c.attributes["buffer"] = int_attr(buffers[c.sym_name.data])
-        graph.attributes["latency_s"] = FloatAttr(one.latency, f64)
-        graph.attributes["period_s"] = FloatAttr(period, f64)
+            c.buffer = buffers[c.sym_name.data]
+        graph.latency_s = one.latency
+        graph.period_s = period
     return ScheduleReport(graph.sym_name.data, mapped_any, one.latency, period, per_pe, per_actor,
                           buffers, stream.peak_bytes, stream.timeline, one.timeline)
 
@@ -179,7 +174,8 @@ class AnalyzeSchedulePass(AnalysisPass):
 
     name = "analyze-schedule"
     requires = Requires(level=CSDF)
-    annotates = frozenset({"start_s", "end_s", "buffer", "latency_s", "period_s"})
+    annotates = frozenset({"csdf.start_s", "csdf.end_s", "csdf.buffer",  # csdf annotations' keys
+                           "csdf.latency_s", "csdf.period_s"})
 
     frames: int = 6
     in_flight: int = 2

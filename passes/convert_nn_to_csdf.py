@@ -10,8 +10,10 @@
   read it row by row and produce at their last firing; a rank-2 tensor is one row.
 
 The nn.graph stays in the module (it holds the weights and the blocks' full semantics); the new
-`csdf.graph @NAME_csdf from "NAME"` follows it, and each actor names its block (the lowering gives
-every block a unique `name` first). Running the pass again replaces the csdf graph.
+`csdf.graph @NAME_csdf from @NAME` follows it, and each actor refers to its block by symbol
+(`block @NAME::@conv1`; an output actor names its port). A block's symbol is its `name` (an input's
+port): the one change the lowering makes to its source is to name the blocks that have none
+(`relu3`: the op family and the block's index). Running the pass again replaces the csdf graph.
 """
 
 from __future__ import annotations
@@ -242,21 +244,17 @@ def plan_block(op: Operation) -> _Plan:
 
 
 def _block_names(graph: nn.GraphOp) -> dict[Operation, str]:
-    """A unique label per block; blocks without one (or with a duplicate) get `name` set."""
+    """Each block's symbol; a block without a name gets one (its `name` attribute is set: the only
+    change the lowering makes to its source)."""
+    taken = set(graph.blocks())
     names: dict[Operation, str] = {}
-    taken: set[str] = set()
     for i, op in enumerate(graph.ops):
         if isinstance(op, (nn.ConstOp, nn.OutputOp)):
             continue
         label = nn.block_label(op)
-        if not label or label in taken:
-            base = label or f"{op.name.split('.')[1]}{i}"
-            label, k = base, 1
-            while label in taken:
-                k += 1
-                label = f"{base}_{k}"
+        if not label:
+            label = csdf.unique_name(f"{op.name.split('.')[1]}{i}", taken)
             op.attributes["name"] = StringAttr(label)
-        taken.add(label)
         names[op] = label
     return names
 
@@ -264,6 +262,7 @@ def _block_names(graph: nn.GraphOp) -> dict[Operation, str]:
 def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
     b = _Builder()
     block_names = _block_names(graph)
+    source = graph.sym_name.data
     for op in graph.ops:
         if isinstance(op, nn.ConstOp):
             continue
@@ -271,15 +270,15 @@ def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
             for port_name, v in zip(op.ports.data, op.inputs):
                 rows, t = rowflow.rows_of(nn.shape_of(v))
                 actor = b.unique(f"output_{port_name.data}")
-                b.ops.append(csdf.ActorOp.build(actor, "output", port_name.data, rows,
-                                                ((rows, t),), ((rows, 0),)))
+                b.ops.append(csdf.ActorOp.build(actor, "output", None, rows, ((rows, t),),
+                                                ((rows, 0),), port=port_name.data))
                 b.connect(v, actor, 0, rowflow.aligned_ranges(rows, rows))
             continue
         plan = plan_block(op)
         block = block_names[op]
         actor = b.unique(block)
-        b.ops.append(csdf.ActorOp.build(actor, plan.kind, block, plan.phases, plan.times,
-                                        plan.work, _memory_units(op)))
+        b.ops.append(csdf.ActorOp.build(actor, plan.kind, csdf.block_ref(source, block),
+                                        plan.phases, plan.times, plan.work, _memory_units(op)))
         for port, (v, ranges) in enumerate(plan.inputs):
             b.connect(v, actor, port, ranges)
         rows, t = rowflow.rows_of(nn.shape_of(op.results[0]))
@@ -291,7 +290,7 @@ def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
     # actors first, then channels: a reader sees the nodes before the edges
     ordered = [o for o in b.ops if isinstance(o, csdf.ActorOp)] + \
         [o for o in b.ops if isinstance(o, csdf.ChannelOp)]
-    return csdf.GraphOp.build_graph(f"{graph.sym_name.data}_csdf", ordered, graph.sym_name.data)
+    return csdf.GraphOp.build_graph(f"{source}_csdf", ordered, source)
 
 
 @dataclass(frozen=True)
@@ -304,7 +303,7 @@ class ConvertNnToCsdfPass(TransformPass):
     provides = CSDF
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        existing = {g.source.data: g for g in csdf.csdf_graphs(op) if g.source is not None}
+        existing = {g.source_name: g for g in csdf.csdf_graphs(op) if g.source is not None}
         for graph in [g for g in op.ops if isinstance(g, nn.GraphOp)]:
             lowered = lower_graph(graph)
             old = existing.get(graph.sym_name.data)

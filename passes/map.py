@@ -24,14 +24,13 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
-from xdsl.dialects.builtin import FloatAttr, ModuleOp, StringAttr, f64
+from xdsl.dialects.builtin import ModuleOp
 from xdsl.rewriter import InsertPoint, Rewriter
 
 from aloha_ir import rle
 from aloha_ir.analysis import CSDF, CSDF_MAPPED, NN, Requires, preserves_level
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import int_attr
 from aloha_ir.errors import PassError, PlacementError, UnsupportedError
 from aloha_ir.passmanager import TransformPass
 from archdesc import costmodel
@@ -105,10 +104,10 @@ def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.A
     taken = set(graph.actor_map()) | {c.sym_name.data for c in graph.channels()}
     merge_name = csdf.unique_name(f"{name}_merge", taken)
     outs = [c for c in graph.channels() if c.src_name == name and not c.is_self_loop]
-    merge = csdf.ActorOp.build(merge_name, "merge", actor.block.data, actor.phase_count,
+    merge = csdf.ActorOp.build(merge_name, "merge", actor.block, actor.phase_count,
                                actor.times_runs, rle.normalize((c, v * jobs) for c, v in
                                                                actor.times_runs))
-    merge.attributes["merges"] = int_attr(jobs)
+    merge.merges = jobs
     Rewriter.insert_op(merge, InsertPoint.after(actor))
     if outs:
         first = outs[0]
@@ -338,25 +337,23 @@ class MapPass(TransformPass):
             a = report.assignment.get(ch.src_name, "")
             b = report.assignment.get(ch.dst_name, "")
             link = platform.link_between(pe_of[a], pe_of[b]) if a and b and a != b else None
-            ch.attributes["link"] = StringAttr(link.name if link else "local")
+            ch.link = link.name if link else "local"
             row_bytes = max((v for _, v in ch.prod_runs), default=0) * ch.token_bytes
-            ch.attributes["delay_ns"] = int_attr(round(1e9 * transfer_s(
+            ch.delay_ns = round(1e9 * transfer_s(
                 platform, pe_of, a, b, row_bytes * DATATYPE_BITS[datatype] // 8 // max(
-                    1, ch.token_bytes))))
-        graph.attributes["datatype"] = StringAttr(datatype)
-        graph.attributes["platform"] = StringAttr(platform.name)
+                    1, ch.token_bytes)))
+        graph.datatype = datatype
+        graph.platform = platform.name
         if opp:
-            graph.attributes["operating_point"] = StringAttr(opp)
+            graph.operating_point = opp
         return report
 
     @staticmethod
     def _annotate(actor: csdf.ActorOp, unit: str, kind: str, seconds: float) -> None:
-        actor.attributes["pe"] = StringAttr(unit)
-        actor.attributes["pe_kind"] = StringAttr(kind)
-        actor.attributes["cost_s"] = FloatAttr(seconds, f64)
-        total = round(seconds * 1e9)
-        actor.attributes["exec_times"] = csdf.runs_attr(
-            share_out(total, actor.work_runs, actor.phase_count))
+        actor.pe = unit
+        actor.pe_kind = kind
+        actor.cost_s = seconds
+        actor.exec_times = share_out(round(seconds * 1e9), actor.work_runs, actor.phase_count)
 
 
 def kernel_extent(layer: Layer) -> tuple[int, int]:

@@ -26,8 +26,6 @@ from aloha_ir import rle
 from aloha_ir.analysis import CSDF, NN, Requires, preserves_level
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
-from aloha_ir.dialects.nn import int_attr, ints_attr
-from aloha_ir.dialects.nn import ints as nn_ints
 from aloha_ir.errors import PassError, PlacementError
 from aloha_ir.passmanager import TransformPass
 from archdesc import costmodel
@@ -50,7 +48,7 @@ def splittable(actor: csdf.ActorOp, layer, resplit: bool = False) -> bool:
     which may be the label of the conv it reads (`y`), and splitting it would end the graph in two
     output actors; a gather is a view of its parts."""
     return (actor.kind.data not in ZERO_COST_KINDS and layer.op in SPLITTABLE
-            and layer.group == 1 and (resplit or actor.attributes.get("split") is None))
+            and layer.group == 1 and (resplit or actor.split is None))
 
 
 def _scale(runs: rle.Runs, part: int, whole: int) -> rle.Runs:
@@ -76,7 +74,7 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
     def fresh(base: str) -> str:
         return csdf.unique_name(base, taken)
 
-    base = nn_ints(actor.attributes["split"])[0] if "split" in actor.attributes else 0
+    base = actor.split[0] if actor.split is not None else 0
     bounds = channel_bounds(channels, parts)
     ins = [c for c in graph.channels() if c.dst_name == name and not c.is_self_loop]
     loops = [c for c in graph.channels() if c.is_self_loop and c.src_name == name]
@@ -91,16 +89,16 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
             if shape and shape[0] == channels:
                 shape[0] = width
             memory[key] = TensorType(t.get_element_type(), shape)
-        sub = csdf.ActorOp.build(fresh(f"{name}_p{k}"), actor.kind.data, actor.block.data,
+        sub = csdf.ActorOp.build(fresh(f"{name}_p{k}"), actor.kind.data, actor.block,
                                  actor.phase_count, _scale(actor.times_runs, width, channels),
                                  _scale(actor.work_runs, width, channels), memory)
-        sub.attributes["split"] = ints_attr([base + lo, base + hi])
+        sub.split = (base + lo, base + hi)
         Rewriter.insert_op(sub, InsertPoint.after(anchor))
         anchor = sub
         subs.append(sub.sym_name.data)
-    gather = csdf.ActorOp.build(fresh(f"{name}_gather"), "gather", actor.block.data,
+    gather = csdf.ActorOp.build(fresh(f"{name}_gather"), "gather", actor.block,
                                 actor.phase_count, actor.times_runs, ((actor.phase_count, 0),))
-    gather.attributes["parts"] = int_attr(parts)
+    gather.parts = parts
     Rewriter.insert_op(gather, InsertPoint.after(anchor))
     last = graph.channels()[-1]
     new_channels = []

@@ -6,8 +6,8 @@ option or the platform's default; a `bits` that contradicts the types is an erro
 
 A pass takes the platform from its own `target` option (so `alohac opt -p 'map{target=orlando}'`
 works) or from the context the driver filled from `--target`. An actor's Layer comes from the nn
-block it was lowered from (the csdf.graph names its source nn.graph; an actor names its block), sliced
-when `partition` split the actor along output channels.
+block it was lowered from (the csdf.graph refers to its source nn.graph, an actor to its block),
+sliced when `partition` split the actor along output channels.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from xdsl.dialects.builtin import StringAttr
 from xdsl.ir import Operation
 
 from aloha_ir import fixedpoint as fp
@@ -46,25 +45,25 @@ def platform_of(ctx, target: str, pass_name: str) -> Platform:
 
 def mapped_platform(ctx, graph: csdf.GraphOp, target: str, pass_name: str) -> Platform:
     """The platform `graph` was mapped to: the pass's target or the context's, which must be the one
-    `map` recorded on the graph (analyses of a graph mapped elsewhere would mix two platforms). The
-    graph is mapped: passes calling this declare `Requires(level=CSDF_MAPPED)`."""
-    recorded = graph.attributes["platform"]
-    assert isinstance(recorded, StringAttr)
+    `map` recorded on the graph (analyses of a graph mapped elsewhere would mix two platforms)."""
+    recorded = graph.platform
+    if recorded is None:
+        raise PassError(f"{pass_name} needs a mapped graph", where=f"csdf.graph @{graph.sym_name.data}",
+                        hint="run map first")
     platform = platform_of(ctx, target, pass_name) if target or (
         isinstance(ctx, AlohaContext) and ctx.target is not None) else None
     if platform is None:
         from archdesc.loader import load_platform
-        platform = load_platform(recorded.data)
-    if platform.name != recorded.data:
-        raise PassError(f"{pass_name}: the graph is mapped to {recorded.data}, the target is "
+        platform = load_platform(recorded)
+    if platform.name != recorded:
+        raise PassError(f"{pass_name}: the graph is mapped to {recorded}, the target is "
                         f"{platform.name}", where=f"csdf.graph @{graph.sym_name.data}",
                         hint="map again for this target")
     return platform
 
 
 def mapped_datatype(graph: csdf.GraphOp, platform: Platform) -> str:
-    dt = graph.attributes.get("datatype")
-    return dt.data if isinstance(dt, StringAttr) else platform.default_datatype
+    return graph.datatype or platform.default_datatype
 
 
 @dataclass(frozen=True)
@@ -162,12 +161,10 @@ def opp_of(platform: Platform, opp: str) -> str | None:
 
 
 def nn_blocks(module, graph: csdf.GraphOp) -> dict[str, Operation]:
-    """Block label -> nn op of the nn.graph `graph` was lowered from (empty if there is none)."""
-    source = graph.source.data if graph.source is not None else None
-    for op in module.ops:
-        if isinstance(op, nn.GraphOp) and op.sym_name.data == source:
-            return {nn.block_label(b): b for b in op.ops if nn.block_label(b)}
-    return {}
+    """Block symbol -> nn op of the nn.graph `graph` was lowered from (empty if it is not in
+    `module`); an actor's block is `actor.block_in(nn_blocks(...))`."""
+    source = csdf.source_graph(module, graph)
+    return source.blocks() if source is not None else {}
 
 
 def _elems(v) -> int:
@@ -203,9 +200,8 @@ def layer_of(actor: csdf.ActorOp, block: Operation | None) -> Layer:
                   tuple(pads), tuple(dil), group, block_macs(block), work, params,
                   sum(_elems(v) for v in ins), _elems(block.results[0]), phases,
                   batch=out_shape[0] if len(out_shape) >= 2 else 1)
-    split = actor.attributes.get("split")
-    if split is not None:  # [lo, hi) of the output channels
-        lo, hi = nn.ints(split)
+    if actor.split is not None:  # [lo, hi) of the output channels
+        lo, hi = actor.split
         layer = slice_layer(layer, lo, hi, work)
     return layer
 
@@ -221,5 +217,5 @@ def slice_layer(layer: Layer, lo: int, hi: int, work: int) -> Layer:
 
 def actor_layers(module, graph: csdf.GraphOp) -> dict[str, Layer]:
     blocks = nn_blocks(module, graph)
-    return {a.sym_name.data: layer_of(a, blocks.get(a.block.data)) for a in graph.actors()}
+    return {a.sym_name.data: layer_of(a, a.block_in(blocks)) for a in graph.actors()}
 

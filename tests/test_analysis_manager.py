@@ -60,7 +60,7 @@ def test_reproducer_1_a_second_map_drops_the_first_mappings_schedule():
     # the stale schedule report is gone, not returned beside the figures it no longer matches,
     # and so are the FIFO sizes it wrote in the IR (code generation would have used them)
     assert "analyze-schedule" not in stale.analyses and "analyze-schedule" in rescheduled.analyses
-    assert all("buffer" not in c.attributes and "start_s" not in a.attributes
+    assert all(c.buffer is None and a.start_s is None
                for c, a in zip(csdf_graph(stale).channels(), csdf_graph(stale).actors()))
     assert buffers(rescheduled) == buffers(fresh) != buffers(greedy)
 
@@ -70,8 +70,7 @@ def csdf_graph(result):
 
 
 def buffers(result) -> dict[str, int]:
-    return {c.sym_name.data: c.attributes["buffer"].value.data
-            for c in csdf_graph(result).channels()}
+    return {c.sym_name.data: c.buffer for c in csdf_graph(result).channels()}
 
 
 def test_a_report_a_later_transform_made_stale_is_a_usage_error(capsys):

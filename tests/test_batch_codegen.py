@@ -263,8 +263,7 @@ def test_a_conv_engine_runs_every_item_so_its_predicted_time_scales_with_the_bat
         module = load_model(path, {"x": [n, 16, 32, 32]})
         lower(module, "neuraghe-losa")
         ce = [a for a in csdf.csdf_graphs(module)[0].actors()
-              if a.attributes.get("pe_kind") is not None
-              and a.attributes["pe_kind"].data == "conv-engine"]
+              if a.pe_kind == "conv-engine"]
         assert ce, "the conv runs on the CE"
-        ce_s[n] = sum(a.attributes["cost_s"].value.data for a in ce)
+        ce_s[n] = sum(a.cost_s for a in ce)
     assert ce_s[4] == pytest.approx(4 * ce_s[1], rel=1e-9)

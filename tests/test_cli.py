@@ -60,7 +60,7 @@ def test_malformed_csdf_file_is_a_verifier_error_naming_the_op(tmp_path):
     bad = tmp_path / "bad.mlir"
     bad.write_text("""builtin.module {
   csdf.graph @g {
-    csdf.actor @a "input" block "x" phases 2 times [2 x 3] work [2 x 0]
+    csdf.actor @a "input" phases 2 times [2 x 3] work [2 x 0]
     csdf.channel @c0 @a out0 -> @b in0 prod [2 x 3] cons [2 x 3] init 0 : f32
   }
 }

@@ -234,8 +234,8 @@ def test_inconsistent_and_deadlocking_graphs_name_channel_and_actors():
 
 GOOD = """builtin.module {
   csdf.graph @g {
-    csdf.actor @a "input" block "x" phases 2 times [2 x 3] work [2 x 0]
-    csdf.actor @b "conv3x3" block "conv" phases 2 times [2 x 3] work [1 x 9, 1 x 18]
+    csdf.actor @a "input" phases 2 times [2 x 3] work [2 x 0]
+    csdf.actor @b "conv3x3" phases 2 times [2 x 3] work [1 x 9, 1 x 18]
     csdf.channel @c0 @a out0 -> @b in0 prod [2 x 3] cons [1 x 6, 1 x 0] init 0 : f32
     csdf.channel @b_reuse0 @b reuse_out0 -> @b reuse_in0 prod [1 x 3, 1 x 0] cons [1 x 0, 1 x 3] init 0 : f32
   }
@@ -281,7 +281,7 @@ def test_analyze_repetition_annotates_and_requires_a_csdf_graph():
     report = result.report("analyze-repetition")
     assert report.firings == {"a": 2, "b": 2} and report.iteration_firings == 4
     b = csdf.csdf_graphs(module)[0].actor_map()["b"]
-    assert b.attributes["firings"].value.data == 2
+    assert b.firings == 2
     b2 = NetBuilder("t", (1, 1, 4, 4))
     empty = import_model(b2.model(b2.relu("input")))
     with pytest.raises(PassError, match="convert-nn-to-csdf first"):
@@ -356,13 +356,13 @@ GOLDEN_IN = """builtin.module {
 # checked by hand: conv times = 4 channels x 6 columns, work x 27 MACs; the input reads rows 0-1, then
 # one row per firing, none at the last; pool reads 2 rows of 4 x 6; flatten gathers 3 rows of 12 and
 # emits 36 at its last firing; dense 10 x 36 MACs in one phase.
-GOLDEN_OUT = """  csdf.graph @net_csdf from "net" {
-    csdf.actor @x "input" block "x" phases 6 times [6 x 18] work [6 x 0]
-    csdf.actor @conv "conv3x3" block "conv" phases 6 times [6 x 24] work [6 x 648] memory {weights = tensor<4x3x3x3xf32>, bias = tensor<4xf32>}
-    csdf.actor @pool "maxpool2x2" block "pool" phases 3 times [3 x 12] work [3 x 48]
-    csdf.actor @flat "flatten" block "flat" phases 3 times [3 x 12] work [3 x 0]
-    csdf.actor @fc "dense" block "fc" phases 1 times [1 x 10] work [1 x 360] memory {weights = tensor<10x36xf32>}
-    csdf.actor @output_y "output" block "y" phases 1 times [1 x 10] work [1 x 0]
+GOLDEN_OUT = """  csdf.graph @net_csdf from @net {
+    csdf.actor @x "input" block @net::@x phases 6 times [6 x 18] work [6 x 0]
+    csdf.actor @conv "conv3x3" block @net::@conv phases 6 times [6 x 24] work [6 x 648] memory {weights = tensor<4x3x3x3xf32>, bias = tensor<4xf32>}
+    csdf.actor @pool "maxpool2x2" block @net::@pool phases 3 times [3 x 12] work [3 x 48]
+    csdf.actor @flat "flatten" block @net::@flat phases 3 times [3 x 12] work [3 x 0]
+    csdf.actor @fc "dense" block @net::@fc phases 1 times [1 x 10] work [1 x 360] memory {weights = tensor<10x36xf32>}
+    csdf.actor @output_y "output" port "y" phases 1 times [1 x 10] work [1 x 0]
     csdf.channel @c0 @x out0 -> @conv in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 : f32
     csdf.channel @conv_reuse0 @conv reuse_out0 -> @conv reuse_in0 prod [5 x 36, 1 x 0] cons [1 x 0, 5 x 36] init 0 : f32
     csdf.channel @c1 @conv out0 -> @pool in0 prod [6 x 24] cons [3 x 48] init 0 : f32
@@ -379,3 +379,168 @@ def test_lowering_text_in_text_out():
     text = print_module(module)
     assert text[text.index("  csdf.graph"):].rstrip().removesuffix("}").rstrip() == \
         GOLDEN_OUT.rstrip()
+
+
+# ---------------------------------------------------------------------------------------------------
+# the link to the nn graph: symbols, and the cross-dialect verifier (issue 19 item 3)
+
+LOWERED = GOLDEN_IN.rstrip().removesuffix("}") + GOLDEN_OUT + "}\n"
+
+
+def test_nn_graph_is_the_symbol_table_of_its_blocks():
+    """Before: two blocks could share a name and the lowering silently renamed one of them."""
+    text = GOLDEN_IN.replace('name = "flat"', 'name = "pool"')
+    with pytest.raises(IRVerifyError, match="two blocks are named 'pool'"):
+        verify_module(parse_module(text))
+
+
+def test_an_actor_refers_to_its_block_by_a_symbol_reference_xdsl_resolves():
+    from xdsl.traits import SymbolTable
+
+    module = parse_module(LOWERED)
+    verify_module(module)
+    (graph,) = csdf.csdf_graphs(module)
+    assert graph.source_name == "net"
+    found = {a.sym_name.data: SymbolTable.lookup_symbol(module, a.block)
+             for a in graph.actors() if a.block is not None}
+    assert {k: v.name for k, v in found.items()} == {
+        "x": "nn.input", "conv": "nn.conv", "pool": "nn.pool", "flat": "nn.flatten",
+        "fc": "nn.dense"}
+    assert graph.actor_map()["output_y"].port.data == "y"
+    assert print_module(parse_module(print_module(module))) == print_module(module)
+
+
+def test_the_importer_gives_a_repeated_node_name_its_own_symbol():
+    """Before: both Relu nodes were blocks named "r" (and a node named like the input shared the
+    input's symbol); the lowering renamed one behind the user's back."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    from aloha_ir.dialects import nn
+    vi = helper.make_tensor_value_info
+    g = helper.make_graph([helper.make_node("Relu", ["x"], ["a"], name="r"),
+                           helper.make_node("Sigmoid", ["a"], ["b"], name="r"),
+                           helper.make_node("Relu", ["b"], ["y"], name="x")], "g",
+                          [vi("x", TensorProto.FLOAT, [1, 2, 3, 3])],
+                          [vi("y", TensorProto.FLOAT, [1, 2, 3, 3])])
+    module = import_model(helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)]))
+    verify_module(module)
+    (net,) = [op for op in module.ops if isinstance(op, nn.GraphOp)]
+    assert {k: v.name for k, v in net.blocks().items()} == {
+        "x": "nn.input", "r": "nn.act", "r_2": "nn.act", "x_2": "nn.act"}
+    before = print_module(module)
+    PassManager.parse("convert-nn-to-csdf").run(module)
+    assert print_module(module).startswith(before.rstrip().removesuffix("}"))  # source untouched
+
+
+@pytest.mark.parametrize("edit, actor, what", [
+    ("block @net::@pool phases", "@pool", "does not have"),  # a dangling reference
+    ("block @net::@flat phases", "@pool", "lowered twice"),  # two actors of one block
+    ("tensor<10x36xf32>}\n", "@fc", "memory units of shapes"),  # a constant of another shape
+    ("prod [2 x 0, 1 x 36] cons [1 x 36]", "@flat", "produces 30 tokens"),  # a shape mismatch
+])
+def test_the_verifier_names_the_actor_that_no_longer_matches_its_block(tmp_path, edit, actor, what):
+    changed = {"block @net::@pool phases": "block @net::@pool9 phases",
+               "block @net::@flat phases": "block @net::@pool phases",
+               "tensor<10x36xf32>}\n": "tensor<10x35xf32>}\n",
+               "prod [2 x 0, 1 x 36] cons [1 x 36]": "prod [2 x 0, 1 x 30] cons [1 x 30]"}[edit]
+    assert LOWERED.count(edit) == 1
+    text = LOWERED.replace(edit, changed)
+    with pytest.raises(IRVerifyError, match=what) as e:
+        verify_module(parse_module(text))
+    assert e.value.exit_code == 7 and f"{actor} " in str(e.value)
+    if edit.startswith("block @net::@flat"):  # the pool block: computed by @pool and @flat
+        assert "actors @pool, @flat" in str(e.value)
+
+
+def test_split_parts_of_one_block_verify_unless_their_channels_overlap():
+    module = parse_module(LOWERED)
+    PassManager.parse('partition{actors="conv:2" auto=false}').run(module)
+    (graph,) = csdf.csdf_graphs(module)
+    parts = [a for a in graph.actors() if a.split is not None]
+    assert [a.block_name for a in parts] == ["conv", "conv"]
+    parts[1].split = parts[0].split  # both compute channels 0..1
+    with pytest.raises(IRVerifyError, match=r"split actors @conv_p0 and @conv_p1 both compute "
+                                            r"output channels 0\.\.1"):
+        verify_module(module)
+
+
+def test_an_nn_transform_after_lowering_is_caught_not_blamed_on_the_platform():
+    """Issue 19's reproducer 2: canonicalize fuses relu8 into its conv after lowering; before,
+    verification passed and `map` said no PE of host-cpu lists relu."""
+    from xdsl.context import Context
+
+    from aloha_ir.dialects import nn
+    from aloha_ir.verify import LoweringMismatch, verify_fast
+    from frontends.zoo import load_zoo
+    from passes.canonicalize import CanonicalizePass
+    from passes.convert_nn_to_csdf import ConvertNnToCsdfPass
+    module = load_zoo("mnist_cnn")
+    ConvertNnToCsdfPass().apply(Context(), module)
+    verify_fast(module)
+    CanonicalizePass().apply(Context(), module)
+    (net,) = [op for op in module.ops if isinstance(op, nn.GraphOp)]
+    assert "relu8" not in net.blocks()  # fused: the conv now carries the relu
+    with pytest.raises(LoweringMismatch, match=r"csdf.actor @relu8 refers to block "
+                                               r"@mnist_cnn::@relu8"):
+        verify_fast(module)
+
+
+def test_reproducer_2_through_the_driver_is_a_users_error_naming_the_cause():
+    import contextlib
+    import io
+
+    from alohac.main import main
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        code = main(["compile", "zoo:mnist_cnn", "--target", "host-cpu", "-p",
+                     "convert-nn-to-csdf,canonicalize,partition,map", "-o", "/nonexistent/out"])
+    # refused up front (the pass's declared requirements: 8) or caught by the verifier (7)
+    assert code in (7, 8), err.getvalue()
+    assert "no PE" not in err.getvalue() and "convert-nn-to-csdf" in err.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------------
+# analyses' results: typed annotations in the csdf namespace (issue 19 item 3)
+
+
+def _mapped(text: str = LOWERED):
+    module = parse_module(text)
+    PassManager.parse("map{target=host-cpu},analyze-schedule").run(module)
+    (graph,) = csdf.csdf_graphs(module)
+    return module, graph
+
+
+def test_annotations_are_typed_namespaced_and_round_trip():
+    """Before: `pe`, `buffer`, ... were bare string keys read with attributes.get("pe"): a typo
+    read None silently, and the text did not say which were the compiler's."""
+    from backends.csdf.jsonform import to_json
+
+    module, graph = _mapped()
+    conv = graph.actor_map()["conv"]
+    assert conv.pe.startswith("core") and conv.pe_kind == "cpu" and conv.cost_s > 0
+    # map shares the cost (ns) exactly over the phases in proportion to their work: 6 equal phases
+    total = round(conv.cost_s * 1e9)
+    assert sum(c * v for c, v in conv.exec_times) == total
+    assert {v for _, v in conv.exec_times} <= {total // 6, total // 6 + 1}
+    assert graph.platform == "host-cpu" and graph.latency_s > 0
+    assert all(isinstance(c.buffer, int) and c.buffer >= 1 for c in graph.channels())
+    text = print_module(module)
+    assert 'csdf.pe = "core' in text and "csdf.buffer = " in text and "csdf.platform = " in text
+    assert ' pe = "' not in text  # no bare key left
+    assert print_module(parse_module(text)) == text
+    with pytest.raises(AttributeError):
+        conv.pee  # noqa: B018 (a misspelt reader)
+    exported = {a["name"]: a["attributes"] for a in to_json(graph)["actors"]}
+    assert exported["conv"]["pe"] == conv.pe  # the JSON keeps its plain keys
+
+
+@pytest.mark.parametrize("edit, to, message", [
+    ('csdf.pe = "', 'csdf.pee = "', r"unknown annotation csdf\.pee"),
+    ("csdf.buffer = ", 'csdf.buffer = "big", other = ', r"csdf\.buffer must be of kind int"),
+])
+def test_a_misspelt_or_mistyped_annotation_in_ir_text_is_a_verifier_error(edit, to, message):
+    module, _ = _mapped()
+    bad = print_module(module).replace(edit, to, 1)
+    with pytest.raises(IRVerifyError, match=message):
+        verify_module(parse_module(bad))

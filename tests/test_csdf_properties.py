@@ -98,7 +98,7 @@ def test_random_networks_lower_to_consistent_live_balanced_graphs(data):
             port = ch.dst_port.data.replace("reuse_", "")
             taken[(ch.dst_name, port)] = taken.get((ch.dst_name, port), 0) + rle.total(ch.cons_runs)
     for a in g.actors():
-        op = blocks.get(a.block.data)
+        op = a.block_in(blocks)
         if op is None:
             continue
         ins = [v for v in op.operands if not isinstance(v.owner, nn.ConstOp)]

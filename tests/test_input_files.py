@@ -100,7 +100,7 @@ def test_non_ascii_names_round_trip_through_ir_text(tmp_path):
     again = load_module(path)
     labels = [block_label(op) for op in again.walk() if block_label(op)]
     assert "rélu_ü" in labels and "日本" in labels
-    blocks = [op.properties["block"].data for op in again.walk() if op.name == "csdf.actor"]
+    blocks = [op.block_name for op in again.walk() if op.name == "csdf.actor"]
     assert "rélu_ü" in blocks and "日本" in blocks
     outputs = [op for op in again.walk() if op.name == "nn.output"]
     assert [p.data for p in outputs[0].ports.data] == ["ÿ"]

@@ -177,8 +177,7 @@ def test_ce_job_table_follows_the_cost_model(models, tmp_path):
     from passes.target import actor_layers
     graph = csdf.csdf_graphs(module)[0]
     layers = actor_layers(module, graph)
-    ces = [a for a in graph.actors() if a.attributes.get("pe_kind") is not None
-           and a.attributes["pe_kind"].data == "conv-engine"]
+    ces = [a for a in graph.actors() if a.pe_kind == "conv-engine"]
     assert ces
     for a in ces:
         n = costmodel.cost(platform, ce, layers[a.sym_name.data], "fixed16").jobs
@@ -203,10 +202,10 @@ def test_vgg16_is_split_into_ce_jobs_as_hardware_md_describes():
     jobs = collections.defaultdict(list)
     shape = {}
     for a in graph.actors():
-        if a.attributes["pe_kind"].data == "conv-engine":
+        if a.pe_kind == "conv-engine":
             layer = layers[a.sym_name.data]
-            jobs[a.block.data] += ce_jobs(platform, layer, "fixed16")
-            shape[a.block.data] = layer
+            jobs[a.block_name] += ce_jobs(platform, layer, "fixed16")
+            shape[a.block_name] = layer
     assert len(jobs) == 13  # every VGG-16 convolution runs on the CE
     for block, js in jobs.items():
         layer = shape[block]

@@ -408,7 +408,7 @@ def test_orlando_report_says_where_the_memory_goes(capsys):
     graph = csdf.csdf_graphs(module)[0]
     copies = [c for c in graph.channels() if re.fullmatch(r".+_p\d+", c.src_port.data)]
     # float MobileNet deployed in fixed16: 2 bytes per token
-    assert copies and m["split_copies"] == sum(2 * max(1, c.attributes["buffer"].value.data)
+    assert copies and m["split_copies"] == sum(2 * max(1, c.buffer)
                                                for c in copies)
     assert m["split_copies"] > report["peak_activation_bytes"] > 0
     assert m["split_copies_shared_bytes"] < m["split_copies"] / 4

@@ -4,19 +4,24 @@ One `csdf.graph` symbol op holds `csdf.actor` symbols and `csdf.channel` ops tha
 symbol (a graph region: cycles and self-loops are legal). Rates, execution counts and work are stored
 run-length encoded (`6 x 18`), as i64 arrays of (count, value) pairs.
 
-    csdf.graph @net_csdf {
-      csdf.actor @conv1 "conv3x3" block "conv1" phases 6 times [6 x 96] work [6 x 2592]
+    csdf.graph @net_csdf from @net {
+      csdf.actor @conv1 "conv3x3" block @net::@conv1 phases 6 times [6 x 96] work [6 x 2592]
           memory {weights = tensor<16x3x3x3xf32>, bias = tensor<16xf32>}
       csdf.channel @c0 @input out0 -> @conv1 in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 : f32
       csdf.channel @conv1_reuse0 @conv1 reuse_out0 -> @conv1 reuse_in0 prod [5 x 36, 1 x 0]
           cons [1 x 0, 5 x 36] init 0 : f32
     }
 
-Actor: the operator (`conv3x3`, `maxpool2x2`, `dense`, ...), the nn block it came from, its phase
-count, per phase how many times the operator runs (`times`) and the elementary operations that takes
-(`work`: MACs for conv/dense), and its memory units (parameter tensors). Channel: ports, production and
+Actor: the operator (`conv3x3`, `maxpool2x2`, `dense`, ...), the nn block it came from (a symbol
+reference `@graph::@block` into the nn.graph the csdf graph names with `from`; an output actor
+names its network output `port "y"` instead; an actor of a graph written by hand may have
+neither), its phase count, per phase how many times the operator runs (`times`) and the elementary
+operations that takes (`work`: MACs for conv/dense), and its memory units (parameter tensors). Channel: ports, production and
 consumption per phase, initial tokens, the token element type (one token = one tensor element).
-Analyses add discardable attributes (`pe`, `buffer`, ...), printed after `attributes`.
+Analyses record their results as typed annotations (`Annotation`): discardable attributes in the
+`csdf.` namespace (`csdf.pe`, `csdf.buffer`, ...), printed after `attributes`, read and written
+through accessors of the same name (`actor.pe`, `channel.buffer = 3`); the verifier checks their
+types and refuses an unknown `csdf.` key.
 
 The graph verifier checks references, port uniqueness, equal phase counts on all ports of an actor,
 balance (a repetition vector exists) and liveness (one iteration completes from the initial marking).
@@ -24,15 +29,19 @@ balance (a repetition vector exists) and liveness (one iteration completes from 
 
 from __future__ import annotations
 
+import functools
+
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     DictionaryAttr,
+    FloatAttr,
     IntegerAttr,
     StringAttr,
     SymbolRefAttr,
     TensorType,
+    f64,
 )
-from xdsl.ir import Attribute, Block, Dialect, Region
+from xdsl.ir import Attribute, Block, Dialect, Operation, Region
 from xdsl.irdl import IRDLOperation, irdl_op_definition, opt_prop_def, prop_def, region_def, traits_def
 from xdsl.parser import Parser
 from xdsl.printer import Printer
@@ -41,6 +50,7 @@ from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import dataflow, rle
 from aloha_ir.analysis import repetition
+from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import (
     element_bytes,
     int_attr,
@@ -113,6 +123,69 @@ def _parse_runs(parser: Parser) -> DenseArrayBase:
     return ints_attr([x for r in runs for x in r])
 
 
+class Annotation(property):
+    """A typed result an analysis records on a csdf op, stored as the discardable attribute
+    `csdf.NAME`: `op.NAME` reads it (None when absent), `op.NAME = value` writes it (None removes
+    it), the op's verifier checks its type. A misspelt reader is an AttributeError, not a key that
+    is silently absent.
+
+    Kinds: "str" (StringAttr), "int" (i64), "float" (f64), "ints" (an i64 array), "runs" ((count x
+    value) runs as an i64 array, like `times`)."""
+
+    ATTRS = {"str": StringAttr, "int": IntegerAttr, "float": FloatAttr, "ints": DenseArrayBase,
+             "runs": DenseArrayBase}
+
+    def __init__(self, kind: str, doc: str):
+        super().__init__()
+        self.kind = kind
+        self.doc = self.__doc__ = doc
+        self.name = self.key = ""
+
+    def __set_name__(self, owner, name: str) -> None:
+        self.name = name
+        self.key = f"{NAMESPACE}{name}"
+
+    def __get__(self, op, owner=None):
+        if op is None:
+            return self
+        a = op.attributes.get(self.key)
+        if a is None:
+            return None
+        if self.kind == "str":
+            return a.data
+        if self.kind in ("int", "float"):
+            return a.value.data
+        values = tuple(a.get_values())
+        return rle.unflat(values) if self.kind == "runs" else values
+
+    def __set__(self, op, value) -> None:
+        if value is None:
+            op.attributes.pop(self.key, None)
+        elif self.kind == "str":
+            op.attributes[self.key] = StringAttr(value)
+        elif self.kind == "int":
+            op.attributes[self.key] = int_attr(value)
+        elif self.kind == "float":
+            op.attributes[self.key] = FloatAttr(float(value), f64)
+        else:
+            op.attributes[self.key] = runs_attr(value) if self.kind == "runs" else ints_attr(value)
+
+    def check(self, op) -> None:
+        a = op.attributes.get(self.key)
+        if a is not None and not isinstance(a, self.ATTRS[self.kind]):
+            raise VerifyException(f"{op.name} @{_sym(op)}: {self.key} must be of kind {self.kind} "
+                                  f"({self.doc})")
+
+
+NAMESPACE = "csdf."
+
+
+@functools.cache
+def _annotation_fields(cls: type) -> dict[str, Annotation]:
+    return {a.key: a for klass in cls.__mro__ for a in vars(klass).values()
+            if isinstance(a, Annotation)}
+
+
 class CsdfOp(IRDLOperation):
     """Base: `check` is the op's own invariant, which `verify_fast` runs."""
 
@@ -122,17 +195,49 @@ class CsdfOp(IRDLOperation):
     def verify_(self) -> None:
         self.check()
 
+    @classmethod
+    def annotation_fields(cls) -> dict[str, Annotation]:
+        """The annotations an op of this class may carry, by attribute key (`csdf.pe`)."""
+        return _annotation_fields(cls)
+
+    def check_annotations(self) -> None:
+        known = self.annotation_fields()
+        for key in self.attributes:
+            if key.startswith(NAMESPACE) and key not in known:
+                raise VerifyException(f"{self.name} @{_sym(self)}: unknown annotation {key} "
+                                      f"(known: {', '.join(sorted(known)) or 'none'})")
+        for a in known.values():
+            a.check(self)
+
+    def annotations(self) -> dict[str, Attribute]:
+        """The discardable attributes, `csdf.` namespace dropped (the JSON export's keys)."""
+        return {k.removeprefix(NAMESPACE): v for k, v in self.attributes.items()}
+
 
 # ---------------------------------------------------------------------------------------------------
 
 
+def block_ref(graph: str, block: str) -> SymbolRefAttr:
+    """`@graph::@block`: an actor's link to the nn block it computes."""
+    return SymbolRefAttr(graph, [block])
+
+
+def _parse_symbol_ref(parser: Parser, what: str) -> SymbolRefAttr:
+    pos = parser.pos
+    attr = parser.parse_attribute()
+    if not isinstance(attr, SymbolRefAttr):
+        parser.raise_error(f"expected a symbol reference ({what})", pos, parser.pos)
+    return attr
+
+
 @irdl_op_definition
 class GraphOp(CsdfOp):
-    """A CSDF graph; `source` names the nn.graph it was lowered from (its blocks hold the weights)."""
+    """A CSDF graph; `source` refers to the nn.graph it was lowered from (its blocks hold the
+    weights)."""
 
     name = "csdf.graph"
     sym_name = prop_def(StringAttr)
-    source = opt_prop_def(StringAttr)
+    source = opt_prop_def(SymbolRefAttr)
     body = region_def("single_block")
     traits = traits_def(SymbolOpInterface(), SymbolTable(), IsolatedFromAbove(), NoTerminator())
 
@@ -140,8 +245,24 @@ class GraphOp(CsdfOp):
     def build_graph(name: str, ops: list, source: str | None = None) -> "GraphOp":
         props: dict[str, Attribute] = {"sym_name": StringAttr(name)}
         if source is not None:
-            props["source"] = StringAttr(source)
+            props["source"] = SymbolRefAttr(source)
         return GraphOp.create(properties=props, regions=[Region(Block(ops))])
+
+    platform = Annotation("str", "the platform `map` mapped the graph to")
+    datatype = Annotation("str", "the data type `map` mapped the graph at (f32, fixed16, fixed8)")
+    operating_point = Annotation("str", "the operating point `map` used")
+    latency_s = Annotation("float", "analyze-schedule: one frame's latency, seconds")
+    period_s = Annotation("float", "analyze-schedule: the steady-state period per frame, seconds")
+    memory_bytes = Annotation("int", "analyze-memory: the program's memory, bytes")
+    energy_j = Annotation("float", "analyze-energy: energy per frame, joules")
+    processors = Annotation("int", "analyze-processors: processors a strictly periodic schedule "
+                            "needs")
+    iteration_firings = Annotation("int", "analyze-repetition: firings of one graph iteration")
+
+    @property
+    def source_name(self) -> str | None:
+        """The name of the nn.graph this graph was lowered from (None: a graph of its own)."""
+        return self.source.root_reference.data if self.source is not None else None
 
     @property
     def ops(self):
@@ -160,14 +281,14 @@ class GraphOp(CsdfOp):
         printer.print_string(f" @{self.sym_name.data}")
         if self.source is not None:
             printer.print_string(" from ")
-            printer.print_string_literal(self.source.data)
+            printer.print_attribute(self.source)
         print_graph_body(printer, self)
 
     @classmethod
     def parse(cls, parser: Parser) -> "GraphOp":
         props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name()}
         if parser.parse_optional_keyword("from"):
-            props["source"] = StringAttr(parser.parse_str_literal())
+            props["source"] = _parse_symbol_ref(parser, "the source nn.graph")
         attrs, region = parse_graph_body(parser)
         return cls.create(properties=props, attributes=attrs, regions=[region])
 
@@ -213,29 +334,69 @@ class GraphOp(CsdfOp):
             repetition(phases, edges)  # consistent and live (cached by content across passes)
         except dataflow.DataflowError as e:
             raise VerifyException(f"csdf.graph @{self.sym_name.data}: {e}") from None
+        self.check_annotations()
+        if self.source is not None and self.source.nested_references.data:
+            raise VerifyException(f"csdf.graph @{self.sym_name.data}: `from` must name an "
+                                  "nn.graph (@net)")
 
 
 @irdl_op_definition
 class ActorOp(CsdfOp):
+    """An actor; `block` refers to the nn block it computes (`@net::@conv1`: partition's parts,
+    their gather and map's merge refer to the block of the actor they came from), `port` to the
+    network output an output actor delivers."""
+
     name = "csdf.actor"
     sym_name = prop_def(StringAttr)
     kind = prop_def(StringAttr)
-    block = prop_def(StringAttr)
+    block = opt_prop_def(SymbolRefAttr)
+    port = opt_prop_def(StringAttr)
     phases = prop_def(IntegerAttr)
     times = prop_def(DenseArrayBase)
     work = prop_def(DenseArrayBase)
     memory = opt_prop_def(DictionaryAttr)
     traits = traits_def(SymbolOpInterface())
 
+    pe = Annotation("str", "map: the unit that runs the actor (empty: none)")
+    pe_kind = Annotation("str", "map: the kind of that unit's PE (cpu, conv-engine, ...)")
+    cost_s = Annotation("float", "map: seconds of one iteration on that unit")
+    exec_times = Annotation("runs", "map: per-phase execution times, ns; the schedule reads them")
+    start_s = Annotation("float", "analyze-schedule: first firing's start in one frame, seconds")
+    end_s = Annotation("float", "analyze-schedule: last firing's end in one frame, seconds")
+    split = Annotation("ints", "partition: [lo, hi), the block's output channels this part "
+                       "computes")
+    parts = Annotation("int", "partition: how many parts a gather collects")
+    merges = Annotation("int", "map: how many partial outputs a merge sums")
+    repetition = Annotation("int", "analyze-repetition: the repetition vector's entry")
+    firings = Annotation("int", "analyze-repetition: firings per graph iteration")
+
     @staticmethod
-    def build(name: str, kind: str, block: str, phases: int, times: rle.Runs, work: rle.Runs,
-              memory: dict[str, Attribute] | None = None) -> "ActorOp":
+    def build(name: str, kind: str, block: SymbolRefAttr | None, phases: int, times: rle.Runs,
+              work: rle.Runs, memory: dict[str, Attribute] | None = None,
+              port: str | None = None) -> "ActorOp":
         props: dict[str, Attribute] = {
-            "sym_name": StringAttr(name), "kind": str_attr(kind), "block": StringAttr(block),
+            "sym_name": StringAttr(name), "kind": str_attr(kind),
             "phases": int_attr(phases), "times": runs_attr(times), "work": runs_attr(work)}
+        if block is not None:
+            props["block"] = block
+        if port is not None:
+            props["port"] = StringAttr(port)
         if memory:
             props["memory"] = DictionaryAttr(memory)
         return ActorOp.create(properties=props)
+
+    def block_in(self, blocks: dict[str, Operation]) -> Operation | None:
+        """The block the actor computes, from its graph's `nn.GraphOp.blocks()` (None: no block,
+        or a graph written alone)."""
+        return blocks.get(self.block_name) if self.block is not None else None
+
+    @property
+    def block_name(self) -> str:
+        """The name of the block the actor computes, the port an output actor delivers, or ""."""
+        if self.block is not None:
+            nested = self.block.nested_references.data
+            return (nested[-1] if nested else self.block.root_reference).data
+        return self.port.data if self.port is not None else ""
 
     @property
     def phase_count(self) -> int:
@@ -249,11 +410,6 @@ class ActorOp(CsdfOp):
     def work_runs(self) -> rle.Runs:
         return runs_of(self.work)
 
-    def exec_runs(self) -> rle.Runs | None:
-        """Per-phase execution times (ns) that `map` wrote, or None if the actor is unmapped."""
-        mapped = self.attributes.get("exec_times")
-        return runs_of(mapped) if isinstance(mapped, DenseArrayBase) else None
-
     def memory_units(self) -> dict[str, TensorType]:
         return dict(self.memory.data) if self.memory is not None else {}  # type: ignore[arg-type]
 
@@ -264,14 +420,22 @@ class ActorOp(CsdfOp):
         p = self.phase_count
         if p < 1:
             raise VerifyException(f"csdf.actor @{self.sym_name.data}: phases must be >= 1, got {p}")
+        if self.block is not None and len(self.block.nested_references.data) != 1:
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: block must refer to a block "
+                                  "of an nn.graph (@net::@block)")
+        if self.block is not None and self.port is not None:
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: an actor computes a block "
+                                  "or delivers an output port, not both")
         _check_runs(self, "times", self.times, p)
         _check_runs(self, "work", self.work, p)
-        mapped = self.attributes.get("exec_times")
-        if mapped is not None:  # written by map; the schedule reads one time per phase
-            if not isinstance(mapped, DenseArrayBase):
-                raise VerifyException(f"csdf.actor @{self.sym_name.data}: exec_times must be an "
-                                      "array of (count x value) runs")
+        self.check_annotations()
+        mapped = self.attributes.get(ActorOp.exec_times.key)
+        if mapped is not None:  # the schedule reads one time per phase
             _check_runs(self, "exec_times", mapped, p)
+        split = self.split
+        if split is not None and (len(split) != 2 or not 0 <= split[0] < split[1]):
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: split must be [lo, hi) "
+                                  f"output channels with 0 <= lo < hi, got {list(split)}")
         for k, t in self.memory_units().items():
             if not isinstance(t, TensorType):
                 raise VerifyException(f"csdf.actor @{self.sym_name.data}: memory unit {k} must be "
@@ -280,8 +444,12 @@ class ActorOp(CsdfOp):
     def print(self, printer: Printer) -> None:
         printer.print_string(f" @{self.sym_name.data} ")
         printer.print_string_literal(self.kind.data)
-        printer.print_string(" block ")
-        printer.print_string_literal(self.block.data)
+        if self.block is not None:
+            printer.print_string(" block ")
+            printer.print_attribute(self.block)
+        if self.port is not None:
+            printer.print_string(" port ")
+            printer.print_string_literal(self.port.data)
         printer.print_string(f" phases {self.phase_count} times ")
         _print_runs(printer, runs_of(self.times))
         printer.print_string(" work ")
@@ -297,8 +465,10 @@ class ActorOp(CsdfOp):
     def parse(cls, parser: Parser) -> "ActorOp":
         props: dict[str, Attribute] = {"sym_name": parser.parse_symbol_name(),
                                        "kind": StringAttr(parser.parse_str_literal("operator"))}
-        parser.parse_keyword("block")
-        props["block"] = StringAttr(parser.parse_str_literal("source block name"))
+        if parser.parse_optional_keyword("block"):
+            props["block"] = _parse_symbol_ref(parser, "the nn block, @net::@block")
+        if parser.parse_optional_keyword("port"):
+            props["port"] = StringAttr(parser.parse_str_literal("network output port"))
         parser.parse_keyword("phases")
         props["phases"] = int_attr(parser.parse_integer(allow_boolean=False))
         parser.parse_keyword("times")
@@ -328,6 +498,10 @@ class ChannelOp(CsdfOp):
     initial = prop_def(IntegerAttr)
     token = prop_def(Attribute)
     traits = traits_def(SymbolOpInterface())
+
+    buffer = Annotation("int", "analyze-schedule: the FIFO's capacity, tokens")
+    link = Annotation("str", "map: the platform link the channel crosses (local: none)")
+    delay_ns = Annotation("int", "map: the transfer delay of one row over that link, ns")
 
     @staticmethod
     def build(name: str, src: str, src_port: str, dst: str, dst_port: str, prod: rle.Runs,
@@ -380,6 +554,7 @@ class ChannelOp(CsdfOp):
                                   f"{self.initial_tokens} (negative tokens)")
         if not self.src_port.data or not self.dst_port.data:
             raise VerifyException(f"csdf.channel @{name}: ports need names")
+        self.check_annotations()
 
     def print(self, printer: Printer) -> None:
         printer.print_string(f" @{self.sym_name.data} @{self.src_name} {self.src_port.data} -> "
@@ -430,8 +605,20 @@ def csdf_graphs(module) -> list[GraphOp]:
     return [op for op in module.ops if isinstance(op, GraphOp)]
 
 
+def source_graph(module, graph: GraphOp) -> nn.GraphOp | None:
+    """The nn.graph `graph` was lowered from, when it is in `module` (a csdf graph written alone
+    keeps its links as provenance)."""
+    name = graph.source_name
+    if name is None:
+        return None
+    for op in module.ops:
+        if isinstance(op, nn.GraphOp) and op.sym_name.data == name:
+            return op
+    return None
+
+
 CSDF_OPS = [GraphOp, ActorOp, ChannelOp]
 CSDF = Dialect("csdf", CSDF_OPS, [])
 
-__all__ = ["CSDF", "GraphOp", "ActorOp", "ChannelOp", "csdf_graphs", "runs_attr", "runs_of",
-           "symref"]
+__all__ = ["CSDF", "GraphOp", "ActorOp", "ChannelOp", "block_ref", "csdf_graphs", "runs_attr",
+           "runs_of", "source_graph", "symref"]

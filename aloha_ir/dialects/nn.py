@@ -42,7 +42,13 @@ from xdsl.irdl import (
 )
 from xdsl.parser import AttrParser, Parser
 from xdsl.printer import Printer
-from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface
+from xdsl.traits import (
+    IsolatedFromAbove,
+    NoTerminator,
+    OptionalSymbolOpInterface,
+    SymbolOpInterface,
+    SymbolTable,
+)
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import shapes
@@ -106,7 +112,11 @@ def tensor_bytes(t: TensorType) -> int:
 
 
 def block_label(op) -> str:
-    """A block's user-facing name: its `name` attribute, an input's port, or "" when unnamed."""
+    """A block's user-facing name: its `name` attribute, an input's port, or "" when unnamed.
+    Within its nn.graph this is the block's symbol (`@net::@conv1`); constants and the output
+    are no blocks."""
+    if isinstance(op, (ConstOp, OutputOp)):
+        return ""
     name = op.attributes.get("name")
     if isinstance(name, StringAttr):
         return name.data
@@ -130,6 +140,29 @@ def graph_of(module) -> GraphOp:
         raise UnsupportedError(f"executing a module needs exactly one nn.graph, found {len(graphs)}",
                                hint="run it before convert-nn-to-csdf")
     return graphs[0]
+class BlockSymbol(OptionalSymbolOpInterface):
+    """A block is a symbol of its nn.graph, named by its label (`name` attribute, an input's port);
+    an unnamed block is no symbol until something names it (the lowering does)."""
+
+    def get_sym_attr_name(self, op) -> StringAttr | None:
+        label = block_label(op)
+        return StringAttr(label) if label else None
+
+
+class BlockTable(SymbolTable):
+    """nn.graph is the symbol table of its blocks: their names are unique, so `@net::@conv1`
+    refers to one block."""
+
+    def verify(self, op) -> None:
+        seen: set[str] = set()
+        for block in op.regions[0].block.ops:
+            label = block_label(block)
+            if not label:
+                continue
+            if label in seen:
+                raise VerifyException(f"nn.graph @{op.sym_name.data}: two blocks are named "
+                                      f"'{label}' (block names are symbols; rename one)")
+            seen.add(label)
 
 
 def print_graph_body(printer: Printer, op: IRDLOperation) -> None:
@@ -199,6 +232,8 @@ def floats(a: DenseArrayBase | None) -> tuple[float, ...]:
 
 class NnOp(IRDLOperation):
     """Base of the nn ops: the compact custom syntax and small property accessors."""
+
+    traits = traits_def(BlockSymbol())
 
     def check(self) -> None:
         """The op's own invariant (shape rule); `verify_fast` runs only this."""
@@ -299,7 +334,7 @@ class GraphOp(IRDLOperation):
     name = "nn.graph"
     sym_name = prop_def(StringAttr)
     body = region_def("single_block")
-    traits = traits_def(SymbolOpInterface(), IsolatedFromAbove(), NoTerminator())
+    traits = traits_def(SymbolOpInterface(), BlockTable(), IsolatedFromAbove(), NoTerminator())
 
     @staticmethod
     def build_graph(name: str, ops: list) -> "GraphOp":
@@ -310,6 +345,10 @@ class GraphOp(IRDLOperation):
     @property
     def ops(self):
         return self.body.block.ops
+
+    def blocks(self) -> dict[str, IRDLOperation]:
+        """Symbol -> block: the named blocks (constants and the output are no blocks)."""
+        return {label: op for op in self.ops if (label := block_label(op))}
 
     def print(self, printer: Printer) -> None:
         printer.print_string(f" @{self.sym_name.data}")
@@ -332,6 +371,7 @@ class GraphOp(IRDLOperation):
         for op in ops:
             if not isinstance(op, NnOp):
                 raise VerifyException(f"nn.graph may only hold nn ops, found {op.name}")
+        BlockTable().verify(self)
 
 
 @irdl_op_definition

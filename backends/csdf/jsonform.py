@@ -33,11 +33,11 @@ def to_json(graph: csdf.GraphOp) -> dict:
             units.append({"name": key, "shape": list(t.get_shape()), "type": str(t.element_type),
                           "bytes": tensor_bytes(t)})
         actors.append({
-            "name": a.sym_name.data, "operator": a.kind.data, "block": a.block.data,
+            "name": a.sym_name.data, "operator": a.kind.data, "block": a.block_name,
             "phases": a.phase_count, "times": _runs(a.times_runs), "work": _runs(a.work_runs),
             "work_total": rle.total(a.work_runs), "memory_units": units,
             "memory_bytes": a.memory_bytes(),
-            "attributes": {k: _plain(v) for k, v in a.attributes.items()}})
+            "attributes": {k: _plain(v) for k, v in a.annotations().items()}})
     channels = []
     for c in graph.channels():
         channels.append({
@@ -46,7 +46,7 @@ def to_json(graph: csdf.GraphOp) -> dict:
             "production": _runs(c.prod_runs), "consumption": _runs(c.cons_runs),
             "tokens_per_iteration": rle.total(c.prod_runs), "initial_tokens": c.initial_tokens,
             "token_type": str(c.token), "token_bytes": c.token_bytes,
-            "attributes": {k: _plain(v) for k, v in c.attributes.items()}})
+            "attributes": {k: _plain(v) for k, v in c.annotations().items()}})
     return {"name": graph.sym_name.data,
-            "source": graph.source.data if graph.source is not None else None,
+            "source": graph.source_name,
             "actors": actors, "channels": channels}

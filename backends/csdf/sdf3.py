@@ -21,14 +21,14 @@ PROCESSOR = "p"
 
 
 def _exec_times(actor: csdf.ActorOp) -> rle.Runs:
-    mapped = actor.exec_runs()
+    mapped = actor.exec_times
     if mapped is not None:
         return mapped
     return rle.normalize((c, max(1, w)) for c, w in actor.work_runs)
 
 
 def to_element(graph: csdf.GraphOp) -> ET.Element:
-    name = graph.source.data if graph.source is not None else graph.sym_name.data
+    name = graph.source_name or graph.sym_name.data
     root = ET.Element("sdf3", {"type": "csdf", "version": "1.0"})
     app = ET.SubElement(root, "applicationGraph", {"name": name})
     g = ET.SubElement(app, "csdf", {"name": name, "type": name})

@@ -122,9 +122,7 @@ def ce_jobs(platform, layer: Layer, datatype: str, opp: str | None = None,
 
 
 def graph_opp(module) -> str | None:
-    g = csdf.csdf_graphs(module)[0]
-    a = g.attributes.get("operating_point")
-    return a.data if a is not None else None
+    return csdf.csdf_graphs(module)[0].operating_point
 
 
 class NeuragheBackend(Backend):

@@ -51,8 +51,7 @@ class OrlandoBackend(Backend):
     def view(self, module, platform):
         view = super().view(module, platform)
         graph = csdf.csdf_graphs(module)[0]
-        opp = graph.attributes.get("operating_point")
-        opp = opp.data if opp is not None else platform.default_operating_point
+        opp = graph.operating_point or platform.default_operating_point
         units = [u for u, _ in platform.units()]
         kinds = {u: pe.kind for u, pe in platform.units()}
         ca_units = [u for u in units if kinds[u] == "conv-engine"]

@@ -30,6 +30,7 @@ from xdsl.utils.exceptions import VerifyException
 from aloha_ir import interface, shapes
 from aloha_ir.consts import make_const
 from aloha_ir.cost import count_params
+from aloha_ir.dialects.csdf import unique_name
 from aloha_ir.dialects.nn import (ConvOp, DenseOp, GraphOp, InputOp, NnOp, OutputOp, float_attr,
                                   floats_attr, int_attr, shape_of)
 from aloha_ir.errors import AlohaError, AlohaWarning, InputFileError, ShapeError, UnsupportedError
@@ -70,6 +71,7 @@ class ImportContext:
     consts: dict[str, ConstTensor | np.ndarray] = field(default_factory=dict)
     const_ops: dict[str, SSAValue] = field(default_factory=dict)
     runtime: set[SSAValue] = field(default_factory=set)  # values computed from the inputs
+    labels: set[str] = field(default_factory=set)  # block names given (symbols of the nn.graph)
     node: onnx.NodeProto | None = None
     _types: dict[tuple, TensorType] = field(default_factory=dict)
 
@@ -185,7 +187,9 @@ class ImportContext:
         out = output if output is not None else (self.node.output[0] if self.node else None)
         if out is not None:
             if self.node is not None and "name" not in op.attributes:
-                op.attributes["name"] = StringAttr(self.node.name or out)
+                # block names are symbols: a node name used twice (or an input's) gets a suffix
+                op.attributes["name"] = StringAttr(unique_name(self.node.name or out,
+                                                               self.labels))
             self.values[out] = op.results[0]
         return op.results[0]
 
@@ -408,6 +412,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
         if elem != T.FLOAT:
             op.attributes[interface.INPUT_TYPE] = StringAttr(type_name(elem))
         ctx.ops.append(op)
+        ctx.labels.add(vi.name)
         ctx.values[vi.name] = op.results[0]
     unknown = set(overrides) - set(ctx.values)
     if unknown:

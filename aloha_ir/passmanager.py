@@ -67,6 +67,10 @@ class TransformPass(ModulePass):
     preserves: ClassVar[Preserves] = PRESERVE_NONE
     provides: ClassVar[str] = ""
 
+    def requirements(self) -> Requires:
+        """What this instance needs: `requires`, unless its options change it (override)."""
+        return self.requires
+
 
 @dataclass(frozen=True)
 class AnalysisPass(ModulePass):
@@ -78,6 +82,10 @@ class AnalysisPass(ModulePass):
     requires: ClassVar[Requires] = Requires()
     preserves: ClassVar[Preserves] = PRESERVE_ALL
     annotates: ClassVar[frozenset[str]] = frozenset()
+
+    def requirements(self) -> Requires:
+        """What this instance needs: `requires`, unless its options change it (override)."""
+        return self.requires
 
 
 class PassRegistry:
@@ -147,9 +155,10 @@ def module_graphs(module: ModuleOp) -> dict[str, tuple[str, Any]]:
 def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
                        registry: PassRegistry | None = None) -> None:
     """Raise a PassError naming what `p` needs and the pass that provides it, unless the module
-    and the context give `p` what it declares in `requires`."""
+    and the context give `p` what it declares (`requirements()`, else `requires`)."""
     from aloha_ir.dialects import csdf, nn
-    req: Requires = getattr(p, "requires", Requires())
+    req: Requires = p.requirements() if hasattr(p, "requirements") else \
+        getattr(p, "requires", Requires())
 
     def provider(level: str) -> str | None:
         return (registry or default_registry()).provider(level)

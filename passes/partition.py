@@ -175,7 +175,7 @@ class PartitionPass(TransformPass):
     """Split actors along output channels into sub-actors, gathered back (auto: per PE count)."""
 
     name = "partition"
-    requires = Requires(level=CSDF)  # a target only to plan automatically (auto, no actors=)
+    requires = Requires(level=CSDF, target=True)
     preserves = preserves_level(NN)
 
     target: str = ""
@@ -184,6 +184,10 @@ class PartitionPass(TransformPass):
     grain: int = 16
     bits: int = 0
     opp: str = ""
+
+    def requirements(self) -> Requires:
+        """A target only to plan the parts automatically (auto, no actors=)."""
+        return Requires(level=CSDF, target=self.auto and not self.actors)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.grain < 1:

@@ -58,10 +58,10 @@ ENTRY_POINT_GROUP = "aloha.passes"
 
 
 @dataclass(frozen=True)
-class TransformPass(ModulePass):
-    """A pass that changes the IR. It keeps no analysis unless it says so in `preserves`; a pass
-    that brings the IR to a level names it in `provides` (requirement errors then say to run
-    it)."""
+class AlohaPass(ModulePass):
+    """What every pass declares: `requires` (checked before it runs), `preserves` (the analyses
+    that survive it) and, for a pass that brings the IR to a level, `provides` (requirement errors
+    then say to run it)."""
 
     requires: ClassVar[Requires] = Requires()
     preserves: ClassVar[Preserves] = PRESERVE_NONE
@@ -73,19 +73,19 @@ class TransformPass(ModulePass):
 
 
 @dataclass(frozen=True)
-class AnalysisPass(ModulePass):
+class TransformPass(AlohaPass):
+    """A pass that changes the IR: it keeps no analysis unless it says so in `preserves`."""
+
+
+@dataclass(frozen=True)
+class AnalysisPass(AlohaPass):
     """A pass that only computes reports and annotates the IR with them: it keeps every analysis,
     and when a later pass does not keep its results, the PassManager drops its reports and the
     attributes it lists in `annotates` (on the graph and the ops in it), so no stale figure (a FIFO
     size of the previous mapping) stays in the IR either."""
 
-    requires: ClassVar[Requires] = Requires()
     preserves: ClassVar[Preserves] = PRESERVE_ALL
     annotates: ClassVar[frozenset[str]] = frozenset()
-
-    def requirements(self) -> Requires:
-        """What this instance needs: `requires`, unless its options change it (override)."""
-        return self.requires
 
 
 class PassRegistry:

@@ -49,7 +49,7 @@ class PassInfo:
                 "preserves": self.preserves.describe()}
 
     def describe_requires(self) -> str:
-        return self.requires.describe() + (" (some with some options)" if self.conditional
+        return self.requires.describe() + (" (depending on options)" if self.conditional
                                            else "")
 
 

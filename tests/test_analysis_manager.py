@@ -13,6 +13,7 @@ from aloha_ir import dataflow
 from aloha_ir.analysis import (
     CSDF,
     NN,
+    Preserves,
     RepetitionAnalysis,
     Requires,
     preserves_level,
@@ -210,6 +211,26 @@ def test_what_a_pass_does_not_preserve_is_dropped():
     assert "map" in ctx.analyses  # a transform's own report is its record, not an analysis
     PassManager([TouchAllPass()]).run(module, ctx)
     assert "analyze-cost" not in ctx.analyses and "map" in ctx.analyses
+
+
+def test_a_transform_can_preserve_one_analysis_by_name():
+    from passes.analyze_schedule import ScheduleAnalysis
+
+    @dataclass(frozen=True)
+    class KeepRatesPass(TransformPass):
+        name = "keep-rates"  # changes times, not rates: the repetition vector stays valid
+        preserves = Preserves(names=frozenset({RepetitionAnalysis.name}))
+
+        def apply(self, ctx, op):
+            pass
+
+    result, ctx = run(f"{LOWERED},map,analyze-energy")
+    graph = csdf_graph(result)
+    rep, sched = ctx.am.cached(RepetitionAnalysis, graph), ctx.am.cached(ScheduleAnalysis, graph)
+    assert rep is not None and sched is not None
+    PassManager([KeepRatesPass()]).run(result.module, ctx)
+    assert ctx.am.cached(RepetitionAnalysis, graph) is rep
+    assert ctx.am.cached(ScheduleAnalysis, graph) is None
 
 
 def test_reports_are_keyed_by_graph():

@@ -178,8 +178,8 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
                 raise PassError(
                     f"{p.name} transforms nn graph @{g.sym_name.data}, which was already lowered "
                     f"to csdf graph @{derived[g.sym_name.data]}: the csdf graph would no longer "
-                    "match it", hint=f"run {p.name} before {provider(CSDF) or 'the lowering'} "
-                    "(the nn passes first, then the lowering, then partition and map)")
+                    "match it", hint=f"run {p.name} before {provider(CSDF) or 'the lowering'}: "
+                    "the nn passes first, then the lowering, then partition and map")
     if req.level in (CSDF, CSDF_MAPPED) and not csdf_graphs:
         raise PassError(f"{p.name} needs a csdf graph", hint=first(CSDF))
     if req.level == CSDF_MAPPED:

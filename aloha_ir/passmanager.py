@@ -58,26 +58,33 @@ ENTRY_POINT_GROUP = "aloha.passes"
 
 
 @dataclass(frozen=True)
-class TransformPass(ModulePass):
-    """A pass that changes the IR. It keeps no analysis unless it says so in `preserves`; a pass
-    that brings the IR to a level names it in `provides` (requirement errors then say to run
-    it)."""
+class AlohaPass(ModulePass):
+    """What every pass declares: `requires` (checked before it runs), `preserves` (the analyses
+    that survive it) and, for a pass that brings the IR to a level, `provides` (requirement errors
+    then say to run it)."""
 
     requires: ClassVar[Requires] = Requires()
     preserves: ClassVar[Preserves] = PRESERVE_NONE
     provides: ClassVar[str] = ""
 
+    def requirements(self) -> Requires:
+        """What this instance needs: `requires`, unless its options change it (override)."""
+        return self.requires
+
 
 @dataclass(frozen=True)
-class AnalysisPass(ModulePass):
+class TransformPass(AlohaPass):
+    """A pass that changes the IR: it keeps no analysis unless it says so in `preserves`."""
+
+
+@dataclass(frozen=True)
+class AnalysisPass(AlohaPass):
     """A pass that only computes reports and annotates the IR with them: it keeps every analysis,
     and when a later pass does not keep its results, the PassManager drops its reports and the
     attributes it lists in `annotates` (on the graph and the ops in it), so no stale figure (a FIFO
     size of the previous mapping) stays in the IR either."""
 
-    requires: ClassVar[Requires] = Requires()
     preserves: ClassVar[Preserves] = PRESERVE_ALL
-    provides: ClassVar[str] = ""
     annotates: ClassVar[frozenset[str]] = frozenset()
 
 
@@ -138,23 +145,27 @@ def _spec_error(spec: str, e: Exception) -> UsageError:
                       hint="write name{option=value,...},name2")
 
 
-def graph_levels(module: ModuleOp) -> dict[str, str]:
-    """Graph symbol -> "nn" or "csdf", for the module's top-level graphs."""
+def module_graphs(module: ModuleOp) -> dict[str, tuple[str, Any]]:
+    """Graph symbol -> ("nn" or "csdf", the graph op), for the module's top-level graphs."""
     from aloha_ir.dialects import csdf, nn
-    return {op.sym_name.data: NN if isinstance(op, nn.GraphOp) else CSDF
+    return {op.sym_name.data: (NN if isinstance(op, nn.GraphOp) else CSDF, op)
             for op in module.ops if isinstance(op, (nn.GraphOp, csdf.GraphOp))}
 
 
 def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
                        registry: PassRegistry | None = None) -> None:
     """Raise a PassError naming what `p` needs and the pass that provides it, unless the module
-    and the context give `p` what it declares in `requires`."""
+    and the context give `p` what it declares (`requirements()`, else `requires`)."""
     from aloha_ir.dialects import csdf, nn
-    req: Requires = getattr(p, "requires", Requires())
+    req: Requires = p.requirements() if hasattr(p, "requirements") else \
+        getattr(p, "requires", Requires())
+
+    def provider(level: str) -> str | None:
+        return (registry or default_registry()).provider(level)
 
     def first(level: str) -> str:
-        provider = registry.provider(level) if registry is not None else None
-        return f"run {provider} first" if provider else "give the pass IR at that level"
+        return f"run {provider(level)} first" if provider(level) else \
+            "give the pass IR at that level"
     nn_graphs = [op for op in module.ops if isinstance(op, nn.GraphOp)]
     csdf_graphs = [op for op in module.ops if isinstance(op, csdf.GraphOp)]
     if req.level in (NN, NN_ANY) and not nn_graphs:
@@ -168,8 +179,8 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
                 raise PassError(
                     f"{p.name} transforms nn graph @{g.sym_name.data}, which was already lowered "
                     f"to csdf graph @{derived[g.sym_name.data]}: the csdf graph would no longer "
-                    "match it", hint=f"run {p.name} before convert-nn-to-csdf (nn passes first, "
-                    "then convert-nn-to-csdf, then partition and map)")
+                    "match it", hint=f"run {p.name} before {provider(CSDF) or 'the lowering'}: "
+                    "the nn passes first, then the lowering, then partition and map")
     if req.level in (CSDF, CSDF_MAPPED) and not csdf_graphs:
         raise PassError(f"{p.name} needs a csdf graph", hint=first(CSDF))
     if req.level == CSDF_MAPPED:
@@ -191,9 +202,8 @@ def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
     preserved: Preserves = getattr(p, "preserves", PRESERVE_NONE)
     if preserved.everything:
         return
-    levels = graph_levels(module)
-    graphs = {op.sym_name.data: op for op in module.ops if op.sym_name.data in levels} \
-        if levels else {}
+    graphs = module_graphs(module)
+    levels = {name: level for name, (level, _) in graphs.items()}
     ctx.am.invalidate(preserved, levels)
     for name, annotates in ctx.am.reports.items():
         reports = ctx.analyses.get(name)
@@ -203,7 +213,7 @@ def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
             if graph not in levels or not preserved.keeps(name, levels[graph]):
                 del reports[graph]
                 if graph in graphs and annotates:
-                    _drop_annotations(graphs[graph], annotates)
+                    _drop_annotations(graphs[graph][1], annotates)
         if not reports:
             del ctx.analyses[name]
 

@@ -367,7 +367,7 @@ def cmd_list(args) -> int:
             options = ", ".join(f"{o}: {t}" for o, t in p.options)
             print(f"{p.name:<{width}}  {p.summary}" +
                   (f"  [options: {options}]" if options else "") +
-                  f"  [requires: {p.requires.describe()}; preserves: {p.preserves.describe()}]")
+                  f"  [requires: {p.describe_requires()}; preserves: {p.preserves.describe()}]")
     elif args.what == "zoo":
         from frontends.zoo import ALIASES, entries
         rows = [(e, [a for a, n in ALIASES.items() if n == e.name]) for e in entries()]

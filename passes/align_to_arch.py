@@ -73,11 +73,15 @@ class AlignToArchPass(TransformPass):
     """Round conv widths to the target's channel granularity (direction=up|down)."""
 
     name = "align-to-arch"
-    requires = Requires(level=NN)  # a target unless `multiple` is given
+    requires = Requires(level=NN, target=True)
 
     target: str = ""
     direction: str = "up"
     multiple: int = 0
+
+    def requirements(self) -> Requires:
+        """A target for its channel granularity, unless `multiple` gives one."""
+        return Requires(level=NN, target=not self.multiple)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.direction not in ("up", "down"):

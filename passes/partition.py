@@ -174,7 +174,7 @@ class PartitionPass(TransformPass):
     """Split actors along output channels into sub-actors, gathered back (auto: per PE count)."""
 
     name = "partition"
-    requires = Requires(level=CSDF)  # a target only to plan automatically (auto, no actors=)
+    requires = Requires(level=CSDF, target=True)
     preserves = preserves_level(NN)
 
     target: str = ""
@@ -195,6 +195,10 @@ class PartitionPass(TransformPass):
                                  hint="ACTOR -> parts >= 1; actor names hold no ';', ':' or ','")
         return cls(actors=";".join(f"{a}:{n}" for a, n in plan.items()), auto=False, bits=bits,
                    opp=opp)
+
+    def requirements(self) -> Requires:
+        """A target only to plan the parts automatically (auto, no actors=)."""
+        return Requires(level=CSDF, target=self.auto and not self.actors)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         if self.grain < 1:

@@ -292,7 +292,7 @@ class PrunePass(TransformPass):
     """Prune weights (threshold x sigma, collapse to the layer mean) or idle kernels (activity)."""
 
     name = "prune"
-    requires = Requires(level=NN)  # data for the activity method and fine-tuning
+    requires = Requires(level=NN, data=True)  # data: see requirements()
 
     method: str = "threshold"
     threshold: float = 1.0
@@ -327,6 +327,10 @@ class PrunePass(TransformPass):
                             hint="give epochs >= 1 with iterations > 1")
         if self.sparsify and self.epochs == 0:
             raise PassError("sparsify is a fine-tuning penalty", hint="give epochs >= 1")
+
+    def requirements(self) -> Requires:
+        """Data for the activity profile and for fine-tuning."""
+        return Requires(level=NN, data=self.method == "activity" or self.epochs > 0)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from aloha_ir.dialects.nn import graph_of

@@ -38,13 +38,19 @@ class PassInfo:
     name: str
     summary: str
     options: list[tuple[str, str]]  # (option, type)
-    requires: Requires
+    requires: Requires  # the most it can need
     preserves: Preserves
+    conditional: bool  # some of `requires` only with some options
 
     def to_json(self) -> dict:
         return {"summary": self.summary, "options": dict(self.options),
                 "requires": dataclasses.asdict(self.requires),
+                "requires_depend_on_options": self.conditional,
                 "preserves": self.preserves.describe()}
+
+    def describe_requires(self) -> str:
+        return self.requires.describe() + (" (depending on options)" if self.conditional
+                                           else "")
 
 
 def describe_passes(registry: PassRegistry = REGISTRY) -> list[PassInfo]:
@@ -55,5 +61,6 @@ def describe_passes(registry: PassRegistry = REGISTRY) -> list[PassInfo]:
         doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
         opts = [(f.name, getattr(f.type, "__name__", str(f.type))) for f in dataclasses.fields(cls)]
         rows.append(PassInfo(name, doc, opts, getattr(cls, "requires", Requires()),
-                             getattr(cls, "preserves", PRESERVE_NONE)))
+                             getattr(cls, "preserves", PRESERVE_NONE),
+                             "requirements" in vars(cls)))
     return rows

@@ -31,9 +31,9 @@ BITS_TO_DATATYPE = {bits: name for name, bits in DATATYPE_BITS.items()}
 
 
 def platform_of(ctx, target: str, pass_name: str) -> Platform:
-    """The pass's `target` option, else the context's platform. A pass that always needs one
-    declares it (`Requires(target=True)`: the PassManager checks before it runs); a pass that needs
-    one only for some options (partition's automatic plan) gets this error when it asks."""
+    """The pass's `target` option, else the context's platform. A pass that needs one declares it
+    (`requirements()`: the PassManager checks before the pass runs); the error here is for a pass
+    applied directly, outside a PassManager."""
     from archdesc.loader import load_platform
     if target:
         return load_platform(target)

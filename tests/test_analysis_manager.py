@@ -13,6 +13,7 @@ from aloha_ir import dataflow
 from aloha_ir.analysis import (
     CSDF,
     NN,
+    Preserves,
     RepetitionAnalysis,
     Requires,
     preserves_level,
@@ -112,6 +113,9 @@ def test_reproducer_2_through_alohac_opt(tmp_path, capsys):
     ("convert-nn-to-csdf,map", None, "map needs a target platform"),
     ("quantize", None, "quantize needs data"),
     ("convert-nn-to-csdf,prune", None, "prune transforms nn graph"),
+    ("prune{method=activity}", None, "prune needs data"),
+    ("canonicalize,convert-nn-to-csdf,partition", None, "partition needs a target platform"),
+    ("align-to-arch", None, "align-to-arch needs a target platform"),
 ])
 def test_requirements_are_checked_before_the_pass_runs(pipeline, target, needle):
     with pytest.raises(PassError, match=needle.replace("(", r"\(").replace(")", r"\)")):
@@ -121,6 +125,13 @@ def test_requirements_are_checked_before_the_pass_runs(pipeline, target, needle)
 def test_a_requirement_met_by_the_passs_own_option():
     result, _ = run("canonicalize,convert-nn-to-csdf,map{target=host-cpu}", target=None)
     assert result.report("map").platform == "host-cpu"
+
+
+def test_requirements_that_depend_on_options():
+    # threshold pruning without fine-tuning, a fixed multiple, a given split: no data, no target
+    result, _ = run('prune{threshold=0.5},align-to-arch{multiple=4},convert-nn-to-csdf,'
+                    'partition{actors="conv7:2" auto=false}', target=None)
+    assert result.report("partition") == {"conv7": ["conv7_p0", "conv7_p1"]}
 
 
 def test_analyses_are_computed_once_and_kept_by_analysis_passes():
@@ -201,6 +212,26 @@ def test_what_a_pass_does_not_preserve_is_dropped():
     assert "analyze-cost" not in ctx.analyses and "map" in ctx.analyses
 
 
+def test_a_transform_can_preserve_one_analysis_by_name():
+    from passes.analyze_schedule import ScheduleAnalysis
+
+    @dataclass(frozen=True)
+    class KeepRatesPass(TransformPass):
+        name = "keep-rates"  # changes times, not rates: the repetition vector stays valid
+        preserves = Preserves(names=frozenset({RepetitionAnalysis.name}))
+
+        def apply(self, ctx, op):
+            pass
+
+    result, ctx = run(f"{LOWERED},map,analyze-energy")
+    graph = csdf_graph(result)
+    rep, sched = ctx.am.cached(RepetitionAnalysis, graph), ctx.am.cached(ScheduleAnalysis, graph)
+    assert rep is not None and sched is not None
+    PassManager([KeepRatesPass()]).run(result.module, ctx)
+    assert ctx.am.cached(RepetitionAnalysis, graph) is rep
+    assert ctx.am.cached(ScheduleAnalysis, graph) is None
+
+
 def test_reports_are_keyed_by_graph():
     result, ctx = run(f"{LOWERED},map,analyze-schedule")
     assert set(result.analyses["analyze-cost"]) == {"lenet5"}
@@ -259,6 +290,8 @@ def test_list_passes_shows_requires_and_preserves(capsys):
     assert passes["analyze-energy"]["preserves"] == "all"
     assert passes["canonicalize"]["preserves"] == "none"
     assert passes["quantize"]["requires"] == {"level": "nn", "target": False, "data": True}
+    assert passes["prune"]["requires_depend_on_options"] is True
+    assert passes["quantize"]["requires_depend_on_options"] is False
     assert main(["list", "passes"]) == 0
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert lines["map"].endswith("[requires: a csdf graph, a target; preserves: analyses of nn "

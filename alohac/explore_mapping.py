@@ -58,7 +58,7 @@ def cmd_explore_mapping(args) -> int:
     from alohac.run import input_shapes
     from aloha_ir.outputs import Staged, check_folder, write_text
     from archdesc.loader import load_platform
-    from explore.system import SystemSpace, mapping_json, save_mapping, search
+    from explore.system.space import SystemSpace, mapping_json, save_mapping, search
     if args.budget < 1:
         raise UsageError(f"--budget {args.budget}: must be >= 1")
     if args.refine < 0:

@@ -19,7 +19,7 @@ import sys
 import time
 
 from archdesc.loader import load_platform
-from explore.system import SystemSpace, search, spearman
+from explore.system.space import SystemSpace, search, spearman
 
 FIGURES = ("latency_s", "period_s", "energy_j", "processors", "memory_bytes")
 

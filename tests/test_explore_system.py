@@ -15,8 +15,8 @@ from aloha_ir.context import make_context
 from aloha_ir.errors import InputFileError, PlacementError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
-from explore.system import (MAPPING_FORMAT, SystemSpace, load_mapping, mapping_json, search,
-                            spearman)
+from explore.system.space import (MAPPING_FORMAT, SystemSpace, load_mapping, mapping_json,
+                                  search, spearman)
 from frontends.loader import load_model
 
 ARRUBIU = "neuraghe-arrubiu"

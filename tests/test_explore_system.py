@@ -1,4 +1,4 @@
-"""System-level exploration (explore/system.py): map's explicit assignment, the closed-form
+"""System-level exploration (explore/system/): map's explicit assignment, the closed-form
 estimate against the real pipeline, the search against the greedy default, mapping files, and
 `alohac explore-mapping` / `--mapping` end to end. Small models only; inception_v1 is in
 benchmarks/explore_system.py."""
@@ -15,8 +15,11 @@ from aloha_ir.context import make_context
 from aloha_ir.errors import InputFileError, PlacementError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
-from explore.system.space import (MAPPING_FORMAT, SystemSpace, load_mapping, mapping_json,
-                                  search, spearman)
+from explore.system.estimate import estimate_design
+from explore.system.mapping_file import MAPPING_FORMAT, load_mapping, mapping_json
+from explore.system.refine import refine_design
+from explore.system.search import search, spearman
+from explore.system.space import SystemSpace
 from frontends.loader import load_model
 
 ARRUBIU = "neuraghe-arrubiu"
@@ -96,7 +99,7 @@ def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
         hit = rng.random(len(x)) < rate
         x[hit] = np.floor(rng.random(hit.sum()) * (upper[hit] + 1)).astype(int)
         d = space.decode(x)
-        if space.estimate(d).feasible and d not in out:
+        if estimate_design(space, d).feasible and d not in out:
             out.append(d)
     return out
 
@@ -104,7 +107,7 @@ def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
 def test_the_greedy_point_is_what_the_driver_computes(lenet):
     from flows.target import TargetFlow
     fig = TargetFlow(load_platform(ARRUBIU)).run(load_model("zoo:lenet5", {})).to_json()
-    point = lenet.refine(lenet.greedy_design())
+    point = refine_design(lenet, lenet.greedy_design())
     for key in ("latency_s", "period_s", "energy_j", "processors", "memory_bytes"):
         assert point[key] == fig[key]
     assert lenet.decode(lenet.encode(lenet.greedy_design())) == lenet.greedy_design()
@@ -117,8 +120,8 @@ def test_the_estimate_replays_the_map_pass(model):
     stream is that unit's, as here; times differ by map's rounding to nanoseconds)."""
     space = SystemSpace.load(model, load_platform(ARRUBIU))
     for d in random_designs(space, 6, seed=1):
-        e = space.estimate(d)
-        p = space.refine(d, e)
+        e = estimate_design(space, d)
+        p = refine_design(space, d, e)
         assert e.assignment == p.assignment
         assert e.processors == p["processors"]
         assert e.period_s <= p["period_s"] * (1 + 1e-4)
@@ -131,10 +134,10 @@ def test_estimate_ranks_designs_like_the_self_timed_schedule(lenet):
     does (rho >= 0.9; 0.99 when written), and at least as well as the list schedule's makespan."""
     est, makespan, real = [], [], []
     for d in random_designs(lenet, 12, seed=0):
-        e = lenet.estimate(d)
+        e = estimate_design(lenet, d)
         est.append(e.latency_s)
         makespan.append(e.makespan_s)
-        real.append(lenet.refine(d, e)["latency_s"])
+        real.append(refine_design(lenet, d, e)["latency_s"])
     rho, rho_makespan = spearman(est, real), spearman(makespan, real)
     print(f"lenet5 on {ARRUBIU}: Spearman estimate {rho:.3f}, makespan {rho_makespan:.3f}")
     assert rho >= 0.9 and rho >= rho_makespan - 1e-9

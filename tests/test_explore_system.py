@@ -15,11 +15,11 @@ from aloha_ir.context import make_context
 from aloha_ir.errors import InputFileError, PlacementError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
-from explore.system.estimate import estimate_design
+from explore.system.estimate import design_energy, estimate_design
 from explore.system.mapping_file import MAPPING_FORMAT, load_mapping, mapping_json
-from explore.system.refine import refine_design
+from explore.system.refine import design_flow, refine_design
 from explore.system.search import search, spearman
-from explore.system.space import SystemSpace
+from explore.system.space import Design, SystemSpace
 from frontends.loader import load_model
 
 ARRUBIU = "neuraghe-arrubiu"
@@ -127,6 +127,52 @@ def test_the_estimate_replays_the_map_pass(model):
         assert e.period_s <= p["period_s"] * (1 + 1e-4)
         assert e.period_s == pytest.approx(p["period_s"], rel=1e-4)
         assert e.energy_j == pytest.approx(p["energy_j"], rel=1e-4)
+
+
+def test_the_estimate_and_map_place_every_actor_with_one_function(lenet, monkeypatch):
+    """A pinned split actor (pinned to a PE) and a restricted unit set, where a re-implemented
+    placement could differ from map's: both call passes.map.place_actor, with the same pin and
+    allowed units for every actor, and it places each the same way."""
+    import explore.system.estimate
+    import passes.map
+    calls: dict[str, list] = {"estimate": [], "map": []}
+
+    def spy(record, real):
+        def place_actor(sched, name, layer, preds, options, pins, allowed, **kw):
+            placed = real(sched, name, layer, preds, options, pins, allowed, **kw)
+            record.append((name, pins.get(name), sorted(allowed) if allowed else None,
+                           [(p.actor, p.unit, p.pe) for p in placed]))
+            return placed
+        return place_actor
+    monkeypatch.setattr(explore.system.estimate, "place_actor",
+                        spy(calls["estimate"], passes.map.place_actor))
+    monkeypatch.setattr(passes.map, "place_actor", spy(calls["map"], passes.map.place_actor))
+    design = Design((("conv7", 1), ("conv12", 2), ("fc18", 2), ("fc22", 1), ("fc26", 1)),
+                    (("conv7", "ce"), ("conv12", "arm")), ("ce0", "arm0"), None)
+    e = estimate_design(lenet, design)
+    p = refine_design(lenet, design, e)
+    assert calls["estimate"] and sorted(calls["estimate"]) == sorted(calls["map"])
+    pinned = {c[0]: c for c in calls["map"] if c[1]}
+    assert pinned["conv12_p0"][1:] == ("arm", ["arm0", "ce0"], [("conv12_p0", "arm0", "arm")])
+    assert e.assignment == p.assignment and p.assignment["conv7"] == "ce0"
+
+
+def test_the_estimated_energy_is_analyze_energys_on_the_same_schedule():
+    """analyze-energy's own formula: given the refined design's schedule (period, busy seconds
+    per unit) and map's assignment, the estimate's energy is the refinement's analyze-energy
+    figure, link transfers included (Orlando's links spend energy per byte)."""
+    from aloha_ir.weights import clone_with_weights
+    space = SystemSpace.load("zoo:lenet5", load_platform("orlando"))
+    moved = 0.0
+    for d in random_designs(space, 4, seed=2):
+        report = design_flow(space, d).run(clone_with_weights(space.source))
+        busy = {u: usage.busy_s for u, usage in report.schedule.per_pe.items()}
+        got = design_energy(space, d, report.mapping.assignment, report.schedule.period_s, busy)
+        assert (got.static_j, got.dynamic_j) == (report.energy.static_j, report.energy.dynamic_j)
+        assert got.transfer_j == pytest.approx(report.energy.transfer_j, rel=1e-12)
+        assert got.energy_j == pytest.approx(report.energy.energy_j, rel=1e-12)
+        moved += got.transfer_j
+    assert moved > 0
 
 
 def test_estimate_ranks_designs_like_the_self_timed_schedule(lenet):

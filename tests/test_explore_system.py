@@ -157,6 +157,18 @@ def test_the_estimate_and_map_place_every_actor_with_one_function(lenet, monkeyp
     assert e.assignment == p.assignment and p.assignment["conv7"] == "ce0"
 
 
+def test_the_estimate_places_a_conv_engines_merge_as_map_does():
+    """resnet18's 7x7 conv on NEURAghe runs as four 5x5 jobs and a merge actor on an ARM core:
+    place_actor places the merge for the estimate as for map."""
+    space = SystemSpace.load("zoo:resnet18", load_platform("neuraghe-losa"))
+    design = space.greedy_design()
+    e = estimate_design(space, design)
+    p = refine_design(space, design, e)
+    merges = [a for a in e.assignment if a.endswith("_merge")]
+    assert len(merges) == 1 and e.assignment[merges[0]].startswith("arm")
+    assert e.assignment == p.assignment
+
+
 def test_the_estimated_energy_is_analyze_energys_on_the_same_schedule():
     """analyze-energy's own formula: given the refined design's schedule (period, busy seconds
     per unit) and map's assignment, the estimate's energy is the refinement's analyze-energy

@@ -1,6 +1,6 @@
 """`alohac explore-mapping`: system-level design-space exploration of one model on one platform.
 
-Searches partitionings and mappings (explore/system.py: closed-form estimates, NSGA-II, then the
+Searches partitionings and mappings (explore/system/: closed-form estimates, NSGA-II, then the
 real pipeline on the best points) and writes OUT/mapping.json (the chosen point, for `alohac
 compile --mapping`), OUT/pareto.json and OUT/pareto.csv (every refined point, the front flagged)
 and OUT/pareto.png (latency vs energy, processors as colour and marker, the greedy default and the
@@ -58,7 +58,9 @@ def cmd_explore_mapping(args) -> int:
     from alohac.run import input_shapes
     from aloha_ir.outputs import Staged, check_folder, write_text
     from archdesc.loader import load_platform
-    from explore.system import SystemSpace, mapping_json, save_mapping, search
+    from explore.system.mapping_file import mapping_json, save_mapping
+    from explore.system.search import search
+    from explore.system.space import SystemSpace
     if args.budget < 1:
         raise UsageError(f"--budget {args.budget}: must be >= 1")
     if args.refine < 0:

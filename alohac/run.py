@@ -50,7 +50,7 @@ def mapping_file(args):
     if not args.target:
         raise UsageError("--mapping needs --target (the platform the mapping was made for)")
     from archdesc.loader import load_platform
-    from explore.system import load_mapping
+    from explore.system.mapping_file import load_mapping
     m = load_mapping(args.mapping, load_platform(args.target).name, args.model)
     if args.bits and args.bits != m.bits:
         raise UsageError(f"--bits {args.bits}, but {args.mapping} was made for {m.bits} bits",

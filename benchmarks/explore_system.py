@@ -1,4 +1,4 @@
-"""System-level search (explore/system.py) against the greedy default mapping: inception_v1 on
+"""System-level search (explore/system/) against the greedy default mapping: inception_v1 on
 neuraghe-arrubiu by default.
 
 Prints the greedy default's and the found (chosen) point's self-timed latency, energy per frame and
@@ -19,7 +19,8 @@ import sys
 import time
 
 from archdesc.loader import load_platform
-from explore.system import SystemSpace, search, spearman
+from explore.system.search import search, spearman
+from explore.system.space import SystemSpace
 
 FIGURES = ("latency_s", "period_s", "energy_j", "processors", "memory_bytes")
 

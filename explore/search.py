@@ -30,6 +30,7 @@ from aloha_ir.errors import AlohaError, InternalError, UsageError
 from explore.objectives import OBJECTIVES, EvalSettings, evaluate_point
 from explore.operators import (GenotypeCrossover, GenotypeDuplicates, GenotypeMutation,
                                GenotypeSampling)
+from explore.pareto import non_dominated
 from explore.scenarios import Scenario, choose
 from explore.space import SearchSpace
 from frontends.genotype import Gene, Genotype, InvalidGenotype
@@ -177,18 +178,14 @@ def feasible(point: Point, scenario: Scenario, settings: EvalSettings) -> bool:
 def pareto_front(points: list[Point], objectives: list[str], scenario: Scenario,
                  settings: EvalSettings) -> list[Point]:
     """The feasible, mutually non-dominated points, ordered by the first objective."""
-    from pymoo.util.nds.non_dominated_sorting import NonDominatedSorting
     cand = [p for p in points if feasible(p, scenario, settings)]
-    if not cand:
-        return []
-    F = np.array([minimised(p.figures, objectives) for p in cand], dtype=float)
-    idx = NonDominatedSorting().do(F, only_non_dominated_front=True)
+    rows = [(tuple(float(v) for v in minimised(p.figures, objectives)), p) for p in cand]
     # equal objective vectors (two genotypes, same figures) are kept once: the first evaluated
     front, seen = [], set()
-    for i in sorted(idx, key=lambda i: (tuple(F[i]), cand[i].order)):
-        if tuple(F[i]) not in seen:
-            seen.add(tuple(F[i]))
-            front.append(cand[i])
+    for f, p in sorted(non_dominated(rows, lambda r: r[0]), key=lambda r: (r[0], r[1].order)):
+        if f not in seen:
+            seen.add(f)
+            front.append(p)
     return front
 
 

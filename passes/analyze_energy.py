@@ -7,11 +7,13 @@ with powers at the operating point the graph was mapped at. `energy_j` is per fr
 (the periodic regime, where GOps/s/W = 2 x MACs / energy_j / 1e9 is measured); `latency_energy_j`
 is one frame on an empty pipeline (the same sum over the latency). Units that run nothing count as
 idle. NEURAghe's measured efficiency implies its board power dominates (hardware.md): the model keeps
-that explicit as `static_j` next to `dynamic_j`.
+that explicit as `static_j` next to `dynamic_j`. The formula is `span_energy` and
+`transfer_energy_j`, which the system-level estimate (explore/system/estimate.py) calls too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -22,7 +24,7 @@ from aloha_ir.analysis import CSDF_MAPPED, RepetitionAnalysis, Requires, analysi
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf
 from aloha_ir.passmanager import AnalysisPass
-from archdesc.model import DATATYPE_BITS
+from archdesc.model import DATATYPE_BITS, Link, Platform
 from passes.analyze_schedule import schedule_of
 from aloha_ir.errors import PassError
 from passes.target import mapped_datatype, mapped_platform
@@ -42,6 +44,47 @@ class EnergyReport:
     per_pe_j: dict[str, float] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class SpanEnergy:
+    """Joules over a span of the stream: the board's static power, the units' active and idle
+    power, the link transfers."""
+
+    static_j: float
+    dynamic_j: float
+    transfer_j: float
+    per_pe_j: dict[str, float]  # unit -> joules (active x busy + idle x the rest of the span)
+
+    @property
+    def energy_j(self) -> float:
+        return self.static_j + self.dynamic_j + self.transfer_j
+
+
+def span_energy(platform: Platform, opp: str | None, span_s: float,
+                busy_s: Mapping[str, float], transfer_j: float) -> SpanEnergy:
+    """The energy formula (module docstring) over `span_s` seconds, each unit busy `busy_s[unit]`
+    seconds of it (absent: idle), powers at operating point `opp`, plus `transfer_j`."""
+    per_pe: dict[str, float] = {}
+    dynamic = 0.0
+    for unit, pe in platform.units():
+        active, idle = platform.power(pe, opp)
+        busy = busy_s.get(unit, 0.0)
+        e = active * busy + idle * max(0.0, span_s - busy)
+        per_pe[unit] = e
+        dynamic += e
+    return SpanEnergy(platform.static_w * span_s, dynamic, transfer_j, per_pe)
+
+
+def transfer_energy_j(transfers: Iterable[tuple[Link | None, int]], datatype: str) -> float:
+    """Joules to move each (link, tokens) of `transfers` (None: no link, nothing spent), tokens of
+    `datatype`, at the link's energy per byte."""
+    nbytes = DATATYPE_BITS[datatype] // 8
+    out = 0.0
+    for link, tokens in transfers:
+        if link is not None and link.energy_per_byte_j:
+            out += tokens * nbytes * link.energy_per_byte_j
+    return out
+
+
 def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
     platform = mapped_platform(ctx, graph, target, name)
     opp = graph.operating_point or platform.default_operating_point
@@ -50,33 +93,20 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, name: str) -> EnergyReport:
         raise PassError(f"{name} needs a mapped graph (its times are work units, not seconds)",
                         where=f"csdf.graph @{graph.sym_name.data}", hint="run map first")
     period, latency = sched.period_s, sched.latency_s
-    per_pe: dict[str, float] = {}
-    dynamic = latency_dynamic = 0.0
-    for unit, pe in platform.units():
-        active, idle = platform.power(pe, opp)
-        usage = sched.per_pe.get(unit)
-        busy = usage.busy_s if usage else 0.0
-        e = active * busy + idle * max(0.0, period - busy)
-        per_pe[unit] = e
-        dynamic += e
-        latency_dynamic += active * busy + idle * max(0.0, latency - busy)
+    busy = {unit: usage.busy_s for unit, usage in sched.per_pe.items()}
     phases = {a.sym_name.data: a.phase_count for a in graph.actors()}
     q = analysis_of(ctx, RepetitionAnalysis, graph).firings
-    transfer = 0.0
-    nbytes = DATATYPE_BITS[mapped_datatype(graph, platform)] // 8
-    for c in graph.channels():
-        if c.link is None or c.link == "local":
-            continue
-        link = platform.link(c.link)
-        if link.energy_per_byte_j:
-            tokens = rle.total(c.prod_runs) * q[c.src_name] // phases[c.src_name]
-            transfer += tokens * nbytes * link.energy_per_byte_j
-    static = platform.static_w * period
-    energy = static + dynamic + transfer
-    latency_energy = platform.static_w * latency + latency_dynamic + transfer
+    transfer = transfer_energy_j(
+        ((platform.link(c.link), rle.total(c.prod_runs) * q[c.src_name] // phases[c.src_name])
+         for c in graph.channels() if c.link is not None and c.link != "local"),
+        mapped_datatype(graph, platform))
+    frame = span_energy(platform, opp, period, busy, transfer)
+    energy = frame.energy_j
+    latency_energy = span_energy(platform, opp, latency, busy, transfer).energy_j
     graph.energy_j = energy
-    return EnergyReport(graph.sym_name.data, platform.name, opp, energy, latency_energy, static,
-                        dynamic, transfer, energy / period if period > 0 else 0.0, per_pe)
+    return EnergyReport(graph.sym_name.data, platform.name, opp, energy, latency_energy,
+                        frame.static_j, frame.dynamic_j, transfer,
+                        energy / period if period > 0 else 0.0, frame.per_pe_j)
 
 
 @dataclass(frozen=True)

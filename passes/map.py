@@ -5,7 +5,7 @@ Strategies (`map{strategy=...}`):
   actor goes to the unit (of a PE that supports its operator) where it would finish first, given
   when that unit is free, when its producers finish, and the link transfer from their units;
 - `fastest`: every actor on the first unit of the PE that runs it fastest, ignoring load.
-An explicit mapping (what explore/system.py's search decides, and what `--mapping FILE` replays):
+An explicit mapping (what explore/system's search decides, and what `--mapping FILE` replays):
 `assign="actor:unit;actor:pe"` pins the named actors (a merge actor by its `<actor>_merge` name)
 to a unit, or to a PE whose units the strategy chooses among; `units="ce0,arm0"` limits the units
 the strategy may choose (an allocation: fewer processors; a pin to a unit wins). Unknown actors,
@@ -20,7 +20,7 @@ attribute `link`. An operator no PE runs is an error naming the actor and the pl
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -35,7 +35,7 @@ from aloha_ir.errors import PassError, PlacementError, UnsupportedError
 from aloha_ir.passmanager import TransformPass
 from archdesc import costmodel
 from archdesc.costmodel import Layer, Unsupported
-from archdesc.model import DATATYPE_BITS, Platform
+from archdesc.model import DATATYPE_BITS, Link, Platform
 from passes.target import (
     ZERO_COST_KINDS,
     actor_layers,
@@ -86,23 +86,39 @@ def candidates(platform: Platform, layer: Layer, datatype: str, opp: str | None
     return out
 
 
+def link_of(platform: Platform, pe_of: dict[str, str], a: str, b: str) -> Link | None:
+    """The link data takes from unit a to unit b (None: one unit, an actor on no unit, or no
+    link between their PEs)."""
+    if not a or not b or a == b:
+        return None
+    return platform.link_between(pe_of[a], pe_of[b])
+
+
 def transfer_s(platform: Platform, pe_of: dict[str, str], a: str, b: str, nbytes: int) -> float:
     """Delay of `nbytes` from unit a to unit b (0 on one unit; a conv engine's DMA is in its cost)."""
-    if not a or not b or a == b:
-        return 0.0
-    pa, pb = pe_of[a], pe_of[b]
-    link = platform.link_between(pa, pb)
+    link = link_of(platform, pe_of, a, b)
     if link is None:
         return 0.0
-    engine = any(platform.pe(p).kind == "conv-engine" for p in (pa, pb))
+    engine = any(platform.pe(pe_of[u]).kind == "conv-engine" for u in (a, b))
     return link.latency_s + (0.0 if engine else nbytes / link.bandwidth_bps)
 
 
-def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.ActorOp:
-    """Route `actor`'s outputs through a new merge actor (same phases, row-aligned)."""
+def predecessors(graph: csdf.GraphOp) -> dict[str, list[tuple[str, int]]]:
+    """Each actor's producers and the bytes each sends it per iteration (self-loops left out):
+    what the list schedule waits for."""
+    preds: dict[str, list[tuple[str, int]]] = {}
+    for c in graph.channels():
+        if not c.is_self_loop:
+            preds.setdefault(c.dst_name, []).append(
+                (c.src_name, rle.total(c.prod_runs) * c.token_bytes))
+    return preds
+
+
+def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int, merge_name: str,
+                  taken: set[str]) -> csdf.ActorOp:
+    """Route `actor`'s outputs through a new merge actor `merge_name` (same phases, row-aligned);
+    `taken` holds the graph's symbol names."""
     name = actor.sym_name.data
-    taken = set(graph.actor_map()) | {c.sym_name.data for c in graph.channels()}
-    merge_name = csdf.unique_name(f"{name}_merge", taken)
     outs = [c for c in graph.channels() if c.src_name == name and not c.is_self_loop]
     merge = csdf.ActorOp.build(merge_name, "merge", actor.block, actor.phase_count,
                                actor.times_runs, rle.normalize((c, v * jobs) for c, v in
@@ -123,8 +139,8 @@ def _insert_merge(graph: csdf.GraphOp, actor: csdf.ActorOp, jobs: int) -> csdf.A
 class ListSchedule:
     """Greedy list scheduling's state: when each unit is free, when each placed actor finishes and
     on which unit, the seconds already on each unit. `map` decides with it on the IR; the
-    system-level search (explore/system.py) replays it on a plain task list as its closed-form
-    estimate, so both make the same choices."""
+    system-level search (explore/system/estimate.py) replays it on a plain task list as its
+    closed-form estimate; both place every actor with `place_actor`."""
 
     def __init__(self, platform: Platform, strategy: str = "greedy"):
         self.platform = platform
@@ -226,6 +242,53 @@ def restrict(options, name: str, pinned: str | None, allowed: set[str] | None, p
 
 
 @dataclass(frozen=True)
+class Placed:
+    """Where `place_actor` put an actor: its unit, PE and cost; `merges` > 0 for the merge actor
+    a conv engine's kernel rule adds after the actor (it sums that many partial outputs)."""
+
+    actor: str
+    unit: str
+    pe: str
+    cost: costmodel.Cost
+    merges: int = 0
+
+
+def place_actor(sched: ListSchedule, name: str, layer: Layer, preds: list[tuple[str, int]],
+                options: Callable[[Layer], list], pins: Mapping[str, str],
+                allowed: set[str] | None, *, where: str = "", kind: str = "",
+                merge_name: Callable[[str], str] = lambda name: f"{name}_merge") -> list[Placed]:
+    """Place actor `name` (running `layer`, after its producers `preds`) on the unit the schedule's
+    strategy picks among `options(layer)` (unit, PE, cost) as its pin in `pins` and the `allowed`
+    units restrict them; then, when the unit is a conv engine whose kernel rule needs a merge, the
+    merge actor `merge_name(name)` on the rule's merge PE. Returns the actor's placement, then the
+    merge's. An actor no unit runs is an UnsupportedError (naming the actor's `kind` when given);
+    a pin or allocation that leaves no unit is a PlacementError."""
+    platform = sched.platform
+    found = options(layer)
+    if not found:
+        runs = [pe.name for pe in platform.pes if pe.supports(layer.op)]
+        raise UnsupportedError(
+            f"actor @{name} ({kind + ', ' if kind else ''}operator '{layer.op}') cannot run on "
+            f"{platform.name}: " +
+            ("no PE lists the operator" if not runs else
+             f"{', '.join(runs)} cannot run this instance"),
+            where=where, hint="pick another --target, or change the layer (kernel, groups)")
+    found = restrict(found, name, pins.get(name), allowed, platform, where)
+    unit, pe_name, c = sched.place(name, found, preds)
+    out = [Placed(name, unit, pe_name, c)]
+    pe = platform.pe(pe_name)
+    rule = costmodel.native_kernel(pe, kernel_extent(layer)) if pe.kind == "conv-engine" else None
+    if rule is not None and rule.merge_on:
+        mname = merge_name(name)
+        m_opts = [o for o in options(costmodel.merge_layer(layer, rule.jobs))
+                  if o[1] == rule.merge_on]
+        m_opts = restrict(m_opts, mname, pins.get(mname), allowed, platform, where)
+        munit, mpe, mc = sched.place(mname, m_opts, [(name, 0)], transfers=False)
+        out.append(Placed(mname, munit, mpe, mc, rule.jobs))
+    return out
+
+
+@dataclass(frozen=True)
 class MapPass(TransformPass):
     """Map actors to processing units and channels to links (greedy earliest finish)."""
 
@@ -286,11 +349,11 @@ class MapPass(TransformPass):
         layers = actor_layers(module, graph)
         sched = ListSchedule(platform, self.strategy)
         pe_of = sched.pe_of
-        preds: dict[str, list[tuple[str, int]]] = {}
-        for c in graph.channels():
-            if not c.is_self_loop:
-                preds.setdefault(c.dst_name, []).append(
-                    (c.src_name, rle.total(c.prod_runs) * c.token_bytes))
+        preds = predecessors(graph)
+        taken = set(graph.actor_map()) | {c.sym_name.data for c in graph.channels()}
+
+        def options(layer: Layer) -> list:
+            return candidates(platform, layer, datatype, opp)
         for actor in list(graph.actors()):
             name = actor.sym_name.data
             layer = layers.get(name)
@@ -302,41 +365,21 @@ class MapPass(TransformPass):
                 report.assignment[name], report.cost_s[name] = "", 0.0
                 self._annotate(actor, "", "", 0.0)
                 continue
-            options = candidates(platform, layer, datatype, opp)
-            if not options:
-                runs = [pe.name for pe in platform.pes if pe.supports(layer.op)]
-                raise UnsupportedError(
-                    f"actor @{name} ({actor.kind.data}, operator '{layer.op}') cannot run on "
-                    f"{platform.name}: " + ("no PE lists the operator" if not runs else
-                                            f"{', '.join(runs)} cannot run this instance"),
-                    where=where,
-                    hint="pick another --target, or change the layer (kernel, groups)")
-            if name in pins:
-                used.add(name)
-            options = restrict(options, name, pins.get(name), allowed, platform, where)
-            unit, pe_name, c = sched.place(name, options, preds.get(name, []))
-            report.assignment[name], report.cost_s[name], report.notes[name] = unit, c.seconds, c.note
-            self._annotate(actor, unit, platform.pe(pe_name).kind, c.seconds)
-            rule = costmodel.native_kernel(platform.pe(pe_name), kernel_extent(layer)) \
-                if platform.pe(pe_name).kind == "conv-engine" else None
-            if rule is not None and rule.merge_on:
-                merge = _insert_merge(graph, actor, rule.jobs)
-                mname = merge.sym_name.data
-                mlayer = costmodel.merge_layer(layer, rule.jobs)
-                m_opts = [o for o in candidates(platform, mlayer, datatype, opp)
-                          if o[1] == rule.merge_on]
-                if mname in pins:
-                    used.add(mname)
-                m_opts = restrict(m_opts, mname, pins.get(mname), allowed, platform, where)
-                munit, _, mc = sched.place(mname, m_opts, [(name, 0)], transfers=False)
-                report.assignment[mname], report.cost_s[mname] = munit, mc.seconds
-                report.notes[mname] = f"merge of {rule.jobs} partial outputs"
-                self._annotate(merge, munit, platform.pe(rule.merge_on).kind, mc.seconds)
+            placed = place_actor(sched, name, layer, preds.get(name, []), options, pins, allowed,
+                                 where=where, kind=actor.kind.data,
+                                 merge_name=lambda n: csdf.unique_name(f"{n}_merge", taken))
+            used.update(p.actor for p in placed if p.actor in pins)
+            for p in placed:
+                report.assignment[p.actor], report.cost_s[p.actor] = p.unit, p.cost.seconds
+                report.notes[p.actor] = (f"merge of {p.merges} partial outputs" if p.merges
+                                         else p.cost.note)
+                node = _insert_merge(graph, actor, p.merges, p.actor, taken) if p.merges else actor
+                self._annotate(node, p.unit, platform.pe(p.pe).kind, p.cost.seconds)
         report.makespan_s = sched.makespan_s
         for ch in graph.channels():
             a = report.assignment.get(ch.src_name, "")
             b = report.assignment.get(ch.dst_name, "")
-            link = platform.link_between(pe_of[a], pe_of[b]) if a and b and a != b else None
+            link = link_of(platform, pe_of, a, b)
             ch.link = link.name if link else "local"
             row_bytes = max((v for _, v in ch.prod_runs), default=0) * ch.token_bytes
             ch.delay_ns = round(1e9 * transfer_s(

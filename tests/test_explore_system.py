@@ -1,4 +1,4 @@
-"""System-level exploration (explore/system.py): map's explicit assignment, the closed-form
+"""System-level exploration (explore/system/): map's explicit assignment, the closed-form
 estimate against the real pipeline, the search against the greedy default, mapping files, and
 `alohac explore-mapping` / `--mapping` end to end. Small models only; inception_v1 is in
 benchmarks/explore_system.py."""
@@ -15,8 +15,11 @@ from aloha_ir.context import make_context
 from aloha_ir.errors import InputFileError, PlacementError
 from aloha_ir.passmanager import PassManager
 from archdesc.loader import load_platform
-from explore.system import (MAPPING_FORMAT, SystemSpace, load_mapping, mapping_json, search,
-                            spearman)
+from explore.system.estimate import design_energy, estimate_design
+from explore.system.mapping_file import MAPPING_FORMAT, load_mapping, mapping_json
+from explore.system.refine import design_flow, refine_design
+from explore.system.search import search, spearman
+from explore.system.space import Design, SystemSpace
 from frontends.loader import load_model
 
 ARRUBIU = "neuraghe-arrubiu"
@@ -96,7 +99,7 @@ def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
         hit = rng.random(len(x)) < rate
         x[hit] = np.floor(rng.random(hit.sum()) * (upper[hit] + 1)).astype(int)
         d = space.decode(x)
-        if space.estimate(d).feasible and d not in out:
+        if estimate_design(space, d).feasible and d not in out:
             out.append(d)
     return out
 
@@ -104,7 +107,7 @@ def random_designs(space: SystemSpace, n: int, seed: int, rate: float = 0.3):
 def test_the_greedy_point_is_what_the_driver_computes(lenet):
     from flows.target import TargetFlow
     fig = TargetFlow(load_platform(ARRUBIU)).run(load_model("zoo:lenet5", {})).to_json()
-    point = lenet.refine(lenet.greedy_design())
+    point = refine_design(lenet, lenet.greedy_design())
     for key in ("latency_s", "period_s", "energy_j", "processors", "memory_bytes"):
         assert point[key] == fig[key]
     assert lenet.decode(lenet.encode(lenet.greedy_design())) == lenet.greedy_design()
@@ -117,8 +120,8 @@ def test_the_estimate_replays_the_map_pass(model):
     stream is that unit's, as here; times differ by map's rounding to nanoseconds)."""
     space = SystemSpace.load(model, load_platform(ARRUBIU))
     for d in random_designs(space, 6, seed=1):
-        e = space.estimate(d)
-        p = space.refine(d, e)
+        e = estimate_design(space, d)
+        p = refine_design(space, d, e)
         assert e.assignment == p.assignment
         assert e.processors == p["processors"]
         assert e.period_s <= p["period_s"] * (1 + 1e-4)
@@ -126,15 +129,73 @@ def test_the_estimate_replays_the_map_pass(model):
         assert e.energy_j == pytest.approx(p["energy_j"], rel=1e-4)
 
 
+def test_the_estimate_and_map_place_every_actor_with_one_function(lenet, monkeypatch):
+    """A pinned split actor (pinned to a PE) and a restricted unit set, where a re-implemented
+    placement could differ from map's: both call passes.map.place_actor, with the same pin and
+    allowed units for every actor, and it places each the same way."""
+    import explore.system.estimate
+    import passes.map
+    calls: dict[str, list] = {"estimate": [], "map": []}
+
+    def spy(record, real):
+        def place_actor(sched, name, layer, preds, options, pins, allowed, **kw):
+            placed = real(sched, name, layer, preds, options, pins, allowed, **kw)
+            record.append((name, pins.get(name), sorted(allowed) if allowed else None,
+                           [(p.actor, p.unit, p.pe) for p in placed]))
+            return placed
+        return place_actor
+    monkeypatch.setattr(explore.system.estimate, "place_actor",
+                        spy(calls["estimate"], passes.map.place_actor))
+    monkeypatch.setattr(passes.map, "place_actor", spy(calls["map"], passes.map.place_actor))
+    design = Design((("conv7", 1), ("conv12", 2), ("fc18", 2), ("fc22", 1), ("fc26", 1)),
+                    (("conv7", "ce"), ("conv12", "arm")), ("ce0", "arm0"), None)
+    e = estimate_design(lenet, design)
+    p = refine_design(lenet, design, e)
+    assert calls["estimate"] and sorted(calls["estimate"]) == sorted(calls["map"])
+    pinned = {c[0]: c for c in calls["map"] if c[1]}
+    assert pinned["conv12_p0"][1:] == ("arm", ["arm0", "ce0"], [("conv12_p0", "arm0", "arm")])
+    assert e.assignment == p.assignment and p.assignment["conv7"] == "ce0"
+
+
+def test_the_estimate_places_a_conv_engines_merge_as_map_does():
+    """resnet18's 7x7 conv on NEURAghe runs as four 5x5 jobs and a merge actor on an ARM core:
+    place_actor places the merge for the estimate as for map."""
+    space = SystemSpace.load("zoo:resnet18", load_platform("neuraghe-losa"))
+    design = space.greedy_design()
+    e = estimate_design(space, design)
+    p = refine_design(space, design, e)
+    merges = [a for a in e.assignment if a.endswith("_merge")]
+    assert len(merges) == 1 and e.assignment[merges[0]].startswith("arm")
+    assert e.assignment == p.assignment
+
+
+def test_the_estimated_energy_is_analyze_energys_on_the_same_schedule():
+    """analyze-energy's own formula: given the refined design's schedule (period, busy seconds
+    per unit) and map's assignment, the estimate's energy is the refinement's analyze-energy
+    figure, link transfers included (Orlando's links spend energy per byte)."""
+    from aloha_ir.weights import clone_with_weights
+    space = SystemSpace.load("zoo:lenet5", load_platform("orlando"))
+    moved = 0.0
+    for d in random_designs(space, 4, seed=2):
+        report = design_flow(space, d).run(clone_with_weights(space.source))
+        busy = {u: usage.busy_s for u, usage in report.schedule.per_pe.items()}
+        got = design_energy(space, d, report.mapping.assignment, report.schedule.period_s, busy)
+        assert (got.static_j, got.dynamic_j) == (report.energy.static_j, report.energy.dynamic_j)
+        assert got.transfer_j == pytest.approx(report.energy.transfer_j, rel=1e-12)
+        assert got.energy_j == pytest.approx(report.energy.energy_j, rel=1e-12)
+        moved += got.transfer_j
+    assert moved > 0
+
+
 def test_estimate_ranks_designs_like_the_self_timed_schedule(lenet):
     """Measured on 12 designs: the row-pipelined estimate ranks them as the self-timed latency
     does (rho >= 0.9; 0.99 when written), and at least as well as the list schedule's makespan."""
     est, makespan, real = [], [], []
     for d in random_designs(lenet, 12, seed=0):
-        e = lenet.estimate(d)
+        e = estimate_design(lenet, d)
         est.append(e.latency_s)
         makespan.append(e.makespan_s)
-        real.append(lenet.refine(d, e)["latency_s"])
+        real.append(refine_design(lenet, d, e)["latency_s"])
     rho, rho_makespan = spearman(est, real), spearman(makespan, real)
     print(f"lenet5 on {ARRUBIU}: Spearman estimate {rho:.3f}, makespan {rho_makespan:.3f}")
     assert rho >= 0.9 and rho >= rho_makespan - 1e-9

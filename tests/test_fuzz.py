@@ -511,7 +511,7 @@ def _valid_mapping(work) -> dict:
     actor after partition pinned to a core."""
     from aloha_ir.context import make_context
     from archdesc.loader import load_platform
-    from explore.system import MAPPING_FORMAT
+    from explore.system.mapping_file import MAPPING_FORMAT
     module = import_model(tiny_onnx(), source=str(work / "tiny.onnx"))
     ctx = make_context()
     ctx.target = load_platform("host-cpu")

@@ -134,7 +134,7 @@ def test_a_pipeline_that_names_map_gets_no_partition_it_did_not_ask_for():
 
 def test_a_mapping_file_whose_predicted_is_a_list_is_an_input_error(tmp_path, capsys):
     """Before: TypeError in dict(list) (exit 1)."""
-    from explore.system import MAPPING_FORMAT
+    from explore.system.mapping_file import MAPPING_FORMAT
     path = tmp_path / "mapping.json"
     path.write_text(json.dumps({"format": MAPPING_FORMAT, "model": "zoo:lenet5",
                                 "platform": "host-cpu", "partition": {}, "assignment": {},

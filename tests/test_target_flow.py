@@ -121,12 +121,14 @@ def test_the_flows_report_is_what_analyze_target_prints(platform, capsys):
 def test_the_explorers_refinement_is_what_analyze_mapping_reports(tmp_path, capsys):
     """A design that splits, pins a split actor to a PE (a pin the flow applies to each part) and
     drops a unit: the explorer's figures equal the driver's for the mapping file it writes."""
-    from explore.system import MAPPING_FORMAT, Design, SystemSpace
+    from explore.system.mapping_file import MAPPING_FORMAT
+    from explore.system.refine import refine_design
+    from explore.system.space import Design, SystemSpace
     arrubiu = "neuraghe-arrubiu"
     space = SystemSpace.load("zoo:lenet5", load_platform(arrubiu))
     design = Design((("conv7", 2), ("conv12", 4), ("fc18", 2), ("fc22", 1), ("fc26", 1)),
                     (("conv7", "ce"), ("conv12", "arm")), ("ce0", "arm0", "arm1"), None)
-    point = space.refine(design)
+    point = refine_design(space, design)
     assert {point.assignment[f"conv12_p{k}"] for k in range(4)} <= {"arm0", "arm1"}
     assert "ce1" not in point.assignment.values()
     path = tmp_path / "mapping.json"
@@ -141,7 +143,7 @@ def test_the_explorers_refinement_is_what_analyze_mapping_reports(tmp_path, caps
 
 
 def test_a_mapping_that_does_not_fit_the_model_is_a_mapping_mismatch(tmp_path, capsys):
-    from explore.system import MAPPING_FORMAT, load_mapping
+    from explore.system.mapping_file import MAPPING_FORMAT, load_mapping
     path = tmp_path / "mapping.json"
     path.write_text(json.dumps({
         "format": MAPPING_FORMAT, "model": "zoo:lenet5", "platform": "host-cpu", "bits": 32,

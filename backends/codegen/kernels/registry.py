@@ -13,7 +13,7 @@ from backends.codegen.context import BuildContext
 from backends.codegen.view import ActorView
 
 # (context, the actor's view, its nn block, the output channels [lo, hi) of a split actor or None)
-RecordBuilder = Callable[[BuildContext, ActorView, nn.NnOp, "tuple[int, int] | None"], None]
+RecordBuilder = Callable[[BuildContext, ActorView, nn.NnOp, tuple[int, int] | None], None]
 
 KERNEL_RECORDS: dict[type[nn.NnOp], RecordBuilder] = {}
 

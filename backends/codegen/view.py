@@ -13,8 +13,22 @@ from aloha_ir import fixedpoint as fp
 from backends.codegen.names import c_float
 
 
+class TokenBuffer:
+    """A buffer of elements of `storage`, `per_token` elements a token (a FIFO, an input window);
+    a subclass says how many `elements` it holds."""
+
+    @property
+    def elem(self) -> int:
+        """Bytes of one token."""
+        return self.storage.nbytes * self.per_token
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * self.storage.nbytes
+
+
 @dataclass
-class FifoView:
+class FifoView(TokenBuffer):
     index: int
     name: str
     cname: str
@@ -28,20 +42,12 @@ class FifoView:
     per_token: int = 1  # elements per token (a merge's: one partial sum per job)
 
     @property
-    def elem(self) -> int:
-        return self.storage.nbytes * self.per_token
-
-    @property
     def elements(self) -> int:
         return max(1, self.capacity) * self.per_token
 
-    @property
-    def nbytes(self) -> int:
-        return self.elements * self.storage.nbytes
-
 
 @dataclass
-class PortView:
+class PortView(TokenBuffer):
     fifo: int
     reuse: int  # fifo index of the reuse self-loop, or -1
     row_tokens: int
@@ -59,16 +65,8 @@ class PortView:
     per_token: int = 1
 
     @property
-    def elem(self) -> int:
-        return self.storage.nbytes * self.per_token
-
-    @property
     def elements(self) -> int:
         return self.window_rows * self.row_tokens * self.per_token
-
-    @property
-    def nbytes(self) -> int:
-        return self.elements * self.storage.nbytes
 
 
 @dataclass

@@ -3,7 +3,7 @@
 A backend is a class registered under the entry-point group `aloha.backends` (so a platform can live
 in another package). It names its default platform and the passes it needs (`extra_passes`, which
 flows.target.TargetFlow runs), and owns a directory of Jinja2 templates. Generation is two steps,
-on purpose: `view()` builds a plain codegen view from the mapped csdf graph (backends/codegen.py:
+on purpose: `view()` builds a plain codegen view from the mapped csdf graph (backends/codegen/:
 buffers, FIFOs, per-PE static orders, firings, weights, power knobs), and templates render that
 view; templates never walk the IR. Templates are looked up in the
 backend's own directory first, then in each base class's, then in the common ones

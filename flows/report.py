@@ -100,7 +100,7 @@ def sparsity(cost, schedule, platform: str) -> dict | None:
     Nothing, on every platform here: no processing-element kind skips zero weights (archdesc's
     cost model charges every MAC: NEURAghe's and Orlando's engines multiply every weight of a
     kernel in their SoP grid, and the generated cpu kernels loop over all weights), and the
-    generated code stores weights dense (backends/codegen.py). So latency, energy and memory stay
+    generated code stores weights dense (backends/codegen/). So latency, energy and memory stay
     the dense model's, and the report says so. Kernels removed by activity pruning are not
     weights "pruned" here: they are gone from the shapes, which every figure follows."""
     if not cost.params_pruned:

@@ -117,7 +117,7 @@ class FixedReference:
         for i, op in enumerate(self.graph.ops):
             if isinstance(op, (nn.ConstOp, nn.InputOp, nn.OutputOp)):
                 continue
-            kernel = _KERNELS.get(type(op))
+            kernel = KERNELS.get(type(op))
             if kernel is None:
                 raise UnsupportedError(f"{op.name} has no fixed-point reference kernel",
                                        where=op_label(op, i))
@@ -354,7 +354,8 @@ def _reduce_mean(ref, op: nn.ReduceMeanOp, env):
     return fp.to_fixed(y, fp.format_of(op.output))
 
 
-_KERNELS = {
+# each nn op's numpy fixed-point kernel (tests/test_op_coverage.py checks that every op has one)
+KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.BatchNormOp: _bn, nn.MulOp: _mul, nn.AddOp: _add,
     nn.PoolOp: _pool, nn.ConcatOp: _concat, nn.ActOp: _act, nn.LrnOp: _lrn, nn.PadOp: _pad,
     nn.ResizeOp: _resize, nn.ReduceMeanOp: _reduce_mean,

@@ -96,7 +96,7 @@ def _symbols(exe: str) -> dict[str, tuple[str, int]]:
     return found
 
 
-SYMBOL_PARTS = {  # what each part of the report is, by the generated names (backends/codegen.py)
+SYMBOL_PARTS = {  # what each part of the report is, by the generated names (backends/codegen/)
     "parameter_bytes": r"w\d+_.*",
     "buffer_bytes": r"f\d+_.*_buf",
     "window_bytes": r"a\d+_.*_win\d+",

@@ -104,7 +104,7 @@ class FixedGraphModule(torch.nn.Module):
                 if fp.format_of(op.results[0]) is None:
                     raise UnsupportedError(f"{op.name} {op_label(op, i)} is not quantized",
                                            hint="run the quantize pass first")
-                if type(op) not in _KERNELS and not isinstance(op, nn.InputOp):
+                if type(op) not in KERNELS and not isinstance(op, nn.InputOp):
                     raise UnsupportedError(f"{op.name} has no fixed-point kernel",
                                            where=op_label(op, i))
         self.skip_softmax = None
@@ -145,7 +145,7 @@ class FixedGraphModule(torch.nn.Module):
                 return dequantize(env[v], self.frac(v)).to(torch.float32)
             if op is self.skip_softmax:
                 continue
-            env[op.results[0]] = _KERNELS[type(op)](self, op, env)
+            env[op.results[0]] = KERNELS[type(op)](self, op, env)
         raise AssertionError("nn.graph without nn.output")
 
     def integers(self, *xs: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -158,7 +158,7 @@ class FixedGraphModule(torch.nn.Module):
             if isinstance(op, nn.InputOp):
                 out[op_label(op, i)] = env[op.output]
             elif not isinstance(op, (nn.ConstOp, nn.OutputOp)):
-                env[op.results[0]] = _KERNELS[type(op)](self, op, env)
+                env[op.results[0]] = KERNELS[type(op)](self, op, env)
                 out[op_label(op, i)] = env[op.results[0]]
         return out
 
@@ -351,7 +351,8 @@ def _reduce_mean(m, op: nn.ReduceMeanOp, env):
     return to_fixed(y, fp.format_of(op.output))
 
 
-_KERNELS = {
+# each nn op's torch fixed-point kernel (tests/test_op_coverage.py checks that every op has one)
+KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.BatchNormOp: _bn, nn.MulOp: _mul, nn.AddOp: _add,
     nn.PoolOp: _pool, nn.ConcatOp: _concat, nn.ActOp: _act, nn.LrnOp: _lrn, nn.PadOp: _pad,
     nn.ResizeOp: _resize, nn.ReduceMeanOp: _reduce_mean,

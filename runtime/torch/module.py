@@ -104,7 +104,7 @@ class GraphModule(torch.nn.Module):
         self._resize = {op: [torch.from_numpy(resize_matrix(op, a)).to(dtype) for a in (2, 3)]
                         for op in self.ops if isinstance(op, nn.ResizeOp)}
         for op in self.ops:
-            if type(op) not in _FLOAT_KERNELS and not isinstance(op, (nn.InputOp, nn.OutputOp)):
+            if type(op) not in FLOAT_KERNELS and not isinstance(op, (nn.InputOp, nn.OutputOp)):
                 raise UnsupportedError(f"{op.name} has no torch kernel", where=self.labels[op])
 
     # --- values ----------------------------------------------------------------------------------
@@ -139,7 +139,7 @@ class GraphModule(torch.nn.Module):
             if op is self.skip_softmax:
                 env[op.output] = get(op.input)
                 continue
-            y = _FLOAT_KERNELS[type(op)](self, op, [get(v) for v in op.operands])
+            y = FLOAT_KERNELS[type(op)](self, op, [get(v) for v in op.operands])
             name = self.labels[op]
             if name in self.act_fns:
                 y = self.act_fns[name](y)
@@ -318,7 +318,8 @@ def _dropout(m, op: nn.DropoutOp, xs):
     return F.dropout(xs[0], op.prop_float("ratio"), training=m.training)
 
 
-_FLOAT_KERNELS = {
+# each nn op's torch float kernel (tests/test_op_coverage.py checks that every op has one)
+FLOAT_KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.PoolOp: _pool, nn.BatchNormOp: _bn, nn.AddOp: _add,
     nn.MulOp: _mul, nn.ConcatOp: _concat, nn.ActOp: _actop, nn.LrnOp: _lrn,
     nn.ReshapeOp: _reshape, nn.FlattenOp: _flatten, nn.TransposeOp: _transpose,

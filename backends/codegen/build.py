@@ -1,0 +1,115 @@
+"""build_view: walk the mapped csdf graph once and return the CodegenView its templates render."""
+
+from __future__ import annotations
+
+import math
+
+from aloha_ir import fixedpoint as fp
+from aloha_ir import rle
+from aloha_ir.analysis import repetition
+from aloha_ir.dialects import csdf, nn
+from aloha_ir.errors import UnsupportedError
+from backends.codegen.context import BuildContext
+from backends.codegen.kernels import kernel_record
+from backends.codegen.names import c_identifier
+from backends.codegen.ports import input_ports, mark_batch_items
+from backends.codegen.threads import unit_threads
+from backends.codegen.view import ActorView, CodegenView, FifoView, IoView
+from passes.analyze_memory import Deployment, channel_storage
+from passes.convert_nn_to_csdf import plan_block
+
+
+def build_view(module, platform, *, weights: str = "file",
+               fifo_override: dict[str, int] | None = None) -> CodegenView:
+    graphs = csdf.csdf_graphs(module)
+    if len(graphs) != 1:
+        raise UnsupportedError(f"code generation needs one mapped csdf.graph, found {len(graphs)}",
+                               hint="compile a single network")
+    graph = graphs[0]
+    if graph.channels()[0].buffer is None:
+        raise UnsupportedError("the csdf graph has no FIFO sizes", hint="run analyze-schedule")
+    b = BuildContext(module, graph)
+    phases, edges = graph.dataflow_graph()
+    q = repetition(phases, edges).firings
+    for a, n in q.items():
+        if n != phases[a]:
+            raise UnsupportedError(f"actor @{a} fires {n} times per frame over {phases[a]} phases;"
+                                   " the generator handles one phase cycle per frame")
+    datatype = graph.datatype or platform.default_datatype
+    if not b.fixed and datatype != "f32":
+        raise UnsupportedError(f"the model is float but {platform.name} deploys {datatype} (it has "
+                               "no float data type): the generated code would not be what the "
+                               "report predicts", hint="quantize it first (alohac quantize MODEL "
+                               "--data DATA), or let alohac compile --target quantize it")
+    dep = Deployment(datatype, b.fixed)
+    actor_map = graph.actor_map()
+    fifo_override = dict(fifo_override or {})
+    fifos, fifo_index = [], {}
+    for i, ch in enumerate(graph.channels()):
+        name = ch.sym_name.data
+        analysed = ch.buffer
+        cap = fifo_override.pop(name, analysed)
+        most = max(max(rle.expand(ch.prod_runs)), max(rle.expand(ch.cons_runs)))
+        storage, per_token = channel_storage(ch, actor_map, b.blocks, dep)
+        fifos.append(FifoView(i, name, c_identifier(name, i, "f"), ch.src_name, ch.dst_name, cap,
+                              analysed, ch.is_self_loop, most, storage, per_token))
+        fifo_index[name] = i
+    if fifo_override:
+        raise UnsupportedError(f"no channel {', '.join(fifo_override)} to resize")
+    actors: list[ActorView] = []
+    index = {a.sym_name.data: i for i, a in enumerate(graph.actors())}
+    inputs, outputs = [], []
+    for i, actor in enumerate(graph.actors()):
+        name = actor.sym_name.data
+        block = actor.block_in(b.blocks)
+        kind = actor.kind.data
+        boundary = kind in ("input", "output", "gather", "merge")
+        plan = plan_block(block) if block is not None and not boundary else None
+        outs = [fifo_index[c.sym_name.data] for c in graph.channels()
+                if c.src_name == name and not c.is_self_loop]
+        prods = {tuple(rle.expand(c.prod_runs)) for c in graph.channels()
+                 if c.src_name == name and not c.is_self_loop}
+        if len(prods) > 1:
+            raise UnsupportedError(f"actor @{name} produces differently on its outputs")
+        prod = list(prods.pop()) if prods else [0] * actor.phase_count
+        ports = input_ports(graph, actor, fifo_index, plan)
+        for p in ports:
+            p.storage, p.per_token = fifos[p.fifo].storage, fifos[p.fifo].per_token
+        view = ActorView(i, name, c_identifier(name, i), kind, "", actor.pe or "",
+                         actor.pe_kind or "", actor.phase_count, ports, outs, prod,
+                         block=actor.block_name, cost_s=actor.cost_s or 0.0,
+                         work=rle.total(actor.work_runs))
+        if outs:
+            view.out, view.out_per_token = fifos[outs[0]].storage, fifos[outs[0]].per_token
+        kernel_record(b, view, actor, block)
+        mark_batch_items(view, actor, block, plan)
+        if kind == "input":
+            inputs.append(view)
+        elif kind == "output":
+            outputs.append(view)
+        actors.append(view)
+    if len(inputs) != 1 or len(outputs) != 1:
+        raise UnsupportedError(f"the generated program streams one input and one output; the model"
+                               f" has {len(inputs)} input(s) and {len(outputs)} output(s)",
+                               hint="compile a model with one input and one output")
+    threads = unit_threads(graph, actors, fifos, index, platform)
+    return CodegenView(
+        graph.sym_name.data.removesuffix("_csdf"), platform.name, datatype, b.fixed, weights,
+        actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
+        _io(b, outputs[0], False), graph.latency_s or 0.0, graph.period_s or 0.0)
+
+
+def _io(b: BuildContext, actor: ActorView, is_input: bool) -> IoView:
+    if is_input:
+        op = next(o for o in b.nn_graph.ops if isinstance(o, nn.InputOp))
+        v = op.output
+    else:
+        out = b.nn_graph.ops.last
+        v = out.operands[0]
+    shape = nn.shape_of(v)
+    low = high = None
+    if is_input:
+        if op.value_range is not None:
+            low, high = nn.floats(op.value_range)[:2]
+    return IoView(actor.index, shape, math.prod(shape), fp.format_of(v), low, high)
+

@@ -1,0 +1,87 @@
+"""Every nn op of the dialect has an entry in each per-op table keyed by op class: the C kernel
+record (backends/codegen/kernels), the numpy fixed-point reference, the torch fixed-point and the
+torch float executors. An op added to the dialect without one fails here, naming the op and the
+table; an op that needs none, or lacks one for a known reason, is listed below with why. (The ONNX
+export and the row plan, backends/onnx/export.py's `emit` and convert_nn_to_csdf's `plan_block`,
+are if-chains over op classes, not tables, so this walk does not see them.)"""
+
+import pytest
+
+from aloha_ir.dialects import nn
+
+DIALECT_OPS = list(nn.NN.operations)
+
+# Ops that compute nothing in a frame, so no table has (or needs) an entry for them.
+NEEDS_NO_KERNEL = {
+    nn.GraphOp: "the container of the others",
+    nn.InputOp: "the network's input: the csdf input actor streams it in, the executors take it",
+    nn.OutputOp: "the network's output: the csdf output actor streams it out",
+    nn.ConstOp: "a weight: the kernel records put it in the weights blob, the executors read it "
+                "from the weight store",
+}
+
+# Ops a table lacks today, by table. An op listed here that gains an entry fails the test as
+# stale, so the list cannot outlive its reason.
+C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 item 3 adds them
+    nn.TransposeOp: "no kernel in aloha_kernels.c",
+    nn.PadOp: "no kernel in aloha_kernels.c",
+    nn.ResizeOp: "no kernel in aloha_kernels.c",
+    nn.ReduceMeanOp: "no kernel in aloha_kernels.c",
+}
+
+
+def _c_kernel_records():
+    from backends.codegen import KERNEL_RECORDS
+    return KERNEL_RECORDS
+
+
+def _reference_kernels():
+    from runtime.reference import KERNELS
+    return KERNELS
+
+
+def _torch_fixed_kernels():
+    from runtime.torch.fixed import KERNELS
+    return KERNELS
+
+
+def _torch_float_kernels():
+    from runtime.torch.module import FLOAT_KERNELS
+    return FLOAT_KERNELS
+
+
+# one row per concern: (where the table is, how to load it, the ops it lacks today)
+CONCERNS = {
+    "C kernel record": ("backends.codegen.KERNEL_RECORDS", _c_kernel_records, C_KERNEL_GAPS),
+    "fixed-point reference kernel": ("runtime.reference.KERNELS", _reference_kernels, {}),
+    "torch fixed-point kernel": ("runtime.torch.fixed.KERNELS", _torch_fixed_kernels, {}),
+    "torch float kernel": ("runtime.torch.module.FLOAT_KERNELS", _torch_float_kernels, {}),
+}
+
+
+@pytest.mark.parametrize("concern", CONCERNS)
+def test_every_nn_op_has_an_entry(concern):
+    where, load, gaps = CONCERNS[concern]
+    table = load()
+    missing = [op.name for op in DIALECT_OPS
+               if op not in table and op not in NEEDS_NO_KERNEL and op not in gaps]
+    assert not missing, f"no {concern} for {', '.join(missing)}: add one to {where}, or list the " \
+        "op in tests/test_op_coverage.py with the reason it has none"
+    stale = [op.name for op in gaps if op in table]
+    assert not stale, f"{', '.join(stale)} now has a {concern}: drop it from the gaps of " \
+        "tests/test_op_coverage.py"
+    needless = [op.name for op in NEEDS_NO_KERNEL if op in table]
+    assert not needless, f"{', '.join(needless)} has a {concern} although listed as needing none"
+    foreign = [getattr(op, "name", repr(op)) for op in table if op not in DIALECT_OPS]
+    assert not foreign, f"{where} has entries for ops outside the nn dialect: {foreign}"
+
+
+def test_a_missing_entry_is_named(monkeypatch):
+    """The failure names the op and the table (what a developer adding an op reads)."""
+    table = dict(_c_kernel_records())
+    del table[nn.LrnOp]
+    monkeypatch.setitem(CONCERNS, "C kernel record",
+                        ("backends.codegen.KERNEL_RECORDS", lambda: table, C_KERNEL_GAPS))
+    with pytest.raises(AssertionError, match=r"no C kernel record for nn\.lrn: add one to "
+                                             r"backends\.codegen\.KERNEL_RECORDS"):
+        test_every_nn_op_has_an_entry("C kernel record")

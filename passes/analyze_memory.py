@@ -1,6 +1,6 @@
 """`analyze-memory`: what the deployed program holds, part by part, and whether it fits.
 
-The figures are the data the generated program allocates statically (backends/codegen.py
+The figures are the data the generated program allocates statically (backends/codegen/
 allocates exactly these; `ALOHA_MEMORY=1` makes the program print its own sizeof of each part;
 the runtime's descriptors -- FIFO and actor structs, timing samples -- and the stack are not
 counted):
@@ -85,7 +85,7 @@ def human(n: float) -> str:
 
 
 # ---------------------------------------------------------------------------------------------------
-# storage rules (the generated program follows them; backends/codegen.py imports these)
+# storage rules (the generated program follows them; backends/codegen/ imports these)
 
 
 class Deployment:
@@ -136,7 +136,7 @@ def channel_storage(channel: csdf.ChannelOp, actors: dict[str, csdf.ActorOp], bl
 
 
 # blocks whose kernels mix the channels of one item: at batch N > 1 the generated program runs
-# them (and the gathers of split actors) once per item of a batch (backends/codegen.py)
+# them (and the gathers of split actors) once per item of a batch (backends/codegen/)
 PER_ITEM_BLOCKS = (nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.BatchNormOp, nn.ConcatOp,
                    nn.LrnOp, nn.ChannelShuffleOp)
 

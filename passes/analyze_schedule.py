@@ -139,7 +139,7 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
             a.start_s = starts.get(name, 0.0)
             a.end_s = ends.get(name, 0.0)
     # a FIFO must hold what either regime needs: the generated program runs each unit's firings
-    # in the one-frame order, frame after frame (backends/codegen.py explains why that suffices)
+    # in the one-frame order, frame after frame (backends/codegen/ explains why that suffices)
     buffers = {c: max(n, one.max_tokens[c]) for c, n in stream.max_tokens.items()}
     if annotate:
         for c in graph.channels():

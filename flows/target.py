@@ -51,6 +51,25 @@ class Placement:
     model: str = ""
 
 
+def _refreshed(passes: list[ModulePass], stages: list[ModulePass]) -> list[ModulePass]:
+    """`passes` with each of the flow's analyses run again right after the last transform that
+    left its last run stale (a user's analyze-schedule before their second map): the report
+    describes the IR the pipeline leaves. The user's options of that analysis are kept."""
+    from aloha_ir.analysis import NN, NN_ANY, PRESERVE_NONE
+    out = list(passes)
+    for stage in reversed(stages):  # inserted at one place, they keep the flow's order
+        runs = [i for i, p in enumerate(passes) if p.name == stage.name]
+        if not runs or not getattr(stage, "preserves", PRESERVE_NONE).everything:
+            continue  # not run, or a transform (nothing to refresh)
+        level = "nn" if stage.requirements().level in (NN, NN_ANY) else "csdf"
+        stale = [i for i in range(runs[-1] + 1, len(passes))
+                 if not getattr(passes[i], "preserves", PRESERVE_NONE).keeps(stage.name, level)]
+        if stale:
+            at = next(k for k, p in enumerate(out) if p is passes[stale[-1]]) + 1
+            out.insert(at, passes[runs[-1]])
+    return out
+
+
 @dataclass(frozen=True)
 class TargetFlow:
     """Compile for `platform` (see the module docstring): `bits` the deployment precision of a
@@ -114,7 +133,7 @@ class TargetFlow:
                 out += [s for s in stages[done:k] if s.name not in skip]
                 done = k
             out.append(p)
-        return out + [s for s in stages[done:] if s.name not in skip]
+        return _refreshed(out + [s for s in stages[done:] if s.name not in skip], stages)
 
     def context(self):
         """A context with the platform as the target."""

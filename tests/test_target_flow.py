@@ -162,3 +162,25 @@ def test_a_mapping_that_does_not_fit_the_model_is_a_mapping_mismatch(tmp_path, c
     with pytest.raises(PlacementError) as e:
         built.run(load_model("zoo:lenet5", {}))
     assert not isinstance(e.value, MappingMismatch) and e.value.exit_code == 8
+
+
+def test_a_user_analysis_a_later_transform_made_stale_is_run_again_for_the_report(capsys):
+    """Issue 19's reproducer 1 through the driver: the user's analyze-schedule ran before their
+    second map, so the report's schedule, memory and energy must come from a run after it (the
+    same figures as a pipeline that maps with `fastest` only), not from the first mapping, and not
+    a refusal."""
+    def figures(pipeline: str) -> dict:
+        assert main(["analyze", "zoo:lenet5", "--target", "neuraghe-losa", "-p", pipeline,
+                     "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+    lowered = "canonicalize,analyze-cost,convert-nn-to-csdf"
+    stale = figures(f"{lowered},map{{strategy=greedy}},analyze-schedule,map{{strategy=fastest}},"
+                    "analyze-memory,analyze-energy")
+    fresh = figures(f"{lowered},map{{strategy=fastest}}")
+    greedy = figures(f"{lowered},map{{strategy=greedy}}")
+    assert stale == fresh != greedy
+    names = [p.name for p in TargetFlow(load_platform("neuraghe-losa")).passes(parsed(
+        f"{lowered},map{{strategy=greedy}},analyze-schedule,map{{strategy=fastest}}"))]
+    assert names == ["canonicalize", "analyze-cost", "convert-nn-to-csdf", "map",
+                     "analyze-schedule", "map", "analyze-schedule", "analyze-memory",
+                     "analyze-energy", "analyze-processors"]

@@ -19,6 +19,7 @@ port): the one change the lowering makes to its source is to name the blocks tha
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from xdsl.context import Context
@@ -31,6 +32,7 @@ from aloha_ir.analysis import CSDF, NN, NN_ANY, Requires, preserves_level
 from aloha_ir.dialects import csdf
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
+from aloha_ir.optable import registrar
 from aloha_ir.passmanager import TransformPass
 
 # elementary operations per output element of elementwise operators (an estimate the cost models
@@ -171,76 +173,130 @@ def _pad_ranges(mode: str, h_in: int, h_out: int, top: int) -> list[rowflow.Rang
     return out
 
 
+# (the block, its activation inputs, its output shape) -> its plan
+RowPlanRule = Callable[[Operation, list[SSAValue], tuple[int, ...]], _Plan]
+
+ROW_PLANS: dict[type[nn.NnOp], RowPlanRule] = {}
+
+# `@row_plan(nn.ConvOp)`: the decorated function plans the nn op classes named
+row_plan = registrar(ROW_PLANS, "row plan")
+
+
 def plan_block(op: Operation) -> _Plan:
-    ins = _activation_inputs(op)
+    """Which input rows each firing of `op`'s actor reads, and its rates, by its rule in
+    ROW_PLANS."""
+    rule = ROW_PLANS.get(type(op))
+    if rule is None:
+        raise UnsupportedError(f"convert-nn-to-csdf has no rule for {op.name}",
+                               where=nn.block_label(op) or op.name)
     out_shape = nn.shape_of(op.results[0]) if op.results else ()
-    if isinstance(op, nn.InputOp):
-        rows, t = rowflow.rows_of(out_shape)
-        return _Plan("input", rows, [], True, ((rows, t),), ((rows, 0),))
-    if isinstance(op, nn.ConvOp):
-        kernel, strides, pads, dilations = op.window()
-        w = nn.shape_of(op.weight)
-        return _window(op, op.input, f"conv{kernel[0]}x{kernel[1]}", kernel, strides, pads,
-                       dilations, w[1] * w[2] * w[3])
-    if isinstance(op, nn.PoolOp):
-        kind = op.kind.data
-        if op.is_global:
-            return _whole(ins, f"{kind}pool", 1)
-        kernel, strides, pads, dilations = op.window()
-        return _window(op, op.input, f"{kind}pool{kernel[0]}x{kernel[1]}", kernel, strides, pads,
-                       dilations, kernel[0] * kernel[1])
-    if isinstance(op, nn.DenseOp):
-        n, m = out_shape
-        k = nn.shape_of(op.weight)[1]
-        return _whole(ins, "dense", 0, final=(n * m, n * m * k))
-    if isinstance(op, nn.ActOp):
-        kind = op.kind.data
-        axis = op.prop_int("axis", 1)
-        if kind == "softmax" and (len(out_shape) != 4 or axis != 1):
-            return _whole(ins, "softmax", ELEMENT_OPS["softmax"])
-        return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
-    if isinstance(op, nn.LrnOp):
-        return _elementwise(op, ins, "lrn", op.prop_int("size") + 2)
-    if isinstance(op, (nn.AddOp, nn.MulOp, nn.BatchNormOp, nn.ChannelShuffleOp, nn.DropoutOp)):
-        kind = op.name.split(".")[1]
-        return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
-    if isinstance(op, nn.ConcatOp):
-        if len(out_shape) == 4 and op.prop_int("axis") == 2:
-            rows_out, t_out = rowflow.rows_of(out_shape)
-            inputs, offset = [], 0
-            for v in op.inputs:
-                h = nn.shape_of(v)[2]
-                inputs.append((v, rowflow.shifted_ranges(h, rows_out, offset)))
-                offset += h
-            times, work = _per_row(rows_out, t_out, 0)
-            return _Plan("concat", rows_out, inputs, True, times, work)
-        return _elementwise(op, ins, "concat", 0)
-    if isinstance(op, nn.ReduceMeanOp):
-        axes = set(op.prop_ints("axes"))
-        if len(out_shape) == 4 and op.prop_int("keepdims", 1) and 2 not in axes:
-            rows_out, t_out = rowflow.rows_of(out_shape)
-            t_in = rowflow.rows_of(nn.shape_of(op.input))[1]
-            return _Plan("reduce_mean", rows_out, [(op.input, rowflow.aligned_ranges(
-                rows_out, rows_out))], True, ((rows_out, t_out),), ((rows_out, t_in),))
-        return _whole(ins, "reduce_mean", 1)
-    if isinstance(op, nn.PadOp):
-        x = nn.shape_of(op.input)
-        if len(x) == 4:
-            pads = op.prop_ints("pads")
-            rows_out, t_out = rowflow.rows_of(out_shape)
-            ranges = _pad_ranges(op.mode.data, x[2], rows_out, pads[2])
-            times, work = _per_row(rows_out, t_out, 0)
-            return _Plan("pad", rows_out, [(op.input, ranges)], True, times, work)
-        return _whole(ins, "pad", 0)
-    if isinstance(op, nn.ResizeOp):
+    return rule(op, _activation_inputs(op), out_shape)
+
+
+@row_plan(nn.InputOp)
+def input_plan(op: nn.InputOp, ins: list[SSAValue], out_shape) -> _Plan:
+    rows, t = rowflow.rows_of(out_shape)
+    return _Plan("input", rows, [], True, ((rows, t),), ((rows, 0),))
+
+
+@row_plan(nn.ConvOp)
+def conv_plan(op: nn.ConvOp, ins: list[SSAValue], out_shape) -> _Plan:
+    kernel, strides, pads, dilations = op.window()
+    w = nn.shape_of(op.weight)
+    return _window(op, op.input, f"conv{kernel[0]}x{kernel[1]}", kernel, strides, pads,
+                   dilations, w[1] * w[2] * w[3])
+
+
+@row_plan(nn.PoolOp)
+def pool_plan(op: nn.PoolOp, ins: list[SSAValue], out_shape) -> _Plan:
+    kind = op.kind.data
+    if op.is_global:
+        return _whole(ins, f"{kind}pool", 1)
+    kernel, strides, pads, dilations = op.window()
+    return _window(op, op.input, f"{kind}pool{kernel[0]}x{kernel[1]}", kernel, strides, pads,
+                   dilations, kernel[0] * kernel[1])
+
+
+@row_plan(nn.DenseOp)
+def dense_plan(op: nn.DenseOp, ins: list[SSAValue], out_shape) -> _Plan:
+    n, m = out_shape
+    k = nn.shape_of(op.weight)[1]
+    return _whole(ins, "dense", 0, final=(n * m, n * m * k))
+
+
+@row_plan(nn.ActOp)
+def act_plan(op: nn.ActOp, ins: list[SSAValue], out_shape) -> _Plan:
+    """Row by row, but a softmax along any axis other than a 4-d tensor's channels reads it
+    whole."""
+    kind = op.kind.data
+    axis = op.prop_int("axis", 1)
+    if kind == "softmax" and (len(out_shape) != 4 or axis != 1):
+        return _whole(ins, "softmax", ELEMENT_OPS["softmax"])
+    return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
+
+
+@row_plan(nn.LrnOp)
+def lrn_plan(op: nn.LrnOp, ins: list[SSAValue], out_shape) -> _Plan:
+    return _elementwise(op, ins, "lrn", op.prop_int("size") + 2)
+
+
+@row_plan(nn.AddOp, nn.MulOp, nn.BatchNormOp, nn.ChannelShuffleOp, nn.DropoutOp)
+def elementwise_plan(op: Operation, ins: list[SSAValue], out_shape) -> _Plan:
+    kind = op.name.split(".")[1]
+    return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
+
+
+@row_plan(nn.ConcatOp)
+def concat_plan(op: nn.ConcatOp, ins: list[SSAValue], out_shape) -> _Plan:
+    """Along the rows (axis 2 of a 4-d tensor) each input fills its own band of output rows;
+    along any other axis the inputs are read row by row together."""
+    if len(out_shape) == 4 and op.prop_int("axis") == 2:
         rows_out, t_out = rowflow.rows_of(out_shape)
-        times, work = _per_row(rows_out, t_out, 1 if op.mode.data == "nearest" else 4)
-        return _Plan(f"resize_{op.mode.data}", rows_out, [(op.input, op.taps(2))], True, times,
-                     work)
-    if isinstance(op, (nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)):
-        return _whole(ins, op.name.split(".")[1], 0)
-    raise UnsupportedError(f"convert-nn-to-csdf has no rule for {op.name}",
-                           where=nn.block_label(op) or op.name)
+        inputs, offset = [], 0
+        for v in op.inputs:
+            h = nn.shape_of(v)[2]
+            inputs.append((v, rowflow.shifted_ranges(h, rows_out, offset)))
+            offset += h
+        times, work = _per_row(rows_out, t_out, 0)
+        return _Plan("concat", rows_out, inputs, True, times, work)
+    return _elementwise(op, ins, "concat", 0)
+
+
+@row_plan(nn.ReduceMeanOp)
+def reduce_mean_plan(op: nn.ReduceMeanOp, ins: list[SSAValue], out_shape) -> _Plan:
+    """Row by row when the rows stay (a 4-d tensor kept, not reduced along them), else whole."""
+    axes = set(op.prop_ints("axes"))
+    if len(out_shape) == 4 and op.prop_int("keepdims", 1) and 2 not in axes:
+        rows_out, t_out = rowflow.rows_of(out_shape)
+        t_in = rowflow.rows_of(nn.shape_of(op.input))[1]
+        return _Plan("reduce_mean", rows_out, [(op.input, rowflow.aligned_ranges(
+            rows_out, rows_out))], True, ((rows_out, t_out),), ((rows_out, t_in),))
+    return _whole(ins, "reduce_mean", 1)
+
+
+@row_plan(nn.PadOp)
+def pad_plan(op: nn.PadOp, ins: list[SSAValue], out_shape) -> _Plan:
+    x = nn.shape_of(op.input)
+    if len(x) == 4:
+        pads = op.prop_ints("pads")
+        rows_out, t_out = rowflow.rows_of(out_shape)
+        ranges = _pad_ranges(op.mode.data, x[2], rows_out, pads[2])
+        times, work = _per_row(rows_out, t_out, 0)
+        return _Plan("pad", rows_out, [(op.input, ranges)], True, times, work)
+    return _whole(ins, "pad", 0)
+
+
+@row_plan(nn.ResizeOp)
+def resize_plan(op: nn.ResizeOp, ins: list[SSAValue], out_shape) -> _Plan:
+    rows_out, t_out = rowflow.rows_of(out_shape)
+    times, work = _per_row(rows_out, t_out, 1 if op.mode.data == "nearest" else 4)
+    return _Plan(f"resize_{op.mode.data}", rows_out, [(op.input, op.taps(2))], True, times, work)
+
+
+@row_plan(nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)
+def layout_plan(op: Operation, ins: list[SSAValue], out_shape) -> _Plan:
+    """A layout change reads the whole input before it produces."""
+    return _whole(ins, op.name.split(".")[1], 0)
 
 
 def _block_names(graph: nn.GraphOp) -> dict[Operation, str]:

@@ -1,9 +1,9 @@
 """Every nn op of the dialect has an entry in each per-op table keyed by op class: the C kernel
 record (backends/codegen/kernels), the numpy fixed-point reference, the torch fixed-point and the
-torch float executors. An op added to the dialect without one fails here, naming the op and the
-table; an op that needs none, or lacks one for a known reason, is listed below with why. (The ONNX
-export and the row plan, backends/onnx/export.py's `emit` and convert_nn_to_csdf's `plan_block`,
-are if-chains over op classes, not tables, so this walk does not see them.)"""
+torch float executors, the ONNX export (backends/onnx/export.py) and the row plan of the csdf
+lowering (passes/convert_nn_to_csdf.py). An op added to the dialect without one fails here, naming
+the op and the table; an op that needs none, or lacks one for a known reason, is listed below with
+why."""
 
 import pytest
 
@@ -11,13 +11,27 @@ from aloha_ir.dialects import nn
 
 DIALECT_OPS = list(nn.NN.operations)
 
-# Ops that compute nothing in a frame, so no table has (or needs) an entry for them.
+# Ops that compute nothing in a frame, so no kernel table has (or needs) an entry for them.
 NEEDS_NO_KERNEL = {
     nn.GraphOp: "the container of the others",
     nn.InputOp: "the network's input: the csdf input actor streams it in, the executors take it",
     nn.OutputOp: "the network's output: the csdf output actor streams it out",
     nn.ConstOp: "a weight: the kernel records put it in the weights blob, the executors read it "
                 "from the weight store",
+}
+
+# The ONNX export writes the graph's ports itself; a constant is an initializer, so has an entry.
+NEEDS_NO_ONNX_EXPORT = {
+    nn.GraphOp: "the container of the others: the ONNX graph itself",
+    nn.InputOp: "GraphExporter.export declares it as a graph input",
+    nn.OutputOp: "GraphExporter.export declares its ports as graph outputs (Identity or Cast)",
+}
+
+# The row plan gives the input its own actor; a constant and an output have none of their own.
+NEEDS_NO_ROW_PLAN = {
+    nn.GraphOp: "the container of the others: lower_graph builds the csdf graph from it",
+    nn.OutputOp: "lower_graph builds one sink actor per output port",
+    nn.ConstOp: "a weight: the actor of the block reading it lists it as a memory unit",
 }
 
 # Ops a table lacks today, by table. An op listed here that gains an entry fails the test as
@@ -50,27 +64,44 @@ def _torch_float_kernels():
     return FLOAT_KERNELS
 
 
-# one row per concern: (where the table is, how to load it, the ops it lacks today)
+def _onnx_exports():
+    from backends.onnx.export import ONNX_EXPORTS
+    return ONNX_EXPORTS
+
+
+def _row_plans():
+    from passes.convert_nn_to_csdf import ROW_PLANS
+    return ROW_PLANS
+
+
+# one row per concern: (where the table is, how to load it, the ops that need no entry, the ops it
+# lacks today)
 CONCERNS = {
-    "C kernel record": ("backends.codegen.KERNEL_RECORDS", _c_kernel_records, C_KERNEL_GAPS),
-    "fixed-point reference kernel": ("runtime.reference.KERNELS", _reference_kernels, {}),
-    "torch fixed-point kernel": ("runtime.torch.fixed.KERNELS", _torch_fixed_kernels, {}),
-    "torch float kernel": ("runtime.torch.module.FLOAT_KERNELS", _torch_float_kernels, {}),
+    "C kernel record": ("backends.codegen.KERNEL_RECORDS", _c_kernel_records, NEEDS_NO_KERNEL,
+                        C_KERNEL_GAPS),
+    "fixed-point reference kernel": ("runtime.reference.KERNELS", _reference_kernels,
+                                     NEEDS_NO_KERNEL, {}),
+    "torch fixed-point kernel": ("runtime.torch.fixed.KERNELS", _torch_fixed_kernels,
+                                 NEEDS_NO_KERNEL, {}),
+    "torch float kernel": ("runtime.torch.module.FLOAT_KERNELS", _torch_float_kernels,
+                           NEEDS_NO_KERNEL, {}),
+    "ONNX export": ("backends.onnx.export.ONNX_EXPORTS", _onnx_exports, NEEDS_NO_ONNX_EXPORT, {}),
+    "row plan": ("passes.convert_nn_to_csdf.ROW_PLANS", _row_plans, NEEDS_NO_ROW_PLAN, {}),
 }
 
 
 @pytest.mark.parametrize("concern", CONCERNS)
 def test_every_nn_op_has_an_entry(concern):
-    where, load, gaps = CONCERNS[concern]
+    where, load, needs_none, gaps = CONCERNS[concern]
     table = load()
     missing = [op.name for op in DIALECT_OPS
-               if op not in table and op not in NEEDS_NO_KERNEL and op not in gaps]
+               if op not in table and op not in needs_none and op not in gaps]
     assert not missing, f"no {concern} for {', '.join(missing)}: add one to {where}, or list the " \
         "op in tests/test_op_coverage.py with the reason it has none"
     stale = [op.name for op in gaps if op in table]
     assert not stale, f"{', '.join(stale)} now has a {concern}: drop it from the gaps of " \
         "tests/test_op_coverage.py"
-    needless = [op.name for op in NEEDS_NO_KERNEL if op in table]
+    needless = [op.name for op in needs_none if op in table]
     assert not needless, f"{', '.join(needless)} has a {concern} although listed as needing none"
     foreign = [getattr(op, "name", repr(op)) for op in table if op not in DIALECT_OPS]
     assert not foreign, f"{where} has entries for ops outside the nn dialect: {foreign}"
@@ -81,7 +112,26 @@ def test_a_missing_entry_is_named(monkeypatch):
     table = dict(_c_kernel_records())
     del table[nn.LrnOp]
     monkeypatch.setitem(CONCERNS, "C kernel record",
-                        ("backends.codegen.KERNEL_RECORDS", lambda: table, C_KERNEL_GAPS))
+                        ("backends.codegen.KERNEL_RECORDS", lambda: table, NEEDS_NO_KERNEL,
+                         C_KERNEL_GAPS))
     with pytest.raises(AssertionError, match=r"no C kernel record for nn\.lrn: add one to "
                                              r"backends\.codegen\.KERNEL_RECORDS"):
         test_every_nn_op_has_an_entry("C kernel record")
+
+
+def test_a_rule_registered_twice_is_an_internal_error():
+    """Two families claiming one op class fail at import, naming both (not the later silently
+    winning)."""
+    from aloha_ir.errors import InternalError
+    from aloha_ir.optable import registrar
+    table = {}
+    register = registrar(table, "row plan")
+
+    @register(nn.AddOp)
+    def add_plan():
+        pass
+
+    with pytest.raises(InternalError, match="nn.add has two row plans: add_plan and other_plan"):
+        @register(nn.AddOp)
+        def other_plan():
+            pass

@@ -6,15 +6,18 @@ become initializers. Fused activations become their own nodes again. What `prune
 conv or dense layer travels in the model's metadata (frontends.onnx.importer.PRUNING_KEY), so a
 pruned model's ONNX file analyzes as pruned.
 
-`GraphExporter` is also the base of the quantized (QDQ) exporter in backends/onnx/qdq.py: it emits
-for a higher opset when asked (ReduceMean takes its axes as an input from opset 18) and has two
-hooks, the value an input port stands for (`input_value`) and the parameters an activation is
-exported with (`act_params`).
+Each op is exported by its rule in `ONNX_EXPORTS`, one function per op family registered by op
+class (`@onnx_export(nn.ConvOp)`); `GraphExporter.emit` looks the rule up and adds a fused
+activation after it. `GraphExporter` is also the base of the quantized (QDQ) exporter in
+backends/onnx/qdq.py: it emits for a higher opset when asked (ReduceMean takes its axes as an input
+from opset 18) and has two hooks, the value an input port stands for (`input_value`) and the
+parameters an activation is exported with (`act_params`).
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 import numpy as np
 import onnx
@@ -26,6 +29,7 @@ from aloha_ir import interface
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
+from aloha_ir.optable import registrar
 from aloha_ir.weights import weights_of
 
 OPSET = 13
@@ -144,99 +148,163 @@ class GraphExporter:
         return helper.make_graph(self.nodes, self.graph.sym_name.data, inputs, outputs, self.inits)
 
     def emit(self, op, out: str) -> str:
-        ins = [self.name(v) for v in op.operands] if not isinstance(op, nn.ConstOp) else []
+        """The ONNX nodes of `op`, by its rule in ONNX_EXPORTS, ending in `out`; a fused activation
+        follows as a node of its own (the rule then writes to a fresh name)."""
+        rule = ONNX_EXPORTS.get(type(op))
+        if rule is None:
+            raise UnsupportedError(f"{op.name} has no ONNX export")
+        ins = [self.name(v) for v in op.operands]
         raw = self.fresh("pre") if isinstance(op, nn.FusedActivation) and \
             op.properties.get("activation") is not None else out
-        if isinstance(op, nn.ConstOp):
-            c = const_tensor(op, self.store)
-            if c.splat is not None:
-                value = numpy_helper.from_array(np.asarray([c.splat], dtype=np.float32))
-                return self.node("ConstantOfShape", [self.int_init(list(c.shape))], out, value=value)
-            self.inits.append(numpy_helper.from_array(c.materialize().astype(np.float32), out))
-            return out
-        if isinstance(op, nn.ConvOp):
-            self.node("Conv", ins, raw, kernel_shape=list(op.prop_ints("kernel")),
-                      strides=list(op.prop_ints("strides")), pads=list(op.prop_ints("pads")),
-                      dilations=list(op.prop_ints("dilations")), group=op.prop_int("group", 1))
-        elif isinstance(op, nn.PoolOp):
-            kind = op.kind.data
-            if op.is_global:
-                self.node("GlobalMaxPool" if kind == "global_max" else "GlobalAveragePool", ins, raw)
-            else:
-                kw = dict(kernel_shape=list(op.prop_ints("kernel")),
-                          strides=list(op.prop_ints("strides")), pads=list(op.prop_ints("pads")),
-                          ceil_mode=op.prop_int("ceil_mode"))
-                if kind == "avg":
-                    if op.prop_ints("dilations", (1, 1)) != (1, 1):
-                        raise UnsupportedError("dilated average pooling has no opset-13 export")
-                    kw["count_include_pad"] = op.prop_int("count_include_pad")
-                    self.node("AveragePool", ins, raw, **kw)
-                else:
-                    self.node("MaxPool", ins, raw, dilations=list(op.prop_ints("dilations")), **kw)
-        elif isinstance(op, nn.DenseOp):
-            self.node("Gemm", ins, raw, transB=1)
-        elif isinstance(op, nn.AddOp):
-            self.node("Add", ins, raw)
-        elif isinstance(op, nn.MulOp):
-            self.node("Mul", ins, raw)
-        elif isinstance(op, nn.ConcatOp):
-            self.node("Concat", ins, raw, axis=op.prop_int("axis"))
-        elif isinstance(op, nn.ActOp):
-            kind = op.kind.data
-            return self.act(kind, self.act_params(op, kind, nn.floats(op.params)),
-                            op.prop_int("axis", -1), ins[0], out)
-        elif isinstance(op, nn.LrnOp):
-            self.node("LRN", ins, raw, size=op.prop_int("size"), alpha=op.prop_float("alpha"),
-                      beta=op.prop_float("beta"), bias=op.prop_float("bias"))
-        elif isinstance(op, nn.BatchNormOp):
-            if len(op.params) == 4:
-                self.node("BatchNormalization", ins, raw, epsilon=op.prop_float("epsilon"))
-            else:
-                rank = len(nn.shape_of(op.input))
-                per_channel = self.int_init([-1] + [1] * (rank - 2))
-                scale = self.node("Reshape", [ins[1], per_channel])
-                bias = self.node("Reshape", [ins[2], per_channel])
-                self.node("Add", [self.node("Mul", [ins[0], scale]), bias], raw)
-        elif isinstance(op, (nn.ReshapeOp,)):
-            return self.node("Reshape", [ins[0], self.int_init(list(op.out_shape()))], out)
-        elif isinstance(op, nn.FlattenOp):
-            return self.node("Flatten", ins, out, axis=op.prop_int("axis"))
-        elif isinstance(op, nn.TransposeOp):
-            return self.node("Transpose", ins, out, perm=list(op.prop_ints("perm")))
-        elif isinstance(op, nn.ChannelShuffleOp):
-            n, c, h, w = op.out_shape()
-            g = op.prop_int("groups")
-            v = self.node("Reshape", [ins[0], self.int_init([n, g, c // g, h, w])])
-            v = self.node("Transpose", [v], perm=[0, 2, 1, 3, 4])
-            return self.node("Reshape", [v, self.int_init([n, c, h, w])], out)
-        elif isinstance(op, nn.PadOp):
-            pads = self.int_init(list(op.prop_ints("pads")), "pads")
-            return self.node("Pad", [ins[0], pads, self.float_init(op.prop_float("value"))], out,
-                             mode=op.mode.data)
-        elif isinstance(op, nn.ResizeOp):
-            scales = self.fresh("scales")
-            self.inits.append(numpy_helper.from_array(
-                np.asarray([1.0, 1.0, *nn.floats(op.scales)], dtype=np.float32), scales))
-            kw = {"nearest_mode": op.nearest_mode.data} if op.nearest_mode is not None else {}
-            f32 = np.asarray([1.0, 1.0, *nn.floats(op.scales)], dtype=np.float32)
-            if list(op.out_shape()) == np.floor(
-                    np.asarray(nn.shape_of(op.input), dtype=np.float32) * f32).astype(int).tolist():
-                inputs = [ins[0], "", scales]
-            else:  # float32 scales would round the size differently: give the sizes
-                inputs = [ins[0], "", "", self.int_init(list(op.out_shape()), "sizes")]
-            return self.node("Resize", inputs, out, mode=op.mode.data,
-                             coordinate_transformation_mode=op.coord_mode.data, **kw)
-        elif isinstance(op, nn.ReduceMeanOp):
-            axes, keep = list(op.prop_ints("axes")), op.prop_int("keepdims", 1)
-            if self.opset >= 18:
-                return self.node("ReduceMean", [ins[0], self.int_init(axes, "axes")], out,
-                                 keepdims=keep)
-            return self.node("ReduceMean", ins, out, axes=axes, keepdims=keep)
-        elif isinstance(op, nn.DropoutOp):
-            return self.node("Identity", ins, out)
-        else:
-            raise UnsupportedError(f"{op.name} has no ONNX export")
-        return self.activation(op, raw, out) if raw != out else out
+        value = rule(self, op, ins, raw)
+        return self.activation(op, value, out) if raw != out else value
+
+
+# (the exporter, the op, the names of its operands, the name of its output) -> that name
+OnnxRule = Callable[[GraphExporter, nn.NnOp, list[str], str], str]
+
+ONNX_EXPORTS: dict[type[nn.NnOp], OnnxRule] = {}
+
+# `@onnx_export(nn.ConvOp)`: the decorated function exports the nn op classes named
+onnx_export = registrar(ONNX_EXPORTS, "ONNX export")
+
+
+@onnx_export(nn.ConstOp)
+def const_export(ex: GraphExporter, op: nn.ConstOp, ins: list[str], out: str) -> str:
+    c = const_tensor(op, ex.store)
+    if c.splat is not None:
+        value = numpy_helper.from_array(np.asarray([c.splat], dtype=np.float32))
+        return ex.node("ConstantOfShape", [ex.int_init(list(c.shape))], out, value=value)
+    ex.inits.append(numpy_helper.from_array(c.materialize().astype(np.float32), out))
+    return out
+
+
+@onnx_export(nn.ConvOp)
+def conv_export(ex: GraphExporter, op: nn.ConvOp, ins: list[str], out: str) -> str:
+    return ex.node("Conv", ins, out, kernel_shape=list(op.prop_ints("kernel")),
+                   strides=list(op.prop_ints("strides")), pads=list(op.prop_ints("pads")),
+                   dilations=list(op.prop_ints("dilations")), group=op.prop_int("group", 1))
+
+
+@onnx_export(nn.PoolOp)
+def pool_export(ex: GraphExporter, op: nn.PoolOp, ins: list[str], out: str) -> str:
+    kind = op.kind.data
+    if op.is_global:
+        return ex.node("GlobalMaxPool" if kind == "global_max" else "GlobalAveragePool", ins, out)
+    kw = dict(kernel_shape=list(op.prop_ints("kernel")), strides=list(op.prop_ints("strides")),
+              pads=list(op.prop_ints("pads")), ceil_mode=op.prop_int("ceil_mode"))
+    if kind == "avg":
+        if op.prop_ints("dilations", (1, 1)) != (1, 1):
+            raise UnsupportedError("dilated average pooling has no opset-13 export")
+        kw["count_include_pad"] = op.prop_int("count_include_pad")
+        return ex.node("AveragePool", ins, out, **kw)
+    return ex.node("MaxPool", ins, out, dilations=list(op.prop_ints("dilations")), **kw)
+
+
+@onnx_export(nn.DenseOp)
+def dense_export(ex: GraphExporter, op: nn.DenseOp, ins: list[str], out: str) -> str:
+    return ex.node("Gemm", ins, out, transB=1)
+
+
+BINARY_NODES = {nn.AddOp: "Add", nn.MulOp: "Mul"}
+
+
+@onnx_export(*BINARY_NODES)
+def binary_export(ex: GraphExporter, op, ins: list[str], out: str) -> str:
+    return ex.node(BINARY_NODES[type(op)], ins, out)
+
+
+@onnx_export(nn.ConcatOp)
+def concat_export(ex: GraphExporter, op: nn.ConcatOp, ins: list[str], out: str) -> str:
+    return ex.node("Concat", ins, out, axis=op.prop_int("axis"))
+
+
+@onnx_export(nn.ActOp)
+def act_export(ex: GraphExporter, op: nn.ActOp, ins: list[str], out: str) -> str:
+    kind = op.kind.data
+    return ex.act(kind, ex.act_params(op, kind, nn.floats(op.params)), op.prop_int("axis", -1),
+                  ins[0], out)
+
+
+@onnx_export(nn.LrnOp)
+def lrn_export(ex: GraphExporter, op: nn.LrnOp, ins: list[str], out: str) -> str:
+    return ex.node("LRN", ins, out, size=op.prop_int("size"), alpha=op.prop_float("alpha"),
+                   beta=op.prop_float("beta"), bias=op.prop_float("bias"))
+
+
+@onnx_export(nn.BatchNormOp)
+def batchnorm_export(ex: GraphExporter, op: nn.BatchNormOp, ins: list[str], out: str) -> str:
+    """Four parameters: BatchNormalization; two (scale, bias folded): x * scale + bias."""
+    if len(op.params) == 4:
+        return ex.node("BatchNormalization", ins, out, epsilon=op.prop_float("epsilon"))
+    rank = len(nn.shape_of(op.input))
+    per_channel = ex.int_init([-1] + [1] * (rank - 2))
+    scale = ex.node("Reshape", [ins[1], per_channel])
+    bias = ex.node("Reshape", [ins[2], per_channel])
+    return ex.node("Add", [ex.node("Mul", [ins[0], scale]), bias], out)
+
+
+@onnx_export(nn.ReshapeOp)
+def reshape_export(ex: GraphExporter, op: nn.ReshapeOp, ins: list[str], out: str) -> str:
+    return ex.node("Reshape", [ins[0], ex.int_init(list(op.out_shape()))], out)
+
+
+@onnx_export(nn.FlattenOp)
+def flatten_export(ex: GraphExporter, op: nn.FlattenOp, ins: list[str], out: str) -> str:
+    return ex.node("Flatten", ins, out, axis=op.prop_int("axis"))
+
+
+@onnx_export(nn.TransposeOp)
+def transpose_export(ex: GraphExporter, op: nn.TransposeOp, ins: list[str], out: str) -> str:
+    return ex.node("Transpose", ins, out, perm=list(op.prop_ints("perm")))
+
+
+@onnx_export(nn.ChannelShuffleOp)
+def channel_shuffle_export(ex: GraphExporter, op: nn.ChannelShuffleOp, ins: list[str],
+                           out: str) -> str:
+    """Reshape to (n, groups, c / groups, h, w), swap the two channel axes, reshape back."""
+    n, c, h, w = op.out_shape()
+    g = op.prop_int("groups")
+    v = ex.node("Reshape", [ins[0], ex.int_init([n, g, c // g, h, w])])
+    v = ex.node("Transpose", [v], perm=[0, 2, 1, 3, 4])
+    return ex.node("Reshape", [v, ex.int_init([n, c, h, w])], out)
+
+
+@onnx_export(nn.PadOp)
+def pad_export(ex: GraphExporter, op: nn.PadOp, ins: list[str], out: str) -> str:
+    pads = ex.int_init(list(op.prop_ints("pads")), "pads")
+    return ex.node("Pad", [ins[0], pads, ex.float_init(op.prop_float("value"))], out,
+                   mode=op.mode.data)
+
+
+@onnx_export(nn.ResizeOp)
+def resize_export(ex: GraphExporter, op: nn.ResizeOp, ins: list[str], out: str) -> str:
+    scales = ex.fresh("scales")
+    ex.inits.append(numpy_helper.from_array(
+        np.asarray([1.0, 1.0, *nn.floats(op.scales)], dtype=np.float32), scales))
+    kw = {"nearest_mode": op.nearest_mode.data} if op.nearest_mode is not None else {}
+    f32 = np.asarray([1.0, 1.0, *nn.floats(op.scales)], dtype=np.float32)
+    if list(op.out_shape()) == np.floor(
+            np.asarray(nn.shape_of(op.input), dtype=np.float32) * f32).astype(int).tolist():
+        inputs = [ins[0], "", scales]
+    else:  # float32 scales would round the size differently: give the sizes
+        inputs = [ins[0], "", "", ex.int_init(list(op.out_shape()), "sizes")]
+    return ex.node("Resize", inputs, out, mode=op.mode.data,
+                   coordinate_transformation_mode=op.coord_mode.data, **kw)
+
+
+@onnx_export(nn.ReduceMeanOp)
+def reduce_mean_export(ex: GraphExporter, op: nn.ReduceMeanOp, ins: list[str], out: str) -> str:
+    """The axes are an attribute up to opset 17, an input from opset 18."""
+    axes, keep = list(op.prop_ints("axes")), op.prop_int("keepdims", 1)
+    if ex.opset >= 18:
+        return ex.node("ReduceMean", [ins[0], ex.int_init(axes, "axes")], out, keepdims=keep)
+    return ex.node("ReduceMean", ins, out, axes=axes, keepdims=keep)
+
+
+@onnx_export(nn.DropoutOp)
+def dropout_export(ex: GraphExporter, op: nn.DropoutOp, ins: list[str], out: str) -> str:
+    return ex.node("Identity", ins, out)
 
 
 def _elem(name: str) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from aloha_ir.dialects import nn
-from aloha_ir.errors import InternalError
+from aloha_ir.optable import registrar
 from backends.codegen.context import BuildContext
 from backends.codegen.view import ActorView
 
@@ -18,13 +18,5 @@ RecordBuilder = Callable[[BuildContext, ActorView, nn.NnOp, tuple[int, int] | No
 KERNEL_RECORDS: dict[type[nn.NnOp], RecordBuilder] = {}
 
 
-def kernel(*ops: type[nn.NnOp]) -> Callable[[RecordBuilder], RecordBuilder]:
-    """Register the decorated function as the record builder of the nn op classes `ops`."""
-    def register(builder: RecordBuilder) -> RecordBuilder:
-        for op in ops:
-            if op in KERNEL_RECORDS:
-                raise InternalError(f"{op.name} has two C kernel records: "
-                                    f"{KERNEL_RECORDS[op].__name__} and {builder.__name__}")
-            KERNEL_RECORDS[op] = builder
-        return builder
-    return register
+# `@kernel(nn.ConvOp)`: the decorated function is the record builder of the nn op classes named
+kernel = registrar(KERNEL_RECORDS, "C kernel record")

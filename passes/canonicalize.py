@@ -10,6 +10,10 @@ Rewrites, each preserving the network's function (tests check against onnxruntim
 - collapse reshape chains; recognise ShuffleNet's reshape-transpose-reshape as nn.channel_shuffle;
 - fold ops whose operands are all constants, and drop dead ops.
 Splat constants stay splats whenever the arithmetic allows (all light models' weights are splats).
+
+Each rewrite is an xDSL RewritePattern; a GreedyRewritePatternApplier tries them on an op in the
+order of `rewrite_patterns` and a PatternRewriteWalker applies them until none matches, however long
+the chain of rewrites that enable one another. Dead ops go in a walk of their own after that.
 """
 
 from __future__ import annotations
@@ -132,7 +136,7 @@ class Rewrites:
     def new_const(self, rewriter: PatternRewriter, value: ConstTensor, before: Operation,
                   hint: str) -> SSAValue:
         op = make_const(value, self.store, hint)
-        rewriter.insert_op(op, InsertPoint.before(before))
+        rewriter.insert(op, InsertPoint.before(before))
         return op.results[0]
 
     def replace(self, rewriter: PatternRewriter, op: Operation, value: SSAValue) -> None:
@@ -220,6 +224,8 @@ class Rewrites:
 
 @dataclass
 class CanonicalizePattern(RewritePattern):
+    """A canonicalize rewrite: edits the graph through the shared `Rewrites` and counts itself."""
+
     rw: Rewrites
 
 
@@ -274,7 +280,7 @@ class CollapseReshapeChain(CanonicalizePattern):
         new = nn.ReshapeOp.create(operands=[producer.operands[0]],
                                   result_types=[op.results[0].type],
                                   attributes=dict(op.attributes))
-        rewriter.insert_op(new, InsertPoint.before(op))
+        rewriter.insert(new, InsertPoint.before(op))
         self.rw.replace(rewriter, op, new.results[0])
         self.rw.erase(rewriter, producer)
         self.rw.count("reshape-chain-collapsed")
@@ -300,7 +306,7 @@ class FuseChannelShuffle(CanonicalizePattern):
         new = nn.ChannelShuffleOp.create(operands=[x], result_types=[post.results[0].type],
                                          properties={"groups": nn.int_attr(mid[1])},
                                          attributes=dict(post.attributes))
-        rewriter.insert_op(new, InsertPoint.before(post))
+        rewriter.insert(new, InsertPoint.before(post))
         self.rw.replace(rewriter, post, new.results[0])
         self.rw.erase(rewriter, op)
         self.rw.erase(rewriter, pre)

@@ -1,7 +1,7 @@
 """Verification levels, and the cross-dialect check of a lowering.
 
-`verify_fast` runs every op's own invariant (`check`: the shape rules, operand kinds) in one walk:
-what a pass can break. `verify_full` is xDSL's generic verification (IRDL constraints on every operand,
+`verify_fast` runs every op's own invariant (`check`: the shape rules, operand kinds) in one walk,
+and checks that no value is defined or used by an op outside the IR: what a pass can break. `verify_full` is xDSL's generic verification (IRDL constraints on every operand,
 result and attribute, traits), ~3x slower; it runs on parsed text, in tests, and with --verify-full.
 Both end with `verify_links`: a csdf.graph whose source nn.graph is in the module must still be a
 lowering of it (one walk over actors and channels, no re-lowering):
@@ -49,6 +49,12 @@ def verify_fast(module: ModuleOp) -> None:
             owner = operand.owner
             if getattr(owner, "parent", True) is None:
                 raise VerifyException(f"{op.name} uses a value whose defining op was erased")
+        for result in op.results:
+            for use in result.uses:
+                if use.operation.parent is None:
+                    raise VerifyException(f"{op.name}'s result is used by a {use.operation.name} "
+                                          "that is in no block (erased without dropping its "
+                                          "operands)")
         check = getattr(op, "check", None)
         (check or op.verify_)()
     verify_links(module)

@@ -10,6 +10,10 @@ Rewrites, each preserving the network's function (tests check against onnxruntim
 - collapse reshape chains; recognise ShuffleNet's reshape-transpose-reshape as nn.channel_shuffle;
 - fold ops whose operands are all constants, and drop dead ops.
 Splat constants stay splats whenever the arithmetic allows (all light models' weights are splats).
+
+Each rewrite is an xDSL RewritePattern; a GreedyRewritePatternApplier tries them on an op in the
+order of `rewrite_patterns` and a PatternRewriteWalker applies them until none matches, however long
+the chain of rewrites that enable one another. Dead ops go in a walk of their own after that.
 """
 
 from __future__ import annotations
@@ -20,6 +24,9 @@ import numpy as np
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp, StringAttr
 from xdsl.ir import Operation, SSAValue
+from xdsl.pattern_rewriter import (GreedyRewritePatternApplier, PatternRewriter,
+                                   PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern)
+from xdsl.rewriter import InsertPoint
 
 from aloha_ir.analysis import NN, Requires
 from aloha_ir.consts import const_tensor, make_const
@@ -45,10 +52,37 @@ class CanonicalizePass(TransformPass):
         for graph in op.walk():
             if isinstance(graph, nn.GraphOp):
                 stats = reports.setdefault(graph.sym_name.data, {})
-                _Canonicalizer(graph, store, stats, self.fold_batchnorm,
-                               self.fuse_activations).run()
+                canonicalize_graph(graph, Rewrites(store, stats), self.fold_batchnorm,
+                                   self.fuse_activations)
         _drop_unreferenced(op, store)
         record_reports(ctx, self.name, reports)
+
+
+def canonicalize_graph(graph: nn.GraphOp, rw: Rewrites, fold_batchnorm: bool = True,
+                       fuse_activations: bool = True) -> None:
+    """Rewrite `graph` to the fixpoint of the patterns, then remove the ops nothing uses.
+
+    Dead ops go in a walk of their own, after the fixpoint, so that an op the patterns rewrite
+    (a dropout nothing reads, say) is counted as that rewrite, not as dead."""
+    patterns = rewrite_patterns(rw, fold_batchnorm, fuse_activations)
+    PatternRewriteWalker(GreedyRewritePatternApplier(patterns, dce_enabled=False)) \
+        .rewrite_region(graph.body)
+    PatternRewriteWalker(RemoveDeadOp(rw), walk_reverse=True).rewrite_region(graph.body)
+
+
+def rewrite_patterns(rw: Rewrites, fold_batchnorm: bool = True,
+                     fuse_activations: bool = True) -> list[RewritePattern]:
+    """The patterns, in the order they are tried on one op (the first that rewrites wins)."""
+    patterns: list[RewritePattern] = [
+        RemoveDropout(rw), FoldConstantReshape(rw), RemoveIdentityReshape(rw),
+        CollapseReshapeChain(rw), FuseChannelShuffle(rw), FoldConstantAffine(rw),
+        FoldAffineIntoProducer(rw)]
+    if fold_batchnorm:
+        patterns.append(FoldBatchNorm(rw))
+    patterns.append(BatchNormToScaleShift(rw))
+    if fuse_activations:
+        patterns.append(FuseActivation(rw))
+    return patterns
 
 
 def _drop_unreferenced(module: ModuleOp, store: WeightStore) -> None:
@@ -56,10 +90,6 @@ def _drop_unreferenced(module: ModuleOp, store: WeightStore) -> None:
     live = {o.blob.data for o in module.walk() if isinstance(o, nn.ConstOp) and o.blob is not None}
     for key in [k for k in store.arrays if k not in live]:
         del store.arrays[key]
-
-
-def _single_user(value: SSAValue) -> Operation | None:
-    return value.get_user_of_unique_use()
 
 
 def _is_const(value: SSAValue) -> bool:
@@ -84,197 +114,93 @@ def _channel_vector(c: ConstTensor, out_shape: tuple[int, ...]) -> ConstTensor |
     return None
 
 
-class _Canonicalizer:
-    def __init__(self, graph: nn.GraphOp, store: WeightStore, stats: dict[str, int],
-                 fold_bn: bool, fuse_act: bool):
-        self.graph = graph
-        self.block = graph.body.block
-        self.store = store
-        self.stats = stats
-        self.fold_bn = fold_bn
-        self.fuse_act = fuse_act
+def _hint(op: Operation, suffix: str) -> str:
+    name = op.attributes.get("name")
+    return f"{name.data if isinstance(name, StringAttr) else op.name}.{suffix}"
+
+
+@dataclass
+class Rewrites:
+    """What the patterns share: the weight store constants live in, and the per-graph counts the
+    pass reports. The helpers edit the IR through the rewriter, so the walker sees every change."""
+
+    store: WeightStore
+    stats: dict[str, int]
 
     def count(self, what: str) -> None:
         self.stats[what] = self.stats.get(what, 0) + 1
 
-    # --- utilities --------------------------------------------------------------------------------
     def value_of(self, v: SSAValue) -> ConstTensor:
         return const_tensor(v.owner, self.store)
 
-    def new_const(self, value: ConstTensor, before: Operation, hint: str) -> SSAValue:
+    def new_const(self, rewriter: PatternRewriter, value: ConstTensor, before: Operation,
+                  hint: str) -> SSAValue:
         op = make_const(value, self.store, hint)
-        self.block.insert_op_before(op, before)
+        rewriter.insert(op, InsertPoint.before(before))
         return op.results[0]
 
-    def replace(self, op: Operation, value: SSAValue) -> None:
-        op.results[0].replace_all_uses_with(value)
-        self.erase(op)
+    def replace(self, rewriter: PatternRewriter, op: Operation, value: SSAValue) -> None:
+        """Uses of `op`'s result read `value`; `op` goes (not `rewriter.replace`, which would pass
+        the result's name hint on to `value`)."""
+        rewriter.replace_all_uses_with(op.results[0], value)
+        self.erase(rewriter, op)
 
     @staticmethod
-    def erase_if_dead_const(value: SSAValue) -> None:
+    def erase_if_dead_const(rewriter: PatternRewriter, value: SSAValue) -> None:
         owner = value.owner
         if isinstance(owner, nn.ConstOp) and not value.uses and owner.parent is not None:
-            owner.detach()
-            owner.erase()
+            rewriter.erase(owner)
 
-    def erase(self, op: Operation) -> None:
+    def erase(self, rewriter: PatternRewriter, op: Operation) -> None:
         operands = list(op.operands)
-        op.detach()
-        op.erase()
+        rewriter.erase(op)
         for v in operands:  # constants that lost their last user go too
-            self.erase_if_dead_const(v)
+            self.erase_if_dead_const(rewriter, v)
 
-    def set_operand(self, op: Operation, index: int, value: SSAValue) -> None:
+    def set_operand(self, rewriter: PatternRewriter, op: Operation, index: int,
+                    value: SSAValue) -> None:
         old = op.operands[index]
         ops = list(op.operands)
         ops[index] = value
         op.operands = ops
-        self.erase_if_dead_const(old)
+        rewriter.notify_op_modified(op)
+        self.erase_if_dead_const(rewriter, old)
 
-    @staticmethod
-    def hint(op: Operation, suffix: str) -> str:
-        name = op.attributes.get("name")
-        return f"{name.data if isinstance(name, StringAttr) else op.name}.{suffix}"
-
-    # --- driver -----------------------------------------------------------------------------------
-    def run(self) -> None:
-        for _ in range(8):  # a few sweeps reach the fixpoint (each rewrite is local)
-            changed = False
-            for op in list(self.block.ops):
-                if op.parent is None:
-                    continue
-                if self.rewrite(op):
-                    changed = True
-            if not changed:
-                break
-        self.drop_dead()
-
-    def rewrite(self, op: Operation) -> bool:
-        if isinstance(op, nn.DropoutOp):
-            self.replace(op, op.input)
-            self.count("dropout-removed")
-            return True
-        if isinstance(op, (nn.ReshapeOp, nn.FlattenOp)):
-            return self.simplify_reshape(op)
-        if isinstance(op, nn.TransposeOp):
-            return self.channel_shuffle(op)
-        if isinstance(op, (nn.AddOp, nn.MulOp)):
-            return self.fold_affine(op)
-        if isinstance(op, nn.BatchNormOp):
-            return self.batchnorm(op)
-        if isinstance(op, nn.ActOp) and self.fuse_act:
-            return self.fuse_activation(op)
-        return False
-
-    # --- reshapes ---------------------------------------------------------------------------------
-    def simplify_reshape(self, op: nn.NnOp) -> bool:
-        src = op.operands[0]
-        out_shape = op.out_shape()
-        if _is_const(src):
-            self.replace(op, self.new_const(self.value_of(src).reshape(out_shape), op,
-                                            self.hint(op, "folded")))
-            self.count("constant-folded")
-            return True
-        if nn.shape_of(src) == out_shape:
-            self.replace(op, src)
-            self.count("reshape-removed")
-            return True
-        producer = src.owner
-        if isinstance(producer, (nn.ReshapeOp, nn.FlattenOp)) and src.has_one_use():
-            new = nn.ReshapeOp.create(operands=[producer.operands[0]],
-                                      result_types=[op.results[0].type],
-                                      attributes=dict(op.attributes))
-            self.block.insert_op_before(new, op)
-            self.replace(op, new.results[0])
-            self.erase(producer)
-            self.count("reshape-chain-collapsed")
-            return True
-        return False
-
-    def channel_shuffle(self, op: nn.TransposeOp) -> bool:
-        """reshape [N,C,H,W]->[N,g,C/g,H,W], transpose (0,2,1,3,4), reshape back: channel shuffle."""
-        src = op.input
-        pre = src.owner
-        post = _single_user(op.output)
-        if op.prop_ints("perm") != (0, 2, 1, 3, 4) or not isinstance(pre, nn.ReshapeOp) or \
-                not isinstance(post, nn.ReshapeOp) or not src.has_one_use():
-            return False
-        x = pre.input
-        xs, mid = nn.shape_of(x), nn.shape_of(src)
-        if len(xs) != 4 or post.out_shape() != xs or \
-                mid != (xs[0], mid[1], xs[1] // max(mid[1], 1), xs[2], xs[3]) or \
-                mid[1] * mid[2] != xs[1]:
-            return False
-        new = nn.ChannelShuffleOp.create(operands=[x], result_types=[post.results[0].type],
-                                         properties={"groups": nn.int_attr(mid[1])},
-                                         attributes=dict(post.attributes))
-        self.block.insert_op_before(new, post)
-        self.replace(post, new.results[0])
-        self.erase(op)
-        self.erase(pre)
-        self.count("channel-shuffle")
-        return True
-
-    # --- affine folding ---------------------------------------------------------------------------
-    def fold_affine(self, op: nn.NnOp) -> bool:
-        lhs, rhs = op.operands
-        if _is_const(lhs) and _is_const(rhs):
-            fn = np.add if isinstance(op, nn.AddOp) else np.multiply
-            value = self.value_of(lhs).elementwise(self.value_of(rhs), fn)
-            self.replace(op, self.new_const(value, op, self.hint(op, "folded")))
-            self.count("constant-folded")
-            return True
-        if _is_const(lhs):
-            lhs, rhs = rhs, lhs
-        if not _is_const(rhs) or getattr(op, "activation", None) is not None:
-            return False
-        producer = lhs.owner
-        if not isinstance(producer, (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)) or \
-                not lhs.has_one_use() or producer.properties.get("activation") is not None:
-            return False
-        out_shape = op.out_shape()
-        if out_shape != nn.shape_of(lhs):
-            return False  # broadcasting widens the tensor: not a per-channel affine
-        vec = _channel_vector(self.value_of(rhs), out_shape)
-        if vec is None:
-            return False
-        if isinstance(op, nn.AddOp):
-            self.add_to_bias(producer, vec)
-            self.count("add-folded")
-        else:
-            self.scale_producer(producer, vec)
-            self.count("mul-folded")
-        self.replace(op, lhs)
-        return True
-
-    def add_to_bias(self, producer: Operation, vec: ConstTensor) -> None:
+    def add_to_bias(self, rewriter: PatternRewriter, producer: Operation,
+                    vec: ConstTensor) -> None:
         i = 2  # conv/dense (input, weight, bias?) and batchnorm (input, scale, bias, ...)
         if len(producer.operands) > i:
             bias = self.value_of(producer.operands[i]).elementwise(vec, np.add)
-            self.set_operand(producer, i, self.new_const(bias, producer, self.hint(producer, "bias")))
+            self.set_operand(rewriter, producer, i,
+                             self.new_const(rewriter, bias, producer, _hint(producer, "bias")))
         else:
-            new = self.new_const(vec, producer, self.hint(producer, "bias"))
+            new = self.new_const(rewriter, vec, producer, _hint(producer, "bias"))
             producer.operands = list(producer.operands) + [new]
+            rewriter.notify_op_modified(producer)
 
-    def scale_producer(self, producer: Operation, vec: ConstTensor) -> None:
+    def scale_producer(self, rewriter: PatternRewriter, producer: Operation,
+                       vec: ConstTensor) -> None:
         """Multiply the producer's output per channel by `vec`: scale weight (or BN scale) and bias."""
         if isinstance(producer, nn.BatchNormOp):
             if len(producer.params) == 4:
-                self.to_scale_shift(producer)
+                self.to_scale_shift(rewriter, producer)
             scale = self.value_of(producer.operands[1]).elementwise(vec, np.multiply)
             bias = self.value_of(producer.operands[2]).elementwise(vec, np.multiply)
-            self.set_operand(producer, 1, self.new_const(scale, producer, self.hint(producer, "scale")))
-            self.set_operand(producer, 2, self.new_const(bias, producer, self.hint(producer, "bias")))
+            self.set_operand(rewriter, producer, 1,
+                             self.new_const(rewriter, scale, producer, _hint(producer, "scale")))
+            self.set_operand(rewriter, producer, 2,
+                             self.new_const(rewriter, bias, producer, _hint(producer, "bias")))
             return
         w = self.value_of(producer.operands[1])
         per_row = vec.reshape((vec.shape[0],) + (1,) * (len(w.shape) - 1))
-        self.set_operand(producer, 1, self.new_const(w.elementwise(per_row, np.multiply), producer,
-                                                     self.hint(producer, "weight")))
+        self.set_operand(rewriter, producer, 1,
+                         self.new_const(rewriter, w.elementwise(per_row, np.multiply), producer,
+                                        _hint(producer, "weight")))
         if len(producer.operands) > 2:
             b = self.value_of(producer.operands[2]).elementwise(vec, np.multiply)
-            self.set_operand(producer, 2, self.new_const(b, producer, self.hint(producer, "bias")))
+            self.set_operand(rewriter, producer, 2,
+                             self.new_const(rewriter, b, producer, _hint(producer, "bias")))
 
-    # --- batch normalisation ----------------------------------------------------------------------
     def bn_scale_shift(self, bn: nn.BatchNormOp) -> tuple[ConstTensor, ConstTensor]:
         params = [self.value_of(p) for p in bn.params]
         if len(params) == 2:
@@ -285,56 +211,218 @@ class _Canonicalizer:
         shift = bias.elementwise(mean.elementwise(factor, np.multiply), np.subtract)
         return factor, shift
 
-    def to_scale_shift(self, bn: nn.BatchNormOp) -> None:
+    def to_scale_shift(self, rewriter: PatternRewriter, bn: nn.BatchNormOp) -> None:
         factor, shift = self.bn_scale_shift(bn)
-        new = [bn.input, self.new_const(factor, bn, self.hint(bn, "scale")),
-               self.new_const(shift, bn, self.hint(bn, "bias"))]
+        new = [bn.input, self.new_const(rewriter, factor, bn, _hint(bn, "scale")),
+               self.new_const(rewriter, shift, bn, _hint(bn, "bias"))]
         old = list(bn.params)
         bn.operands = new
+        rewriter.notify_op_modified(bn)
         for v in old:
-            self.erase_if_dead_const(v)
+            self.erase_if_dead_const(rewriter, v)
 
-    def batchnorm(self, bn: nn.BatchNormOp) -> bool:
+
+@dataclass
+class CanonicalizePattern(RewritePattern):
+    """A canonicalize rewrite: edits the graph through the shared `Rewrites` and counts itself."""
+
+    rw: Rewrites
+
+
+# --- dropout and reshapes -------------------------------------------------------------------------
+
+class RemoveDropout(CanonicalizePattern):
+    """nn.dropout is the identity at inference."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.DropoutOp, rewriter: PatternRewriter) -> None:
+        self.rw.replace(rewriter, op, op.input)
+        self.rw.count("dropout-removed")
+
+
+class FoldConstantReshape(CanonicalizePattern):
+    """A reshape or flatten of a constant is a constant of the new shape."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.ReshapeOp | nn.FlattenOp,
+                          rewriter: PatternRewriter) -> None:
+        src = op.operands[0]
+        if not _is_const(src):
+            return
+        value = self.rw.value_of(src).reshape(op.out_shape())
+        self.rw.replace(rewriter, op, self.rw.new_const(rewriter, value, op, _hint(op, "folded")))
+        self.rw.count("constant-folded")
+
+
+class RemoveIdentityReshape(CanonicalizePattern):
+    """A reshape or flatten to the shape it already has."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.ReshapeOp | nn.FlattenOp,
+                          rewriter: PatternRewriter) -> None:
+        src = op.operands[0]
+        if nn.shape_of(src) != op.out_shape():
+            return
+        self.rw.replace(rewriter, op, src)
+        self.rw.count("reshape-removed")
+
+
+class CollapseReshapeChain(CanonicalizePattern):
+    """reshape(reshape(x)) with a single-use inner one: one reshape of x."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.ReshapeOp | nn.FlattenOp,
+                          rewriter: PatternRewriter) -> None:
+        src = op.operands[0]
+        producer = src.owner
+        if not isinstance(producer, (nn.ReshapeOp, nn.FlattenOp)) or not src.has_one_use():
+            return
+        new = nn.ReshapeOp.create(operands=[producer.operands[0]],
+                                  result_types=[op.results[0].type],
+                                  attributes=dict(op.attributes))
+        rewriter.insert(new, InsertPoint.before(op))
+        self.rw.replace(rewriter, op, new.results[0])
+        self.rw.erase(rewriter, producer)
+        self.rw.count("reshape-chain-collapsed")
+
+
+class FuseChannelShuffle(CanonicalizePattern):
+    """reshape [N,C,H,W]->[N,g,C/g,H,W], transpose (0,2,1,3,4), reshape back: channel shuffle."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.TransposeOp, rewriter: PatternRewriter) -> None:
+        src = op.input
+        pre = src.owner
+        post = op.output.get_user_of_unique_use()
+        if op.prop_ints("perm") != (0, 2, 1, 3, 4) or not isinstance(pre, nn.ReshapeOp) or \
+                not isinstance(post, nn.ReshapeOp) or not src.has_one_use():
+            return
+        x = pre.input
+        xs, mid = nn.shape_of(x), nn.shape_of(src)
+        if len(xs) != 4 or post.out_shape() != xs or \
+                mid != (xs[0], mid[1], xs[1] // max(mid[1], 1), xs[2], xs[3]) or \
+                mid[1] * mid[2] != xs[1]:
+            return
+        new = nn.ChannelShuffleOp.create(operands=[x], result_types=[post.results[0].type],
+                                         properties={"groups": nn.int_attr(mid[1])},
+                                         attributes=dict(post.attributes))
+        rewriter.insert(new, InsertPoint.before(post))
+        self.rw.replace(rewriter, post, new.results[0])
+        self.rw.erase(rewriter, op)
+        self.rw.erase(rewriter, pre)
+        self.rw.count("channel-shuffle")
+
+
+# --- affine folding -------------------------------------------------------------------------------
+
+class FoldConstantAffine(CanonicalizePattern):
+    """nn.add / nn.mul of two constants is a constant."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.AddOp | nn.MulOp, rewriter: PatternRewriter) -> None:
+        lhs, rhs = op.operands
+        if not (_is_const(lhs) and _is_const(rhs)):
+            return
+        fn = np.add if isinstance(op, nn.AddOp) else np.multiply
+        value = self.rw.value_of(lhs).elementwise(self.rw.value_of(rhs), fn)
+        self.rw.replace(rewriter, op, self.rw.new_const(rewriter, value, op, _hint(op, "folded")))
+        self.rw.count("constant-folded")
+
+
+class FoldAffineIntoProducer(CanonicalizePattern):
+    """A per-channel constant add (mul) after a conv, dense or batchnorm goes into its bias
+    (its weight and bias)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.AddOp | nn.MulOp, rewriter: PatternRewriter) -> None:
+        lhs, rhs = op.operands
+        if _is_const(lhs):
+            lhs, rhs = rhs, lhs
+        if not _is_const(rhs) or _is_const(lhs) or getattr(op, "activation", None) is not None:
+            return
+        producer = lhs.owner
+        if not isinstance(producer, (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)) or \
+                not lhs.has_one_use() or producer.properties.get("activation") is not None:
+            return
+        out_shape = op.out_shape()
+        if out_shape != nn.shape_of(lhs):
+            return  # broadcasting widens the tensor: not a per-channel affine
+        vec = _channel_vector(self.rw.value_of(rhs), out_shape)
+        if vec is None:
+            return
+        if isinstance(op, nn.AddOp):
+            self.rw.add_to_bias(rewriter, producer, vec)
+            self.rw.count("add-folded")
+        else:
+            self.rw.scale_producer(rewriter, producer, vec)
+            self.rw.count("mul-folded")
+        self.rw.replace(rewriter, op, lhs)
+
+
+# --- batch normalisation --------------------------------------------------------------------------
+
+class FoldBatchNorm(CanonicalizePattern):
+    """A constant batchnorm after an activation-free conv or dense goes into its weight and bias
+    (the batchnorm's fused activation moves onto the producer)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, bn: nn.BatchNormOp, rewriter: PatternRewriter) -> None:
         producer = bn.input.owner
-        if all(_is_const(p) for p in bn.params) and self.fold_bn and \
-                isinstance(producer, (nn.ConvOp, nn.DenseOp)) and bn.input.has_one_use() and \
-                producer.properties.get("activation") is None:
-            factor, shift = self.bn_scale_shift(bn)
-            self.scale_producer(producer, factor)
-            self.add_to_bias(producer, shift)
-            for key in ("activation", "act_params"):
-                if key in bn.properties:
-                    producer.properties[key] = bn.properties[key]
-            self.replace(bn, bn.input)
-            self.count("batchnorm-folded")
-            return True
-        if len(bn.params) == 4 and all(_is_const(p) for p in bn.params):
-            self.to_scale_shift(bn)
-            self.count("batchnorm-scale-shift")
-            return True
-        return False
+        if not all(_is_const(p) for p in bn.params) or \
+                not isinstance(producer, (nn.ConvOp, nn.DenseOp)) or not bn.input.has_one_use() \
+                or producer.properties.get("activation") is not None:
+            return
+        factor, shift = self.rw.bn_scale_shift(bn)
+        self.rw.scale_producer(rewriter, producer, factor)
+        self.rw.add_to_bias(rewriter, producer, shift)
+        for key in ("activation", "act_params"):
+            if key in bn.properties:
+                producer.properties[key] = bn.properties[key]
+        rewriter.notify_op_modified(producer)
+        self.rw.replace(rewriter, bn, bn.input)
+        self.rw.count("batchnorm-folded")
 
-    # --- activations ------------------------------------------------------------------------------
-    def fuse_activation(self, act: nn.ActOp) -> bool:
+
+class BatchNormToScaleShift(CanonicalizePattern):
+    """A constant batchnorm that cannot be folded: (scale, bias, mean, var) become (scale, bias)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, bn: nn.BatchNormOp, rewriter: PatternRewriter) -> None:
+        if len(bn.params) != 4 or not all(_is_const(p) for p in bn.params):
+            return
+        self.rw.to_scale_shift(rewriter, bn)
+        self.rw.count("batchnorm-scale-shift")
+
+
+# --- activations and dead ops ---------------------------------------------------------------------
+
+class FuseActivation(CanonicalizePattern):
+    """relu / leaky_relu / clip after an activation-free conv, dense, add, batchnorm or pool
+    becomes that op's fused activation."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, act: nn.ActOp, rewriter: PatternRewriter) -> None:
         kind = act.kind.data
         if kind not in nn.FUSABLE_ACTIVATIONS:
-            return False
+            return
         producer = act.input.owner
         if not isinstance(producer, (nn.ConvOp, nn.DenseOp, nn.AddOp, nn.BatchNormOp, nn.PoolOp)) \
                 or not act.input.has_one_use() or producer.properties.get("activation") is not None:
-            return False
+            return
         producer.properties["activation"] = StringAttr(kind)
         if act.params is not None:
             producer.properties["act_params"] = act.params
-        self.replace(act, act.input)
-        self.count(f"{kind}-fused")
-        return True
+        rewriter.notify_op_modified(producer)
+        self.rw.replace(rewriter, act, act.input)
+        self.rw.count(f"{kind}-fused")
 
-    # --- cleanup ----------------------------------------------------------------------------------
-    def drop_dead(self) -> None:
-        for op in reversed(list(self.block.ops)):
-            if isinstance(op, (nn.OutputOp, nn.InputOp)) or any(r.uses for r in op.results):
-                continue
-            op.detach()
-            op.erase()
-            self.count("dead-removed")
+
+class RemoveDeadOp(CanonicalizePattern):
+    """An op (other than the graph's inputs and output) whose results nothing reads."""
+
+    def match_and_rewrite(self, op: Operation, rewriter: PatternRewriter, /) -> None:
+        if not isinstance(op, nn.NnOp) or isinstance(op, (nn.OutputOp, nn.InputOp)) or \
+                any(r.uses for r in op.results):
+            return
+        rewriter.erase(op)
+        self.rw.count("dead-removed")

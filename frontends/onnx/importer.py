@@ -564,13 +564,17 @@ def _recorded_pruning(model: onnx.ModelProto, ctx: "ImportContext", source: str)
 
 
 def _live_ops(ops: list[Operation]) -> list[Operation]:
-    """Drop ops whose results nobody uses (dead branches, unused constants), keeping order."""
+    """Drop ops whose results nobody uses (dead branches, unused constants), keeping order. A
+    dropped op lets go of its operands, so no value of the graph keeps a use by an op outside it
+    (a rewrite of that value would otherwise visit the dropped op)."""
     used: set[int] = set()
     keep: list[Operation] = []
     for op in reversed(ops):
         if isinstance(op, (OutputOp, InputOp)) or any(id(r) in used for r in op.results):
             keep.append(op)
             used.update(id(o) for o in op.operands)
+        else:
+            op.drop_all_references()
     keep.reverse()
     return keep
 

@@ -282,6 +282,17 @@ def test_cyclic_graph_is_an_error():
         import_model(m, source="cycle.onnx")
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, 1e30])
+def test_a_float_shape_no_int64_holds_is_a_shape_error(bad):
+    """A float tensor used as a Reshape's shape converts to int64; NaN, inf or 1e30 has no int64
+    (numpy gave an arbitrary integer with a RuntimeWarning, found by the ONNX fuzz test)."""
+    m = _tiny([helper.make_node("Reshape", ["x", "s"], ["y"], name="r")],
+              [_vi("x", [1, 4])], [_vi("y", None)],
+              [numpy_helper.from_array(np.array([1, bad], np.float32), "s")])
+    with pytest.raises(ShapeError, match="'s' is used as integers.*NaN, infinite or huge"):
+        import_model(m, source="nanshape.onnx")
+
+
 def test_unsorted_graph_is_accepted():
     m = _tiny([helper.make_node("Relu", ["a"], ["y"]), helper.make_node("Sigmoid", ["x"], ["a"])],
               [_vi("x", [1, 4])], [_vi("y", [1, 4])])

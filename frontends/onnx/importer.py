@@ -121,7 +121,11 @@ class ImportContext:
         if isinstance(c, ConstTensor):
             if c.size > 1 << 16:
                 raise self.shape_error(f"'{name}' is too large to be a shape tensor")
-            return c.materialize().astype(np.int64)
+            values = c.materialize()
+            if not np.isfinite(values).all() or (np.abs(values) >= 2.0 ** 63).any():
+                raise self.shape_error(f"'{name}' is used as integers (a shape, axes or pads) but "
+                                       "holds a value no int64 can hold (NaN, infinite or huge)")
+            return values.astype(np.int64)
         return c.astype(np.int64)
 
     def value(self, name: str) -> np.ndarray:

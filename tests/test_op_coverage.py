@@ -1,9 +1,12 @@
-"""Every nn op of the dialect has an entry in each per-op table keyed by op class: the C kernel
-record (backends/codegen/kernels), the numpy fixed-point reference, the torch fixed-point and the
-torch float executors, the ONNX export (backends/onnx/export.py) and the row plan of the csdf
-lowering (passes/convert_nn_to_csdf.py). An op added to the dialect without one fails here, naming
-the op and the table; an op that needs none, or lacks one for a known reason, is listed below with
-why."""
+"""Every nn op of the dialect has an entry in each per-op table keyed by op class: its shape rule
+(the op class's own `check`, aloha_ir/dialects/nn.py), its MACs (aloha_ir/cost.py), the format of
+its quantized output (quant/formats.py), the C kernel record (backends/codegen/kernels), the numpy
+fixed-point reference, the torch fixed-point and the torch float executors, the ONNX export
+(backends/onnx/export.py) and the row plan of the csdf lowering (passes/convert_nn_to_csdf.py). An
+op added to the dialect without one fails here, naming the op and the table; an op that needs none,
+or lacks one for a known reason, is listed below with why."""
+
+import sys
 
 import pytest
 
@@ -34,6 +37,28 @@ NEEDS_NO_ROW_PLAN = {
     nn.ConstOp: "a weight: the actor of the block reading it lists it as a memory unit",
 }
 
+# The shape rule is the op class's own `check` (its verifier runs it); the graph verifies itself.
+NEEDS_NO_SHAPE_RULE = {
+    nn.GraphOp: "no block: GraphOp.verify_ checks its blocks' order, ports and names",
+}
+
+# Cost counts blocks (aloha_ir.cost.is_block): constants and the output are none.
+NEEDS_NO_MACS = {
+    nn.GraphOp: "the container of the others: analyze-cost sums its blocks",
+    nn.OutputOp: "no block: it marks the graph's outputs",
+    nn.ConstOp: "no block: a weight counts in the params of the blocks reading it",
+}
+
+# choose_formats formats every block's output; the input's comes with its normalisation.
+NEEDS_NO_OUTPUT_FORMAT = {
+    nn.GraphOp: "the container of the others",
+    nn.InputOp: "choose_formats gives it the input bits over its value_range (or the calibrated "
+                "range), shared by the mul/add normalising it",
+    nn.OutputOp: "no value of its own: the outputs keep their producers' formats",
+    nn.ConstOp: "a weight: choose_formats formats it with the block reading it (weight, bias or "
+                "constant operand)",
+}
+
 # Ops a table lacks today, by table. An op listed here that gains an entry fails the test as
 # stale, so the list cannot outlive its reason.
 C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 item 3 adds them
@@ -42,6 +67,23 @@ C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 i
     nn.ResizeOp: "no kernel in aloha_kernels.c",
     nn.ReduceMeanOp: "no kernel in aloha_kernels.c",
 }
+
+
+def _shape_rules():
+    """op class -> its shape rule: the `check` it defines or inherits from a family (nn._Binary),
+    not NnOp's empty default."""
+    return {op: op.check for op in DIALECT_OPS
+            if getattr(op, "check", nn.NnOp.check) is not nn.NnOp.check}
+
+
+def _macs():
+    from aloha_ir.cost import MACS
+    return MACS
+
+
+def _output_formats():
+    from quant.formats import OUTPUT_FORMATS
+    return OUTPUT_FORMATS
 
 
 def _c_kernel_records():
@@ -77,6 +119,11 @@ def _row_plans():
 # one row per concern: (where the table is, how to load it, the ops that need no entry, the ops it
 # lacks today)
 CONCERNS = {
+    "shape rule": ("aloha_ir.dialects.nn (a `check` method on the op class)", _shape_rules,
+                   NEEDS_NO_SHAPE_RULE, {}),
+    "MAC rule": ("aloha_ir.cost.MACS", _macs, NEEDS_NO_MACS, {}),
+    "output format rule": ("quant.formats.OUTPUT_FORMATS", _output_formats, NEEDS_NO_OUTPUT_FORMAT,
+                           {}),
     "C kernel record": ("backends.codegen.KERNEL_RECORDS", _c_kernel_records, NEEDS_NO_KERNEL,
                         C_KERNEL_GAPS),
     "fixed-point reference kernel": ("runtime.reference.KERNELS", _reference_kernels,
@@ -117,6 +164,35 @@ def test_a_missing_entry_is_named(monkeypatch):
     with pytest.raises(AssertionError, match=r"no C kernel record for nn\.lrn: add one to "
                                              r"backends\.codegen\.KERNEL_RECORDS"):
         test_every_nn_op_has_an_entry("C kernel record")
+
+
+def test_an_op_inheriting_no_shape_rule_is_named(monkeypatch):
+    """An op class that defines no `check` (so verifies nothing of its result shape) fails the
+    shape-rule row, naming it; the same class with a check passes."""
+    from xdsl.dialects.builtin import TensorType
+    from xdsl.irdl import irdl_op_definition, operand_def, result_def
+
+    class Unary(nn.NnOp):
+        input = operand_def(TensorType)
+        output = result_def(TensorType)
+
+    @irdl_op_definition
+    class BareOp(Unary):
+        name = "nn.bare"
+
+    @irdl_op_definition
+    class CheckedOp(Unary):
+        name = "nn.checked"
+
+        def check(self) -> None:
+            self._expect_shape(nn.shape_of(self.input), "elementwise")
+
+    monkeypatch.setattr(sys.modules[__name__], "DIALECT_OPS", DIALECT_OPS + [CheckedOp])
+    test_every_nn_op_has_an_entry("shape rule")
+    monkeypatch.setattr(sys.modules[__name__], "DIALECT_OPS", DIALECT_OPS + [BareOp])
+    with pytest.raises(AssertionError, match=r"no shape rule for nn\.bare: add one to "
+                                             r"aloha_ir\.dialects\.nn \(a `check` method"):
+        test_every_nn_op_has_an_entry("shape rule")
 
 
 def test_a_rule_registered_twice_is_an_internal_error():

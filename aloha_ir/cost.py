@@ -20,8 +20,8 @@ from xdsl.dialects.builtin import DictionaryAttr, FloatAttr
 from xdsl.ir import Operation
 
 from aloha_ir.consts import const_tensor
-from aloha_ir.dialects.nn import (ActOp, AddOp, BatchNormOp, ChannelShuffleOp, ConcatOp, ConstOp, ConvOp,
-                                  DenseOp, DropoutOp, FlattenOp, GraphOp, InputOp, LrnOp, MulOp,
+from aloha_ir.dialects.nn import (ActOp, AddOp, BatchNormOp, ChannelShuffleOp, ConcatOp, ConstOp,
+                                  ConvOp, DenseOp, DropoutOp, FlattenOp, GraphOp, InputOp, LrnOp, MulOp,
                                   OutputOp, PadOp, PoolOp, ReduceMeanOp, ReshapeOp, ResizeOp,
                                   TransposeOp, shape_of, tensor_bytes)
 from aloha_ir.errors import InternalError

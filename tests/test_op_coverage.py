@@ -1,10 +1,11 @@
 """Every nn op of the dialect has an entry in each per-op table keyed by op class: its shape rule
 (the op class's own `check`, aloha_ir/dialects/nn.py), its MACs (aloha_ir/cost.py), the format of
-its quantized output (quant/formats.py), the C kernel record (backends/codegen/kernels), the numpy
-fixed-point reference, the torch fixed-point and the torch float executors, the ONNX export
-(backends/onnx/export.py) and the row plan of the csdf lowering (passes/convert_nn_to_csdf.py). An
-op added to the dialect without one fails here, naming the op and the table; an op that needs none,
-or lacks one for a known reason, is listed below with why."""
+its quantized output (quant/formats.py), whether a width change (aloha_ir/channels.py) and a
+pruned kernel's removal (passes/prune.py) pass through it, the C kernel record
+(backends/codegen/kernels), the numpy fixed-point reference, the torch fixed-point and the torch
+float executors, the ONNX export (backends/onnx/export.py) and the row plan of the csdf lowering
+(passes/convert_nn_to_csdf.py). An op added to the dialect without one fails here, naming the op
+and the table; an op that needs none, or lacks one for a known reason, is listed below with why."""
 
 import sys
 
@@ -59,6 +60,34 @@ NEEDS_NO_OUTPUT_FORMAT = {
                 "constant operand)",
 }
 
+# Width changes (align-to-arch, prune) pass through the channel-wise ops; the others pin the width
+# of their group (aloha_ir.channels.WidthGroups).
+NOT_CHANNELWISE = {
+    nn.GraphOp: "the container of the others",
+    nn.InputOp: "the network's input: its width is the model's interface",
+    nn.OutputOp: "the network's outputs: their widths are the model's interface",
+    nn.ConstOp: "a weight: retarget_channels cuts it with the block reading it",
+    nn.ConvOp: "mixes channels: a group-1 conv starts a width group (WidthGroups), a grouped one "
+               "pins it",
+    nn.DenseOp: "rank 2, no channel axis: a flatten feeding dense layers follows a width change",
+    nn.ConcatOp: "its channels are its inputs' one after the other",
+    nn.ReshapeOp: "may move channels to other axes",
+    nn.FlattenOp: "moves channels into the feature axis",
+    nn.TransposeOp: "may move channels to other axes",
+    nn.ChannelShuffleOp: "interleaves the channels of its groups",
+    nn.ReduceMeanOp: "may reduce over the channels",
+}
+
+# Removing pruned kernels passes only through channel-wise ops that keep a zero channel zero.
+NOT_ZERO_PRESERVING = {
+    **NOT_CHANNELWISE,
+    nn.BatchNormOp: "adds its bias: a zero channel comes out as the bias",
+    nn.LrnOp: "a channel's value depends on its neighbours, which removing one changes",
+    nn.AddOp: "adds the channel of another operand, which need not be zero",
+    nn.MulOp: "the channel of its other operand would be removed too, which need not be zero "
+              "(not modelled)",
+}
+
 # Ops a table lacks today, by table. An op listed here that gains an entry fails the test as
 # stale, so the list cannot outlive its reason.
 C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 item 3 adds them
@@ -84,6 +113,16 @@ def _macs():
 def _output_formats():
     from quant.formats import OUTPUT_FORMATS
     return OUTPUT_FORMATS
+
+
+def _channelwise():
+    from aloha_ir.channels import CHANNELWISE
+    return CHANNELWISE
+
+
+def _zero_preserving():
+    from passes.prune import ZERO_PRESERVING
+    return ZERO_PRESERVING
 
 
 def _c_kernel_records():
@@ -124,6 +163,9 @@ CONCERNS = {
     "MAC rule": ("aloha_ir.cost.MACS", _macs, NEEDS_NO_MACS, {}),
     "output format rule": ("quant.formats.OUTPUT_FORMATS", _output_formats, NEEDS_NO_OUTPUT_FORMAT,
                            {}),
+    "channel-wise rule": ("aloha_ir.channels.CHANNELWISE", _channelwise, NOT_CHANNELWISE, {}),
+    "zero-preserving rule": ("passes.prune.ZERO_PRESERVING", _zero_preserving, NOT_ZERO_PRESERVING,
+                             {}),
     "C kernel record": ("backends.codegen.KERNEL_RECORDS", _c_kernel_records, NEEDS_NO_KERNEL,
                         C_KERNEL_GAPS),
     "fixed-point reference kernel": ("runtime.reference.KERNELS", _reference_kernels,

@@ -1,11 +1,13 @@
 """Every nn op of the dialect has an entry in each per-op table keyed by op class: its shape rule
 (the op class's own `check`, aloha_ir/dialects/nn.py), its MACs (aloha_ir/cost.py), the format of
 its quantized output (quant/formats.py), whether a width change (aloha_ir/channels.py) and a
-pruned kernel's removal (passes/prune.py) pass through it, the C kernel record
-(backends/codegen/kernels), the numpy fixed-point reference, the torch fixed-point and the torch
-float executors, the ONNX export (backends/onnx/export.py) and the row plan of the csdf lowering
-(passes/convert_nn_to_csdf.py). An op added to the dialect without one fails here, naming the op
-and the table; an op that needs none, or lacks one for a known reason, is listed below with why."""
+pruned kernel's removal (passes/prune.py) pass through it, the constants and staging buffer the
+program stores for it (passes/analyze_memory.py), its cost-model Layer's window (passes/target.py),
+the C kernel record (backends/codegen/kernels), the numpy fixed-point reference, the torch
+fixed-point and the torch float executors, the ONNX export (backends/onnx/export.py) and the row
+plan of the csdf lowering (passes/convert_nn_to_csdf.py). An op added to the dialect without one
+fails here, naming the op and the table; an op that needs none, or lacks one for a known reason,
+is listed below with why."""
 
 import sys
 
@@ -43,12 +45,14 @@ NEEDS_NO_SHAPE_RULE = {
     nn.GraphOp: "no block: GraphOp.verify_ checks its blocks' order, ports and names",
 }
 
-# Cost counts blocks (aloha_ir.cost.is_block): constants and the output are none.
-NEEDS_NO_MACS = {
-    nn.GraphOp: "the container of the others: analyze-cost sums its blocks",
+# Costs and memory count blocks (aloha_ir.cost.is_block): the graph, its constants and its output
+# are none.
+NO_BLOCK = {
+    nn.GraphOp: "the container of the others",
     nn.OutputOp: "no block: it marks the graph's outputs",
-    nn.ConstOp: "no block: a weight counts in the params of the blocks reading it",
+    nn.ConstOp: "no block: a weight, counted and stored with the blocks reading it",
 }
+NEEDS_NO_MACS = NO_BLOCK
 
 # choose_formats formats every block's output; the input's comes with its normalisation.
 NEEDS_NO_OUTPUT_FORMAT = {
@@ -88,6 +92,36 @@ NOT_ZERO_PRESERVING = {
               "(not modelled)",
 }
 
+# The constants the program stores for a block (analyze-memory's parameter_bytes).
+STORES_NO_CONSTANTS = {
+    **NO_BLOCK,
+    nn.InputOp: "the network's input: its frame counts as io",
+    **dict.fromkeys(
+        [nn.PoolOp, nn.ConcatOp, nn.ActOp, nn.LrnOp, nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp,
+         nn.ChannelShuffleOp, nn.PadOp, nn.ResizeOp, nn.ReduceMeanOp, nn.DropoutOp],
+        "its operands are activations: its parameters are properties, passed in the kernel call"),
+}
+
+# A whole-tensor layout buffer beside an actor's windows (analyze-memory's staging_bytes).
+NEEDS_NO_STAGING = {
+    **NO_BLOCK,
+    nn.InputOp: "the network's input: its frame counts as io",
+    **dict.fromkeys(
+        [nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.ActOp, nn.LrnOp,
+         nn.BatchNormOp, nn.ChannelShuffleOp],
+        "its kernel reads its input windows in place (the windows count what its row plan reads)"),
+}
+
+# The window of the cost models' Layer (passes/target.py layer_of).
+NEEDS_NO_LAYER_WINDOW = {
+    **NO_BLOCK,
+    **dict.fromkeys(
+        [nn.InputOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.ActOp, nn.LrnOp,
+         nn.BatchNormOp, nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp,
+         nn.PadOp, nn.ResizeOp, nn.ReduceMeanOp, nn.DropoutOp],
+        "no spatial window: its Layer reads 1x1 (NO_WINDOW)"),
+}
+
 # Ops a table lacks today, by table. An op listed here that gains an entry fails the test as
 # stale, so the list cannot outlive its reason.
 C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 item 3 adds them
@@ -96,6 +130,8 @@ C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 i
     nn.ResizeOp: "no kernel in aloha_kernels.c",
     nn.ReduceMeanOp: "no kernel in aloha_kernels.c",
 }
+# their C kernels (issue 25 item 3) decide whether they stage their whole input
+STAGING_GAPS = C_KERNEL_GAPS
 
 
 def _shape_rules():
@@ -123,6 +159,21 @@ def _channelwise():
 def _zero_preserving():
     from passes.prune import ZERO_PRESERVING
     return ZERO_PRESERVING
+
+
+def _stored_constants():
+    from passes.analyze_memory import STORED_CONSTANTS
+    return STORED_CONSTANTS
+
+
+def _staging():
+    from passes.analyze_memory import STAGING
+    return STAGING
+
+
+def _layer_windows():
+    from passes.target import LAYER_WINDOWS
+    return LAYER_WINDOWS
 
 
 def _c_kernel_records():
@@ -166,6 +217,10 @@ CONCERNS = {
     "channel-wise rule": ("aloha_ir.channels.CHANNELWISE", _channelwise, NOT_CHANNELWISE, {}),
     "zero-preserving rule": ("passes.prune.ZERO_PRESERVING", _zero_preserving, NOT_ZERO_PRESERVING,
                              {}),
+    "stored-constants rule": ("passes.analyze_memory.STORED_CONSTANTS", _stored_constants,
+                              STORES_NO_CONSTANTS, {}),
+    "staging rule": ("passes.analyze_memory.STAGING", _staging, NEEDS_NO_STAGING, STAGING_GAPS),
+    "layer window": ("passes.target.LAYER_WINDOWS", _layer_windows, NEEDS_NO_LAYER_WINDOW, {}),
     "C kernel record": ("backends.codegen.KERNEL_RECORDS", _c_kernel_records, NEEDS_NO_KERNEL,
                         C_KERNEL_GAPS),
     "fixed-point reference kernel": ("runtime.reference.KERNELS", _reference_kernels,
@@ -253,3 +308,23 @@ def test_a_rule_registered_twice_is_an_internal_error():
         @register(nn.AddOp)
         def other_plan():
             pass
+
+
+def test_a_block_without_a_mac_rule_is_an_internal_error(monkeypatch):
+    """analyze-cost asks MACS of every block: a block whose op lost its rule fails naming the op
+    (a compiler bug, exit 1), where the isinstance chain it replaced counted 0 silently."""
+    from aloha_ir.cost import MACS, block_macs
+    from aloha_ir.errors import InternalError
+    from aloha_ir.textio import parse_module
+    module = parse_module("""builtin.module {
+  nn.graph @net {
+    %0 = nn.input {port = "x"} : tensor<1x2x4x4xf32>
+    %1 = nn.lrn %0 {size = 3 : i64, alpha = 1.000000e-04 : f64, beta = 7.500000e-01 : f64, bias = 1.000000e+00 : f64} : tensor<1x2x4x4xf32>
+    nn.output %1 {ports = ["y"]}
+  }
+}""")
+    lrn = next(op for op in nn.graph_of(module).ops if isinstance(op, nn.LrnOp))
+    assert block_macs(lrn) == 0
+    monkeypatch.delitem(MACS, nn.LrnOp)
+    with pytest.raises(InternalError, match=r"no MAC rule for nn\.lrn"):
+        block_macs(lrn)

@@ -112,12 +112,9 @@ def sparse_macs(op: Operation, pruned: int) -> int:
     kept = macs * (size - pruned) // size
     if collapse_value(op) == 0.0:
         return kept
-    out = shape_of(op.output)
-    if isinstance(op, DenseOp):
-        return kept + out[0] * shape_of(op.weight)[1]
-    w = shape_of(op.weight)
-    group = op.prop_int("group", 1)
-    return kept + math.prod(out) // out[1] * group * w[1] * w[2] * w[3]
+    # one window sum per output position and group: the MACs of one output channel per group
+    # (conv: prod(out) / C_out x group x C_in/group x kh x kw; dense: N x K)
+    return kept + macs * op.prop_int("group", 1) // shape_of(op.output)[1]
 
 
 def is_block(op: Operation) -> bool:

@@ -2,7 +2,8 @@
 (the op class's own `check`, aloha_ir/dialects/nn.py), its MACs (aloha_ir/cost.py), the format of
 its quantized output (quant/formats.py), whether a width change (aloha_ir/channels.py) and a
 pruned kernel's removal (passes/prune.py) pass through it, the constants and staging buffer the
-program stores for it (passes/analyze_memory.py), its cost-model Layer's window (passes/target.py),
+program stores for it and whether its kernel runs once per item of a batch
+(passes/analyze_memory.py), its cost-model Layer's window (passes/target.py),
 the C kernel record (backends/codegen/kernels), the numpy fixed-point reference, the torch
 fixed-point and the torch float executors, the ONNX export (backends/onnx/export.py) and the row
 plan of the csdf lowering (passes/convert_nn_to_csdf.py). An op added to the dialect without one
@@ -122,6 +123,17 @@ NEEDS_NO_LAYER_WINDOW = {
         "no spatial window: its Layer reads 1x1 (NO_WINDOW)"),
 }
 
+# At batch N > 1 the program runs these kernels once per item (analyze_memory.PER_ITEM_BLOCKS: a
+# set of op classes); the others run over the whole batch at once.
+RUN_OVER_THE_BATCH = {
+    **NO_BLOCK,
+    nn.InputOp: "the network's input: its frame is streamed whole",
+    nn.PoolOp: "pools each of the N x C planes alone",
+    nn.ActOp: "element by element (softmax along its axis)",
+    **dict.fromkeys([nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp],
+                    "copies the whole tensor through its staging buffer"),
+}
+
 # Ops a table lacks today, by table. An op listed here that gains an entry fails the test as
 # stale, so the list cannot outlive its reason.
 C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 item 3 adds them
@@ -130,8 +142,9 @@ C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 i
     nn.ResizeOp: "no kernel in aloha_kernels.c",
     nn.ReduceMeanOp: "no kernel in aloha_kernels.c",
 }
-# their C kernels (issue 25 item 3) decide whether they stage their whole input
-STAGING_GAPS = C_KERNEL_GAPS
+# their C kernels (issue 25 item 3) decide whether they stage their whole input, whether they run
+# per item
+STAGING_GAPS = PER_ITEM_GAPS = C_KERNEL_GAPS
 
 
 def _shape_rules():
@@ -169,6 +182,11 @@ def _stored_constants():
 def _staging():
     from passes.analyze_memory import STAGING
     return STAGING
+
+
+def _per_item_kernels():
+    from passes.analyze_memory import PER_ITEM_BLOCKS
+    return dict.fromkeys(PER_ITEM_BLOCKS)
 
 
 def _layer_windows():
@@ -221,6 +239,8 @@ CONCERNS = {
                               STORES_NO_CONSTANTS, {}),
     "staging rule": ("passes.analyze_memory.STAGING", _staging, NEEDS_NO_STAGING, STAGING_GAPS),
     "layer window": ("passes.target.LAYER_WINDOWS", _layer_windows, NEEDS_NO_LAYER_WINDOW, {}),
+    "per-item kernel": ("passes.analyze_memory.PER_ITEM_BLOCKS", _per_item_kernels,
+                        RUN_OVER_THE_BATCH, PER_ITEM_GAPS),
     "C kernel record": ("backends.codegen.KERNEL_RECORDS", _c_kernel_records, NEEDS_NO_KERNEL,
                         C_KERNEL_GAPS),
     "fixed-point reference kernel": ("runtime.reference.KERNELS", _reference_kernels,

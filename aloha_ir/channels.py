@@ -25,19 +25,46 @@ from xdsl.rewriter import Rewriter
 from aloha_ir import fixedpoint as fp
 from aloha_ir.consts import const_tensor, make_const
 from aloha_ir.dialects import nn
+from aloha_ir.optable import registrar
 from aloha_ir.weights import ConstTensor, WeightStore, weights_of
 
 
+ChannelRule = Callable[[Operation], bool]
+
+# nn op class -> whether a block of it treats channels independently, so that a width change passes
+# through it (an op without a rule pins its group; tests/test_op_coverage.py lists those with why)
+CHANNELWISE: dict[type[Operation], ChannelRule] = {}
+
+# `@channelwise(nn.PoolOp)`: the decorated function says whether blocks of the op classes are
+channelwise = registrar(CHANNELWISE, "channel-wise rule")
+
+
+@channelwise(nn.PoolOp, nn.BatchNormOp, nn.LrnOp, nn.AddOp, nn.MulOp, nn.DropoutOp, nn.ResizeOp)
+def always_channelwise(op: Operation) -> bool:
+    """Each output channel from the same channel of the inputs (LRN's also from its neighbours:
+    zero channels appended at the end add nothing to its sums, like its own edge)."""
+    return True
+
+
+@channelwise(nn.ActOp)
+def act_channelwise(op: nn.ActOp) -> bool:
+    """Element by element, except softmax (it normalises across channels)."""
+    return op.kind.data != "softmax"
+
+
+@channelwise(nn.PadOp)
+def pad_channelwise(op: nn.PadOp) -> bool:
+    """When it pads no channels (or the tensor has no channel axis)."""
+    pads = op.prop_ints("pads")
+    rank = len(pads) // 2
+    return rank < 2 or (pads[1] == 0 and pads[1 + rank] == 0)
+
+
 def is_channelwise(op: Operation) -> bool:
-    """Ops that treat channels independently, so that a width change passes through them."""
-    if isinstance(op, nn.ActOp):
-        return op.kind.data != "softmax"
-    if isinstance(op, nn.PadOp):
-        pads = op.prop_ints("pads")
-        rank = len(pads) // 2
-        return rank < 2 or (pads[1] == 0 and pads[1 + rank] == 0)
-    return isinstance(op, (nn.PoolOp, nn.BatchNormOp, nn.LrnOp, nn.AddOp, nn.MulOp, nn.DropoutOp,
-                           nn.ResizeOp))
+    """Ops that treat channels independently, so that a width change passes through them (by their
+    rule in CHANNELWISE; other ops pin their group's width)."""
+    rule = CHANNELWISE.get(type(op))
+    return rule is not None and rule(op)
 
 
 def data_operands(op: Operation) -> list[SSAValue]:

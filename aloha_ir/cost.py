@@ -13,23 +13,63 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 from xdsl.dialects.builtin import DictionaryAttr, FloatAttr
 from xdsl.ir import Operation
 
 from aloha_ir.consts import const_tensor
-from aloha_ir.dialects.nn import ConstOp, ConvOp, DenseOp, GraphOp, OutputOp, shape_of, tensor_bytes
+from aloha_ir.dialects.nn import (ActOp, AddOp, BatchNormOp, ChannelShuffleOp, ConcatOp, ConstOp,
+                                  ConvOp, DenseOp, DropoutOp, FlattenOp, GraphOp, InputOp, LrnOp, MulOp,
+                                  OutputOp, PadOp, PoolOp, ReduceMeanOp, ReshapeOp, ResizeOp,
+                                  TransposeOp, shape_of, tensor_bytes)
+from aloha_ir.errors import InternalError
+from aloha_ir.optable import registrar
+
+
+MacsRule = Callable[[Operation], int]
+
+# nn op class -> the multiply-accumulates of one block of it (every block has a rule:
+# tests/test_op_coverage.py checks)
+MACS: dict[type[Operation], MacsRule] = {}
+
+# `@macs(nn.ConvOp)`: the decorated function counts the MACs of the nn op classes named
+macs = registrar(MACS, "MAC rule")
+
+
+@macs(ConvOp)
+def conv_macs(op: ConvOp) -> int:
+    """One per weight of a group's kernel per output element: prod(out) x C_in/group x kh x kw."""
+    w = shape_of(op.weight)  # [C_out, C_in/group, kh, kw]
+    return math.prod(shape_of(op.output)) * w[1] * w[2] * w[3]
+
+
+@macs(DenseOp)
+def dense_macs(op: DenseOp) -> int:
+    """K per output element: N x M x K."""
+    n, m = shape_of(op.output)
+    return n * m * shape_of(op.weight)[1]
+
+
+@macs(InputOp, PoolOp, AddOp, MulOp, ConcatOp, ActOp, LrnOp, BatchNormOp, ReshapeOp, FlattenOp,
+      TransposeOp, ChannelShuffleOp, PadOp, ResizeOp, ReduceMeanOp, DropoutOp)
+def no_macs(op: Operation) -> int:
+    """None: DESIGN.md's contract counts the multiply-accumulates of conv and dense layers only.
+    The input streams values in; pooling, padding, resizing, concatenation and the layout ops move,
+    compare or average elements; activations, add, mul and batch norm work element by element; LRN's
+    squares over neighbouring channels and a mean's sums are normalisations, not layer MACs. What
+    these blocks compute is the `work` of their actor (passes/convert_nn_to_csdf.py's row plans)."""
+    return 0
 
 
 def block_macs(op: Operation) -> int:
-    if isinstance(op, ConvOp):
-        w = shape_of(op.weight)  # [C_out, C_in/group, kh, kw]
-        return math.prod(shape_of(op.output)) * w[1] * w[2] * w[3]
-    if isinstance(op, DenseOp):
-        n, m = shape_of(op.output)
-        return n * m * shape_of(op.weight)[1]
-    return 0
+    """The MACs of block `op` by its rule in MACS (bias not counted)."""
+    rule = MACS.get(type(op))
+    if rule is None:
+        raise InternalError(f"no MAC rule for {op.name}: register one with "
+                            "aloha_ir.cost's @macs")
+    return rule(op)
 
 
 def block_params(op: Operation) -> int:
@@ -72,12 +112,9 @@ def sparse_macs(op: Operation, pruned: int) -> int:
     kept = macs * (size - pruned) // size
     if collapse_value(op) == 0.0:
         return kept
-    out = shape_of(op.output)
-    if isinstance(op, DenseOp):
-        return kept + out[0] * shape_of(op.weight)[1]
-    w = shape_of(op.weight)
-    group = op.prop_int("group", 1)
-    return kept + math.prod(out) // out[1] * group * w[1] * w[2] * w[3]
+    # one window sum per output position and group: the MACs of one output channel per group
+    # (conv: prod(out) / C_out x group x C_in/group x kh x kw; dense: N x K)
+    return kept + macs * op.prop_int("group", 1) // shape_of(op.output)[1]
 
 
 def is_block(op: Operation) -> bool:

@@ -36,10 +36,12 @@ from __future__ import annotations
 import math
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
+from xdsl.ir import Operation
 
 from aloha_ir import fixedpoint as fp
 from aloha_ir import rle, rowflow
@@ -47,6 +49,7 @@ from aloha_ir.analysis import CSDF_MAPPED, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf, nn
 from aloha_ir.errors import PassError
+from aloha_ir.optable import registrar
 from aloha_ir.passmanager import AnalysisPass
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
@@ -177,47 +180,94 @@ def fifo_kind(channel: csdf.ChannelOp, actors: dict[str, csdf.ActorOp]) -> str:
     return "between_actors"
 
 
+ConstantRule = Callable[[Operation, Deployment, dict], None]
+
+# nn op class -> the constants the program stores for a block of it: the rule adds key -> bytes to
+# the dict it is given (the keys dedupe a constant several actors or blocks read); an op without a
+# rule stores none (tests/test_op_coverage.py lists those with why)
+STORED_CONSTANTS: dict[type[Operation], ConstantRule] = {}
+
+# `@stored_constants(nn.ConvOp)`: the decorated function adds the constants of the op classes named
+stored_constants = registrar(STORED_CONSTANTS, "stored-constants rule")
+
+
+def _const(v, dep: Deployment, out: dict) -> None:
+    out[v] = math.prod(nn.shape_of(v)) * dep.value(v).nbytes
+
+
+def _shifts(v, channels: int, label: str, dep: Deployment, out: dict) -> None:
+    """The per-channel shifts of a constant quantized per channel (distinct fracs)."""
+    fracs = v.owner.attributes.get("fracs") if dep.fixed else None
+    if fracs is not None and len(set(fracs.get_values())) > 1:
+        out[("shift", label)] = channels * fp.INT32.nbytes
+
+
+@stored_constants(nn.ConvOp, nn.DenseOp)
+def weighted_constants(block: Operation, dep: Deployment, out: dict) -> None:
+    """The weights, the bias in the accumulator's type, per-channel shifts."""
+    _const(block.weight, dep, out)
+    if len(block.operands) > 2:
+        b = block.operands[2]
+        out[(b, "acc")] = math.prod(nn.shape_of(b)) * dep.bias().nbytes
+    _shifts(block.weight, nn.shape_of(block.results[0])[1], nn.block_label(block), dep, out)
+
+
+@stored_constants(nn.BatchNormOp)
+def batchnorm_constants(block: nn.BatchNormOp, dep: Deployment, out: dict) -> None:
+    """Scale-shift form: the scale, the bias in the accumulator's type, per-channel shifts (with
+    statistics it has none of its own: canonicalize folds them before code generation)."""
+    if len(block.params) != 2:
+        return
+    shape = nn.shape_of(block.results[0])
+    c = shape[1] if len(shape) == 4 else shape[-1]
+    s, b = block.params[0], block.params[1]
+    out[(s, "bn")] = c * dep.value(s).nbytes
+    out[(b, "bn")] = c * dep.bias().nbytes
+    _shifts(s, c, nn.block_label(block), dep, out)
+
+
+@stored_constants(nn.AddOp, nn.MulOp)
+def operand_constants(block: Operation, dep: Deployment, out: dict) -> None:
+    """Its constant operands, in their own types."""
+    for v in (block.lhs, block.rhs):
+        if isinstance(v.owner, nn.ConstOp):
+            _const(v, dep, out)
+
+
 def _constant_tensors(block, dep: Deployment) -> dict:
-    """key -> bytes of the constants the program stores for `block` (the keys dedupe a constant
-    several actors or blocks read): conv/dense weights and bias (+ per-channel shifts), a batch
-    norm's scale and bias (+ shifts), an elementwise op's constant operands."""
+    """key -> bytes of the constants the program stores for `block`, by its STORED_CONSTANTS
+    rule."""
     out: dict = {}
-
-    def const(v) -> None:
-        out[v] = math.prod(nn.shape_of(v)) * dep.value(v).nbytes
-
-    def per_channel(v, channels: int, label: str) -> None:
-        fracs = v.owner.attributes.get("fracs") if dep.fixed else None
-        if fracs is not None and len(set(fracs.get_values())) > 1:
-            out[("shift", label)] = channels * fp.INT32.nbytes
-
-    label = nn.block_label(block)
-    if isinstance(block, (nn.ConvOp, nn.DenseOp)):
-        const(block.weight)
-        if len(block.operands) > 2:
-            b = block.operands[2]
-            out[(b, "acc")] = math.prod(nn.shape_of(b)) * dep.bias().nbytes
-        per_channel(block.weight, nn.shape_of(block.results[0])[1], label)
-    elif isinstance(block, nn.BatchNormOp) and len(block.params) == 2:
-        shape = nn.shape_of(block.results[0])
-        c = shape[1] if len(shape) == 4 else shape[-1]
-        s, b = block.params[0], block.params[1]
-        out[(s, "bn")] = c * dep.value(s).nbytes
-        out[(b, "bn")] = c * dep.bias().nbytes
-        per_channel(s, c, label)
-    elif isinstance(block, (nn.AddOp, nn.MulOp)):
-        for v in (block.lhs, block.rhs):
-            if isinstance(v.owner, nn.ConstOp):
-                const(v)
+    rule = STORED_CONSTANTS.get(type(block))
+    if rule is not None:
+        rule(block, dep, out)
     return out
+
+
+# nn op class -> elements of the whole-tensor layout buffer (input type) an actor of a block of it
+# keeps (backends/codegen/kernels/ sets the same `staging`); an op without a rule keeps none
+STAGING: dict[type[Operation], Callable[[Operation], int]] = {}
+
+# `@staging_rule(nn.ReshapeOp)`: the decorated function sizes the staging of the op classes named
+staging_rule = registrar(STAGING, "staging rule")
+
+
+@staging_rule(nn.PoolOp)
+def pool_staging(block: nn.PoolOp) -> int:
+    """A global pool stages its whole input; a windowed one reads rows."""
+    return math.prod(nn.shape_of(block.input)) if block.is_global else 0
+
+
+@staging_rule(nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp)
+def copy_staging(block: Operation) -> int:
+    """A layout copy stages its whole input."""
+    return math.prod(nn.shape_of(block.operands[0]))
 
 
 def _staging(block) -> int:
     """Elements of a whole-tensor layout buffer (input type) an actor of `block` keeps."""
-    if isinstance(block, nn.PoolOp) and block.is_global or \
-            isinstance(block, (nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp)):
-        return math.prod(nn.shape_of(block.operands[0]))
-    return 0
+    rule = STAGING.get(type(block))
+    return rule(block) if rule is not None else 0
 
 
 def _actor_scratch(actor: csdf.ActorOp, block, ins: list[csdf.ChannelOp],

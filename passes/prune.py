@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -48,6 +49,7 @@ from aloha_ir.consts import const_tensor, set_blob
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
 from aloha_ir.errors import PassError
+from aloha_ir.optable import registrar
 from aloha_ir.passmanager import TransformPass
 from aloha_ir.weights import weights_of
 from passes.analyze_cost import analyze_graph
@@ -213,19 +215,49 @@ def zero_kernels(module: ModuleOp, op: nn.ConvOp, kernels: np.ndarray) -> None:
         set_blob(value.owner, store, a, f"{nn.block_label(op) or 'w'}.pruned")
 
 
+ZeroRule = Callable[[Operation], bool]
+
+# nn op class -> whether a block of it is channel-wise and maps an all-zero channel to zero, so that
+# removing zeroed kernels passes through it (an op without a rule pins its width group;
+# tests/test_op_coverage.py lists those with why)
+ZERO_PRESERVING: dict[type[Operation], ZeroRule] = {}
+
+# `@zero_preserving(nn.PoolOp)`: the decorated function decides it for the op classes named
+zero_preserving = registrar(ZERO_PRESERVING, "zero-preserving rule")
+
+
+@zero_preserving(nn.PoolOp, nn.DropoutOp, nn.ResizeOp)
+def always_zero_preserving(o: Operation) -> bool:
+    """Max, mean, copy or interpolation of one channel's zeros is zero."""
+    return True
+
+
+@zero_preserving(nn.ActOp)
+def act_zero_preserving(o: nn.ActOp) -> bool:
+    """relu, leaky_relu and tanh map 0 to 0; clip when its range holds 0 (sigmoid's 0.5 and
+    softmax's mixing of channels do not)."""
+    return o.kind.data in ("relu", "leaky_relu", "tanh") or (
+        o.kind.data == "clip" and nn.floats(o.params)[0] <= 0.0 <= nn.floats(o.params)[1])
+
+
+@zero_preserving(nn.PadOp)
+def pad_zero_preserving(o: nn.PadOp) -> bool:
+    """A rank-4 pad that pads no channels, with zeros (or reflecting/repeating edges)."""
+    pads = o.prop_ints("pads")
+    return len(pads) == 8 and pads[1] == pads[5] == 0 and (
+        o.mode.data != "constant" or o.value.value.data == 0.0)
+
+
+def passes_zero(o: Operation) -> bool:
+    """Whether `o` is channel-wise and maps an all-zero channel to zero (by its ZERO_PRESERVING
+    rule)."""
+    rule = ZERO_PRESERVING.get(type(o))
+    return rule is not None and rule(o)
+
+
 def remove_kernels(module: ModuleOp, graph: nn.GraphOp, idle: dict[Operation, np.ndarray]
                    ) -> dict[Operation, bool]:
     """Remove the (already zeroed) idle kernels where the width can change; which ops lost them."""
-    def passes_zero(o: Operation) -> bool:  # channel-wise and maps an all-zero channel to zero
-        if isinstance(o, nn.ActOp):
-            return o.kind.data in ("relu", "leaky_relu", "tanh") or (
-                o.kind.data == "clip" and nn.floats(o.params)[0] <= 0.0 <= nn.floats(o.params)[1])
-        if isinstance(o, nn.PadOp):
-            pads = o.prop_ints("pads")
-            return len(pads) == 8 and pads[1] == pads[5] == 0 and (
-                o.mode.data != "constant" or o.value.value.data == 0.0)
-        return isinstance(o, (nn.PoolOp, nn.DropoutOp, nn.ResizeOp))
-
     groups = WidthGroups(graph, passes_zero)
     plan: dict[SSAValue, np.ndarray] = {}
     removed = {}

@@ -13,6 +13,7 @@ sliced when `partition` split the actor along output channels.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from xdsl.ir import Operation
@@ -22,6 +23,7 @@ from aloha_ir.context import AlohaContext
 from aloha_ir.cost import block_macs
 from aloha_ir.dialects import csdf, nn
 from aloha_ir.errors import PassError, UnsupportedError
+from aloha_ir.optable import registrar
 from archdesc.costmodel import Layer
 from archdesc.model import DATATYPE_BITS, Platform
 
@@ -177,6 +179,29 @@ def _nchw(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return (shape[-1] if shape else 1), 1, 1
 
 
+# (kernel, strides, pads, dilations, group) of a Layer: a block without a window reads 1x1
+Window = tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], int]
+NO_WINDOW: Window = ((1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1)
+
+# nn op class -> the window of its Layer; the ops without a rule (element-wise, layout, dense) have
+# none (NO_WINDOW)
+LAYER_WINDOWS: dict[type[Operation], Callable[[Operation], Window]] = {}
+
+# `@layer_window(nn.ConvOp)`: the decorated function gives the Layer window of the op classes named
+layer_window = registrar(LAYER_WINDOWS, "layer window")
+
+
+@layer_window(nn.ConvOp)
+def conv_window(block: nn.ConvOp) -> Window:
+    return (*block.window(), block.prop_int("group", 1))
+
+
+@layer_window(nn.PoolOp)
+def pool_window(block: nn.PoolOp) -> Window:
+    """A windowed pool's window; a global one (no kernel) has none."""
+    return (*block.window(), 1) if block.kernel is not None else NO_WINDOW
+
+
 def layer_of(actor: csdf.ActorOp, block: Operation | None) -> Layer:
     """The actor's Layer: the nn block's shapes and window, scaled to the actor's output slice."""
     from aloha_ir import rle
@@ -189,12 +214,8 @@ def layer_of(actor: csdf.ActorOp, block: Operation | None) -> Layer:
     params = sum(_elems(v) for v in block.operands if isinstance(v.owner, nn.ConstOp))
     cin, hin, win = _nchw(nn.shape_of(ins[0])) if ins else (1, 1, 1)
     cout, hout, wout = _nchw(nn.shape_of(block.results[0]))
-    kernel, stride, pads, dil, group = (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1
-    if isinstance(block, (nn.ConvOp, nn.PoolOp)) and (
-            isinstance(block, nn.ConvOp) or block.kernel is not None):
-        kernel, stride, pads, dil = block.window()
-        if isinstance(block, nn.ConvOp):
-            group = block.prop_int("group", 1)
+    rule = LAYER_WINDOWS.get(type(block))
+    kernel, stride, pads, dil, group = rule(block) if rule is not None else NO_WINDOW
     out_shape = nn.shape_of(block.results[0])
     layer = Layer(family, cin, hin, win, cout, hout, wout, tuple(kernel), tuple(stride),
                   tuple(pads), tuple(dil), group, block_macs(block), work, params,

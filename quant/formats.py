@@ -16,23 +16,22 @@ is unsigned; softmax, sigmoid and tanh have fixed output ranges.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 from xdsl.dialects.builtin import TensorType
-from xdsl.ir import SSAValue
+from xdsl.ir import Operation, SSAValue
 from xdsl.rewriter import Rewriter
 
 from aloha_ir import fixedpoint as fp
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import op_label
-from aloha_ir.errors import UsageError
+from aloha_ir.errors import InternalError, UsageError
+from aloha_ir.optable import registrar
 
 WEIGHTED = (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)
-# ops whose output keeps the input's format exactly (integers only move)
-SAME_FORMAT = (nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp, nn.DropoutOp,
-               nn.PadOp)
 
 
 @dataclass
@@ -77,6 +76,7 @@ def choose_formats(graph: nn.GraphOp, store, stats: dict[SSAValue, Range], wbits
                    per_channel: bool, input_bits: int | None = None) -> Formats:
     """Formats for every value of the graph (see the module docstring)."""
     f = Formats()
+    chosen = Chosen(f, stats, abits)
     input_like: set[SSAValue] = set()  # the input and its in-graph normalisation keep input bits
     for op in graph.ops:
         if isinstance(op, (nn.ConstOp, nn.OutputOp)):
@@ -96,23 +96,79 @@ def choose_formats(graph: nn.GraphOp, store, stats: dict[SSAValue, Range], wbits
             input_like.add(out)
             continue
         _const_formats(op, store, f, wbits, per_channel)
-        x = op.operands[0]
-        if isinstance(op, SAME_FORMAT) or isinstance(op, nn.PoolOp) or \
-                (isinstance(op, nn.ResizeOp) and op.mode.data == "nearest"):
-            f.values[out] = f.values[x]
-        elif isinstance(op, nn.ActOp) and op.kind.data == "relu":
-            fin = f.values[x]
-            f.values[out] = fp.Fixed(fin.bits, fin.frac, signed=False)
-        elif isinstance(op, nn.ActOp) and op.kind.data in ("softmax", "sigmoid"):
-            f.values[out] = fp.Fixed(abits, abits, signed=False)
-        elif isinstance(op, nn.ActOp) and op.kind.data == "tanh":
-            f.values[out] = fp.Fixed(abits, abits - 1)
-        else:
-            r = stats[out]
-            f.values[out] = fp.format_for(r.level, abits, r.lo < 0)
+        rule = OUTPUT_FORMATS.get(type(op))
+        if rule is None:
+            raise InternalError(f"no output format rule for {op.name}: register one with "
+                                "quant.formats' @output_format")
+        f.values[out] = rule(op, chosen)
         if isinstance(op, WEIGHTED) and len(op.operands) > 2:
             _bias_format(op, f)
     return f
+
+
+@dataclass
+class Chosen:
+    """What an output format rule may ask while `choose_formats` walks the graph: the formats
+    chosen so far, what calibration saw, the activation bits."""
+
+    formats: Formats
+    stats: dict[SSAValue, Range]
+    abits: int
+
+    def source(self, op: Operation) -> fp.Fixed:
+        """The format of `op`'s first operand."""
+        return self.formats.values[op.operands[0]]
+
+    def calibrated(self, op: Operation) -> fp.Fixed:
+        """The `abits` format holding the range calibration saw of `op`'s output."""
+        r = self.stats[op.results[0]]
+        return fp.format_for(r.level, self.abits, r.lo < 0)
+
+
+FormatRule = Callable[[Operation, Chosen], fp.Fixed]
+
+# nn op class -> the format of a block's output (every block but the input, whose format
+# choose_formats derives with its normalisation; tests/test_op_coverage.py checks)
+OUTPUT_FORMATS: dict[type[Operation], FormatRule] = {}
+
+# `@output_format(nn.ActOp)`: the decorated function chooses the output format of the op classes
+output_format = registrar(OUTPUT_FORMATS, "output format rule")
+
+
+@output_format(nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp, nn.DropoutOp,
+               nn.PadOp, nn.PoolOp)
+def same_format(op: Operation, chosen: Chosen) -> fp.Fixed:
+    """The input's format exactly: these only move integers (or pick the max of them); an average
+    of values of one format fits that format."""
+    return chosen.source(op)
+
+
+@output_format(nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.LrnOp, nn.BatchNormOp,
+               nn.ReduceMeanOp)
+def calibrated_format(op: Operation, chosen: Chosen) -> fp.Fixed:
+    """The range calibration saw (these compute new values)."""
+    return chosen.calibrated(op)
+
+
+@output_format(nn.ResizeOp)
+def resize_format(op: nn.ResizeOp, chosen: Chosen) -> fp.Fixed:
+    """Nearest resizing copies values (the input's format); linear interpolation is calibrated."""
+    return chosen.source(op) if op.mode.data == "nearest" else chosen.calibrated(op)
+
+
+@output_format(nn.ActOp)
+def activation_format(op: nn.ActOp, chosen: Chosen) -> fp.Fixed:
+    """relu keeps the input's bits and frac, unsigned; softmax and sigmoid are in [0, 1] (all bits
+    fractional, unsigned), tanh in [-1, 1] (all bits but the sign); the others are calibrated."""
+    kind = op.kind.data
+    if kind == "relu":
+        fin = chosen.source(op)
+        return fp.Fixed(fin.bits, fin.frac, signed=False)
+    if kind in ("softmax", "sigmoid"):
+        return fp.Fixed(chosen.abits, chosen.abits, signed=False)
+    if kind == "tanh":
+        return fp.Fixed(chosen.abits, chosen.abits - 1)
+    return chosen.calibrated(op)
 
 
 def _const_formats(op, store, f: Formats, wbits: int, per_channel: bool) -> None:

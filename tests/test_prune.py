@@ -95,6 +95,28 @@ def test_threshold_collapses_exactly_the_weights_within_t_sigma(trained, digits)
     assert report.accuracy_before > 0.85 and report.accuracy_after is not None
 
 
+def test_sparse_macs_of_a_grouped_strided_conv_by_hand():
+    """A group-2, stride-2 conv with a collapse value: the kept MACs plus one window sum per output
+    position and group (C_in/group x kh x kw each), counted by hand."""
+    from aloha_ir.cost import block_macs, sparse_macs
+    from aloha_ir.textio import parse_module
+    module = parse_module("""builtin.module {
+  nn.graph @net {
+    %0 = nn.input {port = "x"} : tensor<1x4x6x6xf32>
+    %1 = nn.const {splat = 1.000000e+00 : f64} : tensor<6x2x3x3xf32>
+    %2 = nn.conv %0, %1 {kernel = array<i64: 3, 3>, strides = array<i64: 2, 2>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, group = 2 : i64, pruning = {value = 5.000000e-01 : f64}} : tensor<1x6x3x3xf32>
+    nn.output %2 {ports = ["y"]}
+  }
+}""")
+    conv = next(op for op in graph_of(module).ops if isinstance(op, nn.ConvOp))
+    macs = 6 * 3 * 3 * (2 * 3 * 3)  # each of 54 outputs: C_in/group x kh x kw
+    assert block_macs(conv) == macs == 972
+    pruned = 27  # of the 108 weights
+    kept = macs * (108 - pruned) // 108
+    window_sums = (3 * 3) * 2 * (2 * 3 * 3)  # output positions x groups x window
+    assert sparse_macs(conv, pruned) == kept + window_sums == 729 + 324
+
+
 def test_more_threshold_prunes_more_and_zero_prunes_nothing(trained, digits):
     after = []
     for t in (0.0, 0.5, 1.0, 1.5):

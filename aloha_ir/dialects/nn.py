@@ -236,7 +236,9 @@ class NnOp(IRDLOperation):
     traits = traits_def(BlockSymbol())
 
     def check(self) -> None:
-        """The op's own invariant (shape rule); `verify_fast` runs only this."""
+        """The op's own invariant (shape rule); `verify_fast` runs only this. Every op class
+        defines its own or inherits its family's (tests/test_op_coverage.py checks): this empty
+        default verifies nothing."""
 
     def verify_(self) -> None:
         # irdl_op_definition wraps this with the generic IRDL constraint check

@@ -354,7 +354,7 @@ def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
         actor = b.unique(block)
         node = csdf.ActorOp.build(actor, plan.kind, csdf.block_ref(source, block), plan.phases,
                                   plan.times, plan.work, _memory_units(op))
-        if plan.inputs:
+        if not isinstance(op, nn.InputOp):  # the input actor reads no channel
             node.reads = "rows" if plan.produce_per_row else "whole"
         b.ops.append(node)
         for port, (v, ranges) in enumerate(plan.inputs):

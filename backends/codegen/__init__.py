@@ -9,8 +9,8 @@ static order is refused (UnsupportedError naming the pass to run).
 - `actors`: per actor its input ports (the FIFO it reads, its reuse self-loop, per firing how many
   rows it reads new, takes back from the loop and puts into it: the row calculus of the row plan
   the lowering recorded on the channel, `rows` and `shape`, and on the actor, `reads`, which the
-  csdf verifier has checked against the rates; ports.py), its output FIFOs with the tokens produced per
-  firing, and a `kernel` record (which kernel, its geometry, weights, fused activation or
+  csdf verifier has checked against the rates; ports.py), its output FIFOs with the tokens
+  produced per firing, and a `kernel` record (which kernel, its geometry, weights, fused activation or
   requantisation: kernels/, one record builder per nn op class);
 - `threads`: one per processing unit (the boundary actors the mapping leaves unplaced -- input,
   output, gather -- join the nearest programmable unit's), each with its static order for one

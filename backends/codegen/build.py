@@ -27,9 +27,10 @@ def build_view(module, platform, *, weights: str = "file",
     graph = graphs[0]
     if graph.channels()[0].buffer is None:
         raise UnsupportedError("the csdf graph has no FIFO sizes", hint="run analyze-schedule")
-    if graph.actors()[0].order is None:
-        raise UnsupportedError("the csdf graph has no static order (csdf.order)",
-                               hint="run analyze-schedule")
+    unordered = [a.sym_name.data for a in graph.actors() if a.order is None]
+    if unordered:  # none: never scheduled; some: a transform added actors after the schedule
+        raise UnsupportedError(f"the csdf graph has no static order (csdf.order) for actor "
+                               f"@{unordered[0]}", hint="run analyze-schedule")
     b = BuildContext(module, graph)
     phases, edges = graph.dataflow_graph()
     q = repetition(phases, edges).firings

@@ -47,8 +47,8 @@ def input_ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, 
     for k, port in enumerate(names):
         ch = ins[port]
         if actor.reads is not None and ch.rows is None:
-            raise UnsupportedError(f"channel @{ch.sym_name.data} into actor @{name} has no row plan "
-                                   "(csdf.rows, csdf.shape)",
+            raise UnsupportedError(f"channel @{ch.sym_name.data} into actor @{name} has no row "
+                                   "plan (csdf.rows, csdf.shape)",
                                    hint="lower the nn graph again with convert-nn-to-csdf")
         shape = ch.shape if actor.reads is not None else None
         phases = actor.phase_count

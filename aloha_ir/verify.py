@@ -11,7 +11,8 @@ lowering of it (one walk over actors and channels, no re-lowering):
 - shapes agree: an actor produces its block's whole result on each output channel (a part of a
   split actor its share, checked by the split itself; a merge what its actor makes), consumes on
   input port `inK` the whole K-th activation operand of its block, from an actor of the block that
-  defines it; its memory units have its constants' shapes;
+  defines it, and a row plan recorded on that channel (`shape`) is of that operand's shape; its
+  memory units have its constants' shapes;
 - no block is lowered twice: the actors computing one block (gathers and merges only move its
   result) are one actor, or parts of a `partition` split whose output-channel ranges are disjoint;
 - every block has an actor.
@@ -178,6 +179,10 @@ class _Links:
                           f"but its block {dst.block} has {len(ins)} activation input(s) "
                           "(ports in0..)")
             value = ins[k]
+        if ch.shape is not None and tuple(ch.shape) != tuple(nn.shape_of(value)):
+            self.fail(f"channel @{ch.sym_name.data} into csdf.actor @{name} records a row plan "
+                      f"of a {list(ch.shape)} tensor (csdf.shape), but the tensor it reads there "
+                      f"is {list(nn.shape_of(value))}")
         consumed, whole = sum(c * v for c, v in ch.cons_runs), _numel(value)
         if consumed != whole:
             self.fail(f"csdf.actor @{name} consumes {consumed} tokens on channel "

@@ -278,20 +278,23 @@ def _actor_scratch(actor: csdf.ActorOp, block, ins: list[csdf.ChannelOp],
     firing's production) and staging, in bytes; a kernel that runs once per item of a batch of N
     adds its one-item copies: of each sliced window (1/N of it) and of its output buffer (1/N).
     `ins` are its input channels in port order, `loops` its reuse self-loops by port, `outs` its
-    output channels."""
-    from passes.convert_nn_to_csdf import plan_block
-    plan = plan_block(block) if block is not None and actor.kind.data not in BOUNDARY_KINDS \
-        else None
-    whole = plan is not None and not plan.produce_per_row
+    output channels. The row sizes and whether it reads whole are the lowering's records on the IR
+    (`reads` on the actor, `shape` on its input channels)."""
+    planned = block is not None and actor.kind.data not in BOUNDARY_KINDS
+    if planned and (actor.reads is None or any(ch.shape is None for ch in ins)):
+        raise PassError(f"analyze-memory: csdf.actor @{actor.sym_name.data} has no row plan (how "
+                        "it reads its inputs: csdf.reads, and csdf.rows/csdf.shape on its input "
+                        "channels)", hint="lower the nn graph again with convert-nn-to-csdf")
+    whole = planned and actor.reads == "whole"
     items = batch_items(actor.kind.data, block)
     out_shape = tuple(nn.shape_of(block.results[0])) if block is not None else ()
     window = 0
-    for k, ch in enumerate(ins):
+    for ch in ins:
         cons = rle.expand(ch.cons_runs)
         loop = loops.get(f"reuse_{ch.dst_port.data}")
         reuse = rle.expand(loop.cons_runs) if loop is not None else [0] * len(cons)
-        shape = tuple(nn.shape_of(plan.inputs[k][0])) if plan is not None else ()
-        row = rowflow.rows_of(shape)[1] if plan is not None else (max(cons) or 1)
+        shape = tuple(ch.shape) if planned else ()
+        row = rowflow.rows_of(shape)[1] if planned else (max(cons) or 1)
         tokens = sum(cons) if whole else max(a + b for a, b in zip(cons, reuse))
         port = max(row, tokens) * token_bytes[ch.sym_name.data]
         window += port
@@ -301,8 +304,7 @@ def _actor_scratch(actor: csdf.ActorOp, block, ins: list[csdf.ChannelOp],
                default=0)
     if items > 1:
         rows += rows // items
-    staging = _staging(block) * token_bytes[ins[0].sym_name.data] \
-        if plan is not None and ins else 0
+    staging = _staging(block) * token_bytes[ins[0].sym_name.data] if planned and ins else 0
     return {"window_bytes": window, "row_bytes": rows, "staging_bytes": staging}
 
 

@@ -6,8 +6,10 @@ and one waiting), give the periodic regime: `period_s`, `throughput_fps`, and pe
 busy time per frame and utilisation (busy / period). Firing times are the `exec_times` the `map` pass
 wrote (ns); an unmapped graph runs every actor on its own processor with its work as its time, which
 is the setting of reference/csdf.md's closed form. Results: a `ScheduleReport`; actors get `start_s`
-and `end_s` (latency run), channels `buffer` (maximum occupancy in tokens, over the stream and the
-one-frame run: the generated code's FIFO sizes).
+and `end_s` (latency run) and `order` (the positions of their firings in the one-frame run's start
+order: the static order the generated code runs, per unit the subsequence of the actors on it),
+channels `buffer` (maximum occupancy in tokens, over the stream and the one-frame run: the generated
+code's FIFO sizes).
 
 `ScheduleAnalysis` is the same schedule (default options, IR untouched) as a cached analysis: passes
 that need a schedule (analyze-memory, analyze-energy) ask the context's AnalysisManager for it, which
@@ -127,9 +129,11 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
         u.utilisation = u.busy_s / period if period > 0 else 0.0
     starts: dict[str, float] = {}
     ends: dict[str, float] = {}
-    for f in one.timeline:
+    slots: dict[str, list[int]] = {}
+    for i, f in enumerate(one.timeline):  # start order; the simulator records ties causally
         starts.setdefault(f.actor, f.start)
         ends[f.actor] = f.end
+        slots.setdefault(f.actor, []).append(i)
     per_actor = {}
     for a in actors:
         name = a.sym_name.data
@@ -138,6 +142,7 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
         if annotate:
             a.start_s = starts.get(name, 0.0)
             a.end_s = ends.get(name, 0.0)
+            a.order = slots.get(name, ())
     # a FIFO must hold what either regime needs: the generated program runs each unit's firings
     # in the one-frame order, frame after frame (backends/codegen/ explains why that suffices)
     buffers = {c: max(n, one.max_tokens[c]) for c, n in stream.max_tokens.items()}
@@ -174,8 +179,8 @@ class AnalyzeSchedulePass(AnalysisPass):
 
     name = "analyze-schedule"
     requires = Requires(level=CSDF)
-    annotates = frozenset({"csdf.start_s", "csdf.end_s", "csdf.buffer",  # csdf annotations' keys
-                           "csdf.latency_s", "csdf.period_s"})
+    annotates = frozenset({"csdf.start_s", "csdf.end_s", "csdf.order",  # csdf annotations' keys
+                           "csdf.buffer", "csdf.latency_s", "csdf.period_s"})
 
     frames: int = 6
     in_flight: int = 2

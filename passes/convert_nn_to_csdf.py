@@ -7,7 +7,18 @@
   operands as memory units;
 - data flow: aloha_ir.rowflow's row calculus gives the rates: one firing per output row for windowed
   and row-aligned ops, with reuse self-loops where windows overlap; ops that need the whole input
-  read it row by row and produce at their last firing; a rank-2 tensor is one row.
+  read it row by row and produce at their last firing; a rank-2 tensor is one row;
+- records: the row plan behind those rates, for the stages that need more than rates (code
+  generation's windows and reuse loops, analyze-memory's windows) to read instead of planning the
+  block again. It is the reader's, so it lives on the channel that feeds the reading port: the
+  tensor's shape (`shape`: its rows and row size) and per phase of the reader the rows (lo, hi) it
+  reads (`rows`); on the actor, whether it reads its inputs row by row or whole (`reads`). They are
+  typed annotations rather than properties: what the actor and channel *are* is the rates, which
+  the records explain; a graph written by hand may omit them (then nothing needs them but code
+  generation and analyze-memory, which refuse it), and the SDF3 export ignores them. The csdf
+  verifier checks a recorded plan against the channel's and the reuse loop's rates. Boundary
+  actors (input, output, and partition's gather and map's merge later) read one row per firing
+  and carry none.
 
 The nn.graph stays in the module (it holds the weights and the blocks' full semantics); the new
 `csdf.graph @NAME_csdf from @NAME` follows it, and each actor refers to its block by symbol
@@ -81,14 +92,22 @@ class _Builder:
         self.names.add(name)
         return name
 
-    def connect(self, value: SSAValue, actor: str, port: int, ranges: list[rowflow.Range]) -> None:
+    def connect(self, value: SSAValue, actor: str, port: int, ranges: list[rowflow.Range],
+                record: bool = True) -> None:
+        """A channel from `value`'s producer to port `port` of `actor`, which reads rows `ranges`
+        (per phase); `record` writes that row plan on the channel (`rows`, `shape`)."""
         producer = self.producers[value]
-        rows, row_tokens = rowflow.rows_of(nn.shape_of(value))
+        shape = nn.shape_of(value)
+        rows, row_tokens = rowflow.rows_of(shape)
         rates = rowflow.input_rates(ranges, rows)
         token = value.type.element_type  # type: ignore[attr-defined]
-        self.ops.append(csdf.ChannelOp.build(
+        channel = csdf.ChannelOp.build(
             self.unique(f"c{self.channels}"), producer.actor, f"out{producer.ports}", actor, f"in{port}",
-            producer.prod, rle.encode(n * row_tokens for n in rates.new), token))
+            producer.prod, rle.encode(n * row_tokens for n in rates.new), token)
+        if record:
+            channel.shape = tuple(shape)
+            channel.rows = tuple(x for r in ranges for x in r)
+        self.ops.append(channel)
         self.channels += 1
         producer.ports += 1
         if rates.has_reuse:
@@ -328,13 +347,16 @@ def lower_graph(graph: nn.GraphOp) -> csdf.GraphOp:
                 actor = b.unique(f"output_{port_name.data}")
                 b.ops.append(csdf.ActorOp.build(actor, "output", None, rows, ((rows, t),),
                                                 ((rows, 0),), port=port_name.data))
-                b.connect(v, actor, 0, rowflow.aligned_ranges(rows, rows))
+                b.connect(v, actor, 0, rowflow.aligned_ranges(rows, rows), record=False)
             continue
         plan = plan_block(op)
         block = block_names[op]
         actor = b.unique(block)
-        b.ops.append(csdf.ActorOp.build(actor, plan.kind, csdf.block_ref(source, block),
-                                        plan.phases, plan.times, plan.work, _memory_units(op)))
+        node = csdf.ActorOp.build(actor, plan.kind, csdf.block_ref(source, block), plan.phases,
+                                  plan.times, plan.work, _memory_units(op))
+        if not isinstance(op, nn.InputOp):  # the input actor reads no channel
+            node.reads = "rows" if plan.produce_per_row else "whole"
+        b.ops.append(node)
         for port, (v, ranges) in enumerate(plan.inputs):
             b.connect(v, actor, port, ranges)
         rows, t = rowflow.rows_of(nn.shape_of(op.results[0]))

@@ -12,10 +12,12 @@ the strategy may choose (an allocation: fewer processors; a pin to a unit wins).
 units or PEs, and a unit whose PE cannot run the actor, are errors; with both options empty
 nothing changes.
 A conv the engine runs by a kernel rule with a merge (NEURAghe's 7x7 as four 5x5 jobs) gets a
-`<actor>_merge` actor after it, mapped to the merge PE. Results on the IR: actor attributes `pe`
-(unit), `pe_kind`, `cost_s` and `exec_times` (nanoseconds per phase, the actor's per-iteration cost
-shared out over its firings in proportion to their work; what the SDF3 export writes); channel
-attribute `link`. An operator no PE runs is an error naming the actor and the platform.
+`<actor>_merge` actor after it, mapped to the merge PE (a boundary actor: one row per firing, no
+row plan; the channels it takes over from its actor keep the consumers' row plans). Results on
+the IR: actor attributes `pe` (unit), `pe_kind`, `cost_s` and `exec_times` (nanoseconds per
+phase, the actor's per-iteration cost shared out over its firings in proportion to their work;
+what the SDF3 export writes); channel attribute `link`. An operator no PE runs is an error naming
+the actor and the platform.
 """
 
 from __future__ import annotations

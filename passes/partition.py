@@ -4,7 +4,9 @@ Sub-actor k of an actor computes output channels [lo_k, hi_k): it reads the whol
 producer gets one more output port per sub-actor, producing the same tokens), keeps its own copy of
 the reuse self-loops, and produces its share of every output row. A `gather` actor (zero cost: the
 sub-actors write disjoint channel slices of one buffer) collects the slices and feeds the original
-consumers. The graph stays consistent: every sub-actor has the original's phases.
+consumers. The graph stays consistent: every sub-actor has the original's phases, and carries the
+lowering's records of the original (`reads`; its input copies the row plan `rows`, `shape`); the
+gather, like every boundary actor, reads one row per firing and has none.
 
 Which actors: `actors="conv1:2,fc6:4"` names them; otherwise (`auto`, the default) every conv and dense
 actor whose fastest PE on the target has several units is split into that many parts (a dense layer
@@ -93,6 +95,7 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
                                  actor.phase_count, _scale(actor.times_runs, width, channels),
                                  _scale(actor.work_runs, width, channels), memory)
         sub.split = (base + lo, base + hi)
+        sub.reads = actor.reads
         Rewriter.insert_op(sub, InsertPoint.after(anchor))
         anchor = sub
         subs.append(sub.sym_name.data)
@@ -104,9 +107,11 @@ def split_actor(graph: csdf.GraphOp, name: str, channels: int, parts: int) -> li
     new_channels = []
     for c in ins:
         for k, sub in enumerate(subs):
-            new_channels.append(csdf.ChannelOp.build(
+            copy = csdf.ChannelOp.build(
                 fresh(f"{c.sym_name.data}_p{k}"), c.src_name, f"{c.src_port.data}_p{k}", sub,
-                c.dst_port.data, c.prod_runs, c.cons_runs, c.token, c.initial_tokens))
+                c.dst_port.data, c.prod_runs, c.cons_runs, c.token, c.initial_tokens)
+            copy.rows, copy.shape = c.rows, c.shape  # every part reads the whole input alike
+            new_channels.append(copy)
     for c in loops:
         for k, sub in enumerate(subs):
             new_channels.append(csdf.ChannelOp.build(

@@ -355,19 +355,21 @@ GOLDEN_IN = """builtin.module {
 
 # checked by hand: conv times = 4 channels x 6 columns, work x 27 MACs; the input reads rows 0-1, then
 # one row per firing, none at the last; pool reads 2 rows of 4 x 6; flatten gathers 3 rows of 12 and
-# emits 36 at its last firing; dense 10 x 36 MACs in one phase.
+# emits 36 at its last firing; dense 10 x 36 MACs in one phase. Row plans (csdf.rows, (lo, hi) per
+# phase): conv output row j reads rows j-1..j+1 clipped to 0..5; pool row j rows 2j..2j+1; flatten
+# (reads whole) one row per phase; dense its one row; conv and pool read rows, flatten and fc whole.
 GOLDEN_OUT = """  csdf.graph @net_csdf from @net {
     csdf.actor @x "input" block @net::@x phases 6 times [6 x 18] work [6 x 0]
-    csdf.actor @conv "conv3x3" block @net::@conv phases 6 times [6 x 24] work [6 x 648] memory {weights = tensor<4x3x3x3xf32>, bias = tensor<4xf32>}
-    csdf.actor @pool "maxpool2x2" block @net::@pool phases 3 times [3 x 12] work [3 x 48]
-    csdf.actor @flat "flatten" block @net::@flat phases 3 times [3 x 12] work [3 x 0]
-    csdf.actor @fc "dense" block @net::@fc phases 1 times [1 x 10] work [1 x 360] memory {weights = tensor<10x36xf32>}
+    csdf.actor @conv "conv3x3" block @net::@conv phases 6 times [6 x 24] work [6 x 648] memory {weights = tensor<4x3x3x3xf32>, bias = tensor<4xf32>} attributes {csdf.reads = "rows"}
+    csdf.actor @pool "maxpool2x2" block @net::@pool phases 3 times [3 x 12] work [3 x 48] attributes {csdf.reads = "rows"}
+    csdf.actor @flat "flatten" block @net::@flat phases 3 times [3 x 12] work [3 x 0] attributes {csdf.reads = "whole"}
+    csdf.actor @fc "dense" block @net::@fc phases 1 times [1 x 10] work [1 x 360] memory {weights = tensor<10x36xf32>} attributes {csdf.reads = "whole"}
     csdf.actor @output_y "output" port "y" phases 1 times [1 x 10] work [1 x 0]
-    csdf.channel @c0 @x out0 -> @conv in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 : f32
+    csdf.channel @c0 @x out0 -> @conv in0 prod [6 x 18] cons [1 x 36, 4 x 18, 1 x 0] init 0 attributes {csdf.shape = array<i64: 1, 3, 6, 6>, csdf.rows = array<i64: 0, 1, 0, 2, 1, 3, 2, 4, 3, 5, 4, 5>} : f32
     csdf.channel @conv_reuse0 @conv reuse_out0 -> @conv reuse_in0 prod [5 x 36, 1 x 0] cons [1 x 0, 5 x 36] init 0 : f32
-    csdf.channel @c1 @conv out0 -> @pool in0 prod [6 x 24] cons [3 x 48] init 0 : f32
-    csdf.channel @c2 @pool out0 -> @flat in0 prod [3 x 12] cons [3 x 12] init 0 : f32
-    csdf.channel @c3 @flat out0 -> @fc in0 prod [2 x 0, 1 x 36] cons [1 x 36] init 0 : f32
+    csdf.channel @c1 @conv out0 -> @pool in0 prod [6 x 24] cons [3 x 48] init 0 attributes {csdf.shape = array<i64: 1, 4, 6, 6>, csdf.rows = array<i64: 0, 1, 2, 3, 4, 5>} : f32
+    csdf.channel @c2 @pool out0 -> @flat in0 prod [3 x 12] cons [3 x 12] init 0 attributes {csdf.shape = array<i64: 1, 4, 3, 3>, csdf.rows = array<i64: 0, 0, 1, 1, 2, 2>} : f32
+    csdf.channel @c3 @flat out0 -> @fc in0 prod [2 x 0, 1 x 36] cons [1 x 36] init 0 attributes {csdf.shape = array<i64: 1, 36>, csdf.rows = array<i64: 0, 0>} : f32
     csdf.channel @c4 @fc out0 -> @output_y in0 prod [1 x 10] cons [1 x 10] init 0 : f32
   }
 """
@@ -436,14 +438,17 @@ def test_the_importer_gives_a_repeated_node_name_its_own_symbol():
 @pytest.mark.parametrize("edit, actor, what", [
     ("block @net::@pool phases", "@pool", "does not have"),  # a dangling reference
     ("block @net::@flat phases", "@pool", "lowered twice"),  # two actors of one block
-    ("tensor<10x36xf32>}\n", "@fc", "memory units of shapes"),  # a constant of another shape
-    ("prod [2 x 0, 1 x 36] cons [1 x 36]", "@flat", "produces 30 tokens"),  # a shape mismatch
+    ("tensor<10x36xf32>} attributes", "@fc", "memory units of shapes"),  # a constant's shape
+    ("prod [2 x 0, 1 x 36] cons [1 x 36] init 0 attributes {csdf.shape = array<i64: 1, 36>",
+     "@flat", "produces 30 tokens"),  # a shape mismatch (rates and row plan edited together)
 ])
 def test_the_verifier_names_the_actor_that_no_longer_matches_its_block(tmp_path, edit, actor, what):
     changed = {"block @net::@pool phases": "block @net::@pool9 phases",
                "block @net::@flat phases": "block @net::@pool phases",
-               "tensor<10x36xf32>}\n": "tensor<10x35xf32>}\n",
-               "prod [2 x 0, 1 x 36] cons [1 x 36]": "prod [2 x 0, 1 x 30] cons [1 x 30]"}[edit]
+               "tensor<10x36xf32>} attributes": "tensor<10x35xf32>} attributes",
+               "prod [2 x 0, 1 x 36] cons [1 x 36] init 0 attributes {csdf.shape = array<i64: 1, 36>":
+               "prod [2 x 0, 1 x 30] cons [1 x 30] init 0 attributes {csdf.shape = array<i64: 1, 30>"
+               }[edit]
     assert LOWERED.count(edit) == 1
     text = LOWERED.replace(edit, changed)
     with pytest.raises(IRVerifyError, match=what) as e:

@@ -21,10 +21,14 @@ consumption per phase, initial tokens, the token element type (one token = one t
 Analyses record their results as typed annotations (`Annotation`): discardable attributes in the
 `csdf.` namespace (`csdf.pe`, `csdf.buffer`, ...), printed after `attributes`, read and written
 through accessors of the same name (`actor.pe`, `channel.buffer = 3`); the verifier checks their
-types and refuses an unknown `csdf.` key.
+types and refuses an unknown `csdf.` key. The lowering records its row plans the same way (`reads`
+on an actor, `shape` and `rows` on the channel into it), analyze-schedule its static order (`order`
+on each actor): later stages read them instead of running the lowering or the schedule again.
 
 The graph verifier checks references, port uniqueness, equal phase counts on all ports of an actor,
-balance (a repetition vector exists) and liveness (one iteration completes from the initial marking).
+balance (a repetition vector exists), liveness (one iteration completes from the initial marking),
+that a recorded row plan gives its channel's and reuse loop's rates, and that a recorded static
+order fires each actor as often as one iteration does, each firing at a position of its own.
 """
 
 from __future__ import annotations
@@ -48,7 +52,7 @@ from xdsl.printer import Printer
 from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, SymbolTable
 from xdsl.utils.exceptions import VerifyException
 
-from aloha_ir import dataflow, rle
+from aloha_ir import dataflow, rle, rowflow
 from aloha_ir.analysis import repetition
 from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import (
@@ -330,14 +334,93 @@ class GraphOp(CsdfOp):
                         f"csdf.channel @{name}: {what} sequence has {n} phases but actor @{end} has "
                         f"{phases[end]} (all ports of an actor need equal phase counts)")
             edges.append(edge)
-        try:
-            repetition(phases, edges)  # consistent and live (cached by content across passes)
+        try:  # consistent and live (cached by content across passes)
+            firings = repetition(phases, edges).firings
         except dataflow.DataflowError as e:
             raise VerifyException(f"csdf.graph @{self.sym_name.data}: {e}") from None
         self.check_annotations()
+        loops = {(c.dst_name, c.dst_port.data): c for c in self.channels() if c.is_self_loop}
+        for ch in self.channels():
+            _check_row_plan(ch, phases[ch.dst_name], loops)
+        _check_order(self, firings)
         if self.source is not None and self.source.nested_references.data:
             raise VerifyException(f"csdf.graph @{self.sym_name.data}: `from` must name an "
                                   "nn.graph (@net)")
+
+
+def _check_row_plan(ch: "ChannelOp", phases: int, loops: dict[tuple[str, str], "ChannelOp"]
+                    ) -> None:
+    """A channel's recorded row plan (`rows`, `shape`) must be what its rates say: per phase of its
+    reader, the new rows of the plan's row calculus (aloha_ir.rowflow.input_rates) times the row
+    size are the consumption, and the rows it takes back from / puts into the reader's reuse
+    self-loop (`reuse_<port>`) are that loop's consumption and production."""
+    plan, shape = ch.rows, ch.shape
+    if plan is None and shape is None:
+        return
+    name, actor = ch.sym_name.data, ch.dst_name
+    where = f"csdf.channel @{name} (into csdf.actor @{actor} port {ch.dst_port.data})"
+    if plan is None or shape is None:
+        raise VerifyException(f"{where}: a row plan needs both csdf.rows and csdf.shape")
+    if len(plan) != 2 * phases:
+        raise VerifyException(f"{where}: csdf.rows holds {len(plan)} values, but a (lo, hi) pair "
+                              f"per phase of @{actor} is {2 * phases}")
+    h, row = rowflow.rows_of(shape)
+    ranges = list(zip(plan[0::2], plan[1::2]))
+    for j, (lo, hi) in enumerate(ranges):
+        if lo <= hi and not 0 <= lo <= hi < h:
+            raise VerifyException(f"{where}: csdf.rows reads rows {lo}..{hi} at phase {j}, but "
+                                  f"the tensor {list(shape)} has rows 0..{h - 1}")
+    rates = rowflow.input_rates(ranges, h)
+
+    def refuse(what: str, want: list[int], got: list[int]) -> None:
+        raise VerifyException(
+            f"{where}: its row plan (csdf.rows, rows of {row} tokens) makes {what} "
+            f"[{rle.text(rle.encode(want))}] per phase, but the IR says "
+            f"[{rle.text(rle.encode(got))}] (edit the rates and the row plan together, or lower "
+            "the nn graph again with convert-nn-to-csdf)")
+
+    cons = rle.expand(ch.cons_runs)
+    want = [n * row for n in rates.new]
+    if want != cons:
+        refuse("the consumption", want, cons)
+    loop = loops.get((actor, f"reuse_{ch.dst_port.data}"))
+    if not rates.has_reuse:
+        return
+    if loop is None:
+        raise VerifyException(f"{where}: its row plan reuses rows between phases, but @{actor} "
+                              f"has no self-loop on port reuse_{ch.dst_port.data}")
+    for what, got, need in (("the reuse loop's consumption", loop.cons_runs, rates.reuse_in),
+                            ("the reuse loop's production", loop.prod_runs, rates.reuse_out)):
+        want = [n * row for n in need]
+        if want != rle.expand(got):
+            refuse(f"{what} (@{loop.sym_name.data})", want, rle.expand(got))
+
+
+def _check_order(graph: GraphOp, firings: dict[str, int]) -> None:
+    """analyze-schedule's static order (`order` on each actor) must fire an actor as often as one
+    graph iteration does, and give every firing its own position among the iteration's firings;
+    complete (on every actor), the positions are 0, 1, ... without gap. An actor without one (a
+    transform added it after the schedule) leaves the order incomplete, which code generation
+    refuses, asking for analyze-schedule."""
+    where = f"csdf.graph @{graph.sym_name.data}"
+    total = sum(firings.values())
+    slots: list[int] = []
+    complete = True
+    for a in graph.actors():
+        o, name = a.order, a.sym_name.data
+        if o is None:
+            complete = False
+            continue
+        if len(o) != firings[name]:
+            raise VerifyException(f"{where}: csdf.order places {len(o)} firing(s) of @{name}, but "
+                                  f"it fires {firings[name]} times per graph iteration")
+        slots.extend(o)
+    if not slots:
+        return
+    if len(set(slots)) != len(slots) or min(slots) < 0 or max(slots) >= total or \
+            (complete and len(slots) != total):
+        raise VerifyException(f"{where}: csdf.order must give each of the {total} firings of one "
+                              "iteration its own position 0, 1, ...")
 
 
 @irdl_op_definition
@@ -369,6 +452,12 @@ class ActorOp(CsdfOp):
     merges = Annotation("int", "map: how many partial outputs a merge sums")
     repetition = Annotation("int", "analyze-repetition: the repetition vector's entry")
     firings = Annotation("int", "analyze-repetition: firings per graph iteration")
+    reads = Annotation("str", "convert-nn-to-csdf: how the actor reads its inputs, `rows` (a "
+                       "window of rows per firing, one output row per firing) or `whole` (the "
+                       "whole input over its phases, its output at the last firing)")
+    order = Annotation("ints", "analyze-schedule: the positions of the actor's firings in the "
+                       "start order of the one-frame self-timed schedule (0, 1, ... over the "
+                       "graph)")
 
     @staticmethod
     def build(name: str, kind: str, block: SymbolRefAttr | None, phases: int, times: rle.Runs,
@@ -432,6 +521,9 @@ class ActorOp(CsdfOp):
         mapped = self.attributes.get(ActorOp.exec_times.key)
         if mapped is not None:  # the schedule reads one time per phase
             _check_runs(self, "exec_times", mapped, p)
+        if self.reads not in (None, "rows", "whole"):
+            raise VerifyException(f"csdf.actor @{self.sym_name.data}: csdf.reads must be \"rows\" "
+                                  f"or \"whole\", got {self.reads!r}")
         split = self.split
         if split is not None and (len(split) != 2 or not 0 <= split[0] < split[1]):
             raise VerifyException(f"csdf.actor @{self.sym_name.data}: split must be [lo, hi) "
@@ -500,6 +592,10 @@ class ChannelOp(CsdfOp):
     traits = traits_def(SymbolOpInterface())
 
     buffer = Annotation("int", "analyze-schedule: the FIFO's capacity, tokens")
+    shape = Annotation("ints", "convert-nn-to-csdf: the shape of the tensor the channel carries "
+                       "(its rows and row size follow aloha_ir.rowflow.rows_of)")
+    rows = Annotation("ints", "convert-nn-to-csdf: the reader's row plan, per phase of the "
+                      "consumer the input rows (lo, hi) it reads, inclusive, flat")
     link = Annotation("str", "map: the platform link the channel crosses (local: none)")
     delay_ns = Annotation("int", "map: the transfer delay of one row over that link, ns")
 

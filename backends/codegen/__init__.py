@@ -1,18 +1,22 @@
 """The codegen view: the mapped csdf graph as plain data a C template can render.
 
 Templates never walk the IR; this package does, once (build.py), and hands them lists of the
-plain objects of view.py:
+plain objects of view.py. It reads what the IR records and runs neither the lowering nor the
+schedule again: a graph without the lowering's row plans or analyze-schedule's FIFO sizes and
+static order is refused (UnsupportedError naming the pass to run).
 
 - `fifos`: every csdf channel with its capacity = the `buffer` analyze-schedule wrote (tokens);
 - `actors`: per actor its input ports (the FIFO it reads, its reuse self-loop, per firing how many
-  rows it reads new, takes back from the loop and puts into it: the row calculus of the lowering,
-  recomputed by the same functions in ports.py), its output FIFOs with the tokens produced per
-  firing, and a `kernel` record (which kernel, its geometry, weights, fused activation or
+  rows it reads new, takes back from the loop and puts into it: the row calculus of the row plan
+  the lowering recorded on the channel, `rows` and `shape`, and on the actor, `reads`, which the
+  csdf verifier has checked against the rates; ports.py), its output FIFOs with the tokens
+  produced per firing, and a `kernel` record (which kernel, its geometry, weights, fused activation or
   requantisation: kernels/, one record builder per nn op class);
 - `threads`: one per processing unit (the boundary actors the mapping leaves unplaced -- input,
   output, gather -- join the nearest programmable unit's), each with its static order for one
-  frame: the per-unit firing order of the one-frame self-timed schedule analyze-schedule ran,
-  run-length encoded as (actor, firings) runs (threads.py);
+  frame: the per-unit firing order of the one-frame self-timed schedule, as analyze-schedule
+  recorded it on the actors (`order`: each firing's position in the start order), run-length
+  encoded as (actor, firings) runs (threads.py);
 - `tensors`: the weights blob (weights.py), every tensor in its storage type
   (aloha_ir.fixedpoint.storage_of: float32, or int8/int16/int32 integers of the fixed-point
   formats, biases and per-channel shifts int32 in their accumulator formats), written as

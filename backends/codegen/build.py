@@ -15,8 +15,7 @@ from backends.codegen.names import c_identifier
 from backends.codegen.ports import input_ports, mark_batch_items
 from backends.codegen.threads import unit_threads
 from backends.codegen.view import ActorView, CodegenView, FifoView, IoView
-from passes.analyze_memory import Deployment, channel_storage
-from passes.convert_nn_to_csdf import plan_block
+from passes.analyze_memory import BOUNDARY_KINDS, Deployment, channel_storage
 
 
 def build_view(module, platform, *, weights: str = "file",
@@ -28,6 +27,10 @@ def build_view(module, platform, *, weights: str = "file",
     graph = graphs[0]
     if graph.channels()[0].buffer is None:
         raise UnsupportedError("the csdf graph has no FIFO sizes", hint="run analyze-schedule")
+    unordered = [a.sym_name.data for a in graph.actors() if a.order is None]
+    if unordered:  # none: never scheduled; some: a transform added actors after the schedule
+        raise UnsupportedError(f"the csdf graph has no static order (csdf.order) for actor "
+                               f"@{unordered[0]}", hint="run analyze-schedule")
     b = BuildContext(module, graph)
     phases, edges = graph.dataflow_graph()
     q = repetition(phases, edges).firings
@@ -63,8 +66,10 @@ def build_view(module, platform, *, weights: str = "file",
         name = actor.sym_name.data
         block = actor.block_in(b.blocks)
         kind = actor.kind.data
-        boundary = kind in ("input", "output", "gather", "merge")
-        plan = plan_block(block) if block is not None and not boundary else None
+        if block is not None and kind not in BOUNDARY_KINDS and actor.reads is None:
+            raise UnsupportedError(f"actor @{name} has no record of how it reads its inputs "
+                                   "(csdf.reads)",
+                                   hint="lower the nn graph again with convert-nn-to-csdf")
         outs = [fifo_index[c.sym_name.data] for c in graph.channels()
                 if c.src_name == name and not c.is_self_loop]
         prods = {tuple(rle.expand(c.prod_runs)) for c in graph.channels()
@@ -72,7 +77,7 @@ def build_view(module, platform, *, weights: str = "file",
         if len(prods) > 1:
             raise UnsupportedError(f"actor @{name} produces differently on its outputs")
         prod = list(prods.pop()) if prods else [0] * actor.phase_count
-        ports = input_ports(graph, actor, fifo_index, plan)
+        ports = input_ports(graph, actor, fifo_index)
         for p in ports:
             p.storage, p.per_token = fifos[p.fifo].storage, fifos[p.fifo].per_token
         view = ActorView(i, name, c_identifier(name, i), kind, "", actor.pe or "",
@@ -82,7 +87,7 @@ def build_view(module, platform, *, weights: str = "file",
         if outs:
             view.out, view.out_per_token = fifos[outs[0]].storage, fifos[outs[0]].per_token
         kernel_record(b, view, actor, block)
-        mark_batch_items(view, actor, block, plan)
+        mark_batch_items(view, actor, block)
         if kind == "input":
             inputs.append(view)
         elif kind == "output":

@@ -1,6 +1,8 @@
-"""The row calculus of each input port (the lowering's, recomputed by the same functions): how
-many rows a firing reads new, takes back from the reuse self-loop and puts into it; and which
-ports of a per-item kernel hold one slice per batch item."""
+"""The row calculus of each input port: how many rows a firing reads new, takes back from the
+reuse self-loop and puts into it, from the row plan the lowering recorded on the channel that
+feeds the port (`rows`, `shape`; the csdf verifier has checked it against the channel's and the
+self-loop's rates) and whether the actor reads its inputs whole (`reads`); and which ports of a
+per-item kernel hold one slice per batch item."""
 
 from __future__ import annotations
 
@@ -8,7 +10,7 @@ import math
 import re
 
 from aloha_ir import rle, rowflow
-from aloha_ir.dialects import csdf, nn
+from aloha_ir.dialects import csdf
 from aloha_ir.errors import UnsupportedError
 from backends.codegen.view import ActorView, PortView
 from passes.analyze_memory import batch_items, item_sliced
@@ -28,14 +30,15 @@ def folded(shape: tuple[int, ...]) -> tuple[int, int, int]:
     return 1, 1, math.prod(shape)
 
 
-def input_ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, int], plan
+def input_ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, int]
                 ) -> list[PortView]:
-    """Input ports in port order, with the row calculus the lowering used for their rates."""
+    """Input ports in port order, with the row calculus of the row plan each input channel records
+    (a boundary actor -- input, output, gather, merge -- has none: it reads one row per firing)."""
     name = actor.sym_name.data
     ins = {c.dst_port.data: c for c in graph.channels() if c.dst_name == name and not c.is_self_loop}
     loops = {c.dst_port.data: c for c in graph.channels() if c.is_self_loop and c.dst_name == name}
     ports = []
-    whole = plan is not None and not plan.produce_per_row
+    whole = actor.reads == "whole"
     # ports are in0, in1, ... (a gather's: in<port>_<part>, in that order)
     names = sorted(ins, key=lambda p: tuple(int(x) for x in re.findall(r"\d+", p)))
     expected = [f"in{k}" for k in range(len(ins))]
@@ -43,21 +46,18 @@ def input_ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, 
         raise UnsupportedError(f"actor @{name} has input ports {names}, expected {expected}")
     for k, port in enumerate(names):
         ch = ins[port]
-        if plan is not None:
-            value, ranges = plan.inputs[k]
-            shape = nn.shape_of(value)
-        else:  # boundary and gather actors: one row per firing (gather reads slices)
-            shape = None
-            ranges = None
+        if actor.reads is not None and ch.rows is None:
+            raise UnsupportedError(f"channel @{ch.sym_name.data} into actor @{name} has no row "
+                                   "plan (csdf.rows, csdf.shape)",
+                                   hint="lower the nn graph again with convert-nn-to-csdf")
+        shape = ch.shape if actor.reads is not None else None
         phases = actor.phase_count
         cons = rle.expand(ch.cons_runs)
         if shape is not None:
             h_rows, row_tokens = rowflow.rows_of(shape)
-            rates = rowflow.input_rates(ranges, h_rows)
+            plan = ch.rows  # the verifier checked it against the channel's and the loop's rates
+            rates = rowflow.input_rates(list(zip(plan[0::2], plan[1::2])), h_rows)
             new, rin, rout = list(rates.new), list(rates.reuse_in), list(rates.reuse_out)
-            if [n * row_tokens for n in new] != cons:
-                raise UnsupportedError(f"actor @{name} port in{k}: the channel's consumption "
-                                       "does not follow the row calculus (was the graph edited?)")
             c, h, w = dims(shape)
         else:
             row_tokens = max(cons) if max(cons) else 1
@@ -75,7 +75,7 @@ def input_ports(graph: csdf.GraphOp, actor: csdf.ActorOp, fifo_index: dict[str, 
     return ports
 
 
-def mark_batch_items(view: ActorView, actor: csdf.ActorOp, block, plan) -> None:
+def mark_batch_items(view: ActorView, actor: csdf.ActorOp, block) -> None:
     """Mark a per-item kernel of a batch (N > 1; analyze_memory.batch_items says which) and which
     of its ports hold N item slices (an operand with one item is broadcast to every item, read
     whole)."""
@@ -89,7 +89,7 @@ def mark_batch_items(view: ActorView, actor: csdf.ActorOp, block, plan) -> None:
             if p.row_tokens % n:
                 raise UnsupportedError(f"actor @{view.name}: a row of {p.row_tokens} tokens "
                                        f"does not split into {n} items")
-    per_row = plan is None or plan.produce_per_row
+    per_row = actor.reads != "whole"
     view.out_row = max(view.prod) // (1 if per_row else rowflow.rows_of(view.out_shape)[0])
     if view.out_row % n:
         raise UnsupportedError(f"actor @{view.name}: an output row of {view.out_row} tokens "

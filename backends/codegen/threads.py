@@ -1,6 +1,7 @@
 """Thread folding: one thread per processing unit, running its actors in the per-unit static order
-of the one-frame self-timed schedule, with the actors the mapping leaves unplaced folded into the
-thread of the nearest programmable unit."""
+of the one-frame self-timed schedule (the start order analyze-schedule records on the actors,
+`order`), with the actors the mapping leaves unplaced folded into the thread of the nearest
+programmable unit."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ def unit_threads(graph, actors: list[ActorView], fifos: list[FifoView], index: d
     the graph (a firing starts after those whose tokens it reads and whose space it reuses) that
     holds no more tokens than the timed schedule, and every thread's order is a subsequence of it.
     """
-    from passes.analyze_schedule import schedule
-    report = schedule(graph, frames=1, in_flight=0, record=True, annotate=False)
+    slots = {}
+    for op in graph.actors():
+        for s in op.order:  # analyze-schedule's record; the verifier checked it is complete
+            slots[s] = index[op.sym_name.data]
     home = _homes(actors, fifos, index, platform)
     order: dict[str, list[int]] = {}
-    for f in report.frame_timeline:  # start order; the simulator records ties causally
-        a = index[f.actor]
-        order.setdefault(actors[a].unit or home.get(a, f.unit), []).append(a)
+    for s in sorted(slots):
+        a = slots[s]
+        order.setdefault(actors[a].unit or home.get(a, f"@{actors[a].name}"), []).append(a)
     threads = []
     for unit, seq in order.items():
         runs = [(a, len(list(g))) for a, g in itertools.groupby(seq)]

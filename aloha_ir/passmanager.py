@@ -21,7 +21,7 @@ import functools
 import importlib
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any, ClassVar, TextIO
@@ -205,6 +205,10 @@ def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
     graphs = module_graphs(module)
     levels = {name: level for name, (level, _) in graphs.items()}
     ctx.am.invalidate(preserved, levels)
+    for level, graph in graphs.values():
+        if level == CSDF:
+            _drop_stale_annotations(graph, lambda analysis, level=level:
+                                    not preserved.keeps(analysis, level))
     for name, annotates in ctx.am.reports.items():
         reports = ctx.analyses.get(name)
         if reports is None:
@@ -216,6 +220,19 @@ def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
                     _drop_annotations(graphs[graph][1], annotates)
         if not reports:
             del ctx.analyses[name]
+
+
+def _drop_stale_annotations(graph, stale: Callable[[str], bool]) -> None:
+    """Drop the csdf annotations whose analysis (`Annotation.analysis`) is `stale`, on the graph and
+    every op in it: also those read from a file, which no report of this pipeline lists."""
+    for op in graph.walk():
+        if not op.attributes:
+            continue
+        fields = op.annotation_fields() if hasattr(op, "annotation_fields") else {}
+        for key in [k for k in op.attributes if k in fields]:
+            analysis = fields[key].analysis
+            if analysis and stale(analysis):
+                del op.attributes[key]
 
 
 def _drop_annotations(graph, names: frozenset[str]) -> None:

@@ -298,3 +298,48 @@ def test_list_passes_shows_requires_and_preserves(capsys):
                                  "graphs]")
     assert lines["canonicalize"].endswith("[requires: an nn graph not lowered yet; preserves: "
                                           "none]")
+
+
+def test_a_transform_drops_stale_annotations_read_from_a_file(tmp_path):
+    """A scheduled graph saved and read back carries analyze-schedule's FIFO sizes, static order
+    and times, and no report of the new pipeline lists them. Mapping it again must drop them like
+    it drops those of a schedule run in the same pipeline (before: they stayed, stale, and code
+    generation would have used the first mapping's FIFO sizes)."""
+    from aloha_ir.dialects import csdf
+    from aloha_ir.textio import load_module
+
+    result, _ = run(f"{LOWERED},map{{strategy=greedy}},analyze-schedule")
+    path = str(tmp_path / "scheduled.mlir")
+    save_module(result.module, path)
+    module = load_module(path)
+    graph = csdf.csdf_graphs(module)[0]
+    assert graph.latency_s and all(c.buffer for c in graph.channels())
+    assert all(a.order for a in graph.actors())
+    ctx = make_context()
+    ctx.target = load_platform("neuraghe-losa")
+    PassManager.parse("map{strategy=fastest}").run(module, ctx)
+    graph = csdf.csdf_graphs(module)[0]
+    assert graph.latency_s is None and graph.period_s is None
+    assert [c.buffer for c in graph.channels()] == [None] * len(graph.channels())
+    assert {(a.order, a.start_s) for a in graph.actors()} == {(None, None)}
+    assert all(a.pe is not None for a in graph.actors() if a.kind.data not in
+               ("input", "output", "gather"))  # the new mapping's own annotations stay
+
+
+def test_each_analysis_declares_the_csdf_annotations_it_writes_once():
+    """An analysis pass's `annotates` (what the PassManager drops with its report) and the csdf
+    annotations whose doc names it as their writer (what it drops from IR read from a file) are
+    the same keys."""
+    from aloha_ir.dialects import csdf
+    from passes.registry import REGISTRY
+
+    declared: dict[str, set[str]] = {}
+    for cls in (csdf.GraphOp, csdf.ActorOp, csdf.ChannelOp):
+        for key, a in cls.annotation_fields().items():
+            if a.analysis:
+                declared.setdefault(a.analysis, set()).add(key)
+    annotates = {name: {k for k in REGISTRY.pass_class(name).annotates if k.startswith("csdf.")}
+                 for name in REGISTRY.names()
+                 if getattr(REGISTRY.pass_class(name), "annotates", None)}
+    annotates = {n: keys for n, keys in annotates.items() if keys}
+    assert declared == annotates

@@ -134,7 +134,11 @@ class Annotation(property):
     is silently absent.
 
     Kinds: "str" (StringAttr), "int" (i64), "float" (f64), "ints" (an i64 array), "runs" ((count x
-    value) runs as an i64 array, like `times`)."""
+    value) runs as an i64 array, like `times`).
+
+    A doc that begins `analyze-NAME:` names the analysis pass that writes it (`analysis`): a
+    transform that does not preserve that analysis drops the annotation (aloha_ir.passmanager),
+    whether the analysis ran in the same pipeline or the IR was read from a file with it."""
 
     ATTRS = {"str": StringAttr, "int": IntegerAttr, "float": FloatAttr, "ints": DenseArrayBase,
              "runs": DenseArrayBase}
@@ -144,6 +148,8 @@ class Annotation(property):
         self.kind = kind
         self.doc = self.__doc__ = doc
         self.name = self.key = ""
+        writer = doc.split(":", 1)[0]
+        self.analysis = writer if writer.startswith("analyze-") and " " not in writer else ""
 
     def __set_name__(self, owner, name: str) -> None:
         self.name = name

@@ -29,6 +29,8 @@ balance (a repetition vector exists) and liveness (one iteration completes from 
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
 
 from xdsl.dialects.builtin import (
@@ -126,8 +128,8 @@ def _parse_runs(parser: Parser) -> DenseArrayBase:
 class Annotation(property):
     """A typed result an analysis records on a csdf op, stored as the discardable attribute
     `csdf.NAME`: `op.NAME` reads it (None when absent), `op.NAME = value` writes it (None removes
-    it), the op's verifier checks its type. A misspelt reader is an AttributeError, not a key that
-    is silently absent.
+    it), the op's verifier checks its type. A misspelt reader or writer is an AttributeError, not
+    a key that is silently absent or a Python attribute nothing reads.
 
     Kinds: "str" (StringAttr), "int" (i64), "float" (f64), "ints" (an i64 array), "runs" ((count x
     value) runs as an i64 array, like `times`)."""
@@ -186,8 +188,32 @@ def _annotation_fields(cls: type) -> dict[str, Annotation]:
             if isinstance(a, Annotation)}
 
 
+@functools.cache
+def _writable(cls: type) -> frozenset[str]:
+    """The public names an op of class `cls` may be assigned: xDSL's Operation fields (`parent`,
+    `results`, `attributes`, ... which its __init__, clone and the rewriter set) and the data
+    descriptors of the class (setters such as `operands`, IRDL's accessors, annotations).
+    Computed on first use: irdl_op_definition adds its accessors after the class body."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    setters = {name for klass in cls.__mro__ for name, v in vars(klass).items()
+               if hasattr(type(v), "__set__")}
+    return frozenset(n for n in fields | setters if not n.startswith("_"))
+
+
 class CsdfOp(IRDLOperation):
-    """Base: `check` is the op's own invariant, which `verify_fast` runs."""
+    """Base: `check` is the op's own invariant, which `verify_fast` runs. Assigning a public name
+    that is neither an annotation nor one of xDSL's fields (`actor.pee = "x"`) is an
+    AttributeError naming the annotations; private names (`_next_op`, ...) are xDSL's."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name.startswith("_") or name in _writable(type(self)):
+            super().__setattr__(name, value)
+            return
+        known = sorted(a.name for a in self.annotation_fields().values())
+        close = difflib.get_close_matches(name, known, n=1)
+        raise AttributeError(f"{self.name} @{_sym(self)} has no annotation {name!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; its annotations: {', '.join(known) or 'none'}")
 
     def check(self) -> None:
         """Local invariant."""

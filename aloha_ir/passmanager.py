@@ -47,6 +47,7 @@ from aloha_ir.errors import (
     AlohaError,
     InternalError,
     IRVerifyError,
+    MissingSetting,
     PassError,
     UsageError,
     did_you_mean,
@@ -189,11 +190,13 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
                 raise PassError(f"{p.name} needs a mapped graph",
                                 where=f"csdf.graph @{g.sym_name.data}", hint=first(CSDF_MAPPED))
     if req.target and not getattr(p, "target", "") and getattr(ctx, "target", None) is None:
-        raise PassError(f"{p.name} needs a target platform",
-                        hint=f"give --target PLATFORM, or write {p.name}{{target=NAME}}")
+        raise MissingSetting(f"{p.name} needs a target platform", setting="target",
+                             how="set the context's target", otherwise=f"write {p.name}"
+                             "{target=NAME}")
     if req.data and not getattr(p, "data", "") and getattr(ctx, "dataset", None) is None:
-        raise PassError(f"{p.name} needs data to run the network on",
-                        hint="give the pass data=digits (or mnist:DIR, ...) or --data")
+        raise MissingSetting(f"{p.name} needs data to run the network on", setting="dataset",
+                             how="set the context's dataset",
+                             otherwise="give the pass data=digits (or mnist:DIR, ...)")
 
 
 def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:

@@ -100,4 +100,9 @@ def target_flow(args, timeline: bool = False, deploy: bool = True):
 def run_target(args, module, user: list | tuple = (), timeline: bool = False,
                deploy: bool = True):
     """Run the --target flow with the user's passes merged in; returns its TargetReport."""
-    return target_flow(args, timeline, deploy).run(module, user=user, **instruments(args))
+    flow = target_flow(args, timeline, deploy)
+    if flow.placement is not None and {p.name for p in user} & flow.PLACED:
+        # the flow refuses it in its own words (TargetFlow.passes); here in the flags'
+        raise UsageError("--mapping decides partition and map; the pipeline names them too",
+                         hint="drop them from -p, or drop --mapping")
+    return flow.run(module, user=user, **instruments(args))

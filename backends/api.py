@@ -48,7 +48,7 @@ class Backend:
 
     def __init__(self, *, weights: str = "file", fifo_override: dict[str, int] | None = None):
         if weights not in ("file", "embedded"):
-            raise UsageError(f"--weights {weights}: expected 'file' or 'embedded'")
+            raise UsageError(f"weights={weights!r}: expected 'file' or 'embedded'")
         self.weights = weights
         self.fifo_override = dict(fifo_override or {})
 

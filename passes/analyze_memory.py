@@ -46,7 +46,7 @@ from aloha_ir import rle, rowflow
 from aloha_ir.analysis import CSDF_MAPPED, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf, nn
-from aloha_ir.errors import PassError
+from aloha_ir.errors import MissingSetting
 from aloha_ir.passmanager import AnalysisPass
 from archdesc.model import DATATYPE_BITS
 from passes.analyze_schedule import schedule_of
@@ -383,8 +383,10 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
                             f"{human(parts['split_copies'])}; scratch "
                             f"{human(parts['scratch_bytes'])}; peak activation {human(peak)})")
             if not allow_overflow:
-                raise PassError(message, hint="prune or quantize the model, pick a bigger "
-                                "platform, or pass --allow-overflow to report it anyway")
+                raise MissingSetting(message, setting="allow_overflow",
+                                     how="set allow_overflow to report it anyway",
+                                     otherwise="prune or quantize the model, pick a bigger "
+                                               "platform")
             print(f"warning: {message}", file=sys.stderr)
     graph.memory_bytes = report.memory_bytes
     return report

@@ -139,11 +139,13 @@ class TargetFlow:
             out.append(p)
         return _refreshed(out + [s for s in stages[done:] if s.name not in skip], stages)
 
-    def context(self):
-        """A context with the platform as the target."""
+    def context(self, quiet: bool = False):
+        """A context with the platform as the target; `quiet` collects the passes' warnings in
+        its `diagnostics` instead of printing them (a search that evaluates many candidates)."""
         from aloha_ir.context import make_context
         ctx = make_context()
         ctx.target = self.platform
+        ctx.diagnostics.quiet = quiet
         return ctx
 
     def run(self, module, ctx=None, user: Sequence[ModulePass] = (), **instruments

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from dataclasses import asdict, dataclass, field
 
 from xdsl.context import Context
@@ -46,6 +45,7 @@ from aloha_ir import rle, rowflow
 from aloha_ir.analysis import CSDF_MAPPED, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf, nn
+from aloha_ir.diagnostics import warn
 from aloha_ir.errors import MissingSetting
 from aloha_ir.passmanager import AnalysisPass
 from archdesc.model import DATATYPE_BITS
@@ -387,7 +387,7 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
                                      how="set allow_overflow to report it anyway",
                                      otherwise="prune or quantize the model, pick a bigger "
                                                "platform")
-            print(f"warning: {message}", file=sys.stderr)
+            warn(ctx, message)
     graph.memory_bytes = report.memory_bytes
     return report
 

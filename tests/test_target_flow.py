@@ -206,6 +206,41 @@ def test_library_errors_speak_the_apis_words_and_the_driver_its_flags(tmp_path, 
     assert "platform, or pass --allow-overflow to report it anyway)" in capsys.readouterr().err
 
 
+def test_the_explorer_runs_quiet_without_swallowing_anothers_stderr(capfd, monkeypatch):
+    """Before: the explorer's refinement redirected the process's stderr to silence analyze-
+    memory's overflow warning, so whatever another thread printed meanwhile was lost too. Now the
+    refinement's context collects the warning; a direct run of the same flow still prints it."""
+    import sys
+    import threading
+
+    from aloha_ir.weights import clone_with_weights
+    from explore.system.refine import design_flow, refine_design
+    from explore.system.space import SystemSpace
+    space = SystemSpace.load("zoo:lenet5", small_memory_host())
+    design = space.greedy_design()
+    flow = design_flow(space, design)
+    ctx = flow.context()
+    assert flow.run(clone_with_weights(space.source), ctx).to_json()["fits"] is False
+    err = capfd.readouterr().err.splitlines()
+    # one memory (dram, 4 KiB) holds everything: one warning, also kept in the diagnostics
+    assert len(err) == 1 and err[0].startswith("warning: ") and "of weights and activations in " \
+        "dram, which has 4.0 KiB on host-cpu" in err[0]
+    assert ctx.diagnostics.messages == [err[0].removeprefix("warning: ")]
+
+    real_run = TargetFlow.run
+
+    def run_while_another_thread_prints(self, *args, **kwargs):
+        other = threading.Thread(target=print, args=("another thread's line",),
+                                 kwargs={"file": sys.stderr})
+        other.start()
+        other.join()
+        return real_run(self, *args, **kwargs)
+    monkeypatch.setattr(TargetFlow, "run", run_while_another_thread_prints)
+    point = refine_design(space, design)
+    assert point["fits"] is False
+    assert capfd.readouterr().err == "another thread's line\n"
+
+
 def test_a_user_analysis_a_later_transform_made_stale_is_run_again_for_the_report(capsys):
     """Issue 19's reproducer 1 through the driver: the user's analyze-schedule ran before their
     second map, so the report's schedule, memory and energy must come from a run after it (the

@@ -227,7 +227,19 @@ class _Progress:
                       f": {what}; {self.status}", completed=len(evals))
 
 
+# the explorer's parameters, as its errors name them (`where`) -> this command's flags
+PARAMETER_FLAGS = {"scheduler": "--scheduler", "workers": "--workers",
+                   "objectives": "--objectives", "proxy_epochs": "--proxy-epochs"}
+
+
 def cmd_explore(args) -> int:
+    """`alohac explore`; an error about one of the explorer's parameters names its flag."""
+    from alohac.run import in_flags
+    with in_flags(PARAMETER_FLAGS):
+        return _explore(args)
+
+
+def _explore(args) -> int:
     from aloha_ir.errors import Interrupted, PassError
     from aloha_ir.outputs import check_file, check_folder
     from explore.objectives import parse_objectives

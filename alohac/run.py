@@ -4,6 +4,8 @@ opt, compare, explore-mapping): the --input-shape values, the instruments, the -
 
 from __future__ import annotations
 
+import contextlib
+
 from aloha_ir.errors import UsageError
 
 
@@ -106,3 +108,16 @@ def run_target(args, module, user: list | tuple = (), timeline: bool = False,
         raise UsageError("--mapping decides partition and map; the pipeline names them too",
                          hint="drop them from -p, or drop --mapping")
     return flow.run(module, user=user, **instruments(args))
+
+
+@contextlib.contextmanager
+def in_flags(flags: dict[str, str]):
+    """Within: a UsageError about a library parameter (its `where`, a key of `flags`) names the
+    command's flag for it instead (the library speaks its API's words)."""
+    try:
+        yield
+    except UsageError as e:
+        if e.where in flags:
+            e.where = flags[e.where]
+            e.args = (e.one_line(),)
+        raise

@@ -49,8 +49,8 @@ def objective_name(text: str) -> str:
 def parse_objectives(text: str) -> list[str]:
     names = [objective_name(t) for t in text.split(",") if t.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
-        raise UsageError(f"--objectives '{text}' must name at least two distinct objectives",
-                         hint="e.g. accuracy,latency,energy")
+        raise UsageError(f"'{text}' must name at least two distinct objectives",
+                         where="objectives", hint="e.g. accuracy,latency,energy")
     return names
 
 
@@ -88,8 +88,8 @@ class EvalSettings:
         if self.proxy_epochs < len(self.lrs) * rounds:
             raise UsageError(f"a proxy budget of {self.proxy_epochs} epochs cannot give "
                              f"{len(self.lrs)} learning rates one epoch each in {rounds} rounds",
-                             hint=f"give --proxy-epochs {len(self.lrs) * rounds} or more, or "
-                                  "fewer --lrs")
+                             where="proxy_epochs", hint=f"give {len(self.lrs) * rounds} or more, "
+                                                        "or fewer learning rates (lrs)")
 
     def wanted(self) -> set[str]:
         return set(self.objectives) | set(self.figures)

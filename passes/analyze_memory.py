@@ -187,8 +187,8 @@ def _constant_tensors(block, dep: Deployment) -> dict:
         out[v] = math.prod(nn.shape_of(v)) * dep.value(v).nbytes
 
     def per_channel(v, channels: int, label: str) -> None:
-        fracs = v.owner.attributes.get("fracs") if dep.fixed else None
-        if fracs is not None and len(set(fracs.get_values())) > 1:
+        fracs = v.owner.fracs if dep.fixed and isinstance(v.owner, nn.ConstOp) else None
+        if fracs is not None and len(set(fracs)) > 1:
             out[("shift", label)] = channels * fp.INT32.nbytes
 
     label = nn.block_label(block)

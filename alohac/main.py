@@ -581,7 +581,7 @@ SETTING_FLAGS = {"target": ("give --target PLATFORM", "target"),
                  "allow_overflow": ("pass --allow-overflow to report it anyway", "allow_overflow")}
 
 
-def in_flags(e: AlohaError, args) -> AlohaError:
+def setting_in_flags(e: AlohaError, args) -> AlohaError:
     """`e` in the command line's words: a missing setting the command has a flag for names the
     flag (the library's hint names the API's setting)."""
     flag = SETTING_FLAGS.get(getattr(e, "setting", ""))
@@ -603,7 +603,7 @@ def main(argv: list[str] | None = None) -> int:
     except AlohaError as e:
         if args.debug:
             raise
-        print(f"alohac: {e.kind}: {in_flags(e, args).one_line()}", file=sys.stderr)
+        print(f"alohac: {e.kind}: {setting_in_flags(e, args).one_line()}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
         detail = getattr(e, "detail", "")

@@ -205,9 +205,8 @@ def _take_operand(graph: nn.GraphOp, store: WeightStore, tag: str, op: Operation
         return
     new = make_const(take_channels(t, axis, channels), store,
                      f"{nn.block_label(op) or op.name}.{tag}", v.type.get_element_type())
-    fracs = c.attributes.get("fracs")
-    if fracs is not None:
-        per = np.asarray(fracs.get_values(), dtype=np.int64)
+    if c.fracs is not None:
+        per = np.asarray(c.fracs, dtype=np.int64)
         fp.set_const_fracs(new, np.take(per, np.maximum(channels, 0)) if axis == 0 else per)
     graph.body.block.insert_op_before(new, op)
     op.operands = [new.output if i == index else o for i, o in enumerate(op.operands)]

@@ -1,8 +1,8 @@
 """The xDSL context every ALOHA tool parses and runs passes in.
 
 `AlohaContext` extends xDSL's Context with what a compilation scopes (TVM's PassContext idea): the
-analysis manager and the reports passes produce, the target platform, the data. Passes receive it as
-`ctx`. Reports are keyed by graph, always: `ctx.analyses[pass name][graph symbol]`; `ctx.report(name)`
+analysis manager and the reports passes produce, the target platform, the data, where the passes'
+warnings go (`diagnostics`: stderr, or collected quietly). Passes receive it as `ctx`. Reports are keyed by graph, always: `ctx.analyses[pass name][graph symbol]`; `ctx.report(name)`
 is the one of a single-graph module.
 """
 
@@ -15,6 +15,7 @@ from xdsl.context import Context
 from xdsl.dialects.builtin import Builtin
 
 from aloha_ir.analysis import AnalysisManager, report_of
+from aloha_ir.diagnostics import Diagnostics
 
 
 def _nn():
@@ -33,6 +34,7 @@ class AlohaContext(Context):
     target: Any = None
     dataset: Any = None  # frontends.datasets.Splits from the driver's --data (passes that execute)
     am: AnalysisManager = field(default_factory=AnalysisManager)
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)
 
     def report(self, name: str, graph: str | None = None) -> Any:
         """The report `name` of `graph`, or of the only graph it describes."""

@@ -54,6 +54,22 @@ class PassError(AlohaError):
     kind = "pass error"
 
 
+class MissingSetting(PassError):
+    """A pass needs a setting its caller did not give. `setting` names it for a driver (`target`
+    and `dataset`: the context's; `allow_overflow`: analyze-memory's option), `how` says in the
+    API's words how to give it, `otherwise` the other way out, if any. The hint reads `OTHERWISE,
+    or HOW`; a driver that gives the setting from a flag names its flag instead (`advice`)."""
+
+    def __init__(self, message: str, *, setting: str, how: str, otherwise: str = "",
+                 where: str | None = None):
+        self.setting, self.otherwise = setting, otherwise
+        super().__init__(message, where=where, hint=self.advice(how))
+
+    def advice(self, how: str) -> str:
+        """The hint with `how` as the way to give the setting."""
+        return f"{self.otherwise}, or {how}" if self.otherwise else how
+
+
 class PlacementError(PassError):
     """A requested placement (partition's `actors=`, map's `assign=`/`units=`) that does not fit
     the graph or the platform: a typed pass error, so a caller applying a mapping file can say

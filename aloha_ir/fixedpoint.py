@@ -28,7 +28,7 @@ import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
 
-from aloha_ir.dialects.nn import ConstOp, FixedPointType, ints_attr
+from aloha_ir.dialects.nn import ConstOp, FixedPointType
 
 LEAKY_FRAC = 8
 BIAS_BITS = 32
@@ -148,10 +148,9 @@ def format_of(value: SSAValue) -> Fixed | None:
 
 
 def const_fracs(op: ConstOp) -> np.ndarray | int:
-    """A quantized constant's frac: one int, or one per slice along axis 0 (`fracs` attribute)."""
-    fracs = op.attributes.get("fracs")
-    if fracs is not None:
-        return np.asarray(fracs.get_values(), dtype=np.int64)
+    """A quantized constant's frac: one int, or one per slice along axis 0 (`nn.fracs`)."""
+    if op.fracs is not None:
+        return np.asarray(op.fracs, dtype=np.int64)
     fmt = format_of(op.output)
     assert fmt is not None, "const_fracs of a float constant"
     return fmt.frac
@@ -160,10 +159,7 @@ def const_fracs(op: ConstOp) -> np.ndarray | int:
 def set_const_fracs(op: ConstOp, fracs) -> None:
     """Record per-channel fracs (axis 0) on a constant, or drop them when they are all equal."""
     fracs = [int(f) for f in np.atleast_1d(fracs)]
-    if len(set(fracs)) > 1:
-        op.attributes["fracs"] = ints_attr(fracs)
-    else:
-        op.attributes.pop("fracs", None)
+    op.fracs = fracs if len(set(fracs)) > 1 else None
 
 
 # ---------------------------------------------------------------------------------------------------

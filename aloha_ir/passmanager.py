@@ -42,11 +42,13 @@ from aloha_ir.analysis import (
     Requires,
     report_of,
 )
+from aloha_ir.annotations import annotation_fields
 from aloha_ir.context import AlohaContext, make_context
 from aloha_ir.errors import (
     AlohaError,
     InternalError,
     IRVerifyError,
+    MissingSetting,
     PassError,
     UsageError,
     did_you_mean,
@@ -189,11 +191,13 @@ def check_requirements(p: ModulePass, ctx: AlohaContext, module: ModuleOp,
                 raise PassError(f"{p.name} needs a mapped graph",
                                 where=f"csdf.graph @{g.sym_name.data}", hint=first(CSDF_MAPPED))
     if req.target and not getattr(p, "target", "") and getattr(ctx, "target", None) is None:
-        raise PassError(f"{p.name} needs a target platform",
-                        hint=f"give --target PLATFORM, or write {p.name}{{target=NAME}}")
+        raise MissingSetting(f"{p.name} needs a target platform", setting="target",
+                             how="set the context's target", otherwise=f"write {p.name}"
+                             "{target=NAME}")
     if req.data and not getattr(p, "data", "") and getattr(ctx, "dataset", None) is None:
-        raise PassError(f"{p.name} needs data to run the network on",
-                        hint="give the pass data=digits (or mnist:DIR, ...) or --data")
+        raise MissingSetting(f"{p.name} needs data to run the network on", setting="dataset",
+                             how="set the context's dataset",
+                             otherwise="give the pass data=digits (or mnist:DIR, ...)")
 
 
 def invalidate(p: ModulePass, ctx: AlohaContext, module: ModuleOp) -> None:
@@ -228,7 +232,7 @@ def _drop_stale_annotations(graph, stale: Callable[[str], bool]) -> None:
     for op in graph.walk():
         if not op.attributes:
             continue
-        fields = op.annotation_fields() if hasattr(op, "annotation_fields") else {}
+        fields = annotation_fields(type(op))
         for key in [k for k in op.attributes if k in fields]:
             analysis = fields[key].analysis
             if analysis and stale(analysis):

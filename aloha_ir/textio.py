@@ -14,7 +14,7 @@ from aloha_ir.context import make_context
 from aloha_ir.shapes import MAX_ELEMENTS, numel
 from aloha_ir.verify import verify_full
 from aloha_ir.errors import InputFileError, IRParseError, IRVerifyError
-from aloha_ir.outputs import write_bytes, write_text  # noqa: F401  (their old home)
+from aloha_ir.outputs import write_text
 from aloha_ir.weights import WeightStore, attach_weights, sidecar_path, weights_of
 
 

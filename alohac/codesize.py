@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from aloha_ir.textio import write_text
+from aloha_ir.outputs import write_text
 
 
 def write_report(code_dir: str, generated, backend) -> list[str]:

@@ -227,7 +227,19 @@ class _Progress:
                       f": {what}; {self.status}", completed=len(evals))
 
 
+# the explorer's parameters, as its errors name them (`where`) -> this command's flags
+PARAMETER_FLAGS = {"scheduler": "--scheduler", "workers": "--workers",
+                   "objectives": "--objectives", "proxy_epochs": "--proxy-epochs"}
+
+
 def cmd_explore(args) -> int:
+    """`alohac explore`; an error about one of the explorer's parameters names its flag."""
+    from alohac.run import in_flags
+    with in_flags(PARAMETER_FLAGS):
+        return _explore(args)
+
+
+def _explore(args) -> int:
     from aloha_ir.errors import Interrupted, PassError
     from aloha_ir.outputs import check_file, check_folder
     from explore.objectives import parse_objectives
@@ -361,7 +373,7 @@ def write_outputs(result, space, settings, args, out: str) -> list[str]:
 
 
 def _csv(path: str, points, objectives) -> str:
-    from aloha_ir.textio import write_text
+    from aloha_ir.outputs import write_text
     extra = ["params", "macs", "latency_s", "energy_j", "memory_bytes", "processors",
              "accuracy", "test_accuracy", "security"]
     cols = list(dict.fromkeys(objectives + [e for e in extra if e not in objectives]))
@@ -415,7 +427,7 @@ def plot(result, path: str, title: str) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110)
     plt.close(fig)
-    from aloha_ir.textio import write_bytes
+    from aloha_ir.outputs import write_bytes
     return write_bytes(path, buf.getvalue())
 
 

@@ -154,7 +154,7 @@ def pareto_png(result, path: str) -> str:
     import matplotlib.pyplot as plt
 
     from aloha_ir.figures import axis, log_scale, show
-    from aloha_ir.textio import write_bytes
+    from aloha_ir.outputs import write_bytes
     fig, ax = plt.subplots(figsize=(8, 5.5))
     est = [e for _, e in result.estimates if e.feasible]
     xs = [p["latency_s"] for p in result.refined] + [e.latency_s for e in est]

@@ -250,7 +250,8 @@ def _thresholds(text: str) -> list[float]:
 def cmd_prune(args) -> int:
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
-    from aloha_ir.textio import save_module, write_text
+    from aloha_ir.textio import save_module
+    from aloha_ir.outputs import write_text
     from aloha_ir.weights import clone_with_weights
     from frontends.loader import model_stem
     from passes.prune import PrunePass

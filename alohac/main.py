@@ -7,7 +7,7 @@ import json
 import os
 import sys
 
-from aloha_ir.errors import AlohaError, UsageError, exit_code_help
+from aloha_ir.errors import AlohaError, MissingSetting, UsageError, exit_code_help
 from alohac.run import (
     check_opp,
     input_shapes,
@@ -105,7 +105,8 @@ def _cost_markdown(report, title: str) -> str:
 def _emit_csdf(module, kinds: list[str], out_dir: str, stem: str) -> list[str]:
     """Write the csdf graph as IR text (alone in a module), SDF3 XML, JSON and DOT."""
     from aloha_ir.dialects.csdf import csdf_graphs
-    from aloha_ir.textio import print_module, write_text
+    from aloha_ir.textio import print_module
+    from aloha_ir.outputs import write_text
     graphs = csdf_graphs(module)
     if not graphs or not any(k in CSDF_KINDS for k in kinds):
         return []
@@ -203,7 +204,8 @@ def _write_compile(args, out, kinds: list[str], module, analyses: dict, report=N
                    ) -> list[str]:
     """Every output of `compile` into the staging folder `out` (swapped in whole at the end);
     `report` is the --target flow's TargetReport."""
-    from aloha_ir.textio import save_module, write_text
+    from aloha_ir.textio import save_module
+    from aloha_ir.outputs import write_text
     from frontends.loader import model_stem
     stem = model_stem(args.model)
     written = []
@@ -575,6 +577,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# a setting a pass may miss (MissingSetting.setting) -> the flag that gives it, its argparse dest
+SETTING_FLAGS = {"target": ("give --target PLATFORM", "target"),
+                 "dataset": ("give --data DATA", "data"),
+                 "allow_overflow": ("pass --allow-overflow to report it anyway", "allow_overflow")}
+
+
+def setting_in_flags(e: AlohaError, args) -> AlohaError:
+    """`e` in the command line's words: a missing setting the command has a flag for names the
+    flag (the library's hint names the API's setting)."""
+    flag = SETTING_FLAGS.get(getattr(e, "setting", ""))
+    if isinstance(e, MissingSetting) and flag and hasattr(args, flag[1]):
+        e.hint = e.advice(flag[0])
+    return e
+
+
 def main(argv: list[str] | None = None) -> int:
     from aloha_ir.errors import show_warnings_as_one_line
     show_warnings_as_one_line()
@@ -588,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     except AlohaError as e:
         if args.debug:
             raise
-        print(f"alohac: {e.kind}: {e.one_line()}", file=sys.stderr)
+        print(f"alohac: {e.kind}: {setting_in_flags(e, args).one_line()}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt as e:
         detail = getattr(e, "detail", "")

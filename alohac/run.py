@@ -4,6 +4,8 @@ opt, compare, explore-mapping): the --input-shape values, the instruments, the -
 
 from __future__ import annotations
 
+import contextlib
+
 from aloha_ir.errors import UsageError
 
 
@@ -100,4 +102,22 @@ def target_flow(args, timeline: bool = False, deploy: bool = True):
 def run_target(args, module, user: list | tuple = (), timeline: bool = False,
                deploy: bool = True):
     """Run the --target flow with the user's passes merged in; returns its TargetReport."""
-    return target_flow(args, timeline, deploy).run(module, user=user, **instruments(args))
+    flow = target_flow(args, timeline, deploy)
+    if flow.placement is not None and {p.name for p in user} & flow.PLACED:
+        # the flow refuses it in its own words (TargetFlow.passes); here in the flags'
+        raise UsageError("--mapping decides partition and map; the pipeline names them too",
+                         hint="drop them from -p, or drop --mapping")
+    return flow.run(module, user=user, **instruments(args))
+
+
+@contextlib.contextmanager
+def in_flags(flags: dict[str, str]):
+    """Within: a UsageError about a library parameter (its `where`, a key of `flags`) names the
+    command's flag for it instead (the library speaks its API's words)."""
+    try:
+        yield
+    except UsageError as e:
+        if e.where in flags:
+            e.where = flags[e.where]
+            e.args = (e.one_line(),)
+        raise

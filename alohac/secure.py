@@ -34,7 +34,7 @@ def prepare(model_spec: str, data: str, input_scale, seed: int = 0):
 def save_adversarial(path: str, x01, y, eps, adv, meta: dict) -> str:
     """An adversarial dataset: clean inputs, labels, and per epsilon the adversarial inputs (all
     in [0, 1]), with its metadata (source model, data, attack, norm, epsilon, seed, ...)."""
-    from aloha_ir.textio import write_bytes
+    from aloha_ir.outputs import write_bytes
     import io
     buf = io.BytesIO()
     np.savez_compressed(buf, x=x01.astype(np.float32), y=y.astype(np.int64),
@@ -179,6 +179,7 @@ def cmd_secure(args) -> int:
     from passes.security import (SecurityConfig, evaluate, parse_eps, parse_range,
                                  plot_curves)
     from aloha_ir.outputs import Staged, check_folder, write_text
+    from alohac.run import in_flags
     input_scale = parse_range(args.input_scale)
     check_folder(args.output)
     if args.transfer:
@@ -194,12 +195,14 @@ def cmd_secure(args) -> int:
             path = write_text(out.path("transfer.json"), json.dumps(result, indent=1))
         _print(args, result, [out.final(path)])
         return 0
-    config = SecurityConfig(attack=args.attack, norm=args.norm,
-                            eps=tuple(parse_eps(args.eps)) if args.eps else None,
-                            samples=args.samples, mode=args.mode, steps=args.steps,
-                            step_size=args.step_size, random_start=args.random_start,
-                            noise=not args.no_noise, sanity=not args.no_sanity,
-                            workers=args.workers, seed=args.seed)
+    with in_flags({"eps": "--eps", "samples": "--samples", "steps": "--steps",
+                   "workers": "--workers"}):
+        config = SecurityConfig(attack=args.attack, norm=args.norm,
+                                eps=tuple(parse_eps(args.eps)) if args.eps else None,
+                                samples=args.samples, mode=args.mode, steps=args.steps,
+                                step_size=args.step_size, random_start=args.random_start,
+                                noise=not args.no_noise, sanity=not args.no_sanity,
+                                workers=args.workers, seed=args.seed)
     module, name, x01, y, rng = prepare(args.model, args.data, input_scale, args.seed)
     keep = bool(args.save_adversarial or args.examples)
     t0 = time.perf_counter()

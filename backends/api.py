@@ -22,7 +22,7 @@ from typing import ClassVar
 import jinja2
 
 from aloha_ir.errors import InputFileError, UsageError
-from aloha_ir.textio import write_bytes, write_text
+from aloha_ir.outputs import write_bytes, write_text
 
 COMMON_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 
@@ -48,7 +48,7 @@ class Backend:
 
     def __init__(self, *, weights: str = "file", fifo_override: dict[str, int] | None = None):
         if weights not in ("file", "embedded"):
-            raise UsageError(f"--weights {weights}: expected 'file' or 'embedded'")
+            raise UsageError(f"weights={weights!r}: expected 'file' or 'embedded'")
         self.weights = weights
         self.fifo_override = dict(fifo_override or {})
 

@@ -555,7 +555,7 @@ def scheduler_address(address: str) -> str:
     """`address` as Dask wants it (tcp:// added to a bare HOST:PORT), or a UsageError."""
     m = _ADDRESS.match(address.strip()) if isinstance(address, str) else None
     if not m or m["proto"] not in (None, *_PROTOCOLS) or not 0 < int(m["port"]) < 65536:
-        raise UsageError(f"malformed Dask scheduler address {address!r}", where="--scheduler",
+        raise UsageError(f"malformed Dask scheduler address {address!r}", where="scheduler",
                          hint="give it as tcp://HOST:PORT, e.g. tcp://10.0.0.5:8786")
     return f"{m['proto'] or 'tcp'}://{m['host']}:{int(m['port'])}"
 
@@ -643,13 +643,13 @@ def dask_executor(address: str, timeout: float = 5.0) -> DaskExecutor:
     try:
         from distributed import Client
     except ImportError:
-        raise UsageError("a Dask scheduler needs the distributed package", where="--scheduler",
+        raise UsageError("a Dask scheduler needs the distributed package", where="scheduler",
                          hint="pip install 'dask[distributed]'") from None
     try:
         client = Client(address, timeout=timeout, set_as_default=False)
     except (OSError, TimeoutError) as e:
         raise UsageError(f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
-                         f"({type(e).__name__}: {e})", where="--scheduler",
+                         f"({type(e).__name__}: {e})", where="scheduler",
                          hint="start it (`dask scheduler`, then `dask worker ADDRESS` on each "
                               "machine), or leave out the scheduler to use local processes") \
             from None
@@ -666,7 +666,7 @@ def make_executor(workers: int = 1, scheduler: str | None = None, *,
         return dask_executor(scheduler)
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise UsageError(f"the number of workers must be 0 or more, not {workers!r}",
-                         where="--workers", hint="0 runs evaluations in-process, for debugging")
+                         where="workers", hint="0 runs evaluations in-process, for debugging")
     if workers == 0:
         return SerialExecutor()
     return LocalExecutor(workers, retries=retries)

@@ -49,8 +49,8 @@ def objective_name(text: str) -> str:
 def parse_objectives(text: str) -> list[str]:
     names = [objective_name(t) for t in text.split(",") if t.strip()]
     if len(names) < 2 or len(set(names)) != len(names):
-        raise UsageError(f"--objectives '{text}' must name at least two distinct objectives",
-                         hint="e.g. accuracy,latency,energy")
+        raise UsageError(f"'{text}' must name at least two distinct objectives",
+                         where="objectives", hint="e.g. accuracy,latency,energy")
     return names
 
 
@@ -88,8 +88,8 @@ class EvalSettings:
         if self.proxy_epochs < len(self.lrs) * rounds:
             raise UsageError(f"a proxy budget of {self.proxy_epochs} epochs cannot give "
                              f"{len(self.lrs)} learning rates one epoch each in {rounds} rounds",
-                             hint=f"give --proxy-epochs {len(self.lrs) * rounds} or more, or "
-                                  "fewer --lrs")
+                             where="proxy_epochs", hint=f"give {len(self.lrs) * rounds} or more, "
+                                                        "or fewer learning rates (lrs)")
 
     def wanted(self) -> set[str]:
         return set(self.objectives) | set(self.figures)
@@ -178,7 +178,7 @@ def _analyses(module, settings: EvalSettings) -> dict:
         from flows.target import TargetFlow
         probe = module.clone()  # the target flow rewrites the IR; training needs the graph
         flow = TargetFlow(_platform(settings.target), settings.bits, allow_overflow=True)
-        fig = flow.run(probe).to_json()
+        fig = flow.run(probe, flow.context(quiet=True)).to_json()  # overflow: fits = false
         return {"params": fig["params"], "macs": fig["macs"], "latency_s": fig["latency_s"],
                 "energy_j": fig["energy_j"], "memory_bytes": fig["memory_bytes"],
                 "processors": fig["processors"], "fits": bool(fig["fits"]),
@@ -236,7 +236,7 @@ def _save_model(model, genotype, settings: EvalSettings) -> str:
     """The point's ONNX (an nn module holding the trained weights, or the decoded ONNX model),
     written atomically under a folder of its settings' context, so runs with other settings that
     share the cache never hand out each other's models."""
-    from aloha_ir.textio import write_bytes
+    from aloha_ir.outputs import write_bytes
     from backends.onnx.export import save_onnx
     folder = os.path.join(settings.models_dir, settings.key()[:16])
     os.makedirs(folder, exist_ok=True)

@@ -362,10 +362,10 @@ def resolve_io(space: SearchSpace, data_shape: tuple[int, ...] | None, data_clas
     shape = tuple(data_shape) if data_shape is not None else space.input_shape
     classes = data_classes if data_classes is not None else space.classes
     if shape is None or classes is None:
-        raise UsageError(f"search space '{space.name}' names no input shape/classes and there is "
-                         "no --data to take them from",
-                         where=space.source, hint="add `input: [C, H, W]` and `classes: N` to the "
-                                                  "space, or give --data")
+        raise UsageError(f"search space '{space.name}' names no input shape/classes and no data "
+                         "gives them", where=space.source,
+                         hint="add `input: [C, H, W]` and `classes: N` to the space, or give "
+                              "the data's shape and classes")
     if len(shape) != 3:
         raise UsageError(f"genotypes take C x H x W inputs, the data's samples are {list(shape)}")
     return shape, classes

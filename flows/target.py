@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, ClassVar
 
 from xdsl.passes import ModulePass
 
@@ -80,6 +80,9 @@ class TargetFlow:
     module is bound for (its extra_passes join the flow; None: figures only) and `data` the
     calibration data those passes may use."""
 
+    # the stages a placement decides
+    PLACED: ClassVar[frozenset[str]] = frozenset({"partition", "map"})
+
     platform: Platform
     bits: int = 0
     opp: str = ""
@@ -119,9 +122,10 @@ class TargetFlow:
         if not user:
             return stages
         named = {p.name for p in user}
-        if self.placement is not None and named & {"partition", "map"}:
-            raise UsageError("--mapping decides partition and map; the pipeline names them too",
-                             hint="drop them from -p, or drop --mapping")
+        if self.placement is not None and named & self.PLACED:
+            raise UsageError("the flow's placement decides partition and map; the user's passes "
+                             "name them too", hint="drop partition and map from `user`, or give "
+                             "the flow no placement")
         skip = named | ({"partition"} if "map" in named else set()) | \
             ({"quantize-for-target"} if "quantize" in named else set())
         order = {p.name: i for i, p in enumerate(stages)}
@@ -135,11 +139,13 @@ class TargetFlow:
             out.append(p)
         return _refreshed(out + [s for s in stages[done:] if s.name not in skip], stages)
 
-    def context(self):
-        """A context with the platform as the target."""
+    def context(self, quiet: bool = False):
+        """A context with the platform as the target; `quiet` collects the passes' warnings in
+        its `diagnostics` instead of printing them (a search that evaluates many candidates)."""
         from aloha_ir.context import make_context
         ctx = make_context()
         ctx.target = self.platform
+        ctx.diagnostics.quiet = quiet
         return ctx
 
     def run(self, module, ctx=None, user: Sequence[ModulePass] = (), **instruments

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import math
 import re
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
@@ -48,7 +47,8 @@ from aloha_ir import rle, rowflow
 from aloha_ir.analysis import CSDF_MAPPED, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import csdf, nn
-from aloha_ir.errors import PassError
+from aloha_ir.diagnostics import warn
+from aloha_ir.errors import MissingSetting, PassError
 from aloha_ir.optable import registrar
 from aloha_ir.passmanager import AnalysisPass
 from archdesc.model import DATATYPE_BITS
@@ -197,8 +197,8 @@ def _const(v, dep: Deployment, out: dict) -> None:
 
 def _shifts(v, channels: int, label: str, dep: Deployment, out: dict) -> None:
     """The per-channel shifts of a constant quantized per channel (distinct fracs)."""
-    fracs = v.owner.attributes.get("fracs") if dep.fixed else None
-    if fracs is not None and len(set(fracs.get_values())) > 1:
+    fracs = v.owner.fracs if dep.fixed and isinstance(v.owner, nn.ConstOp) else None
+    if fracs is not None and len(set(fracs)) > 1:
         out[("shift", label)] = channels * fp.INT32.nbytes
 
 
@@ -435,9 +435,11 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
                             f"{human(parts['split_copies'])}; scratch "
                             f"{human(parts['scratch_bytes'])}; peak activation {human(peak)})")
             if not allow_overflow:
-                raise PassError(message, hint="prune or quantize the model, pick a bigger "
-                                "platform, or pass --allow-overflow to report it anyway")
-            print(f"warning: {message}", file=sys.stderr)
+                raise MissingSetting(message, setting="allow_overflow",
+                                     how="set allow_overflow to report it anyway",
+                                     otherwise="prune or quantize the model, pick a bigger "
+                                               "platform")
+            warn(ctx, message)
     graph.memory_bytes = report.memory_bytes
     return report
 

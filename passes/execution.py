@@ -11,7 +11,7 @@ from xdsl.context import Context
 
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
-from aloha_ir.errors import PassError
+from aloha_ir.errors import MissingSetting, PassError
 
 
 def check_finite_weights(graph: nn.GraphOp, store) -> None:
@@ -35,8 +35,9 @@ def dataset_for(ctx: Context, spec: str, graph: nn.GraphOp, who: str):
     else:
         splits = getattr(ctx, "dataset", None)
         if splits is None:
-            raise PassError(f"{who} needs data to run the network on",
-                            hint="give the pass data=digits (or mnist:DIR, ...) or --data")
+            raise MissingSetting(f"{who} needs data to run the network on", setting="dataset",
+                                 how="set the context's dataset",
+                                 otherwise="give the pass data=digits (or mnist:DIR, ...)")
     return data_for_model(splits, graph)
 
 

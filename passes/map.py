@@ -274,7 +274,7 @@ def place_actor(sched: ListSchedule, name: str, layer: Layer, preds: list[tuple[
             f"{platform.name}: " +
             ("no PE lists the operator" if not runs else
              f"{', '.join(runs)} cannot run this instance"),
-            where=where, hint="pick another --target, or change the layer (kernel, groups)")
+            where=where, hint="pick another platform, or change the layer (kernel, groups)")
     found = restrict(found, name, pins.get(name), allowed, platform, where)
     unit, pe_name, c = sched.place(name, found, preds)
     out = [Placed(name, unit, pe_name, c)]

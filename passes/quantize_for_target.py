@@ -97,7 +97,7 @@ class QuantizeForTargetPass(TransformPass):
         q = QuantizePass(bits=bits, data=self.data, samples=self.samples or QuantizePass.samples,
                          evaluate=False)
         q.apply(ctx, op)
-        return f"{q.samples} inputs of {self.data or 'the --data set'}"
+        return f"{q.samples} inputs of {self.data or 'the dataset of the context'}"
 
     def _without_data(self, op: ModuleOp, graph: nn.GraphOp, bits: int) -> str:
         from aloha_ir import fixedpoint as fp

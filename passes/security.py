@@ -61,7 +61,7 @@ def parse_eps(text: str) -> list[float]:
                 raise ValueError
             start, stop, step = parts
             if step <= 0 or stop < start:
-                raise UsageError(f"--eps {text}: need STEP > 0 and STOP >= START")
+                raise UsageError(f"{text}: need STEP > 0 and STOP >= START", where="eps")
             n = int(math.floor((stop - start) / step + 1e-9)) + 1
             values = [start + i * step for i in range(n)]
             if stop - values[-1] > 1e-9 * max(1.0, abs(stop)):
@@ -70,10 +70,10 @@ def parse_eps(text: str) -> list[float]:
         else:
             values = [float(p) for p in text.split(",") if p.strip()]
     except ValueError:
-        raise UsageError(f"--eps '{text}' is not START:STOP:STEP or a list of numbers",
-                         hint="e.g. --eps 0:0.3:0.01") from None
+        raise UsageError(f"'{text}' is not START:STOP:STEP or a list of numbers", where="eps",
+                         hint="e.g. 0:0.3:0.01") from None
     if not values:
-        raise UsageError("--eps gives no epsilon")
+        raise UsageError(f"'{text}' gives no epsilon", where="eps")
     bad = [v for v in values if not v >= 0 or not math.isfinite(v)]
     if bad:
         raise UsageError(f"epsilon must be >= 0 and finite, got {bad[0]}")
@@ -106,11 +106,11 @@ class SecurityConfig:
         object.__setattr__(self, "norm", check_norm(self.norm))
         Attack(self.attack, self.norm, self.steps or 1, self.step_size)  # validates
         if self.samples is not None and self.samples < 1:
-            raise UsageError(f"--samples must be >= 1, got {self.samples}")
+            raise UsageError(f"must be >= 1, got {self.samples}", where="samples")
         if self.steps is not None and self.steps < 1:
-            raise UsageError(f"--steps must be >= 1, got {self.steps}")
+            raise UsageError(f"must be >= 1, got {self.steps}", where="steps")
         if self.workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {self.workers}")
+            raise UsageError(f"must be >= 1, got {self.workers}", where="workers")
         if self.eps is not None:
             if not self.eps or any(not e >= 0 or not math.isfinite(e) for e in self.eps):
                 raise UsageError(f"epsilon must be >= 0 and finite, got {list(self.eps)}")

@@ -22,7 +22,7 @@ from aloha_ir import fixedpoint as fp
 from aloha_ir.context import AlohaContext
 from aloha_ir.cost import block_macs
 from aloha_ir.dialects import csdf, nn
-from aloha_ir.errors import PassError, UnsupportedError
+from aloha_ir.errors import MissingSetting, PassError, UnsupportedError
 from aloha_ir.optable import registrar
 from archdesc.costmodel import Layer
 from archdesc.model import DATATYPE_BITS, Platform
@@ -41,8 +41,9 @@ def platform_of(ctx, target: str, pass_name: str) -> Platform:
         return load_platform(target)
     if isinstance(ctx, AlohaContext) and ctx.target is not None:
         return ctx.target
-    raise PassError(f"{pass_name} needs a target platform",
-                    hint=f"give --target PLATFORM, or write {pass_name}{{target=NAME}}")
+    raise MissingSetting(f"{pass_name} needs a target platform", setting="target",
+                         how="set the context's target",
+                         otherwise=f"write {pass_name}{{target=NAME}}")
 
 
 def mapped_platform(ctx, graph: csdf.GraphOp, target: str, pass_name: str) -> Platform:

@@ -540,6 +540,28 @@ def test_annotations_are_typed_namespaced_and_round_trip():
     assert exported["conv"]["pe"] == conv.pe  # the JSON keeps its plain keys
 
 
+def test_a_misspelt_annotation_write_is_an_attribute_error_naming_the_annotation():
+    """Before: `actor.pee = "x"` set a plain Python attribute that nothing reads, the IR kept no
+    trace of it and the verifier passed."""
+    module, graph = _mapped()
+    conv, channel = graph.actor_map()["conv"], graph.channels()[0]
+    before = print_module(module)
+    with pytest.raises(AttributeError, match=r"csdf\.actor @conv has no annotation 'pee' "
+                       r"\(did you mean 'pe'\?\).*: cost_s, end_s, exec_times, .*, pe, pe_kind,"):
+        conv.pee = "core1"
+    with pytest.raises(AttributeError, match=r"'bufer' \(did you mean 'buffer'\?\)"):
+        channel.bufer = 4
+    with pytest.raises(AttributeError, match=r"'latncy_s' \(did you mean 'latency_s'\?\)"):
+        graph.latncy_s = 1.0
+    with pytest.raises(AttributeError, match="has no setter"):  # a read-only property says so
+        conv.phase_count = 3
+    assert print_module(module) == before  # nothing was written
+    conv.pe, channel.buffer = "core1", 4  # the real ones still write the IR
+    text = print_module(module)
+    assert text != before and "csdf.buffer = 4 : i64" in text
+    assert print_module(parse_module(text)) == text
+
+
 @pytest.mark.parametrize("edit, to, message", [
     ('csdf.pe = "', 'csdf.pee = "', r"unknown annotation csdf\.pee"),
     ("csdf.buffer = ", 'csdf.buffer = "big", other = ', r"csdf\.buffer must be of kind int"),

@@ -161,6 +161,8 @@ def test_grid_mode_and_a_dask_cluster_agree_with_in_process(tmp_path):
     (["space:seed-example", "--objectives", "params,macs", "--budget", "0"], "budget"),
     (["space:seed-example", "--objectives", "params,wisdom"], "unknown objective"),
     (["space:seed-example", "--objectives", "params,macs", "--lrs", "x"], "--lrs"),
+    (["space:seed-example", "--objectives", "params,params"],
+     "--objectives: 'params,params' must name at least two distinct objectives"),
 ])
 def test_bad_options_are_usage_errors(tmp_path, argv, message):
     code, err = run_code(argv + ["-o", str(tmp_path / "o")])

@@ -318,7 +318,7 @@ def test_local_cancel_initializer_and_bad_options():
             ex.submit(T.square, 2).result()
     with pytest.raises(UsageError):
         LocalExecutor(0)
-    with pytest.raises(UsageError, match="--workers"):
+    with pytest.raises(UsageError, match="^workers: the number of workers"):
         make_executor(-1)
 
 

@@ -34,8 +34,10 @@ def test_constraints_parse_units_and_refuse_nonsense():
     for bad in ("latency<2ms", "latency<=2parsecs", "speed<=3", "latency<=inf", "<=3"):
         with pytest.raises(UsageError):
             parse_constraint(bad)
-    with pytest.raises(UsageError, match="two distinct"):
+    with pytest.raises(UsageError, match="two distinct") as e:
         parse_objectives("latency,latency_s")
+    # the library names its parameter; `alohac explore` its flag (test_explore_cli)
+    assert e.value.where == "objectives" and "--" not in e.value.one_line()
 
 
 def test_front_equals_brute_force_dominance():
@@ -154,6 +156,25 @@ def test_failed_points_are_recorded_not_fatal(monkeypatch):
     assert r.failures == 3 and r.evaluations == 9
     assert all(p.ok for p in r.main.front)
     assert "RuntimeError: boom" in next(p.error for p in r.points if not p.ok)
+
+
+def test_evaluating_a_candidate_that_overflows_prints_no_warning(tmp_path, capfd):
+    """A candidate that does not fit the platform's memories is a figure (fits = false), not a
+    warning line per evaluation on stderr (analyze-memory's, which the flow still prints)."""
+    from archdesc.loader import PLATFORM_DIR
+    from explore.objectives import evaluate_point
+    with open(f"{PLATFORM_DIR}/host-cpu.arch") as f:
+        arch = f.read().replace("size = 4 GiB", "size = 1 KiB")
+    (tmp_path / "tiny.arch").write_text(arch)
+    g = Genotype((Gene("convolution", 0, (("kernel", 3), ("maps", 8), ("padding", "same"),
+                                          ("stride", 1))),
+                  Gene("dense", 1, (("neurons", 16),))))
+    settings = EvalSettings((1, 8, 8), 10, ("latency_s", "params"),
+                            target=str(tmp_path / "tiny.arch"))
+    figures = evaluate_point(settings, g.to_json())["objectives"]
+    # 8 * 9 + 8 conv weights and biases, 8 * 8 * 8 * 16 + 16 dense, 10 * 16 + 10: far over 1 KiB
+    assert figures["params"] == 80 + 8208 + 170 and figures["fits"] is False
+    assert capfd.readouterr().err == ""
 
 
 def test_security_objective_is_the_curve_of_the_saved_model(tmp_path):

@@ -124,6 +124,39 @@ def test_fixed_point_type_and_module_round_trip():
     assert print_module(parse_module(printed)) == printed
 
 
+FRACS = """    %1 = nn.const {seed = 1 : i64, std = 1.000000e-01 : f32, nn.fracs = array<i64: 7, 6, 7, 8>} : tensor<4x3x3x3x!nn.fixed<8, 6>>
+    %2 = nn.act %0 {kind = "relu"} : tensor<1x3x8x8xf32>
+    nn.output %2 {ports = ["y"]}
+"""
+
+
+@pytest.mark.parametrize("edit, to, message", [
+    (None, None, None),
+    ("nn.fracs", "nn.frac", r"unknown annotation nn\.frac \(known: nn\.fracs\)"),
+    ("array<i64: 7, 6, 7, 8>", '"7,6,7,8"', r"nn\.fracs must be of kind ints"),
+    ("7, 6, 7, 8>", "7, 6, 7>", r"nn\.fracs has 3 values for 4 slices along axis 0"),
+    ("!nn.fixed<8, 6>", "f32", r"nn\.fracs on a f32 constant"),
+])
+def test_per_channel_fracs_are_a_typed_verified_annotation(edit, to, message):
+    """Before: a bare `fracs` attribute read with attributes.get("fracs"): a misspelt key read
+    None (the constant silently took the per-layer frac) and nothing checked kind or length."""
+    from aloha_ir import fixedpoint as fp
+    from aloha_ir.dialects.nn import ConstOp
+    text = module_text(FRACS)
+    if edit is None:
+        module = parse_module(text)
+        verify_module(module)
+        const = next(op for op in module.walk() if isinstance(op, ConstOp))
+        assert const.fracs == (7, 6, 7, 8) and list(fp.const_fracs(const)) == [7, 6, 7, 8]
+        assert print_module(module) == text
+        fp.set_const_fracs(const, [6, 6, 6, 6])  # all equal: the type's frac says it
+        assert const.fracs is None and fp.const_fracs(const) == 6
+        assert "fracs" not in print_module(module)
+        return
+    with pytest.raises(IRVerifyError, match=message):
+        verify_module(parse_module(text.replace(edit, to, 1)))
+
+
 def test_parse_error_names_file_line_and_column():
     text = module_text(CONV.replace("xHx", "x4x")).replace("nn.conv", "nn.cnov")
     with pytest.raises(IRParseError, match=r"^bad\.mlir:5:\d+: .*nn\.cnov"):

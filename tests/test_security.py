@@ -52,6 +52,22 @@ def test_parse_eps_includes_stop_and_refuses_bad_grids():
             parse_eps(bad)
 
 
+def test_the_library_names_its_parameters_and_alohac_secure_its_flags(tmp_path, capsys):
+    """Before: SecurityConfig and parse_eps said `--samples`, `--eps`: flags a library caller
+    (the analyze-security pass, the explorer) has not got."""
+    from alohac.main import main
+    with pytest.raises(UsageError) as e:
+        parse_eps("0:x")
+    assert e.value.where == "eps" and "--" not in e.value.one_line()
+    with pytest.raises(UsageError) as e:
+        SecurityConfig(samples=0)
+    assert e.value.one_line() == "samples: must be >= 1, got 0"
+    assert main(["secure", "zoo:digits_cnn", "--eps", "0:x", "-o", str(tmp_path / "o")]) == 2
+    assert "--eps: '0:x' is not START:STOP:STEP" in capsys.readouterr().err
+    assert main(["secure", "zoo:digits_cnn", "--samples", "0", "-o", str(tmp_path / "o")]) == 2
+    assert "--samples: must be >= 1, got 0" in capsys.readouterr().err
+
+
 def test_curve_average_and_level_by_hand():
     # trapezoid: (1 + 0.5)/2 * 0.1 + (0.5 + 0)/2 * 0.1 = 0.1, over a range of 0.2
     assert curve_average([0.0, 0.1, 0.2], [1.0, 0.5, 0.0]) == pytest.approx(0.5)

@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from aloha_ir.errors import MappingMismatch, PlacementError
+from aloha_ir.errors import MappingMismatch, MissingSetting, PlacementError, UsageError
 from aloha_ir.passmanager import PassManager
 from alohac.main import main
 from archdesc.loader import load_platform, platform_names
@@ -162,6 +162,83 @@ def test_a_mapping_that_does_not_fit_the_model_is_a_mapping_mismatch(tmp_path, c
     with pytest.raises(PlacementError) as e:
         built.run(load_model("zoo:lenet5", {}))
     assert not isinstance(e.value, MappingMismatch) and e.value.exit_code == 8
+
+
+SMALL_MEMORY_HOST = "size = 4 KiB"  # host-cpu with 4 KiB of memory: lenet5's weights do not fit
+
+
+def small_memory_host_text() -> str:
+    from archdesc.loader import PLATFORM_DIR
+    with open(f"{PLATFORM_DIR}/host-cpu.arch") as f:
+        return f.read().replace("size = 4 GiB", SMALL_MEMORY_HOST)
+
+
+def small_memory_host():
+    from archdesc.loader import loads
+    return loads(small_memory_host_text())
+
+
+def test_library_errors_speak_the_apis_words_and_the_driver_its_flags(tmp_path, capsys):
+    """Before: TargetFlow.passes said `--mapping ... drop them from -p`, and the pass manager and
+    analyze-memory told a library caller to give `--target` or `--allow-overflow`, flags only
+    the driver has. The library names its parameters; alohac names its flags."""
+    flow = TargetFlow(load_platform("host-cpu"), 32, placement=Placement(
+        assign=(("conv7", "core0"),)))
+    with pytest.raises(UsageError) as e:
+        flow.passes(user=[MapPass()])
+    assert "placement decides partition and map" in e.value.message
+    assert "`user`" in e.value.hint and "--" not in e.value.one_line()
+    with pytest.raises(MissingSetting) as e:
+        PassManager.parse("convert-nn-to-csdf,map").run(load_model("zoo:lenet5", {}))
+    assert e.value.setting == "target"
+    assert e.value.hint == "write map{target=NAME}, or set the context's target"
+    with pytest.raises(MissingSetting) as e:
+        TargetFlow(small_memory_host()).run(load_model("zoo:lenet5", {}))
+    assert e.value.setting == "allow_overflow" and "--" not in e.value.one_line()
+    assert e.value.hint.endswith("or set allow_overflow to report it anyway")
+    # the driver: the same errors in its flags
+    assert main(["analyze", "zoo:lenet5", "-p", "convert-nn-to-csdf,map"]) == 8
+    assert "map needs a target platform (write map{target=NAME}, or give --target PLATFORM)" \
+        in capsys.readouterr().err
+    arch = tmp_path / "small.arch"
+    arch.write_text(small_memory_host_text())
+    assert main(["analyze", "zoo:lenet5", "--target", str(arch)]) == 8
+    assert "platform, or pass --allow-overflow to report it anyway)" in capsys.readouterr().err
+
+
+def test_the_explorer_runs_quiet_without_swallowing_anothers_stderr(capfd, monkeypatch):
+    """Before: the explorer's refinement redirected the process's stderr to silence analyze-
+    memory's overflow warning, so whatever another thread printed meanwhile was lost too. Now the
+    refinement's context collects the warning; a direct run of the same flow still prints it."""
+    import sys
+    import threading
+
+    from aloha_ir.weights import clone_with_weights
+    from explore.system.refine import design_flow, refine_design
+    from explore.system.space import SystemSpace
+    space = SystemSpace.load("zoo:lenet5", small_memory_host())
+    design = space.greedy_design()
+    flow = design_flow(space, design)
+    ctx = flow.context()
+    assert flow.run(clone_with_weights(space.source), ctx).to_json()["fits"] is False
+    err = capfd.readouterr().err.splitlines()
+    # one memory (dram, 4 KiB) holds everything: one warning, also kept in the diagnostics
+    assert len(err) == 1 and err[0].startswith("warning: ") and "of weights and activations in " \
+        "dram, which has 4.0 KiB on host-cpu" in err[0]
+    assert ctx.diagnostics.messages == [err[0].removeprefix("warning: ")]
+
+    real_run = TargetFlow.run
+
+    def run_while_another_thread_prints(self, *args, **kwargs):
+        other = threading.Thread(target=print, args=("another thread's line",),
+                                 kwargs={"file": sys.stderr})
+        other.start()
+        other.join()
+        return real_run(self, *args, **kwargs)
+    monkeypatch.setattr(TargetFlow, "run", run_while_another_thread_prints)
+    point = refine_design(space, design)
+    assert point["fits"] is False
+    assert capfd.readouterr().err == "another thread's line\n"
 
 
 def test_a_user_analysis_a_later_transform_made_stale_is_run_again_for_the_report(capsys):

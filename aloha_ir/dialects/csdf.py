@@ -33,17 +33,17 @@ order fires each actor as often as one iteration does, each firing at a position
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import functools
 
 from xdsl.dialects.builtin import (
     DenseArrayBase,
     DictionaryAttr,
-    FloatAttr,
     IntegerAttr,
     StringAttr,
     SymbolRefAttr,
     TensorType,
-    f64,
 )
 from xdsl.ir import Attribute, Block, Dialect, Operation, Region
 from xdsl.irdl import IRDLOperation, irdl_op_definition, opt_prop_def, prop_def, region_def, traits_def
@@ -53,6 +53,7 @@ from xdsl.traits import IsolatedFromAbove, NoTerminator, SymbolOpInterface, Symb
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import dataflow, rle, rowflow
+from aloha_ir.annotations import Annotation, annotation_fields, check_annotations
 from aloha_ir.analysis import repetition
 from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import (
@@ -127,77 +128,35 @@ def _parse_runs(parser: Parser) -> DenseArrayBase:
     return ints_attr([x for r in runs for x in r])
 
 
-class Annotation(property):
-    """A typed result an analysis records on a csdf op, stored as the discardable attribute
-    `csdf.NAME`: `op.NAME` reads it (None when absent), `op.NAME = value` writes it (None removes
-    it), the op's verifier checks its type. A misspelt reader is an AttributeError, not a key that
-    is silently absent.
-
-    Kinds: "str" (StringAttr), "int" (i64), "float" (f64), "ints" (an i64 array), "runs" ((count x
-    value) runs as an i64 array, like `times`).
-
-    A doc that begins `analyze-NAME:` names the analysis pass that writes it (`analysis`): a
-    transform that does not preserve that analysis drops the annotation (aloha_ir.passmanager),
-    whether the analysis ran in the same pipeline or the IR was read from a file with it."""
-
-    ATTRS = {"str": StringAttr, "int": IntegerAttr, "float": FloatAttr, "ints": DenseArrayBase,
-             "runs": DenseArrayBase}
-
-    def __init__(self, kind: str, doc: str):
-        super().__init__()
-        self.kind = kind
-        self.doc = self.__doc__ = doc
-        self.name = self.key = ""
-        writer = doc.split(":", 1)[0]
-        self.analysis = writer if writer.startswith("analyze-") and " " not in writer else ""
-
-    def __set_name__(self, owner, name: str) -> None:
-        self.name = name
-        self.key = f"{NAMESPACE}{name}"
-
-    def __get__(self, op, owner=None):
-        if op is None:
-            return self
-        a = op.attributes.get(self.key)
-        if a is None:
-            return None
-        if self.kind == "str":
-            return a.data
-        if self.kind in ("int", "float"):
-            return a.value.data
-        values = tuple(a.get_values())
-        return rle.unflat(values) if self.kind == "runs" else values
-
-    def __set__(self, op, value) -> None:
-        if value is None:
-            op.attributes.pop(self.key, None)
-        elif self.kind == "str":
-            op.attributes[self.key] = StringAttr(value)
-        elif self.kind == "int":
-            op.attributes[self.key] = int_attr(value)
-        elif self.kind == "float":
-            op.attributes[self.key] = FloatAttr(float(value), f64)
-        else:
-            op.attributes[self.key] = runs_attr(value) if self.kind == "runs" else ints_attr(value)
-
-    def check(self, op) -> None:
-        a = op.attributes.get(self.key)
-        if a is not None and not isinstance(a, self.ATTRS[self.kind]):
-            raise VerifyException(f"{op.name} @{_sym(op)}: {self.key} must be of kind {self.kind} "
-                                  f"({self.doc})")
-
-
 NAMESPACE = "csdf."
 
 
 @functools.cache
-def _annotation_fields(cls: type) -> dict[str, Annotation]:
-    return {a.key: a for klass in cls.__mro__ for a in vars(klass).values()
-            if isinstance(a, Annotation)}
+def _writable(cls: type) -> frozenset[str]:
+    """The public names an op of class `cls` may be assigned: xDSL's Operation fields (`parent`,
+    `results`, `attributes`, ... which its __init__, clone and the rewriter set) and the data
+    descriptors of the class (setters such as `operands`, IRDL's accessors, annotations).
+    Computed on first use: irdl_op_definition adds its accessors after the class body."""
+    fields = {f.name for f in dataclasses.fields(cls)}
+    setters = {name for klass in cls.__mro__ for name, v in vars(klass).items()
+               if hasattr(type(v), "__set__")}
+    return frozenset(n for n in fields | setters if not n.startswith("_"))
 
 
 class CsdfOp(IRDLOperation):
-    """Base: `check` is the op's own invariant, which `verify_fast` runs."""
+    """Base: `check` is the op's own invariant, which `verify_fast` runs. Assigning a public name
+    that is neither an annotation nor one of xDSL's fields (`actor.pee = "x"`) is an
+    AttributeError naming the annotations; private names (`_next_op`, ...) are xDSL's."""
+
+    def __setattr__(self, name: str, value) -> None:
+        if name.startswith("_") or name in _writable(type(self)):
+            super().__setattr__(name, value)
+            return
+        known = sorted(a.name for a in self.annotation_fields().values())
+        close = difflib.get_close_matches(name, known, n=1)
+        raise AttributeError(f"{self.name} @{_sym(self)} has no annotation {name!r}"
+                             + (f" (did you mean {close[0]!r}?)" if close else "")
+                             + f"; its annotations: {', '.join(known) or 'none'}")
 
     def check(self) -> None:
         """Local invariant."""
@@ -208,16 +167,10 @@ class CsdfOp(IRDLOperation):
     @classmethod
     def annotation_fields(cls) -> dict[str, Annotation]:
         """The annotations an op of this class may carry, by attribute key (`csdf.pe`)."""
-        return _annotation_fields(cls)
+        return annotation_fields(cls)
 
     def check_annotations(self) -> None:
-        known = self.annotation_fields()
-        for key in self.attributes:
-            if key.startswith(NAMESPACE) and key not in known:
-                raise VerifyException(f"{self.name} @{_sym(self)}: unknown annotation {key} "
-                                      f"(known: {', '.join(sorted(known)) or 'none'})")
-        for a in known.values():
-            a.check(self)
+        check_annotations(self)
 
     def annotations(self) -> dict[str, Attribute]:
         """The discardable attributes, `csdf.` namespace dropped (the JSON export's keys)."""

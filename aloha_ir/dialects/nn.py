@@ -3,6 +3,8 @@
 One `nn.graph` symbol op per network holds SSA ops in topological order, one per block. Tensors are
 statically shaped (NCHW) with element type f32 or `!nn.fixed<bits, frac[, unsigned]>`. Parameters are
 `nn.const` ops (splat, seeded random, or a blob key into the module's weight store; see weights.py).
+A quantized constant whose output channels have formats of their own records them as the typed
+annotation `nn.fracs` (aloha_ir.annotations; `op.fracs`).
 
 Every compute op verifies its result shape against its operands and properties with the formulas of
 aloha_ir.shapes. All ops share one compact syntax, types of operands coming from their definitions:
@@ -52,6 +54,7 @@ from xdsl.traits import (
 from xdsl.utils.exceptions import VerifyException
 
 from aloha_ir import shapes
+from aloha_ir.annotations import Annotation, check_annotations
 from aloha_ir.errors import UnsupportedError
 
 
@@ -416,6 +419,8 @@ class ConstOp(NnOp):
     seed = opt_prop_def(IntegerAttr)
     mean = opt_prop_def(FloatAttr)
     std = opt_prop_def(FloatAttr)
+    fracs = Annotation("ints", "quantize: the fracs of the slices along axis 0 (output "
+                               "channels), when they differ; the type's frac is their minimum")
 
     def check(self) -> None:
         kinds = [k for k in ("splat", "blob", "seed") if self.properties.get(k) is not None]
@@ -424,6 +429,18 @@ class ConstOp(NnOp):
                                   f"{kinds or 'none'}")
         if (self.mean is not None or self.std is not None) and self.seed is None:
             raise VerifyException("nn.const mean/std only go with seed")
+        check_annotations(self)
+        fracs = self.fracs
+        if fracs is None:
+            return
+        t = self.output.type
+        if not isinstance(t.element_type, FixedPointType):
+            raise VerifyException(f"nn.const: nn.fracs on a {t.element_type} constant (per-channel "
+                                  "fracs need a fixed-point type)")
+        if not t.get_shape() or len(fracs) != t.get_shape()[0]:
+            raise VerifyException(f"nn.const: nn.fracs has {len(fracs)} values for "
+                                  f"{t.get_shape()[0] if t.get_shape() else 'no'} slices along "
+                                  "axis 0")
 
     @property
     def kind(self) -> str:
@@ -762,7 +779,7 @@ class PadOp(NnOp):
         if len(pads) != 2 * len(x):
             raise VerifyException(f"nn.pad needs {2 * len(x)} pads, got {len(pads)}")
         if self.mode.data not in ("constant", "reflect", "edge"):
-            raise VerifyException(f"nn.pad mode must be constant, reflect or edge")
+            raise VerifyException("nn.pad mode must be constant, reflect or edge")
         r = len(x)
         self._expect_shape(tuple(d + pads[i] + pads[i + r] for i, d in enumerate(x)), "pad")
 

@@ -42,8 +42,9 @@ def build_view(module, platform, *, weights: str = "file",
     if not b.fixed and datatype != "f32":
         raise UnsupportedError(f"the model is float but {platform.name} deploys {datatype} (it has "
                                "no float data type): the generated code would not be what the "
-                               "report predicts", hint="quantize it first (alohac quantize MODEL "
-                               "--data DATA), or let alohac compile --target quantize it")
+                               "report predicts", hint="quantize it first (the quantize pass), or "
+                               "compile it with a TargetFlow bound to this backend, whose "
+                               "quantize-for-target does (alohac compile --target)")
     dep = Deployment(datatype, b.fixed)
     actor_map = graph.actor_map()
     fifo_override = dict(fifo_override or {})

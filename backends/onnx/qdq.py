@@ -62,7 +62,7 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import op_label
 from aloha_ir.errors import UnsupportedError
-from aloha_ir.textio import write_bytes, write_text
+from aloha_ir.outputs import write_bytes, write_text
 from aloha_ir.weights import weights_of
 from backends.onnx.export import GraphExporter, make_model, single_graph
 from quant.formats import WEIGHTED, format_table

@@ -57,7 +57,7 @@ def mapping_json(result: SearchResult, point: Point | None = None) -> dict:
 
 
 def save_mapping(path: str, data: dict) -> str:
-    from aloha_ir.textio import write_text
+    from aloha_ir.outputs import write_text
     return write_text(path, json.dumps(data, indent=1) + "\n")
 
 

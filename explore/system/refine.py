@@ -3,8 +3,6 @@ of the model, with the design's partition plan, pins and units."""
 
 from __future__ import annotations
 
-import contextlib
-import io
 from dataclasses import dataclass
 
 from explore.system.estimate import Estimate, estimate_design
@@ -55,10 +53,9 @@ def refine_design(space: SystemSpace, design: Design, estimate: Estimate | None 
                   label: str = "") -> Point:
     """The refined point of `design` (its estimate computed when not given)."""
     from aloha_ir.weights import clone_with_weights
-    # analyze-memory{allow_overflow} prints a warning for a design that overflows (recorded
-    # here as fits = false) and has no option to keep quiet; passes/ is not this module's
-    with contextlib.redirect_stderr(io.StringIO()):
-        report = design_flow(space, design).run(clone_with_weights(space.source))
+    # quiet: analyze-memory{allow_overflow} warns of a design that overflows, here `fits = false`
+    flow = design_flow(space, design)
+    report = flow.run(clone_with_weights(space.source), flow.context(quiet=True))
     assignment = {a: u for a, u in report.mapping.assignment.items() if u}
     return Point(design, estimate or estimate_design(space, design), report.to_json(), assignment,
                  label)

@@ -58,11 +58,10 @@ class SystemSpace:
         self.inputs = inputs  # the model's input shapes (port -> dims), as loaded
         try:
             self.datatype = datatype_of(platform, bits, csdf_precision(graph))
-        except PassError as e:  # a --bits that contradicts the model or the platform
+        except PassError as e:  # a `bits` that contradicts the model or the platform
             if not bits:
                 raise
-            raise UsageError(f"--bits {bits}: {e.message}",
-                             hint=(e.hint or "").replace("drop bits", "drop --bits")) from None
+            raise UsageError(f"bits={bits}: {e.message}", hint=e.hint) from None
         self.layers = actor_layers(module, graph)
         self.order = [a.sym_name.data for a in graph.actors()]
         self.zero = {a.sym_name.data for a in graph.actors() if a.kind.data in ZERO_COST_KINDS}
@@ -85,7 +84,7 @@ class SystemSpace:
                                                                       self.default_opp)))
                 if not able:
                     raise UnsupportedError(f"actor @{name} ({self.layers[name].op}) cannot run "
-                                           f"on {platform.name}", hint="pick another --target")
+                                           f"on {platform.name}", hint="pick another platform")
                 self.pes_of[name] = able
         self.auto = auto_plan(graph, self.layers, platform, bits, self.default_opp or "")
         self.levels: dict[str, tuple[int, ...]] = {}

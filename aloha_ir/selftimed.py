@@ -100,12 +100,16 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
              delay: dict[str, float] | None = None, token_bytes: dict[str, int] | None = None,
              order: list[str] | None = None, frames: int = 1, in_flight: int = 0,
              layer_first: set[str] | frozenset[str] = frozenset(), record: bool = False,
-             periodic: bool = False) -> Run:
+             periodic: bool = False, capacity: dict[str, int] | None = None) -> Run:
     """Run `frames` iterations self-timed. `firings` is q_i (firings per iteration) per actor.
 
     With `periodic`, stop at the first recurrence of the state at a frame completion (the module
     docstring says why it recurs: in_flight >= 1, or a strongly connected graph) and return its
-    `regime`; `frames` bounds the search (NoPeriodicRegime past it)."""
+    `regime`; `frames` bounds the search (NoPeriodicRegime past it).
+
+    `capacity` bounds channels (by name; others are unbounded), as SDF3 models a FIFO by a
+    reverse channel: a firing starts only when each output channel has room for what it produces
+    (space is claimed at its start and freed at the end of the consumer's firing)."""
     unit = unit or {}
     delay = delay or {}
     token_bytes = token_bytes or {}
@@ -131,6 +135,12 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
         outs[e.src].append(i)
         ins[e.dst].append(i)
     consumers_proc = {a: {proc[edges[i].dst] for i in outs[a]} for a in actors}
+    capacity = capacity or {}
+    cap = [capacity.get(e.name) for e in edges]
+    bounded_outs = {a: [i for i in outs[a] if cap[i] is not None] for a in actors}
+    # a firing that frees space may enable the producer waiting for it
+    producers_proc = {a: {proc[edges[i].src] for i in ins[a] if cap[i] is not None}
+                      for a in actors}
 
     started = dict.fromkeys(actors, 0)
     done = dict.fromkeys(actors, 0)
@@ -165,7 +175,8 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
         if in_flight and frame >= frames_done + in_flight:
             return False
         p = n % phases[a]
-        return all(e_cons[i][p] <= avail[i] for i in ins[a])
+        return all(e_cons[i][p] <= avail[i] for i in ins[a]) and \
+            all(occupancy[i] + e_prod[i][p] <= cap[i] for i in bounded_outs[a])
 
     def start(a: str, t: float) -> None:
         nonlocal seq, total_bytes, peak
@@ -239,7 +250,7 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
             proc_free[proc[a]] = True
             done[a] += 1
             dirty.add(proc[a])
-            dirty |= consumers_proc[a]
+            dirty |= consumers_proc[a] | producers_proc[a]
             if done[a] % firings[a] == 0:
                 iters_done[a] += 1
                 while frames_done < frames and all(iters_done[x] > frames_done for x in actors):
@@ -257,13 +268,13 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
                                 {p: busy_time[p] - busy0[p] for p in busy_time})
                 break
             seen[key] = (frames_done, t, dict(busy_time))
-    if periodic and regime is None:
-        raise NoPeriodicRegime(f"no periodic regime within {frames} frames: the state of the "
-                               "self-timed execution did not recur (are the times exact integers?)")
     if frames_done < frames and regime is None:
         stuck = [a for a in actors if done[a] < total_firings[a]]
         raise DataflowError(f"self-timed execution stopped after {frames_done} of {frames} frames; "
                             f"actors waiting: {', '.join(stuck[:5])}", actors=tuple(stuck[:5]))
+    if periodic and regime is None:
+        raise NoPeriodicRegime(f"no periodic regime within {frames} frames: the state of the "
+                               "self-timed execution did not recur (are the times exact integers?)")
     return Run(frame_start, frame_end, busy_time, {e.name: m for e, m in zip(edges, max_tokens)},
                peak, timeline, regime)
 

@@ -21,7 +21,7 @@ def unit_threads(graph, actors: list[ActorView], fifos: list[FifoView], index: d
     holds no more tokens than the timed schedule, and every thread's order is a subsequence of it.
     """
     from passes.analyze_schedule import schedule
-    report = schedule(graph, frames=1, in_flight=0, record=True, annotate=False)
+    report = schedule(graph, record=True, annotate=False)
     home = _homes(actors, fifos, index, platform)
     order: dict[str, list[int]] = {}
     for f in report.frame_timeline:  # start order; the simulator records ties causally

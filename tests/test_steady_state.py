@@ -123,3 +123,16 @@ def test_no_recurrence_within_the_bound_is_a_clear_error():
         selftimed.simulate(phases, edges, times, q, frames=3, in_flight=2, periodic=True)
     assert selftimed.simulate(phases, edges, times, q, frames=5, in_flight=2,
                               periodic=True).regime.period == 1.5
+
+
+def test_alexnet_on_losa_reports_the_two_frame_regime():
+    """The issue's figures: AlexNet on LOSA, 16-bit. The old 6-frame average said 62.48 ms and
+    the same simulator over 96 frames settled at 83.30 ms; frames leave in pairs, so the exact
+    period is the mean over a two-frame cycle."""
+    from archdesc.loader import load_platform
+    from flows.target import TargetFlow
+
+    fig = TargetFlow(load_platform("neuraghe-losa"), 16).run(
+        load_model("zoo:bvlc_alexnet", {})).to_json()
+    assert fig["period_s"] == pytest.approx(83.30e-3, abs=0.005e-3)
+    assert (fig["transient_frames"], fig["cycle_frames"]) == (1, 2)

@@ -10,9 +10,19 @@ processor. Tokens produced on a channel with a transfer delay arrive that much l
 
 Frames: `frames` iterations of the graph are run back to back, at most `in_flight` of them started
 and unfinished at once (0 = no bound, the unbounded-FIFO regime of the closed form). One frame alone
-gives the latency on an empty pipeline; several give the period of the periodic regime. Buffer
-occupancy counts a token from the start of its producer's firing (space is reserved) to the end of
-its consumer's firing (space is released); its maximum is a sufficient FIFO size for this schedule.
+gives the latency on an empty pipeline. Buffer occupancy counts a token from the start of its
+producer's firing (space is reserved) to the end of its consumer's firing (space is released); its
+maximum is a sufficient FIFO size for this schedule.
+
+The steady state (`periodic=True`, in_flight >= 1) is found as SDF3's state-space throughput analysis
+finds it (Ghamarian et al., ACSD 2006): the execution is deterministic, and with at most `in_flight`
+frames unfinished every channel holds a bounded number of tokens, so the state seen at frame
+completions -- each actor's progress relative to the frames done, the remaining time of its running
+firing, the tokens on each channel and in transit -- takes finitely many values and must recur. From
+the first recurrence on the execution repeats itself: the period is the cycle's time over the frames
+it completes (exactly, not an average; a cycle may span several frames), and the occupancies seen up
+to the recurrence are the maxima of the whole infinite run. Exactness needs exact times: give
+integers (ns, or work units), as analyze-schedule does. `frames` then only bounds the work.
 """
 
 from __future__ import annotations
@@ -35,6 +45,29 @@ class Firing:
     end: float
 
 
+@dataclass(frozen=True)
+class Regime:
+    """The periodic regime of a self-timed execution: after `transient_frames` frames (at time
+    `start`) the state recurs every `frames` frames and `length` time units."""
+
+    transient_frames: int
+    start: float
+    frames: int
+    length: float
+    busy: dict[str, float]  # processor -> busy time within one cycle
+
+    @property
+    def period(self) -> float:
+        return self.length / self.frames
+
+    def utilisation(self, processor: str) -> float:
+        return self.busy.get(processor, 0.0) / self.length if self.length else 0.0
+
+
+class NoPeriodicRegime(DataflowError):
+    """The state did not recur within the frames allowed."""
+
+
 @dataclass
 class Run:
     frame_start: list[float]
@@ -43,13 +76,17 @@ class Run:
     max_tokens: dict[str, int]  # channel -> maximum occupancy
     peak_bytes: int  # largest total occupancy of all channels at once
     timeline: list[Firing] = field(default_factory=list)
+    regime: Regime | None = None  # found with periodic=True
 
     @property
     def latency(self) -> float:
         return self.frame_end[0] - self.frame_start[0]
 
     def period(self) -> float:
-        """Seconds between frame completions in the periodic regime (the latency for one frame)."""
+        """Seconds between frame completions in the periodic regime: exact when the regime was
+        found, else an average over the last two thirds of the run (the latency for one frame)."""
+        if self.regime is not None:
+            return self.regime.period
         n = len(self.frame_end)
         if n < 3:
             return self.frame_end[-1] - self.frame_start[0] if n == 1 else \
@@ -62,8 +99,17 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
              firings: dict[str, int], *, unit: dict[str, str] | None = None,
              delay: dict[str, float] | None = None, token_bytes: dict[str, int] | None = None,
              order: list[str] | None = None, frames: int = 1, in_flight: int = 0,
-             layer_first: set[str] | frozenset[str] = frozenset(), record: bool = False) -> Run:
-    """Run `frames` iterations self-timed. `firings` is q_i (firings per iteration) per actor."""
+             layer_first: set[str] | frozenset[str] = frozenset(), record: bool = False,
+             periodic: bool = False, capacity: dict[str, int] | None = None) -> Run:
+    """Run `frames` iterations self-timed. `firings` is q_i (firings per iteration) per actor.
+
+    With `periodic`, stop at the first recurrence of the state at a frame completion (the module
+    docstring says why it recurs: in_flight >= 1, or a strongly connected graph) and return its
+    `regime`; `frames` bounds the search (NoPeriodicRegime past it).
+
+    `capacity` bounds channels (by name; others are unbounded), as SDF3 models a FIFO by a
+    reverse channel: a firing starts only when each output channel has room for what it produces
+    (space is claimed at its start and freed at the end of the consumer's firing)."""
     unit = unit or {}
     delay = delay or {}
     token_bytes = token_bytes or {}
@@ -89,6 +135,12 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
         outs[e.src].append(i)
         ins[e.dst].append(i)
     consumers_proc = {a: {proc[edges[i].dst] for i in outs[a]} for a in actors}
+    capacity = capacity or {}
+    cap = [capacity.get(e.name) for e in edges]
+    bounded_outs = {a: [i for i in outs[a] if cap[i] is not None] for a in actors}
+    # a firing that frees space may enable the producer waiting for it
+    producers_proc = {a: {proc[edges[i].src] for i in ins[a] if cap[i] is not None}
+                      for a in actors}
 
     started = dict.fromkeys(actors, 0)
     done = dict.fromkeys(actors, 0)
@@ -103,6 +155,17 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
     timeline: list[Firing] = []
     events: list[tuple[float, int, int, object]] = []  # (time, seq, kind 0=end 1=arrival, data)
     seq = 0
+    ends = dict.fromkeys(actors, 0.0)  # the end of each running firing
+    seen: dict[tuple, tuple[int, float, dict[str, float]]] = {}
+    regime: Regime | None = None
+
+    def state(t: float) -> tuple:
+        """What decides the execution after `t`, relative to `t` and to the frames done."""
+        return (tuple(started[a] - frames_done * firings[a] for a in actors),
+                tuple(iters_done[a] - frames_done for a in actors),
+                tuple(ends[a] - t if busy_actor[a] else -1 for a in actors),
+                tuple(avail),
+                tuple(tuple((at - t, n) for at, n in q) for q in arrivals))
 
     def enabled(a: str) -> bool:
         n = started[a]
@@ -112,7 +175,8 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
         if in_flight and frame >= frames_done + in_flight:
             return False
         p = n % phases[a]
-        return all(e_cons[i][p] <= avail[i] for i in ins[a])
+        return all(e_cons[i][p] <= avail[i] for i in ins[a]) and \
+            all(occupancy[i] + e_prod[i][p] <= cap[i] for i in bounded_outs[a])
 
     def start(a: str, t: float) -> None:
         nonlocal seq, total_bytes, peak
@@ -132,6 +196,7 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
             peak = total_bytes
         dur = exec_times[a][p]
         started[a] = n + 1
+        ends[a] = t + dur
         busy_actor[a] = True
         proc_free[proc[a]] = False
         busy_time[proc[a]] += dur
@@ -156,6 +221,7 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
                 start(best, t)
 
     try_start(list(by_proc), 0.0)
+    checked = 0
     while events:
         t = events[0][0]
         dirty: set[str] = set()
@@ -184,7 +250,7 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
             proc_free[proc[a]] = True
             done[a] += 1
             dirty.add(proc[a])
-            dirty |= consumers_proc[a]
+            dirty |= consumers_proc[a] | producers_proc[a]
             if done[a] % firings[a] == 0:
                 iters_done[a] += 1
                 while frames_done < frames and all(iters_done[x] > frames_done for x in actors):
@@ -192,9 +258,119 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
                     frames_done += 1
                     dirty |= set(by_proc)  # actors held back by in_flight may start now
         try_start(sorted(dirty), t)
-    if frames_done < frames:
+        if periodic and frames_done > checked and frames_done + max(in_flight, 1) <= frames:
+            checked = frames_done
+            key = state(t)
+            first = seen.get(key)
+            if first is not None:
+                f0, t0, busy0 = first
+                regime = Regime(f0, t0, frames_done - f0, t - t0,
+                                {p: busy_time[p] - busy0[p] for p in busy_time})
+                break
+            seen[key] = (frames_done, t, dict(busy_time))
+    if frames_done < frames and regime is None:
         stuck = [a for a in actors if done[a] < total_firings[a]]
         raise DataflowError(f"self-timed execution stopped after {frames_done} of {frames} frames; "
                             f"actors waiting: {', '.join(stuck[:5])}", actors=tuple(stuck[:5]))
+    if periodic and regime is None:
+        raise NoPeriodicRegime(f"no periodic regime within {frames} frames: the state of the "
+                               "self-timed execution did not recur (are the times exact integers?)")
     return Run(frame_start, frame_end, busy_time, {e.name: m for e, m in zip(edges, max_tokens)},
-               peak, timeline)
+               peak, timeline, regime)
+
+
+@dataclass(frozen=True)
+class SteadyState:
+    """The periodic regime of a whole graph: its period (time per frame, exact), each processor's
+    busy time per frame in it, and -- with frames in flight bounded -- the frames before it and the
+    frames of one cycle (the unbounded regime has no common transient: each part settles alone)."""
+
+    period: float
+    busy_per_frame: dict[str, float]
+    transient_frames: int | None
+    cycle_frames: int | None
+    max_tokens: dict[str, int]  # channel -> maximum occupancy (bounded regime only)
+
+    def utilisation(self, processor: str) -> float:
+        return self.busy_per_frame.get(processor, 0.0) / self.period if self.period else 0.0
+
+
+def steady_state(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, list[float]],
+                 firings: dict[str, int], *, unit: dict[str, str] | None = None,
+                 delay: dict[str, float] | None = None, order: list[str] | None = None,
+                 in_flight: int = 2, layer_first: set[str] | frozenset[str] = frozenset(),
+                 max_frames: int = 10_000) -> SteadyState:
+    """The exact periodic regime of the self-timed execution (`simulate` with periodic=True).
+
+    With in_flight >= 1 the whole graph's state recurs. With no bound (0) tokens pile up before
+    the slowest part, so the graph is cut into its strongly connected parts, joined where they
+    share a processor; each part runs alone with its inputs always there (the unbounded FIFOs of
+    SDF3's model), its state recurs, and the graph's period is the slowest part's. A part that a
+    shared processor joins across a channel without a cycle back has no bounded state: that is
+    refused (NoPeriodicRegime), since its regime depends on how far the producer runs ahead."""
+    unit = unit or {}
+    order = order or list(phases)
+    common = dict(delay=delay, layer_first=layer_first)
+    if in_flight >= 1:
+        run = simulate(phases, edges, exec_times, firings, unit=unit, order=order,
+                       frames=max_frames, in_flight=in_flight, periodic=True, **common)
+        r = run.regime
+        return SteadyState(r.period, {p: b / r.frames for p, b in r.busy.items()},
+                           r.transient_frames, r.frames, run.max_tokens)
+    period, busy = 0.0, {}
+    for part in _parts(order, edges, unit):
+        members = set(part)
+        inner = [e for e in edges if e.src in members and e.dst in members]
+        if not _strongly_connected(part, inner):
+            shared = sorted({unit[a] for a in part if unit.get(a)})
+            raise NoPeriodicRegime(
+                "with no bound on the frames in flight, the actors sharing "
+                f"{', '.join(shared)} are not on one cycle: the producers among them run ahead "
+                "without bound and no state recurs; bound the frames in flight (in_flight >= 1)",
+                actors=tuple(part[:5]))
+        run = simulate({a: phases[a] for a in part}, inner, exec_times,
+                       {a: firings[a] for a in part}, unit=unit, order=part, frames=max_frames,
+                       periodic=True, **common)
+        r = run.regime
+        period = max(period, r.period)
+        busy.update({p: b / r.frames for p, b in r.busy.items()})
+    return SteadyState(period, busy, None, None, {})
+
+
+def _parts(order: list[str], edges: list[Edge], unit: dict[str, str]) -> list[list[str]]:
+    """The strongly connected components, joined where they share a processor, in `order`."""
+    import networkx as nx  # here: 160 ms to import, and only the unbounded regime needs it
+
+    g = nx.DiGraph()
+    g.add_nodes_from(order)
+    g.add_edges_from((e.src, e.dst) for e in edges)
+    root = {a: a for a in order}
+
+    def find(a: str) -> str:
+        while root[a] != a:
+            root[a] = root[root[a]]
+            a = root[a]
+        return a
+
+    for comp in nx.strongly_connected_components(g):
+        first, *rest = comp
+        for a in rest:
+            root[find(a)] = find(first)
+    by_unit: dict[str, str] = {}
+    for a in order:
+        if unit.get(a):
+            other = by_unit.setdefault(unit[a], a)
+            root[find(a)] = find(other)
+    parts: dict[str, list[str]] = {}
+    for a in order:
+        parts.setdefault(find(a), []).append(a)
+    return list(parts.values())
+
+
+def _strongly_connected(part: list[str], edges: list[Edge]) -> bool:
+    import networkx as nx
+
+    g = nx.DiGraph()
+    g.add_nodes_from(part)
+    g.add_edges_from((e.src, e.dst) for e in edges)
+    return nx.is_strongly_connected(g)

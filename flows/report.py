@@ -3,9 +3,10 @@
 Keys (DESIGN.md "JSON outputs"): `latency_s` (one frame, empty pipeline), `throughput_fps` (periodic
 regime), `gops_per_s` = 2 x MACs x throughput / 1e9, `energy_j` (per frame of the stream),
 `processors`, `memory_bytes`, `per_pe`, `per_actor`; plus the figures behind them (period, GOps/s/W,
-DARTS processors, peak activations, whether the model fits), the pruned weights and sparse MACs
-(`params_pruned`, `macs_sparse`) and, for a pruned model, `sparsity`: what the platform makes of
-them.
+DARTS processors, peak activations, whether the model fits, the periodic regime's
+`transient_frames` and `cycle_frames`: null with no bound on frames in flight), the pruned weights
+and sparse MACs (`params_pruned`, `macs_sparse`) and, for a pruned model, `sparsity`: what the
+platform makes of them.
 
 Memory (passes/analyze_memory.py): `memory_bytes` = `parameter_bytes` + `buffer_bytes` +
 `scratch_bytes`, exactly what the generated program allocates statically (its `ALOHA_MEMORY=1`
@@ -74,6 +75,7 @@ def target_figures(cost, sched, mem, energy, procs, mapping) -> dict:
         "sparsity": sparsity(cost, sched, mapping.platform),
         "activation_bytes": cost.activation_bytes,
         "latency_s": sched.latency_s, "period_s": sched.period_s, "throughput_fps": fps,
+        "transient_frames": sched.transient_frames, "cycle_frames": sched.cycle_frames,
         "gops_per_s": gops, "energy_j": energy.energy_j,
         "latency_energy_j": energy.latency_energy_j, "static_j": energy.static_j,
         "average_power_w": energy.average_power_w,
@@ -118,6 +120,17 @@ def sparsity(cost, schedule, platform: str) -> dict | None:
                     f"MACs, not the {cost.macs_sparse:,} sparse ones)"}
 
 
+def regime_markdown(fig: dict) -> list[str]:
+    """Where the period comes from: the periodic regime the schedule reached."""
+    if fig.get("cycle_frames") is None:
+        return []
+    cycle = fig["cycle_frames"]
+    return [f"Steady state after {fig['transient_frames']} frame(s): the schedule repeats every "
+            f"{cycle} frame{'s' if cycle > 1 else ''}, so the period is exact"
+            + (" (the mean over the cycle: frames do not leave evenly)." if cycle > 1 else "."),
+            ""]
+
+
 def markdown(fig: dict, title: str) -> str:
     from aloha_ir.figures import quantity, show
     lines = [f"# {title}", "",
@@ -130,7 +143,7 @@ def markdown(fig: dict, title: str) -> str:
              f"{show('gops_per_s', fig['gops_per_s'])} | {show('energy_j', fig['energy_j'])} | "
              f"{show('gops_per_w', fig['gops_per_w'])} | {fig['processors']} "
              f"(DARTS {fig['darts_processors']}) | {show('memory_bytes', fig['memory_bytes'])} |",
-             "", *memory_markdown(fig), "",
+             "", *regime_markdown(fig), *memory_markdown(fig), "",
              *([f"Pruned: {fig['params_pruned']:,} weights (params deployed "
                 f"{fig['params_deployed']:,}), sparse MACs {fig['macs_sparse']:,} of "
                 f"{fig['macs']:,}; {fig['sparsity']['note']}.", ""] if fig["sparsity"] else []),

@@ -1,15 +1,21 @@
 """`analyze-schedule`: self-timed execution of the mapped CSDF graph (aloha_ir.selftimed).
 
-Two runs: one frame on an empty pipeline gives `latency_s` and each actor's start and end; `frames`
-frames back to back, at most `in_flight` unfinished at once (2: NEURAghe's two CE contexts, one running
-and one waiting), give the periodic regime: `period_s`, `throughput_fps`, and per processing unit its
-busy time per frame and utilisation (busy / period). Firing times are the `exec_times` the `map` pass
-wrote (ns); an unmapped graph runs every actor on its own processor with its work as its time, which
-is the setting of reference/csdf.md's closed form. Results: a `ScheduleReport`; actors get `start_s`
-and `end_s` (latency run) and `order` (the positions of their firings in the one-frame run's start
-order: the static order the generated code runs, per unit the subsequence of the actors on it),
-channels `buffer` (maximum occupancy in tokens, over the stream and the one-frame run: the generated
-code's FIFO sizes).
+Two runs: one frame on an empty pipeline gives `latency_s` and each actor's start and end; frames back
+to back, at most `in_flight` unfinished at once (2: NEURAghe's two CE contexts, one running and one
+waiting), run until the state recurs, which gives the periodic regime exactly: `period_s` (the cycle's
+time over its frames; a cycle may span several frames), `throughput_fps`, the frames before the regime
+(`transient_frames`) and in one cycle (`cycle_frames`), and per processing unit its busy time per frame
+and utilisation (busy / period) in the regime. No option changes these figures; `max_frames` only
+bounds the search. With no bound on frames in flight (`in_flight=0`, the unbounded-FIFO regime of
+reference/csdf.md's closed form) the period is that of the slowest strongly connected part.
+
+Times are integers, so the recurrence is exact: the `exec_times` the `map` pass wrote (ns), or for an
+unmapped graph every actor on its own processor with its work as its time. Results: a
+`ScheduleReport`; actors get `start_s` and `end_s` (latency run) and `order` (the positions of their
+firings in the one-frame run's start order: the static order the generated code runs, per unit the
+subsequence of the actors on it), channels `buffer` (maximum occupancy in tokens, over the one-frame
+run and the stream up to the recurrence, which covers the whole infinite run: the generated code's
+FIFO sizes).
 
 `ScheduleAnalysis` is the same schedule (default options, IR untouched) as a cached analysis: passes
 that need a schedule (analyze-memory, analyze-energy) ask the context's AnalysisManager for it, which
@@ -18,7 +24,7 @@ holds analyze-schedule's own report until a pass changes the graph, then compute
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from xdsl.context import Context
 from xdsl.dialects.builtin import ModuleOp
@@ -70,60 +76,81 @@ class ScheduleReport:
     peak_tokens_bytes: int  # largest live set of the stream, at the IR's token sizes
     timeline: list[selftimed.Firing] = field(default_factory=list)  # the stream run
     frame_timeline: list[selftimed.Firing] = field(default_factory=list)  # one frame alone
+    transient_frames: int | None = None  # frames before the periodic regime (None: unbounded)
+    cycle_frames: int | None = None  # frames of one cycle of the regime
 
     @property
     def throughput_fps(self) -> float:
         return 1.0 / self.period_s if self.period_s > 0 else float("inf")
 
 
-def exec_seconds(actor: csdf.ActorOp) -> tuple[list[float], bool]:
-    """Per-phase seconds from `exec_times` (ns), or the work as time if the actor is unmapped."""
+def exec_ticks(actor: csdf.ActorOp) -> tuple[list[int], bool]:
+    """Per-phase times as integers: `exec_times` (ns) if mapped, else the work (its own unit)."""
     mapped = actor.exec_times
     if mapped is not None:
-        return [v * 1e-9 for v in rle.expand(mapped)], True
-    return [float(v) for v in rle.expand(actor.work_runs)], False
+        return list(rle.expand(mapped)), True
+    return list(rle.expand(actor.work_runs)), False
 
 
-def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: bool = False,
-             annotate: bool = True, am: AnalysisManager | None = None) -> ScheduleReport:
+MAX_FRAMES = 10_000  # the default bound on the frames simulated to find the periodic regime
+
+
+def schedule(graph: csdf.GraphOp, in_flight: int = 2, record: bool = False, annotate: bool = True,
+             am: AnalysisManager | None = None, max_frames: int = MAX_FRAMES) -> ScheduleReport:
     """The self-timed schedule of `graph` (its repetition vector from `am`, if given)."""
+    where = f"csdf.graph @{graph.sym_name.data}"
     phases, edges = graph.dataflow_graph()
     try:
         q = (am or AnalysisManager()).get(RepetitionAnalysis, graph).firings
     except dataflow.DataflowError as e:
-        raise PassError(str(e), where=f"csdf.graph @{graph.sym_name.data}") from None
+        raise PassError(str(e), where=where) from None
     actors = graph.actors()
-    times, unit, mapped_any = {}, {}, False
+    ticks, unit, mapped = {}, {}, {}
     for a in actors:
         name = a.sym_name.data
-        times[name], mapped = exec_seconds(a)
-        mapped_any |= mapped
+        ticks[name], mapped[name] = exec_ticks(a)
         unit[name] = a.pe or ""
+    mapped_any = any(mapped.values())
+    # one clock: ns when the graph is mapped (an unmapped actor's work counts as seconds, as before)
+    scale = 1e-9 if mapped_any else 1.0
+    if mapped_any:
+        ticks = {a: t if mapped[a] else [w * 10 ** 9 for w in t] for a, t in ticks.items()}
     delay, tbytes = {}, {}
     for c in graph.channels():
         if c.delay_ns is not None:
-            delay[c.sym_name.data] = c.delay_ns * 1e-9
+            delay[c.sym_name.data] = c.delay_ns if mapped_any else c.delay_ns * 1e-9
         tbytes[c.sym_name.data] = c.token_bytes  # IR token size; analyze-memory rescales
     order = [a.sym_name.data for a in actors]
-    cpu_units = {unit[a.sym_name.data] for a in actors if a.pe_kind == "cpu"}
-    common = dict(unit=unit, delay=delay, token_bytes=tbytes, order=order, layer_first=cpu_units)
+    cpu_units = frozenset(unit[a.sym_name.data] for a in actors if a.pe_kind == "cpu")
+    common = dict(unit=unit, delay=delay, order=order, layer_first=cpu_units)
     try:
-        one = selftimed.simulate(phases, edges, times, q, frames=1, record=True, **common)
-        stream = selftimed.simulate(phases, edges, times, q, frames=max(1, frames),
-                                    in_flight=in_flight, record=record, **common)
+        one = selftimed.simulate(phases, edges, ticks, q, frames=1, record=True,
+                                 token_bytes=tbytes, **common)
+        if in_flight >= 1:
+            stream = selftimed.simulate(phases, edges, ticks, q, frames=max_frames,
+                                        in_flight=in_flight, record=record, token_bytes=tbytes,
+                                        periodic=True, **common)
+            regime = stream.regime
+            period, transient, cycle = regime.period, regime.transient_frames, regime.frames
+            busy = {p: b / regime.frames for p, b in regime.busy.items()}
+            max_tokens, peak = stream.max_tokens, stream.peak_bytes
+            timeline = stream.timeline
+        else:
+            steady = selftimed.steady_state(phases, edges, ticks, q, in_flight=0,
+                                            max_frames=max_frames, **common)
+            period, transient, cycle, busy = steady.period, None, None, steady.busy_per_frame
+            # FIFOs are unbounded in this regime: the sizes are what one frame needs
+            max_tokens, peak, timeline = one.max_tokens, one.peak_bytes, one.timeline
     except dataflow.DataflowError as e:
-        raise PassError(str(e), where=f"csdf.graph @{graph.sym_name.data}") from None
-    n = max(1, frames)
-    # a finite run can end inside a transient; no stream is faster than its busiest processor
-    period = max(stream.period(), max((b / n for p, b in stream.busy.items()
-                                       if not p.startswith("@") or not mapped_any), default=0.0))
+        raise PassError(str(e), where=where) from None
+    period *= scale
     per_pe: dict[str, PeUsage] = {}
     for a in actors:
         name = a.sym_name.data
         if not unit[name]:
             continue
         u = per_pe.setdefault(unit[name], PeUsage(unit[name], a.pe_kind or "",
-                                                  stream.busy[unit[name]] / n, 0.0))
+                                                  busy.get(unit[name], 0.0) * scale, 0.0))
         u.actors.append(name)
     for u in per_pe.values():
         u.utilisation = u.busy_s / period if period > 0 else 0.0
@@ -131,28 +158,37 @@ def schedule(graph: csdf.GraphOp, frames: int = 6, in_flight: int = 2, record: b
     ends: dict[str, float] = {}
     slots: dict[str, list[int]] = {}
     for i, f in enumerate(one.timeline):  # start order; the simulator records ties causally
-        starts.setdefault(f.actor, f.start)
-        ends[f.actor] = f.end
+        starts.setdefault(f.actor, f.start * scale)
+        ends[f.actor] = f.end * scale
         slots.setdefault(f.actor, []).append(i)
     per_actor = {}
     for a in actors:
         name = a.sym_name.data
-        per_actor[name] = ActorTiming(name, a.kind.data, unit[name], sum(times[name]) * q[name] /
-                                      phases[name], starts.get(name, 0.0), ends.get(name, 0.0))
+        per_actor[name] = ActorTiming(name, a.kind.data, unit[name], sum(ticks[name]) * scale *
+                                      q[name] / phases[name], starts.get(name, 0.0),
+                                      ends.get(name, 0.0))
         if annotate:
             a.start_s = starts.get(name, 0.0)
             a.end_s = ends.get(name, 0.0)
             a.order = slots.get(name, ())
     # a FIFO must hold what either regime needs: the generated program runs each unit's firings
     # in the one-frame order, frame after frame (backends/codegen/ explains why that suffices)
-    buffers = {c: max(n, one.max_tokens[c]) for c, n in stream.max_tokens.items()}
+    buffers = {c: max(n, one.max_tokens[c]) for c, n in max_tokens.items()}
+    latency = one.latency * scale
     if annotate:
         for c in graph.channels():
             c.buffer = buffers[c.sym_name.data]
-        graph.latency_s = one.latency
+        graph.latency_s = latency
         graph.period_s = period
-    return ScheduleReport(graph.sym_name.data, mapped_any, one.latency, period, per_pe, per_actor,
-                          buffers, stream.peak_bytes, stream.timeline, one.timeline)
+    return ScheduleReport(graph.sym_name.data, mapped_any, latency, period, per_pe, per_actor,
+                          buffers, peak, _seconds(timeline, scale), _seconds(one.timeline, scale),
+                          transient, cycle)
+
+
+def _seconds(timeline: list[selftimed.Firing], scale: float) -> list[selftimed.Firing]:
+    if scale == 1.0:
+        return timeline
+    return [replace(f, start=f.start * scale, end=f.end * scale) for f in timeline]
 
 
 class ScheduleAnalysis(Analysis):
@@ -182,17 +218,17 @@ class AnalyzeSchedulePass(AnalysisPass):
     annotates = frozenset({"csdf.start_s", "csdf.end_s", "csdf.order",  # csdf annotations' keys
                            "csdf.buffer", "csdf.latency_s", "csdf.period_s"})
 
-    frames: int = 6
     in_flight: int = 2
     timeline: bool = False
+    max_frames: int = MAX_FRAMES
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
-        if self.frames < 1 or self.in_flight < 0:
-            raise PassError("analyze-schedule: frames must be >= 1 and in_flight >= 0")
+        if self.max_frames < 1 or self.in_flight < 0:
+            raise PassError("analyze-schedule: max_frames must be >= 1 and in_flight >= 0")
         am = manager_of(ctx)
         reports = {}
         for g in csdf.csdf_graphs(op):
-            reports[g.sym_name.data] = report = schedule(g, self.frames, self.in_flight,
-                                                         self.timeline, am=am)
+            reports[g.sym_name.data] = report = schedule(g, self.in_flight, self.timeline, am=am,
+                                                         max_frames=self.max_frames)
             am.record(ScheduleAnalysis, g, report)  # later passes use it, options included
         record_reports(ctx, self.name, reports)

@@ -116,8 +116,10 @@ def test_the_greedy_point_is_what_the_driver_computes(lenet):
 @pytest.mark.parametrize("model", ["zoo:lenet5", "zoo:mnist_cnn"])
 def test_the_estimate_replays_the_map_pass(model):
     """Same assignment as the real map pass (so the search reasons about what map will do) and
-    processors; the busiest unit's time bounds the stream's period from below (equal when the
-    stream is that unit's, as here; times differ by map's rounding to nanoseconds)."""
+    processors; the busiest unit's time bounds the stream's period from below (times differ by
+    map's rounding to nanoseconds), and so its energy. The exact steady state adds the time that
+    unit waits for its inputs each frame: up to 9% on these designs (the finite-run average the
+    schedule used before hid it behind the same lower bound)."""
     space = SystemSpace.load(model, load_platform(ARRUBIU))
     for d in random_designs(space, 6, seed=1):
         e = estimate_design(space, d)
@@ -125,8 +127,9 @@ def test_the_estimate_replays_the_map_pass(model):
         assert e.assignment == p.assignment
         assert e.processors == p["processors"]
         assert e.period_s <= p["period_s"] * (1 + 1e-4)
-        assert e.period_s == pytest.approx(p["period_s"], rel=1e-4)
-        assert e.energy_j == pytest.approx(p["energy_j"], rel=1e-4)
+        assert e.period_s == pytest.approx(p["period_s"], rel=0.1)
+        assert e.energy_j <= p["energy_j"] * (1 + 1e-4)
+        assert e.energy_j == pytest.approx(p["energy_j"], rel=0.1)
 
 
 def test_the_estimate_and_map_place_every_actor_with_one_function(lenet, monkeypatch):

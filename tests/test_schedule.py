@@ -74,7 +74,7 @@ def _closed_form(graph) -> float:
 def test_unmapped_period_equals_the_closed_form(model):
     m = load_model(f"zoo:{model}", {})
     res = PassManager.parse("canonicalize,convert-nn-to-csdf,"
-                            "analyze-schedule{frames=8 in_flight=0}").run(m)
+                            "analyze-schedule{in_flight=0}").run(m)
     report = res.report("analyze-schedule")
     graph = [g for g in m.ops if g.name == "csdf.graph"][0]
     assert not report.mapped

@@ -1,0 +1,152 @@
+"""FIFO capacities against throughput: the smallest capacities that keep the maximal throughput, and
+the storage/throughput trade-off below them.
+
+A capacity is modelled as SDF3 models it, a reverse channel (space claimed when the producer starts,
+freed when the consumer ends), and the period is the exact steady state of the self-timed execution
+(aloha_ir.selftimed), which is non-increasing in every capacity. Hence a binary search finds, for one
+channel with the others fixed, the smallest capacity that keeps the period (or keeps it finite, or
+makes it shorter).
+
+- `minimal_capacities`: from capacities that do not limit the throughput, each inter-actor channel in
+  turn gets the smallest capacity that keeps the period. Lowering a channel can only lengthen the
+  period, so one pass leaves no channel that could be lowered alone.
+- `tradeoff`: the Pareto points (total capacity, period) from the smallest deadlock-free capacities
+  up to the maximal throughput. Distributions are explored in order of total size, as in Stuijk,
+  Geilen and Basten (DAC 2006); a distribution's successors raise one channel by the least that
+  shortens the period (their storage dependencies, found by search rather than by tracing the
+  critical cycle), so a point reached only by raising two channels that each alone change nothing
+  would be missed. On this project's graphs the result equals SDF3's (tests/test_buffers.py).
+
+Self-loops (an actor's reuse of its own rows) keep their capacity: the analysis that sized them (the
+two overlaps added) is exact for sequential firing, and SDF3's search cannot grow them either.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from aloha_ir import rle
+from aloha_ir.dataflow import DataflowError, Edge
+from aloha_ir.selftimed import simulate
+
+
+@dataclass(frozen=True)
+class Sizing:
+    period: float  # the period these capacities give
+    capacities: dict[str, int]  # channel -> tokens (self-loops included, unchanged)
+    searched: tuple[str, ...]  # the inter-actor channels, whose capacities were searched
+
+    @property
+    def total(self) -> int:
+        """Tokens of the searched channels."""
+        return sum(self.capacities[c] for c in self.searched)
+
+
+@dataclass(frozen=True)
+class TradeoffPoint:
+    total: int  # tokens of the inter-actor channels
+    period: float
+    capacities: dict[str, int]
+
+
+class _Periods:
+    """The exact period under capacities, for one graph and its mapping."""
+
+    def __init__(self, phases, edges, exec_times, firings, start, **simulate_options):
+        missing = [e.name for e in edges if e.name not in start]
+        if missing:
+            raise ValueError(f"no starting capacity for {', '.join(missing[:5])}")
+        self.args = (phases, edges, exec_times, firings)
+        self.options = simulate_options
+        self.start = dict(start)
+        self.channels = [e for e in edges if e.src != e.dst]
+
+    def __call__(self, caps: dict[str, int]) -> float:
+        try:
+            run = simulate(*self.args, periodic=True, capacity=caps, **self.options)
+        except DataflowError:  # deadlock: no throughput at all
+            return math.inf
+        return run.regime.period
+
+    def least(self, caps: dict[str, int], e: Edge, lo: int, hi: int,
+              good: Callable[[float], bool]) -> int | None:
+        """The smallest capacity of `e` in [lo, hi] whose period is `good` (None: not even hi)."""
+        if lo > hi or not good(self({**caps, e.name: hi})):
+            return None
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if good(self({**caps, e.name: mid})):
+                hi = mid
+            else:
+                lo = mid + 1
+        return hi
+
+    def shrink(self, caps: dict[str, int], good: Callable[[float], bool]) -> dict[str, int]:
+        """Each inter-actor channel in turn at its least capacity whose period is `good`."""
+        caps = dict(caps)
+        for e in self.channels:
+            # a firing must fit: what one phase produces, what one consumes, the initial tokens
+            floor = max(max(rle.expand(e.prod)), max(rle.expand(e.cons)), e.initial, 1)
+            caps[e.name] = self.least(caps, e, floor, caps[e.name], good)
+        return caps
+
+
+def _options(unit, delay, order, in_flight, layer_first, max_frames) -> dict:
+    return dict(unit=unit, delay=delay, order=order, in_flight=in_flight, layer_first=layer_first,
+                frames=max_frames)
+
+
+def minimal_capacities(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, list],
+                       firings: dict[str, int], start: dict[str, int], *,
+                       unit: dict[str, str] | None = None, delay: dict[str, float] | None = None,
+                       order: list[str] | None = None, in_flight: int = 0,
+                       layer_first: frozenset[str] = frozenset(),
+                       max_frames: int = 10_000) -> Sizing:
+    """The smallest capacities, channel by channel, whose period equals that of `start` (which
+    must bound every channel, so that the state recurs even with no bound on frames in flight)."""
+    periods = _Periods(phases, edges, exec_times, firings, start,
+                       **_options(unit, delay, order, in_flight, layer_first, max_frames))
+    target = periods(periods.start)
+    if math.isinf(target):
+        raise DataflowError("the starting capacities deadlock the graph")
+    caps = periods.shrink(periods.start, lambda p: p <= target)
+    return Sizing(target, caps, tuple(e.name for e in periods.channels))
+
+
+def tradeoff(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, list],
+             firings: dict[str, int], start: dict[str, int], *,
+             unit: dict[str, str] | None = None, delay: dict[str, float] | None = None,
+             order: list[str] | None = None, in_flight: int = 0,
+             layer_first: frozenset[str] = frozenset(),
+             max_frames: int = 10_000) -> list[TradeoffPoint]:
+    """The storage/throughput Pareto points, smallest total first, from the least deadlock-free
+    capacities to the period of `start` (see the module docstring for the search)."""
+    periods = _Periods(phases, edges, exec_times, firings, start,
+                       **_options(unit, delay, order, in_flight, layer_first, max_frames))
+    target = periods(periods.start)
+    if math.isinf(target):
+        raise DataflowError("the starting capacities deadlock the graph")
+    names = [e.name for e in periods.channels]
+    first = periods.shrink(periods.start, lambda p: p < math.inf)
+    key = tuple(first[n] for n in names)
+    queue, seen, points = [(sum(key), key)], {key}, []
+    while queue:
+        total, key = heapq.heappop(queue)
+        caps = {**periods.start, **dict(zip(names, key))}
+        period = periods(caps)
+        if not points or period < points[-1].period:  # else a smaller one is as fast
+            points.append(TradeoffPoint(total, period, caps))
+            if period <= target:
+                break
+        for i, e in enumerate(periods.channels):
+            raised = periods.least(caps, e, key[i] + 1, periods.start[e.name],
+                                   lambda p, period=period: p < period)
+            if raised is not None:
+                nxt = key[:i] + (raised,) + key[i + 1:]
+                if nxt not in seen:
+                    seen.add(nxt)
+                    heapq.heappush(queue, (sum(nxt), nxt))
+    return points

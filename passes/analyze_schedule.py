@@ -95,9 +95,32 @@ def exec_ticks(actor: csdf.ActorOp) -> tuple[list[int], bool]:
 MAX_FRAMES = 10_000  # the default bound on the frames simulated to find the periodic regime
 
 
-def schedule(graph: csdf.GraphOp, in_flight: int = 2, record: bool = False, annotate: bool = True,
-             am: AnalysisManager | None = None, max_frames: int = MAX_FRAMES) -> ScheduleReport:
-    """The self-timed schedule of `graph` (its repetition vector from `am`, if given)."""
+@dataclass(frozen=True)
+class TimedGraph:
+    """A csdf graph as the self-timed simulator takes it: integer times on one clock (ns when
+    mapped, work units when not; `scale` converts to seconds), units, link delays, the static
+    priority order, the cpu units that run layer-first."""
+
+    phases: dict[str, int]
+    edges: list[dataflow.Edge]
+    firings: dict[str, int]
+    ticks: dict[str, list[int]]
+    scale: float
+    unit: dict[str, str]
+    delay: dict[str, float]
+    order: list[str]
+    layer_first: frozenset[str]
+    token_bytes: dict[str, int]
+    mapped: bool
+
+    def options(self) -> dict:
+        """The simulator's keyword arguments for this graph's mapping."""
+        return dict(unit=self.unit, delay=self.delay, order=self.order,
+                    layer_first=self.layer_first)
+
+
+def timed_graph(graph: csdf.GraphOp, am: AnalysisManager | None = None) -> TimedGraph:
+    """`graph` ready to simulate (its repetition vector from `am`, if given)."""
     where = f"csdf.graph @{graph.sym_name.data}"
     phases, edges = graph.dataflow_graph()
     try:
@@ -120,9 +143,21 @@ def schedule(graph: csdf.GraphOp, in_flight: int = 2, record: bool = False, anno
         if c.delay_ns is not None:
             delay[c.sym_name.data] = c.delay_ns if mapped_any else c.delay_ns * 1e-9
         tbytes[c.sym_name.data] = c.token_bytes  # IR token size; analyze-memory rescales
-    order = [a.sym_name.data for a in actors]
-    cpu_units = frozenset(unit[a.sym_name.data] for a in actors if a.pe_kind == "cpu")
-    common = dict(unit=unit, delay=delay, order=order, layer_first=cpu_units)
+    return TimedGraph(phases, edges, q, ticks, scale, unit, delay,
+                      [a.sym_name.data for a in actors],
+                      frozenset(unit[a.sym_name.data] for a in actors if a.pe_kind == "cpu"),
+                      tbytes, mapped_any)
+
+
+def schedule(graph: csdf.GraphOp, in_flight: int = 2, record: bool = False, annotate: bool = True,
+             am: AnalysisManager | None = None, max_frames: int = MAX_FRAMES) -> ScheduleReport:
+    """The self-timed schedule of `graph` (its repetition vector from `am`, if given)."""
+    where = f"csdf.graph @{graph.sym_name.data}"
+    tg = timed_graph(graph, am)
+    phases, edges, q, ticks, scale, unit = tg.phases, tg.edges, tg.firings, tg.ticks, tg.scale, \
+        tg.unit
+    actors = graph.actors()
+    tbytes, mapped_any, common = tg.token_bytes, tg.mapped, tg.options()
     try:
         one = selftimed.simulate(phases, edges, ticks, q, frames=1, record=True,
                                  token_bytes=tbytes, **common)

@@ -20,6 +20,7 @@ PASSES: dict[str, str] = {
     "partition": "passes.partition:PartitionPass",
     "analyze-schedule": "passes.analyze_schedule:AnalyzeSchedulePass",
     "analyze-memory": "passes.analyze_memory:AnalyzeMemoryPass",
+    "analyze-buffers": "passes.analyze_buffers:AnalyzeBuffersPass",
     "analyze-energy": "passes.analyze_energy:AnalyzeEnergyPass",
     "analyze-processors": "passes.analyze_processors:AnalyzeProcessorsPass",
     "quantize": "passes.quantize:QuantizePass",

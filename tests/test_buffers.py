@@ -8,6 +8,7 @@ import pytest
 from aloha_ir import buffers, selftimed
 from aloha_ir.dataflow import DataflowError, Edge
 from aloha_ir.dialects import csdf
+from aloha_ir.errors import PassError
 from aloha_ir.passmanager import PassManager
 from frontends.loader import load_model
 from test_steady_state import exported
@@ -55,7 +56,9 @@ def test_mnist_cnns_minimal_total_equals_sdf3s():
 @pytest.mark.parametrize("model", ["lenet5", "mnist_cnn"])
 def test_the_tradeoff_equals_sdf3s(model):
     phases, edges, times, q, order = exported(model)
-    points = buffers.tradeoff(phases, edges, times, q, project_capacities(model), order=order)
+    result = buffers.tradeoff(phases, edges, times, q, project_capacities(model), order=order)
+    assert result.complete
+    points = result.points
     if model == "lenet5":
         assert [(p.total + 26, p.period) for p in points] == SDF3_LENET5_TRADEOFF
     else:
@@ -78,8 +81,13 @@ def test_a_rate_changing_pair_by_hand():
     times, q = {"a": [1], "b": [3]}, {"a": 3, "b": 2}
     s = buffers.minimal_capacities(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
     assert s.period == 6 and s.capacities == {"ab": 7}
-    points = buffers.tradeoff(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
+    points = buffers.tradeoff(phases, edges, times, q, {"ab": 100}, order=["a", "b"]).points
     assert [(p.total, p.period) for p in points] == [(4, 9), (5, 8), (6, 7), (7, 6)]
+    full = buffers.tradeoff(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
+    cut = buffers.tradeoff(phases, edges, times, q, {"ab": 100}, order=["a", "b"],
+                           max_simulations=1)
+    assert full.complete and not cut.complete  # then the maximal-throughput end is appended
+    assert [(p.total, p.period) for p in cut.points] == [(7, 6)]
     for cap, period, starts in ((7, 6, [2, 5, 8, 11]), (6, 7, [2, 5, 9, 12]), (5, 8, [2, 6, 10, 14]),
                                 (4, 9, [2, 6, 11, 15])):
         run = selftimed.simulate(phases, edges, times, q, frames=100, periodic=True,
@@ -88,3 +96,29 @@ def test_a_rate_changing_pair_by_hand():
         assert [f.start for f in run.timeline if f.actor == "b"][:4] == starts
     with pytest.raises(DataflowError, match="stopped after 0"):
         selftimed.simulate(phases, edges, times, q, frames=100, periodic=True, capacity={"ab": 3})
+
+
+def test_analyze_buffers_on_the_unmapped_lenet5_reports_sdf3s_sizes_in_bytes():
+    """The pass keeps analyze-schedule's throughput (2 frames in flight: lenet5's period is its
+    bottleneck's either way) and reports tokens and deployed bytes: f32 tokens are 4 bytes, so
+    the 2,164 inter-actor tokens are 8,656 bytes, plus the reuse self-loops kept at analyze-
+    schedule's size (224 + 672 tokens, sdf3-golden.md: 3,584 bytes)."""
+    m = load_model("zoo:lenet5", {})
+    r = PassManager.parse("canonicalize,convert-nn-to-csdf,analyze-buffers{pareto=true "
+                          "budget_bytes=11700}").run(m).report("analyze-buffers")
+    assert r.period_s == 240_000 and r.minimal.fifo_tokens == 2_164
+    assert r.minimal.fifo_bytes == 4 * (2_164 + 224 + 672)
+    assert r.schedule.fifo_tokens == 6_308
+    assert [(p.fifo_tokens, p.period_s) for p in r.tradeoff] == [
+        (t - 26, p) for t, p in SDF3_LENET5_TRADEOFF]
+    assert r.tradeoff_complete
+    # 11,700 bytes hold 2,004 inter-actor tokens (11,600 B) but not 2,080 (11,904 B)
+    assert (r.within_budget.fifo_tokens, r.within_budget.period_s) == (2_004, 241_600)
+    assert r.to_json()["within_budget"]["fifo_bytes"] == 4 * (2_004 + 224 + 672)
+
+
+def test_analyze_buffers_options_are_checked():
+    m = load_model("zoo:lenet5", {})
+    with pytest.raises(PassError, match="budget_bytes >= 0"):
+        PassManager.parse("canonicalize,convert-nn-to-csdf,analyze-buffers{budget_bytes=-5}"
+                          ).run(m)

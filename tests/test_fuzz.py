@@ -467,11 +467,13 @@ test_mutated_arch, test_mutated_arch_slow = fuzz(150, data=st.data())(_mutated_a
 # --- pipeline text ---------------------------------------------------------------------------------
 
 _PASS_NAMES = ["canonicalize", "analyze-cost", "convert-nn-to-csdf", "partition", "map",
-               "analyze-schedule", "analyze-memory", "analyze-energy", "analyze-processors",
+               "analyze-schedule", "analyze-buffers", "analyze-memory", "analyze-energy",
+               "analyze-processors",
                "analyze-repetition", "align-to-arch", "prune", "quantize", "analyze-security",
                "canonicalise", "", "map map"]
 _OPTIONS = ["target", "strategy", "bits", "opp", "assign", "units", "actors", "auto", "grain",
-            "max_frames", "in_flight", "timeline", "allow_overflow", "annotate", "direction",
+            "max_frames", "in_flight", "timeline", "pareto", "budget_bytes", "allow_overflow",
+            "annotate", "direction",
             "multiple", "fold_batchnorm", "method", "threshold", "data", "nonsense"]
 _VALUES = ["host-cpu", "orlando", "neuraghe-losa", "nowhere", "greedy", "fastest", "0", "1", "8",
            "16", "-3", "1000", "true", "false", "up", "down", "low", "ptq", "1.5", "\"\"",

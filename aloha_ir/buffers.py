@@ -114,9 +114,9 @@ class _Periods:
         return caps
 
 
-def _options(unit, delay, order, in_flight, layer_first, max_frames) -> dict:
+def _options(unit, delay, order, in_flight, layer_first, max_frames, static_order) -> dict:
     return dict(unit=unit, delay=delay, order=order, in_flight=in_flight, layer_first=layer_first,
-                frames=max_frames)
+                frames=max_frames, static_order=static_order)
 
 
 def minimal_capacities(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, list],
@@ -124,11 +124,15 @@ def minimal_capacities(phases: dict[str, int], edges: list[Edge], exec_times: di
                        unit: dict[str, str] | None = None, delay: dict[str, float] | None = None,
                        order: list[str] | None = None, in_flight: int = 0,
                        layer_first: frozenset[str] = frozenset(),
-                       max_frames: int = 10_000) -> Sizing:
+                       max_frames: int = 10_000,
+                       static_order: dict[str, list[str]] | None = None) -> Sizing:
     """The smallest capacities, channel by channel, whose period equals that of `start` (which
-    must bound every channel, so that the state recurs even with no bound on frames in flight)."""
+    must bound every channel, so that the state recurs even with no bound on frames in flight).
+    With `static_order` (simulate's), the processors it names run their firings in that order,
+    as the generated program's threads do: the capacities that order needs."""
     periods = _Periods(phases, edges, exec_times, firings, start,
-                       **_options(unit, delay, order, in_flight, layer_first, max_frames))
+                       **_options(unit, delay, order, in_flight, layer_first, max_frames,
+                                 static_order))
     target = periods(periods.start)
     if math.isinf(target):
         raise DataflowError("the starting capacities deadlock the graph")
@@ -141,13 +145,15 @@ def tradeoff(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
              unit: dict[str, str] | None = None, delay: dict[str, float] | None = None,
              order: list[str] | None = None, in_flight: int = 0,
              layer_first: frozenset[str] = frozenset(),
-             max_frames: int = 10_000, max_simulations: int = 2_000) -> Tradeoff:
+             max_frames: int = 10_000, max_simulations: int = 2_000,
+             static_order: dict[str, list[str]] | None = None) -> Tradeoff:
     """The storage/throughput Pareto points, smallest total first, from the least deadlock-free
     capacities to the period of `start` (see the module docstring for the search), within
     `max_simulations` runs of the execution (a mapped graph with many channels has many small
     steps, each found by a few runs)."""
     periods = _Periods(phases, edges, exec_times, firings, start,
-                       **_options(unit, delay, order, in_flight, layer_first, max_frames))
+                       **_options(unit, delay, order, in_flight, layer_first, max_frames,
+                                 static_order))
     target = periods(periods.start)
     if math.isinf(target):
         raise DataflowError("the starting capacities deadlock the graph")

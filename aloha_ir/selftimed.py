@@ -100,7 +100,8 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
              delay: dict[str, float] | None = None, token_bytes: dict[str, int] | None = None,
              order: list[str] | None = None, frames: int = 1, in_flight: int = 0,
              layer_first: set[str] | frozenset[str] = frozenset(), record: bool = False,
-             periodic: bool = False, capacity: dict[str, int] | None = None) -> Run:
+             periodic: bool = False, capacity: dict[str, int] | None = None,
+             static_order: dict[str, list[str]] | None = None) -> Run:
     """Run `frames` iterations self-timed. `firings` is q_i (firings per iteration) per actor.
 
     With `periodic`, stop at the first recurrence of the state at a frame completion (the module
@@ -109,7 +110,11 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
 
     `capacity` bounds channels (by name; others are unbounded), as SDF3 models a FIFO by a
     reverse channel: a firing starts only when each output channel has room for what it produces
-    (space is claimed at its start and freed at the end of the consumer's firing)."""
+    (space is claimed at its start and freed at the end of the consumer's firing).
+
+    `static_order` fixes, per processor it names, the order of one frame's firings (each of its
+    actors q_i times), repeated frame after frame, as a thread of the generated program runs
+    them: the processor waits for its next firing even when another of its actors could go."""
     unit = unit or {}
     delay = delay or {}
     token_bytes = token_bytes or {}
@@ -142,6 +147,14 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
     producers_proc = {a: {proc[edges[i].src] for i in ins[a] if cap[i] is not None}
                       for a in actors}
 
+    static_order = static_order or {}
+    for pr, seq in static_order.items():
+        want = {a: firings[a] for a in by_proc.get(pr, [])}
+        have = {a: seq.count(a) for a in set(seq)}
+        if have != want:
+            raise ValueError(f"the static order of {pr} must fire each of its actors q times "
+                             f"(expected {want}, got {have})")
+    position = dict.fromkeys(static_order, 0)
     started = dict.fromkeys(actors, 0)
     done = dict.fromkeys(actors, 0)
     busy_actor = dict.fromkeys(actors, False)
@@ -208,6 +221,13 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
     def try_start(procs, t: float) -> None:
         for pr in procs:
             if not proc_free[pr]:
+                continue
+            seq = static_order.get(pr)
+            if seq is not None:  # its position is a function of `started`: the state holds it
+                nxt = seq[position[pr]]
+                if enabled(nxt):
+                    start(nxt, t)
+                    position[pr] = (position[pr] + 1) % len(seq)
                 continue
             best, key = None, None
             by_layer = pr in layer_first

@@ -122,3 +122,28 @@ def test_analyze_buffers_options_are_checked():
     with pytest.raises(PassError, match="budget_bytes >= 0"):
         PassManager.parse("canonicalize,convert-nn-to-csdf,analyze-buffers{budget_bytes=-5}"
                           ).run(m)
+
+
+def test_a_static_order_needs_more_room_than_the_self_timed_one_by_hand():
+    """a and b share unit u; a makes 1 token per firing, b takes 1, each fires twice a frame,
+    time 1. Self-timed, u runs b as soon as a's token is there: a FIFO of 1 token suffices (a, b,
+    a, b). A thread running the static order a, a, b, b needs room for both of a's tokens: with 1
+    it blocks on a's second write, and b, next in no order but its own, never runs -- deadlock; 2
+    tokens it needs. The order a, b, a, b needs 1, like the self-timed run."""
+    phases = {"a": 1, "b": 1}
+    edges = [Edge("ab", "a", "b", ((1, 1),), ((1, 1),))]
+    times, q, unit = {"a": [1], "b": [1]}, {"a": 2, "b": 2}, {"a": "u", "b": "u"}
+    common = dict(unit=unit, order=["a", "b"], in_flight=1)
+    dynamic = buffers.minimal_capacities(phases, edges, times, q, {"ab": 4}, **common)
+    batched = buffers.minimal_capacities(phases, edges, times, q, {"ab": 4}, **common,
+                                         static_order={"u": ["a", "a", "b", "b"]})
+    interleaved = buffers.minimal_capacities(phases, edges, times, q, {"ab": 4}, **common,
+                                             static_order={"u": ["a", "b", "a", "b"]})
+    assert (dynamic.capacities, batched.capacities, interleaved.capacities) == (
+        {"ab": 1}, {"ab": 2}, {"ab": 1})
+    assert dynamic.period == batched.period == interleaved.period == 4  # u busy 4 a frame
+    with pytest.raises(DataflowError, match="stopped after 0"):
+        selftimed.simulate(phases, edges, times, q, frames=10, capacity={"ab": 1},
+                           static_order={"u": ["a", "a", "b", "b"]}, **common)
+    with pytest.raises(ValueError, match="fire each of its actors q times"):
+        selftimed.simulate(phases, edges, times, q, static_order={"u": ["a", "b"]}, **common)

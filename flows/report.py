@@ -50,9 +50,14 @@ class TargetReport:
         return report_of(self.analyses, name) if self.analyses.get(name) else None
 
     def to_json(self) -> dict:
-        """The JSON object of `alohac analyze --target --json` (DESIGN.md "Contracts")."""
-        return target_figures(self.cost, self.schedule, self.memory, self.energy,
-                              self.processors, self.mapping)
+        """The JSON object of `alohac analyze --target --json` (DESIGN.md "Contracts"), with
+        `buffers` when the pipeline ran analyze-buffers."""
+        fig = target_figures(self.cost, self.schedule, self.memory, self.energy,
+                             self.processors, self.mapping)
+        buffers = self.report("analyze-buffers")
+        if buffers is not None:
+            fig["buffers"] = buffers.to_json()
+        return fig
 
     def markdown(self, title: str) -> str:
         """The target section of report.md."""
@@ -143,7 +148,7 @@ def markdown(fig: dict, title: str) -> str:
              f"{show('gops_per_s', fig['gops_per_s'])} | {show('energy_j', fig['energy_j'])} | "
              f"{show('gops_per_w', fig['gops_per_w'])} | {fig['processors']} "
              f"(DARTS {fig['darts_processors']}) | {show('memory_bytes', fig['memory_bytes'])} |",
-             "", *regime_markdown(fig), *memory_markdown(fig), "",
+             "", *regime_markdown(fig), *memory_markdown(fig), "", *buffers_markdown(fig),
              *([f"Pruned: {fig['params_pruned']:,} weights (params deployed "
                 f"{fig['params_deployed']:,}), sparse MACs {fig['macs_sparse']:,} of "
                 f"{fig['macs']:,}; {fig['sparsity']['note']}.", ""] if fig["sparsity"] else []),
@@ -172,6 +177,25 @@ MEMORY_ROWS = (  # (breakdown key, what it is)
     ("staging_bytes", "whole-tensor layout staging (global pooling, reshape)"),
     ("io_bytes", "the input and output frames"),
 )
+
+
+def buffers_markdown(fig: dict) -> list[str]:
+    """analyze-buffers' figures, when it ran: FIFO memory at the maximal throughput and within a
+    budget, against the sizes the generated code uses."""
+    from aloha_ir.figures import quantity, show
+    b = fig.get("buffers")
+    if b is None:
+        return []
+    used, least = b["schedule"]["fifo_bytes"], b["minimal"]["fifo_bytes"]
+    lines = [f"FIFOs at this throughput: {quantity(least, 'B')} would do "
+             f"({100 * least / used:.0f}% of the {quantity(used, 'B')} the generated code "
+             "allocates, which keeps analyze-schedule's sizes)."]
+    if b["budget_bytes"] is not None:
+        fit = b["within_budget"]
+        lines.append(f"Within {quantity(b['budget_bytes'], 'B')}: " + (
+            f"{quantity(fit['fifo_bytes'], 'B')} at a period of "
+            f"{show('period_s', fit['period_s'])}." if fit else "no point of the trade-off fits."))
+    return lines + [""]
 
 
 def memory_markdown(fig: dict) -> list[str]:

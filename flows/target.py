@@ -13,7 +13,8 @@ convert-nn-to-csdf, partition, map, analyze-schedule, -memory, -energy, -process
 A user's passes (the driver's `-p`, as pass objects) are merged, never text: each target stage the
 user leaves out goes where the flow has it, so it runs after what it depends on
 (`convert-nn-to-csdf,analyze-processors` gets partition, map, ... in between; the report needs every
-analysis), and the user's other passes keep their place. A user who names a stage keeps their
+analysis); an analysis of the csdf graph the user adds (`analyze-buffers`) runs after the flow's
+transforms of it (else `map` would drop its report), and the user's other passes keep their place. A user who names a stage keeps their
 options (`map{strategy=fastest}` is not overridden). One who names `map` has chosen the mapping:
 partition, an optional transform, is then theirs to name too (`map{assign=...}` names the actors of
 the graph as they left it); one who names `quantize` has chosen the formats (no
@@ -133,11 +134,17 @@ class TargetFlow:
         done = 0
         for p in user:
             k = order.get(p.name)
+            if k is None and _reads_the_dataflow_graph(p):
+                k = max((order[n] + 1 for n in self.TRANSFORMED if n in order), default=None)
             if k is not None and k > done:
                 out += [s for s in stages[done:k] if s.name not in skip]
                 done = k
             out.append(p)
         return _refreshed(out + [s for s in stages[done:] if s.name not in skip], stages)
+
+    # the stages that change the csdf graph: an analysis of it the user adds runs after them,
+    # or the first of them would drop its report (it preserves no csdf analysis)
+    TRANSFORMED: ClassVar[tuple[str, ...]] = ("convert-nn-to-csdf", "partition", "map")
 
     def context(self, quiet: bool = False):
         """A context with the platform as the target; `quiet` collects the passes' warnings in
@@ -165,3 +172,13 @@ class TargetFlow:
                                   "make a mapping for this model with alohac explore-mapping"
                                   ) from None
         return TargetReport.from_analyses(result.analyses)
+
+
+def _reads_the_dataflow_graph(p: ModulePass) -> bool:
+    """An analysis of the csdf graph (not a transform): the flow runs it after its own transforms."""
+    from aloha_ir.analysis import CSDF, CSDF_MAPPED, Requires
+    from aloha_ir.passmanager import AnalysisPass
+    if not isinstance(p, AnalysisPass):
+        return False
+    req = p.requirements() if hasattr(p, "requirements") else getattr(p, "requires", Requires())
+    return req.level in (CSDF, CSDF_MAPPED)

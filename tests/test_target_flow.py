@@ -45,6 +45,13 @@ LOSA_CASES = [
     ("quantize{bits=8},analyze-cost", True, True,
      "quantize{bits=8},canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,"
      "analyze-schedule{timeline=true},analyze-memory,analyze-energy,analyze-processors"),
+    # an analysis of the csdf graph runs after the flow's transforms of it (map would drop it)
+    ("analyze-buffers{pareto=true}", False, False,
+     "canonicalize,analyze-cost,convert-nn-to-csdf,partition,map,analyze-buffers{pareto=true},"
+     "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"),
+    ("analyze-repetition,analyze-cost", False, False,
+     "canonicalize,convert-nn-to-csdf,partition,map,analyze-repetition,analyze-cost,"
+     "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"),
     ("prune,canonicalize", True, False,
      "prune,canonicalize,quantize-for-target,analyze-cost,convert-nn-to-csdf,partition,map,"
      "analyze-schedule,analyze-memory,analyze-energy,analyze-processors"),
@@ -261,3 +268,20 @@ def test_a_user_analysis_a_later_transform_made_stale_is_run_again_for_the_repor
     assert names == ["canonicalize", "analyze-cost", "convert-nn-to-csdf", "map",
                      "analyze-schedule", "map", "analyze-schedule", "analyze-memory",
                      "analyze-energy", "analyze-processors"]
+
+
+def test_a_users_buffer_analysis_joins_the_report(capsys):
+    """`-p analyze-buffers` with --target: the report gains its figures, and the FIFO bytes it
+    gives for analyze-schedule's sizes are analyze-memory's buffer bytes (two computations of the
+    same program's FIFOs)."""
+    code = main(["analyze", "zoo:lenet5", "--target", "host-cpu", "-p",
+                 "analyze-buffers{budget_bytes=100000}", "--json"])
+    assert code == 0
+    fig = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    b = fig["buffers"]
+    assert b["schedule"]["fifo_bytes"] == fig["buffer_bytes"]
+    assert b["minimal"]["fifo_bytes"] < b["schedule"]["fifo_bytes"]
+    assert b["minimal"]["period_s"] == fig["period_s"]
+    assert b["within_budget"]["fifo_bytes"] <= 100_000
+    code = main(["analyze", "zoo:lenet5", "--target", "host-cpu", "-p", "analyze-buffers"])
+    assert "FIFOs at this throughput" in capsys.readouterr().out

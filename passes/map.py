@@ -62,6 +62,21 @@ class MappingReport:
     makespan_s: float = 0.0  # the list schedule's end of one frame (an estimate, not the latency)
 
 
+# the schedule's clock is an i64 count of nanoseconds: 2**63 ns is 292 years
+MAX_NS = 2 ** 63 - 1
+
+
+def nanoseconds(seconds: float, what: str, platform: Platform) -> int:
+    """`seconds` as the IR's integer nanoseconds; a time no i64 holds is the platform's numbers'
+    fault (a clock of 1e-30 MHz, say), said as such rather than an overflow inside the IR."""
+    ns = seconds * 1e9
+    if not ns < MAX_NS:  # NaN too
+        raise PassError(f"{what} would take {seconds:.3g} s, more than the schedule can count "
+                        f"(2^63 ns, 292 years)", where=f"platform {platform.name}",
+                        hint="check the platform's clocks, rates and bandwidths")
+    return round(ns)
+
+
 def share_out(total_ns: int, work: rle.Runs, phases: int) -> rle.Runs:
     """`total_ns` over the phases in proportion to their work (evenly if there is none); exact sum."""
     weights = rle.expand(work) if rle.total(work) else [1] * phases
@@ -365,7 +380,7 @@ class MapPass(TransformPass):
                                     where=where, hint="drop it from assign")
                 sched.skip(name, preds.get(name, []))
                 report.assignment[name], report.cost_s[name] = "", 0.0
-                self._annotate(actor, "", "", 0.0)
+                self._annotate(actor, "", "", 0.0, platform)
                 continue
             placed = place_actor(sched, name, layer, preds.get(name, []), options, pins, allowed,
                                  where=where, kind=actor.kind.data,
@@ -376,7 +391,7 @@ class MapPass(TransformPass):
                 report.notes[p.actor] = (f"merge of {p.merges} partial outputs" if p.merges
                                          else p.cost.note)
                 node = _insert_merge(graph, actor, p.merges, p.actor, taken) if p.merges else actor
-                self._annotate(node, p.unit, platform.pe(p.pe).kind, p.cost.seconds)
+                self._annotate(node, p.unit, platform.pe(p.pe).kind, p.cost.seconds, platform)
         report.makespan_s = sched.makespan_s
         for ch in graph.channels():
             a = report.assignment.get(ch.src_name, "")
@@ -384,21 +399,23 @@ class MapPass(TransformPass):
             link = link_of(platform, pe_of, a, b)
             ch.link = link.name if link else "local"
             row_bytes = max((v for _, v in ch.prod_runs), default=0) * ch.token_bytes
-            ch.delay_ns = round(1e9 * transfer_s(
+            ch.delay_ns = nanoseconds(transfer_s(
                 platform, pe_of, a, b, row_bytes * DATATYPE_BITS[datatype] // 8 // max(
-                    1, ch.token_bytes)))
+                    1, ch.token_bytes)), f"a row over link {ch.link} (channel @{ch.sym_name.data})",
+                platform)
         graph.datatype = datatype
         graph.platform = platform.name
         if opp:
             graph.operating_point = opp
         return report
 
-    @staticmethod
-    def _annotate(actor: csdf.ActorOp, unit: str, kind: str, seconds: float) -> None:
+    def _annotate(self, actor: csdf.ActorOp, unit: str, kind: str, seconds: float,
+                  platform: Platform) -> None:
         actor.pe = unit
         actor.pe_kind = kind
         actor.cost_s = seconds
-        actor.exec_times = share_out(round(seconds * 1e9), actor.work_runs, actor.phase_count)
+        ns = nanoseconds(seconds, f"actor @{actor.sym_name.data} on {unit}", platform)
+        actor.exec_times = share_out(ns, actor.work_runs, actor.phase_count)
 
 
 def kernel_extent(layer: Layer) -> tuple[int, int]:

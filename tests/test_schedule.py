@@ -272,3 +272,20 @@ def test_a_custom_arch_file_is_the_platform_the_analyses_use(tmp_path):
     # the file's 1 W static power, not the bundled LOSA's 9.4 W
     assert e.platform == "mine"
     assert e.static_j == pytest.approx(1.0 * res.report("analyze-schedule").period_s)
+
+
+def test_a_platform_number_that_overflows_the_schedules_clock_is_a_pass_error(tmp_path, capsys):
+    """Found by the slow .arch fuzz test: an ARM clock of 1e-30 MHz makes a pooling take 2e26 s,
+    which the IR's i64 nanoseconds cannot hold (an internal error before). It is the platform's
+    number, and the error says so."""
+    import os
+
+    from alohac.main import main
+    from archdesc.loader import PLATFORM_DIR
+    for name in ("_neuraghe.arch", "neuraghe-losa.arch"):
+        text = open(os.path.join(PLATFORM_DIR, name)).read()
+        (tmp_path / name).write_text(text.replace("clock = 800 MHz", "clock = 1e-30 MHz"))
+    code = main(["analyze", "zoo:lenet5", "--target", str(tmp_path / "neuraghe-losa.arch")])
+    err = capsys.readouterr().err
+    assert code == PassError.exit_code
+    assert "on arm0 would take" in err and "2^63 ns" in err and "check the platform's clocks" in err

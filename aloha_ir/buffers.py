@@ -7,10 +7,10 @@ freed when the consumer ends), and the period is the exact steady state of the s
 channel with the others fixed, the smallest capacity that keeps the period (or keeps it finite, or
 makes it shorter).
 
-- `minimal_capacities`: from capacities that do not limit the throughput, each inter-actor channel in
+- `CapacitySearch.minimal`: from capacities that do not limit the throughput, each inter-actor channel in
   turn gets the smallest capacity that keeps the period. Lowering a channel can only lengthen the
   period, so one pass leaves no channel that could be lowered alone.
-- `tradeoff`: the Pareto points (total capacity, period) from the smallest deadlock-free capacities
+- `CapacitySearch.tradeoff`: the Pareto points (total capacity, period) from the smallest deadlock-free capacities
   up to the maximal throughput. Distributions are explored in order of total size, as in Stuijk,
   Geilen and Basten (DAC 2006); a distribution's successors raise one channel by the least that
   shortens the period (their storage dependencies, found by search rather than by tracing the
@@ -59,18 +59,28 @@ class Tradeoff:
     # point it reached and the maximal-throughput end (appended) there may be more points
 
 
-class _Periods:
-    """The exact period under capacities, for one graph and its mapping."""
+class CapacitySearch:
+    """Capacity searches on one graph and its mapping, sharing their runs: the exact period under
+    given capacities, memoised (`minimal` and `tradeoff` ask for many of the same ones).
 
-    def __init__(self, phases, edges, exec_times, firings, start, **simulate_options):
+    `start` must bound every channel, so that the state recurs even with no bound on frames in
+    flight; `simulate_options` are `simulate`'s (unit, delay, order, layer_first, static_order:
+    with a static order, the capacities the generated program's threads need)."""
+
+    def __init__(self, phases: dict[str, int], edges: list[Edge], exec_times: dict[str, list],
+                 firings: dict[str, int], start: dict[str, int], *, in_flight: int = 0,
+                 max_frames: int = 10_000, **simulate_options):
         missing = [e.name for e in edges if e.name not in start]
         if missing:
             raise ValueError(f"no starting capacity for {', '.join(missing[:5])}")
         self.args = (phases, edges, exec_times, firings)
-        self.options = simulate_options
+        self.options = dict(simulate_options, in_flight=in_flight, frames=max_frames)
         self.start = dict(start)
         self.channels = [e for e in edges if e.src != e.dst]
         self.memo: dict[tuple, float] = {}
+        self.target = self(self.start)  # the throughput to keep
+        if math.isinf(self.target):
+            raise DataflowError("the starting capacities deadlock the graph")
 
     def __call__(self, caps: dict[str, int]) -> float:
         key = tuple(sorted(caps.items()))
@@ -104,81 +114,49 @@ class _Periods:
                 lo = mid + 1
         return hi
 
-    def shrink(self, caps: dict[str, int], good: Callable[[float], bool]) -> dict[str, int]:
-        """Each inter-actor channel in turn at its least capacity whose period is `good`."""
-        caps = dict(caps)
+    def shrink(self, good: Callable[[float], bool]) -> dict[str, int]:
+        """From `start`, each inter-actor channel in turn at its least capacity whose period is
+        `good`."""
+        caps = dict(self.start)
         for e in self.channels:
             # a firing must fit: what one phase produces, what one consumes, the initial tokens
             floor = max(max(rle.expand(e.prod)), max(rle.expand(e.cons)), e.initial, 1)
             caps[e.name] = self.least(caps, e, floor, caps[e.name], good)
         return caps
 
+    def minimal(self) -> Sizing:
+        """The smallest capacities, channel by channel, that keep the period of `start`."""
+        return Sizing(self.target, self.shrink(lambda p: p <= self.target),
+                      tuple(e.name for e in self.channels))
 
-def _options(unit, delay, order, in_flight, layer_first, max_frames, static_order) -> dict:
-    return dict(unit=unit, delay=delay, order=order, in_flight=in_flight, layer_first=layer_first,
-                frames=max_frames, static_order=static_order)
-
-
-def minimal_capacities(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, list],
-                       firings: dict[str, int], start: dict[str, int], *,
-                       unit: dict[str, str] | None = None, delay: dict[str, float] | None = None,
-                       order: list[str] | None = None, in_flight: int = 0,
-                       layer_first: frozenset[str] = frozenset(),
-                       max_frames: int = 10_000,
-                       static_order: dict[str, list[str]] | None = None) -> Sizing:
-    """The smallest capacities, channel by channel, whose period equals that of `start` (which
-    must bound every channel, so that the state recurs even with no bound on frames in flight).
-    With `static_order` (simulate's), the processors it names run their firings in that order,
-    as the generated program's threads do: the capacities that order needs."""
-    periods = _Periods(phases, edges, exec_times, firings, start,
-                       **_options(unit, delay, order, in_flight, layer_first, max_frames,
-                                 static_order))
-    target = periods(periods.start)
-    if math.isinf(target):
-        raise DataflowError("the starting capacities deadlock the graph")
-    caps = periods.shrink(periods.start, lambda p: p <= target)
-    return Sizing(target, caps, tuple(e.name for e in periods.channels))
-
-
-def tradeoff(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, list],
-             firings: dict[str, int], start: dict[str, int], *,
-             unit: dict[str, str] | None = None, delay: dict[str, float] | None = None,
-             order: list[str] | None = None, in_flight: int = 0,
-             layer_first: frozenset[str] = frozenset(),
-             max_frames: int = 10_000, max_simulations: int = 2_000,
-             static_order: dict[str, list[str]] | None = None) -> Tradeoff:
-    """The storage/throughput Pareto points, smallest total first, from the least deadlock-free
-    capacities to the period of `start` (see the module docstring for the search), within
-    `max_simulations` runs of the execution (a mapped graph with many channels has many small
-    steps, each found by a few runs)."""
-    periods = _Periods(phases, edges, exec_times, firings, start,
-                       **_options(unit, delay, order, in_flight, layer_first, max_frames,
-                                 static_order))
-    target = periods(periods.start)
-    if math.isinf(target):
-        raise DataflowError("the starting capacities deadlock the graph")
-    names = [e.name for e in periods.channels]
-    first = periods.shrink(periods.start, lambda p: p < math.inf)
-    key = tuple(first[n] for n in names)
-    queue, seen, points = [(sum(key), key)], {key}, []
-    while queue and len(periods.memo) < max_simulations:
-        total, key = heapq.heappop(queue)
-        caps = {**periods.start, **dict(zip(names, key))}
-        period = periods(caps)
-        if not points or period < points[-1].period:  # else a smaller one is as fast
-            points.append(TradeoffPoint(total, period, caps))
-            if period <= target:
-                break
-        for i, e in enumerate(periods.channels):
-            raised = periods.least(caps, e, key[i] + 1, periods.start[e.name],
-                                   lambda p, period=period: p < period)
-            if raised is not None:
-                nxt = key[:i] + (raised,) + key[i + 1:]
-                if nxt not in seen:
-                    seen.add(nxt)
-                    heapq.heappush(queue, (sum(nxt), nxt))
-    complete = bool(points) and points[-1].period <= target
-    if not complete:  # the maximal-throughput end, from the channel-by-channel search
-        caps = periods.shrink(periods.start, lambda p: p <= target)
-        points.append(TradeoffPoint(sum(caps[n] for n in names), target, caps))
-    return Tradeoff(points, complete)
+    def tradeoff(self, max_simulations: int = 2_000) -> Tradeoff:
+        """The storage/throughput Pareto points, smallest total first, from the least
+        deadlock-free capacities to the period of `start` (see the module docstring for the
+        search), until the search has made `max_simulations` runs of the execution, `minimal`'s
+        included (a mapped graph with many channels has many small steps, each found by a few
+        runs)."""
+        names = [e.name for e in self.channels]
+        first = self.shrink(lambda p: p < math.inf)
+        key = tuple(first[n] for n in names)
+        queue, seen, points = [(sum(key), key)], {key}, []
+        while queue and len(self.memo) < max_simulations:
+            total, key = heapq.heappop(queue)
+            caps = {**self.start, **dict(zip(names, key))}
+            period = self(caps)
+            if not points or period < points[-1].period:  # else a smaller one is as fast
+                points.append(TradeoffPoint(total, period, caps))
+                if period <= self.target:
+                    break
+            for i, e in enumerate(self.channels):
+                raised = self.least(caps, e, key[i] + 1, self.start[e.name],
+                                    lambda p, period=period: p < period)
+                if raised is not None:
+                    nxt = key[:i] + (raised,) + key[i + 1:]
+                    if nxt not in seen:
+                        seen.add(nxt)
+                        heapq.heappush(queue, (sum(nxt), nxt))
+        complete = bool(points) and points[-1].period <= self.target
+        if not complete:  # the maximal-throughput end, from the channel-by-channel search
+            end = self.minimal()
+            points.append(TradeoffPoint(end.total, self.target, end.capacities))
+        return Tradeoff(points, complete)

@@ -338,16 +338,16 @@ def steady_state(phases: dict[str, int], edges: list[Edge], exec_times: dict[str
         return SteadyState(r.period, {p: b / r.frames for p, b in r.busy.items()},
                            r.transient_frames, r.frames, run.max_tokens)
     period, busy = 0.0, {}
-    for part in _parts(order, edges, unit):
-        members = set(part)
-        inner = [e for e in edges if e.src in members and e.dst in members]
-        if not _strongly_connected(part, inner):
+    for part, cyclic in _parts(order, edges, unit):
+        if not cyclic:
             shared = sorted({unit[a] for a in part if unit.get(a)})
             raise NoPeriodicRegime(
                 "with no bound on the frames in flight, the actors sharing "
                 f"{', '.join(shared)} are not on one cycle: the producers among them run ahead "
                 "without bound and no state recurs; bound the frames in flight (in_flight >= 1)",
                 actors=tuple(part[:5]))
+        members = set(part)
+        inner = [e for e in edges if e.src in members and e.dst in members]
         run = simulate({a: phases[a] for a in part}, inner, exec_times,
                        {a: firings[a] for a in part}, unit=unit, order=part, frames=max_frames,
                        periodic=True, **common)
@@ -357,40 +357,24 @@ def steady_state(phases: dict[str, int], edges: list[Edge], exec_times: dict[str
     return SteadyState(period, busy, None, None, {})
 
 
-def _parts(order: list[str], edges: list[Edge], unit: dict[str, str]) -> list[list[str]]:
-    """The strongly connected components, joined where they share a processor, in `order`."""
+def _parts(order: list[str], edges: list[Edge], unit: dict[str, str]
+           ) -> list[tuple[list[str], bool]]:
+    """The strongly connected components joined where they share a processor, each in `order`
+    and whether it is still one strongly connected component."""
     import networkx as nx  # here: 160 ms to import, and only the unbounded regime needs it
 
     g = nx.DiGraph()
     g.add_nodes_from(order)
     g.add_edges_from((e.src, e.dst) for e in edges)
-    root = {a: a for a in order}
-
-    def find(a: str) -> str:
-        while root[a] != a:
-            root[a] = root[root[a]]
-            a = root[a]
-        return a
-
+    joined = nx.Graph()
+    joined.add_nodes_from(order)
     for comp in nx.strongly_connected_components(g):
-        first, *rest = comp
-        for a in rest:
-            root[find(a)] = find(first)
+        joined.add_edges_from(nx.utils.pairwise(sorted(comp)))
     by_unit: dict[str, str] = {}
     for a in order:
         if unit.get(a):
-            other = by_unit.setdefault(unit[a], a)
-            root[find(a)] = find(other)
-    parts: dict[str, list[str]] = {}
-    for a in order:
-        parts.setdefault(find(a), []).append(a)
-    return list(parts.values())
-
-
-def _strongly_connected(part: list[str], edges: list[Edge]) -> bool:
-    import networkx as nx
-
-    g = nx.DiGraph()
-    g.add_nodes_from(part)
-    g.add_edges_from((e.src, e.dst) for e in edges)
-    return nx.is_strongly_connected(g)
+            joined.add_edge(a, by_unit.setdefault(unit[a], a))
+    rank = {a: i for i, a in enumerate(order)}
+    parts = [sorted(c, key=rank.__getitem__) for c in nx.connected_components(joined)]
+    parts.sort(key=lambda p: rank[p[0]])
+    return [(p, nx.is_strongly_connected(g.subgraph(p))) for p in parts]

@@ -78,12 +78,12 @@ def analyze(module: ModuleOp, graph: csdf.GraphOp, am, in_flight: int, pareto: b
         return SizingPoint(sum(caps[c] for c in inter), sum(per_channel.values()),
                            period * tg.scale, dict(caps))
 
-    options = dict(**tg.options(), in_flight=in_flight, max_frames=max_frames)
-    args = (tg.phases, tg.edges, tg.ticks, tg.firings, start)
-    try:
-        minimal = buffers.minimal_capacities(*args, **options)
-        curve = buffers.tradeoff(*args, **options) if pareto or budget_bytes is not None \
-            else None
+    try:  # one search: the trade-off reuses the runs of the minimal sizes
+        search = buffers.CapacitySearch(tg.phases, tg.edges, tg.ticks, tg.firings, start,
+                                        in_flight=in_flight, max_frames=max_frames,
+                                        **tg.options())
+        minimal = search.minimal()
+        curve = search.tradeoff() if pareto or budget_bytes is not None else None
     except DataflowError as e:
         raise PassError(str(e), where=where) from None
     report = BuffersReport(graph.sym_name.data, minimal.period * tg.scale,

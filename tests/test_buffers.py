@@ -35,7 +35,7 @@ def sized(model: str) -> tuple[buffers.Sizing, dict[str, int]]:
     """Sizing from the project's own capacities, on SDF3's export times."""
     start = project_capacities(model)
     phases, edges, times, q, order = exported(model)
-    return buffers.minimal_capacities(phases, edges, times, q, start, order=order), start
+    return buffers.CapacitySearch(phases, edges, times, q, start, order=order).minimal(), start
 
 
 def test_lenet5s_minimal_capacities_equal_sdf3s_channel_by_channel():
@@ -56,7 +56,8 @@ def test_mnist_cnns_minimal_total_equals_sdf3s():
 @pytest.mark.parametrize("model", ["lenet5", "mnist_cnn"])
 def test_the_tradeoff_equals_sdf3s(model):
     phases, edges, times, q, order = exported(model)
-    result = buffers.tradeoff(phases, edges, times, q, project_capacities(model), order=order)
+    result = buffers.CapacitySearch(phases, edges, times, q, project_capacities(model),
+                                    order=order).tradeoff()
     assert result.complete
     points = result.points
     if model == "lenet5":
@@ -79,13 +80,14 @@ def test_a_rate_changing_pair_by_hand():
     phases = {"a": 1, "b": 1}
     edges = [Edge("ab", "a", "b", ((1, 2),), ((1, 3),))]
     times, q = {"a": [1], "b": [3]}, {"a": 3, "b": 2}
-    s = buffers.minimal_capacities(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
+    search = buffers.CapacitySearch(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
+    s = search.minimal()
     assert s.period == 6 and s.capacities == {"ab": 7}
-    points = buffers.tradeoff(phases, edges, times, q, {"ab": 100}, order=["a", "b"]).points
+    points = search.tradeoff().points
     assert [(p.total, p.period) for p in points] == [(4, 9), (5, 8), (6, 7), (7, 6)]
-    full = buffers.tradeoff(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
-    cut = buffers.tradeoff(phases, edges, times, q, {"ab": 100}, order=["a", "b"],
-                           max_simulations=1)
+    full = buffers.CapacitySearch(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
+    cut = buffers.CapacitySearch(phases, edges, times, q, {"ab": 100}, order=["a", "b"])
+    full, cut = full.tradeoff(), cut.tradeoff(max_simulations=1)
     assert full.complete and not cut.complete  # then the maximal-throughput end is appended
     assert [(p.total, p.period) for p in cut.points] == [(7, 6)]
     for cap, period, starts in ((7, 6, [2, 5, 8, 11]), (6, 7, [2, 5, 9, 12]), (5, 8, [2, 6, 10, 14]),
@@ -134,11 +136,10 @@ def test_a_static_order_needs_more_room_than_the_self_timed_one_by_hand():
     edges = [Edge("ab", "a", "b", ((1, 1),), ((1, 1),))]
     times, q, unit = {"a": [1], "b": [1]}, {"a": 2, "b": 2}, {"a": "u", "b": "u"}
     common = dict(unit=unit, order=["a", "b"], in_flight=1)
-    dynamic = buffers.minimal_capacities(phases, edges, times, q, {"ab": 4}, **common)
-    batched = buffers.minimal_capacities(phases, edges, times, q, {"ab": 4}, **common,
-                                         static_order={"u": ["a", "a", "b", "b"]})
-    interleaved = buffers.minimal_capacities(phases, edges, times, q, {"ab": 4}, **common,
-                                             static_order={"u": ["a", "b", "a", "b"]})
+    dynamic, batched, interleaved = (
+        buffers.CapacitySearch(phases, edges, times, q, {"ab": 4}, **common,
+                               static_order=static).minimal()
+        for static in (None, {"u": ["a", "a", "b", "b"]}, {"u": ["a", "b", "a", "b"]}))
     assert (dynamic.capacities, batched.capacities, interleaved.capacities) == (
         {"ab": 1}, {"ab": 2}, {"ab": 1})
     assert dynamic.period == batched.period == interleaved.period == 4  # u busy 4 a frame

@@ -1,7 +1,7 @@
 # `make run`  : create .venv, install, compile a bundled model for a bundled platform: nn + csdf IR,
 #               SDF3/JSON/DOT, a report (latency, throughput, energy, processors, memory) and a Gantt chart.
 # `make test` : same setup, then the layering contracts (lint-imports, pyproject.toml) and the fast
-#               test suite.  `make test-all` also runs tests marked slow.
+#               test suite, on every core.  `make test-all` also runs tests marked slow.
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -30,11 +30,11 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n auto
 
 test-all: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -m ''
+	$(BIN)/python -m pytest -q -n auto -m ''
 
 bench: $(STAMP)
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/import.py

@@ -274,14 +274,15 @@ def test_a_users_buffer_analysis_joins_the_report(capsys):
     """`-p analyze-buffers` with --target: the report gains its figures, and the FIFO bytes it
     gives for analyze-schedule's sizes are analyze-memory's buffer bytes (two computations of the
     same program's FIFOs)."""
-    code = main(["analyze", "zoo:lenet5", "--target", "host-cpu", "-p",
-                 "analyze-buffers{budget_bytes=100000}", "--json"])
+    # (the budget's trade-off search is tests/test_buffers.py's: here it would cost minutes)
+    code = main(["analyze", "zoo:lenet5", "--target", "host-cpu", "-p", "analyze-buffers",
+                 "--json"])
     assert code == 0
     fig = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     b = fig["buffers"]
     assert b["schedule"]["fifo_bytes"] == fig["buffer_bytes"]
     assert b["minimal"]["fifo_bytes"] < b["schedule"]["fifo_bytes"]
     assert b["minimal"]["period_s"] == fig["period_s"]
-    assert b["within_budget"]["fifo_bytes"] <= 100_000
+    assert b["within_budget"] is None and b["tradeoff"] == []
     code = main(["analyze", "zoo:lenet5", "--target", "host-cpu", "-p", "analyze-buffers"])
     assert "FIFOs at this throughput" in capsys.readouterr().out

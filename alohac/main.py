@@ -537,6 +537,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_explore(sub, EXIT_CODES_HELP)
     from alohac.explore_mapping import add_parser as add_explore_mapping
     add_explore_mapping(sub, EXIT_CODES_HELP)
+    from alohac.calibrate import add_parser as add_calibrate
+    add_calibrate(sub, EXIT_CODES_HELP)
 
     p = sub.add_parser("compare", help="per-actor SQNR of generated code against the reference",
                        description="Generate MODEL's code for PLATFORM under OUT/code, build its "

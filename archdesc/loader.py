@@ -162,7 +162,8 @@ def parse_arch(text: str, path: str = "<string>") -> Section:
     (plat,) = tree.children
     name, parent, _ = plat.children
     sec = _section(path, plat, "platform", str(name), None)
-    sec.extends = str(parent) if parent else None
+    sec.extends = (str(parent)[1:-1] if parent.type == "STRING" else str(parent)) if parent \
+        else None
     return sec
 
 
@@ -176,6 +177,11 @@ def _merge(parent: Section, child: Section) -> Section:
 
 
 def _find(name: str, near: str | None) -> str:
+    if name.endswith(".arch") or "/" in name or os.sep in name:  # `extends "a/b.arch"`: a file
+        path = os.path.join(os.path.dirname(near) if near else "", name)
+        if not os.path.exists(path):
+            raise ArchError(f"extends \"{name}\": no such file", where=near or path)
+        return path
     for d in ([os.path.dirname(near)] if near else []) + [PLATFORM_DIR]:
         p = os.path.join(d, f"{name}.arch")
         if os.path.exists(p):
@@ -551,21 +557,34 @@ def loads(text: str, path: str = "<string>") -> Platform:
 
 def load_platform(name_or_path: str) -> Platform:
     """A bundled platform by name, or an .arch file by path."""
-    if name_or_path.endswith(".arch") or os.sep in name_or_path:
+    if is_path(name_or_path):
+        return build_platform(*resolve(name_or_path))
+    return _load_bundled(name_or_path)
+
+
+def is_path(name_or_path: str) -> bool:
+    """Whether a platform argument names a file (else a bundled platform)."""
+    return name_or_path.endswith(".arch") or os.sep in name_or_path
+
+
+def resolve(name_or_path: str) -> tuple[Section, str]:
+    """The syntax tree of a platform with its `extends` chain merged, and the file it is read from:
+    what `build_platform` checks and builds (archdesc.parameters edits its values first)."""
+    if is_path(name_or_path):
         if not os.path.exists(name_or_path):
             raise ArchError("no such file", where=name_or_path)
-        return build_platform(_resolve(name_or_path), name_or_path)
-    return _load_bundled(name_or_path)
+        return _resolve(name_or_path), name_or_path
+    path = os.path.join(PLATFORM_DIR, f"{name_or_path}.arch")
+    if not os.path.exists(path):
+        raise UsageError(f"no platform '{name_or_path}'",
+                         hint=did_you_mean(name_or_path, platform_names(), "bundled") +
+                         " (or the path of an .arch file)")
+    return _resolve(path), path
 
 
 @functools.cache
 def _load_bundled(name: str) -> Platform:
-    path = os.path.join(PLATFORM_DIR, f"{name}.arch")
-    if not os.path.exists(path):
-        raise UsageError(f"no platform '{name}'",
-                         hint=did_you_mean(name, platform_names(), "bundled") +
-                         " (or the path of an .arch file)")
-    return build_platform(_resolve(path), path)
+    return build_platform(*resolve(name))
 
 
 def platform_names() -> list[str]:

@@ -111,7 +111,12 @@ def _cpu(pe: ProcessingElement, layer: Layer, datatype: str, clock: float) -> Co
     touched = (layer.in_elems + layer.out_elems + layer.params) * b
     compute = ops / (rate * clock)
     transfer = touched / pe.memory_bandwidth_bps if pe.memory_bandwidth_bps else 0.0
-    return Cost(max(compute, transfer) + layer.firings * pe.call_overhead_s, compute, transfer)
+    calls = layer.firings * pe.call_overhead_s
+    bound = (f"memory-bound: {touched:,} B at {pe.memory_bandwidth_bps / 1e9:g} GB/s"
+             if transfer > compute else
+             f"compute-bound: {ops:,} ops at {rate:g}/cycle")
+    return Cost(max(compute, transfer) + calls, compute, transfer,
+                note=f"{bound}, + {layer.firings} call(s) x {pe.call_overhead_s * 1e6:g} us")
 
 
 def _engine(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: str,
@@ -171,9 +176,16 @@ def _engine(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: s
         transfer = max(weight_bytes * tiles / w_bw, (in_bytes + out_bytes * rule.jobs) / act_bw)
         t = max(compute, transfer)
         if best is None or t < best.seconds:
-            best = Cost(t, compute, transfer, jobs,
-                        f"{kh}x{kw} as {rule.jobs} x {nh}x{nw}, {tiles} tile(s) of {r} rows, "
-                        f"{g} output groups per pass", r, tiles)
+            how = [f"{kh}x{kw} as {rule.jobs} x {nh}x{nw}", f"{tiles} tile(s) of {r} rows",
+                   f"{g} output groups per pass", f"{jobs} job(s) "
+                   f"({100 * jobs * pe.job_overhead_s / t:.0f}% overhead)"]
+            if pe.stride == "subsample" and max(layer.stride) > 1:
+                how.append(f"at stride 1, subsampled {layer.stride[0]}x{layer.stride[1]}")
+            if cin_padded != layer.cin or out_groups * rows != layer.cout:
+                how.append(f"maps padded {layer.cin}->{cin_padded} in, {layer.cout}->"
+                           f"{out_groups * rows} out")
+            how.append("DMA-bound" if transfer > compute else "compute-bound")
+            best = Cost(t, compute, transfer, jobs, ", ".join(how), r, tiles)
         if tiles == 1 and g == out_groups:
             break
     if best is None:

@@ -37,6 +37,7 @@ SCALE = [
                                      "--proxy-subset 128 --lrs 3e-3"),
     (r"--algorithm random --budget 300\b", "--algorithm random --budget 24"),
     (r"--budget 300 -o out/map\b", "--budget 40 -o out/map"),
+    (r"^(alohac calibrate neuraghe-losa losa\.csv .*)$", r"\1 --params arm.call_overhead --no-loo"),
 ]
 # a command that needs the real data names one of these
 NEEDS_DATA = ("mnist:", "zoo:mnist-8", "$ALOHA_DATA")
@@ -117,6 +118,8 @@ CHECKS = {
     r"^\(cd out/host/code && \./network": lambda r, d: os.path.getsize(
         os.path.join(d, "out", "out.bin")) == 4 * 10 * 4,  # 4 frames x 10 float32 scores
     r"^alohac compare ": lambda r, d: "dB" in r.stdout or "SQNR" in r.stdout,
+    r"^alohac calibrate ": lambda r, d: "extends neuraghe-losa" in open(
+        os.path.join(d, "out", "my-losa.arch")).read() and "zoo:resnet18 16-bit" in r.stdout,
 }
 
 

@@ -44,7 +44,8 @@ def model_file(name: str, work: str) -> str | None:
     if name == "mnist-8":
         data = os.environ.get("ALOHA_DATA")
         return os.path.join(data, "onnx", "mnist-8.onnx") if data else None
-    if name in ("mnist_cnn", "lenet5", "vgg16", "resnet18", "mobilenet_v1"):
+    from frontends.zoo import BUILDERS
+    if name in BUILDERS:
         from backends.onnx.export import save_onnx
         from frontends.loader import load_model
         save_onnx(load_model(f"zoo:{name}", {}), path)

@@ -181,9 +181,10 @@ def _engine(platform: Platform, pe: ProcessingElement, layer: Layer, datatype: s
                    f"({100 * jobs * pe.job_overhead_s / t:.0f}% overhead)"]
             if pe.stride == "subsample" and max(layer.stride) > 1:
                 how.append(f"at stride 1, subsampled {layer.stride[0]}x{layer.stride[1]}")
-            if cin_padded != layer.cin or out_groups * rows != layer.cout:
-                how.append(f"maps padded {layer.cin}->{cin_padded} in, {layer.cout}->"
-                           f"{out_groups * rows} out")
+            if cin_padded != layer.cin:
+                how.append(f"input maps padded {layer.cin}->{cin_padded}")
+            if out_groups * rows != layer.cout:
+                how.append(f"output maps padded {layer.cout}->{out_groups * rows}")
             how.append("DMA-bound" if transfer > compute else "compute-bound")
             best = Cost(t, compute, transfer, jobs, ", ".join(how), r, tiles)
         if tiles == 1 and g == out_groups:

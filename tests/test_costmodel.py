@@ -42,7 +42,7 @@ def test_channel_padding_to_the_grid():
     of 4: four passes of the same 66 cycles, two jobs (one per output group)."""
     c = cost(LOSA, CE, conv(13, 8, 8, 5, 3, pad=1), "fixed16")
     assert c.compute_s == pytest.approx(4 * (10 * 10 / 2 + FILL) / F_CE + 2 * JOB)
-    assert "maps padded 13->24 in, 5->8 out" in c.note
+    assert "input maps padded 13->24, output maps padded 5->8" in c.note
 
 
 def test_1x1_runs_as_a_zero_padded_3x3():

@@ -16,6 +16,20 @@
   the whole job table, one item after the other.
 `cpu`: time = max(ops / (ops_per_cycle x clock), bytes touched / memory bandwidth) + per-firing call
 overhead; conv and dense count 2 ops per MAC.
+
+The mechanisms, their source labels in hardware.md, and where each is checked by hand
+(tests/test_costmodel.py; the report's "how" column names the ones a layer hit):
+- channel granularity (input maps to 3 x N_COL or N_COL, output maps to N_ROW) [C];
+- 1x1 as a zero-padded 3x3, 7x7 as four 5x5 jobs merged on the ARM [C] (11x11 as nine [D]);
+- stride computed at stride 1 and subsampled [C]: s^2 the useful work (ResNet's stride-2 layers);
+- 8-bit packing, two MACs per DSP [C]; the pipeline fill per pass [E] does not pack;
+- TCDM tiling with halo rows streamed again, weights reloaded per tile [C][D];
+- a per-job overhead [E] (hardware.md: 1-3 us), which governs small late layers (7x7, 14x14 maps);
+- DMA bound: activations in and out on one DMA, weights on the other, 0.8 GB/s each [C]; the CEs
+  of a multi-CE configuration share the cluster's DMAs and TCDM, split statically [D];
+- the ARM: NEON rate [C][D], memory bandwidth [C] (residual adds, pooling and merges are
+  memory-bound; fully connected layers compute-bound), a call overhead per firing [E]; its work
+  overlaps the CE's through the self-timed schedule (different units), not here.
 """
 
 from __future__ import annotations

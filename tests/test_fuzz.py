@@ -623,3 +623,45 @@ def _search_spaces(work, data):
 
 
 test_search_spaces, test_search_spaces_slow = fuzz(200, data=st.data())(_search_spaces)
+
+
+# --- measurement files (alohac calibrate) ------------------------------------------------------------
+
+_MEASURED = ("model,bits,operating_point,fps,gops_per_s,power_w,gops_per_w,platform\n"
+             "zoo:lenet5,16,,5000,,12.5,,\nzoo:mnist_cnn,8,,,30.5,,2.4,neuraghe-losa\n")
+
+
+def _measurement_files(work, data):
+    """A valid measurements file, mutated (cells replaced, characters dropped or inserted, the
+    file cut): it reads as rows or fails with a MeasurementError naming the line."""
+    from flows.calibrate import MeasurementError, read_measurements
+    text = _MEASURED
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(text)))
+        op = data.draw(st.sampled_from(["drop", "insert", "cell", "cut"]))
+        if op == "drop":
+            text = text[:i] + text[i + 1:]
+        elif op == "insert":
+            text = text[:i] + data.draw(st.sampled_from([",", "\n", '"', "-", "nan", "1e999",
+                                                         "0", "\x00", "é", " "])) + text[i:]
+        elif op == "cell":
+            cells = text.split(",")
+            k = data.draw(st.integers(0, len(cells) - 1))
+            cells[k] = data.draw(st.text(max_size=6))
+            text = ",".join(cells)
+        else:
+            text = text[:i]
+    path = _files(work, "m.csv", text.encode("utf-8", "surrogateescape"))
+    try:
+        rows = read_measurements(path)
+    except MeasurementError as e:
+        assert e.where.startswith(path) and "\n" not in e.one_line()
+        return
+    for r in rows:
+        assert r.model and (r.fps is None) != (r.gops_per_s is None)
+        for v in (r.fps, r.gops_per_s, r.power_w, r.gops_per_w):
+            assert v is None or (np.isfinite(v) and v > 0)
+
+
+test_measurement_files, test_measurement_files_slow = fuzz(150, data=st.data())(
+    _measurement_files)

@@ -47,12 +47,13 @@ def add_parser(sub, epilog: str) -> None:
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("platform", metavar="PLATFORM",
                    help="the platform measured (`alohac list platforms`) or an .arch file")
-    p.add_argument("measurements", metavar="MEASUREMENTS.csv", help="the measured rows (above)")
-    p.add_argument("-o", "--output", required=True, metavar="MY.arch",
-                   help="the .arch file to write")
+    p.add_argument("measurements", metavar="MEASUREMENTS.csv", nargs="?",
+                   help="the measured rows (above)")
+    p.add_argument("-o", "--output", metavar="MY.arch", help="the .arch file to write")
     p.add_argument("--params", metavar="NAME,...",
                    help="the parameters to fit, e.g. ce.job_overhead,static_power (default: "
-                        "every one labelled [E]; `--params list` prints them all)")
+                        "every one labelled [E]; `alohac calibrate PLATFORM --params list` "
+                        "prints them all)")
     p.add_argument("--name", help="the platform name in MY.arch (default: from its file name)")
     p.add_argument("--no-loo", action="store_true",
                    help="skip the leave-one-out table (one fit per row)")
@@ -68,6 +69,10 @@ def cmd_calibrate(args) -> int:
     platform = load_platform(args.platform)  # a bad platform fails before the CSV is read
     if args.params == "list":
         return _list_parameters(Predictor([], args.platform).parameters())
+    if not args.measurements or not args.output:
+        raise UsageError("calibrate needs MEASUREMENTS.csv and -o MY.arch",
+                         hint="alohac calibrate PLATFORM MEASUREMENTS.csv -o MY.arch "
+                              "(--params list: the parameters alone)")
     check_file(args.output)
     if not args.output.endswith(".arch"):
         raise UsageError(f"-o {args.output}: the output is an .arch file",

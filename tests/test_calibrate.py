@@ -165,6 +165,8 @@ def test_calibrate_command_errors(tmp_path, capsys):
     code = main(["calibrate", "neuraghe-losa", str(csv_path), "-o", str(tmp_path / "a.txt")])
     assert code == UsageError.exit_code
     assert not (tmp_path / "a.arch").exists() and not (tmp_path / "a.txt").exists()
-    assert main(["calibrate", "neuraghe-losa", "x.csv", "-o", "y.arch", "--params", "list"]) == 0
+    assert main(["calibrate", "neuraghe-losa", str(csv_path)]) == UsageError.exit_code
+    assert "needs MEASUREMENTS.csv and -o MY.arch" in capsys.readouterr().err
+    assert main(["calibrate", "neuraghe-losa", "--params", "list"]) == 0
     listed = capsys.readouterr().out
     assert "ce.job_overhead" in listed and "_neuraghe.arch:26" in listed

@@ -4,8 +4,8 @@ model that builds, then the calibration checked on models it has not seen.
 1. Every zoo model (generated_c.bench: compile for host-cpu, build, stream FRAMES or more frames,
    the program timing itself): the measured period beside host-cpu.arch's predicted one, the
    ratio per model and the worst. 0.8..1.25 is the aim.
-2. `alohac calibrate`'s fit (flows.calibrate) of host-cpu's rate, call overhead and memory
-   bandwidth to the measured throughputs of half of the models (every other one by size), and
+2. `alohac calibrate`'s fit (flows.calibrate) of host-cpu's rate, call overhead, memory
+   bandwidth and hand-over latency to the measured throughputs of half of the models (every other one by size), and
    the ratio on the other half, predicted with the fitted values.
 
 The peer in the same run is the measurement itself. Timings vary with the machine's load: rerun
@@ -34,8 +34,9 @@ from archdesc.loader import load_platform  # noqa: E402
 from frontends.zoo import zoo_names  # noqa: E402
 
 # the parameters a host measurement determines: the f32 rate (conv/dense), a firing's own cost,
-# the memory bandwidth (pooling, elementwise, copies)
-PARAMS = ("core.ops_per_cycle.f32", "core.call_overhead", "core.memory_bandwidth")
+# the memory bandwidth (pooling, elementwise, copies), a hand-over between threads (the latency of
+# the link between cores: a FIFO write waking the reader)
+PARAMS = ("core.ops_per_cycle.f32", "core.call_overhead", "core.memory_bandwidth", "shared.latency")
 
 
 def main() -> int:

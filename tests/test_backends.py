@@ -81,6 +81,37 @@ def test_every_backend_matches_onnxruntime_in_float(tmp_path, name, cls):
     np.testing.assert_allclose(y, want.reshape(3, -1), rtol=1e-3, atol=1e-3 * np.abs(want).max())
 
 
+@pytest.mark.parametrize("zoo,name,cls", [("lenet5", n, c) for n, c in _backends()] + [
+    ("mnist_cnn", n, c) for n, c in _backends() if n != "orlando"])
+def test_every_backend_runs_at_the_minimal_fifo_sizes_bit_exact(tmp_path, zoo, name, cls):
+    """The float program with size-buffers' capacities (TargetFlow buffers="minimal") completes
+    without deadlock, outputs exactly what the program at the schedule's sizes outputs, matches
+    onnxruntime, and allocates less FIFO memory. (mnist_cnn in float does not fit Orlando's 4 MiB
+    SRAM at the schedule's sizes: analyze-memory refuses it.)"""
+    from backends.onnx.export import save_onnx
+    from frontends.loader import load_model
+    path = str(tmp_path / f"{zoo}.onnx")
+    save_onnx(load_model(f"zoo:{zoo}", {}), path)
+    reference = strip_final_softmax(onnx.load(path))
+    onnx.save(reference, path)
+    target = float_variant(cls.default_platform, tmp_path)
+    x = np.random.default_rng(0).uniform(0, 1, (3, 1, 28, 28)).astype(np.float32)
+    out, fifo_bytes = {}, {}
+    for buffers in ("schedule", "minimal"):
+        code = generate(load_model(path, {}), target, str(tmp_path / buffers), backend=name,
+                        buffers=buffers)
+        build(code)
+        r, out[buffers] = run(code, x, timeout=120)  # a hang fails the test through the timeout
+        assert r.returncode == 0, r.stderr
+        manifest = json.load(open(os.path.join(code, "network.json")))
+        fifo_bytes[buffers] = manifest["memory"]["buffer_bytes"]
+    np.testing.assert_array_equal(out["minimal"], out["schedule"])
+    want = np.concatenate([run_ort(reference, {"input": x[i:i + 1]})[0] for i in range(3)])
+    np.testing.assert_allclose(out["minimal"], want.reshape(3, -1), rtol=1e-3,
+                               atol=1e-3 * np.abs(want).max())
+    assert fifo_bytes["minimal"] < fifo_bytes["schedule"]
+
+
 # ---------------------------------------------------------------------------------------------------
 # host: float models against onnxruntime
 

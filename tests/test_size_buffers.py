@@ -157,3 +157,32 @@ def test_the_flow_and_the_cli_take_the_buffer_sizing():
         TargetFlow(platform, buffers="smallest")
     with pytest.raises(PassError, match="in_flight must be"):
         PassManager.parse("size-buffers{in_flight=-1}").run(parse_module(PAIR), make_context())
+
+
+def test_compile_buffers_minimal_from_the_cli(tmp_path):
+    """`alohac compile --buffers minimal` writes a program with fewer FIFO tokens, and the report's
+    FIFO bytes are the ones the program allocates; --buffers without --target is a usage error."""
+    import json
+    import subprocess
+    import sys
+
+    def compile_(out, *flags):
+        return subprocess.run([sys.executable, "-m", "alohac.main", "compile", "zoo:lenet5",
+                               "--target", "host-cpu", "-o", str(out), *flags],
+                              capture_output=True, text=True, timeout=300)
+
+    fifos, reported, program = {}, {}, {}
+    for buffers in ("schedule", "minimal"):
+        r = compile_(tmp_path / buffers, "--buffers", buffers)
+        assert r.returncode == 0, r.stderr
+        manifest = json.load(open(tmp_path / buffers / "code" / "network.json"))
+        fifos[buffers] = sum(f["capacity"] for f in manifest["fifos"])
+        program[buffers] = manifest["memory"]["buffer_bytes"]
+        report = json.load(open(tmp_path / buffers / "report.json"))
+        reported[buffers] = report["memory"]["buffer_bytes"]
+    assert fifos["minimal"] < fifos["schedule"]
+    assert reported == program
+    r = subprocess.run([sys.executable, "-m", "alohac.main", "compile", "zoo:lenet5",
+                        "--buffers", "minimal", "-o", str(tmp_path / "none")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2 and "--buffers needs --target" in r.stderr

@@ -53,9 +53,10 @@ def _exact(module, code, x):
 
 @pytest.mark.parametrize("name,cls", _backends())
 @pytest.mark.parametrize("bits", [8, 16])
-def test_every_backend_is_bit_exact_on_a_quantized_model(tmp_path, name, cls, bits):
+@pytest.mark.parametrize("buffers", ["schedule", "minimal"])
+def test_every_backend_is_bit_exact_on_a_quantized_model(tmp_path, name, cls, bits, buffers):
     module = _quantized_digits(bits)
-    code = generate(module, cls.default_platform, str(tmp_path), backend=name)
+    code = generate(module, cls.default_platform, str(tmp_path), backend=name, buffers=buffers)
     build(code)
     _exact(module, code, _digits_inputs(12))
 

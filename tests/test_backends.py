@@ -303,6 +303,35 @@ def test_program_runs_with_exactly_the_analysed_fifo_sizes_and_fails_loudly_belo
     assert r.returncode == 3 and "deadlock" in r.stderr, r.stderr
 
 
+def test_the_program_deadlocks_one_token_below_the_minimal_sizes_where_the_model_does(tmp_path):
+    """lenet5 on host-cpu at size-buffers' capacities: a channel the program's modelled execution
+    says deadlocks one token smaller (and that holds more than a firing moves) makes the real
+    program stop with "deadlock" too: the model is the program's execution, not a bound on it."""
+    from aloha_ir.dialects import csdf
+    from archdesc.loader import load_platform
+    from frontends.loader import load_model
+    from test_size_buffers import one_token_less
+    module = load_model("zoo:lenet5", {})
+    code = generate(module, "host-cpu", str(tmp_path / "ok"), buffers="minimal")
+    manifest = json.load(open(os.path.join(code, "network.json")))
+    firing = {f["name"]: f["max_firing"] for f in manifest["fifos"]}
+    cpu = [u for u, pe in load_platform("host-cpu").units() if pe.kind == "cpu"]
+    s, _, smaller = one_token_less(csdf.csdf_graphs(module)[0], cpu)
+    assert {f["name"]: f["capacity"] for f in manifest["fifos"]} == s.capacities
+    stuck = [c for c, p in smaller.items() if p is None and s.capacities[c] > firing[c]]
+    assert stuck
+    x = np.random.default_rng(0).uniform(0, 1, (3, 1, 28, 28)).astype(np.float32)
+    build(code)
+    r, _ = run(code, x, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for c in stuck[:2]:
+        small = generate(load_model("zoo:lenet5", {}), "host-cpu", str(tmp_path / c),
+                         buffers="minimal", fifo_override={c: s.capacities[c] - 1})
+        build(small)
+        r, _ = run(small, x, timeout=120)
+        assert r.returncode == 3 and "deadlock" in r.stderr, (c, r.stderr)
+
+
 def _odd_names_model() -> onnx.ModelProto:
     """Names as ONNX exporters write them: '/', ':', '.', leading digits, C keywords, quotes and
     duplicates (two nodes named the same)."""

@@ -7,7 +7,8 @@ frame after frame in the one-frame schedule's order (analyze-schedule's `order`)
 the C runtime's semantics (a firing frees its inputs' space when it reads them, at its start, and
 claims its outputs' space when it writes them, at its end, waiting with its thread held until they
 have room). The threads' best period is that of this execution with no bound on the FIFOs (with
-`in_flight` frames in flight at most, as analyze-schedule runs); aloha_ir.buffers.CapacitySearch
+`in_flight` frames in flight at most, as analyze-schedule runs; with in_flight=0, where nothing else
+bounds the stream, the period at analyze-schedule's capacities); aloha_ir.buffers.CapacitySearch
 then lowers each channel in turn to its least capacity that keeps that period. Every smaller
 capacity of a channel, the others as sized, deadlocks or lengthens the period.
 
@@ -57,7 +58,7 @@ class ProgramSizing:
     capacities: dict[str, int]  # channel -> tokens (reuse self-loops: analyze-schedule's)
     schedule: dict[str, int]  # analyze-schedule's capacities (what the program used before)
     searched: tuple[str, ...]  # the channels between actors
-    period_s: float  # the threads' period at `capacities` (their best)
+    period_s: float  # the threads' period at `capacities` (their best; see the module docstring)
     self_timed_period_s: float  # analyze-schedule's, for the same frames in flight
     threads: dict[str, list[str]]  # thread -> its actors' firings of one frame, in order
 

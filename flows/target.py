@@ -130,7 +130,8 @@ class TargetFlow:
         deployed = self.backend.extra_passes(self) if self.backend is not None else []
         return [CanonicalizePass(), *deployed, AnalyzeCostPass(), ConvertNnToCsdfPass(),
                 partition, mapping, AnalyzeSchedulePass(timeline=self.timeline),
-                *([SizeBuffersPass()] if sized else []), AnalyzeMemoryPass(allow_overflow=self.allow_overflow), AnalyzeEnergyPass(),
+                *([SizeBuffersPass()] if sized else []),
+                AnalyzeMemoryPass(allow_overflow=self.allow_overflow), AnalyzeEnergyPass(),
                 AnalyzeProcessorsPass()]
 
     def passes(self, user: Sequence[ModulePass] = ()) -> list[ModulePass]:

@@ -1,7 +1,8 @@
 """Thread folding: one thread per processing unit, running its actors in the per-unit static order
 of the one-frame self-timed schedule (the start order analyze-schedule records on the actors,
 `order`), with the actors the mapping leaves unplaced folded into the thread of the nearest
-programmable unit (aloha_ir.threads, whose rule the FIFO sizing of passes/size_buffers.py shares)."""
+programmable unit (aloha_ir.threads, whose rule the FIFO sizing of passes/size_buffers.py
+shares)."""
 
 from __future__ import annotations
 

@@ -101,7 +101,7 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
              order: list[str] | None = None, frames: int = 1, in_flight: int = 0,
              layer_first: set[str] | frozenset[str] = frozenset(), record: bool = False,
              periodic: bool = False, capacity: dict[str, int] | None = None,
-             static_order: dict[str, list[str]] | None = None) -> Run:
+             static_order: dict[str, list[str]] | None = None, fifo: str = "sdf3") -> Run:
     """Run `frames` iterations self-timed. `firings` is q_i (firings per iteration) per actor.
 
     With `periodic`, stop at the first recurrence of the state at a frame completion (the module
@@ -114,7 +114,16 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
 
     `static_order` fixes, per processor it names, the order of one frame's firings (each of its
     actors q_i times), repeated frame after frame, as a thread of the generated program runs
-    them: the processor waits for its next firing even when another of its actors could go."""
+    them: the processor waits for its next firing even when another of its actors could go.
+
+    `fifo` is when a bounded channel's space is claimed and freed: "sdf3" (SDF3's reverse channel,
+    above) or "program" (the generated program's FIFOs, backends/templates/aloha_rt.c: a firing
+    reads its inputs when it starts, freeing their space, and writes its outputs when it ends,
+    waiting with its processor held until every output has room). Occupancy is then counted from
+    the write to the read."""
+    if fifo not in ("sdf3", "program"):
+        raise ValueError(f"fifo must be 'sdf3' or 'program', not {fifo!r}")
+    program = fifo == "program"
     unit = unit or {}
     delay = delay or {}
     token_bytes = token_bytes or {}
@@ -169,16 +178,19 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
     events: list[tuple[float, int, int, object]] = []  # (time, seq, kind 0=end 1=arrival, data)
     seq = 0
     ends = dict.fromkeys(actors, 0.0)  # the end of each running firing
+    waiting: dict[str, int] = {}  # fifo="program": firing done, waiting for room -> its phase
     seen: dict[tuple, tuple[int, float, dict[str, float]]] = {}
     regime: Regime | None = None
 
     def state(t: float) -> tuple:
         """What decides the execution after `t`, relative to `t` and to the frames done."""
-        return (tuple(started[a] - frames_done * firings[a] for a in actors),
-                tuple(iters_done[a] - frames_done for a in actors),
-                tuple(ends[a] - t if busy_actor[a] else -1 for a in actors),
-                tuple(avail),
-                tuple(tuple((at - t, n) for at, n in q) for q in arrivals))
+        now = (tuple(started[a] - frames_done * firings[a] for a in actors),
+               tuple(iters_done[a] - frames_done for a in actors),
+               tuple(-2 if a in waiting else ends[a] - t if busy_actor[a] else -1
+                     for a in actors),
+               tuple(avail),
+               tuple(tuple((at - t, n) for at, n in q) for q in arrivals))
+        return now + (tuple(occupancy),) if program else now
 
     def enabled(a: str) -> bool:
         n = started[a]
@@ -189,10 +201,13 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
             return False
         p = n % phases[a]
         return all(e_cons[i][p] <= avail[i] for i in ins[a]) and \
-            all(occupancy[i] + e_prod[i][p] <= cap[i] for i in bounded_outs[a])
+            (program or room(a, p))
+
+    def room(a: str, p: int) -> bool:
+        return all(occupancy[i] + e_prod[i][p] <= cap[i] for i in bounded_outs[a])
 
     def start(a: str, t: float) -> None:
-        nonlocal seq, total_bytes, peak
+        nonlocal seq
         n = started[a]
         p = n % phases[a]
         frame = n // firings[a]
@@ -200,13 +215,10 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
             frame_start.append(t)
         for i in ins[a]:
             avail[i] -= e_cons[i][p]
-        for i in outs[a]:
-            occupancy[i] += e_prod[i][p]
-            total_bytes += e_prod[i][p] * e_bytes[i]
-            if occupancy[i] > max_tokens[i]:
-                max_tokens[i] = occupancy[i]
-        if total_bytes > peak:
-            peak = total_bytes
+        if program:  # the reads free the space
+            release(ins[a], p)
+        else:  # the space is claimed
+            claim(outs[a], p)
         dur = exec_times[a][p]
         started[a] = n + 1
         ends[a] = t + dur
@@ -217,6 +229,51 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
             timeline.append(Firing(a, proc[a], frame, p, t, t + dur))
         seq += 1
         heapq.heappush(events, (t + dur, seq, 0, (a, p)))
+
+    def claim(channels: list[int], p: int) -> None:
+        nonlocal total_bytes, peak
+        for i in channels:
+            occupancy[i] += e_prod[i][p]
+            total_bytes += e_prod[i][p] * e_bytes[i]
+            if occupancy[i] > max_tokens[i]:
+                max_tokens[i] = occupancy[i]
+        if total_bytes > peak:
+            peak = total_bytes
+
+    def release(channels: list[int], p: int) -> None:
+        nonlocal total_bytes
+        for i in channels:
+            occupancy[i] -= e_cons[i][p]
+            total_bytes -= e_cons[i][p] * e_bytes[i]
+
+    def finish(a: str, p: int, t: float) -> set[str]:
+        """End the firing of `a` (phase `p`) at `t`: its tokens go out; the processors that may
+        start something now."""
+        nonlocal seq, frames_done
+        for i in outs[a]:
+            amount = e_prod[i][p]
+            d = delay.get(edges[i].name, 0.0)
+            if d > 0 and amount:
+                arrivals[i].append((t + d, amount))
+                seq += 1
+                heapq.heappush(events, (t + d, seq, 1, i))
+            else:
+                avail[i] += amount
+        if program:  # the writes claim the space
+            claim(outs[a], p)
+        else:  # the reads' space is freed
+            release(ins[a], p)
+        busy_actor[a] = False
+        proc_free[proc[a]] = True
+        done[a] += 1
+        dirty = {proc[a]} | consumers_proc[a] | producers_proc[a]
+        if done[a] % firings[a] == 0:
+            iters_done[a] += 1
+            while frames_done < frames and all(iters_done[x] > frames_done for x in actors):
+                frame_end.append(t)
+                frames_done += 1
+                dirty |= set(by_proc)  # actors held back by in_flight may start now
+        return dirty
 
     def try_start(procs, t: float) -> None:
         for pr in procs:
@@ -254,30 +311,19 @@ def simulate(phases: dict[str, int], edges: list[Edge], exec_times: dict[str, li
                 dirty.add(proc[edges[i].dst])
                 continue
             a, p = data
-            for i in outs[a]:
-                amount = e_prod[i][p]
-                d = delay.get(edges[i].name, 0.0)
-                if d > 0 and amount:
-                    arrivals[i].append((t + d, amount))
-                    seq += 1
-                    heapq.heappush(events, (t + d, seq, 1, i))
-                else:
-                    avail[i] += amount
-            for i in ins[a]:
-                occupancy[i] -= e_cons[i][p]
-                total_bytes -= e_cons[i][p] * e_bytes[i]
-            busy_actor[a] = False
-            proc_free[proc[a]] = True
-            done[a] += 1
-            dirty.add(proc[a])
-            dirty |= consumers_proc[a] | producers_proc[a]
-            if done[a] % firings[a] == 0:
-                iters_done[a] += 1
-                while frames_done < frames and all(iters_done[x] > frames_done for x in actors):
-                    frame_end.append(t)
-                    frames_done += 1
-                    dirty |= set(by_proc)  # actors held back by in_flight may start now
+            if program and not room(a, p):  # it waits to write, its processor held
+                waiting[a] = p
+            else:
+                dirty |= finish(a, p, t)
         try_start(sorted(dirty), t)
+        while waiting:  # the reads that just started may have made room for waiting writes
+            ready = [a for a in actors if a in waiting and room(a, waiting[a])]
+            if not ready:
+                break
+            dirty = set()
+            for a in ready:
+                dirty |= finish(a, waiting.pop(a), t)
+            try_start(sorted(dirty), t)
         if periodic and frames_done > checked and frames_done + max(in_flight, 1) <= frames:
             checked = frames_done
             key = state(t)

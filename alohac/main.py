@@ -166,6 +166,9 @@ def cmd_compile(args) -> int:
         raise UsageError("--data needs --target (it calibrates a float model the platform "
                          "computes in fixed point)", hint="alohac quantize MODEL --data DATA "
                          "quantizes without a platform")
+    if args.buffers and not args.target:
+        raise UsageError("--buffers needs --target (the FIFOs are sized for the platform's "
+                         "threads)", hint="add --target PLATFORM, or drop --buffers")
     if ("c" in kinds or args.backend) and not args.target:
         raise UsageError("generating code needs --target PLATFORM",
                          hint="e.g. alohac compile MODEL --target host-cpu -o OUT")
@@ -501,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("file", "embedded"), default="file",
                    help="generated code: weights in code/weights.bin loaded at start (default), "
                         "or compiled in as const arrays with static allocation only (bare metal)")
+    p.add_argument("--buffers", choices=("schedule", "minimal"), default=None,
+                   help="FIFO capacities (with --target): schedule = the self-timed schedule's "
+                        "occupancies (default), minimal = the least the generated program's "
+                        "threads need at their best period (the size-buffers pass)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output directory")
     p.set_defaults(func=cmd_compile)
 

@@ -80,7 +80,8 @@ def check_opp(args) -> None:
 
 
 def target_flow(args, timeline: bool = False, deploy: bool = True):
-    """The --target flow of the command line (--bits, --opp, --mapping, --allow-overflow);
+    """The --target flow of the command line (--bits, --opp, --mapping, --allow-overflow,
+    --buffers);
     `deploy` (commands that generate code) binds it to the backend (--backend, else the
     platform's; the generic one when that is not registered), whose passes quantize a float model
     bound for a platform that computes in fixed point (with --data)."""
@@ -96,7 +97,8 @@ def target_flow(args, timeline: bool = False, deploy: bool = True):
         backend = registered().get(getattr(args, "backend", None) or platform.backend, Backend)
     bits, opp = (args.bits or 0, args.opp or "") if m is None else (m.bits, m.opp or "")
     return TargetFlow(platform, bits, opp, None if m is None else m.placement(args.mapping),
-                      args.allow_overflow, timeline, backend, getattr(args, "data", None) or "")
+                      args.allow_overflow, timeline, backend, getattr(args, "data", None) or "",
+                      getattr(args, "buffers", None) or "schedule")
 
 
 def run_target(args, module, user: list | tuple = (), timeline: bool = False,

@@ -7,8 +7,10 @@
 The stages (FINN's build steps, hls4ml's flows): canonicalize, the passes the backend the module is
 bound for contributes (`Backend.extra_passes`: quantize-for-target, so a float model bound for a
 fixed-point platform is generated in the data type the report predicts), analyze-cost,
-convert-nn-to-csdf, partition, map, analyze-schedule, -memory, -energy, -processors. A `Placement`
-(what the system-level search decides, what a mapping file records) fixes partition and map.
+convert-nn-to-csdf, partition, map, analyze-schedule, size-buffers (with buffers="minimal": the
+generated program's least FIFO capacities instead of the schedule's), -memory, -energy,
+-processors. A `Placement` (what the system-level search decides, what a mapping file records)
+fixes partition and map.
 
 A user's passes (the driver's `-p`, as pass objects) are merged, never text: each target stage the
 user leaves out goes where the flow has it, so it runs after what it depends on
@@ -79,7 +81,9 @@ class TargetFlow:
     the greedy rule), `allow_overflow` reports a model too large for the memories instead of
     failing, `timeline` records every firing (for a Gantt chart), `backend` the code generator the
     module is bound for (its extra_passes join the flow; None: figures only) and `data` the
-    calibration data those passes may use."""
+    calibration data those passes may use. `buffers` sizes the FIFOs: "schedule" (analyze-schedule's
+    occupancies) or "minimal" (size-buffers: the least capacities the generated program's threads
+    need at their best period; a user who names size-buffers gets it with their options)."""
 
     # the stages a placement decides
     PLACED: ClassVar[frozenset[str]] = frozenset({"partition", "map"})
@@ -92,9 +96,20 @@ class TargetFlow:
     timeline: bool = False
     backend: type[Backend] | None = None
     data: str = ""
+    buffers: str = "schedule"
+
+    BUFFERS: ClassVar[tuple[str, ...]] = ("schedule", "minimal")
+
+    def __post_init__(self):
+        if self.buffers not in self.BUFFERS:
+            raise UsageError(f"unknown FIFO sizing '{self.buffers}'", where="buffers",
+                             hint="one of: " + ", ".join(self.BUFFERS))
 
     def stages(self) -> list[ModulePass]:
         """The flow's own passes, in order."""
+        return self._stages(self.buffers == "minimal")
+
+    def _stages(self, sized: bool) -> list[ModulePass]:
         from passes.analyze_cost import AnalyzeCostPass
         from passes.analyze_energy import AnalyzeEnergyPass
         from passes.analyze_memory import AnalyzeMemoryPass
@@ -104,6 +119,7 @@ class TargetFlow:
         from passes.convert_nn_to_csdf import ConvertNnToCsdfPass
         from passes.map import MapPass
         from passes.partition import PartitionPass
+        from passes.size_buffers import SizeBuffersPass
         p = self.placement
         if p is None:
             partition = PartitionPass(bits=self.bits, opp=self.opp)
@@ -114,15 +130,16 @@ class TargetFlow:
         deployed = self.backend.extra_passes(self) if self.backend is not None else []
         return [CanonicalizePass(), *deployed, AnalyzeCostPass(), ConvertNnToCsdfPass(),
                 partition, mapping, AnalyzeSchedulePass(timeline=self.timeline),
+                *([SizeBuffersPass()] if sized else []),
                 AnalyzeMemoryPass(allow_overflow=self.allow_overflow), AnalyzeEnergyPass(),
                 AnalyzeProcessorsPass()]
 
     def passes(self, user: Sequence[ModulePass] = ()) -> list[ModulePass]:
         """The flow's stages merged with the user's passes (see the module docstring)."""
-        stages = self.stages()
+        named = {p.name for p in user}
+        stages = self._stages(self.buffers == "minimal" or "size-buffers" in named)
         if not user:
             return stages
-        named = {p.name for p in user}
         if self.placement is not None and named & self.PLACED:
             raise UsageError("the flow's placement decides partition and map; the user's passes "
                              "name them too", hint="drop partition and map from `user`, or give "

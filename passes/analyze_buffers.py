@@ -11,9 +11,12 @@ exact for sequential firing). Bytes are the deployed storage of each channel (an
 smallest total that makes the period shorter, up to the maximal throughput; `budget_bytes=N` picks
 the fastest point whose FIFOs fit in N bytes (it implies the trade-off).
 
-The generated code still sizes its FIFOs with analyze-schedule's capacities: a unit's thread runs
-its actors in a static order, which the self-timed model this search runs does not constrain, so
-the minimal capacities are not yet known to be deadlock-free there.
+These are the self-timed execution's capacities (SDF3's model), not the generated program's: a
+unit's thread runs its actors in a static order and the C runtime's FIFOs free space at the read
+and claim it at the write, which this search does not model, so a program with these capacities
+may deadlock (tests/test_size_buffers.py has a graph where it does). The program's own least
+capacities are size-buffers' (passes/size_buffers.py: the same CapacitySearch under the threads'
+static orders and the runtime's FIFO semantics), which `alohac compile --buffers minimal` uses.
 """
 
 from __future__ import annotations

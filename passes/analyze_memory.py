@@ -8,8 +8,9 @@ counted):
 - `parameter_bytes`: every constant the kernels read, in its storage type (aloha_ir.fixedpoint
   `storage_of`: int8/int16 weights of a quantized model, int32 biases and per-channel shifts in
   the accumulator's format, float32 for a float deployment);
-- `buffer_bytes`: the FIFO buffers, each channel's analysed size (analyze-schedule's largest
-  occupancy over the stream and the one-frame run) times its token's storage; a channel into a
+- `buffer_bytes`: the FIFO buffers, each channel's size on the IR (analyze-schedule's largest
+  occupancy over the stream and the one-frame run, or size-buffers' least capacities for the
+  program's threads) times its token's storage; a channel into a
   NEURAghe merge carries one token per output element holding all its partial sums (int32 where
   `accumulator_of` proves it enough, else int64);
 - `scratch_bytes`: each actor's input row windows (the rows one firing reads), its output buffer
@@ -405,7 +406,12 @@ def analyze(ctx, graph: csdf.GraphOp, target: str, allow_overflow: bool, name: s
     platform = mapped_platform(ctx, graph, target, name)
     datatype = mapped_datatype(graph, platform)
     sched = schedule_of(ctx, graph)
-    parts, buffers = deployed_memory(module, graph, datatype, sched.buffers)
+    # the capacities on the IR (analyze-schedule's, or size-buffers' after it), which the
+    # generated program allocates
+    capacities = {c.sym_name.data: c.buffer for c in graph.channels()}
+    if None in capacities.values():
+        capacities = sched.buffers
+    parts, buffers = deployed_memory(module, graph, datatype, capacities)
     # the schedule weighs tokens at the IR's element size; a float graph deployed narrower
     # holds its tokens at the data type's width
     token_bytes = max((c.token_bytes for c in graph.channels()), default=4) or 4

@@ -21,6 +21,7 @@ PASSES: dict[str, str] = {
     "analyze-schedule": "passes.analyze_schedule:AnalyzeSchedulePass",
     "analyze-memory": "passes.analyze_memory:AnalyzeMemoryPass",
     "analyze-buffers": "passes.analyze_buffers:AnalyzeBuffersPass",
+    "size-buffers": "passes.size_buffers:SizeBuffersPass",
     "analyze-energy": "passes.analyze_energy:AnalyzeEnergyPass",
     "analyze-processors": "passes.analyze_processors:AnalyzeProcessorsPass",
     "quantize": "passes.quantize:QuantizePass",

@@ -18,19 +18,22 @@ def have_gcc() -> bool:
     return shutil.which("gcc") is not None and shutil.which("make") is not None
 
 
-def lower(module, target: str):
-    """Run the target pipeline (canonicalize ... analyze-memory) in place; returns the platform."""
+def lower(module, target: str, buffers: str = "schedule"):
+    """Run the target pipeline (canonicalize ... analyze-memory) in place, the FIFOs sized by
+    `buffers` (TargetFlow's); returns the platform."""
     from archdesc.loader import load_platform
     from flows.target import TargetFlow
-    flow = TargetFlow(load_platform(target))
+    flow = TargetFlow(load_platform(target), buffers=buffers)
     flow.run(module)
     return flow.platform
 
 
-def generate(module, target: str, out_dir: str, backend: str | None = None, **options) -> str:
-    """Lower `module` for `target` and write its code; returns the code directory."""
+def generate(module, target: str, out_dir: str, backend: str | None = None,
+             buffers: str = "schedule", **options) -> str:
+    """Lower `module` for `target` (FIFOs sized by `buffers`) and write its code; returns the code
+    directory."""
     from backends.registry import get_backend
-    platform = lower(module, target)
+    platform = lower(module, target, buffers)
     cls = get_backend(backend or platform.backend)
     code = os.path.join(out_dir, "code")
     cls(**options).generate(module, platform, code)

@@ -53,9 +53,10 @@ def _exact(module, code, x):
 
 @pytest.mark.parametrize("name,cls", _backends())
 @pytest.mark.parametrize("bits", [8, 16])
-def test_every_backend_is_bit_exact_on_a_quantized_model(tmp_path, name, cls, bits):
+@pytest.mark.parametrize("buffers", ["schedule", "minimal"])
+def test_every_backend_is_bit_exact_on_a_quantized_model(tmp_path, name, cls, bits, buffers):
     module = _quantized_digits(bits)
-    code = generate(module, cls.default_platform, str(tmp_path), backend=name)
+    code = generate(module, cls.default_platform, str(tmp_path), backend=name, buffers=buffers)
     build(code)
     _exact(module, code, _digits_inputs(12))
 
@@ -79,6 +80,37 @@ def test_every_backend_matches_onnxruntime_in_float(tmp_path, name, cls):
     assert r.returncode == 0, r.stderr
     want = np.concatenate([run_ort(reference, {"input": x[i:i + 1]})[0] for i in range(3)])
     np.testing.assert_allclose(y, want.reshape(3, -1), rtol=1e-3, atol=1e-3 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("zoo,name,cls", [("lenet5", n, c) for n, c in _backends()] + [
+    ("mnist_cnn", n, c) for n, c in _backends() if n != "orlando"])
+def test_every_backend_runs_at_the_minimal_fifo_sizes_bit_exact(tmp_path, zoo, name, cls):
+    """The float program with size-buffers' capacities (TargetFlow buffers="minimal") completes
+    without deadlock, outputs exactly what the program at the schedule's sizes outputs, matches
+    onnxruntime, and allocates less FIFO memory. (mnist_cnn in float does not fit Orlando's 4 MiB
+    SRAM at the schedule's sizes: analyze-memory refuses it.)"""
+    from backends.onnx.export import save_onnx
+    from frontends.loader import load_model
+    path = str(tmp_path / f"{zoo}.onnx")
+    save_onnx(load_model(f"zoo:{zoo}", {}), path)
+    reference = strip_final_softmax(onnx.load(path))
+    onnx.save(reference, path)
+    target = float_variant(cls.default_platform, tmp_path)
+    x = np.random.default_rng(0).uniform(0, 1, (3, 1, 28, 28)).astype(np.float32)
+    out, fifo_bytes = {}, {}
+    for buffers in ("schedule", "minimal"):
+        code = generate(load_model(path, {}), target, str(tmp_path / buffers), backend=name,
+                        buffers=buffers)
+        build(code)
+        r, out[buffers] = run(code, x, timeout=120)  # a hang fails the test through the timeout
+        assert r.returncode == 0, r.stderr
+        manifest = json.load(open(os.path.join(code, "network.json")))
+        fifo_bytes[buffers] = manifest["memory"]["buffer_bytes"]
+    np.testing.assert_array_equal(out["minimal"], out["schedule"])
+    want = np.concatenate([run_ort(reference, {"input": x[i:i + 1]})[0] for i in range(3)])
+    np.testing.assert_allclose(out["minimal"], want.reshape(3, -1), rtol=1e-3,
+                               atol=1e-3 * np.abs(want).max())
+    assert fifo_bytes["minimal"] < fifo_bytes["schedule"]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -269,6 +301,35 @@ def test_program_runs_with_exactly_the_analysed_fifo_sizes_and_fails_loudly_belo
     build(small)
     r, _ = run(small, x, timeout=120)
     assert r.returncode == 3 and "deadlock" in r.stderr, r.stderr
+
+
+def test_the_program_deadlocks_one_token_below_the_minimal_sizes_where_the_model_does(tmp_path):
+    """lenet5 on host-cpu at size-buffers' capacities: a channel the program's modelled execution
+    says deadlocks one token smaller (and that holds more than a firing moves) makes the real
+    program stop with "deadlock" too: the model is the program's execution, not a bound on it."""
+    from aloha_ir.dialects import csdf
+    from archdesc.loader import load_platform
+    from frontends.loader import load_model
+    from test_size_buffers import one_token_less
+    module = load_model("zoo:lenet5", {})
+    code = generate(module, "host-cpu", str(tmp_path / "ok"), buffers="minimal")
+    manifest = json.load(open(os.path.join(code, "network.json")))
+    firing = {f["name"]: f["max_firing"] for f in manifest["fifos"]}
+    cpu = [u for u, pe in load_platform("host-cpu").units() if pe.kind == "cpu"]
+    s, _, smaller = one_token_less(csdf.csdf_graphs(module)[0], cpu)
+    assert {f["name"]: f["capacity"] for f in manifest["fifos"]} == s.capacities
+    stuck = [c for c, p in smaller.items() if p is None and s.capacities[c] > firing[c]]
+    assert stuck
+    x = np.random.default_rng(0).uniform(0, 1, (3, 1, 28, 28)).astype(np.float32)
+    build(code)
+    r, _ = run(code, x, timeout=120)
+    assert r.returncode == 0, r.stderr
+    for c in stuck[:2]:
+        small = generate(load_model("zoo:lenet5", {}), "host-cpu", str(tmp_path / c),
+                         buffers="minimal", fifo_override={c: s.capacities[c] - 1})
+        build(small)
+        r, _ = run(small, x, timeout=120)
+        assert r.returncode == 3 and "deadlock" in r.stderr, (c, r.stderr)
 
 
 def _odd_names_model() -> onnx.ModelProto:

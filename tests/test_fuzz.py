@@ -467,7 +467,8 @@ test_mutated_arch, test_mutated_arch_slow = fuzz(150, data=st.data())(_mutated_a
 # --- pipeline text ---------------------------------------------------------------------------------
 
 _PASS_NAMES = ["canonicalize", "analyze-cost", "convert-nn-to-csdf", "partition", "map",
-               "analyze-schedule", "analyze-buffers", "analyze-memory", "analyze-energy",
+               "analyze-schedule", "analyze-buffers", "size-buffers", "analyze-memory",
+               "analyze-energy",
                "analyze-processors",
                "analyze-repetition", "align-to-arch", "prune", "quantize", "analyze-security",
                "canonicalise", "", "map map"]

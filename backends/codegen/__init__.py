@@ -40,10 +40,16 @@ kernel (softmax or concat along N) has no kernel and is refused.
 
 Why the static order and the FIFO sizes agree: the program is a Kahn network with blocking reads and
 writes (a bounded FIFO is a data channel plus a credit channel), so whether it completes does not
-depend on timing. Running frame after frame in the one-frame schedule's order is one execution, and it
-needs no more than that schedule's occupancy, which the analysed `buffer` covers (analyze-schedule
-takes the larger of the one-frame and the stream occupancy). So every run completes, whatever the
-real timing, and a FIFO made smaller than a firing's own production fails at once.
+depend on timing. The `buffer` on a channel is one of two sizes. By default analyze-schedule's:
+running frame after frame in the one-frame schedule's order is one execution, and it needs no more
+than that schedule's occupancy, which the analysed `buffer` covers (analyze-schedule takes the
+larger of the one-frame and the stream occupancy). With size-buffers (TargetFlow buffers="minimal",
+`alohac compile --buffers minimal`): the least capacities with which the threads as built here
+(aloha_ir.threads) run for ever, at their best period, in a simulation of exactly this program --
+each thread's static order repeated, a read freeing its space when the firing starts, a write
+claiming it when the firing ends and waiting for room with its thread held (aloha_rt.c) -- which is
+one execution of the program. Either way every run completes, whatever the real timing, and a FIFO
+made smaller than a firing's own production fails at once.
 """
 
 from backends.codegen.build import build_view

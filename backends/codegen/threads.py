@@ -1,12 +1,14 @@
 """Thread folding: one thread per processing unit, running its actors in the per-unit static order
 of the one-frame self-timed schedule (the start order analyze-schedule records on the actors,
 `order`), with the actors the mapping leaves unplaced folded into the thread of the nearest
-programmable unit."""
+programmable unit (aloha_ir.threads, whose rule the FIFO sizing of passes/size_buffers.py
+shares)."""
 
 from __future__ import annotations
 
 import itertools
 
+from aloha_ir.threads import home_threads, static_orders
 from backends.codegen.view import ActorView, FifoView, ThreadView
 
 
@@ -21,50 +23,14 @@ def unit_threads(graph, actors: list[ActorView], fifos: list[FifoView], index: d
     the graph (a firing starts after those whose tokens it reads and whose space it reuses) that
     holds no more tokens than the timed schedule, and every thread's order is a subsequence of it.
     """
-    slots = {}
-    for op in graph.actors():
-        for s in op.order:  # analyze-schedule's record; the verifier checked it is complete
-            slots[s] = index[op.sym_name.data]
-    home = _homes(actors, fifos, index, platform)
-    order: dict[str, list[int]] = {}
-    for s in sorted(slots):
-        a = slots[s]
-        order.setdefault(actors[a].unit or home.get(a, f"@{actors[a].name}"), []).append(a)
+    cpu = [u for u, pe in platform.units() if pe.kind == "cpu"]
+    thread = home_threads([a.name for a in actors], {a.name: a.unit for a in actors},
+                          [(f.src, f.dst) for f in fifos if not f.self_loop], cpu)
+    # analyze-schedule's record; the verifier checked it is complete
+    orders = static_orders({op.sym_name.data: op.order for op in graph.actors()}, thread)
     threads = []
-    for unit, seq in order.items():
-        runs = [(a, len(list(g))) for a, g in itertools.groupby(seq)]
-        label = unit if not unit.startswith("@") else actors[seq[0]].name
+    for unit, seq in orders.items():
+        runs = [(index[a], len(list(g))) for a, g in itertools.groupby(seq)]
+        label = unit if not unit.startswith("@") else seq[0]
         threads.append(ThreadView(len(threads), label, unit, runs))
     return threads
-
-
-def _homes(actors: list[ActorView], fifos: list[FifoView], index: dict[str, int],
-           platform) -> dict[int, str]:
-    """Unplaced actor -> the programmable (cpu) unit it runs on: that of the nearest placed actor,
-    consumers before producers, else the platform's first cpu unit (none: it keeps a thread)."""
-    cpu = [u for u, pe in platform.units() if pe.kind == "cpu"]
-    if not cpu:
-        return {}
-    near: dict[int, list[int]] = {a.index: [] for a in actors}
-    for f in fifos:
-        if not f.self_loop:
-            near[index[f.src]].append(index[f.dst])
-    for f in fifos:
-        if not f.self_loop:
-            near[index[f.dst]].append(index[f.src])
-    homes = {}
-    for a in actors:
-        if a.unit:
-            continue
-        seen, frontier, found = {a.index}, [a.index], None
-        while frontier and found is None:
-            nxt = []
-            for i in frontier:
-                for j in near[i]:
-                    if j not in seen:
-                        seen.add(j)
-                        nxt.append(j)
-            found = next((actors[j].unit for j in nxt if actors[j].unit in cpu), None)
-            frontier = nxt
-        homes[a.index] = found or cpu[0]
-    return homes

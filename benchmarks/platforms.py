@@ -108,7 +108,7 @@ def held_out_table(console) -> float:
     console.print("fitted to all rows: " + ", ".join(
         f"{p.name} ({os.path.basename(p.origin)}) {p.show()} -> {p.show(fit.values[key(p)])}"
         for p in fit.free) + "; not determined by these rows: " +
-        ", ".join(sorted({p.name for p in fit.fixed})))
+        ", ".join(sorted({f"{p.name} ({os.path.basename(p.origin)})" for p in fit.fixed})))
     console.print(f"worst leave-one-out throughput error {100 * worst:.1f}% (budget 15%)")
     return worst
 

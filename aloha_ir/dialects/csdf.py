@@ -550,8 +550,8 @@ class ChannelOp(CsdfOp):
     token = prop_def(Attribute)
     traits = traits_def(SymbolOpInterface())
 
-    buffer = Annotation("int", "analyze-schedule (size-buffers, when it runs after): the FIFO's "
-                        "capacity, tokens")
+    buffer = Annotation("int", "analyze-schedule: the FIFO's capacity, tokens (size-buffers, "
+                        "when it runs after, sets the generated program's)")
     shape = Annotation("ints", "convert-nn-to-csdf: the shape of the tensor the channel carries "
                        "(its rows and row size follow aloha_ir.rowflow.rows_of)")
     rows = Annotation("ints", "convert-nn-to-csdf: the reader's row plan, per phase of the "

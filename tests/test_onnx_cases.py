@@ -80,3 +80,82 @@ def test_a_shape_as_the_output_is_refused_naming_the_node(tmp_path, capsys):
     assert code == EXIT_UNSUPPORTED, err
     assert "graph output 'y' is a constant, from node 'shape' (Shape)" in err, err
     assert "compute it from an input" in err
+
+
+@pytest.mark.parametrize("rank", [2, 3, 5])
+def test_batch_norm_on_a_rank_other_than_4_is_refused_by_the_c_generator(tmp_path, capsys, rank):
+    """ONNX's BatchNorm1d_3d_input and BatchNorm3d cases. Before: a numpy broadcast ValueError
+    (rank 3, 5) or a template error (rank 2), exit 1. `alohac analyze` still predicts them."""
+    shape = [2, 3] + [4] * (rank - 2)
+    params = [_init(n, v) for n, v in (("s", [1, 2, 3]), ("b", [0, 1, 2]), ("m", [0, 0, 1]),
+                                       ("v", [1, 4, 9]))]
+    m = _model([helper.make_node("BatchNormalization", ["x", "s", "b", "m", "v"], ["y"],
+                                 name="bn")], [_vi("x", shape)], [_vi("y", None)], params)
+    code, err = _compile_c(capsys, tmp_path, m)
+    assert code == EXIT_UNSUPPORTED, err
+    assert f"bn: no code generated: nn.batchnorm on a rank-{rank} tensor {shape}" in err, err
+    assert "[N, C, H, W]" in err
+    code, err = _alohac(capsys, tmp_path, m, "analyze")
+    assert code == 0, err
+
+
+def _pad(x, y, name):
+    return [helper.make_node("Pad", [x, "pads"], [y], name=name, mode="reflect")], \
+        [numpy_helper.from_array(np.array([0, 0, 1, 1, 0, 0, 1, 1], np.int64), "pads")]
+
+
+def _transpose(x, y, name):
+    return [helper.make_node("Transpose", [x], [y], name=name, perm=[0, 1, 3, 2])], []
+
+
+def _reduce_mean(x, y, name):
+    return [helper.make_node("ReduceMean", [x], [y], name=name, axes=[1], keepdims=1)], []
+
+
+def _resize(x, y, name):
+    return [helper.make_node("Resize", [x, "", "scales"], [y], name=name, mode="nearest")], \
+        [_init("scales", [1, 1, 2, 2])]
+
+
+LAYERS = {"nn.pad": _pad, "nn.transpose": _transpose, "nn.reduce_mean": _reduce_mean,
+          "nn.resize": _resize}
+
+
+def _chain(*ops: str) -> onnx.ModelProto:
+    """x [1, 2, 4, 4] -> Relu -> each of `ops` -> y; an op's node is named after it (`pad`), its
+    second one `pad_again`."""
+    nodes, inits, last = [helper.make_node("Relu", ["x"], ["r"], name="relu")], [], "r"
+    for i, op in enumerate(ops):
+        out = "y" if i == len(ops) - 1 else f"t{i}"
+        name = op.split(".")[1] + ("_again" if op in ops[:i] else "")
+        more_nodes, more_inits = LAYERS[op](last, out, name)
+        nodes, inits, last = nodes + more_nodes, inits + more_inits, out
+    unique = {t.name: t for t in inits}  # a repeated op shares its constants
+    return _model(nodes, [_vi("x", [1, 2, 4, 4])], [_vi("y", None)], unique.values())
+
+
+@pytest.mark.parametrize("op", LAYERS)
+def test_an_op_the_kernel_library_lacks_is_refused_before_generating(tmp_path, capsys, op):
+    """host-cpu's .arch lists pad, resize, transpose and reduce_mean in its PEs' ops, so they are
+    mapped and predicted, but the C kernel library has none: exit 4 naming the op and its node,
+    no code written; `alohac analyze` predicts them."""
+    code, err = _compile_c(capsys, tmp_path, _chain(op))
+    assert code == EXIT_UNSUPPORTED, err
+    node = op.split(".")[1]
+    assert f"the C kernel library has no kernel for {op} (node '{node}')" in err, err
+    assert not os.path.exists(tmp_path / "o" / "code" / "network.c")
+    code, err = _alohac(capsys, tmp_path, _chain(op), "analyze")
+    assert code == 0, err
+
+
+def test_every_op_without_a_kernel_is_named_at_once_with_the_kernels_there_are(tmp_path, capsys):
+    """One refusal names them all (before: the first actor's op only), and the kernels the
+    library has come from the kernel table (before: a hand-written list in the hint)."""
+    from aloha_ir.dialects import nn
+    from backends.codegen import KERNEL_RECORDS
+    code, err = _compile_c(capsys, tmp_path, _chain("nn.pad", "nn.transpose", "nn.pad"))
+    assert code == EXIT_UNSUPPORTED, err
+    assert "no kernel for nn.pad (node 'pad', 'pad_again'); nn.transpose (node 'transpose')" in err, err
+    kernels = err.split("the kernels are ", 1)[1]
+    assert nn.ConvOp.name in kernels and nn.PadOp.name not in kernels
+    assert kernels.count("nn.") == len(KERNEL_RECORDS)

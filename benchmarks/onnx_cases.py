@@ -66,11 +66,13 @@ def as_user_would(model: onnx.ModelProto) -> onnx.ModelProto:
 def reason(message: str) -> str:
     """A refusal's class: its kind and its words, without the file, node, tensor and operator
     names and the numbers that vary from case to case, up to the advice."""
-    text = " ".join(message.split()).removeprefix("alohac: ")
+    lines = [ln for ln in message.splitlines() if ln.startswith("alohac: ")]  # not the notes
+    text = " ".join((lines[-1] if lines else message).split()).removeprefix("alohac: ")
     kind, _, rest = text.partition(": ")
     rest = re.sub(r"^\S*\.(onnx|mlir)(:\d+)*: ", "", rest)  # the file the error names
     rest = re.sub(r"^([^\s:]+: )?no code generated: ", "", rest)  # and the block it names
     rest = re.sub(r"^node '[^']*' \(\w+\): ", "", rest)
+    rest = re.sub(r"^quantize-for-target: \S+", "quantize-for-target: …", rest)  # the graph
     rest = re.sub(r"'[^']*'", "'…'", rest)
     rest = re.sub(r"\boperator \w+", "operator …", rest)
     rest = re.sub(r"\d+", "N", re.split(r";| \(", rest, maxsplit=1)[0])
@@ -142,7 +144,8 @@ def stage_outcome(outcomes, reasons, listed, args, stage: str, name: str, code: 
     outcomes[stage][kind] += 1
     reasons[stage][f"{'CRASH' if code == 1 else f'exit {code}'} {reason(message)}"] += 1
     if args.list == kind:
-        listed.append(f"{stage} {kind} {name}: {' '.join(message.split())[:300]}")
+        lines = [ln for ln in message.splitlines() if ln.startswith("alohac: ")] or [message]
+        listed.append(f"{stage} {kind} {name}: {' '.join(lines[-1].split())[:300]}")
 
 
 if __name__ == "__main__":

@@ -159,3 +159,42 @@ def test_every_op_without_a_kernel_is_named_at_once_with_the_kernels_there_are(t
     kernels = err.split("the kernels are ", 1)[1]
     assert nn.ConvOp.name in kernels and nn.PadOp.name not in kernels
     assert kernels.count("nn.") == len(KERNEL_RECORDS)
+
+
+# --- found by benchmarks/onnx_cases.py --target neuraghe-losa: the calibration of a float model
+# for a fixed-point platform (quantize-for-target, random inputs)
+
+def _compile_for(capsys, tmp_path, model, target: str) -> tuple[int, str]:
+    from alohac.main import main
+    path = str(tmp_path / "m.onnx")
+    onnx.save(model, path)
+    capsys.readouterr()
+    code = main(["compile", path, "--target", target, "-o", str(tmp_path / "o")])
+    return code, " ".join(capsys.readouterr().err.split())
+
+
+def test_a_model_with_two_inputs_is_refused_by_the_fixed_point_calibration(tmp_path, capsys):
+    """ONNX's test_add, test_mul, test_sum_*, test_concat_*: two run-time inputs. Before:
+    `2 inputs expected, got 1`, exit 1, in quantize-for-target (its random data is one tensor)."""
+    m = _model([helper.make_node("Add", ["x", "y"], ["z"], name="sum")],
+               [_vi("x", [1, 2, 4, 4]), _vi("y", [1, 2, 4, 4])], [_vi("z", None)])
+    code, err = _compile_for(capsys, tmp_path, m, "neuraghe-losa")
+    assert code == EXIT_UNSUPPORTED, err
+    assert "quantize-for-target: t has 2 inputs ('x', 'y')" in err, err
+    assert "computes in fixed16" in err and "give the inputs other than the data as " \
+        "initializers" in err
+
+
+@pytest.mark.parametrize("batch, samples", [(2, 16), (3, 18)])  # 16 rounded up to whole batches
+def test_a_batch_the_graph_names_is_calibrated_a_batch_at_a_time(tmp_path, capsys, batch,
+                                                                   samples):
+    """ONNX's test_spacetodepth_expanded: a Reshape names the batch (2). Before: the 16 random
+    inputs ran as one batch of 16 and the reshape to [2, 16] failed (RuntimeError, exit 1)."""
+    m = _model([helper.make_node("Reshape", ["x", "s"], ["r"], name="flat"),
+                helper.make_node("Relu", ["r"], ["y"], name="relu")],
+               [_vi("x", [batch, 4, 2, 2])], [_vi("y", None)],
+               [numpy_helper.from_array(np.array([batch, 16], np.int64), "s")])
+    code, err = _compile_for(capsys, tmp_path, m, "neuraghe-losa")
+    assert code == 0, err
+    assert f"calibrated on {samples} random inputs" in err, err
+    assert os.path.exists(tmp_path / "o" / "code" / "network.c")

@@ -29,14 +29,15 @@ def _init(name, values):
     return numpy_helper.from_array(np.asarray(values, np.float32), name)
 
 
-def _alohac(capsys, tmp_path, model: onnx.ModelProto, command: str, *args: str) -> tuple[int, str]:
-    """Exit code and standard error of `alohac COMMAND m.onnx --target host-cpu ARGS`
+def _alohac(capsys, tmp_path, model: onnx.ModelProto, command: str, *args: str,
+            target: str = "host-cpu") -> tuple[int, str]:
+    """Exit code and standard error of `alohac COMMAND m.onnx --target TARGET ARGS`
     (in-process)."""
     from alohac.main import main
     path = str(tmp_path / "m.onnx")
     onnx.save(model, path)
     capsys.readouterr()
-    code = main([command, path, "--target", "host-cpu", *args])
+    code = main([command, path, "--target", target, *args])
     return code, " ".join(capsys.readouterr().err.split())
 
 
@@ -165,12 +166,7 @@ def test_every_op_without_a_kernel_is_named_at_once_with_the_kernels_there_are(t
 # for a fixed-point platform (quantize-for-target, random inputs)
 
 def _compile_for(capsys, tmp_path, model, target: str) -> tuple[int, str]:
-    from alohac.main import main
-    path = str(tmp_path / "m.onnx")
-    onnx.save(model, path)
-    capsys.readouterr()
-    code = main(["compile", path, "--target", target, "-o", str(tmp_path / "o")])
-    return code, " ".join(capsys.readouterr().err.split())
+    return _alohac(capsys, tmp_path, model, "compile", "-o", str(tmp_path / "o"), target=target)
 
 
 def test_a_model_with_two_inputs_is_refused_by_the_fixed_point_calibration(tmp_path, capsys):

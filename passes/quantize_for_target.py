@@ -26,6 +26,7 @@ from xdsl.dialects.builtin import DictionaryAttr, IntegerAttr, ModuleOp, StringA
 from aloha_ir.analysis import NN, Requires
 from aloha_ir.context import record_reports
 from aloha_ir.dialects import nn
+from aloha_ir.errors import UnsupportedError
 from aloha_ir.passmanager import TransformPass
 from archdesc.model import DATATYPE_BITS
 from passes.target import datatype_of, nn_precision, platform_of
@@ -84,6 +85,15 @@ class QuantizeForTargetPass(TransformPass):
         datatype = datatype_of(platform, self.bits, precision)
         report = QuantizeForTargetReport(graph.sym_name.data, platform.name, datatype, False, "")
         if precision is None and datatype != "f32":
+            inputs = [o for o in graph.ops if isinstance(o, nn.InputOp)]
+            if len(inputs) > 1:  # the calibration data, random or a dataset, is one tensor
+                raise UnsupportedError(
+                    f"{graph.sym_name.data} has {len(inputs)} inputs "
+                    f"({', '.join(repr(nn.block_label(i)) for i in inputs)}) and {platform.name} "
+                    f"computes in {datatype}: calibrating it for {datatype} takes a model with "
+                    "one input", where=self.name,
+                    hint="give the inputs other than the data as initializers, or compile for a "
+                    "platform with float (host-cpu)")
             bits = DATATYPE_BITS[datatype]
             if self.data or getattr(ctx, "dataset", None) is not None:
                 report.calibration = self._with_data(ctx, op, bits)
@@ -107,9 +117,12 @@ class QuantizeForTargetPass(TransformPass):
         from runtime.torch.calibrate import calibrate
         store = weights_of(op)
         check_finite_weights(graph, store)
-        samples = self.samples or 16
+        # whole batches of the graph's batch N, run N at a time: the ops are shaped for N items
+        # (a reshape names the batch), so a larger batch would not fit them
+        batch = nn.shape_of(next(o for o in graph.ops if isinstance(o, nn.InputOp)).output)[0]
+        samples = -(-(self.samples or 16) // batch) * batch
         data, (lo, hi) = uniform_inputs(graph, samples)
-        stats = calibrate(op, data, samples, None)
+        stats = calibrate(op, data, samples, None, **({"batch_size": batch} if batch > 1 else {}))
         for r in stats.values():
             r.lo, r.hi, r.level = r.lo * HEADROOM, r.hi * HEADROOM, r.level * HEADROOM
         apply_formats(graph, choose_formats(graph, store, stats, bits, bits, False,

@@ -10,7 +10,7 @@ from aloha_ir.analysis import repetition
 from aloha_ir.dialects import csdf, nn
 from aloha_ir.errors import UnsupportedError
 from backends.codegen.context import BuildContext
-from backends.codegen.kernels import kernel_record
+from backends.codegen.kernels import check_kernels, kernel_record
 from backends.codegen.names import c_identifier
 from backends.codegen.ports import input_ports, mark_batch_items
 from backends.codegen.threads import unit_threads
@@ -32,6 +32,7 @@ def build_view(module, platform, *, weights: str = "file",
         raise UnsupportedError(f"the csdf graph has no static order (csdf.order) for actor "
                                f"@{unordered[0]}", hint="run analyze-schedule")
     b = BuildContext(module, graph)
+    check_kernels(graph, b.blocks)
     phases, edges = graph.dataflow_graph()
     q = repetition(phases, edges).firings
     for a, n in q.items():

@@ -51,6 +51,13 @@ def _window(ctx: ImportContext, node, a: dict, x_shape, kernel) -> tuple:
 def conv(ctx: ImportContext, node) -> None:
     a = attrs(node)
     x, w = node.input[0], node.input[1]
+    bias = node.input[2] if len(node.input) > 2 else ""
+    for role, name in (("weights", w), ("bias", bias)):
+        if name and not ctx.is_const(name):
+            # the kernels read their weights from the weights blob, written at compile time
+            raise ctx.unsupported(f"Conv {role} '{name}' computed at run time (a graph input or "
+                                  "another node's output): not supported: give the weights as "
+                                  "initializers")
     xs, ws = ctx.shape(x), ctx.shape(w)
     if len(xs) != 4:
         raise ctx.unsupported(f"Conv on a rank-{len(xs)} input is not supported; supported: 2-D "
@@ -62,8 +69,8 @@ def conv(ctx: ImportContext, node) -> None:
     if min(out) < 1:
         raise ctx.shape_error(f"the output of Conv on {list(xs)} would be empty {list(out)}")
     operands = [ctx.operand(x), ctx.operand(w)]
-    if len(node.input) > 2 and node.input[2]:
-        operands.append(ctx.operand(node.input[2]))
+    if bias:
+        operands.append(ctx.operand(bias))
     ctx.emit(nn.ConvOp.create(operands=operands, result_types=_out_type(ctx, out), properties={
         "kernel": nn.ints_attr(kernel), "strides": nn.ints_attr(strides), "pads": nn.ints_attr(pads),
         "dilations": nn.ints_attr(dilations), "group": nn.int_attr(group)}))

@@ -453,9 +453,13 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
         if vo.name in ctx.values:
             outs.append(ctx.values[vo.name])
         elif vo.name in ctx.consts:
-            raise UnsupportedError(f"graph output '{vo.name}' is a constant: it does not depend "
-                                   "on any input; supported: outputs computed from the inputs",
-                                   where=source)
+            node = next((n for n in g.node if vo.name in n.output), None)
+            origin = f"node '{node_label(node)}' ({node.op_type})" if node else "an initializer"
+            raise UnsupportedError(f"graph output '{vo.name}' is a constant, from {origin}: it "
+                                   "does not depend on any input (a Shape's output is known at "
+                                   "compile time); supported: outputs computed from the inputs",
+                                   where=source, hint="drop the output, or compute it from an "
+                                   "input")
         else:
             raise ShapeError(f"graph output '{vo.name}' is never produced", where=source)
         ports.append(StringAttr(vo.name))

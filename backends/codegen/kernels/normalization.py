@@ -21,7 +21,12 @@ def batch_norm_record(b: BuildContext, view: ActorView, block: nn.BatchNormOp, l
     if len(block.params) != 2:
         raise UnsupportedError("a batch norm must be in scale-shift form", where=view.name,
                                hint="run canonicalize")
-    c = view.out_shape[1] if len(view.out_shape) == 4 else view.out_shape[-1]
+    if len(view.out_shape) != 4:  # the kernel scales whole rows of one channel of NCHW
+        raise UnsupportedError(f"{block.name} on a rank-{len(view.out_shape)} tensor "
+                               f"{list(view.out_shape)} has no generated kernel", where=view.name,
+                               hint="the C kernel takes [N, C, H, W]; `alohac analyze` predicts "
+                               "the model as it is")
+    c = view.out_shape[1]
     s = block.params[0]
     if b.fixed:
         fs = np.asarray(b.frac(s))

@@ -26,9 +26,11 @@ def test_parameters_carry_their_lines_labels_and_bounds():
     # one line, two labels: `f32 [D] ...; fixed [E]`
     assert ps["core.ops_per_cycle.f32"].label == "D"
     assert ps["core.ops_per_cycle.fixed8"].label == "E"
-    assert ps["core.call_overhead"].value == pytest.approx(0.2e-6)
-    assert ps["core.call_overhead"].show() == "0.2 us"
-    assert ps["core.call_overhead"].origin.endswith("host-cpu.arch:17")
+    assert ps["shared.latency"].value == pytest.approx(0.2e-6)
+    assert ps["shared.latency"].show() == "0.2 us" and ps["shared.latency"].label == "E"
+    line = open(ps["shared.latency"].origin.rsplit(":", 1)[0]).read().splitlines().index(
+        "    latency = 0.2 us                    # [E]") + 1
+    assert ps["shared.latency"].origin.endswith(f"host-cpu.arch:{line}")
     # structure is never a parameter, whatever its label
     assert not any(n.startswith("dram.size") or n.endswith("clock") for n in ps)
     tree, _ = resolve("neuraghe-sabina")

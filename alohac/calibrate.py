@@ -102,10 +102,9 @@ def cmd_calibrate(args) -> int:
     base = os.path.relpath(os.path.abspath(args.platform),
                            os.path.dirname(os.path.abspath(args.output))) \
         if is_path(args.platform) else args.platform
-    text = _arch_text(args, model, fit, held, bundled, base, name)
-    write_text(args.output, text)
-    _check_written(args.output, rows, fit)
     summary = _summary(model, fit, held, bundled, seconds, args.output)
+    write_text(args.output, _arch_text(args, fit, summary["rows"], base, name))
+    _check_written(args.output, rows, fit)
     print(f"wrote {args.output}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(summary))
@@ -229,12 +228,11 @@ def _print_tables(model, fit, held, bundled, summary: dict, platform: str) -> No
               + f" ({summary['predictions']} predictions in {summary['seconds']:.1f} s)")
 
 
-def _arch_text(args, model, fit, held, bundled, base: str, name: str) -> str:
+def _arch_text(args, fit, rows: list[dict], base: str, name: str) -> str:
     from archdesc.loader import resolve
     from archdesc.parameters import extension
     from flows.calibrate import key
     tree, _ = resolve(args.platform)
-    rows = _row_figures(model, fit, held, bundled)
     header = [f"{name}: {args.platform} calibrated by `alohac calibrate {args.platform} "
               f"{os.path.basename(args.measurements)}` on "
               f"{datetime.date.today().isoformat()}.",

@@ -21,6 +21,8 @@ would be describing another chip), so they are never parameters here, whatever t
 from __future__ import annotations
 
 import copy
+import functools
+import os
 import re
 from dataclasses import dataclass
 
@@ -215,11 +217,17 @@ def _si(kind: str, val, dim: str) -> tuple[float, str]:
 def _comment(origin: str) -> str:
     path, _, line = origin.rpartition(":")
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read().splitlines()[int(line) - 1]
+        text = _lines(path, os.stat(path).st_mtime_ns)[int(line) - 1]
     except (OSError, ValueError, IndexError):
         return ""
     return text.partition("#")[2]
+
+
+@functools.lru_cache(maxsize=64)
+def _lines(path: str, mtime_ns: int) -> list[str]:
+    """A file's lines, read once per version of it (a fit asks for every line's label per trial)."""
+    with open(path, encoding="utf-8") as f:
+        return f.read().splitlines()
 
 
 def _label(comment: str, entry: str | None) -> str:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import csv
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -157,13 +157,14 @@ class Predictor:
     model is imported and canonicalized once; every trial runs the rest of the --target flow."""
 
     def __init__(self, rows: list[Measurement], platform: str):
-        self.rows = [r if r.platform else _with_platform(r, platform) for r in rows]
+        self.rows = [r if r.platform else replace(r, platform=platform) for r in rows]
         self.platform = platform
         self._trees = {platform: resolve(platform)}
         for r in self.rows:
             if r.platform not in self._trees:
                 self._trees[r.platform] = resolve(r.platform)
-        self._modules: dict[tuple, object] = {}
+        self._params = {name: parameters(tree) for name, (tree, _) in self._trees.items()}
+        self._modules: dict[str, object] = {}
         self._verified: dict[Measurement, bool] = {}
         self.evaluations = 0
         self.on_evaluation: Callable[[int], None] | None = None
@@ -171,9 +172,9 @@ class Predictor:
     def parameters(self) -> list[Parameter]:
         """Every fittable parameter the rows' platforms have, one per line that sets it."""
         seen: dict[str, Parameter] = {}
-        for tree, _ in self._trees.values():
-            for p in parameters(tree):
-                seen.setdefault(p.origin + "#" + (p.entry or ""), p)
+        for ps in self._params.values():
+            for p in ps:
+                seen.setdefault(key(p), p)
         return list(seen.values())
 
     def predict(self, values: dict[str, float] | None = None,
@@ -183,7 +184,7 @@ class Predictor:
         values = values or {}
         platforms = {}
         for name, (tree, path) in self._trees.items():
-            mine = {p.name: values[key(p)] for p in parameters(tree) if key(p) in values}
+            mine = {p.name: values[key(p)] for p in self._params[name] if key(p) in values}
             platforms[name] = with_values(tree, path, mine)
         out = []
         for i in (range(len(self.rows)) if rows is None else rows):
@@ -213,8 +214,7 @@ class Predictor:
         return Prediction(fps, fig["energy_j"] * fps, fig["macs"])
 
     def _canonical(self, row: Measurement, canonicalize):
-        k = (row.model,)
-        if k not in self._modules:
+        if row.model not in self._modules:
             from aloha_ir.passmanager import PassManager
             from frontends.loader import load_model
             try:
@@ -223,13 +223,8 @@ class Predictor:
                 raise MeasurementError(f"model '{row.model}': {e.one_line()}", where=row.where,
                                        hint="a model as alohac takes it: zoo:NAME or a file")
             PassManager([canonicalize]).run(m)
-            self._modules[k] = m
-        return self._modules[k]
-
-
-def _with_platform(row: Measurement, platform: str) -> Measurement:
-    from dataclasses import replace
-    return replace(row, platform=platform)
+            self._modules[row.model] = m
+        return self._modules[row.model]
 
 
 def key(p: Parameter) -> str:

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import TextIO
 
+from aloha_ir import events
+
 # wide enough for any table alohac prints; rich then sizes each table to its content
 LOG_WIDTH = 100_000
 
@@ -83,6 +85,7 @@ class Progress:
         self.update(completed, total, "", advance)
         if not self.enabled:
             return
+        events.emit("progress", label=self.label, text=text, done=self.done, total=self.total)
         line = f"{self.label}: {text} [{time.monotonic() - self.start:.1f} s]"
         if self.bar is not None:
             self.bar.console.print(line, markup=False, highlight=False)

@@ -581,9 +581,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["passes", "zoo", "platforms", "backends"])
     p.add_argument("--json", action="store_true", help="print one JSON object keyed by name")
     p.set_defaults(func=cmd_list)
+    _add_plugin_commands(sub)
     for p in [parser, *sub.choices.values()]:
         p.formatter_class = HelpFormatter
     return parser
+
+
+def _add_plugin_commands(sub) -> None:
+    """Subcommands other packages register under the `aloha.commands` entry point (the service's
+    `serve`): each names a function (subparsers, exit codes help) that adds its parser. The driver
+    does not import them otherwise: they sit above it and may run its commands."""
+    from importlib.metadata import entry_points
+    for ep in sorted(entry_points(group="aloha.commands"), key=lambda e: e.name):
+        if ep.name not in sub.choices:
+            ep.load()(sub, EXIT_CODES_HELP)
 
 
 # a setting a pass may miss (MissingSetting.setting) -> the flag that gives it, its argparse dest

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from aloha_ir import events
 from aloha_ir.errors import AlohaError, InternalError, UsageError
 from explore.objectives import OBJECTIVES, EvalSettings, evaluate_point
 from explore.operators import (GenotypeCrossover, GenotypeDuplicates, GenotypeMutation,
@@ -138,6 +139,7 @@ class Evaluations:
 
     def _record(self, point: Point) -> None:
         self.points[point.key] = point
+        events.emit("design_point", index=len(self.points), **point.to_json())
         if self.on_point:
             self.on_point(self, point)
 

@@ -38,6 +38,7 @@ from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
+from aloha_ir import events
 from aloha_ir import fixedpoint as fp
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UsageError
@@ -247,7 +248,10 @@ def torch_model(module, lo: float, hi: float):
 # one chunk of samples over the whole epsilon grid (in this process or a worker)
 
 
-def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) -> dict:
+def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int,
+           on_eps: Callable[[int, np.ndarray], None] | None = None) -> dict:
+    """Attack samples x at every epsilon; `on_eps(j, correct)` after the j-th (in-process runs:
+    a supervising process sees the curve draw itself point by point)."""
     import torch
 
     from runtime.torch.attacks import Attack, perturb_noise, run_attack
@@ -260,7 +264,7 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) 
         out["clean"] = (model(xt).reshape(len(x), -1).argmax(1) == yt).numpy()
     prev, zero = None, None
     warm = cfg.warm_start and cfg.attack == "pgd"  # FGSM is one step from x by definition
-    for eps in cfg.eps:
+    for j, eps in enumerate(cfg.eps):
         r = run_attack(model, xt, yt, eps, atk, init=prev if warm else None, generator=gen)
         if eps > 0:
             prev = r.x_adv  # the next epsilon starts here (the first from x, or a random start)
@@ -275,10 +279,38 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int) 
                 z = perturb_noise(xt, eps, cfg.norm, kind, generator=gen)
                 with torch.no_grad():
                     out[kind].append((model(z).reshape(len(x), -1).argmax(1) == yt).numpy())
+        if on_eps is not None:
+            on_eps(j, out["attack"][-1])
     if zero is None:
         zero = np.zeros(len(x), bool)
     out["zero"] = zero
     return out
+
+
+class _RunningCurve:
+    """The curve over the samples attacked so far, reported as `point` events: a point per
+    epsilon as each is done (in-process), or per epsilon after each chunk (worker processes)."""
+
+    def __init__(self, eps: tuple[float, ...], total: int):
+        self.eps, self.total = eps, total
+        self.correct = np.zeros(len(eps), np.int64)
+        self.samples = 0
+
+    def _emit(self, j: int, correct: int, samples: int) -> None:
+        events.emit("point", eps=self.eps[j], accuracy=correct / samples, samples=samples,
+                    of=self.total)
+
+    def partial(self, j: int, chunk_correct: np.ndarray) -> None:
+        """Epsilon j is done on the chunk being attacked."""
+        self._emit(j, int(self.correct[j] + chunk_correct.sum()), self.samples + len(chunk_correct))
+
+    def add(self, attack: list[np.ndarray], emit: bool = True) -> None:
+        """A chunk is done: its correct flags per epsilon join the totals."""
+        self.correct += [int(c.sum()) for c in attack]
+        self.samples += len(attack[0])
+        if emit and events.enabled():
+            for j in range(len(self.eps)):
+                self._emit(j, int(self.correct[j]), self.samples)
 
 
 def _ignore_sigint() -> None:
@@ -332,6 +364,7 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
     t0 = time.perf_counter()
     starts = list(range(0, n, CHUNK))
     parts: list[dict] = [None] * len(starts)  # type: ignore[list-item]
+    curve_so_far = _RunningCurve(cfg.eps, n)
     if cfg.workers > 1 and len(starts) > 1:
         import concurrent.futures as cf
         import multiprocessing as mp
@@ -349,6 +382,7 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
                     futures = {pool.submit(_worker, job): i for i, job in enumerate(jobs)}
                     for done, fut in enumerate(cf.as_completed(futures), 1):
                         parts[futures[fut]] = fut.result()
+                        curve_so_far.add(parts[futures[fut]]["attack"])
                         if progress:
                             progress(done, len(jobs))
                 except BaseException:  # Ctrl-C or a failed chunk: the others are not awaited
@@ -357,7 +391,9 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
     else:
         model = torch_model(module, *input_range)
         for i, s in enumerate(starts):
-            parts[i] = _chunk(model, x01[s:s + CHUNK], y[s:s + CHUNK], cfg, cfg.seed + i)
+            parts[i] = _chunk(model, x01[s:s + CHUNK], y[s:s + CHUNK], cfg, cfg.seed + i,
+                              on_eps=curve_so_far.partial if events.enabled() else None)
+            curve_so_far.add(parts[i]["attack"], emit=False)
             if progress:
                 progress(i + 1, len(starts))
 

@@ -129,7 +129,9 @@ def test_every_shipped_package_is_under_the_import_contracts():
                for name in contract["ancestors"]}
     assert set(SOURCE_PACKAGES) <= layered and set(SOURCE_PACKAGES) <= acyclic
     forbidden = {c["name"]: c for c in linter["contracts"] if c["type"] == "forbidden"}
-    assert set(forbidden["Nothing imports the driver"]["source_modules"]) == \
-        set(SOURCE_PACKAGES) - {"alohac"}
+    drivers = forbidden["Nothing imports the driver or the service (the service runs the "
+                        "driver's commands)"]
+    assert set(drivers["source_modules"]) == set(SOURCE_PACKAGES) - {"alohac", "service"}
+    assert set(drivers["forbidden_modules"]) == {"alohac", "service"}
     assert set(forbidden["The IR and the architecture language import no other project package"][
         "forbidden_modules"]) == set(SOURCE_PACKAGES) - {"aloha_ir", "archdesc", "aloha_errors"}

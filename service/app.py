@@ -26,7 +26,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
@@ -162,7 +162,8 @@ def create_app(queue: Queue, token: str | None = None) -> FastAPI:
         {"detail": e.message}, status_code=e.status))
 
     @app.exception_handler(RequestValidationError)
-    async def invalid(_request, e: RequestValidationError):
+    @app.exception_handler(ValidationError)
+    async def invalid(_request, e: RequestValidationError | ValidationError):
         detail = [{k: v for k, v in err.items() if k in ("loc", "msg", "type")}
                   for err in e.errors()]
         return JSONResponse({"detail": detail}, status_code=422)

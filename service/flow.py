@@ -22,6 +22,9 @@ def advance(queue, flow) -> None:
     from service.kinds import FlowParams
     from service.resources import BadReference
     p = FlowParams.model_validate(flow.params)
+    flow = queue.store.get(flow.id)  # with its children (a listing's rows have none)
+    if flow is None or flow.state != "running":
+        return
     children = [queue.store.get(c) for c in flow.children]
     children = [c for c in children if c is not None]
     if children and not children[-1].final:

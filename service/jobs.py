@@ -130,18 +130,18 @@ class Queue:
         (SIGTERM, SIGKILL a second later), a flow's running stage with it. A job already ended
         is returned as it is."""
         job = self.get(job_id)
+        with self.lock:  # the flow first: its stage's end must not read as the flow failing
+            handle = self.handles.pop(job_id, None)
+            cancelled = self.store.transition(job_id, ("queued", "running"), "cancelled",
+                                              finished=now())
+        if cancelled:
+            self._event(job_id, "state", state="cancelled")
         for child in job.children:
             if not self.store.get(child).final:
                 self.cancel(child)
-        with self.lock:
-            handle = self.handles.pop(job_id, None)
-            if not self.store.transition(job_id, ("queued", "running"), "cancelled",
-                                         finished=now()):
-                return self.get(job_id)
         if handle is not None:
             handle.stop()
-        self.store.update(job_id, pid=None)
-        self._event(job_id, "state", state="cancelled")
+            self.store.update(job_id, pid=None)
         return self.get(job_id)
 
     def delete(self, job_id: str) -> None:

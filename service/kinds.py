@@ -125,6 +125,9 @@ class ExploreParams(_Params):
     pop_size: Annotated[int, Field(ge=2, le=1000)] | None = None
     proxy_epochs: Annotated[int, Field(ge=1, le=1000)] = 16
     proxy_subset: Annotated[int, Field(ge=0, le=1_000_000)] = 1024
+    lrs: Annotated[str, Field(pattern=r"^[0-9.eE+-]{1,12}(,[0-9.eE+-]{1,12}){0,9}$",
+                              description="learning rates the proxy's halving picks from "
+                                          "(default: 3e-3,1e-3,3e-4,1e-4)")] | None = None
     seed: Seed = 0
 
 
@@ -144,7 +147,9 @@ class FlowParams(_Params):
     explore: ExploreParams
     mapping_budget: Annotated[int, Field(ge=1, le=100_000)] = 300
     refine: Annotated[int, Field(ge=0, le=1000)] = 4
-    scenario: Annotated[str, Field(max_length=100)] = ""
+    scenario: Annotated[str, Field(max_length=100, pattern=r"^[A-Za-z0-9_.-]*$",
+                                   description="the explored scenario whose chosen point is "
+                                               "deployed (default: the first)")] = ""
 
 
 PARAMS: dict[str, type[_Params]] = {
@@ -209,7 +214,8 @@ def command(kind: str, p: _Params, res, jobs_root: str) -> Command:
                         "--choose", p.choose, "--algorithm", p.algorithm,
                         "--budget", str(p.budget), *_opt("--pop-size", p.pop_size),
                         "--proxy-epochs", str(p.proxy_epochs),
-                        "--proxy-subset", str(p.proxy_subset), "--seed", str(p.seed),
+                        "--proxy-subset", str(p.proxy_subset), *_opt("--lrs", p.lrs),
+                        "--seed", str(p.seed),
                         "--workers", "0", "--json", "-o", OUT])
     if kind == "explore-mapping":
         return Command(["explore-mapping", model(), "--target", p.target,

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
+import threading
+from multiprocessing import forkserver
 
 from service import worker
 
 # imported once by the fork server, so that each job's process starts with them loaded
-PRELOAD = ["alohac.main", "aloha_ir.passmanager", "flows.target", "frontends.loader",
-           "passes.registry", "backends.registry", "numpy", "onnx", "xdsl.ir"]
+PRELOAD = ["alohac.main", "flows.target", "backends.registry", "service.preload"]
 
 
 class LocalHandle:
@@ -44,6 +45,9 @@ class LocalLauncher:
     def __init__(self):
         self.ctx = mp.get_context("forkserver")
         self.ctx.set_forkserver_preload(PRELOAD)
+        # started now, beside the server's own start, not by the first job (seconds of imports)
+        threading.Thread(target=forkserver.ensure_running, name="aloha-forkserver",
+                         daemon=True).start()
 
     def start(self, argv: list[str], folder: str) -> LocalHandle:
         p = self.ctx.Process(target=worker.run_command, args=(argv, folder), daemon=False,

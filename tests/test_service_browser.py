@@ -12,6 +12,7 @@ otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -65,18 +66,18 @@ def artefacts(tmp_path_factory):
     return folder
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """A real `alohac serve` on a free local port: (url, data folder)."""
-    root = tmp_path_factory.mktemp("service")
+@contextlib.contextmanager
+def _serve(root, *options: str):
+    """A real `alohac serve` on a free local port, its data in `root`/data: yields (url, data);
+    stopped with SIGTERM, then killed."""
     data, log_path = str(root / "data"), str(root / "server.log")
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     env = dict(os.environ, MPLBACKEND="Agg")
     with open(log_path, "wb") as log:
         proc = subprocess.Popen([*_alohac(), "serve", "--data", data, "--port", str(port),
-                                 "--workers", "2"], stdout=log, stderr=subprocess.STDOUT,
-                                env=env, start_new_session=True)
+                                 "--workers", "2", *options], stdout=log,
+                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -84,13 +85,13 @@ def server(tmp_path_factory):
                 with open(log_path) as f:
                     pytest.fail(f"alohac serve exited with {proc.returncode}:\n{f.read()}")
             try:
-                with urllib.request.urlopen(url + "/health", timeout=2) as r:
+                with urllib.request.urlopen(url + "/", timeout=2) as r:
                     if r.status == 200:
                         break
             except OSError:
                 pass
             if time.monotonic() > deadline:
-                pytest.fail("alohac serve did not answer /health within 60 s")
+                pytest.fail("alohac serve did not answer within 60 s")
             time.sleep(0.2)
         yield url, data
     finally:
@@ -100,6 +101,12 @@ def server(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    with _serve(tmp_path_factory.mktemp("service")) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
@@ -333,6 +340,25 @@ def test_server_text_is_shown_as_text_never_as_html(page):
     assert error.text.startswith("HTTP 422: ") and '<img id="injected"' in error.text
     assert page.find_elements(By.ID, "injected") == []
     assert page.execute_script("return window.injected") is None
+
+
+def test_a_server_that_asks_for_a_token(browser, tmp_path):
+    """--token: the page says what is missing, takes the token, and then lists the models."""
+    with _serve(tmp_path, "--token") as (url, data):
+        browser.get(url + "/")
+        error = browser.find_element(By.ID, "page-error")
+        wait(browser, 20, lambda d: error.is_displayed(), "no error shown")
+        assert error.text.startswith("HTTP 401: a bearer token is required")
+        assert _options(browser, "an-model") == []
+        box = browser.find_element(By.ID, "token")
+        assert box.is_displayed()
+        with open(os.path.join(data, "token")) as f:
+            box.send_keys(f.read().strip(), "\n")
+        browser.execute_script("arguments[0].blur()", box)  # the change event
+        wait(browser, 20, lambda d: "zoo:lenet5" in _options(d, "an-model"),
+             f"no models after the token: {error.text}")
+        assert not error.is_displayed()
+        assert browser.find_element(By.ID, "version").text.startswith("aloha ")
 
 
 def _alive(pgid: int) -> bool:

@@ -515,11 +515,21 @@ async function refreshJobs() {
   try {
     const [jobs, health] = await Promise.all([api("GET", "/jobs?limit=200"),
       api("GET", "/health")]);
-    const byId = new Map(jobs.map((j) => [j.id, j]));
+    // a flow's stages under it, in the order they ran (a stage whose flow is not on this page
+    // of the list is shown on its own)
+    const ids = new Set(jobs.map((j) => j.id));
+    const stages = new Map();
+    for (const j of jobs) {
+      if (j.parent && ids.has(j.parent)) {
+        if (!stages.has(j.parent)) stages.set(j.parent, []);
+        stages.get(j.parent).push(j);
+      }
+    }
     const rows = [];
-    for (const job of jobs.filter((j) => !j.parent || !byId.has(j.parent))) {
+    for (const job of jobs.filter((j) => !j.parent || !ids.has(j.parent))) {
       rows.push(jobRow(job, false));
-      for (const c of job.children) if (byId.has(c)) rows.push(jobRow(byId.get(c), true));
+      const mine = (stages.get(job.id) || []).sort((p, q) => p.created - q.created);
+      for (const c of mine) rows.push(jobRow(c, true));
     }
     $("jobs-table").tBodies[0].replaceChildren(...rows);
     const c = health.jobs;

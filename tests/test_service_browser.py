@@ -257,6 +257,7 @@ def test_security_curve_draws_its_points_from_the_event_stream(page, shot, serve
     links = wait(page, 10, lambda d: d.find_elements(By.CSS_SELECTOR, "#artefacts a"))
     assert {a.text for a in links} == {f["path"] for f in Client(url).artefacts(job_id)}
     assert {"examples.png", "security.json", "security.png"} <= {a.text for a in links}
+    shot("security-log")
 
 
 def test_cancel_and_delete_a_running_job_from_the_job_list(page, shot, server):
@@ -312,7 +313,7 @@ def test_upload_an_onnx_model_from_the_page(page, tmp_path):
         digest = hashlib.sha256(f.read()).hexdigest()
     page.find_element(By.ID, "an-upload").send_keys(model)
     status = page.find_element(By.ID, "an-status")
-    wait(page, 30, lambda d: status.text.startswith("uploaded conv7x7.onnx: "),
+    wait(page, 30, lambda d: status.text.startswith("conv7x7.onnx: uploaded ONNX: "),
          f"not uploaded: {page.find_element(By.ID, 'an-error').text}")
     for select in ("an-model", "se-model"):
         assert f"model:{digest}" in _options(page, select)

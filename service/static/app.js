@@ -199,8 +199,14 @@ function fillSelect(select, items, preferred, force) {
     : values.includes(preferred) ? preferred : (values[0] || "");
 }
 
+const modelNames = new Map();  // reference -> name, for the job list
+
+const modelName = (ref) => modelNames.get(ref) || ref;
+
 async function loadModels(uploaded) {
-  const models = (await api("GET", "/models")).filter((m) => m.available);
+  const all = await api("GET", "/models");
+  for (const m of all) modelNames.set(m.ref, m.name);
+  const models = all.filter((m) => m.available);
   const items = models.map((m) => ({
     value: m.ref, title: m.description,
     label: m.source === "uploaded" ? `${m.name} (uploaded)` : m.name,
@@ -237,7 +243,7 @@ async function upload(file) {
     const stored = await api("POST", `/models?name=${encodeURIComponent(file.name)}`, file,
       "application/octet-stream");
     await loadModels(stored.ref);
-    status.textContent = `uploaded ${stored.name}: ${stored.description}`;
+    status.textContent = `${stored.name}: ${stored.description}`;
   } catch (err) {
     status.textContent = "";
     showError("an-error", err);
@@ -250,6 +256,7 @@ async function analyze(ev) {
   ev.preventDefault();
   const status = $("an-status"), button = $("an-submit");
   showError("an-error", null);
+  show($("an-what"), false);
   show($("an-figures"), false);
   show($("an-gantt-box"), false);
   const params = { model: $("an-model").value, target: $("an-target").value, gantt: true };
@@ -271,6 +278,9 @@ async function analyze(ev) {
     const r = done.result;
     const rows = FIGURES.filter(([key]) => r[key] !== undefined && r[key] !== null)
       .map(([key, label, fmt]) => [key, label, ...fmt(r[key]), r[key]]);
+    $("an-what").textContent = `${modelName(params.model)} on ${params.target}` +
+      (r.datatype ? `, ${r.datatype}` : "");
+    show($("an-what"), true);
     figureRows($("an-figures").tBodies[0], rows);
     $("an-figures").dataset.job = job.id;
     show($("an-figures"), true);
@@ -303,6 +313,8 @@ function parseGrid(text) {
   const out = t.split(",").map(Number);
   return out.every(Number.isFinite) ? out : null;
 }
+
+const NORMS = { inf: "L∞", 2: "L2", 1: "L1" };
 
 class Curve {
   constructor(node) {
@@ -355,7 +367,7 @@ class Curve {
     }
     node.append(svg("line", { x1: m.l, x2: w - m.r, y1: h - m.b, y2: h - m.b, class: "axis" }));
     node.append(svg("line", { x1: m.l, x2: m.l, y1: m.t, y2: h - m.b, class: "axis" }));
-    const normName = { inf: "L∞", 2: "L2", 1: "L1" }[this.norm] || this.norm;
+    const normName = NORMS[this.norm] || this.norm;
     node.append(svg("text", { x: (m.l + w - m.r) / 2, y: h - 6, class: "label",
       "text-anchor": "middle" }, `epsilon (${normName})`));
     node.append(svg("text", { x: 12, y: (m.t + h - m.b) / 2, class: "label",
@@ -398,6 +410,11 @@ async function security(ev) {
   if (eps) params.eps = eps;
   if (attack === "pgd" && $("se-steps").value) params.steps = Number($("se-steps").value);
   curve.reset(parseGrid(eps), norm);
+  const normName = NORMS[norm] || norm;
+  $("se-what").textContent = `${modelName(params.model)} on ${params.data}: ` +
+    `${attack.toUpperCase()}${params.steps ? `-${params.steps}` : ""} ${normName}` +
+    (params.samples ? `, ${params.samples} samples` : "");
+  show($("se-what"), true);
   button.disabled = true;
   try {
     const job = await api("POST", "/jobs", { kind: "security", params });
@@ -467,7 +484,7 @@ function duration(job) {
 function subject(job) {
   const p = job.params || {};
   if (job.stage) return `stage ${job.stage}`;
-  if (p.model) return p.model + (p.target ? ` on ${p.target}` : "");
+  if (p.model) return modelName(p.model) + (p.target ? ` on ${p.target}` : "");
   if (p.explore) return `${p.explore.space} on ${p.explore.target}`;
   return p.space || "";
 }
@@ -492,7 +509,7 @@ function jobRow(job, child) {
   const row = el("tr", { "data-job-id": job.id, "data-state": job.state,
     class: [child ? "child" : "", selected === job.id ? "selected" : ""].join(" ").trim(),
     onclick: (e) => { if (!e.target.closest("button, a")) select(job.id); } },
-  el("td", { class: "mono" }, child ? "└ " : "", job.id),
+  el("td", { class: "mono", title: job.id }, child ? "└ " : "", job.id.slice(0, 8)),
   el("td", {}, job.kind),
   el("td", {}, el("span", { class: `badge ${job.state}`, title: job.error || "" }, job.state)),
   el("td", { class: "subject" }, subject(job)),

@@ -175,6 +175,13 @@ def _row_state(driver, job_id: str) -> str | None:
     return rows[0].get_attribute("data-state") if rows else None
 
 
+def _no_script_errors(driver) -> None:
+    """No uncaught exception in the page's script since the last look (the console's network
+    lines, such as an expected 4xx, are not script errors)."""
+    errors = [e["message"] for e in driver.get_log("browser") if e.get("source") == "javascript"]
+    assert not errors, errors
+
+
 def _cli_analyze() -> dict:
     out = subprocess.run([*_alohac(), "analyze", "zoo:lenet5", "--target", "neuraghe-losa",
                           "--json"], capture_output=True, text=True, timeout=120, check=True)
@@ -208,6 +215,7 @@ def test_analysis_shows_the_figures_alohac_analyze_prints(page, shot):
     width = page.execute_script("return document.getElementById('an-gantt').naturalWidth")
     assert width > 0, "the Gantt chart did not load"
     shot("analyze")
+    _no_script_errors(page)
 
 
 def test_security_curve_draws_its_points_from_the_event_stream(page, shot, server):
@@ -258,6 +266,7 @@ def test_security_curve_draws_its_points_from_the_event_stream(page, shot, serve
     assert {a.text for a in links} == {f["path"] for f in Client(url).artefacts(job_id)}
     assert {"examples.png", "security.json", "security.png"} <= {a.text for a in links}
     shot("security-log")
+    _no_script_errors(page)
 
 
 def test_cancel_and_delete_a_running_job_from_the_job_list(page, shot, server):
@@ -295,6 +304,7 @@ def test_cancel_and_delete_a_running_job_from_the_job_list(page, shot, server):
     assert not _alive(pid), f"the cancelled job's process group {pid} still runs"
     wait(page, 10, lambda d: d.find_element(By.ID, "se-status").text == "cancelled")
     shot("cancelled")
+    _no_script_errors(page)
 
     page.find_element(
         By.CSS_SELECTOR, f'#jobs-table tr[data-job-id="{job_id}"] button.delete').click()
@@ -326,6 +336,7 @@ def test_upload_an_onnx_model_from_the_page(page, tmp_path):
     error = page.find_element(By.ID, "an-error")
     wait(page, 30, lambda d: error.is_displayed(), "no error shown")
     assert error.text == "HTTP 415: notes.onnx is not an ONNX model (DecodeError)"
+    _no_script_errors(page)
 
 
 def test_server_text_is_shown_as_text_never_as_html(page):
@@ -341,9 +352,10 @@ def test_server_text_is_shown_as_text_never_as_html(page):
     assert error.text.startswith("HTTP 422: ") and '<img id="injected"' in error.text
     assert page.find_elements(By.ID, "injected") == []
     assert page.execute_script("return window.injected") is None
+    _no_script_errors(page)
 
 
-def test_a_server_that_asks_for_a_token(browser, tmp_path):
+def test_a_server_that_asks_for_a_token(browser, artefacts, tmp_path):
     """--token: the page says what is missing, takes the token, and then lists the models."""
     with _serve(tmp_path, "--token") as (url, data):
         browser.get(url + "/")
@@ -353,6 +365,9 @@ def test_a_server_that_asks_for_a_token(browser, tmp_path):
         assert _options(browser, "an-model") == []
         box = browser.find_element(By.ID, "token")
         assert box.is_displayed()
+        path = os.path.join(artefacts, "service-token.png")
+        browser.save_screenshot(path)
+        print(f"screenshot: {path}")
         with open(os.path.join(data, "token")) as f:
             box.send_keys(f.read().strip(), "\n")
         browser.execute_script("arguments[0].blur()", box)  # the change event
@@ -360,6 +375,7 @@ def test_a_server_that_asks_for_a_token(browser, tmp_path):
              f"no models after the token: {error.text}")
         assert not error.is_displayed()
         assert browser.find_element(By.ID, "version").text.startswith("aloha ")
+        _no_script_errors(browser)
 
 
 def _alive(pgid: int) -> bool:

@@ -252,49 +252,60 @@ async function upload(file) {
   }
 }
 
-async function analyze(ev) {
-  ev.preventDefault();
-  const status = $("an-status"), button = $("an-submit");
-  showError("an-error", null);
-  show($("an-what"), false);
-  show($("an-figures"), false);
-  show($("an-gantt-box"), false);
-  const params = { model: $("an-model").value, target: $("an-target").value, gantt: true };
-  if ($("an-bits").value) params.bits = Number($("an-bits").value);
+// Run a job from a panel: `section` (its element id) and `prefix` (of its -status, -submit and
+// -error elements). The status follows the job's state (and `onEvent` sees every other event);
+// when the job succeeded `done` gets it, else its error is shown.
+async function runJob(section, prefix, kind, params, onEvent, done) {
+  const status = $(`${prefix}-status`), button = $(`${prefix}-submit`);
   button.disabled = true;
   try {
-    const job = await api("POST", "/jobs", { kind: "analyze", params });
-    $("analyze").dataset.job = job.id;
+    const job = await api("POST", "/jobs", { kind, params });
+    $(section).dataset.job = job.id;
     status.textContent = job.state;
     refreshJobs();
-    await follow(job.id, (e) => { if (e.type === "state") status.textContent = e.state; });
-    const done = await api("GET", jobPath(job.id));
+    await follow(job.id, (e) => {
+      if (e.type === "state") status.textContent = e.state;
+      else if (onEvent) onEvent(e, status);
+    });
+    const ended = await api("GET", jobPath(job.id));
     refreshJobs();
-    status.textContent = done.state + (done.cached_from ? " (cached)" : "");
-    if (done.state !== "succeeded") {
-      if (done.error) showError("an-error", new Error(done.error));
-      return;
-    }
-    const r = done.result;
+    status.textContent = ended.state + (ended.cached_from ? " (cached)" : "");
+    if (ended.state === "succeeded") await done(ended);
+    else if (ended.error) showError(`${prefix}-error`, new Error(ended.error));
+  } catch (err) {
+    status.textContent = "";
+    showError(`${prefix}-error`, err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+// The job's artefact `name` (an image) in the <img> `img`, and its box shown, if the job wrote it.
+async function showArtefactImage(jobId, name, img, box) {
+  const files = await api("GET", `${jobPath(jobId)}/artefacts`);
+  if (files.some((f) => f.path === name)) {
+    await setImage($(img), artefactPath(jobId, name));
+    show($(box), true);
+  }
+}
+
+function analyze(ev) {
+  ev.preventDefault();
+  showError("an-error", null);
+  for (const id of ["an-what", "an-figures", "an-gantt-box"]) show($(id), false);
+  const params = { model: $("an-model").value, target: $("an-target").value, gantt: true };
+  if ($("an-bits").value) params.bits = Number($("an-bits").value);
+  return runJob("analyze", "an", "analyze", params, null, async (job) => {
+    const r = job.result;
     const rows = FIGURES.filter(([key]) => r[key] !== undefined && r[key] !== null)
       .map(([key, label, fmt]) => [key, label, ...fmt(r[key]), r[key]]);
     $("an-what").textContent = `${modelName(params.model)} on ${params.target}` +
       (r.datatype ? `, ${r.datatype}` : "");
     show($("an-what"), true);
     figureRows($("an-figures").tBodies[0], rows);
-    $("an-figures").dataset.job = job.id;
     show($("an-figures"), true);
-    const files = await api("GET", `${jobPath(job.id)}/artefacts`);
-    if (files.some((f) => f.path === "gantt.png")) {
-      await setImage($("an-gantt"), artefactPath(job.id, "gantt.png"));
-      show($("an-gantt-box"), true);
-    }
-  } catch (err) {
-    status.textContent = "";
-    showError("an-error", err);
-  } finally {
-    button.disabled = false;
-  }
+    await showArtefactImage(job.id, "gantt.png", "an-gantt", "an-gantt-box");
+  });
 }
 
 // --- security: the curve, drawn point by point ---------------------------------------------------
@@ -397,9 +408,8 @@ class Curve {
 
 let curve = null;
 
-async function security(ev) {
+function security(ev) {
   ev.preventDefault();
-  const status = $("se-status"), button = $("se-submit");
   showError("se-error", null);
   show($("se-figures"), false);
   show($("se-examples-box"), false);
@@ -410,33 +420,19 @@ async function security(ev) {
   if (eps) params.eps = eps;
   if (attack === "pgd" && $("se-steps").value) params.steps = Number($("se-steps").value);
   curve.reset(parseGrid(eps), norm);
-  const normName = NORMS[norm] || norm;
   $("se-what").textContent = `${modelName(params.model)} on ${params.data}: ` +
-    `${attack.toUpperCase()}${params.steps ? `-${params.steps}` : ""} ${normName}` +
+    `${attack.toUpperCase()}${params.steps ? `-${params.steps}` : ""} ${NORMS[norm] || norm}` +
     (params.samples ? `, ${params.samples} samples` : "");
   show($("se-what"), true);
-  button.disabled = true;
-  try {
-    const job = await api("POST", "/jobs", { kind: "security", params });
-    $("security").dataset.job = job.id;
-    status.textContent = job.state;
-    refreshJobs();
-    await follow(job.id, (e) => {
-      if (e.type === "state") status.textContent = e.state;
-      else if (e.type === "progress") status.textContent = e.text;
-      else if (e.type === "point" && e.accuracy !== null) {
-        curve.streamed += 1;
-        curve.set(e.eps, e.accuracy, e.samples, e.of);
-      }
-    });
-    const done = await api("GET", jobPath(job.id));
-    refreshJobs();
-    status.textContent = done.state + (done.cached_from ? " (cached)" : "");
-    if (done.state !== "succeeded") {
-      if (done.error) showError("se-error", new Error(done.error));
-      return;
+  const onEvent = (e, status) => {
+    if (e.type === "progress") status.textContent = e.text;
+    else if (e.type === "point" && e.accuracy !== null) {
+      curve.streamed += 1;
+      curve.set(e.eps, e.accuracy, e.samples, e.of);
     }
-    const r = done.result;  // the final curve (a cached job streams no points)
+  };
+  return runJob("security", "se", "security", params, onEvent, async (job) => {
+    const r = job.result;  // the final curve (a cached job streams no points)
     curve.clean = r.clean_accuracy;
     r.eps.forEach((e, i) => curve.set(e, r.accuracy[i], r.samples, r.samples));
     const report = await api("GET", artefactPath(job.id, "security.json"));
@@ -452,17 +448,8 @@ async function security(ev) {
     for (const w of report.warnings || []) rows.push(["warning", "warning", w, "", w]);
     figureRows($("se-figures").tBodies[0], rows);
     show($("se-figures"), true);
-    const files = await api("GET", `${jobPath(job.id)}/artefacts`);
-    if (files.some((f) => f.path === "examples.png")) {
-      await setImage($("se-examples"), artefactPath(job.id, "examples.png"));
-      show($("se-examples-box"), true);
-    }
-  } catch (err) {
-    status.textContent = "";
-    showError("se-error", err);
-  } finally {
-    button.disabled = false;
-  }
+    await showArtefactImage(job.id, "examples.png", "se-examples", "se-examples-box");
+  });
 }
 
 // --- jobs ----------------------------------------------------------------------------------------
@@ -626,6 +613,7 @@ function select(jobId) {
 document.addEventListener("DOMContentLoaded", () => {
   curve = new Curve($("se-curve"));
   $("token").value = token;
+  $("token-box").addEventListener("submit", (e) => e.preventDefault());  // Enter: the change
   $("token").addEventListener("change", () => {
     token = $("token").value.trim();
     sessionStorage.setItem("aloha-token", token);

@@ -355,6 +355,37 @@ def test_server_text_is_shown_as_text_never_as_html(page):
     _no_script_errors(page)
 
 
+def test_a_later_point_event_refines_the_drawn_point(page):
+    """A curve point as the first chunk of samples is done (50 of 100, drawn hollow), then the
+    same epsilon over all samples: one point, moved to the new accuracy, filled."""
+    page.execute_script("curve.reset([0, 0.1, 0.2], 'inf');"
+                        "curve.set(0.1, 0.5, 50, 100);")
+    dots = page.find_elements(By.CSS_SELECTOR, "#se-curve circle.pt")
+    assert len(dots) == 1 and "partial" in dots[0].get_attribute("class").split()
+    page.execute_script("curve.set(0.1, 0.4, 100, 100); curve.set(0, 0.9, 100, 100);")
+    dots = {float(d.get_attribute("data-eps")): d
+            for d in page.find_elements(By.CSS_SELECTOR, "#se-curve circle.pt")}
+    assert sorted(dots) == [0, 0.1]
+    refined = dots[0.1]
+    assert float(refined.get_attribute("data-accuracy")) == 0.4
+    assert "partial" not in refined.get_attribute("class").split()
+    # its height: 0.4 of the way from the accuracy-0 gridline to the accuracy-1 one
+    grid = [float(g.get_attribute("y1"))
+            for g in page.find_elements(By.CSS_SELECTOR, "#se-curve line.grid")]
+    y0, y1 = grid[0], grid[-1]
+    assert float(refined.get_attribute("cy")) == pytest.approx(y0 + 0.4 * (y1 - y0))
+    # and across: epsilon 0 at the axis' start, 0.1 halfway along the grid's 0..0.2
+    xs = {e: float(d.get_attribute("cx")) for e, d in dots.items()}
+    ends = [(float(a.get_attribute("x1")), float(a.get_attribute("x2")))
+            for a in page.find_elements(By.CSS_SELECTOR, "#se-curve line.axis")
+            if a.get_attribute("y1") == a.get_attribute("y2")
+            and float(a.get_attribute("x2")) - float(a.get_attribute("x1")) > 100]
+    assert len(ends) == 1, "one epsilon axis"
+    (left, right), = ends
+    assert xs[0] == pytest.approx(left) and xs[0.1] == pytest.approx((left + right) / 2)
+    _no_script_errors(page)
+
+
 def test_a_server_that_asks_for_a_token(browser, artefacts, tmp_path):
     """--token: the page says what is missing, takes the token, and then lists the models."""
     with _serve(tmp_path, "--token") as (url, data):

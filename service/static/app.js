@@ -454,6 +454,7 @@ function security(ev) {
 
 // --- jobs ----------------------------------------------------------------------------------------
 
+const LOG_LINES = 5000;  // the log view keeps the last lines (the job's zip has them all)
 let selected = null;   // the job whose log is shown
 let logAbort = null;
 
@@ -593,6 +594,7 @@ function select(jobId) {
   const add = (line) => {
     const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
     log.append(document.createTextNode(line + "\n"));
+    while (log.childNodes.length > LOG_LINES) log.firstChild.remove();
     if (atEnd) log.scrollTop = log.scrollHeight;
   };
   follow(jobId, (e) => {

@@ -34,6 +34,7 @@ webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not in
 from selenium.common.exceptions import (  # noqa: E402
     NoSuchElementException, StaleElementReferenceException)
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from service.client import Client, ServiceError  # noqa: E402
@@ -159,6 +160,21 @@ def wait(driver, seconds: float, condition, message: str = ""):
                                              NoSuchElementException)).until(condition, message)
 
 
+def _click(driver, css: str) -> None:
+    """Click the element `css` names, again if the job list re-rendered it meanwhile (the list
+    refreshes every 2 s)."""
+    wait(driver, 10, lambda d: d.find_element(By.CSS_SELECTOR, css).click() or True,
+         f"cannot click {css}")
+
+
+def _submit(driver, button_id: str) -> None:
+    """Press a panel's submit button once it is enabled (it is disabled while the panel's job
+    runs, and a click on it then does nothing)."""
+    wait(driver, 30, lambda d: d.find_element(By.ID, button_id).is_enabled(),
+         f"{button_id} stays disabled")
+    driver.find_element(By.ID, button_id).click()
+
+
 def _options(driver, select_id: str) -> list[str]:
     return [o.get_attribute("value") for o in
             driver.find_elements(By.CSS_SELECTOR, f"#{select_id} option")]
@@ -193,7 +209,7 @@ def test_analysis_shows_the_figures_alohac_analyze_prints(page, shot):
     Select(page.find_element(By.ID, "an-model")).select_by_value("zoo:lenet5")
     Select(page.find_element(By.ID, "an-target")).select_by_value("neuraghe-losa")
     Select(page.find_element(By.ID, "an-bits")).select_by_value("")
-    page.find_element(By.ID, "an-submit").click()
+    _submit(page, "an-submit")
     wait(page, 60, lambda d: d.find_element(By.ID, "an-figures").is_displayed()
          and d.find_element(By.ID, "an-gantt-box").is_displayed(),
          f"no figures: {page.find_element(By.ID, 'an-error').text}")
@@ -227,7 +243,7 @@ def test_security_curve_draws_its_points_from_the_event_stream(page, shot, serve
     _set(page, "se-eps", "0:0.2:0.05")
     _set(page, "se-samples", "20")
     _set(page, "se-steps", "3")
-    page.find_element(By.ID, "se-submit").click()
+    _submit(page, "se-submit")
     curve = page.find_element(By.ID, "se-curve")
     # the first point is drawn while the job still runs (or at least before the page asks for
     # the final result: `streamed` counts the points that came as events)
@@ -258,7 +274,7 @@ def test_security_curve_draws_its_points_from_the_event_stream(page, shot, serve
     shot("security")
 
     # the job in the list: selected, its log streamed and its artefacts linked
-    page.find_element(By.CSS_SELECTOR, f'#jobs-table tr[data-job-id="{job_id}"] td').click()
+    _click(page, f'#jobs-table tr[data-job-id="{job_id}"] td')
     log = page.find_element(By.ID, "log")
     wait(page, 20, lambda d: "[end: succeeded]" in log.text, f"log: {log.text}")
     assert "wrote out/security.json" in log.text and "[point] epsilon 0.2" in log.text
@@ -277,7 +293,7 @@ def test_cancel_and_delete_a_running_job_from_the_job_list(page, shot, server):
     _set(page, "se-steps", "5000")
     sec = page.find_element(By.ID, "security")
     before = sec.get_attribute("data-job")
-    page.find_element(By.ID, "se-submit").click()
+    _submit(page, "se-submit")
     wait(page, 20, lambda d: sec.get_attribute("data-job") not in (None, "", before),
          f"not submitted: {page.find_element(By.ID, 'se-error').text}")
     job_id = sec.get_attribute("data-job")
@@ -294,8 +310,7 @@ def test_cancel_and_delete_a_running_job_from_the_job_list(page, shot, server):
     assert pid, "the running job has no process id in the database"
     assert _alive(pid)
     shot("running")
-    page.find_element(
-        By.CSS_SELECTOR, f'#jobs-table tr[data-job-id="{job_id}"] button.cancel').click()
+    _click(page, f'#jobs-table tr[data-job-id="{job_id}"] button.cancel')
     wait(page, 10, lambda d: _row_state(d, job_id) == "cancelled", "the job was not cancelled")
     assert client.job(job_id)["state"] == "cancelled"
     deadline = time.monotonic() + 2
@@ -306,9 +321,8 @@ def test_cancel_and_delete_a_running_job_from_the_job_list(page, shot, server):
     shot("cancelled")
     _no_script_errors(page)
 
-    page.find_element(
-        By.CSS_SELECTOR, f'#jobs-table tr[data-job-id="{job_id}"] button.delete').click()
-    wait(page, 5, lambda d: d.switch_to.alert).accept()
+    _click(page, f'#jobs-table tr[data-job-id="{job_id}"] button.delete')
+    wait(page, 5, expected_conditions.alert_is_present(), "no confirmation asked").accept()
     wait(page, 10, lambda d: _row_state(d, job_id) is None, "the deleted job is still listed")
     with pytest.raises(ServiceError) as e:
         client.job(job_id)
@@ -346,7 +360,7 @@ def test_server_text_is_shown_as_text_never_as_html(page):
     page.execute_script(
         "const s = document.getElementById('an-model');"
         "s.append(new Option(arguments[0], arguments[0])); s.value = arguments[0];", ref)
-    page.find_element(By.ID, "an-submit").click()
+    _submit(page, "an-submit")
     error = page.find_element(By.ID, "an-error")
     wait(page, 20, lambda d: error.is_displayed(), "no error shown")
     assert error.text.startswith("HTTP 422: ") and '<img id="injected"' in error.text

@@ -11,9 +11,10 @@ into the IR's own power-of-two formats (`!nn.fixed<bits, frac[, unsigned]>`, alo
   point 0 and int8 with zero point -128 (both [0, 255] x s) are unsigned ones, exactly. Any other
   zero point (asymmetric activations) has no fixed-point equivalent: refused, naming the node.
 - a constant behind a DequantizeLinear (weights, biases) is folded to its real values; a weight
-  takes, per output channel where its scale is per channel, the nearest power-of-two step that
-  holds all its values (a power-of-two scale: the same integers); a bias the accumulator's format
-  (32 bits, input frac + weight frac), as quant.formats gives it.
+  takes, per output channel where its scale is per channel, the power-of-two step next to its
+  scale that represents its values best (least squared error, saturation included; a
+  power-of-two scale: the model's integers exactly); a bias the accumulator's format (32 bits,
+  input frac + weight frac), as quant.formats gives it.
 - data-movement ops between the pairs (reshape, flatten, pooling, dropout ...) without a
   QuantizeLinear of their own keep their input's format; relu keeps it, unsigned. An op computing
   new values without one is refused (a partially quantized model).
@@ -116,6 +117,8 @@ def _params(ctx: ImportContext, node, elem: int | None) -> QParams:
     else:
         elem = int(a.get("output_dtype", 0)) or elem or T.UINT8
         zp = np.zeros(scale.shape, dtype=np.int64)
+    if scale.size == 1 and zp.size == 1:  # exporters write a per-tensor scale as [1] too
+        scale, zp = scale.reshape(()), zp.reshape(())
     if scale.ndim > 1 or zp.shape != scale.shape:
         raise ctx.shape_error(f"{node.op_type} scale {list(scale.shape)} and zero point "
                               f"{list(zp.shape)} must be one scalar or one 1-D tensor each")
@@ -222,28 +225,28 @@ def note_weight(ctx: ImportContext, value: SSAValue, name: str, out_axis: int) -
 # --- formats --------------------------------------------------------------------------------------
 
 def weight_fracs(values: np.ndarray, qp: QParams | None, per_channel: bool) -> np.ndarray:
-    """Per output channel (axis 0) the frac of a weight: the step nearest its scale (per tensor, or
-    per channel), made coarser until every value fits; without a scale, the finest that fits."""
+    """Per output channel (axis 0) the frac of a weight: of the steps around its scale (per tensor
+    or per channel), the one whose rounding and saturation lose least (squared error; a tie goes to
+    the step nearest the scale): a power-of-two scale keeps the model's integers. Without a scale
+    (a float constant), the finest frac that holds the values."""
     bits = RANGES.get(qp.elem, (8, True))[0] if qp is not None else 8
     rows = values.reshape(values.shape[0], -1) if values.ndim else values.reshape(1, 1)
+    rows = rows.astype(np.float64)
     fmt = fp.Fixed(bits, 0)
 
-    def fits(r: np.ndarray, frac: int) -> bool:
-        q = np.floor(r.astype(np.float64) * 2.0 ** frac + 0.5)
-        return bool(q.min() >= fmt.qmin and q.max() <= fmt.qmax)
+    def best(r: np.ndarray, scale: float | None) -> int:
+        if scale is None:
+            return fp.frac_for(float(np.abs(r).max()), bits)
+        near = step_frac(scale)
 
-    def frac_for(r: np.ndarray, scale: float | None) -> int:
-        f = step_frac(scale) if scale is not None else fp.frac_for(float(np.abs(r).max()), bits)
-        while not fits(r, f) and f > -64:
-            f -= 1
-        return f
+        def loss(f: int) -> tuple[float, float]:
+            q = np.clip(np.floor(r * 2.0 ** f + 0.5), fmt.qmin, fmt.qmax)
+            return float(np.sum((r - q * 2.0 ** -f) ** 2)), abs(f + math.log2(scale))
+        return min((near - 1, near, near + 1), key=loss)
 
     if per_channel:
-        scales = qp.scale if qp is not None and qp.scale.ndim else [None if qp is None else
-                                                                     float(qp.scale)] * len(rows)
-        return np.array([frac_for(r, None if s is None else float(s)) for r, s in
-                         zip(rows, scales)], dtype=np.int64)
-    return np.full(len(rows), frac_for(rows, None if qp is None else float(np.max(qp.scale))),
+        return np.array([best(r, float(s)) for r, s in zip(rows, qp.scale)], dtype=np.int64)
+    return np.full(len(rows), best(rows, None if qp is None else float(np.max(qp.scale))),
                    dtype=np.int64)
 
 

@@ -1,0 +1,366 @@
+"""Importing pre-quantized (QDQ) models: onnxruntime's quantize_static output, quantized here in the
+test, imports into fixed-point types, compiles to C, and classifies as onnxruntime's own QDQ run
+does; the scale mapping is checked against hand computations."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+
+from aloha_ir import fixedpoint as fp
+from aloha_ir.context import make_context
+from aloha_ir.dialects import nn
+from aloha_ir.dialects.nn import graph_of
+from aloha_ir.errors import AlohaWarning, UnsupportedError
+from aloha_ir.passmanager import PassManager
+from codegen_helpers import build, have_gcc, run
+from frontends.onnx import import_model, import_onnx
+from frontends.onnx.qdq import scale_mapping
+from runtime.reference import reference
+
+ort = pytest.importorskip("onnxruntime")
+oq = pytest.importorskip("onnxruntime.quantization")
+
+ALOHAC = [sys.executable, "-m", "alohac.main"]
+
+
+# --- models ---------------------------------------------------------------------------------------
+
+def _init(name: str, a: np.ndarray) -> onnx.TensorProto:
+    return numpy_helper.from_array(a, name)
+
+
+def _trained_weights(side: int, x: np.ndarray, y: np.ndarray, c: int, hidden: int,
+                     epochs: int) -> dict[str, np.ndarray]:
+    """The CNN of `_cnn` trained in torch (Adam, seeded): a classifier with real margins, so that
+    top-1 agreement measures the arithmetic, not ties between near-equal logits."""
+    import torch
+    from torch import nn as tnn
+    torch.manual_seed(0)
+    q = side // 4
+    conv1, conv2 = tnn.Conv2d(1, c, 3, padding=1), tnn.Conv2d(c, c, 3, padding=1)
+    fc1, fc2 = tnn.Linear(c * q * q, hidden), tnn.Linear(hidden, 10)
+
+    def forward(t):
+        r1 = torch.relu(conv1(t))
+        s = r1 + torch.relu(conv2(r1))
+        p = torch.nn.functional.avg_pool2d(torch.nn.functional.max_pool2d(s, 2), 2)
+        return fc2(torch.relu(fc1(p.flatten(1))))
+
+    params = [*conv1.parameters(), *conv2.parameters(), *fc1.parameters(), *fc2.parameters()]
+    opt = torch.optim.Adam(params, lr=3e-3)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.int64))
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=gen).split(64):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(forward(xt[idx]), yt[idx]).backward()
+            opt.step()
+    d = {k: v.detach().numpy().astype(np.float32) for k, v in (
+        ("w1", conv1.weight), ("b1", conv1.bias), ("w2", conv2.weight), ("b2", conv2.bias),
+        ("bm", fc1.bias), ("wg", fc2.weight), ("bg", fc2.bias))}
+    d["wm"] = np.ascontiguousarray(fc1.weight.detach().numpy().T)  # MatMul's [K, N]
+    return d
+
+
+def _cnn(side: int, train_x: np.ndarray, train_y: np.ndarray, path: str, c: int = 8,
+         hidden: int = 32, epochs: int = 3) -> str:
+    """A float CNN with Conv, Add (a residual), MaxPool, AveragePool, MatMul and Gemm, trained on
+    the images, written as onnxruntime's quantizer reads it."""
+    w = _trained_weights(side, train_x, train_y, c, hidden, epochs)
+    nodes = [
+        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
+        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
+        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
+        helper.make_node("Add", ["r1", "r2"], ["s"], name="residual"),
+        helper.make_node("MaxPool", ["s"], ["p1"], kernel_shape=[2, 2], strides=[2, 2],
+                         name="maxpool"),
+        helper.make_node("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 2], strides=[2, 2],
+                         name="avgpool"),
+        helper.make_node("Flatten", ["p2"], ["f"], name="flatten"),
+        helper.make_node("MatMul", ["f", "wm"], ["m"], name="matmul"),
+        helper.make_node("Add", ["m", "bm"], ["mb"], name="matmul_bias"),
+        helper.make_node("Relu", ["mb"], ["h"], name="relu3"),
+        helper.make_node("Gemm", ["h", "wg", "bg"], ["y"], transB=1, name="gemm"),
+    ]
+    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, side, side])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 10])], [_init(k, v) for k, v in w.items()])
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.save(m, path)
+    return path
+
+
+class _Reader(oq.CalibrationDataReader):
+    """quantize_static's calibration: one image at a time."""
+
+    def __init__(self, name: str, x: np.ndarray):
+        self.items = iter([{name: x[i:i + 1]} for i in range(len(x))])
+
+    def get_next(self):
+        return next(self.items, None)
+
+
+def _quantize(src: str, dst: str, calib: np.ndarray, per_channel: bool, symmetric: bool = True,
+              activation=None) -> str:
+    name = onnx.load(src).graph.input[0].name
+    reader = _Reader(name, calib)
+    oq.quantize_static(src, dst, reader, quant_format=oq.QuantFormat.QDQ,
+                       activation_type=activation or oq.QuantType.QInt8,
+                       weight_type=oq.QuantType.QInt8, per_channel=per_channel,
+                       extra_options={"ActivationSymmetric": symmetric})
+    return dst
+
+
+def _ort_run(model, x: np.ndarray) -> np.ndarray:
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    data = model if isinstance(model, str) else model.SerializeToString()
+    s = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
+    name = s.get_inputs()[0].name
+    return np.concatenate([s.run(None, {name: x[i:i + 1]})[0].reshape(1, -1)
+                           for i in range(len(x))])
+
+
+def _import_quiet(path: str):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlohaWarning)
+        return import_onnx(path)
+
+
+def _agreement(path: str, x: np.ndarray) -> float:
+    """Top-1 agreement of the imported model (the bit-exact reference, after canonicalize as the
+    compile flow runs it) with onnxruntime's run of the QDQ model."""
+    module = _import_quiet(path)
+    PassManager.parse("canonicalize").run(module, make_context())
+    q, _ = reference(module).run(x.astype(np.float64))[0]
+    return float(np.mean(q.argmax(1) == _ort_run(path, x).argmax(1)))
+
+
+def _compile_and_run(path: str, out: str, target: str, x: np.ndarray) -> None:
+    """`alohac compile` for `target`, build the C, run it on x: bit for bit the reference of the
+    module the compiler wrote."""
+    r = subprocess.run(ALOHAC + ["compile", path, "--target", target, "-o", out],
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    stem = os.path.splitext(os.path.basename(path))[0]
+    from frontends.loader import load_model
+    module = load_model(os.path.join(out, f"{stem}.mlir"))
+    assert {fp.format_of(op.results[0]).bits for op in graph_of(module).ops
+            if op.results and not isinstance(op, nn.ConstOp)} == {8}
+    code = os.path.join(out, "code")
+    build(code)
+    proc, y = run(code, x)
+    assert proc.returncode == 0, proc.stderr
+    ref = reference(module)
+    want = np.stack([ref.real(x[i:i + 1].astype(np.float64)).reshape(-1) for i in range(len(x))])
+    np.testing.assert_array_equal(y, want.astype(np.float32))
+
+
+# --- synthetic data: always runs -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory):
+    """scikit-learn's 8x8 digits (bundled) and the CNN trained on the first 1,200."""
+    from sklearn.datasets import load_digits
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
+    src = _cnn(8, x[:1200], d.target[:1200], str(tmp_path_factory.mktemp("digits") / "cnn.onnx"),
+               c=16, hidden=64, epochs=40)
+    return src, x[:1200], x[1200:], d.target[1200:]
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_quantize_static_digits_cnn_agrees_with_onnxruntime(tmp_path, digits, per_channel):
+    src, train_x, test_x, test_y = digits
+    path = _quantize(src, str(tmp_path / "cnn_qdq.onnx"), train_x[:32], per_channel)
+    ops = {n.op_type for n in onnx.load(path).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Add", "MaxPool", "AveragePool",
+            "MatMul", "Gemm"} <= ops
+    y_ort = _ort_run(path, test_x)
+    assert np.mean(y_ort.argmax(1) == test_y) > 0.9  # a trained model: agreement means much
+    assert _agreement(path, test_x) >= 0.99
+    module = _import_quiet(path)
+    q = graph_of(module).attributes["quantization"]
+    assert q.data["method"].data == "qdq"
+    assert q.data["granularity"].data == ("channel" if per_channel else "layer")
+
+
+@pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
+@pytest.mark.parametrize("target", ["neuraghe-losa", "host-cpu"])
+def test_quantize_static_digits_cnn_compiles_to_bit_exact_c(tmp_path, digits, target):
+    src, train_x, test_x, _ = digits
+    path = _quantize(src, str(tmp_path / "cnn_qdq.onnx"), train_x[:32], True)
+    _compile_and_run(path, str(tmp_path / "out"), target, test_x[:5])
+
+
+def _hand_qdq(act_scale: float, w_scale: float) -> onnx.ModelProto:
+    """x -> Q/DQ(act_scale) -> Conv(int8 weights at w_scale, int32 bias) -> Q/DQ(act_scale)."""
+    w = np.array([[[[-128, 3], [64, 127]]], [[[5, -7], [0, 100]]]], np.int8)
+    bias = np.array([40, -9], np.int32)
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "s", "z"], ["xq"], name="x_q"),
+        helper.make_node("DequantizeLinear", ["xq", "s", "z"], ["xd"], name="x_dq"),
+        helper.make_node("DequantizeLinear", ["w", "ws", "wz"], ["wd"], name="w_dq"),
+        helper.make_node("DequantizeLinear", ["b", "bs", "bz"], ["bd"], name="b_dq"),
+        helper.make_node("Conv", ["xd", "wd", "bd"], ["c"], name="conv"),
+        helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"], name="c_q"),
+        helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"], name="c_dq"),
+    ]
+    inits = [_init("s", np.float32(act_scale)), _init("z", np.int8(0)), _init("w", w),
+             _init("ws", np.float32(w_scale)), _init("wz", np.int8(0)), _init("b", bias),
+             _init("bs", np.float32(act_scale * w_scale)), _init("bz", np.int32(0))]
+    g = helper.make_graph(nodes, "hand", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, 4, 4])], [helper.make_tensor_value_info(
+            "y", TensorProto.FLOAT, [1, 2, 3, 3])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    return m
+
+
+def test_power_of_two_scales_are_the_formats_exactly():
+    model = _hand_qdq(2.0 ** -4, 2.0 ** -6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", AlohaWarning)  # nothing to report: every scale maps exactly
+        module = import_model(model, source="hand.onnx")
+    graph = graph_of(module)
+    conv = next(op for op in graph.ops if isinstance(op, nn.ConvOp))
+    assert fp.format_of(conv.input) == fp.Fixed(8, 4)
+    assert fp.format_of(conv.output) == fp.Fixed(8, 4)
+    assert fp.format_of(conv.weight) == fp.Fixed(8, 6)
+    assert fp.format_of(conv.bias) == fp.Fixed(32, 10)
+    ref = reference(module)
+    np.testing.assert_array_equal(ref.consts[conv.weight], numpy_helper.to_array(
+        model.graph.initializer[2]))  # the model's own int8 weights, -128 included
+    np.testing.assert_array_equal(ref.consts[conv.bias], [40, -9])
+    assert all(r["error"] == 0.0 for roles in scale_mapping(graph).values() for r in roles.values())
+    # onnxruntime's QDQ run on inputs away from rounding ties: the same integers
+    x = (np.random.default_rng(0).integers(-100, 100, (20, 1, 1, 4, 4)) / 16.0 + 1 / 64)
+    for xi in x.astype(np.float32):
+        q, fmt = ref.run(xi.astype(np.float64))[0]
+        want = np.rint(_ort_run(model, xi).reshape(q.shape) * 16).astype(np.int64)
+        assert np.abs(q - want).max() <= 1  # ties in the requantization round differently
+        assert np.mean(q == want) > 0.9
+
+
+def test_other_scales_map_to_the_nearest_step_with_the_error_reported():
+    # 0.1: -log2 = 3.32 -> frac 3, step 0.125, +25%; 0.006: -log2 = 7.38 -> frac 7, step 2^-7 =
+    # 0.0078125 (+30.2%), which holds 127 x 0.006 = 0.762 (97.5 steps): no coarser step needed
+    with pytest.warns(AlohaWarning, match=r"hand.onnx: 3 quantization scales are not powers of two"
+                      r".*conv output \+25\.0%.*conv weight \+30\.2%"):
+        module = import_model(_hand_qdq(0.1, 0.006), source="hand.onnx")
+    graph = graph_of(module)
+    conv = next(op for op in graph.ops if isinstance(op, nn.ConvOp))
+    assert fp.format_of(conv.output) == fp.Fixed(8, 3)
+    assert fp.format_of(conv.weight) == fp.Fixed(8, 7)
+    rows = scale_mapping(graph)
+    assert rows["conv"]["output"] == pytest.approx({"scale": 0.1, "step": 0.125, "error": 0.25},
+                                                   rel=1e-6)
+    assert rows["conv"]["weight"]["error"] == pytest.approx(0.0078125 / 0.006 - 1, rel=1e-6)
+
+
+def test_weights_that_the_nearest_step_would_saturate_take_a_coarser_one():
+    # 0.0035: -log2 = 8.16 -> frac 8 (step 0.0039); -128 x 0.0035 = -0.448 is -114.7 steps and
+    # 127 x 0.0035 = 0.4445 is 113.8: fits; 0.0045: -log2 = 7.80 -> frac 8, but 127 x 0.0045 =
+    # 0.5715 is 146 steps of 2^-8: frac 7
+    assert fp.format_of(_conv_weight(0.0035)) == fp.Fixed(8, 8)
+    assert fp.format_of(_conv_weight(0.0045)) == fp.Fixed(8, 7)
+
+
+def _conv_weight(w_scale: float):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlohaWarning)
+        module = import_model(_hand_qdq(2.0 ** -4, w_scale), source="hand.onnx")
+    return next(op for op in graph_of(module).ops if isinstance(op, nn.ConvOp)).weight
+
+
+def test_asymmetric_activations_are_refused_naming_the_node(tmp_path, digits):
+    src, train_x, _, _ = digits
+    path = _quantize(src, str(tmp_path / "cnn_u8.onnx"), train_x[:16], False, symmetric=False,
+                     activation=oq.QuantType.QUInt8)
+    with pytest.raises(UnsupportedError) as e:
+        _import_quiet(path)
+    assert e.value.exit_code == 4
+    assert "zero point" in str(e.value) and "node '" in str(e.value)
+    assert "ActivationSymmetric" in e.value.hint and "QInt8" in e.value.hint
+    r = subprocess.run(ALOHAC + ["compile", path, "--target", "host-cpu", "-o",
+                                 str(tmp_path / "out")], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 4 and "ActivationSymmetric" in r.stderr
+
+
+def test_uint8_relu_outputs_and_int8_zero_point_minus_128_are_unsigned():
+    """uint8 with zero point 0 and int8 with -128 both hold [0, 255] x scale: the unsigned format."""
+    for elem, zp in ((TensorProto.UINT8, np.uint8(0)), (TensorProto.INT8, np.int8(-128))):
+        model = _hand_qdq(2.0 ** -4, 2.0 ** -6)
+        for i, t in enumerate(model.graph.initializer):
+            if t.name == "z":
+                model.graph.initializer[i].CopyFrom(_init("z", zp))
+        module = import_model(model, source="hand.onnx")
+        conv = next(op for op in graph_of(module).ops if isinstance(op, nn.ConvOp))
+        assert fp.format_of(conv.output) == fp.Fixed(8, 4, signed=False), elem
+
+
+def test_a_partially_quantized_model_is_refused(digits, tmp_path):
+    src, train_x, _, _ = digits
+    name = onnx.load(src).graph.input[0].name
+    reader = _Reader(name, train_x[:8])
+    path = str(tmp_path / "part.onnx")
+    oq.quantize_static(src, path, reader, quant_format=oq.QuantFormat.QDQ,
+                       activation_type=oq.QuantType.QInt8, op_types_to_quantize=["Conv"],
+                       extra_options={"ActivationSymmetric": True})
+    with pytest.raises(UnsupportedError, match="not quantized") as e:
+        _import_quiet(path)
+    assert e.value.exit_code == 4
+
+
+# --- MNIST: needs ALOHA_DATA -----------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def mnist():
+    root = os.environ.get("ALOHA_DATA")
+    if not root or not os.path.isdir(root):
+        pytest.skip("ALOHA_DATA is not set (real data: shared/data); .ci/run sets it")
+    from frontends.datasets import load
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the shared copy of the training set is truncated
+        splits = load(f"mnist:{os.path.join(root, 'mnist')}")
+    return root, splits
+
+
+@pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
+def test_quantize_static_mnist_cnn_agrees_on_1000_images_and_compiles(tmp_path, mnist):
+    _, splits = mnist
+    src = _cnn(28, splits.train.x[:6000], splits.train.y[:6000], str(tmp_path / "mnist_cnn.onnx"),
+               epochs=4)
+    path = _quantize(src, str(tmp_path / "mnist_cnn_qdq.onnx"), splits.train.x[:32], True)
+    x = splits.test.x[:1000]
+    assert np.mean(_ort_run(path, x).argmax(1) == splits.test.y[:1000]) > 0.9
+    assert _agreement(path, x) >= 0.99
+    for target in ("neuraghe-losa", "host-cpu"):
+        _compile_and_run(path, str(tmp_path / target), target, x[:5])
+
+
+@pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
+def test_quantize_static_mnist8_agrees_on_1000_images_and_compiles(tmp_path, mnist):
+    """mnist-8 (opset 8, taking 0..255) converted to opset 13, where per-channel QDQ exists."""
+    root, splits = mnist
+    from onnx import version_converter
+    src = str(tmp_path / "mnist8_13.onnx")
+    onnx.save(version_converter.convert_version(onnx.load(os.path.join(root, "onnx",
+                                                                        "mnist-8.onnx")), 13), src)
+    path = _quantize(src, str(tmp_path / "mnist8_qdq.onnx"), splits.train.x[:32] * 255.0, True)
+    x = splits.test.x[:1000] * 255.0
+    assert np.mean(_ort_run(path, x).argmax(1) == splits.test.y[:1000]) > 0.97
+    assert _agreement(path, x) >= 0.99
+    for target in ("neuraghe-losa", "host-cpu"):
+        _compile_and_run(path, str(tmp_path / target), target, x[:5])

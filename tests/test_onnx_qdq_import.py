@@ -4,6 +4,7 @@ does; the scale mapping is checked against hand computations."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -146,12 +147,13 @@ def _agreement(path: str, x: np.ndarray) -> float:
     return float(np.mean(q.argmax(1) == _ort_run(path, x).argmax(1)))
 
 
-def _compile_and_run(path: str, out: str, target: str, x: np.ndarray) -> None:
+def _compile_and_run(path: str, out: str, target: str, x: np.ndarray) -> dict:
     """`alohac compile` for `target`, build the C, run it on x: bit for bit the reference of the
-    module the compiler wrote."""
+    module the compiler wrote. Returns report.json."""
     r = subprocess.run(ALOHAC + ["compile", path, "--target", target, "-o", out],
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
+    assert "quantization scales are not powers of two" in r.stderr
     stem = os.path.splitext(os.path.basename(path))[0]
     from frontends.loader import load_model
     module = load_model(os.path.join(out, f"{stem}.mlir"))
@@ -164,6 +166,8 @@ def _compile_and_run(path: str, out: str, target: str, x: np.ndarray) -> None:
     ref = reference(module)
     want = np.stack([ref.real(x[i:i + 1].astype(np.float64)).reshape(-1) for i in range(len(x))])
     np.testing.assert_array_equal(y, want.astype(np.float32))
+    with open(os.path.join(out, "report.json")) as f:
+        return json.load(f)
 
 
 # --- synthetic data: always runs -------------------------------------------------------------------
@@ -200,7 +204,18 @@ def test_quantize_static_digits_cnn_agrees_with_onnxruntime(tmp_path, digits, pe
 def test_quantize_static_digits_cnn_compiles_to_bit_exact_c(tmp_path, digits, target):
     src, train_x, test_x, _ = digits
     path = _quantize(src, str(tmp_path / "cnn_qdq.onnx"), train_x[:32], True)
-    _compile_and_run(path, str(tmp_path / "out"), target, test_x[:5])
+    report = _compile_and_run(path, str(tmp_path / "out"), target, test_x[:5])
+    # the report's mapping of conv1's output scale, from the QDQ model's own initializer: the
+    # nearest power-of-two step
+    model = onnx.load(path)
+    q = next(n for n in model.graph.node if n.op_type == "QuantizeLinear" and n.input[0] == "c1")
+    scale = float(next(numpy_helper.to_array(t) for t in model.graph.initializer
+                       if t.name == q.input[1]))
+    step = 2.0 ** -round(-np.log2(scale))
+    assert report["scale_mapping"]["conv1"]["output"] == pytest.approx(
+        {"scale": scale, "step": step, "error": step / scale - 1})
+    with open(os.path.join(str(tmp_path / "out"), "report.md")) as f:
+        assert "| conv1 | output |" in f.read()
 
 
 def _hand_qdq(act_scale: float, w_scale: float) -> onnx.ModelProto:

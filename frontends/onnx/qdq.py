@@ -319,8 +319,9 @@ def apply_qdq_formats(ctx: ImportContext, st: QdqState, graph: nn.GraphOp) -> No
            for role, r in roles.items() if r["error"] != 0.0]
     if off:
         ctx.node = None
-        ctx.warn(f"{len(off)} quantization scales are not powers of two: mapped to the nearest "
-                 f"power-of-two fixed-point step (step / scale - 1): {', '.join(off)}")
+        ctx.warn(f"{len(off)} quantization scales are not powers of two: mapped to power-of-two "
+                 "fixed-point steps (the nearest for activations, the least-error one for "
+                 "weights; step / scale - 1, a weight's worst channel): " + ", ".join(off))
 
 
 def scale_mapping(graph: nn.GraphOp) -> dict[str, dict[str, dict[str, float]]]:

@@ -14,6 +14,7 @@ import numpy as np
 import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
+from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
 
 from aloha_ir import fixedpoint as fp
 from aloha_ir.context import make_context
@@ -24,112 +25,10 @@ from aloha_ir.passmanager import PassManager
 from codegen_helpers import build, have_gcc, run
 from frontends.onnx import import_model, import_onnx
 from frontends.onnx.qdq import scale_mapping
+from qdq_helpers import Reader, cnn, initializer, ort_run, quantize_qdq
 from runtime.reference import reference
 
-ort = pytest.importorskip("onnxruntime")
-oq = pytest.importorskip("onnxruntime.quantization")
-
 ALOHAC = [sys.executable, "-m", "alohac.main"]
-
-
-# --- models ---------------------------------------------------------------------------------------
-
-def _init(name: str, a: np.ndarray) -> onnx.TensorProto:
-    return numpy_helper.from_array(a, name)
-
-
-def _trained_weights(side: int, x: np.ndarray, y: np.ndarray, c: int, hidden: int,
-                     epochs: int) -> dict[str, np.ndarray]:
-    """The CNN of `_cnn` trained in torch (Adam, seeded): a classifier with real margins, so that
-    top-1 agreement measures the arithmetic, not ties between near-equal logits."""
-    import torch
-    from torch import nn as tnn
-    torch.manual_seed(0)
-    q = side // 4
-    conv1, conv2 = tnn.Conv2d(1, c, 3, padding=1), tnn.Conv2d(c, c, 3, padding=1)
-    fc1, fc2 = tnn.Linear(c * q * q, hidden), tnn.Linear(hidden, 10)
-
-    def forward(t):
-        r1 = torch.relu(conv1(t))
-        s = r1 + torch.relu(conv2(r1))
-        p = torch.nn.functional.avg_pool2d(torch.nn.functional.max_pool2d(s, 2), 2)
-        return fc2(torch.relu(fc1(p.flatten(1))))
-
-    params = [*conv1.parameters(), *conv2.parameters(), *fc1.parameters(), *fc2.parameters()]
-    opt = torch.optim.Adam(params, lr=3e-3)
-    xt, yt = torch.from_numpy(x), torch.from_numpy(np.asarray(y, dtype=np.int64))
-    gen = torch.Generator().manual_seed(0)
-    for _ in range(epochs):
-        for idx in torch.randperm(len(xt), generator=gen).split(64):
-            opt.zero_grad()
-            torch.nn.functional.cross_entropy(forward(xt[idx]), yt[idx]).backward()
-            opt.step()
-    d = {k: v.detach().numpy().astype(np.float32) for k, v in (
-        ("w1", conv1.weight), ("b1", conv1.bias), ("w2", conv2.weight), ("b2", conv2.bias),
-        ("bm", fc1.bias), ("wg", fc2.weight), ("bg", fc2.bias))}
-    d["wm"] = np.ascontiguousarray(fc1.weight.detach().numpy().T)  # MatMul's [K, N]
-    return d
-
-
-def _cnn(side: int, train_x: np.ndarray, train_y: np.ndarray, path: str, c: int = 8,
-         hidden: int = 32, epochs: int = 3) -> str:
-    """A float CNN with Conv, Add (a residual), MaxPool, AveragePool, MatMul and Gemm, trained on
-    the images, written as onnxruntime's quantizer reads it."""
-    w = _trained_weights(side, train_x, train_y, c, hidden, epochs)
-    nodes = [
-        helper.make_node("Conv", ["x", "w1", "b1"], ["c1"], pads=[1, 1, 1, 1], name="conv1"),
-        helper.make_node("Relu", ["c1"], ["r1"], name="relu1"),
-        helper.make_node("Conv", ["r1", "w2", "b2"], ["c2"], pads=[1, 1, 1, 1], name="conv2"),
-        helper.make_node("Relu", ["c2"], ["r2"], name="relu2"),
-        helper.make_node("Add", ["r1", "r2"], ["s"], name="residual"),
-        helper.make_node("MaxPool", ["s"], ["p1"], kernel_shape=[2, 2], strides=[2, 2],
-                         name="maxpool"),
-        helper.make_node("AveragePool", ["p1"], ["p2"], kernel_shape=[2, 2], strides=[2, 2],
-                         name="avgpool"),
-        helper.make_node("Flatten", ["p2"], ["f"], name="flatten"),
-        helper.make_node("MatMul", ["f", "wm"], ["m"], name="matmul"),
-        helper.make_node("Add", ["m", "bm"], ["mb"], name="matmul_bias"),
-        helper.make_node("Relu", ["mb"], ["h"], name="relu3"),
-        helper.make_node("Gemm", ["h", "wg", "bg"], ["y"], transB=1, name="gemm"),
-    ]
-    g = helper.make_graph(nodes, "cnn", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 1, side, side])], [helper.make_tensor_value_info(
-            "y", TensorProto.FLOAT, [1, 10])], [_init(k, v) for k, v in w.items()])
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    onnx.save(m, path)
-    return path
-
-
-class _Reader(oq.CalibrationDataReader):
-    """quantize_static's calibration: one image at a time."""
-
-    def __init__(self, name: str, x: np.ndarray):
-        self.items = iter([{name: x[i:i + 1]} for i in range(len(x))])
-
-    def get_next(self):
-        return next(self.items, None)
-
-
-def _quantize(src: str, dst: str, calib: np.ndarray, per_channel: bool, symmetric: bool = True,
-              activation=None) -> str:
-    name = onnx.load(src).graph.input[0].name
-    reader = _Reader(name, calib)
-    oq.quantize_static(src, dst, reader, quant_format=oq.QuantFormat.QDQ,
-                       activation_type=activation or oq.QuantType.QInt8,
-                       weight_type=oq.QuantType.QInt8, per_channel=per_channel,
-                       extra_options={"ActivationSymmetric": symmetric})
-    return dst
-
-
-def _ort_run(model, x: np.ndarray) -> np.ndarray:
-    so = ort.SessionOptions()
-    so.log_severity_level = 3
-    data = model if isinstance(model, str) else model.SerializeToString()
-    s = ort.InferenceSession(data, so, providers=["CPUExecutionProvider"])
-    name = s.get_inputs()[0].name
-    return np.concatenate([s.run(None, {name: x[i:i + 1]})[0].reshape(1, -1)
-                           for i in range(len(x))])
 
 
 def _import_quiet(path: str):
@@ -144,7 +43,7 @@ def _agreement(path: str, x: np.ndarray) -> float:
     module = _import_quiet(path)
     PassManager.parse("canonicalize").run(module, make_context())
     q, _ = reference(module).run(x.astype(np.float64))[0]
-    return float(np.mean(q.argmax(1) == _ort_run(path, x).argmax(1)))
+    return float(np.mean(q.argmax(1) == ort_run(path, x).argmax(1)))
 
 
 def _compile_and_run(path: str, out: str, target: str, x: np.ndarray) -> dict:
@@ -178,7 +77,7 @@ def digits(tmp_path_factory):
     from sklearn.datasets import load_digits
     d = load_digits()
     x = (d.images / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
-    src = _cnn(8, x[:1200], d.target[:1200], str(tmp_path_factory.mktemp("digits") / "cnn.onnx"),
+    src = cnn(8, x[:1200], d.target[:1200], str(tmp_path_factory.mktemp("digits") / "cnn.onnx"),
                c=16, hidden=64, epochs=40)
     return src, x[:1200], x[1200:], d.target[1200:]
 
@@ -186,11 +85,11 @@ def digits(tmp_path_factory):
 @pytest.mark.parametrize("per_channel", [False, True])
 def test_quantize_static_digits_cnn_agrees_with_onnxruntime(tmp_path, digits, per_channel):
     src, train_x, test_x, test_y = digits
-    path = _quantize(src, str(tmp_path / "cnn_qdq.onnx"), train_x[:32], per_channel)
+    path = quantize_qdq(src, str(tmp_path / "cnn_qdq.onnx"), train_x[:32], per_channel)
     ops = {n.op_type for n in onnx.load(path).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv", "Add", "MaxPool", "AveragePool",
             "MatMul", "Gemm"} <= ops
-    y_ort = _ort_run(path, test_x)
+    y_ort = ort_run(path, test_x)
     assert np.mean(y_ort.argmax(1) == test_y) > 0.9  # a trained model: agreement means much
     assert _agreement(path, test_x) >= 0.99
     module = _import_quiet(path)
@@ -203,7 +102,7 @@ def test_quantize_static_digits_cnn_agrees_with_onnxruntime(tmp_path, digits, pe
 @pytest.mark.parametrize("target", ["neuraghe-losa", "host-cpu"])
 def test_quantize_static_digits_cnn_compiles_to_bit_exact_c(tmp_path, digits, target):
     src, train_x, test_x, _ = digits
-    path = _quantize(src, str(tmp_path / "cnn_qdq.onnx"), train_x[:32], True)
+    path = quantize_qdq(src, str(tmp_path / "cnn_qdq.onnx"), train_x[:32], True)
     report = _compile_and_run(path, str(tmp_path / "out"), target, test_x[:5])
     # the report's mapping of conv1's output scale, from the QDQ model's own initializer: the
     # nearest power-of-two step
@@ -231,9 +130,9 @@ def _hand_qdq(act_scale: float, w_scale: float) -> onnx.ModelProto:
         helper.make_node("QuantizeLinear", ["c", "s", "z"], ["cq"], name="c_q"),
         helper.make_node("DequantizeLinear", ["cq", "s", "z"], ["y"], name="c_dq"),
     ]
-    inits = [_init("s", np.float32(act_scale)), _init("z", np.int8(0)), _init("w", w),
-             _init("ws", np.float32(w_scale)), _init("wz", np.int8(0)), _init("b", bias),
-             _init("bs", np.float32(act_scale * w_scale)), _init("bz", np.int32(0))]
+    inits = [initializer("s", np.float32(act_scale)), initializer("z", np.int8(0)), initializer("w", w),
+             initializer("ws", np.float32(w_scale)), initializer("wz", np.int8(0)), initializer("b", bias),
+             initializer("bs", np.float32(act_scale * w_scale)), initializer("bz", np.int32(0))]
     g = helper.make_graph(nodes, "hand", [helper.make_tensor_value_info(
         "x", TensorProto.FLOAT, [1, 1, 4, 4])], [helper.make_tensor_value_info(
             "y", TensorProto.FLOAT, [1, 2, 3, 3])], inits)
@@ -262,7 +161,7 @@ def test_power_of_two_scales_are_the_formats_exactly():
     x = (np.random.default_rng(0).integers(-100, 100, (20, 1, 1, 4, 4)) / 16.0 + 1 / 64)
     for xi in x.astype(np.float32):
         q, fmt = ref.run(xi.astype(np.float64))[0]
-        want = np.rint(_ort_run(model, xi).reshape(q.shape) * 16).astype(np.int64)
+        want = np.rint(ort_run(model, xi).reshape(q.shape) * 16).astype(np.int64)
         assert np.abs(q - want).max() <= 1  # ties in the requantization round differently
         assert np.mean(q == want) > 0.9
 
@@ -300,8 +199,8 @@ def _conv_weight(w_scale: float):
 
 def test_asymmetric_activations_are_refused_naming_the_node(tmp_path, digits):
     src, train_x, _, _ = digits
-    path = _quantize(src, str(tmp_path / "cnn_u8.onnx"), train_x[:16], False, symmetric=False,
-                     activation=oq.QuantType.QUInt8)
+    path = quantize_qdq(src, str(tmp_path / "cnn_u8.onnx"), train_x[:16], False, symmetric=False,
+                     activation=QuantType.QUInt8)
     with pytest.raises(UnsupportedError) as e:
         _import_quiet(path)
     assert e.value.exit_code == 4
@@ -319,7 +218,7 @@ def test_uint8_relu_outputs_and_int8_zero_point_minus_128_are_unsigned():
         model = _hand_qdq(2.0 ** -4, 2.0 ** -6)
         for i, t in enumerate(model.graph.initializer):
             if t.name == "z":
-                model.graph.initializer[i].CopyFrom(_init("z", zp))
+                model.graph.initializer[i].CopyFrom(initializer("z", zp))
         module = import_model(model, source="hand.onnx")
         conv = next(op for op in graph_of(module).ops if isinstance(op, nn.ConvOp))
         assert fp.format_of(conv.output) == fp.Fixed(8, 4, signed=False), elem
@@ -328,10 +227,10 @@ def test_uint8_relu_outputs_and_int8_zero_point_minus_128_are_unsigned():
 def test_a_partially_quantized_model_is_refused(digits, tmp_path):
     src, train_x, _, _ = digits
     name = onnx.load(src).graph.input[0].name
-    reader = _Reader(name, train_x[:8])
+    reader = Reader(name, train_x[:8])
     path = str(tmp_path / "part.onnx")
-    oq.quantize_static(src, path, reader, quant_format=oq.QuantFormat.QDQ,
-                       activation_type=oq.QuantType.QInt8, op_types_to_quantize=["Conv"],
+    quantize_static(src, path, reader, quant_format=QuantFormat.QDQ,
+                       activation_type=QuantType.QInt8, op_types_to_quantize=["Conv"],
                        extra_options={"ActivationSymmetric": True})
     with pytest.raises(UnsupportedError, match="not quantized") as e:
         _import_quiet(path)
@@ -355,11 +254,11 @@ def mnist():
 @pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
 def test_quantize_static_mnist_cnn_agrees_on_1000_images_and_compiles(tmp_path, mnist):
     _, splits = mnist
-    src = _cnn(28, splits.train.x[:6000], splits.train.y[:6000], str(tmp_path / "mnist_cnn.onnx"),
+    src = cnn(28, splits.train.x[:6000], splits.train.y[:6000], str(tmp_path / "mnist_cnn.onnx"),
                epochs=4)
-    path = _quantize(src, str(tmp_path / "mnist_cnn_qdq.onnx"), splits.train.x[:32], True)
+    path = quantize_qdq(src, str(tmp_path / "mnist_cnn_qdq.onnx"), splits.train.x[:32], True)
     x = splits.test.x[:1000]
-    assert np.mean(_ort_run(path, x).argmax(1) == splits.test.y[:1000]) > 0.9
+    assert np.mean(ort_run(path, x).argmax(1) == splits.test.y[:1000]) > 0.9
     assert _agreement(path, x) >= 0.99
     for target in ("neuraghe-losa", "host-cpu"):
         _compile_and_run(path, str(tmp_path / target), target, x[:5])
@@ -373,9 +272,9 @@ def test_quantize_static_mnist8_agrees_on_1000_images_and_compiles(tmp_path, mni
     src = str(tmp_path / "mnist8_13.onnx")
     onnx.save(version_converter.convert_version(onnx.load(os.path.join(root, "onnx",
                                                                         "mnist-8.onnx")), 13), src)
-    path = _quantize(src, str(tmp_path / "mnist8_qdq.onnx"), splits.train.x[:32] * 255.0, True)
+    path = quantize_qdq(src, str(tmp_path / "mnist8_qdq.onnx"), splits.train.x[:32] * 255.0, True)
     x = splits.test.x[:1000] * 255.0
-    assert np.mean(_ort_run(path, x).argmax(1) == splits.test.y[:1000]) > 0.97
+    assert np.mean(ort_run(path, x).argmax(1) == splits.test.y[:1000]) > 0.97
     assert _agreement(path, x) >= 0.99
     for target in ("neuraghe-losa", "host-cpu"):
         _compile_and_run(path, str(tmp_path / target), target, x[:5])

@@ -278,3 +278,48 @@ def test_quantize_static_mnist8_agrees_on_1000_images_and_compiles(tmp_path, mni
     assert _agreement(path, x) >= 0.99
     for target in ("neuraghe-losa", "host-cpu"):
         _compile_and_run(path, str(tmp_path / target), target, x[:5])
+
+
+def _normalised_input_model(path: str, x: np.ndarray) -> str:
+    """Sub (input normalisation, which quantize_static leaves in float: no QuantizeLinear reads the
+    input), Conv, Relu, GlobalAveragePool, Gemm, Softmax; random weights."""
+    rng = np.random.default_rng(0)
+    inits = [initializer(n, rng.normal(0, 0.3, s).astype(np.float32)) for n, s in
+             (("w", (8, 1, 3, 3)), ("b", (8,)), ("g", (10, 8)), ("c", (10,)), ("m", (1, 1, 8, 8)))]
+    nodes = [helper.make_node("Sub", ["x", "m"], ["xs"], name="center"),
+             helper.make_node("Conv", ["xs", "w", "b"], ["y"], pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["y"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "g", "c"], ["z"], transB=1, name="fc"),
+             helper.make_node("Softmax", ["z"], ["s"], name="softmax", axis=1)]
+    g = helper.make_graph(nodes, "norm", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
+            "s", TensorProto.FLOAT, [1, 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    src = path.replace(".onnx", "_float.onnx")
+    onnx.save(m, src)
+    return quantize_qdq(src, path, x[:16], False)
+
+
+def test_an_input_normalised_in_float_takes_its_recorded_range(tmp_path):
+    x = np.random.default_rng(1).uniform(0, 1, (64, 1, 8, 8)).astype(np.float32)
+    path = _normalised_input_model(str(tmp_path / "norm.onnx"), x)
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "x"
+                   for n in onnx.load(path).graph.node)
+    with pytest.raises(UnsupportedError, match="input 'x' is not quantized") as e:
+        _import_quiet(path)
+    assert "aloha.input_range.x" in e.value.hint
+    model = onnx.load(path)
+    helper.set_model_props(model, {"aloha.input_range.x": "0,1"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlohaWarning)
+        module = import_model(model, source="norm.onnx")
+    inp = next(op for op in graph_of(module).ops if isinstance(op, nn.InputOp))
+    # [0, 1] in 8 unsigned bits: 1 x 2^7 = 128 <= 255 < 1 x 2^8
+    assert fp.format_of(inp.output) == fp.Fixed(8, 7, signed=False)
+    q, fmt = reference(module).run(x.astype(np.float64))[0]
+    y = ort_run(path, x)
+    assert np.mean(q.argmax(1) == y.argmax(1)) >= 0.95
+    assert np.abs(fp.dequantize(q, fmt.frac) - y).max() < 0.05  # softmax probabilities

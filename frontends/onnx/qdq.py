@@ -16,8 +16,10 @@ into the IR's own power-of-two formats (`!nn.fixed<bits, frac[, unsigned]>`, alo
   power-of-two scale: the model's integers exactly); a bias the accumulator's format (32 bits,
   input frac + weight frac), as quant.formats gives it.
 - data-movement ops between the pairs (reshape, flatten, pooling, dropout ...) without a
-  QuantizeLinear of their own keep their input's format; relu keeps it, unsigned. An op computing
-  new values without one is refused (a partially quantized model).
+  QuantizeLinear of their own keep their input's format; relu keeps it, unsigned. An input that no
+  QuantizeLinear reads (normalised in float first) takes the format holding its declared range
+  (`value_range`), else is refused; an op computing new values without one is refused (a
+  partially quantized model).
 
 The scale mapping (the model's scale, the step used, the relative error) is recorded per layer in
 the graph's `quantization` attribute (`scales`), read back by `scale_mapping`, and an import
@@ -44,7 +46,8 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import ConstTensor
-from frontends.onnx.importer import ImportContext, attrs, converter, node_label, type_name
+from frontends.onnx.importer import (RANGE_KEY, ImportContext, attrs, converter, node_label,
+                                     type_name)
 
 T = onnx.TensorProto
 # element type -> (bits, signed range); the zero points that make a fixed-point format exactly
@@ -280,14 +283,22 @@ def apply_qdq_formats(ctx: ImportContext, st: QdqState, graph: nn.GraphOp) -> No
         elif isinstance(op, nn.ActOp) and op.kind.data == "relu" and op.operands[0] in values:
             fin = values[op.operands[0]]
             values[out] = fp.Fixed(fin.bits, fin.frac, False)
+        elif isinstance(op, nn.InputOp) and op.value_range is not None:
+            # an input normalised in float before its first QuantizeLinear (quantize_static
+            # leaves a Sub or Div unquantized): the format holding its declared range
+            lo, hi = nn.floats(op.value_range)[:2]
+            bits = max((f.bits for _, f in st.acts.values()), default=8)
+            values[out] = fp.format_for(max(abs(lo), abs(hi)), bits, lo < 0)
         else:
             what = f"input '{label}'" if isinstance(op, nn.InputOp) else \
                 f"the output of node '{label}' ({op.name})"
             raise UnsupportedError(
                 f"{what} is not quantized: no QuantizeLinear reads it, in a model that others "
                 "are quantized in (QDQ)", where=ctx.source,
-                hint="quantize every op (quantize_static's default op_types_to_quantize), or give "
-                     "the float model and quantize it with `alohac quantize`")
+                hint=f"record the input's range in the model's metadata ('{RANGE_KEY}{label}' = "
+                     "'low,high')" if isinstance(op, nn.InputOp) else
+                "quantize every op (quantize_static's default op_types_to_quantize), or give "
+                "the float model and quantize it with `alohac quantize`")
         for pos, v in enumerate(op.operands):
             c = v.owner
             if not isinstance(c, nn.ConstOp) or v in values:

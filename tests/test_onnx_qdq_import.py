@@ -280,7 +280,7 @@ def test_quantize_static_mnist8_agrees_on_1000_images_and_compiles(tmp_path, mni
         _compile_and_run(path, str(tmp_path / target), target, x[:5])
 
 
-def _normalised_input_model(path: str, x: np.ndarray) -> str:
+def _normalised_input_model(path: str, x: np.ndarray, activation=None) -> str:
     """Sub (input normalisation, which quantize_static leaves in float: no QuantizeLinear reads the
     input), Conv, Relu, GlobalAveragePool, Gemm, Softmax; random weights."""
     rng = np.random.default_rng(0)
@@ -300,7 +300,7 @@ def _normalised_input_model(path: str, x: np.ndarray) -> str:
     m.ir_version = 8
     src = path.replace(".onnx", "_float.onnx")
     onnx.save(m, src)
-    return quantize_qdq(src, path, x[:16], False)
+    return quantize_qdq(src, path, x[:16], False, activation=activation)
 
 
 def test_an_input_normalised_in_float_takes_its_recorded_range(tmp_path):
@@ -323,3 +323,23 @@ def test_an_input_normalised_in_float_takes_its_recorded_range(tmp_path):
     y = ort_run(path, x)
     assert np.mean(q.argmax(1) == y.argmax(1)) >= 0.95
     assert np.abs(fp.dequantize(q, fmt.frac) - y).max() < 0.05  # softmax probabilities
+
+
+def test_int16_activations_are_16_bit_formats(tmp_path):
+    """quantize_static with QInt16 activations (QDQ at opset 21): 16-bit formats, the weights 8."""
+    x = np.random.default_rng(1).uniform(0, 1, (64, 1, 8, 8)).astype(np.float32)
+    path = _normalised_input_model(str(tmp_path / "norm16.onnx"), x, QuantType.QInt16)
+    model = onnx.load(path)
+    assert model.opset_import[0].version == 21
+    helper.set_model_props(model, {"aloha.input_range.x": "0,1"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlohaWarning)
+        module = import_model(model, source="norm16.onnx")
+    graph = graph_of(module)
+    conv = next(op for op in graph.ops if isinstance(op, nn.ConvOp))
+    assert fp.format_of(conv.output).bits == 16 and fp.format_of(conv.weight).bits == 8
+    assert graph.attributes["quantization"].data["activation_bits"].value.data == 16
+    q, fmt = reference(module).run(x.astype(np.float64))[0]
+    y = ort_run(model, x)
+    assert np.mean(q.argmax(1) == y.argmax(1)) >= 0.95
+    assert np.abs(fp.dequantize(q, fmt.frac) - y).max() < 0.02

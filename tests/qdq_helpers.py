@@ -108,3 +108,34 @@ def ort_run(model, x: np.ndarray) -> np.ndarray:
     name = s.get_inputs()[0].name
     return np.concatenate([s.run(None, {name: x[i:i + 1]})[0].reshape(1, -1)
                            for i in range(len(x))])
+
+
+def small_qdq(path: str, x: np.ndarray, normalise: bool, activation=None) -> str:
+    """A small random-weight CNN (Conv, Relu, GlobalAveragePool, Gemm, Softmax) quantized by
+    quantize_static on x[:16] into `path` (symmetric activations, per-tensor weights). With
+    `normalise`, a Sub first centres the input: quantize_static leaves it in float, so no
+    QuantizeLinear reads the input."""
+    rng = np.random.default_rng(0)
+    side = x.shape[-1]
+    inits = [initializer(n, rng.normal(0, 0.3, s).astype(np.float32)) for n, s in
+             (("w", (8, 1, 3, 3)), ("b", (8,)), ("g", (10, 8)), ("c", (10,)),
+              ("m", (1, 1, side, side)))]
+    nodes = [helper.make_node("Conv", ["xs" if normalise else "x", "w", "b"], ["y"],
+                              pads=[1, 1, 1, 1], name="conv"),
+             helper.make_node("Relu", ["y"], ["r"], name="relu"),
+             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
+             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
+             helper.make_node("Gemm", ["f", "g", "c"], ["z"], transB=1, name="fc"),
+             helper.make_node("Softmax", ["z"], ["s"], name="softmax", axis=1)]
+    if normalise:
+        nodes.insert(0, helper.make_node("Sub", ["x", "m"], ["xs"], name="center"))
+    else:
+        inits.pop()
+    g = helper.make_graph(nodes, "small", [helper.make_tensor_value_info(
+        "x", TensorProto.FLOAT, [1, 1, side, side])], [helper.make_tensor_value_info(
+            "s", TensorProto.FLOAT, [1, 10])], inits)
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    src = path.replace(".onnx", "_float.onnx")
+    onnx.save(m, src)
+    return quantize_qdq(src, path, x[:16], False, activation=activation)

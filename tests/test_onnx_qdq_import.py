@@ -26,7 +26,7 @@ from backends.onnx.qdq import export_qdq
 from codegen_helpers import build, have_gcc, run
 from frontends.onnx import import_model, import_onnx
 from frontends.onnx.qdq import scale_mapping
-from qdq_helpers import Reader, cnn, initializer, ort_run, quantize_qdq
+from qdq_helpers import Reader, cnn, initializer, ort_run, quantize_qdq, small_qdq
 from runtime.reference import reference
 
 ALOHAC = [sys.executable, "-m", "alohac.main"]
@@ -287,32 +287,9 @@ def test_quantize_static_mnist8_agrees_on_1000_images_and_compiles(tmp_path, mni
         _compile_and_run(path, str(tmp_path / target), target, x[:5])
 
 
-def _normalised_input_model(path: str, x: np.ndarray, activation=None) -> str:
-    """Sub (input normalisation, which quantize_static leaves in float: no QuantizeLinear reads the
-    input), Conv, Relu, GlobalAveragePool, Gemm, Softmax; random weights."""
-    rng = np.random.default_rng(0)
-    inits = [initializer(n, rng.normal(0, 0.3, s).astype(np.float32)) for n, s in
-             (("w", (8, 1, 3, 3)), ("b", (8,)), ("g", (10, 8)), ("c", (10,)), ("m", (1, 1, 8, 8)))]
-    nodes = [helper.make_node("Sub", ["x", "m"], ["xs"], name="center"),
-             helper.make_node("Conv", ["xs", "w", "b"], ["y"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["y"], ["r"], name="relu"),
-             helper.make_node("GlobalAveragePool", ["r"], ["p"], name="gap"),
-             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-             helper.make_node("Gemm", ["f", "g", "c"], ["z"], transB=1, name="fc"),
-             helper.make_node("Softmax", ["z"], ["s"], name="softmax", axis=1)]
-    g = helper.make_graph(nodes, "norm", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
-            "s", TensorProto.FLOAT, [1, 10])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    src = path.replace(".onnx", "_float.onnx")
-    onnx.save(m, src)
-    return quantize_qdq(src, path, x[:16], False, activation=activation)
-
-
 def test_an_input_normalised_in_float_takes_its_recorded_range(tmp_path):
     x = np.random.default_rng(1).uniform(0, 1, (64, 1, 8, 8)).astype(np.float32)
-    path = _normalised_input_model(str(tmp_path / "norm.onnx"), x)
+    path = small_qdq(str(tmp_path / "norm.onnx"), x, normalise=True)
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "x"
                    for n in onnx.load(path).graph.node)
     with pytest.raises(UnsupportedError, match="input 'x' is not quantized") as e:
@@ -335,7 +312,8 @@ def test_an_input_normalised_in_float_takes_its_recorded_range(tmp_path):
 def test_int16_activations_are_16_bit_formats(tmp_path):
     """quantize_static with QInt16 activations (QDQ at opset 21): 16-bit formats, the weights 8."""
     x = np.random.default_rng(1).uniform(0, 1, (64, 1, 8, 8)).astype(np.float32)
-    path = _normalised_input_model(str(tmp_path / "norm16.onnx"), x, QuantType.QInt16)
+    path = small_qdq(str(tmp_path / "norm16.onnx"), x, normalise=True,
+                     activation=QuantType.QInt16)
     model = onnx.load(path)
     assert model.opset_import[0].version == 21
     helper.set_model_props(model, {"aloha.input_range.x": "0,1"})

@@ -151,32 +151,11 @@ def workdir(tmp_path_factory):
 
 
 def _qdq_model(path: str) -> None:
-    """A small CNN quantized by onnxruntime's quantize_static (QDQ, symmetric int8 activations),
-    the README's `model_qdq.onnx`."""
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    from onnxruntime.quantization import QuantFormat, QuantType, quantize_static
-
-    from qdq_helpers import Reader
-    rng = np.random.default_rng(0)
-    inits = [numpy_helper.from_array(rng.normal(0, 0.3, s).astype(np.float32), n) for n, s in
-             (("w", (8, 1, 3, 3)), ("b", (8,)), ("g", (10, 8 * 4 * 4)), ("c", (10,)))]
-    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["y"], pads=[1, 1, 1, 1], name="conv"),
-             helper.make_node("Relu", ["y"], ["r"], name="relu"),
-             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2],
-                              name="pool"),
-             helper.make_node("Flatten", ["p"], ["f"], name="flatten"),
-             helper.make_node("Gemm", ["f", "g", "c"], ["z"], transB=1, name="fc")]
-    g = helper.make_graph(nodes, "qdq", [helper.make_tensor_value_info(
-        "x", TensorProto.FLOAT, [1, 1, 8, 8])], [helper.make_tensor_value_info(
-            "z", TensorProto.FLOAT, [1, 10])], inits)
-    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
-    m.ir_version = 8
-    src = path.replace(".onnx", "_float.onnx")
-    onnx.save(m, src)
-    quantize_static(src, path, Reader("x", rng.uniform(0, 1, (8, 1, 8, 8)).astype(np.float32)),
-                    quant_format=QuantFormat.QDQ, activation_type=QuantType.QInt8,
-                    weight_type=QuantType.QInt8, extra_options={"ActivationSymmetric": True})
+    """The README's `model_qdq.onnx`: a small CNN quantized by onnxruntime's quantize_static (QDQ,
+    symmetric int8 activations)."""
+    from qdq_helpers import small_qdq
+    small_qdq(path, np.random.default_rng(0).uniform(0, 1, (16, 1, 8, 8)).astype(np.float32),
+              normalise=False)
 
 
 def _env() -> dict:

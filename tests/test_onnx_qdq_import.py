@@ -20,7 +20,7 @@ from aloha_ir import fixedpoint as fp
 from aloha_ir.context import make_context
 from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import graph_of
-from aloha_ir.errors import AlohaWarning, UnsupportedError
+from aloha_ir.errors import AlohaWarning, InputFileError, UnsupportedError
 from aloha_ir.passmanager import PassManager
 from backends.onnx.qdq import export_qdq
 from codegen_helpers import build, have_gcc, run
@@ -195,6 +195,13 @@ def test_weights_that_the_nearest_step_would_saturate_take_a_coarser_one():
     # 0.5715 is 146 steps of 2^-8: frac 7
     assert fp.format_of(_conv_weight(0.0035)) == fp.Fixed(8, 8)
     assert fp.format_of(_conv_weight(0.0045)) == fp.Fixed(8, 7)
+
+
+def test_a_scale_that_is_not_positive_is_a_malformed_model():
+    with pytest.raises(InputFileError, match=r"node 'x_q' \(QuantizeLinear\): .*must be finite "
+                       r"and > 0") as e:
+        import_model(_hand_qdq(-0.1, 0.01), source="bad.onnx")
+    assert e.value.exit_code == 3
 
 
 def _conv_weight(w_scale: float):

@@ -44,7 +44,7 @@ from xdsl.ir import SSAValue
 from aloha_ir import fixedpoint as fp
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
-from aloha_ir.errors import UnsupportedError
+from aloha_ir.errors import InputFileError, UnsupportedError
 from aloha_ir.weights import ConstTensor
 from frontends.onnx.importer import (RANGE_KEY, ImportContext, attrs, converter, node_label,
                                      type_name)
@@ -112,7 +112,8 @@ def _params(ctx: ImportContext, node, elem: int | None) -> QParams:
                               "supported; supported: per tensor and per axis")
     scale = np.asarray(ctx.value(node.input[1]), dtype=np.float64)
     if not np.all(np.isfinite(scale)) or np.any(scale <= 0):
-        raise ctx.unsupported(f"{node.op_type} scale '{node.input[1]}' must be finite and > 0")
+        raise InputFileError(f"{node.op_type} scale '{node.input[1]}' must be finite and > 0, "
+                             f"got {scale.ravel()[:4].tolist()}", where=ctx.where())
     if len(node.input) > 2 and node.input[2]:
         zp_raw = np.asarray(ctx.value(node.input[2]))
         elem = onnx.helper.np_dtype_to_tensor_dtype(zp_raw.dtype)

@@ -197,6 +197,23 @@ def test_weights_that_the_nearest_step_would_saturate_take_a_coarser_one():
     assert fp.format_of(_conv_weight(0.0045)) == fp.Fixed(8, 7)
 
 
+def test_an_integer_op_between_quantize_and_dequantize_is_refused():
+    """QCDQ (a Clip of the integers narrowing int8 to 4 bits): a float Clip would clip the real
+    values at the integer bounds, silently wrong."""
+    model = _hand_qdq(2.0 ** -4, 2.0 ** -6)
+    clip = helper.make_node("Clip", ["cq", "lo", "hi"], ["cc"], name="narrow")
+    nodes = list(model.graph.node)
+    nodes[-1].input[0] = "cc"
+    nodes.insert(len(nodes) - 1, clip)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    model.graph.initializer.extend([initializer("lo", np.int8(-8)), initializer("hi", np.int8(7))])
+    with pytest.raises(UnsupportedError, match=r"node 'c_q' \(QuantizeLinear\): its integers feed "
+                       r"node 'narrow' \(Clip\)") as e:
+        import_model(model, source="qcdq.onnx")
+    assert e.value.exit_code == 4
+
+
 def test_a_scale_that_is_not_positive_is_a_malformed_model():
     with pytest.raises(InputFileError, match=r"node 'x_q' \(QuantizeLinear\): .*must be finite "
                        r"and > 0") as e:

@@ -75,6 +75,7 @@ class ImportContext:
     node: onnx.NodeProto | None = None
     # what a family of converters keeps across nodes (qdq.py's quantization parameters), by key
     state: dict[str, object] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)  # name -> readers
     # run on the built graph, in order, before its weights are attached (qdq.py's formats)
     finish: list[Callable[[GraphOp], None]] = field(default_factory=list)
     _types: dict[tuple, TensorType] = field(default_factory=dict)
@@ -403,7 +404,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
 
     for init in g.initializer:
         ctx.set_const(init.name, _initializer(init, source))
-    consumers: dict[str, list[onnx.NodeProto]] = {}
+    consumers = ctx.consumers
     for node in g.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)

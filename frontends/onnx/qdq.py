@@ -173,6 +173,14 @@ def quantize_linear(ctx: ImportContext, node) -> None:
         return
     st = _state(ctx)
     fmt = activation_format(ctx, qp)
+    for user in ctx.consumers.get(out, []):
+        if user.op_type != "DequantizeLinear":
+            # e.g. QCDQ's narrow-range Clip on the integers: read as a float op, it would clip
+            # real values at integer bounds
+            raise ctx.unsupported(
+                f"its integers feed node '{node_label(user)}' ({user.op_type}); supported: "
+                "QuantizeLinear -> DequantizeLinear pairs (no integer op between them, such as "
+                "QCDQ's Clip)")
     v = ctx.operand(x)
     prev = st.acts.get(v)
     if prev is not None and prev[1] != fmt:

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 from xdsl.dialects.builtin import TensorType
 from xdsl.ir import SSAValue
+from xdsl.rewriter import Rewriter
 
 from aloha_ir.dialects.nn import ConstOp, FixedPointType
 
@@ -160,6 +161,20 @@ def set_const_fracs(op: ConstOp, fracs) -> None:
     """Record per-channel fracs (axis 0) on a constant, or drop them when they are all equal."""
     fracs = [int(f) for f in np.atleast_1d(fracs)]
     op.fracs = fracs if len(set(fracs)) > 1 else None
+
+
+def retype(values: dict[SSAValue, Fixed], fracs: dict[SSAValue, np.ndarray]) -> None:
+    """Give every value of `values` its fixed-point format as its type; a constant also gets its
+    per-channel fracs (`fracs`, else its format's frac). The values are replaced (an SSA value's
+    type is fixed), so no reference to them is valid afterwards."""
+    for v, fmt in list(values.items()):
+        t = v.type
+        assert isinstance(t, TensorType)
+        owner = v.owner
+        Rewriter.replace_value_with_new_type(v, TensorType(fmt.type(), t.get_shape()))
+        if isinstance(owner, ConstOp):
+            f = fracs.get(v)
+            set_const_fracs(owner, f if f is not None else fmt.frac)
 
 
 # ---------------------------------------------------------------------------------------------------

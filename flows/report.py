@@ -57,6 +57,9 @@ class TargetReport:
         buffers = self.report("analyze-buffers")
         if buffers is not None:
             fig["buffers"] = buffers.to_json()
+        quantized = self.report("quantize-for-target")
+        if quantized is not None and quantized.scale_mapping:
+            fig["scale_mapping"] = quantized.scale_mapping  # a model imported from QDQ
         return fig
 
     def markdown(self, title: str) -> str:
@@ -152,6 +155,7 @@ def markdown(fig: dict, title: str) -> str:
              *([f"Pruned: {fig['params_pruned']:,} weights (params deployed "
                 f"{fig['params_deployed']:,}), sparse MACs {fig['macs_sparse']:,} of "
                 f"{fig['macs']:,}; {fig['sparsity']['note']}.", ""] if fig["sparsity"] else []),
+             *scale_mapping_markdown(fig),
              "| unit | kind | busy per frame | utilisation | actors |", "|---|---|---:|---:|---:|"]
     for unit, u in fig["per_pe"].items():
         lines.append(f"| {unit} | {u['kind']} | {quantity(u['busy_s'], 's')} | "
@@ -163,6 +167,20 @@ def markdown(fig: dict, title: str) -> str:
                      f"{quantity(a['cost_s'], 's')} | {quantity(a['start_s'], 's')} | "
                      f"{quantity(a['end_s'], 's')} | {a['note']} |")
     return "\n".join(lines) + "\n"
+
+
+def scale_mapping_markdown(fig: dict) -> list[str]:
+    """A QDQ model's scales and the power-of-two steps its formats use, per block."""
+    rows = fig.get("scale_mapping")
+    if not rows:
+        return []
+    lines = ["QDQ scales mapped to power-of-two fixed-point steps (error = step / scale - 1; a "
+             "weight's is its worst channel's):", "", "| block | tensor | scale | step | error |",
+             "|---|---|---:|---:|---:|"]
+    for block, roles in rows.items():
+        lines += [f"| {block} | {role} | {r['scale']:.6g} | {r['step']:.6g} | {r['error']:+.1%} |"
+                  for role, r in roles.items()]
+    return lines + [""]
 
 
 MEMORY_ROWS = (  # (breakdown key, what it is)

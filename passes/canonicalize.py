@@ -9,6 +9,10 @@ Rewrites, each preserving the network's function (tests check against onnxruntim
 - fuse relu / leaky_relu / clip into the producing conv, dense, add, batchnorm or pool;
 - collapse reshape chains; recognise ShuffleNet's reshape-transpose-reshape as nn.channel_shuffle;
 - fold ops whose operands are all constants, and drop dead ops.
+On a quantized graph (an imported QDQ model) every rewrite keeps the formats its types give: a fused
+producer takes the format of the op it absorbs, a folded bias the accumulator's (aloha_ir.fixedpoint);
+a mul or batchnorm is not folded (it would change the weights' format), nor a data movement between
+two formats removed (it requantizes).
 Splat constants stay splats whenever the arithmetic allows (all light models' weights are splats).
 
 Each rewrite is an xDSL RewritePattern; a GreedyRewritePatternApplier tries them on an op in the
@@ -22,12 +26,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from xdsl.context import Context
-from xdsl.dialects.builtin import ModuleOp, StringAttr
+from xdsl.dialects.builtin import ModuleOp, StringAttr, TensorType
 from xdsl.ir import Operation, SSAValue
 from xdsl.pattern_rewriter import (GreedyRewritePatternApplier, PatternRewriter,
                                    PatternRewriteWalker, RewritePattern, op_type_rewrite_pattern)
 from xdsl.rewriter import InsertPoint
 
+from aloha_ir import fixedpoint as fp
 from aloha_ir.analysis import NN, Requires
 from aloha_ir.consts import const_tensor, make_const
 from aloha_ir.context import record_reports
@@ -112,6 +117,12 @@ def _channel_vector(c: ConstTensor, out_shape: tuple[int, ...]) -> ConstTensor |
             return ConstTensor.full((channels,), c.splat)
         return ConstTensor.of(np.full((channels,), c.materialize().reshape(-1)[0], np.float32))
     return None
+
+
+def _same_format(*values: SSAValue) -> bool:
+    """The values have one format (or are all float): moving data between them needs no
+    requantization."""
+    return len({fp.format_of(v) for v in values}) == 1
 
 
 def _hint(op: Operation, suffix: str) -> str:
@@ -201,6 +212,24 @@ class Rewrites:
             self.set_operand(rewriter, producer, 2,
                              self.new_const(rewriter, b, producer, _hint(producer, "bias")))
 
+    @staticmethod
+    def quantize_bias(rewriter: PatternRewriter, producer: Operation) -> None:
+        """Give a quantized conv's or dense's float bias the accumulator's format: 32 bits at the
+        input's frac plus the weight's, per output channel (as the quantize pass gives it)."""
+        bias, w = producer.operands[2], producer.operands[1]
+        acc = fp.format_of(producer.operands[0]).frac + np.atleast_1d(fp.const_fracs(w.owner))
+        acc = np.broadcast_to(acc, nn.shape_of(bias)[:1])
+        rewriter.replace_value_with_new_type(bias, TensorType(
+            fp.Fixed(fp.BIAS_BITS, int(acc.min())).type(), nn.shape_of(bias)))
+        fp.set_const_fracs(producer.operands[2].owner, acc)
+
+    @staticmethod
+    def retype_like(rewriter: PatternRewriter, value: SSAValue, like: SSAValue) -> SSAValue:
+        """`value` with the type of `like` (a producer taking the format of what it absorbs)."""
+        if value.type == like.type:
+            return value
+        return rewriter.replace_value_with_new_type(value, like.type)
+
     def bn_scale_shift(self, bn: nn.BatchNormOp) -> tuple[ConstTensor, ConstTensor]:
         params = [self.value_of(p) for p in bn.params]
         if len(params) == 2:
@@ -236,6 +265,8 @@ class RemoveDropout(CanonicalizePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, op: nn.DropoutOp, rewriter: PatternRewriter) -> None:
+        if not _same_format(op.input, op.output):
+            return
         self.rw.replace(rewriter, op, op.input)
         self.rw.count("dropout-removed")
 
@@ -261,7 +292,7 @@ class RemoveIdentityReshape(CanonicalizePattern):
     def match_and_rewrite(self, op: nn.ReshapeOp | nn.FlattenOp,
                           rewriter: PatternRewriter) -> None:
         src = op.operands[0]
-        if nn.shape_of(src) != op.out_shape():
+        if nn.shape_of(src) != op.out_shape() or not _same_format(src, op.results[0]):
             return
         self.rw.replace(rewriter, op, src)
         self.rw.count("reshape-removed")
@@ -275,7 +306,8 @@ class CollapseReshapeChain(CanonicalizePattern):
                           rewriter: PatternRewriter) -> None:
         src = op.operands[0]
         producer = src.owner
-        if not isinstance(producer, (nn.ReshapeOp, nn.FlattenOp)) or not src.has_one_use():
+        if not isinstance(producer, (nn.ReshapeOp, nn.FlattenOp)) or not src.has_one_use() or \
+                not _same_format(producer.operands[0], src, op.results[0]):
             return
         new = nn.ReshapeOp.create(operands=[producer.operands[0]],
                                   result_types=[op.results[0].type],
@@ -295,7 +327,8 @@ class FuseChannelShuffle(CanonicalizePattern):
         pre = src.owner
         post = op.output.get_user_of_unique_use()
         if op.prop_ints("perm") != (0, 2, 1, 3, 4) or not isinstance(pre, nn.ReshapeOp) or \
-                not isinstance(post, nn.ReshapeOp) or not src.has_one_use():
+                not isinstance(post, nn.ReshapeOp) or not src.has_one_use() or \
+                not _same_format(pre.input, src, op.output, post.results[0]):
             return
         x = pre.input
         xs, mid = nn.shape_of(x), nn.shape_of(src)
@@ -348,10 +381,15 @@ class FoldAffineIntoProducer(CanonicalizePattern):
         if out_shape != nn.shape_of(lhs):
             return  # broadcasting widens the tensor: not a per-channel affine
         vec = _channel_vector(self.rw.value_of(rhs), out_shape)
-        if vec is None:
+        quantized = fp.format_of(op.output) is not None
+        if vec is None or (quantized and (isinstance(op, nn.MulOp) or
+                                          isinstance(producer, nn.BatchNormOp))):
             return
         if isinstance(op, nn.AddOp):
             self.rw.add_to_bias(rewriter, producer, vec)
+            if quantized:
+                self.rw.quantize_bias(rewriter, producer)
+                lhs = self.rw.retype_like(rewriter, lhs, op.output)
             self.rw.count("add-folded")
         else:
             self.rw.scale_producer(rewriter, producer, vec)
@@ -370,7 +408,8 @@ class FoldBatchNorm(CanonicalizePattern):
         producer = bn.input.owner
         if not all(_is_const(p) for p in bn.params) or \
                 not isinstance(producer, (nn.ConvOp, nn.DenseOp)) or not bn.input.has_one_use() \
-                or producer.properties.get("activation") is not None:
+                or producer.properties.get("activation") is not None or \
+                fp.format_of(bn.output) is not None:
             return
         factor, shift = self.rw.bn_scale_shift(bn)
         self.rw.scale_producer(rewriter, producer, factor)
@@ -388,7 +427,8 @@ class BatchNormToScaleShift(CanonicalizePattern):
 
     @op_type_rewrite_pattern
     def match_and_rewrite(self, bn: nn.BatchNormOp, rewriter: PatternRewriter) -> None:
-        if len(bn.params) != 4 or not all(_is_const(p) for p in bn.params):
+        if len(bn.params) != 4 or not all(_is_const(p) for p in bn.params) or \
+                fp.format_of(bn.output) is not None:
             return
         self.rw.to_scale_shift(rewriter, bn)
         self.rw.count("batchnorm-scale-shift")
@@ -413,7 +453,7 @@ class FuseActivation(CanonicalizePattern):
         if act.params is not None:
             producer.properties["act_params"] = act.params
         rewriter.notify_op_modified(producer)
-        self.rw.replace(rewriter, act, act.input)
+        self.rw.replace(rewriter, act, self.rw.retype_like(rewriter, act.input, act.output))
         self.rw.count(f"{kind}-fused")
 
 

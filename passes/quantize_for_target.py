@@ -1,7 +1,8 @@
 """`quantize-for-target`: a float model bound for a platform that computes in fixed point is
 quantized before it is mapped, so the generated code runs the data type the report predicts.
 
-Nothing happens when the graph is already quantized (its types give the precision) or when it is
+Nothing happens when the graph is already quantized (its types give the precision; the report
+carries the scale mapping of a model imported from QDQ, frontends/onnx/qdq.py) or when it is
 deployed in float (the platform's data type, or `bits=32`, is f32). Otherwise the graph gets
 power-of-two formats at the deployment width (`bits`, else the platform's default data type) by
 the `quantize` pass's naive PTQ, per layer:
@@ -17,7 +18,7 @@ the `quantize` pass's naive PTQ, per layer:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 import numpy as np
 from xdsl.context import Context
@@ -41,6 +42,8 @@ class QuantizeForTargetReport:
     datatype: str
     quantized: bool  # this pass quantized the graph
     calibration: str  # what the formats were calibrated on ("" when nothing was done)
+    # a model imported from QDQ: block -> {"output"/"weight": {"scale", "step", "error"}}
+    scale_mapping: dict = field(default_factory=dict)
 
     def note(self) -> str:
         """One line for the driver to print when the pass quantized the model."""
@@ -84,6 +87,9 @@ class QuantizeForTargetPass(TransformPass):
         precision = nn_precision(graph)
         datatype = datatype_of(platform, self.bits, precision)
         report = QuantizeForTargetReport(graph.sym_name.data, platform.name, datatype, False, "")
+        if precision is not None:
+            from frontends.onnx.qdq import scale_mapping
+            report.scale_mapping = scale_mapping(graph)
         if precision is None and datatype != "f32":
             inputs = [o for o in graph.ops if isinstance(o, nn.InputOp)]
             if len(inputs) > 1:  # the calibration data, random or a dataset, is one tensor

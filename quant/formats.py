@@ -20,9 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from xdsl.dialects.builtin import TensorType
 from xdsl.ir import Operation, SSAValue
-from xdsl.rewriter import Rewriter
 
 from aloha_ir import fixedpoint as fp
 from aloha_ir.consts import const_tensor
@@ -193,14 +191,7 @@ def _bias_format(op, f: Formats) -> None:
 
 def apply_formats(graph: nn.GraphOp, f: Formats) -> None:
     """Retype every value to its fixed-point format (recorded per channel on constants)."""
-    for v, fmt in list(f.values.items()):
-        t = v.type
-        assert isinstance(t, TensorType)
-        owner = v.owner
-        Rewriter.replace_value_with_new_type(v, TensorType(fmt.type(), t.get_shape()))
-        if isinstance(owner, nn.ConstOp):
-            fracs = f.fracs.get(v)
-            fp.set_const_fracs(owner, fracs if fracs is not None else fmt.frac)
+    fp.retype(f.values, f.fracs)
 
 
 def format_table(graph: nn.GraphOp) -> dict[str, dict]:

@@ -20,6 +20,7 @@ import shlex
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -117,6 +118,8 @@ CHECKS = {
         os.path.join(d, "out", "host", "code", "network"), os.X_OK),
     r"^\(cd out/host/code && \./network": lambda r, d: os.path.getsize(
         os.path.join(d, "out", "out.bin")) == 4 * 10 * 4,  # 4 frames x 10 float32 scores
+    r"^alohac compile model_qdq\.onnx": lambda r, d: "not powers of two" in r.stderr and
+        "conv" in json.load(open(os.path.join(d, "out", "qdq", "report.json")))["scale_mapping"],
     r"^alohac compare ": lambda r, d: "dB" in r.stdout or "SQNR" in r.stdout,
     r"^alohac calibrate ": lambda r, d: "extends neuraghe-losa" in open(
         os.path.join(d, "out", "my-losa.arch")).read() and "zoo:resnet18 16-bit" in r.stdout,
@@ -143,7 +146,16 @@ def workdir(tmp_path_factory):
         "x", TensorProto.FLOAT, ["n", 3, "h", "w"])], [helper.make_tensor_value_info(
             "y", TensorProto.FLOAT, None)], [w])
     onnx.save(helper.make_model(g), str(d / "dyn.onnx"))
+    _qdq_model(str(d / "model_qdq.onnx"))
     return d
+
+
+def _qdq_model(path: str) -> None:
+    """The README's `model_qdq.onnx`: a small CNN quantized by onnxruntime's quantize_static (QDQ,
+    symmetric int8 activations)."""
+    from qdq_helpers import small_qdq
+    small_qdq(path, np.random.default_rng(0).uniform(0, 1, (16, 1, 8, 8)).astype(np.float32),
+              normalise=False)
 
 
 def _env() -> dict:

@@ -14,6 +14,7 @@ from xdsl.dialects.builtin import StringAttr
 from aloha_ir import shapes
 from aloha_ir.dialects import nn
 from aloha_ir.weights import ConstTensor
+from frontends.onnx import qdq
 from frontends.onnx.importer import FLOAT_TYPES, ImportContext, type_name, attrs, converter
 
 
@@ -69,6 +70,7 @@ def conv(ctx: ImportContext, node) -> None:
     if min(out) < 1:
         raise ctx.shape_error(f"the output of Conv on {list(xs)} would be empty {list(out)}")
     operands = [ctx.operand(x), ctx.operand(w)]
+    qdq.note_weight(ctx, operands[1], w, 0)
     if bias:
         operands.append(ctx.operand(bias))
     ctx.emit(nn.ConvOp.create(operands=operands, result_types=_out_type(ctx, out), properties={
@@ -127,7 +129,9 @@ def _bias_vector(ctx: ImportContext, name: str, m: int, scale: float) -> ConstTe
 
 
 def _dense(ctx: ImportContext, x: str, weight_mk: ConstTensor, bias: ConstTensor | None,
-           hint: str) -> None:
+           hint: str, source: tuple[str, int]) -> None:
+    """A dense layer of weight [M, K]; `source` is the ONNX weight's name and the axis of its
+    output channels there (for a quantized weight's scales)."""
     xs = ctx.shape(x)
     if len(xs) != 2:
         raise ctx.unsupported(f"a dense layer on a rank-{len(xs)} input is not supported; "
@@ -136,6 +140,7 @@ def _dense(ctx: ImportContext, x: str, weight_mk: ConstTensor, bias: ConstTensor
     if xs[1] != k:
         raise ctx.shape_error(f"input {list(xs)} does not match weight [{m}, {k}]")
     operands = [ctx.operand(x), ctx.operand_from(weight_mk, hint + ".weight")]
+    qdq.note_weight(ctx, operands[1], *source)
     if bias is not None:
         operands.append(ctx.operand_from(bias, hint + ".bias"))
     ctx.emit(nn.DenseOp.create(operands=operands, result_types=_out_type(ctx, (xs[0], m))))
@@ -162,7 +167,8 @@ def gemm(ctx: ImportContext, node) -> None:
         if bias is None:
             raise ctx.unsupported(f"Gemm bias of shape {list(ctx.shape(node.input[2]))} is not "
                                   f"supported; supported: [M] or [1, M] with M={w.shape[0]}")
-    _dense(ctx, node.input[0], w, bias, node.name or node.output[0])
+    _dense(ctx, node.input[0], w, bias, node.name or node.output[0], (b, 0 if a.get("transB", 0)
+                                                                      else 1))
 
 
 @converter("MatMul")
@@ -177,7 +183,7 @@ def matmul(ctx: ImportContext, node) -> None:
     w = ctx.const(b_name)
     if len(w.shape) != 2:
         raise ctx.unsupported(f"MatMul with a rank-{len(w.shape)} weight is not supported")
-    _dense(ctx, a_name, w.transpose((1, 0)), None, node.name or node.output[0])
+    _dense(ctx, a_name, w.transpose((1, 0)), None, node.name or node.output[0], (b_name, 1))
 
 
 # --- elementwise -----------------------------------------------------------------------------------

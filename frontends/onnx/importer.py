@@ -73,6 +73,11 @@ class ImportContext:
     runtime: set[SSAValue] = field(default_factory=set)  # values computed from the inputs
     labels: set[str] = field(default_factory=set)  # block names given (symbols of the nn.graph)
     node: onnx.NodeProto | None = None
+    # what a family of converters keeps across nodes (qdq.py's quantization parameters), by key
+    state: dict[str, object] = field(default_factory=dict)
+    consumers: dict[str, list[onnx.NodeProto]] = field(default_factory=dict)  # name -> readers
+    # run on the built graph, in order, before its weights are attached (qdq.py's formats)
+    finish: list[Callable[[GraphOp], None]] = field(default_factory=list)
     _types: dict[tuple, TensorType] = field(default_factory=dict)
 
     # --- errors ----------------------------------------------------------------------------------
@@ -399,7 +404,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
 
     for init in g.initializer:
         ctx.set_const(init.name, _initializer(init, source))
-    consumers: dict[str, list[onnx.NodeProto]] = {}
+    consumers = ctx.consumers
     for node in g.node:
         for i in node.input:
             consumers.setdefault(i, []).append(node)
@@ -472,6 +477,8 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
 
     gname = _symbol(name or g.name or os.path.splitext(os.path.basename(source))[0])
     graph = GraphOp.build_graph(gname, _live_ops(ctx.ops))
+    for step in ctx.finish:
+        step(graph)
     # `params` of the contract counts tensors as imported, so record it before any transform.
     graph.attributes["imported_params"] = int_attr(count_params(graph))
     module = ModuleOp(Region(Block([graph])))

@@ -177,7 +177,15 @@ class Store:
         sql = "SELECT * FROM jobs" + (" WHERE " + " AND ".join(where) if where else "") + \
             " ORDER BY seq DESC LIMIT ? OFFSET ?"
         with self.lock:
-            return [_job(r) for r in self.db.execute(sql, [*args, limit, offset])]
+            jobs = [_job(r) for r in self.db.execute(sql, [*args, limit, offset])]
+            by_id = {j.id: j for j in jobs}
+            if by_id:  # each listed job's children, in one query
+                marks = ", ".join("?" * len(by_id))
+                for parent, child in self.db.execute(
+                        f"SELECT parent, id FROM jobs WHERE parent IN ({marks}) ORDER BY seq",
+                        list(by_id)):
+                    by_id[parent].children.append(child)
+        return jobs
 
     def queued(self) -> list[Job]:
         """Queued jobs, oldest first."""

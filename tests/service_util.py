@@ -32,8 +32,8 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:
         from service.client import Client, ServiceError
-        self.log = open(os.path.join(self.data, f"server-{time.time():.0f}.log"), "ab") \
-            if os.path.isdir(self.data) else subprocess.DEVNULL
+        os.makedirs(self.data, exist_ok=True)
+        self.log = open(os.path.join(self.data, f"server-{time.time():.0f}.log"), "ab")
         self.proc = subprocess.Popen(
             [os.path.join(BIN, "alohac"), "serve", "--data", self.data, "--port", str(self.port),
              *self.args], stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -93,6 +93,22 @@ class Server:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process of group `pgid` exists other than as a zombie (from /proc,
+    independently of the service's own bookkeeping)."""
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
+            return True
+    return False
 
 
 def alive(pid: int) -> bool:

@@ -443,3 +443,16 @@ def _runs_in(pid: str, folder) -> bool:
         return os.readlink(f"/proc/{pid}/cwd") == str(folder)
     except OSError:
         return False
+
+
+def test_a_listing_gives_each_job_its_children(tmp_path):
+    from service.store import Job, Store, now
+    store = Store(str(tmp_path))
+    store.insert(Job(id="flow1", kind="flow", params={}, state="running", created=now()))
+    for i in range(3):
+        store.insert(Job(id=f"stage{i}", kind="explore", params={}, state="queued",
+                         created=now(), parent="flow1"))
+    listed = {j.id: j for j in store.list()}
+    assert listed["flow1"].children == ["stage0", "stage1", "stage2"]
+    assert listed["stage0"].children == [] and store.get("flow1").children == \
+        listed["flow1"].children

@@ -14,16 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 import os
 import shutil
-import signal
-import socket
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
 
 import pytest
 
@@ -38,6 +32,7 @@ from selenium.webdriver.support import expected_conditions  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 from service.client import Client, ServiceError  # noqa: E402
+from service_util import Server, cli_json, group_alive  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
@@ -46,18 +41,6 @@ pytestmark = pytest.mark.skipif(
     reason="no chromium / chromedriver on PATH (Debian: apt-get install chromium "
            "chromium-driver; .ci/run installs them)")
 
-BIN = os.path.dirname(sys.executable)
-
-
-def _alohac() -> list[str]:
-    exe = os.path.join(BIN, "alohac")
-    return [exe] if os.path.exists(exe) else [sys.executable, "-m", "alohac.main"]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -69,39 +52,9 @@ def artefacts(tmp_path_factory):
 
 @contextlib.contextmanager
 def _serve(root, *options: str):
-    """A real `alohac serve` on a free local port, its data in `root`/data: yields (url, data);
-    stopped with SIGTERM, then killed."""
-    data, log_path = str(root / "data"), str(root / "server.log")
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, MPLBACKEND="Agg")
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([*_alohac(), "serve", "--data", data, "--port", str(port),
-                                 "--workers", "2", *options], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                with open(log_path) as f:
-                    pytest.fail(f"alohac serve exited with {proc.returncode}:\n{f.read()}")
-            try:
-                with urllib.request.urlopen(url + "/", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail("alohac serve did not answer within 60 s")
-            time.sleep(0.2)
-        yield url, data
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    """A real `alohac serve` on a free local port, its data in `root`/data: yields (url, data)."""
+    with Server(root / "data", "--workers", "2", *options) as s:
+        yield s.url, s.data
 
 
 @pytest.fixture(scope="module")
@@ -198,14 +151,8 @@ def _no_script_errors(driver) -> None:
     assert not errors, errors
 
 
-def _cli_analyze() -> dict:
-    out = subprocess.run([*_alohac(), "analyze", "zoo:lenet5", "--target", "neuraghe-losa",
-                          "--json"], capture_output=True, text=True, timeout=120, check=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
-
-
 def test_analysis_shows_the_figures_alohac_analyze_prints(page, shot):
-    cli = _cli_analyze()
+    cli = cli_json("analyze", "zoo:lenet5", "--target", "neuraghe-losa")
     Select(page.find_element(By.ID, "an-model")).select_by_value("zoo:lenet5")
     Select(page.find_element(By.ID, "an-target")).select_by_value("neuraghe-losa")
     Select(page.find_element(By.ID, "an-bits")).select_by_value("")
@@ -308,15 +255,15 @@ def test_cancel_and_delete_a_running_job_from_the_job_list(page, shot, server):
     finally:
         db.close()
     assert pid, "the running job has no process id in the database"
-    assert _alive(pid)
+    assert group_alive(pid)
     shot("running")
     _click(page, f'#jobs-table tr[data-job-id="{job_id}"] button.cancel')
     wait(page, 10, lambda d: _row_state(d, job_id) == "cancelled", "the job was not cancelled")
     assert client.job(job_id)["state"] == "cancelled"
     deadline = time.monotonic() + 2
-    while _alive(pid) and time.monotonic() < deadline:
+    while group_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not _alive(pid), f"the cancelled job's process group {pid} still runs"
+    assert not group_alive(pid), f"the cancelled job's process group {pid} still runs"
     wait(page, 10, lambda d: d.find_element(By.ID, "se-status").text == "cancelled")
     shot("cancelled")
     _no_script_errors(page)
@@ -421,19 +368,3 @@ def test_a_server_that_asks_for_a_token(browser, artefacts, tmp_path):
         assert not error.is_displayed()
         assert browser.find_element(By.ID, "version").text.startswith("aloha ")
         _no_script_errors(browser)
-
-
-def _alive(pgid: int) -> bool:
-    """Whether any process of group `pgid` still exists other than as a zombie (from /proc,
-    independently of the service's own process bookkeeping)."""
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/stat") as f:
-                fields = f.read().rpartition(")")[2].split()
-        except OSError:
-            continue
-        if int(fields[2]) == pgid and fields[0] not in ("Z", "X"):
-            return True
-    return False

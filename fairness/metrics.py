@@ -17,6 +17,8 @@ metrics that move together across resamples (Friedler et al. 2019 found many mea
 
 from __future__ import annotations
 
+import contextlib
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,35 +62,48 @@ def group_codes(groups: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, li
     return out
 
 
-def _counts(y, p, codes, k, w=None):
-    """Per group: n, predicted positive, true positives, positives, false positives, correct."""
-    w = np.ones(len(y)) if w is None else w
-    bc = (lambda weights: np.bincount(codes, weights=weights * w, minlength=k))
-    return (bc(np.ones(len(y))), bc(p), bc(y * p), bc(y), bc((1 - y) * p),
-            bc((y == p).astype(float)))
-
-
 def _rates(y, p, codes, k, w=None) -> dict[str, np.ndarray]:
-    n, sel, tp, pos, fp, correct = _counts(y, p, codes, k, w)
+    """Per group (last axis): selection rate, TPR, FPR, accuracy, base rate, count. `w` holds
+    bootstrap weights, one row per resample (each sample's draw count): then every statistic
+    has a leading resample axis, all computed as one matrix product per count."""
+    onehot = np.zeros((len(y), k))
+    onehot[np.arange(len(y)), codes] = 1.0
+    weights = np.ones((1, len(y))) if w is None else np.atleast_2d(w)
+    count = (lambda v: weights @ (onehot * v[:, None]))
+    n, sel, tp, pos, fp = (count(np.ones(len(y))), count(p), count(y * p), count(y),
+                           count((1 - y) * p))
+    correct = count((y == p).astype(float))
     with np.errstate(invalid="ignore", divide="ignore"):
-        return {"selection_rate": sel / n, "tpr": tp / pos, "fpr": fp / (n - pos),
-                "accuracy": correct / n, "base_rate": pos / n, "count": n}
+        r = {"selection_rate": sel / n, "tpr": tp / pos, "fpr": fp / (n - pos),
+             "accuracy": correct / n, "base_rate": pos / n, "count": n}
+    return {m: v[0] for m, v in r.items()} if w is None else r
 
 
-def _disparities(r: dict[str, np.ndarray]) -> dict[str, float]:
+def _disparities(r: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Across groups (the last axis), ignoring groups where a rate is undefined; a scalar per
+    resample (or one scalar without a resample axis)."""
     def spread(v):
-        v = v[np.isfinite(v)]
-        return float(v.max() - v.min()) if len(v) else np.nan
+        with _quiet():
+            return np.nanmax(v, -1) - np.nanmin(v, -1)
 
     def ratio(v):
-        v = v[np.isfinite(v)]
-        return float(v.min() / v.max()) if len(v) and v.max() > 0 else np.nan
+        with _quiet():
+            top = np.nanmax(v, -1)
+            return np.where(top > 0, np.nanmin(v, -1) / np.where(top > 0, top, 1), np.nan)
     return {"dp_difference": spread(r["selection_rate"]), "dp_ratio": ratio(r["selection_rate"]),
-            "eo_difference": max(spread(r["tpr"]), spread(r["fpr"])),
+            "eo_difference": np.fmax(spread(r["tpr"]), spread(r["fpr"])),
             "eop_difference": spread(r["tpr"]), "accuracy_difference": spread(r["accuracy"]),
             "fpr_difference": spread(r["fpr"]),
             "base_rate_difference": spread(r["base_rate"]), "base_rate_ratio": ratio(
                 r["base_rate"])}
+
+
+@contextlib.contextmanager
+def _quiet():
+    """A group where a rate is undefined (no positives) is left out of the spread, silently."""
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.filterwarnings("ignore", "All-NaN slice encountered", RuntimeWarning)
+        yield
 
 
 def _resamples(n: int, boot: int, seed: int) -> np.ndarray:
@@ -142,16 +157,9 @@ def evaluate(y: np.ndarray, p: np.ndarray | None, groups: dict[str, np.ndarray],
         point = _rates(y, p, codes, k)
         names = DATA_DISPARITIES if data else DISPARITIES
         disp = _disparities(point)
-        samples = {m: [] for m in names}
-        group_samples = {m: [] for m in ("base_rate",) if data} if data else \
-            {m: [] for m in GROUP_METRICS[:-1]}
-        for w in weights:
-            r = _rates(y, p, codes, k, w)
-            d = _disparities(r)
-            for m in names:
-                samples[m].append(d[m])
-            for m in group_samples:
-                group_samples[m].append(r[m])
+        per_resample = _rates(y, p, codes, k, weights) if boot else None
+        samples = _disparities(per_resample) if boot else {m: np.zeros(0) for m in names}
+        disp = {m: float(v) for m, v in disp.items()}
         result = {"groups": levels, "by_group": {}, "disparities": {}, "samples": {}}
         if not data:  # fairlearn's numbers for the point estimates
             fl = fairlearn_point(y.astype(int), p.astype(int), np.asarray(levels)[codes])
@@ -162,8 +170,7 @@ def evaluate(y: np.ndarray, p: np.ndarray | None, groups: dict[str, np.ndarray],
             metrics = ("base_rate",) if data else GROUP_METRICS[:-1]
             for m in metrics:
                 value = fl["by_group"][g][m] if not data else float(point[m][i])
-                lo, hi = _interval(np.asarray([s[i] for s in group_samples[m]])) if boot \
-                    else (np.nan, np.nan)
+                lo, hi = _interval(per_resample[m][:, i]) if boot else (np.nan, np.nan)
                 row[m] = Estimate(value, lo, hi).to_json()
             row["count"] = int(point["count"][i])
             row["share"] = float(point["count"][i] / len(y))

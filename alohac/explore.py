@@ -23,7 +23,8 @@ from aloha_ir.errors import UsageError
 SPACE_HELP = """\
 SPACE is a YAML/TOML file or a bundled space: space:seed-example (the seeds' genotype: 2..5
 convolutions of 5..20 maps, a pooling, 1..5 dense layers of 10..20 neurons), space:vgg-like (1..5
-groups of 2..3 conv3x3 and a max pool, then 1..2 dense layers). A space file:
+groups of 2..3 conv3x3 and a max pool, then 1..2 dense layers), space:tabular-mlp (1..3 dense
+layers of 4..64 neurons, for --data tabular:NAME:ATTR). A space file:
 
     name: my-space
     input: [1, 28, 28]            # C, H, W (the --data shape wins)
@@ -40,7 +41,9 @@ groups of 2..3 conv3x3 and a max pool, then 1..2 dense layers). A space file:
       - {name: frugal, constraints: ["energy<=0.1mJ", "accuracy>=0.8"], choose: knee}
 
 Objectives: accuracy (proxy training: successive halving over learning rates), security (fast
-PGD curve average), latency, energy, memory, processors (the target analyses), params, macs.
+PGD curve average), latency, energy, memory, processors (the target analyses), params, macs,
+dp_difference (alias fairness) and eo_difference (the proxy's test predictions across the first
+sensitive attribute of --data tabular:NAME:ATTR).
 Constraints: FIGURE<=VALUE or FIGURE>=VALUE with units (latency<=2ms, memory<=1MiB,
 accuracy>=0.9); they stay constraints in the search, never penalties.
 """

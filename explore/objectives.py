@@ -31,11 +31,15 @@ OBJECTIVES = {
     "processors": ("min", "processing units used"),
     "params": ("min", "parameters"),
     "macs": ("min", "multiply-accumulates"),
+    "dp_difference": ("min", "demographic-parity difference of the proxy's test predictions "
+                             "(tabular data, first sensitive attribute)"),
+    "eo_difference": ("min", "equalized-odds difference of the proxy's test predictions"),
 }
 ALIASES = {"latency": "latency_s", "energy": "energy_j", "memory": "memory_bytes",
-           "acc": "accuracy", "parameters": "params"}
+           "acc": "accuracy", "parameters": "params", "fairness": "dp_difference"}
 TARGET_FIGURES = ("latency_s", "energy_j", "memory_bytes", "processors")
-TRAINED = ("accuracy", "security")
+FAIRNESS = ("dp_difference", "eo_difference")
+TRAINED = ("accuracy", "security", *FAIRNESS)
 
 
 def objective_name(text: str) -> str:
@@ -82,6 +86,11 @@ class EvalSettings:
     def __post_init__(self):
         if len(set(self.lrs)) != len(self.lrs) or not self.lrs or min(self.lrs) <= 0:
             raise UsageError(f"learning rates {list(self.lrs)} must be distinct and positive")
+        fair = self.wanted() & set(FAIRNESS)
+        if fair and not (self.data or "").startswith("tabular:"):
+            raise UsageError(f"{sorted(fair)[0]} needs data with sensitive groups",
+                             where="data", hint="tabular:NAME:ATTR (adult, compas or german, "
+                                                "e.g. tabular:adult:sex)")
         if not self.needs_training():
             return
         rounds = len(halving_rounds(len(self.lrs)))
@@ -216,9 +225,29 @@ def _proxy_train(module, settings: EvalSettings) -> dict:
                "best_lr": float(best.split("=")[1]), "proxy_epochs": result.epochs_spent,
                "test_accuracy": float(evaluate(model, splits.test).accuracy)}
     model.write_back(module)
+    if settings.wanted() & set(FAIRNESS):
+        figures.update(_fairness(model, splits.test))
     if "security" in settings.wanted():
         figures.update(_security(module, graph, splits, settings))
     return figures
+
+
+def _fairness(model, test) -> dict:
+    """The proxy's test predictions' disparities across the first sensitive attribute (fairlearn's
+    definitions)."""
+    import numpy as np
+    import torch
+    from fairlearn.metrics import demographic_parity_difference, equalized_odds_difference
+    attr, groups = next(iter(test.sensitive.items()))
+    model.eval()
+    with torch.no_grad():
+        p = np.concatenate([model(torch.from_numpy(x)).argmax(1).numpy()
+                            for x, _ in test.batches(1024)])
+    return {"dp_difference": float(demographic_parity_difference(test.y, p,
+                                                                 sensitive_features=groups)),
+            "eo_difference": float(equalized_odds_difference(test.y, p,
+                                                             sensitive_features=groups)),
+            "fairness_attribute": attr}
 
 
 def _security(module, graph, splits, settings: EvalSettings) -> dict:

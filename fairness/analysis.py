@@ -18,17 +18,12 @@ import time
 import numpy as np
 
 from fairness import metrics
-from frontends.tabular import Tabular
+from fairness.simple import logistic_regression
+from frontends.tabular import TEST_FRACTION, Tabular
 
-TEST_FRACTION = 0.3
 COMPRESSION_BITS = (8, 4)  # the deployed MLP's post-training quantizations
 PRUNE_THRESHOLD = 1.0  # the pruned MLP: weights within 1 sigma of their layer's mean collapse
 COMPRESSED = tuple(f"mlp_int{b}" for b in COMPRESSION_BITS) + ("mlp_pruned",)
-
-
-def logistic_regression(train: Tabular, seed: int = 0):
-    from sklearn.linear_model import LogisticRegression
-    return LogisticRegression(max_iter=2000, random_state=seed).fit(train.x, train.y)
 
 
 def analyse(data: Tabular, boot: int = 500, seed: int = 0, learned: bool = True,

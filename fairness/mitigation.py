@@ -64,12 +64,9 @@ def reweighing(train: Tabular, attribute: str) -> np.ndarray:
 def apply(method: str, train: Tabular, test: Tabular, attribute: str, seed: int = 0
           ) -> np.ndarray:
     """The mitigated logistic regression's predictions on the test rows."""
-    from fairness.analysis import logistic_regression
+    from fairness.simple import logistic_regression
     if method == "reweigh":
-        from sklearn.linear_model import LogisticRegression
-        model = LogisticRegression(max_iter=2000, random_state=seed)
-        return model.fit(train.x, train.y, sample_weight=reweighing(train, attribute)
-                         ).predict(test.x)
+        return logistic_regression(train, seed, reweighing(train, attribute)).predict(test.x)
     if method == "threshold":
         from fairlearn.postprocessing import ThresholdOptimizer
         opt = ThresholdOptimizer(estimator=logistic_regression(train, seed),

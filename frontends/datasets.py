@@ -56,6 +56,8 @@ class Dataset:
     classes: int
     normalization: Normalization
     source: str = ""
+    # tabular data: each sample's group per sensitive attribute (fairness objectives read it)
+    sensitive: dict[str, np.ndarray] | None = None
 
     def __post_init__(self):
         if len(self.x) != len(self.y):
@@ -79,7 +81,10 @@ class Dataset:
         return tuple(self.x.shape[1:])
 
     def subset(self, index, name: str | None = None) -> "Dataset":
-        return replace(self, name=name or self.name, x=self.x[index], y=self.y[index])
+        groups = None if self.sensitive is None else {k: v[index] for k, v in
+                                                      self.sensitive.items()}
+        return replace(self, name=name or self.name, x=self.x[index], y=self.y[index],
+                       sensitive=groups)
 
     def head(self, n: int) -> "Dataset":
         """The first n samples (all if n <= 0 or n >= len)."""
@@ -565,12 +570,31 @@ LOADERS = {
     "npz": "FILE with arrays x, y (or x_train, y_train, x_test, y_test) and optionally "
            "value_range [lo, hi]",
     "images": "DIR with one subfolder of PNG/JPEG/BMP/GIF images per class",
+    "tabular": "NAME[:ATTR,...], NAME adult, compas or german (frontends.tabular): each row an "
+               "F x 1 x 1 sample, its sensitive groups kept for the fairness objectives",
 }
 
 _PATH_LOADERS = {"mnist": ("DIR", mnist), "cifar10": ("DIR", cifar10), "npz": ("FILE", npz),
                  "images": ("DIR", image_folder)}
 
-_FORMS = "DATA is digits, " + ", ".join(f"{k}:{meta}" for k, (meta, _) in _PATH_LOADERS.items())
+
+def tabular(arg: str, val_fraction: float = 0.1, seed: int = 0) -> Splits:
+    """A bundled tabular dataset as train/val/test splits of F x 1 x 1 samples (so the
+    explorer's chain networks take them as they take images), sensitive groups attached."""
+    from frontends.tabular import TEST_FRACTION, load_tabular
+    name, _, attrs = arg.partition(":")
+    t = load_tabular(name, sensitive=[a for a in attrs.split(",") if a] or None)
+    rest, test = t.split(TEST_FRACTION, seed)
+    train, val = rest.split(val_fraction, seed)
+    norm = Normalization((float(t.x.min()), float(t.x.max())))
+
+    def ds(part, label: str) -> Dataset:
+        return Dataset(f"{name}-{label}", part.x.reshape(len(part), -1, 1, 1), part.y, 2, norm,
+                       source=t.source, sensitive=part.sensitive)
+    return Splits(ds(train, "train"), ds(val, "val"), ds(test, "test"))
+
+_FORMS = "DATA is digits, " + ", ".join(f"{k}:{meta}" for k, (meta, _) in _PATH_LOADERS.items()) \
+    + ", tabular:NAME[:ATTR,...]"
 
 
 def load(spec: str, *, val_fraction: float = 0.1, seed: int = 0) -> Splits:
@@ -578,6 +602,8 @@ def load(spec: str, *, val_fraction: float = 0.1, seed: int = 0) -> Splits:
     kind, _, arg = spec.partition(":")
     if kind == "digits" and not arg:
         splits = digits(val_fraction=val_fraction, seed=seed)
+    elif kind == "tabular" and arg:
+        splits = tabular(arg, val_fraction=val_fraction, seed=seed)
     elif kind in _PATH_LOADERS and not arg:
         raise UsageError(f"'{kind}:' needs a path", hint=_FORMS)
     elif kind in _PATH_LOADERS:

@@ -43,6 +43,9 @@ SOURCES = {"adult": "UCI Adult (census income), Kohavi 1996",
            "german": "UCI Statlog German credit, Hofmann 1994"}
 
 
+TEST_FRACTION = 0.3  # the rows a model is measured on (the rest trains it)
+
+
 @dataclass
 class Encoding:
     """The features' transform: numeric columns standardised with the recorded mean and standard
@@ -96,7 +99,8 @@ class Tabular:
                        self.encoding, self.label, self.positive, self.source)
 
     def split(self, test_fraction: float = 0.3, seed: int = 0) -> tuple[Tabular, Tabular]:
-        """Train and test parts, stratified by label and the first sensitive attribute."""
+        """Train and test parts, stratified by label and the first sensitive attribute (the
+        test part is `test_fraction` of the rows)."""
         from sklearn.model_selection import train_test_split
         strata = np.char.add(self.y.astype(str), next(iter(self.sensitive.values())))
         train, test = train_test_split(np.arange(len(self)), test_size=test_fraction,

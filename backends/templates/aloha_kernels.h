@@ -216,6 +216,54 @@ void aloha_shuffle_row_q(const void *x, int xtype, int c, int w, int groups,
 void aloha_nchw_to_rows_q(const void *x, int xtype, int c, int h, int w, const aloha_rq_t *rq,
                           void *rows);
 
+/* ---- strided layout (transpose, pixel shuffle, depth-to-space) ------------------------------- */
+/* out is dense over dims[0..rank) (rank <= ALOHA_MAX_RANK); its element (i_0, ..., i_rank-1) is
+ * x[sum_k i_k * strides[k]]: any permutation of a tensor, in whatever order its rows store it. */
+#define ALOHA_MAX_RANK 8
+
+/* Float strided copy. */
+void aloha_permute_f32(const float *x, int rank, const int *dims, const size_t *strides,
+                       float *out);
+/* Strided copy with a format conversion: aloha_requant(x, 0, rq) (shift0 = fin - fout). */
+void aloha_permute_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
+                     const aloha_rq_t *rq, void *out);
+
+/* ---- padding (ONNX Pad: constant, reflect, edge) --------------------------------------------- */
+enum { ALOHA_PAD_CONSTANT, ALOHA_PAD_REFLECT, ALOHA_PAD_EDGE };
+
+/* A dense [in] tensor padded to a dense [out]: `before` elements added at the start of each axis
+ * (the rest at its end). */
+typedef struct { int rank, mode; int in[ALOHA_MAX_RANK], out[ALOHA_MAX_RANK],
+                 before[ALOHA_MAX_RANK]; } aloha_pad_t;
+
+/* The source index of padded index i along an axis of n elements (i - before), or -1 when a
+ * constant pad fills it; reflect mirrors without repeating the edge (numpy's 'reflect'). */
+int aloha_pad_source(int i, int n, int mode);
+/* Float pad of a whole tensor; x NULL: every element is `value`. */
+void aloha_pad_f32(const float *x, const aloha_pad_t *p, float value, float *out);
+/* Fixed-point pad: `value` is in x's format; every element goes through aloha_requant(v, 0, rq). */
+void aloha_pad_q(const void *x, int xtype, const aloha_pad_t *p, int64_t value,
+                 const aloha_rq_t *rq, void *out);
+/* Row oy of a rank-4 [N, C, H, W] pad (p->rank 4): the input row it copies (its source along H)
+ * padded along N, C and W, or the value row where a constant pad fills the whole row. */
+void aloha_pad_row_f32(const aloha_win_t *x, const aloha_pad_t *p, int oy, float value,
+                       float *out);
+void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t value,
+                     const aloha_rq_t *rq, void *out);
+
+/* ---- mean over axes (ONNX ReduceMean) -------------------------------------------------------- */
+/* out is dense over dims[0..rank); its element (i_k) is the mean of x[sum_k i_k * strides[k] +
+ * sum_j r_j * rstrides[j]] over the reduced box rdims[0..rrank). */
+
+/* Float mean, summed in double. */
+void aloha_mean_f32(const float *x, int rank, const int *dims, const size_t *strides, int rrank,
+                    const int *rdims, const size_t *rstrides, float *out);
+/* Reference _reduce_mean: the exact integer sum times 2^-frac_in over the count in double, then
+ * aloha_to_fixed. */
+void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
+                  int rrank, const int *rdims, const size_t *rstrides, int frac_in, int frac_out,
+                  int32_t qmin, int32_t qmax, void *out, int otype);
+
 #ifdef __cplusplus
 }
 #endif

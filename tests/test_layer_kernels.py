@@ -5,6 +5,7 @@ arbiter, runtime/reference.py) in fixed point."""
 
 from __future__ import annotations
 
+import math
 import os
 import subprocess
 import sys
@@ -33,6 +34,17 @@ def _model(nodes, x_shape, y_shape, inits=(), opset=17) -> onnx.ModelProto:
 
 def _ints(name, values):
     return numpy_helper.from_array(np.asarray(values, dtype=np.int64), name)
+
+
+def _floats(name, values):
+    return numpy_helper.from_array(np.asarray(values, dtype=np.float32), name)
+
+
+def _resize(mode: str, sizes: bool = False, src: str = "x", out: str = "y", table: str = "s",
+            **kw):
+    """A Resize-13 node reading its scales (or sizes) from the initializer `table`."""
+    inputs = [src, "", "", table] if sizes else [src, "", table]
+    return helper.make_node("Resize", inputs, [out], mode=mode, **kw)
 
 
 def _conv_init(rng, cout, cin, k=3):
@@ -80,6 +92,19 @@ FLOAT_CASES = [
      [], (1, 3, 4, 5), (1, 3, 4, 1)),
     ("reduce_mean_height_whole", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[2])],
      [], (1, 3, 4, 5), (1, 3, 1, 5)),
+    ("resize_nearest_asymmetric", [_resize("nearest", coordinate_transformation_mode="asymmetric",
+                                           nearest_mode="floor")],
+     [_floats("s", [1, 1, 2, 3])], (2, 2, 3, 4), (2, 2, 6, 12)),
+    ("resize_nearest_half_pixel_sizes", [_resize("nearest", sizes=True)],
+     [_ints("s", [1, 3, 7, 5])], (1, 3, 4, 6), (1, 3, 7, 5)),
+    ("resize_linear_half_pixel", [_resize("linear")], [_floats("s", [1, 1, 2, 2])], (2, 3, 4, 5),
+     (2, 3, 8, 10)),
+    ("resize_linear_align_corners_sizes", [_resize("linear", sizes=True,
+                                                   coordinate_transformation_mode="align_corners")],
+     [_ints("s", [1, 2, 9, 4])], (1, 2, 5, 7), (1, 2, 9, 4)),
+    ("resize_linear_pytorch_half_pixel_down", [_resize(
+        "linear", coordinate_transformation_mode="pytorch_half_pixel")],
+     [_floats("s", [1, 1, 0.5, 0.75])], (1, 2, 8, 8), (1, 2, 4, 6)),
     ("reduce_mean_dropped_axes", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 3],
                                                    keepdims=0)], [], (2, 3, 4, 5), (2, 4)),
 ]
@@ -155,8 +180,11 @@ def _fixed_models():
         helper.make_node("ReduceMean", ["t"], ["m"], axes=[1]),
         helper.make_node("Pad", ["m", "p2", "v"], ["q"], mode="constant"),
         helper.make_node("Pad", ["q", "p3"], ["e"], mode="edge"),
-        helper.make_node("ReduceMean", ["e"], ["y"], axes=[2])],
-        (1, 1, 8, 8), (1, 1, 1, 16), _conv_init(rng, 4, 1) + [
+        _resize("linear", src="e", out="l", table="rs"),
+        _resize("nearest", src="l", out="n", table="rs",
+                coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        helper.make_node("ReduceMean", ["n"], ["y"], axes=[2])],
+        (1, 1, 8, 8), (1, 1, 1, 36), _conv_init(rng, 4, 1) + [_floats("rs", [1, 1, 1.5, 1.5]),
             _ints("p1", [0, 0, 1, 2, 0, 0, 2, 1]), _ints("p2", [0, 0, 1, 1, 0, 0, 1, 1]),
             numpy_helper.from_array(np.array(0.3, np.float32), "v"),
             _ints("p3", [0, 0, 1, 2, 0, 0, 1, 1])])
@@ -183,7 +211,8 @@ def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     from frontends.loader import load_model
     from runtime.reference import reference
     path = str(tmp_path / f"{name}.onnx")
-    onnx.save(_fixed_models()[name], path)
+    model = _fixed_models()[name]
+    onnx.save(model, path)
     module = load_model(path, {})
     PassManager.parse("canonicalize,quantize{bits=8 data=digits samples=32 evaluate=false}").run(
         module, make_context())
@@ -196,9 +225,20 @@ def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     assert r.returncode == 0 and "runtime error" not in r.stderr, r.stderr[-2000:]
     ref = reference(module)
     want = np.stack([ref.real(f.astype(np.float64)).reshape(-1) for f in x])
+    assert y.shape == (3, math.prod(model.graph.output[0].type.tensor_type.shape.dim[i].dim_value
+                                    for i in range(4)))
     np.testing.assert_array_equal(y, want.astype(np.float32))
+    # the torch simulation computes the same integers, layer by layer
+    torch = pytest.importorskip("torch")
+    from runtime.torch.fixed import build_fixed
+    batch = x.reshape(3, 1, 8, 8)
+    ints = reference(module).integers(batch.astype(np.float64))
+    with torch.no_grad():
+        sim = build_fixed(module).integers(torch.from_numpy(batch))
+    for label, q in ints.items():
+        np.testing.assert_array_equal(sim[label].numpy(), q, err_msg=label)
     # and the quantized program still computes the float model (8-bit formats' error)
-    float_want = np.stack([run_ort(_fixed_models()[name], {"x": f})[0].reshape(-1) for f in x])
+    float_want = np.stack([run_ort(model, {"x": f})[0].reshape(-1) for f in x])
     assert np.abs(y - float_want).max() < 0.1 * np.abs(float_want).max()
 
 

@@ -145,7 +145,7 @@ def _without_kernels(monkeypatch, *ops: str) -> None:
         monkeypatch.delitem(KERNEL_RECORDS, classes[op], raising=False)
 
 
-@pytest.mark.parametrize("op", [op for op in LAYERS if op != "nn.resize"])
+@pytest.mark.parametrize("op", LAYERS)
 def test_the_layers_exporters_emit_compile_to_c(tmp_path, capsys, op):
     """Before issue 25 item 3 the kernel library had no kernel for these (exit 4); now the chain
     compiles (tests/test_layer_kernels.py checks the program's numbers)."""

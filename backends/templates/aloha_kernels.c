@@ -1439,3 +1439,56 @@ void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const siz
         at = odometer_next(rank, dims, strides, idx, at);
     }
 }
+
+/* ---- resize ---------------------------------------------------------------------------------- */
+
+/* Element i of the row at element offset `row`, as a double (a fixed-point one dequantized). */
+static double resize_at(const aloha_win_t *x, size_t row, size_t i, int frac_in, int fixed)
+{
+    return fixed ? dequant((int32_t)aloha_load(x->p, x->type, row + i), frac_in)
+                 : (double)((const float *)x->p)[row + i];
+}
+
+/* The linear value of output (ch, ox) from rows `lo` and `hi` (element offsets). */
+static double resize_linear(const aloha_win_t *x, const aloha_resize_t *r, int oy, size_t lo,
+                            size_t hi, int ch, int ox, int frac_in, int fixed)
+{
+    const size_t c = (size_t)ch * (size_t)r->w, a = (size_t)r->wlo[ox], b = (size_t)r->whi[ox];
+    const double t_lo = resize_at(x, lo, c + a, frac_in, fixed) * r->ww_lo[ox] +
+                        resize_at(x, lo, c + b, frac_in, fixed) * r->ww_hi[ox];
+    const double t_hi = resize_at(x, hi, c + a, frac_in, fixed) * r->ww_lo[ox] +
+                        resize_at(x, hi, c + b, frac_in, fixed) * r->ww_hi[ox];
+    return t_lo * r->hw_lo[oy] + t_hi * r->hw_hi[oy];
+}
+
+void aloha_resize_row_f32(const aloha_win_t *x, const aloha_resize_t *r, int oy, float *out)
+{
+    const size_t lo = win_offset(x, r->hlo[oy]), hi = win_offset(x, r->hhi[oy]);
+    const float *row = (const float *)x->p + lo;
+    int ch, ox;
+    for (ch = 0; ch < r->nc; ch++)
+        for (ox = 0; ox < r->ow; ox++)
+            out[(size_t)ch * r->ow + ox] = r->ww_lo
+                ? (float)resize_linear(x, r, oy, lo, hi, ch, ox, 0, 0)
+                : row[(size_t)ch * r->w + r->wlo[ox]];
+}
+
+void aloha_resize_row_q(const aloha_win_t *x, const aloha_resize_t *r, int oy,
+                        const aloha_rq_t *rq, int frac_in, int frac_out, void *out)
+{
+    const size_t lo = win_offset(x, r->hlo[oy]), hi = win_offset(x, r->hhi[oy]);
+    int ch, ox;
+    for (ch = 0; ch < r->nc; ch++)
+        for (ox = 0; ox < r->ow; ox++) {
+            const size_t o = (size_t)ch * r->ow + ox;
+            if (r->ww_lo)
+                aloha_store(out, rq->type, o,
+                            aloha_to_fixed(resize_linear(x, r, oy, lo, hi, ch, ox, frac_in, 1),
+                                           frac_out, rq->qmin, rq->qmax));
+            else
+                aloha_store(out, rq->type, o,
+                            aloha_requant(aloha_load(x->p, x->type,
+                                                     lo + (size_t)ch * r->w + r->wlo[ox]),
+                                          0, rq));
+        }
+}

@@ -264,6 +264,20 @@ void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const siz
                   int rrank, const int *rdims, const size_t *rstrides, int frac_in, int frac_out,
                   int32_t qmin, int32_t qmax, void *out, int otype);
 
+/* ---- resize (ONNX Resize of H and W: nearest, linear) ---------------------------------------- */
+/* Per output row and column: the input indices it reads (lo, hi) and, for linear, their weights
+ * (runtime/reference.py resize_taps); weights are NULL for nearest, which reads lo alone. */
+typedef struct { int nc, w, ow; const int *hlo, *hhi, *wlo, *whi;
+                 const double *hw_lo, *hw_hi, *ww_lo, *ww_hi; } aloha_resize_t;
+
+/* Row oy of a resize of the window's [nc, h, w] rows: nearest copies, linear computes
+ * hw_lo * (ww_lo * x[lo][lo] + ww_hi * x[lo][hi]) + hw_hi * (... row hi) in double. */
+void aloha_resize_row_f32(const aloha_win_t *x, const aloha_resize_t *r, int oy, float *out);
+/* Nearest: aloha_requant(x, 0, rq) of the element it copies; linear: the same double formula on
+ * x * 2^-frac_in (reference resize_linear), then aloha_to_fixed. */
+void aloha_resize_row_q(const aloha_win_t *x, const aloha_resize_t *r, int oy,
+                        const aloha_rq_t *rq, int frac_in, int frac_out, void *out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -105,6 +105,17 @@ FLOAT_CASES = [
     ("resize_linear_pytorch_half_pixel_down", [_resize(
         "linear", coordinate_transformation_mode="pytorch_half_pixel")],
      [_floats("s", [1, 1, 0.5, 0.75])], (1, 2, 8, 8), (1, 2, 4, 6)),
+    ("add_rank3_constant_broadcast", [helper.make_node("Add", ["x", "k"], ["y"])],
+     [_floats("k", np.arange(4).reshape(4, 1) - 1.5)], (3, 4, 5), (3, 4, 5)),
+    ("mul_rank2_per_item", [helper.make_node("Mul", ["x", "k"], ["y"])],
+     [_floats("k", np.linspace(-2, 2, 6))], (2, 6), (2, 6)),
+    ("add_rank3_two_run_time_operands", [
+        helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Add", ["x", "t"], ["y"])], [], (2, 4, 4), (2, 4, 4)),
+    ("mul_rank5_broadcast", [helper.make_node("Mul", ["x", "k"], ["y"])],
+     [_floats("k", np.linspace(-1, 1, 3).reshape(3, 1, 1))], (1, 2, 3, 2, 2), (1, 2, 3, 2, 2)),
+    ("add_rank1_broadcast", [helper.make_node("Add", ["x", "k"], ["y"])],
+     [_floats("k", [0.75])], (7,), (7,)),
     ("reduce_mean_dropped_axes", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 3],
                                                    keepdims=0)], [], (2, 3, 4, 5), (2, 4)),
 ]
@@ -198,10 +209,21 @@ def _fixed_models():
         helper.make_node("Relu", ["u"], ["v"]),
         helper.make_node("ConvTranspose", ["v", "wt2"], ["y"], strides=[2, 2])],
         (1, 1, 8, 8), (1, 2, 32, 32), _conv_init(rng, 4, 1) + [wt1, wt2, bt])
-    return {"movement": movement, "decoder": decoder}
+    any_rank = _model([
+        conv, relu,
+        helper.make_node("Reshape", ["r", "shape"], ["f"]),
+        helper.make_node("Mul", ["f", "k1"], ["m"]),
+        helper.make_node("Transpose", ["m"], ["t"], perm=[0, 2, 1]),
+        helper.make_node("Add", ["t", "k2"], ["a"]),
+        helper.make_node("Transpose", ["a"], ["u"], perm=[0, 2, 1]),
+        helper.make_node("Add", ["u", "m"], ["y"])],
+        (1, 1, 8, 8), (1, 4, 64), _conv_init(rng, 4, 1) + [
+            _ints("shape", [1, 4, 64]), _floats("k1", rng.uniform(-2, 2, (4, 1))),
+            _floats("k2", rng.uniform(-1, 1, 4))])
+    return {"movement": movement, "decoder": decoder, "any_rank": any_rank}
 
 
-@pytest.mark.parametrize("name", ["movement", "decoder"])
+@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank"])
 def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     """Quantized to 8 bits, the generated program (under the address and undefined-behaviour
     sanitizers) equals the fixed-point reference bit for bit (the host runs the fixed-point
@@ -225,8 +247,8 @@ def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     assert r.returncode == 0 and "runtime error" not in r.stderr, r.stderr[-2000:]
     ref = reference(module)
     want = np.stack([ref.real(f.astype(np.float64)).reshape(-1) for f in x])
-    assert y.shape == (3, math.prod(model.graph.output[0].type.tensor_type.shape.dim[i].dim_value
-                                    for i in range(4)))
+    assert y.shape == (3, math.prod(d.dim_value for d in
+                                    model.graph.output[0].type.tensor_type.shape.dim))
     np.testing.assert_array_equal(y, want.astype(np.float32))
     # the torch simulation computes the same integers, layer by layer
     torch = pytest.importorskip("torch")

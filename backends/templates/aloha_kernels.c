@@ -1492,3 +1492,36 @@ void aloha_resize_row_q(const aloha_win_t *x, const aloha_resize_t *r, int oy,
                                           0, rq));
         }
 }
+
+/* ---- add and mul of any rank ----------------------------------------------------------------- */
+
+void aloha_binary_f32(int kind, const float *a, const size_t *sa, const float *b,
+                      const size_t *sb, int rank, const int *dims, const aloha_act_t *act,
+                      float *out)
+{
+    int ia[ALOHA_MAX_RANK] = {0}, ib[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, pa = 0, pb = 0;
+    for (i = 0; i < n; i++) {
+        out[i] = aloha_act1_f32(kind == ALOHA_BINARY_ADD ? a[pa] + b[pb] : a[pa] * b[pb], act);
+        pa = odometer_next(rank, dims, sa, ia, pa);
+        pb = odometer_next(rank, dims, sb, ib, pb);
+    }
+}
+
+void aloha_binary_q(int kind, const void *a, int atype, int la, const size_t *sa, const void *b,
+                    int btype, int lb, const size_t *sb, int rank, const int *dims,
+                    const aloha_rq_t *rq, void *out)
+{
+    int ia[ALOHA_MAX_RANK] = {0}, ib[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, pa = 0, pb = 0;
+    for (i = 0; i < n; i++) {
+        const int64_t va = aloha_load(a, atype, pa), vb = aloha_load(b, btype, pb);
+        const int64_t v = kind == ALOHA_BINARY_ADD ? wrap_add(wrap_shl(va, la), wrap_shl(vb, lb))
+                                                   : wrap_mul(va, vb);
+        aloha_store(out, rq->type, i, aloha_requant(v, 0, rq));
+        pa = odometer_next(rank, dims, sa, ia, pa);
+        pb = odometer_next(rank, dims, sb, ib, pb);
+    }
+}

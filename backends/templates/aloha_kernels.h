@@ -278,6 +278,20 @@ void aloha_resize_row_f32(const aloha_win_t *x, const aloha_resize_t *r, int oy,
 void aloha_resize_row_q(const aloha_win_t *x, const aloha_resize_t *r, int oy,
                         const aloha_rq_t *rq, int frac_in, int frac_out, void *out);
 
+/* ---- add and mul of any rank (whole tensors) ------------------------------------------------- */
+enum { ALOHA_BINARY_ADD, ALOHA_BINARY_MUL };
+
+/* out is dense over dims[0..rank); operand a's element of output (i_k) is a[sum_k i_k * sa[k]]
+ * (stride 0 along a broadcast axis), b's likewise. Float: a + b or a * b, then the activation. */
+void aloha_binary_f32(int kind, const float *a, const size_t *sa, const float *b,
+                      const size_t *sb, int rank, const int *dims, const aloha_act_t *act,
+                      float *out);
+/* Fixed point as aloha_add_row_q ((a << la) + (b << lb)) and aloha_mul_row_q (a * b), then
+ * aloha_requant(v, 0, rq). */
+void aloha_binary_q(int kind, const void *a, int atype, int la, const size_t *sa, const void *b,
+                    int btype, int lb, const size_t *sb, int rank, const int *dims,
+                    const aloha_rq_t *rq, void *out);
+
 #ifdef __cplusplus
 }
 #endif

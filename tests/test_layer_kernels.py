@@ -76,6 +76,11 @@ FLOAT_CASES = [
      [_ints("p", [0, 1, 1, 2, 0, 0, 2, 1])], (2, 2, 4, 5), (2, 3, 7, 8)),
     ("pad_reflect_rank3", [helper.make_node("Pad", ["x", "p"], ["y"], mode="reflect")],
      [_ints("p", [0, 1, 2, 0, 1, 3])], (1, 4, 6), (1, 6, 11)),
+    ("zero_pad_folded_into_conv", [
+        helper.make_node("Pad", ["x", "p"], ["q"], mode="constant"),
+        helper.make_node("Conv", ["q", "w", "b"], ["y"], pads=[0, 1, 1, 0])],
+     [_ints("p", [0, 0, 2, 1, 0, 0, 0, 1])] + _conv_init(np.random.default_rng(2), 3, 2),
+     (1, 2, 5, 6), (1, 3, 6, 7)),
     ("transpose_nhwc", [helper.make_node("Transpose", ["x"], ["y"], perm=[0, 2, 3, 1])], [],
      (2, 3, 4, 5), (2, 4, 5, 3)),
     ("transpose_rank3", [helper.make_node("Transpose", ["x"], ["y"], perm=[2, 0, 1])], [],

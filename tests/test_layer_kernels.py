@@ -121,6 +121,16 @@ FLOAT_CASES = [
      [_floats("k", np.linspace(-1, 1, 3).reshape(3, 1, 1))], (1, 2, 3, 2, 2), (1, 2, 3, 2, 2)),
     ("add_rank1_broadcast", [helper.make_node("Add", ["x", "k"], ["y"])],
      [_floats("k", [0.75])], (7,), (7,)),
+    ("concat_width_rank4_per_item", [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Concat", ["x", "r", "x"], ["y"], axis=3)], [], (2, 3, 4, 5),
+     (2, 3, 4, 15)),
+    ("concat_rank3_last_axis_per_item", [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Concat", ["r", "x"], ["y"], axis=-1)], [], (2, 3, 4), (2, 3, 8)),
+    ("concat_rank2_features", [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Concat", ["x", "r"], ["y"], axis=1)], [], (1, 6), (1, 12)),
     ("reduce_mean_dropped_axes", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 3],
                                                    keepdims=0)], [], (2, 3, 4, 5), (2, 4)),
 ]
@@ -221,8 +231,9 @@ def _fixed_models():
         helper.make_node("Transpose", ["m"], ["t"], perm=[0, 2, 1]),
         helper.make_node("Add", ["t", "k2"], ["a"]),
         helper.make_node("Transpose", ["a"], ["u"], perm=[0, 2, 1]),
-        helper.make_node("Add", ["u", "m"], ["y"])],
-        (1, 1, 8, 8), (1, 4, 64), _conv_init(rng, 4, 1) + [
+        helper.make_node("Add", ["u", "m"], ["s"]),
+        helper.make_node("Concat", ["s", "f"], ["y"], axis=2)],
+        (1, 1, 8, 8), (1, 4, 128), _conv_init(rng, 4, 1) + [
             _ints("shape", [1, 4, 64]), _floats("k1", rng.uniform(-2, 2, (4, 1))),
             _floats("k2", rng.uniform(-1, 1, 4))])
     return {"movement": movement, "decoder": decoder, "any_rank": any_rank}

@@ -1305,6 +1305,32 @@ void aloha_permute_q(const void *x, int xtype, int rank, const int *dims, const 
     }
 }
 
+void aloha_place_f32(const float *x, int rank, const int *dims, const size_t *ostrides,
+                     size_t offset, float *out)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, at = offset;
+    assert(rank <= ALOHA_MAX_RANK);
+    for (i = 0; i < n; i++) {
+        out[at] = x[i];
+        at = odometer_next(rank, dims, ostrides, idx, at);
+    }
+}
+
+void aloha_place_q(const void *x, int xtype, int rank, const int *dims, const size_t *ostrides,
+                   size_t offset, const aloha_rq_t *rq, void *out)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, at = offset;
+    assert(rank <= ALOHA_MAX_RANK);
+    for (i = 0; i < n; i++) {
+        aloha_store(out, rq->type, at, aloha_requant(aloha_load(x, xtype, i), 0, rq));
+        at = odometer_next(rank, dims, ostrides, idx, at);
+    }
+}
+
 /* ---- padding --------------------------------------------------------------------------------- */
 
 int aloha_pad_source(int i, int n, int mode)

@@ -227,6 +227,13 @@ void aloha_permute_f32(const float *x, int rank, const int *dims, const size_t *
 /* Strided copy with a format conversion: aloha_requant(x, 0, rq) (shift0 = fin - fout). */
 void aloha_permute_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
                      const aloha_rq_t *rq, void *out);
+/* The inverse walk: x is dense over dims[0..rank); its element (i_k) goes to
+ * out[offset + sum_k i_k * ostrides[k]] (a concat input into its slice of the output). */
+void aloha_place_f32(const float *x, int rank, const int *dims, const size_t *ostrides,
+                     size_t offset, float *out);
+/* The same with a format conversion: aloha_requant(x, 0, rq) stored as rq->type. */
+void aloha_place_q(const void *x, int xtype, int rank, const int *dims, const size_t *ostrides,
+                   size_t offset, const aloha_rq_t *rq, void *out);
 
 /* ---- padding (ONNX Pad: constant, reflect, edge) --------------------------------------------- */
 enum { ALOHA_PAD_CONSTANT, ALOHA_PAD_REFLECT, ALOHA_PAD_EDGE };

@@ -1,5 +1,6 @@
-"""Ops that move elements without arithmetic (bar a requantisation in fixed point): concat along
-channels, channel shuffle, reshape/flatten/dropout as a copy through a staging buffer, transpose
+"""Ops that move elements without arithmetic (bar a requantisation in fixed point): concat (along
+a rank-4 tensor's channels, or any axis but the batch and a rank-4 tensor's rows by a strided
+walk), channel shuffle, reshape/flatten/dropout as a copy through a staging buffer, transpose
 as a strided copy, and pad (constant, reflect, edge)."""
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ def concat_record(b: BuildContext, view: ActorView, block: nn.ConcatOp, lo_hi) -
     a = view.args
     axis = block.prop_int("axis")
     if len(view.out_shape) != 4 or axis != 1:
-        raise UnsupportedError(f"concat along axis {axis} of a rank-{len(view.out_shape)} "
-                               "tensor has no generated kernel", where=view.name)
+        _concat_any(b, view, block, axis)
+        return
     parts = []
     for v in block.inputs:
         c = nn.shape_of(v)[1]
@@ -118,3 +119,34 @@ def pad_record(b: BuildContext, view: ActorView, block: nn.PadOp, lo_hi) -> None
     else:
         a["value"] = c_float(value)
     view.kernel = "pad_row" if len(x) == 4 else "pad"
+
+
+def _concat_any(b: BuildContext, view: ActorView, block: nn.ConcatOp, axis: int) -> None:
+    """Concat along another axis than a rank-4 tensor's channels: each input written into its
+    slice of the output by a strided walk, a row at a time (rank 4: the row plan reads row y of
+    every input) or the whole tensor (another rank: one row). Along the batch axis (items of a
+    per-item kernel) and along a rank-4 tensor's rows it has no kernel."""
+    out = list(view.out_shape)
+    rank4 = len(out) == 4
+    if axis == 0 and out[0] > 1 or rank4 and axis == 2 or len(out) > MAX_RANK:
+        raise UnsupportedError(f"concat along axis {axis} of a rank-{len(out)} tensor has no "
+                               "generated kernel", where=view.name)
+    items = out[0] > 1  # the kernel runs once per batch item: every operand cut to one item
+    keep = (0, 1, 3) if rank4 else tuple(range(len(out)))  # the axes one firing's row holds
+
+    def row(shape) -> list[int]:
+        s = [1 if items and k == 0 else d for k, d in enumerate(shape)]
+        return [s[k] for k in keep] or [1]
+
+    dims = row(out)
+    ostrides = [int(np.prod(dims[k + 1:], dtype=np.int64)) for k in range(len(dims))]
+    at = keep.index(axis)
+    parts, offset = [], 0
+    for v in block.inputs:
+        part = {"dims": row(nn.shape_of(v)), "offset": offset * ostrides[at]}
+        offset += part["dims"][at]
+        if b.fixed:
+            part["rq"] = plain_rq(block, fp.format_of(v).frac - fp.format_of(block.output).frac)
+        parts.append(part)
+    view.args.update(parts=parts, ostrides=ostrides)
+    view.kernel = "place"

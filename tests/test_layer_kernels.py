@@ -131,6 +131,10 @@ FLOAT_CASES = [
     ("concat_rank2_features", [
         helper.make_node("Relu", ["x"], ["r"]),
         helper.make_node("Concat", ["x", "r"], ["y"], axis=1)], [], (1, 6), (1, 12)),
+    ("reduce_max_spatial", [helper.make_node("ReduceMax", ["x"], ["y"], axes=[2, 3])], [],
+     (2, 3, 4, 5), (2, 3, 1, 1)),
+    ("reduce_max_spatial_dropped", [helper.make_node("ReduceMax", ["x"], ["y"], axes=[-1, -2],
+                                                     keepdims=0)], [], (1, 3, 4, 5), (1, 3)),
     ("reduce_mean_dropped_axes", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 3],
                                                    keepdims=0)], [], (2, 3, 4, 5), (2, 4)),
 ]
@@ -332,3 +336,15 @@ def test_a_cropping_conv_transpose_is_refused_naming_the_node(tmp_path):
                        timeout=300)
     assert r.returncode == 4, r.stderr
     assert "node 'up1' (ConvTranspose)" in r.stderr and "cropped output" in r.stderr, r.stderr
+
+
+def test_reduce_max_over_other_axes_is_refused_naming_what_is_supported():
+    from aloha_ir.errors import UnsupportedError
+    from frontends.onnx.importer import import_model
+    model = _model([helper.make_node("ReduceMax", ["x"], ["y"], axes=[1], name="rmax")],
+                   (1, 3, 4, 5), (1, 1, 4, 5))
+    with pytest.raises(UnsupportedError, match=r"node 'rmax' \(ReduceMax\): ReduceMax over axes "
+                                               r"\[1\] of a rank-4 tensor is not supported; "
+                                               r"supported: axes \(2, 3\)") as e:
+        import_model(model)
+    assert e.value.exit_code == 4

@@ -555,6 +555,28 @@ def reduce_mean(ctx, node):
                                                 "keepdims": nn.int_attr(keep)}))
 
 
+@converter("ReduceMax")
+def reduce_max(ctx, node):
+    """The maximum over H and W of an NCHW tensor: global max pooling (a reshape drops the axes
+    when keepdims=0)."""
+    x = node.input[0]
+    xs = ctx.shape(x)
+    axes = sorted({_norm_axis(ax, len(xs)) for ax in _axes(ctx, node)})
+    if not axes and attrs(node).get("noop_with_empty_axes", 0):
+        ctx.alias(node.output[0], x)
+        return
+    if len(xs) != 4 or axes != [2, 3]:
+        raise ctx.unsupported(f"ReduceMax over axes {axes or 'all'} of a rank-{len(xs)} tensor is "
+                              "not supported; supported: axes (2, 3) of NCHW (global max pooling)")
+    pooled = (xs[0], xs[1], 1, 1)
+    keep = int(attrs(node).get("keepdims", 1))
+    v = ctx.emit(nn.PoolOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, pooled),
+                                  properties={"kind": StringAttr("global_max")}),
+                 None if keep else f"{node.output[0]}.pooled")
+    if not keep:
+        ctx.emit(nn.ReshapeOp.create(operands=[v], result_types=_out_type(ctx, xs[:2])))
+
+
 # --- layers exporters emit, written with the ops the IR has ----------------------------------------
 
 def _move(ctx: ImportContext, x: str, shape, perm, out: str) -> None:

@@ -284,6 +284,31 @@ def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     assert np.abs(y - float_want).max() < 0.1 * np.abs(float_want).max()
 
 
+@pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
+@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank"])
+def test_layers_on_the_fixed_point_platforms_are_bit_exact(tmp_path, target, name):
+    """The platforms place these ops on their processor, which runs the same fixed-point
+    kernels: the program equals the reference bit for bit."""
+    from aloha_ir.context import make_context
+    from aloha_ir.passmanager import PassManager
+    from frontends.loader import load_model
+    from runtime.reference import reference
+    from sklearn.datasets import load_digits
+    path = str(tmp_path / f"{name}.onnx")
+    onnx.save(_fixed_models()[name], path)
+    module = load_model(path, {})
+    PassManager.parse("canonicalize,quantize{bits=8 data=digits samples=32 evaluate=false}").run(
+        module, make_context())
+    code = generate(module, target, str(tmp_path))
+    build(code)
+    x = (load_digits().images[:2].astype(np.float32) / 16.0).reshape(2, 1, 1, 8, 8)
+    r, y = run(code, x)
+    assert r.returncode == 0, r.stderr[-2000:]
+    ref = reference(module)
+    want = np.stack([ref.real(f.astype(np.float64)).reshape(-1) for f in x])
+    np.testing.assert_array_equal(y, want.astype(np.float32))
+
+
 # (strides, pads, output_padding, dilations, group, kernel): torch's defaults, U-Net's 2x2 stride
 # 2, odd pads, dilation, groups, pads that move some or all inserted zeros before their row
 CONV_TRANSPOSE_CASES = [

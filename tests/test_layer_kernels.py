@@ -52,8 +52,10 @@ def _conv_init(rng, cout, cin, k=3):
             numpy_helper.from_array(rng.normal(0, 0.1, cout).astype(np.float32), "b")]
 
 
-def _host_float(model: onnx.ModelProto, tmp_path, frames: np.ndarray) -> tuple[np.ndarray, ...]:
-    """(the generated host program's outputs, onnxruntime's) for each frame, flattened."""
+def _host_float(model: onnx.ModelProto, tmp_path, frames: np.ndarray,
+                reference=run_ort) -> tuple[np.ndarray, ...]:
+    """(the generated host program's outputs, the reference's: onnxruntime) for each frame,
+    flattened."""
     from frontends.loader import load_model
     path = str(tmp_path / "m.onnx")
     onnx.save(model, path)
@@ -61,7 +63,7 @@ def _host_float(model: onnx.ModelProto, tmp_path, frames: np.ndarray) -> tuple[n
     build(code)
     r, y = run(code, frames)
     assert r.returncode == 0, r.stderr[-2000:]
-    want = np.stack([run_ort(model, {"x": f})[0].reshape(-1) for f in frames])
+    want = np.stack([reference(model, {"x": f})[0].reshape(-1) for f in frames])
     return y, want
 
 
@@ -193,6 +195,18 @@ def test_torch_pad_pixelshuffle_convtranspose_cnn_compiles_and_matches_onnxrunti
     assert y.shape == want.shape == (3, 2 * 56 * 72)
     assert np.abs(y - want).max() <= 1e-4 * np.abs(want).max()
     np.testing.assert_allclose(y, want, rtol=1e-4, atol=1e-4 * np.abs(want).max())
+
+
+def test_space_to_depth_crd_of_opset_28_matches_the_onnx_reference(tmp_path):
+    """Opset 28's SpaceToDepth mode: CRD keeps a channel's blocks together (before: the mode was
+    read as DCR, the program's output 0.4 off, found by benchmarks/onnx_cases.py)."""
+    from onnx.reference import ReferenceEvaluator
+    model = _model([helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2, mode="CRD")],
+                   (1, 3, 4, 6), (1, 12, 2, 3), opset=28)
+    frames = np.random.default_rng(4).normal(0, 1, (2, 1, 3, 4, 6)).astype(np.float32)
+    y, want = _host_float(model, tmp_path, frames,
+                          lambda m, feeds: ReferenceEvaluator(m).run(None, feeds))
+    np.testing.assert_array_equal(y, want)
 
 
 def _fixed_models():

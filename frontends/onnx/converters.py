@@ -632,7 +632,11 @@ def space_to_depth(ctx, node):
     b = _block_size(ctx, node, xs)
     if h % b or w % b:
         raise ctx.shape_error(f"SpaceToDepth blocksize {b} does not divide {h} x {w}")
-    _move(ctx, x, (n, c, h // b, b, w // b, b), (0, 3, 5, 1, 2, 4), (n, c * b * b, h // b, w // b))
+    mode = _text(attrs(node), "mode", "DCR")  # opset 28's mode, the inverse DepthToSpace's
+    perms = {"DCR": (0, 3, 5, 1, 2, 4), "CRD": (0, 1, 3, 5, 2, 4)}
+    if mode not in perms:
+        raise ctx.unsupported(f"SpaceToDepth mode '{mode}' is not supported; supported: DCR, CRD")
+    _move(ctx, x, (n, c, h // b, b, w // b, b), perms[mode], (n, c * b * b, h // b, w // b))
 
 
 @converter("ConvTranspose")

@@ -566,8 +566,9 @@ def reduce_max(ctx, node):
         ctx.alias(node.output[0], x)
         return
     if len(xs) != 4 or axes != [2, 3]:
-        raise ctx.unsupported(f"ReduceMax over axes {axes or 'all'} of a rank-{len(xs)} tensor is "
-                              "not supported; supported: axes (2, 3) of NCHW (global max pooling)")
+        over = f"axes {axes}" if axes else "all axes"
+        raise ctx.unsupported(f"ReduceMax over {over} of a rank-{len(xs)} tensor is not "
+                              "supported; supported: axes (2, 3) of NCHW (global max pooling)")
     pooled = (xs[0], xs[1], 1, 1)
     keep = int(attrs(node).get("keepdims", 1))
     v = ctx.emit(nn.PoolOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, pooled),

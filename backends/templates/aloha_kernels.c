@@ -1425,21 +1425,34 @@ void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t
 
 /* ---- mean over axes -------------------------------------------------------------------------- */
 
+/* The sum of the reduced box at element offset `at`: float elements summed in double, fixed-point
+ * ones as an exact integer (as numpy's float64 sum of x * 2^-frac_in is, below 2^53). */
+static double box_sum(const void *x, int xtype, int fixed, size_t at, int rrank, const int *rdims,
+                      const size_t *rstrides)
+{
+    int ridx[ALOHA_MAX_RANK] = {0};
+    const size_t count = dense_count(rrank, rdims);
+    size_t j, r = 0;
+    double total = 0.0;
+    int64_t itotal = 0;
+    for (j = 0; j < count; j++) {
+        if (fixed)
+            itotal += aloha_load(x, xtype, at + r);
+        else
+            total += ((const float *)x)[at + r];
+        r = odometer_next(rrank, rdims, rstrides, ridx, r);
+    }
+    return fixed ? (double)itotal : total;
+}
+
 void aloha_mean_f32(const float *x, int rank, const int *dims, const size_t *strides, int rrank,
                     const int *rdims, const size_t *rstrides, float *out)
 {
     int idx[ALOHA_MAX_RANK] = {0};
     const size_t n = dense_count(rank, dims), count = dense_count(rrank, rdims);
-    size_t i, j, at = 0;
+    size_t i, at = 0;
     for (i = 0; i < n; i++) {
-        int ridx[ALOHA_MAX_RANK] = {0};
-        size_t r = 0;
-        double total = 0.0;
-        for (j = 0; j < count; j++) {
-            total += x[at + r];
-            r = odometer_next(rrank, rdims, rstrides, ridx, r);
-        }
-        out[i] = (float)(total / (double)count);
+        out[i] = (float)(box_sum(x, ALOHA_F32, 0, at, rrank, rdims, rstrides) / (double)count);
         at = odometer_next(rank, dims, strides, idx, at);
     }
 }
@@ -1450,18 +1463,11 @@ void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const siz
 {
     int idx[ALOHA_MAX_RANK] = {0};
     const size_t n = dense_count(rank, dims), count = dense_count(rrank, rdims);
-    size_t i, j, at = 0;
+    size_t i, at = 0;
     for (i = 0; i < n; i++) {
-        int ridx[ALOHA_MAX_RANK] = {0};
-        size_t r = 0;
-        int64_t total = 0;  /* exact, as numpy's float64 sum of x * 2^-frac_in is below 2^53 */
-        for (j = 0; j < count; j++) {
-            total += aloha_load(x, xtype, at + r);
-            r = odometer_next(rrank, rdims, rstrides, ridx, r);
-        }
-        aloha_store(out, otype, i,
-                    aloha_to_fixed((double)total * ldexp(1.0, -frac_in) / (double)count,
-                                   frac_out, qmin, qmax));
+        const double total = box_sum(x, xtype, 1, at, rrank, rdims, rstrides);
+        aloha_store(out, otype, i, aloha_to_fixed(total * ldexp(1.0, -frac_in) / (double)count,
+                                                  frac_out, qmin, qmax));
         at = odometer_next(rank, dims, strides, idx, at);
     }
 }

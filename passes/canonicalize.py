@@ -8,6 +8,7 @@ Rewrites, each preserving the network's function (tests check against onnxruntim
   pre-activation BN after a concat) is reduced to scale-shift form (scale, bias);
 - fuse relu / leaky_relu / clip into the producing conv, dense, add, batchnorm or pool;
 - collapse reshape chains; recognise ShuffleNet's reshape-transpose-reshape as nn.channel_shuffle;
+- fold a zero pad of H and W into the conv (or count-including average pool) it feeds;
 - fold ops whose operands are all constants, and drop dead ops.
 On a quantized graph (an imported QDQ model) every rewrite keeps the formats its types give: a fused
 producer takes the format of the op it absorbs, a folded bias the accumulator's (aloha_ir.fixedpoint);
@@ -80,8 +81,8 @@ def rewrite_patterns(rw: Rewrites, fold_batchnorm: bool = True,
     """The patterns, in the order they are tried on one op (the first that rewrites wins)."""
     patterns: list[RewritePattern] = [
         RemoveDropout(rw), FoldConstantReshape(rw), RemoveIdentityReshape(rw),
-        CollapseReshapeChain(rw), FuseChannelShuffle(rw), FoldConstantAffine(rw),
-        FoldAffineIntoProducer(rw)]
+        CollapseReshapeChain(rw), FuseChannelShuffle(rw), FoldPadIntoWindow(rw),
+        FoldConstantAffine(rw), FoldAffineIntoProducer(rw)]
     if fold_batchnorm:
         patterns.append(FoldBatchNorm(rw))
     patterns.append(BatchNormToScaleShift(rw))
@@ -344,6 +345,38 @@ class FuseChannelShuffle(CanonicalizePattern):
         self.rw.erase(rewriter, op)
         self.rw.erase(rewriter, pre)
         self.rw.count("channel-shuffle")
+
+
+class FoldPadIntoWindow(CanonicalizePattern):
+    """A zero constant nn.pad of H and W feeding one nn.conv (or an average pool counting its
+    padding) is that op's own zero padding: the pad goes into its pads (torch's ZeroPad2d and
+    ConstantPad2d(0), TensorFlow's explicit Pad before a VALID conv)."""
+
+    @op_type_rewrite_pattern
+    def match_and_rewrite(self, op: nn.ConvOp | nn.PoolOp, rewriter: PatternRewriter) -> None:
+        pad = op.input.owner
+        if not isinstance(pad, nn.PadOp) or not op.input.has_one_use() or \
+                pad.mode.data != "constant" or pad.prop_float("value") != 0.0:
+            return
+        p = pad.prop_ints("pads")
+        if len(p) != 8 or any(p[i] for i in (0, 1, 4, 5)):
+            return
+        if isinstance(op, nn.PoolOp) and (op.is_global or op.kind.data != "avg" or
+                                          not op.prop_int("count_include_pad") or
+                                          op.prop_int("ceil_mode")):
+            return
+        kernel, _, pads, dilations = op.window()
+        merged = (pads[0] + p[2], pads[1] + p[3], pads[2] + p[6], pads[3] + p[7])
+        if isinstance(op, nn.PoolOp) and (max(merged[0], merged[2]) >= kernel[0] * dilations[0] or
+                                          max(merged[1], merged[3]) >= kernel[1] * dilations[1]):
+            return  # a pool's pad must stay smaller than its window
+        new = op.clone_without_regions()
+        new.operands = [pad.input, *new.operands[1:]]
+        new.properties["pads"] = nn.ints_attr(merged)
+        rewriter.insert(new, InsertPoint.before(op))
+        self.rw.replace(rewriter, op, new.results[0])
+        self.rw.erase(rewriter, pad)
+        self.rw.count("pad-folded")
 
 
 # --- affine folding -------------------------------------------------------------------------------

@@ -50,6 +50,38 @@ def resize_matrix(op: nn.ResizeOp, axis: int) -> np.ndarray:
     return m
 
 
+def resize_taps(op: nn.ResizeOp, axis: int) -> tuple[np.ndarray, ...]:
+    """(lo, hi, w_lo, w_hi) per output index along H (axis 2) or W (axis 3): a linear resize's
+    value is w_lo * x[lo] + w_hi * x[hi], ONNX Resize's semantics (the source clamped to the
+    input; hi = lo where w_hi is 0, so only rows the row plan reads are named); nearest reads lo
+    alone (w_lo 1, w_hi 0)."""
+    n_in, n_out = nn.shape_of(op.input)[axis], op.out_shape()[axis]
+    lo, hi = np.zeros(n_out, np.int64), np.zeros(n_out, np.int64)
+    w_lo, w_hi = np.ones(n_out), np.zeros(n_out)
+    if op.mode.data == "nearest":
+        lo[:] = hi[:] = [i for i, _ in op.taps(axis)]
+        return lo, hi, w_lo, w_hi
+    scale = nn.floats(op.scales)[axis - 2]
+    for x in range(n_out):
+        src = shapes.resize_source(x, n_in, n_out, scale, op.coord_mode.data)
+        src = min(max(src, 0.0), n_in - 1.0)
+        lo[x] = int(math.floor(src))
+        frac = src - lo[x]
+        hi[x] = min(lo[x] + 1, n_in - 1) if frac else lo[x]
+        w_lo[x], w_hi[x] = 1.0 - frac, frac
+    return lo, hi, w_lo, w_hi
+
+
+def resize_linear(x, taps_h, taps_w):
+    """A linear resize of the float64 NCHW `x` (numpy or torch) in the order the C kernel
+    computes it: along W first, then H, w_lo * lo + w_hi * hi each time (aloha_kernels.c
+    aloha_resize_row_q)."""
+    lo, hi, w_lo, w_hi = taps_w
+    along_w = x[:, :, :, lo] * w_lo + x[:, :, :, hi] * w_hi
+    lo, hi, w_lo, w_hi = taps_h
+    return along_w[:, :, lo, :] * w_lo[:, None] + along_w[:, :, hi, :] * w_hi[:, None]
+
+
 def lrn(x: np.ndarray, size: int, alpha: float, beta: float, bias: float) -> np.ndarray:
     """ONNX LRN across channels (float64)."""
     c = x.shape[1]
@@ -344,7 +376,7 @@ def _resize(ref, op: nn.ResizeOp, env):
     if op.mode.data == "nearest":
         ih, iw = mh.argmax(axis=1), mw.argmax(axis=1)
         return requantize(x[:, :, ih][:, :, :, iw], fin, fp.format_of(op.output))
-    y = np.einsum("oh,nchw,pw->ncop", mh, fp.dequantize(x, fin), mw)
+    y = resize_linear(fp.dequantize(x, fin), resize_taps(op, 2), resize_taps(op, 3))
     return fp.to_fixed(y, fp.format_of(op.output))
 
 

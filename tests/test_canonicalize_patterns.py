@@ -18,8 +18,8 @@ from aloha_ir.weights import attach_weights, WeightStore
 from frontends.onnx import import_model
 from passes.canonicalize import (BatchNormToScaleShift, CollapseReshapeChain, FoldAffineIntoProducer,
                                  FoldBatchNorm, FoldConstantAffine, FoldConstantReshape,
-                                 FuseActivation, FuseChannelShuffle, RemoveDeadOp, RemoveDropout,
-                                 RemoveIdentityReshape, Rewrites)
+                                 FoldPadIntoWindow, FuseActivation, FuseChannelShuffle, RemoveDeadOp,
+                                 RemoveDropout, RemoveIdentityReshape, Rewrites)
 
 CONV = ("kernel = array<i64: 1, 1>, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, "
         "dilations = array<i64: 1, 1>, group = 1 : i64")
@@ -60,6 +60,19 @@ CASES = [
         %r = nn.const {splat = 2.000000e+00 : f32} : tensor<2x2xf32>
         %s = nn.add %x, %r : tensor<2x2xf32>
         nn.output %s {ports = ["y"]}""", {"constant-folded": 1}),
+    (FoldPadIntoWindow, """
+        %x = nn.input {port = "x"} : tensor<1x2x4x4xf32>
+        %p = nn.pad %x {pads = array<i64: 0, 0, 1, 2, 0, 0, 1, 0>, mode = "constant", value = 0.000000e+00 : f64} : tensor<1x2x6x6xf32>
+        %w = nn.const {splat = 5.000000e-01 : f32} : tensor<3x2x3x3xf32>
+        %c = nn.conv %p, %w {kernel = array<i64: 3, 3>, strides = array<i64: 1, 1>, pads = array<i64: 0, 1, 0, 1>, dilations = array<i64: 1, 1>, group = 1 : i64, name = "conv"} : tensor<1x3x4x6xf32>
+        %q = nn.pad %c {pads = array<i64: 0, 0, 1, 1, 0, 0, 0, 0>, mode = "constant", value = 0.000000e+00 : f64} : tensor<1x3x5x7xf32>
+        %a = nn.pool %q {kind = "avg", kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 1, 1>, dilations = array<i64: 1, 1>, count_include_pad = 1 : i64} : tensor<1x3x3x4xf32>
+        nn.output %a {ports = ["y"]}""", """
+        %x = nn.input {port = "x"} : tensor<1x2x4x4xf32>
+        %w = nn.const {splat = 5.000000e-01 : f32} : tensor<3x2x3x3xf32>
+        %c = nn.conv %x, %w {kernel = array<i64: 3, 3>, strides = array<i64: 1, 1>, pads = array<i64: 1, 3, 1, 1>, dilations = array<i64: 1, 1>, group = 1 : i64, name = "conv"} : tensor<1x3x4x6xf32>
+        %a = nn.pool %c {kind = "avg", kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 1, 1, 1, 1>, dilations = array<i64: 1, 1>, count_include_pad = 1 : i64} : tensor<1x3x3x4xf32>
+        nn.output %a {ports = ["y"]}""", {"pad-folded": 2}),
     (RemoveIdentityReshape, """
         %x = nn.input {port = "x"} : tensor<1x4xf32>
         %r = nn.reshape %x : tensor<1x4xf32>
@@ -188,7 +201,18 @@ def test_each_pattern_alone_text_in_text_out(pattern, before, after, counts):
         %t = nn.transpose %a {perm = array<i64: 0, 1, 2, 4, 3>} : tensor<1x2x3x2x2xf32>
         %b = nn.reshape %t : tensor<1x6x2x2xf32>
         nn.output %b {ports = ["y"]}"""),
-], ids=["sigmoid-and-shared-producer", "mul-after-an-input", "other-transpose"])
+    (FoldPadIntoWindow, """
+        %x = nn.input {port = "x"} : tensor<1x2x4x4xf32>
+        %p = nn.pad %x {pads = array<i64: 0, 0, 1, 1, 0, 0, 1, 1>, mode = "constant", value = 5.000000e-01 : f64} : tensor<1x2x6x6xf32>
+        %w = nn.const {splat = 5.000000e-01 : f32} : tensor<3x2x3x3xf32>
+        %c = nn.conv %p, %w {kernel = array<i64: 3, 3>, strides = array<i64: 1, 1>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>, group = 1 : i64} : tensor<1x3x4x4xf32>
+        %q = nn.pad %c {pads = array<i64: 0, 1, 1, 1, 0, 0, 1, 1>, mode = "constant", value = 0.000000e+00 : f64} : tensor<1x4x6x6xf32>
+        %e = nn.pad %q {pads = array<i64: 0, 0, 1, 1, 0, 0, 1, 1>, mode = "edge", value = 0.000000e+00 : f64} : tensor<1x4x8x8xf32>
+        %z = nn.pad %e {pads = array<i64: 0, 0, 1, 1, 0, 0, 1, 1>, mode = "constant", value = 0.000000e+00 : f64} : tensor<1x4x10x10xf32>
+        %m = nn.pool %z {kind = "max", kernel = array<i64: 2, 2>, strides = array<i64: 2, 2>, pads = array<i64: 0, 0, 0, 0>, dilations = array<i64: 1, 1>} : tensor<1x4x5x5xf32>
+        nn.output %m {ports = ["y"]}"""),
+], ids=["sigmoid-and-shared-producer", "mul-after-an-input", "other-transpose",
+        "pads-a-conv-cannot-take"])
 def test_a_pattern_leaves_what_it_does_not_match(pattern, before):
     text, stats = run_alone(graph(before), pattern)
     assert text == graph(before) and stats == {}

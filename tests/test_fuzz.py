@@ -208,12 +208,14 @@ _OPS = ["Conv", "MaxPool", "AveragePool", "GlobalAveragePool", "GlobalMaxPool", 
         "LeakyRelu", "Sigmoid", "Tanh", "Clip", "Softmax", "Add", "Sum", "Sub", "Mul", "Div",
         "Gemm", "MatMul", "Flatten", "Reshape", "Transpose", "Concat", "Pad", "LRN",
         "BatchNormalization", "Dropout", "Identity", "Resize", "ReduceMean", "Squeeze",
-        "Unsqueeze", "Cast", "Shape", "Gather", "Slice", "ConstantOfShape", "Upsample"]
+        "Unsqueeze", "Cast", "Shape", "Gather", "Slice", "ConstantOfShape", "Upsample",
+        "ConvTranspose", "DepthToSpace", "SpaceToDepth", "ReduceMax"]
 _ATTR_NAMES = ["kernel_shape", "strides", "pads", "dilations", "group", "auto_pad", "axis",
                "axes", "perm", "alpha", "beta", "transA", "transB", "mode", "keepdims", "to",
                "ceil_mode", "count_include_pad", "size", "bias", "epsilon", "value", "shape",
                "allowzero", "coordinate_transformation_mode", "nearest_mode", "start", "end",
-               "storage_order", "min", "max", "ratio", "scales", "nonsense"]
+               "storage_order", "min", "max", "ratio", "scales", "blocksize", "output_padding",
+               "noop_with_empty_axes", "nonsense"]
 _DTYPES = [np.float32, np.float32, np.float64, np.float16, np.int64, np.int32, np.uint8, np.bool_]
 _ELEMS = [TensorProto.FLOAT] * 6 + [TensorProto.FLOAT16, TensorProto.DOUBLE, TensorProto.UINT8,
                                     TensorProto.INT64, TensorProto.BOOL, TensorProto.STRING, 0]

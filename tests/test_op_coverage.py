@@ -109,7 +109,8 @@ NEEDS_NO_STAGING = {
     nn.InputOp: "the network's input: its frame counts as io",
     **dict.fromkeys(
         [nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.ActOp, nn.LrnOp,
-         nn.BatchNormOp, nn.ChannelShuffleOp],
+         nn.BatchNormOp, nn.ChannelShuffleOp, nn.TransposeOp, nn.PadOp, nn.ReduceMeanOp,
+         nn.ResizeOp],
         "its kernel reads its input windows in place (the windows count what its row plan reads)"),
 }
 
@@ -132,18 +133,16 @@ RUN_OVER_THE_BATCH = {
     nn.ActOp: "element by element (softmax along its axis)",
     **dict.fromkeys([nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp],
                     "copies the whole tensor through its staging buffer"),
+    nn.TransposeOp: "one strided copy of the whole tensor, batch axis included",
+    nn.PadOp: "row by row with the batch folded into the row (a rank-4 pad), or the whole tensor",
+    nn.ReduceMeanOp: "row by row with the batch folded into the row, or the whole tensor",
+    nn.ResizeOp: "row by row with the batch folded into the row",
 }
 
 # Ops a table lacks today, by table. An op listed here that gains an entry fails the test as
 # stale, so the list cannot outlive its reason.
-C_KERNEL_GAPS = {  # code generation refuses them (UnsupportedError); issue 25 item 3 adds them
-    nn.TransposeOp: "no kernel in aloha_kernels.c",
-    nn.PadOp: "no kernel in aloha_kernels.c",
-    nn.ResizeOp: "no kernel in aloha_kernels.c",
-    nn.ReduceMeanOp: "no kernel in aloha_kernels.c",
-}
-# their C kernels (issue 25 item 3) decide whether they stage their whole input, whether they run
-# per item
+C_KERNEL_GAPS: dict = {}  # code generation refuses them (UnsupportedError)
+# an op's C kernel decides whether it stages its whole input and whether it runs per item
 STAGING_GAPS = PER_ITEM_GAPS = C_KERNEL_GAPS
 
 

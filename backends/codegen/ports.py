@@ -95,3 +95,20 @@ def mark_batch_items(view: ActorView, actor: csdf.ActorOp, block) -> None:
         raise UnsupportedError(f"actor @{view.name}: an output row of {view.out_row} tokens "
                                f"does not split into {n} items")
 
+
+
+def storage_order(rank: int) -> tuple[int, ...]:
+    """The axes of a rank-`rank` tensor in the order its rows store them, outermost first: a
+    rank-4 [N, C, H, W] tensor row by row ([H, N, C, W], batch folded into the rows), another rank
+    as one row in C order."""
+    return (2, 0, 1, 3) if rank == 4 else tuple(range(rank))
+
+
+def storage_strides(shape: tuple[int, ...]) -> list[int]:
+    """Per axis of `shape`, in elements: the step between neighbours where the rows store it."""
+    strides = [0] * len(shape)
+    step = 1
+    for axis in reversed(storage_order(len(shape))):
+        strides[axis] = step
+        step *= shape[axis]
+    return strides

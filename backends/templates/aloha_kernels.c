@@ -1253,3 +1253,307 @@ void aloha_nchw_to_rows_q(const void *x, int xtype, int c, int h, int w, const a
                             aloha_requant(aloha_load(x, xtype, ((size_t)ch * h + y) * w + i), 0,
                                           rq));
 }
+
+/* ---- strided layout -------------------------------------------------------------------------- */
+
+/* Advance the odometer idx over dims[0..rank) (last index fastest); returns the source offset of
+ * the new position, kept in *at by adding and taking back strides. */
+static size_t odometer_next(int rank, const int *dims, const size_t *strides, int *idx, size_t at)
+{
+    int k;
+    for (k = rank - 1; k >= 0; k--) {
+        if (++idx[k] < dims[k])
+            return at + strides[k];
+        at -= (size_t)(dims[k] - 1) * strides[k];
+        idx[k] = 0;
+    }
+    return at;
+}
+
+static size_t dense_count(int rank, const int *dims)
+{
+    size_t n = 1;
+    int k;
+    for (k = 0; k < rank; k++)
+        n *= (size_t)dims[k];
+    return n;
+}
+
+void aloha_permute_f32(const float *x, int rank, const int *dims, const size_t *strides,
+                       float *out)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, at = 0;
+    assert(rank <= ALOHA_MAX_RANK);
+    for (i = 0; i < n; i++) {
+        out[i] = x[at];
+        at = odometer_next(rank, dims, strides, idx, at);
+    }
+}
+
+void aloha_permute_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
+                     const aloha_rq_t *rq, void *out)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, at = 0;
+    assert(rank <= ALOHA_MAX_RANK);
+    for (i = 0; i < n; i++) {
+        aloha_store(out, rq->type, i, aloha_requant(aloha_load(x, xtype, at), 0, rq));
+        at = odometer_next(rank, dims, strides, idx, at);
+    }
+}
+
+void aloha_place_f32(const float *x, int rank, const int *dims, const size_t *ostrides,
+                     size_t offset, float *out)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, at = offset;
+    assert(rank <= ALOHA_MAX_RANK);
+    for (i = 0; i < n; i++) {
+        out[at] = x[i];
+        at = odometer_next(rank, dims, ostrides, idx, at);
+    }
+}
+
+void aloha_place_q(const void *x, int xtype, int rank, const int *dims, const size_t *ostrides,
+                   size_t offset, const aloha_rq_t *rq, void *out)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, at = offset;
+    assert(rank <= ALOHA_MAX_RANK);
+    for (i = 0; i < n; i++) {
+        aloha_store(out, rq->type, at, aloha_requant(aloha_load(x, xtype, i), 0, rq));
+        at = odometer_next(rank, dims, ostrides, idx, at);
+    }
+}
+
+/* ---- padding --------------------------------------------------------------------------------- */
+
+int aloha_pad_source(int i, int n, int mode)
+{
+    if (i >= 0 && i < n)
+        return i;
+    if (mode == ALOHA_PAD_CONSTANT)
+        return -1;
+    if (mode == ALOHA_PAD_EDGE || n == 1)
+        return i < 0 ? 0 : n - 1;
+    {
+        const int period = 2 * (n - 1);
+        int r = (i < 0 ? -i : i) % period;
+        return r >= n ? period - r : r;
+    }
+}
+
+/* The source offset (dense in p->in) of output element `o`, or -1 when a constant fills it. */
+static long pad_offset(const aloha_pad_t *p, size_t o)
+{
+    long at = 0, stride = 1;
+    int k;
+    for (k = p->rank - 1; k >= 0; k--) {
+        const int i = (int)(o % (size_t)p->out[k]);
+        const int s = aloha_pad_source(i - p->before[k], p->in[k], p->mode);
+        o /= (size_t)p->out[k];
+        if (s < 0)
+            return -1;
+        at += (long)s * stride;
+        stride *= p->in[k];
+    }
+    return at;
+}
+
+void aloha_pad_f32(const float *x, const aloha_pad_t *p, float value, float *out)
+{
+    const size_t n = dense_count(p->rank, p->out);
+    size_t o;
+    for (o = 0; o < n; o++) {
+        const long s = x ? pad_offset(p, o) : -1;
+        out[o] = s < 0 ? value : x[s];
+    }
+}
+
+void aloha_pad_q(const void *x, int xtype, const aloha_pad_t *p, int64_t value,
+                 const aloha_rq_t *rq, void *out)
+{
+    const size_t n = dense_count(p->rank, p->out);
+    size_t o;
+    for (o = 0; o < n; o++) {
+        const long s = x ? pad_offset(p, o) : -1;
+        aloha_store(out, rq->type, o,
+                    aloha_requant(s < 0 ? value : aloha_load(x, xtype, (size_t)s), 0, rq));
+    }
+}
+
+/* The [N, C, W] pad of row oy of a rank-4 pad, and the window element offset of its source row
+ * (-1: a constant row). */
+static long pad_row_setup(const aloha_win_t *x, const aloha_pad_t *p, int oy, aloha_pad_t *row)
+{
+    static const int axes[3] = {0, 1, 3};
+    const int sy = aloha_pad_source(oy - p->before[2], p->in[2], p->mode);
+    int k;
+    assert(p->rank == 4);
+    memset(row, 0, sizeof *row);
+    row->rank = 3;
+    row->mode = p->mode;
+    for (k = 0; k < 3; k++) {
+        row->in[k] = p->in[axes[k]];
+        row->out[k] = p->out[axes[k]];
+        row->before[k] = p->before[axes[k]];
+    }
+    return sy < 0 ? -1 : (long)win_offset(x, sy);
+}
+
+void aloha_pad_row_f32(const aloha_win_t *x, const aloha_pad_t *p, int oy, float value,
+                       float *out)
+{
+    aloha_pad_t row;
+    const long at = pad_row_setup(x, p, oy, &row);
+    aloha_pad_f32(at < 0 ? NULL : (const float *)x->p + at, &row, value, out);
+}
+
+void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t value,
+                     const aloha_rq_t *rq, void *out)
+{
+    aloha_pad_t row;
+    const long at = pad_row_setup(x, p, oy, &row);
+    aloha_pad_q(at < 0 ? NULL : (const unsigned char *)x->p + (size_t)at *
+                (size_t)aloha_type_size(x->type), x->type, &row, value, rq, out);
+}
+
+/* ---- mean over axes -------------------------------------------------------------------------- */
+
+/* The sum of the reduced box at element offset `at`: float elements summed in double, fixed-point
+ * ones as an exact integer (as numpy's float64 sum of x * 2^-frac_in is, below 2^53). */
+static double box_sum(const void *x, int xtype, int fixed, size_t at, int rrank, const int *rdims,
+                      const size_t *rstrides)
+{
+    int ridx[ALOHA_MAX_RANK] = {0};
+    const size_t count = dense_count(rrank, rdims);
+    size_t j, r = 0;
+    double total = 0.0;
+    int64_t itotal = 0;
+    for (j = 0; j < count; j++) {
+        if (fixed)
+            itotal += aloha_load(x, xtype, at + r);
+        else
+            total += ((const float *)x)[at + r];
+        r = odometer_next(rrank, rdims, rstrides, ridx, r);
+    }
+    return fixed ? (double)itotal : total;
+}
+
+void aloha_mean_f32(const float *x, int rank, const int *dims, const size_t *strides, int rrank,
+                    const int *rdims, const size_t *rstrides, float *out)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims), count = dense_count(rrank, rdims);
+    size_t i, at = 0;
+    for (i = 0; i < n; i++) {
+        out[i] = (float)(box_sum(x, ALOHA_F32, 0, at, rrank, rdims, rstrides) / (double)count);
+        at = odometer_next(rank, dims, strides, idx, at);
+    }
+}
+
+void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
+                  int rrank, const int *rdims, const size_t *rstrides, int frac_in, int frac_out,
+                  int32_t qmin, int32_t qmax, void *out, int otype)
+{
+    int idx[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims), count = dense_count(rrank, rdims);
+    size_t i, at = 0;
+    for (i = 0; i < n; i++) {
+        const double total = box_sum(x, xtype, 1, at, rrank, rdims, rstrides);
+        aloha_store(out, otype, i, aloha_to_fixed(total * ldexp(1.0, -frac_in) / (double)count,
+                                                  frac_out, qmin, qmax));
+        at = odometer_next(rank, dims, strides, idx, at);
+    }
+}
+
+/* ---- resize ---------------------------------------------------------------------------------- */
+
+/* Element i of the row at element offset `row`, as a double (a fixed-point one dequantized). */
+static double resize_at(const aloha_win_t *x, size_t row, size_t i, int frac_in, int fixed)
+{
+    return fixed ? dequant((int32_t)aloha_load(x->p, x->type, row + i), frac_in)
+                 : (double)((const float *)x->p)[row + i];
+}
+
+/* The linear value of output (ch, ox) from rows `lo` and `hi` (element offsets). */
+static double resize_linear(const aloha_win_t *x, const aloha_resize_t *r, int oy, size_t lo,
+                            size_t hi, int ch, int ox, int frac_in, int fixed)
+{
+    const size_t c = (size_t)ch * (size_t)r->w, a = (size_t)r->wlo[ox], b = (size_t)r->whi[ox];
+    const double t_lo = resize_at(x, lo, c + a, frac_in, fixed) * r->ww_lo[ox] +
+                        resize_at(x, lo, c + b, frac_in, fixed) * r->ww_hi[ox];
+    const double t_hi = resize_at(x, hi, c + a, frac_in, fixed) * r->ww_lo[ox] +
+                        resize_at(x, hi, c + b, frac_in, fixed) * r->ww_hi[ox];
+    return t_lo * r->hw_lo[oy] + t_hi * r->hw_hi[oy];
+}
+
+void aloha_resize_row_f32(const aloha_win_t *x, const aloha_resize_t *r, int oy, float *out)
+{
+    const size_t lo = win_offset(x, r->hlo[oy]), hi = win_offset(x, r->hhi[oy]);
+    const float *row = (const float *)x->p + lo;
+    int ch, ox;
+    for (ch = 0; ch < r->nc; ch++)
+        for (ox = 0; ox < r->ow; ox++)
+            out[(size_t)ch * r->ow + ox] = r->ww_lo
+                ? (float)resize_linear(x, r, oy, lo, hi, ch, ox, 0, 0)
+                : row[(size_t)ch * r->w + r->wlo[ox]];
+}
+
+void aloha_resize_row_q(const aloha_win_t *x, const aloha_resize_t *r, int oy,
+                        const aloha_rq_t *rq, int frac_in, int frac_out, void *out)
+{
+    const size_t lo = win_offset(x, r->hlo[oy]), hi = win_offset(x, r->hhi[oy]);
+    int ch, ox;
+    for (ch = 0; ch < r->nc; ch++)
+        for (ox = 0; ox < r->ow; ox++) {
+            const size_t o = (size_t)ch * r->ow + ox;
+            if (r->ww_lo)
+                aloha_store(out, rq->type, o,
+                            aloha_to_fixed(resize_linear(x, r, oy, lo, hi, ch, ox, frac_in, 1),
+                                           frac_out, rq->qmin, rq->qmax));
+            else
+                aloha_store(out, rq->type, o,
+                            aloha_requant(aloha_load(x->p, x->type,
+                                                     lo + (size_t)ch * r->w + r->wlo[ox]),
+                                          0, rq));
+        }
+}
+
+/* ---- add and mul of any rank ----------------------------------------------------------------- */
+
+void aloha_binary_f32(int kind, const float *a, const size_t *sa, const float *b,
+                      const size_t *sb, int rank, const int *dims, const aloha_act_t *act,
+                      float *out)
+{
+    int ia[ALOHA_MAX_RANK] = {0}, ib[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, pa = 0, pb = 0;
+    for (i = 0; i < n; i++) {
+        out[i] = aloha_act1_f32(kind == ALOHA_BINARY_ADD ? a[pa] + b[pb] : a[pa] * b[pb], act);
+        pa = odometer_next(rank, dims, sa, ia, pa);
+        pb = odometer_next(rank, dims, sb, ib, pb);
+    }
+}
+
+void aloha_binary_q(int kind, const void *a, int atype, int la, const size_t *sa, const void *b,
+                    int btype, int lb, const size_t *sb, int rank, const int *dims,
+                    const aloha_rq_t *rq, void *out)
+{
+    int ia[ALOHA_MAX_RANK] = {0}, ib[ALOHA_MAX_RANK] = {0};
+    const size_t n = dense_count(rank, dims);
+    size_t i, pa = 0, pb = 0;
+    for (i = 0; i < n; i++) {
+        const int64_t va = aloha_load(a, atype, pa), vb = aloha_load(b, btype, pb);
+        const int64_t v = kind == ALOHA_BINARY_ADD ? wrap_add(wrap_shl(va, la), wrap_shl(vb, lb))
+                                                   : wrap_mul(va, vb);
+        aloha_store(out, rq->type, i, aloha_requant(v, 0, rq));
+        pa = odometer_next(rank, dims, sa, ia, pa);
+        pb = odometer_next(rank, dims, sb, ib, pb);
+    }
+}

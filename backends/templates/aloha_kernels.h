@@ -216,6 +216,89 @@ void aloha_shuffle_row_q(const void *x, int xtype, int c, int w, int groups,
 void aloha_nchw_to_rows_q(const void *x, int xtype, int c, int h, int w, const aloha_rq_t *rq,
                           void *rows);
 
+/* ---- strided layout (transpose, pixel shuffle, depth-to-space) ------------------------------- */
+/* out is dense over dims[0..rank) (rank <= ALOHA_MAX_RANK); its element (i_0, ..., i_rank-1) is
+ * x[sum_k i_k * strides[k]]: any permutation of a tensor, in whatever order its rows store it. */
+#define ALOHA_MAX_RANK 8
+
+/* Float strided copy. */
+void aloha_permute_f32(const float *x, int rank, const int *dims, const size_t *strides,
+                       float *out);
+/* Strided copy with a format conversion: aloha_requant(x, 0, rq) (shift0 = fin - fout). */
+void aloha_permute_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
+                     const aloha_rq_t *rq, void *out);
+/* The inverse walk: x is dense over dims[0..rank); its element (i_k) goes to
+ * out[offset + sum_k i_k * ostrides[k]] (a concat input into its slice of the output). */
+void aloha_place_f32(const float *x, int rank, const int *dims, const size_t *ostrides,
+                     size_t offset, float *out);
+/* The same with a format conversion: aloha_requant(x, 0, rq) stored as rq->type. */
+void aloha_place_q(const void *x, int xtype, int rank, const int *dims, const size_t *ostrides,
+                   size_t offset, const aloha_rq_t *rq, void *out);
+
+/* ---- padding (ONNX Pad: constant, reflect, edge) --------------------------------------------- */
+enum { ALOHA_PAD_CONSTANT, ALOHA_PAD_REFLECT, ALOHA_PAD_EDGE };
+
+/* A dense [in] tensor padded to a dense [out]: `before` elements added at the start of each axis
+ * (the rest at its end). */
+typedef struct { int rank, mode; int in[ALOHA_MAX_RANK], out[ALOHA_MAX_RANK],
+                 before[ALOHA_MAX_RANK]; } aloha_pad_t;
+
+/* The source index of padded index i along an axis of n elements (i - before), or -1 when a
+ * constant pad fills it; reflect mirrors without repeating the edge (numpy's 'reflect'). */
+int aloha_pad_source(int i, int n, int mode);
+/* Float pad of a whole tensor; x NULL: every element is `value`. */
+void aloha_pad_f32(const float *x, const aloha_pad_t *p, float value, float *out);
+/* Fixed-point pad: `value` is in x's format; every element goes through aloha_requant(v, 0, rq). */
+void aloha_pad_q(const void *x, int xtype, const aloha_pad_t *p, int64_t value,
+                 const aloha_rq_t *rq, void *out);
+/* Row oy of a rank-4 [N, C, H, W] pad (p->rank 4): the input row it copies (its source along H)
+ * padded along N, C and W, or the value row where a constant pad fills the whole row. */
+void aloha_pad_row_f32(const aloha_win_t *x, const aloha_pad_t *p, int oy, float value,
+                       float *out);
+void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t value,
+                     const aloha_rq_t *rq, void *out);
+
+/* ---- mean over axes (ONNX ReduceMean) -------------------------------------------------------- */
+/* out is dense over dims[0..rank); its element (i_k) is the mean of x[sum_k i_k * strides[k] +
+ * sum_j r_j * rstrides[j]] over the reduced box rdims[0..rrank). */
+
+/* Float mean, summed in double. */
+void aloha_mean_f32(const float *x, int rank, const int *dims, const size_t *strides, int rrank,
+                    const int *rdims, const size_t *rstrides, float *out);
+/* Reference _reduce_mean: the exact integer sum times 2^-frac_in over the count in double, then
+ * aloha_to_fixed. */
+void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
+                  int rrank, const int *rdims, const size_t *rstrides, int frac_in, int frac_out,
+                  int32_t qmin, int32_t qmax, void *out, int otype);
+
+/* ---- resize (ONNX Resize of H and W: nearest, linear) ---------------------------------------- */
+/* Per output row and column: the input indices it reads (lo, hi) and, for linear, their weights
+ * (runtime/reference.py resize_taps); weights are NULL for nearest, which reads lo alone. */
+typedef struct { int nc, w, ow; const int *hlo, *hhi, *wlo, *whi;
+                 const double *hw_lo, *hw_hi, *ww_lo, *ww_hi; } aloha_resize_t;
+
+/* Row oy of a resize of the window's [nc, h, w] rows: nearest copies, linear computes
+ * hw_lo * (ww_lo * x[lo][lo] + ww_hi * x[lo][hi]) + hw_hi * (... row hi) in double. */
+void aloha_resize_row_f32(const aloha_win_t *x, const aloha_resize_t *r, int oy, float *out);
+/* Nearest: aloha_requant(x, 0, rq) of the element it copies; linear: the same double formula on
+ * x * 2^-frac_in (reference resize_linear), then aloha_to_fixed. */
+void aloha_resize_row_q(const aloha_win_t *x, const aloha_resize_t *r, int oy,
+                        const aloha_rq_t *rq, int frac_in, int frac_out, void *out);
+
+/* ---- add and mul of any rank (whole tensors) ------------------------------------------------- */
+enum { ALOHA_BINARY_ADD, ALOHA_BINARY_MUL };
+
+/* out is dense over dims[0..rank); operand a's element of output (i_k) is a[sum_k i_k * sa[k]]
+ * (stride 0 along a broadcast axis), b's likewise. Float: a + b or a * b, then the activation. */
+void aloha_binary_f32(int kind, const float *a, const size_t *sa, const float *b,
+                      const size_t *sb, int rank, const int *dims, const aloha_act_t *act,
+                      float *out);
+/* Fixed point as aloha_add_row_q ((a << la) + (b << lb)) and aloha_mul_row_q (a * b), then
+ * aloha_requant(v, 0, rq). */
+void aloha_binary_q(int kind, const void *a, int atype, int la, const size_t *sa, const void *b,
+                    int btype, int lb, const size_t *sb, int rank, const int *dims,
+                    const aloha_rq_t *rq, void *out);
+
 #ifdef __cplusplus
 }
 #endif

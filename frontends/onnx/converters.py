@@ -48,17 +48,21 @@ def _window(ctx: ImportContext, node, a: dict, x_shape, kernel) -> tuple:
     return strides, pads, dilations
 
 
+def _constant_weights(ctx: ImportContext, node, w: str, bias: str) -> None:
+    for role, name in (("weights", w), ("bias", bias)):
+        if name and not ctx.is_const(name):
+            # the kernels read their weights from the weights blob, written at compile time
+            raise ctx.unsupported(f"{node.op_type} {role} '{name}' computed at run time (a graph "
+                                  "input or another node's output): not supported: give the "
+                                  "weights as initializers")
+
+
 @converter("Conv")
 def conv(ctx: ImportContext, node) -> None:
     a = attrs(node)
     x, w = node.input[0], node.input[1]
     bias = node.input[2] if len(node.input) > 2 else ""
-    for role, name in (("weights", w), ("bias", bias)):
-        if name and not ctx.is_const(name):
-            # the kernels read their weights from the weights blob, written at compile time
-            raise ctx.unsupported(f"Conv {role} '{name}' computed at run time (a graph input or "
-                                  "another node's output): not supported: give the weights as "
-                                  "initializers")
+    _constant_weights(ctx, node, w, bias)
     xs, ws = ctx.shape(x), ctx.shape(w)
     if len(xs) != 4:
         raise ctx.unsupported(f"Conv on a rank-{len(xs)} input is not supported; supported: 2-D "
@@ -555,6 +559,176 @@ def reduce_mean(ctx, node):
     ctx.emit(nn.ReduceMeanOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
                                     properties={"axes": nn.ints_attr(axes),
                                                 "keepdims": nn.int_attr(keep)}))
+
+
+@converter("ReduceMax")
+def reduce_max(ctx, node):
+    """The maximum over H and W of an NCHW tensor: global max pooling (a reshape drops the axes
+    when keepdims=0)."""
+    x = node.input[0]
+    xs = ctx.shape(x)
+    axes = sorted({_norm_axis(ax, len(xs)) for ax in _axes(ctx, node)})
+    if not axes and attrs(node).get("noop_with_empty_axes", 0):
+        ctx.alias(node.output[0], x)
+        return
+    if len(xs) != 4 or axes != [2, 3]:
+        over = f"axes {axes}" if axes else "all axes"
+        raise ctx.unsupported(f"ReduceMax over {over} of a rank-{len(xs)} tensor is not "
+                              "supported; supported: axes (2, 3) of NCHW (global max pooling)")
+    pooled = (xs[0], xs[1], 1, 1)
+    keep = int(attrs(node).get("keepdims", 1))
+    v = ctx.emit(nn.PoolOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, pooled),
+                                  properties={"kind": StringAttr("global_max")}),
+                 None if keep else f"{node.output[0]}.pooled")
+    if not keep:
+        ctx.emit(nn.ReshapeOp.create(operands=[v], result_types=_out_type(ctx, xs[:2])))
+
+
+# --- layers exporters emit, written with the ops the IR has ----------------------------------------
+
+def _move(ctx: ImportContext, x: str, shape, perm, out: str) -> None:
+    """`x` reshaped to `shape`, permuted by `perm` and reshaped to `out`'s shape (a rank-6
+    transpose between reshapes: the IR's depth-to-space and space-to-depth)."""
+    target = [shape[p] for p in perm]
+    final = tuple(int(d) for d in out)
+    if ctx.is_const(x):
+        c = ctx.const(x).reshape(shape).transpose(perm).reshape(final)
+        ctx.set_const(ctx.node.output[0], c)
+        return
+    stem = ctx.node.output[0]
+    split = ctx.emit(nn.ReshapeOp.create(operands=[ctx.operand(x)],
+                                         result_types=_out_type(ctx, shape)), f"{stem}.split")
+    moved = ctx.emit(nn.TransposeOp.create(operands=[split], result_types=_out_type(ctx, target),
+                                           properties={"perm": nn.ints_attr(perm)}),
+                     f"{stem}.moved")
+    ctx.emit(nn.ReshapeOp.create(operands=[moved], result_types=_out_type(ctx, final)))
+
+
+def _block_size(ctx: ImportContext, node, xs) -> int:
+    if len(xs) != 4:
+        raise ctx.unsupported(f"{node.op_type} of a rank-{len(xs)} tensor; supported: NCHW")
+    b = int(attrs(node)["blocksize"])
+    if b < 1:
+        raise ctx.shape_error(f"{node.op_type} blocksize {b} must be >= 1")
+    return b
+
+
+@converter("DepthToSpace")
+def depth_to_space(ctx, node):
+    """ONNX DepthToSpace (torch's PixelShuffle exports as its CRD mode)."""
+    x = node.input[0]
+    n, c, h, w = xs = ctx.shape(x)
+    b = _block_size(ctx, node, xs)
+    if c % (b * b):
+        raise ctx.shape_error(f"DepthToSpace blocksize {b}: {c} channels are not a multiple of "
+                              f"{b * b}")
+    mode = _text(attrs(node), "mode", "DCR")
+    out = (n, c // (b * b), h * b, w * b)
+    if mode == "DCR":
+        _move(ctx, x, (n, b, b, c // (b * b), h, w), (0, 3, 4, 1, 5, 2), out)
+    elif mode == "CRD":
+        _move(ctx, x, (n, c // (b * b), b, b, h, w), (0, 1, 4, 2, 5, 3), out)
+    else:
+        raise ctx.unsupported(f"DepthToSpace mode '{mode}' is not supported; supported: DCR, CRD")
+
+
+@converter("SpaceToDepth")
+def space_to_depth(ctx, node):
+    x = node.input[0]
+    n, c, h, w = xs = ctx.shape(x)
+    b = _block_size(ctx, node, xs)
+    if h % b or w % b:
+        raise ctx.shape_error(f"SpaceToDepth blocksize {b} does not divide {h} x {w}")
+    mode = _text(attrs(node), "mode", "DCR")  # opset 28's mode, the inverse DepthToSpace's
+    perms = {"DCR": (0, 3, 5, 1, 2, 4), "CRD": (0, 1, 3, 5, 2, 4)}
+    if mode not in perms:
+        raise ctx.unsupported(f"SpaceToDepth mode '{mode}' is not supported; supported: DCR, CRD")
+    _move(ctx, x, (n, c, h // b, b, w // b, b), perms[mode], (n, c * b * b, h // b, w // b))
+
+
+@converter("ConvTranspose")
+def conv_transpose(ctx, node):
+    """ConvTranspose as the convolution it equals, exactly: the input with stride - 1 zeros
+    inserted beside every row and column (a reshape to [N, C, H, 1, W, 1], a zero pad of the unit
+    axes, a reshape back), convolved with the kernel flipped and its in/out channels swapped, with
+    pads dilation * (kernel - 1) - pads (+ output_padding at the end). Zeros add nothing to a sum,
+    so float and fixed point compute the transposed convolution's own values; the cost model
+    counts the inserted zeros' products too."""
+    a = attrs(node)
+    x, w = node.input[0], node.input[1]
+    bias = node.input[2] if len(node.input) > 2 else ""
+    _constant_weights(ctx, node, w, bias)
+    xs, ws = ctx.shape(x), ctx.shape(w)
+    if len(xs) != 4 or len(ws) != 4:
+        raise ctx.unsupported(f"ConvTranspose on a rank-{len(xs)} input is not supported; "
+                              "supported: 2-D on NCHW")
+    n, cin, h, wd = xs
+    group = int(a.get("group", 1))
+    if ws[0] != cin or cin % group:
+        raise ctx.shape_error(f"ConvTranspose weight {list(ws)} does not match {cin} input "
+                              f"channels in {group} groups")
+    kernel = list(a.get("kernel_shape", ws[2:]))
+    if kernel != list(ws[2:]):
+        raise ctx.shape_error(f"ConvTranspose kernel_shape {kernel} differs from the weight "
+                              f"{list(ws)}")
+    strides = list(a.get("strides", [1, 1]))
+    dilations = list(a.get("dilations", [1, 1]))
+    extra = list(a.get("output_padding", [0, 0]))
+    auto_pad = _text(a, "auto_pad", "NOTSET")
+    if "output_shape" in a or auto_pad not in ("NOTSET", "VALID"):
+        raise ctx.unsupported("ConvTranspose with output_shape or auto_pad SAME_* is not "
+                              "supported; supported: explicit pads (torch's export)")
+    pads = list(a.get("pads", [0, 0, 0, 0])) if auto_pad == "NOTSET" else [0, 0, 0, 0]
+    if min(strides) < 1 or min(dilations) < 1 or min(extra) < 0 or min(pads) < 0:
+        raise ctx.shape_error(f"ConvTranspose strides {strides}, dilations {dilations}, pads "
+                              f"{pads} and output_padding {extra} must be positive")
+    # conv pads (top, left, bottom, right) over the input with trailing zeros: H * s rows
+    reach = [d * (k - 1) for d, k in zip(dilations, kernel)]
+    conv_pads = [reach[0] - pads[0], reach[1] - pads[1],
+                 reach[0] - pads[2] + extra[0] - (strides[0] - 1),
+                 reach[1] - pads[3] + extra[1] - (strides[1] - 1)]
+    lead = [0, 0]
+    for ax in (0, 1):
+        # of the stride - 1 zeros after each row, move as many before it as the end pad lacks
+        lead[ax] = min(max(0, -conv_pads[2 + ax]), strides[ax] - 1)
+        conv_pads[ax] -= lead[ax]
+        conv_pads[2 + ax] += lead[ax]
+    if min(conv_pads) < 0:
+        raise ctx.unsupported(f"ConvTranspose with pads {pads} beyond dilation x (kernel - 1) "
+                              f"= {reach} (a cropped output) is not supported")
+    out = (n, ws[1] * group, strides[0] * (h - 1) + extra[0] + reach[0] + 1 - pads[0] - pads[2],
+           strides[1] * (wd - 1) + extra[1] + reach[1] + 1 - pads[1] - pads[3])
+    if min(out) < 1:
+        raise ctx.shape_error(f"the output of ConvTranspose on {list(xs)} would be empty "
+                              f"{list(out)}")
+    # [Cin, Cout/g, kh, kw] -> [Cout, Cin/g, kh, kw] per group, flipped in space
+    wt = ctx.const(w).materialize().reshape(group, cin // group, ws[1], *kernel)
+    weight = np.ascontiguousarray(
+        wt.transpose(0, 2, 1, 3, 4).reshape(ws[1] * group, cin // group, *kernel)[:, :, ::-1, ::-1])
+    stem = node.output[0]
+    src = ctx.operand(x)
+    if max(strides) > 1:
+        six = (n, cin, h, 1, wd, 1)
+        src = ctx.emit(nn.ReshapeOp.create(operands=[src], result_types=_out_type(ctx, six)),
+                       f"{stem}.rows")
+        zpads = [0, 0, 0, lead[0], 0, lead[1], 0, 0, 0, strides[0] - 1 - lead[0], 0,
+                 strides[1] - 1 - lead[1]]
+        spread = (n, cin, h, strides[0], wd, strides[1])
+        src = ctx.emit(nn.PadOp.create(operands=[src], result_types=_out_type(ctx, spread),
+                                       properties={"pads": nn.ints_attr(zpads),
+                                                   "mode": StringAttr("constant"),
+                                                   "value": nn.float_attr(0.0)}),
+                       f"{stem}.zeros")
+        src = ctx.emit(nn.ReshapeOp.create(
+            operands=[src], result_types=_out_type(ctx, (n, cin, h * strides[0],
+                                                         wd * strides[1]))), f"{stem}.spread")
+    operands = [src, ctx.operand_from(ConstTensor.of(weight), (node.name or stem) + ".weight")]
+    if bias:
+        operands.append(ctx.operand(bias))
+    ctx.emit(nn.ConvOp.create(operands=operands, result_types=_out_type(ctx, out), properties={
+        "kernel": nn.ints_attr(kernel), "strides": nn.ints_attr([1, 1]),
+        "pads": nn.ints_attr(conv_pads), "dilations": nn.ints_attr(dilations),
+        "group": nn.int_attr(group)}))
 
 
 # --- constants and shape subgraphs (folded) --------------------------------------------------------

@@ -24,7 +24,8 @@ from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore
-from runtime.reference import FLOAT_ISLANDS, avg_counts, resize_matrix, window_extra
+from runtime.reference import (FLOAT_ISLANDS, avg_counts, resize_linear, resize_matrix,
+                               resize_taps, window_extra)
 from runtime.torch.module import batch_shape, pad_like_onnx, pads_lrtb
 
 EXACT = 2.0 ** 53
@@ -340,8 +341,8 @@ def _resize(m, op: nn.ResizeOp, env):
         ih = torch.from_numpy(mh.argmax(axis=1))
         iw = torch.from_numpy(mw.argmax(axis=1))
         return requantize(x[:, :, ih][:, :, :, iw], fin, fp.format_of(op.output))
-    y = torch.einsum("oh,nchw,pw->ncop", torch.from_numpy(mh), dequantize(x, fin),
-                     torch.from_numpy(mw))
+    taps = [tuple(torch.from_numpy(t) for t in resize_taps(op, axis)) for axis in (2, 3)]
+    y = resize_linear(dequantize(x, fin), *taps)
     return to_fixed(y, fp.format_of(op.output))
 
 

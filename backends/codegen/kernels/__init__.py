@@ -16,7 +16,7 @@ from aloha_ir.errors import UnsupportedError
 from backends.codegen.context import BuildContext
 # the family modules register their builders in KERNEL_RECORDS when imported
 from backends.codegen.kernels import (activation, elementwise, layout, linear,  # noqa: F401
-                                      normalization, pool)
+                                      normalization, pool, reduce, resize)
 from backends.codegen.kernels.registry import KERNEL_RECORDS, kernel
 from backends.codegen.view import ActorView
 

@@ -1,5 +1,6 @@
 """Add and mul: elementwise over rows, an operand broadcast along C, H or W, or a constant from
-the weights blob."""
+the weights blob; on tensors of another rank than 4, over the whole tensor with numpy
+broadcasting."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from aloha_ir.dialects import nn
 from aloha_ir.errors import UnsupportedError
 from backends.codegen.context import BuildContext
 from backends.codegen.kernels.registry import kernel
-from backends.codegen.ports import dims
+from backends.codegen.kernels.layout import MAX_RANK
+from backends.codegen.ports import dims, storage_strides
 from backends.codegen.records import act_record
 from backends.codegen.view import ActorView
+from passes.analyze_memory import batch_items
 
 
 def _bcast_dims(shape: tuple[int, ...], batch: int) -> tuple[int, int, int]:
@@ -28,8 +31,8 @@ def _bcast_dims(shape: tuple[int, ...], batch: int) -> tuple[int, int, int]:
 def binary_record(b: BuildContext, view: ActorView, block: nn.AddOp | nn.MulOp, lo_hi) -> None:
     a = view.args
     if len(view.out_shape) != 4:
-        raise UnsupportedError(f"{block.name} on a rank-{len(view.out_shape)} tensor has no "
-                               "generated kernel", where=view.name)
+        _any_rank(b, view, block)
+        return
     c, h, w = dims(view.out_shape)
     operands = []
     port = 0
@@ -51,6 +54,13 @@ def binary_record(b: BuildContext, view: ActorView, block: nn.AddOp | nn.MulOp, 
             port += 1
     a["operands"] = operands
     a.update(c=c, w=w)
+    _post(b, view, block, c)
+    view.kernel = "add" if isinstance(block, nn.AddOp) else "mul"
+
+
+def _post(b: BuildContext, view: ActorView, block: nn.AddOp | nn.MulOp, channels: int) -> None:
+    """The operands' alignment and the requantisation (fixed point) or the activation (float)."""
+    a = view.args
     if b.fixed:
         fa, fb = b.frac(block.lhs), b.frac(block.rhs)
         if np.ndim(fa) or np.ndim(fb):
@@ -59,10 +69,49 @@ def binary_record(b: BuildContext, view: ActorView, block: nn.AddOp | nn.MulOp, 
         if isinstance(block, nn.AddOp):
             f = max(fa, fb)
             a.update(la=f - fa, lb=f - fb)
-            a["rq"] = b.rq(block, f - fout, c, view.block)
+            a["rq"] = b.rq(block, f - fout, channels, view.block)
         else:
-            a["rq"] = b.rq(block, fa + fb - fout, c, view.block, act=False)
+            a["rq"] = b.rq(block, fa + fb - fout, channels, view.block, act=False)
     else:
         a["act"] = b.act(block) if isinstance(block, nn.AddOp) else act_record(None, ())
-    view.kernel = "add" if isinstance(block, nn.AddOp) else "mul"
+
+
+def _any_rank(b: BuildContext, view: ActorView, block: nn.AddOp | nn.MulOp) -> None:
+    """An output of another rank than 4: one pass over the whole tensor, each operand read with
+    its own strides (0 along a broadcast axis). A kernel run once per batch item (N > 1) sees one
+    item: the output and every operand holding N items cut to one."""
+    out = list(view.out_shape)
+    if len(out) > MAX_RANK:
+        raise UnsupportedError(f"{block.name} of rank {len(out)} has no generated kernel (at most "
+                               f"{MAX_RANK})", where=view.name)
+    sliced = batch_items("compute", block) > 1
+    if sliced:
+        out[0] = 1
+    operands, port = [], 0
+    for v in (block.lhs, block.rhs):
+        shape = list(nn.shape_of(v))
+        const = isinstance(v.owner, nn.ConstOp)
+        if const and sliced and len(shape) == len(out) and shape[0] > 1:
+            raise UnsupportedError(f"{block.name}: a constant operand with one value per batch "
+                                   f"item ({shape}) has no generated kernel", where=view.name,
+                                   hint="compile with batch 1 and stream the items")
+        if sliced and len(shape) == len(out):
+            shape[0] = 1
+        # a constant is stored in C order, a run-time tensor as its rows hold it
+        steps = storage_strides(tuple(shape)) if not const else \
+            [int(np.prod(shape[k + 1:], dtype=np.int64)) for k in range(len(shape))]
+        lead = len(out) - len(shape)
+        strides = [0] * lead + [0 if d == 1 else st for d, st in zip(shape, steps)]
+        rec = {"strides": strides or [0]}
+        if const:
+            rec["const"] = b.const(v, f"{view.block}_k{len(operands)}")
+        else:
+            rec["port"] = port
+            port += 1
+        operands.append(rec)
+    view.args.update(operands=operands, dims=out or [1],
+                     kind="ALOHA_BINARY_ADD" if isinstance(block, nn.AddOp) else
+                     "ALOHA_BINARY_MUL")
+    _post(b, view, block, 1)
+    view.kernel = "binary"
 

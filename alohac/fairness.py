@@ -9,7 +9,8 @@ import sys
 def add_parser(sub, exit_codes_help: str) -> None:
     import argparse
     p = sub.add_parser(
-        "fairness", help="dataset bias and model fairness: group measures with 95% intervals",
+        "fairness", help="dataset bias and model fairness: group measures with confidence "
+             "intervals, differential bias, mitigation",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=exit_codes_help,
         description="""Measure group fairness on tabular DATA and on the models trained on it:
 a logistic regression, an MLP built as nn IR and trained by the training engine, and that MLP

@@ -110,8 +110,8 @@ def plot_tradeoff(result: dict, path: str) -> str:
                 m["fairness"][m["attribute"]]["disparities"]["dp_difference"])
                for k, m in result.get("mitigations", {}).items()]
     for name, acc, dp in points:
-        lo, hi = dp["ci95"]
-        err = None if lo is None else [[dp["value"] - lo], [hi - dp["value"]]]
+        lo, hi = dp["ci95"]  # a percentile interval need not hold the point estimate
+        err = None if lo is None else [[max(0.0, dp["value"] - lo)], [max(0.0, hi - dp["value"])]]
         ax.errorbar(acc, dp["value"], yerr=err, fmt="o", capsize=3, label=name)
     ax.set_xlabel("accuracy (test rows)")
     ax.set_ylabel(f"demographic-parity difference ({attr})")

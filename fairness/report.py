@@ -79,8 +79,10 @@ def plot(r: dict, path: str) -> str:
         for i, (label, get) in enumerate(series):
             vals = [get(attr, g) for g in groups]
             x = [j + (i - (len(series) - 1) / 2) * width for j in range(len(groups))]
-            err = [[max(0.0, v["value"] - v["ci95"][0]) for v in vals],
-                   [max(0.0, v["ci95"][1] - v["value"]) for v in vals]]
+            err = [[max(0.0, v["value"] - (v["ci95"][0] if v["ci95"][0] is not None
+                                             else v["value"])) for v in vals],
+                   [max(0.0, (v["ci95"][1] if v["ci95"][1] is not None else v["value"]) -
+                        v["value"]) for v in vals]]
             ax.bar(x, [v["value"] for v in vals], width, yerr=err, capsize=2, label=label)
         ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 3 else 0,
                       ha="right" if len(groups) > 3 else "center", fontsize=8)

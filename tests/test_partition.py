@@ -96,10 +96,14 @@ def test_a_model_ending_in_a_conv_gets_code_that_matches_onnxruntime(tmp_path, c
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
-def test_a_compile_asked_for_code_that_writes_none_fails(tmp_path, capsys):
+def test_a_compile_asked_for_code_that_writes_none_fails(tmp_path, capsys, monkeypatch):
     """By default (--target without --emit) and with --emit c: an op without a generated kernel
-    is exit 4 naming it, and so is a platform whose backend is not registered; --emit without c
-    compiles without code."""
+    (nn.transpose's record taken out: every op has one since issue 25 item 3) is exit 4 naming
+    it, and so is a platform whose backend is not registered; --emit without c compiles without
+    code."""
+    from aloha_ir.dialects import nn
+    from backends.codegen import KERNEL_RECORDS
+    monkeypatch.delitem(KERNEL_RECORDS, nn.TransposeOp)
     g = helper.make_graph([helper.make_node("Transpose", ["x"], ["y"], perm=[0, 1, 3, 2])], "g",
                           [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 2, 4, 6])],
                           [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)])

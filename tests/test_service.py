@@ -469,3 +469,18 @@ def test_a_fairness_job_gives_the_command_s_result(server, tmp_path):
     assert _figures(job["result"]) == _figures(direct)
     assert {"fairness.md", "fairness.png", "tradeoff.png"} <= {
         a["path"] for a in c.artefacts(job["id"])}
+
+
+def test_a_job_past_its_timeout_is_stopped_and_failed(server):
+    c = server.client()
+    job = c.submit("security", model="zoo:digits_cnn", samples=1500, steps=200, mode="slow",
+                   cache=False, timeout=2)
+    ended = c.wait(job["id"], timeout=60)
+    assert ended["state"] == "failed" and "timed out after 2 s" in ended["error"]
+    assert ended["finished"] - ended["started"] < 5
+
+
+def test_only_a_loopback_bind_goes_without_a_token():
+    from service.server import is_local
+    assert all(is_local(h) for h in ("127.0.0.1", "::1", "localhost", "127.0.0.2"))
+    assert not any(is_local(h) for h in ("0.0.0.0", "::", "192.168.1.4", "example.org"))

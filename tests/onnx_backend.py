@@ -184,12 +184,17 @@ def save(c: Case, path: str) -> str:
 
 def run_import(c: Case, path: str):
     """(the import stage's Outcome, the imported module or None). `path` is the saved model."""
+    from aloha_ir.errors import AlohaWarning
     from frontends.onnx import import_onnx
     try:
-        with _quiet():
+        with _quiet(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", AlohaWarning)
             module = import_onnx(path)
     except Exception as e:  # noqa: BLE001  (a crash is an outcome)
         return _error(e), None
+    # what the importer said it changed: a wrong outcome names it (it was not silent then)
+    said = "; ".join(dict.fromkeys(str(w.message).removeprefix(f"{path}: ") for w in caught
+                                   if issubclass(w.category, AlohaWarning)))
     try:
         inputs, outputs = arrays(c.data())
     except (TypeError, ValueError) as e:
@@ -205,7 +210,10 @@ def run_import(c: Case, path: str):
         got = [t.numpy() for t in (got if isinstance(got, tuple) else (got,))]
     except Exception as e:  # noqa: BLE001
         return _error(e), module
-    return _judge(got, outputs, c), module
+    judged = _judge(got, outputs, c)
+    if judged.result == "wrong" and said:
+        judged = Outcome("wrong", f"{judged.why} (the import warned: {said})")
+    return judged, module
 
 
 def run_round_trip(c: Case, module) -> Outcome:

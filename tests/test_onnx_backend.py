@@ -72,6 +72,21 @@ def test_other_numbers_are_wrong_in_every_stage(tmp_path):
         "expected"
 
 
+def test_a_wrong_result_names_what_the_import_warned_it_changed(tmp_path):
+    """Cast to float16 of 70000: inf in float16 (its largest is 65504); the importer keeps float32
+    and says so, and a wrong outcome carries that warning."""
+    x = np.array([70000.0, 1.0], np.float32)
+    c = _case([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT16)],
+              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+              [helper.make_tensor_value_info("y", TensorProto.FLOAT16, [2])], x,
+              np.array([np.inf, 1.0], np.float16))
+    got = ob.run_case(c, ["import"], str(tmp_path))["import"]
+    assert got.result == "wrong"
+    assert got.why.startswith("output 0: 1 of 2 values differ, the most at [0]: 70000, inf "
+                              "expected (the import warned: ")
+    assert "Cast to float16 is not applied" in got.why
+
+
 def test_within_tolerance_passes_beyond_it_is_wrong():
     want = [np.array([1.0, 0.0], np.float32)]
     assert ob.mismatch([np.array([1.0009, 5e-8])], want, 1e-3, 1e-7) is None

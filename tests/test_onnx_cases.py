@@ -1,6 +1,6 @@
 """Issue 25 item 1: the ONNX backend test cases that crashed `alohac compile --target host-cpu
 --emit c` (exit 1) are refused with exit 4 and a message naming the node and what to do
-(benchmarks/onnx_cases.py counts every case). One tiny model per crash class, built here."""
+(benchmarks/onnx_coverage.py counts every case). One tiny model per crash class, built here."""
 
 from __future__ import annotations
 
@@ -185,7 +185,7 @@ def test_every_op_without_a_kernel_is_named_at_once_with_the_kernels_there_are(t
     assert kernels.count("nn.") == len(KERNEL_RECORDS)
 
 
-# --- found by benchmarks/onnx_cases.py --target neuraghe-losa: the calibration of a float model
+# --- found by benchmarks/onnx_coverage.py --target neuraghe-losa: the calibration of a float model
 # for a fixed-point platform (quantize-for-target, random inputs)
 
 def _compile_for(capsys, tmp_path, model, target: str) -> tuple[int, str]:

@@ -52,7 +52,8 @@ def _input_note(port: str, t: str) -> str:
     code = "; generated code reads float32 values"
     if t == "double":
         return (f"input '{port}' is double: rounded to float32 (relative error up to 6e-08 per "
-                f"value) and computed in float32{code}")
+                f"value; magnitudes beyond 3.4e+38 become infinite, below 1.2e-38 lose "
+                f"precision) and computed in float32{code}")
     if t in ROUNDOFF:
         return (f"input '{port}' is {t}: computed in float32, so results differ from a {t} run "
                 f"by up to {t} rounding ({ROUNDOFF[t]:.0e} relative per operation){code}")

@@ -199,7 +199,7 @@ def test_torch_pad_pixelshuffle_convtranspose_cnn_compiles_and_matches_onnxrunti
 
 def test_space_to_depth_crd_of_opset_28_matches_the_onnx_reference(tmp_path):
     """Opset 28's SpaceToDepth mode: CRD keeps a channel's blocks together (before: the mode was
-    read as DCR, the program's output 0.4 off, found by benchmarks/onnx_cases.py)."""
+    read as DCR, the program's output 0.4 off; the ONNX backend suite found it)."""
     from onnx.reference import ReferenceEvaluator
     model = _model([helper.make_node("SpaceToDepth", ["x"], ["y"], blocksize=2, mode="CRD")],
                    (1, 3, 4, 6), (1, 12, 2, 3), opset=28)

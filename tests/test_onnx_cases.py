@@ -217,3 +217,26 @@ def test_a_batch_the_graph_names_is_calibrated_a_batch_at_a_time(tmp_path, capsy
     assert code == 0, err
     assert f"calibrated on {samples} random inputs" in err, err
     assert os.path.exists(tmp_path / "o" / "code" / "network.c")
+
+
+def test_a_run_time_cast_to_bfloat16_is_refused_not_silently_skipped(tmp_path, capsys):
+    """The ONNX backend suite's node/test_cast_FLOAT_to_BFLOAT16 imported as a no-op and came out
+    0.819105 where bfloat16 gives 0.820312: refused now, exit 4 naming the node."""
+    model = _model([helper.make_node("Cast", ["x"], ["y"], name="to_bf16",
+                                     to=TensorProto.BFLOAT16)],
+                   [_vi("x", [1, 4])], [helper.make_tensor_value_info("y", TensorProto.BFLOAT16,
+                                                                      [1, 4])])
+    code, err = _alohac(capsys, tmp_path, model, "analyze")
+    assert code == EXIT_UNSUPPORTED and "bfloat16" in err and "to_bf16" in err, err
+
+
+def test_the_double_input_note_says_what_float32_cannot_hold():
+    """The backend suite's add cases hold 9e223 in double inputs: float32 makes them infinite,
+    which the note said nothing about."""
+    from aloha_ir import interface
+    from frontends.onnx import import_model
+    model = _model([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.FLOAT)],
+                   [helper.make_tensor_value_info("x", TensorProto.DOUBLE, [1, 4])],
+                   [_vi("y", [1, 4])])
+    note, = [n for n in interface.notes(import_model(model)) if "double" in n]
+    assert "3.4e+38" in note and "infinite" in note

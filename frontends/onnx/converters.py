@@ -800,6 +800,10 @@ def cast(ctx, node):
     if elem not in FLOAT_TYPES:
         raise ctx.unsupported(f"Cast of a run-time tensor to {type_name(elem)} is not "
                               "supported; supported: float types (computed in float32)")
+    if elem == onnx.TensorProto.BFLOAT16:  # its rounding (2^-8 relative) is no small change
+        raise ctx.unsupported("Cast of a run-time tensor to bfloat16 is not supported: the "
+                              "compiler computes in float32, and bfloat16's rounding changes "
+                              "values by up to 0.4%; drop the Cast, or cast to float16")
     # run-time values are float32 (an integer graph input only reaches here through this Cast)
     if elem != onnx.TensorProto.FLOAT:
         ctx.warn(f"the Cast to {type_name(elem)} is not applied: the compiler keeps float32, "

@@ -179,6 +179,7 @@ def test_mitigation_on_compas_is_suggested_applied_and_measured(tmp_path):
     assert (tmp_path / "f" / "tradeoff.png").exists()
 
 
+@pytest.mark.slow  # 20-85 s: ten MLPs trained by the proxy
 def test_explore_with_a_fairness_objective_gives_a_front_that_differs_in_fairness(tmp_path):
     """space:tabular-mlp on Adult (sex), accuracy against the demographic-parity difference: the
     front's points differ in fairness, and each point's model loads and runs in onnxruntime."""

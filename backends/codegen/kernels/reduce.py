@@ -1,6 +1,6 @@
-"""ReduceMean, ReduceSum, ReduceMax: the mean, sum or maximum over axes, row by row when the rows stay (a rank-4 tensor kept, not
-reduced along H: each output row is the mean of its input row over N, C or W), else over the whole
-input at once."""
+"""ReduceMean, ReduceSum, ReduceMax: the mean, sum or maximum over axes, row by row when the rows
+stay (a rank-4 tensor kept, not reduced along H: each output row reduces its input row over N, C or
+W), else over the whole input at once."""
 
 from __future__ import annotations
 

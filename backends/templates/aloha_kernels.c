@@ -1423,7 +1423,7 @@ void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t
                 (size_t)aloha_type_size(x->type), x->type, &row, value, rq, out);
 }
 
-/* ---- reduction over axes ------------------------------------------------------------------- */
+/* ---- reduction over axes --------------------------------------------------------------------- */
 
 /* The sum or maximum (kind) of the reduced box at element offset `at`: float elements summed in
  * double, fixed-point ones as an exact integer (as numpy's float64 sum of x * 2^-frac_in is, below

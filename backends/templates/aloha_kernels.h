@@ -258,7 +258,7 @@ void aloha_pad_row_f32(const aloha_win_t *x, const aloha_pad_t *p, int oy, float
 void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t value,
                      const aloha_rq_t *rq, void *out);
 
-/* ---- reduction over axes (ONNX ReduceMean, ReduceSum, ReduceMax) ------------------------------ */
+/* ---- reduction over axes (ONNX ReduceMean, ReduceSum, ReduceMax) ----------------------------- */
 /* out is dense over dims[0..rank); its element (i_k) is the mean, sum or maximum (kind) of
  * x[sum_k i_k * strides[k] + sum_j r_j * rstrides[j]] over the reduced box rdims[0..rrank). */
 #define ALOHA_REDUCE_MEAN 0

@@ -13,7 +13,7 @@ that the numpy reference, the torch simulation and the generated C agree bit for
   LEAKY_FRAC more bits.
 - average pooling divides the integer sum by the window count rounding half up:
   floor((2 * sum + count) / (2 * count)).
-- ops without an integer kernel (sigmoid, tanh, softmax, LRN, linear resize, reduce-mean) are float
+- ops without an integer kernel (sigmoid, tanh, softmax, LRN, linear resize, reductions) are float
   islands: they dequantise, compute in float64 and requantise with the real -> fixed rule.
 
 This module is numpy only; passes and executors build on it.

@@ -281,16 +281,17 @@ def concat_plan(op: nn.ConcatOp, ins: list[SSAValue], out_shape) -> _Plan:
     return _elementwise(op, ins, "concat", 0)
 
 
-@row_plan(nn.ReduceMeanOp)
-def reduce_mean_plan(op: nn.ReduceMeanOp, ins: list[SSAValue], out_shape) -> _Plan:
-    """Row by row when the rows stay (a 4-d tensor kept, not reduced along them), else whole."""
-    axes = set(op.prop_ints("axes"))
+@row_plan(nn.ReduceOp)
+def reduce_plan(op: nn.ReduceOp, ins: list[SSAValue], out_shape) -> _Plan:
+    """Row by row when the rows stay (a 4-d tensor kept, not reduced along them), else whole; the
+    actor's kind is reduce_mean, reduce_sum or reduce_max."""
+    axes, kind = set(op.prop_ints("axes")), f"reduce_{op.kind.data}"
     if len(out_shape) == 4 and op.prop_int("keepdims", 1) and 2 not in axes:
         rows_out, t_out = rowflow.rows_of(out_shape)
         t_in = rowflow.rows_of(nn.shape_of(op.input))[1]
-        return _Plan("reduce_mean", rows_out, [(op.input, rowflow.aligned_ranges(
+        return _Plan(kind, rows_out, [(op.input, rowflow.aligned_ranges(
             rows_out, rows_out))], True, ((rows_out, t_out),), ((rows_out, t_in),))
-    return _whole(ins, "reduce_mean", 1)
+    return _whole(ins, kind, 1)
 
 
 @row_plan(nn.PadOp)

@@ -141,8 +141,7 @@ def same_format(op: Operation, chosen: Chosen) -> fp.Fixed:
     return chosen.source(op)
 
 
-@output_format(nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.LrnOp, nn.BatchNormOp,
-               nn.ReduceMeanOp)
+@output_format(nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.LrnOp, nn.BatchNormOp)
 def calibrated_format(op: Operation, chosen: Chosen) -> fp.Fixed:
     """The range calibration saw (these compute new values)."""
     return chosen.calibrated(op)
@@ -152,6 +151,12 @@ def calibrated_format(op: Operation, chosen: Chosen) -> fp.Fixed:
 def resize_format(op: nn.ResizeOp, chosen: Chosen) -> fp.Fixed:
     """Nearest resizing copies values (the input's format); linear interpolation is calibrated."""
     return chosen.source(op) if op.mode.data == "nearest" else chosen.calibrated(op)
+
+
+@output_format(nn.ReduceOp)
+def reduce_format(op: nn.ReduceOp, chosen: Chosen) -> fp.Fixed:
+    """A maximum picks one of the input's values (its format); a mean or a sum is calibrated."""
+    return chosen.source(op) if op.kind.data == "max" else chosen.calibrated(op)
 
 
 @output_format(nn.ActOp)

@@ -380,9 +380,12 @@ def _resize(ref, op: nn.ResizeOp, env):
     return fp.to_fixed(y, fp.format_of(op.output))
 
 
-def _reduce_mean(ref, op: nn.ReduceMeanOp, env):
+def _reduce(ref, op: nn.ReduceOp, env):
+    """The mean, sum or maximum of the real values in float64 (exact for a sum below 2^53 units),
+    then to the output's format."""
     real = fp.dequantize(env[op.input], ref.frac(op.input))
-    y = real.mean(axis=tuple(op.prop_ints("axes")), keepdims=bool(op.prop_int("keepdims", 1)))
+    reduce = {"mean": np.mean, "sum": np.sum, "max": np.max}[op.kind.data]
+    y = reduce(real, axis=tuple(op.prop_ints("axes")), keepdims=bool(op.prop_int("keepdims", 1)))
     return fp.to_fixed(y, fp.format_of(op.output))
 
 
@@ -390,7 +393,7 @@ def _reduce_mean(ref, op: nn.ReduceMeanOp, env):
 KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.BatchNormOp: _bn, nn.MulOp: _mul, nn.AddOp: _add,
     nn.PoolOp: _pool, nn.ConcatOp: _concat, nn.ActOp: _act, nn.LrnOp: _lrn, nn.PadOp: _pad,
-    nn.ResizeOp: _resize, nn.ReduceMeanOp: _reduce_mean,
+    nn.ResizeOp: _resize, nn.ReduceOp: _reduce,
     nn.ReshapeOp: _move(_reshape), nn.FlattenOp: _move(_flatten),
     nn.TransposeOp: _move(lambda op, x: x.transpose(op.prop_ints("perm"))),
     nn.ChannelShuffleOp: _move(_shuffle), nn.DropoutOp: _move(lambda op, x: x),

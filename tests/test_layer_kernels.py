@@ -1,5 +1,6 @@
 """The layers exporters emit (issue 25 item 3) in generated C: explicit Pad (constant, reflect,
-edge), Transpose / DepthToSpace / SpaceToDepth / PixelShuffle, ReduceMean and ConvTranspose,
+edge), Transpose / DepthToSpace / SpaceToDepth / PixelShuffle, ReduceMean / ReduceSum /
+ReduceMax over any axes and ConvTranspose,
 checked against onnxruntime in float and against the bit-exact fixed-point reference (the
 arbiter, runtime/reference.py) in fixed point."""
 
@@ -139,6 +140,18 @@ FLOAT_CASES = [
                                                      keepdims=0)], [], (1, 3, 4, 5), (1, 3)),
     ("reduce_mean_dropped_axes", [helper.make_node("ReduceMean", ["x"], ["y"], axes=[1, 3],
                                                    keepdims=0)], [], (2, 3, 4, 5), (2, 4)),
+    ("reduce_sum_channels_row", [helper.make_node("ReduceSum", ["x", "ax"], ["y"])],
+     [_ints("ax", [1])], (2, 3, 4, 5), (2, 1, 4, 5)),
+    ("reduce_sum_spatial_whole", [helper.make_node("ReduceSum", ["x", "ax"], ["y"], keepdims=0)],
+     [_ints("ax", [-2, -1])], (1, 3, 4, 5), (1, 3)),
+    ("reduce_sum_all_axes", [helper.make_node("ReduceSum", ["x"], ["y"])], [], (2, 3, 4),
+     (1, 1, 1)),
+    ("reduce_max_channels_row", [helper.make_node("ReduceMax", ["x"], ["y"], axes=[1])], [],
+     (2, 3, 4, 5), (2, 1, 4, 5)),
+    ("reduce_max_height_dropped", [helper.make_node("ReduceMax", ["x"], ["y"], axes=[2],
+                                                    keepdims=0)], [], (1, 3, 4, 5), (1, 3, 5)),
+    ("reduce_max_rank3_last_axis", [helper.make_node("ReduceMax", ["x"], ["y"], axes=[-1])], [],
+     (3, 4, 5), (3, 4, 1)),
 ]
 
 
@@ -148,7 +161,8 @@ def test_layer_in_host_float_matches_onnxruntime(tmp_path, case):
     model = _model(nodes, xs, ys, inits)
     frames = np.random.default_rng(3).normal(0, 1, (2,) + xs).astype(np.float32)
     y, want = _host_float(model, tmp_path, frames)
-    # data movement is exact; a mean differs from onnxruntime's float sum by rounding only
+    # data movement and a maximum are exact; a mean or sum (in double here) differs from
+    # onnxruntime's float sum by rounding only
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
 
 
@@ -254,10 +268,20 @@ def _fixed_models():
         (1, 1, 8, 8), (1, 4, 128), _conv_init(rng, 4, 1) + [
             _ints("shape", [1, 4, 64]), _floats("k1", rng.uniform(-2, 2, (4, 1))),
             _floats("k2", rng.uniform(-1, 1, 4))])
-    return {"movement": movement, "decoder": decoder, "any_rank": any_rank}
+    reductions = _model([
+        conv, relu,
+        helper.make_node("ReduceMax", ["c"], ["mx"], axes=[1]),
+        helper.make_node("ReduceSum", ["r", "ax1"], ["sm"]),
+        helper.make_node("Add", ["mx", "sm"], ["a"]),
+        helper.make_node("Concat", ["c", "a"], ["cc"], axis=1),
+        helper.make_node("ReduceMax", ["cc"], ["m"], axes=[2], keepdims=0),
+        helper.make_node("Flatten", ["m"], ["y"])],
+        (1, 1, 8, 8), (1, 40), _conv_init(rng, 4, 1) + [_ints("ax1", [1])])
+    return {"movement": movement, "decoder": decoder, "any_rank": any_rank,
+            "reductions": reductions}
 
 
-@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank"])
+@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank", "reductions"])
 def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     """Quantized to 8 bits, the generated program (under the address and undefined-behaviour
     sanitizers) equals the fixed-point reference bit for bit (the host runs the fixed-point
@@ -299,7 +323,7 @@ def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
 
 
 @pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
-@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank"])
+@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank", "reductions"])
 def test_layers_on_the_fixed_point_platforms_are_bit_exact(tmp_path, target, name):
     """The platforms place these ops on their processor, which runs the same fixed-point
     kernels: the program equals the reference bit for bit."""
@@ -377,13 +401,38 @@ def test_a_cropping_conv_transpose_is_refused_naming_the_node(tmp_path):
     assert "node 'up1' (ConvTranspose)" in r.stderr and "cropped output" in r.stderr, r.stderr
 
 
-def test_reduce_max_over_other_axes_is_refused_naming_what_is_supported():
-    from aloha_ir.errors import UnsupportedError
+def test_reductions_import_over_any_axes_and_noop_with_empty_axes_keeps_the_input():
+    """ReduceMax over the channels (before: refused, only H and W were supported) and ReduceSum
+    become nn.reduce over the axes ONNX names (none: all of them); noop_with_empty_axes and no
+    axes is the input itself. The torch float executor and the ONNX export (opset 13, and 18
+    where ReduceMax takes its axes as an input) agree with onnxruntime on the original."""
+    torch = pytest.importorskip("torch")
+    from aloha_ir.textio import parse_module, print_module
+    from aloha_ir.weights import weights_of
+    from backends.onnx.export import GraphExporter, make_model, single_graph
     from frontends.onnx.importer import import_model
-    model = _model([helper.make_node("ReduceMax", ["x"], ["y"], axes=[1], name="rmax")],
-                   (1, 3, 4, 5), (1, 1, 4, 5))
-    with pytest.raises(UnsupportedError, match=r"node 'rmax' \(ReduceMax\): ReduceMax over axes "
-                                               r"\[1\] of a rank-4 tensor is not supported; "
-                                               r"supported: axes \(2, 3\)") as e:
-        import_model(model)
-    assert e.value.exit_code == 4
+    from runtime.torch.module import build
+    cases = [(helper.make_node("ReduceMax", ["x"], ["y"], axes=[1]), [], (1, 1, 4, 5),
+              ("max", [1])),
+             (helper.make_node("ReduceSum", ["x", "ax"], ["y"], keepdims=0), [_ints("ax", [0, 2])],
+              (3, 5), ("sum", [0, 2])),
+             (helper.make_node("ReduceSum", ["x"], ["y"]), [], (1, 1, 1, 1), ("sum", [0, 1, 2, 3])),
+             (helper.make_node("ReduceSum", ["x"], ["y"], noop_with_empty_axes=1), [],
+              (1, 3, 4, 5), None)]
+    x = np.random.default_rng(6).normal(0, 1, (1, 3, 4, 5)).astype(np.float32)
+    for node, inits, ys, want in cases:
+        model = _model([node], (1, 3, 4, 5), ys, inits)
+        module = import_model(model)
+        reduces = [op for op in module.walk() if op.name == "nn.reduce"]
+        got = [(op.kind.data, list(op.prop_ints("axes"))) for op in reduces]
+        assert got == ([want] if want else []), node
+        (ref,) = run_ort(model, {"x": x})
+        with torch.no_grad():
+            y = build(module)(torch.from_numpy(x))
+        y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6)
+        again = parse_module(print_module(module))
+        for opset in (13, 18):
+            exporter = GraphExporter(single_graph(again), weights_of(again), opset)
+            (ours,) = run_ort(make_model(exporter.export(), opset), {"x": x})
+            np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)

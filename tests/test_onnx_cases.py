@@ -109,7 +109,7 @@ def _transpose(x, y, name):
     return [helper.make_node("Transpose", [x], [y], name=name, perm=[0, 1, 3, 2])], []
 
 
-def _reduce_mean(x, y, name):
+def _reduce(x, y, name):
     return [helper.make_node("ReduceMean", [x], [y], name=name, axes=[1], keepdims=1)], []
 
 
@@ -118,7 +118,7 @@ def _resize(x, y, name):
         [_init("scales", [1, 1, 2, 2])]
 
 
-LAYERS = {"nn.pad": _pad, "nn.transpose": _transpose, "nn.reduce_mean": _reduce_mean,
+LAYERS = {"nn.pad": _pad, "nn.transpose": _transpose, "nn.reduce": _reduce,
           "nn.resize": _resize}
 
 
@@ -157,7 +157,7 @@ def test_the_layers_exporters_emit_compile_to_c(tmp_path, capsys, op):
 @pytest.mark.parametrize("op", LAYERS)
 def test_an_op_the_kernel_library_lacks_is_refused_before_generating(tmp_path, capsys,
                                                                      monkeypatch, op):
-    """host-cpu's .arch lists pad, resize, transpose and reduce_mean in its PEs' ops, so they are
+    """host-cpu's .arch lists pad, resize, transpose and reduce in its PEs' ops, so they are
     mapped and predicted; one without a C kernel record (taken out here) is refused: exit 4
     naming the op and its node, no code written; `alohac analyze` predicts it."""
     _without_kernels(monkeypatch, op)

@@ -80,7 +80,7 @@ NOT_CHANNELWISE = {
     nn.FlattenOp: "moves channels into the feature axis",
     nn.TransposeOp: "may move channels to other axes",
     nn.ChannelShuffleOp: "interleaves the channels of its groups",
-    nn.ReduceMeanOp: "may reduce over the channels",
+    nn.ReduceOp: "may reduce over the channels",
 }
 
 # Removing pruned kernels passes only through channel-wise ops that keep a zero channel zero.
@@ -99,7 +99,7 @@ STORES_NO_CONSTANTS = {
     nn.InputOp: "the network's input: its frame counts as io",
     **dict.fromkeys(
         [nn.PoolOp, nn.ConcatOp, nn.ActOp, nn.LrnOp, nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp,
-         nn.ChannelShuffleOp, nn.PadOp, nn.ResizeOp, nn.ReduceMeanOp, nn.DropoutOp],
+         nn.ChannelShuffleOp, nn.PadOp, nn.ResizeOp, nn.ReduceOp, nn.DropoutOp],
         "its operands are activations: its parameters are properties, passed in the kernel call"),
 }
 
@@ -109,7 +109,7 @@ NEEDS_NO_STAGING = {
     nn.InputOp: "the network's input: its frame counts as io",
     **dict.fromkeys(
         [nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.ActOp, nn.LrnOp,
-         nn.BatchNormOp, nn.ChannelShuffleOp, nn.TransposeOp, nn.PadOp, nn.ReduceMeanOp,
+         nn.BatchNormOp, nn.ChannelShuffleOp, nn.TransposeOp, nn.PadOp, nn.ReduceOp,
          nn.ResizeOp],
         "its kernel reads its input windows in place (the windows count what its row plan reads)"),
 }
@@ -120,7 +120,7 @@ NEEDS_NO_LAYER_WINDOW = {
     **dict.fromkeys(
         [nn.InputOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.ActOp, nn.LrnOp,
          nn.BatchNormOp, nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp,
-         nn.PadOp, nn.ResizeOp, nn.ReduceMeanOp, nn.DropoutOp],
+         nn.PadOp, nn.ResizeOp, nn.ReduceOp, nn.DropoutOp],
         "no spatial window: its Layer reads 1x1 (NO_WINDOW)"),
 }
 
@@ -135,7 +135,7 @@ RUN_OVER_THE_BATCH = {
                     "copies the whole tensor through its staging buffer"),
     nn.TransposeOp: "one strided copy of the whole tensor, batch axis included",
     nn.PadOp: "row by row with the batch folded into the row (a rank-4 pad), or the whole tensor",
-    nn.ReduceMeanOp: "row by row with the batch folded into the row, or the whole tensor",
+    nn.ReduceOp: "row by row with the batch folded into the row, or the whole tensor",
     nn.ResizeOp: "row by row with the batch folded into the row",
 }
 

@@ -827,19 +827,28 @@ class ResizeOp(NnOp):
                                    nearest) for i in range(n_out)]
 
 
+REDUCTIONS = ("mean", "sum", "max")
+
+
 @irdl_op_definition
-class ReduceMeanOp(NnOp):
-    name = "nn.reduce_mean"
+class ReduceOp(NnOp):
+    """The mean, sum or maximum over `axes` (ONNX ReduceMean, ReduceSum, ReduceMax)."""
+
+    name = "nn.reduce"
     input = operand_def(TensorType)
     output = result_def(TensorType)
+    kind = prop_def(StringAttr)
     axes = prop_def(DenseArrayBase)
     keepdims = prop_def(IntegerAttr)
 
     def check(self) -> None:
         x = shape_of(self.input)
+        if self.kind.data not in REDUCTIONS:
+            raise VerifyException(f"nn.reduce kind must be one of {', '.join(REDUCTIONS)}, got "
+                                  f"'{self.kind.data}'")
         axes = self.prop_ints("axes")
         if any(not 0 <= a < len(x) for a in axes):
-            raise VerifyException(f"nn.reduce_mean axes {list(axes)} out of range for rank {len(x)}")
+            raise VerifyException(f"nn.reduce axes {list(axes)} out of range for rank {len(x)}")
         keep = self.prop_int("keepdims", 1)
         expected = [1 if i in axes else d for i, d in enumerate(x)] if keep else \
             [d for i, d in enumerate(x) if i not in axes]
@@ -863,7 +872,7 @@ class DropoutOp(NnOp):
 
 NN_OPS = [GraphOp, InputOp, OutputOp, ConstOp, ConvOp, PoolOp, DenseOp, AddOp, MulOp, ConcatOp, ActOp,
           LrnOp, BatchNormOp, ReshapeOp, FlattenOp, TransposeOp, ChannelShuffleOp, PadOp,
-          ResizeOp, ReduceMeanOp, DropoutOp]
+          ResizeOp, ReduceOp, DropoutOp]
 
 NN = Dialect("nn", NN_OPS, [FixedPointType])
 

@@ -293,13 +293,15 @@ def resize_export(ex: GraphExporter, op: nn.ResizeOp, ins: list[str], out: str) 
                    coordinate_transformation_mode=op.coord_mode.data, **kw)
 
 
-@onnx_export(nn.ReduceMeanOp)
-def reduce_mean_export(ex: GraphExporter, op: nn.ReduceMeanOp, ins: list[str], out: str) -> str:
-    """The axes are an attribute up to opset 17, an input from opset 18."""
+@onnx_export(nn.ReduceOp)
+def reduce_export(ex: GraphExporter, op: nn.ReduceOp, ins: list[str], out: str) -> str:
+    """ReduceMean/ReduceSum/ReduceMax; the axes are an attribute up to opset 17 (ReduceSum: 12),
+    an input from opset 18 (13)."""
     axes, keep = list(op.prop_ints("axes")), op.prop_int("keepdims", 1)
-    if ex.opset >= 18:
-        return ex.node("ReduceMean", [ins[0], ex.int_init(axes, "axes")], out, keepdims=keep)
-    return ex.node("ReduceMean", ins, out, axes=axes, keepdims=keep)
+    name = {"mean": "ReduceMean", "sum": "ReduceSum", "max": "ReduceMax"}[op.kind.data]
+    if ex.opset >= (13 if name == "ReduceSum" else 18):
+        return ex.node(name, [ins[0], ex.int_init(axes, "axes")], out, keepdims=keep)
+    return ex.node(name, ins, out, axes=axes, keepdims=keep)
 
 
 @onnx_export(nn.DropoutOp)

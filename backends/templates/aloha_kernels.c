@@ -1423,51 +1423,56 @@ void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t
                 (size_t)aloha_type_size(x->type), x->type, &row, value, rq, out);
 }
 
-/* ---- mean over axes -------------------------------------------------------------------------- */
+/* ---- reduction over axes --------------------------------------------------------------------- */
 
-/* The sum of the reduced box at element offset `at`: float elements summed in double, fixed-point
- * ones as an exact integer (as numpy's float64 sum of x * 2^-frac_in is, below 2^53). */
-static double box_sum(const void *x, int xtype, int fixed, size_t at, int rrank, const int *rdims,
-                      const size_t *rstrides)
+/* The sum or maximum (kind) of the reduced box at element offset `at`: float elements summed in
+ * double, fixed-point ones as an exact integer (as numpy's float64 sum of x * 2^-frac_in is, below
+ * 2^53). */
+static double box_reduce(int kind, const void *x, int xtype, int fixed, size_t at, int rrank,
+                         const int *rdims, const size_t *rstrides)
 {
     int ridx[ALOHA_MAX_RANK] = {0};
     const size_t count = dense_count(rrank, rdims);
     size_t j, r = 0;
-    double total = 0.0;
+    double total = 0.0, best = 0.0;
     int64_t itotal = 0;
     for (j = 0; j < count; j++) {
-        if (fixed)
+        const double v = fixed ? (double)aloha_load(x, xtype, at + r) : ((const float *)x)[at + r];
+        if (kind == ALOHA_REDUCE_MAX)
+            best = (j == 0 || v > best) ? v : best;
+        else if (fixed)
             itotal += aloha_load(x, xtype, at + r);
         else
-            total += ((const float *)x)[at + r];
+            total += v;
         r = odometer_next(rrank, rdims, rstrides, ridx, r);
     }
-    return fixed ? (double)itotal : total;
+    if (kind == ALOHA_REDUCE_MAX)
+        return best;
+    return (fixed ? (double)itotal : total) / (kind == ALOHA_REDUCE_MEAN ? (double)count : 1.0);
 }
 
-void aloha_mean_f32(const float *x, int rank, const int *dims, const size_t *strides, int rrank,
-                    const int *rdims, const size_t *rstrides, float *out)
+void aloha_reduce_f32(int kind, const float *x, int rank, const int *dims, const size_t *strides,
+                      int rrank, const int *rdims, const size_t *rstrides, float *out)
 {
     int idx[ALOHA_MAX_RANK] = {0};
-    const size_t n = dense_count(rank, dims), count = dense_count(rrank, rdims);
+    const size_t n = dense_count(rank, dims);
     size_t i, at = 0;
     for (i = 0; i < n; i++) {
-        out[i] = (float)(box_sum(x, ALOHA_F32, 0, at, rrank, rdims, rstrides) / (double)count);
+        out[i] = (float)box_reduce(kind, x, ALOHA_F32, 0, at, rrank, rdims, rstrides);
         at = odometer_next(rank, dims, strides, idx, at);
     }
 }
 
-void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
-                  int rrank, const int *rdims, const size_t *rstrides, int frac_in, int frac_out,
-                  int32_t qmin, int32_t qmax, void *out, int otype)
+void aloha_reduce_q(int kind, const void *x, int xtype, int rank, const int *dims,
+                    const size_t *strides, int rrank, const int *rdims, const size_t *rstrides,
+                    int frac_in, int frac_out, int32_t qmin, int32_t qmax, void *out, int otype)
 {
     int idx[ALOHA_MAX_RANK] = {0};
-    const size_t n = dense_count(rank, dims), count = dense_count(rrank, rdims);
+    const size_t n = dense_count(rank, dims);
     size_t i, at = 0;
     for (i = 0; i < n; i++) {
-        const double total = box_sum(x, xtype, 1, at, rrank, rdims, rstrides);
-        aloha_store(out, otype, i, aloha_to_fixed(total * ldexp(1.0, -frac_in) / (double)count,
-                                                  frac_out, qmin, qmax));
+        const double y = box_reduce(kind, x, xtype, 1, at, rrank, rdims, rstrides);
+        aloha_store(out, otype, i, aloha_to_fixed(y * ldexp(1.0, -frac_in), frac_out, qmin, qmax));
         at = odometer_next(rank, dims, strides, idx, at);
     }
 }

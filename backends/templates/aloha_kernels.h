@@ -258,18 +258,21 @@ void aloha_pad_row_f32(const aloha_win_t *x, const aloha_pad_t *p, int oy, float
 void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t value,
                      const aloha_rq_t *rq, void *out);
 
-/* ---- mean over axes (ONNX ReduceMean) -------------------------------------------------------- */
-/* out is dense over dims[0..rank); its element (i_k) is the mean of x[sum_k i_k * strides[k] +
- * sum_j r_j * rstrides[j]] over the reduced box rdims[0..rrank). */
+/* ---- reduction over axes (ONNX ReduceMean, ReduceSum, ReduceMax) ----------------------------- */
+/* out is dense over dims[0..rank); its element (i_k) is the mean, sum or maximum (kind) of
+ * x[sum_k i_k * strides[k] + sum_j r_j * rstrides[j]] over the reduced box rdims[0..rrank). */
+#define ALOHA_REDUCE_MEAN 0
+#define ALOHA_REDUCE_SUM 1
+#define ALOHA_REDUCE_MAX 2
 
-/* Float mean, summed in double. */
-void aloha_mean_f32(const float *x, int rank, const int *dims, const size_t *strides, int rrank,
-                    const int *rdims, const size_t *rstrides, float *out);
-/* Reference _reduce_mean: the exact integer sum times 2^-frac_in over the count in double, then
- * aloha_to_fixed. */
-void aloha_mean_q(const void *x, int xtype, int rank, const int *dims, const size_t *strides,
-                  int rrank, const int *rdims, const size_t *rstrides, int frac_in, int frac_out,
-                  int32_t qmin, int32_t qmax, void *out, int otype);
+/* Float reduction, a sum or mean summed in double. */
+void aloha_reduce_f32(int kind, const float *x, int rank, const int *dims, const size_t *strides,
+                      int rrank, const int *rdims, const size_t *rstrides, float *out);
+/* Reference _reduce: the exact integer sum (over the count for a mean) or the integer maximum,
+ * times 2^-frac_in in double, then aloha_to_fixed. */
+void aloha_reduce_q(int kind, const void *x, int xtype, int rank, const int *dims,
+                    const size_t *strides, int rrank, const int *rdims, const size_t *rstrides,
+                    int frac_in, int frac_out, int32_t qmin, int32_t qmax, void *out, int otype);
 
 /* ---- resize (ONNX Resize of H and W: nearest, linear) ---------------------------------------- */
 /* Per output row and column: the input indices it reads (lo, hi) and, for linear, their weights

@@ -543,45 +543,43 @@ def resize(ctx, node):
                                 properties=props))
 
 
-@converter("ReduceMean")
-def reduce_mean(ctx, node):
-    x = node.input[0]
-    xs = ctx.shape(x)
-    axes = sorted({_norm_axis(ax, len(xs)) for ax in _axes(ctx, node)}) or list(range(len(xs)))
-    keep = int(attrs(node).get("keepdims", 1))
-    out = [1 if i in axes else d for i, d in enumerate(xs)] if keep else \
-        [d for i, d in enumerate(xs) if i not in axes]
-    if keep and len(xs) == 4 and axes == [2, 3]:
-        # torch's x.mean((2, 3), keepdim=True) is global average pooling
-        ctx.emit(nn.PoolOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
-                                  properties={"kind": StringAttr("global_avg")}))
-        return
-    ctx.emit(nn.ReduceMeanOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
-                                    properties={"axes": nn.ints_attr(axes),
-                                                "keepdims": nn.int_attr(keep)}))
-
-
-@converter("ReduceMax")
-def reduce_max(ctx, node):
-    """The maximum over H and W of an NCHW tensor: global max pooling (a reshape drops the axes
-    when keepdims=0)."""
+def _reduce(ctx, node, kind: str) -> None:
+    """ReduceMean/ReduceSum/ReduceMax over any axes (none given: all of them, or the input itself
+    under noop_with_empty_axes). The mean and the maximum over H and W of a kept NCHW tensor are
+    global pooling, as torch's x.mean((2, 3), keepdim=True) and adaptive max pooling export."""
     x = node.input[0]
     xs = ctx.shape(x)
     axes = sorted({_norm_axis(ax, len(xs)) for ax in _axes(ctx, node)})
     if not axes and attrs(node).get("noop_with_empty_axes", 0):
         ctx.alias(node.output[0], x)
         return
-    if len(xs) != 4 or axes != [2, 3]:
-        over = f"axes {axes}" if axes else "all axes"
-        raise ctx.unsupported(f"ReduceMax over {over} of a rank-{len(xs)} tensor is not "
-                              "supported; supported: axes (2, 3) of NCHW (global max pooling)")
-    pooled = (xs[0], xs[1], 1, 1)
+    axes = axes or list(range(len(xs)))
     keep = int(attrs(node).get("keepdims", 1))
-    v = ctx.emit(nn.PoolOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, pooled),
-                                  properties={"kind": StringAttr("global_max")}),
-                 None if keep else f"{node.output[0]}.pooled")
-    if not keep:
-        ctx.emit(nn.ReshapeOp.create(operands=[v], result_types=_out_type(ctx, xs[:2])))
+    out = [1 if i in axes else d for i, d in enumerate(xs)] if keep else \
+        [d for i, d in enumerate(xs) if i not in axes]
+    if keep and len(xs) == 4 and axes == [2, 3] and kind != "sum":
+        pool = {"mean": "global_avg", "max": "global_max"}[kind]
+        ctx.emit(nn.PoolOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                  properties={"kind": StringAttr(pool)}))
+        return
+    ctx.emit(nn.ReduceOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                properties={"kind": StringAttr(kind), "axes": nn.ints_attr(axes),
+                                            "keepdims": nn.int_attr(keep)}))
+
+
+@converter("ReduceMean")
+def reduce_mean(ctx, node):
+    _reduce(ctx, node, "mean")
+
+
+@converter("ReduceSum")
+def reduce_sum(ctx, node):
+    _reduce(ctx, node, "sum")
+
+
+@converter("ReduceMax")
+def reduce_max(ctx, node):
+    _reduce(ctx, node, "max")
 
 
 # --- layers exporters emit, written with the ops the IR has ----------------------------------------

@@ -346,9 +346,11 @@ def _resize(m, op: nn.ResizeOp, env):
     return to_fixed(y, fp.format_of(op.output))
 
 
-def _reduce_mean(m, op: nn.ReduceMeanOp, env):
+def _reduce(m, op: nn.ReduceOp, env):
     real = dequantize(env[op.input], m.frac(op.input))
-    y = real.mean(dim=list(op.prop_ints("axes")), keepdim=bool(op.prop_int("keepdims", 1)))
+    dims, keep = list(op.prop_ints("axes")), bool(op.prop_int("keepdims", 1))
+    reduce = torch.amax if op.kind.data == "max" else getattr(torch, op.kind.data)
+    y = reduce(real, dim=dims, keepdim=keep)
     return to_fixed(y, fp.format_of(op.output))
 
 
@@ -356,7 +358,7 @@ def _reduce_mean(m, op: nn.ReduceMeanOp, env):
 KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.BatchNormOp: _bn, nn.MulOp: _mul, nn.AddOp: _add,
     nn.PoolOp: _pool, nn.ConcatOp: _concat, nn.ActOp: _act, nn.LrnOp: _lrn, nn.PadOp: _pad,
-    nn.ResizeOp: _resize, nn.ReduceMeanOp: _reduce_mean,
+    nn.ResizeOp: _resize, nn.ReduceOp: _reduce,
     nn.ReshapeOp: _move(lambda op, x: x.reshape(batch_shape(op))),
     nn.FlattenOp: _move(lambda op, x: x.reshape(math.prod(x.shape[:op.prop_int("axis")]), -1)),
     nn.TransposeOp: _move(lambda op, x: x.permute(*op.prop_ints("perm"))),

@@ -310,8 +310,11 @@ def _resize(m, op: nn.ResizeOp, xs):
     return torch.einsum("oh,nchw,pw->ncop", mh.to(xs[0].dtype), xs[0], mw.to(xs[0].dtype))
 
 
-def _reduce_mean(m, op: nn.ReduceMeanOp, xs):
-    return xs[0].mean(dim=list(op.prop_ints("axes")), keepdim=bool(op.prop_int("keepdims", 1)))
+def _reduce(m, op: nn.ReduceOp, xs):
+    dims, keep = list(op.prop_ints("axes")), bool(op.prop_int("keepdims", 1))
+    if op.kind.data == "max":
+        return torch.amax(xs[0], dim=dims, keepdim=keep)
+    return getattr(torch, op.kind.data)(xs[0], dim=dims, keepdim=keep)
 
 
 def _dropout(m, op: nn.DropoutOp, xs):
@@ -324,7 +327,7 @@ FLOAT_KERNELS = {
     nn.MulOp: _mul, nn.ConcatOp: _concat, nn.ActOp: _actop, nn.LrnOp: _lrn,
     nn.ReshapeOp: _reshape, nn.FlattenOp: _flatten, nn.TransposeOp: _transpose,
     nn.ChannelShuffleOp: _shuffle, nn.PadOp: _pad, nn.ResizeOp: _resize,
-    nn.ReduceMeanOp: _reduce_mean, nn.DropoutOp: _dropout,
+    nn.ReduceOp: _reduce, nn.DropoutOp: _dropout,
 }
 
 

@@ -1,6 +1,6 @@
-"""ReduceMean: the mean over axes, row by row when the rows stay (a rank-4 tensor kept, not
-reduced along H: each output row is the mean of its input row over N, C or W), else over the whole
-input at once."""
+"""ReduceMean, ReduceSum, ReduceMax: the mean, sum or maximum over axes, row by row when the rows
+stay (a rank-4 tensor kept, not reduced along H: each output row reduces its input row over N, C or
+W), else over the whole input at once."""
 
 from __future__ import annotations
 
@@ -23,15 +23,16 @@ def _walk(out_axes: list[int], out_rank: int, in_strides: list[int], out_shape) 
     return ([out_shape[j] for j in order] or [1]), ([in_strides[out_axes[j]] for j in order] or [0])
 
 
-@kernel(nn.ReduceMeanOp)
-def reduce_mean_record(b: BuildContext, view: ActorView, block: nn.ReduceMeanOp, lo_hi) -> None:
+@kernel(nn.ReduceOp)
+def reduce_record(b: BuildContext, view: ActorView, block: nn.ReduceOp, lo_hi) -> None:
     x = nn.shape_of(block.input)
     axes = sorted(block.prop_ints("axes"))
     keep = bool(block.prop_int("keepdims", 1))
     if len(x) > MAX_RANK:
-        raise UnsupportedError(f"a rank-{len(x)} reduce_mean has no generated kernel (at most "
+        raise UnsupportedError(f"a rank-{len(x)} reduce has no generated kernel (at most "
                                f"{MAX_RANK})", where=view.name)
     a = view.args
+    a["kind"] = f"ALOHA_REDUCE_{block.kind.data.upper()}"
     if len(x) == 4 and keep and 2 not in axes:
         # one row: [N, C, W] in C order, reduced to [N', C', W'] (the row plan reads row oy)
         row = (x[0], x[1], x[3])
@@ -52,7 +53,7 @@ def reduce_mean_record(b: BuildContext, view: ActorView, block: nn.ReduceMeanOp,
     if b.fixed:
         fin = b.frac(block.input)
         if np.ndim(fin):
-            raise UnsupportedError("reduce_mean of a per-channel input format has no generated "
+            raise UnsupportedError("reduce of a per-channel input format has no generated "
                                    "kernel", where=view.name)
         a.update(island(block), fin=int(fin))
-    view.kernel = "mean"
+    view.kernel = "reduce"

@@ -343,22 +343,27 @@ async def _stream(queue: Queue, job_id: str, start: tuple[int, int], request: Re
     import json
     ev_off, log_off = start
     events_path, log_path = queue.store.events_path(job_id), queue.store.log_path(job_id)
-    ended_seen = False
+    last_state, ended_at = None, None
     while True:
         job = queue.store.get(job_id)
         got, ev_off = events.read(events_path, ev_off)
         lines, log_off = _read_lines(log_path, log_off)
         for e in got:
+            last_state = e.get("state", last_state) if e.get("type") == "state" else last_state
             yield f"id: {ev_off}-{log_off}\nevent: {e.get('type', 'event')}\ndata: " \
                   f"{json.dumps(e)}\n\n"
         for line in lines:
             yield f"id: {ev_off}-{log_off}\nevent: log\ndata: {json.dumps({'line': line})}\n\n"
         if job is None or job.final:
-            if ended_seen and not got and not lines:
+            # the database changes first, the state event follows: end once it is read (or a
+            # few reads later, for a stream resumed past it), with what the process wrote last
+            ended_at = ended_at or asyncio.get_running_loop().time()
+            late = asyncio.get_running_loop().time() - ended_at > 2.0
+            if not got and not lines and (job is None or last_state == job.state or late):
                 state = job.state if job is not None else "deleted"
                 yield f"event: end\ndata: {json.dumps({'state': state})}\n\n"
                 return
-            ended_seen = True  # one more read: what the process wrote as it ended
+            await asyncio.sleep(0.05)
             continue
         if await request.is_disconnected():
             return

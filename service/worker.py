@@ -85,20 +85,23 @@ def run_subprocess(argv: list[str], folder: str, poll: float = 0.2) -> int:
 
 
 def stop_group(pgid: int, grace: float = 1.0) -> None:
-    """SIGTERM to a job's process group, then SIGKILL to what is left after `grace` seconds."""
-    try:
-        os.killpg(pgid, signal.SIGTERM)
-    except (ProcessLookupError, PermissionError):
-        return
+    """SIGTERM to a job's process group, then SIGKILL to what is left after `grace` seconds.
+    The job's leader (pid `pgid`) is signalled itself too: a job cancelled within milliseconds of
+    its start may not have made its group yet (`os.setpgrp` is its first act)."""
+    def send(sig) -> None:
+        for kill in (os.killpg, os.kill):
+            try:
+                kill(pgid, sig)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+    send(signal.SIGTERM)
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline:
-        if not group_alive(pgid):
+        if not group_alive(pgid) and _state(pgid) in ("Z", "X", ""):
             return
         time.sleep(0.02)
-    try:
-        os.killpg(pgid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    send(signal.SIGKILL)
 
 
 def group_alive(pgid: int) -> bool:

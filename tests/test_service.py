@@ -484,3 +484,14 @@ def test_only_a_loopback_bind_goes_without_a_token():
     from service.server import is_local
     assert all(is_local(h) for h in ("127.0.0.1", "::1", "localhost", "127.0.0.2"))
     assert not any(is_local(h) for h in ("0.0.0.0", "::", "192.168.1.4", "example.org"))
+
+
+def test_stopping_a_job_that_has_not_made_its_group_yet_stops_it():
+    """A cancel within milliseconds of a job's start came before its `os.setpgrp`: the signal to
+    the (not yet existing) group reached nothing and the process ran on (a flow's stage, seen in
+    the full suite). The leader itself is signalled too."""
+    from service.worker import stop_group
+    proc = subprocess.Popen(["sleep", "60"])  # in this process's group, as a job before setpgrp
+    t0 = time.monotonic()
+    stop_group(proc.pid, grace=0.5)
+    assert proc.wait(5) == -15 and time.monotonic() - t0 < 2

@@ -322,6 +322,7 @@ def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     assert np.abs(y - float_want).max() < 0.1 * np.abs(float_want).max()
 
 
+@pytest.mark.slow  # eight builds; the host variant runs in make test
 @pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
 @pytest.mark.parametrize("name", ["movement", "decoder", "any_rank", "reductions"])
 def test_layers_on_the_fixed_point_platforms_are_bit_exact(tmp_path, target, name):

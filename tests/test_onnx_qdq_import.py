@@ -283,6 +283,7 @@ def mnist():
 
 
 @pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
+@pytest.mark.slow  # trains a CNN, 1,000 images: make test-all
 def test_quantize_static_mnist_cnn_agrees_on_1000_images_and_compiles(tmp_path, mnist):
     _, splits = mnist
     src = cnn(28, splits.train.x[:6000], splits.train.y[:6000], str(tmp_path / "mnist_cnn.onnx"),
@@ -296,6 +297,7 @@ def test_quantize_static_mnist_cnn_agrees_on_1000_images_and_compiles(tmp_path, 
 
 
 @pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
+@pytest.mark.slow  # 1,000 images: make test-all
 def test_quantize_static_mnist8_agrees_on_1000_images_and_compiles(tmp_path, mnist):
     """mnist-8 (opset 8, taking 0..255) converted to opset 13, where per-channel QDQ exists."""
     root, splits = mnist

@@ -174,6 +174,7 @@ def test_security_events_draw_the_curve_the_report_gives(server):
 
 # --- the flow -------------------------------------------------------------------------------------
 
+@pytest.mark.slow  # an exploration, a mapping search and a compile
 def test_flow_runs_exploration_mapping_and_compile_as_child_jobs(server):
     c = server.client()
     flow = c.run("flow", timeout=600, explore={
@@ -403,6 +404,7 @@ def test_cancelling_a_flow_stops_its_running_stage(server):
     assert not os.path.exists(os.path.join(server.data, "jobs", stage))
 
 
+@pytest.mark.slow  # a Dask LocalCluster
 def test_on_a_dask_cluster_jobs_run_and_cancel_stops_a_running_one(tmp_path):
     """`alohac serve --scheduler`: a job runs as a task on the cluster with the same result, and
     a cancel stops a running task's process through the file the task watches."""

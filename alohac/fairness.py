@@ -51,8 +51,7 @@ def cmd_fairness(args) -> int:
     from aloha_ir.errors import UsageError
     from aloha_ir.outputs import Staged, check_folder, write_text
     from fairness.analysis import analyse
-    from fairness.mitigation import plot_tradeoff
-    from fairness.report import markdown, plot
+    from fairness.report import markdown, plot, plot_tradeoff
     from frontends.tabular import load_tabular
     if args.bootstrap < 0:
         raise UsageError("--bootstrap must be 0 or more")

@@ -94,30 +94,3 @@ def mitigate(methods: list[str], train: Tabular, test: Tabular, attribute: str, 
                        "against_before": metrics.compare(measured, baseline),
                        "needs_sensitive_at_prediction": method == "threshold"}
     return out
-
-
-def plot_tradeoff(result: dict, path: str) -> str:
-    """Accuracy against the demographic-parity difference (with its interval) for every model and
-    mitigation, on the first sensitive attribute: down and right is better."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    attr = result["sensitive"][0]
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    points = [(name, m["accuracy"], m["fairness"][attr]["disparities"]["dp_difference"])
-              for name, m in result["models"].items()]
-    points += [(f"logistic_regression + {k}", m["accuracy"],
-                m["fairness"][m["attribute"]]["disparities"]["dp_difference"])
-               for k, m in result.get("mitigations", {}).items()]
-    for name, acc, dp in points:
-        lo, hi = dp["ci95"]  # a percentile interval need not hold the point estimate
-        err = None if lo is None else [[max(0.0, dp["value"] - lo)], [max(0.0, hi - dp["value"])]]
-        ax.errorbar(acc, dp["value"], yerr=err, fmt="o", capsize=3, label=name)
-    ax.set_xlabel("accuracy (test rows)")
-    ax.set_ylabel(f"demographic-parity difference ({attr})")
-    ax.set_title(f"{result['dataset']}: accuracy vs fairness (95% intervals)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path

@@ -12,6 +12,14 @@ def _ci(e: dict, digits: int = 3) -> str:
         f"{v:.{digits}f}"
 
 
+def error_bar(e: dict) -> tuple[float, float]:
+    """An estimate's distances below and above its value to its interval's ends (0 without an
+    interval, or past an end: a percentile interval need not hold its point estimate)."""
+    lo, hi = e["ci95"]
+    v = e["value"]
+    return (0.0 if lo is None else max(0.0, v - lo), 0.0 if hi is None else max(0.0, hi - v))
+
+
 def _signed(v: dict) -> str:
     lo, hi = v["ci95"]
     return f"{v['change']:+.3f}" + (f" [{lo:+.3f}, {hi:+.3f}]" if lo is not None else "")
@@ -79,10 +87,7 @@ def plot(r: dict, path: str) -> str:
         for i, (label, get) in enumerate(series):
             vals = [get(attr, g) for g in groups]
             x = [j + (i - (len(series) - 1) / 2) * width for j in range(len(groups))]
-            err = [[max(0.0, v["value"] - (v["ci95"][0] if v["ci95"][0] is not None
-                                             else v["value"])) for v in vals],
-                   [max(0.0, (v["ci95"][1] if v["ci95"][1] is not None else v["value"]) -
-                        v["value"]) for v in vals]]
+            err = [list(b) for b in zip(*map(error_bar, vals))]
             ax.bar(x, [v["value"] for v in vals], width, yerr=err, capsize=2, label=label)
         ax.set_xticks(range(len(groups)), groups, rotation=30 if len(groups) > 3 else 0,
                       ha="right" if len(groups) > 3 else "center", fontsize=8)
@@ -90,6 +95,32 @@ def plot(r: dict, path: str) -> str:
         ax.set_title(attr)
         ax.legend(fontsize=8)
     fig.suptitle(f"{r['dataset']}: positive rate by group (95% intervals)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def plot_tradeoff(result: dict, path: str) -> str:
+    """Accuracy against the demographic-parity difference (with its interval) for every model and
+    mitigation, on the first sensitive attribute: down and right is better."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    attr = result["sensitive"][0]
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    points = [(name, m["accuracy"], m["fairness"][attr]["disparities"]["dp_difference"])
+              for name, m in result["models"].items()]
+    points += [(f"logistic_regression + {k}", m["accuracy"],
+                m["fairness"][m["attribute"]]["disparities"]["dp_difference"])
+               for k, m in result.get("mitigations", {}).items()]
+    for name, acc, dp in points:
+        below, above = error_bar(dp)
+        ax.errorbar(acc, dp["value"], yerr=[[below], [above]], fmt="o", capsize=3, label=name)
+    ax.set_xlabel("accuracy (test rows)")
+    ax.set_ylabel(f"demographic-parity difference ({attr})")
+    ax.set_title(f"{result['dataset']}: accuracy vs fairness (95% intervals)")
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

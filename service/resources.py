@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import tempfile
@@ -120,7 +121,7 @@ class Resources:
                            415) from None
         if not proto.graph.node:
             raise Rejected(f"{_display_name(name)} is not an ONNX model (no graph nodes)", 415)
-        params = sum(_count(t.dims) for t in proto.graph.initializer)
+        params = sum(math.prod(t.dims) for t in proto.graph.initializer)
         if params > self.max_params:
             raise Rejected(f"{_display_name(name)} has {params:,} parameters; this server takes "
                            f"at most {self.max_params:,} (alohac serve --max-params)", 413)
@@ -263,13 +264,6 @@ class Resources:
         fd, tmp = tempfile.mkstemp(dir=os.path.join(self.root, folder), prefix=".upload-")
         os.close(fd)
         return tmp
-
-
-def _count(dims) -> int:
-    n = 1
-    for d in dims:
-        n *= int(d)
-    return n
 
 
 def _display_name(name: str | None) -> str:

@@ -88,7 +88,7 @@ def _adversarial(args, graph, splits):
     if not args.adversarial:
         return None
     from runtime.torch.attacks import AdversarialAugment, Attack
-    from passes.security import model_range
+    from security.evaluate import model_range
     lo, hi = model_range(graph, None, splits.train.value_range)
     return AdversarialAugment(Attack(args.adversarial, args.adv_norm, args.adv_steps,
                                      random_start=args.adversarial == "pgd"),

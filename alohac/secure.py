@@ -22,7 +22,7 @@ def prepare(model_spec: str, data: str, input_scale, seed: int = 0):
     from frontends.datasets import load
     from frontends.loader import load_model
     from passes.execution import data_for_model
-    from passes.security import attack_data
+    from security.evaluate import attack_data
     module = load_model(model_spec)
     graph = graph_of(module)
     splits = data_for_model(load(data, seed=seed), graph)  # fits the model's input and outputs
@@ -68,7 +68,7 @@ def transfer(module, saved: dict, input_range, name: str) -> dict:
     """Accuracy of `module` on a saved adversarial dataset, per epsilon."""
     import torch
 
-    from passes.security import curve_average, level_of, torch_model
+    from security.evaluate import curve_average, level_of, torch_model
     model = torch_model(module, *input_range)
 
     def acc(x):
@@ -126,7 +126,7 @@ def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from passes.security import torch_model
+    from security.evaluate import torch_model
     if x01.ndim != 4 or x01.shape[1] not in (1, 3):
         return None
     model = torch_model(module, *input_range)
@@ -176,7 +176,7 @@ def examples_figure(module, x01, y, eps, adv, input_range, path: str, k: int = 3
 
 
 def cmd_secure(args) -> int:
-    from passes.security import (SecurityConfig, evaluate, parse_eps, parse_range,
+    from security.evaluate import (SecurityConfig, evaluate, parse_eps, parse_range,
                                  plot_curves)
     from aloha_ir.outputs import Staged, check_folder, write_text
     from alohac.run import in_flags
@@ -186,7 +186,7 @@ def cmd_secure(args) -> int:
         saved = load_adversarial(args.transfer)
         from aloha_ir.dialects.nn import graph_of
         from frontends.loader import load_model
-        from passes.security import model_range
+        from security.evaluate import model_range
         module = load_model(args.model)
         rng = model_range(graph_of(module), input_scale, (0.0, 1.0))
         name = os.path.splitext(os.path.basename(args.model.removeprefix("zoo:")))[0]
@@ -207,7 +207,7 @@ def cmd_secure(args) -> int:
     keep = bool(args.save_adversarial or args.examples)
     t0 = time.perf_counter()
     from aloha_ir.console import Progress
-    from passes.security import CHUNK
+    from security.evaluate import CHUNK
     cfg = config.resolved()
     with Progress(f"secure ({cfg.attack} L{cfg.norm})") as bar:
         report, adv = evaluate(module, x01, y, config, input_range=rng, name=name,
@@ -266,7 +266,7 @@ def _print(args, result: dict, written: list[str]) -> None:
 
 
 def add_parser(sub, epilog: str) -> None:
-    from passes.security import DEFAULT_EPS_STOP, LEVELS, MODES
+    from security.evaluate import DEFAULT_EPS_STOP, LEVELS, MODES
     fast, slow = MODES["fast"], MODES["slow"]
     p = sub.add_parser(
         "secure", help="security evaluation: accuracy under attack vs epsilon, level, plots",

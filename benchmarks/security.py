@@ -29,14 +29,15 @@ import torch
 from aloha_ir.console import console as console_for_tables
 from rich.table import Table
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+# this script's folder first on sys.path would make `security` this file, not the package
+sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from runtime.torch.attacks import Attack, input_gradient, run_attack  # noqa: E402
 from runtime.torch.module import build  # noqa: E402
 from runtime.torch.train import TrainConfig, train  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
-from passes.security import SecurityConfig, evaluate, plot_curves, torch_model  # noqa: E402
+from security.evaluate import SecurityConfig, evaluate, plot_curves, torch_model  # noqa: E402
 
 console = console_for_tables()
 
@@ -175,7 +176,7 @@ def main() -> None:
 
     if 3 in parts:
         from runtime.torch.attacks import AdversarialAugment
-        from passes.security import model_range
+        from security.evaluate import model_range
         from aloha_ir.dialects.nn import graph_of
         runs = []
         if mnist:

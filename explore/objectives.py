@@ -251,7 +251,7 @@ def _fairness(model, test) -> dict:
 
 
 def _security(module, graph, splits, settings: EvalSettings) -> dict:
-    from passes.security import SecurityConfig, attack_data, evaluate, parse_eps
+    from security.evaluate import SecurityConfig, attack_data, evaluate, parse_eps
     x01, y, rng = attack_data(graph, splits.test, None)
     config = SecurityConfig(attack=settings.security_attack, norm=settings.security_norm,
                             eps=tuple(parse_eps(settings.security_eps))

@@ -27,7 +27,6 @@ PASSES: dict[str, str] = {
     "quantize": "passes.quantize:QuantizePass",
     "quantize-for-target": "passes.quantize_for_target:QuantizeForTargetPass",
     "prune": "passes.prune:PrunePass",
-    "analyze-security": "passes.analyze_security:AnalyzeSecurityPass",
 }
 
 REGISTRY = PassRegistry(PASSES)

@@ -179,12 +179,12 @@ def test_evaluating_a_candidate_that_overflows_prints_no_warning(tmp_path, capfd
 
 def test_security_objective_is_the_curve_of_the_saved_model(tmp_path):
     """The point's security figure is the fast PGD curve average of the model it saved: an
-    independent `passes.security.evaluate` on the reloaded ONNX gives the same number."""
+    independent `security.evaluate.evaluate` on the reloaded ONNX gives the same number."""
     from aloha_ir.dialects.nn import graph_of
     from explore.objectives import dataset_splits, evaluate_point
     from frontends.loader import load_model
     from passes.execution import data_for_model
-    from passes.security import SecurityConfig, attack_data, evaluate
+    from security.evaluate import SecurityConfig, attack_data, evaluate
     g = Genotype((Gene("convolution", 0, (("kernel", 3), ("maps", 8), ("padding", "same"),
                                           ("stride", 1))),
                   Gene("pooling", 1, (("kernel", 2), ("mode", "max"), ("stride", 2))),

@@ -388,7 +388,7 @@ SECURE_SCRIPT = """
 import signal, sys, time
 import numpy as np
 import exec_tasks
-from passes import security
+from security import evaluate as security
 from frontends.loader import load_model
 security._worker = exec_tasks.start_and_hang
 module = load_model("zoo:digits_cnn")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from aloha_ir.errors import InputFileError, PassError, UsageError
-from passes.security import (SecurityConfig, curve_average, evaluate, level_of, parse_eps,
+from security.evaluate import (SecurityConfig, curve_average, evaluate, level_of, parse_eps,
                              torch_model)
 
 
@@ -139,7 +139,7 @@ def test_fgsm_in_fast_mode_is_one_step_from_the_clean_input_at_every_epsilon(tra
 def test_masked_gradients_are_caught(trained, monkeypatch):
     """A model that rounds its input has zero input gradients: the attack cannot move it, and
     the sanity checks say so instead of reporting a secure model."""
-    import passes.security as sec
+    import security.evaluate as sec
     module, _, x, y = trained
     real = sec.torch_model
 
@@ -282,7 +282,7 @@ def test_a_fixed_point_model_is_attacked_through_its_straight_through_estimators
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
     from aloha_ir.weights import clone_with_weights
-    from passes.security import is_quantized
+    from security.evaluate import is_quantized
     from aloha_ir.dialects.nn import graph_of
     module, _, x, y = trained
     q = clone_with_weights(module)

@@ -1,4 +1,4 @@
-"""analyze-security: the security evaluation curve of the nn graph (passes/security.py) as a pass,
+"""analyze-security: the security evaluation curve of the nn graph (security/evaluate.py) as a pass,
 so pipelines and the design-space explorer get it like any other analysis. It annotates the graph
 with `security = {curve_average, level, clean_accuracy, attack, norm, eps_max, samples}` and
 records the full `SecurityReport`.
@@ -51,7 +51,7 @@ class AnalyzeSecurityPass(AnalysisPass):
             raise PassError(f"analyze-security: {e.message}", hint=e.hint) from None
 
     def config(self):
-        from passes.security import SecurityConfig, parse_eps
+        from security.evaluate import SecurityConfig, parse_eps
         return SecurityConfig(attack=self.attack, norm=self.norm,
                               eps=tuple(parse_eps(self.eps)) if self.eps else None,
                               samples=self.samples or None, mode=self.mode,
@@ -59,12 +59,12 @@ class AnalyzeSecurityPass(AnalysisPass):
                               workers=self.workers, seed=self.seed)
 
     def scale(self):
-        from passes.security import parse_range
+        from security.evaluate import parse_range
         return parse_range(self.input_scale)
 
     def apply(self, ctx: Context, op: ModuleOp) -> None:
         from aloha_ir.dialects.nn import graph_of
-        from passes.security import attack_data, evaluate
+        from security.evaluate import attack_data, evaluate
         graph = graph_of(op)
         check_finite_weights(graph, weights_of(op))
         splits = dataset_for(ctx, self.data, graph, self.name)
@@ -78,3 +78,6 @@ class AnalyzeSecurityPass(AnalysisPass):
             "attack": StringAttr(report.attack), "norm": StringAttr(report.norm),
             "eps_max": nn.float_attr(report.eps[-1]), "samples": nn.int_attr(report.samples)})
         record_reports(ctx, self.name, {graph.sym_name.data: report})
+
+
+PASSES = {"analyze-security": "security.analyze_pass:AnalyzeSecurityPass"}

@@ -30,7 +30,7 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/lint-imports
-	$(BIN)/python -m pytest -q -n auto
+	$(BIN)/python -m pytest -q -n auto --durations=30
 
 test-all: $(STAMP)
 	$(BIN)/lint-imports

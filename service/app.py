@@ -344,7 +344,7 @@ async def _stream(queue: Queue, job_id: str, start: tuple[int, int], request: Re
     ev_off, log_off = start
     events_path, log_path = queue.store.events_path(job_id), queue.store.log_path(job_id)
     last_state, ended_at = None, None
-    while True:
+    while not queue.stopping.is_set():  # a server shutting down ends its streams: clients reconnect
         job = queue.store.get(job_id)
         got, ev_off = events.read(events_path, ev_off)
         lines, log_off = _read_lines(log_path, log_off)

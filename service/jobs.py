@@ -235,6 +235,11 @@ class Queue:
         if not self.store.transition(job.id, ("queued",), "running", started=now(),
                                      attempts=job.attempts + 1):
             return
+        try:
+            link_inputs(folder, cmd.inputs)
+        except OSError as e:
+            self._fail(job.id, f"cannot run: its input could not be linked: {e}", None)
+            return
         handle = self.launcher.start(cmd.argv, folder)
         self.handles[job.id] = handle
         self.commands[job.id] = cmd
@@ -328,3 +333,17 @@ def wait(queue: Queue, job_id: str, timeout: float = 60.0) -> Job:
 
 
 __all__ = ["Queue", "Settings", "Conflict", "NotFound", "FINAL", "BadReference", "wait"]
+
+
+def link_inputs(folder: str, inputs: dict[str, str]) -> None:
+    """Make each stored input visible in the job's folder under its job-relative name: a hard
+    link (no copy of a large model), a copy across file systems; again on a relaunch."""
+    for rel, source in inputs.items():
+        path = os.path.join(folder, rel)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        if os.path.lexists(path):
+            os.unlink(path)
+        try:
+            os.link(source, path)
+        except OSError:
+            shutil.copyfile(source, path)

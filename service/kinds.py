@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 OUT = "out"  # the command's output folder, relative to the job's folder (its working directory)
+INPUTS = "in"  # uploaded files linked under the name they were sent with, relative to the same
 
 ModelRef = Annotated[str, Field(min_length=1, max_length=300, examples=["zoo:lenet5"],
                                 description="zoo:NAME, model:DIGEST (POST /models) or "
@@ -178,6 +179,7 @@ class Command:
 
     argv: list[str]
     result_file: str = ""  # relative to the job folder; "" = the --json line on stdout
+    inputs: dict[str, str] = field(default_factory=dict)  # job-relative name -> stored file
 
 
 def _opt(flag: str, value) -> list[str]:
@@ -187,7 +189,20 @@ def _opt(flag: str, value) -> list[str]:
 def command(kind: str, p: _Params, res, jobs_root: str) -> Command:
     """The argv of a job of `kind` with parameters `p`; `res` (service.resources.Resources)
     resolves the references, so a bad one fails here, at submission."""
-    model = (lambda: res.resolve_model(p.model, jobs_root))
+    inputs: dict[str, str] = {}
+    return replace(_command(kind, p, res, jobs_root, inputs), inputs=inputs)
+
+
+def _command(kind: str, p: _Params, res, jobs_root: str, inputs: dict[str, str]) -> Command:
+    def model() -> str:
+        """The model's path; an upload under the name it was sent with (linked into the job's
+        folder), so titles and messages show the user's name, not the store's digest."""
+        path, name = res.resolve_model(p.model, jobs_root), res.uploaded_name(p.model)
+        if name is None:
+            return path
+        inputs[f"{INPUTS}/{name}"] = path
+        return f"{INPUTS}/{name}"
+
     data = (lambda: res.resolve_dataset(p.data))
     if kind in ("analyze", "compile", "explore", "explore-mapping"):
         res.check_platform(p.target)

@@ -170,6 +170,18 @@ class Resources:
         raise BadReference(f"'{ref}' is not a model reference (zoo:NAME, model:DIGEST or "
                            "job:ID/PATH)")
 
+    def uploaded_name(self, ref: str) -> str | None:
+        """The file name an uploaded model (model:DIGEST) was sent with, ending in .onnx, so a
+        job can show the user's name rather than the store's; None for any other reference."""
+        if not ref.startswith("model:") or not DIGEST.match(ref[6:]):
+            return None
+        try:
+            with open(os.path.join(self.root, "models", ref[6:] + ".json")) as f:
+                name = json.load(f)["name"]
+        except (OSError, ValueError, KeyError):
+            return None
+        return name if name.lower().endswith(".onnx") else name + ".onnx"
+
     def model_digest(self, ref: str, resolved: str) -> str:
         """What identifies the model's content, for the result cache."""
         if ref.startswith("zoo:"):

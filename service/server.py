@@ -77,6 +77,8 @@ def build(cfg: ServerConfig):
 
 
 def serve(cfg: ServerConfig) -> int:
+    import asyncio
+
     import uvicorn
     app, queue = build(cfg)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -91,8 +93,22 @@ def serve(cfg: ServerConfig) -> int:
     log.info("data in %s; %d worker(s) (%s); page and API at http://%s:%d/ (OpenAPI: /docs)",
              queue.store.root, cfg.workers, queue.launcher.name,
              cfg.host if ":" not in cfg.host else f"[{cfg.host}]", cfg.port)
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig, frame) -> None:
+            # first, so that open event streams end (uvicorn waits for every connection to
+            # close) and the runner starts nothing more; the running jobs are stopped below
+            queue.stopping.set()
+            super().handle_exit(sig, frame)
+
+        async def shutdown(self, sockets=None) -> None:
+            await super().shutdown(sockets)
+            # here, not after run(): uvicorn re-raises the signal that stopped it once it returns,
+            # which would end this process before a `finally` could stop the jobs
+            await asyncio.to_thread(queue.stop)
+
     try:
-        uvicorn.run(app, host=cfg.host, port=cfg.port, log_level="warning")
+        Server(uvicorn.Config(app, host=cfg.host, port=cfg.port, log_level="warning",
+                              timeout_graceful_shutdown=5)).run()
     finally:
         queue.stop()
     return 0

@@ -21,15 +21,26 @@ import time
 CANCEL_FILE = "CANCEL"
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent: int) -> None:
     """Linux: this process gets SIGKILL when its parent (the fork server, which exits with the
-    server) dies, so a server killed with -9 leaves no job running behind it."""
+    server) dies, so a server killed with -9 leaves no job running behind it.
+
+    The fork server exits when the last holder of its "alive" pipe closes it, and it hands every
+    child a copy: a job that kept that copy would keep the fork server -- and so itself -- alive
+    after the server died. The job closes it."""
+    from multiprocessing import forkserver
+    server = forkserver._forkserver
+    if server._forkserver_alive_fd is not None:
+        os.close(server._forkserver_alive_fd)
+        server._forkserver_alive_fd = None
     try:
         import ctypes
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):  # not Linux: recovery kills the recorded process instead
-        pass
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(128 + signal.SIGKILL)
 
 
 def _environment(folder: str) -> dict[str, str]:
@@ -42,8 +53,9 @@ def _environment(folder: str) -> dict[str, str]:
 
 def run_command(argv: list[str], folder: str) -> None:
     """The job's process (see the module docstring); exits with alohac's exit code."""
+    parent = os.getppid()
     os.setpgrp()
-    _die_with_parent()
+    _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     os.chdir(folder)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from service_util import Server, alive, cli_json
+from service_util import Server, alive, cli_json, group_alive
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -120,6 +121,53 @@ def test_cancel_stops_a_running_security_job_within_2_s(server):
     assert not alive(pid) and gone < 2.0, f"process alive {gone:.2f} s after cancel"
     assert c.job(job["id"])["state"] == "cancelled"  # the runner did not reap it as failed
     assert c.cancel(job["id"])["state"] == "cancelled"  # cancelling again changes nothing
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_or_killed_server_leaves_no_job_running_and_a_restart_reruns_it(tmp_path, sig):
+    """The server alone (not its session) gets SIGTERM or SIGKILL while a job runs and a client
+    follows its events. SIGTERM: the server exits promptly (the open event stream does not hold
+    it) and stops the job. SIGKILL: the job dies with its fork server. Either way nothing of the
+    job outlives the server for more than a moment, and the next start runs the job again."""
+    import threading
+    s = Server(tmp_path / "data", "--workers", "1").start()
+    try:
+        c = s.client()
+        job = c.submit("security", model="zoo:digits_cnn", samples=1500, steps=200, mode="slow",
+                       cache=False)
+        deadline = time.monotonic() + 60
+        while job["id"] not in s.job_pids() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        pid = s.job_pids()[job["id"]]
+        follower = threading.Thread(target=lambda: list(_events_until_closed(c, job["id"])),
+                                    daemon=True)
+        follower.start()
+        time.sleep(1.0)
+        assert alive(pid) and group_alive(pid)
+        t0 = time.monotonic()
+        s.proc.send_signal(sig)
+        s.proc.wait(15)
+        took = time.monotonic() - t0
+        s.proc = None
+        while group_alive(pid) and time.monotonic() - t0 < took + 5:
+            time.sleep(0.05)
+        gone = time.monotonic() - t0
+        assert not group_alive(pid), "the job's processes outlived the server"
+        assert took < 10, f"the server took {took:.1f} s to stop"
+        assert gone - took < 2.0, f"the job outlived the server by {gone - took:.1f} s"
+        s.start()
+        again = s.client().job(job["id"])
+        assert again["state"] in ("queued", "running") and again["attempts"] >= 1, again
+        s.client().cancel(job["id"])
+    finally:
+        s.stop()
+
+
+def _events_until_closed(client, job_id):
+    try:
+        yield from client.events(job_id)
+    except OSError:
+        return
 
 
 # --- the cache, idempotency, events ---------------------------------------------------------------
@@ -275,6 +323,9 @@ def test_a_good_upload_is_stored_by_digest_and_usable_by_a_job(guarded, tmp_path
     assert listed[ref]["name"] == "my_net.onnx" and listed[ref]["source"] == "uploaded"
     job = c.run("analyze", model=ref, target="neuraghe-losa")
     assert job["state"] == "succeeded", job["error"]
+    # the command sees the name the model was sent with (titles, messages), not the store's digest
+    started = next(e for e in c.events(job["id"]) if e.get("state") == "running")
+    assert started["argv"][:3] == ["alohac", "analyze", "in/my_net.onnx"]
     assert job["result"]["latency_s"] == cli_json("analyze", "zoo:lenet5", "--target",
                                                   "neuraghe-losa")["latency_s"]
 

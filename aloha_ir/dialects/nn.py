@@ -307,7 +307,9 @@ class NnOp(IRDLOperation):
                 f"{list(expected) if expected is not None else 'a valid shape'}{detail}")
 
 
-ACTIVATIONS = ("relu", "leaky_relu", "clip", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = ("relu", "leaky_relu", "clip", "sigmoid", "tanh", "softmax", "log_softmax")
+# the activations that normalise along their axis
+SOFTMAXES = ("softmax", "log_softmax")
 FUSABLE_ACTIVATIONS = ("relu", "leaky_relu", "clip")
 
 
@@ -631,7 +633,8 @@ class ConcatOp(NnOp):
 
 @irdl_op_definition
 class ActOp(NnOp):
-    """Activation: relu, leaky_relu (params [alpha]), clip ([min, max]), sigmoid, tanh, softmax (axis)."""
+    """Activation: relu, leaky_relu (params [alpha]), clip ([min, max]), sigmoid, tanh, softmax and
+    log_softmax (axis)."""
 
     name = "nn.act"
     input = operand_def(TensorType)
@@ -827,12 +830,17 @@ class ResizeOp(NnOp):
                                    nearest) for i in range(n_out)]
 
 
-REDUCTIONS = ("mean", "sum", "max")
+REDUCTIONS = ("mean", "sum", "max", "min", "prod", "argmax", "argmin")
+# the reductions that give an index along their one axis (as a float: exact below 2^24)
+ARG_REDUCTIONS = ("argmax", "argmin")
 
 
 @irdl_op_definition
 class ReduceOp(NnOp):
-    """The mean, sum or maximum over `axes` (ONNX ReduceMean, ReduceSum, ReduceMax)."""
+    """The mean, sum, maximum, minimum or product over `axes` (ONNX ReduceMean, ReduceSum,
+    ReduceMax, ReduceMin, ReduceProd), or the index of the maximum or minimum along one axis
+    (ArgMax, ArgMin: the first one, the last under `select_last_index`), a float like every
+    tensor of the IR."""
 
     name = "nn.reduce"
     input = operand_def(TensorType)
@@ -840,6 +848,7 @@ class ReduceOp(NnOp):
     kind = prop_def(StringAttr)
     axes = prop_def(DenseArrayBase)
     keepdims = prop_def(IntegerAttr)
+    select_last_index = opt_prop_def(IntegerAttr)
 
     def check(self) -> None:
         x = shape_of(self.input)
@@ -849,6 +858,11 @@ class ReduceOp(NnOp):
         axes = self.prop_ints("axes")
         if any(not 0 <= a < len(x) for a in axes):
             raise VerifyException(f"nn.reduce axes {list(axes)} out of range for rank {len(x)}")
+        if self.kind.data in ARG_REDUCTIONS and len(axes) != 1:
+            raise VerifyException(f"nn.reduce {self.kind.data} takes one axis, got {list(axes)}")
+        if self.select_last_index is not None and self.kind.data not in ARG_REDUCTIONS:
+            raise VerifyException(f"nn.reduce select_last_index is for argmax and argmin, not "
+                                  f"{self.kind.data}")
         keep = self.prop_int("keepdims", 1)
         expected = [1 if i in axes else d for i, d in enumerate(x)] if keep else \
             [d for i, d in enumerate(x) if i not in axes]

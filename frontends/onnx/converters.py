@@ -297,16 +297,26 @@ def clip(ctx, node):
         _act(ctx, node, "clip", [lo, hi])
 
 
-@converter("Softmax")
-def softmax(ctx, node):
+def _softmax(ctx, node, kind: str) -> None:
     xs = ctx.shape(node.input[0])
     default = -1 if ctx.opset >= 13 else 1
     axis = _norm_axis(int(attrs(node).get("axis", default)), len(xs))
     if ctx.opset < 13 and shapes.numel(xs[axis + 1:]) != 1:
-        # Before opset 13 Softmax flattened [axis:] into one dimension.
-        raise ctx.unsupported(f"opset-{ctx.opset} Softmax over the flattened dims {list(xs[axis:])} "
-                              "is not supported; supported: trailing dims of size 1")
-    _act(ctx, node, "softmax", axis=axis)
+        # Before opset 13 Softmax and LogSoftmax flattened [axis:] into one dimension.
+        raise ctx.unsupported(f"opset-{ctx.opset} {node.op_type} over the flattened dims "
+                              f"{list(xs[axis:])} is not supported; supported: trailing dims of "
+                              "size 1")
+    _act(ctx, node, kind, axis=axis)
+
+
+@converter("Softmax")
+def softmax(ctx, node):
+    _softmax(ctx, node, "softmax")
+
+
+@converter("LogSoftmax")
+def log_softmax(ctx, node):
+    _softmax(ctx, node, "log_softmax")
 
 
 @converter("LRN")
@@ -580,6 +590,42 @@ def reduce_sum(ctx, node):
 @converter("ReduceMax")
 def reduce_max(ctx, node):
     _reduce(ctx, node, "max")
+
+
+@converter("ReduceMin")
+def reduce_min(ctx, node):
+    _reduce(ctx, node, "min")
+
+
+@converter("ReduceProd")
+def reduce_prod(ctx, node):
+    _reduce(ctx, node, "prod")
+
+
+@converter("ArgMax", "ArgMin")
+def arg_reduce(ctx, node):
+    """ArgMax/ArgMin along one axis: nn.reduce argmax/argmin, the index as a float (every tensor
+    of the IR, the executors and the generated program is float32 or fixed point; an index below
+    2^24 is exact in float32), where ONNX gives int64."""
+    x = node.input[0]
+    xs = ctx.shape(x)
+    a = attrs(node)
+    axis = _norm_axis(int(a.get("axis", 0)), len(xs))
+    if not 0 <= axis < len(xs):
+        raise ctx.shape_error(f"{node.op_type} axis {a.get('axis', 0)} is out of range for "
+                              f"rank {len(xs)}")
+    if xs[axis] > 2 ** 24:
+        raise ctx.unsupported(f"{node.op_type} along an axis of {xs[axis]} elements is not "
+                              "supported: its indices are float32, exact up to 2^24")
+    keep = int(a.get("keepdims", 1))
+    out = [1 if i == axis else d for i, d in enumerate(xs)] if keep else \
+        [d for i, d in enumerate(xs) if i != axis]
+    props = {"kind": StringAttr(node.op_type.lower()), "axes": nn.ints_attr([axis]),
+             "keepdims": nn.int_attr(keep)}
+    if a.get("select_last_index", 0):
+        props["select_last_index"] = nn.int_attr(1)
+    ctx.emit(nn.ReduceOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                properties=props))
 
 
 # --- layers exporters emit, written with the ops the IR has ----------------------------------------

@@ -173,6 +173,10 @@ FLOAT_CASES = [
      (2, 4, 3, 5), (2, 4, 3, 5)),
     ("log_softmax_last_axis", [helper.make_node("LogSoftmax", ["x"], ["y"])], [], (3, 10),
      (3, 10)),
+    ("log_softmax_rank3_middle_axis", [helper.make_node("LogSoftmax", ["x"], ["y"], axis=1)],
+     [], (2, 4, 3), (2, 4, 3)),
+    ("softmax_rank3_first_axis", [helper.make_node("Softmax", ["x"], ["y"], axis=0)], [],
+     (3, 2, 5), (3, 2, 5)),
 ]
 
 
@@ -299,19 +303,21 @@ def _fixed_models():
         helper.make_node("Flatten", ["m"], ["y"])],
         (1, 1, 8, 8), (1, 40), _conv_init(rng, 4, 1) + [_ints("ax1", [1])])
     # the indices read the input, which 8 bits hold exactly (digits' k/16): the same in float
-    flat = [helper.make_node("Flatten", [v], [f"{v}f"]) for v in ("mn", "pr", "ls", "am", "an")]
+    parts = ("mn", "pr", "ls", "l3", "am", "an")
+    flat = [helper.make_node("Flatten", [v], [f"{v}f"]) for v in parts]
     arg_reductions = _model([
         conv, relu,
         helper.make_node("ReduceMin", ["c"], ["mn"], axes=[1]),
         helper.make_node("ReduceProd", ["r"], ["pr"], axes=[1]),
         helper.make_node("LogSoftmax", ["c"], ["ls"], axis=1),
+        helper.make_node("Reshape", ["c", "shape"], ["c3"]),
+        helper.make_node("LogSoftmax", ["c3"], ["l3"], axis=1),
         helper.make_node("ArgMax", ["x"], ["ai"], axis=3),
         helper.make_node("Cast", ["ai"], ["am"], to=TensorProto.FLOAT),
         helper.make_node("ArgMin", ["x"], ["ni"], axis=2, select_last_index=1),
         helper.make_node("Cast", ["ni"], ["an"], to=TensorProto.FLOAT), *flat,
-        helper.make_node("Concat", [f"{v}f" for v in ("mn", "pr", "ls", "am", "an")], ["y"],
-                         axis=1)],
-        (1, 1, 8, 8), (1, 400), _conv_init(rng, 4, 1))
+        helper.make_node("Concat", [f"{v}f" for v in parts], ["y"], axis=1)],
+        (1, 1, 8, 8), (1, 656), _conv_init(rng, 4, 1) + [_ints("shape", [1, 4, 64])])
     return {"movement": movement, "decoder": decoder, "any_rank": any_rank,
             "reductions": reductions, "arg_reductions": arg_reductions}
 

@@ -25,8 +25,10 @@ def activation_record(b: BuildContext, view: ActorView, block: nn.ActOp, lo_hi) 
         axis = block.prop_int("axis", 1) % len(shape)
         if len(shape) == 4 and axis == 1:
             a.update(n=shape[1], inner=shape[3], per_row=True, outer=shape[0])
-        elif axis == len(shape) - 1:
-            a.update(n=shape[-1], inner=1, per_row=False, outer=math.prod(shape[:-1]))
+        elif axis == len(shape) - 1 or len(shape) != 4:
+            # the whole tensor in C order ([H, N, C, W] rows of a rank-4 one: its last axis)
+            a.update(n=shape[axis], inner=math.prod(shape[axis + 1:]), per_row=False,
+                     outer=math.prod(shape[:axis]))
         else:
             raise UnsupportedError(f"{kind} along axis {axis} of {list(shape)}", where=view.name)
         if b.fixed:

@@ -314,7 +314,7 @@ def resize_plan(op: nn.ResizeOp, ins: list[SSAValue], out_shape) -> _Plan:
     return _Plan(f"resize_{op.mode.data}", rows_out, [(op.input, op.taps(2))], True, times, work)
 
 
-@row_plan(nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)
+@row_plan(nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp, nn.SliceOp)
 def layout_plan(op: Operation, ins: list[SSAValue], out_shape) -> _Plan:
     """A layout change reads the whole input before it produces."""
     return _whole(ins, op.name.split(".")[1], 0)

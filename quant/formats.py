@@ -133,7 +133,8 @@ OUTPUT_FORMATS: dict[type[Operation], FormatRule] = {}
 output_format = registrar(OUTPUT_FORMATS, "output format rule")
 
 
-@output_format(nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp, nn.DropoutOp,
+@output_format(nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.SliceOp, nn.ChannelShuffleOp,
+               nn.DropoutOp,
                nn.PadOp, nn.PoolOp)
 def same_format(op: Operation, chosen: Chosen) -> fp.Fixed:
     """The input's format exactly: these only move integers (or pick the max of them); an average

@@ -343,6 +343,14 @@ def _move(fn):
     return kernel
 
 
+def slice_array(op: nn.SliceOp, x):
+    """nn.slice of `x` (a numpy array or a torch tensor)."""
+    axis, start = op.prop_int("axis"), op.prop_int("start")
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, start + nn.shape_of(op.output)[axis])
+    return x[tuple(index)]
+
+
 def _reshape(op, x):
     s = list(op.out_shape())
     return x.reshape([-1] + s[1:] if s and s[0] == 1 else s)
@@ -414,6 +422,7 @@ KERNELS = {
     nn.ResizeOp: _resize, nn.ReduceOp: _reduce,
     nn.ReshapeOp: _move(_reshape), nn.FlattenOp: _move(_flatten),
     nn.TransposeOp: _move(lambda op, x: x.transpose(op.prop_ints("perm"))),
+    nn.SliceOp: _move(lambda op, x: slice_array(op, x)),
     nn.ChannelShuffleOp: _move(_shuffle), nn.DropoutOp: _move(lambda op, x: x),
 }
 

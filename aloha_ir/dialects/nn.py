@@ -748,6 +748,29 @@ class TransposeOp(NnOp):
 
 
 @irdl_op_definition
+class SliceOp(NnOp):
+    """The elements [start, start + n) along `axis` (n the output's size there): ONNX Slice with
+    step 1 and each output of Split."""
+
+    name = "nn.slice"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    start = prop_def(IntegerAttr)
+
+    def check(self) -> None:
+        x = shape_of(self.input)
+        axis, start = self.prop_int("axis"), self.prop_int("start")
+        if not 0 <= axis < len(x):
+            raise VerifyException(f"nn.slice axis {axis} out of range for rank {len(x)}")
+        n = self.out_shape()[axis] if len(self.out_shape()) == len(x) else 0
+        if start < 0 or n < 1 or start + n > x[axis]:
+            raise VerifyException(f"nn.slice of {n} elements from {start} does not fit axis "
+                                  f"{axis} of {list(x)}")
+        self._expect_shape(tuple(n if i == axis else d for i, d in enumerate(x)), "slice")
+
+
+@irdl_op_definition
 class ChannelShuffleOp(NnOp):
     """ShuffleNet's channel shuffle: channels viewed as [groups, C/groups], transposed, flattened."""
 
@@ -885,7 +908,7 @@ class DropoutOp(NnOp):
 
 
 NN_OPS = [GraphOp, InputOp, OutputOp, ConstOp, ConvOp, PoolOp, DenseOp, AddOp, MulOp, ConcatOp, ActOp,
-          LrnOp, BatchNormOp, ReshapeOp, FlattenOp, TransposeOp, ChannelShuffleOp, PadOp,
+          LrnOp, BatchNormOp, ReshapeOp, FlattenOp, TransposeOp, SliceOp, ChannelShuffleOp, PadOp,
           ResizeOp, ReduceOp, DropoutOp]
 
 NN = Dialect("nn", NN_OPS, [FixedPointType])

@@ -261,6 +261,14 @@ def transpose_export(ex: GraphExporter, op: nn.TransposeOp, ins: list[str], out:
     return ex.node("Transpose", ins, out, perm=list(op.prop_ints("perm")))
 
 
+@onnx_export(nn.SliceOp)
+def slice_export(ex: GraphExporter, op: nn.SliceOp, ins: list[str], out: str) -> str:
+    axis, start = op.prop_int("axis"), op.prop_int("start")
+    end = start + nn.shape_of(op.output)[axis]
+    return ex.node("Slice", [ins[0], ex.int_init([start], "starts"), ex.int_init([end], "ends"),
+                             ex.int_init([axis], "axes")], out)
+
+
 @onnx_export(nn.ChannelShuffleOp)
 def channel_shuffle_export(ex: GraphExporter, op: nn.ChannelShuffleOp, ins: list[str],
                            out: str) -> str:

@@ -25,7 +25,7 @@ from aloha_ir.dialects.nn import op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore
 from runtime.reference import (FLOAT_ISLANDS, avg_counts, resize_linear, resize_matrix,
-                               resize_taps, window_extra)
+                               resize_taps, slice_array, window_extra)
 from runtime.torch.module import batch_shape, pad_like_onnx, pads_lrtb, reduce_tensor
 
 EXACT = 2.0 ** 53
@@ -361,6 +361,7 @@ KERNELS = {
     nn.ReshapeOp: _move(lambda op, x: x.reshape(batch_shape(op))),
     nn.FlattenOp: _move(lambda op, x: x.reshape(math.prod(x.shape[:op.prop_int("axis")]), -1)),
     nn.TransposeOp: _move(lambda op, x: x.permute(*op.prop_ints("perm"))),
+    nn.SliceOp: _move(slice_array),
     nn.ChannelShuffleOp: _move(lambda op, x: F.channel_shuffle(x, op.prop_int("groups"))), nn.DropoutOp: _move(lambda op, x: x),
 }
 

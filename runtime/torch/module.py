@@ -26,7 +26,7 @@ from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import graph_of, op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
-from runtime.reference import avg_counts, resize_matrix, window_extra
+from runtime.reference import avg_counts, resize_matrix, slice_array, window_extra
 
 # operand positions that hold trainable parameters, per op
 TRAINABLE = {nn.ConvOp: (1, 2), nn.DenseOp: (1, 2), nn.BatchNormOp: (1, 2)}
@@ -334,6 +334,10 @@ def _reduce(m, op: nn.ReduceOp, xs):
     return reduce_tensor(op, xs[0])
 
 
+def _slice(m, op: nn.SliceOp, xs):
+    return slice_array(op, xs[0])
+
+
 def _dropout(m, op: nn.DropoutOp, xs):
     return F.dropout(xs[0], op.prop_float("ratio"), training=m.training)
 
@@ -343,6 +347,7 @@ FLOAT_KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.PoolOp: _pool, nn.BatchNormOp: _bn, nn.AddOp: _add,
     nn.MulOp: _mul, nn.ConcatOp: _concat, nn.ActOp: _actop, nn.LrnOp: _lrn,
     nn.ReshapeOp: _reshape, nn.FlattenOp: _flatten, nn.TransposeOp: _transpose,
+    nn.SliceOp: _slice,
     nn.ChannelShuffleOp: _shuffle, nn.PadOp: _pad, nn.ResizeOp: _resize,
     nn.ReduceOp: _reduce, nn.DropoutOp: _dropout,
 }

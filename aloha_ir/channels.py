@@ -48,8 +48,8 @@ def always_channelwise(op: Operation) -> bool:
 
 @channelwise(nn.ActOp)
 def act_channelwise(op: nn.ActOp) -> bool:
-    """Element by element, except softmax (it normalises across channels)."""
-    return op.kind.data != "softmax"
+    """Element by element, except softmax and log-softmax (they normalise across channels)."""
+    return op.kind.data not in nn.SOFTMAXES
 
 
 @channelwise(nn.PadOp)

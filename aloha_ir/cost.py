@@ -23,7 +23,7 @@ from aloha_ir.consts import const_tensor
 from aloha_ir.dialects.nn import (ActOp, AddOp, BatchNormOp, ChannelShuffleOp, ConcatOp, ConstOp,
                                   ConvOp, DenseOp, DropoutOp, FlattenOp, GraphOp, InputOp, LrnOp, MulOp,
                                   OutputOp, PadOp, PoolOp, ReduceOp, ReshapeOp, ResizeOp,
-                                  TransposeOp, shape_of, tensor_bytes)
+                                  SliceOp, TransposeOp, shape_of, tensor_bytes)
 from aloha_ir.errors import InternalError
 from aloha_ir.optable import registrar
 
@@ -53,7 +53,7 @@ def dense_macs(op: DenseOp) -> int:
 
 
 @macs(InputOp, PoolOp, AddOp, MulOp, ConcatOp, ActOp, LrnOp, BatchNormOp, ReshapeOp, FlattenOp,
-      TransposeOp, ChannelShuffleOp, PadOp, ResizeOp, ReduceOp, DropoutOp)
+      TransposeOp, SliceOp, ChannelShuffleOp, PadOp, ResizeOp, ReduceOp, DropoutOp)
 def no_macs(op: Operation) -> int:
     """None: DESIGN.md's contract counts the multiply-accumulates of conv and dense layers only.
     The input streams values in; pooling, padding, resizing, concatenation and the layout ops move,

@@ -13,8 +13,9 @@ that the numpy reference, the torch simulation and the generated C agree bit for
   LEAKY_FRAC more bits.
 - average pooling divides the integer sum by the window count rounding half up:
   floor((2 * sum + count) / (2 * count)).
-- ops without an integer kernel (sigmoid, tanh, softmax, LRN, linear resize, reductions) are float
-  islands: they dequantise, compute in float64 and requantise with the real -> fixed rule.
+- ops without an integer kernel (sigmoid, tanh, softmax, log-softmax, LRN, linear resize,
+  reductions and their indices) are float islands: they dequantise, compute in float64 and
+  requantise with the real -> fixed rule.
 
 This module is numpy only; passes and executors build on it.
 """

@@ -42,7 +42,11 @@ def notes(module: ModuleOp) -> list[str]:
             out.append(_input_note(op.port.data, input_type(op)))
         elif isinstance(op, OutputOp):
             for port, t in zip(op.ports.data, output_types(op)):
-                if t != FLOAT32:
+                if t == "int64":
+                    out.append(f"output '{port.data}' is int64: indices computed as float32 "
+                               "(exact up to 2^24), cast to int64 only by the exported ONNX "
+                               "model; generated code writes float32")
+                elif t != FLOAT32:
                     out.append(f"output '{port.data}' is {t}: computed in float32, cast to {t} "
                                "only by the exported ONNX model; generated code writes float32")
     return out

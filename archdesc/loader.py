@@ -36,7 +36,8 @@ from archdesc.model import (
 
 # nn operator families a PE may list in `ops` (the nn dialect's block ops; a test keeps them equal)
 OPERATORS = ("conv", "pool", "dense", "add", "mul", "concat", "act", "lrn", "batchnorm", "reshape",
-             "flatten", "transpose", "channel_shuffle", "pad", "resize", "reduce", "dropout")
+             "flatten", "transpose", "slice", "channel_shuffle", "pad", "resize", "reduce",
+             "dropout")
 PLATFORM_DIR = os.path.join(os.path.dirname(__file__), "platforms")
 
 

@@ -49,6 +49,7 @@ from aloha_ir.passmanager import TransformPass
 # elementary operations per output element of elementwise operators (an estimate the cost models
 # of later passes may refine per platform)
 ELEMENT_OPS = {"relu": 1, "leaky_relu": 2, "clip": 2, "sigmoid": 4, "tanh": 4, "softmax": 3,
+               "log_softmax": 4,
                "add": 1, "mul": 1, "batchnorm": 2, "concat": 0, "channel_shuffle": 0,
                "dropout": 0}
 PARAM_NAMES = {"nn.conv": ("weights", "bias"), "nn.dense": ("weights", "bias"),
@@ -245,12 +246,12 @@ def dense_plan(op: nn.DenseOp, ins: list[SSAValue], out_shape) -> _Plan:
 
 @row_plan(nn.ActOp)
 def act_plan(op: nn.ActOp, ins: list[SSAValue], out_shape) -> _Plan:
-    """Row by row, but a softmax along any axis other than a 4-d tensor's channels reads it
-    whole."""
+    """Row by row, but a softmax or log-softmax along any axis other than a 4-d tensor's channels
+    reads it whole."""
     kind = op.kind.data
     axis = op.prop_int("axis", 1)
-    if kind == "softmax" and (len(out_shape) != 4 or axis != 1):
-        return _whole(ins, "softmax", ELEMENT_OPS["softmax"])
+    if kind in nn.SOFTMAXES and (len(out_shape) != 4 or axis != 1):
+        return _whole(ins, kind, ELEMENT_OPS[kind])
     return _elementwise(op, ins, kind, ELEMENT_OPS[kind])
 
 
@@ -313,7 +314,7 @@ def resize_plan(op: nn.ResizeOp, ins: list[SSAValue], out_shape) -> _Plan:
     return _Plan(f"resize_{op.mode.data}", rows_out, [(op.input, op.taps(2))], True, times, work)
 
 
-@row_plan(nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp)
+@row_plan(nn.FlattenOp, nn.ReshapeOp, nn.TransposeOp, nn.SliceOp)
 def layout_plan(op: Operation, ins: list[SSAValue], out_shape) -> _Plan:
     """A layout change reads the whole input before it produces."""
     return _whole(ins, op.name.split(".")[1], 0)

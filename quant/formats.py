@@ -26,7 +26,7 @@ from aloha_ir import fixedpoint as fp
 from aloha_ir.consts import const_tensor
 from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import op_label
-from aloha_ir.errors import InternalError, UsageError
+from aloha_ir.errors import InternalError, UnsupportedError, UsageError
 from aloha_ir.optable import registrar
 
 WEIGHTED = (nn.ConvOp, nn.DenseOp, nn.BatchNormOp)
@@ -133,7 +133,8 @@ OUTPUT_FORMATS: dict[type[Operation], FormatRule] = {}
 output_format = registrar(OUTPUT_FORMATS, "output format rule")
 
 
-@output_format(nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp, nn.DropoutOp,
+@output_format(nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.SliceOp, nn.ChannelShuffleOp,
+               nn.DropoutOp,
                nn.PadOp, nn.PoolOp)
 def same_format(op: Operation, chosen: Chosen) -> fp.Fixed:
     """The input's format exactly: these only move integers (or pick the max of them); an average
@@ -155,8 +156,22 @@ def resize_format(op: nn.ResizeOp, chosen: Chosen) -> fp.Fixed:
 
 @output_format(nn.ReduceOp)
 def reduce_format(op: nn.ReduceOp, chosen: Chosen) -> fp.Fixed:
-    """A maximum picks one of the input's values (its format); a mean or a sum is calibrated."""
-    return chosen.source(op) if op.kind.data == "max" else chosen.calibrated(op)
+    """A maximum or minimum picks one of the input's values (its format); an index holds every
+    index of its axis exactly (unsigned, frac >= 0, whatever calibration saw); a mean, sum or
+    product is calibrated."""
+    kind = op.kind.data
+    if kind in ("max", "min"):
+        return chosen.source(op)
+    if kind in nn.ARG_REDUCTIONS:
+        (axis,) = op.prop_ints("axes")
+        last = nn.shape_of(op.input)[axis] - 1
+        fmt = fp.format_for(max(last, 1), chosen.abits, False)
+        if fmt.frac < 0:
+            raise UnsupportedError(f"{kind} along an axis of {last + 1} elements: its indices "
+                                   f"do not fit {chosen.abits} bits; quantize with more "
+                                   "activation bits", where=nn.block_label(op) or op.name)
+        return fmt
+    return chosen.calibrated(op)
 
 
 @output_format(nn.ActOp)

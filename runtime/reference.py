@@ -22,7 +22,7 @@ from aloha_ir.dialects.nn import graph_of, op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
 
-FLOAT_ISLANDS = ("sigmoid", "tanh", "softmax")
+FLOAT_ISLANDS = ("sigmoid", "tanh", "softmax", "log_softmax")
 
 
 def window_extra(size: int, pad_before: int, pad_after: int, eff_k: int, stride: int, out: int
@@ -321,8 +321,10 @@ def _act(ref, op: nn.ActOp, env):
         y = np.tanh(real)
     else:
         axis = op.prop_int("axis", 1)
-        e = np.exp(real - real.max(axis=axis, keepdims=True))
-        y = e / e.sum(axis=axis, keepdims=True)
+        shifted = real - real.max(axis=axis, keepdims=True)
+        e = np.exp(shifted)
+        y = shifted - np.log(e.sum(axis=axis, keepdims=True)) if kind == "log_softmax" else \
+            e / e.sum(axis=axis, keepdims=True)
     return fp.to_fixed(y, fmt)
 
 
@@ -339,6 +341,14 @@ def _move(fn):
         return requantize(fn(op, env[op.operands[0]]), ref.frac(op.operands[0]),
                           fp.format_of(op.results[0]))
     return kernel
+
+
+def slice_array(op: nn.SliceOp, x):
+    """nn.slice of `x` (a numpy array or a torch tensor)."""
+    axis, start = op.prop_int("axis"), op.prop_int("start")
+    index = [slice(None)] * x.ndim
+    index[axis] = slice(start, start + nn.shape_of(op.output)[axis])
+    return x[tuple(index)]
 
 
 def _reshape(op, x):
@@ -380,13 +390,29 @@ def _resize(ref, op: nn.ResizeOp, env):
     return fp.to_fixed(y, fp.format_of(op.output))
 
 
+def reduce_array(op: nn.ReduceOp, x: np.ndarray) -> np.ndarray:
+    """nn.reduce of `x` in numpy: the mean, sum (float64: exact for a sum of fixed-point values
+    below 2^53 units), maximum, minimum or product, or the index of the first (the last under
+    select_last_index) maximum or minimum as a float."""
+    kind, axes = op.kind.data, tuple(op.prop_ints("axes"))
+    keep = bool(op.prop_int("keepdims", 1))
+    if kind in nn.ARG_REDUCTIONS:
+        (axis,) = axes
+        pick = np.argmax if kind == "argmax" else np.argmin
+        if op.prop_int("select_last_index", 0):
+            at = x.shape[axis] - 1 - pick(np.flip(x, axis), axis=axis, keepdims=keep)
+        else:
+            at = pick(x, axis=axis, keepdims=keep)
+        return at.astype(x.dtype)
+    reduce = {"mean": np.mean, "sum": np.sum, "max": np.max, "min": np.min,
+              "prod": np.prod}[kind]
+    return reduce(x, axis=axes, keepdims=keep)
+
+
 def _reduce(ref, op: nn.ReduceOp, env):
-    """The mean, sum or maximum of the real values in float64 (exact for a sum below 2^53 units),
-    then to the output's format."""
+    """The reduction of the real values in float64, then to the output's format."""
     real = fp.dequantize(env[op.input], ref.frac(op.input))
-    reduce = {"mean": np.mean, "sum": np.sum, "max": np.max}[op.kind.data]
-    y = reduce(real, axis=tuple(op.prop_ints("axes")), keepdims=bool(op.prop_int("keepdims", 1)))
-    return fp.to_fixed(y, fp.format_of(op.output))
+    return fp.to_fixed(reduce_array(op, real), fp.format_of(op.output))
 
 
 # each nn op's numpy fixed-point kernel (tests/test_op_coverage.py checks that every op has one)
@@ -396,6 +422,7 @@ KERNELS = {
     nn.ResizeOp: _resize, nn.ReduceOp: _reduce,
     nn.ReshapeOp: _move(_reshape), nn.FlattenOp: _move(_flatten),
     nn.TransposeOp: _move(lambda op, x: x.transpose(op.prop_ints("perm"))),
+    nn.SliceOp: _move(lambda op, x: slice_array(op, x)),
     nn.ChannelShuffleOp: _move(_shuffle), nn.DropoutOp: _move(lambda op, x: x),
 }
 

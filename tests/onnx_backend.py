@@ -280,8 +280,10 @@ def run_c(c: Case, path: str, out_dir: str, target: str = "host-cpu") -> Outcome
                 t.astype(np.float32)
     except (TypeError, ValueError):
         return Outcome("skipped", "the case's data cannot be converted to float32")
-    if len(inputs) != 1 or len(outputs) != 1 or outputs[0].dtype.kind != "f":
-        return Outcome("skipped", "the program takes one float input and gives one float output")
+    # an int64 output is ArgMax's or ArgMin's index, which the program writes as a float32
+    if len(inputs) != 1 or len(outputs) != 1 or outputs[0].dtype.kind not in "fi":
+        return Outcome("skipped", "the program takes one float input and gives one float or "
+                                  "index output")
     code_dir = os.path.join(out_dir, "code")
     r = subprocess.run(["make", "-s", "-C", code_dir, "network"], capture_output=True, text=True)
     if r.returncode:

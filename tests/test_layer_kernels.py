@@ -1,6 +1,6 @@
 """The layers exporters emit (issue 25 item 3) in generated C: explicit Pad (constant, reflect,
 edge), Transpose / DepthToSpace / SpaceToDepth / PixelShuffle, ReduceMean / ReduceSum /
-ReduceMax over any axes and ConvTranspose,
+ReduceMax / ReduceMin / ReduceProd over any axes, ArgMax / ArgMin, LogSoftmax and ConvTranspose,
 checked against onnxruntime in float and against the bit-exact fixed-point reference (the
 arbiter, runtime/reference.py) in fixed point."""
 
@@ -152,6 +152,60 @@ FLOAT_CASES = [
                                                     keepdims=0)], [], (1, 3, 4, 5), (1, 3, 5)),
     ("reduce_max_rank3_last_axis", [helper.make_node("ReduceMax", ["x"], ["y"], axes=[-1])], [],
      (3, 4, 5), (3, 4, 1)),
+    ("reduce_min_channels_row", [helper.make_node("ReduceMin", ["x"], ["y"], axes=[1])], [],
+     (2, 3, 4, 5), (2, 1, 4, 5)),
+    ("reduce_prod_width_dropped", [helper.make_node("ReduceProd", ["x"], ["y"], axes=[3],
+                                                    keepdims=0)], [], (1, 3, 4, 5), (1, 3, 4)),
+    ("reduce_prod_all_axes", [helper.make_node("ReduceProd", ["x"], ["y"])], [], (2, 3),
+     (1, 1)),
+    ("argmax_channels_row", [helper.make_node("ArgMax", ["x"], ["i"], axis=1),
+                             helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)], [],
+     (2, 5, 4, 3), (2, 1, 4, 3)),
+    ("argmax_last_axis_dropped", [helper.make_node("ArgMax", ["x"], ["i"], axis=-1, keepdims=0),
+                                  helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)],
+     [], (3, 7), (3,)),
+    ("argmin_height_select_last", [
+        helper.make_node("Clip", ["x", "lo", "hi"], ["c"]),  # ties for select_last_index
+        helper.make_node("ArgMin", ["c"], ["i"], axis=2, select_last_index=1),
+        helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)],
+     [_floats("lo", -0.5), _floats("hi", 0.5)], (1, 3, 6, 4), (1, 3, 1, 4)),
+    ("log_softmax_channels_row", [helper.make_node("LogSoftmax", ["x"], ["y"], axis=1)], [],
+     (2, 4, 3, 5), (2, 4, 3, 5)),
+    ("log_softmax_last_axis", [helper.make_node("LogSoftmax", ["x"], ["y"])], [], (3, 10),
+     (3, 10)),
+    ("log_softmax_rank3_middle_axis", [helper.make_node("LogSoftmax", ["x"], ["y"], axis=1)],
+     [], (2, 4, 3), (2, 4, 3)),
+    ("softmax_rank3_first_axis", [helper.make_node("Softmax", ["x"], ["y"], axis=0)], [],
+     (3, 2, 5), (3, 2, 5)),
+    ("split_channels_sizes_input", [
+        helper.make_node("Split", ["x", "sp"], ["a", "b", "c"], axis=1),
+        helper.make_node("Relu", ["b"], ["r"]),
+        helper.make_node("Concat", ["c", "r", "a"], ["y"], axis=1)],
+     [_ints("sp", [1, 3, 2])], (2, 6, 3, 4), (2, 6, 3, 4)),
+    ("split_height", [
+        helper.make_node("Split", ["x", "sp"], ["a", "b"], axis=2),
+        helper.make_node("ReduceMax", ["a"], ["m"], axes=[2]),
+        helper.make_node("ReduceMin", ["b"], ["n"], axes=[2]),
+        helper.make_node("Concat", ["n", "m"], ["y"], axis=3)],
+     [_ints("sp", [3, 2])], (1, 2, 5, 3), (1, 2, 1, 6)),
+    ("split_rank3_last_axis_equal", [
+        helper.make_node("Split", ["x"], ["a", "b"], axis=-1),
+        helper.make_node("Add", ["a", "b"], ["y"])], [], (2, 3, 8), (2, 3, 4)),
+    ("gemm_trans_a_alpha_beta", [
+        helper.make_node("Gemm", ["x", "w", "c"], ["y"], transA=1, alpha=0.5, beta=2.0)],
+     [_floats("w", np.linspace(-1, 1, 20).reshape(4, 5)), _floats("c", np.linspace(-2, 2, 5))],
+     (4, 3), (3, 5)),
+    ("gemm_trans_a_trans_b", [helper.make_node("Gemm", ["x", "w"], ["y"], transA=1, transB=1)],
+     [_floats("w", np.linspace(-1, 1, 20).reshape(5, 4))], (4, 3), (3, 5)),
+    ("matmul_rank3_by_constant", [helper.make_node("MatMul", ["x", "w"], ["y"])],
+     [_floats("w", np.linspace(-1, 1, 20).reshape(4, 5))], (2, 3, 4), (2, 3, 5)),
+    ("matmul_by_constant_vector", [helper.make_node("MatMul", ["x", "w"], ["y"])],
+     [_floats("w", [0.5, -1, 2, 0.25])], (2, 3, 4), (2, 3)),
+    ("matmul_constant_by_rank3", [helper.make_node("MatMul", ["w", "x"], ["y"])],
+     [_floats("w", np.linspace(-1, 1, 20).reshape(5, 4))], (2, 4, 3), (2, 5, 3)),
+    ("slice_run_time_two_axes", [helper.make_node("Slice", ["x", "st", "en", "ax"], ["y"])],
+     [_ints("st", [1, -3]), _ints("en", [3, 100]), _ints("ax", [1, 3])], (2, 4, 3, 5),
+     (2, 2, 3, 3)),
 ]
 
 
@@ -161,8 +215,8 @@ def test_layer_in_host_float_matches_onnxruntime(tmp_path, case):
     model = _model(nodes, xs, ys, inits)
     frames = np.random.default_rng(3).normal(0, 1, (2,) + xs).astype(np.float32)
     y, want = _host_float(model, tmp_path, frames)
-    # data movement and a maximum are exact; a mean or sum (in double here) differs from
-    # onnxruntime's float sum by rounding only
+    # data movement, a maximum, a minimum and an index are exact; a mean, sum or product (in
+    # double here) and a log-softmax differ from onnxruntime's float ones by rounding only
     np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
 
 
@@ -277,11 +331,37 @@ def _fixed_models():
         helper.make_node("ReduceMax", ["cc"], ["m"], axes=[2], keepdims=0),
         helper.make_node("Flatten", ["m"], ["y"])],
         (1, 1, 8, 8), (1, 40), _conv_init(rng, 4, 1) + [_ints("ax1", [1])])
+    # the indices read the input, which 8 bits hold exactly (digits' k/16): the same in float
+    parts = ("mn", "pr", "ls", "l3", "am", "an")
+    flat = [helper.make_node("Flatten", [v], [f"{v}f"]) for v in parts]
+    arg_reductions = _model([
+        conv, relu,
+        helper.make_node("ReduceMin", ["c"], ["mn"], axes=[1]),
+        helper.make_node("ReduceProd", ["r"], ["pr"], axes=[1]),
+        helper.make_node("LogSoftmax", ["c"], ["ls"], axis=1),
+        helper.make_node("Reshape", ["c", "shape"], ["c3"]),
+        helper.make_node("LogSoftmax", ["c3"], ["l3"], axis=1),
+        helper.make_node("ArgMax", ["x"], ["ai"], axis=3),
+        helper.make_node("Cast", ["ai"], ["am"], to=TensorProto.FLOAT),
+        helper.make_node("ArgMin", ["x"], ["ni"], axis=2, select_last_index=1),
+        helper.make_node("Cast", ["ni"], ["an"], to=TensorProto.FLOAT), *flat,
+        helper.make_node("Concat", [f"{v}f" for v in parts], ["y"], axis=1)],
+        (1, 1, 8, 8), (1, 656), _conv_init(rng, 4, 1) + [_ints("shape", [1, 4, 64])])
+    split = _model([
+        conv,
+        helper.make_node("Split", ["c", "sp"], ["s1", "s2"], axis=1),
+        helper.make_node("Relu", ["s2"], ["r2"]),
+        helper.make_node("Concat", ["r2", "s1"], ["cc"], axis=1),
+        helper.make_node("Slice", ["cc", "st", "en", "ax"], ["sl"]),
+        helper.make_node("Flatten", ["sl"], ["y"])],
+        (1, 1, 8, 8), (1, 160), _conv_init(rng, 4, 1) + [
+            _ints("sp", [1, 3]), _ints("st", [1]), _ints("en", [6]), _ints("ax", [3])])
     return {"movement": movement, "decoder": decoder, "any_rank": any_rank,
-            "reductions": reductions}
+            "reductions": reductions, "arg_reductions": arg_reductions, "split": split}
 
 
-@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank", "reductions"])
+@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank", "reductions",
+                                  "arg_reductions", "split"])
 def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
     """Quantized to 8 bits, the generated program (under the address and undefined-behaviour
     sanitizers) equals the fixed-point reference bit for bit (the host runs the fixed-point
@@ -324,7 +404,8 @@ def test_layers_in_host_fixed_point_are_bit_exact(tmp_path, name):
 
 @pytest.mark.slow  # eight builds; the host variant runs in make test
 @pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
-@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank", "reductions"])
+@pytest.mark.parametrize("name", ["movement", "decoder", "any_rank", "reductions",
+                                  "arg_reductions", "split"])
 def test_layers_on_the_fixed_point_platforms_are_bit_exact(tmp_path, target, name):
     """The platforms place these ops on their processor, which runs the same fixed-point
     kernels: the program equals the reference bit for bit."""
@@ -437,3 +518,195 @@ def test_reductions_import_over_any_axes_and_noop_with_empty_axes_keeps_the_inpu
             exporter = GraphExporter(single_graph(again), weights_of(again), opset)
             (ours,) = run_ort(make_model(exporter.export(), opset), {"x": x})
             np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
+
+
+def _as_float(node: onnx.NodeProto) -> list[onnx.NodeProto]:
+    """`node` (ArgMax/ArgMin, an int64 index named 'i') and the Cast of its index to y."""
+    return [node, helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)]
+
+
+def test_min_prod_and_index_reductions_and_log_softmax_import_run_and_export():
+    """ReduceMin, ReduceProd, ArgMax/ArgMin (keepdims, a negative axis, select_last_index) and
+    LogSoftmax (before: refused as unsupported operators) become nn.reduce and nn.act; the torch
+    float executor and the ONNX export (opset 13, and 18 where ReduceMin/ReduceProd take their
+    axes as an input) agree with onnxruntime on the original, the index as a float."""
+    torch = pytest.importorskip("torch")
+    from aloha_ir.textio import parse_module, print_module
+    from aloha_ir.weights import weights_of
+    from backends.onnx.export import GraphExporter, make_model, single_graph
+    from frontends.onnx.importer import import_model
+    from runtime.torch.module import build
+    rng = np.random.default_rng(8)
+    x = rng.normal(0, 1, (1, 3, 4, 5)).astype(np.float32)
+    x[0, :, 1, :] = x[0, 0, 1, :]  # equal channels in row 1: ties for the index reductions
+    cases = [
+        ([helper.make_node("ReduceMin", ["x"], ["y"], axes=[1, 3])], [], (1, 1, 4, 1),
+         ("nn.reduce", "min", [1, 3], 0)),
+        ([helper.make_node("ReduceProd", ["x"], ["y"], axes=[0, 2], keepdims=0)], [], (3, 5),
+         ("nn.reduce", "prod", [0, 2], 0)),
+        (_as_float(helper.make_node("ArgMax", ["x"], ["i"], axis=1)), [], (1, 1, 4, 5),
+         ("nn.reduce", "argmax", [1], 0)),
+        (_as_float(helper.make_node("ArgMax", ["x"], ["i"], axis=1, select_last_index=1)), [],
+         (1, 1, 4, 5), ("nn.reduce", "argmax", [1], 1)),
+        (_as_float(helper.make_node("ArgMin", ["x"], ["i"], axis=-1, keepdims=0)), [],
+         (1, 3, 4), ("nn.reduce", "argmin", [3], 0)),
+        ([helper.make_node("LogSoftmax", ["x"], ["y"], axis=1)], [], (1, 3, 4, 5),
+         ("nn.act", "log_softmax", None, 0)),
+    ]
+    for nodes, inits, ys, (op_name, kind, axes, last) in cases:
+        model = _model(nodes, (1, 3, 4, 5), ys, inits)
+        module = import_model(model)
+        (op,) = [op for op in module.walk() if op.name == op_name]
+        assert op.kind.data == kind, nodes[0]
+        if axes is not None:
+            assert list(op.prop_ints("axes")) == axes and \
+                op.prop_int("select_last_index", 0) == last, nodes[0]
+        (ref,) = run_ort(model, {"x": x})
+        with torch.no_grad():
+            y = build(module)(torch.from_numpy(x))
+        y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6, err_msg=kind)
+        again = parse_module(print_module(module))
+        for opset in (13, 18):
+            exporter = GraphExporter(single_graph(again), weights_of(again), opset)
+            (ours,) = run_ort(make_model(exporter.export(), opset), {"x": x})
+            np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6, err_msg=kind)
+
+
+def test_an_int64_index_output_is_float32_in_the_program_and_int64_in_the_export():
+    """ArgMax as the graph's int64 output (before: refused, 'output has element type int64'):
+    the import says the program writes float32 indices, and the ONNX export restores int64 and
+    the values onnxruntime gives on the original."""
+    from aloha_ir.errors import AlohaWarning
+    from backends.onnx.export import export_onnx
+    from frontends.onnx.importer import import_model
+    g = helper.make_graph([helper.make_node("ArgMax", ["x"], ["y"], axis=2, keepdims=0)], "arg",
+                          [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 3, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.INT64, [2, 3])])
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    with pytest.warns(AlohaWarning, match=r"output 'y' is int64: indices computed as float32 "
+                                          r"\(exact up to 2\^24\)"):
+        module = import_model(model)
+    exported = export_onnx(module)
+    assert exported.graph.output[0].type.tensor_type.elem_type == TensorProto.INT64
+    x = np.random.default_rng(9).normal(0, 1, (2, 3, 4)).astype(np.float32)
+    (want,) = run_ort(model, {"x": x})
+    (got,) = run_ort(exported, {"x": x})
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, want)
+
+
+def _split_model(nodes, opset, outs, inits=()):
+    g = helper.make_graph(nodes, "split", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                         [2, 6, 5])],
+                          [helper.make_tensor_value_info(o, TensorProto.FLOAT, None)
+                           for o in outs], initializer=list(inits))
+    return helper.make_model(g, opset_imports=[helper.make_opsetid("", opset)])
+
+
+@pytest.mark.parametrize("opset,split_node,inits", [
+    (11, helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, split=[1, 2, 3]), []),
+    (13, helper.make_node("Split", ["x", "sp"], ["a", "b", "c"], axis=-2),
+     [_ints("sp", [1, 2, 3])]),
+    (18, helper.make_node("Split", ["x"], ["a", "b", "c"], axis=1, num_outputs=3), []),
+    (18, helper.make_node("Split", ["x"], ["a", "b", "c"], axis=2, num_outputs=3), [])])
+def test_split_outputs_consumed_in_the_graph_import_run_and_export(opset, split_node, inits):
+    """Split by the split attribute (opset 11), the split input (13) and num_outputs (18: 5 into
+    2, 2, 1) becomes one nn.slice per output (before: refused, an unsupported operator); each
+    output feeds another node, and the torch float executor and the ONNX export (opsets 13 and
+    18) agree with onnxruntime."""
+    torch = pytest.importorskip("torch")
+    from aloha_ir.textio import parse_module, print_module
+    from aloha_ir.weights import weights_of
+    from backends.onnx.export import GraphExporter, make_model, single_graph
+    from frontends.onnx.importer import import_model
+    from runtime.torch.module import build
+    nodes = [split_node, helper.make_node("Relu", ["a"], ["ra"]),
+             helper.make_node("Mul", ["b", "b"], ["mb"]),
+             helper.make_node("Sigmoid", ["c"], ["sc"])]
+    model = _split_model(nodes, opset, ["ra", "mb", "sc"], inits)
+    module = import_model(model)
+    assert len([op for op in module.walk() if op.name == "nn.slice"]) == 3
+    x = np.random.default_rng(10).normal(0, 1, (2, 6, 5)).astype(np.float32)
+    want = run_ort(model, {"x": x})
+    with torch.no_grad():
+        got = build(module)(torch.from_numpy(x))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g.numpy(), w, rtol=1e-6, atol=1e-6)
+    again = parse_module(print_module(module))
+    for out_opset in (13, 18):
+        exporter = GraphExporter(single_graph(again), weights_of(again), out_opset)
+        ours = run_ort(make_model(exporter.export(), out_opset), {"x": x})
+        for g, w in zip(ours, want):
+            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_split_of_a_constant_folds_and_bad_splits_are_refused_naming_the_node():
+    """A Split of a constant is folded (no nn.slice); sizes that do not add up to the axis and a
+    run-time Slice with a step other than 1 are refused with the node named (exit 5, exit 4)."""
+    from aloha_ir.errors import ShapeError, UnsupportedError
+    from frontends.onnx.importer import import_model
+    k = np.arange(24, dtype=np.float32).reshape(2, 12, 1)
+    folded = _split_model([helper.make_node("Split", ["k", "sp"], ["k1", "k2"], axis=1),
+                           helper.make_node("Add", ["x", "k2"], ["y"])], 13, ["y"],
+                          [_floats("k", k), _ints("sp", [6, 6])])
+    module = import_model(folded)
+    assert not [op for op in module.walk() if op.name == "nn.slice"]
+    x = np.random.default_rng(11).normal(0, 1, (2, 6, 5)).astype(np.float32)
+    from runtime.torch.module import build
+    torch = pytest.importorskip("torch")
+    with torch.no_grad():
+        y = build(module)(torch.from_numpy(x))
+    y = y[0] if isinstance(y, (list, tuple)) else y
+    np.testing.assert_allclose(y.numpy(), x + k[:, 6:], rtol=1e-6)
+    bad = _split_model([helper.make_node("Split", ["x", "sp"], ["a", "b"], axis=1, name="sp1")],
+                       13, ["a", "b"], [_ints("sp", [2, 3])])
+    with pytest.raises(ShapeError, match=r"node 'sp1' \(Split\): Split of axis 1 \(6 elements\) "
+                                         r"into \[2, 3\]") as e:
+        import_model(bad)
+    assert e.value.exit_code == 5
+    stepped = _split_model([helper.make_node("Slice", ["x", "st", "en", "ax", "stp"], ["y"],
+                                             name="sl")], 13, ["y"],
+                           [_ints("st", [0]), _ints("en", [6]), _ints("ax", [1]),
+                            _ints("stp", [2])])
+    with pytest.raises(UnsupportedError, match=r"node 'sl' \(Slice\): Slice of a run-time tensor "
+                                               r"with steps \[2\] is not supported") as e:
+        import_model(stepped)
+    assert e.value.exit_code == 4
+
+
+@pytest.mark.parametrize("nodes,x_shape,w_shape,c_shape", [
+    ([helper.make_node("Gemm", ["x", "w", "c"], ["y"], transA=1, alpha=0.5, beta=2.0)], (4, 3),
+     (4, 5), (3, 5)),
+    ([helper.make_node("Gemm", ["x", "w", "c"], ["y"], transA=1, transB=1)], (4, 3), (5, 4),
+     (3, 1)),
+    ([helper.make_node("MatMul", ["x", "w"], ["y"])], (2, 3, 4), (4, 5), None),
+    ([helper.make_node("MatMul", ["x", "w"], ["y"])], (4,), (4, 5), None),
+    ([helper.make_node("MatMul", ["w", "x"], ["y"])], (2, 4, 3), (5, 4), None),
+    ([helper.make_node("MatMul", ["w", "x"], ["y"])], (4, 3), (5, 4), None)])
+def test_gemm_and_matmul_with_constant_weights_in_any_layout(nodes, x_shape, w_shape, c_shape):
+    """Gemm with transA (before: refused) and a C broadcast to the whole output (before: refused
+    unless a vector), MatMul of a rank-3 or rank-1 A by constant weights and of constant weights
+    by a run-time B (before: refused, run-time right-hand side): the torch float executor and the
+    ONNX export agree with onnxruntime."""
+    torch = pytest.importorskip("torch")
+    from backends.onnx.export import export_onnx
+    from frontends.onnx.importer import import_model
+    from runtime.torch.module import build
+    rng = np.random.default_rng(12)
+    inits = [_floats("w", rng.normal(0, 1, w_shape))] + \
+        ([_floats("c", rng.normal(0, 1, c_shape))] if c_shape else [])
+    g = helper.make_graph(nodes, "mm", [helper.make_tensor_value_info("x", TensorProto.FLOAT,
+                                                                      list(x_shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)],
+                          initializer=inits)
+    model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    module = import_model(model)
+    x = rng.normal(0, 1, x_shape).astype(np.float32)
+    (want,) = run_ort(model, {"x": x})
+    with torch.no_grad():
+        y = build(module)(torch.from_numpy(x))
+    y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
+    (ours,) = run_ort(export_onnx(module), {"x": x})
+    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)

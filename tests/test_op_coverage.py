@@ -79,6 +79,7 @@ NOT_CHANNELWISE = {
     nn.ReshapeOp: "may move channels to other axes",
     nn.FlattenOp: "moves channels into the feature axis",
     nn.TransposeOp: "may move channels to other axes",
+    nn.SliceOp: "may cut the channels",
     nn.ChannelShuffleOp: "interleaves the channels of its groups",
     nn.ReduceOp: "may reduce over the channels",
 }
@@ -99,7 +100,7 @@ STORES_NO_CONSTANTS = {
     nn.InputOp: "the network's input: its frame counts as io",
     **dict.fromkeys(
         [nn.PoolOp, nn.ConcatOp, nn.ActOp, nn.LrnOp, nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp,
-         nn.ChannelShuffleOp, nn.PadOp, nn.ResizeOp, nn.ReduceOp, nn.DropoutOp],
+         nn.SliceOp, nn.ChannelShuffleOp, nn.PadOp, nn.ResizeOp, nn.ReduceOp, nn.DropoutOp],
         "its operands are activations: its parameters are properties, passed in the kernel call"),
 }
 
@@ -109,7 +110,7 @@ NEEDS_NO_STAGING = {
     nn.InputOp: "the network's input: its frame counts as io",
     **dict.fromkeys(
         [nn.ConvOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.ActOp, nn.LrnOp,
-         nn.BatchNormOp, nn.ChannelShuffleOp, nn.TransposeOp, nn.PadOp, nn.ReduceOp,
+         nn.BatchNormOp, nn.ChannelShuffleOp, nn.TransposeOp, nn.SliceOp, nn.PadOp, nn.ReduceOp,
          nn.ResizeOp],
         "its kernel reads its input windows in place (the windows count what its row plan reads)"),
 }
@@ -119,8 +120,8 @@ NEEDS_NO_LAYER_WINDOW = {
     **NO_BLOCK,
     **dict.fromkeys(
         [nn.InputOp, nn.DenseOp, nn.AddOp, nn.MulOp, nn.ConcatOp, nn.ActOp, nn.LrnOp,
-         nn.BatchNormOp, nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp,
-         nn.PadOp, nn.ResizeOp, nn.ReduceOp, nn.DropoutOp],
+         nn.BatchNormOp, nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.SliceOp,
+         nn.ChannelShuffleOp, nn.PadOp, nn.ResizeOp, nn.ReduceOp, nn.DropoutOp],
         "no spatial window: its Layer reads 1x1 (NO_WINDOW)"),
 }
 
@@ -134,6 +135,7 @@ RUN_OVER_THE_BATCH = {
     **dict.fromkeys([nn.ReshapeOp, nn.FlattenOp, nn.DropoutOp],
                     "copies the whole tensor through its staging buffer"),
     nn.TransposeOp: "one strided copy of the whole tensor, batch axis included",
+    nn.SliceOp: "one strided copy of the whole slice, batch axis included",
     nn.PadOp: "row by row with the batch folded into the row (a rank-4 pad), or the whole tensor",
     nn.ReduceOp: "row by row with the batch folded into the row, or the whole tensor",
     nn.ResizeOp: "row by row with the batch folded into the row",

@@ -307,7 +307,9 @@ class NnOp(IRDLOperation):
                 f"{list(expected) if expected is not None else 'a valid shape'}{detail}")
 
 
-ACTIVATIONS = ("relu", "leaky_relu", "clip", "sigmoid", "tanh", "softmax")
+ACTIVATIONS = ("relu", "leaky_relu", "clip", "sigmoid", "tanh", "softmax", "log_softmax")
+# the activations that normalise along their axis
+SOFTMAXES = ("softmax", "log_softmax")
 FUSABLE_ACTIVATIONS = ("relu", "leaky_relu", "clip")
 
 
@@ -631,7 +633,8 @@ class ConcatOp(NnOp):
 
 @irdl_op_definition
 class ActOp(NnOp):
-    """Activation: relu, leaky_relu (params [alpha]), clip ([min, max]), sigmoid, tanh, softmax (axis)."""
+    """Activation: relu, leaky_relu (params [alpha]), clip ([min, max]), sigmoid, tanh, softmax and
+    log_softmax (axis)."""
 
     name = "nn.act"
     input = operand_def(TensorType)
@@ -745,6 +748,29 @@ class TransposeOp(NnOp):
 
 
 @irdl_op_definition
+class SliceOp(NnOp):
+    """The elements [start, start + n) along `axis` (n the output's size there): ONNX Slice with
+    step 1 and each output of Split."""
+
+    name = "nn.slice"
+    input = operand_def(TensorType)
+    output = result_def(TensorType)
+    axis = prop_def(IntegerAttr)
+    start = prop_def(IntegerAttr)
+
+    def check(self) -> None:
+        x = shape_of(self.input)
+        axis, start = self.prop_int("axis"), self.prop_int("start")
+        if not 0 <= axis < len(x):
+            raise VerifyException(f"nn.slice axis {axis} out of range for rank {len(x)}")
+        n = self.out_shape()[axis] if len(self.out_shape()) == len(x) else 0
+        if start < 0 or n < 1 or start + n > x[axis]:
+            raise VerifyException(f"nn.slice of {n} elements from {start} does not fit axis "
+                                  f"{axis} of {list(x)}")
+        self._expect_shape(tuple(n if i == axis else d for i, d in enumerate(x)), "slice")
+
+
+@irdl_op_definition
 class ChannelShuffleOp(NnOp):
     """ShuffleNet's channel shuffle: channels viewed as [groups, C/groups], transposed, flattened."""
 
@@ -827,12 +853,17 @@ class ResizeOp(NnOp):
                                    nearest) for i in range(n_out)]
 
 
-REDUCTIONS = ("mean", "sum", "max")
+REDUCTIONS = ("mean", "sum", "max", "min", "prod", "argmax", "argmin")
+# the reductions that give an index along their one axis (as a float: exact below 2^24)
+ARG_REDUCTIONS = ("argmax", "argmin")
 
 
 @irdl_op_definition
 class ReduceOp(NnOp):
-    """The mean, sum or maximum over `axes` (ONNX ReduceMean, ReduceSum, ReduceMax)."""
+    """The mean, sum, maximum, minimum or product over `axes` (ONNX ReduceMean, ReduceSum,
+    ReduceMax, ReduceMin, ReduceProd), or the index of the maximum or minimum along one axis
+    (ArgMax, ArgMin: the first one, the last under `select_last_index`), a float like every
+    tensor of the IR."""
 
     name = "nn.reduce"
     input = operand_def(TensorType)
@@ -840,6 +871,7 @@ class ReduceOp(NnOp):
     kind = prop_def(StringAttr)
     axes = prop_def(DenseArrayBase)
     keepdims = prop_def(IntegerAttr)
+    select_last_index = opt_prop_def(IntegerAttr)
 
     def check(self) -> None:
         x = shape_of(self.input)
@@ -849,6 +881,11 @@ class ReduceOp(NnOp):
         axes = self.prop_ints("axes")
         if any(not 0 <= a < len(x) for a in axes):
             raise VerifyException(f"nn.reduce axes {list(axes)} out of range for rank {len(x)}")
+        if self.kind.data in ARG_REDUCTIONS and len(axes) != 1:
+            raise VerifyException(f"nn.reduce {self.kind.data} takes one axis, got {list(axes)}")
+        if self.select_last_index is not None and self.kind.data not in ARG_REDUCTIONS:
+            raise VerifyException(f"nn.reduce select_last_index is for argmax and argmin, not "
+                                  f"{self.kind.data}")
         keep = self.prop_int("keepdims", 1)
         expected = [1 if i in axes else d for i, d in enumerate(x)] if keep else \
             [d for i, d in enumerate(x) if i not in axes]
@@ -871,7 +908,7 @@ class DropoutOp(NnOp):
 
 
 NN_OPS = [GraphOp, InputOp, OutputOp, ConstOp, ConvOp, PoolOp, DenseOp, AddOp, MulOp, ConcatOp, ActOp,
-          LrnOp, BatchNormOp, ReshapeOp, FlattenOp, TransposeOp, ChannelShuffleOp, PadOp,
+          LrnOp, BatchNormOp, ReshapeOp, FlattenOp, TransposeOp, SliceOp, ChannelShuffleOp, PadOp,
           ResizeOp, ReduceOp, DropoutOp]
 
 NN = Dialect("nn", NN_OPS, [FixedPointType])

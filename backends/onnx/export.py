@@ -109,6 +109,8 @@ class GraphExporter:
             return self.node("Tanh", [value], output)
         if kind == "softmax":
             return self.node("Softmax", [value], output, axis=int(axis))
+        if kind == "log_softmax":
+            return self.node("LogSoftmax", [value], output, axis=int(axis))
         raise UnsupportedError(f"activation '{kind}' has no ONNX export")
 
     def float_init(self, value: float) -> str:
@@ -259,6 +261,14 @@ def transpose_export(ex: GraphExporter, op: nn.TransposeOp, ins: list[str], out:
     return ex.node("Transpose", ins, out, perm=list(op.prop_ints("perm")))
 
 
+@onnx_export(nn.SliceOp)
+def slice_export(ex: GraphExporter, op: nn.SliceOp, ins: list[str], out: str) -> str:
+    axis, start = op.prop_int("axis"), op.prop_int("start")
+    end = start + nn.shape_of(op.output)[axis]
+    return ex.node("Slice", [ins[0], ex.int_init([start], "starts"), ex.int_init([end], "ends"),
+                             ex.int_init([axis], "axes")], out)
+
+
 @onnx_export(nn.ChannelShuffleOp)
 def channel_shuffle_export(ex: GraphExporter, op: nn.ChannelShuffleOp, ins: list[str],
                            out: str) -> str:
@@ -293,12 +303,20 @@ def resize_export(ex: GraphExporter, op: nn.ResizeOp, ins: list[str], out: str) 
                    coordinate_transformation_mode=op.coord_mode.data, **kw)
 
 
+REDUCE_NODES = {"mean": "ReduceMean", "sum": "ReduceSum", "max": "ReduceMax", "min": "ReduceMin",
+                "prod": "ReduceProd", "argmax": "ArgMax", "argmin": "ArgMin"}
+
+
 @onnx_export(nn.ReduceOp)
 def reduce_export(ex: GraphExporter, op: nn.ReduceOp, ins: list[str], out: str) -> str:
-    """ReduceMean/ReduceSum/ReduceMax; the axes are an attribute up to opset 17 (ReduceSum: 12),
-    an input from opset 18 (13)."""
+    """ReduceMean/Sum/Max/Min/Prod, the axes an attribute up to opset 17 (ReduceSum: 12), an input
+    from opset 18 (13); ArgMax/ArgMin, whose int64 index is cast to the IR's float."""
     axes, keep = list(op.prop_ints("axes")), op.prop_int("keepdims", 1)
-    name = {"mean": "ReduceMean", "sum": "ReduceSum", "max": "ReduceMax"}[op.kind.data]
+    name = REDUCE_NODES[op.kind.data]
+    if op.kind.data in nn.ARG_REDUCTIONS:
+        kw = {"select_last_index": 1} if op.prop_int("select_last_index", 0) else {}
+        index = ex.node(name, ins, None, axis=axes[0], keepdims=keep, **kw)
+        return ex.node("Cast", [index], out, to=TensorProto.FLOAT)
     if ex.opset >= (13 if name == "ReduceSum" else 18):
         return ex.node(name, [ins[0], ex.int_init(axes, "axes")], out, keepdims=keep)
     return ex.node(name, ins, out, axes=axes, keepdims=keep)

@@ -6,8 +6,8 @@ every block output are re-quantized to their format; constants are the integers
 runtime/reference.py uses, stored as integer initializers behind a DequantizeLinear (per-axis
 scales along axis 0 for per-channel fracs); biases are int32 at scale = input scale x weight scale,
 the form onnxruntime fuses (DQ -> Conv/Gemm -> Q, in the textbook form below) into its
-QLinearConv/QGemm kernels. Ops without an integer kernel (softmax, sigmoid, tanh, LRN, linear
-resize, reduce-mean) are DQ -> float op -> Q, exactly our float islands.
+QLinearConv/QGemm kernels. Ops without an integer kernel (softmax, log-softmax, sigmoid, tanh,
+LRN, linear resize, reductions) are DQ -> float op -> Q, exactly our float islands.
 
 Widths and opsets (IR version 10 throughout; each checked in onnxruntime 1.31):
 - 8 bits: plain (u)int8 QDQ at opset 13, the float exporter's opset (tools that stop at 13 read it).
@@ -79,8 +79,8 @@ ROUNDING = {
                   "[0, 2**bits - 1]",
     "bias": "rounded to the accumulator's format (input frac + weight frac of the output "
             f"channel), saturated to {fp.BIAS_BITS} bits",
-    "float_islands": "sigmoid, tanh, softmax, LRN, linear resize, reduce-mean: dequantize, "
-                     "float op, quantize",
+    "float_islands": "sigmoid, tanh, softmax, log-softmax, LRN, linear resize, reductions "
+                     "(an index cast to float): dequantize, float op, quantize",
 }
 ONNX_ROUNDING = {True: "half up: floor(x * 2**frac + 1/2) before each QuantizeLinear",
                  False: "half to even (QuantizeLinear's own): differs from the rules above on ties"}

@@ -1069,7 +1069,8 @@ void aloha_island_q(const void *x, int xtype, int n, int frac_in, int frac_out, 
 
 /* ---- softmax --------------------------------------------------------------------------------- */
 
-void aloha_softmax_f32(const float *x, int outer, int n, int inner, float *out)
+/* Softmax, or log-softmax when `take_log`, of float slices. */
+static void softmax_f32(const float *x, int outer, int n, int inner, int take_log, float *out)
 {
     int o, i, j;
     for (o = 0; o < outer; o++)
@@ -1082,12 +1083,23 @@ void aloha_softmax_f32(const float *x, int outer, int n, int inner, float *out)
                     m = s[(size_t)j * inner];
             for (j = 0; j < n; j++) {
                 float e = expf(s[(size_t)j * inner] - m);
-                d[(size_t)j * inner] = e;
+                d[(size_t)j * inner] = take_log ? s[(size_t)j * inner] - m : e;
                 sum += e;
             }
             for (j = 0; j < n; j++)
-                d[(size_t)j * inner] = (float)(d[(size_t)j * inner] / sum);
+                d[(size_t)j * inner] = take_log ? d[(size_t)j * inner] - logf((float)sum)
+                                                : (float)(d[(size_t)j * inner] / sum);
         }
+}
+
+void aloha_softmax_f32(const float *x, int outer, int n, int inner, float *out)
+{
+    softmax_f32(x, outer, n, inner, 0, out);
+}
+
+void aloha_log_softmax_f32(const float *x, int outer, int n, int inner, float *out)
+{
+    softmax_f32(x, outer, n, inner, 1, out);
 }
 
 /* exp(x[at + j] * 2^-frac - m) of a contiguous softmax slice. */
@@ -1124,8 +1136,9 @@ static double pairwise_exp(const void *x, int xtype, size_t at, int n, int frac,
            pairwise_exp(x, xtype, at + (size_t)i, n - i, frac, m);
 }
 
-void aloha_softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
-                     int frac_out, int32_t qmin, int32_t qmax, void *out, int otype)
+/* Softmax, or log-softmax when `take_log`, of fixed-point slices (reference _act). */
+static void softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
+                      int frac_out, int32_t qmin, int32_t qmax, int take_log, void *out, int otype)
 {
     int o, i, j;
     for (o = 0; o < outer; o++)
@@ -1142,11 +1155,26 @@ void aloha_softmax_q(const void *x, int xtype, int outer, int n, int inner, int 
             else
                 for (j = 0; j < n; j++)
                     sum += soft_exp(x, xtype, s + (size_t)j * inner, 0, frac_in, m);
-            for (j = 0; j < n; j++)
-                aloha_store(out, otype, s + (size_t)j * inner,
-                            aloha_to_fixed(soft_exp(x, xtype, s + (size_t)j * inner, 0, frac_in,
-                                                    m) / sum, frac_out, qmin, qmax));
+            for (j = 0; j < n; j++) {
+                const size_t at = s + (size_t)j * inner;
+                const double y =
+                    take_log ? (dequant((int32_t)aloha_load(x, xtype, at), frac_in) - m) - log(sum)
+                             : soft_exp(x, xtype, at, 0, frac_in, m) / sum;
+                aloha_store(out, otype, at, aloha_to_fixed(y, frac_out, qmin, qmax));
+            }
         }
+}
+
+void aloha_softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
+                     int frac_out, int32_t qmin, int32_t qmax, void *out, int otype)
+{
+    softmax_q(x, xtype, outer, n, inner, frac_in, frac_out, qmin, qmax, 0, out, otype);
+}
+
+void aloha_log_softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
+                         int frac_out, int32_t qmin, int32_t qmax, void *out, int otype)
+{
+    softmax_q(x, xtype, outer, n, inner, frac_in, frac_out, qmin, qmax, 1, out, otype);
 }
 
 /* ---- local response normalisation ------------------------------------------------------------ */
@@ -1425,30 +1453,44 @@ void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t
 
 /* ---- reduction over axes --------------------------------------------------------------------- */
 
-/* The sum or maximum (kind) of the reduced box at element offset `at`: float elements summed in
- * double, fixed-point ones as an exact integer (as numpy's float64 sum of x * 2^-frac_in is, below
- * 2^53). */
-static double box_reduce(int kind, const void *x, int xtype, int fixed, size_t at, int rrank,
-                         const int *rdims, const size_t *rstrides)
+/* The reduction (kind) of the reduced box at element offset `at`: float elements summed or
+ * multiplied in double, fixed-point ones summed as an exact integer (as numpy's float64 sum of
+ * x * 2^-frac_in is, below 2^53) and multiplied as x * 2^-frac_in (`unit`); a maximum or minimum
+ * in the input's units; an index as its position in the box. */
+static double box_reduce(int kind, const void *x, int xtype, int fixed, double unit, size_t at,
+                         int rrank, const int *rdims, const size_t *rstrides)
 {
     int ridx[ALOHA_MAX_RANK] = {0};
+    const int what = kind & ~ALOHA_REDUCE_LAST, last = (kind & ALOHA_REDUCE_LAST) != 0;
+    const int most = what == ALOHA_REDUCE_MAX || what == ALOHA_REDUCE_ARGMAX;
+    const int least = what == ALOHA_REDUCE_MIN || what == ALOHA_REDUCE_ARGMIN;
     const size_t count = dense_count(rrank, rdims);
-    size_t j, r = 0;
-    double total = 0.0, best = 0.0;
+    size_t j, r = 0, where = 0;
+    double total = 0.0, best = 0.0, product = 1.0;
     int64_t itotal = 0;
     for (j = 0; j < count; j++) {
         const double v = fixed ? (double)aloha_load(x, xtype, at + r) : ((const float *)x)[at + r];
-        if (kind == ALOHA_REDUCE_MAX)
-            best = (j == 0 || v > best) ? v : best;
+        if (most || least) {
+            if (j == 0 || (most ? v > best : v < best) || (last && v == best)) {
+                best = v;
+                where = j;
+            }
+        } else if (what == ALOHA_REDUCE_PROD)
+            product *= v * unit;
         else if (fixed)
             itotal += aloha_load(x, xtype, at + r);
         else
             total += v;
         r = odometer_next(rrank, rdims, rstrides, ridx, r);
     }
-    if (kind == ALOHA_REDUCE_MAX)
-        return best;
-    return (fixed ? (double)itotal : total) / (kind == ALOHA_REDUCE_MEAN ? (double)count : 1.0);
+    if (what == ALOHA_REDUCE_ARGMAX || what == ALOHA_REDUCE_ARGMIN)
+        return (double)where;
+    if (most || least)
+        return best * unit;
+    if (what == ALOHA_REDUCE_PROD)
+        return product;
+    return (fixed ? (double)itotal : total) / (what == ALOHA_REDUCE_MEAN ? (double)count : 1.0) *
+           unit;
 }
 
 void aloha_reduce_f32(int kind, const float *x, int rank, const int *dims, const size_t *strides,
@@ -1458,7 +1500,7 @@ void aloha_reduce_f32(int kind, const float *x, int rank, const int *dims, const
     const size_t n = dense_count(rank, dims);
     size_t i, at = 0;
     for (i = 0; i < n; i++) {
-        out[i] = (float)box_reduce(kind, x, ALOHA_F32, 0, at, rrank, rdims, rstrides);
+        out[i] = (float)box_reduce(kind, x, ALOHA_F32, 0, 1.0, at, rrank, rdims, rstrides);
         at = odometer_next(rank, dims, strides, idx, at);
     }
 }
@@ -1469,10 +1511,11 @@ void aloha_reduce_q(int kind, const void *x, int xtype, int rank, const int *dim
 {
     int idx[ALOHA_MAX_RANK] = {0};
     const size_t n = dense_count(rank, dims);
+    const double unit = ldexp(1.0, -frac_in);
     size_t i, at = 0;
     for (i = 0; i < n; i++) {
-        const double y = box_reduce(kind, x, xtype, 1, at, rrank, rdims, rstrides);
-        aloha_store(out, otype, i, aloha_to_fixed(y * ldexp(1.0, -frac_in), frac_out, qmin, qmax));
+        const double y = box_reduce(kind, x, xtype, 1, unit, at, rrank, rdims, rstrides);
+        aloha_store(out, otype, i, aloha_to_fixed(y, frac_out, qmin, qmax));
         at = odometer_next(rank, dims, strides, idx, at);
     }
 }

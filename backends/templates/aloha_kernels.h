@@ -188,6 +188,12 @@ void aloha_softmax_f32(const float *x, int outer, int n, int inner, float *out);
  * follows numpy's order (pairwise when inner == 1, sequential otherwise). */
 void aloha_softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
                      int frac_out, int32_t qmin, int32_t qmax, void *out, int otype);
+/* Float log-softmax: (x - max) - log(sum exp(x - max)) (the sum in double). */
+void aloha_log_softmax_f32(const float *x, int outer, int n, int inner, float *out);
+/* Double island as reference _act: y = (x * 2^-frac_in - max) - log(sum), the sum as
+ * aloha_softmax_q's, to_fixed. */
+void aloha_log_softmax_q(const void *x, int xtype, int outer, int n, int inner, int frac_in,
+                         int frac_out, int32_t qmin, int32_t qmax, void *out, int otype);
 
 /* ---- local response normalisation (ONNX, across channels) ------------------------------------ */
 /* One row x[c][w]: y = x / (bias + alpha / size * sum_{c'} x[c'] ^ 2) ^ beta over channels
@@ -258,18 +264,26 @@ void aloha_pad_row_f32(const aloha_win_t *x, const aloha_pad_t *p, int oy, float
 void aloha_pad_row_q(const aloha_win_t *x, const aloha_pad_t *p, int oy, int64_t value,
                      const aloha_rq_t *rq, void *out);
 
-/* ---- reduction over axes (ONNX ReduceMean, ReduceSum, ReduceMax) ----------------------------- */
-/* out is dense over dims[0..rank); its element (i_k) is the mean, sum or maximum (kind) of
- * x[sum_k i_k * strides[k] + sum_j r_j * rstrides[j]] over the reduced box rdims[0..rrank). */
+/* ---- reduction over axes (ONNX ReduceMean/Sum/Max/Min/Prod, ArgMax, ArgMin) ------------------ */
+/* out is dense over dims[0..rank); its element (i_k) is the mean, sum, maximum, minimum or product
+ * (kind) of x[sum_k i_k * strides[k] + sum_j r_j * rstrides[j]] over the reduced box
+ * rdims[0..rrank), or the position in the box (one axis) of its first maximum or minimum (the last
+ * with ALOHA_REDUCE_LAST or'ed into kind). */
 #define ALOHA_REDUCE_MEAN 0
 #define ALOHA_REDUCE_SUM 1
 #define ALOHA_REDUCE_MAX 2
+#define ALOHA_REDUCE_MIN 3
+#define ALOHA_REDUCE_PROD 4
+#define ALOHA_REDUCE_ARGMAX 5
+#define ALOHA_REDUCE_ARGMIN 6
+#define ALOHA_REDUCE_LAST 8
 
-/* Float reduction, a sum or mean summed in double. */
+/* Float reduction, a sum, mean or product in double, an index as a float. */
 void aloha_reduce_f32(int kind, const float *x, int rank, const int *dims, const size_t *strides,
                       int rrank, const int *rdims, const size_t *rstrides, float *out);
-/* Reference _reduce: the exact integer sum (over the count for a mean) or the integer maximum,
- * times 2^-frac_in in double, then aloha_to_fixed. */
+/* Reference _reduce: the exact integer sum (over the count for a mean), the integer maximum or
+ * minimum, times 2^-frac_in in double, the product of the values x * 2^-frac_in in double, or the
+ * index, then aloha_to_fixed. */
 void aloha_reduce_q(int kind, const void *x, int xtype, int rank, const int *dims,
                     const size_t *strides, int rrank, const int *rdims, const size_t *rstrides,
                     int frac_in, int frac_out, int32_t qmin, int32_t qmax, void *out, int otype);

@@ -133,9 +133,10 @@ def _bias_vector(ctx: ImportContext, name: str, m: int, scale: float) -> ConstTe
 
 
 def _dense(ctx: ImportContext, x: str, weight_mk: ConstTensor, bias: ConstTensor | None,
-           hint: str, source: tuple[str, int]) -> None:
-    """A dense layer of weight [M, K]; `source` is the ONNX weight's name and the axis of its
-    output channels there (for a quantized weight's scales)."""
+           hint: str, source: tuple[str, int], target: str | None = None) -> str:
+    """A dense layer of weight [M, K] on the [N, K] `x`, bound to `target` (default: the node's
+    output); `source` is the ONNX weight's name and the axis of its output channels there (for a
+    quantized weight's scales)."""
     xs = ctx.shape(x)
     if len(xs) != 2:
         raise ctx.unsupported(f"a dense layer on a rank-{len(xs)} input is not supported; "
@@ -147,14 +148,31 @@ def _dense(ctx: ImportContext, x: str, weight_mk: ConstTensor, bias: ConstTensor
     qdq.note_weight(ctx, operands[1], *source)
     if bias is not None:
         operands.append(ctx.operand_from(bias, hint + ".bias"))
-    ctx.emit(nn.DenseOp.create(operands=operands, result_types=_out_type(ctx, (xs[0], m))))
+    target = target or ctx.node.output[0]
+    ctx.emit(nn.DenseOp.create(operands=operands, result_types=_out_type(ctx, (xs[0], m))),
+             target)
+    return target
+
+
+def _layout(ctx: ImportContext, x: str, shape=None, perm=None, target: str = "") -> str:
+    """`x` reshaped to `shape` or transposed by `perm`, bound to `target`."""
+    if perm is not None:
+        xs = ctx.shape(x)
+        ctx.emit(nn.TransposeOp.create(operands=[ctx.operand(x)],
+                                       result_types=_out_type(ctx, [xs[p] for p in perm]),
+                                       properties={"perm": nn.ints_attr(perm)}), target)
+    else:
+        ctx.emit(nn.ReshapeOp.create(operands=[ctx.operand(x)],
+                                     result_types=_out_type(ctx, tuple(shape))), target)
+    return target
 
 
 @converter("Gemm")
 def gemm(ctx: ImportContext, node) -> None:
+    """alpha * A' B' + beta * C with A' = A or its transpose (a run-time transpose before the
+    dense layer), B' = B or its transpose (constant weights), C a vector of the outputs (the dense
+    layer's bias) or any constant broadcast to [N, M] (an add after it)."""
     a = attrs(node)
-    if a.get("transA", 0):
-        raise ctx.unsupported("Gemm with transA=1 is not supported; supported: A as [N, K]")
     b = node.input[1]
     if not ctx.is_const(b):
         raise ctx.unsupported("Gemm with a run-time B is not supported; supported: constant weights")
@@ -165,29 +183,76 @@ def gemm(ctx: ImportContext, node) -> None:
     alpha, beta = float(a.get("alpha", 1.0)), float(a.get("beta", 1.0))
     if alpha != 1.0:
         w = w.unary(lambda v: v * np.float32(alpha))
-    bias = None
+    stem = node.output[0]
+    x = node.input[0]
+    if a.get("transA", 0):
+        if len(ctx.shape(x)) != 2:
+            raise ctx.shape_error(f"Gemm A must be 2-D, got {list(ctx.shape(x))}")
+        x = _layout(ctx, x, perm=[1, 0], target=f"{stem}.a")
+    bias, add = None, None
     if len(node.input) > 2 and node.input[2]:
         bias = _bias_vector(ctx, node.input[2], w.shape[0], beta)
         if bias is None:
-            raise ctx.unsupported(f"Gemm bias of shape {list(ctx.shape(node.input[2]))} is not "
-                                  f"supported; supported: [M] or [1, M] with M={w.shape[0]}")
-    _dense(ctx, node.input[0], w, bias, node.name or node.output[0], (b, 0 if a.get("transB", 0)
-                                                                      else 1))
+            add = ctx.const(node.input[2])
+            out = (ctx.shape(x)[0], w.shape[0])
+            if shapes.broadcast(out, add.shape) != tuple(out):
+                raise ctx.shape_error(f"Gemm C of shape {list(add.shape)} does not broadcast to "
+                                      f"the output {list(out)}")
+            if beta != 1.0:
+                add = add.unary(lambda v: v * np.float32(beta))
+    hint = node.name or stem
+    ab = _dense(ctx, x, w, bias, hint, (b, 0 if a.get("transB", 0) else 1),
+                f"{stem}.ab" if add is not None else stem)
+    if add is not None:
+        ctx.emit(nn.AddOp.create(operands=[ctx.operand(ab), ctx.operand_from(add, hint + ".c")],
+                                 result_types=_out_type(ctx, ctx.shape(ab))), stem)
 
 
 @converter("MatMul")
 def matmul(ctx: ImportContext, node) -> None:
+    """A run-time A of any rank >= 1 times a constant [K, M] (or [K]) B: a dense layer over A's
+    rows (reshaped to [rows, K] and back); a constant [M, K] A times a run-time B of rank >= 2:
+    the dense layer of A over B's columns (B's last two axes swapped, and the result's back)."""
     a_name, b_name = node.input
     if ctx.is_const(a_name) and ctx.is_const(b_name):
         ctx.set_const(node.output[0], ConstTensor.of(ctx.value(a_name) @ ctx.value(b_name)))
         return
-    if not ctx.is_const(b_name):
+    stem = node.output[0]
+    hint = node.name or stem
+    if ctx.is_const(b_name):
+        w = ctx.const(b_name)
+        if len(w.shape) > 2:
+            raise ctx.unsupported(f"MatMul with a rank-{len(w.shape)} weight is not supported; "
+                                  "supported: a [K, M] or [K] constant")
+        xs = ctx.shape(a_name)
+        wt = w.transpose((1, 0)) if len(w.shape) == 2 else w.reshape((1, w.shape[0]))
+        out = [*xs[:-1], *w.shape[1:]]
+        if not out:
+            raise ctx.unsupported("MatMul of two vectors (a scalar result) is not supported; "
+                                  "supported: a result of rank >= 1")
+        if len(xs) == 2 and len(w.shape) == 2:
+            _dense(ctx, a_name, wt, None, hint, (b_name, 1))
+            return
+        rows = _layout(ctx, a_name, shape=(shapes.numel(xs[:-1]), xs[-1]), target=f"{stem}.rows")
+        y = _dense(ctx, rows, wt, None, hint, (b_name, 1), f"{stem}.dense")
+        _layout(ctx, y, shape=out, target=stem)
+        return
+    if not ctx.is_const(a_name):
         raise ctx.unsupported("MatMul of two run-time tensors is not supported; supported: "
-                              "constant right-hand side")
-    w = ctx.const(b_name)
-    if len(w.shape) != 2:
-        raise ctx.unsupported(f"MatMul with a rank-{len(w.shape)} weight is not supported")
-    _dense(ctx, a_name, w.transpose((1, 0)), None, node.name or node.output[0], (b_name, 1))
+                              "a constant operand")
+    w = ctx.const(a_name)
+    xs = ctx.shape(b_name)
+    if len(w.shape) != 2 or len(xs) < 2:
+        raise ctx.unsupported(f"MatMul of a rank-{len(w.shape)} constant by a rank-{len(xs)} "
+                              "run-time tensor is not supported; supported: a [M, K] constant "
+                              "by a tensor of rank >= 2")
+    swap = [*range(len(xs) - 2), len(xs) - 1, len(xs) - 2]
+    cols = _layout(ctx, b_name, perm=swap, target=f"{stem}.cols")
+    lead = ctx.shape(cols)
+    rows = _layout(ctx, cols, shape=(shapes.numel(lead[:-1]), lead[-1]), target=f"{stem}.rows")
+    y = _dense(ctx, rows, w, None, hint, (a_name, 0), f"{stem}.dense")
+    back = _layout(ctx, y, shape=(*lead[:-1], w.shape[0]), target=f"{stem}.back")
+    _layout(ctx, back, perm=swap, target=stem)
 
 
 # --- elementwise -----------------------------------------------------------------------------------
@@ -297,16 +362,26 @@ def clip(ctx, node):
         _act(ctx, node, "clip", [lo, hi])
 
 
-@converter("Softmax")
-def softmax(ctx, node):
+def _softmax(ctx, node, kind: str) -> None:
     xs = ctx.shape(node.input[0])
     default = -1 if ctx.opset >= 13 else 1
     axis = _norm_axis(int(attrs(node).get("axis", default)), len(xs))
     if ctx.opset < 13 and shapes.numel(xs[axis + 1:]) != 1:
-        # Before opset 13 Softmax flattened [axis:] into one dimension.
-        raise ctx.unsupported(f"opset-{ctx.opset} Softmax over the flattened dims {list(xs[axis:])} "
-                              "is not supported; supported: trailing dims of size 1")
-    _act(ctx, node, "softmax", axis=axis)
+        # Before opset 13 Softmax and LogSoftmax flattened [axis:] into one dimension.
+        raise ctx.unsupported(f"opset-{ctx.opset} {node.op_type} over the flattened dims "
+                              f"{list(xs[axis:])} is not supported; supported: trailing dims of "
+                              "size 1")
+    _act(ctx, node, kind, axis=axis)
+
+
+@converter("Softmax")
+def softmax(ctx, node):
+    _softmax(ctx, node, "softmax")
+
+
+@converter("LogSoftmax")
+def log_softmax(ctx, node):
+    _softmax(ctx, node, "log_softmax")
 
 
 @converter("LRN")
@@ -582,6 +657,42 @@ def reduce_max(ctx, node):
     _reduce(ctx, node, "max")
 
 
+@converter("ReduceMin")
+def reduce_min(ctx, node):
+    _reduce(ctx, node, "min")
+
+
+@converter("ReduceProd")
+def reduce_prod(ctx, node):
+    _reduce(ctx, node, "prod")
+
+
+@converter("ArgMax", "ArgMin")
+def arg_reduce(ctx, node):
+    """ArgMax/ArgMin along one axis: nn.reduce argmax/argmin, the index as a float (every tensor
+    of the IR, the executors and the generated program is float32 or fixed point; an index below
+    2^24 is exact in float32), where ONNX gives int64."""
+    x = node.input[0]
+    xs = ctx.shape(x)
+    a = attrs(node)
+    axis = _norm_axis(int(a.get("axis", 0)), len(xs))
+    if not 0 <= axis < len(xs):
+        raise ctx.shape_error(f"{node.op_type} axis {a.get('axis', 0)} is out of range for "
+                              f"rank {len(xs)}")
+    if xs[axis] > 2 ** 24:
+        raise ctx.unsupported(f"{node.op_type} along an axis of {xs[axis]} elements is not "
+                              "supported: its indices are float32, exact up to 2^24")
+    keep = int(a.get("keepdims", 1))
+    out = [1 if i == axis else d for i, d in enumerate(xs)] if keep else \
+        [d for i, d in enumerate(xs) if i != axis]
+    props = {"kind": StringAttr(node.op_type.lower()), "axes": nn.ints_attr([axis]),
+             "keepdims": nn.int_attr(keep)}
+    if a.get("select_last_index", 0):
+        props["select_last_index"] = nn.int_attr(1)
+    ctx.emit(nn.ReduceOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                                properties=props))
+
+
 # --- layers exporters emit, written with the ops the IR has ----------------------------------------
 
 def _move(ctx: ImportContext, x: str, shape, perm, out: str) -> None:
@@ -809,12 +920,58 @@ def cast(ctx, node):
     ctx.alias(node.output[0], x)
 
 
+def _slice(ctx: ImportContext, x: str, axis: int, start: int, n: int, target: str) -> str:
+    """The run-time `x` sliced to [start, start + n) along `axis`, bound to `target`."""
+    out = list(ctx.shape(x))
+    out[axis] = n
+    ctx.emit(nn.SliceOp.create(operands=[ctx.operand(x)], result_types=_out_type(ctx, out),
+                               properties={"axis": nn.int_attr(axis),
+                                           "start": nn.int_attr(start)}), target)
+    return target
+
+
+@converter("Split")
+def split(ctx, node):
+    """Split into the sizes of the `split` input (the attribute before opset 13), else into
+    num_outputs (opset 18) or len(outputs) parts, the last one smaller when they do not divide:
+    one nn.slice per output."""
+    x = node.input[0]
+    xs = ctx.shape(x)
+    a = attrs(node)
+    axis = _norm_axis(int(a.get("axis", 0)), len(xs))
+    if not 0 <= axis < len(xs):
+        raise ctx.shape_error(f"Split axis {a.get('axis', 0)} is out of range for rank {len(xs)}")
+    if len(node.input) > 1 and node.input[1]:
+        sizes = ctx.ints(node.input[1]).tolist()
+    elif "split" in a:
+        sizes = list(a["split"])
+    else:
+        parts = int(a.get("num_outputs", len(node.output)))
+        step = -(-xs[axis] // parts)
+        sizes = [min(step, xs[axis] - i * step) for i in range(parts)]
+    if len(sizes) != len(node.output) or sum(sizes) != xs[axis] or min(sizes) < 1:
+        raise ctx.shape_error(f"Split of axis {axis} ({xs[axis]} elements) into {sizes} for "
+                              f"{len(node.output)} outputs: the sizes must be positive, one per "
+                              "output, and add up to the axis")
+    starts = np.cumsum([0] + sizes[:-1]).tolist()
+    if ctx.is_const(x):
+        c = ctx.consts[x]
+        arr = c.materialize() if isinstance(c, ConstTensor) else c
+        for out, start, n in zip(node.output, starts, sizes):
+            part = np.take(arr, range(start, start + n), axis=axis)
+            ctx.set_const(out, ConstTensor.of(part) if isinstance(c, ConstTensor) else part)
+        return
+    for out, start, n in zip(node.output, starts, sizes):
+        if out:
+            _slice(ctx, x, axis, start, n, out)
+
+
 @converter("Slice")
 def slice_op(ctx, node):
     x = node.input[0]
     if not ctx.is_const(x):
-        raise ctx.unsupported("Slice of a run-time tensor is not supported; supported: shape "
-                              "subgraphs on constants")
+        _runtime_slice(ctx, node, x)
+        return
     arr = ctx.value(x)
     if ctx.opset < 10:
         a = attrs(node)
@@ -831,6 +988,45 @@ def slice_op(ctx, node):
     for s, e, ax, st in zip(starts, ends, axes, steps):
         index[_norm_axis(ax, arr.ndim)] = slice(s, e, st)
     ctx.set_const(node.output[0], _keep_kind(ctx, x, arr[tuple(index)]))
+
+
+def _runtime_slice(ctx: ImportContext, node, x: str) -> None:
+    """Slice of a run-time tensor with step 1: one nn.slice per axis it cuts (none: the input)."""
+    xs = ctx.shape(x)
+    if ctx.opset < 10:
+        a = attrs(node)
+        starts, ends = list(a["starts"]), list(a["ends"])
+        axes = list(a.get("axes", range(len(starts))))
+        steps = [1] * len(starts)
+    else:
+        starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
+        axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
+            list(range(len(starts)))
+        steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
+            [1] * len(starts)
+    if any(s != 1 for s in steps):
+        raise ctx.unsupported(f"Slice of a run-time tensor with steps {steps} is not supported; "
+                              "supported: step 1")
+    cuts = []
+    for s, e, ax in zip(starts, ends, axes):
+        ax = _norm_axis(ax, len(xs))
+        if not 0 <= ax < len(xs):
+            raise ctx.shape_error(f"Slice axis {ax} is out of range for rank {len(xs)}")
+        dim = xs[ax]
+        lo = min(max(s + dim if s < 0 else s, 0), dim)
+        hi = min(max(e + dim if e < 0 else e, 0), dim)
+        if hi <= lo:
+            raise ctx.shape_error(f"Slice [{s}, {e}) of axis {ax} ({dim} elements) is empty: "
+                                  "an empty tensor has nothing to compute")
+        if hi - lo < dim:
+            cuts.append((ax, lo, hi - lo))
+    if not cuts:
+        ctx.alias(node.output[0], x)
+        return
+    src = x
+    for i, (ax, lo, n) in enumerate(cuts):
+        last = i == len(cuts) - 1
+        src = _slice(ctx, src, ax, lo, n, node.output[0] if last else f"{node.output[0]}.cut{i}")
 
 
 def _keep_kind(ctx: ImportContext, source: str, arr: np.ndarray):

@@ -31,8 +31,8 @@ from aloha_ir import interface, shapes
 from aloha_ir.consts import make_const
 from aloha_ir.cost import count_params
 from aloha_ir.dialects.csdf import unique_name
-from aloha_ir.dialects.nn import (ConvOp, DenseOp, GraphOp, InputOp, NnOp, OutputOp, float_attr,
-                                  floats_attr, int_attr, shape_of)
+from aloha_ir.dialects.nn import (ARG_REDUCTIONS, ConvOp, DenseOp, GraphOp, InputOp, NnOp,
+                                  OutputOp, ReduceOp, float_attr, floats_attr, int_attr, shape_of)
 from aloha_ir.errors import AlohaError, AlohaWarning, InputFileError, ShapeError, UnsupportedError
 from aloha_ir.weights import ConstTensor, WeightStore, attach_weights
 
@@ -468,7 +468,7 @@ def import_model(model: onnx.ModelProto, source: str = "<model>", name: str | No
         else:
             raise ShapeError(f"graph output '{vo.name}' is never produced", where=source)
         ports.append(StringAttr(vo.name))
-        types.append(_output_type(vo, source))
+        types.append(_output_type(vo, outs[-1], source))
     out_op = OutputOp.create(operands=outs, properties={"ports": ArrayAttr(ports)})
     if any(t != T.FLOAT for t in types):
         out_op.attributes[interface.OUTPUT_TYPES] = ArrayAttr([StringAttr(type_name(t))
@@ -525,13 +525,18 @@ def _input_type(vi: onnx.ValueInfoProto, uses: list[onnx.NodeProto], source: str
                            "float", where=source)
 
 
-def _output_type(vo: onnx.ValueInfoProto, source: str) -> int:
+def _output_type(vo: onnx.ValueInfoProto, value: SSAValue, source: str) -> int:
+    """The output's element type, if the compiler can give it: floats (computed in float32), and
+    int64 indices (ArgMax, ArgMin), which float32 holds exactly up to 2^24."""
     elem = vo.type.tensor_type.elem_type
     if elem in (T.UNDEFINED,) + FLOAT_TYPES:
         return elem or T.FLOAT
+    if elem == T.INT64 and isinstance(value.owner, ReduceOp) and \
+            value.owner.kind.data in ARG_REDUCTIONS:
+        return elem
     raise UnsupportedError(f"output '{vo.name}' has element type {type_name(elem)}; "
-                           "supported: float types (the compiler computes in float32)",
-                           where=source)
+                           "supported: float types (the compiler computes in float32) and the "
+                           "int64 indices of ArgMax and ArgMin", where=source)
 
 
 def _recorded_ranges(model: onnx.ModelProto, source: str) -> dict[str, tuple[float, float]]:

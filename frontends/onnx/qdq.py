@@ -55,8 +55,8 @@ RANGES = {T.INT8: (8, True), T.UINT8: (8, False), T.INT16: (16, True), T.UINT16:
 WEIGHTED = (nn.ConvOp, nn.DenseOp)
 # ops that only move values (or pick among them): without a QuantizeLinear of their own they keep
 # their input's format, as quant.formats' same_format rule does
-MOVES = (nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.ChannelShuffleOp, nn.DropoutOp, nn.PadOp,
-         nn.PoolOp)
+MOVES = (nn.ReshapeOp, nn.FlattenOp, nn.TransposeOp, nn.SliceOp, nn.ChannelShuffleOp,
+         nn.DropoutOp, nn.PadOp, nn.PoolOp)
 SYMMETRIC_HINT = ("quantize with symmetric activations: quantize_static(..., "
                   "activation_type=QuantType.QInt8, extra_options={'ActivationSymmetric': True})")
 

@@ -25,8 +25,8 @@ from aloha_ir.dialects.nn import op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore
 from runtime.reference import (FLOAT_ISLANDS, avg_counts, resize_linear, resize_matrix,
-                               resize_taps, window_extra)
-from runtime.torch.module import batch_shape, pad_like_onnx, pads_lrtb
+                               resize_taps, slice_array, window_extra)
+from runtime.torch.module import batch_shape, pad_like_onnx, pads_lrtb, reduce_tensor
 
 EXACT = 2.0 ** 53
 
@@ -305,8 +305,10 @@ def _act(m, op: nn.ActOp, env):
         y = torch.tanh(real)
     else:
         axis = op.prop_int("axis", 1)
-        e = torch.exp(real - real.amax(dim=axis, keepdim=True))
-        y = e / e.sum(dim=axis, keepdim=True)
+        shifted = real - real.amax(dim=axis, keepdim=True)
+        e = torch.exp(shifted)
+        y = shifted - torch.log(e.sum(dim=axis, keepdim=True)) if kind == "log_softmax" else \
+            e / e.sum(dim=axis, keepdim=True)
     return to_fixed(y, fmt)
 
 
@@ -348,10 +350,7 @@ def _resize(m, op: nn.ResizeOp, env):
 
 def _reduce(m, op: nn.ReduceOp, env):
     real = dequantize(env[op.input], m.frac(op.input))
-    dims, keep = list(op.prop_ints("axes")), bool(op.prop_int("keepdims", 1))
-    reduce = torch.amax if op.kind.data == "max" else getattr(torch, op.kind.data)
-    y = reduce(real, dim=dims, keepdim=keep)
-    return to_fixed(y, fp.format_of(op.output))
+    return to_fixed(reduce_tensor(op, real), fp.format_of(op.output))
 
 
 # each nn op's torch fixed-point kernel (tests/test_op_coverage.py checks that every op has one)
@@ -362,6 +361,7 @@ KERNELS = {
     nn.ReshapeOp: _move(lambda op, x: x.reshape(batch_shape(op))),
     nn.FlattenOp: _move(lambda op, x: x.reshape(math.prod(x.shape[:op.prop_int("axis")]), -1)),
     nn.TransposeOp: _move(lambda op, x: x.permute(*op.prop_ints("perm"))),
+    nn.SliceOp: _move(slice_array),
     nn.ChannelShuffleOp: _move(lambda op, x: F.channel_shuffle(x, op.prop_int("groups"))), nn.DropoutOp: _move(lambda op, x: x),
 }
 

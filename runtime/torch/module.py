@@ -26,7 +26,7 @@ from aloha_ir.dialects import nn
 from aloha_ir.dialects.nn import graph_of, op_label
 from aloha_ir.errors import UnsupportedError
 from aloha_ir.weights import WeightStore, weights_of
-from runtime.reference import avg_counts, resize_matrix, window_extra
+from runtime.reference import avg_counts, resize_matrix, slice_array, window_extra
 
 # operand positions that hold trainable parameters, per op
 TRAINABLE = {nn.ConvOp: (1, 2), nn.DenseOp: (1, 2), nn.BatchNormOp: (1, 2)}
@@ -182,6 +182,8 @@ def _act(kind: str, params, axis, y: torch.Tensor) -> torch.Tensor:
         return torch.tanh(y)
     if kind == "softmax":
         return torch.softmax(y, dim=int(axis))
+    if kind == "log_softmax":
+        return torch.log_softmax(y, dim=int(axis))
     raise UnsupportedError(f"activation '{kind}' has no torch kernel")
 
 
@@ -310,11 +312,30 @@ def _resize(m, op: nn.ResizeOp, xs):
     return torch.einsum("oh,nchw,pw->ncop", mh.to(xs[0].dtype), xs[0], mw.to(xs[0].dtype))
 
 
+def reduce_tensor(op: nn.ReduceOp, x: torch.Tensor) -> torch.Tensor:
+    """nn.reduce of `x` in torch (runtime.reference.reduce_array's): an index as x's dtype."""
+    kind, dims = op.kind.data, list(op.prop_ints("axes"))
+    keep = bool(op.prop_int("keepdims", 1))
+    if kind in nn.ARG_REDUCTIONS:
+        (dim,) = dims
+        pick = torch.argmax if kind == "argmax" else torch.argmin
+        if op.prop_int("select_last_index", 0):
+            return (x.shape[dim] - 1 - pick(x.flip(dim), dim=dim, keepdim=keep)).to(x.dtype)
+        return pick(x, dim=dim, keepdim=keep).to(x.dtype)
+    if kind == "prod":  # torch.prod takes one dim
+        for d in sorted(dims, reverse=True):
+            x = torch.prod(x, dim=d, keepdim=keep)
+        return x
+    reduce = {"max": torch.amax, "min": torch.amin, "mean": torch.mean, "sum": torch.sum}[kind]
+    return reduce(x, dim=dims, keepdim=keep)
+
+
 def _reduce(m, op: nn.ReduceOp, xs):
-    dims, keep = list(op.prop_ints("axes")), bool(op.prop_int("keepdims", 1))
-    if op.kind.data == "max":
-        return torch.amax(xs[0], dim=dims, keepdim=keep)
-    return getattr(torch, op.kind.data)(xs[0], dim=dims, keepdim=keep)
+    return reduce_tensor(op, xs[0])
+
+
+def _slice(m, op: nn.SliceOp, xs):
+    return slice_array(op, xs[0])
 
 
 def _dropout(m, op: nn.DropoutOp, xs):
@@ -326,6 +347,7 @@ FLOAT_KERNELS = {
     nn.ConvOp: _conv, nn.DenseOp: _dense, nn.PoolOp: _pool, nn.BatchNormOp: _bn, nn.AddOp: _add,
     nn.MulOp: _mul, nn.ConcatOp: _concat, nn.ActOp: _actop, nn.LrnOp: _lrn,
     nn.ReshapeOp: _reshape, nn.FlattenOp: _flatten, nn.TransposeOp: _transpose,
+    nn.SliceOp: _slice,
     nn.ChannelShuffleOp: _shuffle, nn.PadOp: _pad, nn.ResizeOp: _resize,
     nn.ReduceOp: _reduce, nn.DropoutOp: _dropout,
 }

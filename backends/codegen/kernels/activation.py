@@ -1,5 +1,6 @@
-"""Activations: softmax (along channels per row, or along the last axis), sigmoid and tanh as
-fixed-point islands, and relu, leaky relu and clip as a float activation or a requantisation."""
+"""Activations: softmax and log-softmax (along channels per row, or along the last axis), sigmoid
+and tanh as fixed-point islands, and relu, leaky relu and clip as a float activation or a
+requantisation."""
 
 from __future__ import annotations
 
@@ -20,17 +21,19 @@ def activation_record(b: BuildContext, view: ActorView, block: nn.ActOp, lo_hi) 
     a = view.args
     kind = block.kind.data
     shape = view.out_shape
-    if kind == "softmax":
+    if kind in nn.SOFTMAXES:
         axis = block.prop_int("axis", 1) % len(shape)
         if len(shape) == 4 and axis == 1:
             a.update(n=shape[1], inner=shape[3], per_row=True, outer=shape[0])
-        elif axis == len(shape) - 1:
-            a.update(n=shape[-1], inner=1, per_row=False, outer=math.prod(shape[:-1]))
+        elif axis == len(shape) - 1 or len(shape) != 4:
+            # the whole tensor in C order ([H, N, C, W] rows of a rank-4 one: its last axis)
+            a.update(n=shape[axis], inner=math.prod(shape[axis + 1:]), per_row=False,
+                     outer=math.prod(shape[:axis]))
         else:
-            raise UnsupportedError(f"softmax along axis {axis} of {list(shape)}", where=view.name)
+            raise UnsupportedError(f"{kind} along axis {axis} of {list(shape)}", where=view.name)
         if b.fixed:
             a.update(fin=fp.format_of(block.input).frac, **island(block))
-        view.kernel = "softmax"
+        view.kernel = kind
         return
     c, _, w = folded(shape)
     a["n"] = c * w

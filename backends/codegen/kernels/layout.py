@@ -1,7 +1,7 @@
 """Ops that move elements without arithmetic (bar a requantisation in fixed point): concat (along
 a rank-4 tensor's channels, or any axis but the batch and a rank-4 tensor's rows by a strided
 walk), channel shuffle, reshape/flatten/dropout as a copy through a staging buffer, transpose
-as a strided copy, and pad (constant, reflect, edge)."""
+and slice as a strided copy, and pad (constant, reflect, edge)."""
 
 from __future__ import annotations
 
@@ -93,6 +93,25 @@ def transpose_record(b: BuildContext, view: ActorView, block: nn.TransposeOp, lo
     if b.fixed:
         a["rq"] = _rq_of(b, block, view)
     view.kernel = "permute"
+
+
+@kernel(nn.SliceOp)
+def slice_record(b: BuildContext, view: ActorView, block: nn.SliceOp, lo_hi) -> None:
+    """One strided copy of the slice (the whole input's rows, in the order they store it, from
+    the element the slice starts at) into the output's rows: the permute kernel at an offset."""
+    x = nn.shape_of(block.input)
+    if len(x) > MAX_RANK:
+        raise UnsupportedError(f"a rank-{len(x)} slice has no generated kernel (at most "
+                               f"{MAX_RANK})", where=view.name)
+    src = storage_strides(x)
+    order = storage_order(len(x))
+    a = view.args
+    a["dims"] = [view.out_shape[j] for j in order]
+    a["strides"] = [src[j] for j in order]
+    a["offset"] = block.prop_int("start") * src[block.prop_int("axis")]
+    if b.fixed:
+        a["rq"] = _rq_of(b, block, view)
+    view.kernel = "slice"
 
 
 PAD_MODES = {"constant": "ALOHA_PAD_CONSTANT", "reflect": "ALOHA_PAD_REFLECT",

@@ -1,6 +1,6 @@
-"""ReduceMean, ReduceSum, ReduceMax: the mean, sum or maximum over axes, row by row when the rows
-stay (a rank-4 tensor kept, not reduced along H: each output row reduces its input row over N, C or
-W), else over the whole input at once."""
+"""ReduceMean, ReduceSum, ReduceMax, ReduceMin, ReduceProd, ArgMax, ArgMin: the reduction over
+axes, row by row when the rows stay (a rank-4 tensor kept, not reduced along H: each output row
+reduces its input row over N, C or W), else over the whole input at once."""
 
 from __future__ import annotations
 
@@ -32,7 +32,8 @@ def reduce_record(b: BuildContext, view: ActorView, block: nn.ReduceOp, lo_hi) -
         raise UnsupportedError(f"a rank-{len(x)} reduce has no generated kernel (at most "
                                f"{MAX_RANK})", where=view.name)
     a = view.args
-    a["kind"] = f"ALOHA_REDUCE_{block.kind.data.upper()}"
+    a["kind"] = f"ALOHA_REDUCE_{block.kind.data.upper()}" + \
+        (" | ALOHA_REDUCE_LAST" if block.prop_int("select_last_index", 0) else "")
     if len(x) == 4 and keep and 2 not in axes:
         # one row: [N, C, W] in C order, reduced to [N', C', W'] (the row plan reads row oy)
         row = (x[0], x[1], x[3])

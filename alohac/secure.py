@@ -11,7 +11,7 @@ import time
 
 import numpy as np
 
-from aloha_ir.errors import InputFileError
+from aloha_ir.errors import InputFileError, UsageError
 
 ADV_FORMAT = "aloha-adversarial-dataset/1"
 
@@ -182,6 +182,9 @@ def cmd_secure(args) -> int:
     from alohac.run import in_flags
     input_scale = parse_range(args.input_scale)
     check_folder(args.output)
+    if args.transfer and args.deployed:
+        raise UsageError("--transfer evaluates a saved dataset; --deployed attacks the float "
+                         "and the deployed model", hint="give one of them")
     if args.transfer:
         saved = load_adversarial(args.transfer)
         from aloha_ir.dialects.nn import graph_of
@@ -203,6 +206,9 @@ def cmd_secure(args) -> int:
                                 step_size=args.step_size, random_start=args.random_start,
                                 noise=not args.no_noise, sanity=not args.no_sanity,
                                 workers=args.workers, seed=args.seed)
+    if args.deployed:
+        from alohac.secure_deployed import cmd_deployed
+        return cmd_deployed(args, config)
     module, name, x01, y, rng = prepare(args.model, args.data, input_scale, args.seed)
     keep = bool(args.save_adversarial or args.examples)
     t0 = time.perf_counter()
@@ -242,8 +248,23 @@ def cmd_secure(args) -> int:
         result["data"] = args.data
         result["steps_per_eps"] = cfg.steps
         written.insert(0, write_text(out.path("security.json"), json.dumps(result, indent=1)))
+        written.insert(1, write_text(out.path("security.md"),
+                                     report_markdown(result, title_of(args, module, report))))
     _print(args, result, [out.final(w) for w in written])
     return 0
+
+
+def report_markdown(result: dict, title: str) -> str:
+    """security.md: what was evaluated, the curve, and the reliability flags."""
+    from security.flags import markdown
+    head = title.replace("\n", "; ")
+    rows = ["| eps | " + " | ".join(f"{e:g}" for e in result["eps"]) + " |",
+            "| --- |" + " --- |" * len(result["eps"]),
+            "| accuracy | " + " | ".join(f"{a:.3f}" for a in result["accuracy"]) + " |"]
+    return "\n".join([f"# Security evaluation: {head}", "",
+                      f"Clean accuracy {result['clean_accuracy']:.4f}, curve average "
+                      f"{result['curve_average']:.4f}: {result['level']} security.", "",
+                      *rows, "", markdown(result.get("flags", []))])
 
 
 def _print(args, result: dict, written: list[str]) -> None:
@@ -282,11 +303,13 @@ def add_parser(sub, epilog: str) -> None:
             f"epsilon; slow = {slow['samples']} samples, {slow['points']} points, PGD-"
             f"{slow['steps']} from the clean input. Level: the curve average as a fraction of "
             "the clean accuracy: " + ", ".join(f"{n} >= {f:.2f}" for n, f in LEVELS[:-1]) +
-            ", else low. Sanity checks warn about a broken evaluation (accuracy at epsilon 0 "
-            "vs clean, gradient masking, zero gradients, PGD weaker than FGSM). Writes "
-            "OUT/security.json and OUT/security.png (and examples.png, adversarial.npz when "
-            "asked). --json prints one JSON object as the last line (eps, accuracy, "
-            "clean_accuracy, curve_average, level, attack, norm, samples, noise, warnings)."),
+            ", else low. Reliability flags say when the curve cannot be trusted and what to do "
+            "(eps0_mismatch, zero_gradients, pgd_weaker_than_fgsm, non_monotone, "
+            "above_chance_full_box, gradient_free_stronger: a Square attack beating PGD). Writes "
+            "OUT/security.json, OUT/security.md and OUT/security.png (and examples.png, "
+            "adversarial.npz when asked). --json prints one JSON object as the last line (eps, "
+            "accuracy, clean_accuracy, curve_average, level, attack, norm, samples, noise, "
+            "flags, warnings)."),
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     from alohac.learn import DATA_HELP
     p.add_argument("model", metavar="MODEL", help="an .onnx or .mlir file, or zoo:NAME")
@@ -306,7 +329,8 @@ def add_parser(sub, epilog: str) -> None:
     p.add_argument("--random-start", action="store_true",
                    help="PGD starts from a random point of the ball")
     p.add_argument("--no-noise", action="store_true", help="skip the random-noise curves")
-    p.add_argument("--no-sanity", action="store_true", help="skip the sanity checks")
+    p.add_argument("--no-sanity", action="store_true",
+                   help="skip the reliability checks (no flags)")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--input-scale", metavar="LO:HI",
                    help="the value range the model's input expects (e.g. 0:255)")
@@ -317,6 +341,14 @@ def add_parser(sub, epilog: str) -> None:
                         "metadata, for transfer tests")
     p.add_argument("--transfer", metavar="FILE.npz",
                    help="evaluate MODEL on a saved adversarial dataset instead of attacking it")
+    p.add_argument("--deployed", metavar="BITS|FILE",
+                   help="also attack the deployed fixed-point model and compare: BITS quantizes "
+                        "MODEL here (PTQ on DATA, as alohac quantize; written as "
+                        "OUT/deployed.mlir), FILE is a model quantized already; the deployed "
+                        "forward pass is bit-exact with the generated C, its gradient the "
+                        "rounding's straight-through estimator; writes OUT/deployed.json and "
+                        "OUT/deployed.png (float, deployed, and the float's examples on the "
+                        "deployed model)")
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the data split, random starts and noise")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")

@@ -18,11 +18,13 @@ accuracy under attack). The level compares it with the clean accuracy -- how muc
 model keeps as epsilon grows: `high` when it keeps at least 75%, `medium` at least 40%, else
 `low`. Levels are comparable between models evaluated over the same epsilon range.
 
-Sanity checks (warnings in the report, as the careful toolkits do): the accuracy at epsilon 0
+Reliability flags (security/flags.py, as AutoAttack and ART check): the accuracy at epsilon 0
 must equal the clean accuracy; a strong attack (PGD-50, random start) at an epsilon that reaches
-every point of the input box must bring the accuracy near zero, else the gradients are probably
-masked; samples whose input gradient is exactly zero are counted; PGD must never be weaker than
-FGSM at the same epsilon.
+every point of the input box must bring the accuracy to chance or below, else the gradients are
+probably masked; samples whose input gradient is exactly zero are counted; PGD must never be weaker
+than FGSM at the same epsilon; the curve must not rise; a gradient-free attack (Square) must not
+beat PGD. Each raised flag is in `flags` (what it means, what to do, the evidence) and, as one
+line, in `warnings`.
 
 Evaluations split into chunks of samples, run in worker processes when `workers` > 1.
 """
@@ -47,8 +49,6 @@ MODES = {"fast": {"samples": 100, "points": 6, "steps": 10, "warm_start": True},
          "slow": {"samples": 1000, "points": 16, "steps": 20, "warm_start": False}}
 DEFAULT_EPS_STOP = {"inf": 0.3, "2": 3.0, "1": 30.0}
 LEVELS = (("high", 0.75), ("medium", 0.40), ("low", 0.0))  # kept fraction of clean accuracy
-MASKING_ACCURACY = 0.10  # a box-covering PGD-50 leaving more than this suggests gradient masking
-MASKING_SAMPLES = 64
 CHUNK = 50
 
 
@@ -151,6 +151,8 @@ class SecurityReport:
     zero_gradient_samples: int = 0
     masking_check: dict | None = None
     warnings: list[str] = field(default_factory=list)
+    flags: list[dict] = field(default_factory=list)  # security/flags.py
+    gradient_free_check: dict | None = None
     seconds: float = 0.0
     warm_start: bool = False
     workers: int = 1
@@ -351,7 +353,6 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
              keep_adversarial: bool = False) -> tuple[SecurityReport, np.ndarray | None]:
     """The security evaluation curve of `module` on samples x01 (inputs in [0, 1]) with labels y.
     Returns the report and, with keep_adversarial, the adversarial inputs [eps, N, ...]."""
-    import torch
     cfg = config.resolved()
     n = min(cfg.samples, len(x01))
     if n < 1:
@@ -413,46 +414,16 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
         zero_gradient_samples=int(sum(p["zero"].sum() for p in parts)),
         warm_start=bool(cfg.warm_start and cfg.attack == "pgd"), workers=cfg.workers)
     if cfg.sanity:
-        _sanity(report, module, x01, y, cfg, input_range, torch)
+        from security.flags import line, reliability_flags
+        correct = np.stack([np.concatenate([p["attack"][j] for p in parts])
+                            for j in range(len(cfg.eps))])
+        report.flags = reliability_flags(report, torch_model(module, *input_range), x01, y, cfg,
+                                         correct)
+        report.warnings += [line(f) for f in report.flags]
     report.seconds = time.perf_counter() - t0
     adv = np.concatenate([np.stack(p["adv"]) for p in parts], axis=1) if keep_adversarial \
         else None
     return report, adv
-
-
-def _sanity(report: SecurityReport, module, x01, y, cfg: SecurityConfig, input_range, torch):
-    w = report.warnings
-    if 0.0 in report.eps:
-        at0 = report.accuracy[report.eps.index(0.0)]
-        if abs(at0 - report.clean_accuracy) > 1e-12:
-            w.append(f"accuracy at epsilon 0 ({at0:.4f}) differs from the clean accuracy "
-                     f"({report.clean_accuracy:.4f}): the evaluation is broken")
-    if report.zero_gradient_samples:
-        w.append(f"{report.zero_gradient_samples} of {report.samples} samples have an exactly "
-                 "zero input gradient: the attack cannot move them (saturated or masked "
-                 "gradients); their accuracy under attack is an overestimate")
-    if report.fgsm_accuracy is not None:
-        weaker = [(e, a, f) for e, a, f in zip(report.eps, report.accuracy, report.fgsm_accuracy)
-                  if a > f + 1e-12]
-        if weaker:
-            w.append("PGD is weaker than FGSM at epsilon " + ", ".join(
-                f"{e:g} ({a:.3f} vs {f:.3f})" for e, a, f in weaker) +
-                ": more steps or a larger step size are needed")
-    # a box-covering ball: every input is reachable, so a working attack leaves ~0 accuracy
-    from runtime.torch.attacks import Attack, run_attack
-    dims = int(np.prod(x01.shape[1:]))
-    big = {"inf": 1.0, "2": math.sqrt(dims), "1": float(dims)}[cfg.norm]
-    model = torch_model(module, *input_range)
-    xs, ys = torch.from_numpy(x01[:MASKING_SAMPLES]), torch.from_numpy(y[:MASKING_SAMPLES])
-    gen = torch.Generator().manual_seed(cfg.seed)
-    r = run_attack(model, xs, ys, big, Attack("pgd", cfg.norm, 50, random_start=True),
-                   generator=gen)
-    acc = float(r.correct.float().mean())
-    report.masking_check = {"attack": "PGD-50", "eps": big, "samples": len(xs), "accuracy": acc}
-    if acc > MASKING_ACCURACY:
-        w.append(f"PGD-50 at epsilon {big:g} (the whole input box is reachable) leaves "
-                 f"{100 * acc:.1f}% accuracy: gradient masking is likely, and the curve "
-                 "overestimates the security")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -241,6 +241,8 @@ def cmd_secure(args) -> int:
         result["seconds"] = time.perf_counter() - t0
         result["data"] = args.data
         result["steps_per_eps"] = cfg.steps
+        from alohac.secure_defences import run as defences
+        written += defences(args, module, report, x01[:n], y[:n], config, rng, out, result)
         written.insert(0, write_text(out.path("security.json"), json.dumps(result, indent=1)))
     _print(args, result, [out.final(w) for w in written])
     return 0
@@ -317,6 +319,8 @@ def add_parser(sub, epilog: str) -> None:
                         "metadata, for transfer tests")
     p.add_argument("--transfer", metavar="FILE.npz",
                    help="evaluate MODEL on a saved adversarial dataset instead of attacking it")
+    from alohac.secure_defences import add_arguments
+    add_arguments(p)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the data split, random starts and noise")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")

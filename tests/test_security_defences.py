@@ -167,3 +167,139 @@ def test_training_with_the_penalty_flattens_the_input_gradients():
     flat, flat_acc = fit(InputGradientPenalty(1.0))
     assert flat < plain / 1.5, (flat, plain)  # measured: about half
     assert flat_acc > 0.8 and plain_acc > 0.8
+
+
+def _result(acc, eps=(0.0, 0.1, 0.2, 0.3), clean=None, **extra):
+    """A security.json by hand (curve average and level computed as the report does)."""
+    from security.evaluate import curve_average, level_of
+    clean = acc[0] if clean is None else clean
+    avg = curve_average(list(eps), list(acc))
+    level, kept = level_of(avg, clean)
+    return {"eps": list(eps), "accuracy": list(acc), "clean_accuracy": clean, "samples": 100,
+            "curve_average": avg, "level": level, "kept": kept, "norm": "inf", "steps": 10,
+            "zero_gradient_samples": 0, "fgsm_accuracy": None, "masking_check": None} | extra
+
+
+def test_flags_derived_from_the_figures_put_a_stronger_evaluation_first():
+    """At eps 0 0.8 against a clean 0.9 (eps0_mismatch), 20 of 100 samples with zero gradients
+    (an error: over 10%), PGD above FGSM at 0.2, the accuracy rising from 0.2 to 0.3 by more than
+    two samples' worth, a box-covering PGD-50 leaving 40%: five flags, one stronger evaluation
+    with 50 steps (2 x 10 < 50) and a random start, before the training measures."""
+    from security.recommend import flags_of, recommend
+    r = _result([0.8, 0.5, 0.1, 0.2], clean=0.9, zero_gradient_samples=20,
+                fgsm_accuracy=[0.8, 0.6, 0.05, 0.3],
+                masking_check={"attack": "PGD-50", "eps": 1.0, "samples": 64, "accuracy": 0.4})
+    flags = {f["flag"]: f for f in flags_of(r)}
+    assert set(flags) == {"eps0_mismatch", "zero_gradients", "pgd_weaker_than_fgsm",
+                          "non_monotone", "above_chance_full_box"}
+    assert flags["zero_gradients"]["severity"] == "error"
+    assert flags["pgd_weaker_than_fgsm"]["evidence"]["eps"] == [0.2]
+    assert flags["non_monotone"]["evidence"]["eps"] == [0.3]
+    recs = recommend(r)
+    assert recs[0].measure == "stronger_evaluation" and recs[0].applicable
+    assert recs[0].params == {"steps": 50, "random_start": True}
+    assert all(name in recs[0].reason for name in flags)
+    # flags the report carries (security/flags.py) are taken as they are
+    given = [{"flag": "gradient_free_stronger", "severity": "error", "meaning": "m",
+              "action": "a", "evidence": {}}]
+    assert flags_of(_result([0.9, 0.9, 0.9, 0.9], flags=given)) == given
+    assert recommend(_result([0.9, 0.9, 0.9, 0.9], flags=given))[0].measure == \
+        "stronger_evaluation"
+
+
+def test_training_measures_take_twice_the_half_accuracy_epsilon_and_a_safe_model_gets_none():
+    """Clean 0.9: half is 0.45. Falling to 0.4 at eps 0.1: train at 0.2. Falling to 0.45 only
+    at 0.2: train at min(0.3, 0.4) = 0.3. Never below half (a medium level): the largest eps."""
+    from security.recommend import recommend
+    recs = recommend(_result([0.9, 0.4, 0.1, 0.0]))
+    assert [r.measure for r in recs] == ["adversarial_training", "input_gradient_penalty"]
+    assert recs[0].params["eps"] == pytest.approx(0.2) and recs[0].params["norm"] == "inf"
+    assert recommend(_result([0.9, 0.6, 0.45, 0.1]))[0].params["eps"] == pytest.approx(0.3)
+    medium = _result([0.9, 0.6, 0.5, 0.46])
+    assert medium["level"] == "medium"
+    assert recommend(medium)[0].params["eps"] == pytest.approx(0.3)
+    safe = recommend(_result([0.9, 0.88, 0.85, 0.8]))
+    assert [r.measure for r in safe] == ["none"] and not safe[0].applicable
+
+
+def test_rejection_is_recommended_at_the_best_affordable_threshold_and_more_bits_on_a_gap():
+    """No rejection: average 0.3, clean 0.9. t = 0.5: 0.35 for 1 point of clean accuracy.
+    t = 0.9: 0.6 but 10 points: too dear (at most 2). So t = 0.5, not applied by the tool."""
+    from security.recommend import recommend
+
+    def curve(t, clean, avg):
+        return {"threshold": t, "accuracy": [clean, 0.3, 0.3, 0.3], "rejected": [0.0] * 4,
+                "naive_accuracy": [clean] * 4, "naive_rejected": [0.0] * 4,
+                "curve_average": avg, "naive_curve_average": 0.9, "selective_accuracy": 1.0}
+    reject = {"eps": [0.0, 0.1, 0.2, 0.3], "curves": [curve(0.0, 0.9, 0.3),
+                                                      curve(0.5, 0.89, 0.35),
+                                                      curve(0.9, 0.8, 0.6)]}
+    safe = _result([0.9, 0.88, 0.85, 0.8])
+    recs = recommend(safe, reject=reject)
+    assert [r.measure for r in recs] == ["rejection"]
+    assert recs[0].params == {"threshold": 0.5} and not recs[0].applicable
+    reject["curves"][1]["curve_average"] = 0.305  # gains less than a point: not worth it
+    assert [r.measure for r in recommend(safe, reject=reject)] == ["none"]
+    fixed = _result([0.9, 0.85, 0.8, 0.7])
+    float_ = _result([0.9, 0.9, 0.85, 0.8])
+    recs = recommend(fixed, float_result=float_, bits=4)
+    assert [r.measure for r in recs] == ["more_bits"] and recs[0].params == {"bits": 8}
+
+
+def test_apply_refuses_what_the_tool_cannot_carry_out(trained):
+    from aloha_ir.context import make_context
+    from aloha_ir.errors import UnsupportedError
+    from aloha_ir.passmanager import PassManager
+    from aloha_ir.weights import clone_with_weights
+    from security.recommend import Recommendation, apply
+    module, x, y = trained
+    cfg = SecurityConfig(samples=10, noise=False, sanity=False)
+    before, _ = evaluate(module, x, y, cfg, input_range=(0.0, 1.0))
+    with pytest.raises(UsageError, match="cannot be applied"):
+        apply(Recommendation("rejection", {"threshold": 0.5}, "r", False), module, before, x, y,
+              cfg, input_range=(0.0, 1.0))
+    q = clone_with_weights(module)
+    PassManager.parse("canonicalize,quantize{bits=8 data=digits samples=64}").run(
+        q, make_context())
+    with pytest.raises(UnsupportedError, match="fixed point"):
+        apply(Recommendation("input_gradient_penalty", {"weight": 1.0}, "r", True), q, before, x,
+              y, cfg, input_range=(0.0, 1.0))
+
+
+def test_secure_cli_rejects_recommends_and_applies(trained, tmp_path, capsys):
+    """`alohac secure --reject --apply` on the trained digits CNN: security.json holds the reject
+    curves, the recommendations (low security and no flag: adversarial training first) and the
+    applied measure; the written model, loaded and evaluated afresh on the same samples, has the
+    reported 'after' curve; the reported 'before' is the report's own curve."""
+    import json
+
+    from alohac.main import main
+    from backends.onnx.export import save_onnx
+    from frontends.loader import load_model
+    module, x, y = trained
+    path = str(tmp_path / "digits.onnx")
+    save_onnx(module, path)
+    out = tmp_path / "out"
+    assert main(["secure", path, "--samples", "40", "--no-noise", "--no-sanity", "--examples",
+                 "0", "--reject", "0.9", "--apply", "--apply-epochs", "2", "--json", "-o",
+                 str(out)]) == 0
+    captured = capsys.readouterr()
+    res = json.loads(captured.out.strip().splitlines()[-1])
+    saved = json.loads((out / "security.json").read_text())
+    assert saved["recommendations"] == res["recommendations"]
+    assert [c["threshold"] for c in res["reject"]["curves"]] == [0.0, 0.9]
+    assert res["recommendations"][0]["measure"] == "adversarial_training"
+    applied = res["applied"]
+    assert applied["measure"] == "adversarial_training"
+    assert applied["before"]["curve_average"] == res["curve_average"]
+    for f in ("reject.png", "applied.png", "applied.mlir"):
+        assert (out / f).exists(), f
+    again, _ = evaluate(load_model(str(out / "applied.mlir")), x, y,
+                        SecurityConfig(samples=40, noise=False, sanity=False),
+                        input_range=(0.0, 1.0))
+    assert again.curve_average == pytest.approx(applied["after"]["curve_average"])
+    assert "recommendations:" in captured.err and "applied adversarial_training" in captured.err
+    with pytest.raises(SystemExit) as e:  # refused while parsing, before any attack
+        main(["secure", path, "--reject", "1.5", "-o", str(out)])
+    assert e.value.code == 2
+    assert "--reject: thresholds must lie in [0, 1), got 1.5" in capsys.readouterr().err

@@ -247,6 +247,8 @@ def cmd_secure(args) -> int:
         result["seconds"] = time.perf_counter() - t0
         result["data"] = args.data
         result["steps_per_eps"] = cfg.steps
+        from alohac.secure_defences import run as defences
+        written += defences(args, module, report, x01[:n], y[:n], config, rng, out, result)
         written.insert(0, write_text(out.path("security.json"), json.dumps(result, indent=1)))
         written.insert(1, write_text(out.path("security.md"),
                                      report_markdown(result, title_of(args, module, report))))
@@ -349,6 +351,8 @@ def add_parser(sub, epilog: str) -> None:
                         "rounding's straight-through estimator; writes OUT/deployed.json and "
                         "OUT/deployed.png (float, deployed, and the float's examples on the "
                         "deployed model)")
+    from alohac.secure_defences import add_arguments
+    add_arguments(p)
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the data split, random starts and noise")
     p.add_argument("--json", action="store_true", help="print one JSON object as the last line")

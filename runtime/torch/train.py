@@ -2,7 +2,8 @@
 
 Models: classification gives logits [N, classes] for labels [N]; segmentation gives
 [N, classes, H, W] for labels [N, H, W]. The loss is cross-entropy, plus an optional `regularizer()`
-term (PACT's L2 on its clipping parameters). Quantization-aware schemes hook in through
+term (PACT's L2 on its clipping parameters) and an optional data-dependent `penalty(x, logits, y)`
+(the input-gradient penalty: x requires a gradient when a penalty is given). Quantization-aware schemes hook in through
 `after_step(model)` (re-apply pruning masks, INQ's frozen weights) and `on_epoch(epoch, record)` (a
 precision-relaxation heuristic; returning True stops training). A callback with state gives it
 `state_dict()`/`load_state_dict()`; the checkpoint carries it, so a resumed run continues it.
@@ -47,6 +48,7 @@ Regularizer = Callable[[], torch.Tensor]
 AfterStep = Callable[[nn.Module], None]
 OnEpoch = Callable[[int, "EpochRecord"], "bool | None"]
 Augment = Callable[[nn.Module, torch.Tensor, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
+Penalty = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
 class TrainingDiverged(PassError):
@@ -151,11 +153,14 @@ class TrainResult:
 
 def train(model: nn.Module, splits: Splits, config: TrainConfig, *,
           regularizer: Regularizer | None = None, after_step: AfterStep | None = None,
-          on_epoch: OnEpoch | None = None, augment: Augment | None = None) -> TrainResult:
+          on_epoch: OnEpoch | None = None, augment: Augment | None = None,
+          penalty: Penalty | None = None) -> TrainResult:
     """Train on `splits.train`, validate on `splits.val` every epoch, and leave the model in the
     best validated state. With `config.checkpoint`, resume from it if present and save it every
-    epoch. `augment(model, x, y)` transforms every training batch (adversarial training)."""
-    run = _Run(model, splits, config, regularizer, after_step, on_epoch, augment)
+    epoch. `augment(model, x, y)` transforms every training batch (adversarial training);
+    `penalty(x, logits, y)` adds a term computed from the batch and its logits (x requires a
+    gradient, so the term may differentiate through the input: runtime.torch.regularize)."""
+    run = _Run(model, splits, config, regularizer, after_step, on_epoch, augment, penalty)
     run.advance(config.epochs)
     return run.finish()
 
@@ -166,9 +171,10 @@ class _Run:
 
     def __init__(self, model: nn.Module, splits: Splits, config: TrainConfig,
                  regularizer: Regularizer | None = None, after_step: AfterStep | None = None,
-                 on_epoch: OnEpoch | None = None, augment: Augment | None = None):
+                 on_epoch: OnEpoch | None = None, augment: Augment | None = None,
+                 penalty: Penalty | None = None):
         self.model, self.config, self.val = model, config, splits.val
-        self.augment = augment
+        self.augment, self.penalty = augment, penalty
         self.regularizer, self.after_step, self.on_epoch = regularizer, after_step, on_epoch
         self.train_set = _training_set(splits.train, config)
         for ds in (self.train_set, self.val):
@@ -252,11 +258,15 @@ class _Run:
             if self.augment:
                 x, y = self.augment(self.model, x, y)
                 self.model.train()
+            if self.penalty:
+                x = x.detach().requires_grad_(True)
             logits = self.model(x)
             if b == 0:
                 _check_logits(logits, ds, self.config.task)
             loss = F.cross_entropy(logits, y)
             objective = loss + self.regularizer() if self.regularizer else loss
+            if self.penalty:
+                objective = objective + self.penalty(x, logits, y)
             if not torch.isfinite(objective):
                 raise TrainingDiverged(f"the loss is {objective.item()} at epoch {epoch}, batch "
                                        f"{b + 1} of {batches}", where=ds.name,

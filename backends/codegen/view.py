@@ -203,6 +203,9 @@ class CodegenView:
     latency_s: float
     period_s: float
     power: dict = field(default_factory=dict)
+    # threads: one pthread per unit (aloha_rt.c); static: the whole frame's firings in one loop
+    # in the schedule's start order, one thread, no pthreads, no malloc (a microcontroller's way)
+    runtime: str = "threads"
 
     @property
     def blob_bytes(self) -> int:
@@ -269,5 +272,6 @@ class CodegenView:
                        "max_firing": f.max_firing, "self_loop": f.self_loop,
                        "ctype": f.storage.ctype, "token_bytes": f.elem}
                       for f in self.fifos],
+            "runtime": self.runtime,
             "threads": [{"name": t.name, "unit": t.unit, "runs": len(t.order)}
                         for t in self.threads]}

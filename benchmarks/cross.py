@@ -105,7 +105,8 @@ def instructions(log: str) -> collections.Counter:
                 continue
             m = trace.match(line)
             if m:
-                count[m.group(2) or "?"] += size.get(int(m.group(1), 16), 0)
+                count[m.group(2) or "(no symbol: shared C library)"] += \
+                    size.get(int(m.group(1), 16), 0)
     return count
 
 
@@ -175,7 +176,8 @@ def main() -> int:
             rows.append(r)
             print(f"\n{platform} on {machine} (QEMU): {r['qemu_s_per_frame'] * 1e3:.2f} ms per "
                   f"frame of emulation; {r['instructions_per_frame']:,} instructions per frame; "
-                  f"the cost model's operations for the same actors {r['cost_model_ops_per_frame']:,}"
+                  "the cost model's operations for the same actors "
+                  f"{r['cost_model_ops_per_frame']:,}"
                   f" ({r['conv_dense_macs']:,} conv/dense MACs, run in "
                   f"{r['conv_dense_instructions']:,} kernel instructions: "
                   f"{r['instructions_per_mac']:.2f} per MAC)")

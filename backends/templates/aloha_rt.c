@@ -71,7 +71,7 @@ static long g_begun;
 static int g_input_waiting;
 {% endif %}
 static double g_begin_t;
-#define SAMPLES 1024
+#define SAMPLES {{ "1024" if view.runtime == "threads" else "64  /* 512 B of a microcontroller's RAM */" }}
 static double g_sample[SAMPLES]; /* per frame: its latency (one at a time) or the gap since the
                                    previous frame left (streaming) */
 static int g_samples;
@@ -437,12 +437,8 @@ void aloha_fire(aloha_actor *a)
     a->phase = (phase + 1) % a->phases;
 }
 
-{% if view.runtime == "threads" %}
-static void *thread_main(void *arg)
-{
-    aloha_thread *t = (aloha_thread *)arg;
-    long frame;
-    int r, k;
+{# one thread's frames: its order, frame after frame, between the busy hook's calls #}
+{% macro frame_loop() %}
     for (frame = 0; frame < g_frames; frame++) {
         if (t->busy)
             t->busy(t, frame, 1);
@@ -452,7 +448,14 @@ static void *thread_main(void *arg)
         if (t->busy)
             t->busy(t, frame, 0);
     }
-    pthread_mutex_lock(&g_lock);
+{% endmacro %}
+{% if view.runtime == "threads" %}
+static void *thread_main(void *arg)
+{
+    aloha_thread *t = (aloha_thread *)arg;
+    long frame;
+    int r, k;
+{{ frame_loop() }}    pthread_mutex_lock(&g_lock);
     g_live--;
     if (g_live > 0 && g_blocked == g_live)
         aloha_fatal("deadlock: thread %s finished and every other thread waits on a FIFO",
@@ -502,16 +505,7 @@ int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long fra
     g_samples = 0;
     g_one_at_a_time = getenv("ALOHA_TIMING") && strcmp(getenv("ALOHA_TIMING"), "latency") == 0;
     g_start = aloha_now();
-    for (frame = 0; frame < g_frames; frame++) {
-        if (t->busy)
-            t->busy(t, frame, 1);
-        for (r = 0; r < t->runs; r++)
-            for (k = 0; k < t->order[2 * r + 1]; k++)
-                aloha_fire(&g_actors[t->order[2 * r]]);
-        if (t->busy)
-            t->busy(t, frame, 0);
-    }
-    return 0;
+{{ frame_loop() }}    return 0;
 }
 {% endif %}
 

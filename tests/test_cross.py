@@ -94,35 +94,83 @@ def _x86(module_factory, target: str, tmp_path, x: np.ndarray) -> np.ndarray:
 # the static-order runtime on this machine
 
 
-def test_static_runtime_is_one_loop_without_pthreads_and_bit_exact(tmp_path):
+@pytest.mark.parametrize("target", ["orlando", "neuraghe-losa"])
+def test_static_runtime_is_one_loop_without_pthreads_and_bit_exact(tmp_path, target):
     """--runtime static: one thread whose order holds every firing of the frame in the schedule's
     start order; no pthreads or malloc in the program; bit-exact with the reference and with
-    the threaded program, frame after frame."""
+    the threaded program, frame after frame; every unit's power knob still runs around each frame
+    (the platform's log counts what the threaded program's does)."""
+    from aloha_ir.dialects import csdf
     from backends.registry import get_backend
     from codegen_helpers import lower
     module = _quantized("digits_cnn", 8)
-    platform = lower(module, "orlando")
-    view = get_backend("orlando")(runtime="static").view(module, platform)
+    platform = lower(module, target)
+    view = get_backend(platform.backend)(runtime="static").view(module, platform)
     assert len(view.threads) == 1
-    from aloha_ir.dialects import csdf
     graph = csdf.csdf_graphs(module)[0]
     # the start order by hand: every firing position the schedule recorded, sorted
     slots = sorted((s, a.sym_name.data) for a in graph.actors() for s in a.order)
     flat = [view.actors[i].name for i, n in view.threads[0].order for _ in range(n)]
     assert flat == [a for _, a in slots]
-    code = generate(_quantized("digits_cnn", 8), "orlando", str(tmp_path / "static"),
-                    runtime="static")
-    for f in ("network.c", "aloha_rt.c", "aloha_rt.h", "orlando_api_host.c"):
-        text = open(os.path.join(code, f)).read()
-        assert not re.search(r"pthread_\w+\(|#include <pthread.h>|malloc\(|calloc\(", text), f
-    assert "-lpthread" not in open(os.path.join(code, "Makefile")).read()
-    build(code)
     x = _digits(12)
-    r, y = run(code, x)
-    assert r.returncode == 0, r.stderr
-    np.testing.assert_array_equal(y, _reference(module, x))
-    np.testing.assert_array_equal(y, _x86(lambda: _quantized("digits_cnn", 8), "orlando",
-                                          tmp_path, x))
+    logs, outputs = {}, {}
+    for runtime in ("static", "threads"):
+        code = generate(_quantized("digits_cnn", 8), target, str(tmp_path / runtime),
+                        runtime=runtime)
+        build(code)
+        r, outputs[runtime] = run(code, x, env={"ALOHA_PLATFORM_LOG": "1"})
+        assert r.returncode == 0, r.stderr
+        logs[runtime] = [ln for ln in r.stderr.splitlines() if ln.startswith(target[:7])]
+    for f in ("network.c", "aloha_rt.c", "aloha_rt.h", "orlando_api_host.c"):
+        if os.path.exists(os.path.join(tmp_path, "static", "code", f)):
+            text = open(os.path.join(tmp_path, "static", "code", f)).read()
+            assert not re.search(r"pthread_\w+\(|#include <pthread.h>|malloc\(|calloc\(", text), f
+    assert "-lpthread" not in open(os.path.join(tmp_path, "static", "code", "Makefile")).read()
+    np.testing.assert_array_equal(outputs["static"], _reference(module, x))
+    np.testing.assert_array_equal(outputs["static"], outputs["threads"])
+    # the threaded program's all-idle count depends on its threads' timing (a CA of the next frame
+    # may start before the last of this one stops); the one thread ends every frame all idle
+    timed = re.compile(r"every CA idle \(FC phase\) \d+")
+    assert logs["static"] and [timed.sub("", ln) for ln in logs["static"]] == \
+        [timed.sub("", ln) for ln in logs["threads"]]
+    if target == "orlando":
+        assert f"every CA idle (FC phase) {len(x)} time(s)" in "\n".join(logs["static"])
+
+
+def test_instruction_count_from_a_qemu_log(tmp_path):
+    """benchmarks/cross.py's count from a `-d in_asm,exec,nochain` log, by hand: block A (3
+    instructions, in f) runs twice, block B (2, in g) once; B retranslated with 4 then runs once."""
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks", "cross.py")
+    spec = importlib.util.spec_from_file_location("bench_cross", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    log = tmp_path / "trace.log"
+    log.write_text("""----------------
+IN: f
+0x00001000:  e92d4ff0  push     {r4, lr}
+0x00001004:  e1a0000d  mov      r0, sp
+0x00001008:  fa000193  blx      #0x2000
+
+Trace 0: 0x7f00 [00000480/00001000/00000000/00000200] f
+----------------
+IN: g
+0x00002000:  b095       sub      sp, #0x54
+0x00002002:  4770       bx       lr
+
+Trace 0: 0x7f40 [00000480/00002000/00000000/00000200] g
+Trace 0: 0x7f00 [00000480/00001000/00000000/00000200] f
+----------------
+IN: g
+0x00002000:  b095       sub      sp, #0x54
+0x00002002:  bf00       nop
+0x00002004:  bf00       nop
+0x00002006:  4770       bx       lr
+
+Trace 0: 0x7f80 [00000480/00002000/00000000/00000200] g
+""")
+    assert bench.instructions(str(log)) == {"f": 6, "g": 6}
 
 
 def test_runtime_option_is_checked(tmp_path):

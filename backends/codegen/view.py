@@ -208,6 +208,15 @@ class CodegenView:
     runtime: str = "threads"
 
     @property
+    def thread_units(self) -> list[str]:
+        """The units whose actors a thread runs (a platform installs their power knobs): each
+        thread's unit, or with the static runtime every unit an actor is mapped to (its one thread
+        runs them all, and calls every such unit's knob around each frame)."""
+        if self.runtime == "static":
+            return sorted({a.unit for a in self.actors if a.unit})
+        return [t.unit for t in self.threads]
+
+    @property
     def blob_bytes(self) -> int:
         return sum(t.nbytes for t in self.tensors)
 

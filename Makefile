@@ -2,6 +2,9 @@
 #               SDF3/JSON/DOT, a report (latency, throughput, energy, processors, memory) and a Gantt chart.
 # `make test` : same setup, then the layering contracts (lint-imports, pyproject.toml) and the fast
 #               test suite, on every core.  `make test-all` also runs tests marked slow.
+# `make toolchains` : install (apt-get, as root) what the ARM builds of the generated code need when
+#               missing: gcc-arm-linux-gnueabihf + qemu-user (NEURAghe's Cortex-A9) and
+#               gcc-arm-none-eabi + newlib + qemu-system-arm (Orlando's Cortex-M4).
 PY      ?= python3.11
 VENV    := .venv
 BIN     := $(VENV)/bin
@@ -11,7 +14,7 @@ MODEL   ?= zoo:squeezenet
 TARGET  ?= neuraghe-losa
 OUT     ?= out/run
 
-.PHONY: run test test-all bench clean
+.PHONY: run test test-all bench clean toolchains
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -45,6 +48,20 @@ bench: $(STAMP)
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/security.py
 	ALOHA_DATA=$${ALOHA_DATA:-../shared/data} $(BIN)/python benchmarks/explore_search.py
 	$(BIN)/python benchmarks/explore_exec.py
+
+# tool -> the Debian package that brings it
+CROSS_TOOLS := arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf qemu-arm:qemu-user \
+	arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm
+NEWLIB      := /usr/lib/arm-none-eabi/newlib
+
+toolchains:
+	@missing="$$(for t in $(CROSS_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done)"; \
+	[ -d $(NEWLIB) ] || missing="$$missing libnewlib-arm-none-eabi"; \
+	if [ -z "$$(echo $$missing)" ]; then echo "toolchains: all installed"; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then echo "toolchains: run as root (apt-get install$$missing)"; exit 1; fi; \
+	echo "toolchains: installing" $$missing; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+		--no-install-recommends $$missing >/dev/null
 
 clean:
 	rm -rf $(VENV) out .pytest_cache

@@ -19,13 +19,15 @@ def write_report(code_dir: str, generated, backend) -> list[str]:
                 lines = f.read().count(b"\n")
         rows.append({"file": name, "bytes": nbytes, "lines": lines})
     view = getattr(generated, "view", None)
-    report = {"backend": backend.name, "weights": backend.weights, "files": rows,
+    report = {"backend": backend.name, "weights": backend.weights, "runtime": backend.runtime,
+              "files": rows,
               "source_bytes": sum(r["bytes"] for r in rows if not r["file"].endswith(".bin")),
               "source_lines": sum(r["lines"] for r in rows)}
     if view is not None:
         report.update(memory=view.memory(), threads=len(view.threads), actors=len(view.actors),
                       fifos=len(view.fifos))
-    md = ["# Generated code", "", f"backend `{backend.name}`, weights `{backend.weights}`", "",
+    md = ["# Generated code", "", f"backend `{backend.name}`, weights `{backend.weights}`, "
+          f"runtime `{backend.runtime}`", "",
           "| file | bytes | lines |", "|---|---:|---:|"]
     md += [f"| {r['file']} | {r['bytes']:,} | {r['lines']:,} |" for r in rows]
     md.append(f"| **sources** | {report['source_bytes']:,} | {report['source_lines']:,} |")

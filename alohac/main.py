@@ -258,7 +258,7 @@ def _emit_code(args, module, out_dir: str) -> list[str]:
                                "not registered", where=args.target,
                                hint="`alohac list backends`; pass --backend NAME, or --emit "
                                "without c to compile without code")
-    backend = get_backend(name)(weights=args.weights)
+    backend = get_backend(name)(weights=args.weights, runtime=args.runtime)
     code_dir = os.path.join(out_dir, "code")
     try:
         generated = backend.generate(module, platform, code_dir)
@@ -504,6 +504,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("file", "embedded"), default="file",
                    help="generated code: weights in code/weights.bin loaded at start (default), "
                         "or compiled in as const arrays with static allocation only (bare metal)")
+    p.add_argument("--runtime", choices=("threads", "static"), default="threads",
+                   help="generated code: threads = one thread per processing unit (pthreads, "
+                        "default); static = the frame's firings in one loop in the schedule's "
+                        "order, no pthreads or malloc: a microcontroller's runtime (`make "
+                        "TARGET=cortex-m4` builds it for a Cortex-M4 under QEMU)")
     p.add_argument("--buffers", choices=("schedule", "minimal"), default=None,
                    help="FIFO capacities (with --target): schedule = the self-timed schedule's "
                         "occupancies (default), minimal = the least the generated program's "

@@ -25,6 +25,11 @@ from aloha_ir.errors import InputFileError, UsageError
 from aloha_ir.outputs import write_bytes, write_text
 
 COMMON_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
+# threads: one pthread per processing unit (Linux, or the host); static: one loop over the frame's
+# firings in the schedule's start order, no pthreads, no malloc, with a startup file and linker
+# script for a Cortex-M4 board model (`make TARGET=cortex-m4`; the Makefile says which)
+RUNTIMES = ("threads", "static")
+CORTEX_M_FILES = ("cortex_m4_startup.c", "mps2_an386.ld")
 
 
 @dataclass(frozen=True)
@@ -46,11 +51,15 @@ class Backend:
     # extra template directories searched before the class's own (a platform package's overrides)
     template_dirs: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, *, weights: str = "file", fifo_override: dict[str, int] | None = None):
+    def __init__(self, *, weights: str = "file", fifo_override: dict[str, int] | None = None,
+                 runtime: str = "threads"):
         if weights not in ("file", "embedded"):
             raise UsageError(f"weights={weights!r}: expected 'file' or 'embedded'")
+        if runtime not in RUNTIMES:
+            raise UsageError(f"runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
         self.weights = weights
         self.fifo_override = dict(fifo_override or {})
+        self.runtime = runtime
 
     # -- what the backend needs ------------------------------------------------------------------
     @classmethod
@@ -69,7 +78,7 @@ class Backend:
         """The codegen view of the mapped module (a plain object templates read)."""
         from backends.codegen import build_view
         return build_view(module, platform, weights=self.weights,
-                          fifo_override=self.fifo_override)
+                          fifo_override=self.fifo_override, runtime=self.runtime)
 
     sources: ClassVar[tuple[str, ...]] = ("network.c", "aloha_rt.c", "aloha_kernels.c")
     headers: ClassVar[tuple[str, ...]] = ("aloha_rt.h", "aloha_kernels.h")
@@ -82,6 +91,8 @@ class Backend:
         out = {"Makefile": "Makefile.j2"}
         for f in self.sources + self.headers:
             out[f] = f + ".j2" if f + ".j2" in names else f
+        if view.runtime == "static":
+            out.update({f: f for f in CORTEX_M_FILES})
         return out
 
     def environment(self) -> jinja2.Environment:

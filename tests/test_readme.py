@@ -17,6 +17,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import sys
 
@@ -43,6 +44,9 @@ SCALE = [
 # a command that needs the real data names one of these
 NEEDS_DATA = ("mnist:", "zoo:mnist-8", "$ALOHA_DATA")
 PROGRESS = r"^[\w :()-]+: .* \[[\d.]+ s\]$"  # aloha_ir.console's log line
+# a command that cross-compiles or runs under QEMU names one of these: the tools it needs
+NEEDS_TOOLS = {"TARGET=armhf": ("arm-linux-gnueabihf-gcc", "qemu-arm"),
+               "TARGET=cortex-m4": ("arm-none-eabi-gcc", "qemu-system-arm")}
 
 
 def _blocks(lang: str) -> list[tuple[int, str]]:
@@ -120,6 +124,11 @@ CHECKS = {
         os.path.join(d, "out", "out.bin")) == 4 * 10 * 4,  # 4 frames x 10 float32 scores
     r"^alohac compile model_qdq\.onnx": lambda r, d: "not powers of two" in r.stderr and
         "conv" in json.load(open(os.path.join(d, "out", "qdq", "report.json")))["scale_mapping"],
+    r"TARGET=armhf run ": lambda r, d: os.path.getsize(
+        os.path.join(d, "out", "ng-arm.bin")) == 2 * 10 * 4,  # 2 frames x 10 float32 scores
+    r"TARGET=cortex-m4 run ": lambda r, d: os.path.getsize(
+        os.path.join(d, "out", "m4.bin")) == 2 * 10 * 4 and json.load(open(
+            os.path.join(d, "out", "m4", "code", "size.json")))["ram_bytes"] <= 128 * 1024,
     r"^alohac compare ": lambda r, d: "dB" in r.stdout or "SQNR" in r.stdout,
     r"^alohac calibrate ": lambda r, d: "extends neuraghe-losa" in open(
         os.path.join(d, "out", "my-losa.arch")).read() and "zoo:resnet18 16-bit" in r.stdout,
@@ -188,6 +197,10 @@ def test_readme_shell_block(line, commands, workdir):
     for cmd in commands:
         if any(k in cmd for k in NEEDS_DATA) and not os.environ.get("ALOHA_DATA"):
             pytest.skip(f"README:{line} needs the real data (ALOHA_DATA): {cmd}")
+        for key, tools in NEEDS_TOOLS.items():
+            missing = [t for t in tools if key in cmd and shutil.which(t) is None]
+            if missing:
+                pytest.skip(f"README:{line} needs {', '.join(missing)} (`make toolchains`): {cmd}")
         run = scaled(cmd)
         r = _run(run, workdir)
         r.args = run

@@ -16,7 +16,9 @@ static order is refused (UnsupportedError naming the pass to run).
   output, gather -- join the nearest programmable unit's), each with its static order for one
   frame: the per-unit firing order of the one-frame self-timed schedule, as analyze-schedule
   recorded it on the actors (`order`: each firing's position in the start order), run-length
-  encoded as (actor, firings) runs (threads.py);
+  encoded as (actor, firings) runs (threads.py); with the static-order runtime
+  (`runtime="static"`, a microcontroller's: no pthreads) one thread whose order is every firing of
+  the frame in that start order;
 - `tensors`: the weights blob (weights.py), every tensor in its storage type
   (aloha_ir.fixedpoint.storage_of: float32, or int8/int16/int32 integers of the fixed-point
   formats, biases and per-channel shifts int32 in their accumulator formats), written as

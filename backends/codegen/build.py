@@ -13,13 +13,14 @@ from backends.codegen.context import BuildContext
 from backends.codegen.kernels import check_kernels, kernel_record
 from backends.codegen.names import c_identifier
 from backends.codegen.ports import input_ports, mark_batch_items
-from backends.codegen.threads import unit_threads
+from backends.codegen.threads import flat_thread, unit_threads
 from backends.codegen.view import ActorView, CodegenView, FifoView, IoView
 from passes.analyze_memory import BOUNDARY_KINDS, Deployment, channel_storage
 
 
 def build_view(module, platform, *, weights: str = "file",
-               fifo_override: dict[str, int] | None = None) -> CodegenView:
+               fifo_override: dict[str, int] | None = None,
+               runtime: str = "threads") -> CodegenView:
     graphs = csdf.csdf_graphs(module)
     if len(graphs) != 1:
         raise UnsupportedError(f"code generation needs one mapped csdf.graph, found {len(graphs)}",
@@ -99,11 +100,15 @@ def build_view(module, platform, *, weights: str = "file",
         raise UnsupportedError(f"the generated program streams one input and one output; the model"
                                f" has {len(inputs)} input(s) and {len(outputs)} output(s)",
                                hint="compile a model with one input and one output")
-    threads = unit_threads(graph, actors, fifos, index, platform)
+    if runtime == "static":
+        threads = flat_thread(graph, index)
+    else:
+        threads = unit_threads(graph, actors, fifos, index, platform)
     return CodegenView(
         graph.sym_name.data.removesuffix("_csdf"), platform.name, datatype, b.fixed, weights,
         actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
-        _io(b, outputs[0], False), graph.latency_s or 0.0, graph.period_s or 0.0)
+        _io(b, outputs[0], False), graph.latency_s or 0.0, graph.period_s or 0.0,
+        runtime=runtime)
 
 
 def _io(b: BuildContext, actor: ActorView, is_input: bool) -> IoView:

@@ -2,7 +2,7 @@
 of the one-frame self-timed schedule (the start order analyze-schedule records on the actors,
 `order`), with the actors the mapping leaves unplaced folded into the thread of the nearest
 programmable unit (aloha_ir.threads, whose rule the FIFO sizing of passes/size_buffers.py
-shares)."""
+shares). The static-order runtime runs the whole frame in one thread (flat_thread)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,15 @@ def unit_threads(graph, actors: list[ActorView], fifos: list[FifoView], index: d
         label = unit if not unit.startswith("@") else seq[0]
         threads.append(ThreadView(len(threads), label, unit, runs))
     return threads
+
+
+def flat_thread(graph, index: dict[str, int]) -> list[ThreadView]:
+    """The static-order runtime's one thread: every firing of the frame in the one-frame
+    schedule's start order (analyze-schedule's `order`). That order is one sequential execution of
+    the graph (a firing starts after those whose tokens it reads) holding no more tokens than the
+    timed schedule, which analyze-schedule's FIFO sizes cover; each frame ends with the FIFOs as it
+    began, so frame after frame in this order never blocks."""
+    seq = static_orders({op.sym_name.data: op.order for op in graph.actors()},
+                        {op.sym_name.data: "static" for op in graph.actors()})["static"]
+    runs = [(index[a], len(list(g))) for a, g in itertools.groupby(seq)]
+    return [ThreadView(0, "static", "", runs)]

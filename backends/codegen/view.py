@@ -203,6 +203,18 @@ class CodegenView:
     latency_s: float
     period_s: float
     power: dict = field(default_factory=dict)
+    # threads: one pthread per unit (aloha_rt.c); static: the whole frame's firings in one loop
+    # in the schedule's start order, one thread, no pthreads, no malloc (a microcontroller's way)
+    runtime: str = "threads"
+
+    @property
+    def thread_units(self) -> list[str]:
+        """The units whose actors a thread runs (a platform installs their power knobs): each
+        thread's unit, or with the static runtime every unit an actor is mapped to (its one thread
+        runs them all, and calls every such unit's knob around each frame)."""
+        if self.runtime == "static":
+            return sorted({a.unit for a in self.actors if a.unit})
+        return [t.unit for t in self.threads]
 
     @property
     def blob_bytes(self) -> int:
@@ -269,5 +281,6 @@ class CodegenView:
                        "max_firing": f.max_firing, "self_loop": f.self_loop,
                        "ctype": f.storage.ctype, "token_bytes": f.elem}
                       for f in self.fifos],
+            "runtime": self.runtime,
             "threads": [{"name": t.name, "unit": t.unit, "runs": len(t.order)}
                         for t in self.threads]}

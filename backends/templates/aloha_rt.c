@@ -7,6 +7,12 @@
  * of a sleep and a wake-up, which is several microseconds, often more than a small firing's work.
  * It spins only when every thread has a core of its own; otherwise spinning steals the core the
  * other side needs. ALOHA_SPIN_US=0 turns it off. */
+{% if view.runtime == "static" %}
+/* The static-order variant (alohac compile --runtime static): one thread fires the frame's firings
+ * in the schedule's start order, so a read finds its tokens and a write its room, or the order does
+ * not fit the FIFOs (reported, exit 3; the minimal sizes are the threads', not this order's). No
+ * pthreads, no locks, no malloc: C99 and a C library's stdio (newlib's semihosting on a Cortex-M). */
+{% endif %}
 #define _POSIX_C_SOURCE 200809L
 #include "aloha_rt.h"
 #include "aloha_kernels.h"
@@ -21,15 +27,20 @@
 #define ALOHA_SPIN_US 50
 #endif
 
+{% if view.runtime == "threads" %}
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_live;      /* pipeline threads not finished */
 static int g_blocked;   /* of those, waiting on a FIFO */
+{% endif %}
 static aloha_actor *g_actors;
 static long g_frames;
 static double g_start, g_first_done, g_last_done;
 static long g_done;
+{% if view.runtime == "threads" %}
 static double g_spin_s; /* how long a thread spins before it sleeps on a FIFO */
+{% endif %}
 static int g_profile;   /* ALOHA_PROFILE=1: time every firing's computation */
+{% if view.runtime == "threads" %}
 static __thread double t_waited; /* profiling: this thread's seconds waiting on FIFOs */
 
 double aloha_now(void)
@@ -38,19 +49,34 @@ double aloha_now(void)
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
+{% else %}
+static double t_waited; /* one thread: nothing waits, stays 0 */
+
+/* processor time (a bare-metal C library has no monotonic clock; newlib's semihosting asks the
+ * host for it, in its resolution) */
+double aloha_now(void)
+{
+    return (double)clock() / (double)CLOCKS_PER_SEC;
+}
+{% endif %}
 
 /* ALOHA_TIMING=latency: frames enter one at a time (each once the previous has left), so every
  * frame after the first sees an empty, warm pipeline: the latency the analysis predicts */
 static int g_one_at_a_time;
+{% if view.runtime == "threads" %}
 static pthread_cond_t g_frame_left = PTHREAD_COND_INITIALIZER;
+{% endif %}
 static long g_begun;
+{% if view.runtime == "threads" %}
 static int g_input_waiting;
+{% endif %}
 static double g_begin_t;
-#define SAMPLES 1024
+#define SAMPLES {{ "1024" if view.runtime == "threads" else "64  /* 512 B of a microcontroller's RAM */" }}
 static double g_sample[SAMPLES]; /* per frame: its latency (one at a time) or the gap since the
                                    previous frame left (streaming) */
 static int g_samples;
 
+{% if view.runtime == "threads" %}
 /* called by the input actor before it reads frame g_begun */
 void aloha_frame_begin(void)
 {
@@ -88,6 +114,26 @@ void aloha_frame_done(void)
     }
     pthread_mutex_unlock(&g_lock);
 }
+{% else %}
+/* called by the input actor before it reads frame g_begun: one thread runs a frame to its end
+ * before the next begins, so every frame enters an empty pipeline */
+void aloha_frame_begin(void)
+{
+    g_begin_t = aloha_now();
+    g_begun++;
+}
+
+/* called by the output actor when a frame is written */
+void aloha_frame_done(void)
+{
+    double t = aloha_now();
+    if (g_done++ == 0)
+        g_first_done = t;
+    else if (g_samples < SAMPLES)
+        g_sample[g_samples++] = g_one_at_a_time ? t - g_begin_t : t - g_last_done;
+    g_last_done = t;
+}
+{% endif %}
 
 static int by_value(const void *a, const void *b)
 {
@@ -148,11 +194,14 @@ void aloha_fifo_init(aloha_fifo *f, const char *name, void *buf, int capacity, i
     f->capacity = capacity;
     f->elem = elem;
     f->head = f->tail = f->count = 0;
+{% if view.runtime == "threads" %}
     f->reader_waiting = f->writer_waiting = 0;
     pthread_cond_init(&f->data, NULL);
     pthread_cond_init(&f->space, NULL);
+{% endif %}
 }
 
+{% if view.runtime == "threads" %}
 /* called with g_lock held, before waiting: every live thread waiting means nobody can wake one */
 static void check_deadlock(const aloha_fifo *f, const char *what, int n)
 {
@@ -162,6 +211,7 @@ static void check_deadlock(const aloha_fifo *f, const char *what, int n)
                     what, n, f->name, f->capacity, f->count);
 }
 
+{% endif %}
 static void copy_in(aloha_fifo *f, int at, const unsigned char *src, int n)
 {
     const size_t e = (size_t)f->elem;
@@ -178,6 +228,7 @@ static void copy_out(const aloha_fifo *f, int at, unsigned char *dst, int n)
     memcpy(dst + (size_t)first * e, f->buf, (size_t)(n - first) * e);
 }
 
+{% if view.runtime == "threads" %}
 static int fifo_count(const aloha_fifo *f)
 {
     return __atomic_load_n(&f->count, __ATOMIC_ACQUIRE);
@@ -284,6 +335,32 @@ void aloha_fifo_read(aloha_fifo *f, void *dst, int n)
     pthread_mutex_unlock(&g_lock);
 }
 
+{% else %}
+void aloha_fifo_write(aloha_fifo *f, const void *src, int n)
+{
+    if (n <= 0)
+        return;
+    if (f->capacity - f->count < n)
+        aloha_fatal("FIFO %s holds %d of %d tokens and the static order writes %d more: the FIFO "
+                    "is too small for it (generate with the schedule's FIFO sizes, --buffers "
+                    "schedule)", f->name, f->count, f->capacity, n);
+    copy_in(f, f->tail, (const unsigned char *)src, n);
+    f->tail = (f->tail + n) % f->capacity;
+    f->count += n;
+}
+
+void aloha_fifo_read(aloha_fifo *f, void *dst, int n)
+{
+    if (n <= 0)
+        return;
+    if (f->count < n)
+        aloha_fatal("FIFO %s holds %d tokens and the static order reads %d: a firing runs before "
+                    "its producer's", f->name, f->count, n);
+    copy_out(f, f->head, (unsigned char *)dst, n);
+    f->head = (f->head + n) % f->capacity;
+    f->count -= n;
+}
+{% endif %}
 const void *aloha_rows(const aloha_port *p)
 {
     return p->win;
@@ -360,11 +437,8 @@ void aloha_fire(aloha_actor *a)
     a->phase = (phase + 1) % a->phases;
 }
 
-static void *thread_main(void *arg)
-{
-    aloha_thread *t = (aloha_thread *)arg;
-    long frame;
-    int r, k;
+{# one thread's frames: its order, frame after frame, between the busy hook's calls #}
+{% macro frame_loop() %}
     for (frame = 0; frame < g_frames; frame++) {
         if (t->busy)
             t->busy(t, frame, 1);
@@ -374,7 +448,14 @@ static void *thread_main(void *arg)
         if (t->busy)
             t->busy(t, frame, 0);
     }
-    pthread_mutex_lock(&g_lock);
+{% endmacro %}
+{% if view.runtime == "threads" %}
+static void *thread_main(void *arg)
+{
+    aloha_thread *t = (aloha_thread *)arg;
+    long frame;
+    int r, k;
+{{ frame_loop() }}    pthread_mutex_lock(&g_lock);
     g_live--;
     if (g_live > 0 && g_blocked == g_live)
         aloha_fatal("deadlock: thread %s finished and every other thread waits on a FIFO",
@@ -408,6 +489,25 @@ int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long fra
         pthread_join(threads[i].tid, NULL);
     return 0;
 }
+{% else %}
+int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long frames)
+{
+    const aloha_thread *t = &threads[0];
+    const char *profile = getenv("ALOHA_PROFILE");
+    long frame;
+    int r, k;
+    if (nthreads != 1)
+        aloha_fatal("the static-order runtime runs one thread, not %d", nthreads);
+    g_profile = profile && *profile && *profile != '0';
+    g_actors = actors;
+    g_frames = frames;
+    g_done = g_begun = 0;
+    g_samples = 0;
+    g_one_at_a_time = getenv("ALOHA_TIMING") && strcmp(getenv("ALOHA_TIMING"), "latency") == 0;
+    g_start = aloha_now();
+{{ frame_loop() }}    return 0;
+}
+{% endif %}
 
 void aloha_rows_to_nchw(const void *rows, int c, int h, int w, int elem, void *nchw)
 {

@@ -12,7 +12,11 @@
 
 #include <stdint.h>
 #include <stdio.h>
+{% if view.runtime == "threads" %}
 #include <pthread.h>
+{% else %}
+#include <stddef.h>
+{% endif %}
 
 typedef struct aloha_fifo {
     const char *name;
@@ -20,8 +24,10 @@ typedef struct aloha_fifo {
     int capacity;              /* tokens: the size analyze-schedule computed */
     int elem;                  /* bytes per token */
     int head, tail, count;     /* single producer, single consumer ring (count: atomic) */
+{% if view.runtime == "threads" %}
     int reader_waiting, writer_waiting; /* tokens (room) a sleeping reader (writer) waits for */
     pthread_cond_t data, space;
+{% endif %}
 } aloha_fifo;
 
 /* One input port: rows of the input tensor held for the current firing. */
@@ -68,7 +74,9 @@ typedef struct aloha_thread {
     /* power knob, or NULL: called with busy = 1 before a frame's firings and 0 after them, so a
      * platform gates (or slows) a unit the mapping leaves idle for the rest of the frame */
     void (*busy)(const struct aloha_thread *t, long frame, int busy);
+{% if view.runtime == "threads" %}
     pthread_t tid;
+{% endif %}
 } aloha_thread;
 
 void aloha_fifo_init(aloha_fifo *f, const char *name, void *buf, int capacity, int elem);
@@ -79,7 +87,12 @@ void aloha_fire(aloha_actor *a);
 /* a pointer to the window of port p as the kernels' aloha_win_t wants it */
 const void *aloha_rows(const aloha_port *p);
 
+{% if view.runtime == "threads" %}
 /* Run `frames` frames: one thread per entry of `threads`, each firing actors[order...]. */
+{% else %}
+/* Run `frames` frames, each firing actors[order...] of the one entry of `threads` (the static-order
+ * runtime: one thread, so a read finds its tokens and a write its room, or the order is wrong). */
+{% endif %}
 int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long frames);
 
 void aloha_fatal(const char *fmt, ...);

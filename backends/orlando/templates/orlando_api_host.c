@@ -11,7 +11,9 @@
  *   point and gates it when its frame's convolutions are done, and back when the next frame
  *   starts; when every CA is idle at once (the FC phase) the whole CA domain is at the low
  *   point. */
+{% if view.runtime == "threads" %}
 #include <pthread.h>
+{% endif %}
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,7 +21,9 @@
 #include "aloha_rt.h"
 #include "orlando_api.h"
 
+{% if view.runtime == "threads" %}
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+{% endif %}
 static char g_opp[16] = "low";
 static int g_routes, g_multicast;
 static int g_ca_busy[ORL_CA_COUNT], g_ca_gated[ORL_CA_COUNT], g_ca_busy_count;
@@ -29,11 +33,15 @@ void orl_set_opp(const char *opp)
 {
     if (strcmp(opp, "low") != 0 && strcmp(opp, "high") != 0)
         aloha_fatal("orlando: no operating point '%s' (low, high)", opp);
+{% if view.runtime == "threads" %}
     pthread_mutex_lock(&g_lock);
+{% endif %}
     if (strcmp(g_opp, opp) != 0)
         g_opp_switches++;
     snprintf(g_opp, sizeof g_opp, "%s", opp);
+{% if view.runtime == "threads" %}
     pthread_mutex_unlock(&g_lock);
+{% endif %}
 }
 
 void orl_ss_configure(const orl_route_t *routes, int n)
@@ -92,7 +100,9 @@ void orl_dsp_launch(int dsp, const char *kernel)
 
 void orl_ca_power(int ca, int busy)
 {
+{% if view.runtime == "threads" %}
     pthread_mutex_lock(&g_lock);
+{% endif %}
     if (busy && !g_ca_busy[ca]) {
         g_ca_busy[ca] = 1;
         g_ca_gated[ca] = 0;
@@ -104,7 +114,9 @@ void orl_ca_power(int ca, int busy)
         if (--g_ca_busy_count == 0)
             g_all_idle++;  /* every CA idle: the rest of the frame (FC phase) at the low point */
     }
+{% if view.runtime == "threads" %}
     pthread_mutex_unlock(&g_lock);
+{% endif %}
 }
 
 void orl_report(const orl_ca_cfg_t *const *cas, int ncas, long frames)

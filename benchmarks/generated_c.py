@@ -1,6 +1,8 @@
 """Generated code, measured: per model, generation time, gcc time, code size, the host program's
 run time beside onnxruntime's on the same inputs (a ratio), and host-cpu's predicted latency and
-period beside the measured ones (the analysis checked on the one platform we can measure).
+period beside the measured ones (the analysis checked on the one platform we can measure), and
+the period of the same model deployed in fixed point (--fixed-bits, 16 by default) beside the
+float one.
 
 The program times itself: the period is the median time between frames leaving in a stream of
 FRAMES inputs or more (ALOHA_TIMING=1), the latency the median time through the pipeline of frames 2.. when each enters
@@ -9,6 +11,7 @@ analysis predicts). Process start and weight loading are not counted. onnxruntim
 as many intra-op threads as the host-cpu platform has cores (median of the runs).
 
     python benchmarks/generated_c.py [--models squeezenet,inception_v1,...] [--frames 8]
+                                     [--fixed-bits 16|8|0]
 """
 
 from __future__ import annotations
@@ -85,23 +88,29 @@ def run_timed(code: str, mode: str) -> dict[str, float]:
     return {k: float(v) for k, v in re.findall(r"(\w+) ([0-9.e+-]+)", line)}
 
 
-def bench(name: str, work: str, frames: int, cores: int) -> dict | None:
-    path = model_file(name, work)
-    if path is None:
-        return None
-    out = os.path.join(work, name)
+def build(path: str, out: str, extra: list[str]) -> tuple[str, float, float]:
+    """`alohac compile PATH --target host-cpu --emit c` (+ extra) and the generated Makefile's
+    build: the code directory, the generation and the gcc seconds."""
     t = time.perf_counter()
     r = subprocess.run([sys.executable, "-m", "alohac.main", "compile", path, "--target",
-                        "host-cpu", "--emit", "c", "-o", out], capture_output=True, text=True)
+                        "host-cpu", "--emit", "c", "-o", out, *extra], capture_output=True,
+                       text=True)
     gen = time.perf_counter() - t
     if r.returncode:
         raise RuntimeError(r.stderr)
     code = os.path.join(out, "code")
     t = time.perf_counter()
     r = subprocess.run(["make", "-s", "-C", code], capture_output=True, text=True)
-    build = time.perf_counter() - t
     if r.returncode:
         raise RuntimeError(r.stderr)
+    return code, gen, time.perf_counter() - t
+
+
+def bench(name: str, work: str, frames: int, cores: int, fixed_bits: int) -> dict | None:
+    path = model_file(name, work)
+    if path is None:
+        return None
+    code, gen, build_s = build(path, os.path.join(work, name), [])
     manifest = json.load(open(os.path.join(code, "network.json")))
     size = json.load(open(os.path.join(code, "code-size.json")))
     text = subprocess.run(["size", os.path.join(code, "network")], capture_output=True,
@@ -115,12 +124,19 @@ def bench(name: str, work: str, frames: int, cores: int) -> dict | None:
     x.astype("<f4").tofile(os.path.join(code, "in.bin"))
     timing = {mode: run_timed(code, mode) for mode in ("stream", "latency")}
     y = np.fromfile(os.path.join(code, "out.bin"), dtype="<f4").reshape(frames, -1)
+    fixed_period_s = None
+    if fixed_bits:
+        # the same model deployed in fixed point (random-input calibration), the same frames
+        qcode, _, _ = build(path, os.path.join(work, f"{name}_q{fixed_bits}"),
+                            ["--bits", str(fixed_bits)])
+        x.astype("<f4").tofile(os.path.join(qcode, "in.bin"))
+        fixed_period_s = run_timed(qcode, "stream")["period_s"]
     ort_s, want = ort_seconds(path, x, cores)
-    return {"model": name, "gen_s": gen, "build_s": build, "source_bytes": size["source_bytes"],
+    return {"model": name, "gen_s": gen, "build_s": build_s, "source_bytes": size["source_bytes"],
             "text_bytes": int(text[0]), "weight_bytes": size["memory"]["parameter_bytes"],
             "fifo_bytes": size["memory"]["buffer_bytes"], "threads": size["threads"],
             "latency_s": timing["latency"]["latency_s"],
-            "period_s": timing["stream"]["period_s"],
+            "period_s": timing["stream"]["period_s"], "fixed_period_s": fixed_period_s,
             "ort_s": ort_s, "pred_latency_s": manifest["latency_s"],
             "pred_period_s": manifest["period_s"],
             "rel_err": float(np.abs(y - want).max() / np.abs(want).max())}
@@ -181,6 +197,8 @@ def main() -> None:
     ap.add_argument("--models", default=DEFAULT)
     ap.add_argument("--frames", type=int, default=8,
                     help="frames per run at least (small models run more)")
+    ap.add_argument("--fixed-bits", type=int, default=16, choices=(0, 8, 16),
+                    help="also time each model deployed in this fixed-point precision (0: no)")
     ap.add_argument("--mnist-images", type=int, default=10000,
                     help="MNIST test images for the fixed-point neuraghe/orlando check")
     args = ap.parse_args()
@@ -190,7 +208,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as work:
         for name in args.models.split(","):
             console.print(f"[dim]{name}...[/dim]")
-            r = bench(name, work, args.frames, cores)
+            r = bench(name, work, args.frames, cores, args.fixed_bits)
             if r is None:
                 console.print(f"{name}: skipped (ALOHA_DATA is not set)")
                 continue
@@ -201,15 +219,20 @@ def main() -> None:
     t = Table(title=f"host backend: generated C vs onnxruntime ({cores} threads), and host-cpu's "
                     "predictions vs measurement")
     for c in ("model", "gen s", "gcc s", "source KiB", ".text KiB", "weights MiB", "threads",
-              "C ms/frame", "ORT ms", "C/ORT", "latency meas ms", "pred ms", "meas/pred",
+              "C ms/frame", "ORT ms", "C/ORT", f"fixed {args.fixed_bits}b ms", "fixed/float",
+              "latency meas ms", "pred ms", "meas/pred",
               "period meas ms", "pred ms ", "meas/pred ", "max rel err"):
         t.add_column(c, justify="right")
     for r in rows:
+        fixed_s = r["fixed_period_s"]
         t.add_row(r["model"], f"{r['gen_s']:.1f}", f"{r['build_s']:.1f}",
                   f"{r['source_bytes'] / 1024:.0f}", f"{r['text_bytes'] / 1024:.0f}",
                   f"{r['weight_bytes'] / 2 ** 20:.2f}", str(r["threads"]),
                   f"{1e3 * r['period_s']:.2f}", f"{1e3 * r['ort_s']:.2f}",
-                  f"{r['period_s'] / r['ort_s']:.1f}", f"{1e3 * r['latency_s']:.2f}",
+                  f"{r['period_s'] / r['ort_s']:.1f}",
+                  "-" if fixed_s is None else f"{1e3 * fixed_s:.2f}",
+                  "-" if fixed_s is None else f"{fixed_s / r['period_s']:.2f}",
+                  f"{1e3 * r['latency_s']:.2f}",
                   f"{1e3 * r['pred_latency_s']:.2f}",
                   f"{r['latency_s'] / r['pred_latency_s']:.2f}",
                   f"{1e3 * r['period_s']:.2f}", f"{1e3 * r['pred_period_s']:.2f}",
@@ -229,7 +252,9 @@ def main() -> None:
     elif args.mnist_images > 0:
         console.print("mnist-8 fixed point: skipped (ALOHA_DATA is not set)")
     console.print("C ms/frame is the measured period (frames in a stream); C/ORT > 1 means the "
-                  "generated C is slower. meas/pred within 0.7-1.3 is the aim (30%).")
+                  "generated C is slower (the goal is <= 2). fixed ms is the period of the same model "
+                  "deployed in fixed point (--bits, random-input calibration) on the same frames; "
+                  "meas/pred within 0.7-1.3 is the aim (30%).")
 
 
 if __name__ == "__main__":

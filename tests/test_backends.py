@@ -403,6 +403,19 @@ def test_generated_files_and_the_code_size_report_from_the_cli(tmp_path):
     r = subprocess.run(["make", "-s", "-C", code, f"CFLAGS={STRICT}"], capture_output=True,
                        text=True)
     assert r.returncode == 0, r.stderr
+    # the program is built with -O3, for the host's own vector instructions when gcc builds for
+    # this machine, and without them for a cross compiler (which need not be installed: its
+    # -dumpmachine names another machine, or nothing)
+    def build_line(*args):
+        r = subprocess.run(["make", "-n", "-B", "-C", code, "network", *args],
+                           capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        return next(line for line in r.stdout.splitlines() if " -o network " in line).split()
+
+    native = build_line()
+    assert "-O3" in native and "-march=native" in native
+    assert "-march=native" not in build_line("CC=arm-linux-gnueabihf-gcc")
+    assert "-march=native" not in build_line("MARCH=")
     r = subprocess.run([sys.executable, "-m", "alohac.main", "list", "backends", "--json"],
                        capture_output=True, text=True)
     assert "host" in json.loads(r.stdout.strip().splitlines()[-1])

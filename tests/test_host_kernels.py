@@ -250,6 +250,7 @@ CONVS = [  # cin, cout, h, w, kernel, strides, pads (t, l, b, r), dilations, gro
     (3, 2, 4, 300, (1, 3), (1, 1), (0, 1, 0, 1), (1, 1), 1),   # many column tiles
     (8, 10, 5, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),   # full 4-channel x 16-column tiles
     (8, 16, 4, 37, (3, 3), (1, 1), (1, 1, 1, 1), (1, 2), 2),   # full tiles, grouped and dilated
+    (5, 9, 6, 71, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),    # strided tiles, a 1-channel tail
 ]
 
 
@@ -273,6 +274,27 @@ def run_conv_rows(x, g, call, dtype, out_dtype):
 # convolution
 
 
+def conv_f32_in_tap_order(x, w, b, g, kind):
+    """The float32 loop that sums each output over the taps in the order ky, kx, input channel
+    (the padding's zero products change no sum), then adds the bias, then the activation: what
+    the C float convolution equals bit for bit, whatever its register tiles and vector width."""
+    win = conv_windows(x, g)[0]  # [cin, oh, ow, kh, kw], float32
+    cig, cog = g["cin"] // g["group"], g["cout"] // g["group"]
+    acc = np.zeros((g["cout"], g["oh"], g["ow"]), np.float32)
+    for co in range(g["cout"]):
+        base = co // cog * cig
+        for ky in range(g["kh"]):
+            for kx in range(g["kw"]):
+                for ci in range(cig):
+                    acc[co] += w[co, ci, ky, kx] * win[base + ci, :, :, ky, kx]
+    y = acc + b[:, None, None]
+    if kind == RELU:
+        return np.where(y < 0, np.float32(0), y)
+    if kind == LEAKY:
+        return np.where(y < 0, np.float32(FUSED[LEAKY][1][0]) * y, y)
+    return y
+
+
 @pytest.mark.parametrize("case", CONVS)
 @pytest.mark.parametrize("kind", [NONE, RELU, LEAKY])
 def test_conv_row_f32(lib, rng, case, kind):
@@ -289,6 +311,7 @@ def test_conv_row_f32(lib, rng, case, kind):
     got = run_conv_rows(x, g, call, np.float32, np.float32)
     want = np_act(np_conv(x, w, g, np.float64)[0] + b.astype(np.float64)[:, None, None], kind)
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
+    assert np.array_equal(got, conv_f32_in_tap_order(x, w, b, g, kind))
 
 
 def test_conv_row_f32_without_bias_or_act(lib, rng):
@@ -964,6 +987,35 @@ int main(int argc, char **argv)
         aloha_softmax_f32(xf, 2, 3, 20, yf);
         aloha_lrn_row_f32(xf, 6, 20, 5, 1e-4f, 0.75f, 2.0f, yf);
         aloha_dense_f32(xf, wf, wf, 60, 0, 4, &af, yf);
+    }
+    {   /* the narrow integer tiles, whose vector loads widen 8/16-bit inputs: int32 sums near
+           their proven bound, full, padded, strided and partial tiles, a 1-channel group tail */
+        static int16_t x16[2 * 3 * 40], w16[9 * 2 * 3 * 3], y16[9 * 40];
+        static int8_t x8[2 * 3 * 40], w8[9 * 2 * 3 * 3];
+        static int32_t b32[9];
+        aloha_win_t a16 = {x16, 0, 3, 2, 3, 40, ALOHA_I16}, a8 = {x8, 0, 3, 2, 3, 40, ALOHA_I8};
+        aloha_win_t au8 = {x8, 0, 3, 2, 3, 40, ALOHA_U8};
+        aloha_conv_t g16 = {2, 9, 3, 40, 3, 40, 3, 3, 1, 1, 1, 1, 1, 1, 1, ALOHA_I16, 1};
+        aloha_conv_t g8 = {2, 6, 3, 40, 2, 20, 3, 3, 2, 2, 1, 1, 1, 1, 2, ALOHA_I8, 1};
+        aloha_rq_t r16 = {NULL, 3, ALOHA_ACT_RELU, 0, INT16_MIN, INT16_MAX, 0, 0, ALOHA_I16};
+        for (i = 0; i < N(x16); i++) {
+            x16[i] = i % 2 ? INT16_MIN : INT16_MAX;
+            x8[i] = i % 2 ? INT8_MIN : INT8_MAX;
+        }
+        for (i = 0; i < N(w16); i++) {
+            w16[i] = i % 3 ? 1 << 11 : -(1 << 11); /* 18 taps x 2^15 x 2^11 < 2^31 */
+            w8[i] = i % 3 ? INT8_MIN : INT8_MAX;
+        }
+        for (i = 0; i < N(b32); i++)
+            b32[i] = i % 2 ? -(1 << 20) : 1 << 20;
+        for (j = 0; j < 3; j++) {
+            aloha_conv_row_q(&a16, w16, b32, &g16, &r16, j, 0, 9, y16);
+            for (i = 0; i < 9 * 40; i++)
+                y[i % N(y)] = y16[i];
+            mix(y, N(y));
+            aloha_conv_row_q(&a8, w8, NULL, &g8, &r16, j < 2 ? j : 1, 1, 6, y16);
+            aloha_conv_row_q(&au8, w8, b32, &g8, &r16, j < 2 ? j : 1, 0, 6, y16);
+        }
     }
     y[0] = aloha_to_fixed(NAN, 4, -128, 127), y[1] = aloha_to_fixed(1e300, 4, -128, 127);
     y[2] = aloha_to_fixed(-1e300, 4, -128, 127), y[3] = aloha_to_fixed(1.0, 2000, INT32_MIN, 7);

@@ -125,9 +125,9 @@ static int32_t saturate(int64_t v, const aloha_rq_t *rq)
     return v < rq->qmin ? rq->qmin : v > rq->qmax ? rq->qmax : (int32_t)v;
 }
 
-int32_t aloha_requant(int64_t acc, int channel, const aloha_rq_t *rq)
+/* aloha_requant with the channel's shift s already looked up */
+static int32_t requant_by(int64_t acc, int64_t s, const aloha_rq_t *rq)
 {
-    int64_t s = rq->shift ? rq->shift[channel] : rq->shift0;
     int32_t v;
     switch (rq->kind) {
     case ALOHA_ACT_RELU:
@@ -146,6 +146,42 @@ int32_t aloha_requant(int64_t acc, int channel, const aloha_rq_t *rq)
         return v;
     default:
         return saturate(aloha_shift_round(acc, s), rq);
+    }
+}
+
+int32_t aloha_requant(int64_t acc, int channel, const aloha_rq_t *rq)
+{
+    return requant_by(acc, rq->shift ? rq->shift[channel] : rq->shift0, rq);
+}
+
+/* out[at + i] = aloha_requant(acc[i], channel, rq) for i < n, stored as rq->type: the epilogue of
+ * a row of sums, with the shift and the storage type chosen once */
+static void requant_row(const int64_t *restrict acc, int n, int channel, const aloha_rq_t *rq,
+                        void *out, size_t at)
+{
+    const int64_t s = rq->shift ? rq->shift[channel] : rq->shift0;
+    int i;
+    switch (rq->type) {
+    case ALOHA_I8:
+        for (i = 0; i < n; i++)
+            ((int8_t *)out)[at + i] = (int8_t)requant_by(acc[i], s, rq);
+        break;
+    case ALOHA_U8:
+        for (i = 0; i < n; i++)
+            ((uint8_t *)out)[at + i] = (uint8_t)requant_by(acc[i], s, rq);
+        break;
+    case ALOHA_I16:
+        for (i = 0; i < n; i++)
+            ((int16_t *)out)[at + i] = (int16_t)requant_by(acc[i], s, rq);
+        break;
+    case ALOHA_U16:
+        for (i = 0; i < n; i++)
+            ((uint16_t *)out)[at + i] = (uint16_t)requant_by(acc[i], s, rq);
+        break;
+    default:
+        for (i = 0; i < n; i++)
+            aloha_store(out, rq->type, at + i, requant_by(acc[i], s, rq));
+        break;
     }
 }
 
@@ -176,6 +212,45 @@ float aloha_act1_f32(float v, const aloha_act_t *act)
         return tanhf(v);
     default:
         return v;
+    }
+}
+
+/* o[i] = act(a[i] + *bias) (a[i] alone when bias is NULL) for i < n: aloha_act1_f32 of each
+ * value, with the activation chosen once so that the loops vectorise */
+static void act_row_f32(const float *restrict a, int n, const float *bias, const aloha_act_t *act,
+                        float *restrict o)
+{
+    int i;
+    if (bias) {
+        const float b = *bias;
+        for (i = 0; i < n; i++)
+            o[i] = a[i] + b;
+    } else
+        for (i = 0; i < n; i++)
+            o[i] = a[i];
+    switch (act ? act->kind : ALOHA_ACT_NONE) {
+    case ALOHA_ACT_NONE:
+        break;
+    case ALOHA_ACT_RELU:
+        for (i = 0; i < n; i++)
+            o[i] = o[i] < 0.0f ? 0.0f : o[i];
+        break;
+    case ALOHA_ACT_LEAKY: {
+        const float alpha = act->alpha;
+        for (i = 0; i < n; i++)
+            o[i] = o[i] < 0.0f ? alpha * o[i] : o[i];
+        break;
+    }
+    case ALOHA_ACT_CLIP: {
+        const float lo = act->lo, hi = act->hi;
+        for (i = 0; i < n; i++)
+            o[i] = o[i] < lo ? lo : o[i] > hi ? hi : o[i];
+        break;
+    }
+    default:
+        for (i = 0; i < n; i++)
+            o[i] = aloha_act1_f32(o[i], act);
+        break;
     }
 }
 
@@ -217,13 +292,43 @@ static void out_range(int off, int s, int w, int ow, int *lo, int *hi)
 }
 
 /* ---- convolution ----------------------------------------------------------------------------- */
-/* Both convolutions compute a tile of up to CO_BLOCK output channels (of one group) by OX_BLOCK
- * output columns in local accumulators, looping over the valid kernel rows, then per kernel
- * column over the input channels. A tile whose columns all read inside the input (stride 1) takes
- * a fixed-trip-count loop the compiler vectorises; edges use the hoisted valid column range. */
+/* A convolution row is a small GEMM: output channels x output columns, summed over the input
+ * channels of each kernel tap. Both convolutions compute a register tile of up to CO_BLOCK (4)
+ * output channels (of one group) by OX_BLOCK output columns. Per kernel tap (ky, kx), a
+ * micro-kernel runs over the input channels with the tile's sums in registers: one contiguous
+ * load of OX_BLOCK input columns and four weights feed 4 x OX_BLOCK multiply-adds. A tile whose
+ * columns all read inside the input at stride 1 reads the input rows directly; any other tile
+ * (padding columns, the row's last partial tile, a stride above 1) first gathers its columns into
+ * a small contiguous panel of CONV_PANEL channels, zero where the tap falls in the padding.
+ * Adding those zero products never changes a sum: an integer trivially, and a float sum that
+ * starts at +0 is never -0, so sum + (+-0) is the sum. Every output's sum runs over the taps in
+ * one order, ky, then kx, then the input channel, so float results are bit for bit those of the
+ * straightforward loop in that order, whatever the tile sizes and the vector width.
+ *
+ * With GCC or Clang the tile's sums are vectors of the compiler's generic vector extension
+ * (portable: SSE, AVX, NEON, or plain registers where the target has none); the register tile
+ * spans two vectors of ALOHA_VEC_BYTES per channel (32 where the target has AVX, else 16). Other
+ * compilers, or -DALOHA_NO_VECTOR_EXT, get the same loops on plain arrays, and so do the float
+ * sums on 32-bit ARM, whose NEON flushes denormals to zero (not IEEE). */
+
+#if (defined(__GNUC__) || defined(__clang__)) && !defined(ALOHA_NO_VECTOR_EXT)
+#define ALOHA_VECTOR_EXT 1
+#if !defined(__arm__) || defined(__aarch64__)
+#define ALOHA_VECTOR_FLOAT 1
+#endif
+#endif
+#ifndef ALOHA_VEC_BYTES
+#if defined(__AVX__)
+#define ALOHA_VEC_BYTES 32
+#else
+#define ALOHA_VEC_BYTES 16
+#endif
+#endif
 
 #define CO_BLOCK 4
-#define OX_BLOCK 16
+#define OX_BLOCK (2 * ALOHA_VEC_BYTES / 4)
+/* input channels gathered at a time: a panel of at most 32 x 16 x 4 = 2 KiB on the stack */
+#define CONV_PANEL 32
 
 /* The number of output channels of the tile starting at co: at most CO_BLOCK, within co's group. */
 static int co_block(int co, int co_hi, int cog)
@@ -244,81 +349,162 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         *hi = ox0 + n;
 }
 
-/* acc[j][i] += w[j * wco] * xs[i] for a full tile (CO_BLOCK channels, OX_BLOCK columns). */
-static void tile_full_f32(float (*restrict acc)[OX_BLOCK], const float *restrict xs,
-                          const float *restrict w, size_t wco)
-{
-    const float w0 = w[0], w1 = w[wco], w2 = w[2 * wco], w3 = w[3 * wco];
-    int i;
-    for (i = 0; i < OX_BLOCK; i++) {
-        acc[0][i] += w0 * xs[i];
-        acc[1][i] += w1 * xs[i];
-        acc[2][i] += w2 * xs[i];
-        acc[3][i] += w3 * xs[i];
+/* MK_VEC and MK_PLAIN define mk_NAME: acc[j][i] += w[j * wco + c * ws] * x[c * xs + i] for
+ * c < n, j < nco, i < OX_BLOCK, for input elements XT and weights WT, products taken in AT and
+ * summed in UT (float for the float convolution; for integers the wrapping unsigned type of the
+ * accumulator, whose products agree with AT's modulo its width). */
+#define MK_PLAIN(NAME, XT, WT, AT, UT)                                                           \
+    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,        \
+                          const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
+    {                                                                                            \
+        int c, i, j;                                                                             \
+        for (j = 0; j < nco; j++) {                                                              \
+            UT a[OX_BLOCK];                                                                      \
+            memcpy(a, acc[j], sizeof a);                                                         \
+            for (c = 0; c < n; c++) {                                                            \
+                const XT *restrict xc = x + (size_t)c * xs;                                      \
+                const UT wv = (UT)(AT)w[j * wco + (size_t)c * ws];                               \
+                for (i = 0; i < OX_BLOCK; i++)                                                   \
+                    a[i] += wv * (UT)(AT)xc[i];                                                  \
+            }                                                                                    \
+            memcpy(acc[j], a, sizeof a);                                                         \
+        }                                                                                        \
     }
-}
+#ifdef ALOHA_VECTOR_EXT
+#define MK_VEC(NAME, XT, WT, AT, UT)                                                                 \
+    typedef UT vec_##NAME __attribute__((vector_size(ALOHA_VEC_BYTES)));                        \
+    static vec_##NAME load_##NAME(const XT *restrict p)                                          \
+    {                                                                                            \
+        UT t[ALOHA_VEC_BYTES / sizeof(UT)];                                                      \
+        vec_##NAME v;                                                                            \
+        unsigned l;                                                                              \
+        if (sizeof(XT) == sizeof(UT)) /* the same bits: UT is XT or its unsigned twin */         \
+            memcpy(&v, p, sizeof v);                                                             \
+        else {                                                                                   \
+            for (l = 0; l < ALOHA_VEC_BYTES / sizeof(UT); l++)                                   \
+                t[l] = (UT)(AT)p[l];                                                             \
+            memcpy(&v, t, sizeof v);                                                             \
+        }                                                                                        \
+        return v;                                                                                \
+    }                                                                                            \
+    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,        \
+                          const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
+    {                                                                                            \
+        enum { L = ALOHA_VEC_BYTES / sizeof(UT), NV = OX_BLOCK / L };                            \
+        vec_##NAME a0[NV], a1[NV], a2[NV], a3[NV];                                               \
+        int c, v, j;                                                                             \
+        if (nco == 4) {                                                                          \
+            memcpy(a0, acc[0], sizeof a0);                                                       \
+            memcpy(a1, acc[1], sizeof a1);                                                       \
+            memcpy(a2, acc[2], sizeof a2);                                                       \
+            memcpy(a3, acc[3], sizeof a3);                                                       \
+            for (c = 0; c < n; c++) {                                                            \
+                const XT *restrict xc = x + (size_t)c * xs;                                      \
+                const WT *restrict wc = w + (size_t)c * ws;                                      \
+                const UT w0 = (UT)(AT)wc[0], w1 = (UT)(AT)wc[wco], w2 = (UT)(AT)wc[2 * wco],     \
+                         w3 = (UT)(AT)wc[3 * wco];                                               \
+                for (v = 0; v < NV; v++) {                                                       \
+                    const vec_##NAME xv = load_##NAME(xc + v * L);                               \
+                    a0[v] += w0 * xv;                                                            \
+                    a1[v] += w1 * xv;                                                            \
+                    a2[v] += w2 * xv;                                                            \
+                    a3[v] += w3 * xv;                                                            \
+                }                                                                                \
+            }                                                                                    \
+            memcpy(acc[0], a0, sizeof a0);                                                       \
+            memcpy(acc[1], a1, sizeof a1);                                                       \
+            memcpy(acc[2], a2, sizeof a2);                                                       \
+            memcpy(acc[3], a3, sizeof a3);                                                       \
+            return;                                                                              \
+        }                                                                                        \
+        for (j = 0; j < nco; j++) {                                                              \
+            memcpy(a0, acc[j], sizeof a0);                                                       \
+            for (c = 0; c < n; c++) {                                                            \
+                const XT *restrict xc = x + (size_t)c * xs;                                      \
+                const UT wv = (UT)(AT)w[j * wco + (size_t)c * ws];                               \
+                for (v = 0; v < NV; v++)                                                         \
+                    a0[v] += wv * load_##NAME(xc + v * L);                                       \
+            }                                                                                    \
+            memcpy(acc[j], a0, sizeof a0);                                                       \
+        }                                                                                        \
+    }
+#else
+#define MK_VEC MK_PLAIN
+#endif
 
-/* acc[j][ox - ox0] += w[j * wco] * xr[ox * s + off] for j < nco, ox in [lo, hi). */
-static void tile_edge_f32(float (*restrict acc)[OX_BLOCK], const float *restrict xr,
-                          const float *restrict w, size_t wco, int nco, int off, int s, int lo,
-                          int hi, int ox0)
-{
-    int j, ox;
-    if (nco == CO_BLOCK) {
-        const float w0 = w[0], w1 = w[wco], w2 = w[2 * wco], w3 = w[3 * wco];
-        for (ox = lo; ox < hi; ox++) {
-            const float v = xr[ox * s + off];
-            acc[0][ox - ox0] += w0 * v;
-            acc[1][ox - ox0] += w1 * v;
-            acc[2][ox - ox0] += w2 * v;
-            acc[3][ox - ox0] += w3 * v;
-        }
-        return;
+/* CONV_TILE instantiates mk_NAME with MK (MK_VEC, MK_PLAIN) and, for the same types:
+ *   gather_NAME t[c][i] = xr[c * xs + (ox0 + i) * s + off] for ox0 + i in [lo, hi), else 0
+ *   tile_NAME   acc = the sums of the tile (co .. co + nco) x (ox0 .. ox0 + OX_BLOCK) of row oy */
+#ifdef ALOHA_VECTOR_FLOAT
+#define MK_FLOAT MK_VEC
+#else
+#define MK_FLOAT MK_PLAIN
+#endif
+#define CONV_TILE(NAME, XT, WT, AT, UT, MK)                                                      \
+    MK(NAME, XT, WT, AT, UT)                                                                     \
+    static void gather_##NAME(XT (*restrict t)[OX_BLOCK], const XT *restrict xr, size_t xs,     \
+                              int n, int s, int off, int ox0, int lo, int hi)                    \
+    {                                                                                            \
+        int c, i;                                                                                \
+        for (c = 0; c < n; c++) {                                                                \
+            const XT *restrict xc = xr + (size_t)c * xs;                                         \
+            for (i = 0; i < OX_BLOCK; i++)                                                       \
+                t[c][i] = 0;                                                                     \
+            for (i = lo - ox0; i < hi - ox0; i++)                                                \
+                t[c][i] = xc[(ptrdiff_t)(ox0 + i) * s + off];                                    \
+        }                                                                                        \
+    }                                                                                            \
+    static void tile_##NAME(UT (*restrict acc)[OX_BLOCK], const aloha_win_t *x, const WT *w,    \
+                            const aloha_conv_t *g, int iy0, int ky_lo, int ky_hi, int co,        \
+                            int nco, int ox0)                                                    \
+    {                                                                                            \
+        const int cig = g->cin / g->group, cog = g->cout / g->group, ksz = g->kh * g->kw;        \
+        const size_t wco = (size_t)cig * ksz, cbase = (size_t)(co / cog) * cig;                  \
+        XT t[CONV_PANEL][OX_BLOCK];                                                              \
+        int ky, kx, c0, lo, hi;                                                                  \
+        memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
+        for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
+            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;  \
+            for (kx = 0; kx < g->kw; kx++) {                                                     \
+                const int off = kx * g->dw - g->pl;                                              \
+                const WT *wk = w + co * wco + ky * g->kw + kx;                                   \
+                tile_range(off, g->sw, g->w, g->ow, ox0, OX_BLOCK, &lo, &hi);                    \
+                if (lo >= hi)                                                                    \
+                    continue;                                                                    \
+                if (g->sw == 1 && lo == ox0 && hi == ox0 + OX_BLOCK) {                           \
+                    mk_##NAME(acc, row + (ox0 + off), (size_t)g->w, wk, (size_t)ksz, wco, cig,   \
+                              nco);                                                              \
+                    continue;                                                                    \
+                }                                                                                \
+                for (c0 = 0; c0 < cig; c0 += CONV_PANEL) {                                       \
+                    const int nc = cig - c0 < CONV_PANEL ? cig - c0 : CONV_PANEL;                \
+                    gather_##NAME(t, row + (size_t)c0 * g->w, (size_t)g->w, nc, g->sw, off, ox0, \
+                                  lo, hi);                                                       \
+                    mk_##NAME(acc, &t[0][0], OX_BLOCK, wk + (size_t)c0 * ksz, (size_t)ksz, wco,  \
+                              nc, nco);                                                          \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
     }
-    for (j = 0; j < nco; j++)
-        for (ox = lo; ox < hi; ox++)
-            acc[j][ox - ox0] += w[j * wco] * xr[ox * s + off];
-}
+
+CONV_TILE(f32, float, float, float, float, MK_FLOAT)
 
 void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
                         const aloha_conv_t *g, const aloha_act_t *act, int oy, int co_lo,
                         int co_hi, float *out)
 {
-    const int cig = g->cin / g->group, cog = g->cout / g->group;
-    const int ow = g->ow, ksz = g->kh * g->kw, iy0 = oy * g->sh - g->pt;
-    const size_t wco = (size_t)cig * ksz;
+    const int cog = g->cout / g->group, ow = g->ow, iy0 = oy * g->sh - g->pt;
     float acc[CO_BLOCK][OX_BLOCK];
-    int co, nco, ox0, ky, kx, ci, j, i, ky_lo, ky_hi;
+    int co, nco, ox0, j, ky_lo, ky_hi;
     tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);
     for (co = co_lo; co < co_hi; co += nco) {
-        const size_t cbase = (size_t)(co / cog) * cig;
         nco = co_block(co, co_hi, cog);
         for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {
             const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;
-            memset(acc, 0, sizeof acc);
-            for (ky = ky_lo; ky < ky_hi; ky++) {
-                const float *row = row_f(x, iy0 + ky * g->dh) + cbase * g->w;
-                for (kx = 0; kx < g->kw; kx++) {
-                    const int off = kx * g->dw - g->pl;
-                    const float *wk = w + co * wco + ky * g->kw + kx;
-                    int lo, hi, full;
-                    tile_range(off, g->sw, g->w, ow, ox0, n, &lo, &hi);
-                    full = nco == CO_BLOCK && g->sw == 1 && lo == ox0 && hi == ox0 + OX_BLOCK;
-                    for (ci = 0; lo < hi && ci < cig; ci++) {
-                        const float *xr = row + (size_t)ci * g->w;
-                        if (full)
-                            tile_full_f32(acc, xr + (ox0 + off), wk + ci * ksz, wco);
-                        else
-                            tile_edge_f32(acc, xr, wk + ci * ksz, wco, nco, off, g->sw, lo, hi,
-                                          ox0);
-                    }
-                }
-            }
-            for (j = 0; j < nco; j++) {
-                float *o = out + (size_t)(co + j - co_lo) * ow + ox0;
-                for (i = 0; i < n; i++)
-                    o[i] = aloha_act1_f32(bias ? acc[j][i] + bias[co + j] : acc[j][i], act);
-            }
+            tile_f32(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);
+            for (j = 0; j < nco; j++)
+                act_row_f32(acc[j], n, bias ? bias + co + j : NULL, act,
+                            out + (size_t)(co + j - co_lo) * ow + ox0);
         }
     }
 }
@@ -329,72 +515,25 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
  * int32 (and 16-bit operands' products always fit int), so the result equals the reference's
  * int64; with AT = int64_t products are exact and sums wrap modulo 2^64 like numpy's. */
 #define CONV_Q(NAME, XT, WT, AT, UT)                                                             \
-    static void tile_full_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict xs,           \
-                                 const WT *restrict w, size_t wco)                              \
-    {                                                                                            \
-        const AT w0 = w[0], w1 = w[wco], w2 = w[2 * wco], w3 = w[3 * wco];                       \
-        int i;                                                                                   \
-        for (i = 0; i < OX_BLOCK; i++) {                                                         \
-            acc[0][i] += (UT)(w0 * (AT)xs[i]);                                                   \
-            acc[1][i] += (UT)(w1 * (AT)xs[i]);                                                   \
-            acc[2][i] += (UT)(w2 * (AT)xs[i]);                                                   \
-            acc[3][i] += (UT)(w3 * (AT)xs[i]);                                                   \
-        }                                                                                        \
-    }                                                                                            \
-    static void tile_edge_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict xr,           \
-                                 const WT *restrict w, size_t wco, int nco, int off, int s,     \
-                                 int lo, int hi, int ox0)                                        \
-    {                                                                                            \
-        int j, ox;                                                                               \
-        for (j = 0; j < nco; j++) {                                                              \
-            const AT wv = w[j * wco];                                                            \
-            for (ox = lo; ox < hi; ox++)                                                         \
-                acc[j][ox - ox0] += (UT)(wv * (AT)xr[ox * s + off]);                             \
-        }                                                                                        \
-    }                                                                                            \
+    CONV_TILE(NAME, XT, WT, AT, UT, MK_VEC)                                                      \
     static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,             \
                             const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
                             int co_hi, void *out)                                                \
     {                                                                                            \
-        const int cig = g->cin / g->group, cog = g->cout / g->group;                             \
-        const int ow = g->ow, ksz = g->kh * g->kw, iy0 = oy * g->sh - g->pt;                     \
-        const size_t wco = (size_t)cig * ksz;                                                    \
+        const int cog = g->cout / g->group, ow = g->ow, iy0 = oy * g->sh - g->pt;                \
         UT acc[CO_BLOCK][OX_BLOCK];                                                              \
-        int co, nco, ox0, ky, kx, ci, j, i, ky_lo, ky_hi;                                        \
+        int64_t sums[OX_BLOCK];                                                                  \
+        int co, nco, ox0, j, i, ky_lo, ky_hi;                                                    \
         tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
         for (co = co_lo; co < co_hi; co += nco) {                                                \
-            const size_t cbase = (size_t)(co / cog) * cig;                                       \
             nco = co_block(co, co_hi, cog);                                                      \
             for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {                                           \
                 const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;                         \
-                memset(acc, 0, sizeof acc);                                                      \
-                for (ky = ky_lo; ky < ky_hi; ky++) {                                             \
-                    const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh)           \
-                                    + cbase * g->w;                                              \
-                    for (kx = 0; kx < g->kw; kx++) {                                             \
-                        const int off = kx * g->dw - g->pl;                                      \
-                        const WT *wk = w + co * wco + ky * g->kw + kx;                           \
-                        int lo, hi, full;                                                        \
-                        tile_range(off, g->sw, g->w, ow, ox0, n, &lo, &hi);                      \
-                        full = nco == CO_BLOCK && g->sw == 1 && lo == ox0                        \
-                               && hi == ox0 + OX_BLOCK;                                          \
-                        for (ci = 0; lo < hi && ci < cig; ci++) {                                \
-                            const XT *xr = row + (size_t)ci * g->w;                              \
-                            if (full)                                                            \
-                                tile_full_##NAME(acc, xr + (ox0 + off), wk + ci * ksz, wco);     \
-                            else                                                                 \
-                                tile_edge_##NAME(acc, xr, wk + ci * ksz, wco, nco, off, g->sw,   \
-                                                 lo, hi, ox0);                                   \
-                        }                                                                        \
-                    }                                                                            \
-                }                                                                                \
+                tile_##NAME(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);                      \
                 for (j = 0; j < nco; j++) {                                                      \
-                    const size_t o = (size_t)(co + j - co_lo) * ow + ox0;                        \
                     for (i = 0; i < n; i++)                                                      \
-                        aloha_store(out, rq->type, o + i,                                        \
-                                    aloha_requant(wrap_add((int64_t)(AT)acc[j][i],               \
-                                                           bias ? bias[co + j] : 0),             \
-                                                  co + j, rq));                                  \
+                        sums[i] = wrap_add((int64_t)(AT)acc[j][i], bias ? bias[co + j] : 0);     \
+                    requant_row(sums, n, co + j, rq, out, (size_t)(co + j - co_lo) * ow + ox0);  \
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
@@ -1045,10 +1184,14 @@ void aloha_act_f32(const float *x, int n, const aloha_act_t *act, float *out)
 
 void aloha_requant_q(const void *x, int xtype, int n, const aloha_rq_t *rq, void *out)
 {
-    int i;
-    for (i = 0; i < n; i++)
-        aloha_store(out, rq->type, (size_t)i, aloha_requant(aloha_load(x, xtype, (size_t)i), 0,
-                                                            rq));
+    int64_t v[64];
+    int i, k, m;
+    for (i = 0; i < n; i += m) {
+        m = n - i < 64 ? n - i : 64;
+        for (k = 0; k < m; k++)
+            v[k] = aloha_load(x, xtype, (size_t)(i + k));
+        requant_row(v, m, 0, rq, out, (size_t)i);
+    }
 }
 
 void aloha_island_q(const void *x, int xtype, int n, int frac_in, int frac_out, int32_t qmin,

@@ -203,6 +203,25 @@ FLOAT_CASES = [
      [_floats("w", [0.5, -1, 2, 0.25])], (2, 3, 4), (2, 3)),
     ("matmul_constant_by_rank3", [helper.make_node("MatMul", ["w", "x"], ["y"])],
      [_floats("w", np.linspace(-1, 1, 20).reshape(5, 4))], (2, 4, 3), (2, 5, 3)),
+    ("normalisation_subgraph_of_constants", [
+        helper.make_node("Add", ["var", "eps"], ["ve"]),
+        helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Pow", ["sd", "one"], ["sd1"]),
+        helper.make_node("Reciprocal", ["sd1"], ["inv"]),
+        helper.make_node("Neg", ["mean"], ["nm"]),
+        helper.make_node("Add", ["x", "nm"], ["xc"]),
+        helper.make_node("Mul", ["xc", "inv"], ["xn"]),
+        helper.make_node("Sub", ["xn", "shift"], ["y"])],
+     [_floats("var", np.array([0.5, 2.0, 4.0]).reshape(3, 1, 1)), _floats("eps", [1e-5]),
+      _floats("mean", np.array([0.1, -0.2, 0.3]).reshape(3, 1, 1)), _floats("one", [1.0]),
+      _floats("shift", np.array([1.0, 0.0, -1.0]).reshape(3, 1, 1))], (1, 3, 4, 5),
+     (1, 3, 4, 5)),
+    ("sub_two_run_time_and_square", [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Sub", ["x", "r"], ["d"]),
+        helper.make_node("Pow", ["d", "two"], ["p"]),
+        helper.make_node("Neg", ["p"], ["y"])], [_floats("two", [2.0])], (2, 3, 4, 5),
+     (2, 3, 4, 5)),
     ("slice_run_time_two_axes", [helper.make_node("Slice", ["x", "st", "en", "ax"], ["y"])],
      [_ints("st", [1, -3]), _ints("en", [3, 100]), _ints("ax", [1, 3])], (2, 4, 3, 5),
      (2, 2, 3, 3)),
@@ -710,3 +729,59 @@ def test_gemm_and_matmul_with_constant_weights_in_any_layout(nodes, x_shape, w_s
     np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
     (ours,) = run_ort(export_onnx(module), {"x": x})
     np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("node,inits,message", [
+    (helper.make_node("Div", ["x", "r"], ["y"], name="d"), [],
+     r"node 'd' \(Div\): Div by a run-time tensor is not supported: a division of two run-time "
+     r"values"),
+    (helper.make_node("Exp", ["r"], ["y"], name="e"), [],
+     r"node 'e' \(Exp\): Exp of a run-time tensor is not supported; supported: Exp of constants"),
+    (helper.make_node("Pow", ["x", "k"], ["y"], name="p"), [_floats("k", [3.0])],
+     r"node 'p' \(Pow\): Pow of run-time tensors is not supported; supported: constants \(folded\),"
+     r" or a run-time base to the constant power 1 or 2")])
+def test_run_time_operations_without_a_kernel_are_refused_naming_the_node(node, inits, message):
+    """What normalisation subgraphs with run-time statistics need (the backend suite's expanded
+    softmax, group normalisation, windows): a division by, an exponential or a power of a run-time
+    tensor, refused with exit 4 and what is supported."""
+    from aloha_ir.errors import UnsupportedError
+    from frontends.onnx.importer import import_model
+    model = _model([helper.make_node("Relu", ["x"], ["r"]), node], (1, 3, 4, 5), (1, 3, 4, 5),
+                   inits)
+    with pytest.raises(UnsupportedError, match=message) as e:
+        import_model(model)
+    assert e.value.exit_code == 4
+
+
+def test_sub_of_run_time_tensors_and_unary_ops_import_run_and_export():
+    """x - relu(x) (before: refused, 'Sub by a run-time tensor'), a constant minus a run-time
+    tensor, Neg and the square by Pow: the torch float executor and the ONNX export agree with
+    onnxruntime; the constant Sqrt/Reciprocal/Neg/Pow subgraph of a normalisation is folded (no
+    op of it remains)."""
+    torch = pytest.importorskip("torch")
+    from backends.onnx.export import export_onnx
+    from frontends.onnx.importer import import_model
+    from runtime.torch.module import build
+    model = _model([
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Sub", ["x", "r"], ["d"]),
+        helper.make_node("Sub", ["k", "d"], ["e"]),
+        helper.make_node("Pow", ["e", "two"], ["p"]),
+        helper.make_node("Neg", ["p"], ["n"]),
+        helper.make_node("Sqrt", ["k"], ["sk"]),
+        helper.make_node("Reciprocal", ["sk"], ["rk"]),
+        helper.make_node("Pow", ["rk", "two"], ["rk2"]),
+        helper.make_node("Mul", ["n", "rk2"], ["y"])],
+        (2, 3, 4, 5), (2, 3, 4, 5), [_floats("k", np.array([1.0, 4.0, 9.0]).reshape(3, 1, 1)),
+                                     _floats("two", [2.0])])
+    module = import_model(model)
+    kinds = sorted(op.name for op in module.walk() if op.name in ("nn.add", "nn.mul"))
+    assert kinds == ["nn.add", "nn.add", "nn.mul", "nn.mul", "nn.mul", "nn.mul", "nn.mul"]
+    x = np.random.default_rng(13).normal(0, 1, (2, 3, 4, 5)).astype(np.float32)
+    (want,) = run_ort(model, {"x": x})
+    with torch.no_grad():
+        y = build(module)(torch.from_numpy(x))
+    y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
+    np.testing.assert_allclose(y, want, rtol=1e-6, atol=1e-6)
+    (ours,) = run_ort(export_onnx(module), {"x": x})
+    np.testing.assert_allclose(ours, want, rtol=1e-6, atol=1e-6)

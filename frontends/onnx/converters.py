@@ -1028,44 +1028,37 @@ def split(ctx, node):
             _slice(ctx, x, axis, start, n, out)
 
 
+def _slice_spec(ctx: ImportContext, node) -> tuple[list, list, list, list]:
+    """Slice's (starts, ends, axes, steps): attributes before opset 10, inputs from it."""
+    if ctx.opset < 10:
+        a = attrs(node)
+        starts, ends = list(a["starts"]), list(a["ends"])
+        return starts, ends, list(a.get("axes", range(len(starts)))), [1] * len(starts)
+    starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
+    axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
+        list(range(len(starts)))
+    steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
+        [1] * len(starts)
+    return starts, ends, axes, steps
+
+
 @converter("Slice")
 def slice_op(ctx, node):
     x = node.input[0]
+    starts, ends, axes, steps = _slice_spec(ctx, node)
     if not ctx.is_const(x):
-        _runtime_slice(ctx, node, x)
+        _runtime_slice(ctx, node, x, starts, ends, axes, steps)
         return
     arr = ctx.value(x)
-    if ctx.opset < 10:
-        a = attrs(node)
-        starts, ends = a["starts"], a["ends"]
-        axes = a.get("axes", list(range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
-        axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
-            list(range(len(starts)))
-        steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
-            [1] * len(starts)
     index = [slice(None)] * arr.ndim
     for s, e, ax, st in zip(starts, ends, axes, steps):
         index[_norm_axis(ax, arr.ndim)] = slice(s, e, st)
     ctx.set_const(node.output[0], _keep_kind(ctx, x, arr[tuple(index)]))
 
 
-def _runtime_slice(ctx: ImportContext, node, x: str) -> None:
+def _runtime_slice(ctx: ImportContext, node, x: str, starts, ends, axes, steps) -> None:
     """Slice of a run-time tensor with step 1: one nn.slice per axis it cuts (none: the input)."""
     xs = ctx.shape(x)
-    if ctx.opset < 10:
-        a = attrs(node)
-        starts, ends = list(a["starts"]), list(a["ends"])
-        axes = list(a.get("axes", range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
-        axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
-            list(range(len(starts)))
-        steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
-            [1] * len(starts)
     if any(s != 1 for s in steps):
         raise ctx.unsupported(f"Slice of a run-time tensor with steps {steps} is not supported; "
                               "supported: step 1")

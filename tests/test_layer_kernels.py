@@ -203,6 +203,25 @@ FLOAT_CASES = [
      [_floats("w", [0.5, -1, 2, 0.25])], (2, 3, 4), (2, 3)),
     ("matmul_constant_by_rank3", [helper.make_node("MatMul", ["w", "x"], ["y"])],
      [_floats("w", np.linspace(-1, 1, 20).reshape(5, 4))], (2, 4, 3), (2, 5, 3)),
+    ("normalisation_subgraph_of_constants", [
+        helper.make_node("Add", ["var", "eps"], ["ve"]),
+        helper.make_node("Sqrt", ["ve"], ["sd"]),
+        helper.make_node("Pow", ["sd", "one"], ["sd1"]),
+        helper.make_node("Reciprocal", ["sd1"], ["inv"]),
+        helper.make_node("Neg", ["mean"], ["nm"]),
+        helper.make_node("Add", ["x", "nm"], ["xc"]),
+        helper.make_node("Mul", ["xc", "inv"], ["xn"]),
+        helper.make_node("Sub", ["xn", "shift"], ["y"])],
+     [_floats("var", np.array([0.5, 2.0, 4.0]).reshape(3, 1, 1)), _floats("eps", [1e-5]),
+      _floats("mean", np.array([0.1, -0.2, 0.3]).reshape(3, 1, 1)), _floats("one", [1.0]),
+      _floats("shift", np.array([1.0, 0.0, -1.0]).reshape(3, 1, 1))], (1, 3, 4, 5),
+     (1, 3, 4, 5)),
+    ("sub_two_run_time_and_square", [
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Sub", ["x", "r"], ["d"]),
+        helper.make_node("Pow", ["d", "two"], ["p"]),
+        helper.make_node("Neg", ["p"], ["y"])], [_floats("two", [2.0])], (2, 3, 4, 5),
+     (2, 3, 4, 5)),
     ("slice_run_time_two_axes", [helper.make_node("Slice", ["x", "st", "en", "ax"], ["y"])],
      [_ints("st", [1, -3]), _ints("en", [3, 100]), _ints("ax", [1, 3])], (2, 4, 3, 5),
      (2, 2, 3, 3)),
@@ -520,6 +539,28 @@ def test_reductions_import_over_any_axes_and_noop_with_empty_axes_keeps_the_inpu
             np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6)
 
 
+def _torch_and_export_agree(model, module, x, tol: float, opsets=(13,)) -> None:
+    """The torch float executor of `module` and its ONNX export at each of `opsets` (its text
+    printed and parsed back first, its weights the module's) give onnxruntime's outputs of `model` on `x`, within `tol`."""
+    import torch
+    from aloha_ir.textio import parse_module, print_module
+    from aloha_ir.weights import weights_of
+    from backends.onnx.export import GraphExporter, make_model, single_graph
+    from runtime.torch.module import build
+    want = run_ort(model, {"x": x})
+    with torch.no_grad():
+        got = build(module)(torch.from_numpy(x))
+    runs = [[t.numpy() for t in (got if isinstance(got, (list, tuple)) else (got,))]]
+    again = parse_module(print_module(module))
+    for opset in opsets:
+        exporter = GraphExporter(single_graph(again), weights_of(module), opset)
+        runs.append(run_ort(make_model(exporter.export(), opset), {"x": x}))
+    for run in runs:
+        assert len(run) == len(want)
+        for g, w in zip(run, want):
+            np.testing.assert_allclose(g, w, rtol=tol, atol=tol)
+
+
 def _as_float(node: onnx.NodeProto) -> list[onnx.NodeProto]:
     """`node` (ArgMax/ArgMin, an int64 index named 'i') and the Cast of its index to y."""
     return [node, helper.make_node("Cast", ["i"], ["y"], to=TensorProto.FLOAT)]
@@ -530,12 +571,8 @@ def test_min_prod_and_index_reductions_and_log_softmax_import_run_and_export():
     LogSoftmax (before: refused as unsupported operators) become nn.reduce and nn.act; the torch
     float executor and the ONNX export (opset 13, and 18 where ReduceMin/ReduceProd take their
     axes as an input) agree with onnxruntime on the original, the index as a float."""
-    torch = pytest.importorskip("torch")
-    from aloha_ir.textio import parse_module, print_module
-    from aloha_ir.weights import weights_of
-    from backends.onnx.export import GraphExporter, make_model, single_graph
+    pytest.importorskip("torch")
     from frontends.onnx.importer import import_model
-    from runtime.torch.module import build
     rng = np.random.default_rng(8)
     x = rng.normal(0, 1, (1, 3, 4, 5)).astype(np.float32)
     x[0, :, 1, :] = x[0, 0, 1, :]  # equal channels in row 1: ties for the index reductions
@@ -561,16 +598,7 @@ def test_min_prod_and_index_reductions_and_log_softmax_import_run_and_export():
         if axes is not None:
             assert list(op.prop_ints("axes")) == axes and \
                 op.prop_int("select_last_index", 0) == last, nodes[0]
-        (ref,) = run_ort(model, {"x": x})
-        with torch.no_grad():
-            y = build(module)(torch.from_numpy(x))
-        y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
-        np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-6, err_msg=kind)
-        again = parse_module(print_module(module))
-        for opset in (13, 18):
-            exporter = GraphExporter(single_graph(again), weights_of(again), opset)
-            (ours,) = run_ort(make_model(exporter.export(), opset), {"x": x})
-            np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-6, err_msg=kind)
+        _torch_and_export_agree(model, module, x, 1e-5, (13, 18))
 
 
 def test_an_int64_index_output_is_float32_in_the_program_and_int64_in_the_export():
@@ -615,12 +643,8 @@ def test_split_outputs_consumed_in_the_graph_import_run_and_export(opset, split_
     2, 2, 1) becomes one nn.slice per output (before: refused, an unsupported operator); each
     output feeds another node, and the torch float executor and the ONNX export (opsets 13 and
     18) agree with onnxruntime."""
-    torch = pytest.importorskip("torch")
-    from aloha_ir.textio import parse_module, print_module
-    from aloha_ir.weights import weights_of
-    from backends.onnx.export import GraphExporter, make_model, single_graph
+    pytest.importorskip("torch")
     from frontends.onnx.importer import import_model
-    from runtime.torch.module import build
     nodes = [split_node, helper.make_node("Relu", ["a"], ["ra"]),
              helper.make_node("Mul", ["b", "b"], ["mb"]),
              helper.make_node("Sigmoid", ["c"], ["sc"])]
@@ -628,17 +652,7 @@ def test_split_outputs_consumed_in_the_graph_import_run_and_export(opset, split_
     module = import_model(model)
     assert len([op for op in module.walk() if op.name == "nn.slice"]) == 3
     x = np.random.default_rng(10).normal(0, 1, (2, 6, 5)).astype(np.float32)
-    want = run_ort(model, {"x": x})
-    with torch.no_grad():
-        got = build(module)(torch.from_numpy(x))
-    for g, w in zip(got, want):
-        np.testing.assert_allclose(g.numpy(), w, rtol=1e-6, atol=1e-6)
-    again = parse_module(print_module(module))
-    for out_opset in (13, 18):
-        exporter = GraphExporter(single_graph(again), weights_of(again), out_opset)
-        ours = run_ort(make_model(exporter.export(), out_opset), {"x": x})
-        for g, w in zip(ours, want):
-            np.testing.assert_allclose(g, w, rtol=1e-6, atol=1e-6)
+    _torch_and_export_agree(model, module, x, 1e-6, (13, 18))
 
 
 def test_split_of_a_constant_folds_and_bad_splits_are_refused_naming_the_node():
@@ -689,10 +703,8 @@ def test_gemm_and_matmul_with_constant_weights_in_any_layout(nodes, x_shape, w_s
     unless a vector), MatMul of a rank-3 or rank-1 A by constant weights and of constant weights
     by a run-time B (before: refused, run-time right-hand side): the torch float executor and the
     ONNX export agree with onnxruntime."""
-    torch = pytest.importorskip("torch")
-    from backends.onnx.export import export_onnx
+    pytest.importorskip("torch")
     from frontends.onnx.importer import import_model
-    from runtime.torch.module import build
     rng = np.random.default_rng(12)
     inits = [_floats("w", rng.normal(0, 1, w_shape))] + \
         ([_floats("c", rng.normal(0, 1, c_shape))] if c_shape else [])
@@ -703,10 +715,52 @@ def test_gemm_and_matmul_with_constant_weights_in_any_layout(nodes, x_shape, w_s
     model = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
     module = import_model(model)
     x = rng.normal(0, 1, x_shape).astype(np.float32)
-    (want,) = run_ort(model, {"x": x})
-    with torch.no_grad():
-        y = build(module)(torch.from_numpy(x))
-    y = (y[0] if isinstance(y, (list, tuple)) else y).numpy()
-    np.testing.assert_allclose(y, want, rtol=1e-5, atol=1e-5)
-    (ours,) = run_ort(export_onnx(module), {"x": x})
-    np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-5)
+    _torch_and_export_agree(model, module, x, 1e-5)
+
+
+@pytest.mark.parametrize("node,inits,message", [
+    (helper.make_node("Div", ["x", "r"], ["y"], name="d"), [],
+     r"node 'd' \(Div\): Div by a run-time tensor is not supported: a division of two run-time "
+     r"values"),
+    (helper.make_node("Exp", ["r"], ["y"], name="e"), [],
+     r"node 'e' \(Exp\): Exp of a run-time tensor is not supported; supported: Exp of constants"),
+    (helper.make_node("Pow", ["x", "k"], ["y"], name="p"), [_floats("k", [3.0])],
+     r"node 'p' \(Pow\): Pow of run-time tensors is not supported; supported: constants \(folded\),"
+     r" or a run-time base to the constant power 1 or 2")])
+def test_run_time_operations_without_a_kernel_are_refused_naming_the_node(node, inits, message):
+    """What normalisation subgraphs with run-time statistics need (the backend suite's expanded
+    softmax, group normalisation, windows): a division by, an exponential or a power of a run-time
+    tensor, refused with exit 4 and what is supported."""
+    from aloha_ir.errors import UnsupportedError
+    from frontends.onnx.importer import import_model
+    model = _model([helper.make_node("Relu", ["x"], ["r"]), node], (1, 3, 4, 5), (1, 3, 4, 5),
+                   inits)
+    with pytest.raises(UnsupportedError, match=message) as e:
+        import_model(model)
+    assert e.value.exit_code == 4
+
+
+def test_sub_of_run_time_tensors_and_unary_ops_import_run_and_export():
+    """x - relu(x) (before: refused, 'Sub by a run-time tensor'), a constant minus a run-time
+    tensor, Neg and the square by Pow: the torch float executor and the ONNX export agree with
+    onnxruntime; the constant Sqrt/Reciprocal/Neg/Pow subgraph of a normalisation is folded (no
+    op of it remains)."""
+    pytest.importorskip("torch")
+    from frontends.onnx.importer import import_model
+    model = _model([
+        helper.make_node("Relu", ["x"], ["r"]),
+        helper.make_node("Sub", ["x", "r"], ["d"]),
+        helper.make_node("Sub", ["k", "d"], ["e"]),
+        helper.make_node("Pow", ["e", "two"], ["p"]),
+        helper.make_node("Neg", ["p"], ["n"]),
+        helper.make_node("Sqrt", ["k"], ["sk"]),
+        helper.make_node("Reciprocal", ["sk"], ["rk"]),
+        helper.make_node("Pow", ["rk", "two"], ["rk2"]),
+        helper.make_node("Mul", ["n", "rk2"], ["y"])],
+        (2, 3, 4, 5), (2, 3, 4, 5), [_floats("k", np.array([1.0, 4.0, 9.0]).reshape(3, 1, 1)),
+                                     _floats("two", [2.0])])
+    module = import_model(model)
+    kinds = sorted(op.name for op in module.walk() if op.name in ("nn.add", "nn.mul"))
+    assert kinds == ["nn.add", "nn.add", "nn.mul", "nn.mul", "nn.mul", "nn.mul", "nn.mul"]
+    x = np.random.default_rng(13).normal(0, 1, (2, 3, 4, 5)).astype(np.float32)
+    _torch_and_export_agree(model, module, x, 1e-6)

@@ -282,11 +282,17 @@ def binary(ctx: ImportContext, node) -> None:
     if node.op_type == "Sum" and len(names) == 1:
         ctx.alias(node.output[0], names[0])
         return
-    if node.op_type in ("Sub", "Div"):
+    if node.op_type == "Sub" and not ctx.is_const(names[1]):
+        # a - b as a + (-1) b: exact in float and in fixed point
+        lhs, rhs = names
+        _negate(ctx, rhs, f"{node.output[0]}.neg")
+        names = [lhs, f"{node.output[0]}.neg"]
+    elif node.op_type in ("Sub", "Div"):
         lhs, rhs = names
         if not ctx.is_const(rhs):
-            raise ctx.unsupported(f"{node.op_type} by a run-time tensor is not supported; supported: "
-                                  "a constant right-hand side")
+            raise ctx.unsupported("Div by a run-time tensor is not supported: a division of two "
+                                  "run-time values (the kernels divide by constants only, as a "
+                                  "product by the reciprocal); supported: a constant divisor")
         c = ctx.const(rhs)
         if node.op_type == "Div" and not np.all(c.materialize() if c.splat is None else c.splat):
             raise ctx.unsupported(f"Div by constant '{rhs}', which holds 0: the result would be "
@@ -301,6 +307,11 @@ def binary(ctx: ImportContext, node) -> None:
         ctx.emit(op_cls.create(operands=operands, result_types=_out_type(ctx, out)))
         return
     op_cls = nn.MulOp if node.op_type == "Mul" else nn.AddOp
+    _chain(ctx, op_cls, names, node.output[0])
+
+
+def _chain(ctx: ImportContext, op_cls, names: list[str], output: str) -> None:
+    """names[0] op names[1] op ... with broadcasting, the last bound to `output`."""
     acc = names[0]
     for i, rhs in enumerate(names[1:]):
         out = shapes.broadcast(ctx.shape(acc), ctx.shape(rhs))
@@ -308,10 +319,61 @@ def binary(ctx: ImportContext, node) -> None:
             raise ctx.shape_error(f"shapes {list(ctx.shape(acc))} and {list(ctx.shape(rhs))} do not "
                                   "broadcast")
         last = i == len(names) - 2
-        target = node.output[0] if last else f"{node.output[0]}.partial{i}"
+        target = output if last else f"{output}.partial{i}"
         ctx.emit(op_cls.create(operands=[ctx.operand(acc), ctx.operand(rhs)],
                                result_types=_out_type(ctx, out)), target)
         acc = target
+
+
+def _negate(ctx: ImportContext, x: str, target: str) -> None:
+    """The run-time `x` times -1, bound to `target`."""
+    minus = ctx.operand_from(ConstTensor.full([1] * len(ctx.shape(x)), -1.0), f"{target}.minus1")
+    ctx.emit(nn.MulOp.create(operands=[ctx.operand(x), minus],
+                             result_types=_out_type(ctx, ctx.shape(x))), target)
+
+
+_UNARY_FOLD = {"Sqrt": np.sqrt, "Reciprocal": np.reciprocal, "Neg": np.negative, "Exp": np.exp,
+               "Log": np.log}
+
+
+@converter(*_UNARY_FOLD)
+def unary(ctx, node):
+    """Sqrt, Reciprocal, Neg, Exp, Log of a constant (a normalisation's sqrt(var + eps)) are
+    folded; Neg of a run-time tensor is a product by -1; the others of a run-time tensor are
+    refused."""
+    x = node.input[0]
+    fn = _UNARY_FOLD[node.op_type]
+    if ctx.is_const(x):
+        c = ctx.consts[x]
+        with np.errstate(all="ignore"):  # a NaN is refused where a kernel would read it
+            ctx.set_const(node.output[0], c.unary(fn) if isinstance(c, ConstTensor) else fn(c))
+        return
+    if node.op_type == "Neg":
+        _negate(ctx, x, node.output[0])
+        return
+    raise ctx.unsupported(f"{node.op_type} of a run-time tensor is not supported; supported: "
+                          f"{node.op_type} of constants (folded at import)")
+
+
+@converter("Pow")
+def power(ctx, node):
+    """Pow of constants is folded; a run-time base to the constant power 1 is itself, to 2 its
+    square (a product with itself)."""
+    base, exponent = node.input[0], node.input[1]
+    if ctx.is_const(base) and ctx.is_const(exponent):
+        with np.errstate(all="ignore"):
+            y = np.power(ctx.value(base), ctx.value(exponent))
+        ctx.set_const(node.output[0], ConstTensor.of(y.astype(np.float32))
+                      if y.dtype.kind == "f" else y)
+        return
+    e = ctx.value(exponent).reshape(-1) if ctx.is_const(exponent) else None
+    if ctx.is_const(base) or e is None or e.size != 1 or float(e[0]) not in (1.0, 2.0):
+        raise ctx.unsupported("Pow of run-time tensors is not supported; supported: constants "
+                              "(folded), or a run-time base to the constant power 1 or 2")
+    if float(e[0]) == 1.0:
+        ctx.alias(node.output[0], base)
+        return
+    _chain(ctx, nn.MulOp, [base, base], node.output[0])
 
 
 def _act(ctx: ImportContext, node, kind: str, params=(), axis: int | None = None) -> None:
@@ -966,44 +1028,37 @@ def split(ctx, node):
             _slice(ctx, x, axis, start, n, out)
 
 
+def _slice_spec(ctx: ImportContext, node) -> tuple[list, list, list, list]:
+    """Slice's (starts, ends, axes, steps): attributes before opset 10, inputs from it."""
+    if ctx.opset < 10:
+        a = attrs(node)
+        starts, ends = list(a["starts"]), list(a["ends"])
+        return starts, ends, list(a.get("axes", range(len(starts)))), [1] * len(starts)
+    starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
+    axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
+        list(range(len(starts)))
+    steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
+        [1] * len(starts)
+    return starts, ends, axes, steps
+
+
 @converter("Slice")
 def slice_op(ctx, node):
     x = node.input[0]
+    starts, ends, axes, steps = _slice_spec(ctx, node)
     if not ctx.is_const(x):
-        _runtime_slice(ctx, node, x)
+        _runtime_slice(ctx, node, x, starts, ends, axes, steps)
         return
     arr = ctx.value(x)
-    if ctx.opset < 10:
-        a = attrs(node)
-        starts, ends = a["starts"], a["ends"]
-        axes = a.get("axes", list(range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
-        axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
-            list(range(len(starts)))
-        steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
-            [1] * len(starts)
     index = [slice(None)] * arr.ndim
     for s, e, ax, st in zip(starts, ends, axes, steps):
         index[_norm_axis(ax, arr.ndim)] = slice(s, e, st)
     ctx.set_const(node.output[0], _keep_kind(ctx, x, arr[tuple(index)]))
 
 
-def _runtime_slice(ctx: ImportContext, node, x: str) -> None:
+def _runtime_slice(ctx: ImportContext, node, x: str, starts, ends, axes, steps) -> None:
     """Slice of a run-time tensor with step 1: one nn.slice per axis it cuts (none: the input)."""
     xs = ctx.shape(x)
-    if ctx.opset < 10:
-        a = attrs(node)
-        starts, ends = list(a["starts"]), list(a["ends"])
-        axes = list(a.get("axes", range(len(starts))))
-        steps = [1] * len(starts)
-    else:
-        starts, ends = ctx.ints(node.input[1]).tolist(), ctx.ints(node.input[2]).tolist()
-        axes = ctx.ints(node.input[3]).tolist() if len(node.input) > 3 and node.input[3] else \
-            list(range(len(starts)))
-        steps = ctx.ints(node.input[4]).tolist() if len(node.input) > 4 and node.input[4] else \
-            [1] * len(starts)
     if any(s != 1 for s in steps):
         raise ctx.unsupported(f"Slice of a run-time tensor with steps {steps} is not supported; "
                               "supported: step 1")

@@ -79,38 +79,34 @@ def transpose_record(b: BuildContext, view: ActorView, block: nn.TransposeOp, lo
     """Any permutation, as one strided copy of the whole input (its rows, in the order they store
     it) into the output's rows: PixelShuffle, depth-to-space and space-to-depth come as a rank-6
     transpose between reshapes."""
+    # the output's axis j is the input's axis perm[j]
+    _strided_copy(b, view, block, "transpose", block.prop_ints("perm"))
+    view.kernel = "permute"
+
+
+def _strided_copy(b: BuildContext, view: ActorView, block, what: str, axes) -> list[int]:
+    """The permute kernel's walk: the output in its storage order, its axis j reading the input's
+    axis axes[j]; the input's storage strides."""
     x = nn.shape_of(block.input)
-    perm = block.prop_ints("perm")
     if len(x) > MAX_RANK:
-        raise UnsupportedError(f"a rank-{len(x)} transpose has no generated kernel (at most "
+        raise UnsupportedError(f"a rank-{len(x)} {what} has no generated kernel (at most "
                                f"{MAX_RANK})", where=view.name)
     src = storage_strides(x)
     order = storage_order(len(x))
     a = view.args
-    # the output's axis j is the input's axis perm[j]; walk the output in its storage order
     a["dims"] = [view.out_shape[j] for j in order] or [1]
-    a["strides"] = [src[perm[j]] for j in order] or [0]
+    a["strides"] = [src[axes[j]] for j in order] or [0]
     if b.fixed:
         a["rq"] = _rq_of(b, block, view)
-    view.kernel = "permute"
+    return src
 
 
 @kernel(nn.SliceOp)
 def slice_record(b: BuildContext, view: ActorView, block: nn.SliceOp, lo_hi) -> None:
     """One strided copy of the slice (the whole input's rows, in the order they store it, from
     the element the slice starts at) into the output's rows: the permute kernel at an offset."""
-    x = nn.shape_of(block.input)
-    if len(x) > MAX_RANK:
-        raise UnsupportedError(f"a rank-{len(x)} slice has no generated kernel (at most "
-                               f"{MAX_RANK})", where=view.name)
-    src = storage_strides(x)
-    order = storage_order(len(x))
-    a = view.args
-    a["dims"] = [view.out_shape[j] for j in order]
-    a["strides"] = [src[j] for j in order]
-    a["offset"] = block.prop_int("start") * src[block.prop_int("axis")]
-    if b.fixed:
-        a["rq"] = _rq_of(b, block, view)
+    src = _strided_copy(b, view, block, "slice", range(len(view.out_shape)))
+    view.args["offset"] = block.prop_int("start") * src[block.prop_int("axis")]
     view.kernel = "slice"
 
 

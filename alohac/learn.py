@@ -48,7 +48,8 @@ def cmd_train(args) -> int:
                          subset=args.subset, checkpoint=args.checkpoint)
     model = build(module, logits=True)
     try:
-        result = train(model, splits, config, augment=_adversarial(args, graph, splits))
+        result = train(model, splits, config, augment=_adversarial(args, graph, splits),
+                       penalty=_penalty(args, graph, splits))
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted):  # it says what the checkpoint holds
             raise
@@ -58,7 +59,9 @@ def cmd_train(args) -> int:
     model.write_back(module)
     title = f"{args.model} trained on {args.data}" + (
         f" with {args.adversarial.upper()} L{args.adv_norm} eps {args.adv_eps:g} examples"
-        if args.adversarial else "")
+        if args.adversarial else "") + (
+        f" with an input-gradient penalty {args.input_gradient_penalty:g}"
+        if args.input_gradient_penalty else "")
     with staged_file(args.output, "train") as out:  # the model and its curves, together
         name = os.path.basename(args.output)
         written = [_write_onnx(module, out.path(name))]
@@ -72,6 +75,8 @@ def cmd_train(args) -> int:
         summary["adversarial"] = {"attack": args.adversarial, "norm": args.adv_norm,
                                   "eps": args.adv_eps, "steps": args.adv_steps,
                                   "fraction": args.adv_fraction}
+    if args.input_gradient_penalty:
+        summary["input_gradient_penalty"] = args.input_gradient_penalty
     for w in written:
         print(f"wrote {w}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
@@ -93,6 +98,19 @@ def _adversarial(args, graph, splits):
     return AdversarialAugment(Attack(args.adversarial, args.adv_norm, args.adv_steps,
                                      random_start=args.adversarial == "pgd"),
                               args.adv_eps, lo=lo, hi=hi, fraction=args.adv_fraction)
+
+
+def _penalty(args, graph, splits):
+    """The input-gradient penalty asked for, or None: gradients taken in [0, 1] attack space
+    whatever range the model takes."""
+    if args.input_gradient_penalty is None:
+        return None
+    from alohac.run import in_flags
+    from runtime.torch.regularize import InputGradientPenalty
+    from security.evaluate import model_range
+    lo, hi = model_range(graph, None, splits.train.value_range)
+    with in_flags({"weight": "--input-gradient-penalty"}):
+        return InputGradientPenalty(args.input_gradient_penalty, lo=lo, hi=hi)
 
 
 def _weight_activation(text: str, option: str, cast, hint: str = "") -> list:
@@ -392,6 +410,11 @@ def add_parsers(sub, epilog: str) -> None:
     g.add_argument("--adv-steps", type=int, default=7, help="PGD steps (default 7)")
     g.add_argument("--adv-fraction", type=float, default=0.5,
                    help="the share of each batch replaced (default 0.5)")
+    g = p.add_argument_group("input-gradient regularisation (a mitigation: Ross and Doshi-Velez "
+                             "2018)")
+    g.add_argument("--input-gradient-penalty", type=float, metavar="WEIGHT",
+                   help="add WEIGHT x the mean squared L2 norm of each sample's input gradient "
+                        "of its loss, inputs in [0, 1] (e.g. 10)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("quantize", help="quantize a model to power-of-two fixed point",

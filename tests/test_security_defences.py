@@ -15,23 +15,7 @@ from runtime.torch.attacks import Attack, run_attack
 from security.evaluate import SecurityConfig, evaluate
 from security.reject import (best_threshold, evaluate_reject, parse_thresholds,
                              reject_accounting, reject_aware_scores)
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """digits_cnn trained on digits (seeded, a few seconds): module, test inputs in [0, 1]."""
-    from frontends.datasets import load
-    from frontends.loader import load_model
-    from runtime.torch.module import build
-    from runtime.torch.train import TrainConfig, train
-    torch.set_num_threads(1)
-    module = load_model("zoo:digits_cnn")
-    splits = load("digits")
-    model = build(module, logits=True)
-    train(model, splits, TrainConfig(epochs=8, progress=False, seed=0))
-    model.write_back(module)
-    test = splits.test.to_range(0.0, 1.0)
-    return module, test.x, test.y
+from test_security import trained  # noqa: F401  (the trained digits CNN fixture)
 
 
 def test_reject_accounting_by_hand():
@@ -100,7 +84,7 @@ def test_reject_option_on_a_cnn_adaptive_below_naive_and_baseline_is_the_plain_c
     is <= t, computed here from the plain model; the adaptive attack is never weaker than the
     threshold-unaware one and at t = 0.9 takes off a good part of what the naive one credits."""
     from security.evaluate import torch_model
-    module, x, y = trained
+    module, _, x, y = trained
     cfg = SecurityConfig(samples=60, noise=False, sanity=False, warm_start=False,
                          eps=(0.0, 0.05, 0.1, 0.2))
     rep = evaluate_reject(module, x, y, [0.5, 0.9], cfg, input_range=(0.0, 1.0))
@@ -252,7 +236,7 @@ def test_apply_refuses_what_the_tool_cannot_carry_out(trained):
     from aloha_ir.passmanager import PassManager
     from aloha_ir.weights import clone_with_weights
     from security.recommend import Recommendation, apply
-    module, x, y = trained
+    module, _, x, y = trained
     cfg = SecurityConfig(samples=10, noise=False, sanity=False)
     before, _ = evaluate(module, x, y, cfg, input_range=(0.0, 1.0))
     with pytest.raises(UsageError, match="cannot be applied"):
@@ -274,11 +258,8 @@ def test_secure_cli_rejects_recommends_and_applies(trained, tmp_path, capsys):
     import json
 
     from alohac.main import main
-    from backends.onnx.export import save_onnx
     from frontends.loader import load_model
-    module, x, y = trained
-    path = str(tmp_path / "digits.onnx")
-    save_onnx(module, path)
+    module, path, x, y = trained
     out = tmp_path / "out"
     assert main(["secure", path, "--samples", "40", "--no-noise", "--no-sanity", "--examples",
                  "0", "--reject", "0.9", "--apply", "--apply-epochs", "2", "--json", "-o",
@@ -303,3 +284,62 @@ def test_secure_cli_rejects_recommends_and_applies(trained, tmp_path, capsys):
         main(["secure", path, "--reject", "1.5", "-o", str(out)])
     assert e.value.code == 2
     assert "--reject: thresholds must lie in [0, 1), got 1.5" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_applying_the_top_recommendation_raises_the_curve_average(tmp_path):
+    """Measured, not asserted: benchmarks/security_defences.py's measurement on the digits CNN
+    and (with ALOHA_DATA) the MNIST CNN: the top applicable recommendation, carried out, raises
+    the PGD curve average on the same held-out samples (the figures are printed: -s)."""
+    import importlib.util
+    import os
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        "benchmarks", "security_defences.py")
+    spec = importlib.util.spec_from_file_location("bench_security_defences", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    for name, zoo, data, epochs, fine in bench.models(mnist_epochs=1):
+        r = bench.measure(name, zoo, data, epochs, fine, 200, str(tmp_path))
+        a = r["applied"]
+        assert a is not None, [rec.describe() for rec in r["recommendations"]]
+        print(f"{name}: {a.measure} {a.params}: curve average {a.before.curve_average:.3f} -> "
+              f"{a.after.curve_average:.3f} ({100 * a.change:+.1f} points)")
+        assert a.change > 0, (name, a.to_json())
+
+
+def test_alohac_train_refuses_a_penalty_weight_of_zero(tmp_path, capsys):
+    from alohac.main import main
+    assert main(["train", "zoo:digits_cnn", "--data", "digits", "--input-gradient-penalty", "0",
+                 "-o", str(tmp_path / "bad.onnx")]) == 2
+    assert "--input-gradient-penalty: the input-gradient penalty weight must be > 0" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "bad.onnx").exists()
+
+
+@pytest.mark.slow
+def test_alohac_train_takes_the_input_gradient_penalty(tmp_path, capsys):
+    """`alohac train --input-gradient-penalty 10`: the same seed and data as a plain run, and a
+    trained model whose mean squared input gradient on the test split is smaller."""
+    import json
+
+    from alohac.main import main
+    from frontends.datasets import load
+    from frontends.loader import load_model
+    from runtime.torch.module import build
+    test = load("digits").test.to_range(0.0, 1.0)
+    x, y = torch.from_numpy(test.x), torch.from_numpy(test.y)
+
+    def grad_norm(extra):
+        out = str(tmp_path / f"m{len(extra)}.onnx")
+        assert main(["train", "zoo:digits_cnn", "--data", "digits", "--epochs", "3",
+                     "--json", "-o", out, *extra]) == 0
+        summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        net = build(load_model(out), logits=True).eval()
+        xg = x.clone().requires_grad_(True)
+        (g,) = torch.autograd.grad(torch.nn.functional.cross_entropy(net(xg), y,
+                                                                      reduction="sum"), xg)
+        return float(g.pow(2).reshape(len(x), -1).sum(1).mean()), summary
+    plain, _ = grad_norm([])
+    flat, summary = grad_norm(["--input-gradient-penalty", "10"])
+    assert summary["input_gradient_penalty"] == 10.0
+    assert flat < plain / 1.5, (flat, plain)

@@ -33,7 +33,8 @@ class InputGradientPenalty:
 
     def __init__(self, weight: float, *, lo: float = 0.0, hi: float = 1.0):
         if not weight > 0:
-            raise UsageError(f"the input-gradient penalty weight must be > 0, got {weight}")
+            raise UsageError(f"the input-gradient penalty weight must be > 0, got {weight}",
+                             where="weight")
         if not hi > lo:
             raise UsageError(f"the input range needs lo < hi, got {lo}..{hi}")
         self.weight, self.scale = float(weight), float(hi - lo)

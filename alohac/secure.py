@@ -267,14 +267,20 @@ def report_markdown(result: dict, title: str) -> str:
                       *rows, "", markdown(result.get("flags", []))])
 
 
-def _print(args, result: dict, written: list[str]) -> None:
-    out = sys.stderr if args.json else sys.stdout
-    for w in result.get("warnings", []):
+def print_outputs(args, warnings: list[str], written: list[str], result: dict) -> bool:
+    """The warnings (stderr), the files written, and with --json the result as the last line;
+    returns whether the result went out as JSON."""
+    for w in warnings:
         print(f"warning: {w}", file=sys.stderr)
     for w in written:
-        print(f"wrote {w}", file=out)
+        print(f"wrote {w}", file=sys.stderr if args.json else sys.stdout)
     if args.json:
         print(json.dumps(result))
+    return args.json
+
+
+def _print(args, result: dict, written: list[str]) -> None:
+    if print_outputs(args, result.get("warnings", []), written, result):
         return
     what = "transfer" if result.get("transfer") else result["attack"].upper()
     print(f"{what} L{result['norm']}: clean accuracy {result['clean_accuracy']:.4f}, curve "

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 
 from aloha_ir.errors import UsageError
 
@@ -88,14 +87,9 @@ def cmd_deployed(args, config) -> int:
 
 
 def _print(args, result: dict, written: list[str]) -> None:
-    out = sys.stderr if args.json else sys.stdout
-    for who in ("float", "deployed"):
-        for w in result[who]["warnings"]:
-            print(f"warning: {who}: {w}", file=sys.stderr)
-    for w in written:
-        print(f"wrote {w}", file=out)
-    if args.json:
-        print(json.dumps(result))
+    from alohac.secure import print_outputs
+    warnings = [f"{who}: {w}" for who in ("float", "deployed") for w in result[who]["warnings"]]
+    if print_outputs(args, warnings, written, result):
         return
     f, d, t = result["float"], result["deployed"], result["transfer"]
     print(f"{f['attack'].upper()} L{f['norm']} over eps {f['eps'][0]:g}...{f['eps'][-1]:g} "

@@ -13,7 +13,8 @@ A flag is a dict in `SecurityReport.flags`:
 - above_chance_full_box: PGD-50 with a random start at an epsilon whose ball covers the whole
   input box (every input is reachable) leaves accuracy above chance (1 / classes).
 - gradient_free_stronger: the Square attack (forward passes only, runtime/torch/square.py) fools
-  samples PGD did not, on more than GRADIENT_FREE_MARGIN of the checked samples, at some epsilon.
+  samples PGD did not, on more than GRADIENT_FREE_MARGIN of the checked samples, at some epsilon
+  (the samples of the full-box check, at up to 2 (fast) or 3 (slow) epsilons).
 """
 
 from __future__ import annotations
@@ -23,8 +24,10 @@ import math
 import numpy as np
 
 FULL_BOX_SAMPLES = 64  # samples of the box-covering PGD-50 and of the Square attack
-SQUARE_QUERIES = 300  # forward evaluations per sample and epsilon
-SQUARE_POINTS = 3  # epsilons checked by the Square attack (spread over the curve)
+# the Square attack's budget by mode: (forward evaluations per sample and epsilon, epsilons
+# checked, spread over the curve). A masked gradient leaves PGD stuck where even a short random
+# search moves, so fast mode's budget is small: the check must not dominate a fast evaluation.
+SQUARE_BUDGET = {"fast": (100, 2), "slow": (500, 3)}
 GRADIENT_FREE_MARGIN = 0.03  # share of checked samples Square must win beyond PGD to flag
 
 KINDS: dict[str, tuple[str, str, str]] = {
@@ -167,33 +170,30 @@ def reliability_flags(report, model, x01: np.ndarray, y: np.ndarray, cfg,
     if acc > chance + 1e-12:
         flags.append(make_flag("above_chance_full_box", dict(report.masking_check)))
 
-    points = _square_points(eps, attack_correct[:, :k])
-    checked = []
-    for j in points:
-        checked.append(_square_at(model, xs, ys, eps[j], cfg, attack_correct[j, :k], gen))
-    report.gradient_free_check = {"attack": f"Square ({SQUARE_QUERIES} queries)",
-                                  "points": checked}
+    queries, most = SQUARE_BUDGET[cfg.mode]
+    checked = [_square_at(model, xs, ys, eps[j], cfg.norm, queries, attack_correct[j, :k], gen)
+               for j in _square_points(eps, attack_correct[:, :k], most)]
+    report.gradient_free_check = {"attack": f"Square ({queries} queries)", "points": checked}
     if any(p["flagged"] for p in checked):
         flags.append(make_flag("gradient_free_stronger", dict(report.gradient_free_check)))
     return flags
 
 
-def _square_points(eps: list[float], correct) -> list[int]:
-    """Up to SQUARE_POINTS nonzero epsilons where PGD left some checked sample correct (Square
-    has something to beat there), spread over the curve."""
+def _square_points(eps: list[float], correct, most: int) -> list[int]:
+    """Up to `most` nonzero epsilons where PGD left some checked sample correct (Square has
+    something to beat there), spread over the curve."""
     live = [j for j, e in enumerate(eps) if e > 0 and correct[j].any()]
-    if len(live) <= SQUARE_POINTS:
+    if len(live) <= most:
         return live
-    return sorted({live[round(i * (len(live) - 1) / (SQUARE_POINTS - 1))]
-                   for i in range(SQUARE_POINTS)})
+    return sorted({live[round(i * (len(live) - 1) / (most - 1))] for i in range(most)})
 
 
-def _square_at(model, xs, ys, eps: float, cfg, pgd_correct: np.ndarray, gen) -> dict:
+def _square_at(model, xs, ys, eps: float, norm: str, queries: int, pgd_correct: np.ndarray,
+               gen) -> dict:
     """Square on the samples PGD left correct at eps (the only ones it can beat PGD on)."""
     from runtime.torch.square import square_attack
     idx = np.flatnonzero(pgd_correct)
-    res = square_attack(model, xs[idx], ys[idx], eps, cfg.norm, queries=SQUARE_QUERIES,
-                        generator=gen)
+    res = square_attack(model, xs[idx], ys[idx], eps, norm, queries=queries, generator=gen)
     won, n = int((~res.correct).sum()), len(xs)
     pgd = float(pgd_correct.mean())
     return {"eps": eps, "samples": n, "pgd": pgd, "square": pgd - won / n, "square_wins": won,

@@ -79,25 +79,35 @@ def _check_against_onnxruntime(code: str, model: str, frames) -> None:
         assert relative_error(z[k], want_z) < 1e-5 and relative_error(y[k], want_y) < 1e-5, k
 
 
-def test_a_two_input_two_output_cnn_on_host_matches_onnxruntime(two_by_two, frames, tmp_path):
+@pytest.fixture(scope="module")
+def host_program(two_by_two, tmp_path_factory) -> str:
+    """`alohac compile` of the model for host-cpu, built: the output folder."""
     from alohac.main import main
-    out = str(tmp_path / "out")
+    out = str(tmp_path_factory.mktemp("host") / "out")
     assert main(["compile", two_by_two, "--target", "host-cpu", "--emit", "c", "-o", out]) == 0
-    code = os.path.join(out, "code")
+    build(os.path.join(out, "code"), cflags=STRICT)
+    return out
+
+
+def test_a_two_input_two_output_cnn_on_host_matches_onnxruntime(two_by_two, frames,
+                                                                 host_program):
+    code = os.path.join(host_program, "code")
     manifest = json.load(open(os.path.join(code, "network.json")))
     assert [(io["port"], io["shape"], io["file"]) for io in manifest["inputs"]] == \
         [("a", list(A), "IN0.bin"), ("b", list(B), "IN1.bin")]
     assert [(io["port"], io["shape"], io["file"]) for io in manifest["outputs"]] == \
         [("z", list(Z), "OUT0.bin"), ("y", list(Y), "OUT1.bin")]
-    build(code)
     _check_against_onnxruntime(code, two_by_two, frames)
-    # the program holds one frame of each input and output: (192 + 128 + 256 + 5) floats
+    # the program holds one frame of each input and output: (192 + 128 + 256 + 5) floats, which
+    # analyze-memory counts too
     r = _run(code, ["IN0.bin", "IN1.bin", "OUT0.bin", "OUT1.bin"], ALOHA_MEMORY="1")
     assert "io 2324)" in r.stderr, r.stderr
-    report = json.load(open(os.path.join(out, "report.json")))
+    report = json.load(open(os.path.join(host_program, "report.json")))
+    assert f" memory_bytes {report['memory_bytes']} " in r.stderr, r.stderr
     assert 0 < report["period_s"] <= report["latency_s"]
 
 
+@pytest.mark.slow  # two more builds; the host-cpu program runs in make test
 @pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
 def test_the_platform_programs_stream_several_inputs_and_outputs(two_by_two, frames, tmp_path,
                                                                  target):
@@ -110,10 +120,8 @@ def test_the_platform_programs_stream_several_inputs_and_outputs(two_by_two, fra
     _check_against_onnxruntime(code, two_by_two, frames)
 
 
-def test_the_usage_names_each_file_and_unequal_frame_counts_are_refused(two_by_two, tmp_path):
-    from frontends.loader import load_model
-    code = generate(load_model(two_by_two, {}), "host-cpu", str(tmp_path))
-    build(code, cflags=STRICT)
+def test_the_usage_names_each_file_and_unequal_frame_counts_are_refused(host_program, tmp_path):
+    code = os.path.join(host_program, "code")
     r = _run(code, ["IN0.bin", "OUT0.bin"])
     assert r.returncode == 2
     assert r.stderr.splitlines() == [
@@ -124,11 +132,12 @@ def test_the_usage_names_each_file_and_unequal_frame_counts_are_refused(two_by_t
         "(model input 'b')",
         "  OUT0.bin: the k outputs of 1x4x8x8 float32 (model output 'z')",
         "  OUT1.bin: the k outputs of 1x5 float32 (model output 'y')"]
-    np.zeros((2, *A), np.float32).tofile(os.path.join(code, "IN0.bin"))
-    np.zeros((3, *B), np.float32).tofile(os.path.join(code, "IN1.bin"))
-    r = _run(code, ["IN0.bin", "IN1.bin", "OUT0.bin", "OUT1.bin"])
+    two, three = str(tmp_path / "two.bin"), str(tmp_path / "three.bin")
+    np.zeros((2, *A), np.float32).tofile(two)
+    np.zeros((3, *B), np.float32).tofile(three)
+    r = _run(code, [two, three, "OUT0.bin", "OUT1.bin"])
     assert r.returncode == 2
-    assert r.stderr == ("network: IN1.bin holds 3 inputs but IN0.bin holds 2: every input file "
+    assert r.stderr == (f"network: {three} holds 3 inputs but {two} holds 2: every input file "
                         "holds the same number of frames\n")
 
 

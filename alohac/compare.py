@@ -20,7 +20,7 @@ import subprocess
 
 import numpy as np
 
-from aloha_ir.errors import InputFileError, UsageError
+from aloha_ir.errors import InputFileError, UnsupportedError, UsageError
 
 
 def sqnr_db(ref: np.ndarray, got: np.ndarray) -> float:
@@ -138,6 +138,16 @@ def _computes(actor: dict) -> str:
     return text
 
 
+def input_shape(manifest: dict) -> list[int]:
+    """The shape of the one input of the program network.json describes (compare feeds one)."""
+    ports = [io["port"] for io in manifest["inputs"]]
+    if len(ports) != 1:
+        raise UnsupportedError(f"alohac compare runs a program of one input; this one takes "
+                               f"{len(ports)} ({', '.join(ports)})",
+                               hint="compare a model with one input")
+    return manifest["inputs"][0]["shape"]
+
+
 def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) -> dict:
     """Build and run the debug program on x (one input), compare every dumping actor."""
     manifest_path = os.path.join(code_dir, "network.json")
@@ -146,9 +156,9 @@ def compare(module, code_dir: str, x: np.ndarray, threshold_db: float = 40.0) ->
                              hint="alohac compile MODEL --target T -o OUT first")
     with open(manifest_path) as f:
         manifest = json.load(f)
-    if list(x.shape) != manifest["input_shape"]:
-        raise UsageError(f"input shape {list(x.shape)} is not the program's "
-                         f"{manifest['input_shape']}")
+    shape = input_shape(manifest)
+    if list(x.shape) != shape:
+        raise UsageError(f"input shape {list(x.shape)} is not the program's {shape}")
     build = subprocess.run(["make", "-s", "-C", code_dir, "debug"], capture_output=True, text=True)
     if build.returncode:
         raise InputFileError(f"building the debug program failed:\n{build.stderr[-2000:]}")
@@ -197,7 +207,7 @@ def cmd_compare(args) -> int:
         code_dir = out.path("code")
         backend.generate(module, platform, code_dir)
         with open(os.path.join(code_dir, "network.json")) as f:
-            shape = json.load(f)["input_shape"]
+            shape = input_shape(json.load(f))
         if args.input:
             x = np.fromfile(args.input, dtype="<f4")
             if x.size < math.prod(shape):

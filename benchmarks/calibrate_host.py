@@ -45,7 +45,8 @@ def profile(model: str, work: str, frames: int) -> list[dict]:
     code = os.path.join(out, "code")
     subprocess.run(["make", "-s", "-C", code], check=True, capture_output=True)
     manifest = json.load(open(os.path.join(code, "network.json")))
-    x = np.random.default_rng(0).uniform(0, 1, [frames] + manifest["input_shape"][1:])
+    shape = manifest["inputs"][0]["shape"]
+    x = np.random.default_rng(0).uniform(0, 1, [frames] + shape[1:])
     x.astype("<f4").tofile(os.path.join(code, "in.bin"))
     r = subprocess.run(["./network", "in.bin", "out.bin"], cwd=code, capture_output=True,
                        text=True, env={**os.environ, "ALOHA_PROFILE": "1"})

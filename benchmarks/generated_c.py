@@ -119,7 +119,7 @@ def bench(name: str, work: str, frames: int, cores: int, fixed_bits: int) -> dic
     # at least FRAMES, and enough for about half a second of predicted work: small models get
     # enough samples for the medians
     frames = max(frames, min(512, int(0.5 / max(manifest["period_s"], 1e-6))))
-    x = (np.random.default_rng(0).uniform(0, 1, [frames] + manifest["input_shape"][1:])
+    x = (np.random.default_rng(0).uniform(0, 1, [frames] + manifest["inputs"][0]["shape"][1:])
          * scale).astype(np.float32)
     x.astype("<f4").tofile(os.path.join(code, "in.bin"))
     timing = {mode: run_timed(code, mode) for mode in ("stream", "latency")}

@@ -1,11 +1,12 @@
 """Every ONNX backend test case through ALOHA in three checked stages (tests/onnx_backend.py): import
 (the imported module run in float), round trip (our ONNX export run by onnxruntime) and generated C
 (`alohac compile --target host-cpu --emit c`, the program built and run), each against the case's
-expected outputs. Prints the counts per stage and outcome (passed, refused per reason, wrong,
-crashed, skipped) and the wrong and crashed cases; exits 1 when a case is wrong or crashed.
+expected outputs. Prints the counts per stage and outcome (passed, warned -- the numbers the import
+warned of, a double input computed in float32 --, refused per reason, wrong, crashed, skipped) and
+the warned, wrong and crashed cases; exits 1 when a case is wrong (silently) or crashed.
 
-`--write-claims` writes frontends/onnx/claimed_cases.txt: every case whose import passes, with the
-stages it passes (tests/test_onnx_backend.py holds them to it); it needs every stage, so not with
+`--write-claims` writes frontends/onnx/claimed_cases.txt: every case whose import passes or warned,
+with the stages it passes or that warned (tests/test_onnx_backend.py holds them to it); it needs every stage, so not with
 --only or --no-c.
 
     python benchmarks/onnx_coverage.py [--only SUBSTRING] [--no-c] [--target PLATFORM]
@@ -25,25 +26,26 @@ import time
 # the runner it shares with tests/test_onnx_backend.py lives in tests/
 sys.path[0] = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests")
 
-from onnx_backend import STAGES, Outcome, cases, reason, run_case, write_claims  # noqa: E402
+from onnx_backend import (OUTCOMES, STAGES, Outcome, cases, reason, run_case,  # noqa: E402
+                          write_claims)
 
 
 def report(outcomes: dict[str, dict[str, Outcome]], listed: str | None = None) -> None:
-    """The counts per stage (refusals and skips by reason), then every wrong and crashed case (and
-    the `listed` ones)."""
+    """The counts per stage (refusals and skips by reason), then every warned, wrong and crashed
+    case (and the `listed` ones)."""
     for stage in STAGES:
         got = {name: o[stage] for name, o in outcomes.items() if stage in o}
         if not got:
             continue
         counts = collections.Counter(o.result for o in got.values())
         print(f"\n{stage}: {len(got)} cases, " + ", ".join(
-            f"{counts[k]} {k}" for k in ("passed", "refused", "wrong", "crashed", "skipped")))
+            f"{counts[k]} {k}" for k in OUTCOMES))
         whys = collections.Counter(
             f"{o.result}: {reason(o.why) if o.result == 'refused' else o.why[:100]}"
             for o in got.values() if o.result in ("refused", "skipped"))
         for why, n in whys.most_common():
             print(f"  {n:5d}  {why}")
-    for kind in ("wrong", "crashed", *([listed] if listed else [])):
+    for kind in ("warned", "wrong", "crashed", *([listed] if listed else [])):
         bad = [(name, stage, o[stage].why) for name, o in sorted(outcomes.items())
                for stage in STAGES if stage in o and o[stage].result == kind]
         print(f"\n{kind}: {len(bad)}")

@@ -351,9 +351,9 @@ def deployed_memory(module, graph: csdf.GraphOp, datatype: str, buffers: dict[st
             scratch[k] += v
     io = 0
     if nn_graph is not None:
-        inp = next(op for op in nn_graph.ops if isinstance(op, nn.InputOp))
-        out = nn_graph.ops.last.operands[0]
-        io = sum(math.prod(nn.shape_of(v)) * dep.value(v).nbytes for v in (inp.output, out))
+        ends = [op.output for op in nn_graph.ops if isinstance(op, nn.InputOp)]
+        ends += list(nn_graph.ops.last.operands)  # the program holds a frame of each
+        io = sum(math.prod(nn.shape_of(v)) * dep.value(v).nbytes for v in ends)
     parts.update(scratch, io_bytes=io, parameter_bytes=sum(constants.values()),
                  buffer_bytes=sum(per_channel.values()))
     parts["scratch_bytes"] = sum(scratch.values()) + io

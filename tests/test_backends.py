@@ -133,7 +133,7 @@ def _host_float(path: str, tmp_path, k: int = 2, scale: float = 1.0, sanitize: b
     model = onnx.load(path)
     inits = {t.name for t in model.graph.initializer}
     name = next(i.name for i in model.graph.input if i.name not in inits)
-    shape = json.load(open(os.path.join(code, "network.json")))["input_shape"]
+    shape = json.load(open(os.path.join(code, "network.json")))["inputs"][0]["shape"]
     x = (np.random.default_rng(1).uniform(0, 1, [k] + shape[1:]) * scale).astype(np.float32)
     r, y = run(code, x, "network-asan" if sanitize else "network",
                env={"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "halt_on_error=1"})

@@ -60,7 +60,7 @@ def test_issue_reproducer_conv_maxpool_at_batch_2_is_right_for_every_item(tmp_pa
                  "nn,c", "-o", out]) == 0, capsys.readouterr().err
     code = os.path.join(out, "code")
     manifest = json.load(open(os.path.join(code, "network.json")))
-    assert manifest["batch"] == 2 and manifest["input_shape"] == [2, 3, 8, 8]
+    assert manifest["batch"] == 2 and manifest["inputs"][0]["shape"] == [2, 3, 8, 8]
     build(code)
     x = rng.standard_normal((3, 2, 3, 8, 8)).astype(np.float32)  # three inputs of a batch of 2
     r, y = run(code, x)

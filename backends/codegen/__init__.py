@@ -23,6 +23,9 @@ static order is refused (UnsupportedError naming the pass to run).
   (aloha_ir.fixedpoint.storage_of: float32, or int8/int16/int32 integers of the fixed-point
   formats, biases and per-channel shifts int32 in their accumulator formats), written as
   weights.bin or embedded as C arrays (C identifiers and literals: names.py);
+- `inputs`, `outputs`: the program's files, one per model input and then one per output in the
+  model's order (build.py), each streamed by its input or output actor; with several outputs a
+  frame has left once every output actor has written it;
 - storage: every FIFO, window and output buffer holds the element type of the tensor it carries;
   conv and dense name their accumulator (int32 where fixedpoint.accumulator_of proves it enough);
   `memory()` is what the program allocates, part by part, which analyze-memory predicts (a

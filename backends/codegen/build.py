@@ -64,7 +64,8 @@ def build_view(module, platform, *, weights: str = "file",
         raise UnsupportedError(f"no channel {', '.join(fifo_override)} to resize")
     actors: list[ActorView] = []
     index = {a.sym_name.data: i for i, a in enumerate(graph.actors())}
-    inputs, outputs = [], []
+    inputs: dict[str, ActorView] = {}  # by their nn.input's name
+    outputs: dict[str, ActorView] = {}  # by the model output's port
     for i, actor in enumerate(graph.actors()):
         name = actor.sym_name.data
         block = actor.block_in(b.blocks)
@@ -91,37 +92,50 @@ def build_view(module, platform, *, weights: str = "file",
             view.out, view.out_per_token = fifos[outs[0]].storage, fifos[outs[0]].per_token
         kernel_record(b, view, actor, block)
         mark_batch_items(view, actor, block)
-        if kind == "input":
-            inputs.append(view)
-        elif kind == "output":
-            outputs.append(view)
+        if kind in ("input", "output"):
+            (inputs if kind == "input" else outputs)[actor.block_name] = view
         actors.append(view)
-    if len(inputs) != 1 or len(outputs) != 1:
-        raise UnsupportedError(f"the generated program streams one input and one output; the model"
-                               f" has {len(inputs)} input(s) and {len(outputs)} output(s)",
-                               hint="compile a model with one input and one output")
     if runtime == "static":
         threads = flat_thread(graph, index)
     else:
         threads = unit_threads(graph, actors, fifos, index, platform)
     return CodegenView(
         graph.sym_name.data.removesuffix("_csdf"), platform.name, datatype, b.fixed, weights,
-        actors, fifos, threads, b.weights.tensors, _io(b, inputs[0], True),
-        _io(b, outputs[0], False), graph.latency_s or 0.0, graph.period_s or 0.0,
-        runtime=runtime)
+        actors, fifos, threads, b.weights.tensors, _inputs(b, inputs),
+        _outputs(b, outputs), graph.latency_s or 0.0, graph.period_s or 0.0, runtime=runtime)
 
 
-def _io(b: BuildContext, actor: ActorView, is_input: bool) -> IoView:
-    if is_input:
-        op = next(o for o in b.nn_graph.ops if isinstance(o, nn.InputOp))
-        v = op.output
-    else:
-        out = b.nn_graph.ops.last
-        v = out.operands[0]
+def _inputs(b: BuildContext, by_block: dict[str, ActorView]) -> list[IoView]:
+    """The program's inputs in the model's input order (the nn graph's nn.input ops), each from
+    the input actor that lowers it (`by_block`: input actors by their block's name)."""
+    ops = [op for op in b.nn_graph.ops if isinstance(op, nn.InputOp)]
+    names = [nn.block_label(op) for op in ops]
+    if sorted(names) != sorted(by_block):
+        raise UnsupportedError(f"the csdf graph's input actors stream {sorted(by_block)}, the "
+                               f"model's inputs are {names}",
+                               hint="lower the nn graph again with convert-nn-to-csdf")
+    k = len(ops) > 1  # several: each named by its index
+    ios = []
+    for i, op in enumerate(ops):
+        ios.append(_io(by_block[nn.block_label(op)], op.port.data, op.output,
+                       f"g_in{i if k else ''}", f"IN{i if k else ''}.bin"))
+    return ios
+
+
+def _outputs(b: BuildContext, by_port: dict[str, ActorView]) -> list[IoView]:
+    """The program's outputs in the model's output order (nn.output's operands), each from the
+    output actor that names its port (`by_port`)."""
+    out = b.nn_graph.ops.last
+    ports = [p.data for p in out.ports.data]
+    if sorted(ports) != sorted(by_port):
+        raise UnsupportedError(f"the csdf graph's output actors stream {sorted(by_port)}, the "
+                               f"model's outputs are {ports}",
+                               hint="lower the nn graph again with convert-nn-to-csdf")
+    k = len(ports) > 1
+    return [_io(by_port[p], p, v, f"g_out{i if k else ''}", f"OUT{i if k else ''}.bin")
+            for i, (p, v) in enumerate(zip(ports, out.inputs))]
+
+
+def _io(actor: ActorView, port: str, v, var: str, arg: str) -> IoView:
     shape = nn.shape_of(v)
-    low = high = None
-    if is_input:
-        if op.value_range is not None:
-            low, high = nn.floats(op.value_range)[:2]
-    return IoView(actor.index, shape, math.prod(shape), fp.format_of(v), low, high)
-
+    return IoView(actor.index, port, shape, math.prod(shape), fp.format_of(v), var, arg)

@@ -1,5 +1,5 @@
 """The plain objects C templates read: FIFOs, input ports, actors with their kernel records,
-threads, weight tensors, the program's input and output, and the whole view with its memory
+threads, weight tensors, the program's inputs and outputs, and the whole view with its memory
 figures, weights blob and manifest. Templates never walk the IR; build.py fills these once."""
 
 from __future__ import annotations
@@ -166,12 +166,17 @@ class ThreadView:
 
 @dataclass
 class IoView:
+    """One of the program's inputs or outputs: the model's port, the input or output actor that
+    streams it, and its file on the command line (`arg`, as the usage names it) and C globals
+    (`var`: the FILE, `var`_frame: one frame)."""
+
     actor: int
+    port: str
     shape: tuple[int, ...]
     elements: int
     fmt: fp.Fixed | None
-    low: float | None = None
-    high: float | None = None
+    var: str
+    arg: str
 
     @property
     def row_channels(self) -> int:
@@ -186,6 +191,10 @@ class IoView:
     def nbytes(self) -> int:
         return self.elements * self.storage.nbytes
 
+    def manifest(self) -> dict:
+        return {"port": self.port, "shape": list(self.shape), "storage": self.storage.ctype,
+                "file": self.arg}
+
 
 @dataclass
 class CodegenView:
@@ -198,8 +207,8 @@ class CodegenView:
     fifos: list[FifoView]
     threads: list[ThreadView]
     tensors: list[TensorView]
-    input: IoView
-    output: IoView
+    inputs: list[IoView]  # in the model's input order: the program's first arguments
+    outputs: list[IoView]  # in the model's output order: its last arguments
     latency_s: float
     period_s: float
     power: dict = field(default_factory=dict)
@@ -215,6 +224,10 @@ class CodegenView:
         if self.runtime == "static":
             return sorted({a.unit for a in self.actors if a.unit})
         return [t.unit for t in self.threads]
+
+    def io(self, actor: ActorView) -> IoView:
+        """The input or output that the boundary actor `actor` streams."""
+        return next(v for v in (*self.inputs, *self.outputs) if v.actor == actor.index)
 
     @property
     def blob_bytes(self) -> int:
@@ -248,7 +261,7 @@ class CodegenView:
                                      for a in self.actors),
                  "row_bytes": sum(a.obuf_bytes + a.item_obuf_bytes() for a in self.actors),
                  "staging_bytes": sum(a.staging_bytes for a in self.actors),
-                 "io_bytes": self.input.nbytes + self.output.nbytes}
+                 "io_bytes": sum(v.nbytes for v in (*self.inputs, *self.outputs))}
         parts["scratch_bytes"] = sum(parts[k] for k in ("window_bytes", "row_bytes",
                                                         "staging_bytes", "io_bytes"))
         parts["memory_bytes"] = parts["parameter_bytes"] + parts["buffer_bytes"] + \
@@ -262,14 +275,14 @@ class CodegenView:
         """network.json: what the program holds, for tools (`alohac compare` reads the dumps)."""
         return {
             "name": self.name, "platform": self.platform, "datatype": self.datatype,
-            "fixed": self.fixed, "input_shape": list(self.input.shape),
-            "input_storage": self.input.storage.ctype, "output_storage": self.output.storage.ctype,
+            "fixed": self.fixed,
+            "inputs": [v.manifest() for v in self.inputs],
+            "outputs": [v.manifest() for v in self.outputs],
             "memory": self.memory(),
             "weights": [{"name": t.name, "ctype": t.ctype, "offset": t.offset,
                          "elements": t.length} for t in self.tensors],
-            "output_shape": list(self.output.shape),
-            # one input of the program is the model's whole input tensor: a batch of this many
-            "batch": self.input.shape[0] if self.input.shape else 1,
+            # one frame of the program is each model input's whole tensor: a batch of this many
+            "batch": self.inputs[0].shape[0] if self.inputs[0].shape else 1,
             "latency_s": self.latency_s,
             "period_s": self.period_s,
             "actors": [{"name": a.name, "cname": a.cname, "block": a.block, "kernel": a.kernel,

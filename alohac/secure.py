@@ -206,7 +206,8 @@ def cmd_secure(args) -> int:
                                 samples=args.samples, mode=args.mode, steps=args.steps,
                                 step_size=args.step_size, random_start=args.random_start,
                                 noise=not args.no_noise, sanity=not args.no_sanity,
-                                workers=args.workers, seed=args.seed)
+                                workers=args.workers, seed=args.seed,
+                                check_steps=args.check_steps, sampling=args.sampling)
     if args.deployed:
         return cmd_deployed(args, config)
     module, name, x01, y, rng = prepare(args.model, args.data, input_scale, args.seed)
@@ -223,6 +224,7 @@ def cmd_secure(args) -> int:
                                    f"{len(cfg.eps)} epsilons", completed=done, total=total),
                                keep_adversarial=keep)
     n = report.samples
+    picked = np.asarray(report.sample_indices)
     with Staged(args.output, "secure") as out:
         written = []
         if args.save_adversarial:
@@ -230,10 +232,10 @@ def cmd_secure(args) -> int:
                     "norm": report.norm, "eps": report.eps, "seed": args.seed,
                     "steps": report.steps, "samples": n, "mode": report.mode,
                     "warm_start": report.warm_start, "input_range": list(rng)}
-            written.append(save_adversarial(out.path("adversarial.npz"), x01[:n], y[:n],
+            written.append(save_adversarial(out.path("adversarial.npz"), x01[picked], y[picked],
                                             report.eps, adv, meta))
         if args.examples and adv is not None:
-            p = examples_figure(module, x01[:n], y[:n], report.eps, adv, rng,
+            p = examples_figure(module, x01[picked], y[picked], report.eps, adv, rng,
                                 out.path("examples.png"), k=args.examples,
                                 title=title_of(args, module, report))
             if p:
@@ -292,6 +294,24 @@ def _print(args, result: dict, written: list[str]) -> None:
     rows = zip(result["eps"], result["accuracy"])
     print("  eps " + " ".join(f"{e:>6.3g}" for e, _ in rows))
     print("  acc " + " ".join(f"{a:>6.3f}" for a in result["accuracy"]))
+    metrics = result.get("metrics")
+    if metrics:  # the attack-effectiveness figures per epsilon
+        def row(label, key, fmt):
+            print(f"  {label:<4}" + " ".join(
+                "     -" if m[key] is None else format(m[key], fmt) for m in metrics))
+        row("succ", "success_rate", ">6.3f")
+        row("conf", "adversarial_confidence", ">6.3f")
+        row("fwd", "forward_per_sample", ">6.1f")
+        row("bwd", "backward_per_sample", ">6.1f")
+        row("sec", "seconds", ">6.2f")
+    if result.get("attack") == "fmn":
+        median = result["median_distance"]
+        check = result["pgd_check"]
+        print(f"  median robust distance {'inf' if median is None else f'{median:.4g}'}; "
+              + (f"the {check['attack']} check found an adversarial input FMN missed for "
+                 f"{check['samples']} of {result['samples']} samples (the curve takes the worse "
+                 "case)"
+                 if check["attack"] else "no PGD check"))
 
 
 def deployed_module(spec: str, module, data: str, seed: int):
@@ -398,7 +418,10 @@ def add_parser(sub, epilog: str) -> None:
             f"{DEFAULT_EPS_STOP['1']} (1). Modes: fast = {fast['samples']} samples, "
             f"{fast['points']} points, PGD-{fast['steps']} warm-started from the previous "
             f"epsilon; slow = {slow['samples']} samples, {slow['points']} points, PGD-"
-            f"{slow['steps']} from the clean input. Level: the curve average as a fraction of "
+            f"{slow['steps']} from the clean input; --attack fmn runs FMN-"
+            f"{fast['fmn_steps']} (fast) or FMN-{slow['fmn_steps']} (slow) once, with a PGD-"
+            f"{fast['check_steps']} / PGD-{slow['check_steps']} check at each epsilon. The samples are a seeded draw "
+            "stratified by class. Level: the curve average as a fraction of "
             "the clean accuracy: " + ", ".join(f"{n} >= {f:.2f}" for n, f in LEVELS[:-1]) +
             ", else low. Reliability flags say when the curve cannot be trusted and what to do "
             "(eps0_mismatch, zero_gradients, pgd_weaker_than_fgsm, non_monotone, "
@@ -406,21 +429,31 @@ def add_parser(sub, epilog: str) -> None:
             "OUT/security.json, OUT/security.md and OUT/security.png (and examples.png, "
             "adversarial.npz when asked). --json prints one JSON object as the last line (eps, "
             "accuracy, clean_accuracy, curve_average, level, attack, norm, samples, noise, "
-            "flags, warnings)."),
+            "flags, warnings, metrics per epsilon: success_rate, adversarial_confidence, "
+            "forward_per_sample, backward_per_sample, seconds; fmn: distances, median_distance, "
+            "pgd_check)."),
         epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter)
     from alohac.learn import DATA_HELP
     p.add_argument("model", metavar="MODEL", help="an .onnx or .mlir file, or zoo:NAME")
     p.add_argument("--data", default="digits", help=DATA_HELP + " (default: digits)")
-    p.add_argument("--attack", choices=("fgsm", "pgd"), default="pgd",
-                   help="fgsm: one gradient step; pgd: projected gradient descent")
+    p.add_argument("--attack", choices=("fgsm", "pgd", "fmn"), default="pgd",
+                   help="fgsm: one gradient step; pgd: projected gradient descent; fmn: the "
+                        "fast minimum-norm attack, run once for the whole curve (each sample's "
+                        "smallest adversarial distance), with a PGD check at each epsilon")
     p.add_argument("--norm", default="inf", help="inf, 2 or 1 (default: inf)")
     p.add_argument("--eps", metavar="START:STOP:STEP",
                    help="epsilon grid, STOP included (or a comma-separated list)")
-    p.add_argument("--samples", type=int, help="evaluate the first N test samples "
-                   "(default: the mode's)")
+    p.add_argument("--samples", type=int, help="evaluate N test samples, drawn with --seed "
+                   "and stratified by class (default: the mode's)")
+    p.add_argument("--sampling", choices=("stratified", "first"), default="stratified",
+                   help="how the N samples are chosen: a seeded draw stratified by class "
+                        "(default), or the first N of the test split")
     p.add_argument("--mode", choices=tuple(MODES), default="fast",
                    help="samples, epsilon points and PGD steps (see above)")
-    p.add_argument("--steps", type=int, help="PGD steps (default: the mode's)")
+    p.add_argument("--steps", type=int, help="PGD or FMN steps (default: the mode's)")
+    p.add_argument("--check-steps", type=int,
+                   help="fmn: steps of the PGD check at each epsilon (0: none; default: the "
+                        "mode's)")
     p.add_argument("--step-size", type=float,
                    help="PGD step as a multiple of epsilon (default 2.5 / steps)")
     p.add_argument("--random-start", action="store_true",

@@ -10,11 +10,18 @@
 3. Curves and levels (FGSM, PGD, noise) for the MNIST CNN, mnist-8 and the digits CNN, before and
    after adversarial training (PGD-7, eps 0.2 for MNIST / 0.15 for digits, half of each batch),
    with the curve averages; plots in OUT (default: a temporary directory).
+4. Minimum-norm curves on the MNIST CNN, same samples: the 20-point L-inf (0..0.3) and L2 (0..3)
+   curves from one FMN run (slow mode: FMN-100 with its PGD-10 check) against 20 per-epsilon PGD
+   runs (ours as the slow mode runs them, PGD-20 from the clean input; and ART's SecurityCurve
+   when adversarial-robustness-toolbox is installed, `pip install -e .[bench]`): the time of each
+   and FMN's share (aim <= 1/5), and FMN's robust accuracy against PGD-100 with 5 random restarts
+   at every epsilon (aim: never more than 1 point above). The plot of FMN beside PGD goes to
+   OUT/security-fmn.png (the README's docs/security-fmn.png: `--fmn-plot docs/security-fmn.png`).
 
 MNIST needs $ALOHA_DATA (../shared/data); without it the MNIST rows are skipped and the digits
 CNN stands in for part 1 and 2.
 
-    python benchmarks/security.py [--slow-samples 1000] [--parts 1,2,3] [-o OUT]
+    python benchmarks/security.py [--slow-samples 1000] [--parts 1,2,3,4] [-o OUT]
 """
 
 from __future__ import annotations
@@ -119,12 +126,119 @@ def curves(name: str, module, x, y, rng, out: str, samples: int) -> list:
     return reps
 
 
+def pgd_restarts(module, x, y, eps: list[float], norm: str, steps: int = 100,
+                 restarts: int = 5, seed: int = 0) -> list[float]:
+    """Robust accuracy under PGD-`steps` with `restarts` random starts at each epsilon: a sample
+    counts as robust only when every restart fails."""
+    model = torch_model(module, 0.0, 1.0)
+    gen = torch.Generator().manual_seed(seed)
+    atk = Attack("pgd", norm, steps, random_start=True)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    acc = []
+    for e in eps:
+        robust = torch.ones(len(x), dtype=torch.bool)
+        for _ in range(restarts if e > 0 else 1):
+            for s in range(0, len(x), 100):
+                alive = torch.nonzero(robust[s:s + 100]).squeeze(1) + s
+                if len(alive):
+                    r = run_attack(model, xt[alive], yt[alive], e, atk, generator=gen)
+                    robust[alive] = r.correct
+        acc.append(float(robust.float().mean()))
+    return acc
+
+
+def art_curve(module, x, y, eps: list[float], norm: str):
+    """ART's SecurityCurve on the same model and samples: (accuracies, seconds), or None when
+    adversarial-robustness-toolbox is not installed."""
+    try:
+        from art.estimators.classification import PyTorchClassifier
+        from art.evaluations.security_curve import SecurityCurve
+    except ImportError:
+        return None
+    import numpy as np
+    model = torch_model(module, 0.0, 1.0)
+    with torch.no_grad():
+        classes = model(torch.from_numpy(x[:1])).shape[1]
+    clf = PyTorchClassifier(model, torch.nn.CrossEntropyLoss(), x.shape[1:], classes,
+                            clip_values=(0.0, 1.0), device_type="cpu")
+    t = time.perf_counter()
+    # ART's PGD with its default step (0.1, absolute) and 20 iterations per epsilon, as ours
+    _, accuracy, _ = SecurityCurve([float(e) for e in eps]).evaluate(
+        clf, x, np.eye(classes)[y], norm=np.inf if norm == "inf" else 2, max_iter=20,
+        batch_size=100, verbose=False)
+    return [float(a) for a in accuracy], time.perf_counter() - t
+
+
+def fmn_vs_pgd(module, x, y, samples: int, seed: int = 0,
+               norms: tuple[str, ...] = ("inf", "2")) -> list[dict]:
+    """Part 4, per norm: the curves, times and gaps."""
+    from security.sampling import select_samples
+    import numpy as np
+    idx = select_samples(y, samples, seed)
+    xs, ys = x[idx], y[idx]
+    rows = []
+    for norm in norms:
+        stop = {"inf": 0.3, "2": 3.0}[norm]
+        eps = tuple(float(e) for e in np.linspace(stop / 20, stop, 20))  # 20 points above 0
+        common = dict(norm=norm, eps=eps, mode="slow", noise=False, sanity=False, seed=seed)
+        t = time.perf_counter()
+        fmn, _ = evaluate(module, xs, ys, SecurityConfig(attack="fmn", **common),
+                          input_range=(0.0, 1.0), name="FMN")
+        fmn_s = time.perf_counter() - t
+        t = time.perf_counter()
+        pgd, _ = evaluate(module, xs, ys, SecurityConfig(attack="pgd", **common),
+                          input_range=(0.0, 1.0), name="PGD")
+        pgd_s = time.perf_counter() - t
+        art = art_curve(module, xs, ys, list(eps), norm)
+        ref = pgd_restarts(module, xs, ys, list(eps), norm)
+        rows.append({"norm": norm, "eps": list(eps), "fmn": fmn, "fmn_s": fmn_s, "pgd": pgd,
+                     "pgd_s": pgd_s, "art": art, "reference": ref,
+                     "above": max(a - r for a, r in zip(fmn.accuracy, ref))})
+    return rows
+
+
+def plot_fmn(rows: list[dict], path: str, label: str) -> str:
+    """FMN's curve beside PGD-20's and the PGD-100 x 5 reference, one panel per norm."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, len(rows), figsize=(5.2 * len(rows), 3.9), squeeze=False)
+    for ax, r in zip(axes[0], rows):
+        f = r["fmn"]
+        ax.plot(r["eps"], f.accuracy, "-o", ms=3, color="C0",
+                label=f"FMN-{f.steps} + PGD-10 check, one run ({r['fmn_s']:.0f} s)")
+        ax.plot(r["eps"], r["pgd"].accuracy, "--s", ms=3, color="C1",
+                label=f"PGD-20 per epsilon ({r['pgd_s']:.0f} s)")
+        ax.plot(r["eps"], r["reference"], ":", color="k", label="PGD-100, 5 random restarts")
+        if r["art"]:
+            ax.plot(r["eps"], r["art"][0], "-.", color="C2",
+                    label=f"ART SecurityCurve ({r['art'][1]:.0f} s)")
+        if f.median_distance is not None and f.median_distance < r["eps"][-1]:
+            ax.axvline(f.median_distance, color="C0", alpha=0.4, lw=1)
+            ax.annotate(f"median distance {f.median_distance:.3g}", (f.median_distance, 0.52),
+                        fontsize=7, color="C0")
+        norm = {"inf": r"$L_\infty$", "2": "$L_2$"}[r["norm"]]
+        ax.set_xlabel(f"epsilon ({norm}, inputs in [0, 1])")
+        ax.set_ylabel("robust accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
+        ax.set_title(f"{label}, {f.samples} samples, {norm}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--slow-samples", type=int, default=1000)
     ap.add_argument("--samples", type=int, default=500, help="samples for the part-3 curves")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--parts", default="1,2,3")
+    ap.add_argument("--parts", default="1,2,3,4")
+    ap.add_argument("--fmn-samples", type=int, default=200, help="samples for part 4")
+    ap.add_argument("--fmn-plot", help="part 4's plot (default: OUT/security-fmn.png)")
+    ap.add_argument("--fmn-norms", default="inf,2", help="part 4's norms")
     ap.add_argument("-o", "--output")
     args = ap.parse_args()
     parts = {int(p) for p in args.parts.split(",")}
@@ -218,6 +332,41 @@ def main() -> None:
                           f"{after[1].clean_accuracy:.3f}", f"{after[0].curve_average:.3f}",
                           f"{after[1].curve_average:.3f}", after[1].level, str(warn))
         console.print(table)
+    if 4 in parts:
+        rows = fmn_vs_pgd(module, x, y, args.fmn_samples,
+                          norms=tuple(args.fmn_norms.split(",")))
+
+        def passes(rep):  # the model's passes per sample over the whole curve: load-independent
+            return (f"{sum(m['forward_per_sample'] for m in rep.metrics):.0f}+"
+                    f"{sum(m['backward_per_sample'] for m in rep.metrics):.0f}")
+        table = Table(title=f"minimum-norm curves on {label}: one FMN run vs 20 per-epsilon "
+                            f"PGD runs, {rows[0]['fmn'].samples} samples")
+        for c in ("norm", "FMN s", "PGD-20 x 20 s", "FMN share", "FMN fwd+bwd/sample",
+                  "PGD fwd+bwd/sample", "ART s", "FMN share of ART",
+                  "PGD check found", "median distance", "max FMN - PGD-100x5 (points)"):
+            table.add_column(c, justify="right")
+        for r in rows:
+            art = r["art"]
+            table.add_row(r["norm"], f"{r['fmn_s']:.1f}", f"{r['pgd_s']:.1f}",
+                          f"{r['fmn_s'] / r['pgd_s']:.3f}", passes(r["fmn"]), passes(r["pgd"]),
+                          f"{art[1]:.1f}" if art else "not installed",
+                          f"{r['fmn_s'] / art[1]:.3f}" if art else "-",
+                          str(r["fmn"].pgd_check["samples"]),
+                          f"{r['fmn'].median_distance:.4g}", f"{100 * r['above']:.1f}")
+        console.print(table)
+        for r in rows:
+            console.print(f"L{r['norm']} eps " + " ".join(f"{e:.3g}" for e in r["eps"]))
+            for name, acc in (("FMN", r["fmn"].accuracy), ("PGD-20", r["pgd"].accuracy),
+                              ("PGD-100x5", r["reference"])) + \
+                    ((("ART", r["art"][0]),) if r["art"] else ()):
+                console.print(f"  {name:<10}" + " ".join(f"{a:.3f}" for a in acc))
+        if rows[0]["art"] is None:
+            console.print("[dim]ART not installed (pip install -e .[bench]): its column is "
+                          "skipped[/dim]")
+        console.print("aims: FMN share <= 0.2 of the PGD runs; FMN never more than 1 point "
+                      "above PGD-100 x 5")
+        path = plot_fmn(rows, args.fmn_plot or os.path.join(out, "security-fmn.png"), label)
+        console.print(f"wrote {path}")
     console.print(f"plots in {out}")
 
 

@@ -11,7 +11,15 @@ Modes (overridable): `slow` = 1000 samples, 16 epsilon points, PGD-20 from the c
 every epsilon; `fast` = 100 samples, 6 points, PGD-10 warm-started from the previous epsilon's
 adversarial examples (as secml does: the smaller ball lies inside the larger one, so the previous
 optimum is a good, feasible start). Default epsilon ranges start at 0 and stop at 0.3 (L-inf),
-3 (L2) or 30 (L1) for inputs in [0, 1].
+3 (L2) or 30 (L1) for inputs in [0, 1]. The samples are a seeded draw stratified by class
+(security/sampling.py), not the first N. `fmn` is the minimum-norm attack: one run per sample
+gives the whole curve (security/min_norm.py), FMN-50 (fast) or FMN-100 (slow), with a PGD-5 / PGD-10
+check at every grid epsilon.
+
+Attack-effectiveness metrics per epsilon (`SecurityReport.metrics`): the success rate (of the
+samples classified correctly when clean, the fraction the attack fools), the mean softmax
+confidence of the adversarial class on the fooled samples, the model's forward and backward
+passes per sample, and the attack's time (summed over chunks).
 
 Level. `curve_average` is the area under the curve divided by the epsilon range (the mean
 accuracy under attack). The level compares it with the clean accuracy -- how much accuracy the
@@ -45,8 +53,11 @@ from aloha_ir import fixedpoint as fp
 from aloha_ir.dialects import nn
 from aloha_ir.errors import UsageError
 
-MODES = {"fast": {"samples": 100, "points": 6, "steps": 10, "warm_start": True},
-         "slow": {"samples": 1000, "points": 16, "steps": 20, "warm_start": False}}
+MODES = {"fast": {"samples": 100, "points": 6, "steps": 10, "warm_start": True,
+                  "fmn_steps": 50, "check_steps": 5},
+         "slow": {"samples": 1000, "points": 16, "steps": 20, "warm_start": False,
+                  "fmn_steps": 100, "check_steps": 10}}
+ATTACKS = ("fgsm", "pgd", "fmn")
 DEFAULT_EPS_STOP = {"inf": 0.3, "2": 3.0, "1": 30.0}
 LEVELS = (("high", 0.75), ("medium", 0.40), ("low", 0.0))  # kept fraction of clean accuracy
 CHUNK = 50
@@ -99,13 +110,25 @@ class SecurityConfig:
     workers: int = 1
     seed: int = 0
     batch_size: int = 256
+    check_steps: int | None = None  # fmn: PGD steps of the check at each epsilon (0: none)
+    sampling: str = "stratified"  # or "first": the first N test samples
 
     def __post_init__(self):
         from runtime.torch.attacks import Attack, check_norm
+        from security.sampling import SAMPLINGS
         if self.mode not in MODES:
             raise UsageError(f"unknown mode '{self.mode}'", hint="use fast or slow")
+        if self.attack not in ATTACKS:
+            raise UsageError(f"unknown attack '{self.attack}'", where="attack",
+                             hint="use " + ", ".join(ATTACKS))
+        if self.sampling not in SAMPLINGS:
+            raise UsageError(f"unknown sampling '{self.sampling}'", where="sampling",
+                             hint="use " + " or ".join(SAMPLINGS))
         object.__setattr__(self, "norm", check_norm(self.norm))
-        Attack(self.attack, self.norm, self.steps or 1, self.step_size)  # validates
+        if self.attack != "fmn":
+            Attack(self.attack, self.norm, self.steps or 1, self.step_size)  # validates
+        if self.check_steps is not None and self.check_steps < 0:
+            raise UsageError(f"must be >= 0, got {self.check_steps}", where="check_steps")
         if self.samples is not None and self.samples < 1:
             raise UsageError(f"must be >= 1, got {self.samples}", where="samples")
         if self.steps is not None and self.steps < 1:
@@ -122,8 +145,11 @@ class SecurityConfig:
         m = MODES[self.mode]
         eps = self.eps or tuple(float(v) for v in np.linspace(0.0, DEFAULT_EPS_STOP[self.norm],
                                                                m["points"]))
+        steps = m["fmn_steps"] if self.attack == "fmn" else m["steps"]
         return replace(self, eps=eps, samples=self.samples or m["samples"],
-                       steps=self.steps or m["steps"],
+                       steps=self.steps or steps,
+                       check_steps=m["check_steps"] if self.check_steps is None else
+                       self.check_steps,
                        warm_start=m["warm_start"] if self.warm_start is None else self.warm_start)
 
     def attack_spec(self):
@@ -156,10 +182,25 @@ class SecurityReport:
     seconds: float = 0.0
     warm_start: bool = False
     workers: int = 1
+    # per epsilon: success_rate, adversarial_confidence, forward/backward passes per sample,
+    # seconds (see the module's docstring)
+    metrics: list[dict] = field(default_factory=list)
+    sampling: str = "stratified"
+    sample_indices: list[int] = field(default_factory=list)  # into the test split
+    # fmn: per-sample smallest adversarial distances (inf: never fooled), their median, and the
+    # PGD check ({"attack", "found": per epsilon, "samples"}: samples whose distance it lowered)
+    distances: list[float] | None = None
+    median_distance: float | None = None
+    pgd_check: dict | None = None
 
     def to_json(self) -> dict:
         d = asdict(self)
         d["input_range"] = list(self.input_range)
+        # JSON has no infinity: a sample never fooled has distance null
+        if self.distances is not None:
+            d["distances"] = [v if math.isfinite(v) else None for v in self.distances]
+        if self.median_distance is not None and not math.isfinite(self.median_distance):
+            d["median_distance"] = None
         return d
 
 
@@ -259,21 +300,35 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int,
     from runtime.torch.attacks import Attack, perturb_noise, run_attack
     xt, yt = torch.from_numpy(x), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(seed)
-    atk = cfg.attack_spec()
     fgsm = Attack("fgsm", cfg.norm) if cfg.attack == "pgd" else None
-    out = {"attack": [], "fgsm": [], "uniform": [], "gaussian": [], "adv": []}
+    out = {"attack": [], "fgsm": [], "uniform": [], "gaussian": [], "adv": [], "metrics": []}
     with torch.no_grad():
         out["clean"] = (model(xt).reshape(len(x), -1).argmax(1) == yt).numpy()
+    if cfg.attack == "fmn":
+        from security.min_norm import min_norm_chunk
+        out.update(min_norm_chunk(model, xt, yt, cfg))
+        atk = None
+    else:
+        atk = cfg.attack_spec()
     prev, zero = None, None
     warm = cfg.warm_start and cfg.attack == "pgd"  # FGSM is one step from x by definition
     for j, eps in enumerate(cfg.eps):
-        r = run_attack(model, xt, yt, eps, atk, init=prev if warm else None, generator=gen)
-        if eps > 0:
-            prev = r.x_adv  # the next epsilon starts here (the first from x, or a random start)
-            if zero is None:  # the gradient at the start: x (or a random point near it)
-                zero = r.zero_gradient.numpy()
-        out["attack"].append(r.correct.numpy())
-        out["adv"].append(r.x_adv.numpy())
+        if atk is not None:
+            t = time.perf_counter()
+            r = run_attack(model, xt, yt, eps, atk, init=prev if warm else None, generator=gen)
+            if eps > 0:
+                prev = r.x_adv  # the next epsilon starts here (the first from x, or a random start)
+                if zero is None:  # the gradient at the start: x (or a random point near it)
+                    zero = r.zero_gradient.numpy()
+            out["attack"].append(r.correct.numpy())
+            out["adv"].append(r.x_adv.numpy())
+            steps = 0 if eps == 0 else 1 if atk.name == "fgsm" else atk.steps
+            broken = torch.from_numpy(out["clean"]) & ~r.correct
+            out["metrics"].append({
+                "fooled": int(broken.sum()), "clean_correct": int(out["clean"].sum()),
+                "confidence_sum": float(r.confidence[broken].sum()),
+                "forward": (steps + 1) * len(x), "backward": steps * len(x),
+                "seconds": time.perf_counter() - t})
         if fgsm is not None:
             out["fgsm"].append(run_attack(model, xt, yt, eps, fgsm).correct.numpy())
         if cfg.noise:
@@ -282,10 +337,9 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int,
                 with torch.no_grad():
                     out[kind].append((model(z).reshape(len(x), -1).argmax(1) == yt).numpy())
         if on_eps is not None:
-            on_eps(j, out["attack"][-1])
-    if zero is None:
-        zero = np.zeros(len(x), bool)
-    out["zero"] = zero
+            on_eps(j, out["attack"][j])
+    if "zero" not in out:
+        out["zero"] = zero if zero is not None else np.zeros(len(x), bool)
     return out
 
 
@@ -357,8 +411,10 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
     n = min(cfg.samples, len(x01))
     if n < 1:
         raise UsageError("no test samples to evaluate")
-    x01 = np.ascontiguousarray(x01[:n], dtype=np.float32)
-    y = np.ascontiguousarray(y[:n], dtype=np.int64)
+    from security.sampling import select_samples
+    picked = select_samples(y, n, cfg.seed, cfg.sampling)
+    x01 = np.ascontiguousarray(x01[picked], dtype=np.float32)
+    y = np.ascontiguousarray(y[picked], dtype=np.int64)
     if x01.min() < 0 or x01.max() > 1:
         raise UsageError("attack-space inputs must lie in [0, 1]",
                          hint="the data was not rescaled from its recorded range")
@@ -407,12 +463,23 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
     avg = curve_average(list(cfg.eps), accuracy)
     level, kept = level_of(avg, clean)
     report = SecurityReport(
-        name, cfg.attack, cfg.norm, cfg.mode, cfg.steps if cfg.attack == "pgd" else 1, n,
+        name, cfg.attack, cfg.norm, cfg.mode, cfg.steps if cfg.attack != "fgsm" else 1, n,
         list(cfg.eps), accuracy, clean, avg, level, kept, input_range,
         noise={k: curve(k) for k in ("uniform", "gaussian")} if cfg.noise else {},
         fgsm_accuracy=curve("fgsm") if cfg.attack == "pgd" else None,
         zero_gradient_samples=int(sum(p["zero"].sum() for p in parts)),
-        warm_start=bool(cfg.warm_start and cfg.attack == "pgd"), workers=cfg.workers)
+        warm_start=bool(cfg.warm_start and cfg.attack == "pgd"), workers=cfg.workers,
+        metrics=effectiveness(cfg.eps, [p["metrics"] for p in parts], n),
+        sampling=cfg.sampling, sample_indices=picked.tolist())
+    if cfg.attack == "fmn":
+        from security.min_norm import median_distance
+        dist = np.concatenate([p["distance"] for p in parts])
+        report.distances = [float(v) for v in dist]
+        report.median_distance = median_distance(dist)
+        report.pgd_check = {"attack": f"PGD-{cfg.check_steps}" if cfg.check_steps else None,
+                            "found": [int(sum(p["check_found"][j] for p in parts))
+                                      for j in range(len(cfg.eps))]}
+        report.pgd_check["samples"] = sum(report.pgd_check["found"])
     if cfg.sanity:
         from security.flags import line, reliability_flags
         correct = np.stack([np.concatenate([p["attack"][j] for p in parts])
@@ -424,6 +491,23 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
     adv = np.concatenate([np.stack(p["adv"]) for p in parts], axis=1) if keep_adversarial \
         else None
     return report, adv
+
+
+def effectiveness(eps, chunks: list[list[dict]], n: int) -> list[dict]:
+    """Per epsilon, over the chunks' raw counts: the success rate on the samples classified
+    correctly when clean, the mean softmax confidence of the adversarial class on the samples
+    fooled (None: none fooled), forward and backward passes per sample, and seconds."""
+    rows = []
+    for j, e in enumerate(eps):
+        c = [chunk[j] for chunk in chunks]
+        fooled, right = sum(m["fooled"] for m in c), sum(m["clean_correct"] for m in c)
+        rows.append({"eps": float(e), "success_rate": fooled / right if right else 0.0,
+                     "adversarial_confidence": sum(m["confidence_sum"] for m in c) / fooled
+                     if fooled else None,
+                     "forward_per_sample": sum(m["forward"] for m in c) / n,
+                     "backward_per_sample": sum(m["backward"] for m in c) / n,
+                     "seconds": sum(m["seconds"] for m in c)})
+    return rows
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -439,7 +523,7 @@ def plot_curves(reports: list[SecurityReport], path: str, title: str | None = No
     for k, r in enumerate(reports):
         color = f"C{k}"
         tag = f"{r.model}: " if len(reports) > 1 else ""
-        label = "FGSM" if r.attack == "fgsm" else f"PGD-{r.steps}"
+        label = "FGSM" if r.attack == "fgsm" else f"{r.attack.upper()}-{r.steps}"
         ax.plot(r.eps, r.accuracy, "-o", color=color, ms=3,
                 label=f"{tag}{label} (avg {r.curve_average:.3f}, {r.level})")
         if r.fgsm_accuracy is not None:

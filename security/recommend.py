@@ -36,7 +36,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from aloha_ir.errors import UnsupportedError, UsageError
-from security.evaluate import MASKING_ACCURACY, SecurityConfig, SecurityReport, evaluate
+from security.evaluate import SecurityConfig, SecurityReport, evaluate
 
 MEASURES = {
     "stronger_evaluation": "evaluate again with a stronger attack (more PGD steps, random start)",
@@ -75,49 +75,10 @@ class Recommendation:
         return f"{MEASURES[self.measure]}{f' ({args})' if args else ''}: {self.reason}"
 
 
-def _flag(name: str, severity: str, meaning: str, action: str, **evidence) -> dict:
-    return {"flag": name, "severity": severity, "meaning": meaning, "action": action,
-            "evidence": evidence}
-
-
 def flags_of(result: dict) -> list[dict]:
-    """The report's reliability flags: its `flags` when present, else derived from its figures
-    (eps0_mismatch, zero_gradients, pgd_weaker_than_fgsm, above_chance_full_box, non_monotone;
-    gradient_free_stronger needs a gradient-free attack the report does not hold)."""
-    if result.get("flags") is not None:
-        return list(result["flags"])
-    flags, eps, acc = [], result["eps"], result["accuracy"]
-    if 0.0 in eps and abs(acc[eps.index(0.0)] - result["clean_accuracy"]) > 1e-12:
-        flags.append(_flag("eps0_mismatch", "error", "the accuracy at epsilon 0 differs from the "
-                           "clean accuracy: the evaluation is broken",
-                           "check the model's input range and the data",
-                           at_eps0=acc[eps.index(0.0)], clean=result["clean_accuracy"]))
-    zero = result.get("zero_gradient_samples", 0)
-    if zero:
-        flags.append(_flag("zero_gradients", "error" if zero > 0.1 * result["samples"] else
-                           "warning", "samples with an exactly zero input gradient cannot be "
-                           "moved by the attack: their accuracy under attack is an overestimate",
-                           "attack with a random start or a gradient-free attack",
-                           samples=zero, of=result["samples"]))
-    fgsm = result.get("fgsm_accuracy")
-    if fgsm:
-        weaker = [e for e, a, f in zip(eps, acc, fgsm) if a > f + 1e-12]
-        if weaker:
-            flags.append(_flag("pgd_weaker_than_fgsm", "error", "PGD leaves more accuracy than "
-                               "one FGSM step: the attack is not converging",
-                               "more steps or a larger step size", eps=weaker))
-    masking = result.get("masking_check")
-    if masking and masking["accuracy"] > MASKING_ACCURACY:
-        flags.append(_flag("above_chance_full_box", "error", "a PGD-50 that can reach every "
-                           "input leaves accuracy above chance: gradients are likely masked",
-                           "attack with a random start or a gradient-free attack", **masking))
-    slack = 2.0 / max(1, result["samples"])  # two samples' worth: noise of a finite sample
-    rises = [eps[j + 1] for j in range(len(acc) - 1) if acc[j + 1] > acc[j] + slack]
-    if rises:
-        flags.append(_flag("non_monotone", "warning", "the accuracy rises with epsilon: a larger "
-                           "ball contains the smaller one, so the attack missed examples",
-                           "more steps, random restarts or warm starts", eps=rises))
-    return flags
+    """The report's reliability flags (security/flags.py); a security.json written before
+    evaluations carried flags has none."""
+    return list(result.get("flags") or [])
 
 
 def _eps_half(result: dict) -> float | None:

@@ -87,7 +87,8 @@ def test_curve_starts_at_clean_accuracy_decays_and_passes_its_sanity_checks(trai
     module, _, x, y = trained
     cfg = SecurityConfig(attack="pgd", norm="inf", samples=120, mode="fast", noise=True)
     report, adv = evaluate(module, x, y, cfg, input_range=(0.0, 1.0), keep_adversarial=True)
-    ds = Dataset("t", x[:120], y[:120], 10, Normalization((0.0, 1.0)))
+    xs, ys = x[report.sample_indices], y[report.sample_indices]
+    ds = Dataset("t", xs, ys, 10, Normalization((0.0, 1.0)))
     clean = train_eval(torch_model(module, 0.0, 1.0), ds).accuracy
     assert report.clean_accuracy == pytest.approx(clean) and clean > 0.85
     assert report.eps == pytest.approx(list(np.linspace(0, 0.3, 6)))
@@ -104,9 +105,9 @@ def test_curve_starts_at_clean_accuracy_decays_and_passes_its_sanity_checks(trai
     model = torch_model(module, 0.0, 1.0)
     for j, eps in enumerate(report.eps):
         a = torch.from_numpy(adv[j])
-        d = (a.double() - torch.from_numpy(x[:120]).double()).abs().amax()
+        d = (a.double() - torch.from_numpy(xs).double()).abs().amax()
         assert float(d) <= eps + 1e-6 and float(a.min()) >= 0 and float(a.max()) <= 1
-        acc = float((model(a).argmax(1).numpy() == y[:120]).mean())
+        acc = float((model(a).argmax(1).numpy() == ys).mean())
         assert acc == pytest.approx(report.accuracy[j])
 
 
@@ -119,7 +120,7 @@ def test_l2_and_l1_curves_decay_within_their_default_ranges(trained, norm):
     assert report.accuracy[-1] < 0.5 * report.clean_accuracy
     from runtime.torch.attacks import lp_norm
     for j, eps in enumerate(report.eps):
-        d = torch.from_numpy(adv[j]).double() - torch.from_numpy(x[:60]).double()
+        d = torch.from_numpy(adv[j]).double() - torch.from_numpy(x[report.sample_indices]).double()
         assert float(lp_norm(d, norm).max()) <= eps * (1 + 1e-6) + 1e-6
 
 
@@ -130,7 +131,8 @@ def test_fgsm_in_fast_mode_is_one_step_from_the_clean_input_at_every_epsilon(tra
     report, _ = evaluate(module, x, y, SecurityConfig(attack="fgsm", samples=60, noise=False,
                                                       sanity=False), input_range=(0.0, 1.0))
     model = torch_model(module, 0.0, 1.0)
-    xt, yt = torch.from_numpy(x[:60]), torch.from_numpy(y[:60])
+    xt = torch.from_numpy(x[report.sample_indices])
+    yt = torch.from_numpy(y[report.sample_indices])
     alone = [float(run_attack(model, xt, yt, e, Attack("fgsm", "inf")).correct.float().mean())
              for e in report.eps]
     assert report.accuracy == pytest.approx(alone) and not report.warm_start

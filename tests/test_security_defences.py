@@ -164,31 +164,24 @@ def _result(acc, eps=(0.0, 0.1, 0.2, 0.3), clean=None, **extra):
             "zero_gradient_samples": 0, "fgsm_accuracy": None, "masking_check": None} | extra
 
 
-def test_flags_derived_from_the_figures_put_a_stronger_evaluation_first():
-    """At eps 0 0.8 against a clean 0.9 (eps0_mismatch), 20 of 100 samples with zero gradients
-    (an error: over 10%), PGD above FGSM at 0.2, the accuracy rising from 0.2 to 0.3 by more than
-    two samples' worth, a box-covering PGD-50 leaving 40%: five flags, one stronger evaluation
-    with 50 steps (2 x 10 < 50) and a random start, before the training measures."""
+def test_the_report_s_flags_put_a_stronger_evaluation_first():
+    """Five flags of security/flags.py on a report whose PGD ran 10 steps: one stronger
+    evaluation with 50 steps (2 x 10 < 50) and a random start, before the training measures,
+    its reason naming every flag; a report without flags (written before they existed) has
+    none and gets the training measures."""
+    from security.flags import make_flag
     from security.recommend import flags_of, recommend
-    r = _result([0.8, 0.5, 0.1, 0.2], clean=0.9, zero_gradient_samples=20,
-                fgsm_accuracy=[0.8, 0.6, 0.05, 0.3],
-                masking_check={"attack": "PGD-50", "eps": 1.0, "samples": 64, "accuracy": 0.4})
-    flags = {f["flag"]: f for f in flags_of(r)}
-    assert set(flags) == {"eps0_mismatch", "zero_gradients", "pgd_weaker_than_fgsm",
-                          "non_monotone", "above_chance_full_box"}
-    assert flags["zero_gradients"]["severity"] == "error"
-    assert flags["pgd_weaker_than_fgsm"]["evidence"]["eps"] == [0.2]
-    assert flags["non_monotone"]["evidence"]["eps"] == [0.3]
+    names = ["eps0_mismatch", "zero_gradients", "pgd_weaker_than_fgsm", "non_monotone",
+             "above_chance_full_box"]
+    given = [make_flag(n, {}) for n in names]
+    r = _result([0.8, 0.5, 0.1, 0.2], clean=0.9, flags=given)
+    assert flags_of(r) == given
     recs = recommend(r)
     assert recs[0].measure == "stronger_evaluation" and recs[0].applicable
     assert recs[0].params == {"steps": 50, "random_start": True}
-    assert all(name in recs[0].reason for name in flags)
-    # flags the report carries (security/flags.py) are taken as they are
-    given = [{"flag": "gradient_free_stronger", "severity": "error", "meaning": "m",
-              "action": "a", "evidence": {}}]
-    assert flags_of(_result([0.9, 0.9, 0.9, 0.9], flags=given)) == given
-    assert recommend(_result([0.9, 0.9, 0.9, 0.9], flags=given))[0].measure == \
-        "stronger_evaluation"
+    assert all(name in recs[0].reason for name in names)
+    assert flags_of(_result([0.9, 0.4, 0.1, 0.0])) == []
+    assert recommend(_result([0.9, 0.4, 0.1, 0.0]))[0].measure == "adversarial_training"
 
 
 def test_training_measures_take_twice_the_half_accuracy_epsilon_and_a_safe_model_gets_none():

@@ -57,17 +57,20 @@ def _per_sample(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.reshape([len(like)] + [1] * (like.dim() - 1))
 
 
-def project(y: torch.Tensor, x: torch.Tensor, eps: float, norm: str, lo: float = 0.0,
-            hi: float = 1.0) -> torch.Tensor:
+def project(y: torch.Tensor, x: torch.Tensor, eps: float | torch.Tensor, norm: str,
+            lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
     """The nearest point (Euclidean) to y in {z : ||z - x||_p <= eps, lo <= z <= hi}; x must lie in
-    the box. Computed in float64, returned in y's dtype."""
-    if eps < 0:
-        raise UsageError(f"epsilon must be >= 0, got {eps}")
+    the box. eps is one bound or one per sample (a tensor [N], inf allowed). Computed in float64,
+    returned in y's dtype."""
+    eps = torch.as_tensor(eps, dtype=torch.float64)
+    if bool((eps < 0).any()):
+        raise UsageError(f"epsilon must be >= 0, got {float(eps.min())}")
     dtype = y.dtype
     y64, x64 = y.detach().double(), x.detach().double()
     if norm == "inf":
-        z = torch.minimum(torch.maximum(y64, torch.clamp(x64 - eps, min=lo)),
-                          torch.clamp(x64 + eps, max=hi))
+        e = _per_sample(eps, x64) if eps.dim() else eps
+        z = torch.minimum(torch.maximum(y64, torch.clamp(x64 - e, min=lo)),
+                          torch.clamp(x64 + e, max=hi))
         return z.to(dtype)
     d = y64 - x64
     box_lo, box_hi = lo - x64, hi - x64  # the box, relative to x: contains 0
@@ -212,6 +215,9 @@ class AttackResult:
     x_adv: torch.Tensor
     correct: torch.Tensor  # per sample: still classified correctly
     zero_gradient: torch.Tensor  # per sample: the input gradient was exactly zero at the start
+    # per sample: the softmax probability of the predicted (wrong) class at the first fooling
+    # iterate; nan where the sample was not fooled
+    confidence: torch.Tensor | None = None
 
 
 def attack_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -228,6 +234,11 @@ def attack_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def input_gradient(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(gradient of the summed cross-entropy w.r.t. x, logits). Raises when the output does not
     depend on the input differentiably."""
+    return input_gradient_of(model, x, lambda logits: attack_loss(logits, y))
+
+
+def input_gradient_of(model, x: torch.Tensor, loss) -> tuple[torch.Tensor, torch.Tensor]:
+    """(gradient of sum(loss(logits [N, classes])) w.r.t. x, logits), for a per-sample loss."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
         logits = model(x)
@@ -235,7 +246,7 @@ def input_gradient(model, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tenso
             raise PassError("the model's output has no gradient path to its input",
                             hint="attacks need a differentiable model (a fixed-point model is "
                                  "differentiated through its straight-through estimators)")
-        loss = attack_loss(logits.reshape(len(x), -1), y).sum()
+        loss = loss(logits.reshape(len(x), -1)).sum()
         (g,) = torch.autograd.grad(loss, x, allow_unused=True)
     if g is None:
         raise PassError("the model's output has no gradient path to its input")
@@ -264,7 +275,7 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, attack: Atta
         cur = x.clone()
     steps = 0 if eps == 0 else 1 if attack.name == "fgsm" else attack.steps
     alpha = attack.alpha * eps
-    correct = zero = fooled = first = None
+    correct = zero = fooled = first = conf = None
     for i in range(steps + 1):
         if i < steps:
             g, logits = input_gradient(model, cur, y)
@@ -273,22 +284,26 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, attack: Atta
                 logits = model(cur)
         else:
             break
-        wrong = logits.reshape(len(x), -1).argmax(1) != y  # at cur
+        flat = logits.reshape(len(x), -1)
+        wrong = flat.argmax(1) != y  # at cur
+        top = torch.softmax(flat.double(), 1).amax(1)
         if i == 0:
             correct = ~wrong
             zero = g.reshape(len(g), -1).abs().amax(1) == 0 if steps else \
                 torch.zeros(len(x), dtype=torch.bool)
             fooled, first = wrong.clone(), cur.clone()
+            conf = torch.where(wrong, top, torch.nan)
         else:
             new = wrong & ~fooled
             first[new] = cur[new]
+            conf = torch.where(new, top, conf)
             fooled |= wrong
             correct = ~fooled if keep_success else ~wrong
         if i < steps:
             cur = project(cur + ascent_step(g, cur, alpha, norm, lo, hi), x, eps, norm, lo, hi)
     if keep_success:  # the first fooling iterate, else the last one
         cur = torch.where(fooled.reshape([-1] + [1] * (x.dim() - 1)), first, cur)
-    return AttackResult(cur, correct, zero)
+    return AttackResult(cur, correct, zero, conf)
 
 
 class AdversarialAugment:

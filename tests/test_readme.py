@@ -14,6 +14,7 @@ the files a block reads later, progress lines in the log, the program's output s
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import shlex
@@ -35,6 +36,7 @@ SCALE = [
     (r"^(alohac quantize .*--method pact.*)$", r"\1 --epochs 1"),
     (r"--sparsify 10 --epochs 5\b", "--sparsify 10 --epochs 1"),
     (r"^(alohac secure (?!.*--transfer).*)$", r"\1 --samples 50"),
+    (r"^(alohac secure .*--apply\b.*)$", r"\1 --apply-epochs 1"),
     (r"--data digits --budget 60\b", "--data digits --budget 2 --proxy-epochs 2 "
                                      "--proxy-subset 128 --lrs 3e-3"),
     (r"--algorithm random --budget 300\b", "--algorithm random --budget 24"),
@@ -43,7 +45,7 @@ SCALE = [
 ]
 # a command that needs the real data names one of these
 NEEDS_DATA = ("mnist:", "zoo:mnist-8", "$ALOHA_DATA")
-PROGRESS = r"^[\w :()-]+: .* \[[\d.]+ s\]$"  # aloha_ir.console's log line
+PROGRESS = r"^[\w :(),-]+: .* \[[\d.]+ s\]$"  # aloha_ir.console's log line
 # a command that cross-compiles or runs under QEMU names one of these: the tools it needs
 NEEDS_TOOLS = {"TARGET=armhf": ("arm-linux-gnueabihf-gcc", "qemu-arm"),
                "TARGET=cortex-m4": ("arm-none-eabi-gcc", "qemu-system-arm")}
@@ -108,8 +110,16 @@ CHECKS = {
         d, "out", "q8", "digits.weights.npz")),
     r"^alohac prune .*--threshold": lambda r, d: len(_json_last_line(r)["sweep"]) == 3,
     r"^alohac prune .*--sparsify": lambda r, d: _progress(r, "prune: sparsify: epoch 1/"),
-    r"^alohac secure (?!.*--transfer)": lambda r, d: _progress(r, "secure (pgd Linf)") and
+    r"^alohac secure (?!.*--transfer)": lambda r, d: _progress(r, "secure (") and
         os.path.exists(os.path.join(d, _out_dir(r.args), "security.json")),
+    r"^alohac secure .*--attack fmn": lambda r, d: _progress(r, "secure (fmn L2)") and _fmn_ok(
+        json.load(open(os.path.join(d, _out_dir(r.args), "security.json")))),
+    r"^alohac secure .*--deployed 8": lambda r, d: len(json.load(open(os.path.join(
+        d, _out_dir(r.args), "deployed.json")))["transfer"]["accuracy"]) > 1 and os.path.exists(
+        os.path.join(d, _out_dir(r.args), "deployed.mlir")),
+    r"^alohac secure .*--apply": lambda r, d: json.load(open(os.path.join(
+        d, _out_dir(r.args), "security.json")))["recommendations"] and os.path.exists(
+        os.path.join(d, _out_dir(r.args), "reject.png")),
     r"--transfer": lambda r, d: json.load(open(os.path.join(d, "out", "transfer",
                                                            "transfer.json")))["transfer"],
     r"^alohac explore space": lambda r, d: _progress(r, "explore: point 1/") and
@@ -171,6 +181,14 @@ def _env() -> dict:
     env = dict(os.environ, PATH=BIN + os.pathsep + os.environ.get("PATH", ""))
     env.pop("COLUMNS", None)  # what a log gets, whatever the test runner's terminal
     return env
+
+
+def _fmn_ok(result: dict) -> bool:
+    """One distance per sample, and the curve their thresholding gives."""
+    dist = [math.inf if v is None else v for v in result["distances"]]
+    return len(dist) == result["samples"] and all(
+        abs(a - sum(v > e for v in dist) / len(dist)) < 1e-9
+        for e, a in zip(result["eps"], result["accuracy"]))
 
 
 def _run(cmd: str, cwd) -> subprocess.CompletedProcess:

@@ -250,7 +250,8 @@ def cmd_secure(args) -> int:
         result["data"] = args.data
         result["steps_per_eps"] = cfg.steps
         from alohac.secure_defences import run as defences
-        written += defences(args, module, report, x01[:n], y[:n], config, rng, out, result)
+        written += defences(args, module, report, x01[picked], y[picked], config, rng,
+                             out, result)
         written.insert(0, write_text(out.path("security.json"), json.dumps(result, indent=1)))
         written.insert(1, write_text(out.path("security.md"),
                                      report_markdown(result, title_of(args, module, report))))
@@ -381,7 +382,8 @@ def cmd_deployed(args, config) -> int:
                     "samples": dr.samples, "mode": dr.mode, "input_range": list(rng),
                     "deployed": precision}
             written.append(save_adversarial(out.path("adversarial-deployed.npz"),
-                                            x01[:dr.samples], y[:dr.samples], dr.eps, dadv,
+                                            x01[dr.sample_indices], y[dr.sample_indices],
+                                            dr.eps, dadv,
                                             meta))
     _print_deployed(args, result, [out.final(w) for w in written])
     return 0

@@ -135,8 +135,8 @@ def evaluate_deployed(float_module, deployed_module, x01: np.ndarray, y: np.ndar
                         progress=progress, keep_adversarial=True)
     dr, dadv = evaluate(deployed_module, x01, y, config, input_range=input_range,
                         name=f"{name} ({precision})", progress=progress, keep_adversarial=True)
-    n = dr.samples
-    x, labels = x01[:n], y[:n]
+    picked = np.asarray(dr.sample_indices)  # the samples both evaluations drew
+    x, labels = x01[picked], y[picked]
     disagreements = _program_check(dr, deployed_module, x, labels, dadv, input_range)
     right_clean = program_correct(deployed_module, x, labels, lo, hi)
     float_clean = _correct(float_module, x, labels, input_range)

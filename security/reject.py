@@ -42,6 +42,7 @@ import numpy as np
 
 from aloha_ir.errors import UsageError
 from security.evaluate import CHUNK, SecurityConfig, curve_average, torch_model
+from security.sampling import select_samples
 
 
 def parse_thresholds(text: str) -> list[float]:
@@ -131,8 +132,9 @@ def evaluate_reject(module, x01: np.ndarray, y: np.ndarray, thresholds: list[flo
     if n < 1:
         raise UsageError("no test samples to evaluate")
     t0 = time.perf_counter()
-    x01 = np.ascontiguousarray(x01[:n], dtype=np.float32)
-    y = np.ascontiguousarray(y[:n], dtype=np.int64)
+    picked = select_samples(y, n, cfg.seed, cfg.sampling)  # the samples evaluate() draws
+    x01 = np.ascontiguousarray(x01[picked], dtype=np.float32)
+    y = np.ascontiguousarray(y[picked], dtype=np.int64)
     model = torch_model(module, *input_range)
     atk = cfg.attack_spec()
 

@@ -24,6 +24,12 @@ def _backends():
     return sorted(registered().items())
 
 
+def _slow_but_host(cases):
+    """The host backend's case in the fast suite, the platforms' (each 20-50 s: their emulated
+    APIs log every call) in make test-all."""
+    return [c if c[-2] == "host" else pytest.param(*c, marks=pytest.mark.slow) for c in cases]
+
+
 def _quantized_digits(bits: int, granularity: str = "layer"):
     from aloha_ir.context import make_context
     from aloha_ir.passmanager import PassManager
@@ -61,7 +67,7 @@ def test_every_backend_is_bit_exact_on_a_quantized_model(tmp_path, name, cls, bi
     _exact(module, code, _digits_inputs(12))
 
 
-@pytest.mark.parametrize("name,cls", _backends())
+@pytest.mark.parametrize("name,cls", _slow_but_host(_backends()))
 def test_every_backend_matches_onnxruntime_in_float(tmp_path, name, cls):
     from backends.onnx.export import save_onnx
     from frontends.loader import load_model
@@ -82,8 +88,9 @@ def test_every_backend_matches_onnxruntime_in_float(tmp_path, name, cls):
     np.testing.assert_allclose(y, want.reshape(3, -1), rtol=1e-3, atol=1e-3 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("zoo,name,cls", [("lenet5", n, c) for n, c in _backends()] + [
-    ("mnist_cnn", n, c) for n, c in _backends() if n != "orlando"])
+@pytest.mark.parametrize("zoo,name,cls", _slow_but_host(
+    [("lenet5", n, c) for n, c in _backends()] +
+    [("mnist_cnn", n, c) for n, c in _backends() if n != "orlando"]))
 def test_every_backend_runs_at_the_minimal_fifo_sizes_bit_exact(tmp_path, zoo, name, cls):
     """The float program with size-buffers' capacities (TargetFlow buffers="minimal") completes
     without deadlock, outputs exactly what the program at the schedule's sizes outputs, matches
@@ -145,7 +152,8 @@ def _host_float(path: str, tmp_path, k: int = 2, scale: float = 1.0, sanitize: b
     return code
 
 
-@pytest.mark.parametrize("name", ["squeezenet", "inception_v1", "resnet50"])
+@pytest.mark.parametrize("name", ["squeezenet", *(pytest.param(n, marks=pytest.mark.slow)
+                                                  for n in ("inception_v1", "resnet50"))])
 def test_host_float_light_models_match_onnxruntime(tmp_path, name):
     _host_float(_light(name, tmp_path), tmp_path, k=1)
 

@@ -126,6 +126,7 @@ def test_calibrate_recovers_known_parameters_and_writes_an_arch_that_reproduces_
     assert mine.pe("ce").grid == load_platform("neuraghe-losa").pe("ce").grid
 
 
+@pytest.mark.slow
 def test_noisy_measurements_are_fitted_within_the_noise(tmp_path):
     noise = [0.02, -0.02, -0.01, 0.015]
     rows = read_measurements(_synthetic(tmp_path, noise))

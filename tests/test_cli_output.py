@@ -114,8 +114,9 @@ def test_version_and_json_lists():
     plain = [line.split()[0] for line in in_process("list", "zoo")[1].splitlines()]
     assert list(zoo) == plain and zoo["zoo:bvlc_alexnet"]["aliases"] == ["zoo:alexnet"]
     passes = json.loads(in_process("list", "passes", "--json")[1].strip().splitlines()[-1])
-    from fairness.analyze_pass import PASSES as FAIRNESS_PASSES  # another package's entry point
-    assert set(passes) == set(PASSES) | set(FAIRNESS_PASSES)
+    from fairness.analyze_pass import PASSES as FAIRNESS_PASSES  # other packages' entry points
+    from security.analyze_pass import PASSES as SECURITY_PASSES
+    assert set(passes) == set(PASSES) | set(FAIRNESS_PASSES) | set(SECURITY_PASSES)
     assert "strategy" in passes["map"]["options"]
 
 

@@ -43,6 +43,7 @@ def _program_agrees(code, deployed, report, fadv, dadv, x, y, rng) -> None:
     lo, hi = rng
     dr = report.deployed_report
     n = dr.samples
+    x, y = x[dr.sample_indices], y[dr.sample_indices]  # the samples the evaluation drew
     for adv, curve in ((dadv, dr.accuracy), (fadv, report.transfer_accuracy)):
         frames = to_model_range(adv.reshape((-1,) + adv.shape[2:]), lo, hi)
         r, out = run(code, frames)

@@ -311,6 +311,7 @@ def test_program_runs_with_exactly_the_analysed_fifo_sizes_and_fails_loudly_belo
     assert r.returncode == 3 and "deadlock" in r.stderr, r.stderr
 
 
+@pytest.mark.slow
 def test_the_program_deadlocks_one_token_below_the_minimal_sizes_where_the_model_does(tmp_path):
     """lenet5 on host-cpu at size-buffers' capacities: a channel the program's modelled execution
     says deadlocks one token smaller (and that holds more than a firing moves) makes the real
@@ -493,7 +494,8 @@ def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
     np.testing.assert_array_equal(y, want.astype(np.float32))
 
 
-@pytest.mark.parametrize("target", ["neuraghe-losa", "orlando"])
+@pytest.mark.parametrize("target", ["neuraghe-losa",
+                                    pytest.param("orlando", marks=pytest.mark.slow)])
 def test_mnist8_fixed_point_on_the_platforms_agrees_with_onnxruntime(tmp_path, target):
     """mnist-8 quantized (PTQ, 16 bit) on the platform's generated program over 1,000 MNIST test
     images: top-1 agrees with onnxruntime's float model on >= 99% and the outputs equal the

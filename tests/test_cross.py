@@ -94,8 +94,8 @@ def _x86(module_factory, target: str, tmp_path, x: np.ndarray) -> np.ndarray:
 # the static-order runtime on this machine
 
 
-@pytest.mark.parametrize("target", ["orlando", pytest.param("neuraghe-losa",
-                                                               marks=pytest.mark.slow)])
+@pytest.mark.parametrize("target", [pytest.param(t, marks=pytest.mark.slow)
+                                    for t in ("orlando", "neuraghe-losa")])
 def test_static_runtime_is_one_loop_without_pthreads_and_bit_exact(tmp_path, target):
     """--runtime static: one thread whose order holds every firing of the frame in the schedule's
     start order; no pthreads or malloc in the program; bit-exact with the reference and with

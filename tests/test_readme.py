@@ -74,7 +74,9 @@ def _commands(body: str) -> list[str]:
 SHELL = [(n, _commands(b)) for n, b in _blocks("sh") if not _commands(b)[0].startswith("make ")]
 # blocks that train a network start torch and train in several processes: minutes on a loaded
 # 2-core machine even scaled down, so they run in `make test-all` (the other blocks in `make test`)
-TRAINS = re.compile(r"^alohac (train|quantize|prune|secure) ")
+# a block that trains, or cross-compiles and runs under QEMU (tests/test_cross.py does that in
+# make test), runs in make test-all
+TRAINS = re.compile(r"^alohac (train|quantize|prune|secure) |TARGET=(armhf|cortex-m4)")
 
 
 def scaled(cmd: str) -> str:

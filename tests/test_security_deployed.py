@@ -144,6 +144,7 @@ def test_the_cli_writes_both_curves_the_transfer_and_a_compilable_deployed_model
     assert not (tmp_path / "b" / "deployed.mlir").exists()
 
 
+@pytest.mark.slow
 def test_bad_deployed_arguments_are_usage_or_input_errors(trained, tmp_path):
     _, path, _, _ = trained
     cases = ((["--deployed", "nothere.mlir"], 2, "neither a number of bits nor a file"),

@@ -270,6 +270,7 @@ def test_a_user_analysis_a_later_transform_made_stale_is_run_again_for_the_repor
                      "analyze-energy", "analyze-processors"]
 
 
+@pytest.mark.slow
 def test_a_users_buffer_analysis_joins_the_report(capsys):
     """`-p analyze-buffers` with --target: the report gains its figures, and the FIFO bytes it
     gives for analyze-schedule's sizes are analyze-memory's buffer bytes (two computations of the

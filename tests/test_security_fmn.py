@@ -20,6 +20,7 @@ from runtime.torch.attacks import lp_norm
 from runtime.torch.fmn import FMN, run_fmn
 from security.evaluate import SecurityConfig, evaluate, torch_model
 from security.sampling import quotas, select_samples
+from test_security import trained  # noqa: F401  (the trained digits CNN, a fixture)
 
 DUAL = {"inf": 1.0, "2": 2.0, "1": math.inf}
 
@@ -109,20 +110,10 @@ def test_bad_fmn_settings_are_refused():
 
 
 @pytest.fixture(scope="module")
-def digits():
-    """digits_cnn trained on digits (seeded, a few seconds), and its test split in [0, 1]."""
-    from frontends.datasets import load
-    from frontends.loader import load_model
-    from runtime.torch.module import build
-    from runtime.torch.train import TrainConfig, train
-    torch.set_num_threads(1)
-    module = load_model("zoo:digits_cnn")
-    splits = load("digits")
-    model = build(module, logits=True)
-    train(model, splits, TrainConfig(epochs=8, progress=False, seed=0))
-    model.write_back(module)
-    test = splits.test.to_range(0.0, 1.0)
-    return module, test.x, test.y
+def digits(trained):
+    """digits_cnn trained on digits (test_security's fixture), and its test split in [0, 1]."""
+    module, _, x, y = trained
+    return module, x, y
 
 
 @pytest.mark.parametrize("norm,stop", [("inf", 0.3), ("2", 3.0)])

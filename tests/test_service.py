@@ -108,13 +108,7 @@ def test_kill_9_then_restart_reruns_the_jobs_to_the_same_results(tmp_path):
 
 def test_cancel_stops_a_running_security_job_within_2_s(server):
     c = server.client()
-    job = c.submit("security", model="zoo:digits_cnn", samples=1500, steps=200, mode="slow",
-                   cache=False)
-    deadline = time.monotonic() + 60
-    while job["id"] not in server.job_pids() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    pid = server.job_pids()[job["id"]]
-    time.sleep(1.0)  # well into the attack
+    job, pid = _long_running_job(server, c)
     assert alive(pid) and c.job(job["id"])["state"] == "running"
     t0 = time.monotonic()
     assert c.cancel(job["id"])["state"] == "cancelled"
@@ -136,16 +130,11 @@ def test_a_stopped_or_killed_server_leaves_no_job_running_and_a_restart_reruns_i
     s = Server(tmp_path / "data", "--workers", "1").start()
     try:
         c = s.client()
-        job = c.submit("security", model="zoo:digits_cnn", samples=1500, steps=200, mode="slow",
-                       cache=False)
-        deadline = time.monotonic() + 60
-        while job["id"] not in s.job_pids() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        pid = s.job_pids()[job["id"]]
+        job, pid = _long_running_job(s, c)
         follower = threading.Thread(target=lambda: list(_events_until_closed(c, job["id"])),
                                     daemon=True)
         follower.start()
-        time.sleep(1.0)
+        time.sleep(0.5)  # its event stream open
         assert alive(pid) and group_alive(pid)
         t0 = time.monotonic()
         s.proc.send_signal(sig)
@@ -164,6 +153,18 @@ def test_a_stopped_or_killed_server_leaves_no_job_running_and_a_restart_reruns_i
         s.client().cancel(job["id"])
     finally:
         s.stop()
+
+
+def _long_running_job(server, client) -> tuple[dict, int]:
+    """A security job minutes long, once its process has been well into the attack for 1 s."""
+    job = client.submit("security", model="zoo:digits_cnn", samples=1500, steps=200, mode="slow",
+                        cache=False)
+    deadline = time.monotonic() + 60
+    while job["id"] not in server.job_pids() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    pid = server.job_pids()[job["id"]]
+    time.sleep(1.0)
+    return job, pid
 
 
 def _events_until_closed(client, job_id):

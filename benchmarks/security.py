@@ -44,7 +44,8 @@ from runtime.torch.module import build  # noqa: E402
 from runtime.torch.train import TrainConfig, train  # noqa: E402
 from frontends.datasets import load  # noqa: E402
 from frontends.loader import load_model  # noqa: E402
-from security.evaluate import SecurityConfig, evaluate, plot_curves, torch_model  # noqa: E402
+from security.evaluate import (SecurityConfig, epsilon_axes, evaluate, plot_curves,  # noqa: E402
+                               torch_model)
 
 console = console_for_tables()
 
@@ -217,11 +218,7 @@ def plot_fmn(rows: list[dict], path: str, label: str) -> str:
             ax.axvline(f.median_distance, color="C0", alpha=0.4, lw=1)
             ax.annotate(f"median distance {f.median_distance:.3g}", (f.median_distance, 0.52),
                         fontsize=7, color="C0")
-        norm = {"inf": r"$L_\infty$", "2": "$L_2$"}[r["norm"]]
-        ax.set_xlabel(f"epsilon ({norm}, inputs in [0, 1])")
-        ax.set_ylabel("robust accuracy")
-        ax.set_ylim(-0.02, 1.02)
-        ax.grid(alpha=0.3)
+        norm = epsilon_axes(ax, r["norm"], "robust accuracy")
         ax.legend(fontsize=7, loc="upper right")
         ax.set_title(f"{label}, {f.samples} samples, {norm}", fontsize=9)
     fig.tight_layout()

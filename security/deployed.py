@@ -24,7 +24,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aloha_ir.errors import InputFileError, UsageError
-from security.evaluate import SecurityConfig, SecurityReport, curve_average, evaluate, level_of
+from security.evaluate import (SecurityConfig, SecurityReport, curve_average, epsilon_axes, evaluate,
+                               level_of)
 
 
 @dataclass
@@ -194,11 +195,7 @@ def plot_deployed(report: DeployedReport, path: str, title: str | None = None) -
                   f"{dr.level})")
     ax.plot(fr.eps, report.transfer_accuracy, "--", color="C2",
             label=f"deployed on the float's examples (avg {report.transfer_average:.3f})")
-    norm = {"inf": r"$L_\infty$", "2": "$L_2$", "1": "$L_1$"}[fr.norm]
-    ax.set_xlabel(f"epsilon ({norm}, inputs in [0, 1])")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
+    epsilon_axes(ax, fr.norm, "accuracy")
     ax.set_title(title or f"float vs deployed: {report.model}, {fr.samples} samples", fontsize=9)
     ax.legend(fontsize=7, loc="upper right")  # the curves fall from the upper left
     fig.tight_layout()

@@ -514,6 +514,17 @@ def effectiveness(eps, chunks: list[list[dict]], n: int) -> list[dict]:
 # plots
 
 
+def epsilon_axes(ax, norm: str, ylabel: str) -> str:
+    """The axes every security plot shares (epsilon in the norm's units on [0, 1] inputs, a
+    fraction of samples from 0 to 1); returns the norm's label for titles."""
+    label = {"inf": r"$L_\infty$", "2": "$L_2$", "1": "$L_1$"}[norm]
+    ax.set_xlabel(f"epsilon ({label}, inputs in [0, 1])")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(alpha=0.3)
+    return label
+
+
 def plot_curves(reports: list[SecurityReport], path: str, title: str | None = None) -> str:
     """The security evaluation curves (attack solid, FGSM dashed, noise dotted) as a PNG."""
     import matplotlib
@@ -531,11 +542,7 @@ def plot_curves(reports: list[SecurityReport], path: str, title: str | None = No
         for style, (kind, acc) in zip((":", "-."), r.noise.items()):
             ax.plot(r.eps, acc, style, color=color, alpha=0.6, label=f"{tag}{kind} noise")
     r0 = reports[0]
-    norm = {"inf": r"$L_\infty$", "2": "$L_2$", "1": "$L_1$"}[r0.norm]
-    ax.set_xlabel(f"epsilon ({norm}, inputs in [0, 1])")
-    ax.set_ylabel("accuracy")
-    ax.set_ylim(-0.02, 1.02)
-    ax.grid(alpha=0.3)
+    epsilon_axes(ax, r0.norm, "accuracy")
     ax.set_title(title or f"security evaluation: {r0.model}, {r0.samples} samples, {r0.mode} mode")
     ax.legend(fontsize=7, loc="lower left")  # curves fall from the upper left
     fig.tight_layout()

@@ -41,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from aloha_ir.errors import UsageError
-from security.evaluate import CHUNK, SecurityConfig, curve_average, torch_model
+from security.evaluate import CHUNK, SecurityConfig, curve_average, epsilon_axes, torch_model
 from security.sampling import select_samples
 
 
@@ -206,11 +206,7 @@ def plot_reject(report: RejectReport, path: str, title: str = "") -> str:
         if c.threshold > 0:
             left.plot(report.eps, c.naive_accuracy, "--", color=color, alpha=0.7,
                       label=f"{name}, threshold-unaware attack (avg {c.naive_curve_average:.3f})")
-    norm = {"inf": r"$L_\infty$", "2": "$L_2$", "1": "$L_1$"}[report.norm]
-    left.set_xlabel(f"epsilon ({norm}, inputs in [0, 1])")
-    left.set_ylabel("accuracy with rejection")
-    left.set_ylim(-0.02, 1.02)
-    left.grid(alpha=0.3)
+    epsilon_axes(left, report.norm, "accuracy with rejection")
     left.legend(fontsize=6, loc="lower left")
     left.set_title(f"{report.attack} vs a reject option, {report.samples} samples", fontsize=9)
     ts = [c.threshold for c in report.curves]

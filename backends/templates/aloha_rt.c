@@ -1,12 +1,15 @@
-/* ALOHA runtime: see aloha_rt.h. One mutex guards every FIFO's indices and the count of waiting
- * threads; data is copied outside the lock (each FIFO has one producer and one consumer, and a
- * region is only touched by its owner until the indices are committed).
+/* ALOHA runtime: see aloha_rt.h. Every FIFO has one producer and one consumer, so a FIFO between
+ * threads is a lock-free ring (aloha_fifo_read/write below): a read or write that finds its tokens
+ * (its room) takes no lock and makes no system call. Only one that must wait takes the one mutex,
+ * g_lock, which guards the count of sleeping threads (a deadlock is every live thread asleep) and
+ * what each sleeper waits for, and sleeps on the FIFO's condition variable until the other side
+ * wakes it. A reuse self-loop stays within its actor's thread and is a plain ring.
  *
- * A thread that would block first spins for a while (ALOHA_SPIN_US, default 50 us) watching the
- * FIFO's count: a hand-over between two running threads then costs a cache-line transfer instead
- * of a sleep and a wake-up, which is several microseconds, often more than a small firing's work.
- * It spins only when every thread has a core of its own; otherwise spinning steals the core the
- * other side needs. ALOHA_SPIN_US=0 turns it off. */
+ * ALOHA_SPIN_US (default 0: off) makes a thread that would sleep first spin that long watching the
+ * FIFO, and only when every thread has a core of its own. Measured on the 2-core host (mnist-8,
+ * lenet5, mnist_cnn): spinning made every frame slower, at 5 us as at 50 us, and the sleeps did not
+ * become fewer; the thread a spinner waits for is often queued on the spinner's own core (the
+ * scheduler puts a woken thread beside the one that woke it) or preempted by another process. */
 {% if view.runtime == "static" %}
 /* The static-order variant (alohac compile --runtime static): one thread fires the frame's firings
  * in the schedule's start order, so a read finds its tokens and a write its room, or the order does
@@ -24,13 +27,18 @@
 #include <unistd.h>
 
 #ifndef ALOHA_SPIN_US
-#define ALOHA_SPIN_US 50
+#define ALOHA_SPIN_US 0
 #endif
 
 {% if view.runtime == "threads" %}
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_live;      /* pipeline threads not finished */
 static int g_blocked;   /* of those, waiting on a FIFO */
+/* ALOHA_PROFILE=1 prints these per frame: FIFO reads and writes between threads, those that found
+ * too few tokens (too little room) and went the slow way, the times a thread slept, and the
+ * acquisitions of g_lock by FIFO operations (only the slow way and the wake-ups take it) */
+static long g_ops, g_waits, g_sleeps, g_locks;
+static __thread long t_ops, t_waits;
 {% endif %}
 static aloha_actor *g_actors;
 static long g_frames;
@@ -52,11 +60,18 @@ double aloha_now(void)
 {% else %}
 static double t_waited; /* one thread: nothing waits, stays 0 */
 
-/* processor time (a bare-metal C library has no monotonic clock; newlib's semihosting asks the
- * host for it, in its resolution) */
+/* seconds on a monotonic clock under Linux (the host, or an ARM Linux under QEMU: wall time, as
+ * onnxruntime's is measured); on bare metal processor time (a bare-metal C library has no monotonic
+ * clock; newlib's semihosting asks the host for it, in its resolution) */
 double aloha_now(void)
 {
+#ifdef __linux__
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+#else
     return (double)clock() / (double)CLOCKS_PER_SEC;
+#endif
 }
 {% endif %}
 
@@ -174,6 +189,11 @@ void aloha_report_profile(const aloha_actor *actors, int n)
         fprintf(stderr, "profile: actor %d firings %.9g compute_s %.9g overhead_s %.9g name %s\n",
                 i, (double)actors[i].firings / (double)g_done, actors[i].compute_s / (double)g_done,
                 actors[i].overhead_s / (double)g_done, actors[i].name);
+{% if view.runtime == "threads" %}
+    fprintf(stderr, "sync: fifo_ops %.9g waits %.9g sleeps %.9g locks %.9g per frame\n",
+            (double)g_ops / (double)g_done, (double)g_waits / (double)g_done,
+            (double)g_sleeps / (double)g_done, (double)g_locks / (double)g_done);
+{% endif %}
 }
 
 void aloha_fatal(const char *fmt, ...)
@@ -208,7 +228,7 @@ static void check_deadlock(const aloha_fifo *f, const char *what, int n)
     if (g_blocked == g_live)
         aloha_fatal("deadlock: every thread waits; the last waits to %s %d tokens on FIFO %s "
                     "(capacity %d, holding %d): a FIFO is smaller than the schedule needs",
-                    what, n, f->name, f->capacity, f->count);
+                    what, n, f->name, f->capacity, __atomic_load_n(&f->count, __ATOMIC_SEQ_CST));
 }
 
 {% endif %}
@@ -228,10 +248,54 @@ static void copy_out(const aloha_fifo *f, int at, unsigned char *dst, int n)
     memcpy(dst + (size_t)first * e, f->buf, (size_t)(n - first) * e);
 }
 
+/* A reuse self-loop's producer and consumer are one actor, so one thread: its ring needs no
+ * synchronisation, and a read that finds too few tokens (a write too little room) would wait for
+ * its own thread, so it is reported at once (exit 3). The static-order runtime's every FIFO is one. */
+static void local_write(aloha_fifo *f, const void *src, int n)
+{
+    if (n <= 0)
+        return;
+    if (f->capacity - f->count < n)
+        aloha_fatal("{{ "deadlock: " if view.runtime == "threads" }}FIFO %s holds %d of %d tokens and the {{ "actor" if view.runtime == "threads" else "static order" }} writes %d more: the FIFO "
+                    "is too small for it (generate with the schedule's FIFO sizes, --buffers "
+                    "schedule)", f->name, f->count, f->capacity, n);
+    copy_in(f, f->tail, (const unsigned char *)src, n);
+    f->tail = (f->tail + n) % f->capacity;
+    f->count += n;
+}
+
+static void local_read(aloha_fifo *f, void *dst, int n)
+{
+    if (n <= 0)
+        return;
+    if (f->count < n)
+        aloha_fatal("{{ "deadlock: " if view.runtime == "threads" }}FIFO %s holds %d tokens and the {{ "actor" if view.runtime == "threads" else "static order" }} reads %d: a firing runs before "
+                    "its producer's", f->name, f->count, n);
+    copy_out(f, f->head, (unsigned char *)dst, n);
+    f->head = (f->head + n) % f->capacity;
+    f->count -= n;
+}
+
 {% if view.runtime == "threads" %}
+/* The FIFOs between threads: single-producer single-consumer rings without a lock. The producer
+ * alone moves `tail` and the consumer `head`; `count` is the one shared word. A write copies its
+ * tokens in, then adds to `count` (release: the consumer that sees the count sees the tokens); a
+ * read copies out, then subtracts (release: the producer that sees the room finds the tokens read).
+ * Only a side that finds too few tokens (too little room) takes g_lock, publishes what it waits for
+ * (`reader_waiting`, `writer_waiting`) and sleeps on the FIFO's condition variable; the other side,
+ * after updating `count`, looks at that word and wakes it once it can go on. The sleeper stores its
+ * word and then loads `count`, the other side updates `count` and then loads the word, all
+ * sequentially consistent: one of the two sees the other's store, so no wake-up is lost. */
 static int fifo_count(const aloha_fifo *f)
 {
-    return __atomic_load_n(&f->count, __ATOMIC_ACQUIRE);
+    return __atomic_load_n(&f->count, __ATOMIC_SEQ_CST);
+}
+
+/* the FIFO holds n tokens (reader) or has room for n (writer) */
+static int fifo_ready(const aloha_fifo *f, int reader, int n)
+{
+    int c = fifo_count(f);
+    return reader ? c >= n : f->capacity - c >= n;
 }
 
 static void cpu_relax(void)
@@ -243,7 +307,7 @@ static void cpu_relax(void)
 #endif
 }
 
-/* spin until the FIFO holds (reader) or has room for (writer) n tokens, or g_spin_s passes */
+/* spin until the FIFO is ready for n tokens, or g_spin_s passes */
 static void spin_until(const aloha_fifo *f, int reader, int n)
 {
     double until;
@@ -253,8 +317,7 @@ static void spin_until(const aloha_fifo *f, int reader, int n)
     until = aloha_now() + g_spin_s;
     for (;;) {
         for (i = 0; i < 64; i++) {
-            int c = fifo_count(f);
-            if (reader ? c >= n : f->capacity - c >= n)
+            if (fifo_ready(f, reader, n))
                 return;
             cpu_relax();
         }
@@ -263,102 +326,96 @@ static void spin_until(const aloha_fifo *f, int reader, int n)
     }
 }
 
-void aloha_fifo_write(aloha_fifo *f, const void *src, int n)
+/* the slow path: sleep until the FIFO is ready for n tokens (the other side wakes us) */
+static void fifo_wait(aloha_fifo *f, int reader, int n)
 {
-    int at;
-    if (n <= 0)
-        return;
-    if (n > f->capacity)
-        aloha_fatal("FIFO %s holds %d tokens but one firing writes %d", f->name, f->capacity, n);
+    int *waiting = reader ? &f->reader_waiting : &f->writer_waiting;
     double t0 = g_profile ? aloha_now() : 0.0;
-    spin_until(f, 0, n);
-    pthread_mutex_lock(&g_lock);
-    while (f->capacity - f->count < n) {
-        f->writer_waiting = n;
-        g_blocked++;
-        check_deadlock(f, "write", n);
-        pthread_cond_wait(&f->space, &g_lock);
-        if (f->writer_waiting) { /* woken spuriously: nobody took us off the waiting count */
-            f->writer_waiting = 0;
-            g_blocked--;
+    t_waits++;
+    spin_until(f, reader, n);
+    if (!fifo_ready(f, reader, n)) {
+        pthread_mutex_lock(&g_lock);
+        g_locks++;
+        for (;;) {
+            __atomic_store_n(waiting, n, __ATOMIC_SEQ_CST);
+            if (fifo_ready(f, reader, n)) {
+                __atomic_store_n(waiting, 0, __ATOMIC_SEQ_CST);
+                break;
+            }
+            g_blocked++;
+            g_sleeps++;
+            check_deadlock(f, reader ? "read" : "write", n);
+            pthread_cond_wait(reader ? &f->data : &f->space, &g_lock);
+            if (__atomic_load_n(waiting, __ATOMIC_SEQ_CST)) { /* woken spuriously: nobody took */
+                __atomic_store_n(waiting, 0, __ATOMIC_SEQ_CST); /* us off the waiting count */
+                g_blocked--;
+            }
+            if (fifo_ready(f, reader, n))
+                break;
         }
+        pthread_mutex_unlock(&g_lock);
     }
-    at = f->tail;
-    pthread_mutex_unlock(&g_lock);
     if (g_profile)
         t_waited += aloha_now() - t0;
-    copy_in(f, at, (const unsigned char *)src, n);
+}
+
+/* after updating `count`: wake the other side if it sleeps and can now go on */
+static void fifo_wake(aloha_fifo *f, int reader)
+{
+    int *waiting = reader ? &f->reader_waiting : &f->writer_waiting;
+    int n;
+    if (!__atomic_load_n(waiting, __ATOMIC_SEQ_CST))
+        return;
     pthread_mutex_lock(&g_lock);
-    f->tail = (f->tail + n) % f->capacity;
-    __atomic_store_n(&f->count, f->count + n, __ATOMIC_RELEASE);
-    if (f->reader_waiting && f->count >= f->reader_waiting) { /* wake it only when it can go on */
-        f->reader_waiting = 0;
+    g_locks++;
+    n = __atomic_load_n(waiting, __ATOMIC_SEQ_CST);
+    if (n && fifo_ready(f, reader, n)) {
+        __atomic_store_n(waiting, 0, __ATOMIC_SEQ_CST);
         g_blocked--;
-        pthread_cond_signal(&f->data);
+        pthread_cond_signal(reader ? &f->data : &f->space);
     }
     pthread_mutex_unlock(&g_lock);
 }
 
+void aloha_fifo_write(aloha_fifo *f, const void *src, int n)
+{
+    if (n <= 0)
+        return;
+    if (n > f->capacity)
+        aloha_fatal("FIFO %s holds %d tokens but one firing writes %d", f->name, f->capacity, n);
+    t_ops++;
+    if (!fifo_ready(f, 0, n))
+        fifo_wait(f, 0, n);
+    copy_in(f, f->tail, (const unsigned char *)src, n);
+    f->tail = (f->tail + n) % f->capacity;
+    __atomic_add_fetch(&f->count, n, __ATOMIC_SEQ_CST);
+    fifo_wake(f, 1);
+}
+
 void aloha_fifo_read(aloha_fifo *f, void *dst, int n)
 {
-    int at;
     if (n <= 0)
         return;
     if (n > f->capacity)
         aloha_fatal("FIFO %s holds %d tokens but one firing reads %d", f->name, f->capacity, n);
-    double t0 = g_profile ? aloha_now() : 0.0;
-    spin_until(f, 1, n);
-    pthread_mutex_lock(&g_lock);
-    while (f->count < n) {
-        f->reader_waiting = n;
-        g_blocked++;
-        check_deadlock(f, "read", n);
-        pthread_cond_wait(&f->data, &g_lock);
-        if (f->reader_waiting) {
-            f->reader_waiting = 0;
-            g_blocked--;
-        }
-    }
-    at = f->head;
-    pthread_mutex_unlock(&g_lock);
-    if (g_profile)
-        t_waited += aloha_now() - t0;
-    copy_out(f, at, (unsigned char *)dst, n);
-    pthread_mutex_lock(&g_lock);
+    t_ops++;
+    if (!fifo_ready(f, 1, n))
+        fifo_wait(f, 1, n);
+    copy_out(f, f->head, (unsigned char *)dst, n);
     f->head = (f->head + n) % f->capacity;
-    __atomic_store_n(&f->count, f->count - n, __ATOMIC_RELEASE);
-    if (f->writer_waiting && f->capacity - f->count >= f->writer_waiting) {
-        f->writer_waiting = 0;
-        g_blocked--;
-        pthread_cond_signal(&f->space);
-    }
-    pthread_mutex_unlock(&g_lock);
+    __atomic_sub_fetch(&f->count, n, __ATOMIC_SEQ_CST);
+    fifo_wake(f, 0);
 }
 
 {% else %}
 void aloha_fifo_write(aloha_fifo *f, const void *src, int n)
 {
-    if (n <= 0)
-        return;
-    if (f->capacity - f->count < n)
-        aloha_fatal("FIFO %s holds %d of %d tokens and the static order writes %d more: the FIFO "
-                    "is too small for it (generate with the schedule's FIFO sizes, --buffers "
-                    "schedule)", f->name, f->count, f->capacity, n);
-    copy_in(f, f->tail, (const unsigned char *)src, n);
-    f->tail = (f->tail + n) % f->capacity;
-    f->count += n;
+    local_write(f, src, n);
 }
 
 void aloha_fifo_read(aloha_fifo *f, void *dst, int n)
 {
-    if (n <= 0)
-        return;
-    if (f->count < n)
-        aloha_fatal("FIFO %s holds %d tokens and the static order reads %d: a firing runs before "
-                    "its producer's", f->name, f->count, n);
-    copy_out(f, f->head, (unsigned char *)dst, n);
-    f->head = (f->head + n) % f->capacity;
-    f->count -= n;
+    local_read(f, dst, n);
 }
 {% endif %}
 const void *aloha_rows(const aloha_port *p)
@@ -386,7 +443,7 @@ static void fill(aloha_port *p, int phase)
     } else {
         p->base = p->read - keep;
         if (keep)
-            aloha_fifo_read(p->reuse, p->win, keep * p->row_tokens);
+            local_read(p->reuse, p->win, keep * p->row_tokens);
         aloha_fifo_read(p->in, p->win + row_at(p, keep), fresh * p->row_tokens);
         p->rows = keep + fresh;
     }
@@ -397,7 +454,7 @@ static void keep_rows(aloha_port *p, int phase)
 {
     int n = p->reuse_out[phase];
     if (n)
-        aloha_fifo_write(p->reuse, p->win + row_at(p, p->rows - n), n * p->row_tokens);
+        local_write(p->reuse, p->win + row_at(p, p->rows - n), n * p->row_tokens);
 }
 
 void aloha_fire(aloha_actor *a)
@@ -456,6 +513,8 @@ static void *thread_main(void *arg)
     long frame;
     int r, k;
 {{ frame_loop() }}    pthread_mutex_lock(&g_lock);
+    g_ops += t_ops;
+    g_waits += t_waits;
     g_live--;
     if (g_live > 0 && g_blocked == g_live)
         aloha_fatal("deadlock: thread %s finished and every other thread waits on a FIFO",
@@ -478,6 +537,7 @@ int aloha_run(aloha_actor *actors, aloha_thread *threads, int nthreads, long fra
     g_frames = frames;
     g_live = nthreads;
     g_blocked = 0;
+    g_ops = g_waits = g_sleeps = g_locks = 0;
     g_done = g_begun = 0;
     g_samples = 0;
     g_one_at_a_time = getenv("ALOHA_TIMING") && strcmp(getenv("ALOHA_TIMING"), "latency") == 0;

@@ -504,11 +504,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--weights", choices=("file", "embedded"), default="file",
                    help="generated code: weights in code/weights.bin loaded at start (default), "
                         "or compiled in as const arrays with static allocation only (bare metal)")
-    p.add_argument("--runtime", choices=("threads", "static"), default="threads",
-                   help="generated code: threads = one thread per processing unit (pthreads, "
-                        "default); static = the frame's firings in one loop in the schedule's "
-                        "order, no pthreads or malloc: a microcontroller's runtime (`make "
-                        "TARGET=cortex-m4` builds it for a Cortex-M4 under QEMU)")
+    p.add_argument("--runtime", choices=("auto", "threads", "static"), default="auto",
+                   help="generated code: threads = one thread per processing unit (pthreads); "
+                        "static = the frame's firings in one loop in the schedule's order, no "
+                        "pthreads or malloc: a microcontroller's runtime (`make TARGET=cortex-m4` "
+                        "builds it for a Cortex-M4 under QEMU); auto (default) = static when the "
+                        "threads' predicted period, with what their hand-overs cost (the cpu "
+                        "units' `handover`), is no shorter than one thread's (network.json's "
+                        "runtime_choice says why)")
     p.add_argument("--buffers", choices=("schedule", "minimal"), default=None,
                    help="FIFO capacities (with --target): schedule = the self-timed schedule's "
                         "occupancies (default), minimal = the least the generated program's "

@@ -220,7 +220,8 @@ SCHEMA = {
                  "datatypes": ("names", True), "default_datatype": ("name", False),
                  "static_power": ("power", True), "default_operating_point": ("name", False)},
     "cpu": {**_COMMON_PE, "ops_per_cycle": ("keyed_number", True),
-            "memory_bandwidth": ("bandwidth", False), "call_overhead": ("time", False)},
+            "memory_bandwidth": ("bandwidth", False), "call_overhead": ("time", False),
+            "handover": ("time", False)},
     "conv-engine": {**_COMMON_PE, "grid": ("dims", True), "multipliers": ("posint", True),
                     "pixels_per_cycle": ("posint", True), "simd": ("keyed_posint", False),
                     "kernels": ("dims_list", True), "stride": ("name", False),
@@ -438,7 +439,8 @@ def _pe(sec: Section, datatypes: tuple[str, ...]) -> ProcessingElement:
                                  ", ".join(datatypes) + ")")
         return ProcessingElement(**common, ops_per_cycle=rates,
                                  memory_bandwidth_bps=_get(sec, s, "memory_bandwidth", 0.0),
-                                 call_overhead_s=_get(sec, s, "call_overhead", 0.0))
+                                 call_overhead_s=_get(sec, s, "call_overhead", 0.0),
+                                 handover_s=_get(sec, s, "handover", 0.0))
     stride = _get(sec, s, "stride", "native")
     if stride not in ("native", "subsample"):
         raise ArchError(f"pe {sec.name}: stride must be native or subsample, got '{stride}'",

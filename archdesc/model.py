@@ -59,6 +59,9 @@ class ProcessingElement:
     ops_per_cycle: tuple[tuple[str, float], ...] = ()  # data type -> elementary ops per cycle
     memory_bandwidth_bps: float = 0.0  # bytes a kernel streams per second at most (0: unbounded)
     call_overhead_s: float = 0.0
+    # what the generated program pays to pass a FIFO transfer to another unit's thread beyond the
+    # copy (its sleeps and wake-ups, amortised); not in the schedule: --runtime auto weighs it
+    handover_s: float = 0.0
     # conv-engine
     grid: tuple[int, int] = (1, 1)  # rows (output maps in parallel) x columns (input groups)
     multipliers: int = 0  # per sum-of-products unit

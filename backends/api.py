@@ -27,8 +27,10 @@ from aloha_ir.outputs import write_bytes, write_text
 COMMON_TEMPLATES = os.path.join(os.path.dirname(__file__), "templates")
 # threads: one pthread per processing unit (Linux, or the host); static: one loop over the frame's
 # firings in the schedule's start order, no pthreads, no malloc, with a startup file and linker
-# script for a Cortex-M4 board model (`make TARGET=cortex-m4`; the Makefile says which)
-RUNTIMES = ("threads", "static")
+# script for a Cortex-M4 board model (`make TARGET=cortex-m4`; the Makefile says which); auto:
+# static when the threads' predicted period with their hand-overs is no shorter than one thread's
+# (backends/codegen/threads.py choose_runtime), else threads
+RUNTIMES = ("threads", "static", "auto")
 CORTEX_M_FILES = ("cortex_m4_startup.c", "mps2_an386.ld")
 
 
@@ -50,6 +52,9 @@ class Backend:
     description: ClassVar[str] = ""
     # extra template directories searched before the class's own (a platform package's overrides)
     template_dirs: ClassVar[tuple[str, ...]] = ()
+    # the runtimes its templates handle (a platform.j2 whose hooks take pthread locks names only
+    # "threads"; `auto` then keeps the threads)
+    runtimes: ClassVar[tuple[str, ...]] = ("threads", "static")
 
     def __init__(self, *, weights: str = "file", fifo_override: dict[str, int] | None = None,
                  runtime: str = "threads"):
@@ -57,6 +62,12 @@ class Backend:
             raise UsageError(f"weights={weights!r}: expected 'file' or 'embedded'")
         if runtime not in RUNTIMES:
             raise UsageError(f"runtime={runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        if runtime != "auto" and runtime not in self.runtimes:
+            raise UsageError(f"backend {self.name}: its templates handle the runtime "
+                             f"{' or '.join(self.runtimes)}, not {runtime}",
+                             hint="--runtime " + self.runtimes[0])
+        if runtime == "auto" and "static" not in self.runtimes:
+            runtime = "threads"
         self.weights = weights
         self.fifo_override = dict(fifo_override or {})
         self.runtime = runtime

@@ -92,3 +92,81 @@ def test_the_lock_free_fifos_have_no_data_race_at_the_least_sizes(tmp_path):
         assert r.returncode == 0 and "ThreadSanitizer" not in r.stderr, r.stderr[-3000:]
         np.testing.assert_array_equal(y, want)
 
+
+def _arch_with_handover(directory, handover_us: float) -> str:
+    """host-cpu with its cores' hand-over cost set to `handover_us`."""
+    import os
+    path = os.path.join(str(directory), "host-h.arch")
+    with open(path, "w") as f:
+        f.write("platform host-h extends host-cpu {\n  description = \"host-cpu, another "
+                f"hand-over cost (test)\"\n  pe core : cpu {{\n    handover = {handover_us} us\n"
+                "  }\n}\n")
+    return path
+
+
+def test_auto_runs_one_thread_where_the_hand_overs_cost_more_than_the_threads_save(tmp_path):
+    """`runtime="auto"` on the digits CNN: the threads save the cost model's one-thread seconds
+    (the csdf actors' cost_s, summed) minus the schedule's period; they pay a hand-over per FIFO
+    transfer between threads (counted here from the threads' view). The choice follows the sign
+    of saving - handovers x handover: one thread at host-cpu's measured cost, and at a cost just
+    below the break-even the threads; the one thread's program is bit-exact with the threads'."""
+    from aloha_ir.dialects import csdf
+    from archdesc.loader import load_platform
+    from backends.registry import get_backend
+    module = _digits()
+    platform = lower(module, "host-cpu")
+    threads = get_backend("host")(runtime="threads").view(module, platform)
+    graph = csdf.csdf_graphs(module)[0]
+    one = sum(a.cost_s for a in graph.actors())
+    _, cross = transfers_per_frame(threads)
+    saving = one - graph.period_s
+    assert saving > 0
+    handover = load_platform("host-cpu").pe("core").handover_s
+    assert handover > 0
+    auto = get_backend("host")(runtime="auto").view(module, platform)
+    want = "static" if saving <= cross * handover else "threads"
+    assert auto.runtime == want == "static"
+    assert auto.runtime_choice.handovers == cross
+    assert len(auto.threads) == 1
+    # at 0.9 of the break-even cost the threads pay
+    arch = _arch_with_handover(tmp_path, 0.9 * 1e6 * saving / cross)
+    other = _digits()
+    assert get_backend("host")(runtime="auto").view(other, lower(other, arch)).runtime == \
+        "threads"
+    x = _inputs(6)
+    outs = {}
+    for rt in ("auto", "threads"):
+        code = generate(_digits(), "host-cpu", str(tmp_path / rt), runtime=rt)
+        build(code)
+        r, outs[rt] = run(code, x)
+        assert r.returncode == 0, r.stderr
+    np.testing.assert_array_equal(outs["auto"], outs["threads"])
+
+
+def test_auto_keeps_the_threads_where_the_fifos_do_not_hold_one_threads_order(tmp_path):
+    """The least FIFO sizes (size-buffers) are the threads': where one of them cannot hold the
+    one-frame start order's tokens (simulated here firing by firing from the view's rates), auto
+    keeps the threads however cheap they would be."""
+    from backends.registry import get_backend
+    module = _digits()
+    platform = lower(module, "host-cpu", buffers="minimal")
+    view = get_backend("host")(runtime="static").view(module, platform)
+    count = {f.index: 0 for f in view.fifos}
+    overflow = False
+    phase = {a.index: 0 for a in view.actors}
+    for i, n in view.threads[0].order:
+        a = view.actors[i]
+        for _ in range(n):
+            k = phase[i]
+            for p in a.ins:
+                count[p.fifo] -= p.new[k] * p.row_tokens
+                if p.reuse >= 0:
+                    count[p.reuse] += (p.reuse_out[k] - p.reuse_in[k]) * p.row_tokens
+            for f in a.outs:
+                count[f] += a.prod[k]
+            overflow |= any(count[f.index] > f.capacity for f in view.fifos)
+            phase[i] = (k + 1) % a.phases
+    auto = get_backend("host")(runtime="auto").view(module, platform)
+    assert auto.runtime_choice.fits_one_thread == (not overflow)
+    if overflow:
+        assert auto.runtime == "threads"

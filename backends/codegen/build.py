@@ -13,7 +13,7 @@ from backends.codegen.context import BuildContext
 from backends.codegen.kernels import check_kernels, kernel_record
 from backends.codegen.names import c_identifier
 from backends.codegen.ports import input_ports, mark_batch_items
-from backends.codegen.threads import flat_thread, unit_threads
+from backends.codegen.threads import choose_runtime, flat_thread, unit_threads
 from backends.codegen.view import ActorView, CodegenView, FifoView, IoView
 from passes.analyze_memory import BOUNDARY_KINDS, Deployment, channel_storage
 
@@ -95,14 +95,23 @@ def build_view(module, platform, *, weights: str = "file",
         if kind in ("input", "output"):
             (inputs if kind == "input" else outputs)[actor.block_name] = view
         actors.append(view)
+    choice = None
     if runtime == "static":
         threads = flat_thread(graph, index)
     else:
         threads = unit_threads(graph, actors, fifos, index, platform)
+    if runtime == "auto":
+        handover_s = max([pe.handover_s for pe in platform.pes if pe.kind == "cpu"] + [0.0])
+        flat = flat_thread(graph, index)
+        choice = choose_runtime(actors, fifos, threads, flat, graph.period_s or 0.0, handover_s)
+        runtime = choice.runtime
+        if runtime == "static":
+            threads = flat
     return CodegenView(
         graph.sym_name.data.removesuffix("_csdf"), platform.name, datatype, b.fixed, weights,
         actors, fifos, threads, b.weights.tensors, _inputs(b, inputs),
-        _outputs(b, outputs), graph.latency_s or 0.0, graph.period_s or 0.0, runtime=runtime)
+        _outputs(b, outputs), graph.latency_s or 0.0, graph.period_s or 0.0, runtime=runtime,
+        runtime_choice=choice)
 
 
 def _inputs(b: BuildContext, by_block: dict[str, ActorView]) -> list[IoView]:

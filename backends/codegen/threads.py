@@ -2,11 +2,14 @@
 of the one-frame self-timed schedule (the start order analyze-schedule records on the actors,
 `order`), with the actors the mapping leaves unplaced folded into the thread of the nearest
 programmable unit (aloha_ir.threads, whose rule the FIFO sizing of passes/size_buffers.py
-shares). The static-order runtime runs the whole frame in one thread (flat_thread)."""
+shares). The static-order runtime runs the whole frame in one thread (flat_thread), and
+choose_runtime says which of the two a program gets when the user leaves it to alohac (`--runtime
+auto`): the threads only when what they save beats what their hand-overs cost."""
 
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict, dataclass
 
 from aloha_ir.threads import home_threads, static_orders
 from backends.codegen.view import ActorView, FifoView, ThreadView
@@ -46,3 +49,89 @@ def flat_thread(graph, index: dict[str, int]) -> list[ThreadView]:
                         {op.sym_name.data: "static" for op in graph.actors()})["static"]
     runs = [(index[a], len(list(g))) for a, g in itertools.groupby(seq)]
     return [ThreadView(0, "static", "", runs)]
+
+
+@dataclass(frozen=True)
+class RuntimeChoice:
+    """Why `runtime="auto"` chose the runtime it did (network.json's `runtime_choice`).
+
+    One thread takes `one_thread_s` a frame (the actors' predicted seconds, summed: analyze-cost's
+    figures, call overheads included). The threads take the schedule's `period_s` plus, for every
+    FIFO transfer between two threads (`handovers` a frame), the platform's `handover_s`: what
+    passing tokens to another thread costs the generated program beyond the copy, its sleeps and
+    wake-ups amortised (a cpu unit's `handover` in the .arch, measured by
+    benchmarks/runtime_sync.py). The schedule itself does not count it: it is the runtime's cost,
+    not the platform's links'. The one thread also needs the FIFO sizes to hold its order (sizes
+    from size-buffers are the threads' least, which the one thread's order may overflow)."""
+
+    runtime: str
+    one_thread_s: float
+    period_s: float
+    handovers: int
+    handover_s: float
+    fits_one_thread: bool
+
+    @property
+    def threads_s(self) -> float:
+        """The threads' predicted seconds a frame, hand-overs included."""
+        return self.period_s + self.handovers * self.handover_s
+
+    def manifest(self) -> dict:
+        return {**asdict(self), "threads_s": self.threads_s}
+
+
+def handovers(actors: list[ActorView], fifos: list[FifoView], threads: list[ThreadView]) -> int:
+    """FIFO transfers a frame between two threads: each firing that writes tokens to a FIFO whose
+    consumer runs on another thread, and each that reads new rows from one whose producer does."""
+    thread = {a: t.index for t in threads for a, _ in t.order}
+    src = {f: a.index for a in actors for f in a.outs}
+    count = 0
+    for a in actors:
+        for p in a.ins:
+            producer = actors[src[p.fifo]]
+            if thread[producer.index] != thread[a.index]:
+                count += sum(1 for rows in p.new if rows > 0)
+                count += sum(1 for tokens in producer.prod if tokens > 0)
+    return count
+
+
+def one_thread_fits(actors: list[ActorView], fifos: list[FifoView], order: list[tuple[int, int]]
+                    ) -> bool:
+    """Whether the FIFO capacities hold the one thread's order (`order`: (actor, firings) runs of a
+    frame), two frames of it from empty FIFOs: every read finds its tokens, every write its room,
+    as the static-order runtime's aloha_fifo_read/write require."""
+    count = [0] * len(fifos)
+    phase = [0] * len(actors)
+
+    def move(f: int, n: int) -> bool:
+        count[f] += n
+        return 0 <= count[f] <= fifos[f].capacity
+
+    for _ in range(2):
+        for i, firings in order:
+            a = actors[i]
+            for _ in range(firings):
+                k = phase[i]
+                ok = all(move(p.reuse, -p.reuse_in[k] * p.row_tokens) if p.reuse >= 0 else True
+                         for p in a.ins)
+                ok &= all(move(p.fifo, -p.new[k] * p.row_tokens) for p in a.ins)
+                ok &= all(move(p.reuse, p.reuse_out[k] * p.row_tokens) if p.reuse >= 0 else True
+                          for p in a.ins)
+                ok &= all(move(f, a.prod[k]) for f in a.outs)
+                if not ok:
+                    return False
+                phase[i] = (k + 1) % a.phases
+    return True
+
+
+def choose_runtime(actors: list[ActorView], fifos: list[FifoView], threads: list[ThreadView],
+                   flat: list[ThreadView], period_s: float, handover_s: float) -> RuntimeChoice:
+    """`static` when one thread is predicted no slower than the threads with their hand-overs
+    and the FIFOs hold its order, else `threads` (RuntimeChoice says why). A platform that gives
+    no hand-over cost (`handover_s` 0: not measured) keeps the threads its mapping asks for."""
+    one = sum(a.cost_s for a in actors)
+    h = handovers(actors, fifos, threads)
+    fits = one_thread_fits(actors, fifos, flat[0].order)
+    threads_s = period_s + h * handover_s
+    runtime = "static" if handover_s > 0 and fits and one <= threads_s else "threads"
+    return RuntimeChoice(runtime, one, period_s, h, handover_s, fits)

@@ -215,6 +215,8 @@ class CodegenView:
     # threads: one pthread per unit (aloha_rt.c); static: the whole frame's firings in one loop
     # in the schedule's start order, one thread, no pthreads, no malloc (a microcontroller's way)
     runtime: str = "threads"
+    # with runtime "auto": which of the two it chose and why (threads.RuntimeChoice)
+    runtime_choice: object = None
 
     @property
     def thread_units(self) -> list[str]:
@@ -295,5 +297,6 @@ class CodegenView:
                        "ctype": f.storage.ctype, "token_bytes": f.elem}
                       for f in self.fifos],
             "runtime": self.runtime,
+            **({"runtime_choice": self.runtime_choice.manifest()} if self.runtime_choice else {}),
             "threads": [{"name": t.name, "unit": t.unit, "runs": len(t.order)}
                         for t in self.threads]}

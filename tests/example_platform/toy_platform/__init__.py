@@ -17,3 +17,4 @@ class ToyBackend(HostBackend):
     default_platform = os.path.join(HERE, "toy.arch")
     description = "example out-of-tree platform (one core, busy/idle log)"
     template_dirs = (os.path.join(HERE, "templates"),)
+    runtimes = ("threads",)  # its power knob takes a pthread lock

@@ -75,6 +75,7 @@ def test_a_fifo_operation_that_need_not_wait_takes_no_lock(tmp_path):
     assert sync["locks"] <= sync["waits"] + cross
 
 
+@pytest.mark.slow  # a ThreadSanitizer build; test_backends runs one at the schedule's sizes
 def test_the_lock_free_fifos_have_no_data_race_at_the_least_sizes(tmp_path):
     """ThreadSanitizer over the float digits CNN at size-buffers' least FIFO capacities (the
     threads wait on nearly every FIFO between them), with and without spinning before a sleep:
@@ -144,9 +145,10 @@ def test_auto_runs_one_thread_where_the_hand_overs_cost_more_than_the_threads_sa
 
 
 def test_auto_keeps_the_threads_where_the_fifos_do_not_hold_one_threads_order(tmp_path):
-    """The least FIFO sizes (size-buffers) are the threads': where one of them cannot hold the
-    one-frame start order's tokens (simulated here firing by firing from the view's rates), auto
-    keeps the threads however cheap they would be."""
+    """The least FIFO sizes (size-buffers) are the threads': the digits CNN's cannot hold the
+    one-frame start order's tokens (simulated here firing by firing from the view's rates), so
+    auto keeps the threads however cheap they would be; the static program at those sizes stops
+    (exit 3)."""
     from backends.registry import get_backend
     module = _digits()
     platform = lower(module, "host-cpu", buffers="minimal")
@@ -166,7 +168,11 @@ def test_auto_keeps_the_threads_where_the_fifos_do_not_hold_one_threads_order(tm
                 count[f] += a.prod[k]
             overflow |= any(count[f.index] > f.capacity for f in view.fifos)
             phase[i] = (k + 1) % a.phases
+    assert overflow
     auto = get_backend("host")(runtime="auto").view(module, platform)
-    assert auto.runtime_choice.fits_one_thread == (not overflow)
-    if overflow:
-        assert auto.runtime == "threads"
+    assert not auto.runtime_choice.fits_one_thread and auto.runtime == "threads"
+    # and the one thread's program at those sizes does stop on the FIFO it overflows
+    code = generate(_digits(), "host-cpu", str(tmp_path), buffers="minimal", runtime="static")
+    build(code)
+    r, _ = run(code, _inputs(2))
+    assert r.returncode == 3 and "too small" in r.stderr, r.stderr

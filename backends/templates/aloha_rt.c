@@ -34,9 +34,10 @@
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static int g_live;      /* pipeline threads not finished */
 static int g_blocked;   /* of those, waiting on a FIFO */
-/* ALOHA_PROFILE=1 prints these per frame: FIFO reads and writes between threads, those that found
- * too few tokens (too little room) and went the slow way, the times a thread slept, and the
- * acquisitions of g_lock by FIFO operations (only the slow way and the wake-ups take it) */
+/* ALOHA_PROFILE=1 prints these per frame: FIFO reads and writes that move tokens (reuse self-loops
+ * aside), those that found too few tokens (too little room) and went the slow way, the times a
+ * thread slept, and the acquisitions of g_lock by FIFO operations (only the slow way and the
+ * wake-ups take it) */
 static long g_ops, g_waits, g_sleeps, g_locks;
 static __thread long t_ops, t_waits;
 {% endif %}

@@ -23,9 +23,11 @@ typedef struct aloha_fifo {
     unsigned char *buf;
     int capacity;              /* tokens: the size analyze-schedule computed */
     int elem;                  /* bytes per token */
-    int head, tail, count;     /* single producer, single consumer ring (count: atomic) */
+    int head, tail, count;     /* single producer, single consumer ring: head the consumer's,
+                                  tail the producer's, count shared (atomic between threads) */
 {% if view.runtime == "threads" %}
-    int reader_waiting, writer_waiting; /* tokens (room) a sleeping reader (writer) waits for */
+    int reader_waiting, writer_waiting; /* tokens (room) a sleeping reader (writer) waits for
+                                           (atomic: the other side reads it without the lock) */
     pthread_cond_t data, space;
 {% endif %}
 } aloha_fifo;

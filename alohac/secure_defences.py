@@ -144,7 +144,7 @@ def run_deployed(args, float_module, deployed_module, report, quantized_here: bo
     if applied.module is not None:
         from aloha_ir.textio import save_module
         written += save_module(applied.module, out.path("applied.mlir"))
-    applied.after.model = (f"{args.model} at {rec.params['bits']} bits"
+    applied.after.model = (f"{report.model} (PTQ at {rec.params['bits']} bits)"
                            if rec.measure == "more_bits" else f"{dr.model}, stronger attack")
     written.append(plot_curves([applied.before, applied.after], out.path("applied.png"),
                                f"{args.model} deployed: before and after "

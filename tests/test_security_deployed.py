@@ -150,7 +150,8 @@ def test_bad_deployed_arguments_are_usage_or_input_errors(trained, tmp_path):
     cases = ((["--deployed", "nothere.mlir"], 2, "neither a number of bits nor a file"),
              (["--deployed", path], 3, "not a fixed-point model"),
              (["--deployed", "1"], 2, "bits"),
-             (["--deployed", "8", "--transfer", "x.npz"], 2, "give one of them"))
+             (["--deployed", "8", "--transfer", "x.npz"], 2, "give one of them"),
+             (["--deployed", "8", "--reject", "0.5"], 2, "--deployed has no reject option"))
     for extra, code, text in cases:
         r = subprocess.run([sys.executable, "-m", "alohac.main", "secure", path, "--data",
                             "digits", "--samples", "5", *extra, "-o", str(tmp_path / "x")],

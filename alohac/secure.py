@@ -186,6 +186,9 @@ def cmd_secure(args) -> int:
     if args.transfer and args.deployed:
         raise UsageError("--transfer evaluates a saved dataset; --deployed attacks the float "
                          "and the deployed model", hint="give one of them")
+    if args.reject and args.deployed:
+        raise UsageError("--reject evaluates the float model's reject option; --deployed has no "
+                         "reject option", hint="run --reject without --deployed")
     if args.transfer:
         saved = load_adversarial(args.transfer)
         from aloha_ir.dialects.nn import graph_of
@@ -353,7 +356,6 @@ def cmd_deployed(args, config) -> int:
             written += save_module(deployed, out.path("deployed.mlir"))
         result = report.to_json()
         result["data"] = args.data
-        written.insert(0, write_text(out.path("deployed.json"), json.dumps(result, indent=1)))
         fr = report.float_report
         written.append(write_text(out.path("security.json"),
                                   json.dumps({**fr.to_json(), "data": args.data}, indent=1)))
@@ -376,6 +378,10 @@ def cmd_deployed(args, config) -> int:
                                      f"{args.model} on {args.data}: float vs {precision}\n"
                                      f"{fr.attack.upper()} L{fr.norm}, {fr.samples} samples, "
                                      f"{fr.mode} mode"))
+        from alohac.secure_defences import run_deployed
+        written += run_deployed(args, module, deployed, report, here, x01, y, config, rng, out,
+                                result)
+        written.insert(0, write_text(out.path("deployed.json"), json.dumps(result, indent=1)))
         if args.save_adversarial:
             meta = {"source_model": args.deployed, "data": args.data, "attack": dr.attack,
                     "norm": dr.norm, "eps": dr.eps, "seed": args.seed, "steps": dr.steps,

@@ -39,11 +39,14 @@ def add_arguments(p) -> None:
     p.add_argument("--recommend", action="store_true",
                    help="recommend measures (stronger evaluation, adversarial training, "
                         "input-gradient penalty, rejection, more bits) from the figures and "
-                        "flags, each with its reason (console and security.json)")
+                        "flags, each with its reason (console and security.json; with "
+                        "--deployed, of the deployed model against the float one, in "
+                        "deployed.json)")
     p.add_argument("--apply", action="store_true",
                    help="carry out the first recommendation the tool can (implies --recommend): "
-                        "fine-tune with the training engine or evaluate again, write "
-                        "OUT/applied.mlir and OUT/applied.png, report before/after")
+                        "fine-tune with the training engine, evaluate again, or (--deployed "
+                        "BITS) quantize MODEL again with more bits; write OUT/applied.mlir and "
+                        "OUT/applied.png, report before/after")
     p.add_argument("--apply-epochs", type=_positive, default=5,
                    help="fine-tuning epochs of --apply (default 5)")
 
@@ -99,5 +102,52 @@ def run(args, module, report, x01, y, config, input_range, out, result: dict) ->
         written += save_module(applied.module, out.path("applied.mlir"))
     written.append(plot_curves([applied.before, applied.after], out.path("applied.png"),
                                f"{args.model}: before and after {rec.measure.replace('_', ' ')}"))
+    print(f"applied {describe_change(applied)}", file=con)
+    return written
+
+
+def run_deployed(args, float_module, deployed_module, report, quantized_here: bool, x01, y,
+                 config, input_range, out, result: dict) -> list[str]:
+    """--recommend and --apply with --deployed: the measures for the deployed model, judged
+    against the float one (more bits when its curve average is lower by more than 2 points);
+    --apply carries out the first the tool can, every curve the program's. Adds
+    `recommendations` and `applied` to `result` (deployed.json); returns the files written."""
+    if not (args.recommend or args.apply):
+        return []
+    from security.deployed import narrowest_bits
+    from security.evaluate import plot_curves
+    from security.recommend import apply, describe_change, recommend, top_applicable
+    con = sys.stderr if args.json else sys.stdout
+    fr, dr = report.float_report, report.deployed_report
+    bits = int(args.deployed) if quantized_here else narrowest_bits(deployed_module)
+    recs = recommend(dr.to_json(), float_result=fr.to_json(), bits=bits,
+                     requantize=quantized_here)
+    result["recommendations"] = [r.to_json() for r in recs]
+    print(f"recommendations (the deployed model, {report.precision}):", file=con)
+    for k, r in enumerate(recs, 1):
+        print(f"  {k}. {r.describe()}{'' if r.applicable else ' [not applied by --apply]'}",
+              file=con)
+    if not args.apply:
+        return []
+    rec = top_applicable(recs)
+    result["applied"] = None
+    if rec is None:
+        print("apply: no recommendation the tool can carry out on the deployed model (the "
+              "reasons are above)", file=con)
+        return []
+    picked = dr.sample_indices
+    applied = apply(rec, deployed_module, dr, x01[picked], y[picked], config,
+                    input_range=input_range, seed=args.seed, float_module=float_module,
+                    data=args.data)
+    result["applied"] = applied.to_json()
+    written = []
+    if applied.module is not None:
+        from aloha_ir.textio import save_module
+        written += save_module(applied.module, out.path("applied.mlir"))
+    applied.after.model = (f"{report.model} (PTQ at {rec.params['bits']} bits)"
+                           if rec.measure == "more_bits" else f"{dr.model}, stronger attack")
+    written.append(plot_curves([applied.before, applied.after], out.path("applied.png"),
+                               f"{args.model} deployed: before and after "
+                               f"{rec.measure.replace('_', ' ')}"))
     print(f"applied {describe_change(applied)}", file=con)
     return written

@@ -3,10 +3,19 @@
 1. Attack cost: images per second crafting FGSM and PGD-10 (L-inf) against the MNIST CNN, beside
    the same number of forward+backward passes of the model measured in the same run (the attack
    overhead ratio: projection, steps and bookkeeping; aim under 1.3).
-2. Fast vs slow evaluation on the MNIST CNN (PGD, L-inf, 0..0.3): wall time of each, the speed-up,
-   the difference of the curve averages and the largest pointwise difference at the fast mode's
-   epsilons (the seeds: 35 s vs 1845 s with substantially equivalent curves; aim >= 20x, averages
-   within 2 points, pointwise within 5).
+2. Fast vs slow evaluation on the MNIST CNN (PGD, L-inf, 0..0.3): wall time of each, the speed-up
+   in wall time and in the model's forward+backward passes (from the reports' metrics: the figure
+   the machine's load does not change), the difference of the curve averages and the largest
+   pointwise difference at the fast mode's epsilons (the seeds: 35 s vs 1845 s with substantially
+   equivalent curves; aim >= 20x, averages within 2 points, pointwise within 5). Measured with the
+   stratified samples (defaults, 2 workers, MNIST from shared/data trained on its 6309 images, a
+   machine loaded 3x over): fast 100 samples 12.9 s, slow 1000 samples 1237.7 s: 96x in wall time,
+   58x in passes (10,600 against 616,000); curve averages 0.3730 and 0.3766 (0.36 points apart),
+   at most 3.80 points apart at the fast mode's 6 epsilons. The fast machinery on the slow run's
+   1000 samples: 0.39 points on average, at most 1.20 pointwise, so what remains is sampling:
+   100 samples carry a binomial standard error of up to 5 points per epsilon (on the digits CNN,
+   200 other seeds' draws of 100 of the 359 slow samples met the pointwise aim 75% of the time,
+   the average aim 92%). Before the stratified draw (the first 100 images): 37x, 3.1 and 8.2.
 3. Curves and levels (FGSM, PGD, noise) for the MNIST CNN, mnist-8 and the digits CNN, before and
    after adversarial training (PGD-7, eps 0.2 for MNIST / 0.15 for digits, half of each batch),
    with the curve averages; plots in OUT (default: a temporary directory).
@@ -113,8 +122,15 @@ def fast_vs_slow(module, x, y, slow_samples: int, workers: int) -> dict:
     same_avg, same_point, _ = gaps(same)
     return {"fast": fast, "slow": slow, "fast_s": out["fast"][1], "slow_s": out["slow"][1],
             "speedup": out["slow"][1] / out["fast"][1], "avg_diff": avg_diff,
+            "passes": {mode: passes_of(out[mode][0]) for mode in out},
             "max_point_diff": max_point, "points": points, "same_samples": same,
             "same_avg_diff": same_avg, "same_max_point_diff": same_point}
+
+
+def passes_of(rep) -> float:
+    """The model's forward+backward passes over a whole evaluation (its metrics)."""
+    return rep.samples * sum(m["forward_per_sample"] + m["backward_per_sample"]
+                             for m in rep.metrics)
 
 
 def curves(name: str, module, x, y, rng, out: str, samples: int) -> list:
@@ -266,22 +282,26 @@ def main() -> None:
         plot_curves([fs["fast"], fs["slow"]], os.path.join(out, "fast_vs_slow.png"),
                     title=f"{label}: fast vs slow evaluation (PGD, L-inf)")
         table = Table(title=f"fast vs slow on {label} (workers {args.workers})")
-        for c in ("mode", "samples", "points", "steps", "seconds", "curve average"):
+        for c in ("mode", "samples", "points", "steps", "seconds", "fwd+bwd passes",
+                  "curve average"):
             table.add_column(c, justify="right")
         for mode in ("fast", "slow"):
             r = fs[mode]
             table.add_row(mode, str(r.samples), str(len(r.eps)), str(r.steps),
-                          f"{fs[mode + '_s']:.1f}", f"{r.curve_average:.4f}")
+                          f"{fs[mode + '_s']:.1f}", f"{fs['passes'][mode]:.0f}",
+                          f"{r.curve_average:.4f}")
         console.print(table)
-        console.print(f"speed-up {fs['speedup']:.1f}x (aim >= 20); curve averages differ by "
+        console.print(f"speed-up {fs['speedup']:.1f}x in wall time, "
+                      f"{fs['passes']['slow'] / fs['passes']['fast']:.1f}x in passes (aim >= "
+                      "20); curve averages differ by "
                       f"{100 * fs['avg_diff']:.2f} points (aim <= 2); largest difference at the "
                       f"fast mode's {fs['points']} epsilons {100 * fs['max_point_diff']:.2f} "
                       "points (aim <= 5)")
         same = fs["same_samples"]
         console.print(f"the fast mode on the slow run's {same.samples} samples: averages differ "
                       f"by {100 * fs['same_avg_diff']:.2f} points, pointwise at most "
-                      f"{100 * fs['same_max_point_diff']:.2f}; clean accuracy of the first "
-                      f"{fs['fast'].samples} samples {fs['fast'].clean_accuracy:.3f}, of "
+                      f"{100 * fs['same_max_point_diff']:.2f}; clean accuracy of the fast "
+                      f"mode's {fs['fast'].samples} samples {fs['fast'].clean_accuracy:.3f}, of "
                       f"{same.samples} {same.clean_accuracy:.3f} (what remains is which samples "
                       "the fast mode looks at)")
 

@@ -134,11 +134,11 @@ def evaluate_deployed(float_module, deployed_module, x01: np.ndarray, y: np.ndar
     lo, hi = input_range
     fr, fadv = evaluate(float_module, x01, y, config, input_range=input_range, name=name,
                         progress=progress, keep_adversarial=True)
-    dr, dadv = evaluate(deployed_module, x01, y, config, input_range=input_range,
-                        name=f"{name} ({precision})", progress=progress, keep_adversarial=True)
+    dr, dadv, disagreements = evaluate_program(deployed_module, x01, y, config,
+                                               input_range=input_range,
+                                               name=f"{name} ({precision})", progress=progress)
     picked = np.asarray(dr.sample_indices)  # the samples both evaluations drew
     x, labels = x01[picked], y[picked]
-    disagreements = _program_check(dr, deployed_module, x, labels, dadv, input_range)
     right_clean = program_correct(deployed_module, x, labels, lo, hi)
     float_clean = _correct(float_module, x, labels, input_range)
     transfer, rate = [], []
@@ -151,6 +151,29 @@ def evaluate_deployed(float_module, deployed_module, x01: np.ndarray, y: np.ndar
                             curve_average(fr.eps, transfer), rate, disagreements)
     report.seconds = time.perf_counter() - t0
     return report, fadv, dadv
+
+
+def evaluate_program(deployed_module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
+                     input_range: tuple[float, float], name: str = "model",
+                     progress=None) -> tuple[SecurityReport, np.ndarray, int]:
+    """The deployed model's curve: attacked through the executor (straight-through gradients),
+    every clean and adversarial input's verdict the program's decision. Returns the report, the
+    adversarial inputs [eps, N, ...] and how many decisions the attack's logits got otherwise."""
+    report, adv = evaluate(deployed_module, x01, y, config, input_range=input_range, name=name,
+                           progress=progress, keep_adversarial=True)
+    picked = np.asarray(report.sample_indices)
+    disagreements = _program_check(report, deployed_module, x01[picked], y[picked], adv,
+                                   input_range)
+    return report, adv, disagreements
+
+
+def narrowest_bits(module) -> int | None:
+    """The narrowest fixed-point format of a deployed model's weights and activations, the
+    precision more bits would widen (None: float)."""
+    from aloha_ir.fixedpoint import format_of
+    widths = [f.bits for op in module.walk() for f in map(format_of, op.results)
+              if f is not None]
+    return min(widths, default=None)
 
 
 def _correct(module, x01, y, input_range) -> np.ndarray:

@@ -20,7 +20,15 @@ The rules, in order of priority:
    (security.reject). Not applied: it is a decision rule for the application around the deployed
    model (the generated code returns the scores); the evaluation measured it already.
 5. `more_bits` when a fixed-point model's curve average is more than 2 points below its float
-   version's. Not applied: quantize the float model again with more bits (`alohac quantize`).
+   version's (`alohac secure MODEL --deployed BITS|FILE`): twice the bits, at most 16. Applied
+   when the tool quantized the deployed model itself (`--deployed BITS`): the float model
+   quantized again the same way (PTQ on the same data) at the recommended bits, and the deployed
+   curve evaluated again on the same samples. A deployed model quantized elsewhere (`--deployed
+   FILE`) is not: the tool cannot redo another method.
+
+When the evaluated model is the deployed one (`float_result` given), the training measures are
+listed but not applied: the tool trains float models (apply them to MODEL without `--deployed`,
+then quantize again).
 
 With no flag and a `high` level the list is the single measure `none`.
 
@@ -36,6 +44,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from aloha_ir.errors import UnsupportedError, UsageError
+from aloha_ir.fixedpoint import MAX_BITS
 from security.evaluate import SecurityConfig, SecurityReport, evaluate
 
 MEASURES = {
@@ -47,7 +56,9 @@ MEASURES = {
     "more_bits": "quantize with more bits",
     "none": "no measure needed",
 }
-APPLICABLE = ("stronger_evaluation", "adversarial_training", "input_gradient_penalty")
+APPLICABLE = ("stronger_evaluation", "adversarial_training", "input_gradient_penalty",
+              "more_bits")
+TRAINING = ("adversarial_training", "input_gradient_penalty")
 FLAG_NAMES = ("zero_gradients", "gradient_free_stronger", "non_monotone", "above_chance_full_box",
               "eps0_mismatch", "pgd_weaker_than_fgsm")
 TRAIN_STEPS = 7
@@ -89,11 +100,12 @@ def _eps_half(result: dict) -> float | None:
 
 
 def recommend(result: dict, *, reject: dict | None = None, float_result: dict | None = None,
-              bits: int | None = None) -> list[Recommendation]:
+              bits: int | None = None, requantize: bool = False) -> list[Recommendation]:
     """The measures for an evaluation (`SecurityReport.to_json()`, security.json), best first.
     `reject`: a reject-option evaluation (`RejectReport.to_json()`); `float_result`: the float
     model's evaluation over the same epsilons when `result` is of its fixed-point version with
-    `bits` bits."""
+    `bits` bits (its narrowest format); `requantize`: the tool quantized that version itself, so it can
+    quantize the float model again with more bits."""
     recs: list[Recommendation] = []
     flags = [f for f in flags_of(result) if f["flag"] in FLAG_NAMES]
     if flags:
@@ -105,6 +117,9 @@ def recommend(result: dict, *, reject: dict | None = None, float_result: dict | 
             "overestimate the security", True))
     clean, avg, eps_max = result["clean_accuracy"], result["curve_average"], max(result["eps"])
     kept = f"keeps {100 * result['kept']:.0f}% of its clean accuracy {clean:.3f}"
+    deployed = float_result is not None
+    not_here = ("; --apply trains float models only: apply it to the float model (alohac secure "
+                "MODEL --apply, without --deployed), then quantize again") if deployed else ""
     if result["level"] != "high" and eps_max > 0:
         half = _eps_half(result)
         train_eps = round(min(eps_max, 2 * half), 6) if half is not None else eps_max
@@ -114,23 +129,30 @@ def recommend(result: dict, *, reject: dict | None = None, float_result: dict | 
             "adversarial_training", {"eps": train_eps, "steps": TRAIN_STEPS,
                                      "fraction": TRAIN_FRACTION, "norm": result["norm"]},
             f"{result['level']} security: the curve average {avg:.3f} {kept}; {where}, so train "
-            f"on PGD-{TRAIN_STEPS} examples at eps {train_eps:g}", True))
+            f"on PGD-{TRAIN_STEPS} examples at eps {train_eps:g}{not_here}", not deployed))
         recs.append(Recommendation(
             "input_gradient_penalty", {"weight": PENALTY_WEIGHT},
             f"{result['level']} security (curve average {avg:.3f}): a cheaper alternative to "
             "adversarial training that flattens the loss around the data (about 2 passes per "
-            f"step against {TRAIN_STEPS + 1})", True))
+            f"step against {TRAIN_STEPS + 1}){not_here}", not deployed))
     if reject is not None:
         rec = _rejection(reject)
         if rec is not None:
             recs.append(rec)
-    if float_result is not None and float_result["curve_average"] - avg > BITS_GAP:
+    if deployed and float_result["curve_average"] - avg > BITS_GAP and \
+            (bits is None or bits < MAX_BITS):
         gap = float_result["curve_average"] - avg
+        more = min(MAX_BITS, 2 * bits) if bits else None
+        how = (f"quantize again at {more} bits" if more else "quantize again with more bits")
+        how += (" (--apply does: PTQ on the same data, and the deployed curve again)"
+                if requantize and more else
+                " (alohac quantize --bits; --apply cannot: the deployed model was quantized "
+                "elsewhere, redo that method with more bits and pass it as --deployed FILE)")
         recs.append(Recommendation(
-            "more_bits", {"bits": 2 * bits} if bits else {},
+            "more_bits", {"bits": more} if more else {},
             f"the fixed-point model's curve average {avg:.3f} is {100 * gap:.1f} points below "
-            f"its float version's {float_result['curve_average']:.3f}: quantize again with more "
-            "bits (alohac quantize --bits)", False))
+            f"its float version's {float_result['curve_average']:.3f}: {how}",
+            bool(requantize and more)))
     if not recs:
         recs.append(Recommendation("none", {}, f"high security: the curve average {avg:.3f} "
                                    f"{kept}, and no reliability flag", False))
@@ -191,23 +213,44 @@ class Applied:
 
 def apply(rec: Recommendation, module, before: SecurityReport, x01: np.ndarray, y: np.ndarray,
           config: SecurityConfig, *, input_range: tuple[float, float], splits=None,
-          epochs: int = 5, seed: int = 0, progress: bool = False) -> Applied:
+          epochs: int = 5, seed: int = 0, progress: bool = False, float_module=None,
+          data: str | None = None) -> Applied:
     """Carry out `rec` on `module` and evaluate again on the samples `before` was computed on
     (x01, y, config): a stronger evaluation re-attacks the same model; a training measure
     fine-tunes a copy of it on `splits` (in the model's input range) with the training engine.
-    Refuses measures the tool cannot carry out, and training a fixed-point model (train the float
-    model, then quantize it again)."""
+    With `float_module`, `module` is its deployment quantized with PTQ on `data` (`alohac secure
+    --deployed BITS`) and every curve is the program's (security.deployed.evaluate_program):
+    `more_bits` quantizes float_module again at the recommended bits. Refuses measures the tool
+    cannot carry out, and training a fixed-point model (train the float model, then quantize it
+    again)."""
     from security.evaluate import is_quantized
     if rec.measure not in APPLICABLE:
         raise UsageError(f"'{rec.measure}' cannot be applied by the tool: {rec.reason}",
                          hint="apply it by hand, or apply one of " + ", ".join(APPLICABLE))
     t0 = time.perf_counter()
+
+    def again(model, cfg) -> SecurityReport:
+        if float_module is None:
+            return evaluate(model, x01, y, cfg, input_range=input_range, name=before.model)[0]
+        from security.deployed import evaluate_program
+        return evaluate_program(model, x01, y, cfg, input_range=input_range,
+                                name=before.model)[0]
     if rec.measure == "stronger_evaluation":
         stronger = replace(config, steps=rec.params["steps"],
                            random_start=rec.params["random_start"], warm_start=False)
-        after, _ = evaluate(module, x01, y, stronger, input_range=input_range,
-                            name=before.model)
-        return Applied(rec.measure, rec.params, before, after, None, time.perf_counter() - t0)
+        return Applied(rec.measure, rec.params, before, again(module, stronger), None,
+                       time.perf_counter() - t0)
+    if rec.measure == "more_bits":
+        if float_module is None or data is None or not rec.params.get("bits"):
+            raise UnsupportedError(
+                "more_bits quantizes the float model again, and the tool has not got it (or the "
+                "data it was calibrated on, or the bits)",
+                hint="alohac secure MODEL --deployed BITS --apply quantizes MODEL itself; "
+                     "otherwise quantize again with more bits by hand")
+        from security.deployed import quantize_ptq
+        new = quantize_ptq(float_module, rec.params["bits"], data, seed)
+        return Applied(rec.measure, rec.params, before, again(new, config), new,
+                       time.perf_counter() - t0)
     from aloha_ir.dialects.nn import graph_of
     if is_quantized(graph_of(module)):
         raise UnsupportedError(f"{rec.measure} retrains the model, and this one is fixed point",
@@ -233,7 +276,7 @@ def apply(rec: Recommendation, module, before: SecurityReport, x01: np.ndarray, 
         result = train(model, splits, cfg,
                        penalty=InputGradientPenalty(rec.params["weight"], lo=lo, hi=hi))
     model.write_back(new)
-    after, _ = evaluate(new, x01, y, config, input_range=input_range, name=before.model)
+    after = again(new, config)
     training = {"epochs": epochs, "best_epoch": result.best_epoch,
                 "val_accuracy": result.val.accuracy}
     return Applied(rec.measure, rec.params, before, after, new, time.perf_counter() - t0,

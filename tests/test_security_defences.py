@@ -296,8 +296,13 @@ def test_applying_the_top_recommendation_raises_the_curve_average(tmp_path):
         r = bench.measure(name, zoo, data, epochs, fine, 200, str(tmp_path))
         a = r["applied"]
         assert a is not None, [rec.describe() for rec in r["recommendations"]]
+        strict = r["reject"].curve(0.9)
         print(f"{name}: {a.measure} {a.params}: curve average {a.before.curve_average:.3f} -> "
-              f"{a.after.curve_average:.3f} ({100 * a.change:+.1f} points)")
+              f"{a.after.curve_average:.3f} ({100 * a.change:+.1f} points), clean accuracy "
+              f"{a.before.clean_accuracy:.3f} -> {a.after.clean_accuracy:.3f}; reject t = 0.9: "
+              f"{strict.curve_average:.3f} adaptive, {strict.naive_curve_average:.3f} unaware, "
+              f"{100 * strict.rejected[0]:.1f}% of clean inputs rejected; no rejection "
+              f"{r['reject'].curve(0.0).curve_average:.3f}")
         assert a.change > 0, (name, a.to_json())
 
 

@@ -150,9 +150,63 @@ def test_bad_deployed_arguments_are_usage_or_input_errors(trained, tmp_path):
     cases = ((["--deployed", "nothere.mlir"], 2, "neither a number of bits nor a file"),
              (["--deployed", path], 3, "not a fixed-point model"),
              (["--deployed", "1"], 2, "bits"),
-             (["--deployed", "8", "--transfer", "x.npz"], 2, "give one of them"))
+             (["--deployed", "8", "--transfer", "x.npz"], 2, "give one of them"),
+             (["--deployed", "8", "--reject", "0.5"], 2, "--deployed has no reject option"))
     for extra, code, text in cases:
         r = subprocess.run([sys.executable, "-m", "alohac.main", "secure", path, "--data",
                             "digits", "--samples", "5", *extra, "-o", str(tmp_path / "x")],
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == code and text in r.stderr, (extra, r.returncode, r.stderr)
+
+
+def test_more_bits_is_recommended_and_applied_from_the_cli_and_refused_for_a_file(
+        trained, tmp_path, capsys):
+    """`--deployed 3 --apply` on the trained digits CNN: the 3-bit deployment loses far more than
+    2 points of curve average against the float model, so `more_bits` (6 bits) is recommended,
+    its reason giving the gap computed here from the two reported curves; the training measures
+    are listed but not applied (the model evaluated is fixed point); --apply quantizes again at
+    6 bits and evaluates the deployed curve again. The 'after' curve equals a fresh pipeline's:
+    `alohac quantize --bits 6`, then `alohac secure --deployed FILE` on the same samples. The
+    3-bit deployed.mlir given back as FILE gets `more_bits` too, but --apply refuses it (the
+    tool cannot redo a quantization made elsewhere) and says why."""
+    from alohac.main import main
+    from security.evaluate import curve_average
+    _, path, _, _ = trained
+    common = ["--data", "digits", "--eps", "0,0.1,0.2", "--samples", "20", "--no-noise",
+              "--no-sanity", "--examples", "0", "--json"]
+
+    def secure(deployed, out, *extra):
+        assert main(["secure", path, "--deployed", deployed, *common, *extra, "-o",
+                     str(tmp_path / out)]) == 0
+        captured = capsys.readouterr()
+        return json.loads(captured.out.strip().splitlines()[-1]), captured.err
+    res, err = secure("3", "q3", "--apply")
+    f, d = res["float"], res["deployed"]
+    gap = curve_average(f["eps"], f["accuracy"]) - curve_average(d["eps"], d["accuracy"])
+    assert gap > 0.02, (f["accuracy"], d["accuracy"])
+    recs = {r["measure"]: r for r in res["recommendations"]}
+    more = recs["more_bits"]
+    assert more["params"] == {"bits": 6} and more["applicable"]
+    assert f"{100 * gap:.1f} points below" in more["reason"]
+    assert not recs["adversarial_training"]["applicable"]
+    assert json.loads((tmp_path / "q3" / "deployed.json").read_text())["recommendations"] == \
+        res["recommendations"]
+    applied = res["applied"]
+    assert applied["measure"] == "more_bits"
+    assert applied["before"]["accuracy"] == d["accuracy"]
+    assert "applied more_bits" in err and (tmp_path / "q3" / "applied.mlir").exists()
+    assert (tmp_path / "q3" / "applied.png").exists()
+
+    assert main(["quantize", path, "--data", "digits", "--bits", "6", "-o",
+                 str(tmp_path / "q6")]) == 0
+    capsys.readouterr()
+    fresh, _ = secure(str(tmp_path / "q6" / "digits.mlir"), "fresh")
+    assert fresh["deployed"]["accuracy"] == applied["after"]["accuracy"]
+    assert fresh["deployed"]["curve_average"] == pytest.approx(
+        applied["after"]["curve_average"])
+
+    res, err = secure(str(tmp_path / "q3" / "deployed.mlir"), "file", "--apply")
+    more = next(r for r in res["recommendations"] if r["measure"] == "more_bits")
+    assert more["params"] == {"bits": 6}  # the file's narrowest format is 3 bits
+    assert not more["applicable"] and "--apply cannot" in more["reason"]
+    assert res["applied"] is None and "no recommendation the tool can carry out" in err

@@ -95,16 +95,32 @@ def compile_library(out: Path, extra: list[str] | None = None) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
+def load_library(tmp_path_factory, extra: list[str]):
     path = tmp_path_factory.mktemp("host_kernels") / "libaloha_kernels.so"
-    compile_library(path, ["-fPIC", "-shared"])
+    compile_library(path, ["-fPIC", "-shared", *extra])
     lib = ctypes.CDLL(str(path))
     for name, args in SIGNATURES.items():
         getattr(lib, name).argtypes = args
         getattr(lib, name).restype = None
     lib.aloha_to_fixed.restype = I32
     return lib
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return load_library(tmp_path_factory, [])
+
+
+# a stage of 64 bytes holds no convolution of CONVS: each gathers its columns tap by tap, the
+# path of a convolution whose stage would not fit ALOHA_CONV_STAGE_BYTES
+STAGES = {"staged": [], "gathered": ["-DALOHA_CONV_STAGE_BYTES=64"]}
+
+
+@pytest.fixture(scope="module", params=sorted(STAGES))
+def conv_lib(request, tmp_path_factory):
+    """The library as built (a tile's input columns staged once for all its output channels)
+    and with the tap-by-tap gather; both must give the same bits."""
+    return load_library(tmp_path_factory, STAGES[request.param])
 
 
 @pytest.fixture
@@ -297,7 +313,7 @@ def conv_f32_in_tap_order(x, w, b, g, kind):
 
 @pytest.mark.parametrize("case", CONVS)
 @pytest.mark.parametrize("kind", [NONE, RELU, LEAKY])
-def test_conv_row_f32(lib, rng, case, kind):
+def test_conv_row_f32(conv_lib, rng, case, kind):
     g = conv_geometry(*case)
     x = rng.normal(size=(g["cin"], g["h"], g["w"])).astype(np.float32)
     w = rng.normal(size=(g["cout"], g["cin"] // g["group"], g["kh"], g["kw"])).astype(np.float32)
@@ -305,7 +321,7 @@ def test_conv_row_f32(lib, rng, case, kind):
     wa, ba, a = arr(w, np.float32), arr(b, np.float32), float_act(kind)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_f32(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(a), oy,
+        conv_lib.aloha_conv_row_f32(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(a), oy,
                                lo, hi, ptr(row))
 
     got = run_conv_rows(x, g, call, np.float32, np.float32)
@@ -314,13 +330,13 @@ def test_conv_row_f32(lib, rng, case, kind):
     assert np.array_equal(got, conv_f32_in_tap_order(x, w, b, g, kind))
 
 
-def test_conv_row_f32_without_bias_or_act(lib, rng):
+def test_conv_row_f32_without_bias_or_act(conv_lib, rng):
     g = conv_geometry(*CONVS[0])
     x = rng.normal(size=(g["cin"], g["h"], g["w"])).astype(np.float32)
     w = arr(rng.normal(size=(g["cout"], g["cin"] // 2, g["kh"], g["kw"])), np.float32)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_f32(win, ptr(w), None, ctypes.byref(geom), None, oy, lo, hi, ptr(row))
+        conv_lib.aloha_conv_row_f32(win, ptr(w), None, ctypes.byref(geom), None, oy, lo, hi, ptr(row))
 
     got = run_conv_rows(x, g, call, np.float32, np.float32)
     want = np_conv(x, w, g, np.float64)[0]
@@ -329,7 +345,7 @@ def test_conv_row_f32_without_bias_or_act(lib, rng):
 
 @pytest.mark.parametrize("case", CONVS)
 @pytest.mark.parametrize("kind", [NONE, RELU, LEAKY, CLIP])
-def test_conv_row_q_bit_exact(lib, rng, case, kind):
+def test_conv_row_q_bit_exact(conv_lib, rng, case, kind):
     g = conv_geometry(*case)
     fx, fout = fp.Fixed(8, 5), fp.Fixed(8, 4)
     x = rng.integers(fx.qmin, fx.qmax + 1, size=(g["cin"], g["h"], g["w"]))
@@ -341,7 +357,7 @@ def test_conv_row_q_bit_exact(lib, rng, case, kind):
     wa, ba, r = arr(w, np.int32), arr(bias, np.int32), rq_fused(shifts, fout, kind)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(r), oy, lo,
+        conv_lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(r), oy, lo,
                              hi, ptr(row))
 
     got = run_conv_rows(x, g, call, np.int32, np.int32)
@@ -353,7 +369,7 @@ def test_conv_row_q_bit_exact(lib, rng, case, kind):
         assert (got == fout.qmin).any() and (got == fout.qmax).any()
 
 
-def test_conv_row_q_without_bias_scalar_shift(lib, rng):
+def test_conv_row_q_without_bias_scalar_shift(conv_lib, rng):
     g = conv_geometry(*CONVS[3])
     fout = fp.Fixed(16, 3)
     x = rng.integers(-128, 128, size=(g["cin"], g["h"], g["w"]))
@@ -361,7 +377,7 @@ def test_conv_row_q_without_bias_scalar_shift(lib, rng):
     r = rq(7, fout, RELU)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_q(win, ptr(w), None, ctypes.byref(geom), ctypes.byref(r), oy, lo, hi,
+        conv_lib.aloha_conv_row_q(win, ptr(w), None, ctypes.byref(geom), ctypes.byref(r), oy, lo, hi,
                              ptr(row))
 
     got = run_conv_rows(x, g, call, np.int32, np.int32)
@@ -377,7 +393,7 @@ STORED = {(8, True): np.int8, (8, False): np.uint8, (16, True): np.int16, (16, F
 @pytest.mark.parametrize("xfmt", [fp.Fixed(8, 4, False), fp.Fixed(8, 5), fp.Fixed(16, 9),
                                   fp.Fixed(16, 10, False)])
 @pytest.mark.parametrize("wbits", [8, 16])
-def test_conv_row_q_in_narrow_storage_types(lib, rng, xfmt, wbits):
+def test_conv_row_q_in_narrow_storage_types(conv_lib, rng, xfmt, wbits):
     """Inputs, weights and outputs in int8/uint8/int16/uint16 give the reference's integers, with
     the accumulator fixedpoint.accumulator_of chooses and with 64-bit sums alike."""
     g = conv_geometry(*CONVS[6])
@@ -401,7 +417,7 @@ def test_conv_row_q_in_narrow_storage_types(lib, rng, xfmt, wbits):
         r = rq(shift, fout, RELU, out=ot)
 
         def call(win, geom_struct, oy, lo, hi, row):
-            lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(Conv(**geom)),
+            conv_lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(Conv(**geom)),
                                  ctypes.byref(r), oy, lo, hi, ptr(row))
 
         got = run_conv_rows(x, g, call, xt, ot)

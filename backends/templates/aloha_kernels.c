@@ -296,10 +296,13 @@ static void out_range(int off, int s, int w, int ow, int *lo, int *hi)
  * channels of each kernel tap. Both convolutions compute a register tile of up to CO_BLOCK (4)
  * output channels (of one group) by OX_BLOCK output columns. Per kernel tap (ky, kx), a
  * micro-kernel runs over the input channels with the tile's sums in registers: one contiguous
- * load of OX_BLOCK input columns and four weights feed 4 x OX_BLOCK multiply-adds. A tile whose
- * columns all read inside the input at stride 1 reads the input rows directly; any other tile
- * (padding columns, the row's last partial tile, a stride above 1) first gathers its columns into
- * a small contiguous panel of CONV_PANEL channels, zero where the tap falls in the padding.
+ * load of OX_BLOCK input columns and four weights feed 4 x OX_BLOCK multiply-adds. The input
+ * columns of a column tile are first staged (conv_stage below): copied once, for all the output
+ * channels of the group, into contiguous runs per kernel row, channel and stride phase, with
+ * zeros in the padding and past the row's end, so that every tap of every tile, whatever the
+ * stride and however narrow the output, is one contiguous run. A convolution whose stage does not
+ * fit ALOHA_CONV_STAGE_BYTES instead reads full stride-1 tiles from the input rows directly and
+ * gathers any other tile's columns tap by tap into a panel of CONV_PANEL channels.
  * Adding those zero products never changes a sum: an integer trivially, and a float sum that
  * starts at +0 is never -0, so sum + (+-0) is the sum. Every output's sum runs over the taps in
  * one order, ky, then kx, then the input channel, so float results are bit for bit those of the
@@ -349,12 +352,54 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         *hi = ox0 + n;
 }
 
+/* The staged input of one column tile: for each kernel row ky in [ky_lo, ky_hi), each input
+ * channel of the group and each phase p < sw, `len` consecutive columns q holding input column
+ * (ox0 + q) * sw + p - pl (0 in the padding). Tap kx of output column ox0 + i reads q = i +
+ * kx * dw / sw of phase kx * dw % sw: every tap of every tile is then one contiguous run, and the
+ * copy is made once per column tile for all the output channels of the group. */
+typedef struct conv_stage { int cig, len; size_t elems; } conv_stage;
+
+/* ALOHA_CONV_STAGE_BYTES bounds the stage (on the stack); a convolution whose stage does not
+ * fit gathers its columns tap by tap instead. A microcontroller's stack is a few KiB. */
+#ifndef ALOHA_CONV_STAGE_BYTES
+#if defined(__linux__) || defined(__APPLE__) || defined(_WIN32)
+#define ALOHA_CONV_STAGE_BYTES (128 * 1024)
+#else
+#define ALOHA_CONV_STAGE_BYTES 2048
+#endif
+#endif
+
+static conv_stage stage_shape(const aloha_conv_t *g, int nky)
+{
+    conv_stage s;
+    s.cig = g->cin / g->group;
+    s.len = OX_BLOCK + (g->kw - 1) * g->dw / g->sw;
+    s.elems = (size_t)(nky > 0 ? nky : 0) * (size_t)s.cig * (size_t)g->sw * (size_t)s.len;
+    return s;
+}
+
+/* The element offset of channel c, phase p of the stage's kernel row kyi. */
+static size_t stage_at(const conv_stage *s, int kyi, int c, int p, int sw)
+{
+    return (((size_t)kyi * (size_t)s->cig + (size_t)c) * (size_t)sw + (size_t)p) * (size_t)s->len;
+}
+
+/* What a tile's epilogue needs: the bias, the float activation or the requantisation, and the
+ * output row (channels from co_lo). */
+typedef struct conv_post {
+    const void *bias;
+    const aloha_act_t *act;
+    const aloha_rq_t *rq;
+    void *out;
+    int co_lo;
+} conv_post;
+
 /* MK_VEC and MK_PLAIN define mk_NAME: acc[j][i] += w[j * wco + c * ws] * x[c * xs + i] for
  * c < n, j < nco, i < OX_BLOCK, for input elements XT and weights WT, products taken in AT and
  * summed in UT (float for the float convolution; for integers the wrapping unsigned type of the
  * accumulator, whose products agree with AT's modulo its width). */
 #define MK_PLAIN(NAME, XT, WT, AT, UT)                                                           \
-    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,        \
+    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,         \
                           const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
     {                                                                                            \
         int c, i, j;                                                                             \
@@ -371,8 +416,8 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         }                                                                                        \
     }
 #ifdef ALOHA_VECTOR_EXT
-#define MK_VEC(NAME, XT, WT, AT, UT)                                                                 \
-    typedef UT vec_##NAME __attribute__((vector_size(ALOHA_VEC_BYTES)));                        \
+#define MK_VEC(NAME, XT, WT, AT, UT)                                                             \
+    typedef UT vec_##NAME __attribute__((vector_size(ALOHA_VEC_BYTES)));                         \
     static vec_##NAME load_##NAME(const XT *restrict p)                                          \
     {                                                                                            \
         UT t[ALOHA_VEC_BYTES / sizeof(UT)];                                                      \
@@ -387,7 +432,7 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         }                                                                                        \
         return v;                                                                                \
     }                                                                                            \
-    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,        \
+    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,         \
                           const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
     {                                                                                            \
         enum { L = ALOHA_VEC_BYTES / sizeof(UT), NV = OX_BLOCK / L };                            \
@@ -440,9 +485,9 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
 #else
 #define MK_FLOAT MK_PLAIN
 #endif
-#define CONV_TILE(NAME, XT, WT, AT, UT, MK)                                                      \
+#define CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT)                                                \
     MK(NAME, XT, WT, AT, UT)                                                                     \
-    static void gather_##NAME(XT (*restrict t)[OX_BLOCK], const XT *restrict xr, size_t xs,     \
+    static void gather_##NAME(XT (*restrict t)[OX_BLOCK], const XT *restrict xr, size_t xs,      \
                               int n, int s, int off, int ox0, int lo, int hi)                    \
     {                                                                                            \
         int c, i;                                                                                \
@@ -454,7 +499,7 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
                 t[c][i] = xc[(ptrdiff_t)(ox0 + i) * s + off];                                    \
         }                                                                                        \
     }                                                                                            \
-    static void tile_##NAME(UT (*restrict acc)[OX_BLOCK], const aloha_win_t *x, const WT *w,    \
+    static void tile_##NAME(UT (*restrict acc)[OX_BLOCK], const aloha_win_t *x, const WT *w,     \
                             const aloha_conv_t *g, int iy0, int ky_lo, int ky_hi, int co,        \
                             int nco, int ox0)                                                    \
     {                                                                                            \
@@ -464,7 +509,7 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         int ky, kx, c0, lo, hi;                                                                  \
         memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
         for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
-            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;  \
+            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
             for (kx = 0; kx < g->kw; kx++) {                                                     \
                 const int off = kx * g->dw - g->pl;                                              \
                 const WT *wk = w + co * wco + ky * g->kw + kx;                                   \
@@ -485,28 +530,100 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
+    }                                                                                            \
+    static void stage_##NAME(XT *restrict st, const aloha_win_t *x, const aloha_conv_t *g,       \
+                             const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
+                             int ox0)                                                            \
+    {                                                                                            \
+        int ky, c, p, q, lo, hi;                                                                 \
+        for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
+            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
+            for (p = 0; p < g->sw; p++) {                                                        \
+                const int first = ox0 * g->sw + p - g->pl; /* the input column of q = 0 */       \
+                tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
+                for (c = 0; c < s->cig; c++) {                                                   \
+                    XT *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);                  \
+                    const ptrdiff_t at = (ptrdiff_t)c * g->w + first;                            \
+                    for (q = 0; q < lo; q++)                                                     \
+                        d[q] = 0;                                                                \
+                    for (; q < hi; q++)                                                          \
+                        d[q] = row[at + (ptrdiff_t)q * g->sw];                                   \
+                    for (; q < s->len; q++)                                                      \
+                        d[q] = 0;                                                                \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    static void tile_st_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *st, const WT *w,          \
+                               const aloha_conv_t *g, const conv_stage *s, int ky_lo, int ky_hi, \
+                               int co, int nco)                                                  \
+    {                                                                                            \
+        const int ksz = g->kh * g->kw;                                                           \
+        const size_t wco = (size_t)s->cig * ksz;                                                 \
+        int ky, kx;                                                                              \
+        memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
+        for (ky = ky_lo; ky < ky_hi; ky++)                                                       \
+            for (kx = 0; kx < g->kw; kx++) {                                                     \
+                const int t = kx * g->dw;                                                        \
+                mk_##NAME(acc, st + stage_at(s, ky - ky_lo, 0, t % g->sw, g->sw) + t / g->sw,    \
+                          (size_t)g->sw * s->len, w + co * wco + ky * g->kw + kx, (size_t)ksz,   \
+                          wco, s->cig, nco);                                                     \
+            }                                                                                    \
+    }                                                                                            \
+    static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
+                            const conv_post *post, int oy, int co_lo, int co_hi)                 \
+    {                                                                                            \
+        const int cog = g->cout / g->group, iy0 = oy * g->sh - g->pt;                            \
+        XT st[ALOHA_CONV_STAGE_BYTES / sizeof(XT)];                                              \
+        UT acc[CO_BLOCK][OX_BLOCK];                                                              \
+        conv_stage s;                                                                            \
+        int gi, co, nco, ox0, ky_lo, ky_hi, staged;                                              \
+        tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
+        s = stage_shape(g, ky_hi - ky_lo);                                                       \
+        staged = s.elems <= sizeof st / sizeof st[0];                                            \
+        for (gi = co_lo / cog; gi * cog < co_hi; gi++) {                                         \
+            const int ga = gi * cog > co_lo ? gi * cog : co_lo;                                  \
+            const int gb = (gi + 1) * cog < co_hi ? (gi + 1) * cog : co_hi;                      \
+            for (ox0 = 0; ox0 < g->ow; ox0 += OX_BLOCK) {                                        \
+                const int n = g->ow - ox0 < OX_BLOCK ? g->ow - ox0 : OX_BLOCK;                   \
+                if (staged)                                                                      \
+                    stage_##NAME(st, x, g, &s, (size_t)gi * s.cig, iy0, ky_lo, ky_hi, ox0);      \
+                for (co = ga; co < gb; co += nco) {                                              \
+                    nco = co_block(co, gb, cog);                                                 \
+                    if (staged)                                                                  \
+                        tile_st_##NAME(acc, st, w, g, &s, ky_lo, ky_hi, co, nco);                \
+                    else                                                                         \
+                        tile_##NAME(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);              \
+                    EMIT(acc, post, co, nco, ox0, n, g->ow);                                     \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
     }
 
-CONV_TILE(f32, float, float, float, float, MK_FLOAT)
+/* The float epilogue of a tile: bias, then the activation, into the output row. */
+static void emit_f32(float (*acc)[OX_BLOCK], const conv_post *post, int co, int nco, int ox0,
+                     int n, int ow)
+{
+    const float *bias = (const float *)post->bias;
+    int j;
+    for (j = 0; j < nco; j++)
+        act_row_f32(acc[j], n, bias ? bias + co + j : NULL, post->act,
+                    (float *)post->out + (size_t)(co + j - post->co_lo) * ow + ox0);
+}
+
+CONV_TILE(f32, float, float, float, float, MK_FLOAT, emit_f32)
 
 void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
                         const aloha_conv_t *g, const aloha_act_t *act, int oy, int co_lo,
                         int co_hi, float *out)
 {
-    const int cog = g->cout / g->group, ow = g->ow, iy0 = oy * g->sh - g->pt;
-    float acc[CO_BLOCK][OX_BLOCK];
-    int co, nco, ox0, j, ky_lo, ky_hi;
-    tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);
-    for (co = co_lo; co < co_hi; co += nco) {
-        nco = co_block(co, co_hi, cog);
-        for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {
-            const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;
-            tile_f32(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);
-            for (j = 0; j < nco; j++)
-                act_row_f32(acc[j], n, bias ? bias + co + j : NULL, act,
-                            out + (size_t)(co + j - co_lo) * ow + ox0);
-        }
-    }
+    conv_post post;
+    post.bias = bias;
+    post.act = act;
+    post.rq = NULL;
+    post.out = out;
+    post.co_lo = co_lo;
+    rows_f32(x, w, g, &post, oy, co_lo, co_hi);
 }
 
 /* The integer convolutions, one per (input type, weight type, accumulator): CONV_Q instantiates
@@ -515,30 +632,33 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
  * int32 (and 16-bit operands' products always fit int), so the result equals the reference's
  * int64; with AT = int64_t products are exact and sums wrap modulo 2^64 like numpy's. */
 #define CONV_Q(NAME, XT, WT, AT, UT)                                                             \
-    CONV_TILE(NAME, XT, WT, AT, UT, MK_VEC)                                                      \
-    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,             \
+    static void emit_##NAME(UT (*acc)[OX_BLOCK], const conv_post *post, int co, int nco,         \
+                            int ox0, int n, int ow)                                              \
+    {                                                                                            \
+        const int32_t *bias = (const int32_t *)post->bias;                                       \
+        int64_t sums[OX_BLOCK];                                                                  \
+        int j, i;                                                                                \
+        for (j = 0; j < nco; j++) {                                                              \
+            for (i = 0; i < n; i++)                                                              \
+                sums[i] = wrap_add((int64_t)(AT)acc[j][i], bias ? bias[co + j] : 0);             \
+            requant_row(sums, n, co + j, post->rq, post->out,                                    \
+                        (size_t)(co + j - post->co_lo) * ow + ox0);                              \
+        }                                                                                        \
+    }                                                                                            \
+    CONV_TILE(NAME, XT, WT, AT, UT, MK_VEC, emit_##NAME)                                         \
+    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
                             const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
                             int co_hi, void *out)                                                \
     {                                                                                            \
-        const int cog = g->cout / g->group, ow = g->ow, iy0 = oy * g->sh - g->pt;                \
-        UT acc[CO_BLOCK][OX_BLOCK];                                                              \
-        int64_t sums[OX_BLOCK];                                                                  \
-        int co, nco, ox0, j, i, ky_lo, ky_hi;                                                    \
-        tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
-        for (co = co_lo; co < co_hi; co += nco) {                                                \
-            nco = co_block(co, co_hi, cog);                                                      \
-            for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {                                           \
-                const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;                         \
-                tile_##NAME(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);                      \
-                for (j = 0; j < nco; j++) {                                                      \
-                    for (i = 0; i < n; i++)                                                      \
-                        sums[i] = wrap_add((int64_t)(AT)acc[j][i], bias ? bias[co + j] : 0);     \
-                    requant_row(sums, n, co + j, rq, out, (size_t)(co + j - co_lo) * ow + ox0);  \
-                }                                                                                \
-            }                                                                                    \
-        }                                                                                        \
+        conv_post post;                                                                          \
+        post.bias = bias;                                                                        \
+        post.act = NULL;                                                                         \
+        post.rq = rq;                                                                            \
+        post.out = out;                                                                          \
+        post.co_lo = co_lo;                                                                      \
+        rows_##NAME(x, w, g, &post, oy, co_lo, co_hi);                                           \
     }                                                                                            \
-    static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,    \
+    static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,     \
                              int m_hi, const aloha_rq_t *rq, void *out)                          \
     {                                                                                            \
         int j, i;                                                                                \
@@ -548,7 +668,7 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
             for (i = 0; i < k; i++)                                                              \
                 acc += (UT)((AT)x[i] * wr[i]);                                                   \
             aloha_store(out, rq->type, (size_t)(j - m_lo),                                       \
-                        aloha_requant(wrap_add((int64_t)(AT)acc, bias ? bias[j] : 0), j, rq));  \
+                        aloha_requant(wrap_add((int64_t)(AT)acc, bias ? bias[j] : 0), j, rq));   \
         }                                                                                        \
     }
 
@@ -1095,16 +1215,16 @@ static bcast_t bcast(const aloha_win_t *a, int oy)
 }
 
 #define BINARY_ROW(T, EXPR, STORE)                                                               \
-    do {                                                                                          \
-        const bcast_t ba = bcast(a, oy), bb = bcast(b, oy);                                       \
-        int ch, xx;                                                                               \
-        for (ch = 0; ch < c; ch++) {                                                              \
-            const size_t pa = ba.off + ch * ba.cs, pb = bb.off + ch * bb.cs;                      \
-            for (xx = 0; xx < w; xx++) {                                                          \
-                T va = LOAD(a, pa + xx * ba.xs), vb = LOAD(b, pb + xx * bb.xs);                   \
-                STORE((size_t)ch * w + xx, EXPR);                                                 \
-            }                                                                                     \
-        }                                                                                         \
+    do {                                                                                         \
+        const bcast_t ba = bcast(a, oy), bb = bcast(b, oy);                                      \
+        int ch, xx;                                                                              \
+        for (ch = 0; ch < c; ch++) {                                                             \
+            const size_t pa = ba.off + ch * ba.cs, pb = bb.off + ch * bb.cs;                     \
+            for (xx = 0; xx < w; xx++) {                                                         \
+                T va = LOAD(a, pa + xx * ba.xs), vb = LOAD(b, pb + xx * bb.xs);                  \
+                STORE((size_t)ch * w + xx, EXPR);                                                \
+            }                                                                                    \
+        }                                                                                        \
     } while (0)
 
 #define LOAD(win, i) ((const float *)(win)->p)[i]

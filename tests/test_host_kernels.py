@@ -788,6 +788,25 @@ def test_requant_activations_and_conversions(lib, rng, shift):
         assert np.array_equal(got, want)
 
 
+@pytest.mark.parametrize("shift", [1, 2, 31, 32, 61, 62])
+def test_requant_of_64_bit_sums_at_the_ends_wraps_like_numpy(lib, shift):
+    """The vectorised requantisation (no activation or relu, shift 1..62) of int64 sums up to
+    the ends of int64, where adding the rounding half wraps modulo 2^64 as numpy's int64 does:
+    the integers of reference requantize, computed by numpy."""
+    fout = fp.Fixed(32, 0)
+    ends = [2**63 - 1, 2**63 - 2, -2**63, -2**63 + 1, 2**62, -2**62, 2**31, -2**31 - 1]
+    small = [0, 1, -1, 2, -2, 3, -3, (1 << shift) - 1, -(1 << shift) + 1, 1 << (shift - 1),
+             -(1 << (shift - 1)), (1 << (shift - 1)) - 1, -(1 << (shift - 1)) - 1]
+    x = np.array(ends + small + [12345678901234, -12345678901234], dtype=np.int64)
+    for kind in (NONE, RELU):
+        got = np.zeros(x.size, dtype=np.int32)
+        lib.aloha_requant_q(ptr(x), 6, x.size, ctypes.byref(rq_fused(shift, fout, kind)),
+                            ptr(got))
+        with np.errstate(over="ignore"):
+            want = accumulate_out(x[None], shift, fout, kind)[0]
+        assert np.array_equal(got, want), (kind, got, want)
+
+
 def test_act_f32(lib, rng):
     x = arr(rng.normal(size=300) * 3, np.float32)
     for kind in (NONE, RELU, LEAKY, CLIP, SIGMOID, TANH):

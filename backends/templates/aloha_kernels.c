@@ -154,33 +154,63 @@ int32_t aloha_requant(int64_t acc, int channel, const aloha_rq_t *rq)
     return requant_by(acc, rq->shift ? rq->shift[channel] : rq->shift0, rq);
 }
 
+/* v[i] = aloha_requant(acc[i], channel, rq) for i < n <= REQUANT_BLOCK when the activation is
+ * none or relu and the shift s is in [1, 62] (the common case), in loops the compiler
+ * vectorises: floor((a + 2^(s-1)) / 2^s) as a logical shift of a + 2^63 (computed modulo 2^64,
+ * as numpy wraps), less 2^(63-s), then the saturation. Returns 0 (v untouched) otherwise. */
+#define REQUANT_BLOCK 64
+static int requant_fast(const int64_t *restrict acc, int n, int64_t s, const aloha_rq_t *rq,
+                        int32_t *restrict v)
+{
+    const uint64_t sign = (uint64_t)1 << 63;
+    const int64_t lo = rq->qmin, hi = rq->qmax;
+    const int relu = rq->kind == ALOHA_ACT_RELU;
+    uint64_t half, bias;
+    int i;
+    if (s < 1 || s > 62 || (rq->kind != ALOHA_ACT_NONE && !relu))
+        return 0;
+    half = (uint64_t)1 << (s - 1);
+    bias = (uint64_t)1 << (63 - s);
+    for (i = 0; i < n; i++) {
+        const int64_t a = relu && acc[i] < 0 ? 0 : acc[i];
+        const int64_t r = (int64_t)((((uint64_t)a + half) ^ sign) >> s) - (int64_t)bias;
+        v[i] = (int32_t)(r < lo ? lo : r > hi ? hi : r);
+    }
+    return 1;
+}
+
 /* out[at + i] = aloha_requant(acc[i], channel, rq) for i < n, stored as rq->type: the epilogue of
  * a row of sums, with the shift and the storage type chosen once */
 static void requant_row(const int64_t *restrict acc, int n, int channel, const aloha_rq_t *rq,
                         void *out, size_t at)
 {
     const int64_t s = rq->shift ? rq->shift[channel] : rq->shift0;
+    int32_t v[REQUANT_BLOCK];
     int i;
+    assert(n <= REQUANT_BLOCK);
+    if (!requant_fast(acc, n, s, rq, v))
+        for (i = 0; i < n; i++)
+            v[i] = requant_by(acc[i], s, rq);
     switch (rq->type) {
     case ALOHA_I8:
         for (i = 0; i < n; i++)
-            ((int8_t *)out)[at + i] = (int8_t)requant_by(acc[i], s, rq);
+            ((int8_t *)out)[at + i] = (int8_t)v[i];
         break;
     case ALOHA_U8:
         for (i = 0; i < n; i++)
-            ((uint8_t *)out)[at + i] = (uint8_t)requant_by(acc[i], s, rq);
+            ((uint8_t *)out)[at + i] = (uint8_t)v[i];
         break;
     case ALOHA_I16:
         for (i = 0; i < n; i++)
-            ((int16_t *)out)[at + i] = (int16_t)requant_by(acc[i], s, rq);
+            ((int16_t *)out)[at + i] = (int16_t)v[i];
         break;
     case ALOHA_U16:
         for (i = 0; i < n; i++)
-            ((uint16_t *)out)[at + i] = (uint16_t)requant_by(acc[i], s, rq);
+            ((uint16_t *)out)[at + i] = (uint16_t)v[i];
         break;
     default:
         for (i = 0; i < n; i++)
-            aloha_store(out, rq->type, at + i, requant_by(acc[i], s, rq));
+            aloha_store(out, rq->type, at + i, v[i]);
         break;
     }
 }
@@ -393,6 +423,18 @@ typedef struct conv_post {
     void *out;
     int co_lo;
 } conv_post;
+
+static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const aloha_rq_t *rq,
+                              void *out, int co_lo)
+{
+    conv_post post;
+    post.bias = bias;
+    post.act = act;
+    post.rq = rq;
+    post.out = out;
+    post.co_lo = co_lo;
+    return post;
+}
 
 /* MK_VEC and MK_PLAIN define mk_NAME: acc[j][i] += w[j * wco + c * ws] * x[c * xs + i] for
  * c < n, j < nco, i < OX_BLOCK, for input elements XT and weights WT, products taken in AT and
@@ -617,12 +659,7 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
                         const aloha_conv_t *g, const aloha_act_t *act, int oy, int co_lo,
                         int co_hi, float *out)
 {
-    conv_post post;
-    post.bias = bias;
-    post.act = act;
-    post.rq = NULL;
-    post.out = out;
-    post.co_lo = co_lo;
+    const conv_post post = conv_post_of(bias, act, NULL, out, co_lo);
     rows_f32(x, w, g, &post, oy, co_lo, co_hi);
 }
 
@@ -630,8 +667,15 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
  * the tiles and the row loop for element types XT (input) and WT (weights) summing in AT with
  * wrapping unsigned UT. With AT = int32_t the generator proved that no sum of products leaves
  * int32 (and 16-bit operands' products always fit int), so the result equals the reference's
- * int64; with AT = int64_t products are exact and sums wrap modulo 2^64 like numpy's. */
-#define CONV_Q(NAME, XT, WT, AT, UT)                                                             \
+ * int64; with AT = int64_t products are exact and sums wrap modulo 2^64 like numpy's.
+ *
+ * 64-bit integer vectors have no multiply on most vector units (AVX2, NEON): for 8/16-bit
+ * operands CONV_Q_NARROW64 sums in double instead where the hardware has it (ALOHA_DOUBLE_SUMS).
+ * A product is then below 2^16 x 2^15 = 2^31 in magnitude, so every partial sum of up to
+ * DOUBLE_FAN_IN (2^22) products is an integer below 2^53: exact in double, never wrapping, the
+ * reference's int64 sum. A larger fan-in takes the int64 sums. The operands go to double through
+ * int32_t (AT of the tiles), which vector units convert directly. */
+#define CONV_EMIT(NAME, AT, UT)                                                                  \
     static void emit_##NAME(UT (*acc)[OX_BLOCK], const conv_post *post, int co, int nco,         \
                             int ox0, int n, int ow)                                              \
     {                                                                                            \
@@ -644,20 +688,10 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
             requant_row(sums, n, co + j, post->rq, post->out,                                    \
                         (size_t)(co + j - post->co_lo) * ow + ox0);                              \
         }                                                                                        \
-    }                                                                                            \
+    }
+#define CONV_Q_PARTS(NAME, XT, WT, AT, UT)                                                       \
+    CONV_EMIT(NAME, AT, UT)                                                                      \
     CONV_TILE(NAME, XT, WT, AT, UT, MK_VEC, emit_##NAME)                                         \
-    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
-                            const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
-                            int co_hi, void *out)                                                \
-    {                                                                                            \
-        conv_post post;                                                                          \
-        post.bias = bias;                                                                        \
-        post.act = NULL;                                                                         \
-        post.rq = rq;                                                                            \
-        post.out = out;                                                                          \
-        post.co_lo = co_lo;                                                                      \
-        rows_##NAME(x, w, g, &post, oy, co_lo, co_hi);                                           \
-    }                                                                                            \
     static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,     \
                              int m_hi, const aloha_rq_t *rq, void *out)                          \
     {                                                                                            \
@@ -671,6 +705,39 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
                         aloha_requant(wrap_add((int64_t)(AT)acc, bias ? bias[j] : 0), j, rq));   \
         }                                                                                        \
     }
+#define CONV_Q(NAME, XT, WT, AT, UT)                                                             \
+    CONV_Q_PARTS(NAME, XT, WT, AT, UT)                                                           \
+    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
+                            const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
+                            int co_hi, void *out)                                                \
+    {                                                                                            \
+        const conv_post post = conv_post_of(bias, NULL, rq, out, co_lo);                         \
+        rows_##NAME(x, w, g, &post, oy, co_lo, co_hi);                                           \
+    }
+
+#if defined(ALOHA_VECTOR_EXT) && (defined(__x86_64__) || defined(__aarch64__))
+#define ALOHA_DOUBLE_SUMS 1
+#endif
+#define DOUBLE_FAN_IN (1L << 22)
+
+#ifdef ALOHA_DOUBLE_SUMS
+#define CONV_Q_NARROW64(NAME, XT, WT)                                                            \
+    CONV_Q_PARTS(NAME, XT, WT, int64_t, uint64_t)                                                \
+    CONV_EMIT(NAME##_d, int64_t, double)                                                         \
+    CONV_TILE(NAME##_d, XT, WT, int32_t, double, MK_VEC, emit_##NAME##_d)                        \
+    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
+                            const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
+                            int co_hi, void *out)                                                \
+    {                                                                                            \
+        const conv_post post = conv_post_of(bias, NULL, rq, out, co_lo);                         \
+        if ((long)(g->cin / g->group) * g->kh * g->kw <= DOUBLE_FAN_IN)                          \
+            rows_##NAME##_d(x, w, g, &post, oy, co_lo, co_hi);                                   \
+        else                                                                                     \
+            rows_##NAME(x, w, g, &post, oy, co_lo, co_hi);                                       \
+    }
+#else
+#define CONV_Q_NARROW64(NAME, XT, WT) CONV_Q(NAME, XT, WT, int64_t, uint64_t)
+#endif
 
 typedef void (*conv_fn)(const aloha_win_t *, const void *, const int32_t *, const aloha_conv_t *,
                         const aloha_rq_t *, int, int, int, void *);
@@ -684,7 +751,7 @@ typedef void (*dense_fn)(const void *, const void *, const int32_t *, int, int, 
  * Makefile defines ALOHA_VARIANTS and ALOHA_V_<name> for each; without ALOHA_VARIANTS (a library
  * build) every variant is there. Table order: index = variant() below. */
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i8_a64)
-CONV_Q(i8_i8_a64, int8_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i8_i8_a64, int8_t, int8_t)
 #define CONV_i8_i8_a64 AS_CONV(i8_i8_a64)
 #define DENSE_i8_i8_a64 AS_DENSE(i8_i8_a64)
 #else
@@ -692,7 +759,7 @@ CONV_Q(i8_i8_a64, int8_t, int8_t, int64_t, uint64_t)
 #define DENSE_i8_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i16_a64)
-CONV_Q(i8_i16_a64, int8_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i8_i16_a64, int8_t, int16_t)
 #define CONV_i8_i16_a64 AS_CONV(i8_i16_a64)
 #define DENSE_i8_i16_a64 AS_DENSE(i8_i16_a64)
 #else
@@ -708,7 +775,7 @@ CONV_Q(i8_i32_a64, int8_t, int32_t, int64_t, uint64_t)
 #define DENSE_i8_i32_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i8_a64)
-CONV_Q(u8_i8_a64, uint8_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u8_i8_a64, uint8_t, int8_t)
 #define CONV_u8_i8_a64 AS_CONV(u8_i8_a64)
 #define DENSE_u8_i8_a64 AS_DENSE(u8_i8_a64)
 #else
@@ -716,7 +783,7 @@ CONV_Q(u8_i8_a64, uint8_t, int8_t, int64_t, uint64_t)
 #define DENSE_u8_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i16_a64)
-CONV_Q(u8_i16_a64, uint8_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u8_i16_a64, uint8_t, int16_t)
 #define CONV_u8_i16_a64 AS_CONV(u8_i16_a64)
 #define DENSE_u8_i16_a64 AS_DENSE(u8_i16_a64)
 #else
@@ -732,7 +799,7 @@ CONV_Q(u8_i32_a64, uint8_t, int32_t, int64_t, uint64_t)
 #define DENSE_u8_i32_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i8_a64)
-CONV_Q(i16_i8_a64, int16_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i16_i8_a64, int16_t, int8_t)
 #define CONV_i16_i8_a64 AS_CONV(i16_i8_a64)
 #define DENSE_i16_i8_a64 AS_DENSE(i16_i8_a64)
 #else
@@ -740,7 +807,7 @@ CONV_Q(i16_i8_a64, int16_t, int8_t, int64_t, uint64_t)
 #define DENSE_i16_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i16_a64)
-CONV_Q(i16_i16_a64, int16_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i16_i16_a64, int16_t, int16_t)
 #define CONV_i16_i16_a64 AS_CONV(i16_i16_a64)
 #define DENSE_i16_i16_a64 AS_DENSE(i16_i16_a64)
 #else
@@ -756,7 +823,7 @@ CONV_Q(i16_i32_a64, int16_t, int32_t, int64_t, uint64_t)
 #define DENSE_i16_i32_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i8_a64)
-CONV_Q(u16_i8_a64, uint16_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u16_i8_a64, uint16_t, int8_t)
 #define CONV_u16_i8_a64 AS_CONV(u16_i8_a64)
 #define DENSE_u16_i8_a64 AS_DENSE(u16_i8_a64)
 #else
@@ -764,7 +831,7 @@ CONV_Q(u16_i8_a64, uint16_t, int8_t, int64_t, uint64_t)
 #define DENSE_u16_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i16_a64)
-CONV_Q(u16_i16_a64, uint16_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u16_i16_a64, uint16_t, int16_t)
 #define CONV_u16_i16_a64 AS_CONV(u16_i16_a64)
 #define DENSE_u16_i16_a64 AS_DENSE(u16_i16_a64)
 #else
@@ -1304,10 +1371,10 @@ void aloha_act_f32(const float *x, int n, const aloha_act_t *act, float *out)
 
 void aloha_requant_q(const void *x, int xtype, int n, const aloha_rq_t *rq, void *out)
 {
-    int64_t v[64];
+    int64_t v[REQUANT_BLOCK];
     int i, k, m;
     for (i = 0; i < n; i += m) {
-        m = n - i < 64 ? n - i : 64;
+        m = n - i < REQUANT_BLOCK ? n - i : REQUANT_BLOCK;
         for (k = 0; k < m; k++)
             v[k] = aloha_load(x, xtype, (size_t)(i + k));
         requant_row(v, m, 0, rq, out, (size_t)i);

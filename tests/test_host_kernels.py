@@ -577,6 +577,8 @@ POOLS = [  # c, h, w, kernel, strides, pads (t, l, b, r), dilations, ceil mode
     (4, 6, 8, (2, 3), (1, 2), (1, 2, 0, 1), (1, 1), False),
     (2, 10, 10, (2, 2), (2, 3), (1, 0, 1, 2), (2, 2), True),   # dilated with overhang (*)
     (3, 5, 5, (5, 5), (3, 3), (2, 2, 2, 2), (1, 1), True),
+    (2, 4, 150, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False),  # interiors of several blocks
+    (2, 6, 162, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), True),   # strided, wide, overhang
 ]
 
 

@@ -1112,11 +1112,63 @@ static int pool_cols(const aloha_pool_t *p, const pool_row *r, int ox, int *lo, 
     return b - a;
 }
 
+/* POOL_INTERIOR defines pool_in_NAME: v[ox - a] = the maximum (kind 0) or the sum of the taps of
+ * the interior columns ox in [a, b) of one channel whose window row ky_lo starts at base, for
+ * elements T widened to ST, taps in the order ky, kx (that of the border columns): loops over
+ * the columns innermost, which the compiler vectorises. */
+#define POOL_INTERIOR(NAME, T, ST)                                                               \
+    static void pool_in_##NAME(const T *base, const aloha_pool_t *p, const pool_row *r, int a,   \
+                               int b, ST *restrict v)                                            \
+    {                                                                                            \
+        const ptrdiff_t sw = p->sw;                                                              \
+        int ky, kx, ox;                                                                          \
+        for (ox = a; ox < b; ox++)                                                               \
+            v[ox - a] = p->kind == 0 ? (ST)base[ox * sw - p->pl] : 0;                            \
+        for (ky = 0; ky < r->ky_hi - r->ky_lo; ky++)                                             \
+            for (kx = 0; kx < p->kw; kx++) {                                                     \
+                const ptrdiff_t off = (ptrdiff_t)(ky * r->ystep) + kx * p->dw - p->pl;           \
+                if (p->kind == 0)                                                                \
+                    for (ox = a; ox < b; ox++) {                                                 \
+                        const ST t = base[off + ox * sw];                                        \
+                        v[ox - a] = t > v[ox - a] ? t : v[ox - a];                               \
+                    }                                                                            \
+                else                                                                             \
+                    for (ox = a; ox < b; ox++)                                                   \
+                        v[ox - a] += base[off + ox * sw];                                        \
+            }                                                                                    \
+    }
+POOL_INTERIOR(f32, float, double)
+POOL_INTERIOR(i8, int8_t, int64_t)
+POOL_INTERIOR(u8, uint8_t, int64_t)
+POOL_INTERIOR(i16, int16_t, int64_t)
+POOL_INTERIOR(u16, uint16_t, int64_t)
+POOL_INTERIOR(i32, int32_t, int64_t)
+
+/* The interior columns [a, b) (b - a <= REQUANT_BLOCK) of one channel of a fixed-point pool,
+ * before requantisation: the maximum, or the sum by the window's count. */
+static void pool_in_q(const aloha_win_t *x, size_t base, const aloha_pool_t *p,
+                      const pool_row *r, int a, int b, int64_t *v)
+{
+    int i;
+    switch (x->type) {
+    case ALOHA_I8: pool_in_i8((const int8_t *)x->p + base, p, r, a, b, v); break;
+    case ALOHA_U8: pool_in_u8((const uint8_t *)x->p + base, p, r, a, b, v); break;
+    case ALOHA_I16: pool_in_i16((const int16_t *)x->p + base, p, r, a, b, v); break;
+    case ALOHA_U16: pool_in_u16((const uint16_t *)x->p + base, p, r, a, b, v); break;
+    default: pool_in_i32((const int32_t *)x->p + base, p, r, a, b, v); break;
+    }
+    if (p->kind != 0)
+        for (i = 0; i < b - a; i++)
+            v[i] = aloha_round_div(v[i], (int64_t)r->ycount * p->kw);
+}
+
 void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha_act_t *act,
                         int oy, float *out)
 {
     const pool_row r = pool_row_setup(x, p, oy);
-    int ch, ox, ky, kx, lo, hi;
+    int ch, ox, ky, kx, lo, hi, a, b, i;
+    double v_in[REQUANT_BLOCK];
+    float f_in[REQUANT_BLOCK];
     if (r.ky_lo >= r.ky_hi) { /* a window entirely in the padding */
         for (ch = 0; ch < p->c * p->ow; ch++)
             out[ch] = aloha_act1_f32(0.0f, act);
@@ -1125,10 +1177,23 @@ void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha
     for (ch = 0; ch < p->c; ch++) {
         const float *base = row_f(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
         float *o = out + (size_t)ch * p->ow;
+        for (a = r.in_lo; a < r.in_hi; a = b) {
+            b = r.in_hi - a < REQUANT_BLOCK ? r.in_hi : a + REQUANT_BLOCK;
+            pool_in_f32(base, p, &r, a, b, v_in);
+            for (i = 0; i < b - a; i++)
+                f_in[i] = (float)(p->kind == 0 ? v_in[i] : v_in[i] / (r.ycount * p->kw));
+            act_row_f32(f_in, b - a, NULL, act, o + a);
+        }
         for (ox = 0; ox < p->ow; ox++) {
-            const int count = pool_cols(p, &r, ox, &lo, &hi);
-            const ptrdiff_t ix0 = ox * p->sw - p->pl;
+            int count;
+            ptrdiff_t ix0;
             float v = 0.0f;
+            if (ox == r.in_lo && r.in_lo < r.in_hi)
+                ox = r.in_hi; /* the interior is done */
+            if (ox >= p->ow)
+                break;
+            count = pool_cols(p, &r, ox, &lo, &hi);
+            ix0 = ox * p->sw - p->pl;
             if (lo >= hi) {
                 o[ox] = aloha_act1_f32(0.0f, act);
                 continue;
@@ -1155,7 +1220,8 @@ void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_r
                       void *out)
 {
     const pool_row r = pool_row_setup(x, p, oy);
-    int ch, ox, ky, kx, lo, hi;
+    int ch, ox, ky, kx, lo, hi, a, b;
+    int64_t v_in[REQUANT_BLOCK];
     if (r.ky_lo >= r.ky_hi) {
         for (ch = 0; ch < p->c * p->ow; ch++)
             aloha_store(out, rq->type, (size_t)ch, aloha_requant(0, 0, rq));
@@ -1164,10 +1230,21 @@ void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_r
     for (ch = 0; ch < p->c; ch++) {
         const size_t base = win_offset(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
         const size_t o = (size_t)ch * p->ow;
+        for (a = r.in_lo; a < r.in_hi; a = b) {
+            b = r.in_hi - a < REQUANT_BLOCK ? r.in_hi : a + REQUANT_BLOCK;
+            pool_in_q(x, base, p, &r, a, b, v_in);
+            requant_row(v_in, b - a, 0, rq, out, o + a);
+        }
         for (ox = 0; ox < p->ow; ox++) {
-            const int count = pool_cols(p, &r, ox, &lo, &hi);
-            const ptrdiff_t ix0 = ox * p->sw - p->pl;
+            int count;
+            ptrdiff_t ix0;
             int64_t v = 0;
+            if (ox == r.in_lo && r.in_lo < r.in_hi)
+                ox = r.in_hi; /* the interior is done */
+            if (ox >= p->ow)
+                break;
+            count = pool_cols(p, &r, ox, &lo, &hi);
+            ix0 = ox * p->sw - p->pl;
             if (lo >= hi) {
                 aloha_store(out, rq->type, o + ox, aloha_requant(0, 0, rq));
                 continue;

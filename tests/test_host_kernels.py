@@ -443,6 +443,29 @@ def test_dense_int32_accumulator_holds_exactly_up_to_the_proven_bound(lib):
             assert (got[0] == want[0]) == (exact32 or not acc32), (k, acc32, got, want)
 
 
+@pytest.mark.parametrize("xt", [np.int16, np.uint16, np.int8, np.uint8])
+@pytest.mark.parametrize("wt", [np.int16, np.int8])
+def test_dense_in_narrow_storage_types_with_64_bit_sums(lib, rng, xt, wt):
+    """8/16-bit dense layers summed in 64 bits (in double vectors where the machine has them):
+    the int64 sums of numpy, extreme operands and a fan-in that is no multiple of the eight
+    partial sums, requantised as the reference does."""
+    k, m = 203, 9
+    xi, wi = np.iinfo(xt), np.iinfo(wt)
+    x = rng.integers(xi.min, int(xi.max) + 1, size=k)
+    w = rng.integers(wi.min, int(wi.max) + 1, size=(m, k))
+    x[:50] = xi.max if xi.min == 0 else xi.min
+    w[0, :] = wi.min  # the largest sum of products
+    bias = rng.integers(-(1 << 20), 1 << 20, size=m)
+    fout = fp.Fixed(16, 0)
+    r = rq(20, fout, out=np.int16)
+    xa, wa, ba = arr(x, xt), arr(w, wt), arr(bias, np.int32)
+    got = np.zeros(m, dtype=np.int16)
+    lib.aloha_dense_q(ptr(xa), TAG[xa.dtype], ptr(wa), TAG[wa.dtype], 0, ptr(ba), k, 0, m,
+                      ctypes.byref(r), ptr(got))
+    acc = w.astype(np.int64) @ x.astype(np.int64) + bias
+    assert np.array_equal(got, accumulate_out(acc[None], 20, fout)[0])
+
+
 def test_row_kernels_in_narrow_storage_types(lib, rng):
     """Pooling, elementwise, batch norm, requantisation, islands, softmax, LRN, shuffle and the
     reshape copy read and write int8/uint8/int16/uint16 as the reference computes in int64."""

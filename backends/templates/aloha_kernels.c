@@ -721,8 +721,10 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
 #define DOUBLE_FAN_IN (1L << 22)
 
 #ifdef ALOHA_DOUBLE_SUMS
+/* NAME##_i sums in int64, NAME##_d in double; conv_NAME picks by the fan-in. The dense layers
+ * keep their int64 sums, which compilers vectorise as widening 32-bit multiplies. */
 #define CONV_Q_NARROW64(NAME, XT, WT)                                                            \
-    CONV_Q_PARTS(NAME, XT, WT, int64_t, uint64_t)                                                \
+    CONV_Q(NAME##_i, XT, WT, int64_t, uint64_t)                                                  \
     CONV_EMIT(NAME##_d, int64_t, double)                                                         \
     CONV_TILE(NAME##_d, XT, WT, int32_t, double, MK_VEC, emit_##NAME##_d)                        \
     static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
@@ -733,7 +735,12 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
         if ((long)(g->cin / g->group) * g->kh * g->kw <= DOUBLE_FAN_IN)                          \
             rows_##NAME##_d(x, w, g, &post, oy, co_lo, co_hi);                                   \
         else                                                                                     \
-            rows_##NAME(x, w, g, &post, oy, co_lo, co_hi);                                       \
+            conv_##NAME##_i(x, w, bias, g, rq, oy, co_lo, co_hi, out);                           \
+    }                                                                                            \
+    static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,     \
+                             int m_hi, const aloha_rq_t *rq, void *out)                          \
+    {                                                                                            \
+        dense_##NAME##_i(x, w, bias, k, m_lo, m_hi, rq, out);                                    \
     }
 #else
 #define CONV_Q_NARROW64(NAME, XT, WT) CONV_Q(NAME, XT, WT, int64_t, uint64_t)

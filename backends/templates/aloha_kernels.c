@@ -1119,6 +1119,13 @@ static int pool_cols(const aloha_pool_t *p, const pool_row *r, int ox, int *lo, 
     return b - a;
 }
 
+/* The first border column at or after ox: the interior columns [in_lo, in_hi), whose window
+ * lies inside the input, are computed together (pool_in_NAME). */
+static int pool_border(const pool_row *r, int ox)
+{
+    return ox >= r->in_lo && ox < r->in_hi ? r->in_hi : ox;
+}
+
 /* POOL_INTERIOR defines pool_in_NAME: v[ox - a] = the maximum (kind 0) or the sum of the taps of
  * the interior columns ox in [a, b) of one channel whose window row ky_lo starts at base, for
  * elements T widened to ST, taps in the order ky, kx (that of the border columns): loops over
@@ -1191,16 +1198,10 @@ void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha
                 f_in[i] = (float)(p->kind == 0 ? v_in[i] : v_in[i] / (r.ycount * p->kw));
             act_row_f32(f_in, b - a, NULL, act, o + a);
         }
-        for (ox = 0; ox < p->ow; ox++) {
-            int count;
-            ptrdiff_t ix0;
+        for (ox = pool_border(&r, 0); ox < p->ow; ox = pool_border(&r, ox + 1)) {
+            const int count = pool_cols(p, &r, ox, &lo, &hi);
+            const ptrdiff_t ix0 = ox * p->sw - p->pl;
             float v = 0.0f;
-            if (ox == r.in_lo && r.in_lo < r.in_hi)
-                ox = r.in_hi; /* the interior is done */
-            if (ox >= p->ow)
-                break;
-            count = pool_cols(p, &r, ox, &lo, &hi);
-            ix0 = ox * p->sw - p->pl;
             if (lo >= hi) {
                 o[ox] = aloha_act1_f32(0.0f, act);
                 continue;
@@ -1242,16 +1243,10 @@ void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_r
             pool_in_q(x, base, p, &r, a, b, v_in);
             requant_row(v_in, b - a, 0, rq, out, o + a);
         }
-        for (ox = 0; ox < p->ow; ox++) {
-            int count;
-            ptrdiff_t ix0;
+        for (ox = pool_border(&r, 0); ox < p->ow; ox = pool_border(&r, ox + 1)) {
+            const int count = pool_cols(p, &r, ox, &lo, &hi);
+            const ptrdiff_t ix0 = ox * p->sw - p->pl;
             int64_t v = 0;
-            if (ox == r.in_lo && r.in_lo < r.in_hi)
-                ox = r.in_hi; /* the interior is done */
-            if (ox >= p->ow)
-                break;
-            count = pool_cols(p, &r, ox, &lo, &hi);
-            ix0 = ox * p->sw - p->pl;
             if (lo >= hi) {
                 aloha_store(out, rq->type, o + ox, aloha_requant(0, 0, rq));
                 continue;

@@ -267,6 +267,7 @@ CONVS = [  # cin, cout, h, w, kernel, strides, pads (t, l, b, r), dilations, gro
     (8, 10, 5, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),   # full 4-channel x 16-column tiles
     (8, 16, 4, 37, (3, 3), (1, 1), (1, 1, 1, 1), (1, 2), 2),   # full tiles, grouped and dilated
     (5, 9, 6, 71, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),    # strided tiles, a 1-channel tail
+    (6, 20, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),   # narrow: 8-channel tiles, a tail
 ]
 
 

@@ -95,16 +95,32 @@ def compile_library(out: Path, extra: list[str] | None = None) -> None:
     assert done.returncode == 0, done.stderr
 
 
-@pytest.fixture(scope="module")
-def lib(tmp_path_factory):
+def load_library(tmp_path_factory, extra: list[str]):
     path = tmp_path_factory.mktemp("host_kernels") / "libaloha_kernels.so"
-    compile_library(path, ["-fPIC", "-shared"])
+    compile_library(path, ["-fPIC", "-shared", *extra])
     lib = ctypes.CDLL(str(path))
     for name, args in SIGNATURES.items():
         getattr(lib, name).argtypes = args
         getattr(lib, name).restype = None
     lib.aloha_to_fixed.restype = I32
     return lib
+
+
+@pytest.fixture(scope="module")
+def lib(tmp_path_factory):
+    return load_library(tmp_path_factory, [])
+
+
+# a stage of 64 bytes holds no convolution of CONVS: each gathers its columns tap by tap, the
+# path of a convolution whose stage would not fit ALOHA_CONV_STAGE_BYTES
+STAGES = {"staged": [], "gathered": ["-DALOHA_CONV_STAGE_BYTES=64"]}
+
+
+@pytest.fixture(scope="module", params=sorted(STAGES))
+def conv_lib(request, tmp_path_factory):
+    """The library as built (a tile's input columns staged once for all its output channels)
+    and with the tap-by-tap gather; both must give the same bits."""
+    return load_library(tmp_path_factory, STAGES[request.param])
 
 
 @pytest.fixture
@@ -251,6 +267,7 @@ CONVS = [  # cin, cout, h, w, kernel, strides, pads (t, l, b, r), dilations, gro
     (8, 10, 5, 40, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),   # full 4-channel x 16-column tiles
     (8, 16, 4, 37, (3, 3), (1, 1), (1, 1, 1, 1), (1, 2), 2),   # full tiles, grouped and dilated
     (5, 9, 6, 71, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),    # strided tiles, a 1-channel tail
+    (6, 20, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),   # narrow: 8-channel tiles, a tail
 ]
 
 
@@ -297,7 +314,7 @@ def conv_f32_in_tap_order(x, w, b, g, kind):
 
 @pytest.mark.parametrize("case", CONVS)
 @pytest.mark.parametrize("kind", [NONE, RELU, LEAKY])
-def test_conv_row_f32(lib, rng, case, kind):
+def test_conv_row_f32(conv_lib, rng, case, kind):
     g = conv_geometry(*case)
     x = rng.normal(size=(g["cin"], g["h"], g["w"])).astype(np.float32)
     w = rng.normal(size=(g["cout"], g["cin"] // g["group"], g["kh"], g["kw"])).astype(np.float32)
@@ -305,7 +322,7 @@ def test_conv_row_f32(lib, rng, case, kind):
     wa, ba, a = arr(w, np.float32), arr(b, np.float32), float_act(kind)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_f32(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(a), oy,
+        conv_lib.aloha_conv_row_f32(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(a), oy,
                                lo, hi, ptr(row))
 
     got = run_conv_rows(x, g, call, np.float32, np.float32)
@@ -314,13 +331,13 @@ def test_conv_row_f32(lib, rng, case, kind):
     assert np.array_equal(got, conv_f32_in_tap_order(x, w, b, g, kind))
 
 
-def test_conv_row_f32_without_bias_or_act(lib, rng):
+def test_conv_row_f32_without_bias_or_act(conv_lib, rng):
     g = conv_geometry(*CONVS[0])
     x = rng.normal(size=(g["cin"], g["h"], g["w"])).astype(np.float32)
     w = arr(rng.normal(size=(g["cout"], g["cin"] // 2, g["kh"], g["kw"])), np.float32)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_f32(win, ptr(w), None, ctypes.byref(geom), None, oy, lo, hi, ptr(row))
+        conv_lib.aloha_conv_row_f32(win, ptr(w), None, ctypes.byref(geom), None, oy, lo, hi, ptr(row))
 
     got = run_conv_rows(x, g, call, np.float32, np.float32)
     want = np_conv(x, w, g, np.float64)[0]
@@ -329,7 +346,7 @@ def test_conv_row_f32_without_bias_or_act(lib, rng):
 
 @pytest.mark.parametrize("case", CONVS)
 @pytest.mark.parametrize("kind", [NONE, RELU, LEAKY, CLIP])
-def test_conv_row_q_bit_exact(lib, rng, case, kind):
+def test_conv_row_q_bit_exact(conv_lib, rng, case, kind):
     g = conv_geometry(*case)
     fx, fout = fp.Fixed(8, 5), fp.Fixed(8, 4)
     x = rng.integers(fx.qmin, fx.qmax + 1, size=(g["cin"], g["h"], g["w"]))
@@ -341,7 +358,7 @@ def test_conv_row_q_bit_exact(lib, rng, case, kind):
     wa, ba, r = arr(w, np.int32), arr(bias, np.int32), rq_fused(shifts, fout, kind)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(r), oy, lo,
+        conv_lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(r), oy, lo,
                              hi, ptr(row))
 
     got = run_conv_rows(x, g, call, np.int32, np.int32)
@@ -353,7 +370,7 @@ def test_conv_row_q_bit_exact(lib, rng, case, kind):
         assert (got == fout.qmin).any() and (got == fout.qmax).any()
 
 
-def test_conv_row_q_without_bias_scalar_shift(lib, rng):
+def test_conv_row_q_without_bias_scalar_shift(conv_lib, rng):
     g = conv_geometry(*CONVS[3])
     fout = fp.Fixed(16, 3)
     x = rng.integers(-128, 128, size=(g["cin"], g["h"], g["w"]))
@@ -361,7 +378,7 @@ def test_conv_row_q_without_bias_scalar_shift(lib, rng):
     r = rq(7, fout, RELU)
 
     def call(win, geom, oy, lo, hi, row):
-        lib.aloha_conv_row_q(win, ptr(w), None, ctypes.byref(geom), ctypes.byref(r), oy, lo, hi,
+        conv_lib.aloha_conv_row_q(win, ptr(w), None, ctypes.byref(geom), ctypes.byref(r), oy, lo, hi,
                              ptr(row))
 
     got = run_conv_rows(x, g, call, np.int32, np.int32)
@@ -377,7 +394,7 @@ STORED = {(8, True): np.int8, (8, False): np.uint8, (16, True): np.int16, (16, F
 @pytest.mark.parametrize("xfmt", [fp.Fixed(8, 4, False), fp.Fixed(8, 5), fp.Fixed(16, 9),
                                   fp.Fixed(16, 10, False)])
 @pytest.mark.parametrize("wbits", [8, 16])
-def test_conv_row_q_in_narrow_storage_types(lib, rng, xfmt, wbits):
+def test_conv_row_q_in_narrow_storage_types(conv_lib, rng, xfmt, wbits):
     """Inputs, weights and outputs in int8/uint8/int16/uint16 give the reference's integers, with
     the accumulator fixedpoint.accumulator_of chooses and with 64-bit sums alike."""
     g = conv_geometry(*CONVS[6])
@@ -401,7 +418,7 @@ def test_conv_row_q_in_narrow_storage_types(lib, rng, xfmt, wbits):
         r = rq(shift, fout, RELU, out=ot)
 
         def call(win, geom_struct, oy, lo, hi, row):
-            lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(Conv(**geom)),
+            conv_lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(Conv(**geom)),
                                  ctypes.byref(r), oy, lo, hi, ptr(row))
 
         got = run_conv_rows(x, g, call, xt, ot)
@@ -425,6 +442,29 @@ def test_dense_int32_accumulator_holds_exactly_up_to_the_proven_bound(lib):
             lib.aloha_dense_q(ptr(x), TAG[x.dtype], ptr(w), TAG[w.dtype], acc32, None, k, 0, 1,
                               ctypes.byref(r), ptr(got))
             assert (got[0] == want[0]) == (exact32 or not acc32), (k, acc32, got, want)
+
+
+@pytest.mark.parametrize("xt", [np.int16, np.uint16, np.int8, np.uint8])
+@pytest.mark.parametrize("wt", [np.int16, np.int8])
+def test_dense_in_narrow_storage_types_with_64_bit_sums(lib, rng, xt, wt):
+    """8/16-bit dense layers summed in 64 bits (in double vectors where the machine has them):
+    the int64 sums of numpy, extreme operands and a fan-in that is no multiple of the eight
+    partial sums, requantised as the reference does."""
+    k, m = 203, 9
+    xi, wi = np.iinfo(xt), np.iinfo(wt)
+    x = rng.integers(xi.min, int(xi.max) + 1, size=k)
+    w = rng.integers(wi.min, int(wi.max) + 1, size=(m, k))
+    x[:50] = xi.max if xi.min == 0 else xi.min
+    w[0, :] = wi.min  # the largest sum of products
+    bias = rng.integers(-(1 << 20), 1 << 20, size=m)
+    fout = fp.Fixed(16, 0)
+    r = rq(20, fout, out=np.int16)
+    xa, wa, ba = arr(x, xt), arr(w, wt), arr(bias, np.int32)
+    got = np.zeros(m, dtype=np.int16)
+    lib.aloha_dense_q(ptr(xa), TAG[xa.dtype], ptr(wa), TAG[wa.dtype], 0, ptr(ba), k, 0, m,
+                      ctypes.byref(r), ptr(got))
+    acc = w.astype(np.int64) @ x.astype(np.int64) + bias
+    assert np.array_equal(got, accumulate_out(acc[None], 20, fout)[0])
 
 
 def test_row_kernels_in_narrow_storage_types(lib, rng):
@@ -561,6 +601,8 @@ POOLS = [  # c, h, w, kernel, strides, pads (t, l, b, r), dilations, ceil mode
     (4, 6, 8, (2, 3), (1, 2), (1, 2, 0, 1), (1, 1), False),
     (2, 10, 10, (2, 2), (2, 3), (1, 0, 1, 2), (2, 2), True),   # dilated with overhang (*)
     (3, 5, 5, (5, 5), (3, 3), (2, 2, 2, 2), (1, 1), True),
+    (2, 4, 150, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), False),  # interiors of several blocks
+    (2, 6, 162, (3, 3), (2, 2), (0, 0, 0, 0), (1, 1), True),   # strided, wide, overhang
 ]
 
 
@@ -770,6 +812,25 @@ def test_requant_activations_and_conversions(lib, rng, shift):
                             ptr(got))
         want = accumulate_out(x[None].astype(np.int64), fin.frac, fout, kind)[0]
         assert np.array_equal(got, want)
+
+
+@pytest.mark.parametrize("shift", [1, 2, 31, 32, 61, 62])
+def test_requant_of_64_bit_sums_at_the_ends_wraps_like_numpy(lib, shift):
+    """The vectorised requantisation (no activation or relu, shift 1..62) of int64 sums up to
+    the ends of int64, where adding the rounding half wraps modulo 2^64 as numpy's int64 does:
+    the integers of reference requantize, computed by numpy."""
+    fout = fp.Fixed(32, 0)
+    ends = [2**63 - 1, 2**63 - 2, -2**63, -2**63 + 1, 2**62, -2**62, 2**31, -2**31 - 1]
+    small = [0, 1, -1, 2, -2, 3, -3, (1 << shift) - 1, -(1 << shift) + 1, 1 << (shift - 1),
+             -(1 << (shift - 1)), (1 << (shift - 1)) - 1, -(1 << (shift - 1)) - 1]
+    x = np.array(ends + small + [12345678901234, -12345678901234], dtype=np.int64)
+    for kind in (NONE, RELU):
+        got = np.zeros(x.size, dtype=np.int32)
+        lib.aloha_requant_q(ptr(x), 6, x.size, ctypes.byref(rq_fused(shift, fout, kind)),
+                            ptr(got))
+        with np.errstate(over="ignore"):
+            want = accumulate_out(x[None], shift, fout, kind)[0]
+        assert np.array_equal(got, want), (kind, got, want)
 
 
 def test_act_f32(lib, rng):

@@ -154,33 +154,63 @@ int32_t aloha_requant(int64_t acc, int channel, const aloha_rq_t *rq)
     return requant_by(acc, rq->shift ? rq->shift[channel] : rq->shift0, rq);
 }
 
+/* v[i] = aloha_requant(acc[i], channel, rq) for i < n <= REQUANT_BLOCK when the activation is
+ * none or relu and the shift s is in [1, 62] (the common case), in loops the compiler
+ * vectorises: floor((a + 2^(s-1)) / 2^s) as a logical shift of a + 2^63 (computed modulo 2^64,
+ * as numpy wraps), less 2^(63-s), then the saturation. Returns 0 (v untouched) otherwise. */
+#define REQUANT_BLOCK 64
+static int requant_fast(const int64_t *restrict acc, int n, int64_t s, const aloha_rq_t *rq,
+                        int32_t *restrict v)
+{
+    const uint64_t sign = (uint64_t)1 << 63;
+    const int64_t lo = rq->qmin, hi = rq->qmax;
+    const int relu = rq->kind == ALOHA_ACT_RELU;
+    uint64_t half, bias;
+    int i;
+    if (s < 1 || s > 62 || (rq->kind != ALOHA_ACT_NONE && !relu))
+        return 0;
+    half = (uint64_t)1 << (s - 1);
+    bias = (uint64_t)1 << (63 - s);
+    for (i = 0; i < n; i++) {
+        const int64_t a = relu && acc[i] < 0 ? 0 : acc[i];
+        const int64_t r = (int64_t)((((uint64_t)a + half) ^ sign) >> s) - (int64_t)bias;
+        v[i] = (int32_t)(r < lo ? lo : r > hi ? hi : r);
+    }
+    return 1;
+}
+
 /* out[at + i] = aloha_requant(acc[i], channel, rq) for i < n, stored as rq->type: the epilogue of
  * a row of sums, with the shift and the storage type chosen once */
 static void requant_row(const int64_t *restrict acc, int n, int channel, const aloha_rq_t *rq,
                         void *out, size_t at)
 {
     const int64_t s = rq->shift ? rq->shift[channel] : rq->shift0;
+    int32_t v[REQUANT_BLOCK];
     int i;
+    assert(n <= REQUANT_BLOCK);
+    if (!requant_fast(acc, n, s, rq, v))
+        for (i = 0; i < n; i++)
+            v[i] = requant_by(acc[i], s, rq);
     switch (rq->type) {
     case ALOHA_I8:
         for (i = 0; i < n; i++)
-            ((int8_t *)out)[at + i] = (int8_t)requant_by(acc[i], s, rq);
+            ((int8_t *)out)[at + i] = (int8_t)v[i];
         break;
     case ALOHA_U8:
         for (i = 0; i < n; i++)
-            ((uint8_t *)out)[at + i] = (uint8_t)requant_by(acc[i], s, rq);
+            ((uint8_t *)out)[at + i] = (uint8_t)v[i];
         break;
     case ALOHA_I16:
         for (i = 0; i < n; i++)
-            ((int16_t *)out)[at + i] = (int16_t)requant_by(acc[i], s, rq);
+            ((int16_t *)out)[at + i] = (int16_t)v[i];
         break;
     case ALOHA_U16:
         for (i = 0; i < n; i++)
-            ((uint16_t *)out)[at + i] = (uint16_t)requant_by(acc[i], s, rq);
+            ((uint16_t *)out)[at + i] = (uint16_t)v[i];
         break;
     default:
         for (i = 0; i < n; i++)
-            aloha_store(out, rq->type, at + i, requant_by(acc[i], s, rq));
+            aloha_store(out, rq->type, at + i, v[i]);
         break;
     }
 }
@@ -296,10 +326,13 @@ static void out_range(int off, int s, int w, int ow, int *lo, int *hi)
  * channels of each kernel tap. Both convolutions compute a register tile of up to CO_BLOCK (4)
  * output channels (of one group) by OX_BLOCK output columns. Per kernel tap (ky, kx), a
  * micro-kernel runs over the input channels with the tile's sums in registers: one contiguous
- * load of OX_BLOCK input columns and four weights feed 4 x OX_BLOCK multiply-adds. A tile whose
- * columns all read inside the input at stride 1 reads the input rows directly; any other tile
- * (padding columns, the row's last partial tile, a stride above 1) first gathers its columns into
- * a small contiguous panel of CONV_PANEL channels, zero where the tap falls in the padding.
+ * load of OX_BLOCK input columns and four weights feed 4 x OX_BLOCK multiply-adds. The input
+ * columns of a column tile are first staged (conv_stage below): copied once, for all the output
+ * channels of the group, into contiguous runs per kernel row, channel and stride phase, with
+ * zeros in the padding and past the row's end, so that every tap of every tile, whatever the
+ * stride and however narrow the output, is one contiguous run. A convolution whose stage does not
+ * fit ALOHA_CONV_STAGE_BYTES instead reads full stride-1 tiles from the input rows directly and
+ * gathers any other tile's columns tap by tap into a panel of CONV_PANEL channels.
  * Adding those zero products never changes a sum: an integer trivially, and a float sum that
  * starts at +0 is never -0, so sum + (+-0) is the sum. Every output's sum runs over the taps in
  * one order, ky, then kx, then the input channel, so float results are bit for bit those of the
@@ -349,12 +382,66 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         *hi = ox0 + n;
 }
 
+/* The staged input of one column tile: for each kernel row ky in [ky_lo, ky_hi), each input
+ * channel of the group and each phase p < sw, `len` consecutive columns q holding input column
+ * (ox0 + q) * sw + p - pl (0 in the padding). Tap kx of output column ox0 + i reads q = i +
+ * kx * dw / sw of phase kx * dw % sw: every tap of every tile is then one contiguous run, and the
+ * copy is made once per column tile for all the output channels of the group. */
+typedef struct conv_stage { int cig, len; size_t elems; } conv_stage;
+
+/* ALOHA_CONV_STAGE_BYTES bounds the stage (on the stack); a convolution whose stage does not
+ * fit gathers its columns tap by tap instead. A microcontroller's stack is a few KiB. */
+#ifndef ALOHA_CONV_STAGE_BYTES
+#if defined(__linux__) || defined(__APPLE__) || defined(_WIN32)
+#define ALOHA_CONV_STAGE_BYTES (128 * 1024)
+#else
+#define ALOHA_CONV_STAGE_BYTES 2048
+#endif
+#endif
+
+static conv_stage stage_shape(const aloha_conv_t *g, int nky)
+{
+    conv_stage s;
+    s.cig = g->cin / g->group;
+    s.len = OX_BLOCK + (g->kw - 1) * g->dw / g->sw;
+    s.elems = (size_t)(nky > 0 ? nky : 0) * (size_t)s.cig * (size_t)g->sw * (size_t)s.len;
+    return s;
+}
+
+/* The element offset of channel c, phase p of the stage's kernel row kyi. */
+static size_t stage_at(const conv_stage *s, int kyi, int c, int p, int sw)
+{
+    return (((size_t)kyi * (size_t)s->cig + (size_t)c) * (size_t)sw + (size_t)p) * (size_t)s->len;
+}
+
+/* What a tile's epilogue needs: the bias, the float activation or the requantisation, and the
+ * output row (channels from co_lo). */
+typedef struct conv_post {
+    const void *bias;
+    const aloha_act_t *act;
+    const aloha_rq_t *rq;
+    void *out;
+    int co_lo;
+} conv_post;
+
+static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const aloha_rq_t *rq,
+                              void *out, int co_lo)
+{
+    conv_post post;
+    post.bias = bias;
+    post.act = act;
+    post.rq = rq;
+    post.out = out;
+    post.co_lo = co_lo;
+    return post;
+}
+
 /* MK_VEC and MK_PLAIN define mk_NAME: acc[j][i] += w[j * wco + c * ws] * x[c * xs + i] for
  * c < n, j < nco, i < OX_BLOCK, for input elements XT and weights WT, products taken in AT and
  * summed in UT (float for the float convolution; for integers the wrapping unsigned type of the
  * accumulator, whose products agree with AT's modulo its width). */
 #define MK_PLAIN(NAME, XT, WT, AT, UT)                                                           \
-    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,        \
+    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,         \
                           const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
     {                                                                                            \
         int c, i, j;                                                                             \
@@ -371,8 +458,8 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         }                                                                                        \
     }
 #ifdef ALOHA_VECTOR_EXT
-#define MK_VEC(NAME, XT, WT, AT, UT)                                                                 \
-    typedef UT vec_##NAME __attribute__((vector_size(ALOHA_VEC_BYTES)));                        \
+#define MK_VEC(NAME, XT, WT, AT, UT)                                                             \
+    typedef UT vec_##NAME __attribute__((vector_size(ALOHA_VEC_BYTES)));                         \
     static vec_##NAME load_##NAME(const XT *restrict p)                                          \
     {                                                                                            \
         UT t[ALOHA_VEC_BYTES / sizeof(UT)];                                                      \
@@ -387,7 +474,7 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         }                                                                                        \
         return v;                                                                                \
     }                                                                                            \
-    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,        \
+    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,         \
                           const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
     {                                                                                            \
         enum { L = ALOHA_VEC_BYTES / sizeof(UT), NV = OX_BLOCK / L };                            \
@@ -440,9 +527,9 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
 #else
 #define MK_FLOAT MK_PLAIN
 #endif
-#define CONV_TILE(NAME, XT, WT, AT, UT, MK)                                                      \
+#define CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT)                                                \
     MK(NAME, XT, WT, AT, UT)                                                                     \
-    static void gather_##NAME(XT (*restrict t)[OX_BLOCK], const XT *restrict xr, size_t xs,     \
+    static void gather_##NAME(XT (*restrict t)[OX_BLOCK], const XT *restrict xr, size_t xs,      \
                               int n, int s, int off, int ox0, int lo, int hi)                    \
     {                                                                                            \
         int c, i;                                                                                \
@@ -454,7 +541,7 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
                 t[c][i] = xc[(ptrdiff_t)(ox0 + i) * s + off];                                    \
         }                                                                                        \
     }                                                                                            \
-    static void tile_##NAME(UT (*restrict acc)[OX_BLOCK], const aloha_win_t *x, const WT *w,    \
+    static void tile_##NAME(UT (*restrict acc)[OX_BLOCK], const aloha_win_t *x, const WT *w,     \
                             const aloha_conv_t *g, int iy0, int ky_lo, int ky_hi, int co,        \
                             int nco, int ox0)                                                    \
     {                                                                                            \
@@ -464,7 +551,7 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
         int ky, kx, c0, lo, hi;                                                                  \
         memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
         for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
-            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;  \
+            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
             for (kx = 0; kx < g->kw; kx++) {                                                     \
                 const int off = kx * g->dw - g->pl;                                              \
                 const WT *wk = w + co * wco + ky * g->kw + kx;                                   \
@@ -485,60 +572,127 @@ static void tile_range(int off, int s, int w, int ow, int ox0, int n, int *lo, i
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
+    }                                                                                            \
+    static void stage_##NAME(XT *restrict st, const aloha_win_t *x, const aloha_conv_t *g,       \
+                             const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
+                             int ox0)                                                            \
+    {                                                                                            \
+        int ky, c, p, q, lo, hi;                                                                 \
+        for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
+            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
+            for (p = 0; p < g->sw; p++) {                                                        \
+                const int first = ox0 * g->sw + p - g->pl; /* the input column of q = 0 */       \
+                tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
+                for (c = 0; c < s->cig; c++) {                                                   \
+                    XT *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);                  \
+                    const ptrdiff_t at = (ptrdiff_t)c * g->w + first;                            \
+                    for (q = 0; q < lo; q++)                                                     \
+                        d[q] = 0;                                                                \
+                    for (; q < hi; q++)                                                          \
+                        d[q] = row[at + (ptrdiff_t)q * g->sw];                                   \
+                    for (; q < s->len; q++)                                                      \
+                        d[q] = 0;                                                                \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }                                                                                            \
+    static void tile_st_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *st, const WT *w,          \
+                               const aloha_conv_t *g, const conv_stage *s, int ky_lo, int ky_hi, \
+                               int co, int nco)                                                  \
+    {                                                                                            \
+        const int ksz = g->kh * g->kw;                                                           \
+        const size_t wco = (size_t)s->cig * ksz;                                                 \
+        int ky, kx;                                                                              \
+        memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
+        for (ky = ky_lo; ky < ky_hi; ky++)                                                       \
+            for (kx = 0; kx < g->kw; kx++) {                                                     \
+                const int t = kx * g->dw;                                                        \
+                mk_##NAME(acc, st + stage_at(s, ky - ky_lo, 0, t % g->sw, g->sw) + t / g->sw,    \
+                          (size_t)g->sw * s->len, w + co * wco + ky * g->kw + kx, (size_t)ksz,   \
+                          wco, s->cig, nco);                                                     \
+            }                                                                                    \
+    }                                                                                            \
+    static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
+                            const conv_post *post, int oy, int co_lo, int co_hi)                 \
+    {                                                                                            \
+        const int cog = g->cout / g->group, iy0 = oy * g->sh - g->pt;                            \
+        XT st[ALOHA_CONV_STAGE_BYTES / sizeof(XT)];                                              \
+        UT acc[CO_BLOCK][OX_BLOCK];                                                              \
+        conv_stage s;                                                                            \
+        int gi, co, nco, ox0, ky_lo, ky_hi, staged;                                              \
+        tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
+        s = stage_shape(g, ky_hi - ky_lo);                                                       \
+        staged = s.elems <= sizeof st / sizeof st[0];                                            \
+        for (gi = co_lo / cog; gi * cog < co_hi; gi++) {                                         \
+            const int ga = gi * cog > co_lo ? gi * cog : co_lo;                                  \
+            const int gb = (gi + 1) * cog < co_hi ? (gi + 1) * cog : co_hi;                      \
+            for (ox0 = 0; ox0 < g->ow; ox0 += OX_BLOCK) {                                        \
+                const int n = g->ow - ox0 < OX_BLOCK ? g->ow - ox0 : OX_BLOCK;                   \
+                if (staged)                                                                      \
+                    stage_##NAME(st, x, g, &s, (size_t)gi * s.cig, iy0, ky_lo, ky_hi, ox0);      \
+                for (co = ga; co < gb; co += nco) {                                              \
+                    nco = co_block(co, gb, cog);                                                 \
+                    if (staged)                                                                  \
+                        tile_st_##NAME(acc, st, w, g, &s, ky_lo, ky_hi, co, nco);                \
+                    else                                                                         \
+                        tile_##NAME(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);              \
+                    EMIT(acc, post, co, nco, ox0, n, g->ow);                                     \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
     }
 
-CONV_TILE(f32, float, float, float, float, MK_FLOAT)
+/* The float epilogue of a tile: bias, then the activation, into the output row. */
+static void emit_f32(float (*acc)[OX_BLOCK], const conv_post *post, int co, int nco, int ox0,
+                     int n, int ow)
+{
+    const float *bias = (const float *)post->bias;
+    int j;
+    for (j = 0; j < nco; j++)
+        act_row_f32(acc[j], n, bias ? bias + co + j : NULL, post->act,
+                    (float *)post->out + (size_t)(co + j - post->co_lo) * ow + ox0);
+}
+
+CONV_TILE(f32, float, float, float, float, MK_FLOAT, emit_f32)
 
 void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
                         const aloha_conv_t *g, const aloha_act_t *act, int oy, int co_lo,
                         int co_hi, float *out)
 {
-    const int cog = g->cout / g->group, ow = g->ow, iy0 = oy * g->sh - g->pt;
-    float acc[CO_BLOCK][OX_BLOCK];
-    int co, nco, ox0, j, ky_lo, ky_hi;
-    tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);
-    for (co = co_lo; co < co_hi; co += nco) {
-        nco = co_block(co, co_hi, cog);
-        for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {
-            const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;
-            tile_f32(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);
-            for (j = 0; j < nco; j++)
-                act_row_f32(acc[j], n, bias ? bias + co + j : NULL, act,
-                            out + (size_t)(co + j - co_lo) * ow + ox0);
-        }
-    }
+    const conv_post post = conv_post_of(bias, act, NULL, out, co_lo);
+    rows_f32(x, w, g, &post, oy, co_lo, co_hi);
 }
 
 /* The integer convolutions, one per (input type, weight type, accumulator): CONV_Q instantiates
  * the tiles and the row loop for element types XT (input) and WT (weights) summing in AT with
  * wrapping unsigned UT. With AT = int32_t the generator proved that no sum of products leaves
  * int32 (and 16-bit operands' products always fit int), so the result equals the reference's
- * int64; with AT = int64_t products are exact and sums wrap modulo 2^64 like numpy's. */
-#define CONV_Q(NAME, XT, WT, AT, UT)                                                             \
-    CONV_TILE(NAME, XT, WT, AT, UT, MK_VEC)                                                      \
-    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,             \
-                            const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
-                            int co_hi, void *out)                                                \
+ * int64; with AT = int64_t products are exact and sums wrap modulo 2^64 like numpy's.
+ *
+ * 64-bit integer vectors have no multiply on most vector units (AVX2, NEON): for 8/16-bit
+ * operands CONV_Q_NARROW64 sums in double instead where the hardware has it (ALOHA_DOUBLE_SUMS).
+ * A product is then below 2^16 x 2^15 = 2^31 in magnitude, so every partial sum of up to
+ * DOUBLE_FAN_IN (2^22) products is an integer below 2^53: exact in double, never wrapping, the
+ * reference's int64 sum. A larger fan-in takes the int64 sums. The operands go to double through
+ * int32_t (AT of the tiles), which vector units convert directly. */
+#define CONV_EMIT(NAME, AT, UT)                                                                  \
+    static void emit_##NAME(UT (*acc)[OX_BLOCK], const conv_post *post, int co, int nco,         \
+                            int ox0, int n, int ow)                                              \
     {                                                                                            \
-        const int cog = g->cout / g->group, ow = g->ow, iy0 = oy * g->sh - g->pt;                \
-        UT acc[CO_BLOCK][OX_BLOCK];                                                              \
+        const int32_t *bias = (const int32_t *)post->bias;                                       \
         int64_t sums[OX_BLOCK];                                                                  \
-        int co, nco, ox0, j, i, ky_lo, ky_hi;                                                    \
-        tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
-        for (co = co_lo; co < co_hi; co += nco) {                                                \
-            nco = co_block(co, co_hi, cog);                                                      \
-            for (ox0 = 0; ox0 < ow; ox0 += OX_BLOCK) {                                           \
-                const int n = ow - ox0 < OX_BLOCK ? ow - ox0 : OX_BLOCK;                         \
-                tile_##NAME(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);                      \
-                for (j = 0; j < nco; j++) {                                                      \
-                    for (i = 0; i < n; i++)                                                      \
-                        sums[i] = wrap_add((int64_t)(AT)acc[j][i], bias ? bias[co + j] : 0);     \
-                    requant_row(sums, n, co + j, rq, out, (size_t)(co + j - co_lo) * ow + ox0);  \
-                }                                                                                \
-            }                                                                                    \
+        int j, i;                                                                                \
+        for (j = 0; j < nco; j++) {                                                              \
+            for (i = 0; i < n; i++)                                                              \
+                sums[i] = wrap_add((int64_t)(AT)acc[j][i], bias ? bias[co + j] : 0);             \
+            requant_row(sums, n, co + j, post->rq, post->out,                                    \
+                        (size_t)(co + j - post->co_lo) * ow + ox0);                              \
         }                                                                                        \
-    }                                                                                            \
-    static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,    \
+    }
+#define CONV_Q_PARTS(NAME, XT, WT, AT, UT)                                                       \
+    CONV_EMIT(NAME, AT, UT)                                                                      \
+    CONV_TILE(NAME, XT, WT, AT, UT, MK_VEC, emit_##NAME)                                         \
+    static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,     \
                              int m_hi, const aloha_rq_t *rq, void *out)                          \
     {                                                                                            \
         int j, i;                                                                                \
@@ -548,9 +702,49 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
             for (i = 0; i < k; i++)                                                              \
                 acc += (UT)((AT)x[i] * wr[i]);                                                   \
             aloha_store(out, rq->type, (size_t)(j - m_lo),                                       \
-                        aloha_requant(wrap_add((int64_t)(AT)acc, bias ? bias[j] : 0), j, rq));  \
+                        aloha_requant(wrap_add((int64_t)(AT)acc, bias ? bias[j] : 0), j, rq));   \
         }                                                                                        \
     }
+#define CONV_Q(NAME, XT, WT, AT, UT)                                                             \
+    CONV_Q_PARTS(NAME, XT, WT, AT, UT)                                                           \
+    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
+                            const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
+                            int co_hi, void *out)                                                \
+    {                                                                                            \
+        const conv_post post = conv_post_of(bias, NULL, rq, out, co_lo);                         \
+        rows_##NAME(x, w, g, &post, oy, co_lo, co_hi);                                           \
+    }
+
+#if defined(ALOHA_VECTOR_EXT) && (defined(__x86_64__) || defined(__aarch64__))
+#define ALOHA_DOUBLE_SUMS 1
+#endif
+#define DOUBLE_FAN_IN (1L << 22)
+
+#ifdef ALOHA_DOUBLE_SUMS
+/* NAME##_i sums in int64, NAME##_d in double; conv_NAME picks by the fan-in. The dense layers
+ * keep their int64 sums, which compilers vectorise as widening 32-bit multiplies. */
+#define CONV_Q_NARROW64(NAME, XT, WT)                                                            \
+    CONV_Q(NAME##_i, XT, WT, int64_t, uint64_t)                                                  \
+    CONV_EMIT(NAME##_d, int64_t, double)                                                         \
+    CONV_TILE(NAME##_d, XT, WT, int32_t, double, MK_VEC, emit_##NAME##_d)                        \
+    static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
+                            const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
+                            int co_hi, void *out)                                                \
+    {                                                                                            \
+        const conv_post post = conv_post_of(bias, NULL, rq, out, co_lo);                         \
+        if ((long)(g->cin / g->group) * g->kh * g->kw <= DOUBLE_FAN_IN)                          \
+            rows_##NAME##_d(x, w, g, &post, oy, co_lo, co_hi);                                   \
+        else                                                                                     \
+            conv_##NAME##_i(x, w, bias, g, rq, oy, co_lo, co_hi, out);                           \
+    }                                                                                            \
+    static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,     \
+                             int m_hi, const aloha_rq_t *rq, void *out)                          \
+    {                                                                                            \
+        dense_##NAME##_i(x, w, bias, k, m_lo, m_hi, rq, out);                                    \
+    }
+#else
+#define CONV_Q_NARROW64(NAME, XT, WT) CONV_Q(NAME, XT, WT, int64_t, uint64_t)
+#endif
 
 typedef void (*conv_fn)(const aloha_win_t *, const void *, const int32_t *, const aloha_conv_t *,
                         const aloha_rq_t *, int, int, int, void *);
@@ -564,7 +758,7 @@ typedef void (*dense_fn)(const void *, const void *, const int32_t *, int, int, 
  * Makefile defines ALOHA_VARIANTS and ALOHA_V_<name> for each; without ALOHA_VARIANTS (a library
  * build) every variant is there. Table order: index = variant() below. */
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i8_a64)
-CONV_Q(i8_i8_a64, int8_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i8_i8_a64, int8_t, int8_t)
 #define CONV_i8_i8_a64 AS_CONV(i8_i8_a64)
 #define DENSE_i8_i8_a64 AS_DENSE(i8_i8_a64)
 #else
@@ -572,7 +766,7 @@ CONV_Q(i8_i8_a64, int8_t, int8_t, int64_t, uint64_t)
 #define DENSE_i8_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i8_i16_a64)
-CONV_Q(i8_i16_a64, int8_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i8_i16_a64, int8_t, int16_t)
 #define CONV_i8_i16_a64 AS_CONV(i8_i16_a64)
 #define DENSE_i8_i16_a64 AS_DENSE(i8_i16_a64)
 #else
@@ -588,7 +782,7 @@ CONV_Q(i8_i32_a64, int8_t, int32_t, int64_t, uint64_t)
 #define DENSE_i8_i32_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i8_a64)
-CONV_Q(u8_i8_a64, uint8_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u8_i8_a64, uint8_t, int8_t)
 #define CONV_u8_i8_a64 AS_CONV(u8_i8_a64)
 #define DENSE_u8_i8_a64 AS_DENSE(u8_i8_a64)
 #else
@@ -596,7 +790,7 @@ CONV_Q(u8_i8_a64, uint8_t, int8_t, int64_t, uint64_t)
 #define DENSE_u8_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u8_i16_a64)
-CONV_Q(u8_i16_a64, uint8_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u8_i16_a64, uint8_t, int16_t)
 #define CONV_u8_i16_a64 AS_CONV(u8_i16_a64)
 #define DENSE_u8_i16_a64 AS_DENSE(u8_i16_a64)
 #else
@@ -612,7 +806,7 @@ CONV_Q(u8_i32_a64, uint8_t, int32_t, int64_t, uint64_t)
 #define DENSE_u8_i32_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i8_a64)
-CONV_Q(i16_i8_a64, int16_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i16_i8_a64, int16_t, int8_t)
 #define CONV_i16_i8_a64 AS_CONV(i16_i8_a64)
 #define DENSE_i16_i8_a64 AS_DENSE(i16_i8_a64)
 #else
@@ -620,7 +814,7 @@ CONV_Q(i16_i8_a64, int16_t, int8_t, int64_t, uint64_t)
 #define DENSE_i16_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_i16_i16_a64)
-CONV_Q(i16_i16_a64, int16_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(i16_i16_a64, int16_t, int16_t)
 #define CONV_i16_i16_a64 AS_CONV(i16_i16_a64)
 #define DENSE_i16_i16_a64 AS_DENSE(i16_i16_a64)
 #else
@@ -636,7 +830,7 @@ CONV_Q(i16_i32_a64, int16_t, int32_t, int64_t, uint64_t)
 #define DENSE_i16_i32_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i8_a64)
-CONV_Q(u16_i8_a64, uint16_t, int8_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u16_i8_a64, uint16_t, int8_t)
 #define CONV_u16_i8_a64 AS_CONV(u16_i8_a64)
 #define DENSE_u16_i8_a64 AS_DENSE(u16_i8_a64)
 #else
@@ -644,7 +838,7 @@ CONV_Q(u16_i8_a64, uint16_t, int8_t, int64_t, uint64_t)
 #define DENSE_u16_i8_a64 NULL
 #endif
 #if !defined(ALOHA_VARIANTS) || defined(ALOHA_V_u16_i16_a64)
-CONV_Q(u16_i16_a64, uint16_t, int16_t, int64_t, uint64_t)
+CONV_Q_NARROW64(u16_i16_a64, uint16_t, int16_t)
 #define CONV_u16_i16_a64 AS_CONV(u16_i16_a64)
 #define DENSE_u16_i16_a64 AS_DENSE(u16_i16_a64)
 #else
@@ -925,11 +1119,70 @@ static int pool_cols(const aloha_pool_t *p, const pool_row *r, int ox, int *lo, 
     return b - a;
 }
 
+/* The first border column at or after ox: the interior columns [in_lo, in_hi), whose window
+ * lies inside the input, are computed together (pool_in_NAME). */
+static int pool_border(const pool_row *r, int ox)
+{
+    return ox >= r->in_lo && ox < r->in_hi ? r->in_hi : ox;
+}
+
+/* POOL_INTERIOR defines pool_in_NAME: v[ox - a] = the maximum (kind 0) or the sum of the taps of
+ * the interior columns ox in [a, b) of one channel whose window row ky_lo starts at base, for
+ * elements T widened to ST, taps in the order ky, kx (that of the border columns): loops over
+ * the columns innermost, which the compiler vectorises. */
+#define POOL_INTERIOR(NAME, T, ST)                                                               \
+    static void pool_in_##NAME(const T *base, const aloha_pool_t *p, const pool_row *r, int a,   \
+                               int b, ST *restrict v)                                            \
+    {                                                                                            \
+        const ptrdiff_t sw = p->sw;                                                              \
+        int ky, kx, ox;                                                                          \
+        for (ox = a; ox < b; ox++)                                                               \
+            v[ox - a] = p->kind == 0 ? (ST)base[ox * sw - p->pl] : 0;                            \
+        for (ky = 0; ky < r->ky_hi - r->ky_lo; ky++)                                             \
+            for (kx = 0; kx < p->kw; kx++) {                                                     \
+                const ptrdiff_t off = (ptrdiff_t)(ky * r->ystep) + kx * p->dw - p->pl;           \
+                if (p->kind == 0)                                                                \
+                    for (ox = a; ox < b; ox++) {                                                 \
+                        const ST t = base[off + ox * sw];                                        \
+                        v[ox - a] = t > v[ox - a] ? t : v[ox - a];                               \
+                    }                                                                            \
+                else                                                                             \
+                    for (ox = a; ox < b; ox++)                                                   \
+                        v[ox - a] += base[off + ox * sw];                                        \
+            }                                                                                    \
+    }
+POOL_INTERIOR(f32, float, double)
+POOL_INTERIOR(i8, int8_t, int64_t)
+POOL_INTERIOR(u8, uint8_t, int64_t)
+POOL_INTERIOR(i16, int16_t, int64_t)
+POOL_INTERIOR(u16, uint16_t, int64_t)
+POOL_INTERIOR(i32, int32_t, int64_t)
+
+/* The interior columns [a, b) (b - a <= REQUANT_BLOCK) of one channel of a fixed-point pool,
+ * before requantisation: the maximum, or the sum by the window's count. */
+static void pool_in_q(const aloha_win_t *x, size_t base, const aloha_pool_t *p,
+                      const pool_row *r, int a, int b, int64_t *v)
+{
+    int i;
+    switch (x->type) {
+    case ALOHA_I8: pool_in_i8((const int8_t *)x->p + base, p, r, a, b, v); break;
+    case ALOHA_U8: pool_in_u8((const uint8_t *)x->p + base, p, r, a, b, v); break;
+    case ALOHA_I16: pool_in_i16((const int16_t *)x->p + base, p, r, a, b, v); break;
+    case ALOHA_U16: pool_in_u16((const uint16_t *)x->p + base, p, r, a, b, v); break;
+    default: pool_in_i32((const int32_t *)x->p + base, p, r, a, b, v); break;
+    }
+    if (p->kind != 0)
+        for (i = 0; i < b - a; i++)
+            v[i] = aloha_round_div(v[i], (int64_t)r->ycount * p->kw);
+}
+
 void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha_act_t *act,
                         int oy, float *out)
 {
     const pool_row r = pool_row_setup(x, p, oy);
-    int ch, ox, ky, kx, lo, hi;
+    int ch, ox, ky, kx, lo, hi, a, b, i;
+    double v_in[REQUANT_BLOCK];
+    float f_in[REQUANT_BLOCK];
     if (r.ky_lo >= r.ky_hi) { /* a window entirely in the padding */
         for (ch = 0; ch < p->c * p->ow; ch++)
             out[ch] = aloha_act1_f32(0.0f, act);
@@ -938,7 +1191,14 @@ void aloha_pool_row_f32(const aloha_win_t *x, const aloha_pool_t *p, const aloha
     for (ch = 0; ch < p->c; ch++) {
         const float *base = row_f(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
         float *o = out + (size_t)ch * p->ow;
-        for (ox = 0; ox < p->ow; ox++) {
+        for (a = r.in_lo; a < r.in_hi; a = b) {
+            b = r.in_hi - a < REQUANT_BLOCK ? r.in_hi : a + REQUANT_BLOCK;
+            pool_in_f32(base, p, &r, a, b, v_in);
+            for (i = 0; i < b - a; i++)
+                f_in[i] = (float)(p->kind == 0 ? v_in[i] : v_in[i] / (r.ycount * p->kw));
+            act_row_f32(f_in, b - a, NULL, act, o + a);
+        }
+        for (ox = pool_border(&r, 0); ox < p->ow; ox = pool_border(&r, ox + 1)) {
             const int count = pool_cols(p, &r, ox, &lo, &hi);
             const ptrdiff_t ix0 = ox * p->sw - p->pl;
             float v = 0.0f;
@@ -968,7 +1228,8 @@ void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_r
                       void *out)
 {
     const pool_row r = pool_row_setup(x, p, oy);
-    int ch, ox, ky, kx, lo, hi;
+    int ch, ox, ky, kx, lo, hi, a, b;
+    int64_t v_in[REQUANT_BLOCK];
     if (r.ky_lo >= r.ky_hi) {
         for (ch = 0; ch < p->c * p->ow; ch++)
             aloha_store(out, rq->type, (size_t)ch, aloha_requant(0, 0, rq));
@@ -977,7 +1238,12 @@ void aloha_pool_row_q(const aloha_win_t *x, const aloha_pool_t *p, const aloha_r
     for (ch = 0; ch < p->c; ch++) {
         const size_t base = win_offset(x, r.iy0 + r.ky_lo * p->dh) + (size_t)ch * p->w;
         const size_t o = (size_t)ch * p->ow;
-        for (ox = 0; ox < p->ow; ox++) {
+        for (a = r.in_lo; a < r.in_hi; a = b) {
+            b = r.in_hi - a < REQUANT_BLOCK ? r.in_hi : a + REQUANT_BLOCK;
+            pool_in_q(x, base, p, &r, a, b, v_in);
+            requant_row(v_in, b - a, 0, rq, out, o + a);
+        }
+        for (ox = pool_border(&r, 0); ox < p->ow; ox = pool_border(&r, ox + 1)) {
             const int count = pool_cols(p, &r, ox, &lo, &hi);
             const ptrdiff_t ix0 = ox * p->sw - p->pl;
             int64_t v = 0;
@@ -1095,16 +1361,16 @@ static bcast_t bcast(const aloha_win_t *a, int oy)
 }
 
 #define BINARY_ROW(T, EXPR, STORE)                                                               \
-    do {                                                                                          \
-        const bcast_t ba = bcast(a, oy), bb = bcast(b, oy);                                       \
-        int ch, xx;                                                                               \
-        for (ch = 0; ch < c; ch++) {                                                              \
-            const size_t pa = ba.off + ch * ba.cs, pb = bb.off + ch * bb.cs;                      \
-            for (xx = 0; xx < w; xx++) {                                                          \
-                T va = LOAD(a, pa + xx * ba.xs), vb = LOAD(b, pb + xx * bb.xs);                   \
-                STORE((size_t)ch * w + xx, EXPR);                                                 \
-            }                                                                                     \
-        }                                                                                         \
+    do {                                                                                         \
+        const bcast_t ba = bcast(a, oy), bb = bcast(b, oy);                                      \
+        int ch, xx;                                                                              \
+        for (ch = 0; ch < c; ch++) {                                                             \
+            const size_t pa = ba.off + ch * ba.cs, pb = bb.off + ch * bb.cs;                     \
+            for (xx = 0; xx < w; xx++) {                                                         \
+                T va = LOAD(a, pa + xx * ba.xs), vb = LOAD(b, pb + xx * bb.xs);                  \
+                STORE((size_t)ch * w + xx, EXPR);                                                \
+            }                                                                                    \
+        }                                                                                        \
     } while (0)
 
 #define LOAD(win, i) ((const float *)(win)->p)[i]
@@ -1184,10 +1450,10 @@ void aloha_act_f32(const float *x, int n, const aloha_act_t *act, float *out)
 
 void aloha_requant_q(const void *x, int xtype, int n, const aloha_rq_t *rq, void *out)
 {
-    int64_t v[64];
+    int64_t v[REQUANT_BLOCK];
     int i, k, m;
     for (i = 0; i < n; i += m) {
-        m = n - i < 64 ? n - i : 64;
+        m = n - i < REQUANT_BLOCK ? n - i : REQUANT_BLOCK;
         for (k = 0; k < m; k++)
             v[k] = aloha_load(x, xtype, (size_t)(i + k));
         requant_row(v, m, 0, rq, out, (size_t)i);

@@ -188,7 +188,8 @@ class SecurityReport:
     sampling: str = "stratified"
     sample_indices: list[int] = field(default_factory=list)  # into the test split
     # fmn: per-sample smallest adversarial distances (inf: never fooled), their median, and the
-    # PGD check ({"attack", "found": per epsilon, "samples"}: samples whose distance it lowered)
+    # PGD check ({"attack", "tests": samples attacked per epsilon, "found": those fooled,
+    # "samples": samples whose distance it lowered})
     distances: list[float] | None = None
     median_distance: float | None = None
     pgd_check: dict | None = None
@@ -477,9 +478,11 @@ def evaluate(module, x01: np.ndarray, y: np.ndarray, config: SecurityConfig, *,
         report.distances = [float(v) for v in dist]
         report.median_distance = median_distance(dist)
         report.pgd_check = {"attack": f"PGD-{cfg.check_steps}" if cfg.check_steps else None,
+                            "tests": [int(sum(p["check_tests"][j] for p in parts))
+                                      for j in range(len(cfg.eps))],
                             "found": [int(sum(p["check_found"][j] for p in parts))
-                                      for j in range(len(cfg.eps))]}
-        report.pgd_check["samples"] = sum(report.pgd_check["found"])
+                                      for j in range(len(cfg.eps))],
+                            "samples": int(sum(p["lowered"].sum() for p in parts))}
     if cfg.sanity:
         from security.flags import line, reliability_flags
         correct = np.stack([np.concatenate([p["attack"][j] for p in parts])

@@ -172,6 +172,9 @@ def test_a_per_sample_epsilon_attack_is_the_batch_of_single_epsilon_attacks():
         run_attack(model, x[:3], y[:3], eps[:2], Attack("pgd", "inf", 5))
     with pytest.raises(UsageError, match="random start"):
         run_attack(model, x[:4], y[:4], eps[:4], Attack("pgd", "inf", 5, random_start=True))
+    fmn = run_fmn(model, x[:4], y[:4], FMN("inf", 3))
+    with pytest.raises(UsageError, match="unknown start"):
+        refine_on_grid(model, x[:4], y[:4], fmn, [0.1], Attack("pgd", "inf", 5), starts=("random",))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +343,7 @@ def test_secure_cli_fmn_reports_distances_metrics_and_the_check(tmp_path):
     assert r.returncode == 0, r.stderr
     res = _strict(r.stdout.strip().splitlines()[-1])
     assert res["attack"] == "fmn" and res["steps"] == 10 and len(res["distances"]) == 20
-    assert res["pgd_check"]["attack"] == "PGD-5" and len(res["metrics"]) == 3
+    assert res["pgd_check"]["attack"] == "PGD-10" and len(res["metrics"]) == 3
     saved = _strict((tmp_path / "o" / "security.json").read_text())
     assert saved["median_distance"] == res["median_distance"]
     d = [math.inf if v is None else v for v in res["distances"]]

@@ -428,7 +428,8 @@ def add_parser(sub, epilog: str) -> None:
             f"epsilon; slow = {slow['samples']} samples, {slow['points']} points, PGD-"
             f"{slow['steps']} from the clean input; --attack fmn runs FMN-"
             f"{fast['fmn_steps']} (fast) or FMN-{slow['fmn_steps']} (slow) once, with a PGD-"
-            f"{fast['check_steps']} / PGD-{slow['check_steps']} check at each epsilon. The samples are a seeded draw "
+            f"{fast['check_steps']} / PGD-{slow['check_steps']} check at the grid epsilon below "
+            "each sample's distance (further down where it wins). The samples are a seeded draw "
             "stratified by class. Level: the curve average as a fraction of "
             "the clean accuracy: " + ", ".join(f"{n} >= {f:.2f}" for n, f in LEVELS[:-1]) +
             ", else low. Reliability flags say when the curve cannot be trusted and what to do "
@@ -447,7 +448,8 @@ def add_parser(sub, epilog: str) -> None:
     p.add_argument("--attack", choices=("fgsm", "pgd", "fmn"), default="pgd",
                    help="fgsm: one gradient step; pgd: projected gradient descent; fmn: the "
                         "fast minimum-norm attack, run once for the whole curve (each sample's "
-                        "smallest adversarial distance), with a PGD check at each epsilon")
+                        "smallest adversarial distance), with a PGD check where it decides the "
+                        "curve")
     p.add_argument("--norm", default="inf", help="inf, 2 or 1 (default: inf)")
     p.add_argument("--eps", metavar="START:STOP:STEP",
                    help="epsilon grid, STOP included (or a comma-separated list)")
@@ -460,8 +462,8 @@ def add_parser(sub, epilog: str) -> None:
                    help="samples, epsilon points and PGD steps (see above)")
     p.add_argument("--steps", type=int, help="PGD or FMN steps (default: the mode's)")
     p.add_argument("--check-steps", type=int,
-                   help="fmn: steps of the PGD check at each epsilon (0: none; default: the "
-                        "mode's)")
+                   help="fmn: steps of the PGD check at the grid epsilon below each "
+                        "sample's distance (0: none; default: the mode's)")
     p.add_argument("--step-size", type=float,
                    help="PGD step as a multiple of epsilon (default 2.5 / steps)")
     p.add_argument("--random-start", action="store_true",

@@ -5,6 +5,7 @@ adversarial inputs, the sample quotas by hand."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -16,8 +17,8 @@ import pytest
 import torch
 
 from aloha_ir.errors import UsageError
-from runtime.torch.attacks import lp_norm
-from runtime.torch.fmn import FMN, run_fmn
+from runtime.torch.attacks import Attack, lp_norm, run_attack
+from runtime.torch.fmn import FMN, refine_on_grid, run_fmn
 from security.evaluate import SecurityConfig, evaluate, torch_model
 from security.sampling import quotas, select_samples
 from test_security import trained  # noqa: F401  (the trained digits CNN, a fixture)
@@ -103,6 +104,77 @@ def test_bad_fmn_settings_are_refused():
         SecurityConfig(attack="fmn", check_steps=-1)
     with pytest.raises(UsageError, match="unknown attack"):
         SecurityConfig(attack="cw")
+
+
+def _cell(grid: torch.Tensor, d: torch.Tensor) -> torch.Tensor:
+    """The index of the smallest grid epsilon >= d (len(grid): none): where the curve first
+    counts the sample fooled."""
+    return torch.searchsorted(grid, d)
+
+
+@pytest.mark.parametrize("norm", ["inf", "2"])
+def test_the_grid_search_finds_what_a_stalled_fmn_missed(norm):
+    """An FMN run that found nothing (distance inf, its input x itself, as when it stalls): the
+    grid search must place every sample in the grid cell of its closed-form distance to the
+    linear boundary (PGD reaches the boundary of a linear model at any epsilon above it), in a
+    handful of runs, not one per grid epsilon."""
+    model, w, x, y = _linear(2)
+    exact = _exact(model, w, x, y, norm)
+    grid = torch.linspace(0.002, 0.2, 100, dtype=torch.float64)
+    r = run_fmn(model, x, y, FMN(norm, 1))
+    stalled = dataclasses.replace(r, distance=torch.full_like(r.distance, math.inf),
+                                  x_adv=x.clone(), confidence=torch.full_like(r.confidence,
+                                                                              math.nan))
+    r = refine_on_grid(model, x, y, stalled, grid.tolist(), Attack("pgd", norm, 10))
+    assert (r.distance >= exact * (1 - 1e-5)).all()  # never below the true minimum
+    assert _cell(grid, r.distance).tolist() == _cell(grid, exact).tolist()
+    assert bool(r.lowered.all()) and len(x) <= sum(r.found) < sum(r.tests)
+    # galloping down from the top (1, 2, 4, ... 64 points: 7 runs at most) then bisecting
+    assert sum(r.tests) <= len(x) * 14, sum(r.tests)
+    # every returned input is misclassified and as far as its reported distance
+    assert bool((model(r.x_adv).argmax(1) != y).all())
+    measured = lp_norm(r.x_adv.double() - x.double(), norm)
+    assert torch.allclose(measured, r.distance, rtol=1e-6, atol=1e-7)
+
+
+def test_the_grid_search_never_raises_a_distance_and_costs_one_run_where_fmn_is_right():
+    """FMN-100 is within 0.2% of the linear boundary: on a grid with no point between the true
+    distance and FMN's, each sample costs one run (at the grid epsilon just below it), which
+    fails, and no distance changes; a sample misclassified already is not attacked."""
+    model, w, x, y = _linear(2)
+    exact = _exact(model, w, x, y, "inf")
+    fmn = run_fmn(model, x, y, FMN("inf", 100))
+    grid = torch.linspace(0.002, 0.2, 100, dtype=torch.float64)
+    assert _cell(grid, fmn.distance).tolist() == _cell(grid, exact).tolist()
+    wrong = y.clone()
+    wrong[:3] = 1 - y[:3]  # three samples the "model" misclassifies already
+    fmn = run_fmn(model, x, wrong, FMN("inf", 100))
+    r = refine_on_grid(model, x, wrong, fmn, [0.0] + grid.tolist(), Attack("pgd", "inf", 10))
+    assert torch.equal(r.distance, fmn.distance) and not r.lowered.any()
+    assert r.tests[0] == 0 and sum(r.found) == 0
+    below = _cell(grid, fmn.distance[3:]) > 0  # samples with a grid epsilon below them
+    assert sum(r.tests) == int(below.sum())
+
+
+def test_a_per_sample_epsilon_attack_is_the_batch_of_single_epsilon_attacks():
+    """run_attack with one epsilon per sample gives, per sample, what the scalar call gives."""
+    model, _, x, y = _linear(4)
+    eps = torch.tensor([0.01, 0.03, 0.0, 0.05] * 3, dtype=torch.float64)
+    for norm in ("inf", "2", "1"):
+        atk = Attack("pgd", norm, 5)
+        scale = {"inf": 1.0, "2": 3.0, "1": 20.0}[norm]
+        batch = run_attack(model, x[:12], y[:12], eps * scale, atk)
+        for i in range(12):
+            one = run_attack(model, x[i:i + 1], y[i:i + 1], float(eps[i]) * scale, atk)
+            assert torch.allclose(batch.x_adv[i], one.x_adv[0], atol=1e-6), (norm, i)
+            assert bool(batch.correct[i]) == bool(one.correct[0])
+    with pytest.raises(UsageError, match="one epsilon per sample"):
+        run_attack(model, x[:3], y[:3], eps[:2], Attack("pgd", "inf", 5))
+    with pytest.raises(UsageError, match="random start"):
+        run_attack(model, x[:4], y[:4], eps[:4], Attack("pgd", "inf", 5, random_start=True))
+    fmn = run_fmn(model, x[:4], y[:4], FMN("inf", 3))
+    with pytest.raises(UsageError, match="unknown start"):
+        refine_on_grid(model, x[:4], y[:4], fmn, [0.1], Attack("pgd", "inf", 5), starts=("random",))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,7 +343,7 @@ def test_secure_cli_fmn_reports_distances_metrics_and_the_check(tmp_path):
     assert r.returncode == 0, r.stderr
     res = _strict(r.stdout.strip().splitlines()[-1])
     assert res["attack"] == "fmn" and res["steps"] == 10 and len(res["distances"]) == 20
-    assert res["pgd_check"]["attack"] == "PGD-5" and len(res["metrics"]) == 3
+    assert res["pgd_check"]["attack"] == "PGD-10" and len(res["metrics"]) == 3
     saved = _strict((tmp_path / "o" / "security.json").read_text())
     assert saved["median_distance"] == res["median_distance"]
     d = [math.inf if v is None else v for v in res["distances"]]

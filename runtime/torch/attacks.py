@@ -115,11 +115,14 @@ def direction(g: torch.Tensor, norm: str) -> torch.Tensor:
     return g / _per_sample(n, g) * _per_sample((n > 1e-30).to(g.dtype), g)
 
 
-def l1_step(g: torch.Tensor, cur: torch.Tensor, alpha: float, lo: float = 0.0,
+def l1_step(g: torch.Tensor, cur: torch.Tensor, alpha: float | torch.Tensor, lo: float = 0.0,
             hi: float = 1.0) -> torch.Tensor:
-    """argmax <g, delta> s.t. ||delta||_1 <= alpha and lo <= cur + delta <= hi, per sample: the
-    budget goes to the coordinates of largest |g| first, each up to its room to the bound."""
+    """argmax <g, delta> s.t. ||delta||_1 <= alpha and lo <= cur + delta <= hi, per sample (alpha:
+    one budget, or one per sample, a tensor [N]): the budget goes to the coordinates of largest
+    |g| first, each up to its room to the bound."""
     n = len(g)
+    if isinstance(alpha, torch.Tensor):
+        alpha = alpha.reshape(n, 1).to(g.dtype)
     gf, cf = g.reshape(n, -1), cur.reshape(n, -1).to(g.dtype)
     room = torch.where(gf > 0, hi - cf, cf - lo).clamp_min(0) * (gf != 0)
     order = gf.abs().argsort(dim=1, descending=True, stable=True)
@@ -130,10 +133,15 @@ def l1_step(g: torch.Tensor, cur: torch.Tensor, alpha: float, lo: float = 0.0,
     return delta.reshape(g.shape)
 
 
-def ascent_step(g: torch.Tensor, cur: torch.Tensor, alpha: float, norm: str, lo: float = 0.0,
-                hi: float = 1.0) -> torch.Tensor:
-    """The step of size alpha (in the norm) that most increases the loss's linearisation."""
-    return l1_step(g, cur, alpha, lo, hi) if norm == "1" else alpha * direction(g, norm)
+def ascent_step(g: torch.Tensor, cur: torch.Tensor, alpha: float | torch.Tensor, norm: str,
+                lo: float = 0.0, hi: float = 1.0) -> torch.Tensor:
+    """The step of size alpha (in the norm; one, or one per sample) that most increases the loss's
+    linearisation."""
+    if norm == "1":
+        return l1_step(g, cur, alpha, lo, hi)
+    if isinstance(alpha, torch.Tensor):
+        alpha = _per_sample(alpha.to(g.dtype), g)
+    return alpha * direction(g, norm)
 
 
 def sample_ball(shape, eps: float, norm: str, kind: str = "uniform", *,
@@ -253,27 +261,38 @@ def input_gradient_of(model, x: torch.Tensor, loss) -> tuple[torch.Tensor, torch
     return g.detach(), logits.detach()
 
 
-def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float, attack: Attack, *,
-               lo: float = 0.0, hi: float = 1.0, init: torch.Tensor | None = None,
-               generator: torch.Generator | None = None, keep_success: bool = True,
-               check: bool = True) -> AttackResult:
+def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tensor,
+               attack: Attack, *, lo: float = 0.0, hi: float = 1.0,
+               init: torch.Tensor | None = None, generator: torch.Generator | None = None,
+               keep_success: bool = True, check: bool = True) -> AttackResult:
     """Untargeted attack on a batch: maximise the cross-entropy within the ball and the box.
 
-    With keep_success a sample keeps the first iterate that fools the model (evaluation); without,
+    eps is one bound, or one per sample (a float64 tensor [N]; no random start: the steps and
+    the projection scale with each sample's bound). With keep_success a sample keeps the first iterate that fools the model (evaluation); without,
     every sample ends on the last iterate (the largest loss: adversarial training). Whether an
     iterate fools the model is read off the logits of the next step's gradient pass, so PGD-k
     costs k forward+backward passes and one forward; check=False skips that last forward (the
     last iterate is then returned unjudged: `correct` covers the iterates before it)."""
-    if eps < 0:
-        raise UsageError(f"epsilon must be >= 0, got {eps}")
+    if isinstance(eps, torch.Tensor):
+        if eps.shape != (len(x),):
+            raise UsageError(f"one epsilon per sample: got {tuple(eps.shape)} for {len(x)} samples")
+        if attack.random_start and init is None:
+            raise UsageError("a random start needs one epsilon for the batch",
+                             hint="give a starting point (init) or a float epsilon")
+        eps = eps.to(torch.float64)
+        low, moves = float(eps.min()), bool((eps > 0).any())
+    else:
+        low, moves = eps, eps > 0
+    if low < 0:
+        raise UsageError(f"epsilon must be >= 0, got {low}")
     norm = attack.norm
     if init is not None:
         cur = project(init, x, eps, norm, lo, hi)
-    elif attack.random_start and attack.name == "pgd" and eps > 0:
+    elif attack.random_start and attack.name == "pgd" and moves:
         cur = perturb_noise(x, eps, norm, "uniform", lo=lo, hi=hi, generator=generator)
     else:
         cur = x.clone()
-    steps = 0 if eps == 0 else 1 if attack.name == "fgsm" else attack.steps
+    steps = 0 if not moves else 1 if attack.name == "fgsm" else attack.steps
     alpha = attack.alpha * eps
     correct = zero = fooled = first = conf = None
     for i in range(steps + 1):

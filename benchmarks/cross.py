@@ -13,8 +13,9 @@ Per target it prints:
   the weights' loading cancel out);
 - next to it the cpu cost model's operation count for the same actors (network.json's `work`:
   MACs for conv and dense, element operations otherwise) and the instructions the conv and dense
-  kernels execute per MAC (the symbols whose name holds conv or dense: the kernels' own code; the
-  helpers they call, requantisation and stores, are listed apart).
+  kernels execute per MAC (the kernels' own code: the conv and dense entry points and the
+  micro-kernel, tile, staging and row functions they expand to; the helpers they call,
+  requantisation and stores, are listed apart).
 
     python benchmarks/cross.py [--frames 20] [--bits 16] [--top 6]
 
@@ -41,6 +42,10 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 sys.path.insert(0, os.path.join(HERE, ".."))
+
+# the conv and dense kernels' own code: their entry points and the static helpers they expand to
+# (aloha_kernels.c's mk_/tile_/tile_st_/stage_/rows_ functions, named after the kernel's type pair)
+KERNEL_SYMBOL = re.compile(r"conv|dense|^(mk|tile|tile_st|stage|rows)_")
 
 TARGETS = [  # platform, make TARGET, generation options, the tools it needs
     ("neuraghe-losa", "armhf", {}, ("arm-linux-gnueabihf-gcc", "qemu-arm")),
@@ -145,7 +150,7 @@ def measure(platform: str, machine: str, options: dict, factory, x: np.ndarray, 
     by_symbol = per_frame(code, cmd_for, work)
     manifest = json.load(open(os.path.join(code, "network.json")))
     macs = sum(a["work"] for a in manifest["actors"] if a["kernel"] in ("conv", "dense"))
-    kernel_insns = sum(v for s, v in by_symbol.items() if "conv" in s or "dense" in s)
+    kernel_insns = sum(v for s, v in by_symbol.items() if KERNEL_SYMBOL.search(s))
     size = json.load(open(os.path.join(code, "size.json"))) if machine == "cortex-m4" else None
     return {"platform": platform, "target": machine, "qemu_s_per_frame": qemu_s,
             "instructions_per_frame": sum(by_symbol.values()),

@@ -166,7 +166,7 @@ def test_host_float_mnist8_matches_onnxruntime_under_sanitizers(tmp_path):
                 sanitize=True)
 
 
-@pytest.mark.parametrize("zoo", ["mnist_cnn", "lenet5"])
+@pytest.mark.parametrize("zoo", ["mnist_cnn", pytest.param("lenet5", marks=pytest.mark.slow)])
 def test_host_float_zoo_builders_match_onnxruntime_under_sanitizers(tmp_path, zoo):
     from backends.onnx.export import save_onnx
     from frontends.loader import load_model

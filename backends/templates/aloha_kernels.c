@@ -1327,6 +1327,13 @@ void aloha_gpool_q(const void *x, int xtype, int c, int hw, int kind, const aloh
 
 /* ---- dense ----------------------------------------------------------------------------------- */
 
+/* Eight partial sums, s[l] over x[i + l] * w[i + l] in the order of i, then a fixed tree: the
+ * vector form keeps lane l's order, so both forms give the same bits (GCC vectorised the plain
+ * form with shuffles and scalar adds). */
+#ifdef ALOHA_VECTOR_FLOAT
+typedef float dense_v8f __attribute__((vector_size(8 * sizeof(float))));
+#endif
+
 void aloha_dense_f32(const float *x, const float *w, const float *bias, int k, int m_lo,
                      int m_hi, const aloha_act_t *act, float *out)
 {
@@ -1334,11 +1341,21 @@ void aloha_dense_f32(const float *x, const float *w, const float *bias, int k, i
     for (j = m_lo; j < m_hi; j++) {
         const float *wr = w + (size_t)j * k;
         float s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t;
+#ifdef ALOHA_VECTOR_FLOAT
+        dense_v8f v = {0, 0, 0, 0, 0, 0, 0, 0}, xv, wv;
+        for (i = 0; i + 8 <= k; i += 8) {
+            memcpy(&xv, x + i, sizeof xv);
+            memcpy(&wv, wr + i, sizeof wv);
+            v += xv * wv;
+        }
+        memcpy(s, &v, sizeof s);
+#else
         for (i = 0; i + 8 <= k; i += 8) {
             int l;
             for (l = 0; l < 8; l++)
                 s[l] += x[i + l] * wr[i + l];
         }
+#endif
         for (; i < k; i++)
             s[0] += x[i] * wr[i];
         t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from aloha_ir.errors import InputFileError, UsageError
-from security.evaluate import (SecurityConfig, SecurityReport, curve_average, epsilon_axes, evaluate,
+from security.evaluate import (SecurityConfig, SecurityReport, attack_label, curve_average, epsilon_axes, evaluate,
                                level_of)
 
 
@@ -209,7 +209,7 @@ def plot_deployed(report: DeployedReport, path: str, title: str | None = None) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fr, dr = report.float_report, report.deployed_report
-    label = "FGSM" if fr.attack == "fgsm" else f"PGD-{fr.steps}"
+    label = attack_label(fr)
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     ax.plot(fr.eps, fr.accuracy, "-o", color="C0", ms=3,
             label=f"float: {label} (avg {fr.curve_average:.3f}, {fr.level})")

@@ -531,6 +531,11 @@ def epsilon_axes(ax, norm: str, ylabel: str) -> str:
     return label
 
 
+def attack_label(report: SecurityReport) -> str:
+    """The attack as plots name it: FGSM, PGD-20, FMN-50."""
+    return "FGSM" if report.attack == "fgsm" else f"{report.attack.upper()}-{report.steps}"
+
+
 def plot_curves(reports: list[SecurityReport], path: str, title: str | None = None) -> str:
     """The security evaluation curves (attack solid, FGSM dashed, noise dotted) as a PNG."""
     import matplotlib
@@ -540,7 +545,7 @@ def plot_curves(reports: list[SecurityReport], path: str, title: str | None = No
     for k, r in enumerate(reports):
         color = f"C{k}"
         tag = f"{r.model}: " if len(reports) > 1 else ""
-        label = "FGSM" if r.attack == "fgsm" else f"{r.attack.upper()}-{r.steps}"
+        label = attack_label(r)
         ax.plot(r.eps, r.accuracy, "-o", color=color, ms=3,
                 label=f"{tag}{label} (avg {r.curve_average:.3f}, {r.level})")
         if r.fgsm_accuracy is not None:

@@ -6,7 +6,7 @@ curve crosses one half).
 
 The PGD check. A minimum-norm attack can stop short where a fixed-epsilon attack succeeds. Only
 the grid epsilon just below a sample's FMN distance decides whether the curve places the sample
-right, so PGD-k attacks it there, from FMN's point projected onto that ball
+right, so PGD-k attacks it there, from the clean input
 (`runtime.torch.fmn.refine_on_grid`); where it wins, the sample's distance falls to PGD's
 adversarial input's and the search goes on down the grid (galloping, then bisecting) until a run
 fails. A sample FMN placed right costs one PGD run instead of one per grid epsilon. The curve is
@@ -30,7 +30,6 @@ import time
 import numpy as np
 import torch
 
-CHECK_STEPS = {"fast": 5, "slow": 10}
 
 
 def min_norm_chunk(model, xt: torch.Tensor, yt: torch.Tensor, cfg) -> dict:

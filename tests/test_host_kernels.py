@@ -716,6 +716,34 @@ def test_dense(lib, rng, kind):
     np.testing.assert_allclose(gotf, want, rtol=1e-5, atol=1e-5 * np.abs(want).max())
 
 
+
+def dense_f32_in_lane_order(x, w, b):
+    """The float32 sums aloha_dense_f32 documents: eight partial sums, s[l] over x[i + l] * w[i + l]
+    for the full blocks of eight in the order of i, the tail into s[0], then
+    ((s0 + s1) + (s2 + s3)) + ((s4 + s5) + (s6 + s7)) and the bias, each step rounded to float32."""
+    f = np.float32
+    out = np.zeros(w.shape[0], dtype=f)
+    full = len(x) // 8 * 8
+    for j in range(w.shape[0]):
+        s = [f(0)] * 8
+        for i in range(0, full, 8):
+            for lane in range(8):
+                s[lane] = f(s[lane] + f(x[i + lane] * w[j, i + lane]))
+        for i in range(full, len(x)):
+            s[0] = f(s[0] + f(x[i] * w[j, i]))
+        out[j] = f(f(f(s[0] + s[1]) + f(s[2] + s[3])) + f(f(s[4] + s[5]) + f(s[6] + s[7]))) + b[j]
+    return out
+
+
+def test_float_dense_sums_in_its_documented_order(lib, rng):
+    k, m = 45, 6  # five blocks of eight and a tail of five
+    x, w = arr(rng.normal(size=k), np.float32), arr(rng.normal(size=(m, k)), np.float32)
+    b = arr(rng.normal(size=m), np.float32)
+    got = np.zeros(m, dtype=np.float32)
+    lib.aloha_dense_f32(ptr(x), ptr(w), ptr(b), k, 0, m, ctypes.byref(float_act(NONE)), ptr(got))
+    assert np.array_equal(got, dense_f32_in_lane_order(x, w, b))
+
+
 BROADCASTS = [((4, 1, 1), (4, 5, 6)), ((4, 5, 6), (4, 5, 6)), ((1, 5, 6), (4, 1, 6)),
               ((4, 5, 1), (1, 1, 1)), ((4, 1, 6), (1, 5, 1))]
 

@@ -9,7 +9,7 @@ auto`): the threads only when what they save beats what their hand-overs cost.""
 from __future__ import annotations
 
 import itertools
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from aloha_ir.threads import home_threads, static_orders
 from backends.codegen.view import ActorView, FifoView, ThreadView
@@ -80,7 +80,7 @@ class RuntimeChoice:
         return {**asdict(self), "threads_s": self.threads_s}
 
 
-def handovers(actors: list[ActorView], fifos: list[FifoView], threads: list[ThreadView]) -> int:
+def handovers(actors: list[ActorView], threads: list[ThreadView]) -> int:
     """FIFO transfers a frame between two threads: each firing that writes tokens to a FIFO whose
     consumer runs on another thread, and each that reads new rows from one whose producer does."""
     thread = {a: t.index for t in threads for a, _ in t.order}
@@ -129,9 +129,9 @@ def choose_runtime(actors: list[ActorView], fifos: list[FifoView], threads: list
     """`static` when one thread is predicted no slower than the threads with their hand-overs
     and the FIFOs hold its order, else `threads` (RuntimeChoice says why). A platform that gives
     no hand-over cost (`handover_s` 0: not measured) keeps the threads its mapping asks for."""
-    one = sum(a.cost_s for a in actors)
-    h = handovers(actors, fifos, threads)
-    fits = one_thread_fits(actors, fifos, flat[0].order)
-    threads_s = period_s + h * handover_s
-    runtime = "static" if handover_s > 0 and fits and one <= threads_s else "threads"
-    return RuntimeChoice(runtime, one, period_s, h, handover_s, fits)
+    choice = RuntimeChoice("threads", sum(a.cost_s for a in actors), period_s,
+                           handovers(actors, threads), handover_s,
+                           one_thread_fits(actors, fifos, flat[0].order))
+    if handover_s > 0 and choice.fits_one_thread and choice.one_thread_s <= choice.threads_s:
+        return replace(choice, runtime="static")
+    return choice

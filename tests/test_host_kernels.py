@@ -268,6 +268,7 @@ CONVS = [  # cin, cout, h, w, kernel, strides, pads (t, l, b, r), dilations, gro
     (8, 16, 4, 37, (3, 3), (1, 1), (1, 1, 1, 1), (1, 2), 2),   # full tiles, grouped and dilated
     (5, 9, 6, 71, (3, 3), (2, 2), (1, 1, 1, 1), (1, 1), 1),    # strided tiles, a 1-channel tail
     (6, 20, 5, 4, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),   # narrow: 8-channel tiles, a tail
+    (2, 4, 9, 21, (9, 9), (1, 1), (4, 4, 4, 4), (1, 1), 1),   # 81 taps: more than one call's
 ]
 
 
@@ -736,12 +737,16 @@ def dense_f32_in_lane_order(x, w, b):
 
 
 def test_float_dense_sums_in_its_documented_order(lib, rng):
-    k, m = 45, 6  # five blocks of eight and a tail of five
+    k, m = 45, 11  # five blocks of eight and a tail of five
     x, w = arr(rng.normal(size=k), np.float32), arr(rng.normal(size=(m, k)), np.float32)
     b = arr(rng.normal(size=m), np.float32)
-    got = np.zeros(m, dtype=np.float32)
-    lib.aloha_dense_f32(ptr(x), ptr(w), ptr(b), k, 0, m, ctypes.byref(float_act(NONE)), ptr(got))
-    assert np.array_equal(got, dense_f32_in_lane_order(x, w, b))
+    want = dense_f32_in_lane_order(x, w, b)
+    # every row count from 1 to 10 (rows four at a time, then one by one), from row 1
+    for m_hi in range(2, m + 1):
+        got = np.zeros(m_hi - 1, dtype=np.float32)
+        lib.aloha_dense_f32(ptr(x), ptr(w), ptr(b), k, 1, m_hi, ctypes.byref(float_act(NONE)),
+                            ptr(got))
+        assert np.array_equal(got, want[1:m_hi]), m_hi
 
 
 BROADCASTS = [((4, 1, 1), (4, 5, 6)), ((4, 5, 6), (4, 5, 6)), ((1, 5, 6), (4, 1, 6)),

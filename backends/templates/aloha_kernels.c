@@ -324,9 +324,10 @@ static void out_range(int off, int s, int w, int ow, int *lo, int *hi)
 /* ---- convolution ----------------------------------------------------------------------------- */
 /* A convolution row is a small GEMM: output channels x output columns, summed over the input
  * channels of each kernel tap. Both convolutions compute a register tile of up to CO_BLOCK (4)
- * output channels (of one group) by OX_BLOCK output columns. Per kernel tap (ky, kx), a
- * micro-kernel runs over the input channels with the tile's sums in registers: one contiguous
- * load of OX_BLOCK input columns and four weights feed 4 x OX_BLOCK multiply-adds. The input
+ * output channels (of one group) by OX_BLOCK output columns. A micro-kernel runs over the kernel
+ * taps (ky, kx) and, per tap, over the input channels with the tile's sums in registers: one
+ * contiguous load of OX_BLOCK input columns and four weights feed 4 x OX_BLOCK multiply-adds; a
+ * tile of at most OX_BLOCK / 2 columns (a row's last) computes only those. The input
  * columns of a column tile are first staged (conv_stage below): copied once, for all the output
  * channels of the group, into contiguous runs per kernel row, channel and stride phase, with
  * zeros in the padding and past the row's end, so that every tap of every tile, whatever the
@@ -362,10 +363,29 @@ static void out_range(int off, int s, int w, int ow, int *lo, int *hi)
 #endif
 #endif
 
+/* The micro-kernel stays a function of its own: inlined into the tile loop, GCC ran out of
+ * registers and kept two of its eight vector sums on the stack. */
+#if defined(__GNUC__) || defined(__clang__)
+#define ALOHA_NOINLINE __attribute__((noinline))
+#else
+#define ALOHA_NOINLINE
+#endif
+
+/* A vector the micro-kernel multiplies by four weights: GCC otherwise folds its load into each
+ * multiply, four loads where one does, and the loads, not the arithmetic, bound the loop (AMD
+ * Zen 3: 12 loads against 8 multiplies and 8 adds a channel). */
+#if defined(__GNUC__) && defined(__SSE2__)
+#define ALOHA_IN_REGISTER(v) __asm__("" : "+x"(v))
+#else
+#define ALOHA_IN_REGISTER(v) (void)0
+#endif
+
 #define CO_BLOCK 4
 #define OX_BLOCK (2 * ALOHA_VEC_BYTES / 4)
 /* input channels gathered at a time: a panel of at most 32 x 16 x 4 = 2 KiB on the stack */
 #define CONV_PANEL 32
+/* kernel taps a staged tile's micro-kernel call runs with its sums held in registers */
+#define CONV_TAPS 64
 
 /* The number of output channels of the tile starting at co: at most CO_BLOCK, within co's group. */
 static int co_block(int co, int co_hi, int cog)
@@ -460,6 +480,16 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             }                                                                                    \
             memcpy(acc[j], a, sizeof a);                                                         \
         }                                                                                        \
+    }                                                                                            \
+    static void mkt_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x,                   \
+                           const ptrdiff_t *xo, size_t xs, const WT *restrict w,                 \
+                           const ptrdiff_t *wo, size_t ws, size_t wco, int taps, int n, int nco, \
+                           int cols)                                                             \
+    {                                                                                            \
+        int t;                                                                                   \
+        (void)cols;                                                                              \
+        for (t = 0; t < taps; t++)                                                               \
+            mk_##NAME(acc, x + xo[t], xs, w + wo[t], ws, wco, n, nco);                           \
     }
 #ifdef ALOHA_VECTOR_EXT
 #define MK_VEC(NAME, XT, WT, AT, UT)                                                             \
@@ -517,6 +547,52 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
                     a0[v] += wv * load_##NAME(xc + v * L);                                       \
             }                                                                                    \
             memcpy(acc[j], a0, sizeof a0);                                                       \
+        }                                                                                        \
+    }                                                                                            \
+    static ALOHA_NOINLINE void mkt_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x,    \
+                                          const ptrdiff_t *xo, size_t xs, const WT *restrict w,  \
+                                          const ptrdiff_t *wo, size_t ws, size_t wco, int taps,  \
+                                          int n, int nco, int cols)                              \
+    {                                                                                            \
+        enum { L = ALOHA_VEC_BYTES / sizeof(UT), NV = OX_BLOCK / L };                            \
+        vec_##NAME a0[NV], a1[NV], a2[NV], a3[NV];                                               \
+        int t, c, v;                                                                             \
+        if (nco != 4) {                                                                          \
+            for (t = 0; t < taps; t++)                                                           \
+                mk_##NAME(acc, x + xo[t], xs, w + wo[t], ws, wco, n, nco);                       \
+            return;                                                                              \
+        }                                                                                        \
+        memcpy(a0, acc[0], sizeof a0);                                                           \
+        memcpy(a1, acc[1], sizeof a1);                                                           \
+        memcpy(a2, acc[2], sizeof a2);                                                           \
+        memcpy(a3, acc[3], sizeof a3);                                                           \
+        if (cols <= OX_BLOCK / 2)                                                                \
+            MKT_TAPS(NAME, XT, WT, AT, UT, 0, NV / 2)                                            \
+        else                                                                                     \
+            MKT_TAPS(NAME, XT, WT, AT, UT, 0, NV)                                                \
+        memcpy(acc[0], a0, sizeof a0);                                                           \
+        memcpy(acc[1], a1, sizeof a1);                                                           \
+        memcpy(acc[2], a2, sizeof a2);                                                           \
+        memcpy(acc[3], a3, sizeof a3);                                                           \
+    }
+/* The taps' sums into a0..a3 over the vectors [V0, V1) of the tile's columns. */
+#define MKT_TAPS(NAME, XT, WT, AT, UT, V0, V1)                                                   \
+    for (t = 0; t < taps; t++) {                                                                 \
+        const XT *restrict xt = x + xo[t];                                                       \
+        const WT *restrict wt = w + wo[t];                                                       \
+        for (c = 0; c < n; c++) {                                                                \
+            const XT *restrict xc = xt + (size_t)c * xs;                                         \
+            const WT *restrict wc = wt + (size_t)c * ws;                                         \
+            const UT w0 = (UT)(AT)wc[0], w1 = (UT)(AT)wc[wco], w2 = (UT)(AT)wc[2 * wco],         \
+                     w3 = (UT)(AT)wc[3 * wco];                                                   \
+            for (v = V0; v < V1; v++) {                                                          \
+                vec_##NAME xv = load_##NAME(xc + v * L);                                         \
+                ALOHA_IN_REGISTER(xv);                                                           \
+                a0[v] += w0 * xv;                                                                \
+                a1[v] += w1 * xv;                                                                \
+                a2[v] += w2 * xv;                                                                \
+                a3[v] += w3 * xv;                                                                \
+            }                                                                                    \
         }                                                                                        \
     }
 #else
@@ -602,19 +678,27 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
     }                                                                                            \
     static void tile_st_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *st, const WT *w,          \
                                const aloha_conv_t *g, const conv_stage *s, int ky_lo, int ky_hi, \
-                               int co, int nco)                                                  \
+                               int co, int nco, int cols)                                        \
     {                                                                                            \
         const int ksz = g->kh * g->kw;                                                           \
         const size_t wco = (size_t)s->cig * ksz;                                                 \
-        int ky, kx;                                                                              \
+        ptrdiff_t xo[CONV_TAPS], wo[CONV_TAPS];                                                  \
+        int ky, kx, n = 0;                                                                       \
         memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
         for (ky = ky_lo; ky < ky_hi; ky++)                                                       \
             for (kx = 0; kx < g->kw; kx++) {                                                     \
                 const int t = kx * g->dw;                                                        \
-                mk_##NAME(acc, st + stage_at(s, ky - ky_lo, 0, t % g->sw, g->sw) + t / g->sw,    \
-                          (size_t)g->sw * s->len, w + co * wco + ky * g->kw + kx, (size_t)ksz,   \
-                          wco, s->cig, nco);                                                     \
+                xo[n] = (ptrdiff_t)(stage_at(s, ky - ky_lo, 0, t % g->sw, g->sw) + t / g->sw);   \
+                wo[n++] = ky * g->kw + kx;                                                       \
+                if (n == CONV_TAPS) {                                                            \
+                    mkt_##NAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo,            \
+                               (size_t)ksz, wco, n, s->cig, nco, cols);                          \
+                    n = 0;                                                                       \
+                }                                                                                \
             }                                                                                    \
+        if (n)                                                                                   \
+            mkt_##NAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo, (size_t)ksz, wco,  \
+                       n, s->cig, nco, cols);                                                    \
     }                                                                                            \
     static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
                             const conv_post *post, int oy, int co_lo, int co_hi)                 \
@@ -637,7 +721,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
                 for (co = ga; co < gb; co += nco) {                                              \
                     nco = co_block(co, gb, cog);                                                 \
                     if (staged)                                                                  \
-                        tile_st_##NAME(acc, st, w, g, &s, ky_lo, ky_hi, co, nco);                \
+                        tile_st_##NAME(acc, st, w, g, &s, ky_lo, ky_hi, co, nco, n);             \
                     else                                                                         \
                         tile_##NAME(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);              \
                     EMIT(acc, post, co, nco, ox0, n, g->ow);                                     \
@@ -1329,39 +1413,79 @@ void aloha_gpool_q(const void *x, int xtype, int c, int hw, int kind, const aloh
 
 /* Eight partial sums, s[l] over x[i + l] * w[i + l] in the order of i, then a fixed tree: the
  * vector form keeps lane l's order, so both forms give the same bits (GCC vectorised the plain
- * form with shuffles and scalar adds). */
+ * form with shuffles and scalar adds). The vector form runs DENSE_ROWS output rows at a time:
+ * their sums are independent chains, so the adds overlap instead of each waiting for the last
+ * (one chain ran at one vector add per add latency), and each load of x serves them all. */
 #ifdef ALOHA_VECTOR_FLOAT
 typedef float dense_v8f __attribute__((vector_size(8 * sizeof(float))));
+#define DENSE_ROWS 4
 #endif
+
+/* out[j - m_lo] for row j from its eight partial sums s over the first k8 inputs (a multiple of
+ * 8): the tail inputs into s[0], the tree, the bias and the activation. */
+static void dense_finish_f32(float *s, const float *x, const float *wr, int k8, int k,
+                             const float *bias, int j, const aloha_act_t *act, float *out)
+{
+    float t;
+    int i;
+    for (i = k8; i < k; i++)
+        s[0] += x[i] * wr[i];
+    t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
+    if (bias)
+        t += bias[j];
+    *out = aloha_act1_f32(t, act);
+}
 
 void aloha_dense_f32(const float *x, const float *w, const float *bias, int k, int m_lo,
                      int m_hi, const aloha_act_t *act, float *out)
 {
-    int j, i;
-    for (j = m_lo; j < m_hi; j++) {
+    const int k8 = k - k % 8;
+    int j = m_lo, i;
+#ifdef ALOHA_VECTOR_FLOAT
+    for (; j + DENSE_ROWS <= m_hi; j += DENSE_ROWS) {
+        const float *w0 = w + (size_t)j * k, *w1 = w0 + k, *w2 = w1 + k, *w3 = w2 + k;
+        dense_v8f v0 = {0, 0, 0, 0, 0, 0, 0, 0}, v1 = v0, v2 = v0, v3 = v0, xv, wv;
+        float s[DENSE_ROWS][8];
+        int r;
+        for (i = 0; i < k8; i += 8) {
+            memcpy(&xv, x + i, sizeof xv);
+            memcpy(&wv, w0 + i, sizeof wv);
+            v0 += xv * wv;
+            memcpy(&wv, w1 + i, sizeof wv);
+            v1 += xv * wv;
+            memcpy(&wv, w2 + i, sizeof wv);
+            v2 += xv * wv;
+            memcpy(&wv, w3 + i, sizeof wv);
+            v3 += xv * wv;
+        }
+        memcpy(s[0], &v0, sizeof s[0]);
+        memcpy(s[1], &v1, sizeof s[1]);
+        memcpy(s[2], &v2, sizeof s[2]);
+        memcpy(s[3], &v3, sizeof s[3]);
+        for (r = 0; r < DENSE_ROWS; r++)
+            dense_finish_f32(s[r], x, w + (size_t)(j + r) * k, k8, k, bias, j + r, act,
+                             out + (j + r - m_lo));
+    }
+#endif
+    for (; j < m_hi; j++) {
         const float *wr = w + (size_t)j * k;
-        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0}, t;
+        float s[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #ifdef ALOHA_VECTOR_FLOAT
         dense_v8f v = {0, 0, 0, 0, 0, 0, 0, 0}, xv, wv;
-        for (i = 0; i + 8 <= k; i += 8) {
+        for (i = 0; i < k8; i += 8) {
             memcpy(&xv, x + i, sizeof xv);
             memcpy(&wv, wr + i, sizeof wv);
             v += xv * wv;
         }
         memcpy(s, &v, sizeof s);
 #else
-        for (i = 0; i + 8 <= k; i += 8) {
+        for (i = 0; i < k8; i += 8) {
             int l;
             for (l = 0; l < 8; l++)
                 s[l] += x[i + l] * wr[i + l];
         }
 #endif
-        for (; i < k; i++)
-            s[0] += x[i] * wr[i];
-        t = ((s[0] + s[1]) + (s[2] + s[3])) + ((s[4] + s[5]) + (s[6] + s[7]));
-        if (bias)
-            t += bias[j];
-        out[j - m_lo] = aloha_act1_f32(t, act);
+        dense_finish_f32(s, x, wr, k8, k, bias, j, act, out + (j - m_lo));
     }
 }
 

@@ -367,8 +367,10 @@ static void out_range(int off, int s, int w, int ow, int *lo, int *hi)
  * registers and kept two of its eight vector sums on the stack. */
 #if defined(__GNUC__) || defined(__clang__)
 #define ALOHA_NOINLINE __attribute__((noinline))
+#define ALOHA_MAYBE_UNUSED __attribute__((unused))
 #else
 #define ALOHA_NOINLINE
+#define ALOHA_MAYBE_UNUSED
 #endif
 
 /* A vector the micro-kernel multiplies by four weights: GCC otherwise folds its load into each
@@ -481,10 +483,10 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             memcpy(acc[j], a, sizeof a);                                                         \
         }                                                                                        \
     }                                                                                            \
-    static void mkt_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x,                   \
-                           const ptrdiff_t *xo, size_t xs, const WT *restrict w,                 \
-                           const ptrdiff_t *wo, size_t ws, size_t wco, int taps, int n, int nco, \
-                           int cols)                                                             \
+    static ALOHA_MAYBE_UNUSED void mkt_##NAME(                                                   \
+        UT (*restrict acc)[OX_BLOCK], const XT *restrict x, const ptrdiff_t *xo, size_t xs,      \
+        const WT *restrict w, const ptrdiff_t *wo, size_t ws, size_t wco, int taps, int n,       \
+        int nco, int cols)                                                                       \
     {                                                                                            \
         int t;                                                                                   \
         (void)cols;                                                                              \
@@ -549,10 +551,10 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             memcpy(acc[j], a0, sizeof a0);                                                       \
         }                                                                                        \
     }                                                                                            \
-    static ALOHA_NOINLINE void mkt_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x,    \
-                                          const ptrdiff_t *xo, size_t xs, const WT *restrict w,  \
-                                          const ptrdiff_t *wo, size_t ws, size_t wco, int taps,  \
-                                          int n, int nco, int cols)                              \
+    static ALOHA_NOINLINE ALOHA_MAYBE_UNUSED void mkt_##NAME(                                    \
+        UT (*restrict acc)[OX_BLOCK], const XT *restrict x, const ptrdiff_t *xo, size_t xs,      \
+        const WT *restrict w, const ptrdiff_t *wo, size_t ws, size_t wco, int taps, int n,       \
+        int nco, int cols)                                                                       \
     {                                                                                            \
         enum { L = ALOHA_VEC_BYTES / sizeof(UT), NV = OX_BLOCK / L };                            \
         vec_##NAME a0[NV], a1[NV], a2[NV], a3[NV];                                               \
@@ -607,7 +609,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
 #else
 #define MK_FLOAT MK_PLAIN
 #endif
-#define CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT)                                                \
+#define CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, ST, SNAME)                                     \
     MK(NAME, XT, WT, AT, UT)                                                                     \
     static void gather_##NAME(XT (*restrict t)[OX_BLOCK], const XT *restrict xr, size_t xs,      \
                               int n, int s, int off, int ox0, int lo, int hi)                    \
@@ -653,7 +655,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             }                                                                                    \
         }                                                                                        \
     }                                                                                            \
-    static void stage_##NAME(XT *restrict st, const aloha_win_t *x, const aloha_conv_t *g,       \
+    static void stage_##NAME(ST *restrict st, const aloha_win_t *x, const aloha_conv_t *g,       \
                              const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
                              int ox0)                                                            \
     {                                                                                            \
@@ -664,19 +666,19 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
                 const int first = ox0 * g->sw + p - g->pl; /* the input column of q = 0 */       \
                 tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
                 for (c = 0; c < s->cig; c++) {                                                   \
-                    XT *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);                  \
+                    ST *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);                  \
                     const ptrdiff_t at = (ptrdiff_t)c * g->w + first;                            \
                     for (q = 0; q < lo; q++)                                                     \
                         d[q] = 0;                                                                \
                     for (; q < hi; q++)                                                          \
-                        d[q] = row[at + (ptrdiff_t)q * g->sw];                                   \
+                        d[q] = (ST)(AT)row[at + (ptrdiff_t)q * g->sw];                   \
                     for (; q < s->len; q++)                                                      \
                         d[q] = 0;                                                                \
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
     }                                                                                            \
-    static void tile_st_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *st, const WT *w,          \
+    static void tile_st_##NAME(UT (*restrict acc)[OX_BLOCK], const ST *st, const WT *w,          \
                                const aloha_conv_t *g, const conv_stage *s, int ky_lo, int ky_hi, \
                                int co, int nco, int cols)                                        \
     {                                                                                            \
@@ -691,20 +693,20 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
                 xo[n] = (ptrdiff_t)(stage_at(s, ky - ky_lo, 0, t % g->sw, g->sw) + t / g->sw);   \
                 wo[n++] = ky * g->kw + kx;                                                       \
                 if (n == CONV_TAPS) {                                                            \
-                    mkt_##NAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo,            \
+                    mkt_##SNAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo,            \
                                (size_t)ksz, wco, n, s->cig, nco, cols);                          \
                     n = 0;                                                                       \
                 }                                                                                \
             }                                                                                    \
         if (n)                                                                                   \
-            mkt_##NAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo, (size_t)ksz, wco,  \
+            mkt_##SNAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo, (size_t)ksz, wco,  \
                        n, s->cig, nco, cols);                                                    \
     }                                                                                            \
     static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
                             const conv_post *post, int oy, int co_lo, int co_hi)                 \
     {                                                                                            \
         const int cog = g->cout / g->group, iy0 = oy * g->sh - g->pt;                            \
-        XT st[ALOHA_CONV_STAGE_BYTES / sizeof(XT)];                                              \
+        ST st[ALOHA_CONV_STAGE_BYTES / sizeof(ST)];                                              \
         UT acc[CO_BLOCK][OX_BLOCK];                                                              \
         conv_stage s;                                                                            \
         int gi, co, nco, ox0, ky_lo, ky_hi, staged;                                              \
@@ -741,7 +743,7 @@ static void emit_f32(float (*acc)[OX_BLOCK], const conv_post *post, int co, int 
                     (float *)post->out + (size_t)(co + j - post->co_lo) * ow + ox0);
 }
 
-CONV_TILE(f32, float, float, float, float, MK_FLOAT, emit_f32)
+CONV_TILE(f32, float, float, float, float, MK_FLOAT, emit_f32, float, f32)
 
 void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
                         const aloha_conv_t *g, const aloha_act_t *act, int oy, int co_lo,
@@ -786,9 +788,28 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
 #else
 #define MK_ACC_uint64_t MK_VEC
 #endif
+/* CONV_TILE_WIDE stages the input converted to the sum type UT, once per column tile for all the
+ * output channels, where the micro-kernel is vectorised: its loads are then plain vector loads
+ * (widening lane by lane in the micro-kernel took a scalar load, convert and insert per lane,
+ * for every channel block again). 32-bit sums only on 32-bit ARM: its 64-bit sums run plain loops,
+ * where a staged element 8 times wider would only cost memory. */
+#ifdef ALOHA_VECTOR_EXT
+#define CONV_TILE_WIDE(NAME, XT, WT, AT, UT, MK, EMIT)                                           \
+    MK(NAME##_s, UT, WT, AT, UT)                                                                 \
+    CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, UT, NAME##_s)
+#else
+#define CONV_TILE_WIDE(NAME, XT, WT, AT, UT, MK, EMIT) CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, XT, NAME)
+#endif
+#define CONV_TILE_uint32_t CONV_TILE_WIDE
+#if defined(__arm__) && !defined(__aarch64__)
+#define CONV_TILE_uint64_t(NAME, XT, WT, AT, UT, MK, EMIT)                                       \
+    CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, XT, NAME)
+#else
+#define CONV_TILE_uint64_t CONV_TILE_WIDE
+#endif
 #define CONV_Q_PARTS(NAME, XT, WT, AT, UT)                                                       \
     CONV_EMIT(NAME, AT, UT)                                                                      \
-    CONV_TILE(NAME, XT, WT, AT, UT, MK_ACC_##UT, emit_##NAME)                                    \
+    CONV_TILE_##UT(NAME, XT, WT, AT, UT, MK_ACC_##UT, emit_##NAME)                               \
     static void dense_##NAME(const XT *x, const WT *w, const int32_t *bias, int k, int m_lo,     \
                              int m_hi, const aloha_rq_t *rq, void *out)                          \
     {                                                                                            \
@@ -823,7 +844,7 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
 #define CONV_Q_NARROW64(NAME, XT, WT)                                                            \
     CONV_Q(NAME##_i, XT, WT, int64_t, uint64_t)                                                  \
     CONV_EMIT(NAME##_d, int64_t, double)                                                         \
-    CONV_TILE(NAME##_d, XT, WT, int32_t, double, MK_VEC, emit_##NAME##_d)                        \
+    CONV_TILE_WIDE(NAME##_d, XT, WT, int32_t, double, MK_VEC, emit_##NAME##_d)                   \
     static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
                             const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
                             int co_hi, void *out)                                                \

@@ -53,10 +53,14 @@ bench: $(STAMP)
 CROSS_TOOLS := arm-linux-gnueabihf-gcc:gcc-arm-linux-gnueabihf qemu-arm:qemu-user \
 	arm-none-eabi-gcc:gcc-arm-none-eabi qemu-system-arm:qemu-system-arm
 NEWLIB      := /usr/lib/arm-none-eabi/newlib
+# the armhf C library's headers: gcc-arm-linux-gnueabihf only recommends them, and apt-get runs
+# with --no-install-recommends
+ARMHF_LIBC  := /usr/arm-linux-gnueabihf/include/stdio.h
 
 toolchains:
 	@missing="$$(for t in $(CROSS_TOOLS); do command -v $${t%%:*} >/dev/null || echo $${t#*:}; done)"; \
 	[ -d $(NEWLIB) ] || missing="$$missing libnewlib-arm-none-eabi"; \
+	[ -f $(ARMHF_LIBC) ] || missing="$$missing libc6-dev-armhf-cross"; \
 	if [ -z "$$(echo $$missing)" ]; then echo "toolchains: all installed"; exit 0; fi; \
 	if [ "$$(id -u)" != 0 ]; then echo "toolchains: run as root (apt-get install$$missing)"; exit 1; fi; \
 	echo "toolchains: installing" $$missing; \

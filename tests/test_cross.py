@@ -32,6 +32,8 @@ def _need(tools: tuple[str, ...]) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if tools == CORTEX_M and not os.path.isdir("/usr/lib/arm-none-eabi/newlib"):
         missing.append("newlib (libnewlib-arm-none-eabi)")
+    if tools == ARMHF and not os.path.isfile("/usr/arm-linux-gnueabihf/include/stdio.h"):
+        missing.append("the armhf C library (libc6-dev-armhf-cross)")
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (`make toolchains` installs them)")
 

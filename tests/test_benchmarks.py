@@ -21,7 +21,8 @@ def _load(name: str):
         spec.loader.exec_module(module)
         return module
     finally:
-        sys.path.remove(BENCH)
+        if BENCH in sys.path:  # a script may take itself off the path (no package shadowing)
+            sys.path.remove(BENCH)
 
 
 @pytest.mark.parametrize("name,budgets", [("import", "BUDGET_MS"), ("conversion", "SEEDS_MS")])
@@ -46,3 +47,16 @@ def test_no_benchmark_shadows_a_package():
     r = subprocess.run([sys.executable, os.path.join(BENCH, "explore_system.py"), "--help"],
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0 and "usage:" in r.stdout, r.stderr
+
+
+def test_conv_kernels_agree_with_onnxruntime(monkeypatch, capsys):
+    """The per-layer kernel benchmark runs, and its float kernel's output agrees with
+    onnxruntime's Conv + Relu on the layer (it exits 1 otherwise)."""
+    import shutil
+    if shutil.which("gcc") is None:
+        pytest.skip("gcc is not installed")
+    bench = _load("conv_kernels")
+    monkeypatch.setattr(sys, "argv", ["conv_kernels.py", "--layers", "mnist_cnn.conv2",
+                                      "--repeat", "1"])
+    assert bench.main() == 0
+    assert "mnist_cnn.conv2" in capsys.readouterr().out

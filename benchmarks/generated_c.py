@@ -106,7 +106,7 @@ def build(path: str, out: str, extra: list[str]) -> tuple[str, float, float]:
     return code, gen, time.perf_counter() - t
 
 
-def bench(name: str, work: str, frames: int, cores: int, fixed_bits: int) -> dict | None:
+def bench(name: str, work: str, frames: int, cores: int, fixed_bits: int = 0) -> dict | None:
     path = model_file(name, work)
     if path is None:
         return None

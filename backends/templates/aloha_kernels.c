@@ -485,6 +485,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             memcpy(acc[j], a, sizeof a);                                                         \
         }                                                                                        \
     }                                                                                            \
+    enum { mkt_in_registers_##NAME = 0 }; /* mkt_NAME is mk_NAME tap by tap */                   \
     static ALOHA_MAYBE_UNUSED void mkt_##NAME(                                                   \
         UT (*restrict acc)[OX_BLOCK], const XT *restrict x, const ptrdiff_t *xo, size_t xs,      \
         const WT *restrict w, const ptrdiff_t *wo, size_t ws, size_t wco, int taps, int n,       \
@@ -553,6 +554,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             memcpy(acc[j], a0, sizeof a0);                                                       \
         }                                                                                        \
     }                                                                                            \
+    enum { mkt_in_registers_##NAME = 1 };                                                        \
     static ALOHA_NOINLINE ALOHA_MAYBE_UNUSED void mkt_##NAME(                                    \
         UT (*restrict acc)[OX_BLOCK], const XT *restrict x, const ptrdiff_t *xo, size_t xs,      \
         const WT *restrict w, const ptrdiff_t *wo, size_t ws, size_t wco, int taps, int n,       \
@@ -689,6 +691,16 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         ptrdiff_t xo[CONV_TAPS], wo[CONV_TAPS];                                                  \
         int ky, kx, n = 0;                                                                       \
         memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
+        if (!mkt_in_registers_##SNAME) { /* plain loops: no tap list to build */                 \
+            for (ky = ky_lo; ky < ky_hi; ky++)                                                   \
+                for (kx = 0; kx < g->kw; kx++) {                                                 \
+                    const int t = kx * g->dw;                                                    \
+                    mk_##SNAME(acc, st + stage_at(s, ky - ky_lo, 0, t % g->sw, g->sw) + t / g->sw,\
+                               (size_t)g->sw * s->len, w + co * wco + ky * g->kw + kx,           \
+                               (size_t)ksz, wco, s->cig, nco);                                   \
+                }                                                                                \
+            return;                                                                              \
+        }                                                                                        \
         for (ky = ky_lo; ky < ky_hi; ky++)                                                       \
             for (kx = 0; kx < g->kw; kx++) {                                                     \
                 const int t = kx * g->dw;                                                        \

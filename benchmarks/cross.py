@@ -45,7 +45,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 # the conv and dense kernels' own code: their entry points and the static helpers they expand to
 # (aloha_kernels.c's mk_/tile_/tile_st_/stage_/rows_ functions, named after the kernel's type pair)
-KERNEL_SYMBOL = re.compile(r"conv|dense|^(mk|tile|tile_st|stage|rows)_")
+KERNEL_SYMBOL = re.compile(r"conv|dense|^(mkt?|tile|tile_st|stage|rows)_")
 
 TARGETS = [  # platform, make TARGET, generation options, the tools it needs
     ("neuraghe-losa", "armhf", {}, ("arm-linux-gnueabihf-gcc", "qemu-arm")),

@@ -234,3 +234,15 @@ def test_a_saturated_softmax_falls_back_to_the_margin_loss():
     assert float(margin) == -4997.0
     moved = run_attack(hot, x, y, 0.05, Attack("fgsm", "inf")).x_adv - x
     assert bool((moved.reshape(8, -1).abs().amax(1) > 0.04).all())
+
+
+def test_wrong_and_confidence_by_hand():
+    """The verdict PGD and FMN both judge their iterates by: the predicted class against the
+    label, and the softmax probability of the predicted class, here from the formula."""
+    from runtime.torch.attacks import wrong_and_confidence
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 3.0, 0.0], [1.0, 1.0, 0.0]])
+    wrong, conf = wrong_and_confidence(logits, torch.tensor([0, 2, 1]))
+    assert wrong.tolist() == [False, True, True]  # the tie [1, 1, 0] predicts class 0
+    top = [math.exp(2) / (math.exp(2) + 1 + math.exp(-1)),
+           math.exp(3) / (math.exp(0.5) + math.exp(3) + 1), math.e / (2 * math.e + 1)]
+    assert conf.dtype == torch.float64 and conf.tolist() == pytest.approx(top, rel=1e-12)

@@ -172,9 +172,6 @@ def test_a_per_sample_epsilon_attack_is_the_batch_of_single_epsilon_attacks():
         run_attack(model, x[:3], y[:3], eps[:2], Attack("pgd", "inf", 5))
     with pytest.raises(UsageError, match="random start"):
         run_attack(model, x[:4], y[:4], eps[:4], Attack("pgd", "inf", 5, random_start=True))
-    fmn = run_fmn(model, x[:4], y[:4], FMN("inf", 3))
-    with pytest.raises(UsageError, match="unknown start"):
-        refine_on_grid(model, x[:4], y[:4], fmn, [0.1], Attack("pgd", "inf", 5), starts=("random",))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -228,6 +228,14 @@ class AttackResult:
     confidence: torch.Tensor | None = None
 
 
+def wrong_and_confidence(logits: torch.Tensor, y: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: whether the predicted class is not y, and the softmax probability (in float64)
+    of the predicted class."""
+    flat = logits.reshape(len(y), -1)
+    return flat.argmax(1) != y, torch.softmax(flat.double(), 1).amax(1)
+
+
 def attack_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per sample: the cross-entropy, or where it is exactly 0 (a softmax saturated in float32,
     whose gradient vanishes: a model taking 0..255 inputs has logit margins in the hundreds) the
@@ -303,9 +311,7 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tenso
                 logits = model(cur)
         else:
             break
-        flat = logits.reshape(len(x), -1)
-        wrong = flat.argmax(1) != y  # at cur
-        top = torch.softmax(flat.double(), 1).amax(1)
+        wrong, top = wrong_and_confidence(logits, y)  # at cur
         if i == 0:
             correct = ~wrong
             zero = g.reshape(len(g), -1).abs().amax(1) == 0 if steps else \

@@ -131,6 +131,8 @@ def test_the_grid_search_finds_what_a_stalled_fmn_missed(norm):
     assert bool(r.lowered.all()) and len(x) <= sum(r.found) < sum(r.tests)
     # galloping down from the top (1, 2, 4, ... 64 points: 7 runs at most) then bisecting
     assert sum(r.tests) <= len(x) * 14, sum(r.tests)
+    # PGD-10's passes: 10 gradient passes and one forward per sample attacked
+    assert (r.forward, r.backward) == ([11 * t for t in r.tests], [10 * t for t in r.tests])
     # every returned input is misclassified and as far as its reported distance
     assert bool((model(r.x_adv).argmax(1) != y).all())
     measured = lp_norm(r.x_adv.double() - x.double(), norm)
@@ -323,8 +325,10 @@ def test_select_samples_is_stratified_seeded_and_nested():
     assert len(set(a) - set(big)) <= 5  # a prefix of each class's permutation: nested
     assert select_samples(y, 5000, seed=3).tolist() == list(range(len(y)))
     assert select_samples(y, 7, seed=3, sampling="first").tolist() == list(range(7))
-    with pytest.raises(UsageError):
-        select_samples(y, 7, 0, "random")
+    for refused in (lambda: select_samples(y, 7, 0, "random"),
+                    lambda: SecurityConfig(sampling="random")):
+        with pytest.raises(UsageError, match="unknown sampling 'random'"):
+            refused()
 
 
 def test_evaluate_attacks_every_class_of_a_test_split_sorted_by_label(digits):

@@ -149,6 +149,9 @@ class GridRefinement:
     tests: list[int]  # per grid epsilon: the samples PGD attacked there
     found: list[int]  # per grid epsilon: those it fooled (their distance fell to at most it)
     seconds: list[float]  # per grid epsilon: the time of its share of the PGD runs
+    # per grid epsilon: the model's forward and backward passes over the samples attacked there
+    forward: list[int]
+    backward: list[int]
 
 
 def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResult,
@@ -178,6 +181,7 @@ def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResul
     conf = result.confidence.clone()
     lowered = torch.zeros(n, dtype=torch.bool)
     tests, found, seconds = [0] * m, [0] * m, [0.0] * m
+    forward, backward = [0] * m, [0] * m
     fooled_at = torch.searchsorted(g, dist)  # the lowest grid index known fooled (m: none)
     robust_at = torch.full((n,), -1, dtype=torch.long)  # the highest index a run failed at
     stride = torch.ones(n, dtype=torch.long)
@@ -193,6 +197,8 @@ def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResul
         for k, c in zip(*torch.unique(at, return_counts=True)):
             tests[int(k)] += int(c)
             seconds[int(k)] += spent * int(c) / len(idx)
+            forward[int(k)] += r.forward_passes * int(c)
+            backward[int(k)] += r.backward_passes * int(c)
         ok = ~r.correct
         for k in at[ok].tolist():
             found[k] += 1
@@ -216,7 +222,7 @@ def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResul
                              (robust_at + fooled_at) // 2)
         active = result.clean_correct & (fooled_at - robust_at > 1)
     index = {e: i for i, e in enumerate(positive)}
-    per_point = [(tests[index[e]], found[index[e]], seconds[index[e]]) if e > 0 else (0, 0, 0.0)
-                 for e in points]
-    return GridRefinement(dist, adv, conf, lowered, [p[0] for p in per_point],
-                          [p[1] for p in per_point], [p[2] for p in per_point])
+    per_point = [(tests[index[e]], found[index[e]], seconds[index[e]], forward[index[e]],
+                  backward[index[e]]) if e > 0 else (0, 0, 0.0, 0, 0) for e in points]
+    tests, found, seconds, forward, backward = ([p[k] for p in per_point] for k in range(5))
+    return GridRefinement(dist, adv, conf, lowered, tests, found, seconds, forward, backward)

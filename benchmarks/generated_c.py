@@ -76,16 +76,21 @@ def ort_seconds(path: str, x: np.ndarray, threads: int) -> tuple[float, np.ndarr
     return float(np.median(times)), np.stack(outs)
 
 
-def run_timed(code: str, mode: str) -> dict[str, float]:
+def run_timed(code: str, mode: str, env: dict | None = None,
+              line: str = "timing:") -> dict[str, float]:
     """The program's own timing: `stream` streams the frames (the period), `latency` lets each
-    frame in once the previous has left (the latency of a warm, empty pipeline)."""
+    frame in once the previous has left (the latency of a warm, empty pipeline). `env` adds
+    variables (ALOHA_PROFILE=1: the profile); the figures are those of the last line the program
+    writes to stderr starting with `line` (its timing, or e.g. the profile's `sync:`)."""
     r = subprocess.run(["./network", "in.bin", "out.bin"], cwd=code, capture_output=True,
-                       text=True, env={**os.environ, "ALOHA_TIMING": "1" if mode == "stream"
-                                       else mode})
+                       text=True, env={**os.environ, **(env or {}),
+                                       "ALOHA_TIMING": "1" if mode == "stream" else mode})
     if r.returncode:
         raise RuntimeError(r.stderr)
-    line = r.stderr.splitlines()[-1]
-    return {k: float(v) for k, v in re.findall(r"(\w+) ([0-9.e+-]+)", line)}
+    found = [ln for ln in r.stderr.splitlines() if ln.startswith(line)]
+    if not found:
+        raise RuntimeError(f"the program wrote no '{line}' line:\n{r.stderr}")
+    return {k: float(v) for k, v in re.findall(r"(\w+) ([0-9.e+-]+)", found[-1])}
 
 
 def build(path: str, out: str, extra: list[str]) -> tuple[str, float, float]:

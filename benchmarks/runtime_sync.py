@@ -24,8 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import subprocess
 import sys
 import tempfile
 
@@ -36,39 +34,14 @@ from rich.table import Table
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path[:] = [p for p in sys.path if os.path.abspath(p or ".") != HERE]
 sys.path.insert(0, HERE)
-from generated_c import model_file  # noqa: E402
-
-
-def build(path: str, out: str, runtime: str) -> str:
-    r = subprocess.run([sys.executable, "-m", "alohac.main", "compile", path, "--target",
-                        "host-cpu", "--emit", "c", "--runtime", runtime, "-o", out],
-                       capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(r.stderr)
-    code = os.path.join(out, "code")
-    r = subprocess.run(["make", "-s", "-C", code], capture_output=True, text=True)
-    if r.returncode:
-        raise RuntimeError(r.stderr)
-    return code
-
-
-def run(code: str, env: dict) -> str:
-    r = subprocess.run(["./network", "in.bin", "out.bin"], cwd=code, capture_output=True,
-                       text=True, env={**os.environ, **env})
-    if r.returncode:
-        raise RuntimeError(r.stderr)
-    return r.stderr
-
-
-def figures(line: str) -> dict[str, float]:
-    return {k: float(v) for k, v in re.findall(r"(\w+) ([0-9.e+-]+)", line)}
+from generated_c import build, model_file, run_timed  # noqa: E402
 
 
 def bench(name: str, work: str, frames: int) -> dict | None:
     path = model_file(name, work)
     if path is None:
         return None
-    codes = {rt: build(path, os.path.join(work, f"{name}_{rt}"), rt)
+    codes = {rt: build(path, os.path.join(work, f"{name}_{rt}"), ["--runtime", rt])[0]
              for rt in ("auto", "threads", "static")}
     manifest = json.load(open(os.path.join(codes["auto"], "network.json")))
     choice = manifest["runtime_choice"]
@@ -78,11 +51,12 @@ def bench(name: str, work: str, frames: int) -> dict | None:
     seconds, outputs = {}, {}
     for rt in ("threads", "static"):
         x.tofile(os.path.join(codes[rt], "in.bin"))
-        timing = figures(run(codes[rt], {"ALOHA_TIMING": "1"}).splitlines()[-1])
+        timing = run_timed(codes[rt], "stream")
         seconds[rt] = timing["total_s"] / timing["frames"]
         outputs[rt] = np.fromfile(os.path.join(codes[rt], "out.bin"), dtype="<f4")
-    sync = figures(next(ln for ln in run(codes["threads"], {"ALOHA_PROFILE": "1"}).splitlines()
-                        if ln.startswith("sync:")))
+    # the profile run streams the same frames (the timing it also records costs nothing extra:
+    # the program times every frame whatever ALOHA_TIMING says, and only prints it)
+    sync = run_timed(codes["threads"], "stream", {"ALOHA_PROFILE": "1"}, line="sync:")
     ideal = seconds["static"] * choice["period_s"] / choice["one_thread_s"]
     return {"model": name, "threads_s": seconds["threads"], "static_s": seconds["static"],
             "one_thread_s": choice["one_thread_s"], "period_s": choice["period_s"],

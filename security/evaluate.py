@@ -118,15 +118,13 @@ class SecurityConfig:
 
     def __post_init__(self):
         from runtime.torch.attacks import Attack, check_norm
-        from security.sampling import SAMPLINGS
+        from security.sampling import check_sampling
         if self.mode not in MODES:
             raise UsageError(f"unknown mode '{self.mode}'", hint="use fast or slow")
         if self.attack not in ATTACKS:
             raise UsageError(f"unknown attack '{self.attack}'", where="attack",
                              hint="use " + ", ".join(ATTACKS))
-        if self.sampling not in SAMPLINGS:
-            raise UsageError(f"unknown sampling '{self.sampling}'", where="sampling",
-                             hint="use " + " or ".join(SAMPLINGS))
+        check_sampling(self.sampling)
         object.__setattr__(self, "norm", check_norm(self.norm))
         if self.attack != "fmn":
             Attack(self.attack, self.norm, self.steps or 1, self.step_size)  # validates
@@ -326,12 +324,11 @@ def _chunk(model, x: np.ndarray, y: np.ndarray, cfg: SecurityConfig, seed: int,
                     zero = r.zero_gradient.numpy()
             out["attack"].append(r.correct.numpy())
             out["adv"].append(r.x_adv.numpy())
-            steps = 0 if eps == 0 else 1 if atk.name == "fgsm" else atk.steps
             broken = torch.from_numpy(out["clean"]) & ~r.correct
             out["metrics"].append({
                 "fooled": int(broken.sum()), "clean_correct": int(out["clean"].sum()),
                 "confidence_sum": float(r.confidence[broken].sum()),
-                "forward": (steps + 1) * len(x), "backward": steps * len(x),
+                "forward": r.forward_passes * len(x), "backward": r.backward_passes * len(x),
                 "seconds": time.perf_counter() - t})
         if fgsm is not None:
             out["fgsm"].append(run_attack(model, xt, yt, eps, fgsm).correct.numpy())

@@ -53,7 +53,6 @@ def min_norm_chunk(model, xt: torch.Tensor, yt: torch.Tensor, cfg) -> dict:
            "check_tests": check.tests if check else zeros,
            "check_found": check.found if check else zeros}
     for j, eps in enumerate(cfg.eps):
-        tests = check.tests[j] if check else 0
         robust = dist > eps
         # a robust sample shows FMN's point pulled into the ball (x where FMN found none)
         inside = project(best, xt, eps, cfg.norm)
@@ -64,8 +63,8 @@ def min_norm_chunk(model, xt: torch.Tensor, yt: torch.Tensor, cfg) -> dict:
         out["metrics"].append({
             "fooled": int(broken.sum()), "clean_correct": int(clean.sum()),
             "confidence_sum": float(conf[broken].sum()),
-            "forward": r.forward_passes * n / points + tests * (cfg.check_steps + 1),
-            "backward": r.backward_passes * n / points + tests * cfg.check_steps,
+            "forward": r.forward_passes * n / points + (check.forward[j] if check else 0),
+            "backward": r.backward_passes * n / points + (check.backward[j] if check else 0),
             "seconds": share_s + (check.seconds[j] if check else 0.0)})
     out["distance"] = dist.numpy()
     out["lowered"] = check.lowered.numpy() if check else np.zeros(n, bool)

@@ -23,14 +23,20 @@ def quotas(counts: np.ndarray, n: int) -> np.ndarray:
     return np.minimum(q, counts)
 
 
+def check_sampling(sampling: str) -> str:
+    """`sampling` if it is one of SAMPLINGS, else a UsageError."""
+    if sampling not in SAMPLINGS:
+        raise UsageError(f"unknown sampling '{sampling}'", where="sampling",
+                         hint="use " + " or ".join(SAMPLINGS))
+    return sampling
+
+
 def select_samples(y: np.ndarray, n: int, seed: int, sampling: str = "stratified") -> np.ndarray:
     """Indices (ascending) of n samples of the labels y: all of them when n >= len(y); the first n
     (`first`); or a stratified draw with the seed. Within a class the draw takes a prefix of one
     seeded permutation, so a smaller draw with the same seed is (nearly) a subset of a larger one:
     a fast evaluation looks at samples the slow one also attacks."""
-    if sampling not in SAMPLINGS:
-        raise UsageError(f"unknown sampling '{sampling}'", where="sampling",
-                         hint="use " + " or ".join(SAMPLINGS))
+    check_sampling(sampling)
     y = np.asarray(y)
     if n >= len(y):
         return np.arange(len(y))

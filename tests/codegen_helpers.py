@@ -61,6 +61,13 @@ def run(code: str, x: np.ndarray, exe: str = "network", timeout: float = 300,
     return r, y.reshape(len(x), -1) if y.size else y
 
 
+def digits_inputs(k: int) -> np.ndarray:
+    """The first k images of scikit-learn's digits, scaled to [0, 1], as k x 1 x 8 x 8 float32
+    frames (zoo:digits_cnn's input)."""
+    from sklearn.datasets import load_digits
+    return (load_digits().images[:k].astype(np.float32) / 16.0).reshape(k, 1, 8, 8)
+
+
 def float_variant(platform: str, directory, extra: str = "") -> str:
     """`platform` itself if it has a float data type, else an .arch extending it with one (the
     float code path of a backend whose bundled platforms compute in fixed point); `extra` lines

@@ -234,3 +234,38 @@ def test_a_saturated_softmax_falls_back_to_the_margin_loss():
     assert float(margin) == -4997.0
     moved = run_attack(hot, x, y, 0.05, Attack("fgsm", "inf")).x_adv - x
     assert bool((moved.reshape(8, -1).abs().amax(1) > 0.04).all())
+
+
+def test_wrong_and_confidence_by_hand():
+    """The verdict PGD and FMN both judge their iterates by: the predicted class against the
+    label, and the softmax probability of the predicted class, here from the formula."""
+    from runtime.torch.attacks import wrong_and_confidence
+    logits = torch.tensor([[2.0, 0.0, -1.0], [0.5, 3.0, 0.0], [1.0, 1.0, 0.0]])
+    wrong, conf = wrong_and_confidence(logits, torch.tensor([0, 2, 1]))
+    assert wrong.tolist() == [False, True, True]  # the tie [1, 1, 0] predicts class 0
+    top = [math.exp(2) / (math.exp(2) + 1 + math.exp(-1)),
+           math.exp(3) / (math.exp(0.5) + math.exp(3) + 1), math.e / (2 * math.e + 1)]
+    assert conf.dtype == torch.float64 and conf.tolist() == pytest.approx(top, rel=1e-12)
+
+
+@pytest.mark.parametrize("eps,name,check,passes", [(0.0, "pgd", True, (1, 0)),
+                                                    (0.1, "fgsm", True, (2, 1)),
+                                                    (0.1, "pgd", True, (6, 5)),
+                                                    (0.1, "pgd", False, (5, 5))])
+def test_run_attack_reports_the_passes_the_model_made(eps, name, check, passes):
+    """The forward and backward passes run_attack reports are the ones the model saw (counted by
+    the model itself: calls, and gradients flowing back into its output)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    seen = {"forward": 0, "backward": 0}
+
+    def model(z):
+        seen["forward"] += 1
+        out = net(z)
+        if out.requires_grad:
+            out.register_hook(lambda g: seen.__setitem__("backward", seen["backward"] + 1))
+        return out
+    x = torch.rand(4, 1, 4, 4)
+    r = run_attack(model, x, net(x).argmax(1).detach(), eps, Attack(name, "inf", steps=5),
+                   check=check)
+    assert (r.forward_passes, r.backward_passes) == passes == (seen["forward"], seen["backward"])

@@ -13,7 +13,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from codegen_helpers import STRICT, build, float_variant, generate, have_gcc, run
+from codegen_helpers import STRICT, build, digits_inputs, float_variant, generate, have_gcc, run
 from model_helpers import light_path, randomize_weights, run_ort, strip_final_softmax
 
 pytestmark = pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
@@ -41,12 +41,6 @@ def _quantized_digits(bits: int, granularity: str = "layer"):
     return module
 
 
-def _digits_inputs(k: int) -> np.ndarray:
-    from sklearn.datasets import load_digits
-    x = load_digits().images[:k].astype(np.float32) / 16.0
-    return x.reshape(k, 1, 8, 8)
-
-
 def _exact(module, code, x):
     from runtime.reference import reference
     r, y = run(code, x)
@@ -64,7 +58,7 @@ def test_every_backend_is_bit_exact_on_a_quantized_model(tmp_path, name, cls, bi
     module = _quantized_digits(bits)
     code = generate(module, cls.default_platform, str(tmp_path), backend=name, buffers=buffers)
     build(code)
-    _exact(module, code, _digits_inputs(12))
+    _exact(module, code, digits_inputs(12))
 
 
 @pytest.mark.parametrize("name,cls", _slow_but_host(_backends()))
@@ -181,7 +175,7 @@ def test_host_fixed_point_per_channel_is_exact_under_sanitizers(tmp_path):
     code = generate(module, "host-cpu", str(tmp_path))
     build(code, "network-asan")
     from runtime.reference import reference
-    x = _digits_inputs(5)
+    x = digits_inputs(5)
     r, y = run(code, x, "network-asan", env={"ASAN_OPTIONS": "detect_leaks=0"})
     assert r.returncode == 0 and "runtime error" not in r.stderr, r.stderr
     ref = reference(module)
@@ -195,7 +189,7 @@ def test_threads_have_no_data_race(tmp_path, name, cls):
     module = _quantized_digits(16)
     code = generate(module, cls.default_platform, str(tmp_path), backend=name)
     build(code, "network-tsan")
-    r, y = run(code, _digits_inputs(6), "network-tsan", env={"TSAN_OPTIONS": "halt_on_error=1"})
+    r, y = run(code, digits_inputs(6), "network-tsan", env={"TSAN_OPTIONS": "halt_on_error=1"})
     if "FATAL: ThreadSanitizer" in r.stderr:  # e.g. an unsupported memory layout (ASLR)
         pytest.skip("ThreadSanitizer cannot run here: " + r.stderr.splitlines()[0])
     assert r.returncode == 0 and "ThreadSanitizer" not in r.stderr, r.stderr[-3000:]
@@ -224,7 +218,7 @@ def test_one_thread_per_unit_and_the_timing_and_profile_modes(tmp_path, name, cl
 
     code = generate(_quantized_digits(16), cls.default_platform, str(tmp_path), backend=name)
     build(code)
-    x = _digits_inputs(5)
+    x = digits_inputs(5)
     y = _exact(module, code, x)
     for env in ({"ALOHA_TIMING": "latency", "ALOHA_PROFILE": "1"}, {"ALOHA_TIMING": "1"},
                 {"ALOHA_SPIN_US": "0"}):
@@ -255,7 +249,7 @@ def test_embedded_weights_give_the_same_output_with_static_allocation_only(tmp_p
     for f in ("network.c", "aloha_rt.c", "aloha_kernels.c"):
         text = open(os.path.join(b, f)).read()
         assert "malloc(" not in text and "calloc(" not in text, f
-    x = _digits_inputs(4)
+    x = digits_inputs(4)
     (ra, ya), (rb, yb) = run(a, x), run(b, x)
     assert ra.returncode == rb.returncode == 0
     np.testing.assert_array_equal(ya, yb)
@@ -434,7 +428,7 @@ def test_compare_reports_per_layer_sqnr_and_locates_a_broken_layer(tmp_path):
     from alohac.compare import compare
     module = _quantized_digits(8)
     code = generate(module, "host-cpu", str(tmp_path))
-    x = _digits_inputs(1)
+    x = digits_inputs(1)
     result = compare(module, code, x[0:1])
     assert result["first_below_threshold"] is None
     assert all(r["exact"] for r in result["layers"]) and len(result["layers"]) >= 6
@@ -483,7 +477,7 @@ def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
     build(code)
     from aloha_ir.textio import load_module
     module = load_module(str(q / "digits_cnn.mlir"))
-    x = _digits_inputs(3)
+    x = digits_inputs(3)
     r, y = run(code, x)
     threads = len(json.load(open(os.path.join(code, "network.json")))["threads"])
     assert r.returncode == 0, r.stderr

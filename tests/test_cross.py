@@ -19,7 +19,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from codegen_helpers import STRICT, build, generate, have_gcc, run
+from codegen_helpers import STRICT, build, digits_inputs, generate, have_gcc, run
 
 pytestmark = pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
 
@@ -46,11 +46,6 @@ def _quantized(zoo: str, bits: int, data: str = "digits", samples: int = 64):
     PassManager.parse(f"canonicalize,quantize{{bits={bits} data=\"{data}\" samples={samples}}}"
                       ).run(module, make_context())
     return module
-
-
-def _digits(k: int) -> np.ndarray:
-    from sklearn.datasets import load_digits
-    return (load_digits().images[:k].astype(np.float32) / 16.0).reshape(k, 1, 8, 8)
 
 
 def _mnist(k: int) -> tuple[np.ndarray, str]:
@@ -115,7 +110,7 @@ def test_static_runtime_is_one_loop_without_pthreads_and_bit_exact(tmp_path, tar
     slots = sorted((s, a.sym_name.data) for a in graph.actors() for s in a.order)
     flat = [view.actors[i].name for i, n in view.threads[0].order for _ in range(n)]
     assert flat == [a for _, a in slots]
-    x = _digits(12)
+    x = digits_inputs(12)
     logs, outputs = {}, {}
     for runtime in ("static", "threads"):
         code = generate(_quantized("digits_cnn", 8), target, str(tmp_path / runtime),
@@ -213,7 +208,7 @@ def _armhf(module_factory, x: np.ndarray, tmp_path) -> np.ndarray:
 def test_neuraghe_armhf_digits_cnn(tmp_path):
     """The fast check: the digits CNN at 8 bits (CE jobs emulated, ARM threads) on the armhf
     build under qemu-arm equals the x86 build and the reference."""
-    _armhf(lambda: _quantized("digits_cnn", 8), _digits(6), tmp_path)
+    _armhf(lambda: _quantized("digits_cnn", 8), digits_inputs(6), tmp_path)
 
 
 @pytest.mark.slow
@@ -294,7 +289,7 @@ def _weight_addresses(elf: str, manifest: dict) -> list[int]:
 def test_orlando_cortex_m4_digits_cnn(tmp_path):
     """The fast check: the digits CNN at 8 bits, static-order program on the Cortex-M4 under
     qemu-system-arm, equals the x86 build and the reference; the size report's figures."""
-    _cortex_m4(lambda: _quantized("digits_cnn", 8), _digits(6), tmp_path)
+    _cortex_m4(lambda: _quantized("digits_cnn", 8), digits_inputs(6), tmp_path)
 
 
 @pytest.mark.slow

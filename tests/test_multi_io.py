@@ -178,3 +178,14 @@ def test_compare_refuses_a_program_of_several_inputs_naming_them():
     assert input_shape(one) == [1, 3, 8, 8]
     with pytest.raises(UnsupportedError, match=r"one input; this one takes 2 \(a, b\)"):
         input_shape({"inputs": [{"port": "a", "shape": list(A)}, {"port": "b", "shape": list(B)}]})
+
+
+@pytest.mark.parametrize("way,word", [("in", "input"), ("out", "output")])
+def test_boundary_actors_that_are_not_the_models_are_refused(way, word):
+    """A csdf graph whose input or output actors stream other tensors than the model's inputs or
+    outputs is refused, the message naming both sides."""
+    from aloha_ir.errors import UnsupportedError
+    from backends.codegen.build import _ios
+    with pytest.raises(UnsupportedError, match=rf"the csdf graph's {word} actors stream \['b'\], "
+                                               rf"the model's {word}s are \['a'\]"):
+        _ios(way, [("a", "a", None)], {"b": None})

@@ -12,7 +12,7 @@ import re
 import numpy as np
 import pytest
 
-from codegen_helpers import build, generate, have_gcc, lower, run
+from codegen_helpers import build, digits_inputs, generate, have_gcc, lower, run
 
 pytestmark = pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed to build code")
 
@@ -20,12 +20,6 @@ pytestmark = pytest.mark.skipif(not have_gcc(), reason="gcc and make are needed 
 def _digits():
     from frontends.loader import load_model
     return load_model("zoo:digits_cnn", {})
-
-
-def _inputs(k: int) -> np.ndarray:
-    from sklearn.datasets import load_digits
-    x = load_digits().images[:k].astype(np.float32) / 16.0
-    return x.reshape(k, 1, 8, 8)
 
 
 def transfers_per_frame(view) -> tuple[int, int]:
@@ -65,7 +59,7 @@ def test_a_fifo_operation_that_need_not_wait_takes_no_lock(tmp_path):
     code = generate(_digits(), "host-cpu", str(tmp_path))
     build(code)
     frames = 16
-    r, _ = run(code, _inputs(frames), env={"ALOHA_PROFILE": "1"})
+    r, _ = run(code, digits_inputs(frames), env={"ALOHA_PROFILE": "1"})
     assert r.returncode == 0, r.stderr
     line = [ln for ln in r.stderr.splitlines() if ln.startswith("sync:")]
     assert len(line) == 1, r.stderr
@@ -84,7 +78,7 @@ def test_the_lock_free_fifos_have_no_data_race_at_the_least_sizes(tmp_path):
     ref = generate(_digits(), "host-cpu", str(tmp_path / "schedule"))
     build(code, "network-tsan")
     build(ref)
-    x = _inputs(24)
+    x = digits_inputs(24)
     _, want = run(ref, x)
     for env in ({"ALOHA_PROFILE": "1"}, {"ALOHA_SPIN_US": "20"}):
         r, y = run(code, x, "network-tsan", env={"TSAN_OPTIONS": "halt_on_error=1", **env})
@@ -134,7 +128,7 @@ def test_auto_runs_one_thread_where_the_hand_overs_cost_more_than_the_threads_sa
     other = _digits()
     assert get_backend("host")(runtime="auto").view(other, lower(other, arch)).runtime == \
         "threads"
-    x = _inputs(6)
+    x = digits_inputs(6)
     outs = {}
     for rt in ("auto", "threads"):
         code = generate(_digits(), "host-cpu", str(tmp_path / rt), runtime=rt)
@@ -174,5 +168,5 @@ def test_auto_keeps_the_threads_where_the_fifos_do_not_hold_one_threads_order(tm
     # and the one thread's program at those sizes does stop on the FIFO it overflows
     code = generate(_digits(), "host-cpu", str(tmp_path), buffers="minimal", runtime="static")
     build(code)
-    r, _ = run(code, _inputs(2))
+    r, _ = run(code, digits_inputs(2))
     assert r.returncode == 3 and "too small" in r.stderr, r.stderr

@@ -131,6 +131,8 @@ def test_the_grid_search_finds_what_a_stalled_fmn_missed(norm):
     assert bool(r.lowered.all()) and len(x) <= sum(r.found) < sum(r.tests)
     # galloping down from the top (1, 2, 4, ... 64 points: 7 runs at most) then bisecting
     assert sum(r.tests) <= len(x) * 14, sum(r.tests)
+    # PGD-10's passes: 10 gradient passes and one forward per sample attacked
+    assert (r.forward, r.backward) == ([11 * t for t in r.tests], [10 * t for t in r.tests])
     # every returned input is misclassified and as far as its reported distance
     assert bool((model(r.x_adv).argmax(1) != y).all())
     measured = lp_norm(r.x_adv.double() - x.double(), norm)
@@ -172,9 +174,6 @@ def test_a_per_sample_epsilon_attack_is_the_batch_of_single_epsilon_attacks():
         run_attack(model, x[:3], y[:3], eps[:2], Attack("pgd", "inf", 5))
     with pytest.raises(UsageError, match="random start"):
         run_attack(model, x[:4], y[:4], eps[:4], Attack("pgd", "inf", 5, random_start=True))
-    fmn = run_fmn(model, x[:4], y[:4], FMN("inf", 3))
-    with pytest.raises(UsageError, match="unknown start"):
-        refine_on_grid(model, x[:4], y[:4], fmn, [0.1], Attack("pgd", "inf", 5), starts=("random",))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -271,17 +270,36 @@ def test_effectiveness_metrics_recomputed_from_the_adversarial_inputs(digits):
 
 
 def test_fmn_metrics_spread_the_run_over_the_points(digits):
+    """One FMN-20 run serves every epsilon: its passes (FMN-k's definition: k gradient passes and
+    one forward) are spread over the points. The success rate is checked against the model's own
+    verdict on the adversarial inputs kept at each epsilon: every sample it counts as fooled is
+    misclassified by its kept input, inside the ball."""
     module, x, y = digits
     eps = (0.0, 0.1, 0.2, 0.3)
-    r, _ = evaluate(module, x, y, SecurityConfig(attack="fmn", eps=eps, samples=40, steps=20,
-                                                 check_steps=0, noise=False, sanity=False),
-                    input_range=(0.0, 1.0))
+    r, adv = evaluate(module, x, y, SecurityConfig(attack="fmn", eps=eps, samples=40, steps=20,
+                                                   check_steps=0, noise=False, sanity=False),
+                      input_range=(0.0, 1.0), keep_adversarial=True)
     assert sum(m["backward_per_sample"] for m in r.metrics) == pytest.approx(20)
     assert sum(m["forward_per_sample"] for m in r.metrics) == pytest.approx(21)
+    model = torch_model(module, 0.0, 1.0)
+    xs, ys = x[r.sample_indices], y[r.sample_indices]
+    with torch.no_grad():
+        clean = model(torch.from_numpy(xs)).argmax(1).numpy() == ys
     d = np.array(r.distances)
-    right = d > 0
-    for m, e in zip(r.metrics, eps):
-        assert m["success_rate"] == pytest.approx(((d <= e) & right).sum() / right.sum())
+    for j, (m, e) in enumerate(zip(r.metrics, eps)):
+        delta = torch.from_numpy(adv[j]).double() - torch.from_numpy(xs).double()
+        inside = (lp_norm(delta, "inf") <= e * (1 + 1e-6) + 1e-6).numpy()
+        with torch.no_grad():
+            pred = model(torch.from_numpy(adv[j])).argmax(1).numpy()
+        fooled = clean & inside & (pred != ys)  # the model's verdict on the kept inputs
+        counted = clean & (d <= e)  # the samples the report counts as fooled at e
+        assert not (counted & ~fooled).any(), np.flatnonzero(counted & ~fooled)
+        assert m["success_rate"] == pytest.approx(counted.sum() / clean.sum())
+        # at most, not equal: a sample FMN placed beyond e keeps FMN's point projected onto the
+        # ball, which the run never evaluates and which can fool the model too (3 of 37 samples
+        # at e = 0.1 here)
+        assert m["success_rate"] <= fooled.sum() / clean.sum() + 1e-12
+    assert r.metrics[0]["success_rate"] == 0.0 and r.metrics[-1]["success_rate"] > 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -307,8 +325,10 @@ def test_select_samples_is_stratified_seeded_and_nested():
     assert len(set(a) - set(big)) <= 5  # a prefix of each class's permutation: nested
     assert select_samples(y, 5000, seed=3).tolist() == list(range(len(y)))
     assert select_samples(y, 7, seed=3, sampling="first").tolist() == list(range(7))
-    with pytest.raises(UsageError):
-        select_samples(y, 7, 0, "random")
+    for refused in (lambda: select_samples(y, 7, 0, "random"),
+                    lambda: SecurityConfig(sampling="random")):
+        with pytest.raises(UsageError, match="unknown sampling 'random'"):
+            refused()
 
 
 def test_evaluate_attacks_every_class_of_a_test_split_sorted_by_label(digits):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from alohac.main import main
-from codegen_helpers import STRICT, have_gcc
+from codegen_helpers import STRICT, digits_inputs, have_gcc
 
 needs_gcc = pytest.mark.skipif(not have_gcc() or shutil.which("nm") is None
                                or shutil.which("size") is None,
@@ -42,11 +42,6 @@ def quantized(tmp_path_factory):
         save_module(module, path)
         out[bits] = path
     return out
-
-
-def _digits(k: int) -> np.ndarray:
-    from sklearn.datasets import load_digits
-    return (load_digits().images[:k].astype(np.float32) / 16.0).reshape(k, 1, 8, 8)
 
 
 def _compile(model: str, target: str, out, *options: str) -> str:
@@ -146,7 +141,7 @@ def test_report_memory_is_what_the_program_allocates(quantized, tmp_path, bits, 
     m = report["memory"]
     assert report["scratch_bytes"] == sum(m[k] for k in ("window_bytes", "row_bytes",
                                                           "staging_bytes", "io_bytes"))
-    x = _digits(3)
+    x = digits_inputs(3)
     r, y = _run(code, x)
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(y, _reference(quantized[bits], x))
@@ -227,7 +222,7 @@ def test_fixed_point_values_are_stored_in_their_formats_c_types(quantized, tmp_p
     r = subprocess.run(["make", "-s", "-C", code, "sanitize", f"CFLAGS={STRICT}"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
-    x = _digits(3)
+    x = digits_inputs(3)
     r, y = _run(code, x, exe=os.path.join(code, "network-asan"),
                 env={"ASAN_OPTIONS": "detect_leaks=0", "UBSAN_OPTIONS": "halt_on_error=1"})
     assert r.returncode == 0 and "runtime error" not in r.stderr, r.stderr[-2000:]
@@ -258,7 +253,7 @@ def test_float_model_on_a_fixed_point_platform_is_quantized_and_said_so(tmp_path
     mlir = str(tmp_path / "digits_cnn.mlir")
     assert "!nn.fixed<16" in open(mlir).read() and "xf32" not in open(mlir).read().split(
         "nn.graph")[1].split("nn.output")[0].replace("nn.const", "")
-    x = _digits(4)
+    x = digits_inputs(4)
     r, y = _run(code, x)
     assert r.returncode == 0, r.stderr
     np.testing.assert_array_equal(y, _reference(mlir, x))
@@ -426,7 +421,7 @@ def test_orlando_report_says_where_the_memory_goes(capsys):
 @needs_gcc
 def test_program_finds_weights_beside_itself_from_any_directory(quantized, tmp_path):
     code = _compile(quantized[8], "host-cpu", tmp_path / "out")
-    x = _digits(2)
+    x = digits_inputs(2)
     want = _reference(quantized[8], x)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()

@@ -118,17 +118,7 @@ def _inputs(b: BuildContext, by_block: dict[str, ActorView]) -> list[IoView]:
     """The program's inputs in the model's input order (the nn graph's nn.input ops), each from
     the input actor that lowers it (`by_block`: input actors by their block's name)."""
     ops = [op for op in b.nn_graph.ops if isinstance(op, nn.InputOp)]
-    names = [nn.block_label(op) for op in ops]
-    if sorted(names) != sorted(by_block):
-        raise UnsupportedError(f"the csdf graph's input actors stream {sorted(by_block)}, the "
-                               f"model's inputs are {names}",
-                               hint="lower the nn graph again with convert-nn-to-csdf")
-    k = len(ops) > 1  # several: each named by its index
-    ios = []
-    for i, op in enumerate(ops):
-        ios.append(_io(by_block[nn.block_label(op)], op.port.data, op.output,
-                       f"g_in{i if k else ''}", f"IN{i if k else ''}.bin"))
-    return ios
+    return _ios("in", [(nn.block_label(op), op.port.data, op.output) for op in ops], by_block)
 
 
 def _outputs(b: BuildContext, by_port: dict[str, ActorView]) -> list[IoView]:
@@ -136,15 +126,23 @@ def _outputs(b: BuildContext, by_port: dict[str, ActorView]) -> list[IoView]:
     output actor that names its port (`by_port`)."""
     out = b.nn_graph.ops.last
     ports = [p.data for p in out.ports.data]
-    if sorted(ports) != sorted(by_port):
-        raise UnsupportedError(f"the csdf graph's output actors stream {sorted(by_port)}, the "
-                               f"model's outputs are {ports}",
+    return _ios("out", [(p, p, v) for p, v in zip(ports, out.inputs)], by_port)
+
+
+def _ios(way: str, model: list[tuple[str, str, object]], streamed: dict[str, ActorView]
+         ) -> list[IoView]:
+    """The IoViews of the model's inputs (`way` "in") or outputs ("out"), in its order: `model`
+    gives each one's key into `streamed` (the boundary actors), its port and its value. Named
+    g_in / IN.bin, or g_in0 / IN0.bin ... when there are several."""
+    keys = [key for key, _, _ in model]
+    if sorted(keys) != sorted(streamed):
+        raise UnsupportedError(f"the csdf graph's {way}put actors stream {sorted(streamed)}, the "
+                               f"model's {way}puts are {keys}",
                                hint="lower the nn graph again with convert-nn-to-csdf")
-    k = len(ports) > 1
-    return [_io(by_port[p], p, v, f"g_out{i if k else ''}", f"OUT{i if k else ''}.bin")
-            for i, (p, v) in enumerate(zip(ports, out.inputs))]
-
-
-def _io(actor: ActorView, port: str, v, var: str, arg: str) -> IoView:
-    shape = nn.shape_of(v)
-    return IoView(actor.index, port, shape, math.prod(shape), fp.format_of(v), var, arg)
+    ios = []
+    for i, (key, port, v) in enumerate(model):
+        n = str(i) if len(model) > 1 else ""
+        shape = nn.shape_of(v)
+        ios.append(IoView(streamed[key].index, port, shape, math.prod(shape), fp.format_of(v),
+                          f"g_{way}{n}", f"{way.upper()}{n}.bin"))
+    return ios

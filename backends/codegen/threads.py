@@ -11,6 +11,9 @@ from __future__ import annotations
 import itertools
 from dataclasses import asdict, dataclass, replace
 
+from aloha_ir import rle
+from aloha_ir.dataflow import DataflowError, Edge
+from aloha_ir.selftimed import simulate
 from aloha_ir.threads import home_threads, static_orders
 from backends.codegen.view import ActorView, FifoView, ThreadView
 
@@ -99,28 +102,28 @@ def one_thread_fits(actors: list[ActorView], fifos: list[FifoView], order: list[
                     ) -> bool:
     """Whether the FIFO capacities hold the one thread's order (`order`: (actor, firings) runs of a
     frame), two frames of it from empty FIFOs: every read finds its tokens, every write its room,
-    as the static-order runtime's aloha_fifo_read/write require."""
-    count = [0] * len(fifos)
-    phase = [0] * len(actors)
-
-    def move(f: int, n: int) -> bool:
-        count[f] += n
-        return 0 <= count[f] <= fifos[f].capacity
-
-    for _ in range(2):
-        for i, firings in order:
-            a = actors[i]
-            for _ in range(firings):
-                k = phase[i]
-                ok = all(move(p.reuse, -p.reuse_in[k] * p.row_tokens) if p.reuse >= 0 else True
-                         for p in a.ins)
-                ok &= all(move(p.fifo, -p.new[k] * p.row_tokens) for p in a.ins)
-                ok &= all(move(p.reuse, p.reuse_out[k] * p.row_tokens) if p.reuse >= 0 else True
-                          for p in a.ins)
-                ok &= all(move(f, a.prod[k]) for f in a.outs)
-                if not ok:
-                    return False
-                phase[i] = (k + 1) % a.phases
+    as the static-order runtime's aloha_fifo_read/write require. The program's FIFOs (reuse
+    self-loops included, at the view's rates and capacities) are simulated with every actor on one
+    processor in that order (aloha_ir.selftimed, fifo="program", as size-buffers sizes them)."""
+    ends: dict[int, list] = {}  # fifo -> [producer, tokens per phase, consumer, tokens per phase]
+    for a in actors:
+        for f in a.outs:
+            ends.setdefault(f, [None] * 4)[:2] = a.name, a.prod
+        for p in a.ins:
+            ends.setdefault(p.fifo, [None] * 4)[2:] = a.name, [n * p.row_tokens for n in p.new]
+            if p.reuse >= 0:
+                ends[p.reuse] = [a.name, [n * p.row_tokens for n in p.reuse_out],
+                                 a.name, [n * p.row_tokens for n in p.reuse_in]]
+    edges = [Edge(fifos[f].name, src, dst, rle.encode(out), rle.encode(into))
+             for f, (src, out, dst, into) in ends.items()]
+    phases = {a.name: a.phases for a in actors}
+    try:
+        simulate(phases, edges, {a: [1] * n for a, n in phases.items()}, phases,
+                 unit=dict.fromkeys(phases, "thread"), frames=2,
+                 static_order={"thread": [actors[i].name for i, n in order for _ in range(n)]},
+                 capacity={fifos[f].name: fifos[f].capacity for f in ends}, fifo="program")
+    except DataflowError:  # a read or a write that never happens: the one thread would stop
+        return False
     return True
 
 

@@ -226,6 +226,17 @@ class AttackResult:
     # per sample: the softmax probability of the predicted (wrong) class at the first fooling
     # iterate; nan where the sample was not fooled
     confidence: torch.Tensor | None = None
+    # the model's passes over each sample (a gradient pass counts one forward and one backward)
+    forward_passes: int = 0
+    backward_passes: int = 0
+
+
+def wrong_and_confidence(logits: torch.Tensor, y: torch.Tensor
+                         ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per sample: whether the predicted class is not y, and the softmax probability (in float64)
+    of the predicted class."""
+    flat = logits.reshape(len(y), -1)
+    return flat.argmax(1) != y, torch.softmax(flat.double(), 1).amax(1)
 
 
 def attack_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -295,17 +306,18 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tenso
     steps = 0 if not moves else 1 if attack.name == "fgsm" else attack.steps
     alpha = attack.alpha * eps
     correct = zero = fooled = first = conf = None
+    forward = backward = 0
     for i in range(steps + 1):
         if i < steps:
             g, logits = input_gradient(model, cur, y)
+            backward += 1
         elif check or i == 0:
             with torch.no_grad():
                 logits = model(cur)
         else:
             break
-        flat = logits.reshape(len(x), -1)
-        wrong = flat.argmax(1) != y  # at cur
-        top = torch.softmax(flat.double(), 1).amax(1)
+        forward += 1
+        wrong, top = wrong_and_confidence(logits, y)  # at cur
         if i == 0:
             correct = ~wrong
             zero = g.reshape(len(g), -1).abs().amax(1) == 0 if steps else \
@@ -322,7 +334,7 @@ def run_attack(model, x: torch.Tensor, y: torch.Tensor, eps: float | torch.Tenso
             cur = project(cur + ascent_step(g, cur, alpha, norm, lo, hi), x, eps, norm, lo, hi)
     if keep_success:  # the first fooling iterate, else the last one
         cur = torch.where(fooled.reshape([-1] + [1] * (x.dim() - 1)), first, cur)
-    return AttackResult(cur, correct, zero, conf)
+    return AttackResult(cur, correct, zero, conf, forward, backward)
 
 
 class AdversarialAugment:

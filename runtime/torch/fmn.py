@@ -32,7 +32,8 @@ from dataclasses import dataclass
 import torch
 
 from aloha_ir.errors import UsageError
-from runtime.torch.attacks import check_norm, input_gradient_of, lp_norm, project
+from runtime.torch.attacks import (check_norm, input_gradient_of, lp_norm, project,
+                                   wrong_and_confidence)
 
 DUAL = {"inf": "1", "2": "2", "1": "inf"}
 # the initial L2 step, in units of the [0, 1] box (the paper's: 1 for L2 and L1, 10 for L-inf,
@@ -83,13 +84,6 @@ def _cosine(start: float, end: float, k: int, steps: int) -> float:
     return end + 0.5 * (start - end) * (1 + math.cos(math.pi * k / steps))
 
 
-def _wrong_and_confidence(logits: torch.Tensor, y: torch.Tensor):
-    flat = logits.reshape(len(y), -1).double()
-    prob = torch.softmax(flat, 1)
-    pred = flat.argmax(1)
-    return pred != y, prob.gather(1, pred[:, None]).squeeze(1)
-
-
 def margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Per sample: z_y - max_{j != y} z_j (negative when another class wins)."""
     flat = logits.reshape(len(y), -1)
@@ -117,7 +111,7 @@ def run_fmn(model, x: torch.Tensor, y: torch.Tensor, attack: FMN, *, lo: float =
         else:  # judge the last iterate
             with torch.no_grad():
                 logits = model(cur)
-        wrong, conf = _wrong_and_confidence(logits, y)
+        wrong, conf = wrong_and_confidence(logits, y)
         if clean_correct is None:
             clean_correct = ~wrong
             zero = g.reshape(n, -1).abs().amax(1) == 0
@@ -155,25 +149,22 @@ class GridRefinement:
     tests: list[int]  # per grid epsilon: the samples PGD attacked there
     found: list[int]  # per grid epsilon: those it fooled (their distance fell to at most it)
     seconds: list[float]  # per grid epsilon: the time of its share of the PGD runs
-
-
-# where each check run starts: FMN's point projected onto the ball, or the clean input. FMN follows
-# the runner-up class's margin and can settle on a farther class's boundary (on the MNIST CNN, 5 of
-# 100 samples: PGD-20 from FMN's point stays there, from the clean input finds the nearer class)
-STARTS = ("fmn", "clean")
+    # per grid epsilon: the model's forward and backward passes over the samples attacked there
+    forward: list[int]
+    backward: list[int]
 
 
 def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResult,
-                   grid, attack, *, starts: tuple[str, ...] = ("clean",), lo: float = 0.0,
-                   hi: float = 1.0) -> GridRefinement:
+                   grid, attack, *, lo: float = 0.0, hi: float = 1.0) -> GridRefinement:
     """Lower FMN's distances to what a fixed-epsilon attack (`attack`, an attacks.Attack) finds
     on a grid of epsilons, attacking each sample only where its place on the curve is in doubt.
 
     A sample with distance d counts as fooled at every grid epsilon >= d; the doubt is the grid
-    epsilon just below d. Per sample, the attack runs there from each of `starts` in turn (the
-    clean input, FMN's point projected onto that ball: `STARTS`) until one fools the model; then
-    the distance falls to that adversarial input's, and the search
-    goes on downwards, galloping (1, 2, 4, ... grid points below) until a run fails, then
+    epsilon just below d. Per sample, the attack runs there from the clean input, not from FMN's
+    point: FMN follows the runner-up class's margin and can settle on a farther class's boundary
+    (on the MNIST CNN, 5 of 100 samples: PGD-20 from FMN's point stays there, from the clean
+    input finds the nearer class). Where it fools the model, the distance falls to that
+    adversarial input's, and the search goes on downwards, galloping (1, 2, 4, ... grid points below) until a run fails, then
     bisecting between the lowest success and the highest failure. A sample FMN placed right costs
     one run, one it placed k points too high about 2 log2(k): against a run at every grid epsilon
     (20 for a 20-point curve), a handful. Grid epsilons below a failed run are not attacked (an
@@ -181,10 +172,6 @@ def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResul
     round attacks its samples in one batch, each at its own epsilon."""
     from runtime.torch.attacks import lp_norm, run_attack
     import time
-    bad = [s for s in starts if s not in STARTS]
-    if bad or not starts:
-        raise UsageError(f"unknown start {bad[0] if bad else '(none)'}",
-                         hint="use " + " and/or ".join(STARTS))
     n = len(x)
     points = [float(e) for e in grid]
     positive = sorted({e for e in points if e > 0})
@@ -194,6 +181,7 @@ def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResul
     conf = result.confidence.clone()
     lowered = torch.zeros(n, dtype=torch.bool)
     tests, found, seconds = [0] * m, [0] * m, [0.0] * m
+    forward, backward = [0] * m, [0] * m
     fooled_at = torch.searchsorted(g, dist)  # the lowest grid index known fooled (m: none)
     robust_at = torch.full((n,), -1, dtype=torch.long)  # the highest index a run failed at
     stride = torch.ones(n, dtype=torch.long)
@@ -203,24 +191,15 @@ def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResul
     while bool(active.any()):
         idx = torch.nonzero(active).squeeze(1)
         at = target[idx]
-        r, ok = None, torch.zeros(len(idx), dtype=torch.bool)
-        for start in starts:  # each start attacks the samples the ones before it left robust
-            left = torch.nonzero(~ok).squeeze(1)
-            if not len(left):
-                break
-            t = time.perf_counter()
-            part = run_attack(model, x[idx[left]], y[idx[left]], g[at[left]], attack,
-                              init=adv[idx[left]] if start == "fmn" else None, lo=lo, hi=hi)
-            spent = time.perf_counter() - t
-            for k, c in zip(*torch.unique(at[left], return_counts=True)):
-                tests[int(k)] += int(c)
-                seconds[int(k)] += spent * int(c) / len(left)
-            if r is None:
-                r = part
-            else:
-                r.x_adv[left] = part.x_adv
-                r.confidence[left] = part.confidence
-            ok[left] = ~part.correct
+        t = time.perf_counter()
+        r = run_attack(model, x[idx], y[idx], g[at], attack, lo=lo, hi=hi)
+        spent = time.perf_counter() - t
+        for k, c in zip(*torch.unique(at, return_counts=True)):
+            tests[int(k)] += int(c)
+            seconds[int(k)] += spent * int(c) / len(idx)
+            forward[int(k)] += r.forward_passes * int(c)
+            backward[int(k)] += r.backward_passes * int(c)
+        ok = ~r.correct
         for k in at[ok].tolist():
             found[k] += 1
         hit, at_hit = idx[ok], at[ok]
@@ -243,7 +222,7 @@ def refine_on_grid(model, x: torch.Tensor, y: torch.Tensor, result: MinNormResul
                              (robust_at + fooled_at) // 2)
         active = result.clean_correct & (fooled_at - robust_at > 1)
     index = {e: i for i, e in enumerate(positive)}
-    per_point = [(tests[index[e]], found[index[e]], seconds[index[e]]) if e > 0 else (0, 0, 0.0)
-                 for e in points]
-    return GridRefinement(dist, adv, conf, lowered, [p[0] for p in per_point],
-                          [p[1] for p in per_point], [p[2] for p in per_point])
+    per_point = [(tests[index[e]], found[index[e]], seconds[index[e]], forward[index[e]],
+                  backward[index[e]]) if e > 0 else (0, 0, 0.0, 0, 0) for e in points]
+    tests, found, seconds, forward, backward = ([p[k] for p in per_point] for k in range(5))
+    return GridRefinement(dist, adv, conf, lowered, tests, found, seconds, forward, backward)

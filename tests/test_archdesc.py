@@ -253,12 +253,12 @@ def _at(text: str, needle: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("old, new, at, message", [
-    ("fixed16: 2,", "fixed16: 0,", "0", "ops_per_cycle for fixed16 must be > 0"),
-    ("memory_bandwidth = 1.32 GB/s", "memory_bandwidth = 0 GB/s", "0 GB/s",
+    ("fixed16: 3.5,", "fixed16: 0,", "0", "ops_per_cycle for fixed16 must be > 0"),
+    ("memory_bandwidth = 1.54 GB/s", "memory_bandwidth = 0 GB/s", "0 GB/s",
      "memory_bandwidth must be > 0, got '0 GB/s'"),
     ("size = 4 GiB", "size = 1e400 MiB", "1e400", "size '1e400 MiB' is not a finite size"),
     ("clock = 2.6 GHz", "clock = 1e308 THz", "1e308", "is not a finite frequency"),
-    ("f32: 1.9,", "f32: 1e999,", "1e999", "ops_per_cycle for f32 '1e999' is not a finite number"),
+    ("f32: 6.6,", "f32: 1e999,", "1e999", "ops_per_cycle for f32 '1e999' is not a finite number"),
     ("bandwidth = 10 GB/s                 # [E] between",
      "bandwidth = 0 GB/s                 # [E] between", "0 GB/s", "bandwidth must be > 0"),
     ("size = 4 GiB", "size = 0", "0", "size must be > 0"),
@@ -275,24 +275,24 @@ def test_zero_and_infinite_quantities_are_refused_at_the_value(old, new, at, mes
 
 def test_a_cpu_needs_a_rate_for_every_declared_data_type():
     """Before: a missing (or zero) rate silently used the fastest other type's rate."""
-    e = _error(HOST.replace("fixed16: 2, ", ""), name="host.arch")
+    e = _error(HOST.replace("fixed16: 3.5, ", ""), name="host.arch")
     assert "ops_per_cycle gives no rate for fixed16" in str(e)
-    e = _error(HOST.replace("fixed16: 2,", "fixed16: 2, fixed16: 3,"), name="host.arch")
+    e = _error(HOST.replace("fixed16: 3.5,", "fixed16: 3.5, fixed16: 3,"), name="host.arch")
     assert "names 'fixed16' twice" in str(e)
 
 
 def test_zero_power_and_overheads_stay_legal():
     """0 W (a gated unit) and 0 us (no overhead) are real figures; they must still load."""
     text = HOST.replace("idle_power = 1 W", "idle_power = 0 W").replace(
-        "call_overhead = 0.54 us", "call_overhead = 0 us")
+        "call_overhead = 0.30 us", "call_overhead = 0 us")
     pe = loads(text, "host.arch").pe("core")
     assert pe.idle_w == 0.0 and pe.call_overhead_s == 0.0
 
 
 def test_an_exponent_without_a_unit_is_a_number():
-    """`19e-1` lexed as 19 of unit `e` followed by junk; it is the number 1.9."""
-    p = loads(HOST.replace("f32: 1.9,", "f32: 19e-1,"), "host.arch")
-    assert p.pe("core").rate("f32") == pytest.approx(1.9)
+    """`66e-1` lexed as 66 of unit `e` followed by junk; it is the number 6.6."""
+    p = loads(HOST.replace("f32: 6.6,", "f32: 66e-1,"), "host.arch")
+    assert p.pe("core").rate("f32") == pytest.approx(6.6)
 
 
 def test_zero_size_grid_and_kernels_are_refused():

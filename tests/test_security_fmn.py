@@ -234,9 +234,11 @@ def test_the_pgd_check_takes_the_worse_case_and_is_counted(digits):
     assert all(c <= a for c, a in zip(checked.accuracy, alone.accuracy))
     assert sum(alone.accuracy) - sum(checked.accuracy) > 0
     assert all(b <= a for a, b in zip(checked.accuracy, checked.accuracy[1:]))
-    # a sample the check fooled has its distance lowered to at most that epsilon
+    # a sample the check fooled has its distance lowered to at most that epsilon; without the
+    # check, FMN's point projected onto a ball can fool the model too and lower a distance as
+    # far, so the two runs differ on at most the samples the check lowered
     lowered = sum(1 for c, a in zip(checked.distances, alone.distances) if c < a)
-    assert lowered == checked.pgd_check["samples"]
+    assert 0 < lowered <= checked.pgd_check["samples"]
 
 
 def test_effectiveness_metrics_recomputed_from_the_adversarial_inputs(digits):
@@ -271,16 +273,17 @@ def test_effectiveness_metrics_recomputed_from_the_adversarial_inputs(digits):
 
 def test_fmn_metrics_spread_the_run_over_the_points(digits):
     """One FMN-20 run serves every epsilon: its passes (FMN-k's definition: k gradient passes and
-    one forward) are spread over the points. The success rate is checked against the model's own
-    verdict on the adversarial inputs kept at each epsilon: every sample it counts as fooled is
-    misclassified by its kept input, inside the ball."""
+    one forward) are spread over the points, plus one forward per sample and point (the model's
+    verdict on FMN's point projected onto the ball). The success rate is checked against the
+    model's own verdict on the adversarial inputs kept at each epsilon: exactly the samples it
+    counts as fooled are misclassified by their kept input, inside the ball."""
     module, x, y = digits
     eps = (0.0, 0.1, 0.2, 0.3)
     r, adv = evaluate(module, x, y, SecurityConfig(attack="fmn", eps=eps, samples=40, steps=20,
                                                    check_steps=0, noise=False, sanity=False),
                       input_range=(0.0, 1.0), keep_adversarial=True)
     assert sum(m["backward_per_sample"] for m in r.metrics) == pytest.approx(20)
-    assert sum(m["forward_per_sample"] for m in r.metrics) == pytest.approx(21)
+    assert sum(m["forward_per_sample"] for m in r.metrics) == pytest.approx(21 + len(eps))
     model = torch_model(module, 0.0, 1.0)
     xs, ys = x[r.sample_indices], y[r.sample_indices]
     with torch.no_grad():
@@ -293,12 +296,8 @@ def test_fmn_metrics_spread_the_run_over_the_points(digits):
             pred = model(torch.from_numpy(adv[j])).argmax(1).numpy()
         fooled = clean & inside & (pred != ys)  # the model's verdict on the kept inputs
         counted = clean & (d <= e)  # the samples the report counts as fooled at e
-        assert not (counted & ~fooled).any(), np.flatnonzero(counted & ~fooled)
-        assert m["success_rate"] == pytest.approx(counted.sum() / clean.sum())
-        # at most, not equal: a sample FMN placed beyond e keeps FMN's point projected onto the
-        # ball, which the run never evaluates and which can fool the model too (3 of 37 samples
-        # at e = 0.1 here)
-        assert m["success_rate"] <= fooled.sum() / clean.sum() + 1e-12
+        assert (counted == fooled).all(), np.flatnonzero(counted != fooled)
+        assert m["success_rate"] == pytest.approx(fooled.sum() / clean.sum())
     assert r.metrics[0]["success_rate"] == 0.0 and r.metrics[-1]["success_rate"] > 0
 
 

@@ -82,8 +82,8 @@ def test_every_backend_matches_onnxruntime_in_float(tmp_path, name, cls):
     np.testing.assert_allclose(y, want.reshape(3, -1), rtol=1e-3, atol=1e-3 * np.abs(want).max())
 
 
-@pytest.mark.parametrize("zoo,name,cls", _slow_but_host(
-    [("lenet5", n, c) for n, c in _backends()] +
+@pytest.mark.parametrize("zoo,name,cls", [  # lenet5 (17 s on the host) in make test-all
+    pytest.param("lenet5", n, c, marks=pytest.mark.slow) for n, c in _backends()] + _slow_but_host(
     [("mnist_cnn", n, c) for n, c in _backends() if n != "orlando"]))
 def test_every_backend_runs_at_the_minimal_fifo_sizes_bit_exact(tmp_path, zoo, name, cls):
     """The float program with size-buffers' capacities (TargetFlow buffers="minimal") completes
@@ -269,6 +269,7 @@ def test_input_size_must_be_a_multiple_of_one_input(tmp_path):
     assert r.returncode == 2 and "usage" in r.stderr
 
 
+@pytest.mark.slow  # 22 s; test_every_backend_runs_at_the_minimal_fifo_sizes_bit_exact stays fast
 def test_program_runs_with_exactly_the_analysed_fifo_sizes_and_fails_loudly_below(tmp_path):
     from frontends.loader import load_model
     module = load_model("zoo:mnist_cnn", {})
@@ -488,7 +489,7 @@ def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
     np.testing.assert_array_equal(y, want.astype(np.float32))
 
 
-@pytest.mark.parametrize("target", ["neuraghe-losa",
+@pytest.mark.parametrize("target", [pytest.param("neuraghe-losa", marks=pytest.mark.slow),
                                     pytest.param("orlando", marks=pytest.mark.slow)])
 def test_mnist8_fixed_point_on_the_platforms_agrees_with_onnxruntime(tmp_path, target):
     """mnist-8 quantized (PTQ, 16 bit) on the platform's generated program over 1,000 MNIST test

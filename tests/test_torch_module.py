@@ -32,13 +32,16 @@ def _compare(model: onnx.ModelProto, canonicalize: bool, batch: int = 2, seed: i
     return relative_error(got, expected)
 
 
-@pytest.mark.parametrize("name", LIGHT_MODELS)
+# the VGGs (15-20 s each) run in `make test-all`; every other model in `make test`
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("vgg")
+                                  else n for n in LIGHT_MODELS])
 def test_light_models_match_onnxruntime(name):
     model = strip_final_softmax(randomize_weights(onnx.load(light_path(name)), seed=3))
     assert _compare(model, canonicalize=True, batch=1) < 1e-4
 
 
-@pytest.mark.parametrize("name", sorted(BUILDERS))
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n.startswith("vgg")
+                                  else n for n in sorted(BUILDERS)])
 def test_zoo_builders_match_onnxruntime(name):
     model = strip_final_softmax(zoo_onnx(name))
     model = materialize_random(model)

@@ -112,28 +112,19 @@ def c_conv(lib, layer, x, wt, bias, bits: int):
         out = np.zeros((g.oh, cout, g.ow), dtype=dtype)
         bq = np.zeros(cout, dtype=np.int32)
         win = Win(xs.ctypes.data, 0, h, cin, h, w, I8 if bits == 8 else I16)
-
-        def run():
-            for oy in range(g.oh):
-                lib.aloha_conv_row_q(ctypes.byref(win), ctypes.c_void_p(ws.ctypes.data),
-                                     ctypes.c_void_p(bq.ctypes.data), ctypes.byref(g),
-                                     ctypes.byref(rq), oy, 0, cout,
-                                     ctypes.c_void_p(out[oy].ctypes.data))
-        keep = (xs, ws, bq)
+        kernel, weights, b, post = lib.aloha_conv_row_q, ws, bq, rq
     else:
         xs = np.ascontiguousarray(x.transpose(1, 0, 2))
-        act = Act(RELU, 0, 0, 0)
         out = np.zeros((g.oh, cout, g.ow), dtype=np.float32)
         win = Win(xs.ctypes.data, 0, h, cin, h, w, F32)
+        kernel, weights, b, post = lib.aloha_conv_row_f32, wt, bias, Act(RELU, 0, 0, 0)
 
-        def run():
-            for oy in range(g.oh):
-                lib.aloha_conv_row_f32(ctypes.byref(win), ctypes.c_void_p(wt.ctypes.data),
-                                       ctypes.c_void_p(bias.ctypes.data), ctypes.byref(g),
-                                       ctypes.byref(act), oy, 0, cout,
-                                       ctypes.c_void_p(out[oy].ctypes.data))
-        keep = (xs,)
-    run.keep = keep  # the arrays the kernel reads live as long as the callable
+    def run():
+        for oy in range(g.oh):
+            kernel(ctypes.byref(win), ctypes.c_void_p(weights.ctypes.data),
+                   ctypes.c_void_p(b.ctypes.data), ctypes.byref(g), ctypes.byref(post), oy, 0,
+                   cout, ctypes.c_void_p(out[oy].ctypes.data))
+    run.keep = (xs, weights, b)  # the arrays the kernel reads live as long as the callable
     return run, out
 
 

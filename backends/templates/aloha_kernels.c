@@ -513,47 +513,6 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         }                                                                                        \
         return v;                                                                                \
     }                                                                                            \
-    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,         \
-                          const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
-    {                                                                                            \
-        enum { L = ALOHA_VEC_BYTES / sizeof(UT), NV = OX_BLOCK / L };                            \
-        vec_##NAME a0[NV], a1[NV], a2[NV], a3[NV];                                               \
-        int c, v, j;                                                                             \
-        if (nco == 4) {                                                                          \
-            memcpy(a0, acc[0], sizeof a0);                                                       \
-            memcpy(a1, acc[1], sizeof a1);                                                       \
-            memcpy(a2, acc[2], sizeof a2);                                                       \
-            memcpy(a3, acc[3], sizeof a3);                                                       \
-            for (c = 0; c < n; c++) {                                                            \
-                const XT *restrict xc = x + (size_t)c * xs;                                      \
-                const WT *restrict wc = w + (size_t)c * ws;                                      \
-                const UT w0 = (UT)(AT)wc[0], w1 = (UT)(AT)wc[wco], w2 = (UT)(AT)wc[2 * wco],     \
-                         w3 = (UT)(AT)wc[3 * wco];                                               \
-                for (v = 0; v < NV; v++) {                                                       \
-                    const vec_##NAME xv = load_##NAME(xc + v * L);                               \
-                    a0[v] += w0 * xv;                                                            \
-                    a1[v] += w1 * xv;                                                            \
-                    a2[v] += w2 * xv;                                                            \
-                    a3[v] += w3 * xv;                                                            \
-                }                                                                                \
-            }                                                                                    \
-            memcpy(acc[0], a0, sizeof a0);                                                       \
-            memcpy(acc[1], a1, sizeof a1);                                                       \
-            memcpy(acc[2], a2, sizeof a2);                                                       \
-            memcpy(acc[3], a3, sizeof a3);                                                       \
-            return;                                                                              \
-        }                                                                                        \
-        for (j = 0; j < nco; j++) {                                                              \
-            memcpy(a0, acc[j], sizeof a0);                                                       \
-            for (c = 0; c < n; c++) {                                                            \
-                const XT *restrict xc = x + (size_t)c * xs;                                      \
-                const UT wv = (UT)(AT)w[j * wco + (size_t)c * ws];                               \
-                for (v = 0; v < NV; v++)                                                         \
-                    a0[v] += wv * load_##NAME(xc + v * L);                                       \
-            }                                                                                    \
-            memcpy(acc[j], a0, sizeof a0);                                                       \
-        }                                                                                        \
-    }                                                                                            \
     enum { mkt_in_registers_##NAME = 1 };                                                        \
     static ALOHA_NOINLINE ALOHA_MAYBE_UNUSED void mkt_##NAME(                                    \
         UT (*restrict acc)[OX_BLOCK], const XT *restrict x, const ptrdiff_t *xo, size_t xs,      \
@@ -562,10 +521,18 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
     {                                                                                            \
         enum { L = ALOHA_VEC_BYTES / sizeof(UT), NV = OX_BLOCK / L };                            \
         vec_##NAME a0[NV], a1[NV], a2[NV], a3[NV];                                               \
-        int t, c, v;                                                                             \
-        if (nco != 4) {                                                                          \
-            for (t = 0; t < taps; t++)                                                           \
-                mk_##NAME(acc, x + xo[t], xs, w + wo[t], ws, wco, n, nco);                       \
+        int t, c, v, j;                                                                          \
+        if (nco != 4) { /* a group's last channels: one at a time, same order */                 \
+            for (j = 0; j < nco; j++) {                                                          \
+                memcpy(a0, acc[j], sizeof a0);                                                   \
+                for (t = 0; t < taps; t++)                                                       \
+                    for (c = 0; c < n; c++) {                                                    \
+                        const UT wv = (UT)(AT)w[wo[t] + j * wco + (size_t)c * ws];               \
+                        for (v = 0; v < NV; v++)                                                 \
+                            a0[v] += wv * load_##NAME(x + xo[t] + (size_t)c * xs + v * L);       \
+                    }                                                                            \
+                memcpy(acc[j], a0, sizeof a0);                                                   \
+            }                                                                                    \
             return;                                                                              \
         }                                                                                        \
         memcpy(a0, acc[0], sizeof a0);                                                           \
@@ -580,6 +547,13 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         memcpy(acc[1], a1, sizeof a1);                                                           \
         memcpy(acc[2], a2, sizeof a2);                                                           \
         memcpy(acc[3], a3, sizeof a3);                                                           \
+    }                                                                                            \
+    /* One tap: the gather path's call. */                                                       \
+    static void mk_##NAME(UT (*restrict acc)[OX_BLOCK], const XT *restrict x, size_t xs,         \
+                          const WT *restrict w, size_t ws, size_t wco, int n, int nco)           \
+    {                                                                                            \
+        static const ptrdiff_t origin = 0;                                                       \
+        mkt_##NAME(acc, x, &origin, xs, w, &origin, ws, wco, 1, n, nco, OX_BLOCK);               \
     }
 /* The taps' sums into a0..a3 over the vectors [V0, V1) of the tile's columns. */
 #define MKT_TAPS(NAME, XT, WT, AT, UT, V0, V1)                                                   \

@@ -112,14 +112,26 @@ def lib(tmp_path_factory):
 
 
 # a stage of 64 bytes holds no convolution of CONVS: each gathers its columns tap by tap, the
-# path of a convolution whose stage would not fit ALOHA_CONV_STAGE_BYTES
-STAGES = {"staged": [], "gathered": ["-DALOHA_CONV_STAGE_BYTES=64"]}
+# path of a convolution whose stage would not fit ALOHA_CONV_STAGE_BYTES; with AVX2 (what
+# -march=native gives the generated programs on x86 hosts): 32-byte vectors and the int32 sums'
+# pair kernel
+STAGES = {"staged": [], "gathered": ["-DALOHA_CONV_STAGE_BYTES=64"], "avx2": ["-mavx2", "-mfma"]}
+
+
+def cpu_has_avx2() -> bool:
+    try:
+        with open("/proc/cpuinfo") as info:
+            return any(line.startswith("flags") and " avx2" in line for line in info)
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="module", params=sorted(STAGES))
 def conv_lib(request, tmp_path_factory):
-    """The library as built (a tile's input columns staged once for all its output channels)
-    and with the tap-by-tap gather; both must give the same bits."""
+    """The library as built for the baseline x86-64 (a tile's input columns staged once for all
+    its output channels), with the tap-by-tap gather, and with AVX2; all must give the same bits."""
+    if request.param == "avx2" and not cpu_has_avx2():
+        pytest.skip("this CPU has no AVX2 (/proc/cpuinfo)")
     return load_library(tmp_path_factory, STAGES[request.param])
 
 
@@ -424,6 +436,50 @@ def test_conv_row_q_in_narrow_storage_types(conv_lib, rng, xfmt, wbits):
 
         got = run_conv_rows(x, g, call, xt, ot)
         assert np.array_equal(got, want), (acc32, np.abs(got.astype(np.int64) - want).max())
+
+
+PAIR_CONVS = CONVS + [  # beyond the stage and the tap list a row's pair kernel takes
+    (4097, 5, 3, 5, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # a stage over 256 KiB: gathered
+    (3, 4, 17, 20, (17, 17), (1, 1), (0, 8, 0, 8), (1, 1), 1),  # 289 taps in a row
+    (7, 6, 3, 50, (1, 1), (1, 1), (0, 0, 0, 0), (1, 1), 1),  # 1x1, odd channels, 4 column tiles
+]
+
+
+PAIR_WFMT = fp.Fixed(8, 6)
+
+
+@pytest.mark.parametrize("case,xfmt", [  # where int32 sums are proven (not 4097 x 9 int16 inputs)
+    (case, xfmt) for case in PAIR_CONVS
+    for xfmt in (fp.Fixed(8, 5), fp.Fixed(8, 4, False), fp.Fixed(16, 9))
+    if fp.accumulator_of(case[0] // case[-1] * case[4][0] * case[4][1], xfmt, PAIR_WFMT)
+    is fp.INT32])
+def test_conv_row_q_int32_sums_in_every_geometry(conv_lib, rng, case, xfmt):
+    """8-bit and int16 inputs with 8-bit weights in int32 sums (on AVX2, the pair kernel: input
+    channels two to a lane, odd counts, fewer than four output channels, rows of fewer and more
+    column tiles than pack their weights, strides, dilations, groups) give numpy's int64 sums'
+    integers."""
+    g = conv_geometry(*case)
+    wfmt, fout = PAIR_WFMT, fp.Fixed(16, 3, signed=xfmt.signed)
+    x = rng.integers(xfmt.qmin, xfmt.qmax + 1, size=(g["cin"], g["h"], g["w"]))
+    w = rng.integers(wfmt.qmin, wfmt.qmax + 1,
+                     size=(g["cout"], g["cin"] // g["group"], g["kh"], g["kw"]))
+    w.flat[:3] = wfmt.qmin
+    x.flat[:3] = xfmt.qmin if xfmt.signed else xfmt.qmax
+    bias = rng.integers(-(1 << 20), 1 << 20, size=g["cout"])
+    shift = 6
+    acc = np_conv(x, w, g, np.int64) + bias.reshape(1, -1, 1, 1)
+    want = accumulate_out(acc, shift + fout.frac, fout, NONE)[0]
+    xt, ot = STORED[xfmt.bits, xfmt.signed], STORED[16, fout.signed]
+    wa, ba = arr(w, np.int8), arr(bias, np.int32)
+    geom = Conv(**dict(g, wtype=TAG[np.dtype(np.int8)], acc32=1))
+    r = rq(shift, fout, NONE, out=ot)
+
+    def call(win, geom_struct, oy, lo, hi, row):
+        conv_lib.aloha_conv_row_q(win, ptr(wa), ptr(ba), ctypes.byref(geom), ctypes.byref(r), oy,
+                                  lo, hi, ptr(row))
+
+    got = run_conv_rows(x, g, call, xt, ot)
+    assert np.array_equal(got, want), np.abs(got.astype(np.int64) - want).max()
 
 
 def test_dense_int32_accumulator_holds_exactly_up_to_the_proven_bound(lib):

@@ -346,7 +346,10 @@ static void out_range(int off, int s, int w, int ow, int *lo, int *hi)
  * sums on 32-bit ARM, whose NEON flushes denormals to zero (not IEEE), and every kernel on a
  * 32-bit ARM core without NEON (the Cortex-M class): there a generic vector is scalars spilled to
  * the stack, which took mnist-8 at 8 bits on a Cortex-M4 to 14.1 M instructions a frame against
- * 8.2 M for the plain loops (benchmarks/cross.py). */
+ * 8.2 M for the plain loops (benchmarks/cross.py).
+ *
+ * On x86 with AVX2, integer convolutions summing in int32 stage their input channels in pairs and
+ * run a micro-kernel of pair multiply-adds instead (ALOHA_PAIR_SUMS below): same tiles, same sums. */
 
 #if (defined(__GNUC__) || defined(__clang__)) && !defined(ALOHA_NO_VECTOR_EXT) && \
     !(defined(__arm__) && !defined(__aarch64__) && !defined(__ARM_NEON))
@@ -588,6 +591,12 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
 #define MK_FLOAT MK_PLAIN
 #endif
 #define CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, ST, SNAME)                                     \
+    CONV_GATHER(NAME, XT, WT, AT, UT, MK)                                                        \
+    CONV_TILE_ST(NAME, WT, UT, ST, SNAME)                                                        \
+    CONV_STAGE(NAME, XT, AT, ST)                                                                 \
+    CONV_ROWS(NAME, WT, UT, ST, EMIT, stage_shape)
+/* CONV_GATHER: the micro-kernel mk_NAME and the gather path's tiles */
+#define CONV_GATHER(NAME, XT, WT, AT, UT, MK)                                                    \
     MK(NAME, XT, WT, AT, UT)                                                                     \
     static void gather_##NAME(XT (*restrict t)[OX_BLOCK], const XT *restrict xr, size_t xs,      \
                               int n, int s, int off, int ox0, int lo, int hi)                    \
@@ -632,36 +641,15 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
-    }                                                                                            \
-    static void stage_##NAME(ST *restrict st, const aloha_win_t *x, const aloha_conv_t *g,       \
-                             const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
-                             int ox0)                                                            \
-    {                                                                                            \
-        int ky, c, p, q, lo, hi;                                                                 \
-        for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
-            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
-            for (p = 0; p < g->sw; p++) {                                                        \
-                const int first = ox0 * g->sw + p - g->pl; /* the input column of q = 0 */       \
-                tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
-                for (c = 0; c < s->cig; c++) {                                                   \
-                    ST *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);                  \
-                    const ptrdiff_t at = (ptrdiff_t)c * g->w + first;                            \
-                    for (q = 0; q < lo; q++)                                                     \
-                        d[q] = 0;                                                                \
-                    for (; q < hi; q++)                                                          \
-                        d[q] = (ST)(AT)row[at + (ptrdiff_t)q * g->sw];                   \
-                    for (; q < s->len; q++)                                                      \
-                        d[q] = 0;                                                                \
-                }                                                                                \
-            }                                                                                    \
-        }                                                                                        \
-    }                                                                                            \
+    }
+/* CONV_TILE_ST: a staged tile's sums by SNAME's micro-kernel */
+#define CONV_TILE_ST(NAME, WT, UT, ST, SNAME)                                                    \
     static void tile_st_##NAME(UT (*restrict acc)[OX_BLOCK], const ST *st, const WT *w,          \
                                const aloha_conv_t *g, const conv_stage *s, int ky_lo, int ky_hi, \
                                int co, int nco, int cols)                                        \
     {                                                                                            \
         const int ksz = g->kh * g->kw;                                                           \
-        const size_t wco = (size_t)s->cig * ksz;                                                 \
+        const size_t wco = (size_t)(g->cin / g->group) * ksz;                                    \
         ptrdiff_t xo[CONV_TAPS], wo[CONV_TAPS];                                                  \
         int ky, kx, n = 0;                                                                       \
         memset(acc, 0, sizeof(UT) * CO_BLOCK * OX_BLOCK);                                        \
@@ -689,7 +677,32 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         if (n)                                                                                   \
             mkt_##SNAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo, (size_t)ksz, wco,  \
                        n, s->cig, nco, cols);                                                    \
-    }                                                                                            \
+    }
+#define CONV_STAGE(NAME, XT, AT, ST)                                                             \
+    static void stage_##NAME(ST *restrict st, const aloha_win_t *x, const aloha_conv_t *g,       \
+                             const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
+                             int ox0)                                                            \
+    {                                                                                            \
+        int ky, c, p, q, lo, hi;                                                                 \
+        for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
+            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
+            for (p = 0; p < g->sw; p++) {                                                        \
+                const int first = ox0 * g->sw + p - g->pl; /* the input column of q = 0 */       \
+                tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
+                for (c = 0; c < s->cig; c++) {                                                   \
+                    ST *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);                  \
+                    const ptrdiff_t at = (ptrdiff_t)c * g->w + first;                            \
+                    for (q = 0; q < lo; q++)                                                     \
+                        d[q] = 0;                                                                \
+                    for (; q < hi; q++)                                                          \
+                        d[q] = (ST)(AT)row[at + (ptrdiff_t)q * g->sw];                   \
+                    for (; q < s->len; q++)                                                      \
+                        d[q] = 0;                                                                \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }
+#define CONV_ROWS(NAME, WT, UT, ST, EMIT, SHAPE)                                                 \
     static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
                             const conv_post *post, int oy, int co_lo, int co_hi)                 \
     {                                                                                            \
@@ -699,7 +712,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         conv_stage s;                                                                            \
         int gi, co, nco, ox0, ky_lo, ky_hi, staged;                                              \
         tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
-        s = stage_shape(g, ky_hi - ky_lo);                                                       \
+        s = SHAPE(g, ky_hi - ky_lo);                                                             \
         staged = s.elems <= sizeof st / sizeof st[0];                                            \
         for (gi = co_lo / cog; gi * cog < co_hi; gi++) {                                         \
             const int ga = gi * cog > co_lo ? gi * cog : co_lo;                                  \
@@ -707,7 +720,8 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             for (ox0 = 0; ox0 < g->ow; ox0 += OX_BLOCK) {                                        \
                 const int n = g->ow - ox0 < OX_BLOCK ? g->ow - ox0 : OX_BLOCK;                   \
                 if (staged)                                                                      \
-                    stage_##NAME(st, x, g, &s, (size_t)gi * s.cig, iy0, ky_lo, ky_hi, ox0);      \
+                    stage_##NAME(st, x, g, &s, (size_t)gi * (g->cin / g->group), iy0, ky_lo,    \
+                                  ky_hi, ox0);                                                   \
                 for (co = ga; co < gb; co += nco) {                                              \
                     nco = co_block(co, gb, cog);                                                 \
                     if (staged)                                                                  \
@@ -788,7 +802,269 @@ void aloha_conv_row_f32(const aloha_win_t *x, const float *w, const float *bias,
 #else
 #define CONV_TILE_WIDE(NAME, XT, WT, AT, UT, MK, EMIT) CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, XT, NAME)
 #endif
+/* Multiply-adds of pairs (x86 AVX2 vpmaddwd: two 16-bit products summed into a 32-bit lane, 16
+ * products an instruction against 8 for a 32-bit multiply) for the int32 sums of 8-bit and signed
+ * 16-bit operands: the stage holds the input channels in pairs, (even, odd) as two 16-bit halves
+ * of a 32-bit lane, and the micro-kernel multiplies each by the same pair of weights. The sums are
+ * the reference's: a product of two 16-bit values is exact in 32 bits and every sum wraps modulo
+ * 2^32 like the accumulator's (the one pair sum vpmaddwd wraps, (-2^15)^2 x 2, wraps the same).
+ * Unsigned 16-bit inputs do not fit its signed halves and keep the wide path, and so does every
+ * other target: the portable vector code had no form compilers turn into it. */
+#if defined(ALOHA_VECTOR_EXT) && defined(__AVX2__) && ALOHA_VEC_BYTES == 32 && \
+    !defined(ALOHA_NO_PAIR_SUMS)
+#include <immintrin.h>
+#define ALOHA_PAIR_SUMS 1
+
+/* Two 16-bit values in a 32-bit lane, lo in the low half. */
+static ALOHA_MAYBE_UNUSED uint32_t pair16(int32_t lo, int32_t hi)
+{
+    return (uint32_t)(uint16_t)lo | (uint32_t)(uint16_t)hi << 16;
+}
+
+/* The pair stage: conv_stage's layout with channel pairs for channels, a pair per element. */
+static ALOHA_MAYBE_UNUSED conv_stage stage_shape_pair(const aloha_conv_t *g, int nky)
+{
+    conv_stage s = stage_shape(g, nky);
+    s.cig = (s.cig + 1) / 2;
+    s.elems = (size_t)(nky > 0 ? nky : 0) * (size_t)s.cig * (size_t)g->sw * (size_t)s.len;
+    return s;
+}
+
+/* The pair micro-kernel, pairs_NAME, has mkt_NAME's contract over the pair stage: n channel pairs,
+ * channel j's sums into acc[j]. Its weights are either packed in pairs (PACKED 1, pack_NAME below:
+ * pair c of tap t of channel j at w[j * wco + c * ws + wo[t]]) or read in place (PACKED 0: the
+ * layer's own weights, channel c's at w[j * wco + c * ws + wo[t]], paired as they are used; the
+ * odd channel past the group's last, pair c >= full, is 0). */
+#define PAIR_OF(WC, OFF, ODD)                                                                    \
+    (PACKED ? (int32_t)(WC)[OFF] : (int32_t)pair16((WC)[OFF], (ODD) ? (WC)[(OFF) + ws] : 0))
+#define PAIR_AT(T, C) (w + wo[T] + (size_t)(C) * (PACKED ? ws : 2 * ws))
+#define PAIR_STEP(WT, TWO, ODD)                                                                  \
+    {                                                                                            \
+        const uint32_t *restrict xc = x + xo[t] + (size_t)c * xs;                                \
+        const WT *restrict wc = PAIR_AT(t, c);                                                   \
+        const __m256i b0 = _mm256_set1_epi32(PAIR_OF(wc, 0, ODD)),                               \
+                      b1 = _mm256_set1_epi32(PAIR_OF(wc, wco, ODD)),                             \
+                      b2 = _mm256_set1_epi32(PAIR_OF(wc, 2 * wco, ODD)),                         \
+                      b3 = _mm256_set1_epi32(PAIR_OF(wc, 3 * wco, ODD));                         \
+        __m256i xv = _mm256_loadu_si256((const __m256i *)xc);                                    \
+        ALOHA_IN_REGISTER(xv);                                                                   \
+        a00 = _mm256_add_epi32(a00, _mm256_madd_epi16(xv, b0));                                  \
+        a10 = _mm256_add_epi32(a10, _mm256_madd_epi16(xv, b1));                                  \
+        a20 = _mm256_add_epi32(a20, _mm256_madd_epi16(xv, b2));                                  \
+        a30 = _mm256_add_epi32(a30, _mm256_madd_epi16(xv, b3));                                  \
+        if (TWO) {                                                                               \
+            xv = _mm256_loadu_si256((const __m256i *)(xc + 8));                                  \
+            ALOHA_IN_REGISTER(xv);                                                               \
+            a01 = _mm256_add_epi32(a01, _mm256_madd_epi16(xv, b0));                              \
+            a11 = _mm256_add_epi32(a11, _mm256_madd_epi16(xv, b1));                              \
+            a21 = _mm256_add_epi32(a21, _mm256_madd_epi16(xv, b2));                              \
+            a31 = _mm256_add_epi32(a31, _mm256_madd_epi16(xv, b3));                              \
+        }                                                                                        \
+    }
+#define PAIR_TAPS(WT, TWO)                                                                       \
+    for (t = 0; t < taps; t++) {                                                                 \
+        for (c = 0; c < full; c++)                                                               \
+            PAIR_STEP(WT, TWO, 1)                                                                \
+        if (c < n)                                                                               \
+            PAIR_STEP(WT, TWO, 0)                                                                \
+    }
+#define PAIR_LOAD(J)                                                                             \
+    a##J##0 = _mm256_loadu_si256((const __m256i *)acc[J]);                                       \
+    a##J##1 = _mm256_loadu_si256((const __m256i *)(acc[J] + 8));
+#define PAIR_STORE(J)                                                                            \
+    _mm256_storeu_si256((__m256i *)acc[J], a##J##0);                                             \
+    _mm256_storeu_si256((__m256i *)(acc[J] + 8), a##J##1);
+#define PAIR_KERNEL(NAME, WT, PACKED_)                                                           \
+    enum { pairs_packed_##NAME = PACKED_ };                                                      \
+    /* One channel's sums (a group's last channels, fewer than four to a tile). */               \
+    static ALOHA_MAYBE_UNUSED void pairs1_##NAME(                                                \
+        uint32_t *restrict acc, const uint32_t *restrict x, const ptrdiff_t *xo, size_t xs,      \
+        const WT *restrict w, const ptrdiff_t *wo, size_t ws, int taps, int n, int full)         \
+    {                                                                                            \
+        enum { PACKED = PACKED_ };                                                               \
+        __m256i s0 = _mm256_loadu_si256((const __m256i *)acc),                                   \
+                s1 = _mm256_loadu_si256((const __m256i *)(acc + 8));                             \
+        int t, c;                                                                                \
+        for (t = 0; t < taps; t++)                                                               \
+            for (c = 0; c < n; c++) {                                                            \
+                const uint32_t *restrict xc = x + xo[t] + (size_t)c * xs;                        \
+                const WT *restrict wc = PAIR_AT(t, c);                                           \
+                const __m256i b = _mm256_set1_epi32(PAIR_OF(wc, 0, c < full)),                   \
+                              x0 = _mm256_loadu_si256((const __m256i *)xc),                      \
+                              x1 = _mm256_loadu_si256((const __m256i *)(xc + 8));               \
+                s0 = _mm256_add_epi32(s0, _mm256_madd_epi16(x0, b));                             \
+                s1 = _mm256_add_epi32(s1, _mm256_madd_epi16(x1, b));                             \
+            }                                                                                    \
+        _mm256_storeu_si256((__m256i *)acc, s0);                                                 \
+        _mm256_storeu_si256((__m256i *)(acc + 8), s1);                                           \
+    }                                                                                            \
+    static ALOHA_NOINLINE ALOHA_MAYBE_UNUSED void pairs_##NAME(                                  \
+        uint32_t (*restrict acc)[OX_BLOCK], const uint32_t *restrict x, const ptrdiff_t *xo,     \
+        size_t xs, const WT *restrict w, const ptrdiff_t *wo, size_t ws, size_t wco, int taps,   \
+        int n, int nco, int cols)                                                                \
+    {                                                                                            \
+        enum { PACKED = PACKED_ };                                                               \
+        const int full = PACKED ? n : (int)(wco / ws) / 2; /* pairs of two channels */           \
+        __m256i a00, a01, a10, a11, a20, a21, a30, a31;                                          \
+        int t, c;                                                                                \
+        if (nco != CO_BLOCK) {                                                                   \
+            for (c = 0; c < nco; c++)                                                            \
+                pairs1_##NAME(acc[c], x, xo, xs, w + (size_t)c * wco, wo, ws, taps, n, full);    \
+            return;                                                                              \
+        }                                                                                        \
+        PAIR_LOAD(0) PAIR_LOAD(1) PAIR_LOAD(2) PAIR_LOAD(3)                                      \
+        if (cols <= OX_BLOCK / 2)                                                                \
+            PAIR_TAPS(WT, 0)                                                                     \
+        else                                                                                     \
+            PAIR_TAPS(WT, 1)                                                                     \
+        PAIR_STORE(0) PAIR_STORE(1) PAIR_STORE(2) PAIR_STORE(3)                                  \
+    }
+PAIR_KERNEL(packed, uint32_t, 1)
+
+/* The packed weights of a tile row of output channels: for each channel, each pair of input
+ * channels and each kernel tap, the pair's two weights (the odd one 0 past the group's last
+ * channel), in the order of the stage's pairs. Packed once per row call and chunk of channels,
+ * they serve every column tile of the row. */
+#define ALOHA_PAIR_PACK_BYTES (128 * 1024)
+#define PAIR_TAPS_MAX 256 /* kernel taps of a row (a 16 x 16 kernel); more take the gather path */
+/* The pair stage of one column tile: stage_NAME's, two channels to an element. */
+#define CONV_STAGE_PAIR(NAME, XT)                                                                \
+    static void stage_##NAME(uint32_t *restrict st, const aloha_win_t *x, const aloha_conv_t *g, \
+                             const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
+                             int ox0)                                                            \
+    {                                                                                            \
+        const int cig = g->cin / g->group;                                                       \
+        int ky, c, p, q, lo, hi;                                                                 \
+        for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
+            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
+            for (p = 0; p < g->sw; p++) {                                                        \
+                const int first = ox0 * g->sw + p - g->pl; /* the input column of q = 0 */       \
+                tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
+                for (c = 0; c < s->cig; c++) {                                                   \
+                    uint32_t *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);            \
+                    const XT *x0 = row + (ptrdiff_t)(2 * c) * g->w + first;                      \
+                    const XT *x1 = x0 + g->w;                                                    \
+                    for (q = 0; q < lo; q++)                                                     \
+                        d[q] = 0;                                                                \
+                    if (2 * c + 1 < cig)                                                         \
+                        for (; q < hi; q++)                                                      \
+                            d[q] = pair16(x0[(ptrdiff_t)q * g->sw], x1[(ptrdiff_t)q * g->sw]);   \
+                    else                                                                         \
+                        for (; q < hi; q++)                                                      \
+                            d[q] = pair16(x0[(ptrdiff_t)q * g->sw], 0);                          \
+                    for (; q < s->len; q++)                                                      \
+                        d[q] = 0;                                                                \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }
+#define CONV_PACK_PAIR(NAME, WT)                                                                 \
+    static void pack_##NAME(uint32_t *restrict wp, const WT *restrict w, int cig, int ksz,       \
+                            int c0, int c1)                                                      \
+    {                                                                                            \
+        const int half = cig / 2, cigh = (cig + 1) / 2;                                          \
+        int co, cp, t;                                                                           \
+        for (co = c0; co < c1; co++) {                                                           \
+            const WT *restrict wc = w + (size_t)co * cig * ksz;                                  \
+            uint32_t *restrict d = wp + (size_t)(co - c0) * cigh * ksz;                          \
+            if (ksz == 1) /* a 1x1 kernel: adjacent weights pair */                              \
+                for (cp = 0; cp < half; cp++)                                                    \
+                    d[cp] = pair16(wc[2 * cp], wc[2 * cp + 1]);                                  \
+            else                                                                                 \
+                for (cp = 0; cp < half; cp++)                                                    \
+                    for (t = 0; t < ksz; t++)                                                    \
+                        d[cp * ksz + t] = pair16(wc[2 * cp * ksz + t], wc[(2 * cp + 1) * ksz + t]); \
+            if (cig % 2)                                                                         \
+                for (t = 0; t < ksz; t++)                                                        \
+                    d[half * ksz + t] = pair16(wc[(cig - 1) * ksz + t], 0);                      \
+        }                                                                                        \
+    }
+/* The pair path's row: stage each column tile and sum its channel tiles by the pair kernel. A row
+ * of at least PAIR_PACK_TILES column tiles first packs its weights (in chunks of the group's
+ * channels that fit ALOHA_PAIR_PACK_BYTES), once for all the tiles; a narrower one pairs them as
+ * it reads them: packing them cost as much again as one tile's sums. A row whose stage does not
+ * fit takes the gather path. */
+#define PAIR_PACK_TILES 3
+#define CONV_ROWS_PAIR(NAME, WT, UT, EMIT)                                                       \
+    PAIR_KERNEL(NAME, WT, 0)                                                                     \
+    static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
+                            const conv_post *post, int oy, int co_lo, int co_hi)                 \
+    {                                                                                            \
+        const int cig = g->cin / g->group, cog = g->cout / g->group, iy0 = oy * g->sh - g->pt;   \
+        const int ksz = g->kh * g->kw, tiles = (g->ow + OX_BLOCK - 1) / OX_BLOCK;               \
+        uint32_t st[ALOHA_CONV_STAGE_BYTES / sizeof(uint32_t)];                                  \
+        uint32_t wp[ALOHA_PAIR_PACK_BYTES / sizeof(uint32_t)];                                   \
+        UT acc[CO_BLOCK][OX_BLOCK];                                                              \
+        ptrdiff_t xo[PAIR_TAPS_MAX], wo[PAIR_TAPS_MAX];                                          \
+        conv_stage s;                                                                            \
+        size_t wco;                                                                              \
+        int gi, co, nco, ox0, ky, kx, ky_lo, ky_hi, c0, c1, chunk, taps = 0;                     \
+        tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
+        s = stage_shape_pair(g, ky_hi - ky_lo);                                                  \
+        wco = (size_t)s.cig * ksz;                                                               \
+        chunk = tiles < PAIR_PACK_TILES ? 0                                                      \
+                : (int)(sizeof wp / sizeof wp[0] / (wco ? wco : 1)) / CO_BLOCK * CO_BLOCK;       \
+        if (s.elems > sizeof st / sizeof st[0] || (ky_hi - ky_lo) * g->kw > PAIR_TAPS_MAX) {     \
+            for (gi = co_lo / cog; gi * cog < co_hi; gi++) {                                     \
+                const int ga = gi * cog > co_lo ? gi * cog : co_lo;                              \
+                const int gb = (gi + 1) * cog < co_hi ? (gi + 1) * cog : co_hi;                  \
+                for (ox0 = 0; ox0 < g->ow; ox0 += OX_BLOCK)                                      \
+                    for (co = ga; co < gb; co += nco) {                                          \
+                        nco = co_block(co, gb, cog);                                             \
+                        tile_##NAME(acc, x, w, g, iy0, ky_lo, ky_hi, co, nco, ox0);              \
+                        EMIT(acc, post, co, nco, ox0,                                            \
+                             g->ow - ox0 < OX_BLOCK ? g->ow - ox0 : OX_BLOCK, g->ow);            \
+                    }                                                                            \
+            }                                                                                    \
+            return;                                                                              \
+        }                                                                                        \
+        for (ky = ky_lo; ky < ky_hi; ky++) /* the taps of every tile */                          \
+            for (kx = 0; kx < g->kw; kx++) {                                                     \
+                const int t = kx * g->dw;                                                        \
+                xo[taps] = (ptrdiff_t)(stage_at(&s, ky - ky_lo, 0, t % g->sw, g->sw) + t / g->sw); \
+                wo[taps++] = ky * g->kw + kx;                                                    \
+            }                                                                                    \
+        for (gi = co_lo / cog; gi * cog < co_hi; gi++) {                                         \
+            const int ga = gi * cog > co_lo ? gi * cog : co_lo;                                  \
+            const int gb = (gi + 1) * cog < co_hi ? (gi + 1) * cog : co_hi;                      \
+            for (c0 = ga; c0 < gb; c0 = c1) {                                                    \
+                c1 = chunk == 0 || gb - c0 < chunk ? gb : c0 + chunk;                            \
+                if (chunk)                                                                       \
+                    pack_##NAME(wp, w, cig, ksz, c0, c1);                                        \
+                for (ox0 = 0; ox0 < g->ow; ox0 += OX_BLOCK) {                                    \
+                    const int n = g->ow - ox0 < OX_BLOCK ? g->ow - ox0 : OX_BLOCK;               \
+                    stage_##NAME(st, x, g, &s, (size_t)gi * cig, iy0, ky_lo, ky_hi, ox0);        \
+                    for (co = c0; co < c1; co += nco) {                                          \
+                        nco = co_block(co, c1, cog);                                             \
+                        memset(acc, 0, sizeof acc);                                              \
+                        if (chunk)                                                               \
+                            pairs_packed(acc, st, xo, (size_t)g->sw * s.len,                     \
+                                         wp + (size_t)(co - c0) * wco, wo, (size_t)ksz, wco,     \
+                                         taps, s.cig, nco, n);                                   \
+                        else                                                                     \
+                            pairs_##NAME(acc, st, xo, (size_t)g->sw * s.len,                     \
+                                         w + (size_t)co * cig * ksz, wo, (size_t)ksz,            \
+                                         (size_t)cig * ksz, taps, s.cig, nco, n);                \
+                        EMIT(acc, post, co, nco, ox0, n, g->ow);                                 \
+                    }                                                                            \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }
+#define CONV_TILE_PAIR(NAME, XT, WT, AT, UT, MK, EMIT)                                           \
+    CONV_GATHER(NAME, XT, WT, AT, UT, MK)                                                        \
+    CONV_STAGE_PAIR(NAME, XT)                                                                    \
+    CONV_PACK_PAIR(NAME, WT)                                                                     \
+    CONV_ROWS_PAIR(NAME, WT, UT, EMIT)
+#define CONV_TILE_uint32_t(NAME, XT, WT, AT, UT, MK, EMIT)                                       \
+    CONV_TILE_PAIR_##XT(NAME, XT, WT, AT, UT, MK, EMIT)
+#define CONV_TILE_PAIR_int8_t CONV_TILE_PAIR
+#define CONV_TILE_PAIR_uint8_t CONV_TILE_PAIR
+#define CONV_TILE_PAIR_int16_t CONV_TILE_PAIR
+#define CONV_TILE_PAIR_uint16_t CONV_TILE_WIDE
+#else
 #define CONV_TILE_uint32_t CONV_TILE_WIDE
+#endif
 #if defined(__arm__) && !defined(__aarch64__)
 #define CONV_TILE_uint64_t(NAME, XT, WT, AT, UT, MK, EMIT)                                       \
     CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, XT, NAME)

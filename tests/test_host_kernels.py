@@ -844,6 +844,34 @@ def test_add_mul_rows_q_broadcast(lib, rng, sa, sb):
         assert (want == fout.qmin).any() and (want == fout.qmax).any()
 
 
+@pytest.mark.parametrize("sa,sb", [((3, 1, 150), (3, 1, 150)), ((1, 1, 150), (3, 1, 1)),
+                                   ((3, 1, 1), (3, 1, 131))])
+def test_add_mul_rows_q_in_narrow_types_over_several_blocks(lib, rng, sa, sb):
+    """int8 plus uint8 into int16 and uint8, rows of 131-150 columns (the kernel works 64 at a
+    time), broadcast either way: numpy's integers."""
+    c, w = 3, 150 if 150 in (sa[2], sb[2]) else 131
+    fa, fb = fp.Fixed(8, 5), fp.Fixed(8, 2, False)
+    a = rng.integers(fa.qmin, fa.qmax + 1, size=sa)
+    b = rng.integers(fb.qmin, fb.qmax + 1, size=sb)
+    f = max(fa.frac, fb.frac)
+    for fout, ot in ((fp.Fixed(16, 4), np.int16), (fp.Fixed(8, 3, False), np.uint8)):
+        for op in ("add", "mul"):
+            row = np.zeros(c * w, dtype=ot)
+            wa, wb = window(a, 0, 1, np.int8), window(b, 0, 1, np.uint8)
+            if op == "add":
+                r = rq(f - fout.frac, fout, RELU, out=ot)
+                lib.aloha_add_row_q(ctypes.byref(wa), f - fa.frac, ctypes.byref(wb), f - fb.frac,
+                                    0, c, w, ctypes.byref(r), ptr(row))
+                acc = np.left_shift(a, f - fa.frac) + np.left_shift(b, f - fb.frac)
+                want = accumulate_out(np.broadcast_to(acc, (1, c, 1, w)), f, fout, RELU)[0]
+            else:
+                r = rq(fa.frac + fb.frac - fout.frac, fout, out=ot)
+                lib.aloha_mul_row_q(ctypes.byref(wa), ctypes.byref(wb), 0, c, w, ctypes.byref(r),
+                                    ptr(row))
+                want = ref.requantize(np.broadcast_to(a * b, (c, 1, w)), fa.frac + fb.frac, fout)
+            assert np.array_equal(row.reshape(c, w), np.asarray(want).reshape(c, w)), (op, ot)
+
+
 @pytest.mark.parametrize("sa,sb", BROADCASTS)
 def test_add_mul_rows_f32_broadcast(lib, rng, sa, sb):
     c, h, w = 4, 5, 6

@@ -1828,21 +1828,62 @@ void aloha_mul_row_f32(const aloha_win_t *a, const aloha_win_t *b, int oy, int c
 #undef STORE_F
 #undef LOAD
 
-#define LOAD(win, i) aloha_load((win)->p, (win)->type, i)
-#define STORE_Q(i, v) aloha_store(out, rq->type, i, aloha_requant((v), ch, rq))
+/* Elements [x0, x0 + n) of operand `win`'s channel row at p (column stride xs: 0 broadcasts one
+ * column) as int64, the type switch once per block rather than per element. */
+static void load_block(const aloha_win_t *win, size_t p, int xs, int x0, int n, int64_t *v)
+{
+    const size_t at = p + (size_t)x0 * (size_t)xs;
+    int i;
+#define LOAD_BLOCK(T)                                                                            \
+    for (i = 0; i < n; i++)                                                                      \
+        v[i] = ((const T *)win->p)[at + (size_t)i * (size_t)xs];                                 \
+    break;
+    switch (win->type) {
+    case ALOHA_I8: LOAD_BLOCK(int8_t)
+    case ALOHA_U8: LOAD_BLOCK(uint8_t)
+    case ALOHA_I16: LOAD_BLOCK(int16_t)
+    case ALOHA_U16: LOAD_BLOCK(uint16_t)
+    case ALOHA_I32: LOAD_BLOCK(int32_t)
+    default:
+        for (i = 0; i < n; i++)
+            v[i] = aloha_load(win->p, win->type, at + (size_t)i * (size_t)xs);
+        break;
+    }
+#undef LOAD_BLOCK
+}
+
+/* The fixed-point binary row, REQUANT_BLOCK columns at a time: operands loaded as int64, combined
+ * by EXPR(va, vb) and requantised by requant_row (per element what aloha_requant and aloha_store
+ * give; blocked, the requantisation and the store vectorise). */
+#define BINARY_ROW_Q(EXPR)                                                                       \
+    do {                                                                                         \
+        const bcast_t ba = bcast(a, oy), bb = bcast(b, oy);                                      \
+        int64_t va[REQUANT_BLOCK], vb[REQUANT_BLOCK];                                            \
+        int ch, x0, i, n;                                                                        \
+        for (ch = 0; ch < c; ch++)                                                               \
+            for (x0 = 0; x0 < w; x0 += n) {                                                      \
+                n = w - x0 < REQUANT_BLOCK ? w - x0 : REQUANT_BLOCK;                             \
+                load_block(a, ba.off + ch * ba.cs, ba.xs, x0, n, va);                            \
+                load_block(b, bb.off + ch * bb.cs, bb.xs, x0, n, vb);                            \
+                for (i = 0; i < n; i++)                                                          \
+                    va[i] = EXPR(va[i], vb[i]);                                                  \
+                requant_row(va, n, ch, rq, out, (size_t)ch * w + x0);                            \
+            }                                                                                    \
+    } while (0)
+
+#define ADD_Q(x, y) wrap_add(wrap_shl((x), la), wrap_shl((y), lb))
 void aloha_add_row_q(const aloha_win_t *a, int la, const aloha_win_t *b, int lb, int oy, int c,
                      int w, const aloha_rq_t *rq, void *out)
 {
-    BINARY_ROW(int64_t, wrap_add(wrap_shl(va, la), wrap_shl(vb, lb)), STORE_Q);
+    BINARY_ROW_Q(ADD_Q);
 }
+#undef ADD_Q
 
 void aloha_mul_row_q(const aloha_win_t *a, const aloha_win_t *b, int oy, int c, int w,
                      const aloha_rq_t *rq, void *out)
 {
-    BINARY_ROW(int64_t, wrap_mul(va, vb), STORE_Q);
+    BINARY_ROW_Q(wrap_mul);
 }
-#undef STORE_Q
-#undef LOAD
 
 /* ---- batch norm ------------------------------------------------------------------------------ */
 

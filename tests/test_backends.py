@@ -195,7 +195,8 @@ def test_threads_have_no_data_race(tmp_path, name, cls):
     assert r.returncode == 0 and "ThreadSanitizer" not in r.stderr, r.stderr[-3000:]
 
 
-@pytest.mark.parametrize("name,cls", _backends())
+@pytest.mark.parametrize("name,cls", [  # orlando's (14 s) in make test-all
+    pytest.param(n, c, marks=pytest.mark.slow) if n == "orlando" else (n, c) for n, c in _backends()])
 def test_one_thread_per_unit_and_the_timing_and_profile_modes(tmp_path, name, cls):
     """Unplaced actors (input, output, gathers) run on a programmable unit's thread, never one of
     their own; every actor is in exactly one thread's order, firing its phases once per frame.
@@ -425,6 +426,7 @@ def test_generated_files_and_the_code_size_report_from_the_cli(tmp_path):
     assert "host" in json.loads(r.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_compare_reports_per_layer_sqnr_and_locates_a_broken_layer(tmp_path):
     from alohac.compare import compare
     module = _quantized_digits(8)

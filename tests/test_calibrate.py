@@ -105,6 +105,7 @@ def _synthetic(tmp_path, noise: list[float] | None = None) -> str:
     return str(f)
 
 
+@pytest.mark.slow
 def test_calibrate_recovers_known_parameters_and_writes_an_arch_that_reproduces_them(
         tmp_path, capsys):
     csv_path = _synthetic(tmp_path)

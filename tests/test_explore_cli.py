@@ -36,6 +36,7 @@ def run_code(argv) -> tuple[int, str]:
     return code, err.getvalue()
 
 
+@pytest.mark.slow
 def test_digits_run_writes_fronts_whose_models_onnxruntime_confirms(tmp_path):
     from frontends.datasets import load
     out = tmp_path / "out"

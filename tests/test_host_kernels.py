@@ -448,30 +448,25 @@ PAIR_CONVS = CONVS + [  # beyond the stage and the tap list a row's pair kernel 
 PAIR_WFMT = fp.Fixed(8, 6)
 
 
-@pytest.mark.parametrize("case,xfmt", [  # where int32 sums are proven (not 4097 x 9 int16 inputs)
-    (case, xfmt) for case in PAIR_CONVS
-    for xfmt in (fp.Fixed(8, 5), fp.Fixed(8, 4, False), fp.Fixed(16, 9))
-    if fp.accumulator_of(case[0] // case[-1] * case[4][0] * case[4][1], xfmt, PAIR_WFMT)
-    is fp.INT32])
-def test_conv_row_q_int32_sums_in_every_geometry(conv_lib, rng, case, xfmt):
-    """8-bit and int16 inputs with 8-bit weights in int32 sums (on AVX2, the pair kernel: input
-    channels two to a lane, odd counts, fewer than four output channels, rows of fewer and more
-    column tiles than pack their weights, strides, dilations, groups) give numpy's int64 sums'
-    integers."""
+def check_conv_q(conv_lib, rng, case, xfmt, wfmt):
+    """A convolution of xfmt inputs and wfmt weights, in int32 sums where accumulator_of proves
+    them enough (else 64-bit ones), requantised into 16 bits: numpy's int64 sums' integers."""
     g = conv_geometry(*case)
-    wfmt, fout = PAIR_WFMT, fp.Fixed(16, 3, signed=xfmt.signed)
+    fout = fp.Fixed(16, 3, signed=xfmt.signed)
     x = rng.integers(xfmt.qmin, xfmt.qmax + 1, size=(g["cin"], g["h"], g["w"]))
     w = rng.integers(wfmt.qmin, wfmt.qmax + 1,
                      size=(g["cout"], g["cin"] // g["group"], g["kh"], g["kw"]))
     w.flat[:3] = wfmt.qmin
     x.flat[:3] = xfmt.qmin if xfmt.signed else xfmt.qmax
     bias = rng.integers(-(1 << 20), 1 << 20, size=g["cout"])
-    shift = 6
+    shift = 6 if wfmt.bits == 8 else 14
     acc = np_conv(x, w, g, np.int64) + bias.reshape(1, -1, 1, 1)
     want = accumulate_out(acc, shift + fout.frac, fout, NONE)[0]
-    xt, ot = STORED[xfmt.bits, xfmt.signed], STORED[16, fout.signed]
-    wa, ba = arr(w, np.int8), arr(bias, np.int32)
-    geom = Conv(**dict(g, wtype=TAG[np.dtype(np.int8)], acc32=1))
+    xt, wt, ot = STORED[xfmt.bits, xfmt.signed], STORED[wfmt.bits, True], STORED[16, fout.signed]
+    wa, ba = arr(w, wt), arr(bias, np.int32)
+    fan_in = g["cin"] // g["group"] * g["kh"] * g["kw"]
+    acc32 = int(fp.accumulator_of(fan_in, xfmt, wfmt) is fp.INT32)
+    geom = Conv(**dict(g, wtype=TAG[np.dtype(wt)], acc32=acc32))
     r = rq(shift, fout, NONE, out=ot)
 
     def call(win, geom_struct, oy, lo, hi, row):
@@ -480,6 +475,28 @@ def test_conv_row_q_int32_sums_in_every_geometry(conv_lib, rng, case, xfmt):
 
     got = run_conv_rows(x, g, call, xt, ot)
     assert np.array_equal(got, want), np.abs(got.astype(np.int64) - want).max()
+
+
+@pytest.mark.parametrize("case,xfmt", [  # where int32 sums are proven (not 4097 x 9 int16 inputs)
+    (case, xfmt) for case in PAIR_CONVS
+    for xfmt in (fp.Fixed(8, 5), fp.Fixed(8, 4, False), fp.Fixed(16, 9))
+    if fp.accumulator_of(case[0] // case[-1] * case[4][0] * case[4][1], xfmt, PAIR_WFMT)
+    is fp.INT32])
+def test_conv_row_q_int32_sums_in_every_geometry(conv_lib, rng, case, xfmt):
+    """8-bit and int16 inputs with 8-bit weights in int32 sums (on AVX2, the pair kernel: input
+    channels two to a lane, odd counts, fewer than four output channels, rows of fewer and more
+    column tiles than pack their weights, strides, dilations, groups)."""
+    check_conv_q(conv_lib, rng, case, xfmt, PAIR_WFMT)
+
+
+@pytest.mark.parametrize("case", PAIR_CONVS + [  # weights converted to the sum type by chunk:
+    (111, 72, 3, 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 36 a call: chunks of 32 and 4
+    (300, 40, 3, 20, (3, 3), (1, 1), (1, 1, 1, 1), (1, 1), 1),  # 20 a call, chunks of 12: unconverted
+])
+def test_conv_row_q_64_bit_sums_in_every_geometry(conv_lib, rng, case):
+    """16-bit inputs and weights in 64-bit sums (on x86-64, in double: exact integers), every
+    geometry, with the weights converted to double once per row and chunk of channels."""
+    check_conv_q(conv_lib, rng, case, fp.Fixed(16, 9), fp.Fixed(16, 14))
 
 
 def test_dense_int32_accumulator_holds_exactly_up_to_the_proven_bound(lib):
@@ -1204,6 +1221,7 @@ int main(int argc, char **argv)
 """
 
 
+@pytest.mark.slow
 def test_fixed_kernels_clean_under_sanitizers(tmp_path):
     """Extreme values (16/32-bit ends, shifts up to +-100, wrapping sums) run without a sanitizer
     report (the float kernels too); the scalar rules equal numpy's int64 semantics even where they

@@ -211,7 +211,7 @@ def _check(readme_cmd: str, cmd: str, r, cwd) -> None:
 
 @pytest.mark.parametrize("line,commands", [
     pytest.param(n, cmds, id=f"README:{n}",
-                 marks=[pytest.mark.slow] if any(TRAINS.match(c) for c in cmds) else [])
+                 marks=[pytest.mark.slow] if any(TRAINS.search(c) for c in cmds) else [])
     for n, cmds in SHELL])
 def test_readme_shell_block(line, commands, workdir):
     for cmd in commands:

@@ -118,6 +118,7 @@ def test_mnist_cnn_at_8_bits_every_reported_adversarial_example_fools_the_c_prog
     _deployed_case(module, mnist, x, y, rng, tmp_path)
 
 
+@pytest.mark.slow
 def test_the_cli_writes_both_curves_the_transfer_and_a_compilable_deployed_model(trained,
                                                                                  tmp_path):
     """`--deployed 8` on the ONNX file; the deployed.mlir it writes, given back as

@@ -66,6 +66,7 @@ JOBS = [("analyze", {"model": "zoo:squeezenet", "target": "neuraghe-losa"}),
         ("analyze", {"model": "zoo:lenet5", "target": "orlando", "bits": 16})]
 
 
+@pytest.mark.slow
 def test_kill_9_then_restart_reruns_the_jobs_to_the_same_results(tmp_path):
     """Three jobs, one worker: one running and two queued when the server and the running job's
     process are killed with -9. After a restart all three succeed, with the results of an
@@ -204,6 +205,7 @@ def test_a_client_id_makes_submission_idempotent(server):
     assert e.value.status == 409
 
 
+@pytest.mark.slow
 def test_security_events_draw_the_curve_the_report_gives(server):
     """The `point` events are the curve as it is computed: the last one per epsilon is the
     report's accuracy there."""

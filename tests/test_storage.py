@@ -187,6 +187,7 @@ def test_a_batch_on_neuraghe_counts_each_items_scratch_as_the_program_allocates_
     np.testing.assert_array_equal(y, want.astype(np.float32))
 
 
+@pytest.mark.slow
 @needs_gcc
 def test_fixed_point_values_are_stored_in_their_formats_c_types(quantized, tmp_path):
     """An 8-bit model: 1-byte weights, 4-byte biases (accumulator format), 1-byte FIFO tokens --

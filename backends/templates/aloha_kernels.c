@@ -517,7 +517,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         return v;                                                                                \
     }                                                                                            \
     enum { mkt_in_registers_##NAME = 1 };                                                        \
-    static ALOHA_NOINLINE ALOHA_MAYBE_UNUSED void mkt_##NAME(                                    \
+    static ALOHA_NOINLINE ALOHA_MAYBE_UNUSED MK_CONTRACT_##UT void mkt_##NAME(                   \
         UT (*restrict acc)[OX_BLOCK], const XT *restrict x, const ptrdiff_t *xo, size_t xs,      \
         const WT *restrict w, const ptrdiff_t *wo, size_t ws, size_t wco, int taps, int n,       \
         int nco, int cols)                                                                       \
@@ -544,7 +544,10 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         memcpy(a3, acc[3], sizeof a3);                                                           \
         if (cols <= OX_BLOCK / 2)                                                                \
             MKT_TAPS(NAME, XT, WT, AT, UT, 0, NV / 2)                                            \
-        else                                                                                     \
+        else if (NV > 2) { /* 64-bit sums: 16 vectors of sums would not fit the registers */     \
+            MKT_TAPS(NAME, XT, WT, AT, UT, 0, NV / 2)                                            \
+            MKT_TAPS(NAME, XT, WT, AT, UT, NV / 2, NV)                                           \
+        } else                                                                                   \
             MKT_TAPS(NAME, XT, WT, AT, UT, 0, NV)                                                \
         memcpy(acc[0], a0, sizeof a0);                                                           \
         memcpy(acc[1], a1, sizeof a1);                                                           \
@@ -558,6 +561,17 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
         static const ptrdiff_t origin = 0;                                                       \
         mkt_##NAME(acc, x, &origin, xs, w, &origin, ws, wco, 1, n, nco, OX_BLOCK);               \
     }
+/* Sums in double hold exact integers (products below 2^31, sums below 2^53): a fused multiply-add
+ * rounds nothing there, so GCC may contract them (ISO C mode keeps every multiply and add apart);
+ * float sums stay uncontracted, the reference's order and roundings. */
+#if defined(__GNUC__) && !defined(__clang__)
+#define MK_CONTRACT_double __attribute__((optimize("fp-contract=fast")))
+#else
+#define MK_CONTRACT_double
+#endif
+#define MK_CONTRACT_float
+#define MK_CONTRACT_uint32_t
+#define MK_CONTRACT_uint64_t
 /* The taps' sums into a0..a3 over the vectors [V0, V1) of the tile's columns. */
 #define MKT_TAPS(NAME, XT, WT, AT, UT, V0, V1)                                                   \
     for (t = 0; t < taps; t++) {                                                                 \
@@ -594,7 +608,7 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
     CONV_GATHER(NAME, XT, WT, AT, UT, MK)                                                        \
     CONV_TILE_ST(NAME, WT, UT, ST, SNAME)                                                        \
     CONV_STAGE(NAME, XT, AT, ST)                                                                 \
-    CONV_ROWS(NAME, WT, UT, ST, EMIT, stage_shape)
+    CONV_ROWS(NAME, NAME, WT, UT, ST, EMIT, stage_shape)
 /* CONV_GATHER: the micro-kernel mk_NAME and the gather path's tiles */
 #define CONV_GATHER(NAME, XT, WT, AT, UT, MK)                                                    \
     MK(NAME, XT, WT, AT, UT)                                                                     \
@@ -702,8 +716,9 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             }                                                                                    \
         }                                                                                        \
     }
-#define CONV_ROWS(NAME, WT, UT, ST, EMIT, SHAPE)                                                 \
-    static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
+/* CONV_ROWS: rows_RNAME, NAME's staged or gathered tiles over a row's column tiles */
+#define CONV_ROWS(NAME, RNAME, WT, UT, ST, EMIT, SHAPE)                                          \
+    static void rows_##RNAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,           \
                             const conv_post *post, int oy, int co_lo, int co_hi)                 \
     {                                                                                            \
         const int cog = g->cout / g->group, iy0 = oy * g->sh - g->pt;                            \
@@ -1065,6 +1080,63 @@ PAIR_KERNEL(packed, uint32_t, 1)
 #else
 #define CONV_TILE_uint32_t CONV_TILE_WIDE
 #endif
+/* CONV_TILE_PACKED: CONV_TILE_WIDE's tiles, whose rows first convert the weights to the sum type
+ * UT (in chunks of the group's channels that fit ALOHA_PACK_BYTES), once for all the row's column
+ * tiles: the micro-kernel then broadcasts each weight straight from memory. For sums in double,
+ * converting each weight where it is used (a load, a convert and a broadcast, four times a
+ * channel) bounded the loop. A row whose stage does not fit, or whose chunks would be fewer than
+ * PACK_CHUNK channels (restaging the input for each cost more than the conversion saves: a
+ * 7 x 7 x 512 layer's 3x3 took 3x longer), runs the unconverted tiles. */
+#define ALOHA_PACK_BYTES (256 * 1024)
+#define PACK_CHUNK 16 /* channels a chunk at least (or all): each chunk stages the input again */
+#define CONV_ROWS_PACKED(NAME, WT, AT, UT, EMIT)                                                 \
+    static void rows_##NAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,            \
+                            const conv_post *post, int oy, int co_lo, int co_hi)                 \
+    {                                                                                            \
+        const int cig = g->cin / g->group, cog = g->cout / g->group, iy0 = oy * g->sh - g->pt;   \
+        const size_t wco = (size_t)cig * g->kh * g->kw;                                          \
+        UT st[ALOHA_CONV_STAGE_BYTES / sizeof(UT)];                                              \
+        UT wp[ALOHA_PACK_BYTES / sizeof(UT)];                                                    \
+        UT acc[CO_BLOCK][OX_BLOCK];                                                              \
+        conv_stage s;                                                                            \
+        size_t i;                                                                                \
+        int gi, co, nco, ox0, ky_lo, ky_hi, c0, c1, chunk;                                       \
+        tap_range(iy0, g->dh, g->kh, 0, g->h, &ky_lo, &ky_hi);                                   \
+        s = stage_shape(g, ky_hi - ky_lo);                                                       \
+        chunk = (int)(sizeof wp / sizeof wp[0] / wco) / CO_BLOCK * CO_BLOCK;                     \
+        if (s.elems > sizeof st / sizeof st[0] || chunk == 0 ||                                  \
+            (chunk < PACK_CHUNK && chunk < (co_hi - co_lo < cog ? co_hi - co_lo : cog))) {       \
+            rows_##NAME##_u(x, w, g, post, oy, co_lo, co_hi);                                    \
+            return;                                                                              \
+        }                                                                                        \
+        for (gi = co_lo / cog; gi * cog < co_hi; gi++) {                                         \
+            const int ga = gi * cog > co_lo ? gi * cog : co_lo;                                  \
+            const int gb = (gi + 1) * cog < co_hi ? (gi + 1) * cog : co_hi;                      \
+            for (c0 = ga; c0 < gb; c0 = c1) {                                                    \
+                c1 = gb - c0 < chunk ? gb : c0 + chunk;                                          \
+                for (i = 0; i < (size_t)(c1 - c0) * wco; i++)                                    \
+                    wp[i] = (UT)(AT)w[(size_t)c0 * wco + i];                                     \
+                for (ox0 = 0; ox0 < g->ow; ox0 += OX_BLOCK) {                                    \
+                    const int n = g->ow - ox0 < OX_BLOCK ? g->ow - ox0 : OX_BLOCK;               \
+                    stage_##NAME(st, x, g, &s, (size_t)gi * cig, iy0, ky_lo, ky_hi, ox0);        \
+                    for (co = c0; co < c1; co += nco) {                                          \
+                        nco = co_block(co, c1, cog);                                             \
+                        tile_st_##NAME##_w(acc, st, wp, g, &s, ky_lo, ky_hi, co - c0, nco, n);   \
+                        EMIT(acc, post, co, nco, ox0, n, g->ow);                                 \
+                    }                                                                            \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+    }
+#define CONV_TILE_PACKED(NAME, XT, WT, AT, UT, MK, EMIT)                                         \
+    MK(NAME##_s, UT, WT, AT, UT)                                                                 \
+    MK(NAME##_sw, UT, UT, UT, UT)                                                                \
+    CONV_GATHER(NAME, XT, WT, AT, UT, MK)                                                        \
+    CONV_TILE_ST(NAME, WT, UT, UT, NAME##_s)                                                     \
+    CONV_TILE_ST(NAME##_w, UT, UT, UT, NAME##_sw)                                                \
+    CONV_STAGE(NAME, XT, AT, UT)                                                                 \
+    CONV_ROWS(NAME, NAME##_u, WT, UT, UT, EMIT, stage_shape)                                     \
+    CONV_ROWS_PACKED(NAME, WT, AT, UT, EMIT)
 #if defined(__arm__) && !defined(__aarch64__)
 #define CONV_TILE_uint64_t(NAME, XT, WT, AT, UT, MK, EMIT)                                       \
     CONV_TILE(NAME, XT, WT, AT, UT, MK, EMIT, XT, NAME)
@@ -1108,7 +1180,7 @@ PAIR_KERNEL(packed, uint32_t, 1)
 #define CONV_Q_NARROW64(NAME, XT, WT)                                                            \
     CONV_Q(NAME##_i, XT, WT, int64_t, uint64_t)                                                  \
     CONV_EMIT(NAME##_d, int64_t, double)                                                         \
-    CONV_TILE_WIDE(NAME##_d, XT, WT, int32_t, double, MK_VEC, emit_##NAME##_d)                   \
+    CONV_TILE_PACKED(NAME##_d, XT, WT, int32_t, double, MK_VEC, emit_##NAME##_d)                 \
     static void conv_##NAME(const aloha_win_t *x, const WT *w, const int32_t *bias,              \
                             const aloha_conv_t *g, const aloha_rq_t *rq, int oy, int co_lo,      \
                             int co_hi, void *out)                                                \

@@ -253,7 +253,7 @@ def _at(text: str, needle: str) -> tuple[int, int]:
 
 
 @pytest.mark.parametrize("old, new, at, message", [
-    ("fixed16: 3.5,", "fixed16: 0,", "0", "ops_per_cycle for fixed16 must be > 0"),
+    ("fixed16: 4.1,", "fixed16: 0,", "0", "ops_per_cycle for fixed16 must be > 0"),
     ("memory_bandwidth = 1.54 GB/s", "memory_bandwidth = 0 GB/s", "0 GB/s",
      "memory_bandwidth must be > 0, got '0 GB/s'"),
     ("size = 4 GiB", "size = 1e400 MiB", "1e400", "size '1e400 MiB' is not a finite size"),
@@ -275,9 +275,9 @@ def test_zero_and_infinite_quantities_are_refused_at_the_value(old, new, at, mes
 
 def test_a_cpu_needs_a_rate_for_every_declared_data_type():
     """Before: a missing (or zero) rate silently used the fastest other type's rate."""
-    e = _error(HOST.replace("fixed16: 3.5, ", ""), name="host.arch")
+    e = _error(HOST.replace("fixed16: 4.1, ", ""), name="host.arch")
     assert "ops_per_cycle gives no rate for fixed16" in str(e)
-    e = _error(HOST.replace("fixed16: 3.5,", "fixed16: 3.5, fixed16: 3,"), name="host.arch")
+    e = _error(HOST.replace("fixed16: 4.1,", "fixed16: 4.1, fixed16: 3,"), name="host.arch")
     assert "names 'fixed16' twice" in str(e)
 
 

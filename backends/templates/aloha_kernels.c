@@ -692,11 +692,14 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
             mkt_##SNAME(acc, st, xo, (size_t)g->sw * s->len, w + co * wco, wo, (size_t)ksz, wco,  \
                        n, s->cig, nco, cols);                                                    \
     }
-#define CONV_STAGE(NAME, XT, AT, ST)                                                             \
+/* CONV_STAGE_OF: stage_NAME, PER input channels to a stage element ELEM(XT, AT, ST, xc, i, whole)
+ * of channel run xc's column i (whole: the element's channels all exist). */
+#define CONV_STAGE_OF(NAME, XT, AT, ST, PER, ELEM)                                               \
     static void stage_##NAME(ST *restrict st, const aloha_win_t *x, const aloha_conv_t *g,       \
                              const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
                              int ox0)                                                            \
     {                                                                                            \
+        const int cig = g->cin / g->group;                                                       \
         int ky, c, p, q, lo, hi;                                                                 \
         for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
             const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
@@ -705,17 +708,21 @@ static conv_post conv_post_of(const void *bias, const aloha_act_t *act, const al
                 tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
                 for (c = 0; c < s->cig; c++) {                                                   \
                     ST *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);                  \
-                    const ptrdiff_t at = (ptrdiff_t)c * g->w + first;                            \
+                    const XT *xc = row + (ptrdiff_t)(PER) * c * g->w + first;                    \
+                    const int whole = (PER) * (c + 1) <= cig;                                    \
+                    (void)whole;                                                                 \
                     for (q = 0; q < lo; q++)                                                     \
                         d[q] = 0;                                                                \
                     for (; q < hi; q++)                                                          \
-                        d[q] = (ST)(AT)row[at + (ptrdiff_t)q * g->sw];                   \
+                        d[q] = ELEM(XT, AT, ST, xc, (ptrdiff_t)q * g->sw, whole);                \
                     for (; q < s->len; q++)                                                      \
                         d[q] = 0;                                                                \
                 }                                                                                \
             }                                                                                    \
         }                                                                                        \
     }
+#define STAGE_ONE(XT, AT, ST, XC, I, WHOLE) (ST)(AT)(XC)[I]
+#define CONV_STAGE(NAME, XT, AT, ST) CONV_STAGE_OF(NAME, XT, AT, ST, 1, STAGE_ONE)
 /* CONV_ROWS: rows_RNAME, NAME's staged or gathered tiles over a row's column tiles */
 #define CONV_ROWS(NAME, RNAME, WT, UT, ST, EMIT, SHAPE)                                          \
     static void rows_##RNAME(const aloha_win_t *x, const WT *w, const aloha_conv_t *g,           \
@@ -942,37 +949,10 @@ PAIR_KERNEL(packed, uint32_t, 1)
  * they serve every column tile of the row. */
 #define ALOHA_PAIR_PACK_BYTES (128 * 1024)
 #define PAIR_TAPS_MAX 256 /* kernel taps of a row (a 16 x 16 kernel); more take the gather path */
-/* The pair stage of one column tile: stage_NAME's, two channels to an element. */
-#define CONV_STAGE_PAIR(NAME, XT)                                                                \
-    static void stage_##NAME(uint32_t *restrict st, const aloha_win_t *x, const aloha_conv_t *g, \
-                             const conv_stage *s, size_t cbase, int iy0, int ky_lo, int ky_hi,   \
-                             int ox0)                                                            \
-    {                                                                                            \
-        const int cig = g->cin / g->group;                                                       \
-        int ky, c, p, q, lo, hi;                                                                 \
-        for (ky = ky_lo; ky < ky_hi; ky++) {                                                     \
-            const XT *row = (const XT *)x->p + win_offset(x, iy0 + ky * g->dh) + cbase * g->w;   \
-            for (p = 0; p < g->sw; p++) {                                                        \
-                const int first = ox0 * g->sw + p - g->pl; /* the input column of q = 0 */       \
-                tap_range(first, g->sw, s->len, 0, g->w, &lo, &hi);                              \
-                for (c = 0; c < s->cig; c++) {                                                   \
-                    uint32_t *restrict d = st + stage_at(s, ky - ky_lo, c, p, g->sw);            \
-                    const XT *x0 = row + (ptrdiff_t)(2 * c) * g->w + first;                      \
-                    const XT *x1 = x0 + g->w;                                                    \
-                    for (q = 0; q < lo; q++)                                                     \
-                        d[q] = 0;                                                                \
-                    if (2 * c + 1 < cig)                                                         \
-                        for (; q < hi; q++)                                                      \
-                            d[q] = pair16(x0[(ptrdiff_t)q * g->sw], x1[(ptrdiff_t)q * g->sw]);   \
-                    else                                                                         \
-                        for (; q < hi; q++)                                                      \
-                            d[q] = pair16(x0[(ptrdiff_t)q * g->sw], 0);                          \
-                    for (; q < s->len; q++)                                                      \
-                        d[q] = 0;                                                                \
-                }                                                                                \
-            }                                                                                    \
-        }                                                                                        \
-    }
+/* The pair stage of one column tile: stage_NAME's, two channels to an element (the odd one 0 past
+ * the group's last). */
+#define STAGE_PAIR(XT, AT, ST, XC, I, WHOLE) pair16((XC)[I], (WHOLE) ? (XC)[(I) + g->w] : 0)
+#define CONV_STAGE_PAIR(NAME, XT) CONV_STAGE_OF(NAME, XT, int32_t, uint32_t, 2, STAGE_PAIR)
 #define CONV_PACK_PAIR(NAME, WT)                                                                 \
     static void pack_##NAME(uint32_t *restrict wp, const WT *restrict w, int cig, int ksz,       \
                             int c0, int c1)                                                      \

@@ -897,7 +897,6 @@ static ALOHA_MAYBE_UNUSED conv_stage stage_shape_pair(const aloha_conv_t *g, int
     _mm256_storeu_si256((__m256i *)acc[J], a##J##0);                                             \
     _mm256_storeu_si256((__m256i *)(acc[J] + 8), a##J##1);
 #define PAIR_KERNEL(NAME, WT, PACKED_)                                                           \
-    enum { pairs_packed_##NAME = PACKED_ };                                                      \
     /* One channel's sums (a group's last channels, fewer than four to a tile). */               \
     static ALOHA_MAYBE_UNUSED void pairs1_##NAME(                                                \
         uint32_t *restrict acc, const uint32_t *restrict x, const ptrdiff_t *xo, size_t xs,      \
@@ -943,16 +942,16 @@ static ALOHA_MAYBE_UNUSED conv_stage stage_shape_pair(const aloha_conv_t *g, int
     }
 PAIR_KERNEL(packed, uint32_t, 1)
 
+/* The pair stage of one column tile: stage_NAME's, two channels to an element (the odd one 0 past
+ * the group's last). */
+#define STAGE_PAIR(XT, AT, ST, XC, I, WHOLE) pair16((XC)[I], (WHOLE) ? (XC)[(I) + g->w] : 0)
+#define CONV_STAGE_PAIR(NAME, XT) CONV_STAGE_OF(NAME, XT, int32_t, uint32_t, 2, STAGE_PAIR)
 /* The packed weights of a tile row of output channels: for each channel, each pair of input
  * channels and each kernel tap, the pair's two weights (the odd one 0 past the group's last
  * channel), in the order of the stage's pairs. Packed once per row call and chunk of channels,
  * they serve every column tile of the row. */
 #define ALOHA_PAIR_PACK_BYTES (128 * 1024)
 #define PAIR_TAPS_MAX 256 /* kernel taps of a row (a 16 x 16 kernel); more take the gather path */
-/* The pair stage of one column tile: stage_NAME's, two channels to an element (the odd one 0 past
- * the group's last). */
-#define STAGE_PAIR(XT, AT, ST, XC, I, WHOLE) pair16((XC)[I], (WHOLE) ? (XC)[(I) + g->w] : 0)
-#define CONV_STAGE_PAIR(NAME, XT) CONV_STAGE_OF(NAME, XT, int32_t, uint32_t, 2, STAGE_PAIR)
 #define CONV_PACK_PAIR(NAME, WT)                                                                 \
     static void pack_##NAME(uint32_t *restrict wp, const WT *restrict w, int cig, int ksz,       \
                             int c0, int c1)                                                      \

@@ -51,9 +51,10 @@ def _exact(module, code, x):
     return y
 
 
-@pytest.mark.parametrize("name,cls", _backends())
+@pytest.mark.parametrize("name,cls,buffers", [  # orlando at its minimal sizes in make test-all
+    pytest.param(n, c, b, marks=pytest.mark.slow) if (n, b) == ("orlando", "minimal") else (n, c, b)
+    for n, c in _backends() for b in ("schedule", "minimal")])
 @pytest.mark.parametrize("bits", [8, 16])
-@pytest.mark.parametrize("buffers", ["schedule", "minimal"])
 def test_every_backend_is_bit_exact_on_a_quantized_model(tmp_path, name, cls, bits, buffers):
     module = _quantized_digits(bits)
     code = generate(module, cls.default_platform, str(tmp_path), backend=name, buffers=buffers)
@@ -160,7 +161,8 @@ def test_host_float_mnist8_matches_onnxruntime_under_sanitizers(tmp_path):
                 sanitize=True)
 
 
-@pytest.mark.parametrize("zoo", ["mnist_cnn", pytest.param("lenet5", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("zoo", [pytest.param(z, marks=pytest.mark.slow)  # make test-all
+                                 for z in ("mnist_cnn", "lenet5")])
 def test_host_float_zoo_builders_match_onnxruntime_under_sanitizers(tmp_path, zoo):
     from backends.onnx.export import save_onnx
     from frontends.loader import load_model
@@ -450,6 +452,7 @@ def test_compare_reports_per_layer_sqnr_and_locates_a_broken_layer(tmp_path):
     assert first["sqnr_db"] < 200
 
 
+@pytest.mark.slow
 def test_an_out_of_tree_platform_registers_through_the_entry_point(tmp_path):
     """The README's "Adding a platform", end to end: a package outside backends/ (its .arch file,
     backend module and a template overriding platform.j2) registered by entry point metadata."""

@@ -143,6 +143,7 @@ def test_noisy_measurements_are_fitted_within_the_noise(tmp_path):
         assert p.fps == pytest.approx(r.fps, rel=0.025)
 
 
+@pytest.mark.slow
 def test_leave_one_out_refits_without_the_row(tmp_path):
     rows = read_measurements(_synthetic(tmp_path))[:2]
     model = Predictor(rows, "neuraghe-losa")

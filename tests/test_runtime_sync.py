@@ -99,6 +99,7 @@ def _arch_with_handover(directory, handover_us: float) -> str:
     return path
 
 
+@pytest.mark.slow
 def test_auto_runs_one_thread_where_the_hand_overs_cost_more_than_the_threads_save(tmp_path):
     """`runtime="auto"` on the digits CNN: the threads save the cost model's one-thread seconds
     (the csdf actors' cost_s, summed) minus the schedule's period; they pay a hand-over per FIFO

@@ -165,6 +165,7 @@ def test_workers_give_the_same_curve_as_one_process(trained):
     assert one.fgsm_accuracy == two.fgsm_accuracy
 
 
+@pytest.mark.slow
 def test_secure_cli_json_plots_adversarial_dataset_and_transfer(trained, tmp_path):
     _, path, _, _ = trained
     out = tmp_path / "sec"
@@ -261,6 +262,7 @@ def test_adversarial_training_makes_the_curve_decay_more_gracefully(trained, tmp
     assert after.clean_accuracy > 0.8
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not os.environ.get("ALOHA_DATA"), reason="ALOHA_DATA (../shared/data) is unset")
 def test_mnist8_is_attacked_in_its_0_255_range_without_masking(tmp_path):
     """mnist-8 takes 0..255 (its recorded range): attacked in [0, 1], its curve falls to ~0 by

@@ -121,7 +121,8 @@ def test_cancel_stops_a_running_security_job_within_2_s(server):
     assert c.cancel(job["id"])["state"] == "cancelled"  # cancelling again changes nothing
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+@pytest.mark.parametrize("sig", [pytest.param(signal.SIGTERM, marks=pytest.mark.slow),
+                                 signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_a_stopped_or_killed_server_leaves_no_job_running_and_a_restart_reruns_it(tmp_path, sig):
     """The server alone (not its session) gets SIGTERM or SIGKILL while a job runs and a client
     follows its events. SIGTERM: the server exits promptly (the open event stream does not hold
